@@ -1,0 +1,478 @@
+//! The JSON wire types of the HTTP API (`shared/API.md`).
+//!
+//! The server, the typed client, the CLI and the MCP tools all use these types,
+//! so the four doors into the broker cannot drift apart. Keys are camelCase;
+//! optional fields are omitted rather than sent as `null`.
+
+use crate::time::Timestamp;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+/// Whether a peer has been heard from recently.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum PeerStatus {
+    /// Heard from within the stale limit (default 90 s), or holding an open wait.
+    Online,
+    /// Silent past the stale limit but not yet past the offline limit.
+    Stale,
+    /// Disconnected, or silent past the offline limit (default 15 min).
+    Offline,
+}
+
+/// How a peer talks to the broker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Via {
+    /// REST calls (curl, the `cipc` CLI, scripts).
+    #[default]
+    Http,
+    /// An MCP session (Claude Code).
+    Mcp,
+}
+
+/// A session registered with the broker under a role.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Peer {
+    /// Stable identity; reconnecting with it keeps it.
+    pub id: Uuid,
+    /// What the peer does ("backend", "linux-client"); commands can target it.
+    pub role: String,
+    /// Free-form capability tags the peer advertised.
+    pub capabilities: Vec<String>,
+    /// A human-friendly name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Liveness derived from `lastSeen` (and explicit disconnects).
+    pub status: PeerStatus,
+    /// When the peer (re)connected.
+    pub connected_at: Timestamp,
+    /// The last time the broker heard from the peer.
+    pub last_seen: Timestamp,
+    /// How the peer is connected.
+    #[serde(default)]
+    pub via: Via,
+    /// The commands delivered to this peer that it has not acked yet (ids).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub working_on: Vec<Uuid>,
+}
+
+/// The lifecycle of a command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum CommandStatus {
+    /// Waiting for a peer to take it.
+    Pending,
+    /// Taken by a peer that has not acked yet.
+    Delivered,
+    /// Done, with a result.
+    Acked,
+    /// Done, with an error.
+    Failed,
+    /// Cancelled by someone before it finished.
+    Cancelled,
+    /// Its `ttl` ran out before a peer took it.
+    Expired,
+}
+
+impl CommandStatus {
+    /// Every status, in lifecycle order (for counts and help texts).
+    pub const ALL: [CommandStatus; 6] = [
+        CommandStatus::Pending,
+        CommandStatus::Delivered,
+        CommandStatus::Acked,
+        CommandStatus::Failed,
+        CommandStatus::Cancelled,
+        CommandStatus::Expired,
+    ];
+
+    /// A finished command never changes again.
+    pub fn is_terminal(self) -> bool {
+        !matches!(self, CommandStatus::Pending | CommandStatus::Delivered)
+    }
+
+    /// The wire name ("pending", ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CommandStatus::Pending => "pending",
+            CommandStatus::Delivered => "delivered",
+            CommandStatus::Acked => "acked",
+            CommandStatus::Failed => "failed",
+            CommandStatus::Cancelled => "cancelled",
+            CommandStatus::Expired => "expired",
+        }
+    }
+}
+
+impl std::str::FromStr for CommandStatus {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        CommandStatus::ALL
+            .into_iter()
+            .find(|c| c.as_str() == s)
+            .ok_or_else(|| {
+                format!("unknown status {s:?}: use one of pending, delivered, acked, failed, cancelled, expired")
+            })
+    }
+}
+
+/// An order sent to a role, a peer, or everyone, and its outcome.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Command {
+    /// Unique id (UUID v7).
+    pub id: Uuid,
+    /// Who sent it (a name, a role or a peer id; "dashboard" for the web UI).
+    pub from: String,
+    /// A role, a peer id, or the peer id of one copy of a `"*"` fan-out.
+    pub target: String,
+    /// What to do, e.g. "start-server".
+    pub action: String,
+    /// Arguments of the action (any JSON).
+    #[schema(value_type = Object)]
+    pub params: Value,
+    /// Where it is in its lifecycle.
+    pub status: CommandStatus,
+    /// When it was sent.
+    pub created_at: Timestamp,
+    /// The peer that took it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivered_to: Option<Uuid>,
+    /// When that peer took it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivered_at: Option<Timestamp>,
+    /// When it finished (acked, failed, cancelled or expired).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acked_at: Option<Timestamp>,
+    /// The result the peer acked with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Object)]
+    pub result: Option<Value>,
+    /// The error the peer acked with (status `failed`), or why it was cancelled/expired.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// The sender's idempotency key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dedupe_key: Option<String>,
+    /// When it expires if nobody takes it (from `ttl`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<Timestamp>,
+    /// How many times it has been delivered (1 on first delivery).
+    #[serde(default)]
+    pub attempt: u32,
+    /// True once it went back to pending because its peer left without acking.
+    #[serde(default)]
+    pub redelivered: bool,
+    /// Audit: the peer id or network address that created it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<String>,
+}
+
+/// One message of a channel.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Message {
+    /// Position in the channel, from 1, only growing.
+    pub seq: u64,
+    /// The channel's name.
+    pub channel: String,
+    /// The message body (any JSON).
+    #[schema(value_type = Object)]
+    pub data: Value,
+    /// Who sent it, when known (`X-Cipc-Peer`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+    /// When it was appended.
+    pub sent_at: Timestamp,
+}
+
+/// A named latch with data.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Signal {
+    /// Its name.
+    pub name: String,
+    /// Whether it is set (waiters return at once).
+    pub emitted: bool,
+    /// The data of the latest emission.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Object)]
+    pub data: Option<Value>,
+    /// When it was last emitted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub emitted_at: Option<Timestamp>,
+    /// Who emitted it last, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub emitted_by: Option<String>,
+    /// How many times it has been emitted (clearing keeps the count).
+    pub count: u64,
+}
+
+/// A summary of one channel.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ChannelInfo {
+    /// Its name.
+    pub name: String,
+    /// How many messages it holds now (after retention).
+    pub count: u64,
+    /// The oldest seq still held (lastSeq + 1 when empty).
+    pub first_seq: u64,
+    /// The newest seq ever appended (0 when never written).
+    pub last_seq: u64,
+    /// When the newest message was appended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_at: Option<Timestamp>,
+}
+
+// ---- request bodies ----
+
+/// Body of `POST /peers/connect`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ConnectRequest {
+    /// The role to take, 1-64 chars of `[A-Za-z0-9._-]`.
+    pub role: String,
+    /// Capability tags.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capabilities: Option<Vec<String>>,
+    /// A human-friendly name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// The id of a known peer to reconnect as.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<Uuid>,
+}
+
+/// Body of `POST /commands/send`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SendRequest {
+    /// Who sends it; defaults to the `X-Cipc-Peer` peer's role, else "anonymous".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+    /// A role, a peer id, or `"*"` for every online peer.
+    pub target: String,
+    /// What to do.
+    pub action: String,
+    /// Arguments (any JSON; default `{}`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Object)]
+    pub params: Option<Value>,
+    /// Idempotency key: a repeat answers the original command.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dedupe_key: Option<String>,
+    /// Milliseconds the command may stay pending before it expires.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl: Option<u64>,
+}
+
+/// Body of `POST /commands/{id}/ack`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AckRequest {
+    /// The outcome (any JSON).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Object)]
+    pub result: Option<Value>,
+    /// Present means the command failed, with this message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// Body of `POST /signals/{name}`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EmitRequest {
+    /// Data carried by the signal (any JSON).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Object)]
+    pub data: Option<Value>,
+}
+
+// ---- responses ----
+
+/// `{"peer": Peer}`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct PeerResponse {
+    /// The peer.
+    pub peer: Peer,
+}
+
+/// `{"peers": [Peer]}`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct PeersResponse {
+    /// The peers.
+    pub peers: Vec<Peer>,
+}
+
+/// Answer of `GET /peers/discover`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct DiscoverResponse {
+    /// Online peers.
+    pub peers: Vec<Peer>,
+    /// Distinct roles of online peers.
+    pub roles: Vec<String>,
+    /// Number of online peers.
+    pub count: usize,
+}
+
+/// Answer of `POST /commands/send` for a single target.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct SendResponse {
+    /// The command (the original one when `dedupeKey` repeated).
+    pub command: Command,
+    /// True when no online peer holds the target yet.
+    pub queued: bool,
+}
+
+/// `{"command": Command}` (with `timedOut` on a result wait that ran out).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CommandResponse {
+    /// The command.
+    pub command: Command,
+    /// Present and true when a wait ran out before the command finished.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub timed_out: bool,
+}
+
+/// Answer of `GET /commands/{peerId}/wait`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WaitResponse {
+    /// The command now delivered to the waiting peer, or null on timeout.
+    pub command: Option<Command>,
+    /// Present and true when nothing arrived in time.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub timed_out: bool,
+}
+
+/// `{"commands": [Command]}`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct CommandsResponse {
+    /// The commands.
+    pub commands: Vec<Command>,
+}
+
+/// `{"message": Message}`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct MessageResponse {
+    /// The appended message.
+    pub message: Message,
+}
+
+/// Answer of `GET /channels/{name}/messages`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MessagesResponse {
+    /// The channel's name.
+    pub channel: String,
+    /// Messages with seq > since, oldest first.
+    pub messages: Vec<Message>,
+    /// The oldest seq still held (earlier ones were trimmed by retention).
+    pub first_seq: u64,
+    /// The newest seq ever appended (0 if none).
+    pub last_seq: u64,
+    /// Present and true when a long-poll ran out with nothing new.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub timed_out: bool,
+}
+
+/// `{"channels": [ChannelInfo]}`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ChannelsResponse {
+    /// The channels.
+    pub channels: Vec<ChannelInfo>,
+}
+
+/// `{"signal": Signal}` (with `timedOut` on a wait that ran out).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SignalResponse {
+    /// The signal.
+    pub signal: Signal,
+    /// Present and true when a wait ran out before an emission.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub timed_out: bool,
+}
+
+/// `{"signals": [Signal]}`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct SignalsResponse {
+    /// The signals.
+    pub signals: Vec<Signal>,
+}
+
+/// The `commands` part of `GET /status`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct CommandSummary {
+    /// How many commands are in each status.
+    pub counts: std::collections::BTreeMap<String, u64>,
+    /// The most recent commands, newest first.
+    pub recent: Vec<Command>,
+}
+
+/// Answer of `GET /status`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StatusResponse {
+    /// The broker's version.
+    pub version: String,
+    /// Milliseconds since the broker started.
+    pub uptime_ms: u64,
+    /// Every known peer.
+    pub peers: Vec<Peer>,
+    /// Counts and recent commands.
+    pub commands: CommandSummary,
+    /// Every channel.
+    pub channels: Vec<ChannelInfo>,
+    /// Every signal.
+    pub signals: Vec<Signal>,
+}
+
+/// `{"ok": true}`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct OkResponse {
+    /// Always true.
+    pub ok: bool,
+}
+
+/// The body of every error answer.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ErrorResponse {
+    /// What went wrong.
+    pub error: ErrorBody,
+}
+
+/// `{"code", "message"}` of an error answer.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ErrorBody {
+    /// A snake_case code: bad_request, invalid_json, payload_too_large,
+    /// unauthorized, forbidden, not_found, conflict, unavailable, too_many_requests.
+    pub code: String,
+    /// One sentence a human can act on.
+    pub message: String,
+}
+
+/// Checks a role, channel or signal name: 1-64 chars of `[A-Za-z0-9._-]`.
+pub fn validate_name(kind: &str, name: &str) -> Result<(), String> {
+    if name.is_empty() || name.len() > 64 {
+        return Err(format!(
+            "{kind} must be 1-64 characters long (got {}); use letters, digits, '.', '_' or '-'",
+            name.len()
+        ));
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+    {
+        return Err(format!(
+            "{kind} {name:?} contains {c:?}; use only letters, digits, '.', '_' or '-'"
+        ));
+    }
+    Ok(())
+}

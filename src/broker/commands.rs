@@ -1,0 +1,514 @@
+//! Commands: queues per target with competing consumers, acks, results.
+
+use super::peers::unknown_peer;
+use super::{arm, Broker, BrokerError, CommandEntry, State, WaitEnd};
+use crate::api::{validate_name, Command, CommandStatus, PeerStatus, SendRequest};
+use crate::store::{Commit, Mutation};
+use crate::time::Timestamp;
+use serde_json::Value;
+use std::time::Duration;
+use uuid::Uuid;
+
+/// What `send` made of a request.
+#[derive(Debug, Clone)]
+pub enum SendOutcome {
+    /// One new command; `queued` when no online peer holds its target.
+    Created { command: Command, queued: bool },
+    /// The `dedupeKey` was seen before: the original command.
+    Deduplicated(Command),
+    /// A `"*"` fan-out: one copy per online peer.
+    FanOut(Vec<Command>),
+}
+
+/// Who is asking, for `from` defaults, audit and ack ownership.
+#[derive(Debug, Clone, Default)]
+pub struct Caller {
+    /// The peer named by `X-Cipc-Peer` (or bound to the MCP session).
+    pub peer: Option<Uuid>,
+    /// The network address or door ("dashboard", "mcp") it came through.
+    pub address: Option<String>,
+}
+
+const MAX_ACTION_LEN: usize = 256;
+
+impl Broker {
+    /// `POST /commands/send`.
+    pub async fn send(&self, req: SendRequest, caller: &Caller) -> Result<SendOutcome, BrokerError> {
+        let target = req.target.trim().to_string();
+        if target != "*" && Uuid::parse_str(&target).is_err() {
+            validate_name("target", &target).map_err(|e| {
+                BrokerError::BadRequest(format!("{e}; or give a peer id, or \"*\" for every online peer"))
+            })?;
+        }
+        if req.action.trim().is_empty() || req.action.len() > MAX_ACTION_LEN {
+            return Err(BrokerError::BadRequest(format!(
+                "action must be 1-{MAX_ACTION_LEN} characters, e.g. \"start-server\""
+            )));
+        }
+        if let Some(k) = &req.dedupe_key {
+            if k.is_empty() || k.len() > 256 {
+                return Err(BrokerError::BadRequest(
+                    "dedupeKey must be 1-256 characters".into(),
+                ));
+            }
+        }
+        let now = Timestamp::now();
+        let mut st = self.lock();
+        if let Some(k) = &req.dedupe_key {
+            if let Some(c) = st.dedupe.get(k).and_then(|id| st.commands.get(id)) {
+                return Ok(SendOutcome::Deduplicated(c.command.clone()));
+            }
+        }
+        let from = req
+            .from
+            .clone()
+            .filter(|f| !f.trim().is_empty())
+            .or_else(|| {
+                caller
+                    .peer
+                    .and_then(|p| st.peers.get(&p).map(|e| e.peer.role.clone()))
+            })
+            .unwrap_or_else(|| "anonymous".to_string());
+        let origin = caller
+            .peer
+            .map(|p| format!("peer:{p}"))
+            .or_else(|| caller.address.clone());
+        let template = Command {
+            id: Uuid::nil(),
+            from,
+            target: target.clone(),
+            action: req.action.clone(),
+            params: req.params.clone().unwrap_or(Value::Object(Default::default())),
+            status: CommandStatus::Pending,
+            created_at: now,
+            delivered_to: None,
+            delivered_at: None,
+            acked_at: None,
+            result: None,
+            error: None,
+            dedupe_key: req.dedupe_key.clone(),
+            expires_at: req.ttl.map(|ms| now.plus_millis(ms.min(i64::MAX as u64) as i64)),
+            attempt: 0,
+            redelivered: false,
+            origin,
+        };
+        let mut commits = Vec::new();
+        let outcome = if target == "*" {
+            let mut ids: Vec<Uuid> = st
+                .peers
+                .values()
+                .filter(|e| self.status_of(e, now) == PeerStatus::Online)
+                .map(|e| e.peer.id)
+                .collect();
+            ids.sort();
+            let mut copies = Vec::new();
+            for pid in ids {
+                let mut c = template.clone();
+                c.target = pid.to_string();
+                copies.push(self.enqueue(&mut st, c, &mut commits));
+            }
+            SendOutcome::FanOut(copies)
+        } else {
+            let queued = !self.has_online_holder(&st, &target, now);
+            let c = self.enqueue(&mut st, template, &mut commits);
+            if let Some(k) = &req.dedupe_key {
+                st.dedupe.insert(k.clone(), c.id);
+            }
+            SendOutcome::Created { command: c, queued }
+        };
+        drop(st);
+        match &outcome {
+            SendOutcome::Created { command, queued } => tracing::info!(
+                command = %command.id, target = %command.target, action = %command.action,
+                from = %command.from, origin = command.origin.as_deref().unwrap_or("-"), queued,
+                "command sent"
+            ),
+            SendOutcome::FanOut(cs) => tracing::info!(copies = cs.len(), action = %req.action, "command fanned out"),
+            SendOutcome::Deduplicated(_) => {}
+        }
+        Broker::committed(commits).await?;
+        Ok(outcome)
+    }
+
+    fn has_online_holder(&self, st: &State, target: &str, now: Timestamp) -> bool {
+        let as_id = Uuid::parse_str(target).ok();
+        st.peers.values().any(|e| {
+            (Some(e.peer.id) == as_id || e.peer.role == target)
+                && self.status_of(e, now) == PeerStatus::Online
+        })
+    }
+
+    fn enqueue(&self, st: &mut State, mut c: Command, commits: &mut Vec<Commit>) -> Command {
+        c.id = Uuid::now_v7();
+        let ord = st.next_ord;
+        st.next_ord += 1;
+        st.queues
+            .entry(c.target.clone())
+            .or_default()
+            .insert((ord, c.id));
+        commits.push(self.persist(Mutation::Command {
+            ord,
+            command: c.clone(),
+        }));
+        st.events
+            .push("command", serde_json::to_value(&c).unwrap_or_default());
+        st.wake(&format!("q:{}", c.target));
+        st.commands.insert(
+            c.id,
+            CommandEntry {
+                ord,
+                command: c.clone(),
+            },
+        );
+        c
+    }
+
+    /// Records a changed command: persist, announce, wake result waiters.
+    fn changed(&self, st: &mut State, id: Uuid, commits: &mut Vec<Commit>) -> Option<Command> {
+        let e = st.commands.get(&id)?;
+        let (ord, c) = (e.ord, e.command.clone());
+        commits.push(self.persist(Mutation::Command {
+            ord,
+            command: c.clone(),
+        }));
+        st.events
+            .push("command", serde_json::to_value(&c).unwrap_or_default());
+        if c.status.is_terminal() {
+            st.wake(&format!("r:{id}"));
+            st.notifies.remove(&format!("r:{id}"));
+        }
+        Some(c)
+    }
+
+    fn unqueue(st: &mut State, c: &Command, ord: u64) {
+        if let Some(q) = st.queues.get_mut(&c.target) {
+            q.remove(&(ord, c.id));
+            if q.is_empty() {
+                st.queues.remove(&c.target);
+            }
+        }
+    }
+
+    /// Takes the oldest live pending command for a peer (by its id or role).
+    fn take_for(
+        &self,
+        st: &mut State,
+        peer: Uuid,
+        role: &str,
+        now: Timestamp,
+        commits: &mut Vec<Commit>,
+    ) -> Option<Command> {
+        let pid = peer.to_string();
+        loop {
+            let first = |k: &str| st.queues.get(k).and_then(|q| q.first().copied());
+            let next = match (first(&pid), first(role)) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            let (ord, id) = next?;
+            let Some(e) = st.commands.get_mut(&id) else {
+                for q in st.queues.values_mut() {
+                    q.remove(&(ord, id));
+                }
+                continue;
+            };
+            let c = &mut e.command;
+            let target = c.target.clone();
+            if c.expires_at.is_some_and(|t| t <= now) {
+                c.status = CommandStatus::Expired;
+                c.acked_at = Some(now);
+                c.error = Some("expired: its ttl ran out before any peer took it".into());
+                let c = c.clone();
+                Broker::unqueue(st, &c, ord);
+                self.changed(st, id, commits);
+                continue;
+            }
+            c.status = CommandStatus::Delivered;
+            c.delivered_to = Some(peer);
+            c.delivered_at = Some(now);
+            c.attempt += 1;
+            if let Some(q) = st.queues.get_mut(&target) {
+                q.remove(&(ord, id));
+            }
+            return self.changed(st, id, commits);
+        }
+    }
+
+    /// `GET /commands/{peerId}/wait`: takes the oldest pending command for the
+    /// peer, waiting up to `timeout` for one. `None` means it timed out.
+    ///
+    /// The take happens in one synchronous step right before the answer, so a
+    /// waiter that went away (its future dropped) never takes a command.
+    pub async fn wait_command(
+        &self,
+        peer: Uuid,
+        timeout: Duration,
+    ) -> Result<Option<Command>, BrokerError> {
+        let _permit = self.acquire_waiter()?;
+        let _contact = self.contact(peer)?;
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let now = Timestamp::now();
+            let armed = {
+                let mut st = self.lock();
+                let role = st
+                    .peers
+                    .get(&peer)
+                    .map(|e| e.peer.role.clone())
+                    .ok_or_else(|| unknown_peer(peer))?;
+                let mut commits = Vec::new();
+                if let Some(c) = self.take_for(&mut st, peer, &role, now, &mut commits) {
+                    // Delivery is not awaited: if it is lost in a crash, the
+                    // command is simply pending again, which is redelivery anyway.
+                    drop(commits);
+                    return Ok(Some(c));
+                }
+                let a = st.notify(&format!("q:{peer}"));
+                let b = st.notify(&format!("q:{role}"));
+                vec![arm(a), arm(b)]
+            };
+            if let WaitEnd::TimedOut = self.park(armed, deadline).await {
+                return Ok(None);
+            }
+        }
+    }
+
+    /// `GET /commands/{peerId}`: the peer's pending and delivered-unacked
+    /// commands, oldest first.
+    pub fn commands_for_peer(&self, peer: Uuid) -> Result<Vec<Command>, BrokerError> {
+        let st = self.lock();
+        let role = st
+            .peers
+            .get(&peer)
+            .map(|e| e.peer.role.clone())
+            .ok_or_else(|| unknown_peer(peer))?;
+        let pid = peer.to_string();
+        let mut out: Vec<(u64, Command)> = st
+            .commands
+            .values()
+            .filter(|e| {
+                let c = &e.command;
+                match c.status {
+                    CommandStatus::Pending => c.target == pid || c.target == role,
+                    CommandStatus::Delivered => c.delivered_to == Some(peer),
+                    _ => false,
+                }
+            })
+            .map(|e| (e.ord, e.command.clone()))
+            .collect();
+        out.sort_by_key(|(o, _)| *o);
+        Ok(out.into_iter().map(|(_, c)| c).collect())
+    }
+
+    /// `POST /commands/{id}/ack`. With `caller.peer` set, only the peer that
+    /// holds the command may ack it, so one command never ends with two results.
+    pub async fn ack(
+        &self,
+        id: Uuid,
+        result: Option<Value>,
+        error: Option<String>,
+        caller: &Caller,
+    ) -> Result<Command, BrokerError> {
+        let now = Timestamp::now();
+        let mut st = self.lock();
+        let e = st.commands.get_mut(&id).ok_or_else(|| unknown_command(id))?;
+        let (ord, c) = (e.ord, &mut e.command);
+        if c.status.is_terminal() {
+            return Err(BrokerError::Conflict(format!(
+                "command {id} is already {} (since {}); a command takes one result",
+                c.status.as_str(),
+                c.acked_at.map(|t| t.to_string()).unwrap_or_default()
+            )));
+        }
+        if let Some(p) = caller.peer {
+            if c.delivered_to != Some(p) || c.status != CommandStatus::Delivered {
+                let holder = match (c.status, c.delivered_to) {
+                    (CommandStatus::Delivered, Some(h)) => format!("it is held by peer {h}"),
+                    _ => "it is pending again (its earlier delivery was requeued)".to_string(),
+                };
+                return Err(BrokerError::Conflict(format!(
+                    "peer {p} cannot ack command {id}: {holder}; wait for it again before acking"
+                )));
+            }
+        }
+        let was_pending = c.status == CommandStatus::Pending;
+        c.status = if error.is_some() {
+            CommandStatus::Failed
+        } else {
+            CommandStatus::Acked
+        };
+        c.acked_at = Some(now);
+        c.result = result;
+        c.error = error;
+        let snapshot = c.clone();
+        if was_pending {
+            Broker::unqueue(&mut st, &snapshot, ord);
+        }
+        let mut commits = Vec::new();
+        let out = self.changed(&mut st, id, &mut commits).unwrap_or(snapshot);
+        drop(st);
+        tracing::info!(command = %id, status = out.status.as_str(), "command acked");
+        Broker::committed(commits).await?;
+        Ok(out)
+    }
+
+    /// `DELETE /commands/{id}`: cancels a pending or delivered command.
+    pub async fn cancel(&self, id: Uuid, by: &str) -> Result<Command, BrokerError> {
+        let now = Timestamp::now();
+        let mut st = self.lock();
+        let e = st.commands.get_mut(&id).ok_or_else(|| unknown_command(id))?;
+        let (ord, c) = (e.ord, &mut e.command);
+        if c.status.is_terminal() {
+            return Err(BrokerError::Conflict(format!(
+                "command {id} is already {}; only pending or delivered commands can be cancelled",
+                c.status.as_str()
+            )));
+        }
+        let was_pending = c.status == CommandStatus::Pending;
+        c.status = CommandStatus::Cancelled;
+        c.acked_at = Some(now);
+        c.error = Some(format!("cancelled by {by}"));
+        let snapshot = c.clone();
+        if was_pending {
+            Broker::unqueue(&mut st, &snapshot, ord);
+        }
+        let mut commits = Vec::new();
+        let out = self.changed(&mut st, id, &mut commits).unwrap_or(snapshot);
+        drop(st);
+        Broker::committed(commits).await?;
+        Ok(out)
+    }
+
+    /// One command, or 404.
+    pub fn command(&self, id: Uuid) -> Result<Command, BrokerError> {
+        let st = self.lock();
+        st.commands
+            .get(&id)
+            .map(|e| e.command.clone())
+            .ok_or_else(|| unknown_command(id))
+    }
+
+    /// `GET /commands/{id}/result`: waits until the command finishes. The bool
+    /// is true when the wait timed out first.
+    pub async fn wait_result(
+        &self,
+        id: Uuid,
+        timeout: Duration,
+    ) -> Result<(Command, bool), BrokerError> {
+        let _permit = self.acquire_waiter()?;
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let armed = {
+                let mut st = self.lock();
+                let c = st
+                    .commands
+                    .get(&id)
+                    .map(|e| e.command.clone())
+                    .ok_or_else(|| unknown_command(id))?;
+                if c.status.is_terminal() {
+                    return Ok((c, false));
+                }
+                vec![arm(st.notify(&format!("r:{id}")))]
+            };
+            if let WaitEnd::TimedOut = self.park(armed, deadline).await {
+                return Ok((self.command(id)?, true));
+            }
+        }
+    }
+
+    /// `GET /commands`: newest first, filtered.
+    pub fn list_commands(
+        &self,
+        status: Option<CommandStatus>,
+        target: Option<&str>,
+        limit: usize,
+    ) -> Vec<Command> {
+        let st = self.lock();
+        let mut all: Vec<(u64, &Command)> = st
+            .commands
+            .values()
+            .filter(|e| status.is_none_or(|s| e.command.status == s))
+            .filter(|e| target.is_none_or(|t| e.command.target == t))
+            .map(|e| (e.ord, &e.command))
+            .collect();
+        all.sort_by_key(|(o, _)| std::cmp::Reverse(*o));
+        all.into_iter().take(limit).map(|(_, c)| c.clone()).collect()
+    }
+
+    /// Counts by status, for `status`.
+    pub fn command_counts(&self) -> std::collections::BTreeMap<String, u64> {
+        let st = self.lock();
+        let mut counts: std::collections::BTreeMap<String, u64> = CommandStatus::ALL
+            .iter()
+            .map(|s| (s.as_str().to_string(), 0))
+            .collect();
+        for e in st.commands.values() {
+            *counts.entry(e.command.status.as_str().to_string()).or_default() += 1;
+        }
+        counts
+    }
+
+    /// Puts every command delivered to `peer` and not acked back to pending
+    /// for its target, marked redelivered, in its original FIFO place.
+    pub(super) fn requeue_held(
+        &self,
+        st: &mut State,
+        peer: Uuid,
+        _now: Timestamp,
+        commits: &mut Vec<Commit>,
+    ) {
+        let held: Vec<(u64, Uuid)> = st
+            .commands
+            .values()
+            .filter(|e| {
+                e.command.status == CommandStatus::Delivered && e.command.delivered_to == Some(peer)
+            })
+            .map(|e| (e.ord, e.command.id))
+            .collect();
+        for (ord, id) in held {
+            let Some(e) = st.commands.get_mut(&id) else {
+                continue;
+            };
+            let c = &mut e.command;
+            c.status = CommandStatus::Pending;
+            c.delivered_to = None;
+            c.delivered_at = None;
+            c.redelivered = true;
+            let target = c.target.clone();
+            st.queues.entry(target.clone()).or_default().insert((ord, id));
+            tracing::info!(command = %id, %peer, "command requeued for redelivery");
+            self.changed(st, id, commits);
+            st.wake(&format!("q:{target}"));
+        }
+    }
+
+    /// Expiry pass of the sweeper.
+    pub(super) fn sweep_expired(&self, st: &mut State, now: Timestamp, commits: &mut Vec<Commit>) {
+        let expired: Vec<(u64, Uuid)> = st
+            .commands
+            .values()
+            .filter(|e| {
+                e.command.status == CommandStatus::Pending
+                    && e.command.expires_at.is_some_and(|t| t <= now)
+            })
+            .map(|e| (e.ord, e.command.id))
+            .collect();
+        for (ord, id) in expired {
+            let Some(e) = st.commands.get_mut(&id) else {
+                continue;
+            };
+            e.command.status = CommandStatus::Expired;
+            e.command.acked_at = Some(now);
+            e.command.error = Some("expired: its ttl ran out before any peer took it".into());
+            let c = e.command.clone();
+            Broker::unqueue(st, &c, ord);
+            self.changed(st, id, commits);
+        }
+    }
+}
+
+pub(super) fn unknown_command(id: Uuid) -> BrokerError {
+    BrokerError::NotFound(format!(
+        "no command with id {id}; list commands with GET /commands (or `cipc status`)"
+    ))
+}

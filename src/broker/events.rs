@@ -1,0 +1,97 @@
+//! The dashboard's event stream: every change, numbered, with a short history
+//! so a reconnecting reader resumes with `Last-Event-ID`.
+
+use serde_json::Value;
+use std::collections::VecDeque;
+use std::sync::Arc;
+use tokio::sync::broadcast;
+
+/// One change, as sent on `GET /events`.
+#[derive(Debug, Clone)]
+pub struct Event {
+    /// Increases by one per event; the SSE `id:`.
+    pub id: u64,
+    /// `peer`, `command`, `message`, `signal` or `reset`.
+    pub kind: &'static str,
+    /// The changed object.
+    pub data: Value,
+}
+
+/// A reader's view of the stream: what it missed, then the live feed.
+pub struct EventSubscription {
+    /// Events after the reader's `Last-Event-ID` still in the history.
+    pub missed: Vec<Arc<Event>>,
+    /// True when some events the reader asked for were already forgotten.
+    pub gap: bool,
+    /// New events as they happen.
+    pub live: broadcast::Receiver<Arc<Event>>,
+}
+
+pub(super) struct EventLog {
+    next_id: u64,
+    history: VecDeque<Arc<Event>>,
+    capacity: usize,
+    tx: broadcast::Sender<Arc<Event>>,
+}
+
+impl Default for EventLog {
+    fn default() -> Self {
+        EventLog::new(1024)
+    }
+}
+
+impl EventLog {
+    pub(super) fn new(capacity: usize) -> Self {
+        let (tx, _) = broadcast::channel(capacity.max(16));
+        EventLog {
+            next_id: 1,
+            history: VecDeque::new(),
+            capacity: capacity.max(1),
+            tx,
+        }
+    }
+
+    pub(super) fn push(&mut self, kind: &'static str, data: Value) {
+        let ev = Arc::new(Event {
+            id: self.next_id,
+            kind,
+            data,
+        });
+        self.next_id += 1;
+        if self.history.len() == self.capacity {
+            self.history.pop_front();
+        }
+        self.history.push_back(ev.clone());
+        let _ = self.tx.send(ev);
+    }
+
+    pub(super) fn subscribe(&self, last_event_id: Option<u64>) -> EventSubscription {
+        let live = self.tx.subscribe();
+        let Some(last) = last_event_id else {
+            return EventSubscription {
+                missed: Vec::new(),
+                gap: false,
+                live,
+            };
+        };
+        let oldest = self.history.front().map(|e| e.id).unwrap_or(self.next_id);
+        let missed: Vec<_> = self
+            .history
+            .iter()
+            .filter(|e| e.id > last)
+            .cloned()
+            .collect();
+        EventSubscription {
+            gap: last + 1 < oldest,
+            missed,
+            live,
+        }
+    }
+}
+
+impl super::Broker {
+    /// Subscribes to the event stream, resuming after `last_event_id` when given.
+    pub fn subscribe_events(&self, last_event_id: Option<u64>) -> EventSubscription {
+        self.lock().events.subscribe(last_event_id)
+    }
+}

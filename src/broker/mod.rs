@@ -1,0 +1,359 @@
+//! The broker's state machine: peers, commands, channels and signals.
+//!
+//! Every door into the broker (REST, SSE, MCP, the dashboard) calls the methods
+//! of [`Broker`]; none of them owns logic of its own. State lives in memory
+//! behind one mutex whose critical sections never await; each change is handed
+//! to the [`Store`](crate::store::Store) in order while the lock is held, and the
+//! caller awaits the commit before answering. Long-polls park on
+//! [`tokio::sync::Notify`]s that are armed under the lock, so no wake-up is lost
+//! and waiting costs nothing but the parked task.
+
+mod channels;
+mod commands;
+mod error;
+mod events;
+mod peers;
+mod signals;
+mod system;
+
+pub use error::BrokerError;
+pub use commands::{Caller, SendOutcome};
+pub use events::{Event, EventSubscription};
+pub use peers::ContactGuard;
+
+use crate::api::{Command, Message, Peer, Signal};
+use crate::store::{Commit, Mutation, Store};
+use crate::time::Timestamp;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use parking_lot::{Mutex, MutexGuard};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+/// Tunables of the state machine (the `cipc serve` flags set them).
+#[derive(Debug, Clone)]
+pub struct BrokerConfig {
+    /// A peer silent this long is `stale`.
+    pub stale_after: Duration,
+    /// A peer silent this long is `offline` and its unacked commands are requeued.
+    pub offline_after: Duration,
+    /// Messages kept per channel; older ones are trimmed.
+    pub channel_retention: usize,
+    /// Concurrent long-polls and streams allowed in all.
+    pub max_waiters: usize,
+    /// Dashboard events kept for `Last-Event-ID` resume.
+    pub event_history: usize,
+    /// How often the sweeper checks liveness and expiry.
+    pub sweep_interval: Duration,
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        BrokerConfig {
+            stale_after: Duration::from_secs(90),
+            offline_after: Duration::from_secs(15 * 60),
+            channel_retention: 10_000,
+            max_waiters: 4096,
+            event_history: 2048,
+            sweep_interval: Duration::from_secs(1),
+        }
+    }
+}
+
+/// A cheap, cloneable handle to one broker.
+#[derive(Clone)]
+pub struct Broker {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    state: Mutex<State>,
+    store: Arc<dyn Store>,
+    config: BrokerConfig,
+    started: Instant,
+    shutdown: CancellationToken,
+    waiters: AtomicUsize,
+}
+
+/// One peer and what the broker knows about it beyond the wire object.
+struct PeerEntry {
+    peer: Peer,
+    /// Set by an explicit disconnect (`DELETE /peers/{id}`, MCP session end).
+    disconnected: bool,
+    /// Open long-polls and MCP sessions: each counts as contact.
+    contacts: u32,
+    /// The status last announced on the event stream.
+    announced: crate::api::PeerStatus,
+}
+
+struct CommandEntry {
+    ord: u64,
+    command: Command,
+}
+
+struct Channel {
+    messages: std::collections::VecDeque<Message>,
+    last_seq: u64,
+}
+
+#[derive(Default)]
+struct State {
+    peers: HashMap<Uuid, PeerEntry>,
+    commands: HashMap<Uuid, CommandEntry>,
+    /// Pending commands by target key (a role or a peer id), in FIFO order.
+    queues: HashMap<String, BTreeSet<(u64, Uuid)>>,
+    dedupe: HashMap<String, Uuid>,
+    next_ord: u64,
+    channels: BTreeMap<String, Channel>,
+    signals: BTreeMap<String, Signal>,
+    /// Wake-ups keyed by what is waited on ("q:<target>", "r:<id>", "c:<name>", "s:<name>").
+    notifies: HashMap<String, Arc<Notify>>,
+    events: events::EventLog,
+}
+
+impl State {
+    fn notify(&mut self, key: &str) -> Arc<Notify> {
+        self.notifies
+            .entry(key.to_string())
+            .or_insert_with(|| Arc::new(Notify::new()))
+            .clone()
+    }
+
+    fn wake(&self, key: &str) {
+        if let Some(n) = self.notifies.get(key) {
+            n.notify_waiters();
+        }
+    }
+}
+
+/// A parked waiter: armed under the lock, awaited outside it.
+type Armed = Pin<Box<tokio::sync::futures::OwnedNotified>>;
+
+fn arm(n: Arc<Notify>) -> Armed {
+    let mut f = Box::pin(n.notified_owned());
+    f.as_mut().enable();
+    f
+}
+
+/// How a wait ended when it did not get what it waited for.
+enum WaitEnd {
+    Woken,
+    TimedOut,
+}
+
+/// Holds one of the broker's bounded waiter slots until dropped.
+pub struct WaiterPermit {
+    inner: Arc<Inner>,
+}
+
+impl Drop for WaiterPermit {
+    fn drop(&mut self) {
+        self.inner.waiters.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl Broker {
+    /// Builds a broker over `store`, restoring whatever it holds.
+    pub fn open(store: Arc<dyn Store>, config: BrokerConfig) -> Result<Broker, BrokerError> {
+        let snapshot = store
+            .load()
+            .map_err(|e| BrokerError::Unavailable(e.to_string()))?;
+        let mut state = State {
+            events: events::EventLog::new(config.event_history),
+            ..State::default()
+        };
+        state.restore(snapshot);
+        Ok(Broker {
+            inner: Arc::new(Inner {
+                state: Mutex::new(state),
+                store,
+                config,
+                started: Instant::now(),
+                shutdown: CancellationToken::new(),
+                waiters: AtomicUsize::new(0),
+            }),
+        })
+    }
+
+    /// A broker that keeps nothing on disk (tests, `--memory`).
+    pub fn in_memory(config: BrokerConfig) -> Broker {
+        match Broker::open(Arc::new(crate::store::MemoryStore), config) {
+            Ok(b) => b,
+            Err(_) => unreachable!("the memory store always loads"),
+        }
+    }
+
+    /// The tunables this broker runs with.
+    pub fn config(&self) -> &BrokerConfig {
+        &self.inner.config
+    }
+
+    /// Where the data lives, for the start-up line.
+    pub fn store_description(&self) -> String {
+        self.inner.store.describe()
+    }
+
+    /// How long the broker has been running.
+    pub fn uptime(&self) -> Duration {
+        self.inner.started.elapsed()
+    }
+
+    /// Starts the background sweeper (liveness, requeue on offline, ttl expiry).
+    /// It stops when [`Broker::shutdown`] is called.
+    pub fn spawn_sweeper(&self) -> tokio::task::JoinHandle<()> {
+        let broker = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(broker.inner.config.sweep_interval);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => broker.sweep(),
+                    _ = broker.inner.shutdown.cancelled() => break,
+                }
+            }
+        })
+    }
+
+    /// Answers every parked wait (as timed out) and refuses new ones; then the
+    /// caller flushes the store with [`Broker::close_store`].
+    pub fn shutdown(&self) {
+        self.inner.shutdown.cancel();
+    }
+
+    /// True once [`Broker::shutdown`] was called.
+    pub fn is_shutting_down(&self) -> bool {
+        self.inner.shutdown.is_cancelled()
+    }
+
+    /// A token that is cancelled when the broker shuts down (for streams).
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.inner.shutdown.clone()
+    }
+
+    /// Flushes every queued write to disk and closes the store.
+    pub fn close_store(&self) {
+        self.inner.store.close();
+    }
+
+    /// Takes one of the bounded waiter slots (long-polls and streams), or says
+    /// how to back off when all are in use.
+    pub fn acquire_waiter(&self) -> Result<WaiterPermit, BrokerError> {
+        let max = self.inner.config.max_waiters;
+        let prev = self.inner.waiters.fetch_add(1, Ordering::Relaxed);
+        let permit = WaiterPermit {
+            inner: self.inner.clone(),
+        };
+        if prev >= max {
+            drop(permit);
+            return Err(BrokerError::TooManyWaiters(format!(
+                "the broker already holds {max} open waits and streams (--max-waiters); retry shortly or raise the limit"
+            )));
+        }
+        Ok(permit)
+    }
+
+    /// How many waits and streams are open now.
+    pub fn open_waiters(&self) -> usize {
+        self.inner.waiters.load(Ordering::Relaxed)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // parking_lot's guard is `Send` (feature send_guard) so async methods
+        // that drop it before awaiting stay `Send`; none holds it across an await.
+        self.inner.state.lock()
+    }
+
+    /// Queues a mutation; call under the state lock so the store sees changes
+    /// in the order they happened.
+    fn persist(&self, m: Mutation) -> Commit {
+        self.inner.store.apply(m)
+    }
+
+    /// Awaits every commit; the first failure wins.
+    async fn committed(commits: Vec<Commit>) -> Result<(), BrokerError> {
+        for c in commits {
+            c.await.map_err(|e| {
+                BrokerError::Unavailable(format!(
+                    "the change could not be saved ({e}); it may not survive a restart"
+                ))
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Parks on `armed` until woken, `deadline`, or shutdown.
+    async fn park(&self, armed: Vec<Armed>, deadline: tokio::time::Instant) -> WaitEnd {
+        let woken = futures::future::select_all(armed);
+        tokio::select! {
+            _ = woken => WaitEnd::Woken,
+            _ = tokio::time::sleep_until(deadline) => WaitEnd::TimedOut,
+            _ = self.inner.shutdown.cancelled() => WaitEnd::TimedOut,
+        }
+    }
+
+    fn sweep(&self) {
+        let now = Timestamp::now();
+        let mut st = self.lock();
+        let mut commits = Vec::new();
+        self.sweep_peers(&mut st, now, &mut commits);
+        self.sweep_expired(&mut st, now, &mut commits);
+        drop(st);
+        // The sweeper does not answer anyone; errors are logged by the store.
+        drop(commits);
+    }
+}
+
+impl State {
+    fn restore(&mut self, snap: crate::store::Snapshot) {
+        for p in snap.peers {
+            let status = p.status;
+            self.peers.insert(
+                p.id,
+                PeerEntry {
+                    disconnected: status == crate::api::PeerStatus::Offline,
+                    contacts: 0,
+                    announced: status,
+                    peer: p,
+                },
+            );
+        }
+        for (ord, c) in snap.commands {
+            self.next_ord = self.next_ord.max(ord + 1);
+            if let Some(k) = &c.dedupe_key {
+                self.dedupe.insert(k.clone(), c.id);
+            }
+            if c.status == crate::api::CommandStatus::Pending {
+                self.queues
+                    .entry(c.target.clone())
+                    .or_default()
+                    .insert((ord, c.id));
+            }
+            self.commands.insert(c.id, CommandEntry { ord, command: c });
+        }
+        for (name, last_seq) in snap.channel_heads {
+            self.channels.insert(
+                name,
+                Channel {
+                    messages: Default::default(),
+                    last_seq,
+                },
+            );
+        }
+        for m in snap.messages {
+            let ch = self.channels.entry(m.channel.clone()).or_insert(Channel {
+                messages: Default::default(),
+                last_seq: 0,
+            });
+            ch.last_seq = ch.last_seq.max(m.seq);
+            ch.messages.push_back(m);
+        }
+        for s in snap.signals {
+            self.signals.insert(s.name.clone(), s);
+        }
+    }
+}
+

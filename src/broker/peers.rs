@@ -1,0 +1,293 @@
+//! Peers: registration, liveness, and what happens when one leaves.
+
+use super::{Broker, BrokerError, PeerEntry, State};
+use crate::api::{
+    validate_name, CommandStatus, ConnectRequest, DiscoverResponse, Peer, PeerStatus, Via,
+};
+use crate::store::{Commit, Mutation};
+use crate::time::Timestamp;
+use uuid::Uuid;
+
+/// Keeps a peer counted as "in contact" (online) while alive: held by open
+/// long-polls and MCP sessions.
+pub struct ContactGuard {
+    broker: Broker,
+    id: Uuid,
+}
+
+impl Drop for ContactGuard {
+    fn drop(&mut self) {
+        let mut st = self.broker.lock();
+        if let Some(e) = st.peers.get_mut(&self.id) {
+            e.contacts = e.contacts.saturating_sub(1);
+            e.peer.last_seen = Timestamp::now();
+        }
+    }
+}
+
+impl Broker {
+    pub(super) fn status_of(&self, e: &PeerEntry, now: Timestamp) -> PeerStatus {
+        if e.disconnected {
+            return PeerStatus::Offline;
+        }
+        if e.contacts > 0 {
+            return PeerStatus::Online;
+        }
+        let age = e.peer.last_seen.age(now);
+        if age < self.inner.config.stale_after {
+            PeerStatus::Online
+        } else if age < self.inner.config.offline_after {
+            PeerStatus::Stale
+        } else {
+            PeerStatus::Offline
+        }
+    }
+
+    /// The wire view of a peer: status computed now, current work attached.
+    fn render_peer(&self, st: &State, e: &PeerEntry, now: Timestamp) -> Peer {
+        let mut p = e.peer.clone();
+        p.status = self.status_of(e, now);
+        let mut working: Vec<(u64, Uuid)> = st
+            .commands
+            .values()
+            .filter(|c| {
+                c.command.status == CommandStatus::Delivered && c.command.delivered_to == Some(p.id)
+            })
+            .map(|c| (c.ord, c.command.id))
+            .collect();
+        working.sort();
+        p.working_on = working.into_iter().map(|(_, id)| id).collect();
+        p
+    }
+
+    /// Registers a peer (or reconnects a known id) and answers it.
+    pub async fn connect(&self, req: ConnectRequest, via: Via) -> Result<Peer, BrokerError> {
+        validate_name("role", &req.role).map_err(BrokerError::BadRequest)?;
+        let caps = req.capabilities.unwrap_or_default();
+        if caps.len() > 64 || caps.iter().any(|c| c.is_empty() || c.len() > 64) {
+            return Err(BrokerError::BadRequest(
+                "capabilities must be at most 64 tags of 1-64 characters each".into(),
+            ));
+        }
+        if let Some(name) = &req.name {
+            if name.chars().count() > 128 {
+                return Err(BrokerError::BadRequest(
+                    "name must be at most 128 characters".into(),
+                ));
+            }
+        }
+        let now = Timestamp::now();
+        let mut st = self.lock();
+        let id = req.id.unwrap_or_else(Uuid::now_v7);
+        let mut requeue = Vec::new();
+        let entry = match st.peers.get_mut(&id) {
+            Some(e) => {
+                if e.peer.role != req.role {
+                    // A changed role: what it held belongs to the old role's queue.
+                    requeue.push(id);
+                }
+                e.peer.role = req.role.clone();
+                e.peer.capabilities = caps;
+                if req.name.is_some() {
+                    e.peer.name = req.name;
+                }
+                e.peer.connected_at = now;
+                e.peer.last_seen = now;
+                e.peer.via = via;
+                e.disconnected = false;
+                e
+            }
+            None => st.peers.entry(id).or_insert(PeerEntry {
+                peer: Peer {
+                    id,
+                    role: req.role,
+                    capabilities: caps,
+                    name: req.name,
+                    status: PeerStatus::Online,
+                    connected_at: now,
+                    last_seen: now,
+                    via,
+                    working_on: Vec::new(),
+                },
+                disconnected: false,
+                contacts: 0,
+                announced: PeerStatus::Online,
+            }),
+        };
+        entry.announced = PeerStatus::Online;
+        let mut commits = Vec::new();
+        for pid in requeue {
+            self.requeue_held(&mut st, pid, now, &mut commits);
+        }
+        let peer = self.announce_peer(&mut st, id, now, &mut commits);
+        // Whatever is queued for the role may now go to this peer.
+        let role = peer.role.clone();
+        st.wake(&format!("q:{role}"));
+        drop(st);
+        tracing::info!(peer = %id, role = %role, ?via, "peer connected");
+        Broker::committed(commits).await?;
+        Ok(peer)
+    }
+
+    /// Persists and announces a peer's current view; returns it.
+    fn announce_peer(
+        &self,
+        st: &mut State,
+        id: Uuid,
+        now: Timestamp,
+        commits: &mut Vec<Commit>,
+    ) -> Peer {
+        let Some(e) = st.peers.get(&id) else {
+            return Peer {
+                id,
+                role: String::new(),
+                capabilities: vec![],
+                name: None,
+                status: PeerStatus::Offline,
+                connected_at: now,
+                last_seen: now,
+                via: Via::Http,
+                working_on: vec![],
+            };
+        };
+        let peer = self.render_peer(st, e, now);
+        let mut stored = peer.clone();
+        stored.working_on.clear();
+        commits.push(self.persist(Mutation::Peer(stored)));
+        st.events
+            .push("peer", serde_json::to_value(&peer).unwrap_or_default());
+        if let Some(e) = st.peers.get_mut(&id) {
+            e.announced = peer.status;
+        }
+        peer
+    }
+
+    /// Every known peer, oldest connection first.
+    pub fn peers(&self) -> Vec<Peer> {
+        let now = Timestamp::now();
+        let st = self.lock();
+        let mut out: Vec<Peer> = st
+            .peers
+            .values()
+            .map(|e| self.render_peer(&st, e, now))
+            .collect();
+        out.sort_by_key(|p| p.id);
+        out
+    }
+
+    /// Online peers and their distinct roles.
+    pub fn discover(&self) -> DiscoverResponse {
+        let peers: Vec<Peer> = self
+            .peers()
+            .into_iter()
+            .filter(|p| p.status == PeerStatus::Online)
+            .collect();
+        let mut roles: Vec<String> = peers.iter().map(|p| p.role.clone()).collect();
+        roles.sort();
+        roles.dedup();
+        DiscoverResponse {
+            count: peers.len(),
+            peers,
+            roles,
+        }
+    }
+
+    /// One peer, or 404.
+    pub fn peer(&self, id: Uuid) -> Result<Peer, BrokerError> {
+        let now = Timestamp::now();
+        let st = self.lock();
+        let e = st.peers.get(&id).ok_or_else(|| unknown_peer(id))?;
+        Ok(self.render_peer(&st, e, now))
+    }
+
+    /// Notes contact from a peer (any request naming it). Unknown ids are
+    /// ignored here; the routes that need the peer answer 404 themselves.
+    pub fn touch(&self, id: Uuid) {
+        let now = Timestamp::now();
+        let mut st = self.lock();
+        let Some(e) = st.peers.get_mut(&id) else {
+            return;
+        };
+        e.peer.last_seen = now;
+        if !e.disconnected && e.announced != PeerStatus::Online {
+            let mut commits = Vec::new();
+            self.announce_peer(&mut st, id, now, &mut commits);
+        }
+    }
+
+    /// `POST /peers/{id}/heartbeat`: refreshes `lastSeen` (reviving a
+    /// disconnected peer) and answers the peer.
+    pub async fn heartbeat(&self, id: Uuid) -> Result<Peer, BrokerError> {
+        let now = Timestamp::now();
+        let mut st = self.lock();
+        let e = st.peers.get_mut(&id).ok_or_else(|| unknown_peer(id))?;
+        e.peer.last_seen = now;
+        e.disconnected = false;
+        let mut commits = Vec::new();
+        let peer = self.announce_peer(&mut st, id, now, &mut commits);
+        drop(st);
+        Broker::committed(commits).await?;
+        Ok(peer)
+    }
+
+    /// Counts the peer as in contact until the guard is dropped (open waits,
+    /// MCP sessions). A disconnected peer that shows up again is revived.
+    pub fn contact(&self, id: Uuid) -> Result<ContactGuard, BrokerError> {
+        let now = Timestamp::now();
+        let mut st = self.lock();
+        let e = st.peers.get_mut(&id).ok_or_else(|| unknown_peer(id))?;
+        e.contacts += 1;
+        e.peer.last_seen = now;
+        let revive = e.disconnected || e.announced != PeerStatus::Online;
+        e.disconnected = false;
+        if revive {
+            let mut commits = Vec::new();
+            self.announce_peer(&mut st, id, now, &mut commits);
+        }
+        Ok(ContactGuard {
+            broker: self.clone(),
+            id,
+        })
+    }
+
+    /// `DELETE /peers/{id}`: offline now; its unacked commands go back to pending.
+    pub async fn disconnect(&self, id: Uuid) -> Result<Peer, BrokerError> {
+        let now = Timestamp::now();
+        let mut st = self.lock();
+        let e = st.peers.get_mut(&id).ok_or_else(|| unknown_peer(id))?;
+        e.disconnected = true;
+        let mut commits = Vec::new();
+        self.requeue_held(&mut st, id, now, &mut commits);
+        let peer = self.announce_peer(&mut st, id, now, &mut commits);
+        drop(st);
+        tracing::info!(peer = %id, "peer disconnected");
+        Broker::committed(commits).await?;
+        Ok(peer)
+    }
+
+    /// Liveness pass of the sweeper: announce status changes and requeue the
+    /// work of peers that went offline.
+    pub(super) fn sweep_peers(&self, st: &mut State, now: Timestamp, commits: &mut Vec<Commit>) {
+        let changed: Vec<(Uuid, PeerStatus)> = st
+            .peers
+            .values()
+            .filter_map(|e| {
+                let s = self.status_of(e, now);
+                (s != e.announced).then_some((e.peer.id, s))
+            })
+            .collect();
+        for (id, status) in changed {
+            if status == PeerStatus::Offline {
+                tracing::info!(peer = %id, "peer went offline; requeueing its unacked commands");
+                self.requeue_held(st, id, now, commits);
+            }
+            self.announce_peer(st, id, now, commits);
+        }
+    }
+}
+
+pub(super) fn unknown_peer(id: Uuid) -> BrokerError {
+    BrokerError::NotFound(format!(
+        "no peer with id {id}; connect first with POST /peers/connect (or `cipc peers connect ROLE`)"
+    ))
+}

@@ -1,0 +1,107 @@
+//! Signals: named latches with data that release every waiter at once.
+
+use super::{arm, Broker, BrokerError, WaitEnd};
+use crate::api::{validate_name, Signal};
+use crate::store::Mutation;
+use crate::time::Timestamp;
+use serde_json::Value;
+use std::time::Duration;
+
+fn blank(name: &str) -> Signal {
+    Signal {
+        name: name.to_string(),
+        emitted: false,
+        data: None,
+        emitted_at: None,
+        emitted_by: None,
+        count: 0,
+    }
+}
+
+impl Broker {
+    /// `POST /signals/{name}`: sets the latch, replaces its data, bumps `count`.
+    pub async fn emit(
+        &self,
+        name: &str,
+        data: Option<Value>,
+        by: Option<String>,
+    ) -> Result<Signal, BrokerError> {
+        validate_name("signal name", name).map_err(BrokerError::BadRequest)?;
+        let mut st = self.lock();
+        let s = st
+            .signals
+            .entry(name.to_string())
+            .or_insert_with(|| blank(name));
+        s.emitted = true;
+        s.data = data;
+        s.emitted_at = Some(Timestamp::now());
+        s.emitted_by = by;
+        s.count += 1;
+        let s = s.clone();
+        let commit = self.persist(Mutation::Signal(s.clone()));
+        st.events
+            .push("signal", serde_json::to_value(&s).unwrap_or_default());
+        st.wake(&format!("s:{name}"));
+        drop(st);
+        Broker::committed(vec![commit]).await?;
+        Ok(s)
+    }
+
+    /// `GET /signals/{name}`: never 404; an unknown signal is not emitted.
+    pub fn signal(&self, name: &str) -> Result<Signal, BrokerError> {
+        validate_name("signal name", name).map_err(BrokerError::BadRequest)?;
+        let st = self.lock();
+        Ok(st.signals.get(name).cloned().unwrap_or_else(|| blank(name)))
+    }
+
+    /// `DELETE /signals/{name}`: unsets the latch (the count is kept, so
+    /// `after=K` waits stay meaningful).
+    pub async fn clear_signal(&self, name: &str) -> Result<Signal, BrokerError> {
+        validate_name("signal name", name).map_err(BrokerError::BadRequest)?;
+        let mut st = self.lock();
+        let s = st
+            .signals
+            .entry(name.to_string())
+            .or_insert_with(|| blank(name));
+        s.emitted = false;
+        s.data = None;
+        let s = s.clone();
+        let commit = self.persist(Mutation::Signal(s.clone()));
+        st.events
+            .push("signal", serde_json::to_value(&s).unwrap_or_default());
+        drop(st);
+        Broker::committed(vec![commit]).await?;
+        Ok(s)
+    }
+
+    /// Every signal, by name.
+    pub fn signals(&self) -> Vec<Signal> {
+        self.lock().signals.values().cloned().collect()
+    }
+
+    /// `GET /signals/{name}/wait`: returns once the signal is emitted (and,
+    /// with `after = Some(K)`, its count exceeds K). The bool is true on timeout.
+    pub async fn wait_signal(
+        &self,
+        name: &str,
+        after: Option<u64>,
+        timeout: Duration,
+    ) -> Result<(Signal, bool), BrokerError> {
+        validate_name("signal name", name).map_err(BrokerError::BadRequest)?;
+        let _permit = self.acquire_waiter()?;
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let armed = {
+                let mut st = self.lock();
+                let s = st.signals.get(name).cloned().unwrap_or_else(|| blank(name));
+                if s.emitted && after.is_none_or(|k| s.count > k) {
+                    return Ok((s, false));
+                }
+                vec![arm(st.notify(&format!("s:{name}")))]
+            };
+            if let WaitEnd::TimedOut = self.park(armed, deadline).await {
+                return Ok((self.signal(name)?, true));
+            }
+        }
+    }
+}

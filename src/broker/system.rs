@@ -1,0 +1,43 @@
+//! Whole-broker operations: status and reset.
+
+use super::{Broker, BrokerError};
+use crate::api::{CommandSummary, StatusResponse};
+use crate::store::Mutation;
+
+impl Broker {
+    /// `GET /status`: everything at a glance.
+    pub fn status(&self) -> StatusResponse {
+        StatusResponse {
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            uptime_ms: self.uptime().as_millis() as u64,
+            peers: self.peers(),
+            commands: CommandSummary {
+                counts: self.command_counts(),
+                recent: self.list_commands(None, None, 20),
+            },
+            channels: self.channels(),
+            signals: self.signals(),
+        }
+    }
+
+    /// `POST /reset`: forgets every peer, command, channel and signal. Parked
+    /// waiters wake and find their peer or command gone.
+    pub async fn reset(&self) -> Result<(), BrokerError> {
+        let mut st = self.lock();
+        st.peers.clear();
+        st.commands.clear();
+        st.queues.clear();
+        st.dedupe.clear();
+        st.channels.clear();
+        st.signals.clear();
+        for n in st.notifies.values() {
+            n.notify_waiters();
+        }
+        st.notifies.clear();
+        let commit = self.persist(Mutation::Reset);
+        st.events.push("reset", serde_json::json!({"ok": true}));
+        drop(st);
+        tracing::warn!("broker reset: all peers, commands, channels and signals cleared");
+        Broker::committed(vec![commit]).await
+    }
+}

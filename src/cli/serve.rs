@@ -1,0 +1,270 @@
+//! `cipc serve`: run the broker.
+
+use super::exit;
+use crate::broker::{Broker, BrokerConfig};
+use crate::server::{auth::Security, AppState, Server, ServerConfig};
+use crate::store::{MemoryStore, SqliteStore, Store};
+use clap::Args;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Flags of `cipc serve`.
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Address to listen on. Anything but loopback needs a token (or --insecure-no-auth).
+    #[arg(long, env = "CIPC_HOST", default_value = "127.0.0.1")]
+    pub host: String,
+    /// Port to listen on (0 picks a free one and prints it).
+    #[arg(long, short, env = "CIPC_PORT", default_value_t = 9100)]
+    pub port: u16,
+    /// Where the SQLite file lives [default: $XDG_STATE_HOME/cipc or ~/.local/state/cipc].
+    #[arg(long, env = "CIPC_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Keep everything in memory; nothing survives a restart.
+    #[arg(long, conflicts_with = "data_dir")]
+    pub memory: bool,
+    /// Require this token from every client (prefer CIPC_TOKEN or --token-file: flags show in `ps`).
+    #[arg(long, env = "CIPC_TOKEN", hide_env_values = true, value_name = "TOKEN")]
+    pub token: Option<String>,
+    /// Read the token from a file that is not world-readable.
+    #[arg(long, value_name = "PATH", conflicts_with = "token")]
+    pub token_file: Option<PathBuf>,
+    /// Print a new random token and exit.
+    #[arg(long)]
+    pub generate_token: bool,
+    /// Serve a non-loopback address without a token (trusted lab networks only).
+    #[arg(long)]
+    pub insecure_no_auth: bool,
+    /// Also accept this Host name (reverse proxies, DNS names); repeatable.
+    #[arg(long = "allowed-host", value_name = "NAME")]
+    pub allowed_hosts: Vec<String>,
+    /// Largest request body in bytes.
+    #[arg(long, default_value_t = 1024 * 1024, value_name = "BYTES")]
+    pub max_body: usize,
+    /// Messages kept per channel; older ones are trimmed.
+    #[arg(long, default_value_t = 10_000, value_name = "N")]
+    pub channel_retention: usize,
+    /// Open long-polls and streams allowed in all (429 past it).
+    #[arg(long, default_value_t = 4096, value_name = "N")]
+    pub max_waiters: usize,
+    /// A silent peer turns stale after this long.
+    #[arg(long, default_value = "90s", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub stale_after: Duration,
+    /// A silent peer goes offline (its unacked commands are requeued) after this long.
+    #[arg(long, default_value = "15m", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub offline_after: Duration,
+}
+
+/// The default data directory: `$XDG_STATE_HOME/cipc`, else `~/.local/state/cipc`.
+pub fn default_data_dir() -> PathBuf {
+    if let Some(x) = std::env::var_os("XDG_STATE_HOME").filter(|v| !v.is_empty()) {
+        return PathBuf::from(x).join("cipc");
+    }
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("."));
+    home.join(".local/state/cipc")
+}
+
+/// A new random token: 32 random bytes, URL-safe base64.
+pub fn generate_token() -> String {
+    use base64::Engine;
+    let bytes: [u8; 32] = rand::random();
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// Reads a token file, refusing one that others can read.
+pub fn read_token_file(path: &Path) -> Result<String, String> {
+    let meta = std::fs::metadata(path)
+        .map_err(|e| format!("cannot read token file {}: {e}", path.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = meta.permissions().mode();
+        if mode & 0o004 != 0 {
+            return Err(format!(
+                "token file {} is world-readable (mode {:o}); run `chmod 600 {}` and try again",
+                path.display(),
+                mode & 0o777,
+                path.display()
+            ));
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = meta;
+    let token = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read token file {}: {e}", path.display()))?
+        .trim()
+        .to_string();
+    if token.is_empty() {
+        return Err(format!("token file {} is empty", path.display()));
+    }
+    Ok(token)
+}
+
+fn parse_host(host: &str) -> Result<IpAddr, String> {
+    if host.eq_ignore_ascii_case("localhost") {
+        return Ok(IpAddr::from([127, 0, 0, 1]));
+    }
+    host.trim_matches(|c| c == '[' || c == ']')
+        .parse()
+        .map_err(|_| format!("--host {host:?} is not an IP address; use e.g. 127.0.0.1, 0.0.0.0 or a LAN address"))
+}
+
+/// Runs `cipc serve` to completion; returns the exit code.
+pub fn run(args: ServeArgs) -> i32 {
+    if args.generate_token {
+        println!("{}", generate_token());
+        return exit::OK;
+    }
+    init_logging();
+    let ip = match parse_host(&args.host) {
+        Ok(ip) => ip,
+        Err(e) => {
+            eprintln!("cipc serve: {e}");
+            return exit::USAGE;
+        }
+    };
+    let token = match (&args.token, &args.token_file) {
+        (Some(t), _) if !t.trim().is_empty() => Some(t.trim().to_string()),
+        (_, Some(path)) => match read_token_file(path) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                eprintln!("cipc serve: {e}");
+                return exit::USAGE;
+            }
+        },
+        _ => None,
+    };
+    if !ip.is_loopback() && token.is_none() {
+        if !args.insecure_no_auth {
+            eprintln!(
+                "cipc serve: refusing to listen on {ip} without a token: anyone who can reach it could order your AI sessions to run commands.\n\
+                 Either give it a token (clients then send it too):\n  \
+                 export CIPC_TOKEN=$(cipc serve --generate-token)   # or --token-file PATH\n  \
+                 cipc serve --host {host}\n\
+                 or, on a trusted lab network only:\n  \
+                 cipc serve --host {host} --insecure-no-auth",
+                host = args.host
+            );
+            return exit::USAGE;
+        }
+        tracing::warn!("!!! --insecure-no-auth: listening on {ip} with NO authentication; anyone who can reach this port can send orders to your agents !!!");
+        eprintln!("WARNING: listening on {ip} with NO authentication (--insecure-no-auth). Anyone who can reach this port can order your AI sessions to run commands.");
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cipc serve: cannot start the async runtime: {e}");
+            return exit::ERROR;
+        }
+    };
+    runtime.block_on(serve(args, ip, token))
+}
+
+async fn serve(args: ServeArgs, ip: IpAddr, token: Option<String>) -> i32 {
+    let store: Arc<dyn Store> = if args.memory {
+        Arc::new(MemoryStore)
+    } else {
+        let dir = args.data_dir.clone().unwrap_or_else(default_data_dir);
+        match SqliteStore::open(&dir) {
+            Ok(s) => Arc::new(s),
+            Err(e) => {
+                eprintln!("cipc serve: {e}");
+                return exit::ERROR;
+            }
+        }
+    };
+    let config = BrokerConfig {
+        stale_after: args.stale_after,
+        offline_after: args.offline_after.max(args.stale_after),
+        channel_retention: args.channel_retention.max(1),
+        max_waiters: args.max_waiters,
+        ..BrokerConfig::default()
+    };
+    let broker = match Broker::open(store, config) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("cipc serve: cannot load the stored state: {e}");
+            return exit::ERROR;
+        }
+    };
+    let state = AppState {
+        broker: broker.clone(),
+        config: Arc::new(ServerConfig {
+            max_body: args.max_body,
+            ..ServerConfig::default()
+        }),
+        security: Arc::new(Security::new(token.clone(), ip, &args.allowed_hosts)),
+    };
+    let addr = SocketAddr::new(ip, args.port);
+    let server = match Server::bind(addr, state).await {
+        Ok(s) => s,
+        Err(e) => {
+            let hint = if e.kind() == std::io::ErrorKind::AddrInUse {
+                " (is another cipc serve running? pick another --port, or stop it)".to_string()
+            } else {
+                String::new()
+            };
+            eprintln!("cipc serve: cannot listen on {addr}: {e}{hint}");
+            return exit::ERROR;
+        }
+    };
+    let bound = server.local_addr().unwrap_or(addr);
+    let shown = if ip.is_unspecified() {
+        SocketAddr::new(IpAddr::from([127, 0, 0, 1]), bound.port())
+    } else {
+        bound
+    };
+    println!(
+        "cipc {} listening on http://{bound} | dashboard http://{shown}/dashboard | data: {}{}",
+        env!("CARGO_PKG_VERSION"),
+        broker.store_description(),
+        if token.is_some() { " | token required" } else { "" }
+    );
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+    match server.run(shutdown_signal()).await {
+        Ok(()) => {
+            tracing::info!("stopped cleanly");
+            exit::OK
+        }
+        Err(e) => {
+            eprintln!("cipc serve: server error: {e}");
+            exit::ERROR
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()) && std::env::var_os("NO_COLOR").is_none())
+        .try_init();
+}

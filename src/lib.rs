@@ -1,0 +1,19 @@
+//! cipc: a broker that lets several AI coding sessions and the people watching
+//! them work together.
+//!
+//! The crate is a library so that integration tests (and the `cipc` binary) can
+//! start a broker in-process. The layers, from the wire inwards:
+//!
+//! - [`api`]: the JSON wire types shared by the server, the client and MCP tools.
+//! - [`server`]: axum routes (REST, SSE, MCP, dashboard) over one [`broker::Broker`].
+//! - [`broker`]: the state machine (peers, commands, channels, signals); no HTTP.
+//! - [`store`]: durability behind one small trait (SQLite file or memory).
+//! - [`client`] and [`cli`]: the `cipc` subcommands, clients of the HTTP API.
+
+pub mod api;
+pub mod broker;
+pub mod cli;
+pub mod client;
+pub mod server;
+pub mod store;
+pub mod time;

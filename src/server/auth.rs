@@ -1,0 +1,314 @@
+//! The broker's front door: token, Origin and Host checks, and the brake on
+//! repeated auth failures.
+//!
+//! Commands are orders to agents with a shell, so an open broker is remote code
+//! execution for anyone who reaches it. Every request passes [`guard`] first.
+
+use super::error::ApiError;
+use super::AppState;
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use std::collections::{HashMap, HashSet};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+use subtle::ConstantTimeEq;
+
+/// Failed auth attempts from one address allowed per window before it is blocked.
+const MAX_FAILURES: u32 = 20;
+/// The window and the block both last a minute.
+const FAILURE_WINDOW: Duration = Duration::from_secs(60);
+
+/// The name of the dashboard's session cookie.
+pub const SESSION_COOKIE: &str = "cipc_session";
+
+/// Who may talk to the broker, decided once at start-up.
+pub struct Security {
+    /// The shared secret, when one is configured.
+    pub token: Option<String>,
+    /// Host header values allowed (lowercase, without port); `None` allows any.
+    pub allowed_hosts: Option<HashSet<String>>,
+    failures: Mutex<HashMap<IpAddr, Failures>>,
+    /// Dashboard session ids handed out in exchange for the token.
+    pub sessions: Mutex<HashSet<String>>,
+}
+
+struct Failures {
+    window_start: Instant,
+    count: u32,
+    blocked_until: Option<Instant>,
+}
+
+impl Security {
+    /// Builds the policy for a broker bound to `bind`.
+    ///
+    /// Loopback binds allow loopback Host names only (DNS-rebinding defence).
+    /// A specific LAN address adds itself and the machine's hostname. A
+    /// wildcard bind (0.0.0.0, ::) cannot know every name it is reached by, so
+    /// it allows any Host and relies on the token. `extra` (`--allowed-host`)
+    /// is always added.
+    pub fn new(token: Option<String>, bind: IpAddr, extra: &[String]) -> Security {
+        let allowed_hosts = if bind.is_unspecified() && extra.is_empty() {
+            None
+        } else {
+            let mut hosts: HashSet<String> = ["localhost", "127.0.0.1", "::1", "[::1]"]
+                .iter()
+                .map(|s| s.to_string())
+                .collect();
+            if !bind.is_loopback() && !bind.is_unspecified() {
+                hosts.insert(bind.to_string());
+                hosts.insert(format!("[{bind}]"));
+                if let Ok(h) = gethostname::gethostname().into_string() {
+                    hosts.insert(h.to_ascii_lowercase());
+                }
+            }
+            for h in extra {
+                hosts.insert(h.trim().to_ascii_lowercase());
+            }
+            Some(hosts)
+        };
+        Security {
+            token,
+            allowed_hosts,
+            failures: Mutex::new(HashMap::new()),
+            sessions: Mutex::new(HashSet::new()),
+        }
+    }
+
+    /// The Host names (without ports) allowed, for rmcp's own Host check.
+    pub fn host_list(&self) -> Option<Vec<String>> {
+        self.allowed_hosts
+            .as_ref()
+            .map(|h| h.iter().cloned().collect())
+    }
+
+    /// Compares a presented token with the configured one in constant time.
+    pub fn token_matches(&self, presented: &str) -> bool {
+        match &self.token {
+            None => true,
+            Some(t) => t.as_bytes().ct_eq(presented.as_bytes()).into(),
+        }
+    }
+
+    fn host_allowed(&self, host: &str) -> bool {
+        let Some(allowed) = &self.allowed_hosts else {
+            return true;
+        };
+        let name = strip_port(host).to_ascii_lowercase();
+        allowed.contains(&name)
+            || name
+                .parse::<IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback() && allowed.contains("localhost"))
+    }
+
+    fn blocked(&self, ip: IpAddr) -> bool {
+        let mut f = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        match f.get(&ip).and_then(|e| e.blocked_until) {
+            Some(until) if until > Instant::now() => true,
+            Some(_) => {
+                f.remove(&ip);
+                false
+            }
+            None => false,
+        }
+    }
+
+    fn record_failure(&self, ip: IpAddr) {
+        let now = Instant::now();
+        let mut f = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        if f.len() > 10_000 {
+            f.retain(|_, e| now.duration_since(e.window_start) < FAILURE_WINDOW);
+        }
+        let e = f.entry(ip).or_insert(Failures {
+            window_start: now,
+            count: 0,
+            blocked_until: None,
+        });
+        if now.duration_since(e.window_start) > FAILURE_WINDOW {
+            e.window_start = now;
+            e.count = 0;
+        }
+        e.count += 1;
+        if e.count >= MAX_FAILURES {
+            e.blocked_until = Some(now + FAILURE_WINDOW);
+            tracing::warn!(address = %ip, "too many failed auth attempts; blocking for a minute");
+        }
+    }
+
+    fn has_session(&self, headers: &HeaderMap) -> bool {
+        let Some(id) = cookie(headers, SESSION_COOKIE) else {
+            return false;
+        };
+        let sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        sessions.contains(id)
+    }
+}
+
+/// Drops a `:port` suffix from a Host value (IPv6 literals keep their brackets).
+fn strip_port(host: &str) -> &str {
+    if let Some(rest) = host.strip_prefix('[') {
+        return match rest.find(']') {
+            Some(i) => &host[..i + 2],
+            None => host,
+        };
+    }
+    match host.rfind(':') {
+        Some(i) if host[..i].contains(':') => host,
+        Some(i) => &host[..i],
+        None => host,
+    }
+}
+
+/// Reads one cookie's value from the `Cookie` headers.
+pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
+/// The token a request presents, from `Authorization: Bearer` or `X-Cipc-Token`.
+fn presented_token(headers: &HeaderMap) -> Option<&str> {
+    if let Some(v) = headers.get("x-cipc-token").and_then(|v| v.to_str().ok()) {
+        return Some(v.trim());
+    }
+    let auth = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, rest) = auth.trim().split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
+}
+
+fn is_mcp(path: &str) -> bool {
+    path == "/mcp" || path.starts_with("/mcp/")
+}
+
+/// Paths served without the token: health checks and the dashboard's page and
+/// login (the page shows and changes nothing until it has the token).
+fn is_public(path: &str) -> bool {
+    matches!(
+        path,
+        "/healthz" | "/dashboard" | "/dashboard/" | "/dashboard/login" | "/"
+    ) || path.starts_with("/dashboard/assets/")
+}
+
+/// The middleware every request passes.
+pub async fn guard(
+    State(s): State<AppState>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let path = req.uri().path().to_string();
+    let sec = &s.security;
+
+    // MCP clients probe OAuth discovery; a plain 404 tells them there is none.
+    if path.starts_with("/.well-known/") {
+        return StatusCode::NOT_FOUND.into_response();
+    }
+    if let Some(q) = req.uri().query() {
+        let leaks = q.split('&').any(|kv| {
+            let k = kv.split('=').next().unwrap_or_default();
+            matches!(k, "token" | "access_token" | "cipc_token")
+        });
+        if leaks {
+            return ApiError::bad_request(
+                "never put the token in the URL (it leaks into logs and history); send it as the header Authorization: Bearer <token> or X-Cipc-Token: <token>",
+            )
+            .into_response();
+        }
+    }
+    let headers = req.headers();
+    if let Some(host) = headers.get(header::HOST).and_then(|v| v.to_str().ok()) {
+        if !sec.host_allowed(host) {
+            tracing::warn!(%host, address = %addr, "refused a request for a foreign Host (DNS rebinding?)");
+            return ApiError::forbidden(format!(
+                "Host {host:?} is not served by this broker; if you reach it through a proxy or another name, start it with --allowed-host {}",
+                strip_port(host)
+            ))
+            .into_response();
+        }
+    }
+    if let Some(origin) = headers.get(header::ORIGIN) {
+        let origin = origin.to_str().unwrap_or_default();
+        let own = headers
+            .get(header::HOST)
+            .and_then(|v| v.to_str().ok())
+            .map(|h| format!("http://{h}"));
+        let forwarded_https = headers
+            .get(header::HOST)
+            .and_then(|v| v.to_str().ok())
+            .map(|h| format!("https://{h}"));
+        if Some(origin) != own.as_deref() && Some(origin) != forwarded_https.as_deref() {
+            tracing::warn!(%origin, address = %addr, "refused a cross-origin browser request");
+            return ApiError::forbidden(format!(
+                "requests from the web origin {origin:?} are refused; open the dashboard from the broker's own address instead"
+            ))
+            .into_response();
+        }
+    }
+    if sec.token.is_none() || is_public(&path) {
+        return next.run(req).await;
+    }
+    if sec.blocked(addr.ip()) {
+        return ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_requests",
+            "too many failed token attempts from this address; wait a minute and check CIPC_TOKEN",
+        )
+        .into_response();
+    }
+    let ok = match presented_token(headers) {
+        Some(t) => sec.token_matches(t),
+        None => sec.has_session(headers),
+    };
+    if ok {
+        return next.run(req).await;
+    }
+    sec.record_failure(addr.ip());
+    let what = if presented_token(headers).is_some() {
+        "the token is wrong"
+    } else {
+        "this broker needs a token"
+    };
+    if is_mcp(&path) {
+        // 401 would send MCP clients into an OAuth flow that drops the header.
+        ApiError::forbidden(format!(
+            "{what}: add \"headers\": {{\"X-Cipc-Token\": \"<token>\"}} to the server's entry in .mcp.json"
+        ))
+        .into_response()
+    } else {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            format!("{what}: send Authorization: Bearer <token> (the cipc CLI reads CIPC_TOKEN)"),
+        )
+        .into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strips_ports() {
+        assert_eq!(strip_port("localhost:9100"), "localhost");
+        assert_eq!(strip_port("[::1]:9100"), "[::1]");
+        assert_eq!(strip_port("::1"), "::1");
+        assert_eq!(strip_port("example.com"), "example.com");
+    }
+
+    #[test]
+    fn loopback_policy_refuses_foreign_hosts() {
+        let s = Security::new(None, "127.0.0.1".parse().unwrap(), &[]);
+        assert!(s.host_allowed("localhost:9100"));
+        assert!(s.host_allowed("127.0.0.1:9100"));
+        assert!(s.host_allowed("[::1]:9100"));
+        assert!(!s.host_allowed("evil.example:9100"));
+    }
+}

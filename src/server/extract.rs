@@ -1,0 +1,167 @@
+//! Request extractors that answer bad input with the contract's JSON errors
+//! (axum's own rejections are plain text).
+
+use super::error::ApiError;
+use super::AppState;
+use crate::broker::Caller;
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Query, Request};
+use axum::http::request::Parts;
+use axum::http::StatusCode;
+use serde::de::DeserializeOwned;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+use uuid::Uuid;
+
+/// A JSON body: 413 past the limit, 400 `invalid_json` when it does not parse,
+/// 400 `bad_request` naming the field when it has the wrong shape. Any
+/// `Content-Type` is accepted, as the original broker did (curl `-d`).
+pub struct JsonBody<T>(pub T);
+
+/// Reads the raw body, mapping the size limit to 413.
+pub async fn read_body(req: Request, state: &AppState) -> Result<Bytes, ApiError> {
+    Bytes::from_request(req, state).await.map_err(|rej| {
+        if rej.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                format!(
+                    "the request body is larger than {} bytes (--max-body); send less, or raise the limit",
+                    state.config.max_body
+                ),
+            )
+        } else {
+            ApiError::bad_request(format!("could not read the request body: {}", rej.body_text()))
+        }
+    })
+}
+
+/// Parses JSON text into `T`, classifying the failure.
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8], empty_as: &str) -> Result<T, ApiError> {
+    let text: &[u8] = if bytes.iter().all(|b| b.is_ascii_whitespace()) {
+        empty_as.as_bytes()
+    } else {
+        bytes
+    };
+    serde_json::from_slice(text).map_err(|e| match e.classify() {
+        serde_json::error::Category::Data => {
+            ApiError::bad_request(format!("invalid request body: {e}"))
+        }
+        _ => ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_json",
+            format!("the request body is not valid JSON ({e}); check quoting and commas"),
+        ),
+    })
+}
+
+impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        let bytes = read_body(req, state).await?;
+        parse_json(&bytes, "{}").map(JsonBody)
+    }
+}
+
+/// The query string as a map, with helpers that validate each parameter.
+pub struct Params(pub HashMap<String, String>);
+
+impl<S: Send + Sync> FromRequestParts<S> for Params {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let Query(map) = Query::<HashMap<String, String>>::from_request_parts(parts, state)
+            .await
+            .map_err(|e| ApiError::bad_request(format!("bad query string: {}", e.body_text())))?;
+        Ok(Params(map))
+    }
+}
+
+/// Longest long-poll the API allows (one hour).
+pub const MAX_TIMEOUT_MS: u64 = 3_600_000;
+
+impl Params {
+    /// An optional non-negative integer parameter.
+    pub fn u64(&self, name: &str) -> Result<Option<u64>, ApiError> {
+        match self.0.get(name) {
+            None => Ok(None),
+            Some(v) => v.trim().parse::<u64>().map(Some).map_err(|_| {
+                ApiError::bad_request(format!(
+                    "query parameter {name}={v:?} must be a non-negative whole number"
+                ))
+            }),
+        }
+    }
+
+    /// `timeout` in milliseconds: default 30 000, at most 3 600 000; anything
+    /// else is refused rather than clamped.
+    pub fn timeout(&self) -> Result<Duration, ApiError> {
+        let ms = self.u64("timeout")?.unwrap_or(30_000);
+        if ms > MAX_TIMEOUT_MS {
+            return Err(ApiError::bad_request(format!(
+                "timeout={ms} is too long: the maximum is {MAX_TIMEOUT_MS} ms (one hour); wait again after it returns"
+            )));
+        }
+        Ok(Duration::from_millis(ms))
+    }
+
+    /// `limit`: default `default`, between 1 and `max`.
+    pub fn limit(&self, default: usize, max: usize) -> Result<usize, ApiError> {
+        match self.u64("limit")? {
+            None => Ok(default),
+            Some(n) if n >= 1 && n as usize <= max => Ok(n as usize),
+            Some(n) => Err(ApiError::bad_request(format!(
+                "limit={n} is out of range: use 1 to {max}"
+            ))),
+        }
+    }
+
+    /// An optional string parameter.
+    pub fn str(&self, name: &str) -> Option<&str> {
+        self.0.get(name).map(String::as_str)
+    }
+}
+
+/// Parses an id from a path segment.
+pub fn parse_id(kind: &str, raw: &str) -> Result<Uuid, ApiError> {
+    Uuid::parse_str(raw).map_err(|_| {
+        ApiError::not_found(format!(
+            "{raw:?} is not a {kind} id (ids are UUIDs like 0193a1b2-...)"
+        ))
+    })
+}
+
+/// Who is calling: the `X-Cipc-Peer` header and the network address.
+pub struct CallerInfo(pub Caller);
+
+/// The header a client names itself with.
+pub const PEER_HEADER: &str = "x-cipc-peer";
+
+impl<S: Send + Sync> FromRequestParts<S> for CallerInfo {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let peer = match parts.headers.get(PEER_HEADER) {
+            None => None,
+            Some(v) => {
+                let s = v.to_str().unwrap_or_default().trim();
+                if s.is_empty() {
+                    None
+                } else {
+                    Some(Uuid::parse_str(s).map_err(|_| {
+                        ApiError::bad_request(format!(
+                            "X-Cipc-Peer {s:?} is not a peer id; use the id from POST /peers/connect"
+                        ))
+                    })?)
+                }
+            }
+        };
+        let address = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.to_string());
+        Ok(CallerInfo(Caller { peer, address }))
+    }
+}

@@ -1,0 +1,190 @@
+//! The HTTP server: one axum router over one [`Broker`], with four doors:
+//! REST ([`rest`]), SSE streams ([`streams`]), MCP ([`mcp`]) and the web
+//! dashboard ([`dashboard`]). [`auth::guard`] stands in front of all of them.
+
+pub mod auth;
+pub mod dashboard;
+pub mod error;
+pub mod extract;
+pub mod mcp;
+pub mod rest;
+pub mod streams;
+
+use crate::broker::Broker;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::get;
+use axum::{Json, Router};
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use utoipa::OpenApi;
+
+/// Server-side settings (the HTTP half of `cipc serve`'s flags).
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Largest request body accepted, in bytes.
+    pub max_body: usize,
+    /// Events buffered per SSE reader before it counts as too slow.
+    pub sse_buffer: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            max_body: 1024 * 1024,
+            sse_buffer: 256,
+        }
+    }
+}
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    /// The state machine.
+    pub broker: Broker,
+    /// HTTP settings.
+    pub config: Arc<ServerConfig>,
+    /// Token, Host policy, dashboard sessions.
+    pub security: Arc<auth::Security>,
+}
+
+/// Builds the whole router.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .merge(rest::routes())
+        .merge(streams::routes())
+        .route("/openapi.json", get(openapi))
+        .merge(dashboard::routes())
+        .merge(mcp::routes(&state))
+        .fallback(error::fallback)
+        .layer(middleware::from_fn_with_state(state.clone(), note_peer))
+        .layer(middleware::from_fn_with_state(state.clone(), auth::guard))
+        .layer(DefaultBodyLimit::max(state.config.max_body))
+        .with_state(state)
+}
+
+async fn openapi() -> Json<utoipa::openapi::OpenApi> {
+    let mut doc = rest::ApiDoc::openapi();
+    doc.info.version = env!("CARGO_PKG_VERSION").to_string();
+    Json(doc)
+}
+
+/// Any request that names a peer in `X-Cipc-Peer` refreshes its `lastSeen`.
+async fn note_peer(State(s): State<AppState>, req: Request, next: Next) -> Response {
+    if let Some(id) = req
+        .headers()
+        .get(extract::PEER_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| uuid::Uuid::parse_str(v.trim()).ok())
+    {
+        s.broker.touch(id);
+    }
+    next.run(req).await
+}
+
+/// A bound, not yet running server.
+pub struct Server {
+    listener: TcpListener,
+    state: AppState,
+}
+
+impl Server {
+    /// Binds `addr` (port 0 picks a free port).
+    pub async fn bind(addr: SocketAddr, state: AppState) -> std::io::Result<Server> {
+        let listener = TcpListener::bind(addr).await?;
+        Ok(Server { listener, state })
+    }
+
+    /// The address actually bound.
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Serves until `shutdown` resolves; then answers parked long-polls, ends
+    /// streams, waits for in-flight requests and flushes the store.
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+        let broker = self.state.broker.clone();
+        let sweeper = broker.spawn_sweeper();
+        let app = router(self.state);
+        let b = broker.clone();
+        let result = axum::serve(
+            self.listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            tracing::info!("shutting down: answering open waits and flushing the store");
+            b.shutdown();
+        })
+        .await;
+        broker.shutdown();
+        let _ = sweeper.await;
+        let b = broker.clone();
+        let _ = tokio::task::spawn_blocking(move || b.close_store()).await;
+        result
+    }
+}
+
+/// A broker served in-process on a free loopback port: for tests and `cipc bench`.
+pub struct RunningServer {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// The broker behind it.
+    pub broker: Broker,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+}
+
+impl RunningServer {
+    /// Starts `broker` on 127.0.0.1 with a free port and optional token.
+    pub async fn start(
+        broker: Broker,
+        config: ServerConfig,
+        token: Option<String>,
+    ) -> std::io::Result<RunningServer> {
+        let bind: SocketAddr = ([127, 0, 0, 1], 0).into();
+        let state = AppState {
+            broker: broker.clone(),
+            config: Arc::new(config),
+            security: Arc::new(auth::Security::new(token, bind.ip(), &[])),
+        };
+        let server = Server::bind(bind, state).await?;
+        let addr = server.local_addr()?;
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(server.run(async move {
+            let _ = rx.await;
+        }));
+        Ok(RunningServer {
+            addr,
+            broker,
+            stop: Some(tx),
+            task: Some(task),
+        })
+    }
+
+    /// `http://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Stops it the way SIGTERM would, and waits until it is down.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for RunningServer {
+    fn drop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+    }
+}

@@ -1,0 +1,348 @@
+//! The REST routes of `shared/API.md`. Each handler parses, calls one broker
+//! method and shapes the answer; none of them owns logic of its own.
+
+use super::error::ApiError;
+use super::extract::{parse_id, parse_json, read_body, CallerInfo, JsonBody, Params};
+use super::AppState;
+use crate::api::*;
+use crate::broker::SendOutcome;
+use axum::extract::{Path, Request, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+
+/// Every REST route (streams live in `streams.rs`).
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/peers/discover", get(discover))
+        .route("/peers/connect", post(connect))
+        .route("/peers", get(list_peers))
+        .route("/peers/{id}", get(get_peer).delete(disconnect))
+        .route("/peers/{id}/heartbeat", post(heartbeat))
+        .route("/commands/send", post(send_command))
+        .route("/commands", get(list_commands))
+        .route("/commands/{id}", get(peer_commands).delete(cancel_command))
+        .route("/commands/{id}/wait", get(wait_command))
+        .route("/commands/{id}/ack", post(ack_command))
+        .route("/commands/{id}/result", get(command_result))
+        .route("/channels", get(list_channels))
+        .route("/channels/{name}/send", post(channel_send))
+        .route("/channels/{name}/messages", get(channel_messages))
+        .route("/signals", get(list_signals))
+        .route(
+            "/signals/{name}",
+            get(get_signal).post(emit_signal).delete(clear_signal),
+        )
+        .route("/signals/{name}/wait", get(wait_signal))
+        .route("/status", get(status))
+        .route("/reset", post(reset))
+        .route("/healthz", get(healthz))
+}
+
+type ApiResult<T> = Result<T, ApiError>;
+
+#[utoipa::path(get, path = "/peers/discover", tag = "peers",
+    responses((status = 200, description = "online peers and their roles", body = DiscoverResponse)))]
+async fn discover(State(s): State<AppState>) -> Json<DiscoverResponse> {
+    Json(s.broker.discover())
+}
+
+#[utoipa::path(post, path = "/peers/connect", tag = "peers", request_body = ConnectRequest,
+    responses((status = 201, body = PeerResponse), (status = 400, body = ErrorResponse)))]
+async fn connect(
+    State(s): State<AppState>,
+    JsonBody(req): JsonBody<ConnectRequest>,
+) -> ApiResult<(StatusCode, Json<PeerResponse>)> {
+    let peer = s.broker.connect(req, Via::Http).await?;
+    Ok((StatusCode::CREATED, Json(PeerResponse { peer })))
+}
+
+#[utoipa::path(get, path = "/peers", tag = "peers",
+    responses((status = 200, description = "every known peer", body = PeersResponse)))]
+async fn list_peers(State(s): State<AppState>) -> Json<PeersResponse> {
+    Json(PeersResponse {
+        peers: s.broker.peers(),
+    })
+}
+
+#[utoipa::path(get, path = "/peers/{id}", tag = "peers", params(("id" = String, Path, description = "peer id")),
+    responses((status = 200, body = PeerResponse), (status = 404, body = ErrorResponse)))]
+async fn get_peer(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<PeerResponse>> {
+    let id = parse_id("peer", &id)?;
+    Ok(Json(PeerResponse {
+        peer: s.broker.peer(id)?,
+    }))
+}
+
+#[utoipa::path(post, path = "/peers/{id}/heartbeat", tag = "peers", params(("id" = String, Path, description = "peer id")),
+    responses((status = 200, body = PeerResponse), (status = 404, body = ErrorResponse)))]
+async fn heartbeat(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<PeerResponse>> {
+    let id = parse_id("peer", &id)?;
+    Ok(Json(PeerResponse {
+        peer: s.broker.heartbeat(id).await?,
+    }))
+}
+
+#[utoipa::path(delete, path = "/peers/{id}", tag = "peers", params(("id" = String, Path, description = "peer id")),
+    responses((status = 200, description = "the peer, now offline; its unacked commands are pending again", body = PeerResponse),
+              (status = 404, body = ErrorResponse)))]
+async fn disconnect(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<PeerResponse>> {
+    let id = parse_id("peer", &id)?;
+    Ok(Json(PeerResponse {
+        peer: s.broker.disconnect(id).await?,
+    }))
+}
+
+#[utoipa::path(post, path = "/commands/send", tag = "commands", request_body = SendRequest,
+    responses((status = 201, description = "created; `\"*\"` answers {\"commands\": [Command]}", body = SendResponse),
+              (status = 200, description = "a repeated dedupeKey: the original command", body = SendResponse),
+              (status = 400, body = ErrorResponse)))]
+async fn send_command(
+    State(s): State<AppState>,
+    CallerInfo(caller): CallerInfo,
+    JsonBody(req): JsonBody<SendRequest>,
+) -> ApiResult<Response> {
+    Ok(match s.broker.send(req, &caller).await? {
+        SendOutcome::Created { command, queued } => {
+            (StatusCode::CREATED, Json(SendResponse { command, queued })).into_response()
+        }
+        SendOutcome::Deduplicated(command) => (
+            StatusCode::OK,
+            Json(SendResponse {
+                command,
+                queued: false,
+            }),
+        )
+            .into_response(),
+        SendOutcome::FanOut(commands) => {
+            (StatusCode::CREATED, Json(CommandsResponse { commands })).into_response()
+        }
+    })
+}
+
+#[utoipa::path(get, path = "/commands", tag = "commands",
+    params(("status" = Option<String>, Query, description = "pending|delivered|acked|failed|cancelled|expired"),
+           ("target" = Option<String>, Query, description = "a role or peer id"),
+           ("limit" = Option<u64>, Query, description = "1-10000, default 100")),
+    responses((status = 200, description = "newest first", body = CommandsResponse), (status = 400, body = ErrorResponse)))]
+async fn list_commands(State(s): State<AppState>, q: Params) -> ApiResult<Json<CommandsResponse>> {
+    let status = q
+        .str("status")
+        .map(|v| v.parse::<CommandStatus>())
+        .transpose()
+        .map_err(ApiError::bad_request)?;
+    let limit = q.limit(100, 10_000)?;
+    Ok(Json(CommandsResponse {
+        commands: s.broker.list_commands(status, q.str("target"), limit),
+    }))
+}
+
+#[utoipa::path(get, path = "/commands/{peerId}", tag = "commands", params(("peerId" = String, Path, description = "peer id")),
+    responses((status = 200, description = "the peer's pending and delivered-unacked commands, oldest first", body = CommandsResponse),
+              (status = 404, body = ErrorResponse)))]
+async fn peer_commands(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<CommandsResponse>> {
+    let id = parse_id("peer", &id)?;
+    s.broker.touch(id);
+    Ok(Json(CommandsResponse {
+        commands: s.broker.commands_for_peer(id)?,
+    }))
+}
+
+#[utoipa::path(get, path = "/commands/{peerId}/wait", tag = "commands",
+    params(("peerId" = String, Path, description = "peer id"), ("timeout" = Option<u64>, Query, description = "ms, default 30000, max 3600000")),
+    responses((status = 200, description = "the command now delivered to this peer, or {command: null, timedOut: true}", body = WaitResponse),
+              (status = 404, body = ErrorResponse), (status = 429, body = ErrorResponse)))]
+async fn wait_command(State(s): State<AppState>, Path(id): Path<String>, q: Params) -> ApiResult<Json<WaitResponse>> {
+    let id = parse_id("peer", &id)?;
+    let timeout = q.timeout()?;
+    let command = s.broker.wait_command(id, timeout).await?;
+    Ok(Json(WaitResponse {
+        timed_out: command.is_none(),
+        command,
+    }))
+}
+
+#[utoipa::path(post, path = "/commands/{commandId}/ack", tag = "commands", request_body = AckRequest,
+    params(("commandId" = String, Path, description = "command id")),
+    responses((status = 200, body = CommandResponse), (status = 404, body = ErrorResponse),
+              (status = 409, description = "already finished, or held by another peer", body = ErrorResponse)))]
+async fn ack_command(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    CallerInfo(caller): CallerInfo,
+    req: Request,
+) -> ApiResult<Json<CommandResponse>> {
+    let id = parse_id("command", &id)?;
+    let bytes = read_body(req, &s).await?;
+    let body: AckRequest = parse_json(&bytes, "{}")?;
+    let command = s.broker.ack(id, body.result, body.error, &caller).await?;
+    Ok(Json(CommandResponse {
+        command,
+        timed_out: false,
+    }))
+}
+
+#[utoipa::path(get, path = "/commands/{commandId}/result", tag = "commands",
+    params(("commandId" = String, Path, description = "command id"), ("timeout" = Option<u64>, Query, description = "ms, default 30000")),
+    responses((status = 200, description = "the finished command, or the command with timedOut: true", body = CommandResponse),
+              (status = 404, body = ErrorResponse)))]
+async fn command_result(State(s): State<AppState>, Path(id): Path<String>, q: Params) -> ApiResult<Json<CommandResponse>> {
+    let id = parse_id("command", &id)?;
+    let timeout = q.timeout()?;
+    let (command, timed_out) = s.broker.wait_result(id, timeout).await?;
+    Ok(Json(CommandResponse { command, timed_out }))
+}
+
+#[utoipa::path(delete, path = "/commands/{commandId}", tag = "commands",
+    params(("commandId" = String, Path, description = "command id")),
+    responses((status = 200, body = CommandResponse), (status = 404, body = ErrorResponse), (status = 409, body = ErrorResponse)))]
+async fn cancel_command(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    CallerInfo(caller): CallerInfo,
+) -> ApiResult<Json<CommandResponse>> {
+    let id = parse_id("command", &id)?;
+    let by = caller
+        .peer
+        .map(|p| format!("peer {p}"))
+        .or(caller.address)
+        .unwrap_or_else(|| "a client".into());
+    Ok(Json(CommandResponse {
+        command: s.broker.cancel(id, &by).await?,
+        timed_out: false,
+    }))
+}
+
+#[utoipa::path(get, path = "/channels", tag = "channels",
+    responses((status = 200, body = ChannelsResponse)))]
+async fn list_channels(State(s): State<AppState>) -> Json<ChannelsResponse> {
+    Json(ChannelsResponse {
+        channels: s.broker.channels(),
+    })
+}
+
+#[utoipa::path(post, path = "/channels/{name}/send", tag = "channels",
+    params(("name" = String, Path, description = "channel name")),
+    request_body(content = Object, description = "the whole body is the message's data (any JSON)"),
+    responses((status = 201, body = MessageResponse), (status = 400, body = ErrorResponse), (status = 413, body = ErrorResponse)))]
+async fn channel_send(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    CallerInfo(caller): CallerInfo,
+    req: Request,
+) -> ApiResult<(StatusCode, Json<MessageResponse>)> {
+    let bytes = read_body(req, &s).await?;
+    if bytes.iter().all(|b| b.is_ascii_whitespace()) {
+        return Err(ApiError::bad_request(
+            "the message body is empty; send any JSON value, e.g. {\"text\":\"hello\"}",
+        ));
+    }
+    let data: serde_json::Value = parse_json(&bytes, "null")?;
+    let from = caller.peer.map(|p| p.to_string());
+    let message = s.broker.channel_send(&name, data, from).await?;
+    Ok((StatusCode::CREATED, Json(MessageResponse { message })))
+}
+
+#[utoipa::path(get, path = "/channels/{name}/messages", tag = "channels",
+    params(("name" = String, Path, description = "channel name"),
+           ("since" = Option<u64>, Query, description = "answer messages with seq > since (default 0)"),
+           ("limit" = Option<u64>, Query, description = "1-10000, default 1000"),
+           ("timeout" = Option<u64>, Query, description = "ms; when given and nothing is newer than since, long-poll")),
+    responses((status = 200, body = MessagesResponse), (status = 400, body = ErrorResponse)))]
+async fn channel_messages(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    q: Params,
+) -> ApiResult<Json<MessagesResponse>> {
+    validate_name("channel name", &name).map_err(ApiError::bad_request)?;
+    let since = q.u64("since")?.unwrap_or(0);
+    let limit = q.limit(1000, 10_000)?;
+    if q.str("timeout").is_some() {
+        let timeout = q.timeout()?;
+        return Ok(Json(s.broker.channel_wait(&name, since, limit, timeout).await?));
+    }
+    Ok(Json(s.broker.channel_read(&name, since, limit)))
+}
+
+#[utoipa::path(get, path = "/signals", tag = "signals", responses((status = 200, body = SignalsResponse)))]
+async fn list_signals(State(s): State<AppState>) -> Json<SignalsResponse> {
+    Json(SignalsResponse {
+        signals: s.broker.signals(),
+    })
+}
+
+#[utoipa::path(post, path = "/signals/{name}", tag = "signals", request_body = EmitRequest,
+    params(("name" = String, Path, description = "signal name")),
+    responses((status = 200, body = SignalResponse), (status = 400, body = ErrorResponse)))]
+async fn emit_signal(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    CallerInfo(caller): CallerInfo,
+    JsonBody(req): JsonBody<EmitRequest>,
+) -> ApiResult<Json<SignalResponse>> {
+    let by = caller.peer.map(|p| p.to_string());
+    Ok(Json(SignalResponse {
+        signal: s.broker.emit(&name, req.data, by).await?,
+        timed_out: false,
+    }))
+}
+
+#[utoipa::path(get, path = "/signals/{name}", tag = "signals", params(("name" = String, Path, description = "signal name")),
+    responses((status = 200, description = "emitted: false when never emitted", body = SignalResponse)))]
+async fn get_signal(State(s): State<AppState>, Path(name): Path<String>) -> ApiResult<Json<SignalResponse>> {
+    Ok(Json(SignalResponse {
+        signal: s.broker.signal(&name)?,
+        timed_out: false,
+    }))
+}
+
+#[utoipa::path(delete, path = "/signals/{name}", tag = "signals", params(("name" = String, Path, description = "signal name")),
+    responses((status = 200, body = SignalResponse)))]
+async fn clear_signal(State(s): State<AppState>, Path(name): Path<String>) -> ApiResult<Json<SignalResponse>> {
+    Ok(Json(SignalResponse {
+        signal: s.broker.clear_signal(&name).await?,
+        timed_out: false,
+    }))
+}
+
+#[utoipa::path(get, path = "/signals/{name}/wait", tag = "signals",
+    params(("name" = String, Path, description = "signal name"),
+           ("timeout" = Option<u64>, Query, description = "ms, default 30000"),
+           ("after" = Option<u64>, Query, description = "wait for an emission with count > after")),
+    responses((status = 200, description = "the signal once emitted, or with timedOut: true", body = SignalResponse)))]
+async fn wait_signal(State(s): State<AppState>, Path(name): Path<String>, q: Params) -> ApiResult<Json<SignalResponse>> {
+    let timeout = q.timeout()?;
+    let after = q.u64("after")?;
+    let (signal, timed_out) = s.broker.wait_signal(&name, after, timeout).await?;
+    Ok(Json(SignalResponse { signal, timed_out }))
+}
+
+#[utoipa::path(get, path = "/status", tag = "system", responses((status = 200, body = StatusResponse)))]
+async fn status(State(s): State<AppState>) -> Json<StatusResponse> {
+    Json(s.broker.status())
+}
+
+#[utoipa::path(post, path = "/reset", tag = "system", responses((status = 200, body = OkResponse)))]
+async fn reset(State(s): State<AppState>) -> ApiResult<Json<OkResponse>> {
+    s.broker.reset().await?;
+    Ok(Json(OkResponse { ok: true }))
+}
+
+#[utoipa::path(get, path = "/healthz", tag = "system", responses((status = 200, body = OkResponse)))]
+async fn healthz() -> Json<OkResponse> {
+    Json(OkResponse { ok: true })
+}
+
+/// The OpenAPI document, generated from the handlers above.
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(title = "cipc broker API", description = "Peers, commands, channels and signals for AI coding sessions. Long-poll timeouts are milliseconds."),
+    paths(discover, connect, list_peers, get_peer, heartbeat, disconnect,
+          send_command, list_commands, peer_commands, wait_command, ack_command, command_result, cancel_command,
+          list_channels, channel_send, channel_messages, super::streams::channel_stream,
+          list_signals, emit_signal, get_signal, clear_signal, wait_signal,
+          status, reset, healthz, super::streams::events),
+    components(schemas(Peer, Command, Message, Signal, ChannelInfo, ErrorResponse))
+)]
+pub struct ApiDoc;

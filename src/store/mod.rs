@@ -1,0 +1,85 @@
+//! Durability behind one small trait.
+//!
+//! The broker keeps its whole state in memory and describes every change as a
+//! [`Mutation`]. A store persists mutations and, at start-up, hands back a
+//! [`Snapshot`] to rebuild the state from. The SQLite store commits batches of
+//! mutations from a single writer thread (group commit), so a 2xx answer can wait
+//! for its own commit without serialising every request behind an fsync.
+
+mod memory;
+mod sqlite;
+
+pub use memory::MemoryStore;
+pub use sqlite::SqliteStore;
+
+use crate::api::{Command, Message, Peer, Signal};
+use std::future::Future;
+use std::pin::Pin;
+
+/// One change to persist, in the order the broker made it.
+#[derive(Debug, Clone)]
+pub enum Mutation {
+    /// A peer was created or changed.
+    Peer(Peer),
+    /// A command was created or changed; `ord` is its position in FIFO order.
+    Command { ord: u64, command: Command },
+    /// A message was appended to a channel.
+    Message(Message),
+    /// A channel's messages with `seq < below` were trimmed by retention.
+    Trim { channel: String, below: u64 },
+    /// A signal was emitted or cleared.
+    Signal(Signal),
+    /// Everything was cleared.
+    Reset,
+}
+
+/// What a store held at start-up.
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    /// Every peer.
+    pub peers: Vec<Peer>,
+    /// Every command with its FIFO position, in that order.
+    pub commands: Vec<(u64, Command)>,
+    /// Every retained message, ordered by channel then seq.
+    pub messages: Vec<Message>,
+    /// Every channel's last seq ever used (so seqs continue after trims).
+    pub channel_heads: Vec<(String, u64)>,
+    /// Every signal.
+    pub signals: Vec<Signal>,
+}
+
+/// A future that resolves once a mutation is durable (or failed to be).
+pub type Commit = Pin<Box<dyn Future<Output = Result<(), StoreError>> + Send>>;
+
+/// Why a store could not do what was asked.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The data directory or file could not be opened, created or read.
+    #[error("cannot use data at {path}: {reason}")]
+    Open {
+        /// The path involved.
+        path: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// A write failed; the change was not persisted.
+    #[error("store write failed: {0}")]
+    Write(String),
+    /// The writer has shut down.
+    #[error("the store is closed (the broker is shutting down)")]
+    Closed,
+}
+
+/// Persistence for the broker's state.
+pub trait Store: Send + Sync + 'static {
+    /// Reads everything back (called once, at start-up).
+    fn load(&self) -> Result<Snapshot, StoreError>;
+    /// Queues a mutation. It must be called in the order the changes happened
+    /// (the broker calls it under its state lock); the returned future resolves
+    /// when the mutation is committed. Dropping the future does not cancel the write.
+    fn apply(&self, mutation: Mutation) -> Commit;
+    /// Flushes every queued mutation and stops accepting new ones.
+    fn close(&self);
+    /// A human description of where data lives ("memory" or a file path).
+    fn describe(&self) -> String;
+}

@@ -1,0 +1,258 @@
+//! The default store: one SQLite file in WAL mode with `synchronous=FULL`.
+//!
+//! Rows hold the API objects as JSON so the schema never fights the wire types.
+//! A single writer thread drains every queued mutation into one transaction and
+//! answers all of their commit futures at once (group commit).
+
+use super::{Commit, Mutation, Snapshot, Store, StoreError};
+use crate::api::{Command, Message, Peer, Signal};
+use rusqlite::{params, Connection, OptionalExtension};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::sync::Mutex;
+use tokio::sync::oneshot;
+
+type Job = (Mutation, oneshot::Sender<Result<(), StoreError>>);
+
+/// An SQLite file with a group-committing writer thread.
+pub struct SqliteStore {
+    path: PathBuf,
+    sender: Mutex<Option<mpsc::Sender<Job>>>,
+    writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+    snapshot: Mutex<Option<Snapshot>>,
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS peers (id TEXT PRIMARY KEY, body TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS commands (id TEXT PRIMARY KEY, ord INTEGER NOT NULL, body TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS messages (channel TEXT NOT NULL, seq INTEGER NOT NULL, body TEXT NOT NULL, PRIMARY KEY (channel, seq));
+CREATE TABLE IF NOT EXISTS channels (name TEXT PRIMARY KEY, last_seq INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS signals (name TEXT PRIMARY KEY, body TEXT NOT NULL);
+";
+
+impl SqliteStore {
+    /// Opens (creating if needed) `cipc.db` in `dir`, checks it is usable, reads
+    /// it back, and starts the writer thread. Errors name the path.
+    pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        let open_err = |path: &Path, reason: String| StoreError::Open {
+            path: path.display().to_string(),
+            reason,
+        };
+        std::fs::create_dir_all(dir).map_err(|e| open_err(dir, e.to_string()))?;
+        let path = dir.join("cipc.db");
+        let conn = Connection::open(&path).map_err(|e| open_err(&path, e.to_string()))?;
+        let setup = || -> rusqlite::Result<()> {
+            conn.busy_timeout(std::time::Duration::from_secs(5))?;
+            let mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
+            if !mode.eq_ignore_ascii_case("wal") {
+                tracing::warn!(mode, "SQLite did not switch to WAL mode");
+            }
+            conn.execute_batch("PRAGMA synchronous=FULL;")?;
+            let check: String = conn.query_row("PRAGMA quick_check", [], |r| r.get(0))?;
+            if check != "ok" {
+                return Err(rusqlite::Error::SqliteFailure(
+                    rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CORRUPT),
+                    Some(format!("integrity check failed: {check}")),
+                ));
+            }
+            conn.execute_batch(SCHEMA)?;
+            Ok(())
+        };
+        setup().map_err(|e| {
+            open_err(
+                &path,
+                format!("{e} (move the file aside or pick another --data-dir)"),
+            )
+        })?;
+        let snapshot = read_all(&conn).map_err(|e| open_err(&path, e))?;
+        let (tx, rx) = mpsc::channel::<Job>();
+        let writer = std::thread::Builder::new()
+            .name("cipc-store-writer".into())
+            .spawn(move || writer_loop(conn, rx))
+            .map_err(|e| open_err(&path, format!("cannot start writer thread: {e}")))?;
+        Ok(SqliteStore {
+            path,
+            sender: Mutex::new(Some(tx)),
+            writer: Mutex::new(Some(writer)),
+            snapshot: Mutex::new(Some(snapshot)),
+        })
+    }
+}
+
+fn read_all(conn: &Connection) -> Result<Snapshot, String> {
+    fn rows<T: serde::de::DeserializeOwned>(
+        conn: &Connection,
+        sql: &str,
+    ) -> Result<Vec<T>, String> {
+        let mut stmt = conn.prepare(sql).map_err(|e| e.to_string())?;
+        let bodies = stmt
+            .query_map([], |r| r.get::<_, String>(0))
+            .map_err(|e| e.to_string())?;
+        let mut out = Vec::new();
+        for body in bodies {
+            let body = body.map_err(|e| e.to_string())?;
+            out.push(serde_json::from_str(&body).map_err(|e| format!("unreadable row: {e}"))?);
+        }
+        Ok(out)
+    }
+    let peers: Vec<Peer> = rows(conn, "SELECT body FROM peers")?;
+    let signals: Vec<Signal> = rows(conn, "SELECT body FROM signals ORDER BY name")?;
+    let messages: Vec<Message> =
+        rows(conn, "SELECT body FROM messages ORDER BY channel, seq")?;
+    let mut commands = Vec::new();
+    {
+        let mut stmt = conn
+            .prepare("SELECT ord, body FROM commands ORDER BY ord")
+            .map_err(|e| e.to_string())?;
+        let it = stmt
+            .query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))
+            .map_err(|e| e.to_string())?;
+        for row in it {
+            let (ord, body) = row.map_err(|e| e.to_string())?;
+            let cmd: Command =
+                serde_json::from_str(&body).map_err(|e| format!("unreadable command: {e}"))?;
+            commands.push((ord as u64, cmd));
+        }
+    }
+    let mut channel_heads = Vec::new();
+    {
+        let mut stmt = conn
+            .prepare("SELECT name, last_seq FROM channels")
+            .map_err(|e| e.to_string())?;
+        let it = stmt
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
+            .map_err(|e| e.to_string())?;
+        for row in it {
+            let (name, seq) = row.map_err(|e| e.to_string())?;
+            channel_heads.push((name, seq as u64));
+        }
+    }
+    Ok(Snapshot {
+        peers,
+        commands,
+        messages,
+        channel_heads,
+        signals,
+    })
+}
+
+fn write_one(tx: &rusqlite::Transaction<'_>, m: &Mutation) -> rusqlite::Result<()> {
+    match m {
+        Mutation::Peer(p) => {
+            tx.prepare_cached("INSERT OR REPLACE INTO peers (id, body) VALUES (?1, ?2)")?
+                .execute(params![p.id.to_string(), json(p)])?;
+        }
+        Mutation::Command { ord, command } => {
+            tx.prepare_cached(
+                "INSERT OR REPLACE INTO commands (id, ord, body) VALUES (?1, ?2, ?3)",
+            )?
+            .execute(params![command.id.to_string(), *ord as i64, json(command)])?;
+        }
+        Mutation::Message(msg) => {
+            tx.prepare_cached(
+                "INSERT OR REPLACE INTO messages (channel, seq, body) VALUES (?1, ?2, ?3)",
+            )?
+            .execute(params![msg.channel, msg.seq as i64, json(msg)])?;
+            tx.prepare_cached(
+                "INSERT INTO channels (name, last_seq) VALUES (?1, ?2)
+                 ON CONFLICT(name) DO UPDATE SET last_seq = MAX(last_seq, excluded.last_seq)",
+            )?
+            .execute(params![msg.channel, msg.seq as i64])?;
+        }
+        Mutation::Trim { channel, below } => {
+            tx.prepare_cached("DELETE FROM messages WHERE channel = ?1 AND seq < ?2")?
+                .execute(params![channel, *below as i64])?;
+        }
+        Mutation::Signal(s) => {
+            tx.prepare_cached("INSERT OR REPLACE INTO signals (name, body) VALUES (?1, ?2)")?
+                .execute(params![s.name, json(s)])?;
+        }
+        Mutation::Reset => {
+            tx.execute_batch(
+                "DELETE FROM peers; DELETE FROM commands; DELETE FROM messages;
+                 DELETE FROM channels; DELETE FROM signals;",
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// Serialises a stored object; plain data never fails to serialise.
+fn json<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_string(v).unwrap_or_else(|_| "null".to_string())
+}
+
+fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Job>) {
+    const MAX_BATCH: usize = 4096;
+    while let Ok(first) = rx.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        let outcome = (|| -> rusqlite::Result<()> {
+            let tx = conn.transaction()?;
+            for (m, _) in &batch {
+                write_one(&tx, m)?;
+            }
+            tx.commit()
+        })();
+        if let Err(e) = &outcome {
+            tracing::error!(error = %e, batch = batch.len(), "store commit failed");
+        }
+        for (_, reply) in batch {
+            let _ = reply.send(
+                outcome
+                    .as_ref()
+                    .map(|_| ())
+                    .map_err(|e| StoreError::Write(e.to_string())),
+            );
+        }
+    }
+    // Every sender is gone: checkpoint so the next start reads one file.
+    let _ = conn
+        .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+        .optional();
+}
+
+impl Store for SqliteStore {
+    fn load(&self) -> Result<Snapshot, StoreError> {
+        self.snapshot
+            .lock()
+            .map_err(|_| StoreError::Closed)?
+            .take()
+            .ok_or(StoreError::Closed)
+    }
+
+    fn apply(&self, mutation: Mutation) -> Commit {
+        let (tx, rx) = oneshot::channel();
+        let sent = match self.sender.lock() {
+            Ok(guard) => match guard.as_ref() {
+                Some(s) => s.send((mutation, tx)).is_ok(),
+                None => false,
+            },
+            Err(_) => false,
+        };
+        Box::pin(async move {
+            if !sent {
+                return Err(StoreError::Closed);
+            }
+            rx.await.unwrap_or(Err(StoreError::Closed))
+        })
+    }
+
+    fn close(&self) {
+        if let Ok(mut s) = self.sender.lock() {
+            s.take();
+        }
+        if let Some(handle) = self.writer.lock().ok().and_then(|mut w| w.take()) {
+            let _ = handle.join();
+        }
+    }
+
+    fn describe(&self) -> String {
+        self.path.display().to_string()
+    }
+}

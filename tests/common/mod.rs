@@ -1,0 +1,159 @@
+//! Shared helpers for the integration tests: start a real broker (in-process on
+//! a free port, or the built binary) and talk real HTTP to it.
+#![allow(dead_code)]
+
+use cipc::broker::{Broker, BrokerConfig};
+use cipc::server::{RunningServer, ServerConfig};
+use serde_json::Value;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// An in-process broker with the memory store.
+pub async fn start() -> RunningServer {
+    start_with(BrokerConfig::default(), ServerConfig::default(), None).await
+}
+
+/// An in-process broker with the memory store and a token.
+pub async fn start_with_token(token: &str) -> RunningServer {
+    start_with(
+        BrokerConfig::default(),
+        ServerConfig::default(),
+        Some(token.to_string()),
+    )
+    .await
+}
+
+/// An in-process broker with explicit settings.
+pub async fn start_with(
+    broker: BrokerConfig,
+    server: ServerConfig,
+    token: Option<String>,
+) -> RunningServer {
+    RunningServer::start(Broker::in_memory(broker), server, token)
+        .await
+        .expect("start broker")
+}
+
+/// A reqwest client without proxies or pooling surprises.
+pub fn http() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .expect("client")
+}
+
+/// POSTs JSON and returns (status, body).
+pub async fn post(url: &str, body: Value) -> (u16, Value) {
+    let r = http().post(url).json(&body).send().await.expect("post");
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+/// GETs and returns (status, body).
+pub async fn get(url: &str) -> (u16, Value) {
+    let r = http().get(url).send().await.expect("get");
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+/// DELETEs and returns (status, body).
+pub async fn delete(url: &str) -> (u16, Value) {
+    let r = http().delete(url).send().await.expect("delete");
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+/// Registers a peer with `role` and returns its id.
+pub async fn connect(base: &str, role: &str) -> String {
+    let (s, b) = post(&format!("{base}/peers/connect"), serde_json::json!({"role": role})).await;
+    assert_eq!(s, 201, "{b}");
+    b["peer"]["id"].as_str().expect("id").to_string()
+}
+
+/// The built `cipc` binary, run as a real process.
+pub struct BinaryBroker {
+    /// The child process.
+    pub child: Child,
+    /// `http://127.0.0.1:<port>`.
+    pub url: String,
+}
+
+impl BinaryBroker {
+    /// Starts `cipc serve --port 0` with extra args and waits for its start line.
+    pub fn start(args: &[&str], envs: &[(&str, &str)]) -> BinaryBroker {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_cipc"));
+        cmd.arg("serve")
+            .arg("--port")
+            .arg("0")
+            .args(args)
+            .env_remove("CIPC_TOKEN")
+            .env_remove("CIPC_HOST")
+            .env_remove("CIPC_PORT")
+            .env_remove("CIPC_DATA_DIR")
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        for (k, v) in envs {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("spawn cipc serve");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut line = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("read start line");
+        let url = line
+            .split_whitespace()
+            .find(|w| w.starts_with("http://"))
+            .unwrap_or_else(|| panic!("no URL in start line {line:?}"))
+            .to_string();
+        BinaryBroker { child, url }
+    }
+
+    /// Starts a durable broker on `dir`.
+    pub fn durable(dir: &Path) -> BinaryBroker {
+        BinaryBroker::start(&["--data-dir", dir.to_str().expect("utf-8 path")], &[])
+    }
+
+    /// SIGTERM and wait (a clean stop).
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        unsafe {
+            libc::kill(self.child.id() as i32, libc::SIGTERM);
+        }
+        self.child.wait().expect("wait")
+    }
+
+    /// SIGKILL and wait (a crash).
+    pub fn kill9(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for BinaryBroker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Polls `f` until it returns true or `limit` passes (for state that settles
+/// asynchronously, never for timing claims).
+pub async fn eventually<F, Fut>(limit: Duration, mut f: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if f().await {
+            return true;
+        }
+        if tokio::time::Instant::now() > deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
