@@ -2,6 +2,7 @@
 //!
 //! `serve` runs the broker; every other subcommand is a client of its HTTP API.
 
+pub mod bench;
 pub mod serve;
 
 use clap::{Parser, Subcommand};
@@ -41,11 +42,14 @@ pub struct Cli {
 pub enum Command {
     /// Run the broker (REST API, dashboard, MCP endpoint).
     Serve(serve::ServeArgs),
+    /// Measure a broker: command round trips, channel throughput, idle waiters.
+    Bench(bench::BenchArgs),
 }
 
 /// Runs the parsed command line; returns the process exit code.
 pub fn run(cli: Cli) -> i32 {
     match cli.command {
         Command::Serve(args) => serve::run(args),
+        Command::Bench(args) => bench::run(args),
     }
 }
