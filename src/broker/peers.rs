@@ -205,13 +205,32 @@ impl Broker {
     pub fn touch(&self, id: Uuid) {
         let now = Timestamp::now();
         let mut st = self.lock();
+        let mut commits = Vec::new();
+        self.settle_before_contact(&mut st, id, now, &mut commits);
         let Some(e) = st.peers.get_mut(&id) else {
             return;
         };
         e.peer.last_seen = now;
         if !e.disconnected && e.announced != PeerStatus::Online {
-            let mut commits = Vec::new();
             self.announce_peer(&mut st, id, now, &mut commits);
+        }
+    }
+
+    /// A peer that went offline by silence loses its held work even if it
+    /// shows up again before the sweeper noticed: settle that first.
+    fn settle_before_contact(
+        &self,
+        st: &mut State,
+        id: Uuid,
+        now: Timestamp,
+        commits: &mut Vec<Commit>,
+    ) {
+        let Some(e) = st.peers.get(&id) else {
+            return;
+        };
+        if self.status_of(e, now) == PeerStatus::Offline && e.announced != PeerStatus::Offline {
+            self.requeue_held(st, id, now, commits);
+            self.announce_peer(st, id, now, commits);
         }
     }
 
@@ -220,10 +239,11 @@ impl Broker {
     pub async fn heartbeat(&self, id: Uuid) -> Result<Peer, BrokerError> {
         let now = Timestamp::now();
         let mut st = self.lock();
+        let mut commits = Vec::new();
+        self.settle_before_contact(&mut st, id, now, &mut commits);
         let e = st.peers.get_mut(&id).ok_or_else(|| unknown_peer(id))?;
         e.peer.last_seen = now;
         e.disconnected = false;
-        let mut commits = Vec::new();
         let peer = self.announce_peer(&mut st, id, now, &mut commits);
         drop(st);
         Broker::committed(commits).await?;
@@ -235,13 +255,14 @@ impl Broker {
     pub fn contact(&self, id: Uuid) -> Result<ContactGuard, BrokerError> {
         let now = Timestamp::now();
         let mut st = self.lock();
+        let mut commits = Vec::new();
+        self.settle_before_contact(&mut st, id, now, &mut commits);
         let e = st.peers.get_mut(&id).ok_or_else(|| unknown_peer(id))?;
         e.contacts += 1;
         e.peer.last_seen = now;
         let revive = e.disconnected || e.announced != PeerStatus::Online;
         e.disconnected = false;
         if revive {
-            let mut commits = Vec::new();
             self.announce_peer(&mut st, id, now, &mut commits);
         }
         Ok(ContactGuard {
