@@ -232,7 +232,7 @@ pub struct ChannelInfo {
 
 /// Body of `POST /peers/connect`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct ConnectRequest {
     /// The role to take, 1-64 chars of `[A-Za-z0-9._-]`.
     pub role: String,

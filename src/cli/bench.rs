@@ -1,13 +1,515 @@
-//! `cipc bench`: drive a broker like `redis-benchmark` and print a summary.
+//! `cipc bench`: measure a broker the way `redis-benchmark` and `nats bench`
+//! do: drive it over real HTTP and print a summary table.
+//!
+//! By default it starts its own broker (`cipc serve --port 0`, durable in a
+//! temporary directory, or `--memory`) as a child process so the broker's
+//! memory can be read from `/proc`; `--url` measures a running one instead.
 
+use super::exit;
 use clap::Args;
+use comfy_table::{presets::UTF8_FULL_CONDENSED, Table};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::{json, Value};
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
 /// Flags of `cipc bench`.
 #[derive(Debug, Clone, Args)]
-pub struct BenchArgs {}
+pub struct BenchArgs {
+    /// Measure this running broker instead of starting one (idle-waiter memory
+    /// is then not measured).
+    #[arg(long, value_name = "URL")]
+    pub url: Option<String>,
+    /// Start the broker with `--memory` (default: durable, in a temporary dir).
+    #[arg(long)]
+    pub memory: bool,
+    /// Command round trips to time.
+    #[arg(long, default_value_t = 2000, value_name = "N")]
+    pub round_trips: usize,
+    /// Channel messages to send in all.
+    #[arg(long, default_value_t = 40_000, value_name = "N")]
+    pub messages: usize,
+    /// Concurrent channel senders.
+    #[arg(long, default_value_t = 16, value_name = "N")]
+    pub clients: usize,
+    /// Idle long-poll waiters to hold open (0 skips).
+    #[arg(long, default_value_t = 10_000, value_name = "N")]
+    pub waiters: usize,
+    /// Process spawns per CLI-vs-curl comparison (0 skips).
+    #[arg(long, default_value_t = 100, value_name = "N")]
+    pub spawns: usize,
+    /// Print the results as JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// One line of the summary.
+struct Row {
+    name: String,
+    value: String,
+    target: String,
+    raw: Value,
+}
 
 /// Runs the benchmark; returns the exit code.
-pub fn run(_args: BenchArgs) -> i32 {
-    eprintln!("cipc bench: not built yet");
-    super::exit::ERROR
+pub fn run(args: BenchArgs) -> i32 {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cipc bench: cannot start the async runtime: {e}");
+            return exit::ERROR;
+        }
+    };
+    raise_fd_limit();
+    let mut child: Option<(Child, tempfile_dir::TempDir)> = None;
+    let url = match &args.url {
+        Some(u) => u.trim_end_matches('/').to_string(),
+        None => match spawn_broker(args.memory) {
+            Ok((c, dir, url)) => {
+                child = Some((c, dir));
+                url
+            }
+            Err(e) => {
+                eprintln!("cipc bench: {e}");
+                return exit::ERROR;
+            }
+        },
+    };
+    let pid = child.as_ref().map(|(c, _)| c.id());
+    let mode = if args.url.is_some() {
+        "external broker".to_string()
+    } else if args.memory {
+        "--memory".to_string()
+    } else {
+        "durable (SQLite, synchronous=FULL)".to_string()
+    };
+    let result = rt.block_on(async {
+        let mut rows = Vec::new();
+        rows.push(round_trips(&url, args.round_trips).await?);
+        rows.push(channel_throughput(&url, args.messages, args.clients).await?);
+        if args.waiters > 0 {
+            if let Some(pid) = pid {
+                rows.push(idle_waiters(&url, args.waiters, pid).await?);
+            }
+        }
+        if args.spawns > 0 {
+            rows.extend(cli_vs_curl(&url, args.spawns).await?);
+        }
+        Ok::<_, String>(rows)
+    });
+    if let Some((mut c, _dir)) = child {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+    match result {
+        Ok(rows) => {
+            print_rows(&rows, &mode, args.json);
+            exit::OK
+        }
+        Err(e) => {
+            eprintln!("cipc bench: {e}");
+            exit::ERROR
+        }
+    }
+}
+
+/// A temporary directory removed on drop (kept tiny to avoid a dependency).
+mod tempfile_dir {
+    /// The directory and its path.
+    pub struct TempDir(pub std::path::PathBuf);
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+fn spawn_broker(memory: bool) -> Result<(Child, tempfile_dir::TempDir, String), String> {
+    let exe = std::env::current_exe().map_err(|e| format!("cannot find own binary: {e}"))?;
+    let dir = std::env::temp_dir().join(format!("cipc-bench-{}", std::process::id()));
+    let dir = tempfile_dir::TempDir(dir);
+    let mut cmd = Command::new(exe);
+    cmd.args(["serve", "--port", "0", "--max-waiters", "20000"])
+        .env("RUST_LOG", "warn")
+        .env_remove("CIPC_TOKEN")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    if memory {
+        cmd.arg("--memory");
+    } else {
+        cmd.arg("--data-dir").arg(&dir.0);
+    }
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| format!("cannot start a broker: {e}"))?;
+    let mut line = String::new();
+    if let Some(out) = child.stdout.take() {
+        let _ = BufReader::new(out).read_line(&mut line);
+    }
+    let url = line
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .map(str::to_string)
+        .ok_or_else(|| format!("the broker did not start: {line:?}"))?;
+    Ok((child, dir, url))
+}
+
+fn raise_fd_limit() {
+    #[cfg(unix)]
+    unsafe {
+        let mut lim = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            let _ = libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
+}
+
+fn client() -> Result<reqwest::Client, String> {
+    reqwest::Client::builder()
+        .no_proxy()
+        .pool_max_idle_per_host(64)
+        .build()
+        .map_err(|e| e.to_string())
+}
+
+async fn call(rb: reqwest::RequestBuilder) -> Result<Value, String> {
+    let r = rb
+        .send()
+        .await
+        .map_err(|e| format!("request failed: {e}"))?;
+    let status = r.status();
+    let body: Value = r.json().await.map_err(|e| e.to_string())?;
+    if !status.is_success() {
+        return Err(format!("broker answered {status}: {body}"));
+    }
+    Ok(body)
+}
+
+fn bar(len: u64, what: &str) -> ProgressBar {
+    let pb = ProgressBar::new(len);
+    if let Ok(style) = ProgressStyle::with_template("{msg:>22} {bar:30} {pos}/{len} {elapsed}") {
+        pb.set_style(style);
+    }
+    pb.set_message(what.to_string());
+    pb
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let i = ((sorted.len() - 1) as f64 * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+/// send → the worker's parked wait returns it → ack → the sender's result wait returns.
+async fn round_trips(url: &str, n: usize) -> Result<Row, String> {
+    let c = client()?;
+    let role = format!("bench-{}", std::process::id());
+    let peer = call(
+        c.post(format!("{url}/peers/connect"))
+            .json(&json!({"role": role})),
+    )
+    .await?;
+    let pid = peer["peer"]["id"].as_str().unwrap_or_default().to_string();
+    let worker_c = c.clone();
+    let worker_url = url.to_string();
+    let worker = tokio::spawn(async move {
+        loop {
+            let w = call(worker_c.get(format!("{worker_url}/commands/{pid}/wait?timeout=5000")))
+                .await?;
+            let Some(id) = w["command"]["id"].as_str() else {
+                return Ok::<(), String>(());
+            };
+            if w["command"]["action"] == "stop" {
+                call(
+                    worker_c
+                        .post(format!("{worker_url}/commands/{id}/ack"))
+                        .json(&json!({})),
+                )
+                .await?;
+                return Ok(());
+            }
+            call(
+                worker_c
+                    .post(format!("{worker_url}/commands/{id}/ack"))
+                    .json(&json!({"result": {"ok": true}})),
+            )
+            .await?;
+        }
+    });
+    let pb = bar(n as u64, "command round trip");
+    let mut times = Vec::with_capacity(n);
+    for _ in 0..n {
+        let t = Instant::now();
+        let s = call(
+            c.post(format!("{url}/commands/send"))
+                .json(&json!({"target": role, "action": "ping"})),
+        )
+        .await?;
+        let id = s["command"]["id"].as_str().unwrap_or_default();
+        let r = call(c.get(format!("{url}/commands/{id}/result?timeout=10000"))).await?;
+        if r["command"]["status"] != "acked" {
+            return Err(format!("round trip did not complete: {r}"));
+        }
+        times.push(t.elapsed());
+        pb.inc(1);
+    }
+    pb.finish_and_clear();
+    call(
+        c.post(format!("{url}/commands/send"))
+            .json(&json!({"target": role, "action": "stop"})),
+    )
+    .await?;
+    let _ = worker.await;
+    times.sort();
+    let (p50, p99) = (percentile(&times, 0.5), percentile(&times, 0.99));
+    Ok(Row {
+        name: format!("command round trip ({n})"),
+        value: format!("median {:.3} ms, p99 {:.3} ms", ms(p50), ms(p99)),
+        target: "median < 1 ms memory, < 5 ms durable".into(),
+        raw: json!({"medianMs": ms(p50), "p99Ms": ms(p99), "count": n}),
+    })
+}
+
+async fn channel_throughput(url: &str, n: usize, clients: usize) -> Result<Row, String> {
+    let c = client()?;
+    let clients = clients.max(1);
+    let per = n / clients;
+    let pb = bar((per * clients) as u64, "channel sends");
+    let t = Instant::now();
+    let mut tasks = Vec::new();
+    for i in 0..clients {
+        let (c, url, pb) = (c.clone(), url.to_string(), pb.clone());
+        tasks.push(tokio::spawn(async move {
+            for j in 0..per {
+                call(
+                    c.post(format!("{url}/channels/bench-{}/send", i % 4))
+                        .json(&json!({"client": i, "n": j})),
+                )
+                .await?;
+                pb.inc(1);
+            }
+            Ok::<(), String>(())
+        }));
+    }
+    for t in tasks {
+        t.await.map_err(|e| e.to_string())??;
+    }
+    let secs = t.elapsed().as_secs_f64();
+    pb.finish_and_clear();
+    let rate = (per * clients) as f64 / secs;
+    Ok(Row {
+        name: format!("channel sends ({} from {clients} clients)", per * clients),
+        value: format!("{rate:.0} msg/s"),
+        target: ">= 20,000/s memory, >= 5,000/s durable".into(),
+        raw: json!({"perSecond": rate, "count": per * clients, "clients": clients}),
+    })
+}
+
+fn rss_kib(pid: u32) -> Option<u64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    s.lines()
+        .find(|l| l.starts_with("VmRSS:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+async fn idle_waiters(url: &str, n: usize, pid: u32) -> Result<Row, String> {
+    let before = rss_kib(pid).unwrap_or(0);
+    let pb = bar(n as u64, "idle waiters");
+    let mut tasks = Vec::with_capacity(n);
+    let c = reqwest::Client::builder()
+        .no_proxy()
+        .pool_max_idle_per_host(0)
+        .build()
+        .map_err(|e| e.to_string())?;
+    let status_url = format!("{url}/status");
+    for _ in 0..n {
+        let (c, u) = (
+            c.clone(),
+            format!("{url}/signals/bench-idle/wait?timeout=120000"),
+        );
+        tasks.push(tokio::spawn(
+            async move { c.get(u).send().await.map(|_| ()) },
+        ));
+    }
+    // Wait until the broker holds them all.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut open = 0;
+    while Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        // Every waiter is parked once a probe wait is refused or the count settles.
+        let probe = c.get(&status_url).send().await.map_err(|e| e.to_string())?;
+        let _ = probe.bytes().await;
+        let now_open = tasks.iter().filter(|t| !t.is_finished()).count();
+        pb.set_position(now_open as u64);
+        if let Some(rss) = rss_kib(pid) {
+            if rss > 0 && now_open == n && open == now_open {
+                break;
+            }
+        }
+        open = now_open;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let during = rss_kib(pid).unwrap_or(0);
+    pb.finish_and_clear();
+    call(c.post(format!("{url}/signals/bench-idle")).json(&json!({}))).await?;
+    let mut released = 0;
+    for t in tasks {
+        if matches!(t.await, Ok(Ok(()))) {
+            released += 1;
+        }
+    }
+    Ok(Row {
+        name: format!("{n} idle long-poll waiters"),
+        value: format!(
+            "broker RSS {:.1} MB (was {:.1} MB); {released} released by one emit",
+            during as f64 / 1024.0,
+            before as f64 / 1024.0
+        ),
+        target: "< 100 MB".into(),
+        raw: json!({"rssMb": during as f64 / 1024.0, "baselineMb": before as f64 / 1024.0, "released": released}),
+    })
+}
+
+/// Wall time of whole processes: `cipc signal emit` / `cipc chan send` against curl.
+async fn cli_vs_curl(url: &str, n: usize) -> Result<Vec<Row>, String> {
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let has_curl = Command::new("curl").arg("--version").output().is_ok();
+    let mut rows = Vec::new();
+    let cases: [(&str, Vec<String>, Vec<String>); 2] = [
+        (
+            "signal emit",
+            vec![
+                "signal".into(),
+                "emit".into(),
+                "bench-sig".into(),
+                "--data".into(),
+                "{\"x\":1}".into(),
+            ],
+            vec![
+                "-sf".into(),
+                "-XPOST".into(),
+                format!("{url}/signals/bench-sig"),
+                "-d".into(),
+                "{\"data\":{\"x\":1}}".into(),
+            ],
+        ),
+        (
+            "chan send",
+            vec![
+                "chan".into(),
+                "send".into(),
+                "bench-chan".into(),
+                "{\"x\":1}".into(),
+            ],
+            vec![
+                "-sf".into(),
+                "-XPOST".into(),
+                format!("{url}/channels/bench-chan/send"),
+                "-d".into(),
+                "{\"x\":1}".into(),
+            ],
+        ),
+    ];
+    for (name, cipc_args, curl_args) in cases {
+        let (exe, u) = (exe.clone(), url.to_string());
+        let cipc_t = tokio::task::spawn_blocking(move || {
+            time_runs(n, Box::new(move || {
+                let mut c = Command::new(&exe);
+                c.arg("--url")
+                    .arg(&u)
+                    .args(&cipc_args)
+                    .env_remove("CIPC_TOKEN");
+                c
+            }))
+        })
+        .await
+        .map_err(|e| e.to_string())??;
+        let curl_t = if has_curl {
+            Some(
+                tokio::task::spawn_blocking(move || {
+                    time_runs(n, Box::new(move || {
+                        let mut c = Command::new("curl");
+                        c.args(&curl_args);
+                        c
+                    }))
+                })
+                .await
+                .map_err(|e| e.to_string())??,
+            )
+        } else {
+            None
+        };
+        let ratio = curl_t.map(|c| cipc_t.as_secs_f64() / c.as_secs_f64());
+        rows.push(Row {
+            name: format!("`cipc {name}` process vs curl ({n} runs)"),
+            value: match (curl_t, ratio) {
+                (Some(c), Some(r)) => format!("{:.2} ms vs {:.2} ms ({r:.2}x)", ms(cipc_t), ms(c)),
+                _ => format!("{:.2} ms (curl not installed)", ms(cipc_t)),
+            },
+            target: "<= 1.5x curl".into(),
+            raw: json!({"cipcMs": ms(cipc_t), "curlMs": curl_t.map(ms), "ratio": ratio}),
+        });
+    }
+    Ok(rows)
+}
+
+/// Mean wall time of `n` runs of the process `make` builds.
+fn time_runs(n: usize, mut make: Box<dyn FnMut() -> Command + Send>) -> Result<Duration, String> {
+    let n = n.max(1);
+    let t = Instant::now();
+    for _ in 0..n {
+        let out = make()
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .output()
+            .map_err(|e| e.to_string())?;
+        if !out.status.success() {
+            return Err(format!(
+                "a timed process failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+    }
+    Ok(t.elapsed() / n as u32)
+}
+
+fn print_rows(rows: &[Row], mode: &str, as_json: bool) {
+    if as_json {
+        let out: Vec<Value> = rows
+            .iter()
+            .map(|r| json!({"name": r.name, "result": r.raw, "target": r.target}))
+            .collect();
+        println!("{}", json!({"mode": mode, "results": out}));
+        return;
+    }
+    let mut t = Table::new();
+    t.load_style(UTF8_FULL_CONDENSED);
+    t.set_header(vec!["benchmark", "result", "target"]);
+    for r in rows {
+        t.add_row(vec![r.name.clone(), r.value.clone(), r.target.clone()]);
+    }
+    println!(
+        "cipc bench, broker: {mode}, {} cores",
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    );
+    println!("{t}");
 }

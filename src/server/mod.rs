@@ -6,6 +6,7 @@ pub mod auth;
 pub mod dashboard;
 pub mod error;
 pub mod extract;
+mod listen;
 pub mod mcp;
 pub mod rest;
 pub mod streams;
@@ -29,6 +30,8 @@ pub struct ServerConfig {
     pub max_body: usize,
     /// Events buffered per SSE reader before it counts as too slow.
     pub sse_buffer: usize,
+    /// A client must send its request headers within this time.
+    pub header_read_timeout: std::time::Duration,
 }
 
 impl Default for ServerConfig {
@@ -36,6 +39,7 @@ impl Default for ServerConfig {
         ServerConfig {
             max_body: 1024 * 1024,
             sse_buffer: 256,
+            header_read_timeout: std::time::Duration::from_secs(10),
         }
     }
 }
@@ -108,17 +112,20 @@ impl Server {
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
         let broker = self.state.broker.clone();
         let sweeper = broker.spawn_sweeper();
+        let header_timeout = self.state.config.header_read_timeout;
         let app = router(self.state);
         let b = broker.clone();
-        let result = axum::serve(
+        let result = listen::serve(
             self.listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
+            app,
+            header_timeout,
+            async move {
+                shutdown.await;
+                tracing::info!("shutting down: answering open waits and flushing the store");
+                b.shutdown();
+            },
+            std::time::Duration::from_secs(10),
         )
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            tracing::info!("shutting down: answering open waits and flushing the store");
-            b.shutdown();
-        })
         .await;
         broker.shutdown();
         let _ = sweeper.await;
