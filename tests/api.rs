@@ -598,3 +598,24 @@ async fn status_reset_healthz_openapi() {
     }
     assert!(doc["components"]["schemas"].get("Command").is_some());
 }
+
+#[tokio::test]
+async fn finished_commands_are_kept_up_to_the_retention_limit() {
+    let cfg = BrokerConfig { command_retention: 3, ..BrokerConfig::default() };
+    let b = start_with(cfg, ServerConfig::default(), None).await;
+    let u = b.url();
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        let (_, c) = post(&format!("{u}/commands/send"), json!({"target": "nobody", "action": format!("a{i}")})).await;
+        let id = s(&c["command"]["id"]);
+        post(&format!("{u}/commands/{id}/ack"), json!({"result": i})).await;
+        ids.push(id);
+    }
+    // A pending one is never forgotten.
+    let (_, p) = post(&format!("{u}/commands/send"), json!({"target": "nobody", "action": "keep"})).await;
+    let (_, all) = get(&format!("{u}/commands")).await;
+    let listed: Vec<String> = all["commands"].as_array().unwrap().iter().map(|c| s(&c["id"])).collect();
+    assert_eq!(listed, vec![s(&p["command"]["id"]), ids[4].clone(), ids[3].clone(), ids[2].clone()]);
+    let (st, _) = get(&format!("{u}/commands/{}/result?timeout=0", ids[0])).await;
+    assert_eq!(st, 404);
+}

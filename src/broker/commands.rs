@@ -176,6 +176,20 @@ impl Broker {
         if c.status.is_terminal() {
             st.wake(&format!("r:{id}"));
             st.notifies.remove(&format!("r:{id}"));
+            st.finished.insert((ord, id));
+            while st.finished.len() > self.inner.config.command_retention.max(1) {
+                let Some((_, old)) = st.finished.pop_first() else {
+                    break;
+                };
+                if let Some(e) = st.commands.remove(&old) {
+                    if let Some(k) = &e.command.dedupe_key {
+                        if st.dedupe.get(k) == Some(&old) {
+                            st.dedupe.remove(k);
+                        }
+                    }
+                }
+                commits.push(self.persist(Mutation::ForgetCommand(old)));
+            }
         }
         Some(c)
     }

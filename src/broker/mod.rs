@@ -43,6 +43,8 @@ pub struct BrokerConfig {
     pub offline_after: Duration,
     /// Messages kept per channel; older ones are trimmed.
     pub channel_retention: usize,
+    /// Finished commands kept (with their results); the oldest are forgotten.
+    pub command_retention: usize,
     /// Concurrent long-polls and streams allowed in all.
     pub max_waiters: usize,
     /// Dashboard events kept for `Last-Event-ID` resume.
@@ -57,6 +59,7 @@ impl Default for BrokerConfig {
             stale_after: Duration::from_secs(90),
             offline_after: Duration::from_secs(15 * 60),
             channel_retention: 10_000,
+            command_retention: 10_000,
             max_waiters: 4096,
             event_history: 2048,
             sweep_interval: Duration::from_secs(1),
@@ -107,6 +110,8 @@ struct State {
     /// Pending commands by target key (a role or a peer id), in FIFO order.
     queues: HashMap<String, BTreeSet<(u64, Uuid)>>,
     dedupe: HashMap<String, Uuid>,
+    /// Finished commands in FIFO order, for retention.
+    finished: BTreeSet<(u64, Uuid)>,
     next_ord: u64,
     channels: BTreeMap<String, Channel>,
     signals: BTreeMap<String, Signal>,
@@ -325,6 +330,9 @@ impl State {
             self.next_ord = self.next_ord.max(ord + 1);
             if let Some(k) = &c.dedupe_key {
                 self.dedupe.insert(k.clone(), c.id);
+            }
+            if c.status.is_terminal() {
+                self.finished.insert((ord, c.id));
             }
             if c.status == crate::api::CommandStatus::Pending {
                 self.queues

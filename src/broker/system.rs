@@ -28,6 +28,7 @@ impl Broker {
         st.commands.clear();
         st.queues.clear();
         st.dedupe.clear();
+        st.finished.clear();
         st.channels.clear();
         st.signals.clear();
         for n in st.notifies.values() {

@@ -46,6 +46,9 @@ pub struct ServeArgs {
     /// Messages kept per channel; older ones are trimmed.
     #[arg(long, default_value_t = 10_000, value_name = "N")]
     pub channel_retention: usize,
+    /// Finished commands kept with their results; the oldest are forgotten.
+    #[arg(long, default_value_t = 10_000, value_name = "N")]
+    pub command_retention: usize,
     /// Open long-polls and streams allowed in all (429 past it).
     #[arg(long, default_value_t = 4096, value_name = "N")]
     pub max_waiters: usize,
@@ -181,6 +184,7 @@ async fn serve(args: ServeArgs, ip: IpAddr, token: Option<String>) -> i32 {
         stale_after: args.stale_after,
         offline_after: args.offline_after.max(args.stale_after),
         channel_retention: args.channel_retention.max(1),
+        command_retention: args.command_retention.max(1),
         max_waiters: args.max_waiters,
         ..BrokerConfig::default()
     };

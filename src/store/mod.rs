@@ -23,6 +23,8 @@ pub enum Mutation {
     Peer(Peer),
     /// A command was created or changed; `ord` is its position in FIFO order.
     Command { ord: u64, command: Command },
+    /// A finished command was forgotten by retention.
+    ForgetCommand(uuid::Uuid),
     /// A message was appended to a channel.
     Message(Message),
     /// A channel's messages with `seq < below` were trimmed by retention.

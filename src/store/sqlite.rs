@@ -148,6 +148,10 @@ fn write_one(tx: &rusqlite::Transaction<'_>, m: &Mutation) -> rusqlite::Result<(
             )?
             .execute(params![command.id.to_string(), *ord as i64, json(command)])?;
         }
+        Mutation::ForgetCommand(id) => {
+            tx.prepare_cached("DELETE FROM commands WHERE id = ?1")?
+                .execute(params![id.to_string()])?;
+        }
         Mutation::Message(msg) => {
             tx.prepare_cached(
                 "INSERT OR REPLACE INTO messages (channel, seq, body) VALUES (?1, ?2, ?3)",
