@@ -18,7 +18,11 @@ fn s(v: &Value) -> String {
 async fn peers_connect_reconnect_discover_heartbeat_disconnect() {
     let b = start().await;
     let u = b.url();
-    let (st, body) = post(&format!("{u}/peers/connect"), json!({"role": "backend", "capabilities": ["tcp"], "name": "be-1"})).await;
+    let (st, body) = post(
+        &format!("{u}/peers/connect"),
+        json!({"role": "backend", "capabilities": ["tcp"], "name": "be-1"}),
+    )
+    .await;
     assert_eq!(st, 201);
     let p = &body["peer"];
     assert_eq!(p["role"], "backend");
@@ -28,7 +32,11 @@ async fn peers_connect_reconnect_discover_heartbeat_disconnect() {
     let id = s(&p["id"]);
 
     // Reconnect by id keeps the id.
-    let (st, body) = post(&format!("{u}/peers/connect"), json!({"role": "backend", "id": id})).await;
+    let (st, body) = post(
+        &format!("{u}/peers/connect"),
+        json!({"role": "backend", "id": id}),
+    )
+    .await;
     assert_eq!(st, 201);
     assert_eq!(s(&body["peer"]["id"]), id);
     let (_, all) = get(&format!("{u}/peers")).await;
@@ -67,7 +75,10 @@ async fn peers_connect_reconnect_discover_heartbeat_disconnect() {
 async fn bad_input_answers_the_json_error_shape() {
     let b = start_with(
         BrokerConfig::default(),
-        ServerConfig { max_body: 1024, ..ServerConfig::default() },
+        ServerConfig {
+            max_body: 1024,
+            ..ServerConfig::default()
+        },
         None,
     )
     .await;
@@ -76,17 +87,26 @@ async fn bad_input_answers_the_json_error_shape() {
         let url = format!("{u}{path}");
         async move {
             let r = http().post(url).body(body).send().await.unwrap();
-            (r.status().as_u16(), r.json::<Value>().await.unwrap_or(Value::Null))
+            (
+                r.status().as_u16(),
+                r.json::<Value>().await.unwrap_or(Value::Null),
+            )
         }
     };
     let (st, e) = raw("/peers/connect", "{\"role\":").await;
-    assert_eq!((st, e["error"]["code"].clone()), (400, json!("invalid_json")));
+    assert_eq!(
+        (st, e["error"]["code"].clone()),
+        (400, json!("invalid_json"))
+    );
     let (st, e) = raw("/peers/connect", "{}").await;
     assert_eq!(st, 400);
     assert_eq!(e["error"]["code"], "bad_request");
     assert!(s(&e["error"]["message"]).contains("role"), "{e}");
     let (st, e) = raw("/peers/connect", "{\"role\": 5}").await;
-    assert_eq!((st, e["error"]["code"].clone()), (400, json!("bad_request")));
+    assert_eq!(
+        (st, e["error"]["code"].clone()),
+        (400, json!("bad_request"))
+    );
     for bad in ["", "a b", "x/y", &"r".repeat(65)] {
         let (st, e) = post(&format!("{u}/peers/connect"), json!({"role": bad})).await;
         assert_eq!(st, 400, "role {bad:?}: {e}");
@@ -97,7 +117,12 @@ async fn bad_input_answers_the_json_error_shape() {
 
     // Oversized bodies are 413 with the JSON shape, and nothing is written.
     let big = format!("{{\"blob\":\"{}\"}}", "x".repeat(4096));
-    let r = http().post(format!("{u}/channels/big/send")).body(big).send().await.unwrap();
+    let r = http()
+        .post(format!("{u}/channels/big/send"))
+        .body(big)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status().as_u16(), 413);
     let e: Value = r.json().await.unwrap();
     assert_eq!(e["error"]["code"], "payload_too_large");
@@ -152,7 +177,11 @@ async fn command_round_trip_with_result_long_poll() {
     let (_, listed) = get(&format!("{u}/commands/{peer}")).await;
     assert_eq!(listed["commands"].as_array().unwrap().len(), 1);
 
-    let (st, acked) = post(&format!("{u}/commands/{cid}/ack"), json!({"result": {"artifact": "app.tar"}})).await;
+    let (st, acked) = post(
+        &format!("{u}/commands/{cid}/ack"),
+        json!({"result": {"artifact": "app.tar"}}),
+    )
+    .await;
     assert_eq!(st, 200);
     assert_eq!(acked["command"]["status"], "acked");
 
@@ -165,14 +194,26 @@ async fn command_round_trip_with_result_long_poll() {
     // A second ack is a conflict; unknown ids are 404.
     let (st, e) = post(&format!("{u}/commands/{cid}/ack"), json!({"result": 1})).await;
     assert_eq!((st, e["error"]["code"].clone()), (409, json!("conflict")));
-    let (st, _) = post(&format!("{u}/commands/0193a1b2-0000-7000-8000-000000000000/ack"), json!({})).await;
+    let (st, _) = post(
+        &format!("{u}/commands/0193a1b2-0000-7000-8000-000000000000/ack"),
+        json!({}),
+    )
+    .await;
     assert_eq!(st, 404);
 
     // An error ack fails the command.
-    post(&format!("{u}/commands/send"), json!({"target": "backend", "action": "deploy"})).await;
+    post(
+        &format!("{u}/commands/send"),
+        json!({"target": "backend", "action": "deploy"}),
+    )
+    .await;
     let (_, w) = get(&format!("{u}/commands/{peer}/wait?timeout=5000")).await;
     let id2 = s(&w["command"]["id"]);
-    let (_, f) = post(&format!("{u}/commands/{id2}/ack"), json!({"error": "disk full"})).await;
+    let (_, f) = post(
+        &format!("{u}/commands/{id2}/ack"),
+        json!({"error": "disk full"}),
+    )
+    .await;
     assert_eq!(f["command"]["status"], "failed");
     assert_eq!(f["command"]["error"], "disk full");
 
@@ -181,7 +222,10 @@ async fn command_round_trip_with_result_long_poll() {
     let all = all["commands"].as_array().unwrap().clone();
     assert_eq!(all.len(), 2);
     assert_eq!(s(&all[0]["id"]), id2);
-    let (_, failed) = get(&format!("{u}/commands?status=failed&target=backend&limit=5")).await;
+    let (_, failed) = get(&format!(
+        "{u}/commands?status=failed&target=backend&limit=5"
+    ))
+    .await;
     assert_eq!(failed["commands"].as_array().unwrap().len(), 1);
 }
 
@@ -196,17 +240,33 @@ async fn waits_wake_up_and_time_out() {
 
     let url = format!("{u}/commands/{peer}/wait?timeout=30000");
     let parked = tokio::spawn(async move { get(&url).await });
-    assert!(eventually(Duration::from_secs(5), || async { b.broker.open_waiters() == 1 }).await);
-    post(&format!("{u}/commands/send"), json!({"target": "worker", "action": "go"})).await;
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            b.broker.open_waiters() == 1
+        })
+        .await
+    );
+    post(
+        &format!("{u}/commands/send"),
+        json!({"target": "worker", "action": "go"}),
+    )
+    .await;
     let (_, w) = parked.await.unwrap();
     assert_eq!(w["command"]["action"], "go");
 
     // Unknown peer waiting: 404.
-    let (st, _) = get(&format!("{u}/commands/0193a1b2-0000-7000-8000-000000000000/wait?timeout=10")).await;
+    let (st, _) = get(&format!(
+        "{u}/commands/0193a1b2-0000-7000-8000-000000000000/wait?timeout=10"
+    ))
+    .await;
     assert_eq!(st, 404);
 
     // A result wait that runs out answers the command with timedOut.
-    let (_, sent) = post(&format!("{u}/commands/send"), json!({"target": "worker", "action": "slow"})).await;
+    let (_, sent) = post(
+        &format!("{u}/commands/send"),
+        json!({"target": "worker", "action": "slow"}),
+    )
+    .await;
     let cid = s(&sent["command"]["id"]);
     let (st, r) = get(&format!("{u}/commands/{cid}/result?timeout=30")).await;
     assert_eq!(st, 200);
@@ -222,7 +282,11 @@ async fn competing_consumers_get_each_command_exactly_once_in_fifo_order() {
     const N: usize = 40;
     let mut sent = Vec::new();
     for i in 0..N {
-        let (_, r) = post(&format!("{u}/commands/send"), json!({"target": "pool", "action": format!("job-{i}")})).await;
+        let (_, r) = post(
+            &format!("{u}/commands/send"),
+            json!({"target": "pool", "action": format!("job-{i}")}),
+        )
+        .await;
         sent.push(s(&r["command"]["id"]));
     }
     let mut tasks = Vec::new();
@@ -260,7 +324,11 @@ async fn queued_without_holder_fanout_dedupe_ttl_cancel() {
     let b = start().await;
     let u = b.url();
     // Nobody holds the role yet: queued, delivered once someone connects.
-    let (st, q) = post(&format!("{u}/commands/send"), json!({"target": "later", "action": "hello"})).await;
+    let (st, q) = post(
+        &format!("{u}/commands/send"),
+        json!({"target": "later", "action": "hello"}),
+    )
+    .await;
     assert_eq!(st, 201);
     assert_eq!(q["queued"], true);
     let late = connect(&u, "later").await;
@@ -268,14 +336,22 @@ async fn queued_without_holder_fanout_dedupe_ttl_cancel() {
     assert_eq!(w["command"]["action"], "hello");
 
     // Direct to a peer id.
-    let (_, d) = post(&format!("{u}/commands/send"), json!({"target": late, "action": "direct"})).await;
+    let (_, d) = post(
+        &format!("{u}/commands/send"),
+        json!({"target": late, "action": "direct"}),
+    )
+    .await;
     assert_eq!(d["queued"], false);
     let (_, w) = get(&format!("{u}/commands/{late}/wait?timeout=1000")).await;
     assert_eq!(w["command"]["action"], "direct");
 
     // Fan-out: one copy per online peer.
     let other = connect(&u, "other").await;
-    let (st, f) = post(&format!("{u}/commands/send"), json!({"target": "*", "action": "sync"})).await;
+    let (st, f) = post(
+        &format!("{u}/commands/send"),
+        json!({"target": "*", "action": "sync"}),
+    )
+    .await;
     assert_eq!(st, 201);
     let copies = f["commands"].as_array().unwrap();
     assert_eq!(copies.len(), 2);
@@ -286,14 +362,26 @@ async fn queued_without_holder_fanout_dedupe_ttl_cancel() {
     }
 
     // dedupeKey answers the original with 200.
-    let (st, a) = post(&format!("{u}/commands/send"), json!({"target": "nobody", "action": "x", "dedupeKey": "k1"})).await;
+    let (st, a) = post(
+        &format!("{u}/commands/send"),
+        json!({"target": "nobody", "action": "x", "dedupeKey": "k1"}),
+    )
+    .await;
     assert_eq!(st, 201);
-    let (st, again) = post(&format!("{u}/commands/send"), json!({"target": "nobody", "action": "x", "dedupeKey": "k1"})).await;
+    let (st, again) = post(
+        &format!("{u}/commands/send"),
+        json!({"target": "nobody", "action": "x", "dedupeKey": "k1"}),
+    )
+    .await;
     assert_eq!(st, 200);
     assert_eq!(a["command"]["id"], again["command"]["id"]);
 
     // ttl: an expired command is never delivered and its result says expired.
-    let (_, t) = post(&format!("{u}/commands/send"), json!({"target": "ttlrole", "action": "stale", "ttl": 1})).await;
+    let (_, t) = post(
+        &format!("{u}/commands/send"),
+        json!({"target": "ttlrole", "action": "stale", "ttl": 1}),
+    )
+    .await;
     let tid = s(&t["command"]["id"]);
     tokio::time::sleep(Duration::from_millis(5)).await;
     let ttl_peer = connect(&u, "ttlrole").await;
@@ -303,7 +391,11 @@ async fn queued_without_holder_fanout_dedupe_ttl_cancel() {
     assert_eq!(r["command"]["status"], "expired");
 
     // cancel a pending command; cancelling again is a conflict.
-    let (_, c) = post(&format!("{u}/commands/send"), json!({"target": "nobody", "action": "cancel-me"})).await;
+    let (_, c) = post(
+        &format!("{u}/commands/send"),
+        json!({"target": "nobody", "action": "cancel-me"}),
+    )
+    .await;
     let cid = s(&c["command"]["id"]);
     let (st, x) = delete(&format!("{u}/commands/{cid}")).await;
     assert_eq!(st, 200);
@@ -317,7 +409,11 @@ async fn disconnect_redelivers_and_stale_holder_cannot_ack() {
     let b = start().await;
     let u = b.url();
     let first = connect(&u, "backend").await;
-    let (_, sent) = post(&format!("{u}/commands/send"), json!({"target": "backend", "action": "migrate"})).await;
+    let (_, sent) = post(
+        &format!("{u}/commands/send"),
+        json!({"target": "backend", "action": "migrate"}),
+    )
+    .await;
     let cid = s(&sent["command"]["id"]);
     let (_, w) = get(&format!("{u}/commands/{first}/wait?timeout=1000")).await;
     assert_eq!(s(&w["command"]["id"]), cid);
@@ -366,17 +462,40 @@ async fn silent_peers_go_stale_then_offline_and_their_work_is_requeued() {
     let b = start_with(cfg, ServerConfig::default(), None).await;
     let u = b.url();
     let p = connect(&u, "sleepy").await;
-    post(&format!("{u}/commands/send"), json!({"target": "sleepy", "action": "a"})).await;
+    post(
+        &format!("{u}/commands/send"),
+        json!({"target": "sleepy", "action": "a"}),
+    )
+    .await;
     let (_, w) = get(&format!("{u}/commands/{p}/wait?timeout=1000")).await;
     let cid = s(&w["command"]["id"]);
-    let status = |u: String, p: String| async move { get(&format!("{u}/peers/{p}")).await.1["peer"]["status"].clone() };
-    assert!(eventually(Duration::from_secs(5), || { let (u, p) = (u.clone(), p.clone()); async move { status(u, p).await == "stale" } }).await);
-    assert!(eventually(Duration::from_secs(5), || { let (u, p) = (u.clone(), p.clone()); async move { status(u, p).await == "offline" } }).await);
+    let status = |u: String, p: String| async move {
+        get(&format!("{u}/peers/{p}")).await.1["peer"]["status"].clone()
+    };
+    assert!(
+        eventually(Duration::from_secs(5), || {
+            let (u, p) = (u.clone(), p.clone());
+            async move { status(u, p).await == "stale" }
+        })
+        .await
+    );
+    assert!(
+        eventually(Duration::from_secs(5), || {
+            let (u, p) = (u.clone(), p.clone());
+            async move { status(u, p).await == "offline" }
+        })
+        .await
+    );
     let (_, c) = get(&format!("{u}/commands/{p}")).await;
     assert_eq!(s(&c["commands"][0]["id"]), cid);
     assert_eq!(c["commands"][0]["status"], "pending");
     // Contact (X-Cipc-Peer on any request) brings it back online.
-    http().get(format!("{u}/status")).header("X-Cipc-Peer", &p).send().await.unwrap();
+    http()
+        .get(format!("{u}/status"))
+        .header("X-Cipc-Peer", &p)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(status(u.clone(), p.clone()).await, "online");
 }
 
@@ -385,18 +504,41 @@ async fn a_waiter_that_goes_away_takes_nothing() {
     let b = start().await;
     let u = b.url();
     let p = connect(&u, "flaky").await;
-    let client = reqwest::Client::builder().timeout(Duration::from_millis(200)).build().unwrap();
-    let r = client.get(format!("{u}/commands/{p}/wait?timeout=30000")).send().await;
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_millis(200))
+        .build()
+        .unwrap();
+    let r = client
+        .get(format!("{u}/commands/{p}/wait?timeout=30000"))
+        .send()
+        .await;
     assert!(r.is_err(), "the client gave up first");
-    assert!(eventually(Duration::from_secs(5), || async { b.broker.open_waiters() == 0 }).await, "the server noticed");
-    post(&format!("{u}/commands/send"), json!({"target": "flaky", "action": "x"})).await;
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            b.broker.open_waiters() == 0
+        })
+        .await,
+        "the server noticed"
+    );
+    post(
+        &format!("{u}/commands/send"),
+        json!({"target": "flaky", "action": "x"}),
+    )
+    .await;
     let (_, c) = get(&format!("{u}/commands?status=pending")).await;
-    assert_eq!(c["commands"].as_array().unwrap().len(), 1, "still pending: {c}");
+    assert_eq!(
+        c["commands"].as_array().unwrap().len(),
+        1,
+        "still pending: {c}"
+    );
 }
 
 #[tokio::test]
 async fn channels_sequence_since_limit_long_poll_and_retention() {
-    let cfg = BrokerConfig { channel_retention: 5, ..BrokerConfig::default() };
+    let cfg = BrokerConfig {
+        channel_retention: 5,
+        ..BrokerConfig::default()
+    };
     let b = start_with(cfg, ServerConfig::default(), None).await;
     let u = b.url();
     let (_, empty) = get(&format!("{u}/channels/news/messages")).await;
@@ -409,7 +551,12 @@ async fn channels_sequence_since_limit_long_poll_and_retention() {
         assert_eq!(m["message"]["channel"], "news");
     }
     let (_, r) = get(&format!("{u}/channels/news/messages?since=1")).await;
-    let seqs: Vec<u64> = r["messages"].as_array().unwrap().iter().map(|m| m["seq"].as_u64().unwrap()).collect();
+    let seqs: Vec<u64> = r["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["seq"].as_u64().unwrap())
+        .collect();
     assert_eq!(seqs, vec![2, 3]);
     let (_, r) = get(&format!("{u}/channels/news/messages?since=0&limit=1")).await;
     assert_eq!(r["messages"].as_array().unwrap().len(), 1);
@@ -419,7 +566,12 @@ async fn channels_sequence_since_limit_long_poll_and_retention() {
     assert_eq!(r["timedOut"], true);
     let url = format!("{u}/channels/news/messages?since=3&timeout=30000");
     let parked = tokio::spawn(async move { get(&url).await });
-    assert!(eventually(Duration::from_secs(5), || async { b.broker.open_waiters() == 1 }).await);
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            b.broker.open_waiters() == 1
+        })
+        .await
+    );
     post(&format!("{u}/channels/news/send"), json!("four")).await;
     let (_, r) = parked.await.unwrap();
     assert_eq!(r["messages"][0]["data"], "four");
@@ -445,15 +597,25 @@ async fn read_sse(resp: reqwest::Response, want: usize) -> Vec<(String, String, 
     let mut stream = resp.bytes_stream();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while out.len() < want {
-        let chunk = tokio::time::timeout_at(deadline, stream.next()).await.expect("events in time").expect("stream open").unwrap();
+        let chunk = tokio::time::timeout_at(deadline, stream.next())
+            .await
+            .expect("events in time")
+            .expect("stream open")
+            .unwrap();
         buf.push_str(&String::from_utf8_lossy(&chunk));
         while let Some(i) = buf.find("\n\n") {
             let block: String = buf.drain(..i + 2).collect();
             let (mut id, mut ev, mut data) = (String::new(), String::new(), String::new());
             for line in block.lines() {
-                if let Some(v) = line.strip_prefix("id:") { id = v.trim().into(); }
-                if let Some(v) = line.strip_prefix("event:") { ev = v.trim().into(); }
-                if let Some(v) = line.strip_prefix("data:") { data = v.trim().into(); }
+                if let Some(v) = line.strip_prefix("id:") {
+                    id = v.trim().into();
+                }
+                if let Some(v) = line.strip_prefix("event:") {
+                    ev = v.trim().into();
+                }
+                if let Some(v) = line.strip_prefix("data:") {
+                    data = v.trim().into();
+                }
             }
             if !ev.is_empty() {
                 out.push((id, ev, data));
@@ -470,16 +632,28 @@ async fn channel_stream_resumes_with_last_event_id() {
     for i in 1..=3 {
         post(&format!("{u}/channels/log/send"), json!({"line": i})).await;
     }
-    let r = http().get(format!("{u}/channels/log/stream?since=1")).send().await.unwrap();
+    let r = http()
+        .get(format!("{u}/channels/log/stream?since=1"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.headers()["content-type"], "text/event-stream");
     let evs = read_sse(r, 2).await;
-    assert_eq!(evs.iter().map(|e| e.0.as_str()).collect::<Vec<_>>(), vec!["2", "3"]);
+    assert_eq!(
+        evs.iter().map(|e| e.0.as_str()).collect::<Vec<_>>(),
+        vec!["2", "3"]
+    );
     assert_eq!(evs[0].1, "message");
     let m: Value = serde_json::from_str(&evs[0].2).unwrap();
     assert_eq!(m["data"], json!({"line": 2}));
 
     // Resume after seq 3: only newer messages, including ones sent later.
-    let r = http().get(format!("{u}/channels/log/stream")).header("Last-Event-ID", "3").send().await.unwrap();
+    let r = http()
+        .get(format!("{u}/channels/log/stream"))
+        .header("Last-Event-ID", "3")
+        .send()
+        .await
+        .unwrap();
     let reader = tokio::spawn(read_sse(r, 1));
     post(&format!("{u}/channels/log/send"), json!({"line": 4})).await;
     let evs = reader.await.unwrap();
@@ -492,9 +666,18 @@ async fn events_stream_reports_changes_and_resumes() {
     let u = b.url();
     let r = http().get(format!("{u}/events")).send().await.unwrap();
     let reader = tokio::spawn(read_sse(r, 3));
-    assert!(eventually(Duration::from_secs(5), || async { b.broker.open_waiters() == 1 }).await);
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            b.broker.open_waiters() == 1
+        })
+        .await
+    );
     connect(&u, "backend").await;
-    post(&format!("{u}/commands/send"), json!({"target": "backend", "action": "a"})).await;
+    post(
+        &format!("{u}/commands/send"),
+        json!({"target": "backend", "action": "a"}),
+    )
+    .await;
     post(&format!("{u}/signals/go"), json!({})).await;
     let evs = reader.await.unwrap();
     let kinds: Vec<&str> = evs.iter().map(|e| e.1.as_str()).collect();
@@ -502,12 +685,25 @@ async fn events_stream_reports_changes_and_resumes() {
     let first_id: u64 = evs[0].0.parse().unwrap();
 
     // Resuming after the first event replays the other two.
-    let r = http().get(format!("{u}/events")).header("Last-Event-ID", first_id.to_string()).send().await.unwrap();
+    let r = http()
+        .get(format!("{u}/events"))
+        .header("Last-Event-ID", first_id.to_string())
+        .send()
+        .await
+        .unwrap();
     let evs2 = read_sse(r, 2).await;
-    assert_eq!(evs2.iter().map(|e| e.1.as_str()).collect::<Vec<_>>(), vec!["command", "signal"]);
+    assert_eq!(
+        evs2.iter().map(|e| e.1.as_str()).collect::<Vec<_>>(),
+        vec!["command", "signal"]
+    );
 
     post(&format!("{u}/reset"), json!({})).await;
-    let r = http().get(format!("{u}/events")).header("Last-Event-ID", evs2[1].0.clone()).send().await.unwrap();
+    let r = http()
+        .get(format!("{u}/events"))
+        .header("Last-Event-ID", evs2[1].0.clone())
+        .send()
+        .await
+        .unwrap();
     let evs3 = read_sse(r, 1).await;
     assert_eq!(evs3[0].1, "reset");
 }
@@ -518,15 +714,27 @@ async fn signals_latch_after_clear_and_release_many_waiters() {
     let u = b.url();
     let (st, g) = get(&format!("{u}/signals/ready")).await;
     assert_eq!(st, 200);
-    assert_eq!(g["signal"], json!({"name": "ready", "emitted": false, "count": 0}));
+    assert_eq!(
+        g["signal"],
+        json!({"name": "ready", "emitted": false, "count": 0})
+    );
 
     let mut waiters = Vec::new();
     for _ in 0..20 {
         let url = format!("{u}/signals/ready/wait?timeout=30000");
         waiters.push(tokio::spawn(async move { get(&url).await }));
     }
-    assert!(eventually(Duration::from_secs(5), || async { b.broker.open_waiters() == 20 }).await);
-    let (st, e) = post(&format!("{u}/signals/ready"), json!({"data": {"port": 3000}})).await;
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            b.broker.open_waiters() == 20
+        })
+        .await
+    );
+    let (st, e) = post(
+        &format!("{u}/signals/ready"),
+        json!({"data": {"port": 3000}}),
+    )
+    .await;
     assert_eq!(st, 200);
     assert_eq!(e["signal"]["count"], 1);
     for w in waiters {
@@ -542,14 +750,23 @@ async fn signals_latch_after_clear_and_release_many_waiters() {
     assert_eq!(r["timedOut"], true);
     let url = format!("{u}/signals/ready/wait?timeout=30000&after=1");
     let next = tokio::spawn(async move { get(&url).await });
-    assert!(eventually(Duration::from_secs(5), || async { b.broker.open_waiters() == 1 }).await);
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            b.broker.open_waiters() == 1
+        })
+        .await
+    );
     post(&format!("{u}/signals/ready"), json!({"data": "again"})).await;
     let (_, r) = next.await.unwrap();
     assert_eq!(r["signal"]["count"], 2);
     assert_eq!(r["signal"]["data"], "again");
 
     // Emitting with no body at all works (compat curl -X POST).
-    let r = http().post(format!("{u}/signals/bare")).send().await.unwrap();
+    let r = http()
+        .post(format!("{u}/signals/bare"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status().as_u16(), 200);
 
     let (st, c) = delete(&format!("{u}/signals/ready")).await;
@@ -558,7 +775,12 @@ async fn signals_latch_after_clear_and_release_many_waiters() {
     let (_, r) = get(&format!("{u}/signals/ready/wait?timeout=10")).await;
     assert_eq!(r["timedOut"], true);
     let (_, list) = get(&format!("{u}/signals")).await;
-    let names: Vec<String> = list["signals"].as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap().to_string()).collect();
+    let names: Vec<String> = list["signals"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap().to_string())
+        .collect();
     assert_eq!(names, vec!["bare", "ready"]);
 }
 
@@ -567,7 +789,11 @@ async fn status_reset_healthz_openapi() {
     let b = start().await;
     let u = b.url();
     connect(&u, "backend").await;
-    post(&format!("{u}/commands/send"), json!({"target": "backend", "action": "a"})).await;
+    post(
+        &format!("{u}/commands/send"),
+        json!({"target": "backend", "action": "a"}),
+    )
+    .await;
     post(&format!("{u}/channels/c/send"), json!(1)).await;
     post(&format!("{u}/signals/s"), json!({})).await;
     let (st, s) = get(&format!("{u}/status")).await;
@@ -593,7 +819,17 @@ async fn status_reset_healthz_openapi() {
     let (st, doc) = get(&format!("{u}/openapi.json")).await;
     assert_eq!(st, 200);
     assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
-    for path in ["/peers/connect", "/commands/send", "/commands/{peerId}/wait", "/commands/{commandId}/ack", "/channels/{name}/messages", "/signals/{name}/wait", "/status", "/reset", "/events"] {
+    for path in [
+        "/peers/connect",
+        "/commands/send",
+        "/commands/{peerId}/wait",
+        "/commands/{commandId}/ack",
+        "/channels/{name}/messages",
+        "/signals/{name}/wait",
+        "/status",
+        "/reset",
+        "/events",
+    ] {
         assert!(doc["paths"].get(path).is_some(), "openapi lacks {path}");
     }
     assert!(doc["components"]["schemas"].get("Command").is_some());
@@ -601,21 +837,58 @@ async fn status_reset_healthz_openapi() {
 
 #[tokio::test]
 async fn finished_commands_are_kept_up_to_the_retention_limit() {
-    let cfg = BrokerConfig { command_retention: 3, ..BrokerConfig::default() };
+    let cfg = BrokerConfig {
+        command_retention: 3,
+        ..BrokerConfig::default()
+    };
     let b = start_with(cfg, ServerConfig::default(), None).await;
     let u = b.url();
     let mut ids = Vec::new();
     for i in 0..5 {
-        let (_, c) = post(&format!("{u}/commands/send"), json!({"target": "nobody", "action": format!("a{i}")})).await;
+        let (_, c) = post(
+            &format!("{u}/commands/send"),
+            json!({"target": "nobody", "action": format!("a{i}")}),
+        )
+        .await;
         let id = s(&c["command"]["id"]);
         post(&format!("{u}/commands/{id}/ack"), json!({"result": i})).await;
         ids.push(id);
     }
     // A pending one is never forgotten.
-    let (_, p) = post(&format!("{u}/commands/send"), json!({"target": "nobody", "action": "keep"})).await;
+    let (_, p) = post(
+        &format!("{u}/commands/send"),
+        json!({"target": "nobody", "action": "keep"}),
+    )
+    .await;
     let (_, all) = get(&format!("{u}/commands")).await;
-    let listed: Vec<String> = all["commands"].as_array().unwrap().iter().map(|c| s(&c["id"])).collect();
-    assert_eq!(listed, vec![s(&p["command"]["id"]), ids[4].clone(), ids[3].clone(), ids[2].clone()]);
+    let listed: Vec<String> = all["commands"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| s(&c["id"]))
+        .collect();
+    assert_eq!(
+        listed,
+        vec![
+            s(&p["command"]["id"]),
+            ids[4].clone(),
+            ids[3].clone(),
+            ids[2].clone()
+        ]
+    );
     let (st, _) = get(&format!("{u}/commands/{}/result?timeout=0", ids[0])).await;
     assert_eq!(st, 404);
+}
+
+#[tokio::test]
+async fn an_event_id_from_before_a_restart_gets_a_resync() {
+    let b = start().await;
+    let u = b.url();
+    let r = http().get(format!("{u}/events")).header("Last-Event-ID", "999999").send().await.unwrap();
+    let reader = tokio::spawn(read_sse(r, 2));
+    assert!(eventually(Duration::from_secs(5), || async { b.broker.open_waiters() == 1 }).await);
+    connect(&u, "backend").await;
+    let evs = reader.await.unwrap();
+    assert_eq!(evs[0].1, "resync");
+    assert_eq!(evs[1].1, "peer", "live events follow the resync");
 }

@@ -17,37 +17,39 @@ impl Broker {
     ) -> Result<Message, BrokerError> {
         validate_name("channel name", name).map_err(BrokerError::BadRequest)?;
         let retention = self.inner.config.channel_retention.max(1);
-        let mut st = self.lock();
-        let ch = st.channels.entry(name.to_string()).or_insert(Channel {
-            messages: Default::default(),
-            last_seq: 0,
-        });
-        ch.last_seq += 1;
-        let msg = Message {
-            seq: ch.last_seq,
-            channel: name.to_string(),
-            data,
-            from,
-            sent_at: Timestamp::now(),
-        };
-        ch.messages.push_back(msg.clone());
-        let mut trimmed = false;
-        while ch.messages.len() > retention {
-            ch.messages.pop_front();
-            trimmed = true;
-        }
-        let first = ch.messages.front().map(|m| m.seq).unwrap_or(msg.seq);
-        let mut commits = vec![self.persist(Mutation::Message(msg.clone()))];
-        if trimmed {
-            commits.push(self.persist(Mutation::Trim {
+        let (msg, commits) = {
+            let mut st = self.lock();
+            let ch = st.channels.entry(name.to_string()).or_insert(Channel {
+                messages: Default::default(),
+                last_seq: 0,
+            });
+            ch.last_seq += 1;
+            let msg = Message {
+                seq: ch.last_seq,
                 channel: name.to_string(),
-                below: first,
-            }));
-        }
-        st.events
-            .push("message", serde_json::to_value(&msg).unwrap_or_default());
-        st.wake(&format!("c:{name}"));
-        drop(st);
+                data,
+                from,
+                sent_at: Timestamp::now(),
+            };
+            ch.messages.push_back(msg.clone());
+            let mut trimmed = false;
+            while ch.messages.len() > retention {
+                ch.messages.pop_front();
+                trimmed = true;
+            }
+            let first = ch.messages.front().map(|m| m.seq).unwrap_or(msg.seq);
+            let mut commits = vec![self.persist(Mutation::Message(msg.clone()))];
+            if trimmed {
+                commits.push(self.persist(Mutation::Trim {
+                    channel: name.to_string(),
+                    below: first,
+                }));
+            }
+            st.events
+                .push("message", serde_json::to_value(&msg).unwrap_or_default());
+            st.wake(&format!("c:{name}"));
+            (msg, commits)
+        };
         Broker::committed(commits).await?;
         Ok(msg)
     }

@@ -33,11 +33,17 @@ const MAX_ACTION_LEN: usize = 256;
 
 impl Broker {
     /// `POST /commands/send`.
-    pub async fn send(&self, req: SendRequest, caller: &Caller) -> Result<SendOutcome, BrokerError> {
+    pub async fn send(
+        &self,
+        req: SendRequest,
+        caller: &Caller,
+    ) -> Result<SendOutcome, BrokerError> {
         let target = req.target.trim().to_string();
         if target != "*" && Uuid::parse_str(&target).is_err() {
             validate_name("target", &target).map_err(|e| {
-                BrokerError::BadRequest(format!("{e}; or give a peer id, or \"*\" for every online peer"))
+                BrokerError::BadRequest(format!(
+                    "{e}; or give a peer id, or \"*\" for every online peer"
+                ))
             })?;
         }
         if req.action.trim().is_empty() || req.action.len() > MAX_ACTION_LEN {
@@ -53,77 +59,86 @@ impl Broker {
             }
         }
         let now = Timestamp::now();
-        let mut st = self.lock();
-        if let Some(k) = &req.dedupe_key {
-            if let Some(c) = st.dedupe.get(k).and_then(|id| st.commands.get(id)) {
-                return Ok(SendOutcome::Deduplicated(c.command.clone()));
-            }
-        }
-        let from = req
-            .from
-            .clone()
-            .filter(|f| !f.trim().is_empty())
-            .or_else(|| {
-                caller
-                    .peer
-                    .and_then(|p| st.peers.get(&p).map(|e| e.peer.role.clone()))
-            })
-            .unwrap_or_else(|| "anonymous".to_string());
-        let origin = caller
-            .peer
-            .map(|p| format!("peer:{p}"))
-            .or_else(|| caller.address.clone());
-        let template = Command {
-            id: Uuid::nil(),
-            from,
-            target: target.clone(),
-            action: req.action.clone(),
-            params: req.params.clone().unwrap_or(Value::Object(Default::default())),
-            status: CommandStatus::Pending,
-            created_at: now,
-            delivered_to: None,
-            delivered_at: None,
-            acked_at: None,
-            result: None,
-            error: None,
-            dedupe_key: req.dedupe_key.clone(),
-            expires_at: req.ttl.map(|ms| now.plus_millis(ms.min(i64::MAX as u64) as i64)),
-            attempt: 0,
-            redelivered: false,
-            origin,
-        };
-        let mut commits = Vec::new();
-        let outcome = if target == "*" {
-            let mut ids: Vec<Uuid> = st
-                .peers
-                .values()
-                .filter(|e| self.status_of(e, now) == PeerStatus::Online)
-                .map(|e| e.peer.id)
-                .collect();
-            ids.sort();
-            let mut copies = Vec::new();
-            for pid in ids {
-                let mut c = template.clone();
-                c.target = pid.to_string();
-                copies.push(self.enqueue(&mut st, c, &mut commits));
-            }
-            SendOutcome::FanOut(copies)
-        } else {
-            let queued = !self.has_online_holder(&st, &target, now);
-            let c = self.enqueue(&mut st, template, &mut commits);
+        let (outcome, commits) = {
+            let mut st = self.lock();
             if let Some(k) = &req.dedupe_key {
-                st.dedupe.insert(k.clone(), c.id);
+                if let Some(c) = st.dedupe.get(k).and_then(|id| st.commands.get(id)) {
+                    return Ok(SendOutcome::Deduplicated(c.command.clone()));
+                }
             }
-            SendOutcome::Created { command: c, queued }
+            let from = req
+                .from
+                .clone()
+                .filter(|f| !f.trim().is_empty())
+                .or_else(|| {
+                    caller
+                        .peer
+                        .and_then(|p| st.peers.get(&p).map(|e| e.peer.role.clone()))
+                })
+                .unwrap_or_else(|| "anonymous".to_string());
+            let origin = caller
+                .peer
+                .map(|p| format!("peer:{p}"))
+                .or_else(|| caller.address.clone());
+            let template = Command {
+                id: Uuid::nil(),
+                from,
+                target: target.clone(),
+                action: req.action.clone(),
+                params: req
+                    .params
+                    .clone()
+                    .unwrap_or(Value::Object(Default::default())),
+                status: CommandStatus::Pending,
+                created_at: now,
+                delivered_to: None,
+                delivered_at: None,
+                acked_at: None,
+                result: None,
+                error: None,
+                dedupe_key: req.dedupe_key.clone(),
+                expires_at: req
+                    .ttl
+                    .map(|ms| now.plus_millis(ms.min(i64::MAX as u64) as i64)),
+                attempt: 0,
+                redelivered: false,
+                origin,
+            };
+            let mut commits = Vec::new();
+            let outcome = if target == "*" {
+                let mut ids: Vec<Uuid> = st
+                    .peers
+                    .values()
+                    .filter(|e| self.status_of(e, now) == PeerStatus::Online)
+                    .map(|e| e.peer.id)
+                    .collect();
+                ids.sort();
+                let mut copies = Vec::new();
+                for pid in ids {
+                    let mut c = template.clone();
+                    c.target = pid.to_string();
+                    copies.push(self.enqueue(&mut st, c, &mut commits));
+                }
+                SendOutcome::FanOut(copies)
+            } else {
+                let queued = !self.has_online_holder(&st, &target, now);
+                let c = self.enqueue(&mut st, template, &mut commits);
+                if let Some(k) = &req.dedupe_key {
+                    st.dedupe.insert(k.clone(), c.id);
+                }
+                SendOutcome::Created { command: c, queued }
+            };
+            (outcome, commits)
         };
-        drop(st);
         match &outcome {
             SendOutcome::Created { command, queued } => tracing::info!(
                 command = %command.id, target = %command.target, action = %command.action,
                 from = %command.from, origin = command.origin.as_deref().unwrap_or("-"), queued,
                 "command sent"
             ),
-            SendOutcome::FanOut(cs) => tracing::info!(copies = cs.len(), action = %req.action, "command fanned out"),
+            SendOutcome::FanOut(cs) => {
+                tracing::info!(copies = cs.len(), action = %req.action, "command fanned out")
+            }
             SendOutcome::Deduplicated(_) => {}
         }
         Broker::committed(commits).await?;
@@ -324,43 +339,48 @@ impl Broker {
         caller: &Caller,
     ) -> Result<Command, BrokerError> {
         let now = Timestamp::now();
-        let mut st = self.lock();
-        let e = st.commands.get_mut(&id).ok_or_else(|| unknown_command(id))?;
-        let (ord, c) = (e.ord, &mut e.command);
-        if c.status.is_terminal() {
-            return Err(BrokerError::Conflict(format!(
-                "command {id} is already {} (since {}); a command takes one result",
-                c.status.as_str(),
-                c.acked_at.map(|t| t.to_string()).unwrap_or_default()
-            )));
-        }
-        if let Some(p) = caller.peer {
-            if c.delivered_to != Some(p) || c.status != CommandStatus::Delivered {
-                let holder = match (c.status, c.delivered_to) {
-                    (CommandStatus::Delivered, Some(h)) => format!("it is held by peer {h}"),
-                    _ => "it is pending again (its earlier delivery was requeued)".to_string(),
-                };
+        let (out, commits) = {
+            let mut st = self.lock();
+            let e = st
+                .commands
+                .get_mut(&id)
+                .ok_or_else(|| unknown_command(id))?;
+            let (ord, c) = (e.ord, &mut e.command);
+            if c.status.is_terminal() {
                 return Err(BrokerError::Conflict(format!(
-                    "peer {p} cannot ack command {id}: {holder}; wait for it again before acking"
+                    "command {id} is already {} (since {}); a command takes one result",
+                    c.status.as_str(),
+                    c.acked_at.map(|t| t.to_string()).unwrap_or_default()
                 )));
             }
-        }
-        let was_pending = c.status == CommandStatus::Pending;
-        c.status = if error.is_some() {
-            CommandStatus::Failed
-        } else {
-            CommandStatus::Acked
+            if let Some(p) = caller.peer {
+                if c.delivered_to != Some(p) || c.status != CommandStatus::Delivered {
+                    let holder = match (c.status, c.delivered_to) {
+                        (CommandStatus::Delivered, Some(h)) => format!("it is held by peer {h}"),
+                        _ => "it is pending again (its earlier delivery was requeued)".to_string(),
+                    };
+                    return Err(BrokerError::Conflict(format!(
+                        "peer {p} cannot ack command {id}: {holder}; wait for it again before acking"
+                    )));
+                }
+            }
+            let was_pending = c.status == CommandStatus::Pending;
+            c.status = if error.is_some() {
+                CommandStatus::Failed
+            } else {
+                CommandStatus::Acked
+            };
+            c.acked_at = Some(now);
+            c.result = result;
+            c.error = error;
+            let snapshot = c.clone();
+            if was_pending {
+                Broker::unqueue(&mut st, &snapshot, ord);
+            }
+            let mut commits = Vec::new();
+            let out = self.changed(&mut st, id, &mut commits).unwrap_or(snapshot);
+            (out, commits)
         };
-        c.acked_at = Some(now);
-        c.result = result;
-        c.error = error;
-        let snapshot = c.clone();
-        if was_pending {
-            Broker::unqueue(&mut st, &snapshot, ord);
-        }
-        let mut commits = Vec::new();
-        let out = self.changed(&mut st, id, &mut commits).unwrap_or(snapshot);
-        drop(st);
         tracing::info!(command = %id, status = out.status.as_str(), "command acked");
         Broker::committed(commits).await?;
         Ok(out)
@@ -369,26 +389,31 @@ impl Broker {
     /// `DELETE /commands/{id}`: cancels a pending or delivered command.
     pub async fn cancel(&self, id: Uuid, by: &str) -> Result<Command, BrokerError> {
         let now = Timestamp::now();
-        let mut st = self.lock();
-        let e = st.commands.get_mut(&id).ok_or_else(|| unknown_command(id))?;
-        let (ord, c) = (e.ord, &mut e.command);
-        if c.status.is_terminal() {
-            return Err(BrokerError::Conflict(format!(
-                "command {id} is already {}; only pending or delivered commands can be cancelled",
-                c.status.as_str()
-            )));
-        }
-        let was_pending = c.status == CommandStatus::Pending;
-        c.status = CommandStatus::Cancelled;
-        c.acked_at = Some(now);
-        c.error = Some(format!("cancelled by {by}"));
-        let snapshot = c.clone();
-        if was_pending {
-            Broker::unqueue(&mut st, &snapshot, ord);
-        }
-        let mut commits = Vec::new();
-        let out = self.changed(&mut st, id, &mut commits).unwrap_or(snapshot);
-        drop(st);
+        let (out, commits) = {
+            let mut st = self.lock();
+            let e = st
+                .commands
+                .get_mut(&id)
+                .ok_or_else(|| unknown_command(id))?;
+            let (ord, c) = (e.ord, &mut e.command);
+            if c.status.is_terminal() {
+                return Err(BrokerError::Conflict(format!(
+                    "command {id} is already {}; only pending or delivered commands can be cancelled",
+                    c.status.as_str()
+                )));
+            }
+            let was_pending = c.status == CommandStatus::Pending;
+            c.status = CommandStatus::Cancelled;
+            c.acked_at = Some(now);
+            c.error = Some(format!("cancelled by {by}"));
+            let snapshot = c.clone();
+            if was_pending {
+                Broker::unqueue(&mut st, &snapshot, ord);
+            }
+            let mut commits = Vec::new();
+            let out = self.changed(&mut st, id, &mut commits).unwrap_or(snapshot);
+            (out, commits)
+        };
         Broker::committed(commits).await?;
         Ok(out)
     }
@@ -446,7 +471,10 @@ impl Broker {
             .map(|e| (e.ord, &e.command))
             .collect();
         all.sort_by_key(|(o, _)| std::cmp::Reverse(*o));
-        all.into_iter().take(limit).map(|(_, c)| c.clone()).collect()
+        all.into_iter()
+            .take(limit)
+            .map(|(_, c)| c.clone())
+            .collect()
     }
 
     /// Counts by status, for `status`.
@@ -457,7 +485,9 @@ impl Broker {
             .map(|s| (s.as_str().to_string(), 0))
             .collect();
         for e in st.commands.values() {
-            *counts.entry(e.command.status.as_str().to_string()).or_default() += 1;
+            *counts
+                .entry(e.command.status.as_str().to_string())
+                .or_default() += 1;
         }
         counts
     }
@@ -489,7 +519,10 @@ impl Broker {
             c.delivered_at = None;
             c.redelivered = true;
             let target = c.target.clone();
-            st.queues.entry(target.clone()).or_default().insert((ord, id));
+            st.queues
+                .entry(target.clone())
+                .or_default()
+                .insert((ord, id));
             tracing::info!(command = %id, %peer, "command requeued for redelivery");
             self.changed(st, id, commits);
             st.wake(&format!("q:{target}"));

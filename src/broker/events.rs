@@ -81,9 +81,12 @@ impl EventLog {
             .filter(|e| e.id > last)
             .cloned()
             .collect();
+        // An id from the future means the broker restarted (ids begin again
+        // at 1): the reader must refetch, then follow from here.
+        let from_before_restart = last >= self.next_id;
         EventSubscription {
-            gap: last + 1 < oldest,
-            missed,
+            gap: last + 1 < oldest || from_before_restart,
+            missed: if from_before_restart { Vec::new() } else { missed },
             live,
         }
     }

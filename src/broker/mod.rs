@@ -16,18 +16,18 @@ mod peers;
 mod signals;
 mod system;
 
-pub use error::BrokerError;
 pub use commands::{Caller, SendOutcome};
+pub use error::BrokerError;
 pub use events::{Event, EventSubscription};
 pub use peers::ContactGuard;
 
 use crate::api::{Command, Message, Peer, Signal};
 use crate::store::{Commit, Mutation, Store};
 use crate::time::Timestamp;
+use parking_lot::{Mutex, MutexGuard};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use parking_lot::{Mutex, MutexGuard};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
@@ -267,8 +267,6 @@ impl Broker {
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
-        // parking_lot's guard is `Send` (feature send_guard) so async methods
-        // that drop it before awaiting stay `Send`; none holds it across an await.
         self.inner.state.lock()
     }
 
@@ -364,4 +362,3 @@ impl State {
         }
     }
 }
-

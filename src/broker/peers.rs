@@ -77,54 +77,56 @@ impl Broker {
             }
         }
         let now = Timestamp::now();
-        let mut st = self.lock();
-        let id = req.id.unwrap_or_else(Uuid::now_v7);
-        let mut requeue = Vec::new();
-        let entry = match st.peers.get_mut(&id) {
-            Some(e) => {
-                if e.peer.role != req.role {
-                    // A changed role: what it held belongs to the old role's queue.
-                    requeue.push(id);
+        let (peer, role, commits) = {
+            let mut st = self.lock();
+            let id = req.id.unwrap_or_else(Uuid::now_v7);
+            let mut requeue = Vec::new();
+            let entry = match st.peers.get_mut(&id) {
+                Some(e) => {
+                    if e.peer.role != req.role {
+                        // A changed role: what it held belongs to the old role's queue.
+                        requeue.push(id);
+                    }
+                    e.peer.role = req.role.clone();
+                    e.peer.capabilities = caps;
+                    if req.name.is_some() {
+                        e.peer.name = req.name;
+                    }
+                    e.peer.connected_at = now;
+                    e.peer.last_seen = now;
+                    e.peer.via = via;
+                    e.disconnected = false;
+                    e
                 }
-                e.peer.role = req.role.clone();
-                e.peer.capabilities = caps;
-                if req.name.is_some() {
-                    e.peer.name = req.name;
-                }
-                e.peer.connected_at = now;
-                e.peer.last_seen = now;
-                e.peer.via = via;
-                e.disconnected = false;
-                e
+                None => st.peers.entry(id).or_insert(PeerEntry {
+                    peer: Peer {
+                        id,
+                        role: req.role,
+                        capabilities: caps,
+                        name: req.name,
+                        status: PeerStatus::Online,
+                        connected_at: now,
+                        last_seen: now,
+                        via,
+                        working_on: Vec::new(),
+                    },
+                    disconnected: false,
+                    contacts: 0,
+                    announced: PeerStatus::Online,
+                }),
+            };
+            entry.announced = PeerStatus::Online;
+            let mut commits = Vec::new();
+            for pid in requeue {
+                self.requeue_held(&mut st, pid, now, &mut commits);
             }
-            None => st.peers.entry(id).or_insert(PeerEntry {
-                peer: Peer {
-                    id,
-                    role: req.role,
-                    capabilities: caps,
-                    name: req.name,
-                    status: PeerStatus::Online,
-                    connected_at: now,
-                    last_seen: now,
-                    via,
-                    working_on: Vec::new(),
-                },
-                disconnected: false,
-                contacts: 0,
-                announced: PeerStatus::Online,
-            }),
+            let peer = self.announce_peer(&mut st, id, now, &mut commits);
+            // Whatever is queued for the role may now go to this peer.
+            let role = peer.role.clone();
+            st.wake(&format!("q:{role}"));
+            (peer, role, commits)
         };
-        entry.announced = PeerStatus::Online;
-        let mut commits = Vec::new();
-        for pid in requeue {
-            self.requeue_held(&mut st, pid, now, &mut commits);
-        }
-        let peer = self.announce_peer(&mut st, id, now, &mut commits);
-        // Whatever is queued for the role may now go to this peer.
-        let role = peer.role.clone();
-        st.wake(&format!("q:{role}"));
-        drop(st);
-        tracing::info!(peer = %id, role = %role, ?via, "peer connected");
+        tracing::info!(peer = %peer.id, role = %role, ?via, "peer connected");
         Broker::committed(commits).await?;
         Ok(peer)
     }
@@ -238,14 +240,16 @@ impl Broker {
     /// disconnected peer) and answers the peer.
     pub async fn heartbeat(&self, id: Uuid) -> Result<Peer, BrokerError> {
         let now = Timestamp::now();
-        let mut st = self.lock();
-        let mut commits = Vec::new();
-        self.settle_before_contact(&mut st, id, now, &mut commits);
-        let e = st.peers.get_mut(&id).ok_or_else(|| unknown_peer(id))?;
-        e.peer.last_seen = now;
-        e.disconnected = false;
-        let peer = self.announce_peer(&mut st, id, now, &mut commits);
-        drop(st);
+        let (peer, commits) = {
+            let mut st = self.lock();
+            let mut commits = Vec::new();
+            self.settle_before_contact(&mut st, id, now, &mut commits);
+            let e = st.peers.get_mut(&id).ok_or_else(|| unknown_peer(id))?;
+            e.peer.last_seen = now;
+            e.disconnected = false;
+            let peer = self.announce_peer(&mut st, id, now, &mut commits);
+            (peer, commits)
+        };
         Broker::committed(commits).await?;
         Ok(peer)
     }
@@ -274,13 +278,15 @@ impl Broker {
     /// `DELETE /peers/{id}`: offline now; its unacked commands go back to pending.
     pub async fn disconnect(&self, id: Uuid) -> Result<Peer, BrokerError> {
         let now = Timestamp::now();
-        let mut st = self.lock();
-        let e = st.peers.get_mut(&id).ok_or_else(|| unknown_peer(id))?;
-        e.disconnected = true;
-        let mut commits = Vec::new();
-        self.requeue_held(&mut st, id, now, &mut commits);
-        let peer = self.announce_peer(&mut st, id, now, &mut commits);
-        drop(st);
+        let (peer, commits) = {
+            let mut st = self.lock();
+            let e = st.peers.get_mut(&id).ok_or_else(|| unknown_peer(id))?;
+            e.disconnected = true;
+            let mut commits = Vec::new();
+            self.requeue_held(&mut st, id, now, &mut commits);
+            let peer = self.announce_peer(&mut st, id, now, &mut commits);
+            (peer, commits)
+        };
         tracing::info!(peer = %id, "peer disconnected");
         Broker::committed(commits).await?;
         Ok(peer)

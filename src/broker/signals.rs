@@ -27,22 +27,24 @@ impl Broker {
         by: Option<String>,
     ) -> Result<Signal, BrokerError> {
         validate_name("signal name", name).map_err(BrokerError::BadRequest)?;
-        let mut st = self.lock();
-        let s = st
-            .signals
-            .entry(name.to_string())
-            .or_insert_with(|| blank(name));
-        s.emitted = true;
-        s.data = data;
-        s.emitted_at = Some(Timestamp::now());
-        s.emitted_by = by;
-        s.count += 1;
-        let s = s.clone();
-        let commit = self.persist(Mutation::Signal(s.clone()));
-        st.events
-            .push("signal", serde_json::to_value(&s).unwrap_or_default());
-        st.wake(&format!("s:{name}"));
-        drop(st);
+        let (s, commit) = {
+            let mut st = self.lock();
+            let s = st
+                .signals
+                .entry(name.to_string())
+                .or_insert_with(|| blank(name));
+            s.emitted = true;
+            s.data = data;
+            s.emitted_at = Some(Timestamp::now());
+            s.emitted_by = by;
+            s.count += 1;
+            let s = s.clone();
+            let commit = self.persist(Mutation::Signal(s.clone()));
+            st.events
+                .push("signal", serde_json::to_value(&s).unwrap_or_default());
+            st.wake(&format!("s:{name}"));
+            (s, commit)
+        };
         Broker::committed(vec![commit]).await?;
         Ok(s)
     }
@@ -58,18 +60,20 @@ impl Broker {
     /// `after=K` waits stay meaningful).
     pub async fn clear_signal(&self, name: &str) -> Result<Signal, BrokerError> {
         validate_name("signal name", name).map_err(BrokerError::BadRequest)?;
-        let mut st = self.lock();
-        let s = st
-            .signals
-            .entry(name.to_string())
-            .or_insert_with(|| blank(name));
-        s.emitted = false;
-        s.data = None;
-        let s = s.clone();
-        let commit = self.persist(Mutation::Signal(s.clone()));
-        st.events
-            .push("signal", serde_json::to_value(&s).unwrap_or_default());
-        drop(st);
+        let (s, commit) = {
+            let mut st = self.lock();
+            let s = st
+                .signals
+                .entry(name.to_string())
+                .or_insert_with(|| blank(name));
+            s.emitted = false;
+            s.data = None;
+            let s = s.clone();
+            let commit = self.persist(Mutation::Signal(s.clone()));
+            st.events
+                .push("signal", serde_json::to_value(&s).unwrap_or_default());
+            (s, commit)
+        };
         Broker::committed(vec![commit]).await?;
         Ok(s)
     }

@@ -23,21 +23,23 @@ impl Broker {
     /// `POST /reset`: forgets every peer, command, channel and signal. Parked
     /// waiters wake and find their peer or command gone.
     pub async fn reset(&self) -> Result<(), BrokerError> {
-        let mut st = self.lock();
-        st.peers.clear();
-        st.commands.clear();
-        st.queues.clear();
-        st.dedupe.clear();
-        st.finished.clear();
-        st.channels.clear();
-        st.signals.clear();
-        for n in st.notifies.values() {
-            n.notify_waiters();
-        }
-        st.notifies.clear();
-        let commit = self.persist(Mutation::Reset);
-        st.events.push("reset", serde_json::json!({"ok": true}));
-        drop(st);
+        let commit = {
+            let mut st = self.lock();
+            st.peers.clear();
+            st.commands.clear();
+            st.queues.clear();
+            st.dedupe.clear();
+            st.finished.clear();
+            st.channels.clear();
+            st.signals.clear();
+            for n in st.notifies.values() {
+                n.notify_waiters();
+            }
+            st.notifies.clear();
+            let commit = self.persist(Mutation::Reset);
+            st.events.push("reset", serde_json::json!({"ok": true}));
+            commit
+        };
         tracing::warn!("broker reset: all peers, commands, channels and signals cleared");
         Broker::committed(vec![commit]).await
     }

@@ -1,15 +1,285 @@
-//! The web dashboard (`GET /dashboard`): embedded static assets.
+//! The web dashboard (`GET /dashboard`): embedded static assets and the token
+//! login that turns a token typed into a form into a session cookie.
+//!
+//! The page, its script and its stylesheet are compiled into the binary with
+//! `include_str!`, so the broker works offline and needs no build step. The
+//! page is served with a strict Content-Security-Policy (no inline script, no
+//! third-party anything), and the script renders everything that came from
+//! peers with DOM text APIs, never as markup.
+//!
+//! The page itself is public (see `auth::is_public`), but shows and changes
+//! nothing until it is authorised: `GET /dashboard/login` only says whether a
+//! token is required and whether this request is already authorised, and
+//! `POST /dashboard/login` exchanges the token for an `HttpOnly`,
+//! `SameSite=Strict` cookie that the event stream and the REST calls then use.
 
+use super::auth::{cookie, SESSION_COOKIE};
+use super::error::ApiError;
+use super::extract::JsonBody;
 use super::AppState;
-use axum::response::Html;
+use axum::extract::{ConnectInfo, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
-use axum::Router;
+use axum::{Json, Router};
+use base64::Engine;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{LazyLock, Mutex};
+use std::time::{Duration, Instant};
+
+const INDEX_HTML: &str = include_str!("../../dashboard/index.html");
+const APP_JS: &str = include_str!("../../dashboard/app.js");
+const STYLE_CSS: &str = include_str!("../../dashboard/style.css");
+const ICON_SVG: &str = r##"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 32 32"><rect width="32" height="32" rx="7" fill="#4f46e5"/><circle cx="10" cy="16" r="3.2" fill="#fff"/><circle cx="22" cy="10" r="3.2" fill="#fff"/><circle cx="22" cy="22" r="3.2" fill="#fff"/><path d="M10 16L22 10M10 16L22 22" stroke="#fff" stroke-width="2"/></svg>"##;
+
+/// The page's Content-Security-Policy: only our own script and stylesheet,
+/// fetches to our own origin, no inline script, no frames, no plugins.
+const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
+connect-src 'self'; img-src 'self'; base-uri 'none'; form-action 'none'; \
+frame-ancestors 'none'";
+
+/// Dashboard sessions kept at most; past it the oldest half is forgotten
+/// (those browsers simply log in again).
+const MAX_SESSIONS: usize = 10_000;
+
+/// Wrong tokens accepted from one address per window before logins from it
+/// are refused for the rest of the window.
+const MAX_LOGIN_FAILURES: u32 = 20;
+/// The login brake's window.
+const LOGIN_WINDOW: Duration = Duration::from_secs(60);
 
 /// The dashboard routes.
 pub fn routes() -> Router<AppState> {
-    Router::new().route("/dashboard", get(page))
+    Router::new()
+        .route("/", get(|| async { Redirect::to("/dashboard") }))
+        .route("/dashboard", get(page))
+        .route("/dashboard/", get(page))
+        .route("/dashboard/assets/app.js", get(app_js))
+        .route("/dashboard/assets/style.css", get(style_css))
+        .route("/dashboard/assets/icon.svg", get(icon_svg))
+        .route("/dashboard/login", get(session).post(login))
+        .route("/dashboard/logout", axum::routing::post(logout))
 }
 
-async fn page() -> Html<&'static str> {
-    Html("<!doctype html><title>cipc</title><p>The cipc dashboard is not built yet.</p>")
+/// Builds a static asset answer with the headers every dashboard file carries.
+fn asset(content_type: &'static str, body: &'static str) -> Response {
+    let mut res = body.into_response();
+    let h = res.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    res
+}
+
+async fn page() -> Response {
+    let mut res = asset("text/html; charset=utf-8", INDEX_HTML);
+    let h = res.headers_mut();
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CSP),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    res
+}
+
+async fn app_js() -> Response {
+    asset("text/javascript; charset=utf-8", APP_JS)
+}
+
+async fn style_css() -> Response {
+    asset("text/css; charset=utf-8", STYLE_CSS)
+}
+
+async fn icon_svg() -> Response {
+    asset("image/svg+xml", ICON_SVG)
+}
+
+/// What `GET /dashboard/login` tells the page. Public, so it says nothing
+/// beyond these two facts.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct SessionInfo {
+    /// The broker was started with a token.
+    token_required: bool,
+    /// This request is already authorised (no token configured, a valid
+    /// session cookie, or the token in a header).
+    authorized: bool,
+}
+
+fn authorized(s: &AppState, headers: &HeaderMap) -> bool {
+    if s.security.token.is_none() {
+        return true;
+    }
+    let header_token = headers
+        .get("x-cipc-token")
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .or_else(|| {
+            let v = headers.get(header::AUTHORIZATION)?.to_str().ok()?.trim();
+            let (scheme, rest) = v.split_once(' ')?;
+            scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
+        });
+    if let Some(t) = header_token {
+        return s.security.token_matches(t);
+    }
+    match cookie(headers, SESSION_COOKIE) {
+        Some(id) => s
+            .security
+            .sessions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(id),
+        None => false,
+    }
+}
+
+async fn session(State(s): State<AppState>, headers: HeaderMap) -> Response {
+    let info = SessionInfo {
+        token_required: s.security.token.is_some(),
+        authorized: authorized(&s, &headers),
+    };
+    let mut res = Json(info).into_response();
+    res.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    res
+}
+
+/// Body of `POST /dashboard/login`.
+#[derive(Debug, Deserialize)]
+struct LoginRequest {
+    /// The broker's token, as typed by the person.
+    #[serde(default)]
+    token: String,
+}
+
+/// Per-address count of wrong tokens, so the public login cannot be used to
+/// guess the token faster than the guard allows on every other route.
+struct LoginFailures {
+    window_start: Instant,
+    count: u32,
+}
+
+static LOGIN_FAILURES: LazyLock<Mutex<HashMap<IpAddr, LoginFailures>>> =
+    LazyLock::new(|| Mutex::new(HashMap::new()));
+
+fn login_blocked(ip: IpAddr) -> bool {
+    let mut f = LOGIN_FAILURES.lock().unwrap_or_else(|p| p.into_inner());
+    match f.get(&ip) {
+        Some(e) if e.window_start.elapsed() > LOGIN_WINDOW => {
+            f.remove(&ip);
+            false
+        }
+        Some(e) => e.count >= MAX_LOGIN_FAILURES,
+        None => false,
+    }
+}
+
+fn record_login_failure(ip: IpAddr) {
+    let now = Instant::now();
+    let mut f = LOGIN_FAILURES.lock().unwrap_or_else(|p| p.into_inner());
+    if f.len() > 10_000 {
+        f.retain(|_, e| now.duration_since(e.window_start) < LOGIN_WINDOW);
+    }
+    let e = f.entry(ip).or_insert(LoginFailures {
+        window_start: now,
+        count: 0,
+    });
+    if now.duration_since(e.window_start) > LOGIN_WINDOW {
+        e.window_start = now;
+        e.count = 0;
+    }
+    e.count += 1;
+    if e.count == MAX_LOGIN_FAILURES {
+        tracing::warn!(address = %ip, "too many wrong dashboard tokens; refusing logins for a minute");
+    }
+}
+
+fn new_session_id() -> String {
+    let bytes: [u8; 32] = rand::random();
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+async fn login(
+    State(s): State<AppState>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    JsonBody(req): JsonBody<LoginRequest>,
+) -> Result<Response, ApiError> {
+    if s.security.token.is_none() {
+        // Nothing to unlock; say so rather than hand out a useless session.
+        return Ok(Json(serde_json::json!({"ok": true, "tokenRequired": false})).into_response());
+    }
+    if login_blocked(addr.ip()) {
+        return Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_requests",
+            "too many wrong tokens from this address; wait a minute and check the token",
+        ));
+    }
+    let token = req.token.trim();
+    if token.is_empty() || !s.security.token_matches(token) {
+        record_login_failure(addr.ip());
+        tracing::warn!(address = %addr, "dashboard login with a wrong token");
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "that token is wrong: use the one the broker was started with (--token, CIPC_TOKEN or --token-file)",
+        ));
+    }
+    let id = new_session_id();
+    {
+        let mut sessions = s
+            .security
+            .sessions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if sessions.len() >= MAX_SESSIONS {
+            let drop: Vec<String> = sessions.iter().take(MAX_SESSIONS / 2).cloned().collect();
+            for d in drop {
+                sessions.remove(&d);
+            }
+        }
+        sessions.insert(id.clone());
+    }
+    tracing::info!(address = %addr, "dashboard logged in");
+    let cookie = format!("{SESSION_COOKIE}={id}; HttpOnly; SameSite=Strict; Path=/");
+    let mut res = Json(serde_json::json!({"ok": true, "tokenRequired": true})).into_response();
+    res.headers_mut().insert(
+        header::SET_COOKIE,
+        HeaderValue::from_str(&cookie).map_err(|_| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "could not build the session cookie",
+            )
+        })?,
+    );
+    res.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(res)
+}
+
+/// Forgets this browser's session (not public: it needs the session itself).
+async fn logout(State(s): State<AppState>, headers: HeaderMap) -> Response {
+    if let Some(id) = cookie(&headers, SESSION_COOKIE) {
+        s.security
+            .sessions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(id);
+    }
+    let mut res = Json(serde_json::json!({"ok": true})).into_response();
+    res.headers_mut().insert(
+        header::SET_COOKIE,
+        HeaderValue::from_static("cipc_session=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0"),
+    );
+    res
 }

@@ -47,10 +47,12 @@ pub async fn serve(
         let _ = stream.set_nodelay(true);
         let app = app.clone();
         let svc = tower::service_fn(move |mut req: hyper::Request<Incoming>| {
-            req.extensions_mut().insert(ConnectInfo::<SocketAddr>(remote));
+            req.extensions_mut()
+                .insert(ConnectInfo::<SocketAddr>(remote));
             app.clone().oneshot(req.map(axum::body::Body::new))
         });
-        let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), TowerToHyperService::new(svc));
+        let conn = builder
+            .serve_connection_with_upgrades(TokioIo::new(stream), TowerToHyperService::new(svc));
         let watched = graceful.watch(conn.into_owned());
         tokio::spawn(async move {
             if let Err(e) = watched.await {
@@ -59,7 +61,10 @@ pub async fn serve(
         });
     }
     drop(listener);
-    if tokio::time::timeout(grace, graceful.shutdown()).await.is_err() {
+    if tokio::time::timeout(grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
         tracing::warn!("some connections were still open after the shutdown grace period");
     }
     Ok(())

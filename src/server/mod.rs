@@ -109,7 +109,10 @@ impl Server {
 
     /// Serves until `shutdown` resolves; then answers parked long-polls, ends
     /// streams, waits for in-flight requests and flushes the store.
-    pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
         let broker = self.state.broker.clone();
         let sweeper = broker.spawn_sweeper();
         let header_timeout = self.state.config.header_read_timeout;

@@ -68,7 +68,10 @@ async fn list_peers(State(s): State<AppState>) -> Json<PeersResponse> {
 
 #[utoipa::path(get, path = "/peers/{id}", tag = "peers", params(("id" = String, Path, description = "peer id")),
     responses((status = 200, body = PeerResponse), (status = 404, body = ErrorResponse)))]
-async fn get_peer(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<PeerResponse>> {
+async fn get_peer(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<PeerResponse>> {
     let id = parse_id("peer", &id)?;
     Ok(Json(PeerResponse {
         peer: s.broker.peer(id)?,
@@ -77,7 +80,10 @@ async fn get_peer(State(s): State<AppState>, Path(id): Path<String>) -> ApiResul
 
 #[utoipa::path(post, path = "/peers/{id}/heartbeat", tag = "peers", params(("id" = String, Path, description = "peer id")),
     responses((status = 200, body = PeerResponse), (status = 404, body = ErrorResponse)))]
-async fn heartbeat(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<PeerResponse>> {
+async fn heartbeat(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<PeerResponse>> {
     let id = parse_id("peer", &id)?;
     Ok(Json(PeerResponse {
         peer: s.broker.heartbeat(id).await?,
@@ -87,7 +93,10 @@ async fn heartbeat(State(s): State<AppState>, Path(id): Path<String>) -> ApiResu
 #[utoipa::path(delete, path = "/peers/{id}", tag = "peers", params(("id" = String, Path, description = "peer id")),
     responses((status = 200, description = "the peer, now offline; its unacked commands are pending again", body = PeerResponse),
               (status = 404, body = ErrorResponse)))]
-async fn disconnect(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<PeerResponse>> {
+async fn disconnect(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<PeerResponse>> {
     let id = parse_id("peer", &id)?;
     Ok(Json(PeerResponse {
         peer: s.broker.disconnect(id).await?,
@@ -141,7 +150,10 @@ async fn list_commands(State(s): State<AppState>, q: Params) -> ApiResult<Json<C
 #[utoipa::path(get, path = "/commands/{peerId}", tag = "commands", params(("peerId" = String, Path, description = "peer id")),
     responses((status = 200, description = "the peer's pending and delivered-unacked commands, oldest first", body = CommandsResponse),
               (status = 404, body = ErrorResponse)))]
-async fn peer_commands(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<CommandsResponse>> {
+async fn peer_commands(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<CommandsResponse>> {
     let id = parse_id("peer", &id)?;
     s.broker.touch(id);
     Ok(Json(CommandsResponse {
@@ -153,7 +165,11 @@ async fn peer_commands(State(s): State<AppState>, Path(id): Path<String>) -> Api
     params(("peerId" = String, Path, description = "peer id"), ("timeout" = Option<u64>, Query, description = "ms, default 30000, max 3600000")),
     responses((status = 200, description = "the command now delivered to this peer, or {command: null, timedOut: true}", body = WaitResponse),
               (status = 404, body = ErrorResponse), (status = 429, body = ErrorResponse)))]
-async fn wait_command(State(s): State<AppState>, Path(id): Path<String>, q: Params) -> ApiResult<Json<WaitResponse>> {
+async fn wait_command(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    q: Params,
+) -> ApiResult<Json<WaitResponse>> {
     let id = parse_id("peer", &id)?;
     let timeout = q.timeout()?;
     let command = s.broker.wait_command(id, timeout).await?;
@@ -187,7 +203,11 @@ async fn ack_command(
     params(("commandId" = String, Path, description = "command id"), ("timeout" = Option<u64>, Query, description = "ms, default 30000")),
     responses((status = 200, description = "the finished command, or the command with timedOut: true", body = CommandResponse),
               (status = 404, body = ErrorResponse)))]
-async fn command_result(State(s): State<AppState>, Path(id): Path<String>, q: Params) -> ApiResult<Json<CommandResponse>> {
+async fn command_result(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    q: Params,
+) -> ApiResult<Json<CommandResponse>> {
     let id = parse_id("command", &id)?;
     let timeout = q.timeout()?;
     let (command, timed_out) = s.broker.wait_result(id, timeout).await?;
@@ -260,7 +280,9 @@ async fn channel_messages(
     let limit = q.limit(1000, 10_000)?;
     if q.str("timeout").is_some() {
         let timeout = q.timeout()?;
-        return Ok(Json(s.broker.channel_wait(&name, since, limit, timeout).await?));
+        return Ok(Json(
+            s.broker.channel_wait(&name, since, limit, timeout).await?,
+        ));
     }
     Ok(Json(s.broker.channel_read(&name, since, limit)))
 }
@@ -290,7 +312,10 @@ async fn emit_signal(
 
 #[utoipa::path(get, path = "/signals/{name}", tag = "signals", params(("name" = String, Path, description = "signal name")),
     responses((status = 200, description = "emitted: false when never emitted", body = SignalResponse)))]
-async fn get_signal(State(s): State<AppState>, Path(name): Path<String>) -> ApiResult<Json<SignalResponse>> {
+async fn get_signal(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+) -> ApiResult<Json<SignalResponse>> {
     Ok(Json(SignalResponse {
         signal: s.broker.signal(&name)?,
         timed_out: false,
@@ -299,7 +324,10 @@ async fn get_signal(State(s): State<AppState>, Path(name): Path<String>) -> ApiR
 
 #[utoipa::path(delete, path = "/signals/{name}", tag = "signals", params(("name" = String, Path, description = "signal name")),
     responses((status = 200, body = SignalResponse)))]
-async fn clear_signal(State(s): State<AppState>, Path(name): Path<String>) -> ApiResult<Json<SignalResponse>> {
+async fn clear_signal(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+) -> ApiResult<Json<SignalResponse>> {
     Ok(Json(SignalResponse {
         signal: s.broker.clear_signal(&name).await?,
         timed_out: false,
@@ -311,7 +339,11 @@ async fn clear_signal(State(s): State<AppState>, Path(name): Path<String>) -> Ap
            ("timeout" = Option<u64>, Query, description = "ms, default 30000"),
            ("after" = Option<u64>, Query, description = "wait for an emission with count > after")),
     responses((status = 200, description = "the signal once emitted, or with timedOut: true", body = SignalResponse)))]
-async fn wait_signal(State(s): State<AppState>, Path(name): Path<String>, q: Params) -> ApiResult<Json<SignalResponse>> {
+async fn wait_signal(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    q: Params,
+) -> ApiResult<Json<SignalResponse>> {
     let timeout = q.timeout()?;
     let after = q.u64("after")?;
     let (signal, timed_out) = s.broker.wait_signal(&name, after, timeout).await?;
@@ -337,12 +369,38 @@ async fn healthz() -> Json<OkResponse> {
 /// The OpenAPI document, generated from the handlers above.
 #[derive(utoipa::OpenApi)]
 #[openapi(
-    info(title = "cipc broker API", description = "Peers, commands, channels and signals for AI coding sessions. Long-poll timeouts are milliseconds."),
-    paths(discover, connect, list_peers, get_peer, heartbeat, disconnect,
-          send_command, list_commands, peer_commands, wait_command, ack_command, command_result, cancel_command,
-          list_channels, channel_send, channel_messages, super::streams::channel_stream,
-          list_signals, emit_signal, get_signal, clear_signal, wait_signal,
-          status, reset, healthz, super::streams::events),
+    info(
+        title = "cipc broker API",
+        description = "Peers, commands, channels and signals for AI coding sessions. Long-poll timeouts are milliseconds."
+    ),
+    paths(
+        discover,
+        connect,
+        list_peers,
+        get_peer,
+        heartbeat,
+        disconnect,
+        send_command,
+        list_commands,
+        peer_commands,
+        wait_command,
+        ack_command,
+        command_result,
+        cancel_command,
+        list_channels,
+        channel_send,
+        channel_messages,
+        super::streams::channel_stream,
+        list_signals,
+        emit_signal,
+        get_signal,
+        clear_signal,
+        wait_signal,
+        status,
+        reset,
+        healthz,
+        super::streams::events
+    ),
     components(schemas(Peer, Command, Message, Signal, ChannelInfo, ErrorResponse))
 )]
 pub struct ApiDoc;

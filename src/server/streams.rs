@@ -78,7 +78,10 @@ fn event_to_sse(ev: &Event) -> SseEvent {
 
 #[utoipa::path(get, path = "/events", tag = "system",
     responses((status = 200, description = "text/event-stream: events peer, command, message, signal, reset (and resync when Last-Event-ID is older than the history); data is the changed object; id increases")))]
-pub(super) async fn events(State(s): State<AppState>, headers: HeaderMap) -> Result<SseStream, ApiError> {
+pub(super) async fn events(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+) -> Result<SseStream, ApiError> {
     let permit = s.broker.acquire_waiter()?;
     let last = last_event_id(&headers)?;
     let sub = s.broker.subscribe_events(last);
@@ -90,7 +93,7 @@ pub(super) async fn events(State(s): State<AppState>, headers: HeaderMap) -> Res
         if sub.gap && !push(&tx, SseEvent::default().event("resync").data("{}")).await {
             return;
         }
-        let mut last_sent = last.unwrap_or(0);
+        let mut last_sent = if sub.gap { 0 } else { last.unwrap_or(0) };
         for ev in sub.missed {
             last_sent = ev.id;
             if !push(&tx, event_to_sse(&ev)).await {

@@ -1,0 +1,973 @@
+// cipc dashboard: plain JavaScript, no build step, no dependencies.
+//
+// Data flow: open the event stream (/events), then load a snapshot (/status,
+// /commands) and replay the events that arrived meanwhile, in order. Every
+// event carries the whole changed object, so applying it is an upsert and the
+// view converges. The browser's EventSource reconnects by itself and sends
+// Last-Event-ID, so nothing is lost across a short drop; a `resync` event (the
+// broker forgot what we missed) or a broker restart triggers a fresh snapshot.
+//
+// Safety: everything that came from peers is put on the page with
+// textContent / DOM APIs, never as markup. The page's CSP forbids inline
+// script, so even a mistake here could not run injected code.
+'use strict';
+
+(() => {
+  // ---------- tiny DOM helpers ----------
+  const $ = (id) => document.getElementById(id);
+
+  /** Creates an element; `props` sets properties (className, textContent, dataset, on*). */
+  function h(tag, props, ...children) {
+    const e = document.createElement(tag);
+    if (props) {
+      for (const [k, v] of Object.entries(props)) {
+        if (v === undefined || v === null || v === false) continue;
+        if (k === 'dataset') Object.assign(e.dataset, v);
+        else if (k.startsWith('on')) e.addEventListener(k.slice(2), v);
+        else if (k === 'class') e.className = v;
+        else if (k === 'text') e.textContent = String(v);
+        else if (k in e) e[k] = v;
+        else e.setAttribute(k, String(v));
+      }
+    }
+    for (const c of children.flat()) {
+      if (c === undefined || c === null || c === false) continue;
+      e.append(c instanceof Node ? c : document.createTextNode(String(c)));
+    }
+    return e;
+  }
+
+  /** A <code> snippet inside helpful text. */
+  const code = (t) => h('code', { text: t });
+
+  function empty(...parts) {
+    return h('div', { class: 'empty' }, ...parts);
+  }
+
+  function pretty(v) {
+    if (v === undefined) return '';
+    try {
+      return JSON.stringify(v, null, 2);
+    } catch (_) {
+      return String(v);
+    }
+  }
+
+  function oneLine(v, max = 120) {
+    let s;
+    try {
+      s = typeof v === 'string' ? v : JSON.stringify(v);
+    } catch (_) {
+      s = String(v);
+    }
+    if (s === undefined) s = '';
+    return s.length > max ? s.slice(0, max - 1) + '…' : s;
+  }
+
+  // Ids are UUID v7: the first digits are a timestamp, the last ones random,
+  // so the tail tells ids apart.
+  const shortId = (id) => (id ? `…${String(id).slice(-8)}` : '');
+
+  function ago(ts) {
+    const t = Date.parse(ts);
+    if (Number.isNaN(t)) return '';
+    const s = Math.max(0, Math.round((Date.now() - t) / 1000));
+    if (s < 60) return `${s} s ago`;
+    const m = Math.floor(s / 60);
+    if (m < 60) return `${m} min ago`;
+    const hr = Math.floor(m / 60);
+    if (hr < 48) return `${hr} h ago`;
+    return `${Math.floor(hr / 24)} d ago`;
+  }
+
+  /** An element whose text is "<prefix>12 s ago" and keeps itself fresh. */
+  function agoEl(ts, prefix = '', cls = 'ago') {
+    if (!ts) return null;
+    return h('time', {
+      class: cls,
+      dateTime: ts,
+      title: new Date(ts).toLocaleString(),
+      dataset: { ts, prefix },
+      text: prefix + ago(ts),
+    });
+  }
+
+  function clock(ts) {
+    const d = new Date(ts);
+    if (Number.isNaN(d.getTime())) return '';
+    return d.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit', second: '2-digit' });
+  }
+
+  function parseJson(text, emptyValue) {
+    const t = text.trim();
+    if (t === '') return { ok: true, value: emptyValue };
+    try {
+      return { ok: true, value: JSON.parse(t) };
+    } catch (e) {
+      return { ok: false, error: e.message };
+    }
+  }
+
+  function showError(el, msg) {
+    if (msg) {
+      el.textContent = msg;
+      el.hidden = false;
+    } else {
+      el.textContent = '';
+      el.hidden = true;
+    }
+  }
+
+  // ---------- state ----------
+  const S = {
+    peers: new Map(), // id -> Peer
+    commands: new Map(), // id -> Command
+    channels: new Map(), // name -> ChannelInfo
+    signals: new Map(), // name -> Signal
+    activity: [], // {kind, ts, text, parts}
+    version: '',
+    startedAt: null, // broker start time (ms since epoch), to notice restarts
+    selected: null, // channel being inspected
+    selectedLastSeq: 0,
+    activityFilter: 'all',
+    commandFilter: 'all',
+    tokenRequired: false,
+  };
+  const MAX_COMMANDS = 500;
+  const MAX_ACTIVITY = 400;
+  const MAX_MESSAGES = 500;
+
+  // ---------- HTTP ----------
+  class HttpError extends Error {
+    constructor(status, body) {
+      const msg = body && body.error && body.error.message ? body.error.message : `HTTP ${status}`;
+      super(msg);
+      this.status = status;
+      this.code = body && body.error ? body.error.code : '';
+    }
+  }
+
+  async function api(method, path, body) {
+    const init = { method, headers: {}, credentials: 'same-origin', cache: 'no-store' };
+    if (body !== undefined) {
+      init.headers['Content-Type'] = 'application/json';
+      init.body = JSON.stringify(body);
+    }
+    const res = await fetch(path, init);
+    let data = null;
+    try {
+      data = await res.json();
+    } catch (_) {
+      data = null;
+    }
+    if (!res.ok) {
+      if (res.status === 401 && S.tokenRequired) showLogin('Your session ended; enter the token again.');
+      throw new HttpError(res.status, data);
+    }
+    return data;
+  }
+
+  // ---------- render scheduling ----------
+  const dirty = new Set();
+  let frame = 0;
+  function mark(...what) {
+    what.forEach((w) => dirty.add(w));
+    if (!frame) frame = requestAnimationFrame(flush);
+  }
+  function flush() {
+    frame = 0;
+    const d = new Set(dirty);
+    dirty.clear();
+    if (d.has('peers')) renderPeers();
+    if (d.has('peers') || d.has('targets')) renderTargets();
+    if (d.has('commands') || d.has('peers')) renderCommands();
+    if (d.has('channels')) renderChannels();
+    if (d.has('signals')) renderSignals();
+    if (d.has('activity')) renderActivity();
+  }
+
+  // ---------- connection ----------
+  let es = null;
+  let pending = null; // events that arrived while a snapshot was loading
+  let retryTimer = 0;
+  let retryDelay = 1000;
+  let everOpened = false;
+
+  function setConn(state, text) {
+    const el = $('conn-state');
+    el.className = `conn conn-${state}`;
+    el.textContent = text;
+    document.body.dataset.conn = state;
+  }
+
+  function connect() {
+    clearTimeout(retryTimer);
+    if (es) es.close();
+    setConn(everOpened ? 'reconnecting' : 'connecting', everOpened ? 'reconnecting…' : 'connecting…');
+    // A brand-new EventSource sends no Last-Event-ID, so it needs a snapshot.
+    pending = [];
+    let needSnapshot = true;
+    const src = new EventSource('/events');
+    es = src;
+    src.onopen = () => {
+      if (src !== es) return;
+      retryDelay = 1000;
+      everOpened = true;
+      setConn('live', 'live');
+      if (needSnapshot) {
+        needSnapshot = false;
+        loadSnapshot();
+      } else {
+        // The browser reconnected by itself and resumed with Last-Event-ID.
+        // If the broker restarted meanwhile, its event ids started over: start afresh.
+        checkRestart();
+      }
+    };
+    src.onerror = () => {
+      if (src !== es) return;
+      if (src.readyState === EventSource.CONNECTING) {
+        setConn('reconnecting', 'reconnecting…');
+        return;
+      }
+      // CLOSED: the broker answered with an error (401, 429, …) or is gone.
+      setConn('reconnecting', 'reconnecting…');
+      src.close();
+      checkSession().then((ok) => {
+        if (ok) {
+          retryTimer = setTimeout(connect, retryDelay);
+          retryDelay = Math.min(retryDelay * 2, 15000);
+        }
+      });
+    };
+    for (const kind of ['peer', 'command', 'message', 'signal', 'reset', 'resync']) {
+      src.addEventListener(kind, (ev) => {
+        if (src !== es) return;
+        let data = null;
+        try {
+          data = JSON.parse(ev.data);
+        } catch (_) {
+          return;
+        }
+        if (pending) pending.push([kind, data]);
+        else apply(kind, data);
+      });
+    }
+  }
+
+  async function checkSession() {
+    try {
+      const r = await fetch('/dashboard/login', { credentials: 'same-origin', cache: 'no-store' });
+      const info = await r.json();
+      S.tokenRequired = !!info.tokenRequired;
+      if (!info.authorized) {
+        showLogin(everOpened ? 'Your session ended (did the broker restart?); enter the token again.' : '');
+        return false;
+      }
+      return true;
+    } catch (_) {
+      return true; // the broker is unreachable: keep retrying
+    }
+  }
+
+  async function checkRestart() {
+    try {
+      const st = await api('GET', '/status');
+      const started = Date.now() - st.uptimeMs;
+      if (S.startedAt !== null && Math.abs(started - S.startedAt) > 5000) {
+        addActivity('system', null, ['The broker restarted; reloading its state']);
+        connect();
+      }
+    } catch (_) {
+      /* the stream's own error handling takes over */
+    }
+  }
+
+  async function loadSnapshot() {
+    const src = es;
+    try {
+      const [st, cmds, chans] = await Promise.all([
+        api('GET', '/status'),
+        api('GET', '/commands?limit=200'),
+        api('GET', '/channels'),
+      ]);
+      if (src !== es) return;
+      S.version = st.version;
+      S.startedAt = Date.now() - st.uptimeMs;
+      $('broker-meta').textContent = `v${st.version}`;
+      S.peers.clear();
+      S.commands.clear();
+      S.channels.clear();
+      S.signals.clear();
+      for (const p of st.peers) S.peers.set(p.id, p);
+      for (const c of st.commands.recent) S.commands.set(c.id, c);
+      for (const c of cmds.commands) S.commands.set(c.id, c);
+      for (const c of chans.channels) S.channels.set(c.name, c);
+      for (const s of st.signals) S.signals.set(s.name, s);
+      const replay = pending || [];
+      pending = null;
+      for (const [kind, data] of replay) apply(kind, data, true);
+      if (S.selected) openChannel(S.selected);
+      mark('peers', 'commands', 'channels', 'signals', 'activity');
+    } catch (e) {
+      if (src !== es) return;
+      pending = null;
+      if (!(e instanceof HttpError && e.status === 401)) {
+        addActivity('system', null, [`Could not load the broker's state: ${e.message}`]);
+        retryTimer = setTimeout(connect, retryDelay);
+        retryDelay = Math.min(retryDelay * 2, 15000);
+      }
+    }
+  }
+
+  // ---------- applying events ----------
+  function apply(kind, data, replaying = false) {
+    switch (kind) {
+      case 'peer':
+        return applyPeer(data);
+      case 'command':
+        return applyCommand(data);
+      case 'message':
+        return applyMessage(data);
+      case 'signal':
+        return applySignal(data);
+      case 'reset':
+        return applyReset();
+      case 'resync':
+        if (!replaying) {
+          addActivity('system', null, ['Missed some events; reloading the state']);
+          pending = [];
+          loadSnapshot();
+        }
+        return undefined;
+      default:
+        return undefined;
+    }
+  }
+
+  function peerLabel(p) {
+    if (!p) return '';
+    return p.name ? `${p.role} (${p.name})` : p.role;
+  }
+
+  function applyPeer(p) {
+    const old = S.peers.get(p.id);
+    S.peers.set(p.id, p);
+    if (!old) addActivity('peer', p.lastSeen, [strong(peerLabel(p)), ` connected via ${p.via || 'http'}`]);
+    else if (old.status !== p.status) addActivity('peer', p.lastSeen, [strong(peerLabel(p)), ` is now ${p.status}`]);
+    else if (old.connectedAt !== p.connectedAt) addActivity('peer', p.lastSeen, [strong(peerLabel(p)), ' reconnected']);
+    mark('peers');
+  }
+
+  const strong = (t) => h('strong', { text: t });
+
+  function targetLabel(target) {
+    const p = S.peers.get(target);
+    return p ? peerLabel(p) : target;
+  }
+
+  function applyCommand(c) {
+    const old = S.commands.get(c.id);
+    S.commands.set(c.id, c);
+    if (S.commands.size > MAX_COMMANDS) {
+      const ids = [...S.commands.keys()].sort();
+      for (const id of ids.slice(0, S.commands.size - MAX_COMMANDS)) S.commands.delete(id);
+    }
+    if (!old || old.status !== c.status) {
+      const act = strong(c.action);
+      let parts;
+      switch (c.status) {
+        case 'pending':
+          parts = old
+            ? [act, ` is pending again for ${targetLabel(c.target)}`]
+            : [act, ` sent by ${c.from} to ${targetLabel(c.target)}`];
+          break;
+        case 'delivered':
+          parts = [act, ` delivered to ${targetLabel(c.deliveredTo)}`];
+          break;
+        case 'acked':
+          parts = [act, ' acked', c.result !== undefined ? `: ${oneLine(c.result, 80)}` : ''];
+          break;
+        case 'failed':
+          parts = [act, ` failed: ${oneLine(c.error || '', 80)}`];
+          break;
+        case 'cancelled':
+          parts = [act, ' cancelled'];
+          break;
+        case 'expired':
+          parts = [act, ' expired before anyone took it'];
+          break;
+        default:
+          parts = [act, ` is ${c.status}`];
+      }
+      addActivity('command', c.ackedAt || c.deliveredAt || c.createdAt, parts);
+    }
+    // Peers show what they work on, which follows their commands.
+    mark('commands', 'peers');
+  }
+
+  function applyMessage(m) {
+    const info = S.channels.get(m.channel) || { name: m.channel, count: 0, firstSeq: m.seq, lastSeq: 0 };
+    if (m.seq > info.lastSeq) {
+      info.count += 1;
+      info.lastSeq = m.seq;
+      info.lastAt = m.sentAt;
+    }
+    S.channels.set(m.channel, info);
+    addActivity('message', m.sentAt, [strong(`#${m.channel}`), ` ${m.from ? `from ${targetLabel(m.from)} ` : ''}`, h('span', { class: 'mono', text: oneLine(m.data, 90) })]);
+    if (S.selected === m.channel) appendMessage(m);
+    mark('channels');
+  }
+
+  function applySignal(s) {
+    S.signals.set(s.name, s);
+    if (s.emitted) addActivity('signal', s.emittedAt, [strong(s.name), ` emitted (#${s.count})`, s.data !== undefined ? h('span', { class: 'mono', text: ` ${oneLine(s.data, 80)}` }) : '']);
+    else addActivity('signal', null, [strong(s.name), ' cleared']);
+    mark('signals');
+  }
+
+  function applyReset() {
+    S.peers.clear();
+    S.commands.clear();
+    S.channels.clear();
+    S.signals.clear();
+    S.activity = [];
+    closeChannel();
+    addActivity('system', null, ['The broker was reset: everything was cleared']);
+    mark('peers', 'commands', 'channels', 'signals', 'activity');
+  }
+
+  // ---------- activity ----------
+  const ACTIVITY_KINDS = [
+    ['all', 'All'],
+    ['peer', 'Peers'],
+    ['command', 'Commands'],
+    ['message', 'Messages'],
+    ['signal', 'Signals'],
+    ['system', 'System'],
+  ];
+
+  function addActivity(kind, ts, parts) {
+    S.activity.unshift({ kind, ts: ts || new Date().toISOString(), parts });
+    if (S.activity.length > MAX_ACTIVITY) S.activity.length = MAX_ACTIVITY;
+    mark('activity');
+  }
+
+  function renderFilterChips(container, kinds, current, onPick) {
+    container.replaceChildren(
+      ...kinds.map(([k, label]) =>
+        h('button', {
+          type: 'button',
+          class: `chip${current === k ? ' chip-on' : ''}`,
+          'aria-pressed': String(current === k),
+          dataset: { kind: k },
+          text: label,
+          onclick: () => onPick(k),
+        }),
+      ),
+    );
+  }
+
+  function renderActivity() {
+    renderFilterChips($('activity-filter'), ACTIVITY_KINDS, S.activityFilter, (k) => {
+      S.activityFilter = k;
+      mark('activity');
+    });
+    const list = $('activity-list');
+    const items = S.activity.filter((a) => S.activityFilter === 'all' || a.kind === S.activityFilter);
+    if (items.length === 0) {
+      list.replaceChildren(h('li', { class: 'empty' }, S.activity.length ? 'Nothing of this kind yet.' : 'Waiting for activity: connects, commands, messages and signals show up here as they happen.'));
+      return;
+    }
+    list.replaceChildren(
+      ...items.map((a) =>
+        h('li', { class: `act act-${a.kind}`, dataset: { kind: a.kind } },
+          h('time', { class: 'act-time', dateTime: a.ts, text: clock(a.ts) }),
+          h('span', { class: `tag tag-${a.kind}`, text: a.kind }),
+          // parts are strings (→ text nodes) or elements built with h(); never markup.
+          h('span', { class: 'act-text' }, ...a.parts.map((p) => (p instanceof Node ? p.cloneNode(true) : p))),
+        ),
+      ),
+    );
+  }
+
+  // ---------- peers ----------
+  const STATUS_ORDER = { online: 0, stale: 1, offline: 2 };
+
+  function workingOn(p) {
+    const ids = new Set(p.workingOn || []);
+    for (const c of S.commands.values()) {
+      if (c.status === 'delivered' && c.deliveredTo === p.id) ids.add(c.id);
+    }
+    const out = [];
+    for (const id of ids) {
+      const c = S.commands.get(id);
+      if (c && c.status !== 'delivered') continue; // finished since
+      out.push({ id, c });
+    }
+    return out;
+  }
+
+  function renderPeers() {
+    const list = $('peers-list');
+    const peers = [...S.peers.values()].sort(
+      (a, b) => (STATUS_ORDER[a.status] ?? 3) - (STATUS_ORDER[b.status] ?? 3) || a.role.localeCompare(b.role) || String(a.id).localeCompare(String(b.id)),
+    );
+    const online = peers.filter((p) => p.status === 'online').length;
+    $('peers-count').textContent = peers.length ? `${online} online · ${peers.length} known` : '';
+    if (peers.length === 0) {
+      list.replaceChildren(
+        empty('No peers yet: run ', code('cipc peers connect backend'), ' or connect from Claude Code (add this broker to ', code('.mcp.json'), ').'),
+      );
+      return;
+    }
+    list.replaceChildren(
+      ...peers.map((p) => {
+        const work = workingOn(p);
+        return h('article', { class: `card peer peer-${p.status}`, dataset: { id: p.id, role: p.role } },
+          h('div', { class: 'peer-top' },
+            h('span', { class: `dot dot-${p.status}`, title: p.status, 'aria-hidden': 'true' }),
+            h('span', { class: 'peer-role', text: p.role }),
+            p.name ? h('span', { class: 'peer-name', text: p.name }) : null,
+            h('span', { class: `badge badge-${p.via || 'http'}`, text: p.via || 'http', title: p.via === 'mcp' ? 'connected over MCP (Claude Code)' : 'connected over HTTP (CLI, curl, scripts)' }),
+          ),
+          h('div', { class: 'peer-meta' },
+            h('span', { class: `status status-${p.status}`, text: p.status }),
+            ' · ',
+            agoEl(p.lastSeen, 'last seen '),
+            ' · ',
+            h('span', { class: 'mono id', title: p.id, text: shortId(p.id) }),
+          ),
+          p.capabilities && p.capabilities.length
+            ? h('div', { class: 'caps' }, ...p.capabilities.map((c) => h('span', { class: 'cap', text: c })))
+            : null,
+          work.length
+            ? h('div', { class: 'working' },
+              h('span', { class: 'muted', text: 'working on ' }),
+              ...work.map(({ id, c }) => h('span', { class: 'work', title: id, text: c ? c.action : shortId(id) })))
+            : h('div', { class: 'working muted', text: p.status === 'offline' ? 'offline' : 'idle' }),
+        );
+      }),
+    );
+  }
+
+  // ---------- command center ----------
+  function renderTargets() {
+    const online = [...S.peers.values()].filter((p) => p.status === 'online');
+    const roles = [...new Set(online.map((p) => p.role))].sort();
+    const dl = $('cmd-targets');
+    dl.replaceChildren(
+      ...roles.map((r) => h('option', { value: r, label: `role · ${online.filter((p) => p.role === r).length} online` })),
+      ...online.map((p) => h('option', { value: p.id, label: `peer · ${peerLabel(p)}` })),
+      h('option', { value: '*', label: 'everyone online' }),
+    );
+    const chips = $('cmd-target-chips');
+    const pick = (v) => () => {
+      $('cmd-target').value = v;
+      $('cmd-action').focus();
+    };
+    chips.replaceChildren(
+      ...(roles.length ? [h('span', { class: 'muted chips-label', text: 'online:' })] : [h('span', { class: 'muted chips-label', text: 'nobody online; commands to a role wait in its queue' })]),
+      ...roles.map((r) => h('button', { type: 'button', class: 'chip', dataset: { target: r }, text: r, onclick: pick(r) })),
+      h('button', { type: 'button', class: 'chip', dataset: { target: '*' }, text: '* everyone', onclick: pick('*') }),
+    );
+  }
+
+  const CMD_FILTERS = [
+    ['all', 'All'],
+    ['open', 'Open'],
+    ['acked', 'Acked'],
+    ['failed', 'Failed'],
+  ];
+
+  function cmdMatches(c) {
+    switch (S.commandFilter) {
+      case 'open':
+        return c.status === 'pending' || c.status === 'delivered';
+      case 'acked':
+        return c.status === 'acked';
+      case 'failed':
+        return c.status === 'failed' || c.status === 'cancelled' || c.status === 'expired';
+      default:
+        return true;
+    }
+  }
+
+  function renderCommands() {
+    renderFilterChips($('cmd-filter'), CMD_FILTERS, S.commandFilter, (k) => {
+      S.commandFilter = k;
+      mark('commands');
+    });
+    const all = [...S.commands.values()].sort((a, b) => (a.id < b.id ? 1 : -1));
+    const open = all.filter((c) => c.status === 'pending' || c.status === 'delivered').length;
+    $('commands-count').textContent = all.length ? `${open} open · ${all.length} shown` : '';
+    const list = $('commands-list');
+    const items = all.filter(cmdMatches);
+    if (items.length === 0) {
+      list.replaceChildren(
+        all.length
+          ? empty('No commands match this filter.')
+          : empty('No commands yet. Pick a target above and send one, or from a shell: ', code('cipc send backend run-tests')),
+      );
+      return;
+    }
+    list.replaceChildren(
+      ...items.map((c) => {
+        const taker = c.deliveredTo ? S.peers.get(c.deliveredTo) : null;
+        const open = c.status === 'pending' || c.status === 'delivered';
+        return h('article', { class: `card cmd cmd-${c.status}`, dataset: { id: c.id, status: c.status } },
+          h('div', { class: 'cmd-top' },
+            h('span', { class: `badge st st-${c.status}`, text: c.status }),
+            h('span', { class: 'cmd-action', text: c.action }),
+            h('span', { class: 'muted', text: '→' }),
+            h('span', { class: 'cmd-target', title: c.target, text: targetLabel(c.target) }),
+            h('span', { class: 'spacer' }),
+            agoEl(c.createdAt, '', 'ago muted'),
+            open
+              ? h('button', { type: 'button', class: 'btn btn-ghost btn-small cmd-cancel', text: 'Cancel', title: 'Cancel this command', onclick: () => cancelCommand(c.id) })
+              : null,
+          ),
+          h('div', { class: 'cmd-meta muted' },
+            `from ${c.from}`,
+            c.deliveredTo ? ` · taken by ${taker ? peerLabel(taker) : shortId(c.deliveredTo)}` : '',
+            c.attempt > 1 ? ` · attempt ${c.attempt}` : '',
+            ' · ',
+            h('span', { class: 'mono id', title: c.id, text: shortId(c.id) }),
+          ),
+          c.params !== undefined && !(c.params && typeof c.params === 'object' && Object.keys(c.params).length === 0)
+            ? h('details', { class: 'json-box' }, h('summary', { text: `params ${oneLine(c.params, 60)}` }), h('pre', { class: 'json', text: pretty(c.params) }))
+            : null,
+          c.result !== undefined
+            ? h('div', { class: 'cmd-result' }, h('span', { class: 'label', text: 'result' }), h('pre', { class: 'json', text: pretty(c.result) }))
+            : null,
+          c.error ? h('div', { class: 'cmd-error' }, h('span', { class: 'label', text: c.status === 'failed' ? 'error' : 'note' }), h('pre', { class: 'json', text: c.error })) : null,
+        );
+      }),
+    );
+  }
+
+  async function cancelCommand(id) {
+    try {
+      await api('DELETE', `/commands/${encodeURIComponent(id)}`);
+    } catch (e) {
+      note($('cmd-note'), e.message, true);
+    }
+  }
+
+  function note(el, text, bad = false) {
+    el.textContent = text;
+    el.classList.toggle('note-bad', bad);
+  }
+
+  function validateParams() {
+    const r = parseJson($('cmd-params').value, {});
+    const ta = $('cmd-params');
+    if (r.ok) {
+      ta.removeAttribute('aria-invalid');
+      showError($('cmd-error'), '');
+    } else {
+      ta.setAttribute('aria-invalid', 'true');
+      showError($('cmd-error'), `Params are not valid JSON: ${r.error}`);
+    }
+    return r;
+  }
+
+  async function sendCommand(ev) {
+    ev.preventDefault();
+    const target = $('cmd-target').value.trim();
+    const action = $('cmd-action').value.trim();
+    const params = validateParams();
+    if (!params.ok) return;
+    if (!target) return showError($('cmd-error'), 'Pick a target: a role, a peer id, or * for everyone online.');
+    if (!action) return showError($('cmd-error'), 'Say what to do: an action such as run-tests.');
+    showError($('cmd-error'), '');
+    const btn = $('cmd-send');
+    btn.disabled = true;
+    try {
+      const r = await api('POST', '/commands/send', { from: 'dashboard', target, action, params: params.value });
+      // The event stream is the source of truth; an answer only fills in what
+      // no event has shown yet (it may arrive after the delivery event).
+      const fresh = (c) => {
+        if (!S.commands.has(c.id)) applyCommand(c);
+      };
+      if (r.commands) {
+        r.commands.forEach(fresh);
+        note($('cmd-note'), r.commands.length ? `Sent to ${r.commands.length} peer(s).` : 'Nobody is online to receive it.');
+      } else {
+        fresh(r.command);
+        note($('cmd-note'), r.queued ? `Queued: nobody holds ${target} yet; it waits until someone does.` : `Sent to ${targetLabel(target)}.`);
+      }
+    } catch (e) {
+      showError($('cmd-error'), e.message);
+    } finally {
+      btn.disabled = false;
+    }
+  }
+
+  // ---------- channels ----------
+  function renderChannels() {
+    const chans = [...S.channels.values()].sort((a, b) => (b.lastAt || '').localeCompare(a.lastAt || '') || a.name.localeCompare(b.name));
+    $('channels-count').textContent = chans.length ? String(chans.length) : '';
+    const list = $('channels-list');
+    if (chans.length === 0) {
+      list.replaceChildren(
+        empty('No channels yet. Post a message below, or from a shell: ', code(`cipc chan send notes '{"text":"hi"}'`)),
+      );
+      return;
+    }
+    list.replaceChildren(
+      ...chans.map((c) =>
+        h('button', {
+          type: 'button',
+          class: `channel${S.selected === c.name ? ' channel-on' : ''}`,
+          dataset: { name: c.name },
+          'aria-pressed': String(S.selected === c.name),
+          onclick: () => (S.selected === c.name ? closeChannel() : openChannel(c.name)),
+        },
+        h('span', { class: 'channel-name', text: `#${c.name}` }),
+        h('span', { class: 'count-pill', text: String(c.count) }),
+        c.lastAt ? agoEl(c.lastAt, '', 'ago muted') : h('span', { class: 'muted', text: 'empty' }),
+        ),
+      ),
+    );
+  }
+
+  let channelLoad = 0;
+  async function openChannel(name) {
+    S.selected = name;
+    S.selectedLastSeq = 0;
+    $('msg-channel').value = name;
+    $('channel-view').hidden = false;
+    $('channel-title').textContent = `#${name}`;
+    const box = $('messages');
+    box.replaceChildren(h('div', { class: 'empty', text: 'Loading…' }));
+    mark('channels');
+    const my = ++channelLoad;
+    const info = S.channels.get(name);
+    const since = info ? Math.max(0, info.lastSeq - 200) : 0;
+    try {
+      const r = await api('GET', `/channels/${encodeURIComponent(name)}/messages?since=${since}&limit=1000`);
+      if (my !== channelLoad || S.selected !== name) return;
+      box.replaceChildren();
+      // Events that arrived while loading are appended by seq, so nothing doubles.
+      for (const m of r.messages) appendMessage(m);
+      if (r.messages.length === 0) box.replaceChildren(h('div', { class: 'empty', text: 'No messages in this channel yet; new ones appear here live.' }));
+    } catch (e) {
+      if (my === channelLoad) box.replaceChildren(h('div', { class: 'empty', text: `Could not load messages: ${e.message}` }));
+    }
+  }
+
+  function closeChannel() {
+    S.selected = null;
+    S.selectedLastSeq = 0;
+    channelLoad++;
+    $('channel-view').hidden = true;
+    $('messages').replaceChildren();
+    mark('channels');
+  }
+
+  function appendMessage(m) {
+    if (m.seq <= S.selectedLastSeq) return;
+    S.selectedLastSeq = m.seq;
+    const box = $('messages');
+    const emptyEl = box.querySelector('.empty');
+    if (emptyEl) emptyEl.remove();
+    const stick = box.scrollTop + box.clientHeight >= box.scrollHeight - 30;
+    box.append(
+      h('article', { class: 'message', dataset: { seq: String(m.seq) } },
+        h('div', { class: 'message-meta muted' },
+          h('span', { class: 'mono', text: `#${m.seq}` }),
+          m.from ? h('span', { text: ` · from ${targetLabel(m.from)}` }) : null,
+          ' · ',
+          h('time', { dateTime: m.sentAt, title: new Date(m.sentAt).toLocaleString(), text: clock(m.sentAt) }),
+        ),
+        h('pre', { class: 'json', text: pretty(m.data) }),
+      ),
+    );
+    while (box.children.length > MAX_MESSAGES) box.firstElementChild.remove();
+    if (stick) box.scrollTop = box.scrollHeight;
+  }
+
+  async function postMessage(ev) {
+    ev.preventDefault();
+    const name = $('msg-channel').value.trim();
+    const r = parseJson($('msg-data').value, undefined);
+    if (!name) return showError($('msg-error'), 'Name the channel to post to.');
+    if (!r.ok) return showError($('msg-error'), `The message is not valid JSON: ${r.error}`);
+    if (r.value === undefined) return showError($('msg-error'), 'Write a message: any JSON value, e.g. {"text": "hello"}.');
+    showError($('msg-error'), '');
+    try {
+      await api('POST', `/channels/${encodeURIComponent(name)}/send`, r.value);
+      if (S.selected !== name) openChannel(name);
+    } catch (e) {
+      showError($('msg-error'), e.message);
+    }
+  }
+
+  // ---------- signals ----------
+  function renderSignals() {
+    const sigs = [...S.signals.values()].sort((a, b) => a.name.localeCompare(b.name));
+    $('signals-count').textContent = sigs.length ? `${sigs.filter((s) => s.emitted).length} set · ${sigs.length}` : '';
+    const list = $('signals-list');
+    if (sigs.length === 0) {
+      list.replaceChildren(
+        empty('No signals yet. Emit one below or with ', code('cipc signal emit build-done'), '; sessions wait for it with ', code('cipc signal wait build-done'), '.'),
+      );
+      return;
+    }
+    list.replaceChildren(
+      ...sigs.map((s) =>
+        h('article', { class: `card sig ${s.emitted ? 'sig-on' : 'sig-off'}`, dataset: { name: s.name, emitted: String(s.emitted) } },
+          h('div', { class: 'sig-top' },
+            h('span', { class: `dot ${s.emitted ? 'dot-online' : 'dot-offline'}`, 'aria-hidden': 'true' }),
+            h('span', { class: 'sig-name', text: s.name }),
+            h('span', { class: `badge ${s.emitted ? 'st-acked' : 'st-cancelled'}`, text: s.emitted ? 'emitted' : 'clear' }),
+            h('span', { class: 'muted', text: `×${s.count}` }),
+            h('span', { class: 'spacer' }),
+            s.emitted && s.emittedAt ? agoEl(s.emittedAt, '', 'ago muted') : null,
+            s.emitted
+              ? h('button', { type: 'button', class: 'btn btn-ghost btn-small sig-clear', text: 'Clear', onclick: () => clearSignal(s.name) })
+              : h('button', { type: 'button', class: 'btn btn-ghost btn-small sig-emit', text: 'Emit', onclick: () => emitSignal(s.name, undefined) }),
+          ),
+          s.emittedBy ? h('div', { class: 'muted small', text: `by ${targetLabel(s.emittedBy)}` }) : null,
+          s.data !== undefined ? h('pre', { class: 'json', text: pretty(s.data) }) : null,
+        ),
+      ),
+    );
+  }
+
+  async function emitSignal(name, data) {
+    try {
+      const r = await api('POST', `/signals/${encodeURIComponent(name)}`, data === undefined ? {} : { data });
+      if (r && r.signal && !S.signals.has(r.signal.name)) {
+        S.signals.set(r.signal.name, r.signal);
+        mark('signals');
+      }
+      return true;
+    } catch (e) {
+      showError($('sig-error'), e.message);
+      return false;
+    }
+  }
+
+  async function clearSignal(name) {
+    try {
+      await api('DELETE', `/signals/${encodeURIComponent(name)}`);
+    } catch (e) {
+      showError($('sig-error'), e.message);
+    }
+  }
+
+  async function onEmit(ev) {
+    ev.preventDefault();
+    const name = $('sig-name').value.trim();
+    const r = parseJson($('sig-data').value, undefined);
+    if (!name) return showError($('sig-error'), 'Name the signal to emit.');
+    if (!r.ok) return showError($('sig-error'), `The data is not valid JSON: ${r.error}`);
+    showError($('sig-error'), '');
+    await emitSignal(name, r.value);
+  }
+
+  // ---------- login ----------
+  function showLogin(message) {
+    if (es) es.close();
+    es = null;
+    clearTimeout(retryTimer);
+    $('app').hidden = true;
+    $('login').hidden = false;
+    $('logout').hidden = true;
+    setConn('locked', 'locked');
+    showError($('login-error'), message || '');
+    $('login-token').focus();
+  }
+
+  async function onLogin(ev) {
+    ev.preventDefault();
+    const input = $('login-token');
+    const token = input.value.trim();
+    if (!token) return showError($('login-error'), 'Paste the token first.');
+    const btn = $('login-submit');
+    btn.disabled = true;
+    try {
+      const r = await fetch('/dashboard/login', {
+        method: 'POST',
+        credentials: 'same-origin',
+        headers: { 'Content-Type': 'application/json' },
+        body: JSON.stringify({ token }),
+      });
+      if (!r.ok) {
+        let msg = `Login failed (HTTP ${r.status}).`;
+        try {
+          const b = await r.json();
+          if (r.status === 401) msg = 'Wrong token: check the one the broker was started with.';
+          else if (b && b.error) msg = b.error.message;
+        } catch (_) {
+          /* keep the generic message */
+        }
+        showError($('login-error'), msg);
+        input.select();
+        return;
+      }
+      input.value = '';
+      showError($('login-error'), '');
+      S.tokenRequired = true;
+      start();
+    } catch (e) {
+      showError($('login-error'), `Could not reach the broker: ${e.message}`);
+    } finally {
+      btn.disabled = false;
+    }
+  }
+
+  async function logout() {
+    try {
+      await fetch('/dashboard/logout', { method: 'POST', credentials: 'same-origin' });
+    } finally {
+      applyReset();
+      S.activity = [];
+      showLogin('Logged out.');
+    }
+  }
+
+  // ---------- start ----------
+  function start() {
+    $('login').hidden = true;
+    $('app').hidden = false;
+    $('logout').hidden = !S.tokenRequired;
+    mark('peers', 'commands', 'channels', 'signals', 'activity');
+    connect();
+  }
+
+  function tick() {
+    for (const el of document.querySelectorAll('time[data-ts]')) {
+      el.textContent = (el.dataset.prefix || '') + ago(el.dataset.ts);
+    }
+  }
+
+  async function boot() {
+    $('cmd-form').addEventListener('submit', sendCommand);
+    $('cmd-params').addEventListener('input', validateParams);
+    $('msg-form').addEventListener('submit', postMessage);
+    $('msg-data').addEventListener('input', () => {
+      const r = parseJson($('msg-data').value, undefined);
+      showError($('msg-error'), r.ok ? '' : `The message is not valid JSON: ${r.error}`);
+    });
+    $('sig-form').addEventListener('submit', onEmit);
+    $('login-form').addEventListener('submit', onLogin);
+    $('logout').addEventListener('click', logout);
+    $('channel-close').addEventListener('click', closeChannel);
+    setInterval(tick, 1000);
+    let info = { tokenRequired: false, authorized: true };
+    try {
+      const r = await fetch('/dashboard/login', { credentials: 'same-origin', cache: 'no-store' });
+      info = await r.json();
+    } catch (_) {
+      /* let the stream report the broker as unreachable */
+    }
+    S.tokenRequired = !!info.tokenRequired;
+    if (!info.authorized) showLogin('');
+    else start();
+  }
+
+  if (document.readyState === 'loading') document.addEventListener('DOMContentLoaded', boot);
+  else boot();
+})();

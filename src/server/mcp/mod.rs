@@ -1,0 +1,130 @@
+//! MCP: Claude Code sessions get native broker tools, over both HTTP
+//! transports, with one tool implementation ([`tools::CipcMcp`], rmcp).
+//!
+//! - `/mcp`: Streamable HTTP (what `.mcp.json` `"type": "http"` uses), rmcp's
+//!   own server with sessions on, its Host check given the broker's allowed
+//!   hosts, and its idle timeout replaced by the broker's peer liveness.
+//! - `/mcp/sse` + `/mcp/messages?sessionId=`: the legacy HTTP+SSE transport
+//!   (`"type": "sse"`), see [`legacy_sse`].
+//!
+//! The token, Origin and Host rules of [`super::auth::guard`] apply to every
+//! route here (403, never 401, on MCP routes).
+
+pub mod legacy_sse;
+mod session;
+pub mod tools;
+
+use super::AppState;
+use axum::extract::{Request, State};
+use axum::http::Method;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get, post};
+use axum::Router;
+use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+use rmcp::transport::{StreamableHttpServerConfig, StreamableHttpService};
+use session::{Door, Hub, Session, SESSION_HEADER};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Environment variable: how often (milliseconds) a blocking tool sends a
+/// progress notification while it waits. Default 20000; anything above
+/// 25000 is lowered to it, so a client always hears something within 30 s.
+pub const PROGRESS_ENV: &str = "CIPC_MCP_PROGRESS_MS";
+
+const DEFAULT_PROGRESS: Duration = Duration::from_secs(20);
+const MAX_PROGRESS: Duration = Duration::from_secs(25);
+
+fn progress_every() -> Duration {
+    std::env::var(PROGRESS_ENV)
+        .ok()
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .filter(|ms| *ms > 0)
+        .map(Duration::from_millis)
+        .unwrap_or(DEFAULT_PROGRESS)
+        .min(MAX_PROGRESS)
+}
+
+type Streamable = StreamableHttpService<tools::CipcMcp, LocalSessionManager>;
+
+/// The MCP routes: `/mcp`, `/mcp/sse`, `/mcp/messages`.
+pub fn routes(state: &AppState) -> Router<AppState> {
+    // A session lives as long as its peer would: it ends after the same
+    // silence that takes a REST peer offline (`--offline-after`).
+    let idle_limit = state
+        .broker
+        .config()
+        .offline_after
+        .max(Duration::from_secs(1));
+    let hub = Arc::new(Hub::new(state.broker.clone(), progress_every(), idle_limit));
+
+    // rmcp's own idle timeout (5 minutes by default) would cut a session in
+    // the middle of a long wait; ours (above) knows about in-flight calls.
+    // rmcp's stays as a backstop past the longest possible wait.
+    let mut manager = LocalSessionManager::default();
+    manager.session_config.keep_alive =
+        Some(idle_limit.max(Duration::from_secs(tools::MAX_WAIT_SECS + 60)));
+    let manager = Arc::new(manager);
+    hub.set_manager(manager.clone());
+
+    let config = StreamableHttpServerConfig::default()
+        .with_sse_keep_alive(Some(legacy_sse::KEEP_ALIVE))
+        .with_legacy_session_mode(true)
+        .with_max_request_body_bytes(state.config.max_body)
+        .with_cancellation_token(state.broker.shutdown_token().child_token());
+    // Same Host policy as the broker's guard (rmcp's default is loopback
+    // only, which would refuse cross-PC clients of a LAN-bound broker).
+    let config = match state.security.host_list() {
+        Some(hosts) => config.with_allowed_hosts(hosts),
+        None => config.disable_allowed_hosts(),
+    };
+    let factory_hub = hub.clone();
+    let service: Arc<Streamable> = Arc::new(StreamableHttpService::new(
+        move || {
+            Ok(tools::CipcMcp::new(Session::new(
+                factory_hub.clone(),
+                Door::Streamable,
+            )))
+        },
+        manager,
+        config,
+    ));
+
+    let legacy = Arc::new(legacy_sse::Legacy::new(hub.clone()));
+    let (l1, l2) = (legacy.clone(), legacy);
+    Router::new()
+        .route(
+            "/mcp",
+            any(move |req: Request| streamable(service.clone(), hub.clone(), req)),
+        )
+        .route(
+            "/mcp/sse",
+            get(move |s: State<AppState>| legacy_sse::open(l1.clone(), s)),
+        )
+        .route(
+            "/mcp/messages",
+            post(move |s: State<AppState>, req: Request| legacy_sse::post(l2.clone(), s, req)),
+        )
+}
+
+/// `/mcp`: rmcp serves it; a successful `DELETE` also ends our session at
+/// once, so the peer's unacked commands are requeued without waiting for
+/// rmcp to drain the session.
+async fn streamable(service: Arc<Streamable>, hub: Arc<Hub>, req: Request) -> Response {
+    let deleted = (req.method() == Method::DELETE)
+        .then(|| {
+            req.headers()
+                .get(SESSION_HEADER)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        })
+        .flatten();
+    let response = service.handle(req).await.into_response();
+    if let Some(sid) = deleted {
+        if response.status().is_success() {
+            if let Some(session) = hub.session_by_sid(&sid) {
+                session.finish().await;
+            }
+        }
+    }
+    response
+}

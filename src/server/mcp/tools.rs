@@ -1,0 +1,972 @@
+//! The MCP tools. One [`CipcMcp`] handler serves one MCP session on either
+//! transport; every tool calls the same [`Broker`](crate::broker::Broker)
+//! methods as the REST routes and answers with the same wire types.
+//!
+//! Each result is two text blocks: a sentence that tells Claude what happened
+//! and what to do next, then the JSON of the broker's answer. Refusals are tool
+//! results with `isError: true` and an actionable sentence, never protocol
+//! errors, so Claude reads them.
+
+use super::session::Session;
+use crate::api::{
+    validate_name, Command, CommandStatus, ConnectRequest, PeerStatus, SendRequest, Via,
+};
+use crate::broker::{BrokerError, SendOutcome};
+use rmcp::handler::server::router::tool::ToolRouter;
+use rmcp::handler::server::tool::ToolCallContext;
+use rmcp::handler::server::wrapper::Parameters;
+use rmcp::model::{
+    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation,
+    InitializeRequestParams, InitializeResult, ListToolsResult, PaginatedRequestParams,
+    ProgressNotificationParam, ServerCapabilities, ServerConfig,
+};
+use rmcp::schemars::{self, JsonSchema};
+use rmcp::service::{NotificationContext, RequestContext};
+use rmcp::{tool, tool_handler, tool_router, ErrorData, RoleServer, ServerHandler};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+use uuid::Uuid;
+
+/// Blocking tools wait this long unless told otherwise.
+pub const DEFAULT_WAIT_SECS: u64 = 60;
+/// Blocking tools never wait longer than this (30 minutes).
+pub const MAX_WAIT_SECS: u64 = 1800;
+
+const INSTRUCTIONS: &str = "cipc is a broker that lets several Claude Code sessions and the people watching them coordinate. \
+Start with `connect`: without a role it shows who is online; with a role (e.g. \"backend\") it registers this session as a peer of that role, and later tools need no peer id. \
+Commands are orders sent to a role, a peer id, or \"*\" (every online peer): the target calls `wait_for_command`, does the work, then `ack_command` with a result or an error; \
+the sender waits with `send_command` (wait: true) or `get_command_result`. \
+Channels are append-only message streams (`channel_send`, `channel_read` with since = the last seq you saw); signals are named latches (`emit_signal`, `wait_for_signal`). \
+Waiting tools return after timeout_seconds (default 60, at most 1800) saying nothing arrived yet: call them again to keep waiting.";
+
+/// The MCP server of one session.
+pub struct CipcMcp {
+    session: Arc<Session>,
+    tool_router: ToolRouter<Self>,
+}
+
+// ---- arguments ----
+
+/// Arguments of `connect`.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectArgs {
+    /// The role this session takes, e.g. "backend" or "linux-client" (1-64 characters of letters, digits, '.', '_', '-'). Leave it out to just see who is online.
+    #[serde(default)]
+    pub role: Option<String>,
+    /// Capability tags others can see, e.g. ["rust", "docker"].
+    #[serde(default)]
+    pub capabilities: Option<Vec<String>>,
+    /// A human-friendly name for this session.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// The peer id of an earlier session, to continue as that same peer.
+    #[serde(default)]
+    pub id: Option<String>,
+}
+
+/// Arguments of `register`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RegisterArgs {
+    /// The role this session takes, e.g. "backend" (1-64 characters of letters, digits, '.', '_', '-').
+    pub role: String,
+    /// Capability tags others can see, e.g. ["rust", "docker"].
+    #[serde(default)]
+    pub capabilities: Option<Vec<String>>,
+    /// A human-friendly name for this session.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// The peer id of an earlier session, to continue as that same peer.
+    #[serde(default)]
+    pub id: Option<String>,
+}
+
+/// Arguments of `list_peers`.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ListPeersArgs {
+    /// Also list stale and offline peers (default: online peers only).
+    #[serde(default)]
+    pub all: Option<bool>,
+}
+
+/// Arguments of `send_command`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SendCommandArgs {
+    /// Who should do it: a role (the first free peer of that role takes it), a peer id, or "*" for a copy to every online peer.
+    pub target: String,
+    /// What to do, short and specific, e.g. "start-server" or "run-tests".
+    pub action: String,
+    /// Arguments of the action (any JSON), e.g. {"port": 8080}.
+    #[serde(default)]
+    pub params: Option<Value>,
+    /// Wait for the result before answering (default false).
+    #[serde(default)]
+    pub wait: Option<bool>,
+    /// With wait: how long to wait for the result, in seconds (default 60, at most 1800).
+    #[serde(default)]
+    pub timeout_seconds: Option<u64>,
+    /// An idempotency key: sending the same key again answers the original command.
+    #[serde(default)]
+    pub dedupe_key: Option<String>,
+    /// Seconds the command may stay untaken before it expires (default: never).
+    #[serde(default)]
+    pub ttl_seconds: Option<u64>,
+}
+
+/// Arguments of tools that only wait.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WaitArgs {
+    /// How long to wait, in seconds (default 60, at most 1800).
+    #[serde(default)]
+    pub timeout_seconds: Option<u64>,
+}
+
+/// Arguments of `ack_command`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AckArgs {
+    /// The id of the command you took with wait_for_command.
+    pub command_id: String,
+    /// The outcome (any JSON), e.g. {"ok": true, "url": "http://localhost:8080"}.
+    #[serde(default)]
+    pub result: Option<Value>,
+    /// Set when the command failed: one sentence saying why. The command is then marked failed.
+    #[serde(default)]
+    pub error: Option<String>,
+}
+
+/// Arguments of `get_command_result`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ResultArgs {
+    /// The id send_command answered.
+    pub command_id: String,
+    /// How long to wait for the result, in seconds (default 60, at most 1800; 0 just looks).
+    #[serde(default)]
+    pub timeout_seconds: Option<u64>,
+}
+
+/// Arguments of `channel_send`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ChannelSendArgs {
+    /// The channel's name, e.g. "build-log" (1-64 characters of letters, digits, '.', '_', '-').
+    pub channel: String,
+    /// The message (any JSON), e.g. {"text": "tests pass"}.
+    pub data: Value,
+}
+
+/// Arguments of `channel_read`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ChannelReadArgs {
+    /// The channel's name.
+    pub channel: String,
+    /// Answer messages with seq greater than this (default 0: from the start). Pass the lastSeq of your previous read.
+    #[serde(default)]
+    pub since: Option<u64>,
+    /// At most this many messages (default 100, at most 1000).
+    #[serde(default)]
+    pub limit: Option<usize>,
+    /// When nothing is newer than since, wait up to this many seconds for a message (default 0: answer at once; at most 1800).
+    #[serde(default)]
+    pub timeout_seconds: Option<u64>,
+}
+
+/// Arguments of `emit_signal`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EmitArgs {
+    /// The signal's name, e.g. "server-ready".
+    pub name: String,
+    /// Data carried by the signal (any JSON).
+    #[serde(default)]
+    pub data: Option<Value>,
+}
+
+/// Arguments of `wait_for_signal`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WaitSignalArgs {
+    /// The signal's name.
+    pub name: String,
+    /// Wait for an emission newer than this count (the count you saw last); default: any emission, including one that already happened.
+    #[serde(default)]
+    pub after: Option<u64>,
+    /// How long to wait, in seconds (default 60, at most 1800).
+    #[serde(default)]
+    pub timeout_seconds: Option<u64>,
+}
+
+/// Arguments of `reset`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ResetArgs {
+    /// Must be true: reset erases every peer, command, channel and signal for everyone.
+    pub confirm: bool,
+}
+
+// ---- helpers ----
+
+/// A successful result: a sentence, then the JSON.
+fn done(summary: impl Into<String>, data: impl Serialize) -> CallToolResult {
+    let json = serde_json::to_string_pretty(&data).unwrap_or_else(|_| "null".into());
+    CallToolResult::success(vec![ContentBlock::text(summary), ContentBlock::text(json)])
+}
+
+/// A refusal Claude can act on.
+fn refuse(message: impl Into<String>) -> CallToolResult {
+    CallToolResult::error(vec![ContentBlock::text(message)])
+}
+
+fn broker_refusal(e: BrokerError) -> CallToolResult {
+    refuse(e.to_string())
+}
+
+fn not_registered(tool: &str) -> CallToolResult {
+    refuse(format!(
+        "this session is not registered yet: call connect with a role first (e.g. {{\"role\": \"backend\"}}), then call {tool} again"
+    ))
+}
+
+fn parse_uuid(kind: &str, raw: &str) -> Result<Uuid, CallToolResult> {
+    Uuid::parse_str(raw.trim()).map_err(|_| {
+        refuse(format!(
+            "{raw:?} is not a {kind} id; use the id (a UUID like 0190a8c2-...) from an earlier answer"
+        ))
+    })
+}
+
+/// The wait a blocking tool asked for, capped at 30 minutes.
+fn wait_for(timeout_seconds: Option<u64>, default: u64) -> Duration {
+    Duration::from_secs(timeout_seconds.unwrap_or(default).min(MAX_WAIT_SECS))
+}
+
+fn describe(c: &Command) -> String {
+    let mut s = format!(
+        "command {} ({:?} for {}, from {}) is {}",
+        c.id,
+        c.action,
+        c.target,
+        c.from,
+        c.status.as_str()
+    );
+    match c.status {
+        CommandStatus::Acked => {
+            if let Some(r) = &c.result {
+                s.push_str(&format!(" with result {r}"));
+            }
+        }
+        CommandStatus::Failed | CommandStatus::Cancelled | CommandStatus::Expired => {
+            if let Some(e) = &c.error {
+                s.push_str(&format!(": {e}"));
+            }
+        }
+        _ => {}
+    }
+    s
+}
+
+/// How a blocking wait ended.
+enum Waited<T> {
+    Done(T),
+    Cancelled,
+}
+
+impl CipcMcp {
+    /// A handler for one session.
+    pub(super) fn new(session: Arc<Session>) -> CipcMcp {
+        CipcMcp {
+            session,
+            tool_router: Self::tool_router(),
+        }
+    }
+
+    /// Runs a broker wait, sending progress notifications while it lasts
+    /// (when the client gave a progress token) and giving up at once when
+    /// the client cancels or the session ends. Dropping the broker's future
+    /// is safe: a command is only taken in the step that answers.
+    async fn waiting<T>(
+        &self,
+        ctx: &RequestContext<RoleServer>,
+        what: &str,
+        timeout: Duration,
+        fut: impl Future<Output = T>,
+    ) -> Waited<T> {
+        let token = ctx.meta.get_progress_token();
+        // A session waiting on the broker is in contact: its peer stays online.
+        let _contact = self
+            .session
+            .peer()
+            .and_then(|p| self.session.broker().contact(p).ok());
+        let every = self.session.hub().progress_every;
+        let start = tokio::time::Instant::now();
+        let mut tick = tokio::time::interval_at(start + every, every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tokio::pin!(fut);
+        loop {
+            tokio::select! {
+                biased;
+                _ = ctx.ct.cancelled() => return Waited::Cancelled,
+                _ = self.session.ended().cancelled() => return Waited::Cancelled,
+                out = &mut fut => return Waited::Done(out),
+                _ = tick.tick() => {
+                    if let Some(token) = &token {
+                        let elapsed = start.elapsed().as_secs_f64();
+                        let param = ProgressNotificationParam::new(token.clone(), elapsed)
+                            .with_total(timeout.as_secs_f64())
+                            .with_message(format!(
+                                "still waiting for {what} ({}s of {}s)",
+                                elapsed.round(),
+                                timeout.as_secs()
+                            ));
+                        let _ = ctx.peer.notify_progress(param).await;
+                    }
+                }
+            }
+        }
+    }
+
+    fn cancelled() -> CallToolResult {
+        refuse(
+            "the wait was cancelled before anything arrived; call the tool again to keep waiting",
+        )
+    }
+
+    /// The bound peer, checked to still exist (a reset forgets every peer).
+    fn me(&self, tool: &str) -> Result<Uuid, CallToolResult> {
+        let Some(id) = self.session.peer() else {
+            return Err(not_registered(tool));
+        };
+        match self.session.broker().peer(id) {
+            Ok(_) => Ok(id),
+            Err(_) => {
+                self.session.unbind();
+                Err(refuse(format!(
+                    "this session's peer {id} no longer exists on the broker (was it reset?); call connect with your role again, then call {tool}"
+                )))
+            }
+        }
+    }
+
+    async fn do_register(
+        &self,
+        role: String,
+        capabilities: Option<Vec<String>>,
+        name: Option<String>,
+        id: Option<String>,
+    ) -> CallToolResult {
+        let id = match id.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+            Some(raw) => match parse_uuid("peer", raw) {
+                Ok(id) => Some(id),
+                Err(r) => return r,
+            },
+            // Registering again (a new role) keeps this session's peer.
+            None => self.session.peer(),
+        };
+        let req = ConnectRequest {
+            role: role.trim().to_string(),
+            capabilities,
+            name,
+            id,
+        };
+        let peer = match self.session.broker().connect(req, Via::Mcp).await {
+            Ok(p) => p,
+            Err(e) => return broker_refusal(e),
+        };
+        self.session.bind(peer.id).await;
+        let waiting = self
+            .session
+            .broker()
+            .commands_for_peer(peer.id)
+            .map(|c| c.len())
+            .unwrap_or(0);
+        let online = self.session.broker().discover();
+        let queue = match waiting {
+            0 => "No command is waiting for this role yet".to_string(),
+            1 => "1 command is waiting for this role: call wait_for_command to take it".into(),
+            n => format!(
+                "{n} commands are waiting for this role: call wait_for_command to take them"
+            ),
+        };
+        done(
+            format!(
+                "Registered this session as role {:?} (peer id {}). {queue}. Others reach you with send_command target {:?}. Online now: {} peer(s), roles {:?}. If this session is ever lost, call connect with role {:?} and id {:?} to continue as the same peer.",
+                peer.role, peer.id, peer.role, online.count, online.roles, peer.role, peer.id.to_string()
+            ),
+            json!({"peer": peer, "pendingCommands": waiting, "online": online}),
+        )
+    }
+}
+
+#[tool_router]
+impl CipcMcp {
+    #[tool(
+        description = "Start here. Shows who is online on the broker and registers this session under a role. Without role: answers the online peers and roles and asks you to pick a role (ask the user which role this session should have). With role (e.g. \"backend\"): registers this session as a peer of that role, so it can receive commands sent to the role; later tools need no peer id. Pass id (a peer id from an earlier session) to continue as that peer.",
+        annotations(
+            read_only_hint = false,
+            destructive_hint = false,
+            idempotent_hint = true
+        )
+    )]
+    async fn connect(&self, Parameters(args): Parameters<ConnectArgs>) -> CallToolResult {
+        let role = args
+            .role
+            .as_deref()
+            .map(str::trim)
+            .filter(|r| !r.is_empty());
+        let Some(role) = role else {
+            let online = self.session.broker().discover();
+            let me = self.session.peer();
+            let who = if online.count == 0 {
+                "Nobody is online on the broker yet.".to_string()
+            } else {
+                format!(
+                    "Online now: {} peer(s) with roles {:?}.",
+                    online.count, online.roles
+                )
+            };
+            let next = match me {
+                Some(id) => format!("This session is already registered as peer {id}; call connect with a role to change its role."),
+                None => "This session is not registered. Ask the user which role this session should take (e.g. \"backend\", \"frontend\", \"linux-client\"), then call connect again with that role.".into(),
+            };
+            return done(format!("{who} {next}"), online);
+        };
+        self.do_register(role.to_string(), args.capabilities, args.name, args.id)
+            .await
+    }
+
+    #[tool(
+        description = "Register this session as a peer with a specific role and capabilities (like connect with a role). Registering again changes this session's role; its unacked commands go back to the old role's queue.",
+        annotations(
+            read_only_hint = false,
+            destructive_hint = false,
+            idempotent_hint = true
+        )
+    )]
+    async fn register(&self, Parameters(args): Parameters<RegisterArgs>) -> CallToolResult {
+        self.do_register(args.role, args.capabilities, args.name, args.id)
+            .await
+    }
+
+    #[tool(
+        description = "Who this session is on the broker: its peer id, role, status and the commands it is working on, or that it is not registered yet.",
+        annotations(read_only_hint = true)
+    )]
+    async fn whoami(&self) -> CallToolResult {
+        let Some(id) = self.session.peer() else {
+            return done(
+                "This session is not registered. Call connect with a role (e.g. {\"role\": \"backend\"}) to register it.",
+                json!({"registered": false}),
+            );
+        };
+        match self.session.broker().peer(id) {
+            Ok(peer) => done(
+                format!(
+                    "This session is peer {} with role {:?} ({}), connected via MCP; working on {} command(s).",
+                    peer.id,
+                    peer.role,
+                    match peer.status {
+                        PeerStatus::Online => "online",
+                        PeerStatus::Stale => "stale",
+                        PeerStatus::Offline => "offline",
+                    },
+                    peer.working_on.len()
+                ),
+                json!({"registered": true, "peer": peer}),
+            ),
+            Err(_) => {
+                self.session.unbind();
+                done(
+                    format!("This session was peer {id}, which the broker no longer knows (was it reset?). Call connect with your role to register again."),
+                    json!({"registered": false}),
+                )
+            }
+        }
+    }
+
+    #[tool(
+        description = "List the peers on the broker: by default the online ones with their roles and capabilities; all: true also lists stale and offline peers.",
+        annotations(read_only_hint = true)
+    )]
+    async fn list_peers(&self, Parameters(args): Parameters<ListPeersArgs>) -> CallToolResult {
+        if args.all.unwrap_or(false) {
+            let peers = self.session.broker().peers();
+            let online = peers
+                .iter()
+                .filter(|p| p.status == PeerStatus::Online)
+                .count();
+            return done(
+                format!("{} known peer(s), {online} online.", peers.len()),
+                json!({"peers": peers}),
+            );
+        }
+        let d = self.session.broker().discover();
+        done(
+            format!("{} peer(s) online with roles {:?}.", d.count, d.roles),
+            d,
+        )
+    }
+
+    #[tool(
+        description = "Send a command (an order) to a role, a peer id, or \"*\" (every online peer). A role is a queue: the first free peer of that role takes it; a role nobody holds yet is queued until one connects. With wait: true, waits (up to timeout_seconds) for the result; otherwise answers the command id at once and you can call get_command_result later.",
+        annotations(read_only_hint = false, destructive_hint = false)
+    )]
+    async fn send_command(
+        &self,
+        Parameters(args): Parameters<SendCommandArgs>,
+        ctx: RequestContext<RoleServer>,
+    ) -> CallToolResult {
+        let wait = args.wait.unwrap_or(false);
+        let req = SendRequest {
+            from: None,
+            target: args.target,
+            action: args.action,
+            params: args.params,
+            dedupe_key: args.dedupe_key,
+            ttl: args.ttl_seconds.map(|s| s.saturating_mul(1000)),
+        };
+        let caller = self.session.caller();
+        let outcome = match self.session.broker().send(req, &caller).await {
+            Ok(o) => o,
+            Err(e) => return broker_refusal(e),
+        };
+        let (command, queued) = match outcome {
+            SendOutcome::FanOut(commands) => {
+                let note = if wait {
+                    " (wait does not apply to \"*\": call get_command_result for each id)"
+                } else {
+                    ""
+                };
+                return done(
+                    format!(
+                        "Sent {} cop(ies) of the command, one per online peer{note}.",
+                        commands.len()
+                    ),
+                    json!({"commands": commands}),
+                );
+            }
+            SendOutcome::Deduplicated(c) => (c, false),
+            SendOutcome::Created { command, queued } => (command, queued),
+        };
+        let id = command.id;
+        if !wait {
+            let q = if queued {
+                " Nobody holding that target is online yet, so it is queued until one connects."
+            } else {
+                ""
+            };
+            return done(
+                format!("Sent command {id} ({:?} to {}).{q} Call get_command_result with command_id {:?} to wait for its result.", command.action, command.target, id.to_string()),
+                json!({"command": command, "queued": queued}),
+            );
+        }
+        let timeout = wait_for(args.timeout_seconds, DEFAULT_WAIT_SECS);
+        let broker = self.session.broker().clone();
+        let what = format!("the result of command {id}");
+        match self
+            .waiting(&ctx, &what, timeout, broker.wait_result(id, timeout))
+            .await
+        {
+            Waited::Cancelled => refuse(format!(
+                "the wait was cancelled, but command {id} was sent; call get_command_result with command_id {:?} to wait for its result",
+                id.to_string()
+            )),
+            Waited::Done(Err(e)) => broker_refusal(e),
+            Waited::Done(Ok((c, true))) => done(
+                format!(
+                    "Sent command {id}, but no result arrived within {}s (it is {}). Call get_command_result with command_id {:?} to keep waiting.",
+                    timeout.as_secs(),
+                    c.status.as_str(),
+                    id.to_string()
+                ),
+                json!({"command": c, "queued": queued, "timedOut": true}),
+            ),
+            Waited::Done(Ok((c, false))) => done(
+                format!("Done: {}.", describe(&c)),
+                json!({"command": c, "queued": queued}),
+            ),
+        }
+    }
+
+    #[tool(
+        description = "Wait for the next command for this session (sent to its role or its peer id) and take it. Do what it says, then call ack_command with its id and a result (or an error). If nothing arrives within timeout_seconds, answers that nothing arrived yet: call it again to keep listening. Needs connect first.",
+        annotations(read_only_hint = false, destructive_hint = false)
+    )]
+    async fn wait_for_command(
+        &self,
+        Parameters(args): Parameters<WaitArgs>,
+        ctx: RequestContext<RoleServer>,
+    ) -> CallToolResult {
+        let me = match self.me("wait_for_command") {
+            Ok(id) => id,
+            Err(r) => return r,
+        };
+        let timeout = wait_for(args.timeout_seconds, DEFAULT_WAIT_SECS);
+        let broker = self.session.broker().clone();
+        match self
+            .waiting(&ctx, "a command", timeout, broker.wait_command(me, timeout))
+            .await
+        {
+            Waited::Cancelled => Self::cancelled(),
+            Waited::Done(Err(e)) => broker_refusal(e),
+            Waited::Done(Ok(None)) => done(
+                format!(
+                    "No command arrived within {}s. Call wait_for_command again to keep listening.",
+                    timeout.as_secs()
+                ),
+                json!({"command": null, "timedOut": true}),
+            ),
+            Waited::Done(Ok(Some(c))) => {
+                let again = if c.redelivered {
+                    " It was delivered before to a peer that left without acking it; check whether part of it is already done."
+                } else {
+                    ""
+                };
+                done(
+                    format!(
+                        "New command {} from {}: action {:?} with params {}.{again} Do it, then call ack_command with command_id {:?} and a result (or an error if it failed).",
+                        c.id, c.from, c.action, c.params, c.id.to_string()
+                    ),
+                    json!({"command": c}),
+                )
+            }
+        }
+    }
+
+    #[tool(
+        description = "Finish a command this session took with wait_for_command: give result (any JSON) when it worked, or error (a sentence) when it failed. The sender is waiting for this.",
+        annotations(read_only_hint = false, destructive_hint = false)
+    )]
+    async fn ack_command(&self, Parameters(args): Parameters<AckArgs>) -> CallToolResult {
+        let id = match parse_uuid("command", &args.command_id) {
+            Ok(id) => id,
+            Err(r) => return r,
+        };
+        if let Some(p) = self.session.peer() {
+            self.session.broker().touch(p);
+        }
+        let caller = self.session.caller();
+        match self
+            .session
+            .broker()
+            .ack(id, args.result, args.error, &caller)
+            .await
+        {
+            Ok(c) => done(
+                format!("Recorded: {}.", describe(&c)),
+                json!({"command": c}),
+            ),
+            Err(e) => broker_refusal(e),
+        }
+    }
+
+    #[tool(
+        description = "Wait for the result of a command sent earlier (by its command_id), up to timeout_seconds. Answers the finished command (acked with a result, failed with an error, cancelled or expired), or says it is still pending so you can call again.",
+        annotations(read_only_hint = true)
+    )]
+    async fn get_command_result(
+        &self,
+        Parameters(args): Parameters<ResultArgs>,
+        ctx: RequestContext<RoleServer>,
+    ) -> CallToolResult {
+        let id = match parse_uuid("command", &args.command_id) {
+            Ok(id) => id,
+            Err(r) => return r,
+        };
+        let timeout = wait_for(args.timeout_seconds, DEFAULT_WAIT_SECS);
+        let broker = self.session.broker().clone();
+        let what = format!("the result of command {id}");
+        match self
+            .waiting(&ctx, &what, timeout, broker.wait_result(id, timeout))
+            .await
+        {
+            Waited::Cancelled => Self::cancelled(),
+            Waited::Done(Err(e)) => broker_refusal(e),
+            Waited::Done(Ok((c, true))) => done(
+                format!(
+                    "No result yet after {}s: {}. Call get_command_result again to keep waiting.",
+                    timeout.as_secs(),
+                    describe(&c)
+                ),
+                json!({"command": c, "timedOut": true}),
+            ),
+            Waited::Done(Ok((c, false))) => {
+                done(format!("Done: {}.", describe(&c)), json!({"command": c}))
+            }
+        }
+    }
+
+    #[tool(
+        description = "Append a message (any JSON) to a named channel, an append-only stream everyone can read by sequence number. Answers the message with its seq.",
+        annotations(read_only_hint = false, destructive_hint = false)
+    )]
+    async fn channel_send(&self, Parameters(args): Parameters<ChannelSendArgs>) -> CallToolResult {
+        let from = self.session.peer().map(|p| p.to_string());
+        match self
+            .session
+            .broker()
+            .channel_send(&args.channel, args.data, from)
+            .await
+        {
+            Ok(m) => done(
+                format!("Sent message {} on channel {:?}.", m.seq, m.channel),
+                json!({"message": m}),
+            ),
+            Err(e) => broker_refusal(e),
+        }
+    }
+
+    #[tool(
+        description = "Read messages of a channel with seq greater than since (default 0, from the start). Remember the answer's lastSeq and pass it as since next time to get only newer messages. With timeout_seconds, waits for a new message when there is none yet.",
+        annotations(read_only_hint = true)
+    )]
+    async fn channel_read(
+        &self,
+        Parameters(args): Parameters<ChannelReadArgs>,
+        ctx: RequestContext<RoleServer>,
+    ) -> CallToolResult {
+        if let Err(e) = validate_name("channel name", &args.channel) {
+            return refuse(e);
+        }
+        let since = args.since.unwrap_or(0);
+        let limit = args.limit.unwrap_or(100).clamp(1, 1000);
+        let timeout = wait_for(args.timeout_seconds, 0);
+        let broker = self.session.broker().clone();
+        let r = if timeout.is_zero() {
+            broker.channel_read(&args.channel, since, limit)
+        } else {
+            let what = format!("a message on channel {:?}", args.channel);
+            match self
+                .waiting(
+                    &ctx,
+                    &what,
+                    timeout,
+                    broker.channel_wait(&args.channel, since, limit, timeout),
+                )
+                .await
+            {
+                Waited::Cancelled => return Self::cancelled(),
+                Waited::Done(Err(e)) => return broker_refusal(e),
+                Waited::Done(Ok(r)) => r,
+            }
+        };
+        let next = r.messages.last().map(|m| m.seq).unwrap_or(since);
+        let summary = if r.messages.is_empty() && r.timed_out {
+            format!(
+                "No new message on channel {:?} after seq {since} within {}s. Call channel_read again with since {next} to keep waiting.",
+                r.channel,
+                timeout.as_secs()
+            )
+        } else if r.messages.is_empty() {
+            format!(
+                "No message on channel {:?} after seq {since} (lastSeq {}).",
+                r.channel, r.last_seq
+            )
+        } else {
+            let more = if next < r.last_seq {
+                " There are more: call channel_read again with that since."
+            } else {
+                ""
+            };
+            format!(
+                "{} message(s) on channel {:?}; next time pass since {next}.{more}",
+                r.messages.len(),
+                r.channel
+            )
+        };
+        done(summary, r)
+    }
+
+    #[tool(
+        description = "Emit a named signal (a latch) with optional data: everyone waiting for it is released, and later waiters return at once until it is cleared. Emitting again replaces the data and bumps its count.",
+        annotations(read_only_hint = false, destructive_hint = false)
+    )]
+    async fn emit_signal(&self, Parameters(args): Parameters<EmitArgs>) -> CallToolResult {
+        let by = self.session.peer().map(|p| p.to_string());
+        match self.session.broker().emit(&args.name, args.data, by).await {
+            Ok(s) => done(
+                format!("Emitted signal {:?} (count {}).", s.name, s.count),
+                json!({"signal": s}),
+            ),
+            Err(e) => broker_refusal(e),
+        }
+    }
+
+    #[tool(
+        description = "Wait until a named signal is emitted (returns at once if it already was; with after = the count you saw last, waits for a newer emission). Answers the signal with its data, or says it was not emitted yet so you can call again.",
+        annotations(read_only_hint = true)
+    )]
+    async fn wait_for_signal(
+        &self,
+        Parameters(args): Parameters<WaitSignalArgs>,
+        ctx: RequestContext<RoleServer>,
+    ) -> CallToolResult {
+        if let Err(e) = validate_name("signal name", &args.name) {
+            return refuse(e);
+        }
+        let timeout = wait_for(args.timeout_seconds, DEFAULT_WAIT_SECS);
+        let broker = self.session.broker().clone();
+        let what = format!("signal {:?}", args.name);
+        match self
+            .waiting(
+                &ctx,
+                &what,
+                timeout,
+                broker.wait_signal(&args.name, args.after, timeout),
+            )
+            .await
+        {
+            Waited::Cancelled => Self::cancelled(),
+            Waited::Done(Err(e)) => broker_refusal(e),
+            Waited::Done(Ok((s, true))) => done(
+                format!(
+                    "Signal {:?} was not emitted within {}s. Call wait_for_signal again to keep waiting.",
+                    s.name,
+                    timeout.as_secs()
+                ),
+                json!({"signal": s, "timedOut": true}),
+            ),
+            Waited::Done(Ok((s, false))) => done(
+                format!(
+                    "Signal {:?} is emitted (count {}){}.",
+                    s.name,
+                    s.count,
+                    s.data
+                        .as_ref()
+                        .map(|d| format!(" with data {d}"))
+                        .unwrap_or_default()
+                ),
+                json!({"signal": s}),
+            ),
+        }
+    }
+
+    #[tool(
+        description = "Everything on the broker at a glance: version, uptime, peers, command counts and recent commands, channels and signals.",
+        annotations(read_only_hint = true)
+    )]
+    async fn status(&self) -> CallToolResult {
+        let s = self.session.broker().status();
+        let online = s
+            .peers
+            .iter()
+            .filter(|p| p.status == PeerStatus::Online)
+            .count();
+        done(
+            format!(
+                "cipc {}: {online} peer(s) online, {} channel(s), {} signal(s); commands by status {:?}.",
+                s.version,
+                s.channels.len(),
+                s.signals.len(),
+                s.commands.counts
+            ),
+            s,
+        )
+    }
+
+    #[tool(
+        description = "Erase everything on the broker for everyone: all peers, commands, channels and signals. Only when the user asks for it; needs confirm: true.",
+        annotations(read_only_hint = false, destructive_hint = true)
+    )]
+    async fn reset(&self, Parameters(args): Parameters<ResetArgs>) -> CallToolResult {
+        if !args.confirm {
+            return refuse("reset erases every peer, command, channel and signal for everyone; call it with confirm: true only if the user asked for it");
+        }
+        match self.session.broker().reset().await {
+            Ok(()) => {
+                self.session.unbind();
+                done(
+                    "The broker is reset: no peers, commands, channels or signals remain. This session is no longer registered; call connect with a role to register again.",
+                    json!({"ok": true}),
+                )
+            }
+            Err(e) => broker_refusal(e),
+        }
+    }
+}
+
+#[tool_handler(router = self.tool_router)]
+impl ServerHandler for CipcMcp {
+    fn get_info(&self) -> ServerConfig {
+        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
+            .with_server_info(Implementation::new("cipc", env!("CARGO_PKG_VERSION")))
+            .with_instructions(INSTRUCTIONS)
+    }
+
+    async fn initialize(
+        &self,
+        request: InitializeRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<InitializeResult, ErrorData> {
+        context.peer.set_peer_info(request.clone());
+        self.session.active();
+        self.session.start_watchdog();
+        self.negotiate_initialize(&request)
+    }
+
+    async fn on_initialized(&self, context: NotificationContext<RoleServer>) {
+        self.session.active();
+        self.session.note_request(&context.extensions);
+    }
+
+    async fn ping(&self, context: RequestContext<RoleServer>) -> Result<(), ErrorData> {
+        self.session.active();
+        self.session.note_request(&context.extensions);
+        Ok(())
+    }
+
+    async fn list_tools(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        context: RequestContext<RoleServer>,
+    ) -> Result<ListToolsResult, ErrorData> {
+        self.session.active();
+        self.session.note_request(&context.extensions);
+        Ok(ListToolsResult::with_all_items(self.tool_router.list_all()))
+    }
+
+    async fn call_tool(
+        &self,
+        request: CallToolRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        let _busy = self.session.busy();
+        self.session.note_request(&context.extensions);
+        if self.session.ended().is_cancelled() {
+            return Ok(refuse("this MCP session has ended; reconnect to the broker").into());
+        }
+        if let Some(p) = self.session.peer() {
+            self.session.broker().touch(p);
+        }
+        let name = request.name.to_string();
+        let ctx = ToolCallContext::new(self, request, context);
+        let mut response = self.tool_router.call(ctx).await?;
+        // rmcp reports arguments that do not fit the schema as a bare serde
+        // message; say which tool and what to do.
+        if let CallToolResponse::Complete(r) = &mut response {
+            if r.is_error == Some(true) {
+                for block in r.content.iter_mut() {
+                    if let Some(t) = block.as_text() {
+                        if let Some(detail) =
+                            t.text.strip_prefix("failed to deserialize parameters:")
+                        {
+                            *block = ContentBlock::text(format!(
+                                "the arguments for {name} do not fit its input schema ({}); fix them and call {name} again",
+                                detail.trim()
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+        Ok(response)
+    }
+}

@@ -1,0 +1,971 @@
+//! MCP over both HTTP transports, against a real broker: rmcp's Streamable
+//! HTTP client on `/mcp`, and a hand-written client of the legacy HTTP+SSE
+//! wire format on `/mcp/sse` + `/mcp/messages`.
+
+mod common;
+
+use common::{connect, eventually, get, http, post};
+use futures::StreamExt;
+use rmcp::model::{CallToolRequestParams, CallToolResult, ProgressNotificationParam};
+use rmcp::service::{NotificationContext, RunningService};
+use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+use rmcp::transport::StreamableHttpClientTransport;
+use rmcp::{ClientHandler, RoleClient, ServiceExt};
+use serde_json::{json, Value};
+use std::collections::{BTreeSet, HashMap};
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+const TOOLS: [&str; 14] = [
+    "ack_command",
+    "channel_read",
+    "channel_send",
+    "connect",
+    "emit_signal",
+    "get_command_result",
+    "list_peers",
+    "register",
+    "reset",
+    "send_command",
+    "status",
+    "wait_for_command",
+    "wait_for_signal",
+    "whoami",
+];
+
+/// A safety net so a broken test fails instead of hanging; never a timing claim.
+const LIMIT: Duration = Duration::from_secs(20);
+
+// ---- the Streamable HTTP client (rmcp) ----
+
+#[derive(Clone, Default)]
+struct Client {
+    progress: Option<mpsc::UnboundedSender<ProgressNotificationParam>>,
+}
+
+impl ClientHandler for Client {
+    async fn on_progress(
+        &self,
+        params: ProgressNotificationParam,
+        _context: NotificationContext<RoleClient>,
+    ) {
+        if let Some(tx) = &self.progress {
+            let _ = tx.send(params);
+        }
+    }
+}
+
+type Mcp = RunningService<RoleClient, Client>;
+
+async fn streamable_with(base: &str, headers: &[(&'static str, &str)], client: Client) -> Mcp {
+    let mut h = HashMap::new();
+    for (k, v) in headers {
+        h.insert(
+            reqwest::header::HeaderName::from_static(k),
+            reqwest::header::HeaderValue::from_str(v).expect("header value"),
+        );
+    }
+    let config =
+        StreamableHttpClientTransportConfig::with_uri(format!("{base}/mcp")).custom_headers(h);
+    let transport = StreamableHttpClientTransport::from_config(config);
+    client
+        .serve(transport)
+        .await
+        .expect("MCP initialize over /mcp")
+}
+
+async fn streamable(base: &str) -> Mcp {
+    streamable_with(base, &[], Client::default()).await
+}
+
+/// A tool's answer: (sentence, JSON, isError).
+fn parse(r: &CallToolResult) -> (String, Value, bool) {
+    let text = |i: usize| {
+        r.content
+            .get(i)
+            .and_then(|c| c.as_text())
+            .map(|t| t.text.clone())
+            .unwrap_or_default()
+    };
+    let json = serde_json::from_str(&text(1)).unwrap_or(Value::Null);
+    (text(0), json, r.is_error == Some(true))
+}
+
+async fn call(client: &Mcp, tool: &str, args: Value) -> (String, Value, bool) {
+    let mut p = CallToolRequestParams::new(tool.to_string());
+    if let Value::Object(m) = args {
+        p = p.with_arguments(m);
+    }
+    let r = client.call_tool(p).await.expect("tools/call");
+    parse(&r)
+}
+
+// ---- the legacy HTTP+SSE client (by hand, following the wire format) ----
+
+struct Legacy {
+    base: String,
+    token: Option<String>,
+    endpoint: String,
+    events: mpsc::UnboundedReceiver<(String, String)>,
+    /// Notifications seen while waiting for responses.
+    notifications: Vec<Value>,
+    reader: tokio::task::JoinHandle<()>,
+    next_id: u64,
+}
+
+impl Drop for Legacy {
+    fn drop(&mut self) {
+        self.reader.abort();
+    }
+}
+
+impl Legacy {
+    async fn open(base: &str, token: Option<&str>) -> Legacy {
+        let mut req = http()
+            .get(format!("{base}/mcp/sse"))
+            .header("accept", "text/event-stream");
+        if let Some(t) = token {
+            req = req.header("x-cipc-token", t);
+        }
+        let resp = req.send().await.expect("GET /mcp/sse");
+        assert_eq!(resp.status(), 200);
+        assert!(resp
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .starts_with("text/event-stream"));
+        let (tx, mut events) = mpsc::unbounded_channel();
+        let reader = tokio::spawn(async move {
+            let mut body = resp.bytes_stream();
+            let mut buf = String::new();
+            while let Some(Ok(chunk)) = body.next().await {
+                buf.push_str(&String::from_utf8_lossy(&chunk).replace("\r\n", "\n"));
+                while let Some(end) = buf.find("\n\n") {
+                    let block: String = buf.drain(..end + 2).collect();
+                    let mut event = "message".to_string();
+                    let mut data = Vec::new();
+                    let mut comment = true;
+                    for line in block.lines() {
+                        if let Some(v) = line.strip_prefix("event:") {
+                            event = v.trim().to_string();
+                            comment = false;
+                        } else if let Some(v) = line.strip_prefix("data:") {
+                            data.push(v.strip_prefix(' ').unwrap_or(v).to_string());
+                            comment = false;
+                        }
+                    }
+                    if !comment && tx.send((event, data.join("\n"))).is_err() {
+                        return;
+                    }
+                }
+            }
+        });
+        let (event, data) = tokio::time::timeout(LIMIT, events.recv())
+            .await
+            .expect("endpoint event in time")
+            .expect("stream open");
+        assert_eq!(event, "endpoint", "the first event names the POST endpoint");
+        let sid = data
+            .strip_prefix("/mcp/messages?sessionId=")
+            .unwrap_or_else(|| panic!("endpoint data {data:?}"));
+        assert!(sid.len() >= 16 && sid.chars().all(|c| c.is_ascii_alphanumeric()));
+        Legacy {
+            base: base.to_string(),
+            token: token.map(str::to_string),
+            endpoint: data,
+            events,
+            notifications: Vec::new(),
+            reader,
+            next_id: 1,
+        }
+    }
+
+    async fn send(&self, msg: Value) {
+        let mut req = http()
+            .post(format!("{}{}", self.base, self.endpoint))
+            .json(&msg);
+        if let Some(t) = &self.token {
+            req = req.header("x-cipc-token", t);
+        }
+        let r = req.send().await.expect("POST /mcp/messages");
+        assert_eq!(r.status(), 202, "POSTs are answered 202 Accepted");
+    }
+
+    /// Sends a request and returns its response's `result` (or the error object).
+    async fn request(&mut self, method: &str, params: Value) -> Value {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.send(json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}))
+            .await;
+        self.response(id).await
+    }
+
+    async fn response(&mut self, id: u64) -> Value {
+        loop {
+            let (event, data) = tokio::time::timeout(LIMIT, self.events.recv())
+                .await
+                .expect("a response in time")
+                .expect("stream open");
+            assert_eq!(event, "message", "responses come as `event: message`");
+            let v: Value = serde_json::from_str(&data).expect("JSON-RPC on the stream");
+            if v["id"] == json!(id) {
+                return if v.get("error").is_some() {
+                    v["error"].clone()
+                } else {
+                    v["result"].clone()
+                };
+            }
+            self.notifications.push(v);
+        }
+    }
+
+    async fn initialize(&mut self) -> Value {
+        let r = self
+            .request(
+                "initialize",
+                json!({"protocolVersion": "2024-11-05", "capabilities": {},
+                       "clientInfo": {"name": "legacy-test", "version": "0"}}),
+            )
+            .await;
+        self.send(json!({"jsonrpc": "2.0", "method": "notifications/initialized"}))
+            .await;
+        r
+    }
+
+    async fn call(&mut self, tool: &str, args: Value) -> (String, Value, bool) {
+        let r = self
+            .request("tools/call", json!({"name": tool, "arguments": args}))
+            .await;
+        legacy_parse(&r)
+    }
+}
+
+fn legacy_parse(r: &Value) -> (String, Value, bool) {
+    let text = |i: usize| {
+        r["content"][i]["text"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    };
+    let json = serde_json::from_str(&text(1)).unwrap_or(Value::Null);
+    (text(0), json, r["isError"] == json!(true))
+}
+
+async fn legacy(base: &str) -> Legacy {
+    let mut l = Legacy::open(base, None).await;
+    l.initialize().await;
+    l
+}
+
+async fn command(base: &str, id: &str) -> Value {
+    let (s, b) = get(&format!("{base}/commands?limit=1000")).await;
+    assert_eq!(s, 200);
+    b["commands"]
+        .as_array()
+        .and_then(|cs| cs.iter().find(|c| c["id"] == json!(id)).cloned())
+        .unwrap_or(Value::Null)
+}
+
+async fn peer(base: &str, id: &str) -> Value {
+    get(&format!("{base}/peers/{id}")).await.1["peer"].clone()
+}
+
+// ---- tests ----
+
+#[tokio::test]
+async fn streamable_initialize_and_list_tools() {
+    let server = common::start().await;
+    let client = streamable(&server.url()).await;
+    let info = client.peer_info().expect("server info");
+    assert_eq!(
+        info.server_info.as_ref().map(|i| i.name.as_str()),
+        Some("cipc")
+    );
+    assert!(info
+        .instructions
+        .as_deref()
+        .unwrap_or_default()
+        .contains("wait_for_command"));
+    let tools = client.list_all_tools().await.expect("tools/list");
+    let names: BTreeSet<String> = tools.iter().map(|t| t.name.to_string()).collect();
+    assert_eq!(names, TOOLS.iter().map(|s| s.to_string()).collect());
+    for t in &tools {
+        let d = t.description.as_deref().unwrap_or_default();
+        assert!(d.len() > 30, "{} needs a real description", t.name);
+        assert_eq!(
+            t.input_schema.get("type"),
+            Some(&json!("object")),
+            "{}",
+            t.name
+        );
+    }
+    let send = tools
+        .iter()
+        .find(|t| t.name == "send_command")
+        .expect("send_command");
+    let props = send.input_schema.get("properties").expect("properties");
+    for arg in ["target", "action", "params", "wait", "timeout_seconds"] {
+        assert!(props.get(arg).is_some(), "send_command has {arg}");
+    }
+    client.cancel().await.expect("close");
+}
+
+#[tokio::test]
+async fn legacy_sse_initialize_and_list_tools() {
+    let server = common::start().await;
+    let mut l = Legacy::open(&server.url(), None).await;
+    let init = l.initialize().await;
+    assert_eq!(init["protocolVersion"], "2024-11-05");
+    assert_eq!(init["serverInfo"]["name"], "cipc");
+    assert!(init["capabilities"]["tools"].is_object());
+    assert!(init["instructions"]
+        .as_str()
+        .unwrap_or_default()
+        .contains("connect"));
+    let list = l.request("tools/list", json!({})).await;
+    let tools = list["tools"].as_array().expect("tools");
+    let names: BTreeSet<&str> = tools.iter().filter_map(|t| t["name"].as_str()).collect();
+    assert_eq!(names, TOOLS.into_iter().collect());
+    for t in tools {
+        assert!(t["description"].as_str().unwrap_or_default().len() > 30);
+        assert_eq!(t["inputSchema"]["type"], "object");
+    }
+
+    // A POST for an unknown session, or with a body that is not JSON-RPC.
+    let (s, b) = post(
+        &format!("{}/mcp/messages?sessionId=nope", server.url()),
+        json!({}),
+    )
+    .await;
+    assert_eq!(s, 404, "{b}");
+    let (s, b) = post(
+        &format!("{}{}", server.url(), l.endpoint),
+        json!({"hello": 1}),
+    )
+    .await;
+    assert_eq!(s, 400, "{b}");
+    assert!(b["error"]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .contains("JSON-RPC"));
+}
+
+#[tokio::test]
+async fn connect_binds_the_session_to_its_peer() {
+    let server = common::start().await;
+    let base = server.url();
+    let rest_peer = connect(&base, "frontend").await;
+    let client = streamable(&base).await;
+
+    let (text, _, err) = call(&client, "whoami", json!({})).await;
+    assert!(!err && text.contains("not registered"), "{text}");
+
+    // Without a role: who is online, and a request to pick a role.
+    let (text, online, err) = call(&client, "connect", json!({})).await;
+    assert!(!err);
+    assert!(text.contains("role"), "{text}");
+    assert_eq!(online["roles"], json!(["frontend"]));
+
+    let (text, body, err) = call(
+        &client,
+        "connect",
+        json!({"role": "backend", "capabilities": ["rust"], "name": "be-1"}),
+    )
+    .await;
+    assert!(!err, "{text}");
+    let id = body["peer"]["id"].as_str().expect("peer id").to_string();
+    assert_eq!(body["peer"]["via"], "mcp");
+
+    let (_, me, _) = call(&client, "whoami", json!({})).await;
+    assert_eq!(me["peer"]["id"], json!(id));
+    assert_eq!(me["peer"]["role"], "backend");
+
+    let (_, peers) = get(&format!("{base}/peers")).await;
+    let p = peers["peers"]
+        .as_array()
+        .and_then(|ps| ps.iter().find(|p| p["id"] == json!(id)))
+        .expect("the MCP peer in GET /peers")
+        .clone();
+    assert_eq!(p["via"], "mcp");
+    assert_eq!(p["status"], "online");
+    assert_eq!(p["capabilities"], json!(["rust"]));
+
+    let (_, listed, _) = call(&client, "list_peers", json!({})).await;
+    let roles: BTreeSet<&str> = listed["roles"]
+        .as_array()
+        .map(|r| r.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    assert_eq!(roles, ["backend", "frontend"].into_iter().collect());
+    assert!(!rest_peer.is_empty());
+
+    // Registering again changes the role of the same peer.
+    let (_, again, err) = call(&client, "register", json!({"role": "backend-2"})).await;
+    assert!(!err);
+    assert_eq!(again["peer"]["id"], json!(id));
+    assert_eq!(again["peer"]["role"], "backend-2");
+    client.cancel().await.expect("close");
+}
+
+#[tokio::test]
+async fn command_round_trip_between_two_mcp_sessions() {
+    let server = common::start().await;
+    let base = server.url();
+    // The orchestrator on Streamable HTTP, the worker on legacy SSE.
+    let boss = streamable(&base).await;
+    call(&boss, "connect", json!({"role": "orchestrator"})).await;
+    let mut worker = legacy(&base).await;
+    let (_, reg, err) = worker.call("connect", json!({"role": "backend"})).await;
+    assert!(!err);
+    let worker_id = reg["peer"]["id"].as_str().expect("id").to_string();
+
+    let sender = tokio::spawn(async move {
+        let r = call(
+            &boss,
+            "send_command",
+            json!({"target": "backend", "action": "start-server", "params": {"port": 8080},
+                   "wait": true, "timeout_seconds": 60}),
+        )
+        .await;
+        boss.cancel().await.expect("close");
+        r
+    });
+
+    let (text, got, err) = worker
+        .call("wait_for_command", json!({"timeout_seconds": 60}))
+        .await;
+    assert!(!err, "{text}");
+    assert!(text.contains("ack_command"), "{text}");
+    let cmd = &got["command"];
+    assert_eq!(cmd["action"], "start-server");
+    assert_eq!(cmd["params"], json!({"port": 8080}));
+    assert_eq!(cmd["from"], "orchestrator");
+    assert_eq!(cmd["deliveredTo"], json!(worker_id));
+    let cid = cmd["id"].as_str().expect("id").to_string();
+
+    let (_, acked, err) = worker
+        .call(
+            "ack_command",
+            json!({"command_id": cid, "result": {"url": "http://localhost:8080"}}),
+        )
+        .await;
+    assert!(!err);
+    assert_eq!(acked["command"]["status"], "acked");
+
+    let (text, done, err) = tokio::time::timeout(LIMIT, sender)
+        .await
+        .expect("the sender's wait ends")
+        .expect("task");
+    assert!(!err, "{text}");
+    assert_eq!(done["command"]["status"], "acked");
+    assert_eq!(
+        done["command"]["result"],
+        json!({"url": "http://localhost:8080"})
+    );
+
+    // Acking twice is a tool error with a sentence, not a protocol error.
+    let (text, _, err) = worker.call("ack_command", json!({"command_id": cid})).await;
+    assert!(err && text.contains("already"), "{text}");
+}
+
+#[tokio::test]
+async fn command_round_trip_between_mcp_and_rest() {
+    let server = common::start().await;
+    let base = server.url();
+    let client = streamable(&base).await;
+    call(&client, "connect", json!({"role": "backend"})).await;
+
+    // REST -> MCP.
+    let (s, sent) = post(
+        &format!("{base}/commands/send"),
+        json!({"from": "script", "target": "backend", "action": "build"}),
+    )
+    .await;
+    assert_eq!(s, 201, "{sent}");
+    let cid = sent["command"]["id"].as_str().expect("id").to_string();
+    let (_, got, _) = call(&client, "wait_for_command", json!({"timeout_seconds": 30})).await;
+    assert_eq!(got["command"]["id"], json!(cid));
+    call(
+        &client,
+        "ack_command",
+        json!({"command_id": cid, "error": "compiler crashed"}),
+    )
+    .await;
+    let (_, r) = get(&format!("{base}/commands/{cid}/result?timeout=5000")).await;
+    assert_eq!(r["command"]["status"], "failed");
+    assert_eq!(r["command"]["error"], "compiler crashed");
+
+    // MCP -> REST.
+    let rest = connect(&base, "tester").await;
+    let (text, sent, err) = call(
+        &client,
+        "send_command",
+        json!({"target": "tester", "action": "run-tests"}),
+    )
+    .await;
+    assert!(!err && text.contains("get_command_result"), "{text}");
+    assert_eq!(sent["command"]["from"], "backend");
+    let cid = sent["command"]["id"].as_str().expect("id").to_string();
+    let (_, w) = get(&format!("{base}/commands/{rest}/wait?timeout=5000")).await;
+    assert_eq!(w["command"]["id"], json!(cid));
+    let (s, _) = post(
+        &format!("{base}/commands/{cid}/ack"),
+        json!({"result": {"passed": 12}}),
+    )
+    .await;
+    assert_eq!(s, 200);
+    let (text, res, err) = call(
+        &client,
+        "get_command_result",
+        json!({"command_id": cid, "timeout_seconds": 30}),
+    )
+    .await;
+    assert!(!err, "{text}");
+    assert_eq!(res["command"]["result"], json!({"passed": 12}));
+
+    // A wait that times out is a normal result that says to call again.
+    let (text, res, err) = call(&client, "wait_for_command", json!({"timeout_seconds": 0})).await;
+    assert!(!err);
+    assert_eq!(res["timedOut"], true);
+    assert!(text.contains("again"), "{text}");
+    client.cancel().await.expect("close");
+}
+
+#[tokio::test]
+async fn signals_and_channels() {
+    let server = common::start().await;
+    let base = server.url();
+    let client = streamable(&base).await;
+    let (_, me, _) = call(&client, "connect", json!({"role": "watcher"})).await;
+    let my_id = me["peer"]["id"].as_str().expect("id").to_string();
+
+    // wait_for_signal released by a REST emit.
+    let b = base.clone();
+    let waiter = tokio::spawn(async move {
+        let r = call(
+            &client,
+            "wait_for_signal",
+            json!({"name": "server-ready", "timeout_seconds": 60}),
+        )
+        .await;
+        (client, r)
+    });
+    // The waiter is parked once the broker counts its wait.
+    assert!(eventually(LIMIT, || async { server.broker.open_waiters() >= 1 }).await);
+    let (s, _) = post(
+        &format!("{b}/signals/server-ready"),
+        json!({"data": {"port": 8080}}),
+    )
+    .await;
+    assert_eq!(s, 200);
+    let (client, (text, sig, err)) = tokio::time::timeout(LIMIT, waiter)
+        .await
+        .expect("released")
+        .expect("task");
+    assert!(!err, "{text}");
+    assert_eq!(sig["signal"]["data"], json!({"port": 8080}));
+    assert_eq!(sig["signal"]["count"], 1);
+
+    // emit_signal from MCP, seen over REST; a later wait with after=count times out.
+    let (_, emitted, _) = call(
+        &client,
+        "emit_signal",
+        json!({"name": "deployed", "data": "v2"}),
+    )
+    .await;
+    assert_eq!(emitted["signal"]["emittedBy"], json!(my_id));
+    let (_, s) = get(&format!("{base}/signals/deployed")).await;
+    assert_eq!(s["signal"]["emitted"], true);
+    let (text, w, err) = call(
+        &client,
+        "wait_for_signal",
+        json!({"name": "deployed", "after": 1, "timeout_seconds": 0}),
+    )
+    .await;
+    assert!(
+        !err && w["timedOut"] == json!(true) && text.contains("again"),
+        "{text}"
+    );
+
+    // Channels: MCP and REST writers, read by since.
+    let (_, m1, _) = call(
+        &client,
+        "channel_send",
+        json!({"channel": "build-log", "data": {"text": "start"}}),
+    )
+    .await;
+    assert_eq!(m1["message"]["seq"], 1);
+    let (s, _) = post(
+        &format!("{base}/channels/build-log/send"),
+        json!({"text": "done"}),
+    )
+    .await;
+    assert_eq!(s, 201);
+    let (_, all, _) = call(&client, "channel_read", json!({"channel": "build-log"})).await;
+    assert_eq!(all["messages"].as_array().map(Vec::len), Some(2));
+    assert_eq!(all["lastSeq"], 2);
+    let (_, newer, _) = call(
+        &client,
+        "channel_read",
+        json!({"channel": "build-log", "since": 1}),
+    )
+    .await;
+    assert_eq!(newer["messages"][0]["data"], json!({"text": "done"}));
+    let (_, rest_view) = get(&format!("{base}/channels/build-log/messages?since=0")).await;
+    assert_eq!(rest_view["messages"][0]["from"], json!(my_id));
+    let (text, none, err) = call(
+        &client,
+        "channel_read",
+        json!({"channel": "build-log", "since": 2, "timeout_seconds": 0}),
+    )
+    .await;
+    assert!(!err, "{text}");
+    assert_eq!(none["messages"], json!([]));
+    client.cancel().await.expect("close");
+}
+
+#[tokio::test]
+async fn blocking_tools_send_progress_while_they_wait() {
+    // A real `cipc serve` with a short progress interval (the knob is an
+    // environment variable, so it is set for that process only).
+    let broker = common::BinaryBroker::start(&["--memory"], &[("CIPC_MCP_PROGRESS_MS", "100")]);
+    let base = broker.url.clone();
+
+    // Streamable HTTP: rmcp's client always sends a progress token.
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let client = streamable_with(&base, &[], Client { progress: Some(tx) }).await;
+    let waiter = tokio::spawn(async move {
+        let r = call(
+            &client,
+            "wait_for_signal",
+            json!({"name": "go", "timeout_seconds": 600}),
+        )
+        .await;
+        client.cancel().await.expect("close");
+        r
+    });
+    let mut last = -1.0;
+    for _ in 0..3 {
+        let p = tokio::time::timeout(LIMIT, rx.recv())
+            .await
+            .expect("progress in time")
+            .expect("open");
+        assert!(p.progress > last, "progress only grows");
+        assert_eq!(p.total, Some(600.0));
+        assert!(p.message.as_deref().unwrap_or_default().contains("signal"));
+        last = p.progress;
+    }
+    let (s, _) = post(&format!("{base}/signals/go"), json!({})).await;
+    assert_eq!(s, 200);
+    let (text, sig, err) = tokio::time::timeout(LIMIT, waiter)
+        .await
+        .expect("done")
+        .expect("task");
+    assert!(!err, "{text}");
+    assert_eq!(sig["signal"]["emitted"], true);
+
+    // Legacy SSE: progress arrives as notifications/progress on the stream.
+    let mut l = legacy(&base).await;
+    l.call("connect", json!({"role": "worker"})).await;
+    let id = l.next_id;
+    l.next_id += 1;
+    l.send(json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
+                  "params": {"name": "wait_for_command", "arguments": {"timeout_seconds": 600},
+                             "_meta": {"progressToken": "tok-1"}}}))
+        .await;
+    let mut seen = 0;
+    while seen < 2 {
+        let (_, data) = tokio::time::timeout(LIMIT, l.events.recv())
+            .await
+            .expect("event")
+            .expect("open");
+        let v: Value = serde_json::from_str(&data).expect("json");
+        if v["method"] == "notifications/progress" {
+            assert_eq!(v["params"]["progressToken"], "tok-1");
+            seen += 1;
+        }
+    }
+    let (s, _) = post(
+        &format!("{base}/commands/send"),
+        json!({"target": "worker", "action": "ping"}),
+    )
+    .await;
+    assert_eq!(s, 201);
+    let r = l.response(id).await;
+    let (_, got, err) = legacy_parse(&r);
+    assert!(!err);
+    assert_eq!(got["command"]["action"], "ping");
+    drop(l);
+    broker.terminate();
+}
+
+#[tokio::test]
+async fn cancelled_wait_returns_and_takes_nothing() {
+    let server = common::start().await;
+    let base = server.url();
+    let mut l = legacy(&base).await;
+    l.call("connect", json!({"role": "worker"})).await;
+    let streams = server.broker.open_waiters();
+    let id = l.next_id;
+    l.next_id += 1;
+    l.send(json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
+                  "params": {"name": "wait_for_command", "arguments": {"timeout_seconds": 600}}}))
+        .await;
+    assert!(eventually(LIMIT, || async { server.broker.open_waiters() > streams }).await);
+    l.send(
+        json!({"jsonrpc": "2.0", "method": "notifications/cancelled",
+                  "params": {"requestId": id, "reason": "user pressed Esc"}}),
+    )
+    .await;
+    // The parked wait lets go of its slot once cancelled.
+    assert!(eventually(LIMIT, || async { server.broker.open_waiters() == streams }).await);
+    let (_, sent) = post(
+        &format!("{base}/commands/send"),
+        json!({"target": "worker", "action": "x"}),
+    )
+    .await;
+    let cid = sent["command"]["id"].as_str().expect("id").to_string();
+    assert_eq!(
+        command(&base, &cid).await["status"],
+        "pending",
+        "a cancelled wait takes nothing"
+    );
+    let (_, got, _) = l
+        .call("wait_for_command", json!({"timeout_seconds": 30}))
+        .await;
+    assert_eq!(got["command"]["id"], json!(cid));
+    assert_eq!(got["command"]["attempt"], 1);
+}
+
+#[tokio::test]
+async fn deleting_a_streamable_session_requeues_its_commands() {
+    let server = common::start().await;
+    let base = server.url();
+    let client = streamable(&base).await;
+    let (_, me, _) = call(&client, "connect", json!({"role": "backend"})).await;
+    let pid = me["peer"]["id"].as_str().expect("id").to_string();
+    let (_, sent) = post(
+        &format!("{base}/commands/send"),
+        json!({"target": "backend", "action": "migrate"}),
+    )
+    .await;
+    let cid = sent["command"]["id"].as_str().expect("id").to_string();
+    let (_, got, _) = call(&client, "wait_for_command", json!({"timeout_seconds": 30})).await;
+    assert_eq!(got["command"]["id"], json!(cid));
+    assert_eq!(command(&base, &cid).await["status"], "delivered");
+
+    // rmcp's client ends its session with DELETE /mcp.
+    client.cancel().await.expect("close");
+    assert!(
+        eventually(LIMIT, || async {
+            command(&base, &cid).await["status"] == "pending"
+        })
+        .await
+    );
+    let c = command(&base, &cid).await;
+    assert_eq!(c["redelivered"], true);
+    assert_eq!(peer(&base, &pid).await["status"], "offline");
+
+    // A new session with the same role picks it up.
+    let again = streamable(&base).await;
+    call(&again, "connect", json!({"role": "backend"})).await;
+    let (_, got, _) = call(&again, "wait_for_command", json!({"timeout_seconds": 30})).await;
+    assert_eq!(got["command"]["id"], json!(cid));
+    assert_eq!(got["command"]["redelivered"], true);
+    again.cancel().await.expect("close");
+}
+
+#[tokio::test]
+async fn closing_the_legacy_stream_requeues_and_reopening_picks_up() {
+    let server = common::start().await;
+    let base = server.url();
+    let mut l = legacy(&base).await;
+    let (_, me, _) = l.call("connect", json!({"role": "linux-client"})).await;
+    let pid = me["peer"]["id"].as_str().expect("id").to_string();
+    let (_, sent) = post(
+        &format!("{base}/commands/send"),
+        json!({"target": "linux-client", "action": "apt-update"}),
+    )
+    .await;
+    let cid = sent["command"]["id"].as_str().expect("id").to_string();
+    l.call("wait_for_command", json!({"timeout_seconds": 30}))
+        .await;
+    assert_eq!(command(&base, &cid).await["status"], "delivered");
+    assert_eq!(peer(&base, &pid).await["status"], "online");
+    let endpoint = format!("{base}{}", l.endpoint);
+
+    drop(l); // the client goes away: its stream closes
+    assert!(
+        eventually(LIMIT, || async {
+            command(&base, &cid).await["status"] == "pending"
+        })
+        .await
+    );
+    assert!(
+        eventually(LIMIT, || async {
+            peer(&base, &pid).await["status"] == "offline"
+        })
+        .await
+    );
+    let (s, _) = post(
+        &endpoint,
+        json!({"jsonrpc": "2.0", "method": "ping", "id": 1}),
+    )
+    .await;
+    assert_eq!(s, 404, "the old session is gone");
+
+    // Re-opening is a new session; registering as the same peer (by id)
+    // continues where the old one left off.
+    let mut l = legacy(&base).await;
+    let (_, me2, err) = l
+        .call("connect", json!({"role": "linux-client", "id": pid}))
+        .await;
+    assert!(!err);
+    assert_eq!(me2["peer"]["id"], json!(pid));
+    assert_eq!(me2["pendingCommands"], 1);
+    let (_, got, _) = l
+        .call("wait_for_command", json!({"timeout_seconds": 30}))
+        .await;
+    assert_eq!(got["command"]["id"], json!(cid));
+    assert_eq!(got["command"]["attempt"], 2);
+}
+
+#[tokio::test]
+async fn tool_errors_are_results_with_a_sentence() {
+    let server = common::start().await;
+    let client = streamable(&server.url()).await;
+    let (text, _, err) = call(&client, "wait_for_command", json!({})).await;
+    assert!(err && text.contains("connect"), "{text}");
+    let (text, _, err) = call(&client, "ack_command", json!({"command_id": "nope"})).await;
+    assert!(err && text.contains("id"), "{text}");
+    let (text, _, err) = call(&client, "send_command", json!({"target": "backend"})).await;
+    assert!(
+        err && text.contains("send_command") && text.contains("action"),
+        "{text}"
+    );
+    let (text, _, err) = call(&client, "connect", json!({"role": "has space"})).await;
+    assert!(err && text.contains("role"), "{text}");
+    let (text, _, err) = call(
+        &client,
+        "get_command_result",
+        json!({"command_id": "0190a8c2-0000-7000-8000-000000000000", "timeout_seconds": 0}),
+    )
+    .await;
+    assert!(err && text.contains("no command"), "{text}");
+    let (text, _, err) = call(&client, "reset", json!({"confirm": false})).await;
+    assert!(err && text.contains("confirm"), "{text}");
+
+    // After a reset the session must register again.
+    call(&client, "connect", json!({"role": "a"})).await;
+    let (_, _, err) = call(&client, "reset", json!({"confirm": true})).await;
+    assert!(!err);
+    let (text, _, err) = call(&client, "wait_for_command", json!({"timeout_seconds": 0})).await;
+    assert!(err && text.contains("connect"), "{text}");
+    let (_, st, err) = call(&client, "status", json!({})).await;
+    assert!(!err);
+    assert_eq!(st["peers"], json!([]));
+    client.cancel().await.expect("close");
+}
+
+#[tokio::test]
+async fn mcp_routes_need_the_token() {
+    let server = common::start_with_token("sekrit").await;
+    let base = server.url();
+
+    // No token: 403 without WWW-Authenticate on every MCP route.
+    let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize",
+        "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}}});
+    let checks = [
+        http()
+            .post(format!("{base}/mcp"))
+            .header("accept", "application/json, text/event-stream")
+            .json(&init),
+        http().get(format!("{base}/mcp/sse")),
+        http()
+            .post(format!("{base}/mcp/messages?sessionId=x"))
+            .json(&init),
+        http()
+            .post(format!("{base}/mcp"))
+            .header("authorization", "Bearer wrong")
+            .json(&init),
+    ];
+    for req in checks {
+        let r = req.send().await.expect("send");
+        assert_eq!(r.status(), 403);
+        assert!(r.headers().get("www-authenticate").is_none());
+    }
+    let r = http()
+        .get(format!("{base}/.well-known/oauth-protected-resource/mcp"))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), 404);
+
+    // X-Cipc-Token on Streamable HTTP (as .mcp.json "headers" sends it).
+    let client = streamable_with(&base, &[("x-cipc-token", "sekrit")], Client::default()).await;
+    let (_, me, err) = call(&client, "connect", json!({"role": "secure"})).await;
+    assert!(!err);
+    assert_eq!(me["peer"]["via"], "mcp");
+    client.cancel().await.expect("close");
+
+    // Authorization: Bearer works too.
+    let client = streamable_with(
+        &base,
+        &[("authorization", "Bearer sekrit")],
+        Client::default(),
+    )
+    .await;
+    assert_eq!(
+        client.list_all_tools().await.expect("tools").len(),
+        TOOLS.len()
+    );
+    client.cancel().await.expect("close");
+
+    // Legacy SSE with the token header.
+    let mut l = Legacy::open(&base, Some("sekrit")).await;
+    l.initialize().await;
+    let (_, me, err) = l.call("whoami", json!({})).await;
+    assert!(!err);
+    assert_eq!(me["registered"], false);
+}
+
+#[tokio::test]
+async fn an_idle_streamable_session_ends_with_its_peer_but_not_during_a_wait() {
+    use cipc::broker::BrokerConfig;
+    use cipc::server::ServerConfig;
+    // Sessions end after the broker's offline limit without traffic.
+    let config = BrokerConfig {
+        stale_after: Duration::from_millis(500),
+        offline_after: Duration::from_millis(1500),
+        sweep_interval: Duration::from_millis(50),
+        ..BrokerConfig::default()
+    };
+    let server = common::start_with(config, ServerConfig::default(), None).await;
+    let base = server.url();
+    let client = streamable(&base).await;
+    let (_, me, _) = call(&client, "connect", json!({"role": "sleepy"})).await;
+    let pid = me["peer"]["id"].as_str().expect("id").to_string();
+
+    // A wait longer than the idle limit is not cut short: it is traffic.
+    let (text, w, err) = call(&client, "wait_for_command", json!({"timeout_seconds": 2})).await;
+    assert!(!err && w["timedOut"] == json!(true), "{text}");
+    let (_, me, _) = call(&client, "whoami", json!({})).await;
+    assert_eq!(me["registered"], true);
+
+    // Then silence. REST requests naming the peer keep it fresh, so only the
+    // session ending (an explicit disconnect) can make it offline.
+    let url = format!("{base}/peers/{pid}");
+    let offline = eventually(Duration::from_secs(30), || async {
+        let r = http()
+            .get(&url)
+            .header("x-cipc-peer", &pid)
+            .send()
+            .await
+            .expect("get");
+        let b: Value = r.json().await.unwrap_or(Value::Null);
+        b["peer"]["status"] == "offline"
+    })
+    .await;
+    assert!(offline, "the idle session disconnected its peer");
+    drop(client);
+}
