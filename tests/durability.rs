@@ -15,21 +15,41 @@ struct Written {
 
 async fn write_everything(u: &str) -> Written {
     let peer = connect(u, "backend").await;
-    let (_, a) = post(&format!("{u}/commands/send"), json!({"target": "backend", "action": "build", "dedupeKey": "b1"})).await;
+    let (_, a) = post(
+        &format!("{u}/commands/send"),
+        json!({"target": "backend", "action": "build", "dedupeKey": "b1"}),
+    )
+    .await;
     let acked = a["command"]["id"].as_str().unwrap().to_string();
     let (_, w) = get(&format!("{u}/commands/{peer}/wait?timeout=2000")).await;
     assert_eq!(w["command"]["id"], a["command"]["id"]);
-    let (st, _) = post(&format!("{u}/commands/{acked}/ack"), json!({"result": {"artifact": "x.tar"}})).await;
+    let (st, _) = post(
+        &format!("{u}/commands/{acked}/ack"),
+        json!({"result": {"artifact": "x.tar"}}),
+    )
+    .await;
     assert_eq!(st, 200);
-    let (_, p) = post(&format!("{u}/commands/send"), json!({"target": "frontend", "action": "rebuild"})).await;
+    let (_, p) = post(
+        &format!("{u}/commands/send"),
+        json!({"target": "frontend", "action": "rebuild"}),
+    )
+    .await;
     let pending = p["command"]["id"].as_str().unwrap().to_string();
     for i in 1..=3 {
         let (st, _) = post(&format!("{u}/channels/log/send"), json!({"i": i})).await;
         assert_eq!(st, 201);
     }
-    let (st, _) = post(&format!("{u}/signals/ready"), json!({"data": {"port": 8080}})).await;
+    let (st, _) = post(
+        &format!("{u}/signals/ready"),
+        json!({"data": {"port": 8080}}),
+    )
+    .await;
     assert_eq!(st, 200);
-    Written { peer, acked, pending }
+    Written {
+        peer,
+        acked,
+        pending,
+    }
 }
 
 async fn check_everything(u: &str, w: &Written) {
@@ -42,11 +62,20 @@ async fn check_everything(u: &str, w: &Written) {
     let (_, p) = get(&format!("{u}/commands?status=pending")).await;
     assert_eq!(p["commands"][0]["id"].as_str(), Some(w.pending.as_str()));
     // The dedupe key still answers the original.
-    let (st, d) = post(&format!("{u}/commands/send"), json!({"target": "backend", "action": "build", "dedupeKey": "b1"})).await;
+    let (st, d) = post(
+        &format!("{u}/commands/send"),
+        json!({"target": "backend", "action": "build", "dedupeKey": "b1"}),
+    )
+    .await;
     assert_eq!(st, 200);
     assert_eq!(d["command"]["id"].as_str(), Some(w.acked.as_str()));
     let (_, m) = get(&format!("{u}/channels/log/messages")).await;
-    let seqs: Vec<u64> = m["messages"].as_array().unwrap().iter().map(|m| m["seq"].as_u64().unwrap()).collect();
+    let seqs: Vec<u64> = m["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["seq"].as_u64().unwrap())
+        .collect();
     assert_eq!(seqs, vec![1, 2, 3]);
     assert_eq!(m["messages"][2]["data"], json!({"i": 3}));
     // The next seq continues.
@@ -83,7 +112,9 @@ async fn clean_stop_answers_open_waits_and_keeps_everything() {
     let sig_url = format!("{}/signals/never/wait?timeout=600000", b.url);
     let parked_sig = tokio::spawn(async move { get(&sig_url).await });
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let code = tokio::task::spawn_blocking(move || b.terminate()).await.unwrap();
+    let code = tokio::task::spawn_blocking(move || b.terminate())
+        .await
+        .unwrap();
     assert!(code.success(), "clean exit: {code:?}");
     let (st, w) = parked.await.unwrap();
     assert_eq!((st, w), (200, json!({"command": null, "timedOut": true})));
@@ -122,10 +153,16 @@ fn a_corrupt_or_unusable_data_dir_is_a_clear_startup_error() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("cipc.db"), vec![0x42u8; 8192]).unwrap();
     let err = serve_fails(&["--data-dir", dir.path().to_str().unwrap()]);
-    assert!(err.contains(dir.path().join("cipc.db").to_str().unwrap()), "names the path: {err}");
+    assert!(
+        err.contains(dir.path().join("cipc.db").to_str().unwrap()),
+        "names the path: {err}"
+    );
 
     let file = dir.path().join("not-a-dir");
     std::fs::write(&file, "x").unwrap();
     let err = serve_fails(&["--data-dir", file.to_str().unwrap()]);
-    assert!(err.contains(file.to_str().unwrap()), "names the path: {err}");
+    assert!(
+        err.contains(file.to_str().unwrap()),
+        "names the path: {err}"
+    );
 }

@@ -46,7 +46,9 @@ async fn call(method: &str, url: &str, headers: &[(&str, &str)]) -> reqwest::Res
     let c = http();
     let mut rb = match method {
         "GET" => c.get(url),
-        "POST" => c.post(url).body("{\"role\":\"x\",\"target\":\"x\",\"action\":\"a\"}"),
+        "POST" => c
+            .post(url)
+            .body("{\"role\":\"x\",\"target\":\"x\",\"action\":\"a\"}"),
         _ => c.delete(url),
     };
     for (k, v) in headers {
@@ -61,10 +63,26 @@ async fn every_route_needs_the_token_in_either_header_form() {
     let b = start_with_token(TOKEN).await;
     let u = b.url();
     let auth = format!("Bearer {TOKEN}");
-    let r = call("POST", &format!("{u}/peers/connect"), &[("Authorization", &auth)]).await;
-    let peer = r.json::<Value>().await.unwrap()["peer"]["id"].as_str().unwrap().to_string();
-    let r = call("POST", &format!("{u}/commands/send"), &[("Authorization", &auth)]).await;
-    let cmd = r.json::<Value>().await.unwrap()["command"]["id"].as_str().unwrap().to_string();
+    let r = call(
+        "POST",
+        &format!("{u}/peers/connect"),
+        &[("Authorization", &auth)],
+    )
+    .await;
+    let peer = r.json::<Value>().await.unwrap()["peer"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r = call(
+        "POST",
+        &format!("{u}/commands/send"),
+        &[("Authorization", &auth)],
+    )
+    .await;
+    let cmd = r.json::<Value>().await.unwrap()["command"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
 
     // Fresh brokers per chunk, so the brake on repeated failures (20 a
     // minute per address) does not hide what each route answers.
@@ -81,10 +99,18 @@ async fn every_route_needs_the_token_in_either_header_form() {
         }
     }
     for (i, (m, p)) in routes(&peer, &cmd).into_iter().enumerate() {
-        let header = if i % 2 == 0 { ("Authorization", auth.as_str()) } else { ("X-Cipc-Token", TOKEN) };
+        let header = if i % 2 == 0 {
+            ("Authorization", auth.as_str())
+        } else {
+            ("X-Cipc-Token", TOKEN)
+        };
         let r = call(m, &format!("{u}{p}"), &[header]).await;
         let st = r.status().as_u16();
-        assert!(st != 401 && st != 403, "{m} {p} with the token ({}): {st}", header.0);
+        assert!(
+            st != 401 && st != 403,
+            "{m} {p} with the token ({}): {st}",
+            header.0
+        );
     }
     // healthz never needs it.
     let (st, _) = get(&format!("{u}/healthz")).await;
@@ -95,12 +121,21 @@ async fn every_route_needs_the_token_in_either_header_form() {
 async fn mcp_routes_answer_403_without_www_authenticate_and_no_oauth_discovery() {
     let b = start_with_token(TOKEN).await;
     let u = b.url();
-    for (m, p) in [("GET", "/mcp/sse"), ("POST", "/mcp/messages?sessionId=x"), ("POST", "/mcp"), ("GET", "/mcp")] {
+    for (m, p) in [
+        ("GET", "/mcp/sse"),
+        ("POST", "/mcp/messages?sessionId=x"),
+        ("POST", "/mcp"),
+        ("GET", "/mcp"),
+    ] {
         let r = call(m, &format!("{u}{p}"), &[]).await;
         assert_eq!(r.status().as_u16(), 403, "{m} {p}");
         assert!(r.headers().get("www-authenticate").is_none(), "{m} {p}");
     }
-    for p in ["/.well-known/oauth-authorization-server", "/.well-known/oauth-protected-resource/mcp", "/.well-known/openid-configuration"] {
+    for p in [
+        "/.well-known/oauth-authorization-server",
+        "/.well-known/oauth-protected-resource/mcp",
+        "/.well-known/openid-configuration",
+    ] {
         let r = call("GET", &format!("{u}{p}"), &[("X-Cipc-Token", TOKEN)]).await;
         assert_eq!(r.status().as_u16(), 404, "{p}");
         let r = call("GET", &format!("{u}{p}"), &[]).await;
@@ -125,13 +160,23 @@ async fn foreign_origins_and_rebound_hosts_are_refused() {
     let b = start().await;
     let u = b.url();
     let port = b.addr.port();
-    let r = call("GET", &format!("{u}/status"), &[("Origin", "http://evil.example")]).await;
+    let r = call(
+        "GET",
+        &format!("{u}/status"),
+        &[("Origin", "http://evil.example")],
+    )
+    .await;
     assert_eq!(r.status().as_u16(), 403);
     assert!(r.headers().get("access-control-allow-origin").is_none());
     let e: Value = r.json().await.unwrap();
     assert_eq!(e["error"]["code"], "forbidden");
     let own = format!("http://127.0.0.1:{port}");
-    let r = call("POST", &format!("{u}/signals/x"), &[("Origin", own.as_str())]).await;
+    let r = call(
+        "POST",
+        &format!("{u}/signals/x"),
+        &[("Origin", own.as_str())],
+    )
+    .await;
     assert_eq!(r.status().as_u16(), 200, "same origin is fine");
     // DNS rebinding: evil.example resolves to 127.0.0.1, the browser sends its Host.
     let host = format!("evil.example:{port}");
@@ -148,7 +193,12 @@ async fn repeated_auth_failures_are_slowed_down_and_others_keep_working() {
     let u = b.url();
     let mut codes = Vec::new();
     for _ in 0..25 {
-        codes.push(call("GET", &format!("{u}/status"), &[("X-Cipc-Token", "nope")]).await.status().as_u16());
+        codes.push(
+            call("GET", &format!("{u}/status"), &[("X-Cipc-Token", "nope")])
+                .await
+                .status()
+                .as_u16(),
+        );
     }
     assert!(codes[..19].iter().all(|c| *c == 401), "{codes:?}");
     assert_eq!(*codes.last().unwrap(), 429, "{codes:?}");
@@ -161,7 +211,10 @@ async fn repeated_auth_failures_are_slowed_down_and_others_keep_working() {
 
 #[tokio::test]
 async fn waiter_limit_answers_429_and_the_broker_keeps_serving() {
-    let cfg = BrokerConfig { max_waiters: 3, ..BrokerConfig::default() };
+    let cfg = BrokerConfig {
+        max_waiters: 3,
+        ..BrokerConfig::default()
+    };
     let b = start_with(cfg, ServerConfig::default(), None).await;
     let u = b.url();
     let mut parked = Vec::new();
@@ -169,7 +222,12 @@ async fn waiter_limit_answers_429_and_the_broker_keeps_serving() {
         let url = format!("{u}/signals/never/wait?timeout=30000");
         parked.push(tokio::spawn(async move { get(&url).await }));
     }
-    assert!(eventually(Duration::from_secs(5), || async { b.broker.open_waiters() == 3 }).await);
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            b.broker.open_waiters() == 3
+        })
+        .await
+    );
     let (st, e) = get(&format!("{u}/signals/never/wait?timeout=30000")).await;
     assert_eq!(st, 429);
     assert_eq!(e["error"]["code"], "too_many_requests");
@@ -193,7 +251,10 @@ fn a_public_bind_without_a_token_refuses_to_start_and_says_how() {
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("without a token"), "{err}");
-    assert!(err.contains("CIPC_TOKEN") && err.contains("--token-file"), "{err}");
+    assert!(
+        err.contains("CIPC_TOKEN") && err.contains("--token-file"),
+        "{err}"
+    );
     assert!(err.contains("--insecure-no-auth"), "{err}");
 }
 
@@ -205,13 +266,23 @@ fn a_world_readable_token_file_is_refused() {
     std::fs::write(&path, TOKEN).unwrap();
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_cipc"))
-        .args(["serve", "--memory", "--port", "0", "--token-file", path.to_str().unwrap()])
+        .args([
+            "serve",
+            "--memory",
+            "--port",
+            "0",
+            "--token-file",
+            path.to_str().unwrap(),
+        ])
         .env_remove("CIPC_TOKEN")
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("world-readable") && err.contains("chmod 600"), "{err}");
+    assert!(
+        err.contains("world-readable") && err.contains("chmod 600"),
+        "{err}"
+    );
 }
 
 #[tokio::test]
@@ -224,7 +295,12 @@ async fn a_private_token_file_works_and_the_binary_enforces_it() {
     let b = BinaryBroker::start(&["--memory", "--token-file", path.to_str().unwrap()], &[]);
     let r = call("GET", &format!("{}/status", b.url), &[]).await;
     assert_eq!(r.status().as_u16(), 401);
-    let r = call("GET", &format!("{}/status", b.url), &[("Authorization", &format!("Bearer {TOKEN}"))]).await;
+    let r = call(
+        "GET",
+        &format!("{}/status", b.url),
+        &[("Authorization", &format!("Bearer {TOKEN}"))],
+    )
+    .await;
     assert_eq!(r.status().as_u16(), 200);
 }
 
@@ -241,16 +317,25 @@ fn generated_tokens_are_long_random_and_url_safe() {
     let (a, b) = (gen(), gen());
     assert_ne!(a, b);
     assert!(a.len() >= 43, "32 bytes base64: {a}");
-    assert!(a.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'), "{a}");
+    assert!(
+        a.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'),
+        "{a}"
+    );
 }
 
 #[tokio::test]
 async fn a_client_that_never_finishes_its_headers_is_cut_off() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let server = ServerConfig { header_read_timeout: Duration::from_millis(300), ..ServerConfig::default() };
+    let server = ServerConfig {
+        header_read_timeout: Duration::from_millis(300),
+        ..ServerConfig::default()
+    };
     let b = start_with(BrokerConfig::default(), server, None).await;
     let mut s = tokio::net::TcpStream::connect(b.addr).await.unwrap();
-    s.write_all(b"GET /status HTTP/1.1\r\nHost: localhost\r\n").await.unwrap();
+    s.write_all(b"GET /status HTTP/1.1\r\nHost: localhost\r\n")
+        .await
+        .unwrap();
     let mut buf = Vec::new();
     let read = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut buf)).await;
     assert!(read.is_ok(), "the broker closed the connection");

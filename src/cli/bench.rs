@@ -430,25 +430,31 @@ async fn cli_vs_curl(url: &str, n: usize) -> Result<Vec<Row>, String> {
     for (name, cipc_args, curl_args) in cases {
         let (exe, u) = (exe.clone(), url.to_string());
         let cipc_t = tokio::task::spawn_blocking(move || {
-            time_runs(n, Box::new(move || {
-                let mut c = Command::new(&exe);
-                c.arg("--url")
-                    .arg(&u)
-                    .args(&cipc_args)
-                    .env_remove("CIPC_TOKEN");
-                c
-            }))
+            time_runs(
+                n,
+                Box::new(move || {
+                    let mut c = Command::new(&exe);
+                    c.arg("--url")
+                        .arg(&u)
+                        .args(&cipc_args)
+                        .env_remove("CIPC_TOKEN");
+                    c
+                }),
+            )
         })
         .await
         .map_err(|e| e.to_string())??;
         let curl_t = if has_curl {
             Some(
                 tokio::task::spawn_blocking(move || {
-                    time_runs(n, Box::new(move || {
-                        let mut c = Command::new("curl");
-                        c.args(&curl_args);
-                        c
-                    }))
+                    time_runs(
+                        n,
+                        Box::new(move || {
+                            let mut c = Command::new("curl");
+                            c.args(&curl_args);
+                            c
+                        }),
+                    )
                 })
                 .await
                 .map_err(|e| e.to_string())??,

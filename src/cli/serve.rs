@@ -157,7 +157,10 @@ pub fn run(args: ServeArgs) -> i32 {
         tracing::warn!("!!! --insecure-no-auth: listening on {ip} with NO authentication; anyone who can reach this port can send orders to your agents !!!");
         eprintln!("WARNING: listening on {ip} with NO authentication (--insecure-no-auth). Anyone who can reach this port can order your AI sessions to run commands.");
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("cipc serve: cannot start the async runtime: {e}");
@@ -226,7 +229,11 @@ async fn serve(args: ServeArgs, ip: IpAddr, token: Option<String>) -> i32 {
         "cipc {} listening on http://{bound} | dashboard http://{shown}/dashboard | data: {}{}",
         env!("CARGO_PKG_VERSION"),
         broker.store_description(),
-        if token.is_some() { " | token required" } else { "" }
+        if token.is_some() {
+            " | token required"
+        } else {
+            ""
+        }
     );
     use std::io::Write;
     let _ = std::io::stdout().flush();
@@ -269,6 +276,9 @@ fn init_logging() {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()) && std::env::var_os("NO_COLOR").is_none())
+        .with_ansi(
+            std::io::IsTerminal::is_terminal(&std::io::stderr())
+                && std::env::var_os("NO_COLOR").is_none(),
+        )
         .try_init();
 }

@@ -97,8 +97,7 @@ fn read_all(conn: &Connection) -> Result<Snapshot, String> {
     }
     let peers: Vec<Peer> = rows(conn, "SELECT body FROM peers")?;
     let signals: Vec<Signal> = rows(conn, "SELECT body FROM signals ORDER BY name")?;
-    let messages: Vec<Message> =
-        rows(conn, "SELECT body FROM messages ORDER BY channel, seq")?;
+    let messages: Vec<Message> = rows(conn, "SELECT body FROM messages ORDER BY channel, seq")?;
     let mut commands = Vec::new();
     {
         let mut stmt = conn

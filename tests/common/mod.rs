@@ -67,7 +67,11 @@ pub async fn delete(url: &str) -> (u16, Value) {
 
 /// Registers a peer with `role` and returns its id.
 pub async fn connect(base: &str, role: &str) -> String {
-    let (s, b) = post(&format!("{base}/peers/connect"), serde_json::json!({"role": role})).await;
+    let (s, b) = post(
+        &format!("{base}/peers/connect"),
+        serde_json::json!({"role": role}),
+    )
+    .await;
     assert_eq!(s, 201, "{b}");
     b["peer"]["id"].as_str().expect("id").to_string()
 }
