@@ -1,1 +1,718 @@
-//! Typed HTTP client of the broker API (filled in by the CLI work).
+//! Typed HTTP client of the broker API (`shared/API.md`).
+//!
+//! Every `cipc` client subcommand goes through this one type, and it speaks in
+//! the same [`crate::api`] types the server answers with, so the CLI cannot
+//! drift from the wire contract. It is deliberately thin: one method per
+//! route, no retries of its own (the CLI decides which calls are safe to
+//! repeat), and errors sorted by what the user should do about them
+//! ([`ClientError`]).
+//!
+//! The client speaks plain HTTP only: reqwest is built without TLS so that a
+//! `cipc` call in a shell loop starts fast. An `https://` URL is refused with
+//! advice rather than failing obscurely.
+
+use crate::api::*;
+use reqwest::{Method, RequestBuilder, StatusCode, Url};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use std::time::Duration;
+use uuid::Uuid;
+
+/// Where clients look for the broker unless told otherwise (`cipc serve`'s default).
+pub const DEFAULT_URL: &str = "http://127.0.0.1:9100";
+
+/// The header a client names itself with (`X-Cipc-Peer`).
+pub const PEER_HEADER: &str = "X-Cipc-Peer";
+
+/// The longest long-poll the API accepts in one request, in milliseconds.
+/// Longer client waits repeat the request.
+pub const MAX_POLL_MS: u64 = 3_600_000;
+
+/// How long an ordinary (non-waiting) request may take before we give up.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// Extra time granted past a long-poll's own timeout before the request is
+/// considered lost (a broker that vanished without closing the connection).
+const POLL_GRACE: Duration = Duration::from_secs(15);
+/// How long establishing a TCP connection may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Why a call failed, sorted by what the user should do about it.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ClientError {
+    /// The client was set up wrongly (bad URL, TLS asked for, bad peer id): fix the flags.
+    #[error("{0}")]
+    Config(String),
+    /// Nothing answered at the URL (refused, reset, timed out): start or find the broker.
+    #[error("cannot reach the broker at {url} ({reason})")]
+    Unreachable {
+        /// The broker URL that was tried.
+        url: String,
+        /// What the network said.
+        reason: String,
+    },
+    /// The broker answered with an error (`{"error": {"code", "message"}}`).
+    #[error("{message} ({code}, HTTP {status})")]
+    Api {
+        /// The HTTP status.
+        status: u16,
+        /// The contract's snake_case code.
+        code: String,
+        /// The broker's own explanation.
+        message: String,
+    },
+    /// Something answered, but not like a cipc broker.
+    #[error("unexpected answer from {url}: {reason}; is this a cipc broker?")]
+    Protocol {
+        /// The URL that answered.
+        url: String,
+        /// What was wrong with the answer.
+        reason: String,
+    },
+}
+
+impl ClientError {
+    /// Whether repeating the same request later may succeed: the broker is
+    /// down or restarting, busy (429), or briefly unavailable (502-504).
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            ClientError::Unreachable { .. } => true,
+            ClientError::Api { status, .. } => matches!(status, 429 | 502 | 503 | 504),
+            _ => false,
+        }
+    }
+}
+
+/// The answer to `POST /commands/send`: one command, or one per online peer for `"*"`.
+#[derive(Debug, Clone)]
+pub enum Sent {
+    /// A single target.
+    One {
+        /// The answer as sent by the broker.
+        response: Box<SendResponse>,
+        /// False when a repeated `dedupeKey` returned the original command.
+        created: bool,
+    },
+    /// The `"*"` fan-out: a copy per online peer.
+    FanOut(CommandsResponse),
+}
+
+impl Sent {
+    /// The commands created (or found), in order.
+    pub fn commands(&self) -> Vec<&Command> {
+        match self {
+            Sent::One { response, .. } => vec![&response.command],
+            Sent::FanOut(r) => r.commands.iter().collect(),
+        }
+    }
+}
+
+/// Serializes as the API object, exactly as the broker shaped it.
+impl Serialize for Sent {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Sent::One { response, .. } => response.serialize(s),
+            Sent::FanOut(r) => r.serialize(s),
+        }
+    }
+}
+
+/// A typed client of one broker.
+#[derive(Debug, Clone)]
+pub struct Client {
+    http: reqwest::Client,
+    base: Url,
+    shown: String,
+    token: Option<String>,
+    peer: Option<Uuid>,
+}
+
+impl Client {
+    /// A client of the broker at `url` (plain `http://` only), sending
+    /// `token` as a bearer token and `peer` as `X-Cipc-Peer` when given.
+    pub fn new(
+        url: &str,
+        token: Option<String>,
+        peer: Option<Uuid>,
+    ) -> Result<Client, ClientError> {
+        let base = parse_base_url(url)?;
+        let mut builder = reqwest::Client::builder().connect_timeout(CONNECT_TIMEOUT);
+        // A broker on this machine is never behind a proxy, and a stray
+        // http_proxy variable must not send local orders elsewhere.
+        let loopback = base
+            .host_str()
+            .map(|h| h.trim_matches(|c| c == '[' || c == ']'))
+            .is_some_and(|h| {
+                h.eq_ignore_ascii_case("localhost")
+                    || h.parse::<std::net::IpAddr>()
+                        .is_ok_and(|ip| ip.is_loopback())
+            });
+        if loopback {
+            builder = builder.no_proxy();
+        }
+        let http = builder
+            .build()
+            .map_err(|e| ClientError::Config(format!("cannot set up the HTTP client: {e}")))?;
+        let shown = base.as_str().trim_end_matches('/').to_string();
+        Ok(Client {
+            http,
+            base,
+            shown,
+            token: token
+                .filter(|t| !t.trim().is_empty())
+                .map(|t| t.trim().to_string()),
+            peer,
+        })
+    }
+
+    /// The broker URL as the user should see it in messages.
+    pub fn base_url(&self) -> &str {
+        &self.shown
+    }
+
+    /// The peer this client speaks for (`X-Cipc-Peer`), if any.
+    pub fn peer(&self) -> Option<Uuid> {
+        self.peer
+    }
+
+    fn url(&self, segments: &[&str], query: &[(&str, String)]) -> Url {
+        let mut url = self.base.clone();
+        if let Ok(mut path) = url.path_segments_mut() {
+            path.pop_if_empty();
+            path.extend(segments);
+        }
+        if !query.is_empty() {
+            let mut pairs = url.query_pairs_mut();
+            for (k, v) in query {
+                pairs.append_pair(k, v);
+            }
+        }
+        url
+    }
+
+    fn request(&self, method: Method, url: Url) -> RequestBuilder {
+        let mut rb = self.http.request(method, url);
+        if let Some(t) = &self.token {
+            rb = rb.bearer_auth(t);
+        }
+        if let Some(p) = self.peer {
+            rb = rb.header(PEER_HEADER, p.to_string());
+        }
+        rb
+    }
+
+    fn network_error(&self, e: reqwest::Error) -> ClientError {
+        let reason = if e.is_timeout() {
+            "no answer in time".to_string()
+        } else if e.is_connect() {
+            // The innermost cause is the readable one ("Connection refused").
+            let mut source: &dyn std::error::Error = &e;
+            while let Some(s) = source.source() {
+                source = s;
+            }
+            source.to_string()
+        } else {
+            "the connection broke".to_string()
+        };
+        ClientError::Unreachable {
+            url: self.shown.clone(),
+            reason,
+        }
+    }
+
+    /// Sends a request and decodes a 2xx answer into `T` (or the error body).
+    async fn call<T: DeserializeOwned>(
+        &self,
+        rb: RequestBuilder,
+        timeout: Duration,
+    ) -> Result<(StatusCode, T), ClientError> {
+        let resp = rb
+            .timeout(timeout)
+            .send()
+            .await
+            .map_err(|e| self.network_error(e))?;
+        let status = resp.status();
+        let bytes = resp.bytes().await.map_err(|e| self.network_error(e))?;
+        if status.is_success() {
+            return serde_json::from_slice(&bytes)
+                .map(|v| (status, v))
+                .map_err(|e| ClientError::Protocol {
+                    url: self.shown.clone(),
+                    reason: format!(
+                        "HTTP {} with a body that does not fit the API ({e})",
+                        status.as_u16()
+                    ),
+                });
+        }
+        Err(api_error(status, &bytes))
+    }
+
+    async fn get<T: DeserializeOwned>(
+        &self,
+        segments: &[&str],
+        query: &[(&str, String)],
+    ) -> Result<T, ClientError> {
+        let url = self.url(segments, query);
+        Ok(self
+            .call(self.request(Method::GET, url), REQUEST_TIMEOUT)
+            .await?
+            .1)
+    }
+
+    async fn poll<T: DeserializeOwned>(
+        &self,
+        segments: &[&str],
+        query: &[(&str, String)],
+        timeout_ms: u64,
+    ) -> Result<T, ClientError> {
+        let url = self.url(segments, query);
+        let limit = Duration::from_millis(timeout_ms) + POLL_GRACE;
+        Ok(self.call(self.request(Method::GET, url), limit).await?.1)
+    }
+
+    async fn send_json<B: Serialize + ?Sized, T: DeserializeOwned>(
+        &self,
+        method: Method,
+        segments: &[&str],
+        body: Option<&B>,
+    ) -> Result<(StatusCode, T), ClientError> {
+        let url = self.url(segments, &[]);
+        let mut rb = self.request(method, url);
+        if let Some(b) = body {
+            rb = rb.json(b);
+        }
+        self.call(rb, REQUEST_TIMEOUT).await
+    }
+
+    // ---- peers ----
+
+    /// `GET /peers/discover`: online peers and their roles.
+    pub async fn discover(&self) -> Result<DiscoverResponse, ClientError> {
+        self.get(&["peers", "discover"], &[]).await
+    }
+
+    /// `POST /peers/connect`: registers (or, with `id`, reconnects) a peer.
+    pub async fn connect(&self, req: &ConnectRequest) -> Result<PeerResponse, ClientError> {
+        Ok(self
+            .send_json(Method::POST, &["peers", "connect"], Some(req))
+            .await?
+            .1)
+    }
+
+    /// `GET /peers`: every known peer.
+    pub async fn peers(&self) -> Result<PeersResponse, ClientError> {
+        self.get(&["peers"], &[]).await
+    }
+
+    /// `GET /peers/{id}`.
+    pub async fn peer_info(&self, id: &str) -> Result<PeerResponse, ClientError> {
+        self.get(&["peers", id], &[]).await
+    }
+
+    /// `POST /peers/{id}/heartbeat`: refreshes `lastSeen`.
+    pub async fn heartbeat(&self, id: &str) -> Result<PeerResponse, ClientError> {
+        Ok(self
+            .send_json::<(), _>(Method::POST, &["peers", id, "heartbeat"], None)
+            .await?
+            .1)
+    }
+
+    /// `DELETE /peers/{id}`: marks the peer offline and requeues its unacked commands.
+    pub async fn disconnect(&self, id: &str) -> Result<PeerResponse, ClientError> {
+        Ok(self
+            .send_json::<(), _>(Method::DELETE, &["peers", id], None)
+            .await?
+            .1)
+    }
+
+    // ---- commands ----
+
+    /// `POST /commands/send`.
+    pub async fn send(&self, req: &SendRequest) -> Result<Sent, ClientError> {
+        let (status, v): (StatusCode, serde_json::Value) = self
+            .send_json(Method::POST, &["commands", "send"], Some(req))
+            .await?;
+        let bad = |e: serde_json::Error| ClientError::Protocol {
+            url: self.shown.clone(),
+            reason: format!("a send answer that does not fit the API ({e})"),
+        };
+        if v.get("commands").is_some() {
+            return Ok(Sent::FanOut(serde_json::from_value(v).map_err(bad)?));
+        }
+        Ok(Sent::One {
+            response: Box::new(serde_json::from_value(v).map_err(bad)?),
+            created: status == StatusCode::CREATED,
+        })
+    }
+
+    /// `GET /commands/{peerId}/wait?timeout=ms`: takes the next command for a peer.
+    pub async fn wait_command(
+        &self,
+        peer: &str,
+        timeout_ms: u64,
+    ) -> Result<WaitResponse, ClientError> {
+        self.poll(
+            &["commands", peer, "wait"],
+            &[("timeout", timeout_ms.to_string())],
+            timeout_ms,
+        )
+        .await
+    }
+
+    /// `GET /commands/{peerId}`: a peer's pending and delivered-unacked commands.
+    pub async fn peer_commands(&self, peer: &str) -> Result<CommandsResponse, ClientError> {
+        self.get(&["commands", peer], &[]).await
+    }
+
+    /// `POST /commands/{id}/ack`.
+    pub async fn ack(&self, id: &str, req: &AckRequest) -> Result<CommandResponse, ClientError> {
+        Ok(self
+            .send_json(Method::POST, &["commands", id, "ack"], Some(req))
+            .await?
+            .1)
+    }
+
+    /// `GET /commands/{id}/result?timeout=ms`: waits for the command to finish.
+    pub async fn wait_result(
+        &self,
+        id: &str,
+        timeout_ms: u64,
+    ) -> Result<CommandResponse, ClientError> {
+        self.poll(
+            &["commands", id, "result"],
+            &[("timeout", timeout_ms.to_string())],
+            timeout_ms,
+        )
+        .await
+    }
+
+    /// `GET /commands?status=&target=&limit=`: newest first.
+    pub async fn list_commands(
+        &self,
+        status: Option<CommandStatus>,
+        target: Option<&str>,
+        limit: Option<usize>,
+    ) -> Result<CommandsResponse, ClientError> {
+        let mut q = Vec::new();
+        if let Some(s) = status {
+            q.push(("status", s.as_str().to_string()));
+        }
+        if let Some(t) = target {
+            q.push(("target", t.to_string()));
+        }
+        if let Some(l) = limit {
+            q.push(("limit", l.to_string()));
+        }
+        self.get(&["commands"], &q).await
+    }
+
+    /// `DELETE /commands/{id}`: cancels a pending or delivered command.
+    pub async fn cancel(&self, id: &str) -> Result<CommandResponse, ClientError> {
+        Ok(self
+            .send_json::<(), _>(Method::DELETE, &["commands", id], None)
+            .await?
+            .1)
+    }
+
+    // ---- channels ----
+
+    /// `POST /channels/{name}/send`: the whole body is the message's data.
+    pub async fn channel_send(
+        &self,
+        name: &str,
+        data: &serde_json::Value,
+    ) -> Result<MessageResponse, ClientError> {
+        Ok(self
+            .send_json(Method::POST, &["channels", name, "send"], Some(data))
+            .await?
+            .1)
+    }
+
+    /// `GET /channels/{name}/messages?since=&limit=`.
+    pub async fn channel_messages(
+        &self,
+        name: &str,
+        since: Option<u64>,
+        limit: Option<usize>,
+    ) -> Result<MessagesResponse, ClientError> {
+        let mut q = Vec::new();
+        if let Some(s) = since {
+            q.push(("since", s.to_string()));
+        }
+        if let Some(l) = limit {
+            q.push(("limit", l.to_string()));
+        }
+        self.get(&["channels", name, "messages"], &q).await
+    }
+
+    /// `GET /channels`.
+    pub async fn channels(&self) -> Result<ChannelsResponse, ClientError> {
+        self.get(&["channels"], &[]).await
+    }
+
+    /// `GET /channels/{name}/stream`: opens the SSE stream of a channel,
+    /// resuming after `last_event_id` when given (else after `since`).
+    pub async fn channel_stream(
+        &self,
+        name: &str,
+        since: Option<u64>,
+        last_event_id: Option<u64>,
+    ) -> Result<SseStream, ClientError> {
+        let q: Vec<(&str, String)> = since
+            .map(|s| ("since", s.to_string()))
+            .into_iter()
+            .collect();
+        let url = self.url(&["channels", name, "stream"], &q);
+        let mut rb = self
+            .request(Method::GET, url)
+            .header(reqwest::header::ACCEPT, "text/event-stream");
+        if let Some(id) = last_event_id {
+            rb = rb.header("Last-Event-ID", id.to_string());
+        }
+        let resp = rb.send().await.map_err(|e| self.network_error(e))?;
+        let status = resp.status();
+        if !status.is_success() {
+            let bytes = resp.bytes().await.map_err(|e| self.network_error(e))?;
+            return Err(api_error(status, &bytes));
+        }
+        Ok(SseStream {
+            resp,
+            buf: Vec::new(),
+            shown: self.shown.clone(),
+        })
+    }
+
+    // ---- signals ----
+
+    /// `POST /signals/{name}`: emits (sets) a signal.
+    pub async fn emit(&self, name: &str, req: &EmitRequest) -> Result<SignalResponse, ClientError> {
+        Ok(self
+            .send_json(Method::POST, &["signals", name], Some(req))
+            .await?
+            .1)
+    }
+
+    /// `GET /signals/{name}`.
+    pub async fn signal(&self, name: &str) -> Result<SignalResponse, ClientError> {
+        self.get(&["signals", name], &[]).await
+    }
+
+    /// `GET /signals/{name}/wait?timeout=ms&after=K`.
+    pub async fn wait_signal(
+        &self,
+        name: &str,
+        after: Option<u64>,
+        timeout_ms: u64,
+    ) -> Result<SignalResponse, ClientError> {
+        let mut q = vec![("timeout", timeout_ms.to_string())];
+        if let Some(a) = after {
+            q.push(("after", a.to_string()));
+        }
+        self.poll(&["signals", name, "wait"], &q, timeout_ms).await
+    }
+
+    /// `DELETE /signals/{name}`: clears the latch.
+    pub async fn clear_signal(&self, name: &str) -> Result<SignalResponse, ClientError> {
+        Ok(self
+            .send_json::<(), _>(Method::DELETE, &["signals", name], None)
+            .await?
+            .1)
+    }
+
+    /// `GET /signals`.
+    pub async fn signals(&self) -> Result<SignalsResponse, ClientError> {
+        self.get(&["signals"], &[]).await
+    }
+
+    // ---- system ----
+
+    /// `GET /status`: everything at a glance.
+    pub async fn status(&self) -> Result<StatusResponse, ClientError> {
+        self.get(&["status"], &[]).await
+    }
+
+    /// `POST /reset`: clears all state.
+    pub async fn reset(&self) -> Result<OkResponse, ClientError> {
+        Ok(self
+            .send_json::<(), _>(Method::POST, &["reset"], None)
+            .await?
+            .1)
+    }
+
+    /// `GET /healthz`: is anything answering (never needs the token).
+    pub async fn healthz(&self) -> Result<OkResponse, ClientError> {
+        self.get(&["healthz"], &[]).await
+    }
+}
+
+/// One Server-Sent Event.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SseEvent {
+    /// The `id:` field, when sent.
+    pub id: Option<String>,
+    /// The `event:` field ("message" when absent).
+    pub event: String,
+    /// The `data:` lines joined with newlines.
+    pub data: String,
+}
+
+/// An open `text/event-stream` answer, read event by event.
+#[derive(Debug)]
+pub struct SseStream {
+    resp: reqwest::Response,
+    buf: Vec<u8>,
+    shown: String,
+}
+
+impl SseStream {
+    /// The next event, `Ok(None)` when the broker closed the stream. Comments
+    /// (keep-alives) are skipped. An error means the connection broke.
+    pub async fn next_event(&mut self) -> Result<Option<SseEvent>, ClientError> {
+        let mut ev = SseEvent::default();
+        let mut has_data = false;
+        loop {
+            while let Some(pos) = self.buf.iter().position(|&b| b == b'\n') {
+                let raw: Vec<u8> = self.buf.drain(..=pos).collect();
+                let line = String::from_utf8_lossy(&raw);
+                let line = line.trim_end_matches(['\n', '\r']);
+                if line.is_empty() {
+                    if has_data {
+                        if ev.event.is_empty() {
+                            ev.event = "message".into();
+                        }
+                        return Ok(Some(ev));
+                    }
+                    ev = SseEvent::default();
+                    continue;
+                }
+                if line.starts_with(':') {
+                    continue;
+                }
+                let (field, value) = match line.split_once(':') {
+                    Some((f, v)) => (f, v.strip_prefix(' ').unwrap_or(v)),
+                    None => (line, ""),
+                };
+                match field {
+                    "id" => ev.id = Some(value.to_string()),
+                    "event" => ev.event = value.to_string(),
+                    "data" => {
+                        if has_data {
+                            ev.data.push('\n');
+                        }
+                        ev.data.push_str(value);
+                        has_data = true;
+                    }
+                    _ => {}
+                }
+            }
+            match self.resp.chunk().await {
+                Ok(Some(bytes)) => self.buf.extend_from_slice(&bytes),
+                Ok(None) => return Ok(None),
+                Err(_) => {
+                    return Err(ClientError::Unreachable {
+                        url: self.shown.clone(),
+                        reason: "the stream broke".into(),
+                    })
+                }
+            }
+        }
+    }
+}
+
+/// Parses and checks a broker URL: plain http only.
+fn parse_base_url(raw: &str) -> Result<Url, ClientError> {
+    let raw = raw.trim();
+    let with_scheme = if raw.contains("://") {
+        raw.to_string()
+    } else {
+        format!("http://{raw}")
+    };
+    let url = Url::parse(&with_scheme).map_err(|e| {
+        ClientError::Config(format!(
+            "--url {raw:?} is not a URL ({e}); use e.g. {DEFAULT_URL}"
+        ))
+    })?;
+    match url.scheme() {
+        "http" => {}
+        "https" => {
+            return Err(ClientError::Config(format!(
+                "--url {raw:?} uses https, but this cipc speaks plain HTTP only (no TLS, to start fast); \
+                 use an http:// URL (e.g. through an SSH tunnel: ssh -L 9100:127.0.0.1:9100 HOST), \
+                 or put a local TLS-terminating proxy in front of the remote broker"
+            )))
+        }
+        other => {
+            return Err(ClientError::Config(format!(
+                "--url {raw:?} has scheme {other:?}; use an http:// URL such as {DEFAULT_URL}"
+            )))
+        }
+    }
+    if url.host().is_none() {
+        return Err(ClientError::Config(format!(
+            "--url {raw:?} has no host; use e.g. {DEFAULT_URL}"
+        )));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(ClientError::Config(format!(
+            "--url {raw:?} must not have a query or fragment; use e.g. {DEFAULT_URL}"
+        )));
+    }
+    Ok(url)
+}
+
+/// Turns a non-2xx answer into [`ClientError::Api`], using the contract's
+/// error body when there is one.
+fn api_error(status: StatusCode, bytes: &[u8]) -> ClientError {
+    if let Ok(body) = serde_json::from_slice::<ErrorResponse>(bytes) {
+        return ClientError::Api {
+            status: status.as_u16(),
+            code: body.error.code,
+            message: body.error.message,
+        };
+    }
+    let text = String::from_utf8_lossy(bytes);
+    let text: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    let snippet: String = text.chars().take(200).collect();
+    ClientError::Api {
+        status: status.as_u16(),
+        code: format!("http_{}", status.as_u16()),
+        message: if snippet.is_empty() {
+            status
+                .canonical_reason()
+                .unwrap_or("no explanation given")
+                .to_string()
+        } else {
+            snippet
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_checked() {
+        assert!(parse_base_url("http://127.0.0.1:9100").is_ok());
+        assert!(parse_base_url("127.0.0.1:9100").is_ok());
+        let e = parse_base_url("https://example.com")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("plain HTTP"), "{e}");
+        assert!(parse_base_url("ftp://x").is_err());
+    }
+
+    #[test]
+    fn paths_join_under_a_prefix() {
+        let c = Client::new("http://h:1/cipc/", None, None).unwrap();
+        assert_eq!(
+            c.url(&["signals", "a b"], &[]).as_str(),
+            "http://h:1/cipc/signals/a%20b"
+        );
+        let c = Client::new("http://h:1", None, None).unwrap();
+        assert_eq!(
+            c.url(&["signals", "x", "wait"], &[("timeout", "5".into())])
+                .as_str(),
+            "http://h:1/signals/x/wait?timeout=5"
+        );
+    }
+}

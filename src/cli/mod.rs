@@ -1,11 +1,27 @@
 //! The `cipc` command line: argument definitions and dispatch.
 //!
-//! `serve` runs the broker; every other subcommand is a client of its HTTP API.
+//! `serve` runs the broker; every other subcommand is a client of its HTTP API
+//! (through [`crate::client::Client`]), one file per group: [`peers`],
+//! [`commands`] (send/wait/ack), [`chan`], [`signal`], [`system`]
+//! (status/reset) and [`generate`] (completions/man). [`output`] decides
+//! between tables and JSON; [`poll`] turns long-polls into waits of any length.
 
 pub mod bench;
+pub mod chan;
+pub mod commands;
+pub mod generate;
+pub mod output;
+pub mod peers;
+pub mod poll;
 pub mod serve;
+pub mod signal;
+pub mod system;
 
-use clap::{Parser, Subcommand};
+use crate::client::{Client, ClientError, DEFAULT_URL};
+use clap::{Args, Parser, Subcommand};
+use output::Output;
+use std::future::Future;
+use std::path::PathBuf;
 
 /// Exit codes, documented in `--help` and the man page.
 pub mod exit {
@@ -24,6 +40,9 @@ pub mod exit {
 const AFTER_HELP: &str = "\
 Exit codes: 0 ok, 1 error (the broker said no, or the command failed), 2 usage,
 3 cannot reach the broker, 124 a wait timed out.
+
+Output: tables on a terminal; one JSON document per result when stdout is not
+a terminal or with --json. Durations: 500ms, 30s, 5m, 1h.
 
 Environment: CIPC_URL, CIPC_TOKEN, CIPC_PEER (clients); CIPC_HOST, CIPC_PORT,
 CIPC_DATA_DIR, CIPC_TOKEN (serve); RUST_LOG (serve logging); NO_COLOR.";
@@ -44,6 +63,206 @@ pub enum Command {
     Serve(serve::ServeArgs),
     /// Measure a broker: command round trips, channel throughput, idle waiters.
     Bench(bench::BenchArgs),
+    /// List, register and manage peers (sessions with a role).
+    Peers(peers::PeersArgs),
+    /// Send a command to a role, a peer, or "*" (every online peer).
+    Send(commands::SendArgs),
+    /// Wait for the next command for this peer (--peer / CIPC_PEER) and print it.
+    Wait(commands::WaitArgs),
+    /// Report a command done (with a result) or failed (with --error).
+    Ack(commands::AckArgs),
+    /// Channels: named append-only message streams.
+    Chan(chan::ChanArgs),
+    /// Signals: named latches that release waiters when emitted.
+    Signal(signal::SignalArgs),
+    /// Peers, commands, channels and signals at a glance.
+    Status(system::StatusArgs),
+    /// Clear every peer, command, channel and signal.
+    Reset(system::ResetArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions(generate::CompletionsArgs),
+    /// Print the man page (or write every page into a directory).
+    Man(generate::ManArgs),
+}
+
+/// The flags every client subcommand takes: where the broker is, who we are,
+/// and how to print. They are global within each subcommand group, so they
+/// go anywhere after the subcommand's name.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Broker and output options")]
+pub struct ClientArgs {
+    /// The broker's URL (plain http).
+    #[arg(long, global = true, env = "CIPC_URL", hide_env_values = true, default_value = DEFAULT_URL, value_name = "URL")]
+    pub url: String,
+    /// The broker's token, sent as `Authorization: Bearer` (prefer CIPC_TOKEN or --token-file: flags show in `ps`).
+    #[arg(
+        long,
+        global = true,
+        env = "CIPC_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN"
+    )]
+    pub token: Option<String>,
+    /// Read the token from a file that is not world-readable (wins over --token).
+    #[arg(long, global = true, value_name = "PATH")]
+    pub token_file: Option<PathBuf>,
+    /// This session's peer id, sent as X-Cipc-Peer (see `cipc peers connect --export`).
+    #[arg(
+        long,
+        global = true,
+        env = "CIPC_PEER",
+        hide_env_values = true,
+        value_name = "ID"
+    )]
+    pub peer: Option<String>,
+    /// Print one JSON document per result (the default when stdout is not a terminal).
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Print tables and short lines even when stdout is not a terminal.
+    #[arg(long, global = true, conflicts_with = "json")]
+    pub table: bool,
+}
+
+/// Why a subcommand stopped: an exit code and, usually, one line for stderr.
+#[derive(Debug, Clone)]
+pub struct CliError {
+    /// The process exit code ([`exit`]).
+    pub code: i32,
+    /// What failed and what to do; `None` when everything was already said.
+    pub message: Option<String>,
+}
+
+impl CliError {
+    /// Exit code 1 with a message.
+    pub fn error(message: impl Into<String>) -> CliError {
+        CliError {
+            code: exit::ERROR,
+            message: Some(message.into()),
+        }
+    }
+
+    /// Exit code 2 (bad usage) with a message.
+    pub fn usage(message: impl Into<String>) -> CliError {
+        CliError {
+            code: exit::USAGE,
+            message: Some(message.into()),
+        }
+    }
+
+    /// An exit code with nothing more to say.
+    pub fn quiet(code: i32) -> CliError {
+        CliError {
+            code,
+            message: None,
+        }
+    }
+}
+
+impl From<ClientError> for CliError {
+    fn from(e: ClientError) -> CliError {
+        match &e {
+            ClientError::Config(_) => CliError::usage(e.to_string()),
+            ClientError::Unreachable { .. } => CliError {
+                code: exit::UNREACHABLE,
+                message: Some(format!(
+                    "{e}; is it running? Start one with `cipc serve`, or point --url / CIPC_URL at it"
+                )),
+            },
+            ClientError::Api { .. } => CliError::error(format!("the broker said: {e}")),
+            ClientError::Protocol { .. } => CliError::error(e.to_string()),
+        }
+    }
+}
+
+/// What a client subcommand runs with: the connected client and the output policy.
+pub struct Ctx {
+    /// The typed API client.
+    pub client: Client,
+    /// Tables or JSON, colours, spinners.
+    pub out: Output,
+}
+
+impl Ctx {
+    fn new(args: &ClientArgs) -> Result<Ctx, CliError> {
+        let token = match &args.token_file {
+            Some(path) => Some(serve::read_token_file(path).map_err(CliError::usage)?),
+            None => args.token.clone(),
+        };
+        let peer = match args.peer.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(p) => Some(uuid::Uuid::parse_str(p).map_err(|_| {
+                CliError::usage(format!(
+                    "--peer / CIPC_PEER {p:?} is not a peer id; use the id printed by `cipc peers connect ROLE`"
+                ))
+            })?),
+        };
+        Ok(Ctx {
+            client: Client::new(&args.url, token, peer)?,
+            out: Output::detect(args.json, args.table),
+        })
+    }
+
+    /// The peer id to act on: the one given, else `--peer` / `CIPC_PEER`.
+    pub fn peer_or(&self, explicit: Option<&str>, what: &str) -> Result<String, CliError> {
+        if let Some(id) = explicit {
+            return Ok(id.to_string());
+        }
+        self.client.peer().map(|p| p.to_string()).ok_or_else(|| {
+            CliError::usage(format!(
+                "{what} needs a peer id: give it, pass --peer ID, or set CIPC_PEER \
+                 (eval \"$(cipc peers connect ROLE --export)\")"
+            ))
+        })
+    }
+}
+
+/// Reads a JSON argument given inline, as `@file`, or as `-` (stdin).
+pub fn read_json_arg(arg: &str, what: &str) -> Result<serde_json::Value, CliError> {
+    let (text, source) = if arg == "-" {
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut s)
+            .map_err(|e| CliError::error(format!("cannot read {what} from stdin: {e}")))?;
+        (s, "stdin".to_string())
+    } else if let Some(path) = arg.strip_prefix('@') {
+        let s = std::fs::read_to_string(path)
+            .map_err(|e| CliError::usage(format!("cannot read {what} from {path}: {e}")))?;
+        (s, path.to_string())
+    } else {
+        (arg.to_string(), "the argument".to_string())
+    };
+    serde_json::from_str(&text).map_err(|e| {
+        CliError::usage(format!(
+            "{what} from {source} is not valid JSON ({e}); quote text as JSON, e.g. '\"hello\"' or '{{\"key\":\"value\"}}'"
+        ))
+    })
+}
+
+/// Runs one client subcommand on a lean single-threaded runtime and turns
+/// its outcome into an exit code, printing the error line if there is one.
+fn run_client<F, Fut>(group: &str, args: &ClientArgs, f: F) -> i32
+where
+    F: FnOnce(Ctx) -> Fut,
+    Fut: Future<Output = Result<i32, CliError>>,
+{
+    let result = Ctx::new(args).and_then(|ctx| {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| CliError::error(format!("cannot start the async runtime: {e}")))?;
+        rt.block_on(f(ctx))
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) => report(group, e),
+    }
+}
+
+/// Prints an error's one line (if any) and returns its exit code.
+fn report(group: &str, e: CliError) -> i32 {
+    if let Some(m) = e.message {
+        eprintln!("cipc {group}: {m}");
+    }
+    e.code
 }
 
 /// Runs the parsed command line; returns the process exit code.
@@ -51,5 +270,15 @@ pub fn run(cli: Cli) -> i32 {
     match cli.command {
         Command::Serve(args) => serve::run(args),
         Command::Bench(args) => bench::run(args),
+        Command::Peers(a) => run_client("peers", &a.client.clone(), |ctx| peers::run(a, ctx)),
+        Command::Send(a) => run_client("send", &a.client.clone(), |ctx| commands::send(a, ctx)),
+        Command::Wait(a) => run_client("wait", &a.client.clone(), |ctx| commands::wait(a, ctx)),
+        Command::Ack(a) => run_client("ack", &a.client.clone(), |ctx| commands::ack(a, ctx)),
+        Command::Chan(a) => run_client("chan", &a.client.clone(), |ctx| chan::run(a, ctx)),
+        Command::Signal(a) => run_client("signal", &a.client.clone(), |ctx| signal::run(a, ctx)),
+        Command::Status(a) => run_client("status", &a.client.clone(), |ctx| system::status(a, ctx)),
+        Command::Reset(a) => run_client("reset", &a.client.clone(), |ctx| system::reset(a, ctx)),
+        Command::Completions(a) => generate::completions(a),
+        Command::Man(a) => generate::man(a),
     }
 }

@@ -1,0 +1,556 @@
+
+use builtin;
+use str;
+
+set edit:completion:arg-completer[cipc] = {|@words|
+    fn spaces {|n|
+        builtin:repeat $n ' ' | str:join ''
+    }
+    fn cand {|text desc|
+        edit:complex-candidate $text &display=$text' '(spaces (- 14 (wcswidth $text)))$desc
+    }
+    var command = 'cipc'
+    for word $words[1..-1] {
+        if (str:has-prefix $word '-') {
+            break
+        }
+        set command = $command';'$word
+    }
+    var completions = [
+        &'cipc'= {
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+            cand serve 'Run the broker (REST API, dashboard, MCP endpoint)'
+            cand bench 'Measure a broker: command round trips, channel throughput, idle waiters'
+            cand peers 'List, register and manage peers (sessions with a role)'
+            cand send 'Send a command to a role, a peer, or "*" (every online peer)'
+            cand wait 'Wait for the next command for this peer (--peer / CIPC_PEER) and print it'
+            cand ack 'Report a command done (with a result) or failed (with --error)'
+            cand chan 'Channels: named append-only message streams'
+            cand signal 'Signals: named latches that release waiters when emitted'
+            cand status 'Peers, commands, channels and signals at a glance'
+            cand reset 'Clear every peer, command, channel and signal'
+            cand completions 'Print a shell completion script (bash, zsh, fish, elvish, powershell)'
+            cand man 'Print the man page (or write every page into a directory)'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'cipc;serve'= {
+            cand --host 'Address to listen on. Anything but loopback needs a token (or --insecure-no-auth)'
+            cand -p 'Port to listen on (0 picks a free one and prints it)'
+            cand --port 'Port to listen on (0 picks a free one and prints it)'
+            cand --data-dir 'Where the SQLite file lives [default: $XDG_STATE_HOME/cipc or ~/.local/state/cipc]'
+            cand --token 'Require this token from every client (prefer CIPC_TOKEN or --token-file: flags show in `ps`)'
+            cand --token-file 'Read the token from a file that is not world-readable'
+            cand --allowed-host 'Also accept this Host name (reverse proxies, DNS names); repeatable'
+            cand --max-body 'Largest request body in bytes'
+            cand --channel-retention 'Messages kept per channel; older ones are trimmed'
+            cand --command-retention 'Finished commands kept with their results; the oldest are forgotten'
+            cand --max-waiters 'Open long-polls and streams allowed in all (429 past it)'
+            cand --stale-after 'A silent peer turns stale after this long'
+            cand --offline-after 'A silent peer goes offline (its unacked commands are requeued) after this long'
+            cand --memory 'Keep everything in memory; nothing survives a restart'
+            cand --generate-token 'Print a new random token and exit'
+            cand --insecure-no-auth 'Serve a non-loopback address without a token (trusted lab networks only)'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'cipc;bench'= {
+            cand --url 'Measure this running broker instead of starting one (idle-waiter memory is then not measured)'
+            cand --round-trips 'Command round trips to time'
+            cand --messages 'Channel messages to send in all'
+            cand --clients 'Concurrent channel senders'
+            cand --waiters 'Idle long-poll waiters to hold open (0 skips)'
+            cand --spawns 'Process spawns per CLI-vs-curl comparison (0 skips)'
+            cand --memory 'Start the broker with `--memory` (default: durable, in a temporary dir)'
+            cand --json 'Print the results as JSON instead of a table'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'cipc;peers'= {
+            cand --url 'The broker''s URL (plain http)'
+            cand --token 'The broker''s token, sent as `Authorization: Bearer` (prefer CIPC_TOKEN or --token-file: flags show in `ps`)'
+            cand --token-file 'Read the token from a file that is not world-readable (wins over --token)'
+            cand --peer 'This session''s peer id, sent as X-Cipc-Peer (see `cipc peers connect --export`)'
+            cand --json 'Print one JSON document per result (the default when stdout is not a terminal)'
+            cand --table 'Print tables and short lines even when stdout is not a terminal'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+            cand list 'List every known peer with its status (the default)'
+            cand discover 'List online peers and the roles they hold'
+            cand connect 'Register this session as a peer with ROLE and print it'
+            cand show 'Show one peer (default: --peer / CIPC_PEER)'
+            cand disconnect 'Disconnect a peer: it goes offline and its unacked commands are pending again'
+            cand heartbeat 'Tell the broker this peer is alive (default: --peer / CIPC_PEER)'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'cipc;peers;list'= {
+            cand --url 'The broker''s URL (plain http)'
+            cand --token 'The broker''s token, sent as `Authorization: Bearer` (prefer CIPC_TOKEN or --token-file: flags show in `ps`)'
+            cand --token-file 'Read the token from a file that is not world-readable (wins over --token)'
+            cand --peer 'This session''s peer id, sent as X-Cipc-Peer (see `cipc peers connect --export`)'
+            cand --json 'Print one JSON document per result (the default when stdout is not a terminal)'
+            cand --table 'Print tables and short lines even when stdout is not a terminal'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'cipc;peers;discover'= {
+            cand --url 'The broker''s URL (plain http)'
+            cand --token 'The broker''s token, sent as `Authorization: Bearer` (prefer CIPC_TOKEN or --token-file: flags show in `ps`)'
+            cand --token-file 'Read the token from a file that is not world-readable (wins over --token)'
+            cand --peer 'This session''s peer id, sent as X-Cipc-Peer (see `cipc peers connect --export`)'
+            cand --json 'Print one JSON document per result (the default when stdout is not a terminal)'
+            cand --table 'Print tables and short lines even when stdout is not a terminal'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'cipc;peers;connect'= {
+            cand --cap 'A capability tag; repeatable, or comma-separated'
+            cand --name 'A human-friendly name'
+            cand --id 'Reconnect as this known peer id instead of getting a new one'
+            cand --url 'The broker''s URL (plain http)'
+            cand --token 'The broker''s token, sent as `Authorization: Bearer` (prefer CIPC_TOKEN or --token-file: flags show in `ps`)'
+            cand --token-file 'Read the token from a file that is not world-readable (wins over --token)'
+            cand --peer 'This session''s peer id, sent as X-Cipc-Peer (see `cipc peers connect --export`)'
+            cand --export 'Print only `export CIPC_PEER=<id>`, for eval "$(cipc peers connect ROLE --export)"'
+            cand --json 'Print one JSON document per result (the default when stdout is not a terminal)'
+            cand --table 'Print tables and short lines even when stdout is not a terminal'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'cipc;peers;show'= {
+            cand --url 'The broker''s URL (plain http)'
+            cand --token 'The broker''s token, sent as `Authorization: Bearer` (prefer CIPC_TOKEN or --token-file: flags show in `ps`)'
+            cand --token-file 'Read the token from a file that is not world-readable (wins over --token)'
+            cand --peer 'This session''s peer id, sent as X-Cipc-Peer (see `cipc peers connect --export`)'
+            cand --json 'Print one JSON document per result (the default when stdout is not a terminal)'
+            cand --table 'Print tables and short lines even when stdout is not a terminal'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'cipc;peers;disconnect'= {
+            cand --url 'The broker''s URL (plain http)'
+            cand --token 'The broker''s token, sent as `Authorization: Bearer` (prefer CIPC_TOKEN or --token-file: flags show in `ps`)'
+            cand --token-file 'Read the token from a file that is not world-readable (wins over --token)'
+            cand --peer 'This session''s peer id, sent as X-Cipc-Peer (see `cipc peers connect --export`)'
+            cand --json 'Print one JSON document per result (the default when stdout is not a terminal)'
+            cand --table 'Print tables and short lines even when stdout is not a terminal'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'cipc;peers;heartbeat'= {
+            cand --url 'The broker''s URL (plain http)'
+            cand --token 'The broker''s token, sent as `Authorization: Bearer` (prefer CIPC_TOKEN or --token-file: flags show in `ps`)'
+            cand --token-file 'Read the token from a file that is not world-readable (wins over --token)'
+            cand --peer 'This session''s peer id, sent as X-Cipc-Peer (see `cipc peers connect --export`)'
+            cand --json 'Print one JSON document per result (the default when stdout is not a terminal)'
+            cand --table 'Print tables and short lines even when stdout is not a terminal'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'cipc;peers;help'= {
+            cand list 'List every known peer with its status (the default)'
+            cand discover 'List online peers and the roles they hold'
+            cand connect 'Register this session as a peer with ROLE and print it'
+            cand show 'Show one peer (default: --peer / CIPC_PEER)'
+            cand disconnect 'Disconnect a peer: it goes offline and its unacked commands are pending again'
+            cand heartbeat 'Tell the broker this peer is alive (default: --peer / CIPC_PEER)'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'cipc;peers;help;list'= {
+        }
+        &'cipc;peers;help;discover'= {
+        }
+        &'cipc;peers;help;connect'= {
+        }
+        &'cipc;peers;help;show'= {
+        }
+        &'cipc;peers;help;disconnect'= {
+        }
+        &'cipc;peers;help;heartbeat'= {
+        }
+        &'cipc;peers;help;help'= {
+        }
+        &'cipc;send'= {
+            cand --url 'The broker''s URL (plain http)'
+            cand --token 'The broker''s token, sent as `Authorization: Bearer` (prefer CIPC_TOKEN or --token-file: flags show in `ps`)'
+            cand --token-file 'Read the token from a file that is not world-readable (wins over --token)'
+            cand --peer 'This session''s peer id, sent as X-Cipc-Peer (see `cipc peers connect --export`)'
+            cand -p 'One parameter: key=value (a string) or key:=JSON (a number, object, ...); repeatable'
+            cand --param 'One parameter: key=value (a string) or key:=JSON (a number, object, ...); repeatable'
+            cand --params 'All parameters as JSON: inline, @file, or - for stdin (--param adds to it)'
+            cand --from 'Who is sending [default: this peer''s role, else "anonymous"]'
+            cand --dedupe-key 'An idempotency key: sending it again answers the original command'
+            cand --ttl 'Let the command expire if nobody takes it within this long (e.g. 10m)'
+            cand --timeout 'With --wait: give up after this long (exit 124) [default: 5m]'
+            cand --json 'Print one JSON document per result (the default when stdout is not a terminal)'
+            cand --table 'Print tables and short lines even when stdout is not a terminal'
+            cand --wait 'Block until the command is acked and print the result (exit 1 if it failed)'
+            cand --forever 'With --wait: wait as long as it takes'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'cipc;wait'= {
+            cand --url 'The broker''s URL (plain http)'
+            cand --token 'The broker''s token, sent as `Authorization: Bearer` (prefer CIPC_TOKEN or --token-file: flags show in `ps`)'
+            cand --token-file 'Read the token from a file that is not world-readable (wins over --token)'
+            cand --peer 'This session''s peer id, sent as X-Cipc-Peer (see `cipc peers connect --export`)'
+            cand --timeout 'Give up after this long (exit 124)'
+            cand --json 'Print one JSON document per result (the default when stdout is not a terminal)'
+            cand --table 'Print tables and short lines even when stdout is not a terminal'
+            cand --forever 'Wait as long as it takes'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'cipc;ack'= {
+            cand --url 'The broker''s URL (plain http)'
+            cand --token 'The broker''s token, sent as `Authorization: Bearer` (prefer CIPC_TOKEN or --token-file: flags show in `ps`)'
+            cand --token-file 'Read the token from a file that is not world-readable (wins over --token)'
+            cand --peer 'This session''s peer id, sent as X-Cipc-Peer (see `cipc peers connect --export`)'
+            cand --result 'The outcome as JSON: inline, @file, or - for stdin'
+            cand --error 'Report the command failed, with this message'
+            cand --json 'Print one JSON document per result (the default when stdout is not a terminal)'
+            cand --table 'Print tables and short lines even when stdout is not a terminal'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'cipc;chan'= {
+            cand --url 'The broker''s URL (plain http)'
+            cand --token 'The broker''s token, sent as `Authorization: Bearer` (prefer CIPC_TOKEN or --token-file: flags show in `ps`)'
+            cand --token-file 'Read the token from a file that is not world-readable (wins over --token)'
+            cand --peer 'This session''s peer id, sent as X-Cipc-Peer (see `cipc peers connect --export`)'
+            cand --json 'Print one JSON document per result (the default when stdout is not a terminal)'
+            cand --table 'Print tables and short lines even when stdout is not a terminal'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+            cand send 'Append a message (any JSON) to a channel'
+            cand read 'Print a channel''s messages after --since'
+            cand follow 'Print new messages as they arrive, until Ctrl-C (reconnects by itself)'
+            cand list 'List channels with their message counts'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'cipc;chan;send'= {
+            cand --url 'The broker''s URL (plain http)'
+            cand --token 'The broker''s token, sent as `Authorization: Bearer` (prefer CIPC_TOKEN or --token-file: flags show in `ps`)'
+            cand --token-file 'Read the token from a file that is not world-readable (wins over --token)'
+            cand --peer 'This session''s peer id, sent as X-Cipc-Peer (see `cipc peers connect --export`)'
+            cand --json 'Print one JSON document per result (the default when stdout is not a terminal)'
+            cand --table 'Print tables and short lines even when stdout is not a terminal'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'cipc;chan;read'= {
+            cand --since 'Only messages with a seq greater than this'
+            cand --limit 'At most this many messages (broker default 1000)'
+            cand --url 'The broker''s URL (plain http)'
+            cand --token 'The broker''s token, sent as `Authorization: Bearer` (prefer CIPC_TOKEN or --token-file: flags show in `ps`)'
+            cand --token-file 'Read the token from a file that is not world-readable (wins over --token)'
+            cand --peer 'This session''s peer id, sent as X-Cipc-Peer (see `cipc peers connect --export`)'
+            cand --json 'Print one JSON document per result (the default when stdout is not a terminal)'
+            cand --table 'Print tables and short lines even when stdout is not a terminal'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'cipc;chan;follow'= {
+            cand --since 'Start after this seq (0: the whole history) [default: only new messages]'
+            cand --url 'The broker''s URL (plain http)'
+            cand --token 'The broker''s token, sent as `Authorization: Bearer` (prefer CIPC_TOKEN or --token-file: flags show in `ps`)'
+            cand --token-file 'Read the token from a file that is not world-readable (wins over --token)'
+            cand --peer 'This session''s peer id, sent as X-Cipc-Peer (see `cipc peers connect --export`)'
+            cand --json 'Print one JSON document per result (the default when stdout is not a terminal)'
+            cand --table 'Print tables and short lines even when stdout is not a terminal'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'cipc;chan;list'= {
+            cand --url 'The broker''s URL (plain http)'
+            cand --token 'The broker''s token, sent as `Authorization: Bearer` (prefer CIPC_TOKEN or --token-file: flags show in `ps`)'
+            cand --token-file 'Read the token from a file that is not world-readable (wins over --token)'
+            cand --peer 'This session''s peer id, sent as X-Cipc-Peer (see `cipc peers connect --export`)'
+            cand --json 'Print one JSON document per result (the default when stdout is not a terminal)'
+            cand --table 'Print tables and short lines even when stdout is not a terminal'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'cipc;chan;help'= {
+            cand send 'Append a message (any JSON) to a channel'
+            cand read 'Print a channel''s messages after --since'
+            cand follow 'Print new messages as they arrive, until Ctrl-C (reconnects by itself)'
+            cand list 'List channels with their message counts'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'cipc;chan;help;send'= {
+        }
+        &'cipc;chan;help;read'= {
+        }
+        &'cipc;chan;help;follow'= {
+        }
+        &'cipc;chan;help;list'= {
+        }
+        &'cipc;chan;help;help'= {
+        }
+        &'cipc;signal'= {
+            cand --url 'The broker''s URL (plain http)'
+            cand --token 'The broker''s token, sent as `Authorization: Bearer` (prefer CIPC_TOKEN or --token-file: flags show in `ps`)'
+            cand --token-file 'Read the token from a file that is not world-readable (wins over --token)'
+            cand --peer 'This session''s peer id, sent as X-Cipc-Peer (see `cipc peers connect --export`)'
+            cand --json 'Print one JSON document per result (the default when stdout is not a terminal)'
+            cand --table 'Print tables and short lines even when stdout is not a terminal'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+            cand emit 'Emit (set) a signal, releasing its waiters; emitting again replaces the data'
+            cand wait 'Wait until a signal is emitted and print it (exit 124 on timeout)'
+            cand get 'Print a signal (emitted: false if it never was)'
+            cand clear 'Clear a signal so that waiters block again (its count is kept)'
+            cand list 'List every signal'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'cipc;signal;emit'= {
+            cand --data 'Data carried by the signal: JSON inline, @file, or - for stdin'
+            cand --url 'The broker''s URL (plain http)'
+            cand --token 'The broker''s token, sent as `Authorization: Bearer` (prefer CIPC_TOKEN or --token-file: flags show in `ps`)'
+            cand --token-file 'Read the token from a file that is not world-readable (wins over --token)'
+            cand --peer 'This session''s peer id, sent as X-Cipc-Peer (see `cipc peers connect --export`)'
+            cand --json 'Print one JSON document per result (the default when stdout is not a terminal)'
+            cand --table 'Print tables and short lines even when stdout is not a terminal'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'cipc;signal;wait'= {
+            cand --timeout 'Give up after this long'
+            cand --after 'Wait for an emission newer than this count (from an earlier `get`/`wait`)'
+            cand --url 'The broker''s URL (plain http)'
+            cand --token 'The broker''s token, sent as `Authorization: Bearer` (prefer CIPC_TOKEN or --token-file: flags show in `ps`)'
+            cand --token-file 'Read the token from a file that is not world-readable (wins over --token)'
+            cand --peer 'This session''s peer id, sent as X-Cipc-Peer (see `cipc peers connect --export`)'
+            cand --forever 'Wait as long as it takes'
+            cand --json 'Print one JSON document per result (the default when stdout is not a terminal)'
+            cand --table 'Print tables and short lines even when stdout is not a terminal'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'cipc;signal;get'= {
+            cand --url 'The broker''s URL (plain http)'
+            cand --token 'The broker''s token, sent as `Authorization: Bearer` (prefer CIPC_TOKEN or --token-file: flags show in `ps`)'
+            cand --token-file 'Read the token from a file that is not world-readable (wins over --token)'
+            cand --peer 'This session''s peer id, sent as X-Cipc-Peer (see `cipc peers connect --export`)'
+            cand --json 'Print one JSON document per result (the default when stdout is not a terminal)'
+            cand --table 'Print tables and short lines even when stdout is not a terminal'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'cipc;signal;clear'= {
+            cand --url 'The broker''s URL (plain http)'
+            cand --token 'The broker''s token, sent as `Authorization: Bearer` (prefer CIPC_TOKEN or --token-file: flags show in `ps`)'
+            cand --token-file 'Read the token from a file that is not world-readable (wins over --token)'
+            cand --peer 'This session''s peer id, sent as X-Cipc-Peer (see `cipc peers connect --export`)'
+            cand --json 'Print one JSON document per result (the default when stdout is not a terminal)'
+            cand --table 'Print tables and short lines even when stdout is not a terminal'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'cipc;signal;list'= {
+            cand --url 'The broker''s URL (plain http)'
+            cand --token 'The broker''s token, sent as `Authorization: Bearer` (prefer CIPC_TOKEN or --token-file: flags show in `ps`)'
+            cand --token-file 'Read the token from a file that is not world-readable (wins over --token)'
+            cand --peer 'This session''s peer id, sent as X-Cipc-Peer (see `cipc peers connect --export`)'
+            cand --json 'Print one JSON document per result (the default when stdout is not a terminal)'
+            cand --table 'Print tables and short lines even when stdout is not a terminal'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'cipc;signal;help'= {
+            cand emit 'Emit (set) a signal, releasing its waiters; emitting again replaces the data'
+            cand wait 'Wait until a signal is emitted and print it (exit 124 on timeout)'
+            cand get 'Print a signal (emitted: false if it never was)'
+            cand clear 'Clear a signal so that waiters block again (its count is kept)'
+            cand list 'List every signal'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'cipc;signal;help;emit'= {
+        }
+        &'cipc;signal;help;wait'= {
+        }
+        &'cipc;signal;help;get'= {
+        }
+        &'cipc;signal;help;clear'= {
+        }
+        &'cipc;signal;help;list'= {
+        }
+        &'cipc;signal;help;help'= {
+        }
+        &'cipc;status'= {
+            cand --url 'The broker''s URL (plain http)'
+            cand --token 'The broker''s token, sent as `Authorization: Bearer` (prefer CIPC_TOKEN or --token-file: flags show in `ps`)'
+            cand --token-file 'Read the token from a file that is not world-readable (wins over --token)'
+            cand --peer 'This session''s peer id, sent as X-Cipc-Peer (see `cipc peers connect --export`)'
+            cand --json 'Print one JSON document per result (the default when stdout is not a terminal)'
+            cand --table 'Print tables and short lines even when stdout is not a terminal'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'cipc;reset'= {
+            cand --url 'The broker''s URL (plain http)'
+            cand --token 'The broker''s token, sent as `Authorization: Bearer` (prefer CIPC_TOKEN or --token-file: flags show in `ps`)'
+            cand --token-file 'Read the token from a file that is not world-readable (wins over --token)'
+            cand --peer 'This session''s peer id, sent as X-Cipc-Peer (see `cipc peers connect --export`)'
+            cand --json 'Print one JSON document per result (the default when stdout is not a terminal)'
+            cand --table 'Print tables and short lines even when stdout is not a terminal'
+            cand -y 'Do not ask for confirmation (required when stdin is not a terminal)'
+            cand --yes 'Do not ask for confirmation (required when stdin is not a terminal)'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'cipc;completions'= {
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'cipc;man'= {
+            cand --dir 'Write cipc.1 and one page per subcommand (cipc-peers.1, ...) into DIR instead of printing cipc.1'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'cipc;help'= {
+            cand serve 'Run the broker (REST API, dashboard, MCP endpoint)'
+            cand bench 'Measure a broker: command round trips, channel throughput, idle waiters'
+            cand peers 'List, register and manage peers (sessions with a role)'
+            cand send 'Send a command to a role, a peer, or "*" (every online peer)'
+            cand wait 'Wait for the next command for this peer (--peer / CIPC_PEER) and print it'
+            cand ack 'Report a command done (with a result) or failed (with --error)'
+            cand chan 'Channels: named append-only message streams'
+            cand signal 'Signals: named latches that release waiters when emitted'
+            cand status 'Peers, commands, channels and signals at a glance'
+            cand reset 'Clear every peer, command, channel and signal'
+            cand completions 'Print a shell completion script (bash, zsh, fish, elvish, powershell)'
+            cand man 'Print the man page (or write every page into a directory)'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'cipc;help;serve'= {
+        }
+        &'cipc;help;bench'= {
+        }
+        &'cipc;help;peers'= {
+            cand list 'List every known peer with its status (the default)'
+            cand discover 'List online peers and the roles they hold'
+            cand connect 'Register this session as a peer with ROLE and print it'
+            cand show 'Show one peer (default: --peer / CIPC_PEER)'
+            cand disconnect 'Disconnect a peer: it goes offline and its unacked commands are pending again'
+            cand heartbeat 'Tell the broker this peer is alive (default: --peer / CIPC_PEER)'
+        }
+        &'cipc;help;peers;list'= {
+        }
+        &'cipc;help;peers;discover'= {
+        }
+        &'cipc;help;peers;connect'= {
+        }
+        &'cipc;help;peers;show'= {
+        }
+        &'cipc;help;peers;disconnect'= {
+        }
+        &'cipc;help;peers;heartbeat'= {
+        }
+        &'cipc;help;send'= {
+        }
+        &'cipc;help;wait'= {
+        }
+        &'cipc;help;ack'= {
+        }
+        &'cipc;help;chan'= {
+            cand send 'Append a message (any JSON) to a channel'
+            cand read 'Print a channel''s messages after --since'
+            cand follow 'Print new messages as they arrive, until Ctrl-C (reconnects by itself)'
+            cand list 'List channels with their message counts'
+        }
+        &'cipc;help;chan;send'= {
+        }
+        &'cipc;help;chan;read'= {
+        }
+        &'cipc;help;chan;follow'= {
+        }
+        &'cipc;help;chan;list'= {
+        }
+        &'cipc;help;signal'= {
+            cand emit 'Emit (set) a signal, releasing its waiters; emitting again replaces the data'
+            cand wait 'Wait until a signal is emitted and print it (exit 124 on timeout)'
+            cand get 'Print a signal (emitted: false if it never was)'
+            cand clear 'Clear a signal so that waiters block again (its count is kept)'
+            cand list 'List every signal'
+        }
+        &'cipc;help;signal;emit'= {
+        }
+        &'cipc;help;signal;wait'= {
+        }
+        &'cipc;help;signal;get'= {
+        }
+        &'cipc;help;signal;clear'= {
+        }
+        &'cipc;help;signal;list'= {
+        }
+        &'cipc;help;status'= {
+        }
+        &'cipc;help;reset'= {
+        }
+        &'cipc;help;completions'= {
+        }
+        &'cipc;help;man'= {
+        }
+        &'cipc;help;help'= {
+        }
+    ]
+    $completions[$command]
+}

@@ -1,0 +1,345 @@
+# Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
+function __fish_cipc_global_optspecs
+    string join \n h/help V/version
+end
+
+function __fish_cipc_needs_command
+    # Figure out if the current invocation already has a command.
+    set -l cmd (commandline -opc)
+    set -e cmd[1]
+    argparse -s (__fish_cipc_global_optspecs) -- $cmd 2>/dev/null
+    or return
+    if set -q argv[1]
+        # Also print the command, so this can be used to figure out what it is.
+        echo $argv[1]
+        return 1
+    end
+    return 0
+end
+
+function __fish_cipc_using_subcommand
+    set -l cmd (__fish_cipc_needs_command)
+    test -z "$cmd"
+    and return 1
+    contains -- $cmd[1] $argv
+end
+
+complete -c cipc -n "__fish_cipc_needs_command" -s h -l help -d 'Print help'
+complete -c cipc -n "__fish_cipc_needs_command" -s V -l version -d 'Print version'
+complete -c cipc -n "__fish_cipc_needs_command" -f -a "serve" -d 'Run the broker (REST API, dashboard, MCP endpoint)'
+complete -c cipc -n "__fish_cipc_needs_command" -f -a "bench" -d 'Measure a broker: command round trips, channel throughput, idle waiters'
+complete -c cipc -n "__fish_cipc_needs_command" -f -a "peers" -d 'List, register and manage peers (sessions with a role)'
+complete -c cipc -n "__fish_cipc_needs_command" -f -a "send" -d 'Send a command to a role, a peer, or "*" (every online peer)'
+complete -c cipc -n "__fish_cipc_needs_command" -f -a "wait" -d 'Wait for the next command for this peer (--peer / CIPC_PEER) and print it'
+complete -c cipc -n "__fish_cipc_needs_command" -f -a "ack" -d 'Report a command done (with a result) or failed (with --error)'
+complete -c cipc -n "__fish_cipc_needs_command" -f -a "chan" -d 'Channels: named append-only message streams'
+complete -c cipc -n "__fish_cipc_needs_command" -f -a "signal" -d 'Signals: named latches that release waiters when emitted'
+complete -c cipc -n "__fish_cipc_needs_command" -f -a "status" -d 'Peers, commands, channels and signals at a glance'
+complete -c cipc -n "__fish_cipc_needs_command" -f -a "reset" -d 'Clear every peer, command, channel and signal'
+complete -c cipc -n "__fish_cipc_needs_command" -f -a "completions" -d 'Print a shell completion script (bash, zsh, fish, elvish, powershell)'
+complete -c cipc -n "__fish_cipc_needs_command" -f -a "man" -d 'Print the man page (or write every page into a directory)'
+complete -c cipc -n "__fish_cipc_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c cipc -n "__fish_cipc_using_subcommand serve" -l host -d 'Address to listen on. Anything but loopback needs a token (or --insecure-no-auth)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand serve" -s p -l port -d 'Port to listen on (0 picks a free one and prints it)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand serve" -l data-dir -d 'Where the SQLite file lives [default: $XDG_STATE_HOME/cipc or ~/.local/state/cipc]' -r -F
+complete -c cipc -n "__fish_cipc_using_subcommand serve" -l token -d 'Require this token from every client (prefer CIPC_TOKEN or --token-file: flags show in `ps`)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand serve" -l token-file -d 'Read the token from a file that is not world-readable' -r -F
+complete -c cipc -n "__fish_cipc_using_subcommand serve" -l allowed-host -d 'Also accept this Host name (reverse proxies, DNS names); repeatable' -r
+complete -c cipc -n "__fish_cipc_using_subcommand serve" -l max-body -d 'Largest request body in bytes' -r
+complete -c cipc -n "__fish_cipc_using_subcommand serve" -l channel-retention -d 'Messages kept per channel; older ones are trimmed' -r
+complete -c cipc -n "__fish_cipc_using_subcommand serve" -l command-retention -d 'Finished commands kept with their results; the oldest are forgotten' -r
+complete -c cipc -n "__fish_cipc_using_subcommand serve" -l max-waiters -d 'Open long-polls and streams allowed in all (429 past it)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand serve" -l stale-after -d 'A silent peer turns stale after this long' -r
+complete -c cipc -n "__fish_cipc_using_subcommand serve" -l offline-after -d 'A silent peer goes offline (its unacked commands are requeued) after this long' -r
+complete -c cipc -n "__fish_cipc_using_subcommand serve" -l memory -d 'Keep everything in memory; nothing survives a restart'
+complete -c cipc -n "__fish_cipc_using_subcommand serve" -l generate-token -d 'Print a new random token and exit'
+complete -c cipc -n "__fish_cipc_using_subcommand serve" -l insecure-no-auth -d 'Serve a non-loopback address without a token (trusted lab networks only)'
+complete -c cipc -n "__fish_cipc_using_subcommand serve" -s h -l help -d 'Print help'
+complete -c cipc -n "__fish_cipc_using_subcommand serve" -s V -l version -d 'Print version'
+complete -c cipc -n "__fish_cipc_using_subcommand bench" -l url -d 'Measure this running broker instead of starting one (idle-waiter memory is then not measured)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand bench" -l round-trips -d 'Command round trips to time' -r
+complete -c cipc -n "__fish_cipc_using_subcommand bench" -l messages -d 'Channel messages to send in all' -r
+complete -c cipc -n "__fish_cipc_using_subcommand bench" -l clients -d 'Concurrent channel senders' -r
+complete -c cipc -n "__fish_cipc_using_subcommand bench" -l waiters -d 'Idle long-poll waiters to hold open (0 skips)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand bench" -l spawns -d 'Process spawns per CLI-vs-curl comparison (0 skips)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand bench" -l memory -d 'Start the broker with `--memory` (default: durable, in a temporary dir)'
+complete -c cipc -n "__fish_cipc_using_subcommand bench" -l json -d 'Print the results as JSON instead of a table'
+complete -c cipc -n "__fish_cipc_using_subcommand bench" -s h -l help -d 'Print help'
+complete -c cipc -n "__fish_cipc_using_subcommand bench" -s V -l version -d 'Print version'
+complete -c cipc -n "__fish_cipc_using_subcommand peers; and not __fish_seen_subcommand_from list discover connect show disconnect heartbeat help" -l url -d 'The broker\'s URL (plain http)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand peers; and not __fish_seen_subcommand_from list discover connect show disconnect heartbeat help" -l token -d 'The broker\'s token, sent as `Authorization: Bearer` (prefer CIPC_TOKEN or --token-file: flags show in `ps`)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand peers; and not __fish_seen_subcommand_from list discover connect show disconnect heartbeat help" -l token-file -d 'Read the token from a file that is not world-readable (wins over --token)' -r -F
+complete -c cipc -n "__fish_cipc_using_subcommand peers; and not __fish_seen_subcommand_from list discover connect show disconnect heartbeat help" -l peer -d 'This session\'s peer id, sent as X-Cipc-Peer (see `cipc peers connect --export`)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand peers; and not __fish_seen_subcommand_from list discover connect show disconnect heartbeat help" -l json -d 'Print one JSON document per result (the default when stdout is not a terminal)'
+complete -c cipc -n "__fish_cipc_using_subcommand peers; and not __fish_seen_subcommand_from list discover connect show disconnect heartbeat help" -l table -d 'Print tables and short lines even when stdout is not a terminal'
+complete -c cipc -n "__fish_cipc_using_subcommand peers; and not __fish_seen_subcommand_from list discover connect show disconnect heartbeat help" -s h -l help -d 'Print help'
+complete -c cipc -n "__fish_cipc_using_subcommand peers; and not __fish_seen_subcommand_from list discover connect show disconnect heartbeat help" -s V -l version -d 'Print version'
+complete -c cipc -n "__fish_cipc_using_subcommand peers; and not __fish_seen_subcommand_from list discover connect show disconnect heartbeat help" -f -a "list" -d 'List every known peer with its status (the default)'
+complete -c cipc -n "__fish_cipc_using_subcommand peers; and not __fish_seen_subcommand_from list discover connect show disconnect heartbeat help" -f -a "discover" -d 'List online peers and the roles they hold'
+complete -c cipc -n "__fish_cipc_using_subcommand peers; and not __fish_seen_subcommand_from list discover connect show disconnect heartbeat help" -f -a "connect" -d 'Register this session as a peer with ROLE and print it'
+complete -c cipc -n "__fish_cipc_using_subcommand peers; and not __fish_seen_subcommand_from list discover connect show disconnect heartbeat help" -f -a "show" -d 'Show one peer (default: --peer / CIPC_PEER)'
+complete -c cipc -n "__fish_cipc_using_subcommand peers; and not __fish_seen_subcommand_from list discover connect show disconnect heartbeat help" -f -a "disconnect" -d 'Disconnect a peer: it goes offline and its unacked commands are pending again'
+complete -c cipc -n "__fish_cipc_using_subcommand peers; and not __fish_seen_subcommand_from list discover connect show disconnect heartbeat help" -f -a "heartbeat" -d 'Tell the broker this peer is alive (default: --peer / CIPC_PEER)'
+complete -c cipc -n "__fish_cipc_using_subcommand peers; and not __fish_seen_subcommand_from list discover connect show disconnect heartbeat help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from list" -l url -d 'The broker\'s URL (plain http)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from list" -l token -d 'The broker\'s token, sent as `Authorization: Bearer` (prefer CIPC_TOKEN or --token-file: flags show in `ps`)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from list" -l token-file -d 'Read the token from a file that is not world-readable (wins over --token)' -r -F
+complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from list" -l peer -d 'This session\'s peer id, sent as X-Cipc-Peer (see `cipc peers connect --export`)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from list" -l json -d 'Print one JSON document per result (the default when stdout is not a terminal)'
+complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from list" -l table -d 'Print tables and short lines even when stdout is not a terminal'
+complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from list" -s h -l help -d 'Print help'
+complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from list" -s V -l version -d 'Print version'
+complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from discover" -l url -d 'The broker\'s URL (plain http)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from discover" -l token -d 'The broker\'s token, sent as `Authorization: Bearer` (prefer CIPC_TOKEN or --token-file: flags show in `ps`)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from discover" -l token-file -d 'Read the token from a file that is not world-readable (wins over --token)' -r -F
+complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from discover" -l peer -d 'This session\'s peer id, sent as X-Cipc-Peer (see `cipc peers connect --export`)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from discover" -l json -d 'Print one JSON document per result (the default when stdout is not a terminal)'
+complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from discover" -l table -d 'Print tables and short lines even when stdout is not a terminal'
+complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from discover" -s h -l help -d 'Print help'
+complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from discover" -s V -l version -d 'Print version'
+complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from connect" -l cap -d 'A capability tag; repeatable, or comma-separated' -r
+complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from connect" -l name -d 'A human-friendly name' -r
+complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from connect" -l id -d 'Reconnect as this known peer id instead of getting a new one' -r
+complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from connect" -l url -d 'The broker\'s URL (plain http)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from connect" -l token -d 'The broker\'s token, sent as `Authorization: Bearer` (prefer CIPC_TOKEN or --token-file: flags show in `ps`)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from connect" -l token-file -d 'Read the token from a file that is not world-readable (wins over --token)' -r -F
+complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from connect" -l peer -d 'This session\'s peer id, sent as X-Cipc-Peer (see `cipc peers connect --export`)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from connect" -l export -d 'Print only `export CIPC_PEER=<id>`, for eval "$(cipc peers connect ROLE --export)"'
+complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from connect" -l json -d 'Print one JSON document per result (the default when stdout is not a terminal)'
+complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from connect" -l table -d 'Print tables and short lines even when stdout is not a terminal'
+complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from connect" -s h -l help -d 'Print help'
+complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from connect" -s V -l version -d 'Print version'
+complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from show" -l url -d 'The broker\'s URL (plain http)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from show" -l token -d 'The broker\'s token, sent as `Authorization: Bearer` (prefer CIPC_TOKEN or --token-file: flags show in `ps`)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from show" -l token-file -d 'Read the token from a file that is not world-readable (wins over --token)' -r -F
+complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from show" -l peer -d 'This session\'s peer id, sent as X-Cipc-Peer (see `cipc peers connect --export`)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from show" -l json -d 'Print one JSON document per result (the default when stdout is not a terminal)'
+complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from show" -l table -d 'Print tables and short lines even when stdout is not a terminal'
+complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from show" -s h -l help -d 'Print help'
+complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from show" -s V -l version -d 'Print version'
+complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from disconnect" -l url -d 'The broker\'s URL (plain http)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from disconnect" -l token -d 'The broker\'s token, sent as `Authorization: Bearer` (prefer CIPC_TOKEN or --token-file: flags show in `ps`)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from disconnect" -l token-file -d 'Read the token from a file that is not world-readable (wins over --token)' -r -F
+complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from disconnect" -l peer -d 'This session\'s peer id, sent as X-Cipc-Peer (see `cipc peers connect --export`)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from disconnect" -l json -d 'Print one JSON document per result (the default when stdout is not a terminal)'
+complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from disconnect" -l table -d 'Print tables and short lines even when stdout is not a terminal'
+complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from disconnect" -s h -l help -d 'Print help'
+complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from disconnect" -s V -l version -d 'Print version'
+complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from heartbeat" -l url -d 'The broker\'s URL (plain http)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from heartbeat" -l token -d 'The broker\'s token, sent as `Authorization: Bearer` (prefer CIPC_TOKEN or --token-file: flags show in `ps`)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from heartbeat" -l token-file -d 'Read the token from a file that is not world-readable (wins over --token)' -r -F
+complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from heartbeat" -l peer -d 'This session\'s peer id, sent as X-Cipc-Peer (see `cipc peers connect --export`)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from heartbeat" -l json -d 'Print one JSON document per result (the default when stdout is not a terminal)'
+complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from heartbeat" -l table -d 'Print tables and short lines even when stdout is not a terminal'
+complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from heartbeat" -s h -l help -d 'Print help'
+complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from heartbeat" -s V -l version -d 'Print version'
+complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from help" -f -a "list" -d 'List every known peer with its status (the default)'
+complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from help" -f -a "discover" -d 'List online peers and the roles they hold'
+complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from help" -f -a "connect" -d 'Register this session as a peer with ROLE and print it'
+complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from help" -f -a "show" -d 'Show one peer (default: --peer / CIPC_PEER)'
+complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from help" -f -a "disconnect" -d 'Disconnect a peer: it goes offline and its unacked commands are pending again'
+complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from help" -f -a "heartbeat" -d 'Tell the broker this peer is alive (default: --peer / CIPC_PEER)'
+complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c cipc -n "__fish_cipc_using_subcommand send" -l url -d 'The broker\'s URL (plain http)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand send" -l token -d 'The broker\'s token, sent as `Authorization: Bearer` (prefer CIPC_TOKEN or --token-file: flags show in `ps`)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand send" -l token-file -d 'Read the token from a file that is not world-readable (wins over --token)' -r -F
+complete -c cipc -n "__fish_cipc_using_subcommand send" -l peer -d 'This session\'s peer id, sent as X-Cipc-Peer (see `cipc peers connect --export`)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand send" -s p -l param -d 'One parameter: key=value (a string) or key:=JSON (a number, object, ...); repeatable' -r
+complete -c cipc -n "__fish_cipc_using_subcommand send" -l params -d 'All parameters as JSON: inline, @file, or - for stdin (--param adds to it)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand send" -l from -d 'Who is sending [default: this peer\'s role, else "anonymous"]' -r
+complete -c cipc -n "__fish_cipc_using_subcommand send" -l dedupe-key -d 'An idempotency key: sending it again answers the original command' -r
+complete -c cipc -n "__fish_cipc_using_subcommand send" -l ttl -d 'Let the command expire if nobody takes it within this long (e.g. 10m)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand send" -l timeout -d 'With --wait: give up after this long (exit 124) [default: 5m]' -r
+complete -c cipc -n "__fish_cipc_using_subcommand send" -l json -d 'Print one JSON document per result (the default when stdout is not a terminal)'
+complete -c cipc -n "__fish_cipc_using_subcommand send" -l table -d 'Print tables and short lines even when stdout is not a terminal'
+complete -c cipc -n "__fish_cipc_using_subcommand send" -l wait -d 'Block until the command is acked and print the result (exit 1 if it failed)'
+complete -c cipc -n "__fish_cipc_using_subcommand send" -l forever -d 'With --wait: wait as long as it takes'
+complete -c cipc -n "__fish_cipc_using_subcommand send" -s h -l help -d 'Print help'
+complete -c cipc -n "__fish_cipc_using_subcommand send" -s V -l version -d 'Print version'
+complete -c cipc -n "__fish_cipc_using_subcommand wait" -l url -d 'The broker\'s URL (plain http)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand wait" -l token -d 'The broker\'s token, sent as `Authorization: Bearer` (prefer CIPC_TOKEN or --token-file: flags show in `ps`)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand wait" -l token-file -d 'Read the token from a file that is not world-readable (wins over --token)' -r -F
+complete -c cipc -n "__fish_cipc_using_subcommand wait" -l peer -d 'This session\'s peer id, sent as X-Cipc-Peer (see `cipc peers connect --export`)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand wait" -l timeout -d 'Give up after this long (exit 124)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand wait" -l json -d 'Print one JSON document per result (the default when stdout is not a terminal)'
+complete -c cipc -n "__fish_cipc_using_subcommand wait" -l table -d 'Print tables and short lines even when stdout is not a terminal'
+complete -c cipc -n "__fish_cipc_using_subcommand wait" -l forever -d 'Wait as long as it takes'
+complete -c cipc -n "__fish_cipc_using_subcommand wait" -s h -l help -d 'Print help'
+complete -c cipc -n "__fish_cipc_using_subcommand wait" -s V -l version -d 'Print version'
+complete -c cipc -n "__fish_cipc_using_subcommand ack" -l url -d 'The broker\'s URL (plain http)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand ack" -l token -d 'The broker\'s token, sent as `Authorization: Bearer` (prefer CIPC_TOKEN or --token-file: flags show in `ps`)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand ack" -l token-file -d 'Read the token from a file that is not world-readable (wins over --token)' -r -F
+complete -c cipc -n "__fish_cipc_using_subcommand ack" -l peer -d 'This session\'s peer id, sent as X-Cipc-Peer (see `cipc peers connect --export`)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand ack" -l result -d 'The outcome as JSON: inline, @file, or - for stdin' -r
+complete -c cipc -n "__fish_cipc_using_subcommand ack" -l error -d 'Report the command failed, with this message' -r
+complete -c cipc -n "__fish_cipc_using_subcommand ack" -l json -d 'Print one JSON document per result (the default when stdout is not a terminal)'
+complete -c cipc -n "__fish_cipc_using_subcommand ack" -l table -d 'Print tables and short lines even when stdout is not a terminal'
+complete -c cipc -n "__fish_cipc_using_subcommand ack" -s h -l help -d 'Print help'
+complete -c cipc -n "__fish_cipc_using_subcommand ack" -s V -l version -d 'Print version'
+complete -c cipc -n "__fish_cipc_using_subcommand chan; and not __fish_seen_subcommand_from send read follow list help" -l url -d 'The broker\'s URL (plain http)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand chan; and not __fish_seen_subcommand_from send read follow list help" -l token -d 'The broker\'s token, sent as `Authorization: Bearer` (prefer CIPC_TOKEN or --token-file: flags show in `ps`)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand chan; and not __fish_seen_subcommand_from send read follow list help" -l token-file -d 'Read the token from a file that is not world-readable (wins over --token)' -r -F
+complete -c cipc -n "__fish_cipc_using_subcommand chan; and not __fish_seen_subcommand_from send read follow list help" -l peer -d 'This session\'s peer id, sent as X-Cipc-Peer (see `cipc peers connect --export`)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand chan; and not __fish_seen_subcommand_from send read follow list help" -l json -d 'Print one JSON document per result (the default when stdout is not a terminal)'
+complete -c cipc -n "__fish_cipc_using_subcommand chan; and not __fish_seen_subcommand_from send read follow list help" -l table -d 'Print tables and short lines even when stdout is not a terminal'
+complete -c cipc -n "__fish_cipc_using_subcommand chan; and not __fish_seen_subcommand_from send read follow list help" -s h -l help -d 'Print help'
+complete -c cipc -n "__fish_cipc_using_subcommand chan; and not __fish_seen_subcommand_from send read follow list help" -s V -l version -d 'Print version'
+complete -c cipc -n "__fish_cipc_using_subcommand chan; and not __fish_seen_subcommand_from send read follow list help" -f -a "send" -d 'Append a message (any JSON) to a channel'
+complete -c cipc -n "__fish_cipc_using_subcommand chan; and not __fish_seen_subcommand_from send read follow list help" -f -a "read" -d 'Print a channel\'s messages after --since'
+complete -c cipc -n "__fish_cipc_using_subcommand chan; and not __fish_seen_subcommand_from send read follow list help" -f -a "follow" -d 'Print new messages as they arrive, until Ctrl-C (reconnects by itself)'
+complete -c cipc -n "__fish_cipc_using_subcommand chan; and not __fish_seen_subcommand_from send read follow list help" -f -a "list" -d 'List channels with their message counts'
+complete -c cipc -n "__fish_cipc_using_subcommand chan; and not __fish_seen_subcommand_from send read follow list help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c cipc -n "__fish_cipc_using_subcommand chan; and __fish_seen_subcommand_from send" -l url -d 'The broker\'s URL (plain http)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand chan; and __fish_seen_subcommand_from send" -l token -d 'The broker\'s token, sent as `Authorization: Bearer` (prefer CIPC_TOKEN or --token-file: flags show in `ps`)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand chan; and __fish_seen_subcommand_from send" -l token-file -d 'Read the token from a file that is not world-readable (wins over --token)' -r -F
+complete -c cipc -n "__fish_cipc_using_subcommand chan; and __fish_seen_subcommand_from send" -l peer -d 'This session\'s peer id, sent as X-Cipc-Peer (see `cipc peers connect --export`)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand chan; and __fish_seen_subcommand_from send" -l json -d 'Print one JSON document per result (the default when stdout is not a terminal)'
+complete -c cipc -n "__fish_cipc_using_subcommand chan; and __fish_seen_subcommand_from send" -l table -d 'Print tables and short lines even when stdout is not a terminal'
+complete -c cipc -n "__fish_cipc_using_subcommand chan; and __fish_seen_subcommand_from send" -s h -l help -d 'Print help'
+complete -c cipc -n "__fish_cipc_using_subcommand chan; and __fish_seen_subcommand_from send" -s V -l version -d 'Print version'
+complete -c cipc -n "__fish_cipc_using_subcommand chan; and __fish_seen_subcommand_from read" -l since -d 'Only messages with a seq greater than this' -r
+complete -c cipc -n "__fish_cipc_using_subcommand chan; and __fish_seen_subcommand_from read" -l limit -d 'At most this many messages (broker default 1000)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand chan; and __fish_seen_subcommand_from read" -l url -d 'The broker\'s URL (plain http)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand chan; and __fish_seen_subcommand_from read" -l token -d 'The broker\'s token, sent as `Authorization: Bearer` (prefer CIPC_TOKEN or --token-file: flags show in `ps`)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand chan; and __fish_seen_subcommand_from read" -l token-file -d 'Read the token from a file that is not world-readable (wins over --token)' -r -F
+complete -c cipc -n "__fish_cipc_using_subcommand chan; and __fish_seen_subcommand_from read" -l peer -d 'This session\'s peer id, sent as X-Cipc-Peer (see `cipc peers connect --export`)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand chan; and __fish_seen_subcommand_from read" -l json -d 'Print one JSON document per result (the default when stdout is not a terminal)'
+complete -c cipc -n "__fish_cipc_using_subcommand chan; and __fish_seen_subcommand_from read" -l table -d 'Print tables and short lines even when stdout is not a terminal'
+complete -c cipc -n "__fish_cipc_using_subcommand chan; and __fish_seen_subcommand_from read" -s h -l help -d 'Print help'
+complete -c cipc -n "__fish_cipc_using_subcommand chan; and __fish_seen_subcommand_from read" -s V -l version -d 'Print version'
+complete -c cipc -n "__fish_cipc_using_subcommand chan; and __fish_seen_subcommand_from follow" -l since -d 'Start after this seq (0: the whole history) [default: only new messages]' -r
+complete -c cipc -n "__fish_cipc_using_subcommand chan; and __fish_seen_subcommand_from follow" -l url -d 'The broker\'s URL (plain http)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand chan; and __fish_seen_subcommand_from follow" -l token -d 'The broker\'s token, sent as `Authorization: Bearer` (prefer CIPC_TOKEN or --token-file: flags show in `ps`)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand chan; and __fish_seen_subcommand_from follow" -l token-file -d 'Read the token from a file that is not world-readable (wins over --token)' -r -F
+complete -c cipc -n "__fish_cipc_using_subcommand chan; and __fish_seen_subcommand_from follow" -l peer -d 'This session\'s peer id, sent as X-Cipc-Peer (see `cipc peers connect --export`)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand chan; and __fish_seen_subcommand_from follow" -l json -d 'Print one JSON document per result (the default when stdout is not a terminal)'
+complete -c cipc -n "__fish_cipc_using_subcommand chan; and __fish_seen_subcommand_from follow" -l table -d 'Print tables and short lines even when stdout is not a terminal'
+complete -c cipc -n "__fish_cipc_using_subcommand chan; and __fish_seen_subcommand_from follow" -s h -l help -d 'Print help'
+complete -c cipc -n "__fish_cipc_using_subcommand chan; and __fish_seen_subcommand_from follow" -s V -l version -d 'Print version'
+complete -c cipc -n "__fish_cipc_using_subcommand chan; and __fish_seen_subcommand_from list" -l url -d 'The broker\'s URL (plain http)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand chan; and __fish_seen_subcommand_from list" -l token -d 'The broker\'s token, sent as `Authorization: Bearer` (prefer CIPC_TOKEN or --token-file: flags show in `ps`)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand chan; and __fish_seen_subcommand_from list" -l token-file -d 'Read the token from a file that is not world-readable (wins over --token)' -r -F
+complete -c cipc -n "__fish_cipc_using_subcommand chan; and __fish_seen_subcommand_from list" -l peer -d 'This session\'s peer id, sent as X-Cipc-Peer (see `cipc peers connect --export`)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand chan; and __fish_seen_subcommand_from list" -l json -d 'Print one JSON document per result (the default when stdout is not a terminal)'
+complete -c cipc -n "__fish_cipc_using_subcommand chan; and __fish_seen_subcommand_from list" -l table -d 'Print tables and short lines even when stdout is not a terminal'
+complete -c cipc -n "__fish_cipc_using_subcommand chan; and __fish_seen_subcommand_from list" -s h -l help -d 'Print help'
+complete -c cipc -n "__fish_cipc_using_subcommand chan; and __fish_seen_subcommand_from list" -s V -l version -d 'Print version'
+complete -c cipc -n "__fish_cipc_using_subcommand chan; and __fish_seen_subcommand_from help" -f -a "send" -d 'Append a message (any JSON) to a channel'
+complete -c cipc -n "__fish_cipc_using_subcommand chan; and __fish_seen_subcommand_from help" -f -a "read" -d 'Print a channel\'s messages after --since'
+complete -c cipc -n "__fish_cipc_using_subcommand chan; and __fish_seen_subcommand_from help" -f -a "follow" -d 'Print new messages as they arrive, until Ctrl-C (reconnects by itself)'
+complete -c cipc -n "__fish_cipc_using_subcommand chan; and __fish_seen_subcommand_from help" -f -a "list" -d 'List channels with their message counts'
+complete -c cipc -n "__fish_cipc_using_subcommand chan; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c cipc -n "__fish_cipc_using_subcommand signal; and not __fish_seen_subcommand_from emit wait get clear list help" -l url -d 'The broker\'s URL (plain http)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand signal; and not __fish_seen_subcommand_from emit wait get clear list help" -l token -d 'The broker\'s token, sent as `Authorization: Bearer` (prefer CIPC_TOKEN or --token-file: flags show in `ps`)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand signal; and not __fish_seen_subcommand_from emit wait get clear list help" -l token-file -d 'Read the token from a file that is not world-readable (wins over --token)' -r -F
+complete -c cipc -n "__fish_cipc_using_subcommand signal; and not __fish_seen_subcommand_from emit wait get clear list help" -l peer -d 'This session\'s peer id, sent as X-Cipc-Peer (see `cipc peers connect --export`)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand signal; and not __fish_seen_subcommand_from emit wait get clear list help" -l json -d 'Print one JSON document per result (the default when stdout is not a terminal)'
+complete -c cipc -n "__fish_cipc_using_subcommand signal; and not __fish_seen_subcommand_from emit wait get clear list help" -l table -d 'Print tables and short lines even when stdout is not a terminal'
+complete -c cipc -n "__fish_cipc_using_subcommand signal; and not __fish_seen_subcommand_from emit wait get clear list help" -s h -l help -d 'Print help'
+complete -c cipc -n "__fish_cipc_using_subcommand signal; and not __fish_seen_subcommand_from emit wait get clear list help" -s V -l version -d 'Print version'
+complete -c cipc -n "__fish_cipc_using_subcommand signal; and not __fish_seen_subcommand_from emit wait get clear list help" -f -a "emit" -d 'Emit (set) a signal, releasing its waiters; emitting again replaces the data'
+complete -c cipc -n "__fish_cipc_using_subcommand signal; and not __fish_seen_subcommand_from emit wait get clear list help" -f -a "wait" -d 'Wait until a signal is emitted and print it (exit 124 on timeout)'
+complete -c cipc -n "__fish_cipc_using_subcommand signal; and not __fish_seen_subcommand_from emit wait get clear list help" -f -a "get" -d 'Print a signal (emitted: false if it never was)'
+complete -c cipc -n "__fish_cipc_using_subcommand signal; and not __fish_seen_subcommand_from emit wait get clear list help" -f -a "clear" -d 'Clear a signal so that waiters block again (its count is kept)'
+complete -c cipc -n "__fish_cipc_using_subcommand signal; and not __fish_seen_subcommand_from emit wait get clear list help" -f -a "list" -d 'List every signal'
+complete -c cipc -n "__fish_cipc_using_subcommand signal; and not __fish_seen_subcommand_from emit wait get clear list help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c cipc -n "__fish_cipc_using_subcommand signal; and __fish_seen_subcommand_from emit" -l data -d 'Data carried by the signal: JSON inline, @file, or - for stdin' -r
+complete -c cipc -n "__fish_cipc_using_subcommand signal; and __fish_seen_subcommand_from emit" -l url -d 'The broker\'s URL (plain http)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand signal; and __fish_seen_subcommand_from emit" -l token -d 'The broker\'s token, sent as `Authorization: Bearer` (prefer CIPC_TOKEN or --token-file: flags show in `ps`)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand signal; and __fish_seen_subcommand_from emit" -l token-file -d 'Read the token from a file that is not world-readable (wins over --token)' -r -F
+complete -c cipc -n "__fish_cipc_using_subcommand signal; and __fish_seen_subcommand_from emit" -l peer -d 'This session\'s peer id, sent as X-Cipc-Peer (see `cipc peers connect --export`)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand signal; and __fish_seen_subcommand_from emit" -l json -d 'Print one JSON document per result (the default when stdout is not a terminal)'
+complete -c cipc -n "__fish_cipc_using_subcommand signal; and __fish_seen_subcommand_from emit" -l table -d 'Print tables and short lines even when stdout is not a terminal'
+complete -c cipc -n "__fish_cipc_using_subcommand signal; and __fish_seen_subcommand_from emit" -s h -l help -d 'Print help'
+complete -c cipc -n "__fish_cipc_using_subcommand signal; and __fish_seen_subcommand_from emit" -s V -l version -d 'Print version'
+complete -c cipc -n "__fish_cipc_using_subcommand signal; and __fish_seen_subcommand_from wait" -l timeout -d 'Give up after this long' -r
+complete -c cipc -n "__fish_cipc_using_subcommand signal; and __fish_seen_subcommand_from wait" -l after -d 'Wait for an emission newer than this count (from an earlier `get`/`wait`)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand signal; and __fish_seen_subcommand_from wait" -l url -d 'The broker\'s URL (plain http)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand signal; and __fish_seen_subcommand_from wait" -l token -d 'The broker\'s token, sent as `Authorization: Bearer` (prefer CIPC_TOKEN or --token-file: flags show in `ps`)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand signal; and __fish_seen_subcommand_from wait" -l token-file -d 'Read the token from a file that is not world-readable (wins over --token)' -r -F
+complete -c cipc -n "__fish_cipc_using_subcommand signal; and __fish_seen_subcommand_from wait" -l peer -d 'This session\'s peer id, sent as X-Cipc-Peer (see `cipc peers connect --export`)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand signal; and __fish_seen_subcommand_from wait" -l forever -d 'Wait as long as it takes'
+complete -c cipc -n "__fish_cipc_using_subcommand signal; and __fish_seen_subcommand_from wait" -l json -d 'Print one JSON document per result (the default when stdout is not a terminal)'
+complete -c cipc -n "__fish_cipc_using_subcommand signal; and __fish_seen_subcommand_from wait" -l table -d 'Print tables and short lines even when stdout is not a terminal'
+complete -c cipc -n "__fish_cipc_using_subcommand signal; and __fish_seen_subcommand_from wait" -s h -l help -d 'Print help'
+complete -c cipc -n "__fish_cipc_using_subcommand signal; and __fish_seen_subcommand_from wait" -s V -l version -d 'Print version'
+complete -c cipc -n "__fish_cipc_using_subcommand signal; and __fish_seen_subcommand_from get" -l url -d 'The broker\'s URL (plain http)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand signal; and __fish_seen_subcommand_from get" -l token -d 'The broker\'s token, sent as `Authorization: Bearer` (prefer CIPC_TOKEN or --token-file: flags show in `ps`)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand signal; and __fish_seen_subcommand_from get" -l token-file -d 'Read the token from a file that is not world-readable (wins over --token)' -r -F
+complete -c cipc -n "__fish_cipc_using_subcommand signal; and __fish_seen_subcommand_from get" -l peer -d 'This session\'s peer id, sent as X-Cipc-Peer (see `cipc peers connect --export`)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand signal; and __fish_seen_subcommand_from get" -l json -d 'Print one JSON document per result (the default when stdout is not a terminal)'
+complete -c cipc -n "__fish_cipc_using_subcommand signal; and __fish_seen_subcommand_from get" -l table -d 'Print tables and short lines even when stdout is not a terminal'
+complete -c cipc -n "__fish_cipc_using_subcommand signal; and __fish_seen_subcommand_from get" -s h -l help -d 'Print help'
+complete -c cipc -n "__fish_cipc_using_subcommand signal; and __fish_seen_subcommand_from get" -s V -l version -d 'Print version'
+complete -c cipc -n "__fish_cipc_using_subcommand signal; and __fish_seen_subcommand_from clear" -l url -d 'The broker\'s URL (plain http)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand signal; and __fish_seen_subcommand_from clear" -l token -d 'The broker\'s token, sent as `Authorization: Bearer` (prefer CIPC_TOKEN or --token-file: flags show in `ps`)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand signal; and __fish_seen_subcommand_from clear" -l token-file -d 'Read the token from a file that is not world-readable (wins over --token)' -r -F
+complete -c cipc -n "__fish_cipc_using_subcommand signal; and __fish_seen_subcommand_from clear" -l peer -d 'This session\'s peer id, sent as X-Cipc-Peer (see `cipc peers connect --export`)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand signal; and __fish_seen_subcommand_from clear" -l json -d 'Print one JSON document per result (the default when stdout is not a terminal)'
+complete -c cipc -n "__fish_cipc_using_subcommand signal; and __fish_seen_subcommand_from clear" -l table -d 'Print tables and short lines even when stdout is not a terminal'
+complete -c cipc -n "__fish_cipc_using_subcommand signal; and __fish_seen_subcommand_from clear" -s h -l help -d 'Print help'
+complete -c cipc -n "__fish_cipc_using_subcommand signal; and __fish_seen_subcommand_from clear" -s V -l version -d 'Print version'
+complete -c cipc -n "__fish_cipc_using_subcommand signal; and __fish_seen_subcommand_from list" -l url -d 'The broker\'s URL (plain http)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand signal; and __fish_seen_subcommand_from list" -l token -d 'The broker\'s token, sent as `Authorization: Bearer` (prefer CIPC_TOKEN or --token-file: flags show in `ps`)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand signal; and __fish_seen_subcommand_from list" -l token-file -d 'Read the token from a file that is not world-readable (wins over --token)' -r -F
+complete -c cipc -n "__fish_cipc_using_subcommand signal; and __fish_seen_subcommand_from list" -l peer -d 'This session\'s peer id, sent as X-Cipc-Peer (see `cipc peers connect --export`)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand signal; and __fish_seen_subcommand_from list" -l json -d 'Print one JSON document per result (the default when stdout is not a terminal)'
+complete -c cipc -n "__fish_cipc_using_subcommand signal; and __fish_seen_subcommand_from list" -l table -d 'Print tables and short lines even when stdout is not a terminal'
+complete -c cipc -n "__fish_cipc_using_subcommand signal; and __fish_seen_subcommand_from list" -s h -l help -d 'Print help'
+complete -c cipc -n "__fish_cipc_using_subcommand signal; and __fish_seen_subcommand_from list" -s V -l version -d 'Print version'
+complete -c cipc -n "__fish_cipc_using_subcommand signal; and __fish_seen_subcommand_from help" -f -a "emit" -d 'Emit (set) a signal, releasing its waiters; emitting again replaces the data'
+complete -c cipc -n "__fish_cipc_using_subcommand signal; and __fish_seen_subcommand_from help" -f -a "wait" -d 'Wait until a signal is emitted and print it (exit 124 on timeout)'
+complete -c cipc -n "__fish_cipc_using_subcommand signal; and __fish_seen_subcommand_from help" -f -a "get" -d 'Print a signal (emitted: false if it never was)'
+complete -c cipc -n "__fish_cipc_using_subcommand signal; and __fish_seen_subcommand_from help" -f -a "clear" -d 'Clear a signal so that waiters block again (its count is kept)'
+complete -c cipc -n "__fish_cipc_using_subcommand signal; and __fish_seen_subcommand_from help" -f -a "list" -d 'List every signal'
+complete -c cipc -n "__fish_cipc_using_subcommand signal; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c cipc -n "__fish_cipc_using_subcommand status" -l url -d 'The broker\'s URL (plain http)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand status" -l token -d 'The broker\'s token, sent as `Authorization: Bearer` (prefer CIPC_TOKEN or --token-file: flags show in `ps`)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand status" -l token-file -d 'Read the token from a file that is not world-readable (wins over --token)' -r -F
+complete -c cipc -n "__fish_cipc_using_subcommand status" -l peer -d 'This session\'s peer id, sent as X-Cipc-Peer (see `cipc peers connect --export`)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand status" -l json -d 'Print one JSON document per result (the default when stdout is not a terminal)'
+complete -c cipc -n "__fish_cipc_using_subcommand status" -l table -d 'Print tables and short lines even when stdout is not a terminal'
+complete -c cipc -n "__fish_cipc_using_subcommand status" -s h -l help -d 'Print help'
+complete -c cipc -n "__fish_cipc_using_subcommand status" -s V -l version -d 'Print version'
+complete -c cipc -n "__fish_cipc_using_subcommand reset" -l url -d 'The broker\'s URL (plain http)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand reset" -l token -d 'The broker\'s token, sent as `Authorization: Bearer` (prefer CIPC_TOKEN or --token-file: flags show in `ps`)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand reset" -l token-file -d 'Read the token from a file that is not world-readable (wins over --token)' -r -F
+complete -c cipc -n "__fish_cipc_using_subcommand reset" -l peer -d 'This session\'s peer id, sent as X-Cipc-Peer (see `cipc peers connect --export`)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand reset" -l json -d 'Print one JSON document per result (the default when stdout is not a terminal)'
+complete -c cipc -n "__fish_cipc_using_subcommand reset" -l table -d 'Print tables and short lines even when stdout is not a terminal'
+complete -c cipc -n "__fish_cipc_using_subcommand reset" -s y -l yes -d 'Do not ask for confirmation (required when stdin is not a terminal)'
+complete -c cipc -n "__fish_cipc_using_subcommand reset" -s h -l help -d 'Print help'
+complete -c cipc -n "__fish_cipc_using_subcommand reset" -s V -l version -d 'Print version'
+complete -c cipc -n "__fish_cipc_using_subcommand completions" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c cipc -n "__fish_cipc_using_subcommand completions" -s V -l version -d 'Print version'
+complete -c cipc -n "__fish_cipc_using_subcommand man" -l dir -d 'Write cipc.1 and one page per subcommand (cipc-peers.1, ...) into DIR instead of printing cipc.1' -r -F
+complete -c cipc -n "__fish_cipc_using_subcommand man" -s h -l help -d 'Print help'
+complete -c cipc -n "__fish_cipc_using_subcommand man" -s V -l version -d 'Print version'
+complete -c cipc -n "__fish_cipc_using_subcommand help; and not __fish_seen_subcommand_from serve bench peers send wait ack chan signal status reset completions man help" -f -a "serve" -d 'Run the broker (REST API, dashboard, MCP endpoint)'
+complete -c cipc -n "__fish_cipc_using_subcommand help; and not __fish_seen_subcommand_from serve bench peers send wait ack chan signal status reset completions man help" -f -a "bench" -d 'Measure a broker: command round trips, channel throughput, idle waiters'
+complete -c cipc -n "__fish_cipc_using_subcommand help; and not __fish_seen_subcommand_from serve bench peers send wait ack chan signal status reset completions man help" -f -a "peers" -d 'List, register and manage peers (sessions with a role)'
+complete -c cipc -n "__fish_cipc_using_subcommand help; and not __fish_seen_subcommand_from serve bench peers send wait ack chan signal status reset completions man help" -f -a "send" -d 'Send a command to a role, a peer, or "*" (every online peer)'
+complete -c cipc -n "__fish_cipc_using_subcommand help; and not __fish_seen_subcommand_from serve bench peers send wait ack chan signal status reset completions man help" -f -a "wait" -d 'Wait for the next command for this peer (--peer / CIPC_PEER) and print it'
+complete -c cipc -n "__fish_cipc_using_subcommand help; and not __fish_seen_subcommand_from serve bench peers send wait ack chan signal status reset completions man help" -f -a "ack" -d 'Report a command done (with a result) or failed (with --error)'
+complete -c cipc -n "__fish_cipc_using_subcommand help; and not __fish_seen_subcommand_from serve bench peers send wait ack chan signal status reset completions man help" -f -a "chan" -d 'Channels: named append-only message streams'
+complete -c cipc -n "__fish_cipc_using_subcommand help; and not __fish_seen_subcommand_from serve bench peers send wait ack chan signal status reset completions man help" -f -a "signal" -d 'Signals: named latches that release waiters when emitted'
+complete -c cipc -n "__fish_cipc_using_subcommand help; and not __fish_seen_subcommand_from serve bench peers send wait ack chan signal status reset completions man help" -f -a "status" -d 'Peers, commands, channels and signals at a glance'
+complete -c cipc -n "__fish_cipc_using_subcommand help; and not __fish_seen_subcommand_from serve bench peers send wait ack chan signal status reset completions man help" -f -a "reset" -d 'Clear every peer, command, channel and signal'
+complete -c cipc -n "__fish_cipc_using_subcommand help; and not __fish_seen_subcommand_from serve bench peers send wait ack chan signal status reset completions man help" -f -a "completions" -d 'Print a shell completion script (bash, zsh, fish, elvish, powershell)'
+complete -c cipc -n "__fish_cipc_using_subcommand help; and not __fish_seen_subcommand_from serve bench peers send wait ack chan signal status reset completions man help" -f -a "man" -d 'Print the man page (or write every page into a directory)'
+complete -c cipc -n "__fish_cipc_using_subcommand help; and not __fish_seen_subcommand_from serve bench peers send wait ack chan signal status reset completions man help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c cipc -n "__fish_cipc_using_subcommand help; and __fish_seen_subcommand_from peers" -f -a "list" -d 'List every known peer with its status (the default)'
+complete -c cipc -n "__fish_cipc_using_subcommand help; and __fish_seen_subcommand_from peers" -f -a "discover" -d 'List online peers and the roles they hold'
+complete -c cipc -n "__fish_cipc_using_subcommand help; and __fish_seen_subcommand_from peers" -f -a "connect" -d 'Register this session as a peer with ROLE and print it'
+complete -c cipc -n "__fish_cipc_using_subcommand help; and __fish_seen_subcommand_from peers" -f -a "show" -d 'Show one peer (default: --peer / CIPC_PEER)'
+complete -c cipc -n "__fish_cipc_using_subcommand help; and __fish_seen_subcommand_from peers" -f -a "disconnect" -d 'Disconnect a peer: it goes offline and its unacked commands are pending again'
+complete -c cipc -n "__fish_cipc_using_subcommand help; and __fish_seen_subcommand_from peers" -f -a "heartbeat" -d 'Tell the broker this peer is alive (default: --peer / CIPC_PEER)'
+complete -c cipc -n "__fish_cipc_using_subcommand help; and __fish_seen_subcommand_from chan" -f -a "send" -d 'Append a message (any JSON) to a channel'
+complete -c cipc -n "__fish_cipc_using_subcommand help; and __fish_seen_subcommand_from chan" -f -a "read" -d 'Print a channel\'s messages after --since'
+complete -c cipc -n "__fish_cipc_using_subcommand help; and __fish_seen_subcommand_from chan" -f -a "follow" -d 'Print new messages as they arrive, until Ctrl-C (reconnects by itself)'
+complete -c cipc -n "__fish_cipc_using_subcommand help; and __fish_seen_subcommand_from chan" -f -a "list" -d 'List channels with their message counts'
+complete -c cipc -n "__fish_cipc_using_subcommand help; and __fish_seen_subcommand_from signal" -f -a "emit" -d 'Emit (set) a signal, releasing its waiters; emitting again replaces the data'
+complete -c cipc -n "__fish_cipc_using_subcommand help; and __fish_seen_subcommand_from signal" -f -a "wait" -d 'Wait until a signal is emitted and print it (exit 124 on timeout)'
+complete -c cipc -n "__fish_cipc_using_subcommand help; and __fish_seen_subcommand_from signal" -f -a "get" -d 'Print a signal (emitted: false if it never was)'
+complete -c cipc -n "__fish_cipc_using_subcommand help; and __fish_seen_subcommand_from signal" -f -a "clear" -d 'Clear a signal so that waiters block again (its count is kept)'
+complete -c cipc -n "__fish_cipc_using_subcommand help; and __fish_seen_subcommand_from signal" -f -a "list" -d 'List every signal'

@@ -1,0 +1,383 @@
+//! `cipc send`, `cipc wait` and `cipc ack`: the command round trip from a shell.
+//!
+//! `send --wait` is request and reply in one line of shell; `wait` hands the
+//! next command to a script as JSON; `ack` reports the outcome.
+
+use super::output::{compact, human_duration, Output};
+use super::poll::{deadline, long_poll, Waited};
+use super::{exit, read_json_arg, CliError, ClientArgs, Ctx};
+use crate::api::{
+    AckRequest, Command, CommandResponse, CommandStatus, CommandsResponse, SendRequest,
+};
+use crate::client::Sent;
+use clap::Args;
+use serde_json::{Map, Value};
+use std::time::Duration;
+
+/// Flags of `cipc send`.
+#[derive(Debug, Args)]
+pub struct SendArgs {
+    /// Broker, identity and output flags.
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// A role, a peer id, or "*" for a copy to every online peer.
+    pub target: String,
+    /// What to do, e.g. start-server.
+    pub action: String,
+    /// One parameter: key=value (a string) or key:=JSON (a number, object, ...); repeatable.
+    #[arg(long = "param", short = 'p', value_name = "KEY=VALUE")]
+    pub param: Vec<String>,
+    /// All parameters as JSON: inline, @file, or - for stdin (--param adds to it).
+    #[arg(long, value_name = "JSON|@FILE|-")]
+    pub params: Option<String>,
+    /// Who is sending [default: this peer's role, else "anonymous"].
+    #[arg(long, value_name = "NAME")]
+    pub from: Option<String>,
+    /// An idempotency key: sending it again answers the original command.
+    #[arg(long, value_name = "KEY")]
+    pub dedupe_key: Option<String>,
+    /// Let the command expire if nobody takes it within this long (e.g. 10m).
+    #[arg(long, value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub ttl: Option<Duration>,
+    /// Block until the command is acked and print the result (exit 1 if it failed).
+    #[arg(long)]
+    pub wait: bool,
+    /// With --wait: give up after this long (exit 124) [default: 5m].
+    #[arg(long, requires = "wait", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub timeout: Option<Duration>,
+    /// With --wait: wait as long as it takes.
+    #[arg(long, requires = "wait", conflicts_with = "timeout")]
+    pub forever: bool,
+}
+
+/// Flags of `cipc wait`.
+#[derive(Debug, Args)]
+pub struct WaitArgs {
+    /// Broker, identity and output flags (--peer says whose commands to take).
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// Give up after this long (exit 124).
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub timeout: Duration,
+    /// Wait as long as it takes.
+    #[arg(long, conflicts_with = "timeout")]
+    pub forever: bool,
+}
+
+/// Flags of `cipc ack`.
+#[derive(Debug, Args)]
+pub struct AckArgs {
+    /// Broker, identity and output flags.
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// The command's id (from `cipc wait`).
+    pub command_id: String,
+    /// The outcome as JSON: inline, @file, or - for stdin.
+    #[arg(long, value_name = "JSON|@FILE|-")]
+    pub result: Option<String>,
+    /// Report the command failed, with this message.
+    #[arg(long, value_name = "MESSAGE")]
+    pub error: Option<String>,
+}
+
+/// The parameters from `--params` and `--param`, or `None` for the broker's default (`{}`).
+fn build_params(params: Option<&str>, pairs: &[String]) -> Result<Option<Value>, CliError> {
+    let base = params.map(|p| read_json_arg(p, "--params")).transpose()?;
+    if pairs.is_empty() {
+        return Ok(base);
+    }
+    let mut map =
+        match base {
+            None => Map::new(),
+            Some(Value::Object(m)) => m,
+            Some(_) => return Err(CliError::usage(
+                "--param needs --params to be a JSON object; put everything in --params instead",
+            )),
+        };
+    for pair in pairs {
+        let Some((key, value)) = pair.split_once('=') else {
+            return Err(CliError::usage(format!(
+                "--param {pair:?} is not key=value (a string) or key:=JSON"
+            )));
+        };
+        let (key, value) = match key.strip_suffix(':') {
+            Some(k) => (
+                k,
+                serde_json::from_str(value).map_err(|e| {
+                    CliError::usage(format!(
+                        "--param {pair:?}: the value after := is not JSON ({e}); use key=value for a plain string"
+                    ))
+                })?,
+            ),
+            None => (key, Value::String(value.to_string())),
+        };
+        if key.is_empty() {
+            return Err(CliError::usage(format!(
+                "--param {pair:?} has an empty key"
+            )));
+        }
+        map.insert(key.to_string(), value);
+    }
+    Ok(Some(Value::Object(map)))
+}
+
+/// Runs `cipc send`; returns the exit code.
+pub async fn send(args: SendArgs, ctx: Ctx) -> Result<i32, CliError> {
+    let out = ctx.out;
+    let params = build_params(args.params.as_deref(), &args.param)?;
+    let ttl = args
+        .ttl
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    let req = SendRequest {
+        from: args.from,
+        target: args.target.clone(),
+        action: args.action.clone(),
+        params,
+        dedupe_key: args.dedupe_key,
+        ttl,
+    };
+    let sent = ctx.client.send(&req).await?;
+    if !args.wait {
+        if out.json {
+            out.json(&sent)?;
+        } else {
+            print_sent(&out, &sent)?;
+        }
+        return Ok(exit::OK);
+    }
+
+    let timeout = args.timeout.unwrap_or(Duration::from_secs(300));
+    let until = deadline(timeout, args.forever);
+    let mut finished: Vec<CommandResponse> = Vec::new();
+    let mut timed_out = false;
+    for cmd in sent.commands() {
+        let spinner = out.spinner(format!("waiting for {} to do {}", cmd.target, cmd.action));
+        let id = cmd.id.to_string();
+        let client = &ctx.client;
+        let waited = long_poll(until, &spinner, "waiting for the result", |ms| {
+            let id = id.clone();
+            async move {
+                let r = client.wait_result(&id, ms).await?;
+                let pending = r.timed_out || !r.command.status.is_terminal();
+                Ok((r, pending))
+            }
+        })
+        .await?;
+        drop(spinner);
+        match waited {
+            Waited::Done(r) => finished.push(r),
+            Waited::TimedOut(mut r) => {
+                r.timed_out = true;
+                timed_out = true;
+                finished.push(r);
+            }
+        }
+    }
+
+    let failed: Vec<&Command> = finished
+        .iter()
+        .map(|r| &r.command)
+        .filter(|c| c.status.is_terminal() && c.status != CommandStatus::Acked)
+        .collect();
+    if out.json {
+        match &sent {
+            Sent::One { .. } => {
+                if let Some(r) = finished.first() {
+                    out.json(r)?;
+                }
+            }
+            Sent::FanOut(_) => out.json(&CommandsResponse {
+                commands: finished.iter().map(|r| r.command.clone()).collect(),
+            })?,
+        }
+    } else {
+        for r in &finished {
+            print_outcome(&out, &r.command, finished.len() > 1)?;
+        }
+    }
+    for c in &failed {
+        eprintln!("cipc send: {}", failure_line(c));
+    }
+    if timed_out {
+        for r in finished.iter().filter(|r| r.timed_out) {
+            eprintln!(
+                "cipc send: no result for {} ({}) within {}; it is still {}",
+                r.command.id,
+                r.command.action,
+                human_duration(timeout),
+                r.command.status.as_str()
+            );
+        }
+        return Ok(exit::TIMED_OUT);
+    }
+    Ok(if failed.is_empty() {
+        exit::OK
+    } else {
+        exit::ERROR
+    })
+}
+
+fn failure_line(c: &Command) -> String {
+    let why = c.error.as_deref().unwrap_or("no reason given");
+    format!(
+        "command {} ({}) {}: {}",
+        c.id,
+        c.action,
+        c.status.as_str(),
+        why
+    )
+}
+
+fn print_sent(out: &Output, sent: &Sent) -> Result<(), CliError> {
+    match sent {
+        Sent::One { response, created } => {
+            let c = &response.command;
+            let mut line = format!("sent {} to {}: command {}", c.action, c.target, c.id);
+            if !created {
+                line.push_str(&format!(
+                    " (already sent with this dedupe key; it is {})",
+                    c.status.as_str()
+                ));
+            } else if response.queued {
+                line.push_str(&format!(" (queued: nobody online holds {} yet)", c.target));
+            }
+            out.line(&line)
+        }
+        Sent::FanOut(r) => {
+            if r.commands.is_empty() {
+                return out.line("nobody is online: no copies sent");
+            }
+            out.line(&format!(
+                "sent a copy to {} online peers:",
+                r.commands.len()
+            ))?;
+            let mut t = out.new_table(&["COMMAND", "TARGET", "ACTION"]);
+            for c in &r.commands {
+                t.add_row(vec![c.id.to_string(), c.target.clone(), c.action.clone()]);
+            }
+            out.table(t)
+        }
+    }
+}
+
+fn print_outcome(out: &Output, c: &Command, label: bool) -> Result<(), CliError> {
+    let prefix = if label {
+        format!("{}: ", c.target)
+    } else {
+        String::new()
+    };
+    match c.status {
+        CommandStatus::Acked => {
+            let result = match &c.result {
+                None | Some(Value::Null) => "(no result)".to_string(),
+                Some(Value::String(s)) => s.clone(),
+                Some(v) if label => compact(v, 200),
+                Some(v) => serde_json::to_string_pretty(v).unwrap_or_default(),
+            };
+            out.line(&format!("{prefix}{result}"))
+        }
+        s if s.is_terminal() => out.line(&format!(
+            "{prefix}{} {}",
+            out.paint(s.as_str(), false),
+            c.error.as_deref().unwrap_or("")
+        )),
+        s => out.line(&format!("{prefix}still {} (timed out)", s.as_str())),
+    }
+}
+
+/// Runs `cipc wait`; returns the exit code.
+pub async fn wait(args: WaitArgs, ctx: Ctx) -> Result<i32, CliError> {
+    let out = ctx.out;
+    let peer = ctx.peer_or(None, "cipc wait")?;
+    let until = deadline(args.timeout, args.forever);
+    let spinner = out.spinner(format!("waiting for a command for peer {peer}"));
+    let client = &ctx.client;
+    let waited = long_poll(until, &spinner, "waiting for a command", |ms| {
+        let peer = peer.clone();
+        async move {
+            let r = client.wait_command(&peer, ms).await?;
+            let empty = r.command.is_none();
+            Ok((r, empty))
+        }
+    })
+    .await?;
+    drop(spinner);
+    match waited {
+        Waited::Done(r) => {
+            if out.json {
+                out.json(&r)?;
+            } else if let Some(c) = &r.command {
+                let params = match &c.params {
+                    Value::Object(m) if m.is_empty() => String::new(),
+                    v => format!(" {}", compact(v, 400)),
+                };
+                out.line(&format!("{}{}", c.action, params))?;
+                out.line(&format!("  command {} from {}", c.id, c.from))?;
+                out.line(&format!(
+                    "  when done: cipc ack {} --result '{{\"ok\":true}}'   (or --error MESSAGE)",
+                    c.id
+                ))?;
+            }
+            Ok(exit::OK)
+        }
+        Waited::TimedOut(r) => {
+            if out.json {
+                out.json(&r)?;
+            }
+            eprintln!(
+                "cipc wait: no command for peer {peer} within {}",
+                human_duration(args.timeout)
+            );
+            Ok(exit::TIMED_OUT)
+        }
+    }
+}
+
+/// Runs `cipc ack`; returns the exit code.
+pub async fn ack(args: AckArgs, ctx: Ctx) -> Result<i32, CliError> {
+    let out = ctx.out;
+    let result = args
+        .result
+        .as_deref()
+        .map(|r| read_json_arg(r, "--result"))
+        .transpose()?;
+    let req = AckRequest {
+        result,
+        error: args.error,
+    };
+    let r = ctx.client.ack(&args.command_id, &req).await?;
+    if out.json {
+        out.json(&r)?;
+    } else {
+        let c = &r.command;
+        match c.status {
+            CommandStatus::Failed => out.line(&format!(
+                "marked {} ({}) failed: {}",
+                c.id,
+                c.action,
+                c.error.as_deref().unwrap_or("")
+            ))?,
+            _ => out.line(&format!("acked {} ({})", c.id, c.action))?,
+        }
+    }
+    Ok(exit::OK)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn params_merge_strings_and_json() {
+        let p = build_params(
+            Some(r#"{"a":1}"#),
+            &["b=x".into(), "c:=[1,2]".into(), "d=e=f".into()],
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(p, serde_json::json!({"a":1,"b":"x","c":[1,2],"d":"e=f"}));
+        assert!(build_params(None, &["nokey".into()]).is_err());
+        assert!(build_params(Some("[1]"), &["a=b".into()]).is_err());
+        assert_eq!(build_params(None, &[]).unwrap(), None);
+    }
+}

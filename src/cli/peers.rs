@@ -1,0 +1,219 @@
+//! `cipc peers`: see who is online, register a session, and manage peers.
+
+use super::output::{ago, Output};
+use super::{CliError, ClientArgs, Ctx};
+use crate::api::{ConnectRequest, Peer, PeerStatus, Via};
+use clap::{Args, Subcommand};
+use uuid::Uuid;
+
+/// Flags of `cipc peers`.
+#[derive(Debug, Args)]
+pub struct PeersArgs {
+    /// Broker, identity and output flags.
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// What to do (default: list).
+    #[command(subcommand)]
+    pub cmd: Option<PeersCmd>,
+}
+
+/// The `cipc peers` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum PeersCmd {
+    /// List every known peer with its status (the default).
+    List,
+    /// List online peers and the roles they hold.
+    Discover,
+    /// Register this session as a peer with ROLE and print it.
+    Connect {
+        /// The role to take, e.g. backend (1-64 of A-Z a-z 0-9 . _ -).
+        role: String,
+        /// A capability tag; repeatable, or comma-separated.
+        #[arg(long = "cap", value_name = "CAP", value_delimiter = ',')]
+        caps: Vec<String>,
+        /// A human-friendly name.
+        #[arg(long)]
+        name: Option<String>,
+        /// Reconnect as this known peer id instead of getting a new one.
+        #[arg(long, value_name = "ID")]
+        id: Option<Uuid>,
+        /// Print only `export CIPC_PEER=<id>`, for eval "$(cipc peers connect ROLE --export)".
+        #[arg(long)]
+        export: bool,
+    },
+    /// Show one peer (default: --peer / CIPC_PEER).
+    Show {
+        /// The peer id.
+        id: Option<String>,
+    },
+    /// Disconnect a peer: it goes offline and its unacked commands are pending again.
+    Disconnect {
+        /// The peer id (default: --peer / CIPC_PEER).
+        id: Option<String>,
+    },
+    /// Tell the broker this peer is alive (default: --peer / CIPC_PEER).
+    Heartbeat {
+        /// The peer id.
+        id: Option<String>,
+    },
+}
+
+/// Runs `cipc peers ...`; returns the exit code.
+pub async fn run(args: PeersArgs, ctx: Ctx) -> Result<i32, CliError> {
+    let out = ctx.out;
+    match args.cmd.unwrap_or(PeersCmd::List) {
+        PeersCmd::List => {
+            let r = ctx.client.peers().await?;
+            if out.json {
+                out.json(&r)?;
+            } else if r.peers.is_empty() {
+                out.line("no peers yet; register one with `cipc peers connect ROLE`")?;
+            } else {
+                out.table(peer_table(&out, &r.peers))?;
+            }
+        }
+        PeersCmd::Discover => {
+            let r = ctx.client.discover().await?;
+            if out.json {
+                out.json(&r)?;
+            } else if r.peers.is_empty() {
+                out.line("nobody is online")?;
+            } else {
+                out.table(peer_table(&out, &r.peers))?;
+                out.line(&format!(
+                    "{} online; roles: {}",
+                    r.count,
+                    r.roles.join(", ")
+                ))?;
+            }
+        }
+        PeersCmd::Connect {
+            role,
+            caps,
+            name,
+            id,
+            export,
+        } => {
+            let req = ConnectRequest {
+                role,
+                capabilities: (!caps.is_empty()).then_some(caps),
+                name,
+                id,
+            };
+            let r = ctx.client.connect(&req).await?;
+            if export {
+                out.line(&format!("export CIPC_PEER={}", r.peer.id))?;
+            } else if out.json {
+                out.json(&r)?;
+            } else {
+                out.line(&format!(
+                    "connected as {} (peer {}); use it with: export CIPC_PEER={}",
+                    r.peer.role, r.peer.id, r.peer.id
+                ))?;
+            }
+        }
+        PeersCmd::Show { id } => {
+            let id = ctx.peer_or(id.as_deref(), "cipc peers show")?;
+            let r = ctx.client.peer_info(&id).await?;
+            if out.json {
+                out.json(&r)?;
+            } else {
+                show_peer(&out, &r.peer)?;
+            }
+        }
+        PeersCmd::Disconnect { id } => {
+            let id = ctx.peer_or(id.as_deref(), "cipc peers disconnect")?;
+            let r = ctx.client.disconnect(&id).await?;
+            if out.json {
+                out.json(&r)?;
+            } else {
+                out.line(&format!(
+                    "peer {} ({}) is offline; its unacked commands are pending again",
+                    r.peer.id, r.peer.role
+                ))?;
+            }
+        }
+        PeersCmd::Heartbeat { id } => {
+            let id = ctx.peer_or(id.as_deref(), "cipc peers heartbeat")?;
+            let r = ctx.client.heartbeat(&id).await?;
+            if out.json {
+                out.json(&r)?;
+            } else {
+                out.line(&format!(
+                    "peer {} ({}) is {}",
+                    r.peer.id,
+                    r.peer.role,
+                    status_word(r.peer.status)
+                ))?;
+            }
+        }
+    }
+    Ok(super::exit::OK)
+}
+
+/// The wire word of a peer status.
+pub fn status_word(s: PeerStatus) -> &'static str {
+    match s {
+        PeerStatus::Online => "online",
+        PeerStatus::Stale => "stale",
+        PeerStatus::Offline => "offline",
+    }
+}
+
+fn via_word(v: Via) -> &'static str {
+    match v {
+        Via::Http => "http",
+        Via::Mcp => "mcp",
+    }
+}
+
+/// The peers table (also used by `cipc status`).
+pub fn peer_table(out: &Output, peers: &[Peer]) -> comfy_table::Table {
+    let mut t = out.new_table(&[
+        "ID",
+        "ROLE",
+        "NAME",
+        "STATUS",
+        "VIA",
+        "LAST SEEN",
+        "CAPABILITIES",
+    ]);
+    for p in peers {
+        t.add_row(vec![
+            comfy_table::Cell::new(p.id),
+            comfy_table::Cell::new(&p.role),
+            comfy_table::Cell::new(p.name.as_deref().unwrap_or("")),
+            out.status_cell(status_word(p.status)),
+            comfy_table::Cell::new(via_word(p.via)),
+            comfy_table::Cell::new(ago(p.last_seen)),
+            comfy_table::Cell::new(p.capabilities.join(",")),
+        ]);
+    }
+    t
+}
+
+fn show_peer(out: &Output, p: &Peer) -> Result<(), CliError> {
+    let mut t = out.new_table(&["FIELD", "VALUE"]);
+    t.add_row(vec!["id".to_string(), p.id.to_string()]);
+    t.add_row(vec!["role".to_string(), p.role.clone()]);
+    t.add_row(vec!["name".to_string(), p.name.clone().unwrap_or_default()]);
+    t.add_row(vec![
+        comfy_table::Cell::new("status"),
+        out.status_cell(status_word(p.status)),
+    ]);
+    t.add_row(vec!["via".to_string(), via_word(p.via).to_string()]);
+    t.add_row(vec!["capabilities".to_string(), p.capabilities.join(", ")]);
+    t.add_row(vec![
+        "connected".to_string(),
+        format!("{} ({})", p.connected_at, ago(p.connected_at)),
+    ]);
+    t.add_row(vec![
+        "last seen".to_string(),
+        format!("{} ({})", p.last_seen, ago(p.last_seen)),
+    ]);
+    if !p.working_on.is_empty() {
+        let ids: Vec<String> = p.working_on.iter().map(|u| u.to_string()).collect();
+        t.add_row(vec!["working on".to_string(), ids.join(", ")]);
+    }
+    out.table(t)
+}

@@ -1,0 +1,129 @@
+//! `cipc status` (everything at a glance) and `cipc reset` (start over).
+
+use super::chan::channel_table;
+use super::output::{ago, human_duration};
+use super::peers::peer_table;
+use super::signal::signal_table;
+use super::{exit, CliError, ClientArgs, Ctx};
+use clap::Args;
+use std::io::{BufRead, IsTerminal, Write};
+use std::time::Duration;
+
+/// Flags of `cipc status`.
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Broker, identity and output flags.
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+/// Flags of `cipc reset`.
+#[derive(Debug, Args)]
+pub struct ResetArgs {
+    /// Broker, identity and output flags.
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// Do not ask for confirmation (required when stdin is not a terminal).
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+}
+
+/// Runs `cipc status`; returns the exit code.
+pub async fn status(_args: StatusArgs, ctx: Ctx) -> Result<i32, CliError> {
+    let out = ctx.out;
+    let s = ctx.client.status().await?;
+    if out.json {
+        out.json(&s)?;
+        return Ok(exit::OK);
+    }
+    let up = human_duration(Duration::from_secs(s.uptime_ms / 1000));
+    out.line(&format!(
+        "cipc {} at {}, up {up}",
+        s.version,
+        ctx.client.base_url()
+    ))?;
+
+    let online = s
+        .peers
+        .iter()
+        .filter(|p| p.status == crate::api::PeerStatus::Online)
+        .count();
+    out.line(&format!(
+        "\nPeers: {} known, {online} online",
+        s.peers.len()
+    ))?;
+    if !s.peers.is_empty() {
+        out.table(peer_table(&out, &s.peers))?;
+    }
+
+    let counts: Vec<String> = crate::api::CommandStatus::ALL
+        .iter()
+        .filter_map(|st| {
+            let n = s.commands.counts.get(st.as_str()).copied().unwrap_or(0);
+            (n > 0).then(|| format!("{n} {}", st.as_str()))
+        })
+        .collect();
+    let counts = if counts.is_empty() {
+        "none".to_string()
+    } else {
+        counts.join(", ")
+    };
+    out.line(&format!("\nCommands: {counts}"))?;
+    if !s.commands.recent.is_empty() {
+        let mut t = out.new_table(&["COMMAND", "ACTION", "FROM", "TARGET", "STATUS", "SENT"]);
+        for c in s.commands.recent.iter().take(10) {
+            t.add_row(vec![
+                comfy_table::Cell::new(c.id),
+                comfy_table::Cell::new(&c.action),
+                comfy_table::Cell::new(&c.from),
+                comfy_table::Cell::new(&c.target),
+                out.status_cell(c.status.as_str()),
+                comfy_table::Cell::new(ago(c.created_at)),
+            ]);
+        }
+        out.table(t)?;
+    }
+
+    out.line(&format!("\nChannels: {}", s.channels.len()))?;
+    if !s.channels.is_empty() {
+        out.table(channel_table(&out, &s.channels))?;
+    }
+    out.line(&format!("\nSignals: {}", s.signals.len()))?;
+    if !s.signals.is_empty() {
+        out.table(signal_table(&out, &s.signals))?;
+    }
+    Ok(exit::OK)
+}
+
+/// Runs `cipc reset`; returns the exit code.
+pub async fn reset(args: ResetArgs, ctx: Ctx) -> Result<i32, CliError> {
+    let out = ctx.out;
+    if !args.yes {
+        if !std::io::stdin().is_terminal() {
+            return Err(CliError::usage(
+                "refusing to reset without confirmation: stdin is not a terminal; pass --yes to clear everything",
+            ));
+        }
+        eprint!(
+            "Reset the broker at {}? This deletes every peer, command, channel and signal. [y/N] ",
+            ctx.client.base_url()
+        );
+        let _ = std::io::stderr().flush();
+        let mut answer = String::new();
+        std::io::stdin()
+            .lock()
+            .read_line(&mut answer)
+            .map_err(|e| CliError::error(format!("cannot read the answer: {e}")))?;
+        if !matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes") {
+            eprintln!("cipc reset: nothing changed");
+            return Ok(exit::ERROR);
+        }
+    }
+    let r = ctx.client.reset().await?;
+    if out.json {
+        out.json(&r)?;
+    } else {
+        out.line("reset: every peer, command, channel and signal is gone")?;
+    }
+    Ok(exit::OK)
+}

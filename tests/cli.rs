@@ -1,0 +1,1177 @@
+//! The `cipc` client subcommands, run as real processes (assert_cmd) against a
+//! real broker started in-process on a free port.
+//!
+//! Waits in these tests use generous deadlines only as a safety net; nothing
+//! asserts on timing.
+
+mod common;
+
+use assert_cmd::Command;
+use cipc::server::RunningServer;
+use serde_json::{json, Value};
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// A safety net for any single process; tests never get near it.
+const PROCESS_LIMIT: Duration = Duration::from_secs(60);
+
+/// An in-process broker on its own runtime, so tests can block on processes.
+struct Broker {
+    rt: tokio::runtime::Runtime,
+    server: Option<RunningServer>,
+    url: String,
+}
+
+impl Broker {
+    fn start() -> Broker {
+        Broker::start_inner(None)
+    }
+
+    fn start_with_token(token: &str) -> Broker {
+        Broker::start_inner(Some(token))
+    }
+
+    fn start_inner(token: Option<&str>) -> Broker {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let server = rt.block_on(async {
+            match token {
+                Some(t) => common::start_with_token(t).await,
+                None => common::start().await,
+            }
+        });
+        let url = server.url();
+        Broker {
+            rt,
+            server: Some(server),
+            url,
+        }
+    }
+
+    /// `cipc` with CIPC_URL pointing at this broker.
+    fn cipc(&self) -> Command {
+        let mut c = cipc();
+        c.env("CIPC_URL", &self.url);
+        c
+    }
+
+    /// `cipc` as a plain std process (for children we read while they run).
+    fn std_cipc(&self) -> std::process::Command {
+        let mut c = std_cipc();
+        c.env("CIPC_URL", &self.url);
+        c
+    }
+
+    /// Registers a peer with `role` through the CLI and returns its id.
+    fn connect(&self, role: &str) -> String {
+        let out = self
+            .cipc()
+            .args(["peers", "connect", role])
+            .assert()
+            .success();
+        let v = parse(&out.get_output().stdout);
+        v["peer"]["id"].as_str().expect("peer id").to_string()
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        if let Some(s) = self.server.take() {
+            self.rt.block_on(s.stop());
+        }
+    }
+}
+
+/// `cipc` with a clean environment (no CIPC_* from the developer's shell).
+fn cipc() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_cipc"));
+    for var in [
+        "CIPC_URL",
+        "CIPC_TOKEN",
+        "CIPC_PEER",
+        "CIPC_HOST",
+        "CIPC_PORT",
+        "CIPC_DATA_DIR",
+        "NO_COLOR",
+    ] {
+        c.env_remove(var);
+    }
+    c.timeout(PROCESS_LIMIT);
+    c
+}
+
+fn std_cipc() -> std::process::Command {
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_cipc"));
+    for var in ["CIPC_URL", "CIPC_TOKEN", "CIPC_PEER", "NO_COLOR"] {
+        c.env_remove(var);
+    }
+    c
+}
+
+/// Parses exactly one JSON document from a process's stdout.
+fn parse(stdout: &[u8]) -> Value {
+    let text = String::from_utf8_lossy(stdout);
+    serde_json::from_str(text.trim())
+        .unwrap_or_else(|e| panic!("stdout is not one JSON document ({e}): {text:?}"))
+}
+
+fn stdout_json(c: &mut Command) -> Value {
+    let out = c.assert().success();
+    parse(&out.get_output().stdout)
+}
+
+fn stdout_text(c: &mut Command) -> String {
+    let out = c.assert().success();
+    String::from_utf8_lossy(&out.get_output().stdout).into_owned()
+}
+
+fn stderr_of(a: &assert_cmd::assert::Assert) -> String {
+    String::from_utf8_lossy(&a.get_output().stderr).into_owned()
+}
+
+/// Reads lines of a child's stdout on a thread, so the test can wait with a deadline.
+fn line_reader(child: &mut Child) -> mpsc::Receiver<String> {
+    let stdout = child.stdout.take().expect("piped stdout");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+/// Kills a child we started, by its handle.
+fn stop(mut child: Child) {
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+// ---------------------------------------------------------------- peers
+
+#[test]
+fn peers_connect_list_show_heartbeat_disconnect() {
+    let b = Broker::start();
+    let v = stdout_json(b.cipc().args([
+        "peers",
+        "connect",
+        "backend",
+        "--cap",
+        "tcp",
+        "--cap",
+        "server,gpu",
+        "--name",
+        "bob",
+    ]));
+    let id = v["peer"]["id"].as_str().unwrap().to_string();
+    assert_eq!(v["peer"]["role"], "backend");
+    assert_eq!(v["peer"]["capabilities"], json!(["tcp", "server", "gpu"]));
+    assert_eq!(v["peer"]["name"], "bob");
+
+    // --export is for eval, whatever the output mode.
+    let export = stdout_text(b.cipc().args(["peers", "connect", "worker", "--export"]));
+    let worker = export
+        .trim()
+        .strip_prefix("export CIPC_PEER=")
+        .unwrap_or_else(|| panic!("not an export line: {export:?}"))
+        .to_string();
+    assert!(uuid::Uuid::parse_str(&worker).is_ok(), "{worker}");
+
+    // `cipc peers` lists (JSON when piped); `peers list` is the same.
+    let list = stdout_json(b.cipc().arg("peers"));
+    assert_eq!(list["peers"].as_array().unwrap().len(), 2);
+    let list2 = stdout_json(b.cipc().args(["peers", "list", "--json"]));
+    assert_eq!(list2["peers"].as_array().unwrap().len(), 2);
+
+    // The table form has headers and the rows.
+    let table = stdout_text(b.cipc().args(["peers", "--table"]));
+    assert!(
+        table.contains("ROLE") && table.contains("STATUS"),
+        "{table}"
+    );
+    assert!(table.contains("backend") && table.contains(&id), "{table}");
+    assert!(!table.contains('\x1b'), "no colour in a pipe: {table:?}");
+
+    let d = stdout_json(b.cipc().args(["peers", "discover"]));
+    assert_eq!(d["count"], 2);
+    let mut roles: Vec<String> = serde_json::from_value(d["roles"].clone()).unwrap();
+    roles.sort();
+    assert_eq!(roles, ["backend", "worker"]);
+    let dt = stdout_text(b.cipc().args(["peers", "discover", "--table"]));
+    assert!(dt.contains("roles: "), "{dt}");
+
+    let s = stdout_json(b.cipc().args(["peers", "show", &id]));
+    assert_eq!(s["peer"]["id"], id.as_str());
+    let st = stdout_text(b.cipc().args(["peers", "show", &id, "--table"]));
+    assert!(
+        st.contains("capabilities") && st.contains("tcp, server, gpu"),
+        "{st}"
+    );
+
+    // Without an id, show/heartbeat/disconnect use CIPC_PEER.
+    let s = stdout_json(b.cipc().env("CIPC_PEER", &worker).args(["peers", "show"]));
+    assert_eq!(s["peer"]["role"], "worker");
+    let h = stdout_json(
+        b.cipc()
+            .env("CIPC_PEER", &worker)
+            .args(["peers", "heartbeat"]),
+    );
+    assert_eq!(h["peer"]["status"], "online");
+    let gone = stdout_json(b.cipc().args(["peers", "disconnect", &worker]));
+    assert_eq!(gone["peer"]["status"], "offline");
+
+    // Reconnecting with --id keeps the id.
+    let again = stdout_json(
+        b.cipc()
+            .args(["peers", "connect", "worker", "--id", &worker]),
+    );
+    assert_eq!(again["peer"]["id"], worker.as_str());
+    assert_eq!(again["peer"]["status"], "online");
+}
+
+#[test]
+fn peers_errors_are_one_line_with_the_brokers_message() {
+    let b = Broker::start();
+    let a = b
+        .cipc()
+        .args(["peers", "show", "01000000-0000-7000-8000-000000000000"])
+        .assert()
+        .code(1);
+    let err = stderr_of(&a);
+    assert!(err.starts_with("cipc peers: the broker said: "), "{err}");
+    assert!(err.contains("not_found"), "{err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    assert!(a.get_output().stdout.is_empty());
+
+    // A bad role: the broker's own explanation reaches the user.
+    let a = b
+        .cipc()
+        .args(["peers", "connect", "bad role!"])
+        .assert()
+        .code(1);
+    assert!(stderr_of(&a).contains("bad_request"), "{}", stderr_of(&a));
+
+    // No peer to act on: a usage error naming the fix.
+    let a = b.cipc().args(["peers", "heartbeat"]).assert().code(2);
+    assert!(stderr_of(&a).contains("CIPC_PEER"), "{}", stderr_of(&a));
+
+    // A trailing slash on the URL is fine.
+    cipc()
+        .args(["peers", "--url", &format!("{}/", b.url)])
+        .assert()
+        .success();
+
+    // A CIPC_PEER that is not an id is caught before any request.
+    let a = b
+        .cipc()
+        .env("CIPC_PEER", "not-a-uuid")
+        .arg("peers")
+        .assert()
+        .code(2);
+    assert!(stderr_of(&a).contains("CIPC_PEER"), "{}", stderr_of(&a));
+}
+
+// ---------------------------------------------------------------- send / wait / ack
+
+#[test]
+fn send_builds_params_from_flags_files_and_stdin() {
+    let b = Broker::start();
+    let dir = tempfile::tempdir().unwrap();
+
+    // --param key=value (string) and key:=json, merged over --params.
+    let v = stdout_json(b.cipc().args([
+        "send",
+        "nobody-yet",
+        "build",
+        "--params",
+        r#"{"a":1}"#,
+        "--param",
+        "branch=main",
+        "-p",
+        "jobs:=4",
+        "-p",
+        "expr=a=b",
+        "--from",
+        "ci",
+        "--ttl",
+        "10m",
+    ]));
+    assert_eq!(v["queued"], true);
+    let c = &v["command"];
+    assert_eq!(
+        c["params"],
+        json!({"a":1,"branch":"main","jobs":4,"expr":"a=b"})
+    );
+    assert_eq!(c["from"], "ci");
+    assert_eq!(c["target"], "nobody-yet");
+    assert!(c["expiresAt"].is_string(), "--ttl sets expiresAt: {c}");
+
+    // --params @file
+    let file = dir.path().join("params.json");
+    std::fs::write(&file, r#"{"from_file": [1, 2]}"#).unwrap();
+    let v = stdout_json(b.cipc().args([
+        "send",
+        "r",
+        "x",
+        "--params",
+        &format!("@{}", file.display()),
+    ]));
+    assert_eq!(v["command"]["params"], json!({"from_file":[1,2]}));
+
+    // --params - (stdin)
+    let v = stdout_json(
+        b.cipc()
+            .args(["send", "r", "x", "--params", "-"])
+            .write_stdin(r#"{"from_stdin": true}"#),
+    );
+    assert_eq!(v["command"]["params"], json!({"from_stdin": true}));
+
+    // A repeated dedupe key answers the original command.
+    let one = stdout_json(b.cipc().args(["send", "r", "once", "--dedupe-key", "k1"]));
+    let two = stdout_json(b.cipc().args(["send", "r", "once", "--dedupe-key", "k1"]));
+    assert_eq!(one["command"]["id"], two["command"]["id"]);
+
+    // Human form.
+    let line = stdout_text(b.cipc().args(["send", "r", "hello", "--table"]));
+    assert!(line.starts_with("sent hello to r: command "), "{line}");
+    assert!(line.contains("queued"), "{line}");
+
+    // Bad JSON and a missing file are usage errors (2).
+    let a = b
+        .cipc()
+        .args(["send", "r", "x", "--params", "{nope"])
+        .assert()
+        .code(2);
+    assert!(
+        stderr_of(&a).contains("not valid JSON"),
+        "{}",
+        stderr_of(&a)
+    );
+    b.cipc()
+        .args(["send", "r", "x", "--params", "@/definitely/not/here.json"])
+        .assert()
+        .code(2);
+    b.cipc()
+        .args(["send", "r", "x", "--param", "novalue"])
+        .assert()
+        .code(2);
+    // --timeout without --wait is a clap usage error.
+    b.cipc()
+        .args(["send", "r", "x", "--timeout", "5s"])
+        .assert()
+        .code(2);
+}
+
+#[test]
+fn send_to_everyone_fans_out() {
+    let b = Broker::start();
+    b.connect("a");
+    b.connect("b");
+    let v = stdout_json(b.cipc().args(["send", "*", "ping"]));
+    assert_eq!(v["commands"].as_array().unwrap().len(), 2);
+}
+
+/// Runs `cipc wait` for `peer` then acks what it got with `ack_args`, in
+/// another thread, as a second terminal would.
+fn worker(b: &Broker, peer: &str, ack_args: Vec<String>) -> std::thread::JoinHandle<Value> {
+    let mut wait = b.cipc();
+    wait.env("CIPC_PEER", peer)
+        .args(["wait", "--timeout", "50s"]);
+    let mut ack = b.cipc();
+    std::thread::spawn(move || {
+        let got = stdout_json(&mut wait);
+        let id = got["command"]["id"]
+            .as_str()
+            .expect("command id")
+            .to_string();
+        ack.arg("ack").arg(&id).args(&ack_args);
+        stdout_json(&mut ack);
+        got
+    })
+}
+
+#[test]
+fn send_wait_prints_the_result_another_process_acked() {
+    let b = Broker::start();
+    let peer = b.connect("backend");
+    let t = worker(
+        &b,
+        &peer,
+        vec!["--result".into(), r#"{"port":8080}"#.into()],
+    );
+    let v = stdout_json(b.cipc().args([
+        "send",
+        "backend",
+        "start-server",
+        "-p",
+        "port:=8080",
+        "--wait",
+        "--timeout",
+        "50s",
+    ]));
+    assert_eq!(v["command"]["status"], "acked");
+    assert_eq!(v["command"]["result"], json!({"port": 8080}));
+    assert!(v.get("timedOut").is_none(), "{v}");
+    let got = t.join().unwrap();
+    assert_eq!(got["command"]["action"], "start-server");
+    assert_eq!(got["command"]["params"], json!({"port": 8080}));
+
+    // The human form prints the result itself.
+    let t = worker(&b, &peer, vec!["--result".into(), r#""done""#.into()]);
+    let out = stdout_text(b.cipc().args(["send", &peer, "again", "--wait", "--table"]));
+    assert_eq!(out.trim(), "done");
+    t.join().unwrap();
+}
+
+#[test]
+fn send_wait_exits_1_when_the_command_failed() {
+    let b = Broker::start();
+    let peer = b.connect("backend");
+    let t = worker(&b, &peer, vec!["--error".into(), "disk full".into()]);
+    let a = b
+        .cipc()
+        .args(["send", "backend", "deploy", "--wait", "--timeout", "50s"])
+        .assert()
+        .code(1);
+    let v = parse(&a.get_output().stdout);
+    assert_eq!(v["command"]["status"], "failed");
+    assert_eq!(v["command"]["error"], "disk full");
+    let err = stderr_of(&a);
+    assert!(err.contains("failed: disk full"), "{err}");
+    t.join().unwrap();
+}
+
+#[test]
+fn send_wait_times_out_with_124() {
+    let b = Broker::start();
+    let a = b
+        .cipc()
+        .args(["send", "nobody", "x", "--wait", "--timeout", "200ms"])
+        .assert()
+        .code(124);
+    let v = parse(&a.get_output().stdout);
+    assert_eq!(v["timedOut"], true);
+    assert_eq!(v["command"]["status"], "pending");
+    assert!(stderr_of(&a).contains("no result"), "{}", stderr_of(&a));
+}
+
+#[test]
+fn wait_and_ack_round_trip_with_files_and_stdin() {
+    let b = Broker::start();
+    let peer = b.connect("w");
+    let sent = stdout_json(b.cipc().args(["send", "w", "job", "-p", "n:=1"]));
+    let id = sent["command"]["id"].as_str().unwrap().to_string();
+
+    // --peer flag works as well as CIPC_PEER.
+    let got = stdout_json(b.cipc().args(["wait", "--peer", &peer, "--timeout", "20s"]));
+    assert_eq!(got["command"]["id"], id.as_str());
+    assert_eq!(got["command"]["status"], "delivered");
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("result.json");
+    std::fs::write(&file, r#"{"ok": true}"#).unwrap();
+    let acked =
+        stdout_json(
+            b.cipc()
+                .args(["ack", &id, "--result", &format!("@{}", file.display())]),
+        );
+    assert_eq!(acked["command"]["status"], "acked");
+    assert_eq!(acked["command"]["result"], json!({"ok": true}));
+
+    // Acking twice is the broker's 409: exit 1 with its message.
+    let a = b.cipc().args(["ack", &id]).assert().code(1);
+    assert!(stderr_of(&a).contains("conflict"), "{}", stderr_of(&a));
+
+    // --result - reads stdin; the human form of wait and ack.
+    b.cipc().args(["send", "w", "job2"]).assert().success();
+    let text =
+        stdout_text(
+            b.cipc()
+                .env("CIPC_PEER", &peer)
+                .args(["wait", "--table", "--timeout", "20s"]),
+        );
+    assert!(text.starts_with("job2"), "{text}");
+    assert!(text.contains("cipc ack "), "{text}");
+    let id2 = text
+        .split_whitespace()
+        .skip_while(|w| *w != "command")
+        .nth(1)
+        .expect("id in the human form")
+        .to_string();
+    let acked = stdout_json(
+        b.cipc()
+            .args(["ack", &id2, "--result", "-"])
+            .write_stdin("[1,2,3]"),
+    );
+    assert_eq!(acked["command"]["result"], json!([1, 2, 3]));
+
+    // --error marks it failed.
+    b.cipc().args(["send", "w", "job3"]).assert().success();
+    let got = stdout_json(b.cipc().env("CIPC_PEER", &peer).arg("wait"));
+    let id3 = got["command"]["id"].as_str().unwrap();
+    let line = stdout_text(b.cipc().args(["ack", id3, "--error", "nope", "--table"]));
+    assert!(line.contains("failed: nope"), "{line}");
+}
+
+#[test]
+fn wait_times_out_with_124_and_needs_a_peer() {
+    let b = Broker::start();
+    let peer = b.connect("idle");
+    let a = b
+        .cipc()
+        .env("CIPC_PEER", &peer)
+        .args(["wait", "--timeout", "200ms"])
+        .assert()
+        .code(124);
+    assert_eq!(
+        parse(&a.get_output().stdout),
+        json!({"command": null, "timedOut": true})
+    );
+    assert!(stderr_of(&a).contains("no command"), "{}", stderr_of(&a));
+
+    let a = b.cipc().arg("wait").assert().code(2);
+    assert!(stderr_of(&a).contains("CIPC_PEER"), "{}", stderr_of(&a));
+    b.cipc()
+        .args(["wait", "--peer", &peer, "--timeout", "soon"])
+        .assert()
+        .code(2);
+}
+
+// ---------------------------------------------------------------- channels
+
+#[test]
+fn chan_send_read_list() {
+    let b = Broker::start();
+    let dir = tempfile::tempdir().unwrap();
+    let m = stdout_json(b.cipc().args(["chan", "send", "log", r#"{"n":1}"#]));
+    assert_eq!(m["message"]["seq"], 1);
+    let file = dir.path().join("m.json");
+    std::fs::write(&file, r#""from a file""#).unwrap();
+    let m = stdout_json(
+        b.cipc()
+            .args(["chan", "send", "log", &format!("@{}", file.display())]),
+    );
+    assert_eq!(m["message"]["data"], "from a file");
+    let m = stdout_json(
+        b.cipc()
+            .args(["chan", "send", "log", "-"])
+            .write_stdin("[true]"),
+    );
+    assert_eq!(m["message"]["seq"], 3);
+    let line = stdout_text(b.cipc().args(["chan", "send", "log", "4", "--table"]));
+    assert_eq!(line.trim(), "sent #4 to log");
+
+    let r = stdout_json(
+        b.cipc()
+            .args(["chan", "read", "log", "--since", "1", "--limit", "2"]),
+    );
+    let seqs: Vec<u64> = r["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["seq"].as_u64().unwrap())
+        .collect();
+    assert_eq!(seqs, [2, 3]);
+    assert_eq!(r["lastSeq"], 4);
+
+    let t = stdout_text(b.cipc().args(["chan", "read", "log", "--table"]));
+    assert!(t.contains("SEQ") && t.contains("from a file"), "{t}");
+
+    let l = stdout_json(b.cipc().args(["chan", "list"]));
+    assert_eq!(l["channels"][0]["name"], "log");
+    assert_eq!(l["channels"][0]["count"], 4);
+    let lt = stdout_text(b.cipc().args(["chan", "list", "--table"]));
+    assert!(lt.contains("CHANNEL") && lt.contains("log"), "{lt}");
+
+    // Text that is not JSON is a usage error with a hint.
+    let a = b
+        .cipc()
+        .args(["chan", "send", "log", "hello"])
+        .assert()
+        .code(2);
+    assert!(
+        stderr_of(&a).contains("quote text as JSON"),
+        "{}",
+        stderr_of(&a)
+    );
+}
+
+#[test]
+fn chan_follow_prints_messages_sent_after_it_started() {
+    let b = Broker::start();
+    b.cipc()
+        .args(["chan", "send", "feed", r#""old""#])
+        .assert()
+        .success();
+    let mut child = b
+        .std_cipc()
+        .args(["chan", "follow", "feed"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let lines = line_reader(&mut child);
+    // Keep sending until the follower shows one (it may still be connecting).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let first = loop {
+        assert!(Instant::now() < deadline, "chan follow printed nothing");
+        b.cipc()
+            .args(["chan", "send", "feed", r#"{"new":true}"#])
+            .assert()
+            .success();
+        if let Ok(line) = lines.recv_timeout(Duration::from_millis(200)) {
+            break line;
+        }
+    };
+    let m: Value = serde_json::from_str(&first).unwrap();
+    assert_eq!(
+        m["data"],
+        json!({"new": true}),
+        "only new messages: {first}"
+    );
+    assert!(m["seq"].as_u64().unwrap() >= 2);
+
+    // Everything after it arrives in order, one JSON document per line.
+    b.cipc()
+        .args(["chan", "send", "feed", r#""last""#])
+        .assert()
+        .success();
+    let mut last = m["seq"].as_u64().unwrap();
+    loop {
+        let line = lines
+            .recv_timeout(Duration::from_secs(30))
+            .expect("chan follow stopped printing");
+        let m: Value = serde_json::from_str(&line).unwrap();
+        let seq = m["seq"].as_u64().unwrap();
+        assert_eq!(seq, last + 1, "no gaps, no repeats");
+        last = seq;
+        if m["data"] == "last" {
+            break;
+        }
+    }
+    stop(child);
+}
+
+#[test]
+fn chan_follow_since_replays_history() {
+    let b = Broker::start();
+    for i in 1..=3 {
+        b.cipc()
+            .args(["chan", "send", "h", &i.to_string()])
+            .assert()
+            .success();
+    }
+    let mut child = b
+        .std_cipc()
+        .args(["chan", "follow", "h", "--since", "1"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let lines = line_reader(&mut child);
+    let got: Vec<u64> = (0..2)
+        .map(|_| {
+            let l = lines.recv_timeout(Duration::from_secs(30)).expect("a line");
+            serde_json::from_str::<Value>(&l).unwrap()["seq"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(got, [2, 3]);
+    stop(child);
+}
+
+// ---------------------------------------------------------------- signals
+
+#[test]
+fn signal_emit_get_wait_clear_list() {
+    let b = Broker::start();
+    let g = stdout_json(b.cipc().args(["signal", "get", "ready"]));
+    assert_eq!(g["signal"]["emitted"], false);
+
+    let e = stdout_json(
+        b.cipc()
+            .args(["signal", "emit", "ready", "--data", r#"{"port":8080}"#]),
+    );
+    assert_eq!(e["signal"]["count"], 1);
+    let w = stdout_json(
+        b.cipc()
+            .args(["signal", "wait", "ready", "--timeout", "20s"]),
+    );
+    assert_eq!(w["signal"]["data"], json!({"port": 8080}));
+    assert!(w.get("timedOut").is_none());
+    let line = stdout_text(b.cipc().args(["signal", "wait", "ready", "--table"]));
+    assert!(line.starts_with("ready emitted (#1)"), "{line}");
+
+    // --after waits for a newer emission: none comes, so 124.
+    let a = b
+        .cipc()
+        .args([
+            "signal",
+            "wait",
+            "ready",
+            "--after",
+            "1",
+            "--timeout",
+            "200ms",
+        ])
+        .assert()
+        .code(124);
+    assert_eq!(parse(&a.get_output().stdout)["timedOut"], true);
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("d.json");
+    std::fs::write(&file, "[1]").unwrap();
+    let e = stdout_json(b.cipc().args([
+        "signal",
+        "emit",
+        "ready",
+        "--data",
+        &format!("@{}", file.display()),
+    ]));
+    assert_eq!(e["signal"]["count"], 2);
+    let w = stdout_json(b.cipc().args(["signal", "wait", "ready", "--after", "1"]));
+    assert_eq!(w["signal"]["data"], json!([1]));
+
+    let c = stdout_json(b.cipc().args(["signal", "clear", "ready"]));
+    assert_eq!(c["signal"]["emitted"], false);
+    b.cipc()
+        .args(["signal", "wait", "ready", "--timeout", "100ms"])
+        .assert()
+        .code(124);
+
+    let l = stdout_json(b.cipc().args(["signal", "list"]));
+    assert_eq!(l["signals"][0]["name"], "ready");
+    let t = stdout_text(b.cipc().args(["signal", "list", "--table"]));
+    assert!(t.contains("SIGNAL") && t.contains("ready"), "{t}");
+    let t = stdout_text(b.cipc().args(["signal", "get", "ready", "--table"]));
+    assert!(t.contains("ready"), "{t}");
+}
+
+#[test]
+fn signal_wait_is_released_by_an_emit_from_another_process() {
+    let b = Broker::start();
+    let child = b
+        .std_cipc()
+        .args(["signal", "wait", "go", "--timeout", "50s"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    b.cipc()
+        .args(["signal", "emit", "go", "--data", "7"])
+        .assert()
+        .success();
+    let out = wait_child(child, PROCESS_LIMIT);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(parse(&out.stdout)["signal"]["data"], 7);
+}
+
+/// Waits for a child with a safety deadline (kills it past that).
+fn wait_child(child: Child, limit: Duration) -> std::process::Output {
+    let id = child.id();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(limit) {
+        Ok(out) => out.expect("child output"),
+        Err(_) => {
+            unsafe {
+                libc::kill(id as i32, libc::SIGKILL);
+            }
+            panic!("child {id} did not finish within {limit:?}");
+        }
+    }
+}
+
+// ---------------------------------------------------------------- status / reset
+
+#[test]
+fn status_json_and_table() {
+    let b = Broker::start();
+    b.connect("backend");
+    b.cipc().args(["send", "backend", "x"]).assert().success();
+    b.cipc().args(["chan", "send", "c", "1"]).assert().success();
+    b.cipc().args(["signal", "emit", "s"]).assert().success();
+    let s = stdout_json(b.cipc().arg("status"));
+    assert!(s["version"].is_string());
+    assert_eq!(s["peers"].as_array().unwrap().len(), 1);
+    assert_eq!(s["commands"]["counts"]["pending"], 1);
+    let t = stdout_text(b.cipc().args(["status", "--table"]));
+    for want in [
+        "Peers: 1 known, 1 online",
+        "Commands: 1 pending",
+        "Channels: 1",
+        "Signals: 1",
+        "backend",
+    ] {
+        assert!(t.contains(want), "{want:?} missing from:\n{t}");
+    }
+}
+
+#[test]
+fn reset_refuses_without_yes_when_stdin_is_not_a_terminal() {
+    let b = Broker::start();
+    b.connect("keep-me");
+    let a = b.cipc().arg("reset").write_stdin("y\n").assert().code(2);
+    assert!(stderr_of(&a).contains("--yes"), "{}", stderr_of(&a));
+    let p = stdout_json(b.cipc().arg("peers"));
+    assert_eq!(p["peers"].as_array().unwrap().len(), 1, "nothing was reset");
+
+    let r = stdout_json(b.cipc().args(["reset", "--yes"]));
+    assert_eq!(r, json!({"ok": true}));
+    let p = stdout_json(b.cipc().arg("peers"));
+    assert_eq!(p["peers"].as_array().unwrap().len(), 0);
+}
+
+// ---------------------------------------------------------------- connection, auth, env
+
+/// A loopback port nothing listens on.
+fn closed_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+#[test]
+fn unreachable_broker_exits_3_naming_the_url() {
+    let url = format!("http://127.0.0.1:{}", closed_port());
+    let a = cipc().args(["status", "--url", &url]).assert().code(3);
+    let err = stderr_of(&a);
+    assert!(err.contains(&url) && err.contains("cipc serve"), "{err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+
+    // A wait retries until its own deadline, then says the same.
+    let a = cipc()
+        .env("CIPC_URL", &url)
+        .args(["signal", "wait", "x", "--timeout", "300ms"])
+        .assert()
+        .code(3);
+    assert!(stderr_of(&a).contains("cipc serve"), "{}", stderr_of(&a));
+}
+
+#[test]
+fn https_and_bad_urls_are_usage_errors() {
+    let a = cipc()
+        .args(["status", "--url", "https://broker.example:9100"])
+        .assert()
+        .code(2);
+    let err = stderr_of(&a);
+    assert!(err.contains("TLS") && err.contains("http://"), "{err}");
+    cipc().args(["status", "--url", "ftp://x"]).assert().code(2);
+    cipc().args(["peers", "--no-such-flag"]).assert().code(2);
+}
+
+#[test]
+fn token_from_env_flag_and_file() {
+    let b = Broker::start_with_token("s3cret-token");
+    let a = b.cipc().arg("status").assert().code(1);
+    let err = stderr_of(&a);
+    assert!(
+        err.contains("unauthorized") && err.contains("CIPC_TOKEN"),
+        "{err}"
+    );
+
+    b.cipc()
+        .env("CIPC_TOKEN", "s3cret-token")
+        .arg("status")
+        .assert()
+        .success();
+    b.cipc()
+        .args(["status", "--token", "s3cret-token"])
+        .assert()
+        .success();
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("token");
+    std::fs::write(&file, "s3cret-token\n").unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    b.cipc()
+        .arg("status")
+        .arg("--token-file")
+        .arg(&file)
+        .assert()
+        .success();
+}
+
+#[test]
+fn cipc_env_vars_are_used() {
+    let b = Broker::start();
+    let peer = b.connect("me");
+    // CIPC_URL (set by b.cipc) and CIPC_PEER: `from` defaults to the peer's role.
+    let v = stdout_json(b.cipc().env("CIPC_PEER", &peer).args(["send", "x", "y"]));
+    assert_eq!(v["command"]["from"], "me");
+    let m = stdout_json(
+        b.cipc()
+            .env("CIPC_PEER", &peer)
+            .args(["chan", "send", "c", "1"]),
+    );
+    assert_eq!(m["message"]["from"], peer.as_str());
+    // NO_COLOR and --table: never escape codes in a pipe.
+    let t = stdout_text(b.cipc().env("NO_COLOR", "1").args(["status", "--table"]));
+    assert!(!t.contains('\x1b'));
+}
+
+// ---------------------------------------------------------------- surviving restarts
+
+/// A `cipc serve` process on a fixed port, so it can be restarted in place.
+struct Served(Child);
+
+impl Served {
+    fn start(port: u16, data_dir: &Path) -> Served {
+        let mut child = std_cipc()
+            .args(["serve", "--port", &port.to_string(), "--data-dir"])
+            .arg(data_dir)
+            .env_remove("CIPC_HOST")
+            .env_remove("CIPC_PORT")
+            .env_remove("CIPC_DATA_DIR")
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert!(line.contains("listening"), "serve did not start: {line:?}");
+        Served(child)
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn waits_and_follows_survive_a_broker_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = closed_port();
+    let url = format!("http://127.0.0.1:{port}");
+    let served = Served::start(port, dir.path());
+
+    let mut follow = std_cipc()
+        .env("CIPC_URL", &url)
+        .args(["chan", "follow", "news", "--since", "0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let lines = line_reader(&mut follow);
+    cipc()
+        .env("CIPC_URL", &url)
+        .args(["chan", "send", "news", "1"])
+        .assert()
+        .success();
+    let l = lines
+        .recv_timeout(Duration::from_secs(30))
+        .expect("first message");
+    assert_eq!(serde_json::from_str::<Value>(&l).unwrap()["seq"], 1);
+
+    // The broker goes away; a wait started now keeps retrying (and says so).
+    drop(served);
+    let mut waiter = std_cipc()
+        .env("CIPC_URL", &url)
+        .args(["signal", "wait", "back", "--timeout", "50s"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut note = String::new();
+    BufReader::new(waiter.stderr.take().unwrap())
+        .read_line(&mut note)
+        .unwrap();
+    assert!(note.contains("retrying"), "{note:?}");
+    let _served = Served::start(port, dir.path());
+    cipc()
+        .env("CIPC_URL", &url)
+        .args(["signal", "emit", "back"])
+        .assert()
+        .success();
+    let out = wait_child(waiter, PROCESS_LIMIT);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(parse(&out.stdout)["signal"]["emitted"], true);
+
+    // The follower reconnected (Last-Event-ID) and gets the next message once.
+    cipc()
+        .env("CIPC_URL", &url)
+        .args(["chan", "send", "news", "2"])
+        .assert()
+        .success();
+    let l = lines
+        .recv_timeout(Duration::from_secs(30))
+        .expect("message after restart");
+    let m: Value = serde_json::from_str(&l).unwrap();
+    assert_eq!(m["seq"], 2);
+    assert_eq!(m["data"], 2);
+    stop(follow);
+}
+
+// ---------------------------------------------------------------- generated files
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn update_generated() -> bool {
+    std::env::var_os("UPDATE_GENERATED").is_some_and(|v| v == "1")
+}
+
+/// Compares (or, with UPDATE_GENERATED=1, rewrites) one checked-in file.
+fn check_generated(path: &Path, fresh: &[u8], stale: &mut Vec<String>) {
+    if update_generated() {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, fresh).unwrap();
+        return;
+    }
+    match std::fs::read(path) {
+        Ok(old) if old == fresh => {}
+        _ => stale.push(path.display().to_string()),
+    }
+}
+
+#[test]
+fn completions_and_man_pages_are_up_to_date() {
+    let mut stale = Vec::new();
+    for (shell, file) in [
+        ("bash", "cipc.bash"),
+        ("zsh", "_cipc"),
+        ("fish", "cipc.fish"),
+        ("elvish", "cipc.elv"),
+        ("powershell", "_cipc.ps1"),
+    ] {
+        let out = cipc().args(["completions", shell]).assert().success();
+        let fresh = out.get_output().stdout.clone();
+        assert!(!fresh.is_empty());
+        check_generated(&repo().join("completions").join(file), &fresh, &mut stale);
+    }
+
+    // `cipc man` prints the main page; `--dir` writes every page.
+    let main_page = cipc()
+        .arg("man")
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let text = String::from_utf8_lossy(&main_page);
+    assert!(
+        text.contains(".TH cipc") && text.contains("124"),
+        "exit codes in the man page"
+    );
+
+    let tmp = tempfile::tempdir().unwrap();
+    cipc()
+        .args(["man", "--dir"])
+        .arg(tmp.path())
+        .assert()
+        .success();
+    let mut fresh: Vec<String> = std::fs::read_dir(tmp.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    fresh.sort();
+    assert!(
+        fresh.contains(&"cipc.1".to_string()) && fresh.contains(&"cipc-chan-follow.1".to_string())
+    );
+    assert!(
+        std::fs::read(tmp.path().join("cipc.1")).unwrap() == main_page,
+        "`cipc man` and `cipc man --dir` disagree on cipc.1"
+    );
+    let man_dir = repo().join("man");
+    if update_generated() {
+        if let Ok(entries) = std::fs::read_dir(&man_dir) {
+            for e in entries.flatten() {
+                if e.file_name().to_string_lossy().ends_with(".1") {
+                    std::fs::remove_file(e.path()).unwrap();
+                }
+            }
+        }
+    }
+    for name in &fresh {
+        let bytes = std::fs::read(tmp.path().join(name)).unwrap();
+        check_generated(&man_dir.join(name), &bytes, &mut stale);
+    }
+    let checked_in: Vec<String> = std::fs::read_dir(&man_dir)
+        .map(|it| {
+            it.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.ends_with(".1") && !fresh.contains(n))
+                .collect()
+        })
+        .unwrap_or_default();
+    stale.extend(
+        checked_in
+            .into_iter()
+            .map(|n| format!("man/{n} (no longer generated)")),
+    );
+
+    assert!(
+        stale.is_empty(),
+        "generated files are stale: {stale:?}\nregenerate them with:\n  UPDATE_GENERATED=1 cargo test --test cli completions_and_man"
+    );
+}
+
+// ---------------------------------------------------------------- the example
+
+#[test]
+fn example_script_runs_end_to_end() {
+    if std::process::Command::new("jq")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("SKIPPED example_script_runs_end_to_end: jq is not installed");
+        return;
+    }
+    let b = Broker::start();
+    let bin_dir = Path::new(env!("CARGO_BIN_EXE_cipc"))
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    let path = std::env::join_paths(std::iter::once(bin_dir).chain(std::env::split_paths(
+        &std::env::var_os("PATH").unwrap_or_default(),
+    )))
+    .unwrap();
+    let child = std::process::Command::new("bash")
+        .arg(repo().join("examples/server-handshake.sh"))
+        .env("PATH", path)
+        .env("CIPC_URL", &b.url)
+        .env_remove("CIPC_PEER")
+        .env_remove("CIPC_TOKEN")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = wait_child(child, PROCESS_LIMIT);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "stdout: {stdout}\nstderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("server started on port 8080"), "{stdout}");
+    assert!(
+        stdout.contains(r#"deploy log: {"event":"listening","port":8080}"#),
+        "{stdout}"
+    );
+    let _ = std::io::stdout().flush();
+}
