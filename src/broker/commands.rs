@@ -209,6 +209,37 @@ impl Broker {
         Some(c)
     }
 
+    /// Ends a pending or delivered command with `status`: out of its queue,
+    /// persisted, announced, its result waiters woken.
+    #[allow(clippy::too_many_arguments)]
+    fn finish(
+        &self,
+        st: &mut State,
+        (ord, id): (u64, Uuid),
+        status: CommandStatus,
+        result: Option<Value>,
+        error: Option<String>,
+        now: Timestamp,
+        commits: &mut Vec<Commit>,
+    ) -> Option<Command> {
+        let snapshot = {
+            let e = st.commands.get_mut(&id)?;
+            let c = &mut e.command;
+            c.status = status;
+            c.acked_at = Some(now);
+            c.result = result;
+            c.error = error;
+            c.clone()
+        };
+        Broker::unqueue(st, &snapshot, ord);
+        Some(self.changed(st, id, commits).unwrap_or(snapshot))
+    }
+
+    fn expire(&self, st: &mut State, key: (u64, Uuid), now: Timestamp, commits: &mut Vec<Commit>) {
+        let why = Some("expired: its ttl ran out before any peer took it".to_string());
+        self.finish(st, key, CommandStatus::Expired, None, why, now, commits);
+    }
+
     fn unqueue(st: &mut State, c: &Command, ord: u64) {
         if let Some(q) = st.queues.get_mut(&c.target) {
             q.remove(&(ord, c.id));
@@ -244,12 +275,7 @@ impl Broker {
             let c = &mut e.command;
             let target = c.target.clone();
             if c.expires_at.is_some_and(|t| t <= now) {
-                c.status = CommandStatus::Expired;
-                c.acked_at = Some(now);
-                c.error = Some("expired: its ttl ran out before any peer took it".into());
-                let c = c.clone();
-                Broker::unqueue(st, &c, ord);
-                self.changed(st, id, commits);
+                self.expire(st, (ord, id), now, commits);
                 continue;
             }
             c.status = CommandStatus::Delivered;
@@ -364,21 +390,15 @@ impl Broker {
                     )));
                 }
             }
-            let was_pending = c.status == CommandStatus::Pending;
-            c.status = if error.is_some() {
+            let status = if error.is_some() {
                 CommandStatus::Failed
             } else {
                 CommandStatus::Acked
             };
-            c.acked_at = Some(now);
-            c.result = result;
-            c.error = error;
-            let snapshot = c.clone();
-            if was_pending {
-                Broker::unqueue(&mut st, &snapshot, ord);
-            }
             let mut commits = Vec::new();
-            let out = self.changed(&mut st, id, &mut commits).unwrap_or(snapshot);
+            let out = self
+                .finish(&mut st, (ord, id), status, result, error, now, &mut commits)
+                .ok_or_else(|| unknown_command(id))?;
             (out, commits)
         };
         tracing::info!(command = %id, status = out.status.as_str(), "command acked");
@@ -402,16 +422,18 @@ impl Broker {
                     c.status.as_str()
                 )));
             }
-            let was_pending = c.status == CommandStatus::Pending;
-            c.status = CommandStatus::Cancelled;
-            c.acked_at = Some(now);
-            c.error = Some(format!("cancelled by {by}"));
-            let snapshot = c.clone();
-            if was_pending {
-                Broker::unqueue(&mut st, &snapshot, ord);
-            }
+            let error = Some(format!("cancelled by {by}"));
             let mut commits = Vec::new();
-            let out = self.changed(&mut st, id, &mut commits).unwrap_or(snapshot);
+            let out = self.finish(
+                &mut st,
+                (ord, id),
+                CommandStatus::Cancelled,
+                None,
+                error,
+                now,
+                &mut commits,
+            )
+            .ok_or_else(|| unknown_command(id))?;
             (out, commits)
         };
         Broker::committed(commits).await?;
@@ -540,16 +562,8 @@ impl Broker {
             })
             .map(|e| (e.ord, e.command.id))
             .collect();
-        for (ord, id) in expired {
-            let Some(e) = st.commands.get_mut(&id) else {
-                continue;
-            };
-            e.command.status = CommandStatus::Expired;
-            e.command.acked_at = Some(now);
-            e.command.error = Some("expired: its ttl ran out before any peer took it".into());
-            let c = e.command.clone();
-            Broker::unqueue(st, &c, ord);
-            self.changed(st, id, commits);
+        for key in expired {
+            self.expire(st, key, now, commits);
         }
     }
 }

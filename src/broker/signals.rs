@@ -26,6 +26,23 @@ impl Broker {
         data: Option<Value>,
         by: Option<String>,
     ) -> Result<Signal, BrokerError> {
+        self.update_signal(name, |s| {
+            s.emitted = true;
+            s.data = data;
+            s.emitted_at = Some(Timestamp::now());
+            s.emitted_by = by;
+            s.count += 1;
+        })
+        .await
+    }
+
+    /// Changes one signal (creating it blank), then persists, announces and
+    /// wakes its waiters (who re-check whether it now releases them).
+    async fn update_signal(
+        &self,
+        name: &str,
+        change: impl FnOnce(&mut Signal),
+    ) -> Result<Signal, BrokerError> {
         validate_name("signal name", name).map_err(BrokerError::BadRequest)?;
         let (s, commit) = {
             let mut st = self.lock();
@@ -33,11 +50,7 @@ impl Broker {
                 .signals
                 .entry(name.to_string())
                 .or_insert_with(|| blank(name));
-            s.emitted = true;
-            s.data = data;
-            s.emitted_at = Some(Timestamp::now());
-            s.emitted_by = by;
-            s.count += 1;
+            change(s);
             let s = s.clone();
             let commit = self.persist(Mutation::Signal(s.clone()));
             st.events
@@ -59,23 +72,11 @@ impl Broker {
     /// `DELETE /signals/{name}`: unsets the latch (the count is kept, so
     /// `after=K` waits stay meaningful).
     pub async fn clear_signal(&self, name: &str) -> Result<Signal, BrokerError> {
-        validate_name("signal name", name).map_err(BrokerError::BadRequest)?;
-        let (s, commit) = {
-            let mut st = self.lock();
-            let s = st
-                .signals
-                .entry(name.to_string())
-                .or_insert_with(|| blank(name));
+        self.update_signal(name, |s| {
             s.emitted = false;
             s.data = None;
-            let s = s.clone();
-            let commit = self.persist(Mutation::Signal(s.clone()));
-            st.events
-                .push("signal", serde_json::to_value(&s).unwrap_or_default());
-            (s, commit)
-        };
-        Broker::committed(vec![commit]).await?;
-        Ok(s)
+        })
+        .await
     }
 
     /// Every signal, by name.

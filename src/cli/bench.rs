@@ -434,9 +434,9 @@ async fn cli_vs_curl(url: &str, n: usize) -> Result<Vec<Row>, String> {
                 n,
                 Box::new(move || {
                     let mut c = Command::new(&exe);
-                    c.arg("--url")
+                    c.args(&cipc_args)
+                        .arg("--url")
                         .arg(&u)
-                        .args(&cipc_args)
                         .env_remove("CIPC_TOKEN");
                     c
                 }),

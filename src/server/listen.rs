@@ -4,8 +4,8 @@
 use axum::extract::ConnectInfo;
 use axum::Router;
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto::Builder;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use std::future::Future;
@@ -24,12 +24,13 @@ pub async fn serve(
     grace: Duration,
 ) -> std::io::Result<()> {
     let graceful = GracefulShutdown::new();
-    let mut builder = Builder::new(TokioExecutor::new());
+    // HTTP/1.1 only: every client of the broker (curl, reqwest, browsers'
+    // EventSource, MCP clients) speaks it, and it keeps an idle long-poll
+    // connection small, which is what ten thousand parked waiters cost.
+    let mut builder = http1::Builder::new();
     builder
-        .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(header_read_timeout);
-    builder.http2().timer(TokioTimer::new());
     tokio::pin!(shutdown);
     loop {
         let (stream, remote) = tokio::select! {
@@ -51,9 +52,8 @@ pub async fn serve(
                 .insert(ConnectInfo::<SocketAddr>(remote));
             app.clone().oneshot(req.map(axum::body::Body::new))
         });
-        let conn = builder
-            .serve_connection_with_upgrades(TokioIo::new(stream), TowerToHyperService::new(svc));
-        let watched = graceful.watch(conn.into_owned());
+        let conn = builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(svc));
+        let watched = graceful.watch(conn);
         tokio::spawn(async move {
             if let Err(e) = watched.await {
                 tracing::trace!(error = %e, "connection ended with an error");
