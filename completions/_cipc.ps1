@@ -31,6 +31,9 @@ Register-ArgumentCompleter -Native -CommandName 'cipc' -ScriptBlock {
             [CompletionResult]::new('send', 'send', [CompletionResultType]::ParameterValue, 'Send a command to a role, a peer, or "*" (every online peer)')
             [CompletionResult]::new('wait', 'wait', [CompletionResultType]::ParameterValue, 'Wait for the next command for this peer (--peer / CIPC_PEER) and print it')
             [CompletionResult]::new('ack', 'ack', [CompletionResultType]::ParameterValue, 'Report a command done (with a result) or failed (with --error)')
+            [CompletionResult]::new('result', 'result', [CompletionResultType]::ParameterValue, 'Wait for a command''s result and print it (exit 1 if it failed)')
+            [CompletionResult]::new('cancel', 'cancel', [CompletionResultType]::ParameterValue, 'Cancel a pending or delivered command')
+            [CompletionResult]::new('commands', 'commands', [CompletionResultType]::ParameterValue, 'List commands, newest first')
             [CompletionResult]::new('chan', 'chan', [CompletionResultType]::ParameterValue, 'Channels: named append-only message streams')
             [CompletionResult]::new('signal', 'signal', [CompletionResultType]::ParameterValue, 'Signals: named latches that release waiters when emitted')
             [CompletionResult]::new('status', 'status', [CompletionResultType]::ParameterValue, 'Peers, commands, channels and signals at a glance')
@@ -255,6 +258,50 @@ Register-ArgumentCompleter -Native -CommandName 'cipc' -ScriptBlock {
             [CompletionResult]::new('--peer', '--peer', [CompletionResultType]::ParameterName, 'This session''s peer id, sent as X-Cipc-Peer (see `cipc peers connect --export`)')
             [CompletionResult]::new('--result', '--result', [CompletionResultType]::ParameterName, 'The outcome as JSON: inline, @file, or - for stdin')
             [CompletionResult]::new('--error', '--error', [CompletionResultType]::ParameterName, 'Report the command failed, with this message')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print one JSON document per result (the default when stdout is not a terminal)')
+            [CompletionResult]::new('--table', '--table', [CompletionResultType]::ParameterName, 'Print tables and short lines even when stdout is not a terminal')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'cipc;result' {
+            [CompletionResult]::new('--url', '--url', [CompletionResultType]::ParameterName, 'The broker''s URL (plain http)')
+            [CompletionResult]::new('--token', '--token', [CompletionResultType]::ParameterName, 'The broker''s token, sent as `Authorization: Bearer` (prefer CIPC_TOKEN or --token-file: flags show in `ps`)')
+            [CompletionResult]::new('--token-file', '--token-file', [CompletionResultType]::ParameterName, 'Read the token from a file that is not world-readable (wins over --token)')
+            [CompletionResult]::new('--peer', '--peer', [CompletionResultType]::ParameterName, 'This session''s peer id, sent as X-Cipc-Peer (see `cipc peers connect --export`)')
+            [CompletionResult]::new('--timeout', '--timeout', [CompletionResultType]::ParameterName, 'Give up after this long (exit 124)')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print one JSON document per result (the default when stdout is not a terminal)')
+            [CompletionResult]::new('--table', '--table', [CompletionResultType]::ParameterName, 'Print tables and short lines even when stdout is not a terminal')
+            [CompletionResult]::new('--forever', '--forever', [CompletionResultType]::ParameterName, 'Wait as long as it takes')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'cipc;cancel' {
+            [CompletionResult]::new('--url', '--url', [CompletionResultType]::ParameterName, 'The broker''s URL (plain http)')
+            [CompletionResult]::new('--token', '--token', [CompletionResultType]::ParameterName, 'The broker''s token, sent as `Authorization: Bearer` (prefer CIPC_TOKEN or --token-file: flags show in `ps`)')
+            [CompletionResult]::new('--token-file', '--token-file', [CompletionResultType]::ParameterName, 'Read the token from a file that is not world-readable (wins over --token)')
+            [CompletionResult]::new('--peer', '--peer', [CompletionResultType]::ParameterName, 'This session''s peer id, sent as X-Cipc-Peer (see `cipc peers connect --export`)')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print one JSON document per result (the default when stdout is not a terminal)')
+            [CompletionResult]::new('--table', '--table', [CompletionResultType]::ParameterName, 'Print tables and short lines even when stdout is not a terminal')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'cipc;commands' {
+            [CompletionResult]::new('--url', '--url', [CompletionResultType]::ParameterName, 'The broker''s URL (plain http)')
+            [CompletionResult]::new('--token', '--token', [CompletionResultType]::ParameterName, 'The broker''s token, sent as `Authorization: Bearer` (prefer CIPC_TOKEN or --token-file: flags show in `ps`)')
+            [CompletionResult]::new('--token-file', '--token-file', [CompletionResultType]::ParameterName, 'Read the token from a file that is not world-readable (wins over --token)')
+            [CompletionResult]::new('--peer', '--peer', [CompletionResultType]::ParameterName, 'This session''s peer id, sent as X-Cipc-Peer (see `cipc peers connect --export`)')
+            [CompletionResult]::new('--status', '--status', [CompletionResultType]::ParameterName, 'Only commands with this status')
+            [CompletionResult]::new('--target', '--target', [CompletionResultType]::ParameterName, 'Only commands sent to this target (a role, a peer id, or "*")')
+            [CompletionResult]::new('--limit', '--limit', [CompletionResultType]::ParameterName, 'At most this many, newest first (broker default 100)')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print one JSON document per result (the default when stdout is not a terminal)')
             [CompletionResult]::new('--table', '--table', [CompletionResultType]::ParameterName, 'Print tables and short lines even when stdout is not a terminal')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
@@ -524,6 +571,9 @@ Register-ArgumentCompleter -Native -CommandName 'cipc' -ScriptBlock {
             [CompletionResult]::new('send', 'send', [CompletionResultType]::ParameterValue, 'Send a command to a role, a peer, or "*" (every online peer)')
             [CompletionResult]::new('wait', 'wait', [CompletionResultType]::ParameterValue, 'Wait for the next command for this peer (--peer / CIPC_PEER) and print it')
             [CompletionResult]::new('ack', 'ack', [CompletionResultType]::ParameterValue, 'Report a command done (with a result) or failed (with --error)')
+            [CompletionResult]::new('result', 'result', [CompletionResultType]::ParameterValue, 'Wait for a command''s result and print it (exit 1 if it failed)')
+            [CompletionResult]::new('cancel', 'cancel', [CompletionResultType]::ParameterValue, 'Cancel a pending or delivered command')
+            [CompletionResult]::new('commands', 'commands', [CompletionResultType]::ParameterValue, 'List commands, newest first')
             [CompletionResult]::new('chan', 'chan', [CompletionResultType]::ParameterValue, 'Channels: named append-only message streams')
             [CompletionResult]::new('signal', 'signal', [CompletionResultType]::ParameterValue, 'Signals: named latches that release waiters when emitted')
             [CompletionResult]::new('status', 'status', [CompletionResultType]::ParameterValue, 'Peers, commands, channels and signals at a glance')
@@ -573,6 +623,15 @@ Register-ArgumentCompleter -Native -CommandName 'cipc' -ScriptBlock {
             break
         }
         'cipc;help;ack' {
+            break
+        }
+        'cipc;help;result' {
+            break
+        }
+        'cipc;help;cancel' {
+            break
+        }
+        'cipc;help;commands' {
             break
         }
         'cipc;help;chan' {

@@ -22,8 +22,14 @@ _cipc() {
             cipc,bench)
                 cmd="cipc__subcmd__bench"
                 ;;
+            cipc,cancel)
+                cmd="cipc__subcmd__cancel"
+                ;;
             cipc,chan)
                 cmd="cipc__subcmd__chan"
+                ;;
+            cipc,commands)
+                cmd="cipc__subcmd__commands"
                 ;;
             cipc,completions)
                 cmd="cipc__subcmd__completions"
@@ -39,6 +45,9 @@ _cipc() {
                 ;;
             cipc,reset)
                 cmd="cipc__subcmd__reset"
+                ;;
+            cipc,result)
+                cmd="cipc__subcmd__result"
                 ;;
             cipc,send)
                 cmd="cipc__subcmd__send"
@@ -91,8 +100,14 @@ _cipc() {
             cipc__subcmd__help,bench)
                 cmd="cipc__subcmd__help__subcmd__bench"
                 ;;
+            cipc__subcmd__help,cancel)
+                cmd="cipc__subcmd__help__subcmd__cancel"
+                ;;
             cipc__subcmd__help,chan)
                 cmd="cipc__subcmd__help__subcmd__chan"
+                ;;
+            cipc__subcmd__help,commands)
+                cmd="cipc__subcmd__help__subcmd__commands"
                 ;;
             cipc__subcmd__help,completions)
                 cmd="cipc__subcmd__help__subcmd__completions"
@@ -108,6 +123,9 @@ _cipc() {
                 ;;
             cipc__subcmd__help,reset)
                 cmd="cipc__subcmd__help__subcmd__reset"
+                ;;
+            cipc__subcmd__help,result)
+                cmd="cipc__subcmd__help__subcmd__result"
                 ;;
             cipc__subcmd__help,send)
                 cmd="cipc__subcmd__help__subcmd__send"
@@ -254,7 +272,7 @@ _cipc() {
 
     case "${cmd}" in
         cipc)
-            opts="-h -V --help --version serve bench peers send wait ack chan signal status reset completions man help"
+            opts="-h -V --help --version serve bench peers send wait ack result cancel commands chan signal status reset completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -333,6 +351,36 @@ _cipc() {
                     return 0
                     ;;
                 --spawns)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cipc__subcmd__cancel)
+            opts="-h -V --url --token --token-file --peer --json --table --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --token)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --token-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --peer)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -589,6 +637,48 @@ _cipc() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        cipc__subcmd__commands)
+            opts="-h -V --url --token --token-file --peer --json --table --status --target --limit --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --token)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --token-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --peer)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --status)
+                    COMPREPLY=($(compgen -W "pending delivered acked failed cancelled expired" -- "${cur}"))
+                    return 0
+                    ;;
+                --target)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --limit)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         cipc__subcmd__completions)
             opts="-h -V --help --version bash zsh fish elvish powershell"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
@@ -604,7 +694,7 @@ _cipc() {
             return 0
             ;;
         cipc__subcmd__help)
-            opts="serve bench peers send wait ack chan signal status reset completions man help"
+            opts="serve bench peers send wait ack result cancel commands chan signal status reset completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -632,6 +722,20 @@ _cipc() {
             return 0
             ;;
         cipc__subcmd__help__subcmd__bench)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cipc__subcmd__help__subcmd__cancel)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -704,6 +808,20 @@ _cipc() {
         cipc__subcmd__help__subcmd__chan__subcmd__send)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cipc__subcmd__help__subcmd__commands)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -856,6 +974,20 @@ _cipc() {
             return 0
             ;;
         cipc__subcmd__help__subcmd__reset)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cipc__subcmd__help__subcmd__result)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -1381,6 +1513,40 @@ _cipc() {
                     return 0
                     ;;
                 --peer)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cipc__subcmd__result)
+            opts="-h -V --url --token --token-file --peer --json --table --timeout --forever --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --token)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --token-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --peer)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --timeout)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

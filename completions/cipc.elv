@@ -28,6 +28,9 @@ set edit:completion:arg-completer[cipc] = {|@words|
             cand send 'Send a command to a role, a peer, or "*" (every online peer)'
             cand wait 'Wait for the next command for this peer (--peer / CIPC_PEER) and print it'
             cand ack 'Report a command done (with a result) or failed (with --error)'
+            cand result 'Wait for a command''s result and print it (exit 1 if it failed)'
+            cand cancel 'Cancel a pending or delivered command'
+            cand commands 'List commands, newest first'
             cand chan 'Channels: named append-only message streams'
             cand signal 'Signals: named latches that release waiters when emitted'
             cand status 'Peers, commands, channels and signals at a glance'
@@ -232,6 +235,47 @@ set edit:completion:arg-completer[cipc] = {|@words|
             cand --peer 'This session''s peer id, sent as X-Cipc-Peer (see `cipc peers connect --export`)'
             cand --result 'The outcome as JSON: inline, @file, or - for stdin'
             cand --error 'Report the command failed, with this message'
+            cand --json 'Print one JSON document per result (the default when stdout is not a terminal)'
+            cand --table 'Print tables and short lines even when stdout is not a terminal'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'cipc;result'= {
+            cand --url 'The broker''s URL (plain http)'
+            cand --token 'The broker''s token, sent as `Authorization: Bearer` (prefer CIPC_TOKEN or --token-file: flags show in `ps`)'
+            cand --token-file 'Read the token from a file that is not world-readable (wins over --token)'
+            cand --peer 'This session''s peer id, sent as X-Cipc-Peer (see `cipc peers connect --export`)'
+            cand --timeout 'Give up after this long (exit 124)'
+            cand --json 'Print one JSON document per result (the default when stdout is not a terminal)'
+            cand --table 'Print tables and short lines even when stdout is not a terminal'
+            cand --forever 'Wait as long as it takes'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'cipc;cancel'= {
+            cand --url 'The broker''s URL (plain http)'
+            cand --token 'The broker''s token, sent as `Authorization: Bearer` (prefer CIPC_TOKEN or --token-file: flags show in `ps`)'
+            cand --token-file 'Read the token from a file that is not world-readable (wins over --token)'
+            cand --peer 'This session''s peer id, sent as X-Cipc-Peer (see `cipc peers connect --export`)'
+            cand --json 'Print one JSON document per result (the default when stdout is not a terminal)'
+            cand --table 'Print tables and short lines even when stdout is not a terminal'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'cipc;commands'= {
+            cand --url 'The broker''s URL (plain http)'
+            cand --token 'The broker''s token, sent as `Authorization: Bearer` (prefer CIPC_TOKEN or --token-file: flags show in `ps`)'
+            cand --token-file 'Read the token from a file that is not world-readable (wins over --token)'
+            cand --peer 'This session''s peer id, sent as X-Cipc-Peer (see `cipc peers connect --export`)'
+            cand --status 'Only commands with this status'
+            cand --target 'Only commands sent to this target (a role, a peer id, or "*")'
+            cand --limit 'At most this many, newest first (broker default 100)'
             cand --json 'Print one JSON document per result (the default when stdout is not a terminal)'
             cand --table 'Print tables and short lines even when stdout is not a terminal'
             cand -h 'Print help'
@@ -472,6 +516,9 @@ set edit:completion:arg-completer[cipc] = {|@words|
             cand send 'Send a command to a role, a peer, or "*" (every online peer)'
             cand wait 'Wait for the next command for this peer (--peer / CIPC_PEER) and print it'
             cand ack 'Report a command done (with a result) or failed (with --error)'
+            cand result 'Wait for a command''s result and print it (exit 1 if it failed)'
+            cand cancel 'Cancel a pending or delivered command'
+            cand commands 'List commands, newest first'
             cand chan 'Channels: named append-only message streams'
             cand signal 'Signals: named latches that release waiters when emitted'
             cand status 'Peers, commands, channels and signals at a glance'
@@ -509,6 +556,12 @@ set edit:completion:arg-completer[cipc] = {|@words|
         &'cipc;help;wait'= {
         }
         &'cipc;help;ack'= {
+        }
+        &'cipc;help;result'= {
+        }
+        &'cipc;help;cancel'= {
+        }
+        &'cipc;help;commands'= {
         }
         &'cipc;help;chan'= {
             cand send 'Append a message (any JSON) to a channel'

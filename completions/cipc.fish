@@ -32,6 +32,9 @@ complete -c cipc -n "__fish_cipc_needs_command" -f -a "peers" -d 'List, register
 complete -c cipc -n "__fish_cipc_needs_command" -f -a "send" -d 'Send a command to a role, a peer, or "*" (every online peer)'
 complete -c cipc -n "__fish_cipc_needs_command" -f -a "wait" -d 'Wait for the next command for this peer (--peer / CIPC_PEER) and print it'
 complete -c cipc -n "__fish_cipc_needs_command" -f -a "ack" -d 'Report a command done (with a result) or failed (with --error)'
+complete -c cipc -n "__fish_cipc_needs_command" -f -a "result" -d 'Wait for a command\'s result and print it (exit 1 if it failed)'
+complete -c cipc -n "__fish_cipc_needs_command" -f -a "cancel" -d 'Cancel a pending or delivered command'
+complete -c cipc -n "__fish_cipc_needs_command" -f -a "commands" -d 'List commands, newest first'
 complete -c cipc -n "__fish_cipc_needs_command" -f -a "chan" -d 'Channels: named append-only message streams'
 complete -c cipc -n "__fish_cipc_needs_command" -f -a "signal" -d 'Signals: named latches that release waiters when emitted'
 complete -c cipc -n "__fish_cipc_needs_command" -f -a "status" -d 'Peers, commands, channels and signals at a glance'
@@ -176,6 +179,40 @@ complete -c cipc -n "__fish_cipc_using_subcommand ack" -l json -d 'Print one JSO
 complete -c cipc -n "__fish_cipc_using_subcommand ack" -l table -d 'Print tables and short lines even when stdout is not a terminal'
 complete -c cipc -n "__fish_cipc_using_subcommand ack" -s h -l help -d 'Print help'
 complete -c cipc -n "__fish_cipc_using_subcommand ack" -s V -l version -d 'Print version'
+complete -c cipc -n "__fish_cipc_using_subcommand result" -l url -d 'The broker\'s URL (plain http)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand result" -l token -d 'The broker\'s token, sent as `Authorization: Bearer` (prefer CIPC_TOKEN or --token-file: flags show in `ps`)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand result" -l token-file -d 'Read the token from a file that is not world-readable (wins over --token)' -r -F
+complete -c cipc -n "__fish_cipc_using_subcommand result" -l peer -d 'This session\'s peer id, sent as X-Cipc-Peer (see `cipc peers connect --export`)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand result" -l timeout -d 'Give up after this long (exit 124)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand result" -l json -d 'Print one JSON document per result (the default when stdout is not a terminal)'
+complete -c cipc -n "__fish_cipc_using_subcommand result" -l table -d 'Print tables and short lines even when stdout is not a terminal'
+complete -c cipc -n "__fish_cipc_using_subcommand result" -l forever -d 'Wait as long as it takes'
+complete -c cipc -n "__fish_cipc_using_subcommand result" -s h -l help -d 'Print help'
+complete -c cipc -n "__fish_cipc_using_subcommand result" -s V -l version -d 'Print version'
+complete -c cipc -n "__fish_cipc_using_subcommand cancel" -l url -d 'The broker\'s URL (plain http)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand cancel" -l token -d 'The broker\'s token, sent as `Authorization: Bearer` (prefer CIPC_TOKEN or --token-file: flags show in `ps`)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand cancel" -l token-file -d 'Read the token from a file that is not world-readable (wins over --token)' -r -F
+complete -c cipc -n "__fish_cipc_using_subcommand cancel" -l peer -d 'This session\'s peer id, sent as X-Cipc-Peer (see `cipc peers connect --export`)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand cancel" -l json -d 'Print one JSON document per result (the default when stdout is not a terminal)'
+complete -c cipc -n "__fish_cipc_using_subcommand cancel" -l table -d 'Print tables and short lines even when stdout is not a terminal'
+complete -c cipc -n "__fish_cipc_using_subcommand cancel" -s h -l help -d 'Print help'
+complete -c cipc -n "__fish_cipc_using_subcommand cancel" -s V -l version -d 'Print version'
+complete -c cipc -n "__fish_cipc_using_subcommand commands" -l url -d 'The broker\'s URL (plain http)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand commands" -l token -d 'The broker\'s token, sent as `Authorization: Bearer` (prefer CIPC_TOKEN or --token-file: flags show in `ps`)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand commands" -l token-file -d 'Read the token from a file that is not world-readable (wins over --token)' -r -F
+complete -c cipc -n "__fish_cipc_using_subcommand commands" -l peer -d 'This session\'s peer id, sent as X-Cipc-Peer (see `cipc peers connect --export`)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand commands" -l status -d 'Only commands with this status' -r -f -a "pending\t''
+delivered\t''
+acked\t''
+failed\t''
+cancelled\t''
+expired\t''"
+complete -c cipc -n "__fish_cipc_using_subcommand commands" -l target -d 'Only commands sent to this target (a role, a peer id, or "*")' -r
+complete -c cipc -n "__fish_cipc_using_subcommand commands" -l limit -d 'At most this many, newest first (broker default 100)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand commands" -l json -d 'Print one JSON document per result (the default when stdout is not a terminal)'
+complete -c cipc -n "__fish_cipc_using_subcommand commands" -l table -d 'Print tables and short lines even when stdout is not a terminal'
+complete -c cipc -n "__fish_cipc_using_subcommand commands" -s h -l help -d 'Print help'
+complete -c cipc -n "__fish_cipc_using_subcommand commands" -s V -l version -d 'Print version'
 complete -c cipc -n "__fish_cipc_using_subcommand chan; and not __fish_seen_subcommand_from send read follow list help" -l url -d 'The broker\'s URL (plain http)' -r
 complete -c cipc -n "__fish_cipc_using_subcommand chan; and not __fish_seen_subcommand_from send read follow list help" -l token -d 'The broker\'s token, sent as `Authorization: Bearer` (prefer CIPC_TOKEN or --token-file: flags show in `ps`)' -r
 complete -c cipc -n "__fish_cipc_using_subcommand chan; and not __fish_seen_subcommand_from send read follow list help" -l token-file -d 'Read the token from a file that is not world-readable (wins over --token)' -r -F
@@ -315,19 +352,22 @@ complete -c cipc -n "__fish_cipc_using_subcommand completions" -s V -l version -
 complete -c cipc -n "__fish_cipc_using_subcommand man" -l dir -d 'Write cipc.1 and one page per subcommand (cipc-peers.1, ...) into DIR instead of printing cipc.1' -r -F
 complete -c cipc -n "__fish_cipc_using_subcommand man" -s h -l help -d 'Print help'
 complete -c cipc -n "__fish_cipc_using_subcommand man" -s V -l version -d 'Print version'
-complete -c cipc -n "__fish_cipc_using_subcommand help; and not __fish_seen_subcommand_from serve bench peers send wait ack chan signal status reset completions man help" -f -a "serve" -d 'Run the broker (REST API, dashboard, MCP endpoint)'
-complete -c cipc -n "__fish_cipc_using_subcommand help; and not __fish_seen_subcommand_from serve bench peers send wait ack chan signal status reset completions man help" -f -a "bench" -d 'Measure a broker: command round trips, channel throughput, idle waiters'
-complete -c cipc -n "__fish_cipc_using_subcommand help; and not __fish_seen_subcommand_from serve bench peers send wait ack chan signal status reset completions man help" -f -a "peers" -d 'List, register and manage peers (sessions with a role)'
-complete -c cipc -n "__fish_cipc_using_subcommand help; and not __fish_seen_subcommand_from serve bench peers send wait ack chan signal status reset completions man help" -f -a "send" -d 'Send a command to a role, a peer, or "*" (every online peer)'
-complete -c cipc -n "__fish_cipc_using_subcommand help; and not __fish_seen_subcommand_from serve bench peers send wait ack chan signal status reset completions man help" -f -a "wait" -d 'Wait for the next command for this peer (--peer / CIPC_PEER) and print it'
-complete -c cipc -n "__fish_cipc_using_subcommand help; and not __fish_seen_subcommand_from serve bench peers send wait ack chan signal status reset completions man help" -f -a "ack" -d 'Report a command done (with a result) or failed (with --error)'
-complete -c cipc -n "__fish_cipc_using_subcommand help; and not __fish_seen_subcommand_from serve bench peers send wait ack chan signal status reset completions man help" -f -a "chan" -d 'Channels: named append-only message streams'
-complete -c cipc -n "__fish_cipc_using_subcommand help; and not __fish_seen_subcommand_from serve bench peers send wait ack chan signal status reset completions man help" -f -a "signal" -d 'Signals: named latches that release waiters when emitted'
-complete -c cipc -n "__fish_cipc_using_subcommand help; and not __fish_seen_subcommand_from serve bench peers send wait ack chan signal status reset completions man help" -f -a "status" -d 'Peers, commands, channels and signals at a glance'
-complete -c cipc -n "__fish_cipc_using_subcommand help; and not __fish_seen_subcommand_from serve bench peers send wait ack chan signal status reset completions man help" -f -a "reset" -d 'Clear every peer, command, channel and signal'
-complete -c cipc -n "__fish_cipc_using_subcommand help; and not __fish_seen_subcommand_from serve bench peers send wait ack chan signal status reset completions man help" -f -a "completions" -d 'Print a shell completion script (bash, zsh, fish, elvish, powershell)'
-complete -c cipc -n "__fish_cipc_using_subcommand help; and not __fish_seen_subcommand_from serve bench peers send wait ack chan signal status reset completions man help" -f -a "man" -d 'Print the man page (or write every page into a directory)'
-complete -c cipc -n "__fish_cipc_using_subcommand help; and not __fish_seen_subcommand_from serve bench peers send wait ack chan signal status reset completions man help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c cipc -n "__fish_cipc_using_subcommand help; and not __fish_seen_subcommand_from serve bench peers send wait ack result cancel commands chan signal status reset completions man help" -f -a "serve" -d 'Run the broker (REST API, dashboard, MCP endpoint)'
+complete -c cipc -n "__fish_cipc_using_subcommand help; and not __fish_seen_subcommand_from serve bench peers send wait ack result cancel commands chan signal status reset completions man help" -f -a "bench" -d 'Measure a broker: command round trips, channel throughput, idle waiters'
+complete -c cipc -n "__fish_cipc_using_subcommand help; and not __fish_seen_subcommand_from serve bench peers send wait ack result cancel commands chan signal status reset completions man help" -f -a "peers" -d 'List, register and manage peers (sessions with a role)'
+complete -c cipc -n "__fish_cipc_using_subcommand help; and not __fish_seen_subcommand_from serve bench peers send wait ack result cancel commands chan signal status reset completions man help" -f -a "send" -d 'Send a command to a role, a peer, or "*" (every online peer)'
+complete -c cipc -n "__fish_cipc_using_subcommand help; and not __fish_seen_subcommand_from serve bench peers send wait ack result cancel commands chan signal status reset completions man help" -f -a "wait" -d 'Wait for the next command for this peer (--peer / CIPC_PEER) and print it'
+complete -c cipc -n "__fish_cipc_using_subcommand help; and not __fish_seen_subcommand_from serve bench peers send wait ack result cancel commands chan signal status reset completions man help" -f -a "ack" -d 'Report a command done (with a result) or failed (with --error)'
+complete -c cipc -n "__fish_cipc_using_subcommand help; and not __fish_seen_subcommand_from serve bench peers send wait ack result cancel commands chan signal status reset completions man help" -f -a "result" -d 'Wait for a command\'s result and print it (exit 1 if it failed)'
+complete -c cipc -n "__fish_cipc_using_subcommand help; and not __fish_seen_subcommand_from serve bench peers send wait ack result cancel commands chan signal status reset completions man help" -f -a "cancel" -d 'Cancel a pending or delivered command'
+complete -c cipc -n "__fish_cipc_using_subcommand help; and not __fish_seen_subcommand_from serve bench peers send wait ack result cancel commands chan signal status reset completions man help" -f -a "commands" -d 'List commands, newest first'
+complete -c cipc -n "__fish_cipc_using_subcommand help; and not __fish_seen_subcommand_from serve bench peers send wait ack result cancel commands chan signal status reset completions man help" -f -a "chan" -d 'Channels: named append-only message streams'
+complete -c cipc -n "__fish_cipc_using_subcommand help; and not __fish_seen_subcommand_from serve bench peers send wait ack result cancel commands chan signal status reset completions man help" -f -a "signal" -d 'Signals: named latches that release waiters when emitted'
+complete -c cipc -n "__fish_cipc_using_subcommand help; and not __fish_seen_subcommand_from serve bench peers send wait ack result cancel commands chan signal status reset completions man help" -f -a "status" -d 'Peers, commands, channels and signals at a glance'
+complete -c cipc -n "__fish_cipc_using_subcommand help; and not __fish_seen_subcommand_from serve bench peers send wait ack result cancel commands chan signal status reset completions man help" -f -a "reset" -d 'Clear every peer, command, channel and signal'
+complete -c cipc -n "__fish_cipc_using_subcommand help; and not __fish_seen_subcommand_from serve bench peers send wait ack result cancel commands chan signal status reset completions man help" -f -a "completions" -d 'Print a shell completion script (bash, zsh, fish, elvish, powershell)'
+complete -c cipc -n "__fish_cipc_using_subcommand help; and not __fish_seen_subcommand_from serve bench peers send wait ack result cancel commands chan signal status reset completions man help" -f -a "man" -d 'Print the man page (or write every page into a directory)'
+complete -c cipc -n "__fish_cipc_using_subcommand help; and not __fish_seen_subcommand_from serve bench peers send wait ack result cancel commands chan signal status reset completions man help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c cipc -n "__fish_cipc_using_subcommand help; and __fish_seen_subcommand_from peers" -f -a "list" -d 'List every known peer with its status (the default)'
 complete -c cipc -n "__fish_cipc_using_subcommand help; and __fish_seen_subcommand_from peers" -f -a "discover" -d 'List online peers and the roles they hold'
 complete -c cipc -n "__fish_cipc_using_subcommand help; and __fish_seen_subcommand_from peers" -f -a "connect" -d 'Register this session as a peer with ROLE and print it'

@@ -464,6 +464,174 @@ fn send_wait_times_out_with_124() {
     assert!(stderr_of(&a).contains("no result"), "{}", stderr_of(&a));
 }
 
+// ---------------------------------------------------------------- commands / result / cancel
+
+/// Sends `action` to `target` without waiting; returns the command's id.
+fn send_id(b: &Broker, target: &str, action: &str) -> String {
+    let v = stdout_json(b.cipc().args(["send", target, action]));
+    v["command"]["id"].as_str().expect("command id").to_string()
+}
+
+/// Runs `cipc result ID --timeout T`, expecting exit `code`; returns its
+/// JSON document and stderr.
+fn result_of(b: &Broker, id: &str, timeout: &str, code: i32) -> (Value, String) {
+    let a = b
+        .cipc()
+        .args(["result", id, "--timeout", timeout])
+        .assert()
+        .code(code);
+    (parse(&a.get_output().stdout), stderr_of(&a))
+}
+
+#[test]
+fn commands_lists_newest_first_with_filters() {
+    let b = Broker::start();
+    let peer = b.connect("backend");
+    let first = send_id(&b, "backend", "build");
+    let second = send_id(&b, "frontend", "lint");
+
+    let all = stdout_json(b.cipc().arg("commands"));
+    let ids: Vec<&str> = all["commands"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        ids,
+        [second.as_str(), first.as_str()],
+        "newest first: {all}"
+    );
+
+    let v = stdout_json(b.cipc().args(["commands", "--target", "backend"]));
+    assert_eq!(v["commands"].as_array().unwrap().len(), 1);
+    assert_eq!(v["commands"][0]["action"], "build");
+    let v = stdout_json(
+        b.cipc()
+            .args(["commands", "--status", "pending", "--limit", "1"]),
+    );
+    assert_eq!(v["commands"].as_array().unwrap().len(), 1);
+    assert_eq!(v["commands"][0]["id"], second.as_str());
+    let v = stdout_json(b.cipc().args(["commands", "--status", "acked"]));
+    assert_eq!(v["commands"], json!([]));
+
+    // The table: short ids, and who took a delivered command.
+    let got = stdout_json(
+        b.cipc()
+            .env("CIPC_PEER", &peer)
+            .args(["wait", "--timeout", "5s"]),
+    );
+    assert_eq!(got["command"]["id"], first.as_str());
+    let t = stdout_text(b.cipc().env("NO_COLOR", "1").args(["commands", "--table"]));
+    for want in [
+        "COMMAND",
+        "DELIVERED TO",
+        "AGE",
+        "build",
+        "lint",
+        "delivered",
+        &first[first.len() - 8..],
+        &peer[peer.len() - 8..],
+    ] {
+        assert!(t.contains(want), "{want:?} missing from:\n{t}");
+    }
+    assert!(!t.contains(&first), "ids are shortened:\n{t}");
+    let t = stdout_text(b.cipc().args(["commands", "--status", "acked", "--table"]));
+    assert_eq!(t.trim(), "no commands");
+
+    b.cipc()
+        .args(["commands", "--status", "done"])
+        .assert()
+        .code(2);
+}
+
+#[test]
+fn result_exits_0_with_the_result_another_process_acked() {
+    let b = Broker::start();
+    let peer = b.connect("backend");
+    let id = send_id(&b, "backend", "start-server");
+    let t = worker(
+        &b,
+        &peer,
+        vec!["--result".into(), r#"{"port":8080}"#.into()],
+    );
+    let v = stdout_json(b.cipc().args(["result", &id, "--timeout", "50s"]));
+    assert_eq!(v["command"]["id"], id.as_str());
+    assert_eq!(v["command"]["status"], "acked");
+    assert_eq!(v["command"]["result"], json!({"port": 8080}));
+    assert!(v.get("timedOut").is_none(), "{v}");
+    t.join().unwrap();
+
+    // Already finished: answers at once, and the human form prints the result.
+    let out = stdout_text(b.cipc().args(["result", &id, "--forever", "--table"]));
+    assert!(out.contains("\"port\": 8080"), "{out}");
+}
+
+#[test]
+fn result_exits_1_when_the_command_failed() {
+    let b = Broker::start();
+    let peer = b.connect("backend");
+    let id = send_id(&b, "backend", "deploy");
+    let t = worker(&b, &peer, vec!["--error".into(), "disk full".into()]);
+    let (v, err) = result_of(&b, &id, "50s", 1);
+    assert_eq!(v["command"]["status"], "failed");
+    assert_eq!(v["command"]["error"], "disk full");
+    assert!(
+        err.starts_with("cipc result: ") && err.contains("failed: disk full"),
+        "{err}"
+    );
+    t.join().unwrap();
+}
+
+#[test]
+fn result_times_out_with_124() {
+    let b = Broker::start();
+    let id = send_id(&b, "nobody", "x");
+    let (v, err) = result_of(&b, &id, "200ms", 124);
+    assert_eq!(v["timedOut"], true);
+    assert_eq!(v["command"]["status"], "pending");
+    assert!(err.contains("no result"), "{err}");
+}
+
+#[test]
+fn cancel_a_pending_command_then_its_result_exits_1() {
+    let b = Broker::start();
+    let id = send_id(&b, "nobody", "migrate");
+    let v = stdout_json(b.cipc().args(["cancel", &id]));
+    assert_eq!(v["command"]["id"], id.as_str());
+    assert_eq!(v["command"]["status"], "cancelled");
+
+    let (v, err) = result_of(&b, &id, "5s", 1);
+    assert_eq!(v["command"]["status"], "cancelled");
+    assert!(err.contains("cancelled"), "{err}");
+
+    let v = stdout_json(b.cipc().args(["commands", "--status", "cancelled"]));
+    assert_eq!(v["commands"][0]["id"], id.as_str());
+
+    let id = send_id(&b, "nobody", "again");
+    let out = stdout_text(b.cipc().args(["cancel", &id, "--table"]));
+    assert_eq!(out.trim(), format!("cancelled {id} (again for nobody)"));
+}
+
+#[test]
+fn unknown_command_ids_exit_1_with_one_line() {
+    let b = Broker::start();
+    let unknown = "0190f0c4-0000-7000-8000-000000000000";
+    for args in [
+        vec!["result", unknown, "--timeout", "5s"],
+        vec!["cancel", unknown],
+    ] {
+        let a = b.cipc().args(&args).assert().code(1);
+        assert!(a.get_output().stdout.is_empty(), "{args:?}");
+        let err = stderr_of(&a);
+        assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+        assert!(
+            err.starts_with(&format!("cipc {}: the broker said:", args[0])),
+            "{args:?}: {err}"
+        );
+    }
+}
+
 #[test]
 fn wait_and_ack_round_trip_with_files_and_stdin() {
     let b = Broker::start();

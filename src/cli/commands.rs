@@ -1,9 +1,12 @@
-//! `cipc send`, `cipc wait` and `cipc ack`: the command round trip from a shell.
+//! `cipc send`, `cipc wait`, `cipc ack`, `cipc result`, `cipc cancel` and
+//! `cipc commands`: the command round trip from a shell.
 //!
 //! `send --wait` is request and reply in one line of shell; `wait` hands the
-//! next command to a script as JSON; `ack` reports the outcome.
+//! next command to a script as JSON; `ack` reports the outcome. `result`
+//! waits for a command sent earlier (the same wait as `send --wait`),
+//! `cancel` withdraws one, and `commands` lists them newest first.
 
-use super::output::{compact, human_duration, Output};
+use super::output::{ago, compact, human_duration, short_id, Output};
 use super::poll::{deadline, long_poll, Waited};
 use super::{exit, read_json_arg, CliError, ClientArgs, Ctx};
 use crate::api::{
@@ -80,6 +83,56 @@ pub struct AckArgs {
     pub error: Option<String>,
 }
 
+/// Flags of `cipc commands`.
+#[derive(Debug, Args)]
+pub struct CommandsArgs {
+    /// Broker, identity and output flags.
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// Only commands with this status.
+    #[arg(long, value_name = "STATUS", value_parser = status_parser())]
+    pub status: Option<CommandStatus>,
+    /// Only commands sent to this target (a role, a peer id, or "*").
+    #[arg(long, value_name = "TARGET")]
+    pub target: Option<String>,
+    /// At most this many, newest first (broker default 100).
+    #[arg(long, value_name = "N")]
+    pub limit: Option<usize>,
+}
+
+/// `--status`: one of the wire names, offered to shell completion.
+fn status_parser() -> impl clap::builder::TypedValueParser<Value = CommandStatus> {
+    use clap::builder::TypedValueParser;
+    clap::builder::PossibleValuesParser::new(CommandStatus::ALL.map(CommandStatus::as_str))
+        .try_map(|s| s.parse::<CommandStatus>())
+}
+
+/// Flags of `cipc result`.
+#[derive(Debug, Args)]
+pub struct ResultArgs {
+    /// Broker, identity and output flags.
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// The command's id (from `cipc send` or `cipc commands`).
+    pub command_id: String,
+    /// Give up after this long (exit 124).
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub timeout: Duration,
+    /// Wait as long as it takes.
+    #[arg(long, conflicts_with = "timeout")]
+    pub forever: bool,
+}
+
+/// Flags of `cipc cancel`.
+#[derive(Debug, Args)]
+pub struct CancelArgs {
+    /// Broker, identity and output flags.
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// The id of a pending or delivered command.
+    pub command_id: String,
+}
+
 /// The parameters from `--params` and `--param`, or `None` for the broker's default (`{}`).
 fn build_params(params: Option<&str>, pairs: &[String]) -> Result<Option<Value>, CliError> {
     let base = params.map(|p| read_json_arg(p, "--params")).transpose()?;
@@ -147,12 +200,38 @@ pub async fn send(args: SendArgs, ctx: Ctx) -> Result<i32, CliError> {
     }
 
     let timeout = args.timeout.unwrap_or(Duration::from_secs(300));
-    let until = deadline(timeout, args.forever);
+    let waits = sent
+        .commands()
+        .into_iter()
+        .map(|c| {
+            (
+                c.id.to_string(),
+                format!("waiting for {} to do {}", c.target, c.action),
+            )
+        })
+        .collect();
+    let fan_out = matches!(sent, Sent::FanOut(_));
+    await_results(&ctx, "send", waits, timeout, args.forever, fan_out).await
+}
+
+/// Waits for each command (`(id, what the spinner says)`) to finish, until
+/// the deadline, and prints the outcomes: one `{"command": ...}` document, or
+/// `{"commands": [...]}` for a fan-out. Returns the exit code: 0 when all were
+/// acked, 1 when one failed, was cancelled or expired, 124 when time ran out.
+async fn await_results(
+    ctx: &Ctx,
+    group: &str,
+    waits: Vec<(String, String)>,
+    timeout: Duration,
+    forever: bool,
+    fan_out: bool,
+) -> Result<i32, CliError> {
+    let out = ctx.out;
+    let until = deadline(timeout, forever);
     let mut finished: Vec<CommandResponse> = Vec::new();
     let mut timed_out = false;
-    for cmd in sent.commands() {
-        let spinner = out.spinner(format!("waiting for {} to do {}", cmd.target, cmd.action));
-        let id = cmd.id.to_string();
+    for (id, doing) in waits {
+        let spinner = out.spinner(doing);
         let client = &ctx.client;
         let waited = long_poll(until, &spinner, "waiting for the result", |ms| {
             let id = id.clone();
@@ -180,15 +259,12 @@ pub async fn send(args: SendArgs, ctx: Ctx) -> Result<i32, CliError> {
         .filter(|c| c.status.is_terminal() && c.status != CommandStatus::Acked)
         .collect();
     if out.json {
-        match &sent {
-            Sent::One { .. } => {
-                if let Some(r) = finished.first() {
-                    out.json(r)?;
-                }
-            }
-            Sent::FanOut(_) => out.json(&CommandsResponse {
+        if fan_out {
+            out.json(&CommandsResponse {
                 commands: finished.iter().map(|r| r.command.clone()).collect(),
-            })?,
+            })?;
+        } else if let Some(r) = finished.first() {
+            out.json(r)?;
         }
     } else {
         for r in &finished {
@@ -196,12 +272,12 @@ pub async fn send(args: SendArgs, ctx: Ctx) -> Result<i32, CliError> {
         }
     }
     for c in &failed {
-        eprintln!("cipc send: {}", failure_line(c));
+        eprintln!("cipc {group}: {}", failure_line(c));
     }
     if timed_out {
         for r in finished.iter().filter(|r| r.timed_out) {
             eprintln!(
-                "cipc send: no result for {} ({}) within {}; it is still {}",
+                "cipc {group}: no result for {} ({}) within {}; it is still {}",
                 r.command.id,
                 r.command.action,
                 human_duration(timeout),
@@ -359,6 +435,71 @@ pub async fn ack(args: AckArgs, ctx: Ctx) -> Result<i32, CliError> {
             ))?,
             _ => out.line(&format!("acked {} ({})", c.id, c.action))?,
         }
+    }
+    Ok(exit::OK)
+}
+
+/// Runs `cipc commands`; returns the exit code.
+pub async fn list(args: CommandsArgs, ctx: Ctx) -> Result<i32, CliError> {
+    let out = ctx.out;
+    let r = ctx
+        .client
+        .list_commands(args.status, args.target.as_deref(), args.limit)
+        .await?;
+    if out.json {
+        out.json(&r)?;
+    } else if r.commands.is_empty() {
+        out.line("no commands")?;
+    } else {
+        out.table(command_table(&out, &r.commands))?;
+    }
+    Ok(exit::OK)
+}
+
+/// The commands table, newest first as given (also used by `cipc status`).
+pub fn command_table(out: &Output, commands: &[Command]) -> comfy_table::Table {
+    let mut t = out.new_table(&[
+        "COMMAND",
+        "ACTION",
+        "TARGET",
+        "STATUS",
+        "FROM",
+        "DELIVERED TO",
+        "AGE",
+    ]);
+    for c in commands {
+        t.add_row(vec![
+            comfy_table::Cell::new(short_id(c.id)),
+            comfy_table::Cell::new(&c.action),
+            comfy_table::Cell::new(&c.target),
+            out.status_cell(c.status.as_str()),
+            comfy_table::Cell::new(&c.from),
+            comfy_table::Cell::new(c.delivered_to.map(short_id).unwrap_or_default()),
+            comfy_table::Cell::new(ago(c.created_at)),
+        ]);
+    }
+    t
+}
+
+/// Runs `cipc result`: waits like `send --wait`; returns the exit code.
+pub async fn result(args: ResultArgs, ctx: Ctx) -> Result<i32, CliError> {
+    let doing = format!("waiting for the result of command {}", args.command_id);
+    let waits = vec![(args.command_id, doing)];
+    await_results(&ctx, "result", waits, args.timeout, args.forever, false).await
+}
+
+/// Runs `cipc cancel`; returns the exit code.
+pub async fn cancel(args: CancelArgs, ctx: Ctx) -> Result<i32, CliError> {
+    let out = ctx.out;
+    let r = ctx.client.cancel(&args.command_id).await?;
+    if out.json {
+        out.json(&r)?;
+    } else {
+        let c = &r.command;
+        out.line(&format!(
+            "cancelled {} ({} for {})",
+            c.id, c.action, c.target
+        ))?;
     }
     Ok(exit::OK)
 }

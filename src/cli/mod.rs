@@ -2,9 +2,10 @@
 //!
 //! `serve` runs the broker; every other subcommand is a client of its HTTP API
 //! (through [`crate::client::Client`]), one file per group: [`peers`],
-//! [`commands`] (send/wait/ack), [`chan`], [`signal`], [`system`]
-//! (status/reset) and [`generate`] (completions/man). [`output`] decides
-//! between tables and JSON; [`poll`] turns long-polls into waits of any length.
+//! [`commands`] (send/wait/ack/result/cancel/commands), [`chan`],
+//! [`signal`], [`system`] (status/reset) and [`generate`] (completions/man).
+//! [`output`] decides between tables and JSON; [`poll`] turns long-polls into
+//! waits of any length.
 
 pub mod bench;
 pub mod chan;
@@ -71,6 +72,12 @@ pub enum Command {
     Wait(commands::WaitArgs),
     /// Report a command done (with a result) or failed (with --error).
     Ack(commands::AckArgs),
+    /// Wait for a command's result and print it (exit 1 if it failed).
+    Result(commands::ResultArgs),
+    /// Cancel a pending or delivered command.
+    Cancel(commands::CancelArgs),
+    /// List commands, newest first.
+    Commands(commands::CommandsArgs),
     /// Channels: named append-only message streams.
     Chan(chan::ChanArgs),
     /// Signals: named latches that release waiters when emitted.
@@ -274,6 +281,15 @@ pub fn run(cli: Cli) -> i32 {
         Command::Send(a) => run_client("send", &a.client.clone(), |ctx| commands::send(a, ctx)),
         Command::Wait(a) => run_client("wait", &a.client.clone(), |ctx| commands::wait(a, ctx)),
         Command::Ack(a) => run_client("ack", &a.client.clone(), |ctx| commands::ack(a, ctx)),
+        Command::Result(a) => {
+            run_client("result", &a.client.clone(), |ctx| commands::result(a, ctx))
+        }
+        Command::Cancel(a) => {
+            run_client("cancel", &a.client.clone(), |ctx| commands::cancel(a, ctx))
+        }
+        Command::Commands(a) => {
+            run_client("commands", &a.client.clone(), |ctx| commands::list(a, ctx))
+        }
         Command::Chan(a) => run_client("chan", &a.client.clone(), |ctx| chan::run(a, ctx)),
         Command::Signal(a) => run_client("signal", &a.client.clone(), |ctx| signal::run(a, ctx)),
         Command::Status(a) => run_client("status", &a.client.clone(), |ctx| system::status(a, ctx)),

@@ -183,6 +183,13 @@ pub fn ago(t: Timestamp) -> String {
     format!("{} ago", short.join(" "))
 }
 
+/// The last 8 hex digits of an id, for tables: UUID v7 ids begin with their
+/// timestamp, so the random tail is what tells neighbours apart.
+pub fn short_id(id: uuid::Uuid) -> String {
+    let hex = id.simple().to_string();
+    hex[hex.len() - 8..].to_string()
+}
+
 /// A compact one-line rendering of any JSON value, cut to `max` characters.
 pub fn compact(value: &serde_json::Value, max: usize) -> String {
     let s = match value {

@@ -1,7 +1,8 @@
 //! `cipc status` (everything at a glance) and `cipc reset` (start over).
 
 use super::chan::channel_table;
-use super::output::{ago, human_duration};
+use super::commands::command_table;
+use super::output::human_duration;
 use super::peers::peer_table;
 use super::signal::signal_table;
 use super::{exit, CliError, ClientArgs, Ctx};
@@ -70,18 +71,8 @@ pub async fn status(_args: StatusArgs, ctx: Ctx) -> Result<i32, CliError> {
     };
     out.line(&format!("\nCommands: {counts}"))?;
     if !s.commands.recent.is_empty() {
-        let mut t = out.new_table(&["COMMAND", "ACTION", "FROM", "TARGET", "STATUS", "SENT"]);
-        for c in s.commands.recent.iter().take(10) {
-            t.add_row(vec![
-                comfy_table::Cell::new(c.id),
-                comfy_table::Cell::new(&c.action),
-                comfy_table::Cell::new(&c.from),
-                comfy_table::Cell::new(&c.target),
-                out.status_cell(c.status.as_str()),
-                comfy_table::Cell::new(ago(c.created_at)),
-            ]);
-        }
-        out.table(t)?;
+        let recent = &s.commands.recent;
+        out.table(command_table(&out, &recent[..recent.len().min(10)]))?;
     }
 
     out.line(&format!("\nChannels: {}", s.channels.len()))?;
