@@ -884,9 +884,19 @@ async fn finished_commands_are_kept_up_to_the_retention_limit() {
 async fn an_event_id_from_before_a_restart_gets_a_resync() {
     let b = start().await;
     let u = b.url();
-    let r = http().get(format!("{u}/events")).header("Last-Event-ID", "999999").send().await.unwrap();
+    let r = http()
+        .get(format!("{u}/events"))
+        .header("Last-Event-ID", "999999")
+        .send()
+        .await
+        .unwrap();
     let reader = tokio::spawn(read_sse(r, 2));
-    assert!(eventually(Duration::from_secs(5), || async { b.broker.open_waiters() == 1 }).await);
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            b.broker.open_waiters() == 1
+        })
+        .await
+    );
     connect(&u, "backend").await;
     let evs = reader.await.unwrap();
     assert_eq!(evs[0].1, "resync");

@@ -626,10 +626,13 @@ async fn signals_and_channels() {
 
 #[tokio::test]
 async fn blocking_tools_send_progress_while_they_wait() {
-    // A real `cipc serve` with a short progress interval (the knob is an
-    // environment variable, so it is set for that process only).
-    let broker = common::BinaryBroker::start(&["--memory"], &[("CIPC_MCP_PROGRESS_MS", "100")]);
-    let base = broker.url.clone();
+    // A broker with a short progress interval.
+    let server = cipc::server::ServerConfig {
+        mcp_progress_every: Duration::from_millis(100),
+        ..Default::default()
+    };
+    let broker = common::start_with(Default::default(), server, None).await;
+    let base = broker.url();
 
     // Streamable HTTP: rmcp's client always sends a progress token.
     let (tx, mut rx) = mpsc::unbounded_channel();
@@ -696,7 +699,7 @@ async fn blocking_tools_send_progress_while_they_wait() {
     assert!(!err);
     assert_eq!(got["command"]["action"], "ping");
     drop(l);
-    broker.terminate();
+    broker.stop().await;
 }
 
 #[tokio::test]

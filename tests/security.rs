@@ -342,3 +342,47 @@ async fn a_client_that_never_finishes_its_headers_is_cut_off() {
     // Others are still served.
     assert_eq!(get(&format!("{}/healthz", b.url())).await.0, 200);
 }
+
+#[tokio::test]
+async fn a_reader_that_falls_behind_is_disconnected_and_others_keep_working() {
+    let server = ServerConfig {
+        sse_buffer: 1,
+        slow_reader_grace: Duration::from_millis(200),
+        ..ServerConfig::default()
+    };
+    let b = start_with(BrokerConfig::default(), server, None).await;
+    let u = b.url();
+    // Subscribe, then never read the body.
+    let stalled = http().get(format!("{u}/events")).send().await.unwrap();
+    assert_eq!(stalled.status().as_u16(), 200);
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            b.broker.open_waiters() == 1
+        })
+        .await
+    );
+    // Enough event data to fill every buffer between the broker and the reader.
+    let blob = "x".repeat(256 * 1024);
+    let mut sent = 0;
+    while b.broker.open_waiters() > 0 && sent < 200 {
+        let (st, _) = post(&format!("{u}/channels/bulk/send"), json!({ "blob": blob })).await;
+        assert_eq!(st, 201, "writers are never held up by a slow reader");
+        sent += 1;
+    }
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            b.broker.open_waiters() == 0
+        })
+        .await,
+        "the stalled reader was cut off after {sent} messages"
+    );
+    drop(stalled);
+    // A fresh reader resumes from an event id and gets the history.
+    let r = http()
+        .get(format!("{u}/events"))
+        .header("Last-Event-ID", "1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+}

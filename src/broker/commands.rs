@@ -424,16 +424,17 @@ impl Broker {
             }
             let error = Some(format!("cancelled by {by}"));
             let mut commits = Vec::new();
-            let out = self.finish(
-                &mut st,
-                (ord, id),
-                CommandStatus::Cancelled,
-                None,
-                error,
-                now,
-                &mut commits,
-            )
-            .ok_or_else(|| unknown_command(id))?;
+            let out = self
+                .finish(
+                    &mut st,
+                    (ord, id),
+                    CommandStatus::Cancelled,
+                    None,
+                    error,
+                    now,
+                    &mut commits,
+                )
+                .ok_or_else(|| unknown_command(id))?;
             (out, commits)
         };
         Broker::committed(commits).await?;

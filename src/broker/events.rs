@@ -86,7 +86,11 @@ impl EventLog {
         let from_before_restart = last >= self.next_id;
         EventSubscription {
             gap: last + 1 < oldest || from_before_restart,
-            missed: if from_before_restart { Vec::new() } else { missed },
+            missed: if from_before_restart {
+                Vec::new()
+            } else {
+                missed
+            },
             live,
         }
     }

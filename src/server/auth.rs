@@ -103,7 +103,8 @@ impl Security {
                 .is_ok_and(|ip| ip.is_loopback() && allowed.contains("localhost"))
     }
 
-    fn blocked(&self, ip: IpAddr) -> bool {
+    /// True while `ip` is blocked for too many wrong tokens.
+    pub(crate) fn blocked(&self, ip: IpAddr) -> bool {
         let mut f = self.failures.lock().unwrap_or_else(|p| p.into_inner());
         match f.get(&ip).and_then(|e| e.blocked_until) {
             Some(until) if until > Instant::now() => true,
@@ -115,7 +116,8 @@ impl Security {
         }
     }
 
-    fn record_failure(&self, ip: IpAddr) {
+    /// Counts one wrong token from `ip`; the 20th in a minute blocks it for a minute.
+    pub(crate) fn record_failure(&self, ip: IpAddr) {
         let now = Instant::now();
         let mut f = self.failures.lock().unwrap_or_else(|p| p.into_inner());
         if f.len() > 10_000 {

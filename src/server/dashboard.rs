@@ -24,10 +24,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use base64::Engine;
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
-use std::sync::{LazyLock, Mutex};
-use std::time::{Duration, Instant};
+use std::net::SocketAddr;
 
 const INDEX_HTML: &str = include_str!("../../dashboard/index.html");
 const APP_JS: &str = include_str!("../../dashboard/app.js");
@@ -43,12 +40,6 @@ frame-ancestors 'none'";
 /// Dashboard sessions kept at most; past it the oldest half is forgotten
 /// (those browsers simply log in again).
 const MAX_SESSIONS: usize = 10_000;
-
-/// Wrong tokens accepted from one address per window before logins from it
-/// are refused for the rest of the window.
-const MAX_LOGIN_FAILURES: u32 = 20;
-/// The login brake's window.
-const LOGIN_WINDOW: Duration = Duration::from_secs(60);
 
 /// The dashboard routes.
 pub fn routes() -> Router<AppState> {
@@ -161,48 +152,6 @@ struct LoginRequest {
     token: String,
 }
 
-/// Per-address count of wrong tokens, so the public login cannot be used to
-/// guess the token faster than the guard allows on every other route.
-struct LoginFailures {
-    window_start: Instant,
-    count: u32,
-}
-
-static LOGIN_FAILURES: LazyLock<Mutex<HashMap<IpAddr, LoginFailures>>> =
-    LazyLock::new(|| Mutex::new(HashMap::new()));
-
-fn login_blocked(ip: IpAddr) -> bool {
-    let mut f = LOGIN_FAILURES.lock().unwrap_or_else(|p| p.into_inner());
-    match f.get(&ip) {
-        Some(e) if e.window_start.elapsed() > LOGIN_WINDOW => {
-            f.remove(&ip);
-            false
-        }
-        Some(e) => e.count >= MAX_LOGIN_FAILURES,
-        None => false,
-    }
-}
-
-fn record_login_failure(ip: IpAddr) {
-    let now = Instant::now();
-    let mut f = LOGIN_FAILURES.lock().unwrap_or_else(|p| p.into_inner());
-    if f.len() > 10_000 {
-        f.retain(|_, e| now.duration_since(e.window_start) < LOGIN_WINDOW);
-    }
-    let e = f.entry(ip).or_insert(LoginFailures {
-        window_start: now,
-        count: 0,
-    });
-    if now.duration_since(e.window_start) > LOGIN_WINDOW {
-        e.window_start = now;
-        e.count = 0;
-    }
-    e.count += 1;
-    if e.count == MAX_LOGIN_FAILURES {
-        tracing::warn!(address = %ip, "too many wrong dashboard tokens; refusing logins for a minute");
-    }
-}
-
 fn new_session_id() -> String {
     let bytes: [u8; 32] = rand::random();
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
@@ -217,7 +166,8 @@ async fn login(
         // Nothing to unlock; say so rather than hand out a useless session.
         return Ok(Json(serde_json::json!({"ok": true, "tokenRequired": false})).into_response());
     }
-    if login_blocked(addr.ip()) {
+    // The public login shares the guard's brake on wrong tokens.
+    if s.security.blocked(addr.ip()) {
         return Err(ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
             "too_many_requests",
@@ -226,7 +176,7 @@ async fn login(
     }
     let token = req.token.trim();
     if token.is_empty() || !s.security.token_matches(token) {
-        record_login_failure(addr.ip());
+        s.security.record_failure(addr.ip());
         tracing::warn!(address = %addr, "dashboard login with a wrong token");
         return Err(ApiError::new(
             StatusCode::UNAUTHORIZED,

@@ -32,6 +32,12 @@ pub struct ServerConfig {
     pub sse_buffer: usize,
     /// A client must send its request headers within this time.
     pub header_read_timeout: std::time::Duration,
+    /// How often a blocking MCP tool reports progress while it waits
+    /// (at most every 25 s is honoured).
+    pub mcp_progress_every: std::time::Duration,
+    /// How long an SSE stream may stay unable to take its next event before
+    /// the reader counts as too slow and is disconnected.
+    pub slow_reader_grace: std::time::Duration,
 }
 
 impl Default for ServerConfig {
@@ -40,6 +46,8 @@ impl Default for ServerConfig {
             max_body: 1024 * 1024,
             sse_buffer: 256,
             header_read_timeout: std::time::Duration::from_secs(10),
+            mcp_progress_every: std::time::Duration::from_secs(20),
+            slow_reader_grace: std::time::Duration::from_secs(5),
         }
     }
 }

@@ -23,9 +23,6 @@ use tokio::sync::{broadcast, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::StreamExt;
 
-/// How long a stream may stay unable to take the next event before it is cut.
-const SLOW_READER_GRACE: Duration = Duration::from_secs(5);
-
 /// The stream routes.
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -62,11 +59,10 @@ fn into_sse(rx: mpsc::Receiver<SseEvent>) -> SseStream {
     )
 }
 
-async fn push(tx: &mpsc::Sender<SseEvent>, ev: SseEvent) -> bool {
-    matches!(
-        tokio::time::timeout(SLOW_READER_GRACE, tx.send(ev)).await,
-        Ok(Ok(()))
-    )
+/// Hands one event to the reader's buffer; false when the reader is gone or
+/// has not made room within `grace` (too slow: the stream is cut).
+async fn push(tx: &mpsc::Sender<SseEvent>, ev: SseEvent, grace: Duration) -> bool {
+    matches!(tokio::time::timeout(grace, tx.send(ev)).await, Ok(Ok(())))
 }
 
 fn event_to_sse(ev: &Event) -> SseEvent {
@@ -86,17 +82,18 @@ pub(super) async fn events(
     let last = last_event_id(&headers)?;
     let sub = s.broker.subscribe_events(last);
     let (tx, rx) = mpsc::channel(s.config.sse_buffer.max(1));
+    let grace = s.config.slow_reader_grace;
     let shutdown = s.broker.shutdown_token();
     tokio::spawn(async move {
         let _permit = permit;
         let mut live = sub.live;
-        if sub.gap && !push(&tx, SseEvent::default().event("resync").data("{}")).await {
+        if sub.gap && !push(&tx, SseEvent::default().event("resync").data("{}"), grace).await {
             return;
         }
         let mut last_sent = if sub.gap { 0 } else { last.unwrap_or(0) };
         for ev in sub.missed {
             last_sent = ev.id;
-            if !push(&tx, event_to_sse(&ev)).await {
+            if !push(&tx, event_to_sse(&ev), grace).await {
                 return;
             }
         }
@@ -106,7 +103,7 @@ pub(super) async fn events(
                     Ok(ev) if ev.id <= last_sent => {}
                     Ok(ev) => {
                         last_sent = ev.id;
-                        if !push(&tx, event_to_sse(&ev)).await { return; }
+                        if !push(&tx, event_to_sse(&ev), grace).await { return; }
                     }
                     Err(broadcast::error::RecvError::Lagged(n)) => {
                         tracing::debug!(missed = n, "event reader fell behind; disconnecting it");
@@ -138,6 +135,7 @@ pub(super) async fn channel_stream(
         None => q.u64("since")?.unwrap_or(0),
     };
     let (tx, rx) = mpsc::channel(s.config.sse_buffer.max(1));
+    let grace = s.config.slow_reader_grace;
     let broker = s.broker.clone();
     let shutdown = broker.shutdown_token();
     tokio::spawn(async move {
@@ -155,7 +153,7 @@ pub(super) async fn channel_stream(
                     .id(m.seq.to_string())
                     .event("message")
                     .data(serde_json::to_string(&m).unwrap_or_default());
-                if !push(&tx, ev).await {
+                if !push(&tx, ev, grace).await {
                     return;
                 }
             }

@@ -26,23 +26,9 @@ use session::{Door, Hub, Session, SESSION_HEADER};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Environment variable: how often (milliseconds) a blocking tool sends a
-/// progress notification while it waits. Default 20000; anything above
-/// 25000 is lowered to it, so a client always hears something within 30 s.
-pub const PROGRESS_ENV: &str = "CIPC_MCP_PROGRESS_MS";
-
-const DEFAULT_PROGRESS: Duration = Duration::from_secs(20);
+/// The longest progress interval honoured: a client must hear something well
+/// within Claude Code's 5-minute limit, and the issue asks for every 30 s.
 const MAX_PROGRESS: Duration = Duration::from_secs(25);
-
-fn progress_every() -> Duration {
-    std::env::var(PROGRESS_ENV)
-        .ok()
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .filter(|ms| *ms > 0)
-        .map(Duration::from_millis)
-        .unwrap_or(DEFAULT_PROGRESS)
-        .min(MAX_PROGRESS)
-}
 
 type Streamable = StreamableHttpService<tools::CipcMcp, LocalSessionManager>;
 
@@ -55,7 +41,11 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         .config()
         .offline_after
         .max(Duration::from_secs(1));
-    let hub = Arc::new(Hub::new(state.broker.clone(), progress_every(), idle_limit));
+    let hub = Arc::new(Hub::new(
+        state.broker.clone(),
+        state.config.mcp_progress_every.min(MAX_PROGRESS),
+        idle_limit,
+    ));
 
     // rmcp's own idle timeout (5 minutes by default) would cut a session in
     // the middle of a long wait; ours (above) knows about in-flight calls.
