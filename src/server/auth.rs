@@ -198,19 +198,38 @@ fn is_public(path: &str) -> bool {
     ) || path.starts_with("/dashboard/assets/")
 }
 
-/// The middleware every request passes.
+/// The middleware every request passes: [`refusal`] decides, then contact
+/// from a peer named in `X-Cipc-Peer` refreshes its `lastSeen`.
 pub async fn guard(
     State(s): State<AppState>,
     ConnectInfo(addr): ConnectInfo<SocketAddr>,
     req: Request,
     next: Next,
 ) -> Response {
-    let path = req.uri().path().to_string();
+    if let Some(no) = refusal(&s, addr, &req) {
+        return no;
+    }
+    if let Some(id) = req
+        .headers()
+        .get(super::extract::PEER_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| uuid::Uuid::parse_str(v.trim()).ok())
+    {
+        s.broker.touch(id);
+    }
+    next.run(req).await
+}
+
+/// The answer refusing a request, or `None` to let it pass. Synchronous, so
+/// the per-request future stays small: ten thousand parked long-polls each
+/// hold one.
+fn refusal(s: &AppState, addr: SocketAddr, req: &Request) -> Option<Response> {
+    let path = req.uri().path();
     let sec = &s.security;
 
     // MCP clients probe OAuth discovery; a plain 404 tells them there is none.
     if path.starts_with("/.well-known/") {
-        return StatusCode::NOT_FOUND.into_response();
+        return Some(StatusCode::NOT_FOUND.into_response());
     }
     if let Some(q) = req.uri().query() {
         let leaks = q.split('&').any(|kv| {
@@ -218,21 +237,21 @@ pub async fn guard(
             matches!(k, "token" | "access_token" | "cipc_token")
         });
         if leaks {
-            return ApiError::bad_request(
+            return Some(ApiError::bad_request(
                 "never put the token in the URL (it leaks into logs and history); send it as the header Authorization: Bearer <token> or X-Cipc-Token: <token>",
             )
-            .into_response();
+            .into_response());
         }
     }
     let headers = req.headers();
     if let Some(host) = headers.get(header::HOST).and_then(|v| v.to_str().ok()) {
         if !sec.host_allowed(host) {
             tracing::warn!(%host, address = %addr, "refused a request for a foreign Host (DNS rebinding?)");
-            return ApiError::forbidden(format!(
+            return Some(ApiError::forbidden(format!(
                 "Host {host:?} is not served by this broker; if you reach it through a proxy or another name, start it with --allowed-host {}",
                 strip_port(host)
             ))
-            .into_response();
+            .into_response());
         }
     }
     if let Some(origin) = headers.get(header::ORIGIN) {
@@ -247,29 +266,29 @@ pub async fn guard(
             .map(|h| format!("https://{h}"));
         if Some(origin) != own.as_deref() && Some(origin) != forwarded_https.as_deref() {
             tracing::warn!(%origin, address = %addr, "refused a cross-origin browser request");
-            return ApiError::forbidden(format!(
+            return Some(ApiError::forbidden(format!(
                 "requests from the web origin {origin:?} are refused; open the dashboard from the broker's own address instead"
             ))
-            .into_response();
+            .into_response());
         }
     }
-    if sec.token.is_none() || is_public(&path) {
-        return next.run(req).await;
+    if sec.token.is_none() || is_public(path) {
+        return None;
     }
     if sec.blocked(addr.ip()) {
-        return ApiError::new(
+        return Some(ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
             "too_many_requests",
             "too many failed token attempts from this address; wait a minute and check CIPC_TOKEN",
         )
-        .into_response();
+        .into_response());
     }
     let ok = match presented_token(headers) {
         Some(t) => sec.token_matches(t),
         None => sec.has_session(headers),
     };
     if ok {
-        return next.run(req).await;
+        return None;
     }
     sec.record_failure(addr.ip());
     let what = if presented_token(headers).is_some() {
@@ -277,7 +296,7 @@ pub async fn guard(
     } else {
         "this broker needs a token"
     };
-    if is_mcp(&path) {
+    Some(if is_mcp(path) {
         // 401 would send MCP clients into an OAuth flow that drops the header.
         ApiError::forbidden(format!(
             "{what}: add \"headers\": {{\"X-Cipc-Token\": \"<token>\"}} to the server's entry in .mcp.json"
@@ -290,7 +309,7 @@ pub async fn guard(
             format!("{what}: send Authorization: Bearer <token> (the cipc CLI reads CIPC_TOKEN)"),
         )
         .into_response()
-    }
+    })
 }
 
 #[cfg(test)]

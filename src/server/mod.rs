@@ -12,9 +12,8 @@ pub mod rest;
 pub mod streams;
 
 use crate::broker::Broker;
-use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::middleware::{self, Next};
-use axum::response::Response;
+use axum::extract::DefaultBodyLimit;
+use axum::middleware;
 use axum::routing::get;
 use axum::{Json, Router};
 use std::future::Future;
@@ -72,7 +71,6 @@ pub fn router(state: AppState) -> Router {
         .merge(dashboard::routes())
         .merge(mcp::routes(&state))
         .fallback(error::fallback)
-        .layer(middleware::from_fn_with_state(state.clone(), note_peer))
         .layer(middleware::from_fn_with_state(state.clone(), auth::guard))
         .layer(DefaultBodyLimit::max(state.config.max_body))
         .with_state(state)
@@ -82,19 +80,6 @@ async fn openapi() -> Json<utoipa::openapi::OpenApi> {
     let mut doc = rest::ApiDoc::openapi();
     doc.info.version = env!("CARGO_PKG_VERSION").to_string();
     Json(doc)
-}
-
-/// Any request that names a peer in `X-Cipc-Peer` refreshes its `lastSeen`.
-async fn note_peer(State(s): State<AppState>, req: Request, next: Next) -> Response {
-    if let Some(id) = req
-        .headers()
-        .get(extract::PEER_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| uuid::Uuid::parse_str(v.trim()).ok())
-    {
-        s.broker.touch(id);
-    }
-    next.run(req).await
 }
 
 /// A bound, not yet running server.
