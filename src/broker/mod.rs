@@ -91,6 +91,9 @@ struct PeerEntry {
     contacts: u32,
     /// The status last announced on the event stream.
     announced: crate::api::PeerStatus,
+    /// The `lastSeen` last written to the store (contact is too frequent to
+    /// persist every time; the sweeper catches up every half minute).
+    saved_seen: Timestamp,
 }
 
 struct CommandEntry {
@@ -320,6 +323,7 @@ impl State {
                     disconnected: status == crate::api::PeerStatus::Offline,
                     contacts: 0,
                     announced: status,
+                    saved_seen: p.last_seen,
                     peer: p,
                 },
             );

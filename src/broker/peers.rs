@@ -113,6 +113,7 @@ impl Broker {
                     disconnected: false,
                     contacts: 0,
                     announced: PeerStatus::Online,
+                    saved_seen: now,
                 }),
             };
             entry.announced = PeerStatus::Online;
@@ -153,15 +154,20 @@ impl Broker {
             };
         };
         let peer = self.render_peer(st, e, now);
-        let mut stored = peer.clone();
-        stored.working_on.clear();
-        commits.push(self.persist(Mutation::Peer(stored)));
+        self.save_peer(&peer, commits);
         st.events
             .push("peer", serde_json::to_value(&peer).unwrap_or_default());
         if let Some(e) = st.peers.get_mut(&id) {
             e.announced = peer.status;
+            e.saved_seen = peer.last_seen;
         }
         peer
+    }
+
+    fn save_peer(&self, peer: &Peer, commits: &mut Vec<Commit>) {
+        let mut stored = peer.clone();
+        stored.working_on.clear();
+        commits.push(self.persist(Mutation::Peer(stored)));
     }
 
     /// Every known peer, oldest connection first.
@@ -303,6 +309,21 @@ impl Broker {
                 (s != e.announced).then_some((e.peer.id, s))
             })
             .collect();
+        // Keep the stored lastSeen within half a minute of the truth, so a
+        // restart does not mistake a busy peer for one long gone.
+        let stale_saves: Vec<Uuid> = st
+            .peers
+            .values()
+            .filter(|e| e.peer.last_seen.millis() - e.saved_seen.millis() >= 30_000)
+            .map(|e| e.peer.id)
+            .collect();
+        for id in stale_saves {
+            if let Some(e) = st.peers.get_mut(&id) {
+                e.saved_seen = e.peer.last_seen;
+                let peer = e.peer.clone();
+                self.save_peer(&peer, commits);
+            }
+        }
         for (id, status) in changed {
             if status == PeerStatus::Offline {
                 tracing::info!(peer = %id, "peer went offline; requeueing its unacked commands");
