@@ -367,18 +367,7 @@ impl Broker {
         let now = Timestamp::now();
         let (out, commits) = {
             let mut st = self.lock();
-            let e = st
-                .commands
-                .get_mut(&id)
-                .ok_or_else(|| unknown_command(id))?;
-            let (ord, c) = (e.ord, &mut e.command);
-            if c.status.is_terminal() {
-                return Err(BrokerError::Conflict(format!(
-                    "command {id} is already {} (since {}); a command takes one result",
-                    c.status.as_str(),
-                    c.acked_at.map(|t| t.to_string()).unwrap_or_default()
-                )));
-            }
+            let (ord, c) = open_command(&st, id, "a command takes one result")?;
             if let Some(p) = caller.peer {
                 if c.delivered_to != Some(p) || c.status != CommandStatus::Delivered {
                     let holder = match (c.status, c.delivered_to) {
@@ -411,17 +400,11 @@ impl Broker {
         let now = Timestamp::now();
         let (out, commits) = {
             let mut st = self.lock();
-            let e = st
-                .commands
-                .get_mut(&id)
-                .ok_or_else(|| unknown_command(id))?;
-            let (ord, c) = (e.ord, &mut e.command);
-            if c.status.is_terminal() {
-                return Err(BrokerError::Conflict(format!(
-                    "command {id} is already {}; only pending or delivered commands can be cancelled",
-                    c.status.as_str()
-                )));
-            }
+            let (ord, _) = open_command(
+                &st,
+                id,
+                "only pending or delivered commands can be cancelled",
+            )?;
             let error = Some(format!("cancelled by {by}"));
             let mut commits = Vec::new();
             let out = self
@@ -569,8 +552,23 @@ impl Broker {
     }
 }
 
+/// A command that has not finished yet, with its FIFO position; 404 when it
+/// is unknown, 409 (with `why`) when it already finished.
+fn open_command<'a>(st: &'a State, id: Uuid, why: &str) -> Result<(u64, &'a Command), BrokerError> {
+    let e = st.commands.get(&id).ok_or_else(|| unknown_command(id))?;
+    let c = &e.command;
+    if c.status.is_terminal() {
+        return Err(BrokerError::Conflict(format!(
+            "command {id} is already {} (since {}); {why}",
+            c.status.as_str(),
+            c.acked_at.map(|t| t.to_string()).unwrap_or_default()
+        )));
+    }
+    Ok((e.ord, c))
+}
+
 pub(super) fn unknown_command(id: Uuid) -> BrokerError {
     BrokerError::NotFound(format!(
-        "no command with id {id}; list commands with GET /commands (or `cipc status`)"
+        "no command with id {id}; list commands with `cipc commands` (GET /commands)"
     ))
 }
