@@ -5,6 +5,7 @@ mod common;
 use cipc::broker::BrokerConfig;
 use cipc::server::ServerConfig;
 use common::*;
+use futures::StreamExt;
 use serde_json::{json, Value};
 use std::time::Duration;
 
@@ -385,4 +386,92 @@ async fn a_reader_that_falls_behind_is_disconnected_and_others_keep_working() {
         .await
         .unwrap();
     assert_eq!(r.status().as_u16(), 200);
+}
+
+#[tokio::test]
+async fn a_legacy_mcp_reader_that_falls_behind_loses_its_session() {
+    let server = ServerConfig {
+        sse_buffer: 1,
+        slow_reader_grace: Duration::from_millis(200),
+        ..ServerConfig::default()
+    };
+    let b = start_with(BrokerConfig::default(), server, None).await;
+    let u = b.url();
+    let blob = "x".repeat(256 * 1024);
+    for _ in 0..4 {
+        post(&format!("{u}/channels/bulk/send"), json!({ "blob": blob })).await;
+    }
+    // Open the stream and read only as far as the endpoint event.
+    let resp = http().get(format!("{u}/mcp/sse")).send().await.unwrap();
+    let mut body = resp.bytes_stream();
+    let mut text = String::new();
+    while !text.contains("\n\n") {
+        let chunk = tokio::time::timeout(Duration::from_secs(10), body.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        text.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    let endpoint = text
+        .lines()
+        .find_map(|l| l.strip_prefix("data:"))
+        .unwrap()
+        .trim()
+        .to_string();
+    let post_rpc = |msg: Value| {
+        let url = format!("{u}{endpoint}");
+        async move {
+            http()
+                .post(url)
+                .json(&msg)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    assert_eq!(post_rpc(json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {"protocolVersion": "2024-11-05", "capabilities": {}, "clientInfo": {"name": "slow", "version": "0"}}})).await, 202);
+    assert_eq!(
+        post_rpc(json!({"jsonrpc": "2.0", "method": "notifications/initialized"})).await,
+        202
+    );
+    // Ask for about a megabyte per answer and never read the stream.
+    let mut ended = false;
+    for id in 1..200 {
+        let call = json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
+                          "params": {"name": "channel_read", "arguments": {"channel": "bulk", "limit": 4}}});
+        if post_rpc(call).await == 404 {
+            ended = true;
+            break;
+        }
+    }
+    if !ended {
+        ended = eventually(Duration::from_secs(10), || {
+            let ping = json!({"jsonrpc": "2.0", "id": 999, "method": "ping"});
+            let url = format!("{u}{endpoint}");
+            async move {
+                http()
+                    .post(url)
+                    .json(&ping)
+                    .send()
+                    .await
+                    .unwrap()
+                    .status()
+                    .as_u16()
+                    == 404
+            }
+        })
+        .await;
+    }
+    assert!(ended, "the stalled session was ended");
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            b.broker.open_waiters() == 0
+        })
+        .await,
+        "its stream slot was freed"
+    );
+    assert_eq!(get(&format!("{u}/healthz")).await.0, 200);
 }

@@ -64,7 +64,6 @@ struct OnClose {
     id: String,
     serve: CancellationToken,
     session: Arc<Session>,
-    _permit: crate::broker::WaiterPermit,
 }
 
 impl Drop for OnClose {
@@ -100,8 +99,11 @@ pub(super) async fn open(
     let permit = state.broker.acquire_waiter()?;
     let id = uuid::Uuid::new_v4().simple().to_string();
     let (in_tx, in_rx) = mpsc::channel::<ClientJsonRpcMessage>(INBOX);
-    let (out_tx, out_rx) =
-        futures::channel::mpsc::channel::<ServerJsonRpcMessage>(state.config.sse_buffer.max(1));
+    // rmcp writes into `rmcp_tx`; a relay moves each message into the
+    // stream's small buffer and ends the session when the reader leaves it
+    // full for longer than the grace (a slow reader is cut, not buffered).
+    let (rmcp_tx, mut rmcp_rx) = futures::channel::mpsc::channel::<ServerJsonRpcMessage>(16);
+    let (out_tx, out_rx) = mpsc::channel::<ServerJsonRpcMessage>(state.config.sse_buffer.max(1));
     legacy.sessions.lock().insert(id.clone(), in_tx);
 
     let session = Session::new(legacy.hub.clone(), Door::LegacySse);
@@ -109,10 +111,30 @@ pub(super) async fn open(
     let serve = state.broker.shutdown_token().child_token();
     {
         let serve = serve.clone();
+        let grace = state.config.slow_reader_grace;
+        let id = id.clone();
+        tokio::spawn(async move {
+            // The stream's waiter slot lives as long as messages can flow.
+            let _permit = permit;
+            while let Some(m) = rmcp_rx.next().await {
+                match tokio::time::timeout(grace, out_tx.send(m)).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(_)) => break,
+                    Err(_) => {
+                        tracing::info!(session = %id, "legacy MCP reader fell behind; ending its session");
+                        serve.cancel();
+                        break;
+                    }
+                }
+            }
+        });
+    }
+    {
+        let serve = serve.clone();
         let session = session.clone();
         let id = id.clone();
         tokio::spawn(async move {
-            let transport = (out_tx, ReceiverStream::new(in_rx));
+            let transport = (rmcp_tx, ReceiverStream::new(in_rx));
             match serve_server_with_ct(handler, transport, serve).await {
                 Ok(running) => {
                     let _ = running.waiting().await;
@@ -129,7 +151,7 @@ pub(super) async fn open(
     let endpoint = SseEvent::default()
         .event("endpoint")
         .data(format!("/mcp/messages?sessionId={id}"));
-    let messages = out_rx.map(|m| {
+    let messages = ReceiverStream::new(out_rx).map(|m| {
         SseEvent::default()
             .event("message")
             .data(serde_json::to_string(&m).unwrap_or_default())
@@ -146,7 +168,6 @@ pub(super) async fn open(
             id,
             serve,
             session,
-            _permit: permit,
         },
     };
     Ok(Sse::new(body)
