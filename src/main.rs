@@ -10,6 +10,7 @@ use clap::Parser;
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 fn main() {
-    let cli = cipc::cli::Cli::parse();
+    let args = cipc::cli::hoist_client_flags(std::env::args_os().collect());
+    let cli = cipc::cli::Cli::parse_from(args);
     std::process::exit(cipc::cli::run(cli));
 }

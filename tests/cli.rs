@@ -1348,3 +1348,18 @@ fn example_script_runs_end_to_end() {
     );
     let _ = std::io::stdout().flush();
 }
+
+#[test]
+fn client_flags_work_before_the_subcommand_too() {
+    let b = Broker::start();
+    let v = stdout_json(cipc().args(["--url", &b.url, "--json", "signal", "emit", "early"]));
+    assert_eq!(v["signal"]["name"], "early");
+    let url_eq = format!("--url={}", b.url);
+    let v = stdout_json(cipc().args([url_eq.as_str(), "chan", "--json", "list"]));
+    assert!(v["channels"].is_array());
+    // serve keeps its own flags; a client-only flag there is still a usage error.
+    cipc()
+        .args(["--json", "serve", "--memory"])
+        .assert()
+        .code(2);
+}

@@ -43,7 +43,9 @@ Exit codes: 0 ok, 1 error (the broker said no, or the command failed), 2 usage,
 3 cannot reach the broker, 124 a wait timed out.
 
 Output: tables on a terminal; one JSON document per result when stdout is not
-a terminal or with --json. Durations: 500ms, 30s, 5m, 1h.
+a terminal or with --json. Durations: 500ms, 30s, 5m, 1h. The client flags
+(--url, --token, --token-file, --peer, --json, --table) go before or after
+the subcommand.
 
 Environment: CIPC_URL, CIPC_TOKEN, CIPC_PEER (clients); CIPC_HOST, CIPC_PORT,
 CIPC_DATA_DIR, CIPC_TOKEN (serve); RUST_LOG (serve logging); NO_COLOR.";
@@ -272,6 +274,40 @@ fn report(group: &str, e: CliError) -> i32 {
     e.code
 }
 
+/// Client flags that take a value, and those that do not.
+const HOISTED_WITH_VALUE: [&str; 4] = ["--url", "--token", "--token-file", "--peer"];
+const HOISTED_SWITCHES: [&str; 2] = ["--json", "--table"];
+
+/// Lets the client flags come before the subcommand too (`cipc --json
+/// status`, `cipc --url URL peers`), as people type them: clap defines them on
+/// each subcommand (`serve` has its own `--token`), so they are moved to just
+/// after the subcommand's name. Anything else is left exactly as given.
+pub fn hoist_client_flags(args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    let mut iter = args.into_iter();
+    let mut out: Vec<std::ffi::OsString> = iter.next().into_iter().collect();
+    let mut hoisted = Vec::new();
+    while let Some(arg) = iter.next() {
+        let text = arg.to_string_lossy().into_owned();
+        let name = text.split('=').next().unwrap_or_default();
+        if HOISTED_SWITCHES.contains(&text.as_str())
+            || (HOISTED_WITH_VALUE.contains(&name) && text.contains('='))
+        {
+            hoisted.push(arg);
+        } else if HOISTED_WITH_VALUE.contains(&text.as_str()) {
+            hoisted.push(arg);
+            hoisted.extend(iter.next());
+        } else {
+            // The subcommand (or anything clap should judge, like --help).
+            out.push(arg);
+            out.extend(hoisted);
+            out.extend(iter);
+            return out;
+        }
+    }
+    out.extend(hoisted);
+    out
+}
+
 /// Runs the parsed command line; returns the process exit code.
 pub fn run(cli: Cli) -> i32 {
     match cli.command {
@@ -296,5 +332,36 @@ pub fn run(cli: Cli) -> i32 {
         Command::Reset(a) => run_client("reset", &a.client.clone(), |ctx| system::reset(a, ctx)),
         Command::Completions(a) => generate::completions(a),
         Command::Man(a) => generate::man(a),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::hoist_client_flags;
+    use std::ffi::OsString;
+
+    fn hoist(args: &[&str]) -> Vec<String> {
+        let v: Vec<OsString> = args.iter().map(OsString::from).collect();
+        hoist_client_flags(v)
+            .into_iter()
+            .map(|s| s.to_string_lossy().into_owned())
+            .collect()
+    }
+
+    #[test]
+    fn moves_leading_client_flags_after_the_subcommand() {
+        assert_eq!(
+            hoist(&["cipc", "--url", "http://x", "--json", "chan", "read", "c"]),
+            ["cipc", "chan", "--url", "http://x", "--json", "read", "c"]
+        );
+        assert_eq!(
+            hoist(&["cipc", "--token=t", "serve", "--port", "0"]),
+            ["cipc", "serve", "--token=t", "--port", "0"]
+        );
+        assert_eq!(
+            hoist(&["cipc", "status", "--json"]),
+            ["cipc", "status", "--json"]
+        );
+        assert_eq!(hoist(&["cipc", "--help"]), ["cipc", "--help"]);
     }
 }
