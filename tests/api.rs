@@ -454,8 +454,9 @@ async fn disconnect_redelivers_and_stale_holder_cannot_ack() {
 #[tokio::test]
 async fn silent_peers_go_stale_then_offline_and_their_work_is_requeued() {
     let cfg = BrokerConfig {
-        stale_after: Duration::from_millis(150),
-        offline_after: Duration::from_millis(400),
+        // Far enough apart that a slow CI machine still sees the stale phase.
+        stale_after: Duration::from_millis(200),
+        offline_after: Duration::from_millis(2500),
         sweep_interval: Duration::from_millis(25),
         ..BrokerConfig::default()
     };
