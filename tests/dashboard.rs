@@ -528,8 +528,24 @@ async fn live_view_and_command_center(b: &Browser) {
     b.wait_text("#activity-list", "reset").await;
 
     // A dropped connection shows as reconnecting.
+    let addr = broker.addr;
     broker.stop().await;
     b.wait_text("#conn-state", "reconnecting").await;
+
+    // The broker comes back where it was: the page reconnects by itself,
+    // notices it is a new broker, reloads, and follows it live again.
+    let again = cipc::server::RunningServer::start_at(
+        addr,
+        cipc::broker::Broker::in_memory(Default::default()),
+        Default::default(),
+        None,
+    )
+    .await
+    .expect("restart on the same port");
+    b.wait_text("#conn-state", "live").await;
+    connect(&c, &base, "after-restart", "back", &[]).await;
+    b.wait_text("#peers-list", "after-restart").await;
+    again.stop().await;
 }
 
 /// Fills the broker with a plausible team at work, for the screenshot.

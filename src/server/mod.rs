@@ -148,7 +148,17 @@ impl RunningServer {
         config: ServerConfig,
         token: Option<String>,
     ) -> std::io::Result<RunningServer> {
-        let bind: SocketAddr = ([127, 0, 0, 1], 0).into();
+        RunningServer::start_at(([127, 0, 0, 1], 0).into(), broker, config, token).await
+    }
+
+    /// Starts `broker` on a given loopback address (to restart a broker
+    /// where its clients expect it).
+    pub async fn start_at(
+        bind: SocketAddr,
+        broker: Broker,
+        config: ServerConfig,
+        token: Option<String>,
+    ) -> std::io::Result<RunningServer> {
         let state = AppState {
             broker: broker.clone(),
             config: Arc::new(config),
