@@ -235,6 +235,7 @@ pub struct ChannelInfo {
 #[serde(rename_all = "camelCase")]
 pub struct ConnectRequest {
     /// The role to take, 1-64 chars of `[A-Za-z0-9._-]`.
+    #[schema(pattern = "^[A-Za-z0-9._-]{1,64}$")]
     pub role: String,
     /// Capability tags.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -255,8 +256,10 @@ pub struct SendRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub from: Option<String>,
     /// A role, a peer id, or `"*"` for every online peer.
+    #[schema(pattern = "^([A-Za-z0-9._-]{1,64}|\\*)$")]
     pub target: String,
-    /// What to do.
+    /// What to do (1-256 characters).
+    #[schema(min_length = 1, max_length = 256)]
     pub action: String,
     /// Arguments (any JSON; default `{}`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
