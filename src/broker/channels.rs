@@ -55,9 +55,15 @@ impl Broker {
     }
 
     /// Messages with `seq > since`, at most `limit`, without waiting.
-    pub fn channel_read(&self, name: &str, since: u64, limit: usize) -> MessagesResponse {
+    pub fn channel_read(
+        &self,
+        name: &str,
+        since: u64,
+        limit: usize,
+    ) -> Result<MessagesResponse, BrokerError> {
+        validate_name("channel name", name).map_err(BrokerError::BadRequest)?;
         let st = self.lock();
-        read_locked(st.channels.get(name), name, since, limit)
+        Ok(read_locked(st.channels.get(name), name, since, limit))
     }
 
     /// Like [`Broker::channel_read`], but when nothing is newer than `since`,
@@ -82,6 +88,7 @@ impl Broker {
         limit: usize,
         timeout: Duration,
     ) -> Result<MessagesResponse, BrokerError> {
+        validate_name("channel name", name).map_err(BrokerError::BadRequest)?;
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             let armed = {
@@ -93,7 +100,7 @@ impl Broker {
                 vec![arm(st.notify(&format!("c:{name}")))]
             };
             if let WaitEnd::TimedOut = self.park(armed, deadline).await {
-                let mut r = self.channel_read(name, since, limit);
+                let mut r = self.channel_read(name, since, limit)?;
                 r.timed_out = r.messages.is_empty();
                 return Ok(r);
             }

@@ -537,14 +537,18 @@ impl Broker {
 
     /// Expiry pass of the sweeper.
     pub(super) fn sweep_expired(&self, st: &mut State, now: Timestamp, commits: &mut Vec<Commit>) {
+        // Only pending commands can expire, and every one sits in a queue.
         let expired: Vec<(u64, Uuid)> = st
-            .commands
+            .queues
             .values()
-            .filter(|e| {
-                e.command.status == CommandStatus::Pending
-                    && e.command.expires_at.is_some_and(|t| t <= now)
+            .flatten()
+            .filter(|(_, id)| {
+                st.commands
+                    .get(id)
+                    .and_then(|e| e.command.expires_at)
+                    .is_some_and(|t| t <= now)
             })
-            .map(|e| (e.ord, e.command.id))
+            .copied()
             .collect();
         for key in expired {
             self.expire(st, key, now, commits);

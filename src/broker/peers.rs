@@ -6,6 +6,7 @@ use crate::api::{
 };
 use crate::store::{Commit, Mutation};
 use crate::time::Timestamp;
+use std::collections::HashMap;
 use uuid::Uuid;
 
 /// Keeps a peer counted as "in contact" (online) while alive: held by open
@@ -43,20 +44,12 @@ impl Broker {
         }
     }
 
-    /// The wire view of a peer: status computed now, current work attached.
-    fn render_peer(&self, st: &State, e: &PeerEntry, now: Timestamp) -> Peer {
+    /// The wire view of a peer: status computed now, current work attached
+    /// from `held` (see [`holdings`]).
+    fn render_peer(&self, e: &PeerEntry, now: Timestamp, held: &HashMap<Uuid, Vec<Uuid>>) -> Peer {
         let mut p = e.peer.clone();
         p.status = self.status_of(e, now);
-        let mut working: Vec<(u64, Uuid)> = st
-            .commands
-            .values()
-            .filter(|c| {
-                c.command.status == CommandStatus::Delivered && c.command.delivered_to == Some(p.id)
-            })
-            .map(|c| (c.ord, c.command.id))
-            .collect();
-        working.sort();
-        p.working_on = working.into_iter().map(|(_, id)| id).collect();
+        p.working_on = held.get(&p.id).cloned().unwrap_or_default();
         p
     }
 
@@ -153,7 +146,7 @@ impl Broker {
                 working_on: vec![],
             };
         };
-        let peer = self.render_peer(st, e, now);
+        let peer = self.render_peer(e, now, &holdings(st));
         self.save_peer(&peer, commits);
         st.events
             .push("peer", serde_json::to_value(&peer).unwrap_or_default());
@@ -174,10 +167,11 @@ impl Broker {
     pub fn peers(&self) -> Vec<Peer> {
         let now = Timestamp::now();
         let st = self.lock();
+        let held = holdings(&st);
         let mut out: Vec<Peer> = st
             .peers
             .values()
-            .map(|e| self.render_peer(&st, e, now))
+            .map(|e| self.render_peer(e, now, &held))
             .collect();
         out.sort_by_key(|p| p.id);
         out
@@ -205,7 +199,7 @@ impl Broker {
         let now = Timestamp::now();
         let st = self.lock();
         let e = st.peers.get(&id).ok_or_else(|| unknown_peer(id))?;
-        Ok(self.render_peer(&st, e, now))
+        Ok(self.render_peer(e, now, &holdings(&st)))
     }
 
     /// Notes contact from a peer (any request naming it). Unknown ids are
@@ -332,6 +326,23 @@ impl Broker {
             self.announce_peer(st, id, now, commits);
         }
     }
+}
+
+/// The delivered, unacked commands of every holder, oldest first, in one
+/// pass over the commands (a peer's `workingOn`).
+fn holdings(st: &State) -> HashMap<Uuid, Vec<Uuid>> {
+    let mut held: Vec<(Uuid, u64, Uuid)> = st
+        .commands
+        .values()
+        .filter(|c| c.command.status == CommandStatus::Delivered)
+        .filter_map(|c| Some((c.command.delivered_to?, c.ord, c.command.id)))
+        .collect();
+    held.sort();
+    let mut by_holder: HashMap<Uuid, Vec<Uuid>> = HashMap::new();
+    for (holder, _, id) in held {
+        by_holder.entry(holder).or_default().push(id);
+    }
+    by_holder
 }
 
 pub(super) fn unknown_peer(id: Uuid) -> BrokerError {

@@ -6,6 +6,8 @@
 //! memory can be read from `/proc`; `--url` measures a running one instead.
 
 use super::exit;
+use crate::api::{AckRequest, CommandStatus, ConnectRequest, EmitRequest, SendRequest};
+use crate::client::{Client, ClientError};
 use clap::Args;
 use comfy_table::{presets::UTF8_FULL_CONDENSED, Table};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -174,25 +176,17 @@ fn raise_fd_limit() {
     }
 }
 
-fn client() -> Result<reqwest::Client, String> {
-    reqwest::Client::builder()
-        .no_proxy()
-        .pool_max_idle_per_host(64)
-        .build()
-        .map_err(|e| e.to_string())
+/// The same typed client the CLI uses; errors become one line for the summary.
+fn client(url: &str) -> Result<Client, String> {
+    Client::new(url, None, None).map_err(|e| e.to_string())
 }
 
-async fn call(rb: reqwest::RequestBuilder) -> Result<Value, String> {
-    let r = rb
-        .send()
-        .await
-        .map_err(|e| format!("request failed: {e}"))?;
-    let status = r.status();
-    let body: Value = r.json().await.map_err(|e| e.to_string())?;
-    if !status.is_success() {
-        return Err(format!("broker answered {status}: {body}"));
+fn send_to(target: &str, action: &str) -> SendRequest {
+    SendRequest {
+        target: target.to_string(),
+        action: action.to_string(),
+        ..SendRequest::default()
     }
-    Ok(body)
 }
 
 fn bar(len: u64, what: &str) -> ProgressBar {
@@ -218,63 +212,65 @@ fn ms(d: Duration) -> f64 {
 
 /// send → the worker's parked wait returns it → ack → the sender's result wait returns.
 async fn round_trips(url: &str, n: usize) -> Result<Row, String> {
-    let c = client()?;
+    let c = client(url)?;
     let role = format!("bench-{}", std::process::id());
-    let peer = call(
-        c.post(format!("{url}/peers/connect"))
-            .json(&json!({"role": role})),
-    )
-    .await?;
-    let pid = peer["peer"]["id"].as_str().unwrap_or_default().to_string();
+    let peer = c
+        .connect(&ConnectRequest {
+            role: role.clone(),
+            ..ConnectRequest::default()
+        })
+        .await
+        .map_err(|e| e.to_string())?
+        .peer
+        .id
+        .to_string();
     let worker_c = c.clone();
-    let worker_url = url.to_string();
     let worker = tokio::spawn(async move {
         loop {
-            let w = call(worker_c.get(format!("{worker_url}/commands/{pid}/wait?timeout=5000")))
-                .await?;
-            let Some(id) = w["command"]["id"].as_str() else {
-                return Ok::<(), String>(());
+            let w = worker_c.wait_command(&peer, 5000).await?;
+            let Some(cmd) = w.command else {
+                return Ok::<(), ClientError>(());
             };
-            if w["command"]["action"] == "stop" {
-                call(
-                    worker_c
-                        .post(format!("{worker_url}/commands/{id}/ack"))
-                        .json(&json!({})),
-                )
-                .await?;
+            let ack = AckRequest {
+                result: Some(json!({"ok": true})),
+                error: None,
+            };
+            worker_c.ack(&cmd.id.to_string(), &ack).await?;
+            if cmd.action == "stop" {
                 return Ok(());
             }
-            call(
-                worker_c
-                    .post(format!("{worker_url}/commands/{id}/ack"))
-                    .json(&json!({"result": {"ok": true}})),
-            )
-            .await?;
         }
     });
     let pb = bar(n as u64, "command round trip");
     let mut times = Vec::with_capacity(n);
     for _ in 0..n {
         let t = Instant::now();
-        let s = call(
-            c.post(format!("{url}/commands/send"))
-                .json(&json!({"target": role, "action": "ping"})),
-        )
-        .await?;
-        let id = s["command"]["id"].as_str().unwrap_or_default();
-        let r = call(c.get(format!("{url}/commands/{id}/result?timeout=10000"))).await?;
-        if r["command"]["status"] != "acked" {
-            return Err(format!("round trip did not complete: {r}"));
+        let sent = c
+            .send(&send_to(&role, "ping"))
+            .await
+            .map_err(|e| e.to_string())?;
+        let id = sent
+            .commands()
+            .first()
+            .map(|c| c.id.to_string())
+            .unwrap_or_default();
+        let r = c
+            .wait_result(&id, 10_000)
+            .await
+            .map_err(|e| e.to_string())?;
+        if r.command.status != CommandStatus::Acked {
+            return Err(format!(
+                "a round trip did not complete: {:?}",
+                r.command.status
+            ));
         }
         times.push(t.elapsed());
         pb.inc(1);
     }
     pb.finish_and_clear();
-    call(
-        c.post(format!("{url}/commands/send"))
-            .json(&json!({"target": role, "action": "stop"})),
-    )
-    .await?;
+    c.send(&send_to(&role, "stop"))
+        .await
+        .map_err(|e| e.to_string())?;
     let _ = worker.await;
     times.sort();
     let (p50, p99) = (percentile(&times, 0.5), percentile(&times, 0.99));
@@ -287,28 +283,28 @@ async fn round_trips(url: &str, n: usize) -> Result<Row, String> {
 }
 
 async fn channel_throughput(url: &str, n: usize, clients: usize) -> Result<Row, String> {
-    let c = client()?;
+    let c = client(url)?;
     let clients = clients.max(1);
     let per = n / clients;
     let pb = bar((per * clients) as u64, "channel sends");
     let t = Instant::now();
     let mut tasks = Vec::new();
     for i in 0..clients {
-        let (c, url, pb) = (c.clone(), url.to_string(), pb.clone());
+        let (c, pb) = (c.clone(), pb.clone());
         tasks.push(tokio::spawn(async move {
+            let channel = format!("bench-{}", i % 4);
             for j in 0..per {
-                call(
-                    c.post(format!("{url}/channels/bench-{}/send", i % 4))
-                        .json(&json!({"client": i, "n": j})),
-                )
-                .await?;
+                c.channel_send(&channel, &json!({"client": i, "n": j}))
+                    .await?;
                 pb.inc(1);
             }
-            Ok::<(), String>(())
+            Ok::<(), ClientError>(())
         }));
     }
     for t in tasks {
-        t.await.map_err(|e| e.to_string())??;
+        t.await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
     }
     let secs = t.elapsed().as_secs_f64();
     pb.finish_and_clear();
@@ -334,46 +330,34 @@ fn rss_kib(pid: u32) -> Option<u64> {
 async fn idle_waiters(url: &str, n: usize, pid: u32) -> Result<Row, String> {
     let before = rss_kib(pid).unwrap_or(0);
     let pb = bar(n as u64, "idle waiters");
-    let mut tasks = Vec::with_capacity(n);
-    let c = reqwest::Client::builder()
-        .no_proxy()
-        .pool_max_idle_per_host(0)
-        .build()
-        .map_err(|e| e.to_string())?;
-    let status_url = format!("{url}/status");
-    for _ in 0..n {
-        let (c, u) = (
-            c.clone(),
-            format!("{url}/signals/bench-idle/wait?timeout=120000"),
-        );
-        tasks.push(tokio::spawn(
-            async move { c.get(u).send().await.map(|_| ()) },
-        ));
-    }
-    // Wait until the broker holds them all.
+    let c = client(url)?;
+    let tasks: Vec<_> = (0..n)
+        .map(|_| {
+            let c = c.clone();
+            tokio::spawn(async move { c.wait_signal("bench-idle", None, 120_000).await })
+        })
+        .collect();
+    // Parked once the broker's memory stops growing with every waiter open.
     let deadline = Instant::now() + Duration::from_secs(60);
-    let mut open = 0;
+    let mut last = 0;
     while Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        // Every waiter is parked once a probe wait is refused or the count settles.
-        let probe = c.get(&status_url).send().await.map_err(|e| e.to_string())?;
-        let _ = probe.bytes().await;
-        let now_open = tasks.iter().filter(|t| !t.is_finished()).count();
-        pb.set_position(now_open as u64);
-        if let Some(rss) = rss_kib(pid) {
-            if rss > 0 && now_open == n && open == now_open {
-                break;
-            }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let open = tasks.iter().filter(|t| !t.is_finished()).count();
+        pb.set_position(open as u64);
+        let rss = rss_kib(pid).unwrap_or(0);
+        if open == n && rss > 0 && rss.abs_diff(last) * 100 <= last {
+            break;
         }
-        open = now_open;
+        last = rss;
     }
-    tokio::time::sleep(Duration::from_millis(500)).await;
     let during = rss_kib(pid).unwrap_or(0);
     pb.finish_and_clear();
-    call(c.post(format!("{url}/signals/bench-idle")).json(&json!({}))).await?;
+    c.emit("bench-idle", &EmitRequest::default())
+        .await
+        .map_err(|e| e.to_string())?;
     let mut released = 0;
     for t in tasks {
-        if matches!(t.await, Ok(Ok(()))) {
+        if matches!(t.await, Ok(Ok(r)) if !r.timed_out) {
             released += 1;
         }
     }

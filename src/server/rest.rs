@@ -275,7 +275,6 @@ async fn channel_messages(
     Path(name): Path<String>,
     q: Params,
 ) -> ApiResult<Json<MessagesResponse>> {
-    validate_name("channel name", &name).map_err(ApiError::bad_request)?;
     let since = q.u64("since")?.unwrap_or(0);
     let limit = q.limit(1000, 10_000)?;
     if q.str("timeout").is_some() {
@@ -284,7 +283,7 @@ async fn channel_messages(
             s.broker.channel_wait(&name, since, limit, timeout).await?,
         ));
     }
-    Ok(Json(s.broker.channel_read(&name, since, limit)))
+    Ok(Json(s.broker.channel_read(&name, since, limit)?))
 }
 
 #[utoipa::path(get, path = "/signals", tag = "signals", responses((status = 200, body = SignalsResponse)))]

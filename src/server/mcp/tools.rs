@@ -8,9 +8,7 @@
 //! errors, so Claude reads them.
 
 use super::session::Session;
-use crate::api::{
-    validate_name, Command, CommandStatus, ConnectRequest, PeerStatus, SendRequest, Via,
-};
+use crate::api::{Command, CommandStatus, ConnectRequest, PeerStatus, SendRequest, Via};
 use crate::broker::{BrokerError, SendOutcome};
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::tool::ToolCallContext;
@@ -733,15 +731,15 @@ impl CipcMcp {
         Parameters(args): Parameters<ChannelReadArgs>,
         ctx: RequestContext<RoleServer>,
     ) -> CallToolResult {
-        if let Err(e) = validate_name("channel name", &args.channel) {
-            return refuse(e);
-        }
         let since = args.since.unwrap_or(0);
         let limit = args.limit.unwrap_or(100).clamp(1, 1000);
         let timeout = wait_for(args.timeout_seconds, 0);
         let broker = self.session.broker().clone();
         let r = if timeout.is_zero() {
-            broker.channel_read(&args.channel, since, limit)
+            match broker.channel_read(&args.channel, since, limit) {
+                Ok(r) => r,
+                Err(e) => return broker_refusal(e),
+            }
         } else {
             let what = format!("a message on channel {:?}", args.channel);
             match self
@@ -809,9 +807,6 @@ impl CipcMcp {
         Parameters(args): Parameters<WaitSignalArgs>,
         ctx: RequestContext<RoleServer>,
     ) -> CallToolResult {
-        if let Err(e) = validate_name("signal name", &args.name) {
-            return refuse(e);
-        }
         let timeout = wait_for(args.timeout_seconds, DEFAULT_WAIT_SECS);
         let broker = self.session.broker().clone();
         let what = format!("signal {:?}", args.name);
