@@ -210,25 +210,26 @@ impl Session {
     /// e.g. after a reset).
     pub fn unbind(&self) {
         if let Some(b) = self.bound.lock().take() {
-            let mut owners = self.hub.owners.lock();
-            if owners.get(&b.id) == Some(&self.serial) {
-                owners.remove(&b.id);
-            }
+            self.disown(b.id);
         }
+    }
+
+    /// Gives up ownership of peer `id` if this session holds it; true if it did
+    /// (a newer session that bound the same peer keeps it).
+    fn disown(&self, id: Uuid) -> bool {
+        let mut owners = self.hub.owners.lock();
+        let mine = owners.get(&id) == Some(&self.serial);
+        if mine {
+            owners.remove(&id);
+        }
+        mine
     }
 
     /// Disconnects a peer this session let go of, unless a newer session owns it.
     async fn release(&self, b: Bound) {
         let id = b.id;
         drop(b);
-        let owned = {
-            let mut owners = self.hub.owners.lock();
-            let mine = owners.get(&id) == Some(&self.serial);
-            if mine {
-                owners.remove(&id);
-            }
-            mine
-        };
+        let owned = self.disown(id);
         if owned && !self.hub.broker.is_shutting_down() {
             match self.hub.broker.disconnect(id).await {
                 Ok(_) => tracing::info!(peer = %id, "MCP session ended; peer disconnected"),
@@ -323,14 +324,7 @@ impl Drop for Session {
         };
         let id = b.id;
         drop(b);
-        let owned = {
-            let mut owners = self.hub.owners.lock();
-            let mine = owners.get(&id) == Some(&self.serial);
-            if mine {
-                owners.remove(&id);
-            }
-            mine
-        };
+        let owned = self.disown(id);
         if !owned || self.hub.broker.is_shutting_down() {
             return;
         }
