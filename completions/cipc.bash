@@ -286,7 +286,7 @@ _cipc() {
             return 0
             ;;
         cipc__subcmd__ack)
-            opts="-h -V --url --token --token-file --peer --json --table --result --error --help --version"
+            opts="-h -V --url --token --token-file --peer --peer-key --json --table --result --error --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -305,6 +305,10 @@ _cipc() {
                     return 0
                     ;;
                 --peer)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --peer-key)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -362,7 +366,7 @@ _cipc() {
             return 0
             ;;
         cipc__subcmd__cancel)
-            opts="-h -V --url --token --token-file --peer --json --table --help --version"
+            opts="-h -V --url --token --token-file --peer --peer-key --json --table --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -381,6 +385,10 @@ _cipc() {
                     return 0
                     ;;
                 --peer)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --peer-key)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -392,7 +400,7 @@ _cipc() {
             return 0
             ;;
         cipc__subcmd__chan)
-            opts="-h -V --url --token --token-file --peer --json --table --help --version send read follow list help"
+            opts="-h -V --url --token --token-file --peer --peer-key --json --table --help --version send read follow list help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -414,6 +422,10 @@ _cipc() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --peer-key)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -422,7 +434,7 @@ _cipc() {
             return 0
             ;;
         cipc__subcmd__chan__subcmd__follow)
-            opts="-h -V --since --url --token --token-file --peer --json --table --help --version"
+            opts="-h -V --since --url --token --token-file --peer --peer-key --json --table --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -445,6 +457,10 @@ _cipc() {
                     return 0
                     ;;
                 --peer)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --peer-key)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -540,7 +556,7 @@ _cipc() {
             return 0
             ;;
         cipc__subcmd__chan__subcmd__list)
-            opts="-h -V --url --token --token-file --peer --json --table --help --version"
+            opts="-h -V --url --token --token-file --peer --peer-key --json --table --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -562,6 +578,10 @@ _cipc() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --peer-key)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -570,7 +590,7 @@ _cipc() {
             return 0
             ;;
         cipc__subcmd__chan__subcmd__read)
-            opts="-h -V --since --limit --url --token --token-file --peer --json --table --help --version"
+            opts="-h -V --since --limit --url --token --token-file --peer --peer-key --json --table --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -600,6 +620,10 @@ _cipc() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --peer-key)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -608,7 +632,7 @@ _cipc() {
             return 0
             ;;
         cipc__subcmd__chan__subcmd__send)
-            opts="-h -V --url --token --token-file --peer --json --table --help --version"
+            opts="-h -V --url --token --token-file --peer --peer-key --json --table --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -630,6 +654,10 @@ _cipc() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --peer-key)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -638,7 +666,7 @@ _cipc() {
             return 0
             ;;
         cipc__subcmd__commands)
-            opts="-h -V --url --token --token-file --peer --json --table --status --target --limit --help --version"
+            opts="-h -V --url --token --token-file --peer --peer-key --json --table --status --target --limit --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -657,6 +685,10 @@ _cipc() {
                     return 0
                     ;;
                 --peer)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --peer-key)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -1160,7 +1192,7 @@ _cipc() {
             return 0
             ;;
         cipc__subcmd__peers)
-            opts="-h -V --url --token --token-file --peer --json --table --help --version list discover connect show disconnect heartbeat help"
+            opts="-h -V --url --token --token-file --peer --peer-key --json --table --help --version list discover connect show disconnect heartbeat help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1182,6 +1214,10 @@ _cipc() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --peer-key)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -1190,7 +1226,7 @@ _cipc() {
             return 0
             ;;
         cipc__subcmd__peers__subcmd__connect)
-            opts="-h -V --cap --name --id --export --url --token --token-file --peer --json --table --help --version"
+            opts="-h -V --cap --name --id --export --url --token --token-file --peer --peer-key --json --table --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1224,6 +1260,10 @@ _cipc() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --peer-key)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -1232,7 +1272,7 @@ _cipc() {
             return 0
             ;;
         cipc__subcmd__peers__subcmd__disconnect)
-            opts="-h -V --url --token --token-file --peer --json --table --help --version"
+            opts="-h -V --url --token --token-file --peer --peer-key --json --table --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1251,6 +1291,10 @@ _cipc() {
                     return 0
                     ;;
                 --peer)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --peer-key)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -1262,7 +1306,7 @@ _cipc() {
             return 0
             ;;
         cipc__subcmd__peers__subcmd__discover)
-            opts="-h -V --url --token --token-file --peer --json --table --help --version"
+            opts="-h -V --url --token --token-file --peer --peer-key --json --table --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1281,6 +1325,10 @@ _cipc() {
                     return 0
                     ;;
                 --peer)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --peer-key)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -1292,7 +1340,7 @@ _cipc() {
             return 0
             ;;
         cipc__subcmd__peers__subcmd__heartbeat)
-            opts="-h -V --url --token --token-file --peer --json --table --help --version"
+            opts="-h -V --url --token --token-file --peer --peer-key --json --table --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1311,6 +1359,10 @@ _cipc() {
                     return 0
                     ;;
                 --peer)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --peer-key)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -1434,7 +1486,7 @@ _cipc() {
             return 0
             ;;
         cipc__subcmd__peers__subcmd__list)
-            opts="-h -V --url --token --token-file --peer --json --table --help --version"
+            opts="-h -V --url --token --token-file --peer --peer-key --json --table --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1453,6 +1505,10 @@ _cipc() {
                     return 0
                     ;;
                 --peer)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --peer-key)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -1464,7 +1520,7 @@ _cipc() {
             return 0
             ;;
         cipc__subcmd__peers__subcmd__show)
-            opts="-h -V --url --token --token-file --peer --json --table --help --version"
+            opts="-h -V --url --token --token-file --peer --peer-key --json --table --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1486,6 +1542,10 @@ _cipc() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --peer-key)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -1494,7 +1554,7 @@ _cipc() {
             return 0
             ;;
         cipc__subcmd__reset)
-            opts="-y -h -V --url --token --token-file --peer --json --table --yes --help --version"
+            opts="-y -h -V --url --token --token-file --peer --peer-key --json --table --yes --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1513,6 +1573,10 @@ _cipc() {
                     return 0
                     ;;
                 --peer)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --peer-key)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -1524,7 +1588,7 @@ _cipc() {
             return 0
             ;;
         cipc__subcmd__result)
-            opts="-h -V --url --token --token-file --peer --json --table --timeout --forever --help --version"
+            opts="-h -V --url --token --token-file --peer --peer-key --json --table --timeout --forever --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1543,6 +1607,10 @@ _cipc() {
                     return 0
                     ;;
                 --peer)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --peer-key)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -1558,7 +1626,7 @@ _cipc() {
             return 0
             ;;
         cipc__subcmd__send)
-            opts="-p -h -V --url --token --token-file --peer --json --table --param --params --from --dedupe-key --ttl --wait --timeout --forever --help --version"
+            opts="-p -h -V --url --token --token-file --peer --peer-key --json --table --param --params --from --dedupe-key --ttl --wait --timeout --forever --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1577,6 +1645,10 @@ _cipc() {
                     return 0
                     ;;
                 --peer)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --peer-key)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -1682,7 +1754,7 @@ _cipc() {
             return 0
             ;;
         cipc__subcmd__signal)
-            opts="-h -V --url --token --token-file --peer --json --table --help --version emit wait get clear list help"
+            opts="-h -V --url --token --token-file --peer --peer-key --json --table --help --version emit wait get clear list help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1704,6 +1776,10 @@ _cipc() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --peer-key)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -1712,7 +1788,7 @@ _cipc() {
             return 0
             ;;
         cipc__subcmd__signal__subcmd__clear)
-            opts="-h -V --url --token --token-file --peer --json --table --help --version"
+            opts="-h -V --url --token --token-file --peer --peer-key --json --table --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1734,6 +1810,10 @@ _cipc() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --peer-key)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -1742,7 +1822,7 @@ _cipc() {
             return 0
             ;;
         cipc__subcmd__signal__subcmd__emit)
-            opts="-h -V --data --url --token --token-file --peer --json --table --help --version"
+            opts="-h -V --data --url --token --token-file --peer --peer-key --json --table --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1768,6 +1848,10 @@ _cipc() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --peer-key)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -1776,7 +1860,7 @@ _cipc() {
             return 0
             ;;
         cipc__subcmd__signal__subcmd__get)
-            opts="-h -V --url --token --token-file --peer --json --table --help --version"
+            opts="-h -V --url --token --token-file --peer --peer-key --json --table --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1795,6 +1879,10 @@ _cipc() {
                     return 0
                     ;;
                 --peer)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --peer-key)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -1904,7 +1992,7 @@ _cipc() {
             return 0
             ;;
         cipc__subcmd__signal__subcmd__list)
-            opts="-h -V --url --token --token-file --peer --json --table --help --version"
+            opts="-h -V --url --token --token-file --peer --peer-key --json --table --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1926,6 +2014,10 @@ _cipc() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --peer-key)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -1934,7 +2026,7 @@ _cipc() {
             return 0
             ;;
         cipc__subcmd__signal__subcmd__wait)
-            opts="-h -V --timeout --forever --after --url --token --token-file --peer --json --table --help --version"
+            opts="-h -V --timeout --forever --after --url --token --token-file --peer --peer-key --json --table --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1964,6 +2056,10 @@ _cipc() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --peer-key)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -1972,7 +2068,7 @@ _cipc() {
             return 0
             ;;
         cipc__subcmd__status)
-            opts="-h -V --url --token --token-file --peer --json --table --help --version"
+            opts="-h -V --url --token --token-file --peer --peer-key --json --table --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1991,6 +2087,10 @@ _cipc() {
                     return 0
                     ;;
                 --peer)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --peer-key)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -2002,7 +2102,7 @@ _cipc() {
             return 0
             ;;
         cipc__subcmd__wait)
-            opts="-h -V --url --token --token-file --peer --json --table --timeout --forever --help --version"
+            opts="-h -V --url --token --token-file --peer --peer-key --json --table --timeout --forever --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -2021,6 +2121,10 @@ _cipc() {
                     return 0
                     ;;
                 --peer)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --peer-key)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -73,6 +73,7 @@ complete -c cipc -n "__fish_cipc_using_subcommand peers; and not __fish_seen_sub
 complete -c cipc -n "__fish_cipc_using_subcommand peers; and not __fish_seen_subcommand_from list discover connect show disconnect heartbeat help" -l token -d 'The broker\'s token, sent as `Authorization: Bearer` (prefer CIPC_TOKEN or --token-file: flags show in `ps`)' -r
 complete -c cipc -n "__fish_cipc_using_subcommand peers; and not __fish_seen_subcommand_from list discover connect show disconnect heartbeat help" -l token-file -d 'Read the token from a file that is not world-readable (wins over --token)' -r -F
 complete -c cipc -n "__fish_cipc_using_subcommand peers; and not __fish_seen_subcommand_from list discover connect show disconnect heartbeat help" -l peer -d 'This session\'s peer id, sent as X-Cipc-Peer (see `cipc peers connect --export`)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand peers; and not __fish_seen_subcommand_from list discover connect show disconnect heartbeat help" -l peer-key -d 'This session\'s peer key, sent as X-Cipc-Peer-Key: it proves the peer (`cipc peers connect --export` sets it; the key alone also names the peer)' -r
 complete -c cipc -n "__fish_cipc_using_subcommand peers; and not __fish_seen_subcommand_from list discover connect show disconnect heartbeat help" -l json -d 'Print one JSON document per result (the default when stdout is not a terminal)'
 complete -c cipc -n "__fish_cipc_using_subcommand peers; and not __fish_seen_subcommand_from list discover connect show disconnect heartbeat help" -l table -d 'Print tables and short lines even when stdout is not a terminal'
 complete -c cipc -n "__fish_cipc_using_subcommand peers; and not __fish_seen_subcommand_from list discover connect show disconnect heartbeat help" -s h -l help -d 'Print help'
@@ -88,6 +89,7 @@ complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcomm
 complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from list" -l token -d 'The broker\'s token, sent as `Authorization: Bearer` (prefer CIPC_TOKEN or --token-file: flags show in `ps`)' -r
 complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from list" -l token-file -d 'Read the token from a file that is not world-readable (wins over --token)' -r -F
 complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from list" -l peer -d 'This session\'s peer id, sent as X-Cipc-Peer (see `cipc peers connect --export`)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from list" -l peer-key -d 'This session\'s peer key, sent as X-Cipc-Peer-Key: it proves the peer (`cipc peers connect --export` sets it; the key alone also names the peer)' -r
 complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from list" -l json -d 'Print one JSON document per result (the default when stdout is not a terminal)'
 complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from list" -l table -d 'Print tables and short lines even when stdout is not a terminal'
 complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from list" -s h -l help -d 'Print help'
@@ -96,6 +98,7 @@ complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcomm
 complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from discover" -l token -d 'The broker\'s token, sent as `Authorization: Bearer` (prefer CIPC_TOKEN or --token-file: flags show in `ps`)' -r
 complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from discover" -l token-file -d 'Read the token from a file that is not world-readable (wins over --token)' -r -F
 complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from discover" -l peer -d 'This session\'s peer id, sent as X-Cipc-Peer (see `cipc peers connect --export`)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from discover" -l peer-key -d 'This session\'s peer key, sent as X-Cipc-Peer-Key: it proves the peer (`cipc peers connect --export` sets it; the key alone also names the peer)' -r
 complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from discover" -l json -d 'Print one JSON document per result (the default when stdout is not a terminal)'
 complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from discover" -l table -d 'Print tables and short lines even when stdout is not a terminal'
 complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from discover" -s h -l help -d 'Print help'
@@ -107,7 +110,8 @@ complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcomm
 complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from connect" -l token -d 'The broker\'s token, sent as `Authorization: Bearer` (prefer CIPC_TOKEN or --token-file: flags show in `ps`)' -r
 complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from connect" -l token-file -d 'Read the token from a file that is not world-readable (wins over --token)' -r -F
 complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from connect" -l peer -d 'This session\'s peer id, sent as X-Cipc-Peer (see `cipc peers connect --export`)' -r
-complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from connect" -l export -d 'Print only `export CIPC_PEER=<id>`, for eval "$(cipc peers connect ROLE --export)"'
+complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from connect" -l peer-key -d 'This session\'s peer key, sent as X-Cipc-Peer-Key: it proves the peer (`cipc peers connect --export` sets it; the key alone also names the peer)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from connect" -l export -d 'Print only `export CIPC_PEER=<id> CIPC_PEER_KEY=<key>`, for eval "$(cipc peers connect ROLE --export)". The key proves this peer; keep it out of logs'
 complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from connect" -l json -d 'Print one JSON document per result (the default when stdout is not a terminal)'
 complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from connect" -l table -d 'Print tables and short lines even when stdout is not a terminal'
 complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from connect" -s h -l help -d 'Print help'
@@ -116,6 +120,7 @@ complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcomm
 complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from show" -l token -d 'The broker\'s token, sent as `Authorization: Bearer` (prefer CIPC_TOKEN or --token-file: flags show in `ps`)' -r
 complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from show" -l token-file -d 'Read the token from a file that is not world-readable (wins over --token)' -r -F
 complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from show" -l peer -d 'This session\'s peer id, sent as X-Cipc-Peer (see `cipc peers connect --export`)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from show" -l peer-key -d 'This session\'s peer key, sent as X-Cipc-Peer-Key: it proves the peer (`cipc peers connect --export` sets it; the key alone also names the peer)' -r
 complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from show" -l json -d 'Print one JSON document per result (the default when stdout is not a terminal)'
 complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from show" -l table -d 'Print tables and short lines even when stdout is not a terminal'
 complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from show" -s h -l help -d 'Print help'
@@ -124,6 +129,7 @@ complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcomm
 complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from disconnect" -l token -d 'The broker\'s token, sent as `Authorization: Bearer` (prefer CIPC_TOKEN or --token-file: flags show in `ps`)' -r
 complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from disconnect" -l token-file -d 'Read the token from a file that is not world-readable (wins over --token)' -r -F
 complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from disconnect" -l peer -d 'This session\'s peer id, sent as X-Cipc-Peer (see `cipc peers connect --export`)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from disconnect" -l peer-key -d 'This session\'s peer key, sent as X-Cipc-Peer-Key: it proves the peer (`cipc peers connect --export` sets it; the key alone also names the peer)' -r
 complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from disconnect" -l json -d 'Print one JSON document per result (the default when stdout is not a terminal)'
 complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from disconnect" -l table -d 'Print tables and short lines even when stdout is not a terminal'
 complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from disconnect" -s h -l help -d 'Print help'
@@ -132,6 +138,7 @@ complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcomm
 complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from heartbeat" -l token -d 'The broker\'s token, sent as `Authorization: Bearer` (prefer CIPC_TOKEN or --token-file: flags show in `ps`)' -r
 complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from heartbeat" -l token-file -d 'Read the token from a file that is not world-readable (wins over --token)' -r -F
 complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from heartbeat" -l peer -d 'This session\'s peer id, sent as X-Cipc-Peer (see `cipc peers connect --export`)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from heartbeat" -l peer-key -d 'This session\'s peer key, sent as X-Cipc-Peer-Key: it proves the peer (`cipc peers connect --export` sets it; the key alone also names the peer)' -r
 complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from heartbeat" -l json -d 'Print one JSON document per result (the default when stdout is not a terminal)'
 complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from heartbeat" -l table -d 'Print tables and short lines even when stdout is not a terminal'
 complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from heartbeat" -s h -l help -d 'Print help'
@@ -147,6 +154,7 @@ complete -c cipc -n "__fish_cipc_using_subcommand send" -l url -d 'The broker\'s
 complete -c cipc -n "__fish_cipc_using_subcommand send" -l token -d 'The broker\'s token, sent as `Authorization: Bearer` (prefer CIPC_TOKEN or --token-file: flags show in `ps`)' -r
 complete -c cipc -n "__fish_cipc_using_subcommand send" -l token-file -d 'Read the token from a file that is not world-readable (wins over --token)' -r -F
 complete -c cipc -n "__fish_cipc_using_subcommand send" -l peer -d 'This session\'s peer id, sent as X-Cipc-Peer (see `cipc peers connect --export`)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand send" -l peer-key -d 'This session\'s peer key, sent as X-Cipc-Peer-Key: it proves the peer (`cipc peers connect --export` sets it; the key alone also names the peer)' -r
 complete -c cipc -n "__fish_cipc_using_subcommand send" -s p -l param -d 'One parameter: key=value (a string) or key:=JSON (a number, object, ...); repeatable' -r
 complete -c cipc -n "__fish_cipc_using_subcommand send" -l params -d 'All parameters as JSON: inline, @file, or - for stdin (--param adds to it)' -r
 complete -c cipc -n "__fish_cipc_using_subcommand send" -l from -d 'Who is sending [default: this peer\'s role, else "anonymous"]' -r
@@ -163,6 +171,7 @@ complete -c cipc -n "__fish_cipc_using_subcommand wait" -l url -d 'The broker\'s
 complete -c cipc -n "__fish_cipc_using_subcommand wait" -l token -d 'The broker\'s token, sent as `Authorization: Bearer` (prefer CIPC_TOKEN or --token-file: flags show in `ps`)' -r
 complete -c cipc -n "__fish_cipc_using_subcommand wait" -l token-file -d 'Read the token from a file that is not world-readable (wins over --token)' -r -F
 complete -c cipc -n "__fish_cipc_using_subcommand wait" -l peer -d 'This session\'s peer id, sent as X-Cipc-Peer (see `cipc peers connect --export`)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand wait" -l peer-key -d 'This session\'s peer key, sent as X-Cipc-Peer-Key: it proves the peer (`cipc peers connect --export` sets it; the key alone also names the peer)' -r
 complete -c cipc -n "__fish_cipc_using_subcommand wait" -l timeout -d 'Give up after this long (exit 124)' -r
 complete -c cipc -n "__fish_cipc_using_subcommand wait" -l json -d 'Print one JSON document per result (the default when stdout is not a terminal)'
 complete -c cipc -n "__fish_cipc_using_subcommand wait" -l table -d 'Print tables and short lines even when stdout is not a terminal'
@@ -173,6 +182,7 @@ complete -c cipc -n "__fish_cipc_using_subcommand ack" -l url -d 'The broker\'s 
 complete -c cipc -n "__fish_cipc_using_subcommand ack" -l token -d 'The broker\'s token, sent as `Authorization: Bearer` (prefer CIPC_TOKEN or --token-file: flags show in `ps`)' -r
 complete -c cipc -n "__fish_cipc_using_subcommand ack" -l token-file -d 'Read the token from a file that is not world-readable (wins over --token)' -r -F
 complete -c cipc -n "__fish_cipc_using_subcommand ack" -l peer -d 'This session\'s peer id, sent as X-Cipc-Peer (see `cipc peers connect --export`)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand ack" -l peer-key -d 'This session\'s peer key, sent as X-Cipc-Peer-Key: it proves the peer (`cipc peers connect --export` sets it; the key alone also names the peer)' -r
 complete -c cipc -n "__fish_cipc_using_subcommand ack" -l result -d 'The outcome as JSON: inline, @file, or - for stdin' -r
 complete -c cipc -n "__fish_cipc_using_subcommand ack" -l error -d 'Report the command failed, with this message' -r
 complete -c cipc -n "__fish_cipc_using_subcommand ack" -l json -d 'Print one JSON document per result (the default when stdout is not a terminal)'
@@ -183,6 +193,7 @@ complete -c cipc -n "__fish_cipc_using_subcommand result" -l url -d 'The broker\
 complete -c cipc -n "__fish_cipc_using_subcommand result" -l token -d 'The broker\'s token, sent as `Authorization: Bearer` (prefer CIPC_TOKEN or --token-file: flags show in `ps`)' -r
 complete -c cipc -n "__fish_cipc_using_subcommand result" -l token-file -d 'Read the token from a file that is not world-readable (wins over --token)' -r -F
 complete -c cipc -n "__fish_cipc_using_subcommand result" -l peer -d 'This session\'s peer id, sent as X-Cipc-Peer (see `cipc peers connect --export`)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand result" -l peer-key -d 'This session\'s peer key, sent as X-Cipc-Peer-Key: it proves the peer (`cipc peers connect --export` sets it; the key alone also names the peer)' -r
 complete -c cipc -n "__fish_cipc_using_subcommand result" -l timeout -d 'Give up after this long (exit 124)' -r
 complete -c cipc -n "__fish_cipc_using_subcommand result" -l json -d 'Print one JSON document per result (the default when stdout is not a terminal)'
 complete -c cipc -n "__fish_cipc_using_subcommand result" -l table -d 'Print tables and short lines even when stdout is not a terminal'
@@ -193,6 +204,7 @@ complete -c cipc -n "__fish_cipc_using_subcommand cancel" -l url -d 'The broker\
 complete -c cipc -n "__fish_cipc_using_subcommand cancel" -l token -d 'The broker\'s token, sent as `Authorization: Bearer` (prefer CIPC_TOKEN or --token-file: flags show in `ps`)' -r
 complete -c cipc -n "__fish_cipc_using_subcommand cancel" -l token-file -d 'Read the token from a file that is not world-readable (wins over --token)' -r -F
 complete -c cipc -n "__fish_cipc_using_subcommand cancel" -l peer -d 'This session\'s peer id, sent as X-Cipc-Peer (see `cipc peers connect --export`)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand cancel" -l peer-key -d 'This session\'s peer key, sent as X-Cipc-Peer-Key: it proves the peer (`cipc peers connect --export` sets it; the key alone also names the peer)' -r
 complete -c cipc -n "__fish_cipc_using_subcommand cancel" -l json -d 'Print one JSON document per result (the default when stdout is not a terminal)'
 complete -c cipc -n "__fish_cipc_using_subcommand cancel" -l table -d 'Print tables and short lines even when stdout is not a terminal'
 complete -c cipc -n "__fish_cipc_using_subcommand cancel" -s h -l help -d 'Print help'
@@ -201,6 +213,7 @@ complete -c cipc -n "__fish_cipc_using_subcommand commands" -l url -d 'The broke
 complete -c cipc -n "__fish_cipc_using_subcommand commands" -l token -d 'The broker\'s token, sent as `Authorization: Bearer` (prefer CIPC_TOKEN or --token-file: flags show in `ps`)' -r
 complete -c cipc -n "__fish_cipc_using_subcommand commands" -l token-file -d 'Read the token from a file that is not world-readable (wins over --token)' -r -F
 complete -c cipc -n "__fish_cipc_using_subcommand commands" -l peer -d 'This session\'s peer id, sent as X-Cipc-Peer (see `cipc peers connect --export`)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand commands" -l peer-key -d 'This session\'s peer key, sent as X-Cipc-Peer-Key: it proves the peer (`cipc peers connect --export` sets it; the key alone also names the peer)' -r
 complete -c cipc -n "__fish_cipc_using_subcommand commands" -l status -d 'Only commands with this status' -r -f -a "pending\t''
 delivered\t''
 acked\t''
@@ -217,6 +230,7 @@ complete -c cipc -n "__fish_cipc_using_subcommand chan; and not __fish_seen_subc
 complete -c cipc -n "__fish_cipc_using_subcommand chan; and not __fish_seen_subcommand_from send read follow list help" -l token -d 'The broker\'s token, sent as `Authorization: Bearer` (prefer CIPC_TOKEN or --token-file: flags show in `ps`)' -r
 complete -c cipc -n "__fish_cipc_using_subcommand chan; and not __fish_seen_subcommand_from send read follow list help" -l token-file -d 'Read the token from a file that is not world-readable (wins over --token)' -r -F
 complete -c cipc -n "__fish_cipc_using_subcommand chan; and not __fish_seen_subcommand_from send read follow list help" -l peer -d 'This session\'s peer id, sent as X-Cipc-Peer (see `cipc peers connect --export`)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand chan; and not __fish_seen_subcommand_from send read follow list help" -l peer-key -d 'This session\'s peer key, sent as X-Cipc-Peer-Key: it proves the peer (`cipc peers connect --export` sets it; the key alone also names the peer)' -r
 complete -c cipc -n "__fish_cipc_using_subcommand chan; and not __fish_seen_subcommand_from send read follow list help" -l json -d 'Print one JSON document per result (the default when stdout is not a terminal)'
 complete -c cipc -n "__fish_cipc_using_subcommand chan; and not __fish_seen_subcommand_from send read follow list help" -l table -d 'Print tables and short lines even when stdout is not a terminal'
 complete -c cipc -n "__fish_cipc_using_subcommand chan; and not __fish_seen_subcommand_from send read follow list help" -s h -l help -d 'Print help'
@@ -230,6 +244,7 @@ complete -c cipc -n "__fish_cipc_using_subcommand chan; and __fish_seen_subcomma
 complete -c cipc -n "__fish_cipc_using_subcommand chan; and __fish_seen_subcommand_from send" -l token -d 'The broker\'s token, sent as `Authorization: Bearer` (prefer CIPC_TOKEN or --token-file: flags show in `ps`)' -r
 complete -c cipc -n "__fish_cipc_using_subcommand chan; and __fish_seen_subcommand_from send" -l token-file -d 'Read the token from a file that is not world-readable (wins over --token)' -r -F
 complete -c cipc -n "__fish_cipc_using_subcommand chan; and __fish_seen_subcommand_from send" -l peer -d 'This session\'s peer id, sent as X-Cipc-Peer (see `cipc peers connect --export`)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand chan; and __fish_seen_subcommand_from send" -l peer-key -d 'This session\'s peer key, sent as X-Cipc-Peer-Key: it proves the peer (`cipc peers connect --export` sets it; the key alone also names the peer)' -r
 complete -c cipc -n "__fish_cipc_using_subcommand chan; and __fish_seen_subcommand_from send" -l json -d 'Print one JSON document per result (the default when stdout is not a terminal)'
 complete -c cipc -n "__fish_cipc_using_subcommand chan; and __fish_seen_subcommand_from send" -l table -d 'Print tables and short lines even when stdout is not a terminal'
 complete -c cipc -n "__fish_cipc_using_subcommand chan; and __fish_seen_subcommand_from send" -s h -l help -d 'Print help'
@@ -240,6 +255,7 @@ complete -c cipc -n "__fish_cipc_using_subcommand chan; and __fish_seen_subcomma
 complete -c cipc -n "__fish_cipc_using_subcommand chan; and __fish_seen_subcommand_from read" -l token -d 'The broker\'s token, sent as `Authorization: Bearer` (prefer CIPC_TOKEN or --token-file: flags show in `ps`)' -r
 complete -c cipc -n "__fish_cipc_using_subcommand chan; and __fish_seen_subcommand_from read" -l token-file -d 'Read the token from a file that is not world-readable (wins over --token)' -r -F
 complete -c cipc -n "__fish_cipc_using_subcommand chan; and __fish_seen_subcommand_from read" -l peer -d 'This session\'s peer id, sent as X-Cipc-Peer (see `cipc peers connect --export`)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand chan; and __fish_seen_subcommand_from read" -l peer-key -d 'This session\'s peer key, sent as X-Cipc-Peer-Key: it proves the peer (`cipc peers connect --export` sets it; the key alone also names the peer)' -r
 complete -c cipc -n "__fish_cipc_using_subcommand chan; and __fish_seen_subcommand_from read" -l json -d 'Print one JSON document per result (the default when stdout is not a terminal)'
 complete -c cipc -n "__fish_cipc_using_subcommand chan; and __fish_seen_subcommand_from read" -l table -d 'Print tables and short lines even when stdout is not a terminal'
 complete -c cipc -n "__fish_cipc_using_subcommand chan; and __fish_seen_subcommand_from read" -s h -l help -d 'Print help'
@@ -249,6 +265,7 @@ complete -c cipc -n "__fish_cipc_using_subcommand chan; and __fish_seen_subcomma
 complete -c cipc -n "__fish_cipc_using_subcommand chan; and __fish_seen_subcommand_from follow" -l token -d 'The broker\'s token, sent as `Authorization: Bearer` (prefer CIPC_TOKEN or --token-file: flags show in `ps`)' -r
 complete -c cipc -n "__fish_cipc_using_subcommand chan; and __fish_seen_subcommand_from follow" -l token-file -d 'Read the token from a file that is not world-readable (wins over --token)' -r -F
 complete -c cipc -n "__fish_cipc_using_subcommand chan; and __fish_seen_subcommand_from follow" -l peer -d 'This session\'s peer id, sent as X-Cipc-Peer (see `cipc peers connect --export`)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand chan; and __fish_seen_subcommand_from follow" -l peer-key -d 'This session\'s peer key, sent as X-Cipc-Peer-Key: it proves the peer (`cipc peers connect --export` sets it; the key alone also names the peer)' -r
 complete -c cipc -n "__fish_cipc_using_subcommand chan; and __fish_seen_subcommand_from follow" -l json -d 'Print one JSON document per result (the default when stdout is not a terminal)'
 complete -c cipc -n "__fish_cipc_using_subcommand chan; and __fish_seen_subcommand_from follow" -l table -d 'Print tables and short lines even when stdout is not a terminal'
 complete -c cipc -n "__fish_cipc_using_subcommand chan; and __fish_seen_subcommand_from follow" -s h -l help -d 'Print help'
@@ -257,6 +274,7 @@ complete -c cipc -n "__fish_cipc_using_subcommand chan; and __fish_seen_subcomma
 complete -c cipc -n "__fish_cipc_using_subcommand chan; and __fish_seen_subcommand_from list" -l token -d 'The broker\'s token, sent as `Authorization: Bearer` (prefer CIPC_TOKEN or --token-file: flags show in `ps`)' -r
 complete -c cipc -n "__fish_cipc_using_subcommand chan; and __fish_seen_subcommand_from list" -l token-file -d 'Read the token from a file that is not world-readable (wins over --token)' -r -F
 complete -c cipc -n "__fish_cipc_using_subcommand chan; and __fish_seen_subcommand_from list" -l peer -d 'This session\'s peer id, sent as X-Cipc-Peer (see `cipc peers connect --export`)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand chan; and __fish_seen_subcommand_from list" -l peer-key -d 'This session\'s peer key, sent as X-Cipc-Peer-Key: it proves the peer (`cipc peers connect --export` sets it; the key alone also names the peer)' -r
 complete -c cipc -n "__fish_cipc_using_subcommand chan; and __fish_seen_subcommand_from list" -l json -d 'Print one JSON document per result (the default when stdout is not a terminal)'
 complete -c cipc -n "__fish_cipc_using_subcommand chan; and __fish_seen_subcommand_from list" -l table -d 'Print tables and short lines even when stdout is not a terminal'
 complete -c cipc -n "__fish_cipc_using_subcommand chan; and __fish_seen_subcommand_from list" -s h -l help -d 'Print help'
@@ -270,6 +288,7 @@ complete -c cipc -n "__fish_cipc_using_subcommand signal; and not __fish_seen_su
 complete -c cipc -n "__fish_cipc_using_subcommand signal; and not __fish_seen_subcommand_from emit wait get clear list help" -l token -d 'The broker\'s token, sent as `Authorization: Bearer` (prefer CIPC_TOKEN or --token-file: flags show in `ps`)' -r
 complete -c cipc -n "__fish_cipc_using_subcommand signal; and not __fish_seen_subcommand_from emit wait get clear list help" -l token-file -d 'Read the token from a file that is not world-readable (wins over --token)' -r -F
 complete -c cipc -n "__fish_cipc_using_subcommand signal; and not __fish_seen_subcommand_from emit wait get clear list help" -l peer -d 'This session\'s peer id, sent as X-Cipc-Peer (see `cipc peers connect --export`)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand signal; and not __fish_seen_subcommand_from emit wait get clear list help" -l peer-key -d 'This session\'s peer key, sent as X-Cipc-Peer-Key: it proves the peer (`cipc peers connect --export` sets it; the key alone also names the peer)' -r
 complete -c cipc -n "__fish_cipc_using_subcommand signal; and not __fish_seen_subcommand_from emit wait get clear list help" -l json -d 'Print one JSON document per result (the default when stdout is not a terminal)'
 complete -c cipc -n "__fish_cipc_using_subcommand signal; and not __fish_seen_subcommand_from emit wait get clear list help" -l table -d 'Print tables and short lines even when stdout is not a terminal'
 complete -c cipc -n "__fish_cipc_using_subcommand signal; and not __fish_seen_subcommand_from emit wait get clear list help" -s h -l help -d 'Print help'
@@ -285,6 +304,7 @@ complete -c cipc -n "__fish_cipc_using_subcommand signal; and __fish_seen_subcom
 complete -c cipc -n "__fish_cipc_using_subcommand signal; and __fish_seen_subcommand_from emit" -l token -d 'The broker\'s token, sent as `Authorization: Bearer` (prefer CIPC_TOKEN or --token-file: flags show in `ps`)' -r
 complete -c cipc -n "__fish_cipc_using_subcommand signal; and __fish_seen_subcommand_from emit" -l token-file -d 'Read the token from a file that is not world-readable (wins over --token)' -r -F
 complete -c cipc -n "__fish_cipc_using_subcommand signal; and __fish_seen_subcommand_from emit" -l peer -d 'This session\'s peer id, sent as X-Cipc-Peer (see `cipc peers connect --export`)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand signal; and __fish_seen_subcommand_from emit" -l peer-key -d 'This session\'s peer key, sent as X-Cipc-Peer-Key: it proves the peer (`cipc peers connect --export` sets it; the key alone also names the peer)' -r
 complete -c cipc -n "__fish_cipc_using_subcommand signal; and __fish_seen_subcommand_from emit" -l json -d 'Print one JSON document per result (the default when stdout is not a terminal)'
 complete -c cipc -n "__fish_cipc_using_subcommand signal; and __fish_seen_subcommand_from emit" -l table -d 'Print tables and short lines even when stdout is not a terminal'
 complete -c cipc -n "__fish_cipc_using_subcommand signal; and __fish_seen_subcommand_from emit" -s h -l help -d 'Print help'
@@ -295,6 +315,7 @@ complete -c cipc -n "__fish_cipc_using_subcommand signal; and __fish_seen_subcom
 complete -c cipc -n "__fish_cipc_using_subcommand signal; and __fish_seen_subcommand_from wait" -l token -d 'The broker\'s token, sent as `Authorization: Bearer` (prefer CIPC_TOKEN or --token-file: flags show in `ps`)' -r
 complete -c cipc -n "__fish_cipc_using_subcommand signal; and __fish_seen_subcommand_from wait" -l token-file -d 'Read the token from a file that is not world-readable (wins over --token)' -r -F
 complete -c cipc -n "__fish_cipc_using_subcommand signal; and __fish_seen_subcommand_from wait" -l peer -d 'This session\'s peer id, sent as X-Cipc-Peer (see `cipc peers connect --export`)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand signal; and __fish_seen_subcommand_from wait" -l peer-key -d 'This session\'s peer key, sent as X-Cipc-Peer-Key: it proves the peer (`cipc peers connect --export` sets it; the key alone also names the peer)' -r
 complete -c cipc -n "__fish_cipc_using_subcommand signal; and __fish_seen_subcommand_from wait" -l forever -d 'Wait as long as it takes'
 complete -c cipc -n "__fish_cipc_using_subcommand signal; and __fish_seen_subcommand_from wait" -l json -d 'Print one JSON document per result (the default when stdout is not a terminal)'
 complete -c cipc -n "__fish_cipc_using_subcommand signal; and __fish_seen_subcommand_from wait" -l table -d 'Print tables and short lines even when stdout is not a terminal'
@@ -304,6 +325,7 @@ complete -c cipc -n "__fish_cipc_using_subcommand signal; and __fish_seen_subcom
 complete -c cipc -n "__fish_cipc_using_subcommand signal; and __fish_seen_subcommand_from get" -l token -d 'The broker\'s token, sent as `Authorization: Bearer` (prefer CIPC_TOKEN or --token-file: flags show in `ps`)' -r
 complete -c cipc -n "__fish_cipc_using_subcommand signal; and __fish_seen_subcommand_from get" -l token-file -d 'Read the token from a file that is not world-readable (wins over --token)' -r -F
 complete -c cipc -n "__fish_cipc_using_subcommand signal; and __fish_seen_subcommand_from get" -l peer -d 'This session\'s peer id, sent as X-Cipc-Peer (see `cipc peers connect --export`)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand signal; and __fish_seen_subcommand_from get" -l peer-key -d 'This session\'s peer key, sent as X-Cipc-Peer-Key: it proves the peer (`cipc peers connect --export` sets it; the key alone also names the peer)' -r
 complete -c cipc -n "__fish_cipc_using_subcommand signal; and __fish_seen_subcommand_from get" -l json -d 'Print one JSON document per result (the default when stdout is not a terminal)'
 complete -c cipc -n "__fish_cipc_using_subcommand signal; and __fish_seen_subcommand_from get" -l table -d 'Print tables and short lines even when stdout is not a terminal'
 complete -c cipc -n "__fish_cipc_using_subcommand signal; and __fish_seen_subcommand_from get" -s h -l help -d 'Print help'
@@ -312,6 +334,7 @@ complete -c cipc -n "__fish_cipc_using_subcommand signal; and __fish_seen_subcom
 complete -c cipc -n "__fish_cipc_using_subcommand signal; and __fish_seen_subcommand_from clear" -l token -d 'The broker\'s token, sent as `Authorization: Bearer` (prefer CIPC_TOKEN or --token-file: flags show in `ps`)' -r
 complete -c cipc -n "__fish_cipc_using_subcommand signal; and __fish_seen_subcommand_from clear" -l token-file -d 'Read the token from a file that is not world-readable (wins over --token)' -r -F
 complete -c cipc -n "__fish_cipc_using_subcommand signal; and __fish_seen_subcommand_from clear" -l peer -d 'This session\'s peer id, sent as X-Cipc-Peer (see `cipc peers connect --export`)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand signal; and __fish_seen_subcommand_from clear" -l peer-key -d 'This session\'s peer key, sent as X-Cipc-Peer-Key: it proves the peer (`cipc peers connect --export` sets it; the key alone also names the peer)' -r
 complete -c cipc -n "__fish_cipc_using_subcommand signal; and __fish_seen_subcommand_from clear" -l json -d 'Print one JSON document per result (the default when stdout is not a terminal)'
 complete -c cipc -n "__fish_cipc_using_subcommand signal; and __fish_seen_subcommand_from clear" -l table -d 'Print tables and short lines even when stdout is not a terminal'
 complete -c cipc -n "__fish_cipc_using_subcommand signal; and __fish_seen_subcommand_from clear" -s h -l help -d 'Print help'
@@ -320,6 +343,7 @@ complete -c cipc -n "__fish_cipc_using_subcommand signal; and __fish_seen_subcom
 complete -c cipc -n "__fish_cipc_using_subcommand signal; and __fish_seen_subcommand_from list" -l token -d 'The broker\'s token, sent as `Authorization: Bearer` (prefer CIPC_TOKEN or --token-file: flags show in `ps`)' -r
 complete -c cipc -n "__fish_cipc_using_subcommand signal; and __fish_seen_subcommand_from list" -l token-file -d 'Read the token from a file that is not world-readable (wins over --token)' -r -F
 complete -c cipc -n "__fish_cipc_using_subcommand signal; and __fish_seen_subcommand_from list" -l peer -d 'This session\'s peer id, sent as X-Cipc-Peer (see `cipc peers connect --export`)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand signal; and __fish_seen_subcommand_from list" -l peer-key -d 'This session\'s peer key, sent as X-Cipc-Peer-Key: it proves the peer (`cipc peers connect --export` sets it; the key alone also names the peer)' -r
 complete -c cipc -n "__fish_cipc_using_subcommand signal; and __fish_seen_subcommand_from list" -l json -d 'Print one JSON document per result (the default when stdout is not a terminal)'
 complete -c cipc -n "__fish_cipc_using_subcommand signal; and __fish_seen_subcommand_from list" -l table -d 'Print tables and short lines even when stdout is not a terminal'
 complete -c cipc -n "__fish_cipc_using_subcommand signal; and __fish_seen_subcommand_from list" -s h -l help -d 'Print help'
@@ -334,6 +358,7 @@ complete -c cipc -n "__fish_cipc_using_subcommand status" -l url -d 'The broker\
 complete -c cipc -n "__fish_cipc_using_subcommand status" -l token -d 'The broker\'s token, sent as `Authorization: Bearer` (prefer CIPC_TOKEN or --token-file: flags show in `ps`)' -r
 complete -c cipc -n "__fish_cipc_using_subcommand status" -l token-file -d 'Read the token from a file that is not world-readable (wins over --token)' -r -F
 complete -c cipc -n "__fish_cipc_using_subcommand status" -l peer -d 'This session\'s peer id, sent as X-Cipc-Peer (see `cipc peers connect --export`)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand status" -l peer-key -d 'This session\'s peer key, sent as X-Cipc-Peer-Key: it proves the peer (`cipc peers connect --export` sets it; the key alone also names the peer)' -r
 complete -c cipc -n "__fish_cipc_using_subcommand status" -l json -d 'Print one JSON document per result (the default when stdout is not a terminal)'
 complete -c cipc -n "__fish_cipc_using_subcommand status" -l table -d 'Print tables and short lines even when stdout is not a terminal'
 complete -c cipc -n "__fish_cipc_using_subcommand status" -s h -l help -d 'Print help'
@@ -342,6 +367,7 @@ complete -c cipc -n "__fish_cipc_using_subcommand reset" -l url -d 'The broker\'
 complete -c cipc -n "__fish_cipc_using_subcommand reset" -l token -d 'The broker\'s token, sent as `Authorization: Bearer` (prefer CIPC_TOKEN or --token-file: flags show in `ps`)' -r
 complete -c cipc -n "__fish_cipc_using_subcommand reset" -l token-file -d 'Read the token from a file that is not world-readable (wins over --token)' -r -F
 complete -c cipc -n "__fish_cipc_using_subcommand reset" -l peer -d 'This session\'s peer id, sent as X-Cipc-Peer (see `cipc peers connect --export`)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand reset" -l peer-key -d 'This session\'s peer key, sent as X-Cipc-Peer-Key: it proves the peer (`cipc peers connect --export` sets it; the key alone also names the peer)' -r
 complete -c cipc -n "__fish_cipc_using_subcommand reset" -l json -d 'Print one JSON document per result (the default when stdout is not a terminal)'
 complete -c cipc -n "__fish_cipc_using_subcommand reset" -l table -d 'Print tables and short lines even when stdout is not a terminal'
 complete -c cipc -n "__fish_cipc_using_subcommand reset" -s y -l yes -d 'Do not ask for confirmation (required when stdin is not a terminal)'

@@ -58,6 +58,10 @@ pub struct Peer {
     /// The commands delivered to this peer that it has not acked yet (ids).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub working_on: Vec<Uuid>,
+    /// Registered with `"protect": true`: nothing is done in its name
+    /// without its key (`X-Cipc-Peer-Key`).
+    #[serde(default)]
+    pub protected: bool,
 }
 
 /// The lifecycle of a command.
@@ -243,9 +247,14 @@ pub struct ConnectRequest {
     /// A human-friendly name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
-    /// The id of a known peer to reconnect as.
+    /// The id of a known peer to reconnect as (a protected one needs its
+    /// key in `X-Cipc-Peer-Key`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<Uuid>,
+    /// Refuse anything done in this peer's name without its key. The `cipc`
+    /// CLI and MCP sessions always ask for it; the old curl flow does not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protect: Option<bool>,
 }
 
 /// Body of `POST /commands/send`.
@@ -304,6 +313,21 @@ pub struct PeerResponse {
     /// The peer.
     pub peer: Peer,
 }
+
+/// `POST /peers/connect`: `{"peer": Peer, "key": "pk_..."}`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ConnectResponse {
+    /// The peer.
+    pub peer: Peer,
+    /// The peer's secret key, shown only here: send it as `X-Cipc-Peer-Key`
+    /// to act as this peer.
+    pub key: String,
+}
+
+/// The header that proves a client is the peer a key was issued to.
+pub const PEER_KEY_HEADER: &str = "x-cipc-peer-key";
+/// The header a client names itself with (its peer id).
+pub const PEER_HEADER: &str = "x-cipc-peer";
 
 /// `{"peers": [Peer]}`.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]

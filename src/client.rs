@@ -21,8 +21,7 @@ use uuid::Uuid;
 /// Where clients look for the broker unless told otherwise (`cipc serve`'s default).
 pub const DEFAULT_URL: &str = "http://127.0.0.1:9100";
 
-/// The header a client names itself with (`X-Cipc-Peer`).
-pub const PEER_HEADER: &str = "X-Cipc-Peer";
+pub use crate::api::{PEER_HEADER, PEER_KEY_HEADER};
 
 /// The longest long-poll the API accepts in one request, in milliseconds.
 /// Longer client waits repeat the request.
@@ -124,6 +123,7 @@ pub struct Client {
     shown: String,
     token: Option<String>,
     peer: Option<Uuid>,
+    key: Option<String>,
 }
 
 impl Client {
@@ -161,7 +161,29 @@ impl Client {
                 .filter(|t| !t.trim().is_empty())
                 .map(|t| t.trim().to_string()),
             peer,
+            key: None,
         })
+    }
+
+    /// The same client proving its peer with `key` (`X-Cipc-Peer-Key`).
+    pub fn with_key(mut self, key: Option<String>) -> Client {
+        self.key = key;
+        self
+    }
+
+    /// The same client speaking for nobody (no peer id, no key): for
+    /// registering a new peer while the environment names another.
+    pub fn anonymous(&self) -> Client {
+        Client {
+            peer: None,
+            key: None,
+            ..self.clone()
+        }
+    }
+
+    /// The peer key this client sends, if any.
+    pub fn key(&self) -> Option<&str> {
+        self.key.as_deref()
     }
 
     /// The broker URL as the user should see it in messages.
@@ -196,6 +218,9 @@ impl Client {
         }
         if let Some(p) = self.peer {
             rb = rb.header(PEER_HEADER, p.to_string());
+        }
+        if let Some(k) = &self.key {
+            rb = rb.header(PEER_KEY_HEADER, k);
         }
         rb
     }
@@ -291,7 +316,7 @@ impl Client {
     }
 
     /// `POST /peers/connect`: registers (or, with `id`, reconnects) a peer.
-    pub async fn connect(&self, req: &ConnectRequest) -> Result<PeerResponse, ClientError> {
+    pub async fn connect(&self, req: &ConnectRequest) -> Result<ConnectResponse, ClientError> {
         Ok(self
             .send_json(Method::POST, &["peers", "connect"], Some(req))
             .await?

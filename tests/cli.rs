@@ -23,6 +23,8 @@ struct Broker {
     rt: tokio::runtime::Runtime,
     server: Option<RunningServer>,
     url: String,
+    /// Peer keys by peer id, of the peers `connect` registered.
+    keys: std::sync::Mutex<std::collections::HashMap<String, String>>,
 }
 
 impl Broker {
@@ -51,6 +53,7 @@ impl Broker {
             rt,
             server: Some(server),
             url,
+            keys: Default::default(),
         }
     }
 
@@ -76,7 +79,28 @@ impl Broker {
             .assert()
             .success();
         let v = parse(&out.get_output().stdout);
-        v["peer"]["id"].as_str().expect("peer id").to_string()
+        let id = v["peer"]["id"].as_str().expect("peer id").to_string();
+        let key = v["key"].as_str().expect("peer key").to_string();
+        self.keys.lock().expect("keys").insert(id.clone(), key);
+        id
+    }
+
+    /// The key `connect` answered for peer `id`.
+    fn key(&self, id: &str) -> String {
+        self.keys
+            .lock()
+            .expect("keys")
+            .get(id)
+            .cloned()
+            .unwrap_or_else(|| panic!("no key for peer {id}"))
+    }
+
+    /// CIPC_PEER and CIPC_PEER_KEY for peer `id`, as an export would set them.
+    fn identity(&self, id: &str) -> [(&'static str, String); 2] {
+        [
+            ("CIPC_PEER", id.to_string()),
+            ("CIPC_PEER_KEY", self.key(id)),
+        ]
     }
 }
 
@@ -95,6 +119,7 @@ fn cipc() -> Command {
         "CIPC_URL",
         "CIPC_TOKEN",
         "CIPC_PEER",
+        "CIPC_PEER_KEY",
         "CIPC_HOST",
         "CIPC_PORT",
         "CIPC_DATA_DIR",
@@ -108,7 +133,13 @@ fn cipc() -> Command {
 
 fn std_cipc() -> std::process::Command {
     let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_cipc"));
-    for var in ["CIPC_URL", "CIPC_TOKEN", "CIPC_PEER", "NO_COLOR"] {
+    for var in [
+        "CIPC_URL",
+        "CIPC_TOKEN",
+        "CIPC_PEER",
+        "CIPC_PEER_KEY",
+        "NO_COLOR",
+    ] {
         c.env_remove(var);
     }
     c
@@ -179,12 +210,14 @@ fn peers_connect_list_show_heartbeat_disconnect() {
 
     // --export is for eval, whatever the output mode.
     let export = stdout_text(b.cipc().args(["peers", "connect", "worker", "--export"]));
-    let worker = export
+    let (worker, worker_key) = export
         .trim()
         .strip_prefix("export CIPC_PEER=")
-        .unwrap_or_else(|| panic!("not an export line: {export:?}"))
-        .to_string();
+        .and_then(|rest| rest.split_once(" CIPC_PEER_KEY="))
+        .map(|(id, key)| (id.to_string(), key.to_string()))
+        .unwrap_or_else(|| panic!("not an export line: {export:?}"));
     assert!(uuid::Uuid::parse_str(&worker).is_ok(), "{worker}");
+    assert!(worker_key.starts_with("pk_"), "{worker_key}");
 
     // `cipc peers` lists (JSON when piped); `peers list` is the same.
     let list = stdout_json(b.cipc().arg("peers"));
@@ -217,25 +250,57 @@ fn peers_connect_list_show_heartbeat_disconnect() {
         "{st}"
     );
 
-    // Without an id, show/heartbeat/disconnect use CIPC_PEER.
-    let s = stdout_json(b.cipc().env("CIPC_PEER", &worker).args(["peers", "show"]));
+    // Without an id, show/heartbeat/disconnect use CIPC_PEER (and the key).
+    let s = stdout_json(
+        b.cipc()
+            .env("CIPC_PEER", &worker)
+            .env("CIPC_PEER_KEY", &worker_key)
+            .args(["peers", "show"]),
+    );
     assert_eq!(s["peer"]["role"], "worker");
+    assert_eq!(s["peer"]["protected"], true, "the CLI always protects");
+    // Naming a protected peer without its key is refused on any request.
+    let a = b
+        .cipc()
+        .env("CIPC_PEER", &worker)
+        .args(["peers", "show"])
+        .assert()
+        .code(1);
+    assert!(stderr_of(&a).contains("forbidden"), "{}", stderr_of(&a));
     let h = stdout_json(
         b.cipc()
             .env("CIPC_PEER", &worker)
+            .env("CIPC_PEER_KEY", &worker_key)
             .args(["peers", "heartbeat"]),
     );
     assert_eq!(h["peer"]["status"], "online");
-    let gone = stdout_json(b.cipc().args(["peers", "disconnect", &worker]));
+    // The key alone names the peer.
+    let gone = stdout_json(
+        b.cipc()
+            .env("CIPC_PEER_KEY", &worker_key)
+            .args(["peers", "disconnect"]),
+    );
     assert_eq!(gone["peer"]["status"], "offline");
 
-    // Reconnecting with --id keeps the id.
+    // Reconnecting with --id keeps the id and needs the key.
+    let a = b
+        .cipc()
+        .args(["peers", "connect", "worker", "--id", &worker])
+        .assert()
+        .code(1);
+    assert!(stderr_of(&a).contains("forbidden"), "{}", stderr_of(&a));
     let again = stdout_json(
         b.cipc()
+            .env("CIPC_PEER_KEY", &worker_key)
             .args(["peers", "connect", "worker", "--id", &worker]),
     );
     assert_eq!(again["peer"]["id"], worker.as_str());
     assert_eq!(again["peer"]["status"], "online");
+    assert_eq!(
+        again["key"],
+        worker_key.as_str(),
+        "a proven reconnect keeps its key"
+    );
 }
 
 #[test]
@@ -384,9 +449,10 @@ fn send_to_everyone_fans_out() {
 /// another thread, as a second terminal would.
 fn worker(b: &Broker, peer: &str, ack_args: Vec<String>) -> std::thread::JoinHandle<Value> {
     let mut wait = b.cipc();
-    wait.env("CIPC_PEER", peer)
+    wait.envs(b.identity(peer))
         .args(["wait", "--timeout", "50s"]);
     let mut ack = b.cipc();
+    ack.envs(b.identity(peer));
     std::thread::spawn(move || {
         let got = stdout_json(&mut wait);
         let id = got["command"]["id"]
@@ -518,7 +584,7 @@ fn commands_lists_newest_first_with_filters() {
     // The table: short ids, and who took a delivered command.
     let got = stdout_json(
         b.cipc()
-            .env("CIPC_PEER", &peer)
+            .envs(b.identity(&peer))
             .args(["wait", "--timeout", "5s"]),
     );
     assert_eq!(got["command"]["id"], first.as_str());
@@ -640,23 +706,37 @@ fn wait_and_ack_round_trip_with_files_and_stdin() {
     let id = sent["command"]["id"].as_str().unwrap().to_string();
 
     // --peer flag works as well as CIPC_PEER.
-    let got = stdout_json(b.cipc().args(["wait", "--peer", &peer, "--timeout", "20s"]));
+    let got = stdout_json(b.cipc().args([
+        "wait",
+        "--peer",
+        &peer,
+        "--peer-key",
+        &b.key(&peer),
+        "--timeout",
+        "20s",
+    ]));
     assert_eq!(got["command"]["id"], id.as_str());
     assert_eq!(got["command"]["status"], "delivered");
 
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("result.json");
     std::fs::write(&file, r#"{"ok": true}"#).unwrap();
-    let acked =
-        stdout_json(
-            b.cipc()
-                .args(["ack", &id, "--result", &format!("@{}", file.display())]),
-        );
+    let acked = stdout_json(b.cipc().envs(b.identity(&peer)).args([
+        "ack",
+        &id,
+        "--result",
+        &format!("@{}", file.display()),
+    ]));
     assert_eq!(acked["command"]["status"], "acked");
     assert_eq!(acked["command"]["result"], json!({"ok": true}));
 
     // Acking twice is the broker's 409: exit 1 with its message.
-    let a = b.cipc().args(["ack", &id]).assert().code(1);
+    let a = b
+        .cipc()
+        .envs(b.identity(&peer))
+        .args(["ack", &id])
+        .assert()
+        .code(1);
     assert!(stderr_of(&a).contains("conflict"), "{}", stderr_of(&a));
 
     // --result - reads stdin; the human form of wait and ack.
@@ -664,7 +744,7 @@ fn wait_and_ack_round_trip_with_files_and_stdin() {
     let text =
         stdout_text(
             b.cipc()
-                .env("CIPC_PEER", &peer)
+                .envs(b.identity(&peer))
                 .args(["wait", "--table", "--timeout", "20s"]),
         );
     assert!(text.starts_with("job2"), "{text}");
@@ -677,6 +757,7 @@ fn wait_and_ack_round_trip_with_files_and_stdin() {
         .to_string();
     let acked = stdout_json(
         b.cipc()
+            .envs(b.identity(&peer))
             .args(["ack", &id2, "--result", "-"])
             .write_stdin("[1,2,3]"),
     );
@@ -684,9 +765,13 @@ fn wait_and_ack_round_trip_with_files_and_stdin() {
 
     // --error marks it failed.
     b.cipc().args(["send", "w", "job3"]).assert().success();
-    let got = stdout_json(b.cipc().env("CIPC_PEER", &peer).arg("wait"));
+    let got = stdout_json(b.cipc().envs(b.identity(&peer)).arg("wait"));
     let id3 = got["command"]["id"].as_str().unwrap();
-    let line = stdout_text(b.cipc().args(["ack", id3, "--error", "nope", "--table"]));
+    let line = stdout_text(
+        b.cipc()
+            .envs(b.identity(&peer))
+            .args(["ack", id3, "--error", "nope", "--table"]),
+    );
     assert!(line.contains("failed: nope"), "{line}");
 }
 
@@ -696,7 +781,7 @@ fn wait_times_out_with_124_and_needs_a_peer() {
     let peer = b.connect("idle");
     let a = b
         .cipc()
-        .env("CIPC_PEER", &peer)
+        .envs(b.identity(&peer))
         .args(["wait", "--timeout", "200ms"])
         .assert()
         .code(124);
@@ -1080,11 +1165,11 @@ fn cipc_env_vars_are_used() {
     let b = Broker::start();
     let peer = b.connect("me");
     // CIPC_URL (set by b.cipc) and CIPC_PEER: `from` defaults to the peer's role.
-    let v = stdout_json(b.cipc().env("CIPC_PEER", &peer).args(["send", "x", "y"]));
+    let v = stdout_json(b.cipc().envs(b.identity(&peer)).args(["send", "x", "y"]));
     assert_eq!(v["command"]["from"], "me");
     let m = stdout_json(
         b.cipc()
-            .env("CIPC_PEER", &peer)
+            .envs(b.identity(&peer))
             .args(["chan", "send", "c", "1"]),
     );
     assert_eq!(m["message"]["from"], peer.as_str());

@@ -785,6 +785,7 @@ async fn closing_the_legacy_stream_requeues_and_reopening_picks_up() {
     let mut l = legacy(&base).await;
     let (_, me, _) = l.call("connect", json!({"role": "linux-client"})).await;
     let pid = me["peer"]["id"].as_str().expect("id").to_string();
+    let key = me["peerKey"].as_str().expect("peerKey").to_string();
     let (_, sent) = post(
         &format!("{base}/commands/send"),
         json!({"target": "linux-client", "action": "apt-update"}),
@@ -817,11 +818,18 @@ async fn closing_the_legacy_stream_requeues_and_reopening_picks_up() {
     .await;
     assert_eq!(s, 404, "the old session is gone");
 
-    // Re-opening is a new session; registering as the same peer (by id)
-    // continues where the old one left off.
+    // Re-opening is a new session; registering as the same peer (by id,
+    // proven with its key) continues where the old one left off.
     let mut l = legacy(&base).await;
-    let (_, me2, err) = l
+    let (text, _, err) = l
         .call("connect", json!({"role": "linux-client", "id": pid}))
+        .await;
+    assert!(err, "a protected peer's id alone is not enough: {text}");
+    let (_, me2, err) = l
+        .call(
+            "connect",
+            json!({"role": "linux-client", "id": pid, "peer_key": key}),
+        )
         .await;
     assert!(!err);
     assert_eq!(me2["peer"]["id"], json!(pid));
@@ -948,6 +956,7 @@ async fn an_idle_streamable_session_ends_with_its_peer_but_not_during_a_wait() {
     let client = streamable(&base).await;
     let (_, me, _) = call(&client, "connect", json!({"role": "sleepy"})).await;
     let pid = me["peer"]["id"].as_str().expect("id").to_string();
+    let key = me["peerKey"].as_str().expect("peerKey").to_string();
 
     // A wait longer than the idle limit is not cut short: it is traffic.
     let (text, w, err) = call(&client, "wait_for_command", json!({"timeout_seconds": 2})).await;
@@ -962,6 +971,7 @@ async fn an_idle_streamable_session_ends_with_its_peer_but_not_during_a_wait() {
         let r = http()
             .get(&url)
             .header("x-cipc-peer", &pid)
+            .header("x-cipc-peer-key", &key)
             .send()
             .await
             .expect("get");

@@ -1,7 +1,7 @@
 //! Commands: queues per target with competing consumers, acks, results.
 
 use super::peers::unknown_peer;
-use super::{arm, Broker, BrokerError, CommandEntry, State, WaitEnd};
+use super::{arm, Broker, BrokerError, Caller, CommandEntry, State, WaitEnd};
 use crate::api::{validate_name, Command, CommandStatus, PeerStatus, SendRequest};
 use crate::store::{Commit, Mutation};
 use crate::time::Timestamp;
@@ -18,15 +18,6 @@ pub enum SendOutcome {
     Deduplicated(Command),
     /// A `"*"` fan-out: one copy per online peer.
     FanOut(Vec<Command>),
-}
-
-/// Who is asking, for `from` defaults, audit and ack ownership.
-#[derive(Debug, Clone, Default)]
-pub struct Caller {
-    /// The peer named by `X-Cipc-Peer` (or bound to the MCP session).
-    pub peer: Option<Uuid>,
-    /// The network address or door ("dashboard", "mcp") it came through.
-    pub address: Option<String>,
 }
 
 const MAX_ACTION_LEN: usize = 256;
@@ -298,7 +289,9 @@ impl Broker {
         &self,
         peer: Uuid,
         timeout: Duration,
+        caller: &Caller,
     ) -> Result<Option<Command>, BrokerError> {
+        self.prove_in(&self.lock(), peer, caller)?;
         let _permit = self.acquire_waiter()?;
         let _contact = self.contact(peer)?;
         let deadline = tokio::time::Instant::now() + timeout;
@@ -356,7 +349,8 @@ impl Broker {
     }
 
     /// `POST /commands/{id}/ack`. With `caller.peer` set, only the peer that
-    /// holds the command may ack it, so one command never ends with two results.
+    /// holds the command may ack it, so one command never ends with two
+    /// results; a command held by a protected peer needs that peer's key.
     pub async fn ack(
         &self,
         id: Uuid,
@@ -368,6 +362,9 @@ impl Broker {
         let (out, commits) = {
             let mut st = self.lock();
             let (ord, c) = open_command(&st, id, "a command takes one result")?;
+            if let (CommandStatus::Delivered, Some(holder)) = (c.status, c.delivered_to) {
+                self.prove_in(&st, holder, caller)?;
+            }
             if let Some(p) = caller.peer {
                 if c.delivered_to != Some(p) || c.status != CommandStatus::Delivered {
                     let holder = match (c.status, c.delivered_to) {
@@ -395,16 +392,25 @@ impl Broker {
         Ok(out)
     }
 
-    /// `DELETE /commands/{id}`: cancels a pending or delivered command.
-    pub async fn cancel(&self, id: Uuid, by: &str) -> Result<Command, BrokerError> {
+    /// `DELETE /commands/{id}`: cancels a pending or delivered command. One
+    /// held by a protected peer can be taken back only by that peer or by a
+    /// protected sender, each with its key; the order of a person or an
+    /// unprotected client can be withdrawn by anyone with the broker's token.
+    pub async fn cancel(&self, id: Uuid, caller: &Caller) -> Result<Command, BrokerError> {
         let now = Timestamp::now();
+        let by = caller
+            .peer
+            .map(|p| format!("peer {p}"))
+            .or_else(|| caller.address.clone())
+            .unwrap_or_else(|| "a client".into());
         let (out, commits) = {
             let mut st = self.lock();
-            let (ord, _) = open_command(
+            let (ord, c) = open_command(
                 &st,
                 id,
                 "only pending or delivered commands can be cancelled",
             )?;
+            self.may_cancel(&st, c, caller)?;
             let error = Some(format!("cancelled by {by}"));
             let mut commits = Vec::new();
             let out = self
@@ -422,6 +428,49 @@ impl Broker {
         };
         Broker::committed(commits).await?;
         Ok(out)
+    }
+
+    fn may_cancel(&self, st: &State, c: &Command, caller: &Caller) -> Result<(), BrokerError> {
+        let holder = match (c.status, c.delivered_to) {
+            (CommandStatus::Delivered, Some(h)) => h,
+            _ => return Ok(()),
+        };
+        if !st.peers.get(&holder).is_some_and(|e| e.peer.protected) {
+            return Ok(());
+        }
+        let sender = c
+            .origin
+            .as_deref()
+            .and_then(|o| o.strip_prefix("peer:"))
+            .and_then(|p| Uuid::parse_str(p).ok());
+        let protected_sender = sender.filter(|s| st.peers.get(s).is_some_and(|e| e.peer.protected));
+        let allowed = self.holds_key(st, holder, caller)
+            || protected_sender.is_none()
+            || protected_sender.is_some_and(|s| self.holds_key(st, s, caller));
+        if allowed {
+            Ok(())
+        } else {
+            Err(BrokerError::Forbidden(format!(
+                "command {} is held by protected peer {holder} and was sent by a protected peer: only one of them can cancel it, with its key (X-Cipc-Peer-Key)",
+                c.id
+            )))
+        }
+    }
+
+    /// Gives back a command whose delivery never reached its taker (the
+    /// response stream closed first): pending again at once, marked
+    /// redelivered, instead of waiting for the taker to go offline.
+    pub fn give_back(&self, id: Uuid, holder: Uuid) {
+        let now = Timestamp::now();
+        let mut st = self.lock();
+        let held = st.commands.get(&id).is_some_and(|e| {
+            e.command.status == CommandStatus::Delivered && e.command.delivered_to == Some(holder)
+        });
+        if held {
+            let mut commits = Vec::new();
+            tracing::info!(command = %id, peer = %holder, "delivery not written; command given back");
+            self.requeue_one(&mut st, id, now, &mut commits);
+        }
     }
 
     /// One command, or 404.
@@ -504,7 +553,7 @@ impl Broker {
         &self,
         st: &mut State,
         peer: Uuid,
-        _now: Timestamp,
+        now: Timestamp,
         commits: &mut Vec<Commit>,
     ) {
         let held: Vec<(u64, Uuid)> = st
@@ -515,24 +564,30 @@ impl Broker {
             })
             .map(|e| (e.ord, e.command.id))
             .collect();
-        for (ord, id) in held {
-            let Some(e) = st.commands.get_mut(&id) else {
-                continue;
-            };
-            let c = &mut e.command;
-            c.status = CommandStatus::Pending;
-            c.delivered_to = None;
-            c.delivered_at = None;
-            c.redelivered = true;
-            let target = c.target.clone();
-            st.queues
-                .entry(target.clone())
-                .or_default()
-                .insert((ord, id));
+        for (_, id) in held {
             tracing::info!(command = %id, %peer, "command requeued for redelivery");
-            self.changed(st, id, commits);
-            st.wake(&format!("q:{target}"));
+            self.requeue_one(st, id, now, commits);
         }
+    }
+
+    /// Puts one delivered command back in its queue, in its FIFO place.
+    fn requeue_one(&self, st: &mut State, id: Uuid, _now: Timestamp, commits: &mut Vec<Commit>) {
+        let Some(e) = st.commands.get_mut(&id) else {
+            return;
+        };
+        let ord = e.ord;
+        let c = &mut e.command;
+        c.status = CommandStatus::Pending;
+        c.delivered_to = None;
+        c.delivered_at = None;
+        c.redelivered = true;
+        let target = c.target.clone();
+        st.queues
+            .entry(target.clone())
+            .or_default()
+            .insert((ord, id));
+        self.changed(st, id, commits);
+        st.wake(&format!("q:{target}"));
     }
 
     /// Expiry pass of the sweeper.

@@ -6,6 +6,10 @@ pub enum BrokerError {
     /// The request was malformed (400).
     #[error("{0}")]
     BadRequest(String),
+    /// The caller may not act as the peer it names (403): a protected peer
+    /// without its key, or a wrong key.
+    #[error("{0}")]
+    Forbidden(String),
     /// Something named does not exist (404).
     #[error("{0}")]
     NotFound(String),

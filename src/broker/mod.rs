@@ -12,13 +12,16 @@ mod channels;
 mod commands;
 mod error;
 mod events;
+mod identity;
+pub mod keys;
 mod peers;
 mod signals;
 mod system;
 
-pub use commands::{Caller, SendOutcome};
+pub use commands::SendOutcome;
 pub use error::BrokerError;
 pub use events::{Event, EventSubscription};
+pub use identity::Caller;
 pub use peers::ContactGuard;
 
 use crate::api::{Command, Message, Peer, Signal};
@@ -94,6 +97,8 @@ struct PeerEntry {
     /// The `lastSeen` last written to the store (contact is too frequent to
     /// persist every time; the sweeper catches up every half minute).
     saved_seen: Timestamp,
+    /// The digest of the peer's key (`None` for peers saved before keys).
+    key: Option<keys::KeyHash>,
 }
 
 struct CommandEntry {
@@ -315,7 +320,9 @@ impl Broker {
 
 impl State {
     fn restore(&mut self, snap: crate::store::Snapshot) {
-        for p in snap.peers {
+        for stored in snap.peers {
+            let p = stored.peer;
+            let key = stored.key_hash.as_deref().and_then(keys::KeyHash::from_hex);
             let status = p.status;
             self.peers.insert(
                 p.id,
@@ -324,6 +331,7 @@ impl State {
                     contacts: 0,
                     announced: status,
                     saved_seen: p.last_seen,
+                    key,
                     peer: p,
                 },
             );

@@ -1,10 +1,11 @@
 //! Peers: registration, liveness, and what happens when one leaves.
 
-use super::{Broker, BrokerError, PeerEntry, State};
+use super::keys::{self, KeyHash};
+use super::{Broker, BrokerError, Caller, PeerEntry, State};
 use crate::api::{
     validate_name, CommandStatus, ConnectRequest, DiscoverResponse, Peer, PeerStatus, Via,
 };
-use crate::store::{Commit, Mutation};
+use crate::store::{Commit, Mutation, StoredPeer};
 use crate::time::Timestamp;
 use std::collections::HashMap;
 use uuid::Uuid;
@@ -53,8 +54,16 @@ impl Broker {
         p
     }
 
-    /// Registers a peer (or reconnects a known id) and answers it.
-    pub async fn connect(&self, req: ConnectRequest, via: Via) -> Result<Peer, BrokerError> {
+    /// Registers a peer (or reconnects a known id) and answers it with its
+    /// key. Reconnecting a protected peer needs its key (`caller.key`), and
+    /// then keeps that key; any other connect issues a new one, so a key is
+    /// only ever known to whoever connected last.
+    pub async fn connect(
+        &self,
+        req: ConnectRequest,
+        via: Via,
+        caller: &Caller,
+    ) -> Result<(Peer, String), BrokerError> {
         validate_name("role", &req.role).map_err(BrokerError::BadRequest)?;
         let caps = req.capabilities.unwrap_or_default();
         if caps.len() > 64 || caps.iter().any(|c| c.is_empty() || c.len() > 64) {
@@ -69,10 +78,20 @@ impl Broker {
                 ));
             }
         }
+        let protect = req.protect.unwrap_or(false);
         let now = Timestamp::now();
-        let (peer, role, commits) = {
+        let (peer, key, role, commits) = {
             let mut st = self.lock();
-            let id = req.id.unwrap_or_else(Uuid::now_v7);
+            let id = req.id.or(caller.peer).unwrap_or_else(Uuid::now_v7);
+            let known = st.peers.contains_key(&id);
+            if known {
+                self.prove_in(&st, id, caller)?;
+            }
+            let key = match &caller.key {
+                Some(k) if known && self.holds_key(&st, id, caller) => k.clone(),
+                _ => keys::new_key(id),
+            };
+            let hash = KeyHash::of(&key);
             let mut requeue = Vec::new();
             let entry = match st.peers.get_mut(&id) {
                 Some(e) => {
@@ -88,7 +107,9 @@ impl Broker {
                     e.peer.connected_at = now;
                     e.peer.last_seen = now;
                     e.peer.via = via;
+                    e.peer.protected |= protect;
                     e.disconnected = false;
+                    e.key = Some(hash);
                     e
                 }
                 None => st.peers.entry(id).or_insert(PeerEntry {
@@ -102,11 +123,13 @@ impl Broker {
                         last_seen: now,
                         via,
                         working_on: Vec::new(),
+                        protected: protect,
                     },
                     disconnected: false,
                     contacts: 0,
                     announced: PeerStatus::Online,
                     saved_seen: now,
+                    key: Some(hash),
                 }),
             };
             entry.announced = PeerStatus::Online;
@@ -118,11 +141,11 @@ impl Broker {
             // Whatever is queued for the role may now go to this peer.
             let role = peer.role.clone();
             st.wake(&format!("q:{role}"));
-            (peer, role, commits)
+            (peer, key, role, commits)
         };
-        tracing::info!(peer = %peer.id, role = %role, ?via, "peer connected");
+        tracing::info!(peer = %peer.id, role = %role, ?via, protected = peer.protected, "peer connected");
         Broker::committed(commits).await?;
-        Ok(peer)
+        Ok((peer, key))
     }
 
     /// Persists and announces a peer's current view; returns it.
@@ -144,10 +167,11 @@ impl Broker {
                 last_seen: now,
                 via: Via::Http,
                 working_on: vec![],
+                protected: false,
             };
         };
         let peer = self.render_peer(e, now, &holdings(st));
-        self.save_peer(&peer, commits);
+        self.save_peer(&peer, e.key.as_ref(), commits);
         st.events
             .push("peer", serde_json::to_value(&peer).unwrap_or_default());
         if let Some(e) = st.peers.get_mut(&id) {
@@ -157,10 +181,13 @@ impl Broker {
         peer
     }
 
-    fn save_peer(&self, peer: &Peer, commits: &mut Vec<Commit>) {
+    fn save_peer(&self, peer: &Peer, key: Option<&KeyHash>, commits: &mut Vec<Commit>) {
         let mut stored = peer.clone();
         stored.working_on.clear();
-        commits.push(self.persist(Mutation::Peer(stored)));
+        commits.push(self.persist(Mutation::Peer(StoredPeer {
+            peer: stored,
+            key_hash: key.map(KeyHash::to_hex),
+        })));
     }
 
     /// Every known peer, oldest connection first.
@@ -202,9 +229,17 @@ impl Broker {
         Ok(self.render_peer(e, now, &holdings(&st)))
     }
 
+    /// Notes contact from `id` when `caller` may act as it (a protected peer
+    /// is kept alive only by whoever holds its key).
+    pub fn touch_as(&self, id: Uuid, caller: &Caller) {
+        if self.prove_in(&self.lock(), id, caller).is_ok() {
+            self.touch(id);
+        }
+    }
+
     /// Notes contact from a peer (any request naming it). Unknown ids are
     /// ignored here; the routes that need the peer answer 404 themselves.
-    pub fn touch(&self, id: Uuid) {
+    pub(super) fn touch(&self, id: Uuid) {
         let now = Timestamp::now();
         let mut st = self.lock();
         let mut commits = Vec::new();
@@ -238,10 +273,11 @@ impl Broker {
 
     /// `POST /peers/{id}/heartbeat`: refreshes `lastSeen` (reviving a
     /// disconnected peer) and answers the peer.
-    pub async fn heartbeat(&self, id: Uuid) -> Result<Peer, BrokerError> {
+    pub async fn heartbeat(&self, id: Uuid, caller: &Caller) -> Result<Peer, BrokerError> {
         let now = Timestamp::now();
         let (peer, commits) = {
             let mut st = self.lock();
+            self.prove_in(&st, id, caller)?;
             let mut commits = Vec::new();
             self.settle_before_contact(&mut st, id, now, &mut commits);
             let e = st.peers.get_mut(&id).ok_or_else(|| unknown_peer(id))?;
@@ -275,8 +311,16 @@ impl Broker {
         })
     }
 
-    /// `DELETE /peers/{id}`: offline now; its unacked commands go back to pending.
-    pub async fn disconnect(&self, id: Uuid) -> Result<Peer, BrokerError> {
+    /// `DELETE /peers/{id}`: offline now; its unacked commands go back to
+    /// pending. A protected peer needs its key.
+    pub async fn disconnect(&self, id: Uuid, caller: &Caller) -> Result<Peer, BrokerError> {
+        self.prove_in(&self.lock(), id, caller)?;
+        self.release_peer(id).await
+    }
+
+    /// Takes a peer offline for the transport that owns its liveness (an
+    /// MCP session that ended), which proved the peer when it bound it.
+    pub async fn release_peer(&self, id: Uuid) -> Result<Peer, BrokerError> {
         let now = Timestamp::now();
         let (peer, commits) = {
             let mut st = self.lock();
@@ -314,8 +358,8 @@ impl Broker {
         for id in stale_saves {
             if let Some(e) = st.peers.get_mut(&id) {
                 e.saved_seen = e.peer.last_seen;
-                let peer = e.peer.clone();
-                self.save_peer(&peer, commits);
+                let (peer, key) = (e.peer.clone(), e.key.clone());
+                self.save_peer(&peer, key.as_ref(), commits);
             }
         }
         for (id, status) in changed {

@@ -47,7 +47,7 @@ a terminal or with --json. Durations: 500ms, 30s, 5m, 1h. The client flags
 (--url, --token, --token-file, --peer, --json, --table) go before or after
 the subcommand.
 
-Environment: CIPC_URL, CIPC_TOKEN, CIPC_PEER (clients); CIPC_HOST, CIPC_PORT,
+Environment: CIPC_URL, CIPC_TOKEN, CIPC_PEER, CIPC_PEER_KEY (clients); CIPC_HOST, CIPC_PORT,
 CIPC_DATA_DIR, CIPC_TOKEN (serve); RUST_LOG (serve logging); NO_COLOR.";
 
 /// cipc: let AI coding sessions and the people watching them work together.
@@ -124,6 +124,16 @@ pub struct ClientArgs {
         value_name = "ID"
     )]
     pub peer: Option<String>,
+    /// This session's peer key, sent as X-Cipc-Peer-Key: it proves the peer
+    /// (`cipc peers connect --export` sets it; the key alone also names the peer).
+    #[arg(
+        long,
+        global = true,
+        env = "CIPC_PEER_KEY",
+        hide_env_values = true,
+        value_name = "KEY"
+    )]
+    pub peer_key: Option<String>,
     /// Print one JSON document per result (the default when stdout is not a terminal).
     #[arg(long, global = true)]
     pub json: bool,
@@ -205,8 +215,29 @@ impl Ctx {
                 ))
             })?),
         };
+        let key = args
+            .peer_key
+            .as_deref()
+            .map(str::trim)
+            .filter(|k| !k.is_empty());
+        let key_peer = match key {
+            None => None,
+            Some(k) => Some(crate::broker::keys::key_peer(k).ok_or_else(|| {
+                CliError::usage(
+                    "--peer-key / CIPC_PEER_KEY is not a cipc peer key (pk_...); use the key printed by `cipc peers connect ROLE --export`",
+                )
+            })?),
+        };
+        if let (Some(p), Some(k)) = (peer, key_peer) {
+            if p != k {
+                return Err(CliError::usage(format!(
+                    "CIPC_PEER ({p}) and CIPC_PEER_KEY (peer {k}) name different peers; export both from one `cipc peers connect ROLE --export`"
+                )));
+            }
+        }
         Ok(Ctx {
-            client: Client::new(&args.url, token, peer)?,
+            client: Client::new(&args.url, token, peer.or(key_peer))?
+                .with_key(key.map(str::to_string)),
             out: Output::detect(args.json, args.table),
         })
     }
@@ -275,7 +306,7 @@ fn report(group: &str, e: CliError) -> i32 {
 }
 
 /// Client flags that take a value, and those that do not.
-const HOISTED_WITH_VALUE: [&str; 4] = ["--url", "--token", "--token-file", "--peer"];
+const HOISTED_WITH_VALUE: [&str; 5] = ["--url", "--token", "--token-file", "--peer", "--peer-key"];
 const HOISTED_SWITCHES: [&str; 2] = ["--json", "--table"];
 
 /// Lets the client flags come before the subcommand too (`cipc --json

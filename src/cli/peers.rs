@@ -37,7 +37,9 @@ pub enum PeersCmd {
         /// Reconnect as this known peer id instead of getting a new one.
         #[arg(long, value_name = "ID")]
         id: Option<Uuid>,
-        /// Print only `export CIPC_PEER=<id>`, for eval "$(cipc peers connect ROLE --export)".
+        /// Print only `export CIPC_PEER=<id> CIPC_PEER_KEY=<key>`, for
+        /// eval "$(cipc peers connect ROLE --export)". The key proves this
+        /// peer; keep it out of logs.
         #[arg(long)]
         export: bool,
     },
@@ -94,21 +96,31 @@ pub async fn run(args: PeersArgs, ctx: Ctx) -> Result<i32, CliError> {
             id,
             export,
         } => {
+            // The CLI always protects its peers. Reconnecting proves the old
+            // peer with CIPC_PEER_KEY; a new peer is registered by nobody.
+            let client = match id {
+                Some(id) if ctx.client.peer() == Some(id) => ctx.client.clone(),
+                Some(_) | None => ctx.client.anonymous(),
+            };
             let req = ConnectRequest {
                 role,
                 capabilities: (!caps.is_empty()).then_some(caps),
                 name,
                 id,
+                protect: Some(true),
             };
-            let r = ctx.client.connect(&req).await?;
+            let r = client.connect(&req).await?;
             if export {
-                out.line(&format!("export CIPC_PEER={}", r.peer.id))?;
+                out.line(&format!(
+                    "export CIPC_PEER={} CIPC_PEER_KEY={}",
+                    r.peer.id, r.key
+                ))?;
             } else if out.json {
                 out.json(&r)?;
             } else {
                 out.line(&format!(
-                    "connected as {} (peer {}); use it with: export CIPC_PEER={}",
-                    r.peer.role, r.peer.id, r.peer.id
+                    "connected as {} (peer {}, protected); use it with:\n  export CIPC_PEER={} CIPC_PEER_KEY={}",
+                    r.peer.role, r.peer.id, r.peer.id, r.key
                 ))?;
             }
         }

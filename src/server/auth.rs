@@ -209,13 +209,16 @@ pub async fn guard(
     if let Some(no) = refusal(&s, addr, &req) {
         return no;
     }
-    if let Some(id) = req
-        .headers()
-        .get(super::extract::PEER_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| uuid::Uuid::parse_str(v.trim()).ok())
-    {
-        s.broker.touch(id);
+    // Peer claims are checked (and contact noted) only past the token check,
+    // and never for public paths: a token-less request keeps no peer alive.
+    if !is_public(req.uri().path()) {
+        let (parts, body) = req.into_parts();
+        let admitted = super::extract::caller_of(&parts)
+            .and_then(|caller| s.broker.admit(&caller).map_err(ApiError::from));
+        if let Err(e) = admitted {
+            return e.into_response();
+        }
+        return next.run(Request::from_parts(parts, body)).await;
     }
     next.run(req).await
 }

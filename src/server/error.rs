@@ -48,6 +48,7 @@ impl From<BrokerError> for ApiError {
         match e {
             BrokerError::BadRequest(m) => ApiError::bad_request(m),
             BrokerError::NotFound(m) => ApiError::not_found(m),
+            BrokerError::Forbidden(m) => ApiError::forbidden(m),
             BrokerError::Conflict(m) => ApiError::new(StatusCode::CONFLICT, "conflict", m),
             BrokerError::TooManyWaiters(m) => {
                 ApiError::new(StatusCode::TOO_MANY_REQUESTS, "too_many_requests", m)

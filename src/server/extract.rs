@@ -3,6 +3,7 @@
 
 use super::error::ApiError;
 use super::AppState;
+use crate::api::{PEER_HEADER, PEER_KEY_HEADER};
 use crate::broker::Caller;
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Query, Request};
@@ -133,35 +134,41 @@ pub fn parse_id(kind: &str, raw: &str) -> Result<Uuid, ApiError> {
     })
 }
 
-/// Who is calling: the `X-Cipc-Peer` header and the network address.
+/// Who is calling: `X-Cipc-Peer`, `X-Cipc-Peer-Key` and the network address.
+/// The auth guard has already checked these claims ([`Broker::admit`](crate::broker::Broker::admit)).
 pub struct CallerInfo(pub Caller);
-
-/// The header a client names itself with.
-pub const PEER_HEADER: &str = "x-cipc-peer";
 
 impl<S: Send + Sync> FromRequestParts<S> for CallerInfo {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        let peer = match parts.headers.get(PEER_HEADER) {
-            None => None,
-            Some(v) => {
-                let s = v.to_str().unwrap_or_default().trim();
-                if s.is_empty() {
-                    None
-                } else {
-                    Some(Uuid::parse_str(s).map_err(|_| {
-                        ApiError::bad_request(format!(
-                            "X-Cipc-Peer {s:?} is not a peer id; use the id from POST /peers/connect"
-                        ))
-                    })?)
-                }
-            }
-        };
-        let address = parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|c| c.0.to_string());
-        Ok(CallerInfo(Caller { peer, address }))
+        caller_of(parts).map(CallerInfo)
     }
+}
+
+/// Reads the caller's claims from a request's headers.
+pub fn caller_of(parts: &Parts) -> Result<Caller, ApiError> {
+    let header = |name: &str| -> Result<Option<String>, ApiError> {
+        match parts.headers.get(name) {
+            None => Ok(None),
+            Some(v) => v
+                .to_str()
+                .map(|s| Some(s.trim().to_string()).filter(|s| !s.is_empty()))
+                .map_err(|_| ApiError::bad_request(format!("the {name} header is not text"))),
+        }
+    };
+    let peer = match header(PEER_HEADER)? {
+        None => None,
+        Some(s) => Some(Uuid::parse_str(&s).map_err(|_| {
+            ApiError::bad_request(format!(
+                "X-Cipc-Peer {s:?} is not a peer id; use the id from POST /peers/connect"
+            ))
+        })?),
+    };
+    let key = header(PEER_KEY_HEADER)?;
+    let address = parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.to_string());
+    Ok(Caller::presented(peer, key, address))
 }

@@ -49,13 +49,17 @@ async fn discover(State(s): State<AppState>) -> Json<DiscoverResponse> {
 }
 
 #[utoipa::path(post, path = "/peers/connect", tag = "peers", request_body = ConnectRequest,
-    responses((status = 201, body = PeerResponse), (status = 400, body = ErrorResponse)))]
+    params(("X-Cipc-Peer-Key" = Option<String>, Header, description = "the key of the peer named by `id`, needed when that peer is protected")),
+    responses((status = 201, description = "the peer and its secret key (shown only here)", body = ConnectResponse),
+              (status = 400, body = ErrorResponse),
+              (status = 403, description = "`id` names a protected peer and the key is missing or wrong", body = ErrorResponse)))]
 async fn connect(
     State(s): State<AppState>,
+    CallerInfo(caller): CallerInfo,
     JsonBody(req): JsonBody<ConnectRequest>,
-) -> ApiResult<(StatusCode, Json<PeerResponse>)> {
-    let peer = s.broker.connect(req, Via::Http).await?;
-    Ok((StatusCode::CREATED, Json(PeerResponse { peer })))
+) -> ApiResult<(StatusCode, Json<ConnectResponse>)> {
+    let (peer, key) = s.broker.connect(req, Via::Http, &caller).await?;
+    Ok((StatusCode::CREATED, Json(ConnectResponse { peer, key })))
 }
 
 #[utoipa::path(get, path = "/peers", tag = "peers",
@@ -83,10 +87,11 @@ async fn get_peer(
 async fn heartbeat(
     State(s): State<AppState>,
     Path(id): Path<String>,
+    CallerInfo(caller): CallerInfo,
 ) -> ApiResult<Json<PeerResponse>> {
     let id = parse_id("peer", &id)?;
     Ok(Json(PeerResponse {
-        peer: s.broker.heartbeat(id).await?,
+        peer: s.broker.heartbeat(id, &caller).await?,
     }))
 }
 
@@ -96,10 +101,11 @@ async fn heartbeat(
 async fn disconnect(
     State(s): State<AppState>,
     Path(id): Path<String>,
+    CallerInfo(caller): CallerInfo,
 ) -> ApiResult<Json<PeerResponse>> {
     let id = parse_id("peer", &id)?;
     Ok(Json(PeerResponse {
-        peer: s.broker.disconnect(id).await?,
+        peer: s.broker.disconnect(id, &caller).await?,
     }))
 }
 
@@ -153,9 +159,12 @@ async fn list_commands(State(s): State<AppState>, q: Params) -> ApiResult<Json<C
 async fn peer_commands(
     State(s): State<AppState>,
     Path(id): Path<String>,
+    CallerInfo(caller): CallerInfo,
 ) -> ApiResult<Json<CommandsResponse>> {
     let id = parse_id("peer", &id)?;
-    s.broker.touch(id);
+    // Polling its own list keeps a peer alive (the old broker's worker
+    // loop); someone else reading it does not.
+    s.broker.touch_as(id, &caller);
     Ok(Json(CommandsResponse {
         commands: s.broker.commands_for_peer(id)?,
     }))
@@ -168,11 +177,12 @@ async fn peer_commands(
 async fn wait_command(
     State(s): State<AppState>,
     Path(id): Path<String>,
+    CallerInfo(caller): CallerInfo,
     q: Params,
 ) -> ApiResult<Json<WaitResponse>> {
     let id = parse_id("peer", &id)?;
     let timeout = q.timeout()?;
-    let command = s.broker.wait_command(id, timeout).await?;
+    let command = s.broker.wait_command(id, timeout, &caller).await?;
     Ok(Json(WaitResponse {
         timed_out: command.is_none(),
         command,
@@ -223,13 +233,8 @@ async fn cancel_command(
     CallerInfo(caller): CallerInfo,
 ) -> ApiResult<Json<CommandResponse>> {
     let id = parse_id("command", &id)?;
-    let by = caller
-        .peer
-        .map(|p| format!("peer {p}"))
-        .or(caller.address)
-        .unwrap_or_else(|| "a client".into());
     Ok(Json(CommandResponse {
-        command: s.broker.cancel(id, &by).await?,
+        command: s.broker.cancel(id, &caller).await?,
         timed_out: false,
     }))
 }

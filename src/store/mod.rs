@@ -13,14 +13,28 @@ pub use memory::MemoryStore;
 pub use sqlite::SqliteStore;
 
 use crate::api::{Command, Message, Peer, Signal};
+use serde::{Deserialize, Serialize};
 use std::future::Future;
 use std::pin::Pin;
+
+/// A peer as stored: the wire object plus the digest of its key, which no
+/// answer ever shows.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StoredPeer {
+    /// The peer.
+    #[serde(flatten)]
+    pub peer: Peer,
+    /// Hex SHA-256 of the peer's key; absent for peers saved before keys.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_hash: Option<String>,
+}
 
 /// One change to persist, in the order the broker made it.
 #[derive(Debug, Clone)]
 pub enum Mutation {
     /// A peer was created or changed.
-    Peer(Peer),
+    Peer(StoredPeer),
     /// A command was created or changed; `ord` is its position in FIFO order.
     Command { ord: u64, command: Command },
     /// A finished command was forgotten by retention.
@@ -39,7 +53,7 @@ pub enum Mutation {
 #[derive(Debug, Default)]
 pub struct Snapshot {
     /// Every peer.
-    pub peers: Vec<Peer>,
+    pub peers: Vec<StoredPeer>,
     /// Every command with its FIFO position, in that order.
     pub commands: Vec<(u64, Command)>,
     /// Every retained message, ordered by channel then seq.

@@ -4,8 +4,8 @@
 //! A single writer thread drains every queued mutation into one transaction and
 //! answers all of their commit futures at once (group commit).
 
-use super::{Commit, Mutation, Snapshot, Store, StoreError};
-use crate::api::{Command, Message, Peer, Signal};
+use super::{Commit, Mutation, Snapshot, Store, StoreError, StoredPeer};
+use crate::api::{Command, Message, Signal};
 use rusqlite::{params, Connection, OptionalExtension};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
@@ -95,7 +95,7 @@ fn read_all(conn: &Connection) -> Result<Snapshot, String> {
         }
         Ok(out)
     }
-    let peers: Vec<Peer> = rows(conn, "SELECT body FROM peers")?;
+    let peers: Vec<StoredPeer> = rows(conn, "SELECT body FROM peers")?;
     let signals: Vec<Signal> = rows(conn, "SELECT body FROM signals ORDER BY name")?;
     let messages: Vec<Message> = rows(conn, "SELECT body FROM messages ORDER BY channel, seq")?;
     let mut commands = Vec::new();
@@ -139,7 +139,7 @@ fn write_one(tx: &rusqlite::Transaction<'_>, m: &Mutation) -> rusqlite::Result<(
     match m {
         Mutation::Peer(p) => {
             tx.prepare_cached("INSERT OR REPLACE INTO peers (id, body) VALUES (?1, ?2)")?
-                .execute(params![p.id.to_string(), json(p)])?;
+                .execute(params![p.peer.id.to_string(), json(p)])?;
         }
         Mutation::Command { ord, command } => {
             tx.prepare_cached(

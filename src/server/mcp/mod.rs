@@ -10,6 +10,7 @@
 //! The token, Origin and Host rules of [`super::auth::guard`] apply to every
 //! route here (403, never 401, on MCP routes).
 
+mod delivery;
 pub mod legacy_sse;
 mod session;
 pub mod tools;
@@ -99,7 +100,17 @@ pub fn routes(state: &AppState) -> Router<AppState> {
 /// `/mcp`: rmcp serves it; a successful `DELETE` also ends our session at
 /// once, so the peer's unacked commands are requeued without waiting for
 /// rmcp to drain the session.
-async fn streamable(service: Arc<Streamable>, hub: Arc<Hub>, req: Request) -> Response {
+async fn streamable(service: Arc<Streamable>, hub: Arc<Hub>, mut req: Request) -> Response {
+    // Each POST gets a watch, so a tool learns when its answer can no longer
+    // be written (see `delivery`).
+    let watch = (req.method() == Method::POST).then(|| {
+        let (serial, watch) = hub.watches.open();
+        req.headers_mut().insert(
+            delivery::STREAM_HEADER,
+            axum::http::HeaderValue::from(serial),
+        );
+        (serial, watch)
+    });
     let deleted = (req.method() == Method::DELETE)
         .then(|| {
             req.headers()
@@ -109,6 +120,14 @@ async fn streamable(service: Arc<Streamable>, hub: Arc<Hub>, req: Request) -> Re
         })
         .flatten();
     let response = service.handle(req).await.into_response();
+    let response = match watch {
+        Some((serial, watch)) => {
+            let (parts, body) = response.into_parts();
+            let body = delivery::Tracked::new(body, serial, watch, hub.watches.clone());
+            Response::from_parts(parts, axum::body::Body::new(body))
+        }
+        None => response,
+    };
     if let Some(sid) = deleted {
         if response.status().is_success() {
             if let Some(session) = hub.session_by_sid(&sid) {

@@ -8,6 +8,7 @@
 //! took and did not ack back in their role's queue, exactly as
 //! `DELETE /peers/{id}` does.
 
+use super::delivery::{Watch, Watches, STREAM_HEADER};
 use crate::broker::{Broker, Caller, ContactGuard};
 use parking_lot::Mutex;
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
@@ -39,19 +40,22 @@ pub(super) struct Hub {
     next_serial: AtomicU64,
     /// rmcp's session manager, to end idle Streamable HTTP sessions.
     manager: OnceLock<Arc<LocalSessionManager>>,
+    /// The open POST streams of `/mcp`, so tools know when theirs closed.
+    pub watches: Arc<Watches>,
 }
 
 impl Hub {
     /// A hub over `broker`.
     pub fn new(broker: Broker, progress_every: Duration, idle_limit: Duration) -> Hub {
         Hub {
-            broker,
             progress_every,
             idle_limit,
             owners: Mutex::new(HashMap::new()),
             by_sid: Mutex::new(HashMap::new()),
             next_serial: AtomicU64::new(1),
             manager: OnceLock::new(),
+            watches: Arc::new(Watches::new(broker.clone())),
+            broker,
         }
     }
 
@@ -79,6 +83,8 @@ pub(super) enum Door {
 
 struct Bound {
     id: Uuid,
+    /// The key `connect` answered, so the session proves its peer by itself.
+    key: String,
     _contact: Option<ContactGuard>,
 }
 
@@ -161,12 +167,34 @@ impl Session {
         self.bound.lock().as_ref().map(|b| b.id)
     }
 
-    /// Who is calling, for `from` fields, audit and ack ownership.
+    /// Who is calling when a tool gives no `peer_key`: the bound peer with
+    /// its key, or an anonymous MCP client.
     pub fn caller(&self) -> Caller {
+        let bound = self.bound.lock();
         Caller {
-            peer: self.peer(),
+            peer: bound.as_ref().map(|b| b.id),
+            key: bound.as_ref().map(|b| b.key.clone()),
             address: Some("mcp".to_string()),
         }
+    }
+
+    /// True for a request served without a transport session (protocol
+    /// `2026-07-28`, or a client that never initialized): nothing outlives
+    /// the request, so identity comes from the tools' `peer_key` alone.
+    pub fn is_stateless(&self) -> bool {
+        self.door == Door::Streamable && self.sid.get().is_none()
+    }
+
+    /// The watch of the `/mcp` POST that carries this request, if any (the
+    /// legacy SSE door has none: its stream is the session itself).
+    pub fn watch(&self, ext: &rmcp::model::Extensions) -> Option<Arc<Watch>> {
+        let serial = ext
+            .get::<axum::http::request::Parts>()?
+            .headers
+            .get(STREAM_HEADER)?
+            .to_str()
+            .ok()?;
+        self.hub.watches.get(serial)
     }
 
     /// Learns the Streamable HTTP session id from a request's headers.
@@ -190,14 +218,20 @@ impl Session {
     }
 
     /// Binds this session to `id` (after a successful connect). A session
-    /// that was bound to another peer lets that one go first.
-    pub async fn bind(&self, id: Uuid) {
+    /// that was bound to another peer lets that one go first. A stateless
+    /// request binds nothing: its peer's liveness comes from its calls and
+    /// the stale/offline timers, never from the end of one request.
+    pub async fn bind(&self, id: Uuid, key: String) {
+        if self.is_stateless() {
+            return;
+        }
         let contact = match self.door {
             Door::LegacySse => self.hub.broker.contact(id).ok(),
             Door::Streamable => None,
         };
         let old = self.bound.lock().replace(Bound {
             id,
+            key,
             _contact: contact,
         });
         self.hub.owners.lock().insert(id, self.serial);
@@ -231,7 +265,7 @@ impl Session {
         drop(b);
         let owned = self.disown(id);
         if owned && !self.hub.broker.is_shutting_down() {
-            match self.hub.broker.disconnect(id).await {
+            match self.hub.broker.release_peer(id).await {
                 Ok(_) => tracing::info!(peer = %id, "MCP session ended; peer disconnected"),
                 Err(e) => tracing::debug!(peer = %id, error = %e, "MCP session ended"),
             }
@@ -331,7 +365,7 @@ impl Drop for Session {
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
             let broker = self.hub.broker.clone();
             rt.spawn(async move {
-                if broker.disconnect(id).await.is_ok() {
+                if broker.release_peer(id).await.is_ok() {
                     tracing::info!(peer = %id, "MCP session closed; peer disconnected");
                 }
             });

@@ -9,7 +9,7 @@
 
 use super::session::Session;
 use crate::api::{Command, CommandStatus, ConnectRequest, PeerStatus, SendRequest, Via};
-use crate::broker::{BrokerError, SendOutcome};
+use crate::broker::{BrokerError, Caller, SendOutcome};
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::tool::ToolCallContext;
 use rmcp::handler::server::wrapper::Parameters;
@@ -34,7 +34,7 @@ pub const DEFAULT_WAIT_SECS: u64 = 60;
 pub const MAX_WAIT_SECS: u64 = 1800;
 
 const INSTRUCTIONS: &str = "cipc is a broker that lets several Claude Code sessions and the people watching them coordinate. \
-Start with `connect`: without a role it shows who is online; with a role (e.g. \"backend\") it registers this session as a peer of that role, and later tools need no peer id. \
+Start with `connect`: without a role it shows who is online; with a role (e.g. \"backend\") it registers you as a peer of that role and answers your peerKey. Pass that key as peer_key in every later cipc tool call: it is how the broker knows each call comes from the same peer. \
 Commands are orders sent to a role, a peer id, or \"*\" (every online peer): the target calls `wait_for_command`, does the work, then `ack_command` with a result or an error; \
 the sender waits with `send_command` (wait: true) or `get_command_result`. \
 Channels are append-only message streams (`channel_send`, `channel_read` with since = the last seq you saw); signals are named latches (`emit_signal`, `wait_for_signal`). \
@@ -54,16 +54,24 @@ pub struct CipcMcp {
 pub struct ConnectArgs {
     /// The role this session takes, e.g. "backend" or "linux-client" (1-64 characters of letters, digits, '.', '_', '-'). Leave it out to just see who is online.
     #[serde(default)]
+    #[schemars(with = "String")]
     pub role: Option<String>,
     /// Capability tags others can see, e.g. ["rust", "docker"].
     #[serde(default)]
+    #[schemars(with = "Vec<String>")]
     pub capabilities: Option<Vec<String>>,
     /// A human-friendly name for this session.
     #[serde(default)]
+    #[schemars(with = "String")]
     pub name: Option<String>,
     /// The peer id of an earlier session, to continue as that same peer.
     #[serde(default)]
+    #[schemars(with = "String")]
     pub id: Option<String>,
+    /// Your peer key: the "peerKey" that connect answered. Pass it on every call so the broker knows which peer you are (without it, a client that keeps no MCP session is anonymous).
+    #[serde(default)]
+    #[schemars(with = "String")]
+    pub peer_key: Option<String>,
 }
 
 /// Arguments of `register`.
@@ -74,13 +82,20 @@ pub struct RegisterArgs {
     pub role: String,
     /// Capability tags others can see, e.g. ["rust", "docker"].
     #[serde(default)]
+    #[schemars(with = "Vec<String>")]
     pub capabilities: Option<Vec<String>>,
     /// A human-friendly name for this session.
     #[serde(default)]
+    #[schemars(with = "String")]
     pub name: Option<String>,
     /// The peer id of an earlier session, to continue as that same peer.
     #[serde(default)]
+    #[schemars(with = "String")]
     pub id: Option<String>,
+    /// Your peer key: the "peerKey" that connect answered. Pass it on every call so the broker knows which peer you are (without it, a client that keeps no MCP session is anonymous).
+    #[serde(default)]
+    #[schemars(with = "String")]
+    pub peer_key: Option<String>,
 }
 
 /// Arguments of `list_peers`.
@@ -89,7 +104,12 @@ pub struct RegisterArgs {
 pub struct ListPeersArgs {
     /// Also list stale and offline peers (default: online peers only).
     #[serde(default)]
+    #[schemars(with = "bool")]
     pub all: Option<bool>,
+    /// Your peer key: the "peerKey" that connect answered. Pass it on every call so the broker knows which peer you are (without it, a client that keeps no MCP session is anonymous).
+    #[serde(default)]
+    #[schemars(with = "String")]
+    pub peer_key: Option<String>,
 }
 
 /// Arguments of `send_command`.
@@ -105,16 +125,24 @@ pub struct SendCommandArgs {
     pub params: Option<Value>,
     /// Wait for the result before answering (default false).
     #[serde(default)]
+    #[schemars(with = "bool")]
     pub wait: Option<bool>,
     /// With wait: how long to wait for the result, in seconds (default 60, at most 1800).
     #[serde(default)]
+    #[schemars(with = "u64")]
     pub timeout_seconds: Option<u64>,
     /// An idempotency key: sending the same key again answers the original command.
     #[serde(default)]
+    #[schemars(with = "String")]
     pub dedupe_key: Option<String>,
     /// Seconds the command may stay untaken before it expires (default: never).
     #[serde(default)]
+    #[schemars(with = "u64")]
     pub ttl_seconds: Option<u64>,
+    /// Your peer key: the "peerKey" that connect answered. Pass it on every call so the broker knows which peer you are (without it, a client that keeps no MCP session is anonymous).
+    #[serde(default)]
+    #[schemars(with = "String")]
+    pub peer_key: Option<String>,
 }
 
 /// Arguments of tools that only wait.
@@ -123,7 +151,12 @@ pub struct SendCommandArgs {
 pub struct WaitArgs {
     /// How long to wait, in seconds (default 60, at most 1800).
     #[serde(default)]
+    #[schemars(with = "u64")]
     pub timeout_seconds: Option<u64>,
+    /// Your peer key: the "peerKey" that connect answered. Pass it on every call so the broker knows which peer you are (without it, a client that keeps no MCP session is anonymous).
+    #[serde(default)]
+    #[schemars(with = "String")]
+    pub peer_key: Option<String>,
 }
 
 /// Arguments of `ack_command`.
@@ -137,7 +170,12 @@ pub struct AckArgs {
     pub result: Option<Value>,
     /// Set when the command failed: one sentence saying why. The command is then marked failed.
     #[serde(default)]
+    #[schemars(with = "String")]
     pub error: Option<String>,
+    /// Your peer key: the "peerKey" that connect answered. Pass it on every call so the broker knows which peer you are (without it, a client that keeps no MCP session is anonymous).
+    #[serde(default)]
+    #[schemars(with = "String")]
+    pub peer_key: Option<String>,
 }
 
 /// Arguments of `get_command_result`.
@@ -148,7 +186,12 @@ pub struct ResultArgs {
     pub command_id: String,
     /// How long to wait for the result, in seconds (default 60, at most 1800; 0 just looks).
     #[serde(default)]
+    #[schemars(with = "u64")]
     pub timeout_seconds: Option<u64>,
+    /// Your peer key: the "peerKey" that connect answered. Pass it on every call so the broker knows which peer you are (without it, a client that keeps no MCP session is anonymous).
+    #[serde(default)]
+    #[schemars(with = "String")]
+    pub peer_key: Option<String>,
 }
 
 /// Arguments of `channel_send`.
@@ -159,6 +202,10 @@ pub struct ChannelSendArgs {
     pub channel: String,
     /// The message (any JSON), e.g. {"text": "tests pass"}.
     pub data: Value,
+    /// Your peer key: the "peerKey" that connect answered. Pass it on every call so the broker knows which peer you are (without it, a client that keeps no MCP session is anonymous).
+    #[serde(default)]
+    #[schemars(with = "String")]
+    pub peer_key: Option<String>,
 }
 
 /// Arguments of `channel_read`.
@@ -169,13 +216,20 @@ pub struct ChannelReadArgs {
     pub channel: String,
     /// Answer messages with seq greater than this (default 0: from the start). Pass the lastSeq of your previous read.
     #[serde(default)]
+    #[schemars(with = "u64")]
     pub since: Option<u64>,
     /// At most this many messages (default 100, at most 1000).
     #[serde(default)]
+    #[schemars(with = "usize")]
     pub limit: Option<usize>,
     /// When nothing is newer than since, wait up to this many seconds for a message (default 0: answer at once; at most 1800).
     #[serde(default)]
+    #[schemars(with = "u64")]
     pub timeout_seconds: Option<u64>,
+    /// Your peer key: the "peerKey" that connect answered. Pass it on every call so the broker knows which peer you are (without it, a client that keeps no MCP session is anonymous).
+    #[serde(default)]
+    #[schemars(with = "String")]
+    pub peer_key: Option<String>,
 }
 
 /// Arguments of `emit_signal`.
@@ -187,6 +241,10 @@ pub struct EmitArgs {
     /// Data carried by the signal (any JSON).
     #[serde(default)]
     pub data: Option<Value>,
+    /// Your peer key: the "peerKey" that connect answered. Pass it on every call so the broker knows which peer you are (without it, a client that keeps no MCP session is anonymous).
+    #[serde(default)]
+    #[schemars(with = "String")]
+    pub peer_key: Option<String>,
 }
 
 /// Arguments of `wait_for_signal`.
@@ -197,10 +255,26 @@ pub struct WaitSignalArgs {
     pub name: String,
     /// Wait for an emission newer than this count (the count you saw last); default: any emission, including one that already happened.
     #[serde(default)]
+    #[schemars(with = "u64")]
     pub after: Option<u64>,
     /// How long to wait, in seconds (default 60, at most 1800).
     #[serde(default)]
+    #[schemars(with = "u64")]
     pub timeout_seconds: Option<u64>,
+    /// Your peer key: the "peerKey" that connect answered. Pass it on every call so the broker knows which peer you are (without it, a client that keeps no MCP session is anonymous).
+    #[serde(default)]
+    #[schemars(with = "String")]
+    pub peer_key: Option<String>,
+}
+
+/// Arguments of tools that only need to know who calls.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct IdentityArgs {
+    /// Your peer key: the "peerKey" that connect answered. Pass it on every call so the broker knows which peer you are (without it, a client that keeps no MCP session is anonymous).
+    #[serde(default)]
+    #[schemars(with = "String")]
+    pub peer_key: Option<String>,
 }
 
 /// Arguments of `reset`.
@@ -209,6 +283,10 @@ pub struct WaitSignalArgs {
 pub struct ResetArgs {
     /// Must be true: reset erases every peer, command, channel and signal for everyone.
     pub confirm: bool,
+    /// Your peer key: the "peerKey" that connect answered. Pass it on every call so the broker knows which peer you are (without it, a client that keeps no MCP session is anonymous).
+    #[serde(default)]
+    #[schemars(with = "String")]
+    pub peer_key: Option<String>,
 }
 
 // ---- helpers ----
@@ -230,7 +308,7 @@ fn broker_refusal(e: BrokerError) -> CallToolResult {
 
 fn not_registered(tool: &str) -> CallToolResult {
     refuse(format!(
-        "this session is not registered yet: call connect with a role first (e.g. {{\"role\": \"backend\"}}), then call {tool} again"
+        "the broker does not know which peer you are: pass peer_key (the peerKey that connect answered) to {tool}; if you never connected, call connect with a role first (e.g. {{\"role\": \"backend\"}})"
     ))
 }
 
@@ -294,16 +372,23 @@ impl CipcMcp {
     async fn waiting<T>(
         &self,
         ctx: &RequestContext<RoleServer>,
+        caller: &Caller,
         what: &str,
         timeout: Duration,
         fut: impl Future<Output = T>,
     ) -> Waited<T> {
         let token = ctx.meta.get_progress_token();
-        // A session waiting on the broker is in contact: its peer stays online.
-        let _contact = self
-            .session
-            .peer()
+        // A caller waiting on the broker is in contact: its peer stays online.
+        let _contact = caller
+            .peer
             .and_then(|p| self.session.broker().contact(p).ok());
+        // The end of the response stream (stateless request, client timeout,
+        // proxy) counts as cancellation.
+        let closed = self
+            .session
+            .watch(&ctx.extensions)
+            .map(|w| w.closed().clone())
+            .unwrap_or_default();
         let every = self.session.hub().progress_every;
         let start = tokio::time::Instant::now();
         let mut tick = tokio::time::interval_at(start + every, every);
@@ -314,6 +399,7 @@ impl CipcMcp {
                 biased;
                 _ = ctx.ct.cancelled() => return Waited::Cancelled,
                 _ = self.session.ended().cancelled() => return Waited::Cancelled,
+                _ = closed.cancelled() => return Waited::Cancelled,
                 out = &mut fut => return Waited::Done(out),
                 _ = tick.tick() => {
                     if let Some(token) = &token {
@@ -338,17 +424,36 @@ impl CipcMcp {
         )
     }
 
-    /// The bound peer, checked to still exist (a reset forgets every peer).
-    fn me(&self, tool: &str) -> Result<Uuid, CallToolResult> {
-        let Some(id) = self.session.peer() else {
+    /// Who calls: the peer its `peer_key` proves, else the peer bound to
+    /// this session, else an anonymous MCP client. A wrong key is refused.
+    fn caller(&self, peer_key: Option<&str>) -> Result<Caller, CallToolResult> {
+        let key = peer_key.map(str::trim).filter(|k| !k.is_empty());
+        let caller = match key {
+            Some(k) => Caller::presented(None, Some(k.to_string()), Some("mcp".into())),
+            None => self.session.caller(),
+        };
+        match self.session.broker().admit(&caller) {
+            Ok(()) => Ok(caller),
+            Err(e) => Err(refuse(format!(
+                "{e}. If the broker was reset or this peer forgotten, call connect with your role again (without peer_key) and use the new peerKey"
+            ))),
+        }
+    }
+
+    /// The caller's peer, which must exist (a reset forgets every peer).
+    fn me(&self, tool: &str, peer_key: Option<&str>) -> Result<(Uuid, Caller), CallToolResult> {
+        let caller = self.caller(peer_key)?;
+        let Some(id) = caller.peer else {
             return Err(not_registered(tool));
         };
         match self.session.broker().peer(id) {
-            Ok(_) => Ok(id),
+            Ok(_) => Ok((id, caller)),
             Err(_) => {
-                self.session.unbind();
+                if self.session.peer() == Some(id) {
+                    self.session.unbind();
+                }
                 Err(refuse(format!(
-                    "this session's peer {id} no longer exists on the broker (was it reset?); call connect with your role again, then call {tool}"
+                    "peer {id} no longer exists on the broker (was it reset?); call connect with your role again (without peer_key), then call {tool} with the new peerKey"
                 )))
             }
         }
@@ -360,26 +465,37 @@ impl CipcMcp {
         capabilities: Option<Vec<String>>,
         name: Option<String>,
         id: Option<String>,
+        peer_key: Option<String>,
     ) -> CallToolResult {
+        let caller = match self.caller(peer_key.as_deref()) {
+            Ok(c) => c,
+            Err(r) => return r,
+        };
         let id = match id.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
             Some(raw) => match parse_uuid("peer", raw) {
                 Ok(id) => Some(id),
                 Err(r) => return r,
             },
-            // Registering again (a new role) keeps this session's peer.
-            None => self.session.peer(),
+            // Registering again (a new role) keeps the caller's peer.
+            None => caller.peer,
         };
         let req = ConnectRequest {
             role: role.trim().to_string(),
             capabilities,
             name,
             id,
+            protect: Some(true),
         };
-        let peer = match self.session.broker().connect(req, Via::Mcp).await {
+        let (peer, key) = match self.session.broker().connect(req, Via::Mcp, &caller).await {
             Ok(p) => p,
+            Err(BrokerError::Forbidden(m)) => {
+                return refuse(format!(
+                    "{m}. To continue as that peer pass its peer_key; to start afresh call connect with only a role"
+                ))
+            }
             Err(e) => return broker_refusal(e),
         };
-        self.session.bind(peer.id).await;
+        self.session.bind(peer.id, key.clone()).await;
         let waiting = self
             .session
             .broker()
@@ -396,10 +512,10 @@ impl CipcMcp {
         };
         done(
             format!(
-                "Registered this session as role {:?} (peer id {}). {queue}. Others reach you with send_command target {:?}. Online now: {} peer(s), roles {:?}. If this session is ever lost, call connect with role {:?} and id {:?} to continue as the same peer.",
-                peer.role, peer.id, peer.role, online.count, online.roles, peer.role, peer.id.to_string()
+                "Registered as role {:?} (peer id {}). Your peer key is {key}: pass \"peer_key\": \"{key}\" in EVERY later cipc tool call (whoami, wait_for_command, ack_command, send_command, ...), so the broker knows they come from this peer; keep it to yourself. {queue}. Others reach you with send_command target {:?}. Online now: {} peer(s), roles {:?}. If anything says this peer is unknown, call connect with role {:?} and the same peer_key to continue as the same peer.",
+                peer.role, peer.id, peer.role, online.count, online.roles, peer.role
             ),
-            json!({"peer": peer, "pendingCommands": waiting, "online": online}),
+            json!({"peer": peer, "peerKey": key, "pendingCommands": waiting, "online": online}),
         )
     }
 }
@@ -407,7 +523,7 @@ impl CipcMcp {
 #[tool_router]
 impl CipcMcp {
     #[tool(
-        description = "Start here. Shows who is online on the broker and registers this session under a role. Without role: answers the online peers and roles and asks you to pick a role (ask the user which role this session should have). With role (e.g. \"backend\"): registers this session as a peer of that role, so it can receive commands sent to the role; later tools need no peer id. Pass id (a peer id from an earlier session) to continue as that peer.",
+        description = "Start here. Shows who is online on the broker and registers you under a role. Without role: answers the online peers and roles and asks you to pick a role (ask the user which role this session should have). With role (e.g. \"backend\"): registers you as a peer of that role, so you receive commands sent to the role, and answers your peerKey: pass it as peer_key in every later cipc tool call. Pass peer_key (or id plus peer_key) to continue as the same peer.",
         annotations(
             read_only_hint = false,
             destructive_hint = false,
@@ -422,7 +538,10 @@ impl CipcMcp {
             .filter(|r| !r.is_empty());
         let Some(role) = role else {
             let online = self.session.broker().discover();
-            let me = self.session.peer();
+            let me = match self.caller(args.peer_key.as_deref()) {
+                Ok(c) => c.peer,
+                Err(r) => return r,
+            };
             let who = if online.count == 0 {
                 "Nobody is online on the broker yet.".to_string()
             } else {
@@ -432,17 +551,23 @@ impl CipcMcp {
                 )
             };
             let next = match me {
-                Some(id) => format!("This session is already registered as peer {id}; call connect with a role to change its role."),
-                None => "This session is not registered. Ask the user which role this session should take (e.g. \"backend\", \"frontend\", \"linux-client\"), then call connect again with that role.".into(),
+                Some(id) => format!("You are peer {id}; call connect with a role (and your peer_key) to change its role."),
+                None => "You are not registered. Ask the user which role this session should take (e.g. \"backend\", \"frontend\", \"linux-client\"), then call connect again with that role.".into(),
             };
             return done(format!("{who} {next}"), online);
         };
-        self.do_register(role.to_string(), args.capabilities, args.name, args.id)
-            .await
+        self.do_register(
+            role.to_string(),
+            args.capabilities,
+            args.name,
+            args.id,
+            args.peer_key,
+        )
+        .await
     }
 
     #[tool(
-        description = "Register this session as a peer with a specific role and capabilities (like connect with a role). Registering again changes this session's role; its unacked commands go back to the old role's queue.",
+        description = "Register as a peer with a specific role and capabilities (like connect with a role); answers your peerKey for peer_key. Registering again with your peer_key changes your role; your unacked commands go back to the old role's queue.",
         annotations(
             read_only_hint = false,
             destructive_hint = false,
@@ -450,25 +575,35 @@ impl CipcMcp {
         )
     )]
     async fn register(&self, Parameters(args): Parameters<RegisterArgs>) -> CallToolResult {
-        self.do_register(args.role, args.capabilities, args.name, args.id)
-            .await
+        self.do_register(
+            args.role,
+            args.capabilities,
+            args.name,
+            args.id,
+            args.peer_key,
+        )
+        .await
     }
 
     #[tool(
-        description = "Who this session is on the broker: its peer id, role, status and the commands it is working on, or that it is not registered yet.",
+        description = "Who you are on the broker (pass your peer_key): your peer id, role, status and the commands you are working on, or that you are not registered yet.",
         annotations(read_only_hint = true)
     )]
-    async fn whoami(&self) -> CallToolResult {
-        let Some(id) = self.session.peer() else {
+    async fn whoami(&self, Parameters(args): Parameters<IdentityArgs>) -> CallToolResult {
+        let caller = match self.caller(args.peer_key.as_deref()) {
+            Ok(c) => c,
+            Err(r) => return r,
+        };
+        let Some(id) = caller.peer else {
             return done(
-                "This session is not registered. Call connect with a role (e.g. {\"role\": \"backend\"}) to register it.",
+                "You are not registered (or did not pass your peer_key). Call connect with a role (e.g. {\"role\": \"backend\"}) to register, then pass its peerKey as peer_key.",
                 json!({"registered": false}),
             );
         };
         match self.session.broker().peer(id) {
             Ok(peer) => done(
                 format!(
-                    "This session is peer {} with role {:?} ({}), connected via MCP; working on {} command(s).",
+                    "You are peer {} with role {:?} ({}), connected via MCP; working on {} command(s).",
                     peer.id,
                     peer.role,
                     match peer.status {
@@ -481,9 +616,11 @@ impl CipcMcp {
                 json!({"registered": true, "peer": peer}),
             ),
             Err(_) => {
-                self.session.unbind();
+                if self.session.peer() == Some(id) {
+                    self.session.unbind();
+                }
                 done(
-                    format!("This session was peer {id}, which the broker no longer knows (was it reset?). Call connect with your role to register again."),
+                    format!("You were peer {id}, which the broker no longer knows (was it reset?). Call connect with your role (without peer_key) to register again."),
                     json!({"registered": false}),
                 )
             }
@@ -495,6 +632,9 @@ impl CipcMcp {
         annotations(read_only_hint = true)
     )]
     async fn list_peers(&self, Parameters(args): Parameters<ListPeersArgs>) -> CallToolResult {
+        if let Err(r) = self.caller(args.peer_key.as_deref()) {
+            return r;
+        }
         if args.all.unwrap_or(false) {
             let peers = self.session.broker().peers();
             let online = peers
@@ -531,7 +671,10 @@ impl CipcMcp {
             dedupe_key: args.dedupe_key,
             ttl: args.ttl_seconds.map(|s| s.saturating_mul(1000)),
         };
-        let caller = self.session.caller();
+        let caller = match self.caller(args.peer_key.as_deref()) {
+            Ok(c) => c,
+            Err(r) => return r,
+        };
         let outcome = match self.session.broker().send(req, &caller).await {
             Ok(o) => o,
             Err(e) => return broker_refusal(e),
@@ -570,7 +713,7 @@ impl CipcMcp {
         let broker = self.session.broker().clone();
         let what = format!("the result of command {id}");
         match self
-            .waiting(&ctx, &what, timeout, broker.wait_result(id, timeout))
+            .waiting(&ctx, &caller, &what, timeout, broker.wait_result(id, timeout))
             .await
         {
             Waited::Cancelled => refuse(format!(
@@ -595,7 +738,7 @@ impl CipcMcp {
     }
 
     #[tool(
-        description = "Wait for the next command for this session (sent to its role or its peer id) and take it. Do what it says, then call ack_command with its id and a result (or an error). If nothing arrives within timeout_seconds, answers that nothing arrived yet: call it again to keep listening. Needs connect first.",
+        description = "Wait for the next command for you (sent to your role or your peer id) and take it; pass your peer_key. Do what it says, then call ack_command with its id, your peer_key and a result (or an error). If nothing arrives within timeout_seconds, answers that nothing arrived yet: call it again to keep listening. Needs connect first.",
         annotations(read_only_hint = false, destructive_hint = false)
     )]
     async fn wait_for_command(
@@ -603,16 +746,30 @@ impl CipcMcp {
         Parameters(args): Parameters<WaitArgs>,
         ctx: RequestContext<RoleServer>,
     ) -> CallToolResult {
-        let me = match self.me("wait_for_command") {
-            Ok(id) => id,
+        let (me, caller) = match self.me("wait_for_command", args.peer_key.as_deref()) {
+            Ok(m) => m,
             Err(r) => return r,
         };
         let timeout = wait_for(args.timeout_seconds, DEFAULT_WAIT_SECS);
         let broker = self.session.broker().clone();
-        match self
-            .waiting(&ctx, "a command", timeout, broker.wait_command(me, timeout))
-            .await
-        {
+        let watch = self.session.watch(&ctx.extensions);
+        let taken = self
+            .waiting(
+                &ctx,
+                &caller,
+                "a command",
+                timeout,
+                broker.wait_command(me, timeout, &caller),
+            )
+            .await;
+        // A command taken for an answer that can no longer be written goes
+        // straight back to its queue.
+        if let (Waited::Done(Ok(Some(c))), Some(w)) = (&taken, &watch) {
+            if !w.took(c.id, me) {
+                return Self::cancelled();
+            }
+        }
+        match taken {
             Waited::Cancelled => Self::cancelled(),
             Waited::Done(Err(e)) => broker_refusal(e),
             Waited::Done(Ok(None)) => done(
@@ -640,7 +797,7 @@ impl CipcMcp {
     }
 
     #[tool(
-        description = "Finish a command this session took with wait_for_command: give result (any JSON) when it worked, or error (a sentence) when it failed. The sender is waiting for this.",
+        description = "Finish a command you took with wait_for_command (pass your peer_key): give result (any JSON) when it worked, or error (a sentence) when it failed. The sender is waiting for this.",
         annotations(read_only_hint = false, destructive_hint = false)
     )]
     async fn ack_command(&self, Parameters(args): Parameters<AckArgs>) -> CallToolResult {
@@ -648,10 +805,10 @@ impl CipcMcp {
             Ok(id) => id,
             Err(r) => return r,
         };
-        if let Some(p) = self.session.peer() {
-            self.session.broker().touch(p);
-        }
-        let caller = self.session.caller();
+        let caller = match self.caller(args.peer_key.as_deref()) {
+            Ok(c) => c,
+            Err(r) => return r,
+        };
         match self
             .session
             .broker()
@@ -679,11 +836,21 @@ impl CipcMcp {
             Ok(id) => id,
             Err(r) => return r,
         };
+        let caller = match self.caller(args.peer_key.as_deref()) {
+            Ok(c) => c,
+            Err(r) => return r,
+        };
         let timeout = wait_for(args.timeout_seconds, DEFAULT_WAIT_SECS);
         let broker = self.session.broker().clone();
         let what = format!("the result of command {id}");
         match self
-            .waiting(&ctx, &what, timeout, broker.wait_result(id, timeout))
+            .waiting(
+                &ctx,
+                &caller,
+                &what,
+                timeout,
+                broker.wait_result(id, timeout),
+            )
             .await
         {
             Waited::Cancelled => Self::cancelled(),
@@ -707,7 +874,10 @@ impl CipcMcp {
         annotations(read_only_hint = false, destructive_hint = false)
     )]
     async fn channel_send(&self, Parameters(args): Parameters<ChannelSendArgs>) -> CallToolResult {
-        let from = self.session.peer().map(|p| p.to_string());
+        let from = match self.caller(args.peer_key.as_deref()) {
+            Ok(c) => c.peer.map(|p| p.to_string()),
+            Err(r) => return r,
+        };
         match self
             .session
             .broker()
@@ -731,6 +901,10 @@ impl CipcMcp {
         Parameters(args): Parameters<ChannelReadArgs>,
         ctx: RequestContext<RoleServer>,
     ) -> CallToolResult {
+        let caller = match self.caller(args.peer_key.as_deref()) {
+            Ok(c) => c,
+            Err(r) => return r,
+        };
         let since = args.since.unwrap_or(0);
         let limit = args.limit.unwrap_or(100).clamp(1, 1000);
         let timeout = wait_for(args.timeout_seconds, 0);
@@ -745,6 +919,7 @@ impl CipcMcp {
             match self
                 .waiting(
                     &ctx,
+                    &caller,
                     &what,
                     timeout,
                     broker.channel_wait(&args.channel, since, limit, timeout),
@@ -788,7 +963,10 @@ impl CipcMcp {
         annotations(read_only_hint = false, destructive_hint = false)
     )]
     async fn emit_signal(&self, Parameters(args): Parameters<EmitArgs>) -> CallToolResult {
-        let by = self.session.peer().map(|p| p.to_string());
+        let by = match self.caller(args.peer_key.as_deref()) {
+            Ok(c) => c.peer.map(|p| p.to_string()),
+            Err(r) => return r,
+        };
         match self.session.broker().emit(&args.name, args.data, by).await {
             Ok(s) => done(
                 format!("Emitted signal {:?} (count {}).", s.name, s.count),
@@ -807,12 +985,17 @@ impl CipcMcp {
         Parameters(args): Parameters<WaitSignalArgs>,
         ctx: RequestContext<RoleServer>,
     ) -> CallToolResult {
+        let caller = match self.caller(args.peer_key.as_deref()) {
+            Ok(c) => c,
+            Err(r) => return r,
+        };
         let timeout = wait_for(args.timeout_seconds, DEFAULT_WAIT_SECS);
         let broker = self.session.broker().clone();
         let what = format!("signal {:?}", args.name);
         match self
             .waiting(
                 &ctx,
+                &caller,
                 &what,
                 timeout,
                 broker.wait_signal(&args.name, args.after, timeout),
@@ -848,7 +1031,10 @@ impl CipcMcp {
         description = "Everything on the broker at a glance: version, uptime, peers, command counts and recent commands, channels and signals.",
         annotations(read_only_hint = true)
     )]
-    async fn status(&self) -> CallToolResult {
+    async fn status(&self, Parameters(args): Parameters<IdentityArgs>) -> CallToolResult {
+        if let Err(r) = self.caller(args.peer_key.as_deref()) {
+            return r;
+        }
         let s = self.session.broker().status();
         let online = s
             .peers
@@ -872,6 +1058,9 @@ impl CipcMcp {
         annotations(read_only_hint = false, destructive_hint = true)
     )]
     async fn reset(&self, Parameters(args): Parameters<ResetArgs>) -> CallToolResult {
+        if let Err(r) = self.caller(args.peer_key.as_deref()) {
+            return r;
+        }
         if !args.confirm {
             return refuse("reset erases every peer, command, channel and signal for everyone; call it with confirm: true only if the user asked for it");
         }
@@ -939,7 +1128,7 @@ impl ServerHandler for CipcMcp {
             return Ok(refuse("this MCP session has ended; reconnect to the broker").into());
         }
         if let Some(p) = self.session.peer() {
-            self.session.broker().touch(p);
+            self.session.broker().touch_as(p, &self.session.caller());
         }
         let name = request.name.to_string();
         let ctx = ToolCallContext::new(self, request, context);

@@ -1,0 +1,161 @@
+//! Whether a tool call's answer can still reach its client.
+//!
+//! A `wait_for_command` whose response stream closed (client timeout, proxy,
+//! crash, the end of a stateless request) must not take a command, or must
+//! give it back at once. rmcp does not tell a handler that its POST's
+//! response stream is gone, so `/mcp` tags every POST with a serial
+//! ([`STREAM_HEADER`]) and wraps the response body in a [`Tracked`] body:
+//! when hyper drops it before its end, the call's [`Watch`] is closed, which
+//! cancels the wait and gives back any command the call took.
+
+use crate::broker::Broker;
+use axum::body::Body;
+use bytes::Bytes;
+use http_body::{Body as HttpBody, Frame, SizeHint};
+use parking_lot::Mutex;
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+/// The header `/mcp` adds to each POST so a tool can find its [`Watch`].
+pub(super) const STREAM_HEADER: &str = "x-cipc-mcp-stream";
+
+/// One POST's response stream, as seen by the tool it runs.
+pub(super) struct Watch {
+    closed: CancellationToken,
+    /// Commands this call took, to give back if the answer is never written.
+    taken: Mutex<Vec<(Uuid, Uuid)>>,
+    broker: Broker,
+}
+
+impl Watch {
+    /// Cancelled when the response stream closed before its end.
+    pub fn closed(&self) -> &CancellationToken {
+        &self.closed
+    }
+
+    /// Records that this call took `command` for `holder`. False when the
+    /// stream is already gone: the command was given back and the caller must
+    /// not report it as delivered.
+    pub fn took(&self, command: Uuid, holder: Uuid) -> bool {
+        let mut taken = self.taken.lock();
+        if self.closed.is_cancelled() {
+            drop(taken);
+            self.broker.give_back(command, holder);
+            return false;
+        }
+        taken.push((command, holder));
+        true
+    }
+
+    fn close(&self) {
+        let taken = {
+            let taken = self.taken.lock();
+            self.closed.cancel();
+            taken.clone()
+        };
+        for (command, holder) in taken {
+            self.broker.give_back(command, holder);
+        }
+    }
+}
+
+/// Every open POST stream of `/mcp`, by serial.
+pub(super) struct Watches {
+    broker: Broker,
+    next: AtomicU64,
+    open: Mutex<HashMap<u64, Arc<Watch>>>,
+}
+
+impl Watches {
+    /// An empty registry over `broker`.
+    pub fn new(broker: Broker) -> Watches {
+        Watches {
+            broker,
+            next: AtomicU64::new(1),
+            open: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Opens a watch for a new POST; returns its serial.
+    pub fn open(&self) -> (u64, Arc<Watch>) {
+        let serial = self.next.fetch_add(1, Ordering::Relaxed);
+        let watch = Arc::new(Watch {
+            closed: CancellationToken::new(),
+            taken: Mutex::new(Vec::new()),
+            broker: self.broker.clone(),
+        });
+        self.open.lock().insert(serial, watch.clone());
+        (serial, watch)
+    }
+
+    /// The watch of the POST that carries `serial`.
+    pub fn get(&self, serial: &str) -> Option<Arc<Watch>> {
+        let serial: u64 = serial.parse().ok()?;
+        self.open.lock().get(&serial).cloned()
+    }
+
+    fn forget(&self, serial: u64) {
+        self.open.lock().remove(&serial);
+    }
+}
+
+/// A response body that tells its [`Watch`] whether it was read to the end.
+pub(super) struct Tracked {
+    inner: Body,
+    serial: u64,
+    watch: Arc<Watch>,
+    watches: Arc<Watches>,
+    ended: bool,
+}
+
+impl Tracked {
+    /// Wraps `inner`, the response to the POST tagged `serial`.
+    pub fn new(inner: Body, serial: u64, watch: Arc<Watch>, watches: Arc<Watches>) -> Tracked {
+        Tracked {
+            inner,
+            serial,
+            watch,
+            watches,
+            ended: false,
+        }
+    }
+}
+
+impl HttpBody for Tracked {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        if let Poll::Ready(None) = polled {
+            self.ended = true;
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for Tracked {
+    fn drop(&mut self) {
+        // Ended bodies need nothing; one dropped early lost its answer.
+        if !self.ended && !self.inner.is_end_stream() {
+            self.watch.close();
+        }
+        self.watches.forget(self.serial);
+    }
+}
