@@ -159,3 +159,95 @@ impl Drop for Tracked {
         self.watches.forget(self.serial);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{CommandStatus, ConnectRequest, SendRequest, Via};
+    use crate::broker::{BrokerConfig, Caller};
+    use std::time::Duration;
+
+    /// A worker peer with one command taken: (broker, peer id, command id).
+    async fn taken() -> (Broker, Uuid, Uuid) {
+        let broker = Broker::in_memory(BrokerConfig::default());
+        let nobody = Caller::default();
+        let req = ConnectRequest {
+            role: "w".into(),
+            ..ConnectRequest::default()
+        };
+        let (peer, _key) = broker
+            .connect(req, Via::Mcp, &nobody)
+            .await
+            .expect("connect");
+        let send = SendRequest {
+            target: "w".into(),
+            action: "build".into(),
+            ..SendRequest::default()
+        };
+        broker.send(send, &nobody).await.expect("send");
+        let c = broker
+            .wait_command(peer.id, Duration::ZERO, &nobody)
+            .await
+            .expect("wait")
+            .expect("a command");
+        (broker, peer.id, c.id)
+    }
+
+    fn endless() -> Body {
+        Body::from_stream(futures::stream::pending::<Result<Bytes, std::io::Error>>())
+    }
+
+    #[tokio::test]
+    async fn a_body_dropped_before_its_end_gives_back_what_its_call_took() {
+        let (broker, peer, cmd) = taken().await;
+        let watches = Arc::new(Watches::new(broker.clone()));
+        let (serial, watch) = watches.open();
+        assert!(watch.took(cmd, peer));
+        drop(Tracked::new(
+            endless(),
+            serial,
+            watch.clone(),
+            watches.clone(),
+        ));
+        assert!(watch.closed().is_cancelled());
+        let c = broker.command(cmd).expect("command");
+        assert_eq!(c.status, CommandStatus::Pending);
+        assert!(c.redelivered);
+        assert!(watches.get(&serial.to_string()).is_none(), "forgotten");
+    }
+
+    #[tokio::test]
+    async fn a_call_that_takes_after_its_stream_closed_gives_back_at_once() {
+        let (broker, peer, cmd) = taken().await;
+        let watches = Arc::new(Watches::new(broker.clone()));
+        let (serial, watch) = watches.open();
+        drop(Tracked::new(
+            endless(),
+            serial,
+            watch.clone(),
+            watches.clone(),
+        ));
+        assert!(!watch.took(cmd, peer));
+        assert_eq!(
+            broker.command(cmd).expect("command").status,
+            CommandStatus::Pending
+        );
+    }
+
+    #[tokio::test]
+    async fn a_body_read_to_its_end_keeps_the_delivery() {
+        use http_body_util::BodyExt;
+        let (broker, peer, cmd) = taken().await;
+        let watches = Arc::new(Watches::new(broker.clone()));
+        let (serial, watch) = watches.open();
+        assert!(watch.took(cmd, peer));
+        let body = Tracked::new(Body::from("answer"), serial, watch.clone(), watches);
+        let read = body.collect().await.expect("read").to_bytes();
+        assert_eq!(&read[..], b"answer");
+        assert!(!watch.closed().is_cancelled());
+        assert_eq!(
+            broker.command(cmd).expect("command").status,
+            CommandStatus::Delivered
+        );
+    }
+}
