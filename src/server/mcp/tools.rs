@@ -48,73 +48,94 @@ pub struct CipcMcp {
 
 // ---- arguments ----
 
+/// Makes an argument schema portable across MCP clients: an optional
+/// argument is simply left out, so it is typed as its value (`"integer"`, not
+/// `["integer", "null"]`) with no `"default": null`, which some clients'
+/// strict validators reject.
+fn portable_schema(schema: &mut schemars::Schema) {
+    let Some(props) = schema.get_mut("properties").and_then(Value::as_object_mut) else {
+        return;
+    };
+    for prop in props.values_mut() {
+        let Some(prop) = prop.as_object_mut() else {
+            continue;
+        };
+        if prop.get("default") == Some(&Value::Null) {
+            prop.remove("default");
+        }
+        if let Some(Value::Array(types)) = prop.get("type") {
+            let real: Vec<Value> = types
+                .iter()
+                .filter(|t| t.as_str() != Some("null"))
+                .cloned()
+                .collect();
+            if let [only] = real.as_slice() {
+                prop.insert("type".into(), only.clone());
+            }
+        }
+    }
+}
+
 /// Arguments of `connect`.
 #[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(transform = portable_schema)]
 pub struct ConnectArgs {
     /// The role this session takes, e.g. "backend" or "linux-client" (1-64 characters of letters, digits, '.', '_', '-'). Leave it out to just see who is online.
     #[serde(default)]
-    #[schemars(with = "String")]
     pub role: Option<String>,
     /// Capability tags others can see, e.g. ["rust", "docker"].
     #[serde(default)]
-    #[schemars(with = "Vec<String>")]
     pub capabilities: Option<Vec<String>>,
     /// A human-friendly name for this session.
     #[serde(default)]
-    #[schemars(with = "String")]
     pub name: Option<String>,
     /// The peer id of an earlier session, to continue as that same peer.
     #[serde(default)]
-    #[schemars(with = "String")]
     pub id: Option<String>,
     /// Your peer key: the "peerKey" that connect answered. Pass it on every call so the broker knows which peer you are (without it, a client that keeps no MCP session is anonymous).
     #[serde(default)]
-    #[schemars(with = "String")]
     pub peer_key: Option<String>,
 }
 
 /// Arguments of `register`.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(transform = portable_schema)]
 pub struct RegisterArgs {
     /// The role this session takes, e.g. "backend" (1-64 characters of letters, digits, '.', '_', '-').
     pub role: String,
     /// Capability tags others can see, e.g. ["rust", "docker"].
     #[serde(default)]
-    #[schemars(with = "Vec<String>")]
     pub capabilities: Option<Vec<String>>,
     /// A human-friendly name for this session.
     #[serde(default)]
-    #[schemars(with = "String")]
     pub name: Option<String>,
     /// The peer id of an earlier session, to continue as that same peer.
     #[serde(default)]
-    #[schemars(with = "String")]
     pub id: Option<String>,
     /// Your peer key: the "peerKey" that connect answered. Pass it on every call so the broker knows which peer you are (without it, a client that keeps no MCP session is anonymous).
     #[serde(default)]
-    #[schemars(with = "String")]
     pub peer_key: Option<String>,
 }
 
 /// Arguments of `list_peers`.
 #[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(transform = portable_schema)]
 pub struct ListPeersArgs {
     /// Also list stale and offline peers (default: online peers only).
     #[serde(default)]
-    #[schemars(with = "bool")]
     pub all: Option<bool>,
     /// Your peer key: the "peerKey" that connect answered. Pass it on every call so the broker knows which peer you are (without it, a client that keeps no MCP session is anonymous).
     #[serde(default)]
-    #[schemars(with = "String")]
     pub peer_key: Option<String>,
 }
 
 /// Arguments of `send_command`.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(transform = portable_schema)]
 pub struct SendCommandArgs {
     /// Who should do it: a role (the first free peer of that role takes it), a peer id, or "*" for a copy to every online peer.
     pub target: String,
@@ -125,43 +146,38 @@ pub struct SendCommandArgs {
     pub params: Option<Value>,
     /// Wait for the result before answering (default false).
     #[serde(default)]
-    #[schemars(with = "bool")]
     pub wait: Option<bool>,
     /// With wait: how long to wait for the result, in seconds (default 60, at most 1800).
     #[serde(default)]
-    #[schemars(with = "u64")]
     pub timeout_seconds: Option<u64>,
     /// An idempotency key: sending the same key again answers the original command.
     #[serde(default)]
-    #[schemars(with = "String")]
     pub dedupe_key: Option<String>,
     /// Seconds the command may stay untaken before it expires (default: never).
     #[serde(default)]
-    #[schemars(with = "u64")]
     pub ttl_seconds: Option<u64>,
     /// Your peer key: the "peerKey" that connect answered. Pass it on every call so the broker knows which peer you are (without it, a client that keeps no MCP session is anonymous).
     #[serde(default)]
-    #[schemars(with = "String")]
     pub peer_key: Option<String>,
 }
 
 /// Arguments of tools that only wait.
 #[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(transform = portable_schema)]
 pub struct WaitArgs {
     /// How long to wait, in seconds (default 60, at most 1800).
     #[serde(default)]
-    #[schemars(with = "u64")]
     pub timeout_seconds: Option<u64>,
     /// Your peer key: the "peerKey" that connect answered. Pass it on every call so the broker knows which peer you are (without it, a client that keeps no MCP session is anonymous).
     #[serde(default)]
-    #[schemars(with = "String")]
     pub peer_key: Option<String>,
 }
 
 /// Arguments of `ack_command`.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(transform = portable_schema)]
 pub struct AckArgs {
     /// The id of the command you took with wait_for_command.
     pub command_id: String,
@@ -170,33 +186,31 @@ pub struct AckArgs {
     pub result: Option<Value>,
     /// Set when the command failed: one sentence saying why. The command is then marked failed.
     #[serde(default)]
-    #[schemars(with = "String")]
     pub error: Option<String>,
     /// Your peer key: the "peerKey" that connect answered. Pass it on every call so the broker knows which peer you are (without it, a client that keeps no MCP session is anonymous).
     #[serde(default)]
-    #[schemars(with = "String")]
     pub peer_key: Option<String>,
 }
 
 /// Arguments of `get_command_result`.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(transform = portable_schema)]
 pub struct ResultArgs {
     /// The id send_command answered.
     pub command_id: String,
     /// How long to wait for the result, in seconds (default 60, at most 1800; 0 just looks).
     #[serde(default)]
-    #[schemars(with = "u64")]
     pub timeout_seconds: Option<u64>,
     /// Your peer key: the "peerKey" that connect answered. Pass it on every call so the broker knows which peer you are (without it, a client that keeps no MCP session is anonymous).
     #[serde(default)]
-    #[schemars(with = "String")]
     pub peer_key: Option<String>,
 }
 
 /// Arguments of `channel_send`.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(transform = portable_schema)]
 pub struct ChannelSendArgs {
     /// The channel's name, e.g. "build-log" (1-64 characters of letters, digits, '.', '_', '-').
     pub channel: String,
@@ -204,37 +218,34 @@ pub struct ChannelSendArgs {
     pub data: Value,
     /// Your peer key: the "peerKey" that connect answered. Pass it on every call so the broker knows which peer you are (without it, a client that keeps no MCP session is anonymous).
     #[serde(default)]
-    #[schemars(with = "String")]
     pub peer_key: Option<String>,
 }
 
 /// Arguments of `channel_read`.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(transform = portable_schema)]
 pub struct ChannelReadArgs {
     /// The channel's name.
     pub channel: String,
     /// Answer messages with seq greater than this (default 0: from the start). Pass the lastSeq of your previous read.
     #[serde(default)]
-    #[schemars(with = "u64")]
     pub since: Option<u64>,
     /// At most this many messages (default 100, at most 1000).
     #[serde(default)]
-    #[schemars(with = "usize")]
     pub limit: Option<usize>,
     /// When nothing is newer than since, wait up to this many seconds for a message (default 0: answer at once; at most 1800).
     #[serde(default)]
-    #[schemars(with = "u64")]
     pub timeout_seconds: Option<u64>,
     /// Your peer key: the "peerKey" that connect answered. Pass it on every call so the broker knows which peer you are (without it, a client that keeps no MCP session is anonymous).
     #[serde(default)]
-    #[schemars(with = "String")]
     pub peer_key: Option<String>,
 }
 
 /// Arguments of `emit_signal`.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(transform = portable_schema)]
 pub struct EmitArgs {
     /// The signal's name, e.g. "server-ready".
     pub name: String,
@@ -243,49 +254,46 @@ pub struct EmitArgs {
     pub data: Option<Value>,
     /// Your peer key: the "peerKey" that connect answered. Pass it on every call so the broker knows which peer you are (without it, a client that keeps no MCP session is anonymous).
     #[serde(default)]
-    #[schemars(with = "String")]
     pub peer_key: Option<String>,
 }
 
 /// Arguments of `wait_for_signal`.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(transform = portable_schema)]
 pub struct WaitSignalArgs {
     /// The signal's name.
     pub name: String,
     /// Wait for an emission newer than this count (the count you saw last); default: any emission, including one that already happened.
     #[serde(default)]
-    #[schemars(with = "u64")]
     pub after: Option<u64>,
     /// How long to wait, in seconds (default 60, at most 1800).
     #[serde(default)]
-    #[schemars(with = "u64")]
     pub timeout_seconds: Option<u64>,
     /// Your peer key: the "peerKey" that connect answered. Pass it on every call so the broker knows which peer you are (without it, a client that keeps no MCP session is anonymous).
     #[serde(default)]
-    #[schemars(with = "String")]
     pub peer_key: Option<String>,
 }
 
 /// Arguments of tools that only need to know who calls.
 #[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(transform = portable_schema)]
 pub struct IdentityArgs {
     /// Your peer key: the "peerKey" that connect answered. Pass it on every call so the broker knows which peer you are (without it, a client that keeps no MCP session is anonymous).
     #[serde(default)]
-    #[schemars(with = "String")]
     pub peer_key: Option<String>,
 }
 
 /// Arguments of `reset`.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(transform = portable_schema)]
 pub struct ResetArgs {
     /// Must be true: reset erases every peer, command, channel and signal for everyone.
     pub confirm: bool,
     /// Your peer key: the "peerKey" that connect answered. Pass it on every call so the broker knows which peer you are (without it, a client that keeps no MCP session is anonymous).
     #[serde(default)]
-    #[schemars(with = "String")]
     pub peer_key: Option<String>,
 }
 
@@ -1152,5 +1160,43 @@ impl ServerHandler for CipcMcp {
             }
         }
         Ok(response)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every tool's input schema types each argument with one type or says
+    /// in words what it holds (any JSON), and has no `"default": null`.
+    #[test]
+    fn argument_schemas_are_portable() {
+        let tools = CipcMcp::tool_router().list_all();
+        assert_eq!(tools.len(), 14);
+        for tool in tools {
+            let schema = Value::Object((*tool.input_schema).clone());
+            let props = schema["properties"]
+                .as_object()
+                .cloned()
+                .unwrap_or_default();
+            for (name, prop) in props {
+                let at = format!("{}.{name}: {prop}", tool.name);
+                assert!(!prop["type"].is_array(), "type array at {at}");
+                assert!(
+                    prop.get("type").is_some() || prop.get("description").is_some(),
+                    "untyped and undescribed at {at}"
+                );
+                assert_ne!(
+                    prop.get("default"),
+                    Some(&Value::Null),
+                    "null default at {at}"
+                );
+            }
+            assert!(
+                schema["properties"].get("peer_key").is_some(),
+                "{} takes peer_key",
+                tool.name
+            );
+        }
     }
 }
