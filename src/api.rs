@@ -324,6 +324,9 @@ pub struct ConnectResponse {
     pub key: String,
 }
 
+/// The longest `ttl` a command may have (365 days, in ms); longer is a 400.
+pub const MAX_TTL_MS: u64 = 365 * 24 * 3600 * 1000;
+
 /// The header that proves a client is the peer a key was issued to.
 pub const PEER_KEY_HEADER: &str = "x-cipc-peer-key";
 /// The header a client names itself with (its peer id).

@@ -33,12 +33,12 @@ impl Timestamp {
         Duration::from_millis(now.0.saturating_sub(self.0).max(0) as u64)
     }
 
+    /// The latest time RFC 3339 can write (9999-12-31T23:59:59.999Z).
+    pub const MAX: Timestamp = Timestamp(253_402_300_799_999);
+
+    /// Clamped to what RFC 3339 can write, so rendering never fails.
     fn to_system_time(self) -> SystemTime {
-        if self.0 >= 0 {
-            UNIX_EPOCH + Duration::from_millis(self.0 as u64)
-        } else {
-            UNIX_EPOCH
-        }
+        UNIX_EPOCH + Duration::from_millis(self.0.clamp(0, Timestamp::MAX.0) as u64)
     }
 }
 
@@ -101,5 +101,14 @@ mod tests {
         let s = t.to_string();
         assert!(s.ends_with(".123Z"), "{s}");
         assert_eq!(s.parse::<Timestamp>().unwrap(), t);
+    }
+
+    #[test]
+    fn times_past_year_9999_render_clamped_instead_of_panicking() {
+        for t in [Timestamp(i64::MAX), Timestamp::MAX.plus_millis(1)] {
+            assert_eq!(t.to_string(), "9999-12-31T23:59:59.999Z");
+            assert!(serde_json::to_string(&t).is_ok());
+        }
+        assert_eq!(Timestamp(i64::MIN).to_string(), "1970-01-01T00:00:00.000Z");
     }
 }

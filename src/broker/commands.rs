@@ -2,7 +2,7 @@
 
 use super::peers::unknown_peer;
 use super::{arm, Broker, BrokerError, Caller, CommandEntry, State, WaitEnd};
-use crate::api::{validate_name, Command, CommandStatus, PeerStatus, SendRequest};
+use crate::api::{validate_name, Command, CommandStatus, PeerStatus, SendRequest, MAX_TTL_MS};
 use crate::store::{Commit, Mutation};
 use crate::time::Timestamp;
 use serde_json::Value;
@@ -40,6 +40,11 @@ impl Broker {
         if req.action.trim().is_empty() || req.action.len() > MAX_ACTION_LEN {
             return Err(BrokerError::BadRequest(format!(
                 "action must be 1-{MAX_ACTION_LEN} characters, e.g. \"start-server\""
+            )));
+        }
+        if let Some(ttl) = req.ttl.filter(|t| *t > MAX_TTL_MS) {
+            return Err(BrokerError::BadRequest(format!(
+                "ttl={ttl} is too long: the maximum is {MAX_TTL_MS} ms (365 days); leave ttl out for a command that never expires"
             )));
         }
         if let Some(k) = &req.dedupe_key {
@@ -90,7 +95,7 @@ impl Broker {
                 dedupe_key: req.dedupe_key.clone(),
                 expires_at: req
                     .ttl
-                    .map(|ms| now.plus_millis(ms.min(i64::MAX as u64) as i64)),
+                    .map(|ms| now.plus_millis(i64::try_from(ms).unwrap_or(i64::MAX))),
                 attempt: 0,
                 redelivered: false,
                 origin,

@@ -210,6 +210,15 @@ impl Broker {
         self.inner.store.describe()
     }
 
+    /// Whether the store can save changes now (for `/healthz`).
+    pub fn store_health(&self) -> Result<(), BrokerError> {
+        self.inner.store.health().map_err(|e| {
+            BrokerError::Unavailable(format!(
+                "the store cannot save changes ({e}); check the disk and the data directory, then restart the broker"
+            ))
+        })
+    }
+
     /// How long the broker has been running.
     pub fn uptime(&self) -> Duration {
         self.inner.started.elapsed()

@@ -365,9 +365,12 @@ async fn reset(State(s): State<AppState>) -> ApiResult<Json<OkResponse>> {
     Ok(Json(OkResponse { ok: true }))
 }
 
-#[utoipa::path(get, path = "/healthz", tag = "system", responses((status = 200, body = OkResponse)))]
-async fn healthz() -> Json<OkResponse> {
-    Json(OkResponse { ok: true })
+#[utoipa::path(get, path = "/healthz", tag = "system",
+    responses((status = 200, body = OkResponse),
+              (status = 503, description = "the store cannot save changes", body = ErrorResponse)))]
+async fn healthz(State(s): State<AppState>) -> ApiResult<Json<OkResponse>> {
+    s.broker.store_health()?;
+    Ok(Json(OkResponse { ok: true }))
 }
 
 /// The OpenAPI document, generated from the handlers above.

@@ -98,4 +98,9 @@ pub trait Store: Send + Sync + 'static {
     fn close(&self);
     /// A human description of where data lives ("memory" or a file path).
     fn describe(&self) -> String;
+    /// Whether writes can be saved now; the reason when they cannot
+    /// (`/healthz` answers 503 with it).
+    fn health(&self) -> Result<(), String> {
+        Ok(())
+    }
 }

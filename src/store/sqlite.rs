@@ -9,7 +9,7 @@ use crate::api::{Command, Message, Signal};
 use rusqlite::{params, Connection, OptionalExtension};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use tokio::sync::oneshot;
 
 type Job = (Mutation, oneshot::Sender<Result<(), StoreError>>);
@@ -20,6 +20,8 @@ pub struct SqliteStore {
     sender: Mutex<Option<mpsc::Sender<Job>>>,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
     snapshot: Mutex<Option<Snapshot>>,
+    /// Why the last commit failed, until one succeeds again.
+    failure: Arc<Mutex<Option<String>>>,
 }
 
 const SCHEMA: &str = "
@@ -66,15 +68,18 @@ impl SqliteStore {
         })?;
         let snapshot = read_all(&conn).map_err(|e| open_err(&path, e))?;
         let (tx, rx) = mpsc::channel::<Job>();
+        let failure = Arc::new(Mutex::new(None));
+        let writer_failure = failure.clone();
         let writer = std::thread::Builder::new()
             .name("cipc-store-writer".into())
-            .spawn(move || writer_loop(conn, rx))
+            .spawn(move || writer_loop(conn, rx, &writer_failure))
             .map_err(|e| open_err(&path, format!("cannot start writer thread: {e}")))?;
         Ok(SqliteStore {
             path,
             sender: Mutex::new(Some(tx)),
             writer: Mutex::new(Some(writer)),
             snapshot: Mutex::new(Some(snapshot)),
+            failure,
         })
     }
 }
@@ -185,7 +190,7 @@ fn json<T: serde::Serialize>(v: &T) -> String {
     serde_json::to_string(v).unwrap_or_else(|_| "null".to_string())
 }
 
-fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Job>) {
+fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Job>, failure: &Mutex<Option<String>>) {
     const MAX_BATCH: usize = 4096;
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
@@ -195,23 +200,29 @@ fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Job>) {
                 Err(_) => break,
             }
         }
-        let outcome = (|| -> rusqlite::Result<()> {
+        // A panic while writing fails this batch, never the writer: the
+        // broker must keep being able to say that its store is broken.
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             let tx = conn.transaction()?;
             for (m, _) in &batch {
                 write_one(&tx, m)?;
             }
             tx.commit()
-        })();
+        }))
+        .unwrap_or_else(|_| {
+            Err(rusqlite::Error::ToSqlConversionFailure(
+                "the writer panicked on this batch".into(),
+            ))
+        })
+        .map_err(|e| e.to_string());
         if let Err(e) = &outcome {
             tracing::error!(error = %e, batch = batch.len(), "store commit failed");
         }
+        if let Ok(mut f) = failure.lock() {
+            *f = outcome.as_ref().err().cloned();
+        }
         for (_, reply) in batch {
-            let _ = reply.send(
-                outcome
-                    .as_ref()
-                    .map(|_| ())
-                    .map_err(|e| StoreError::Write(e.to_string())),
-            );
+            let _ = reply.send(outcome.clone().map_err(StoreError::Write));
         }
     }
     // Every sender is gone: checkpoint so the next start reads one file.
@@ -257,5 +268,20 @@ impl Store for SqliteStore {
 
     fn describe(&self) -> String {
         self.path.display().to_string()
+    }
+
+    fn health(&self) -> Result<(), String> {
+        let running = self
+            .writer
+            .lock()
+            .ok()
+            .is_some_and(|w| w.as_ref().is_some_and(|h| !h.is_finished()));
+        if !running {
+            return Err("the store's writer has stopped".into());
+        }
+        match self.failure.lock().ok().and_then(|f| f.clone()) {
+            Some(e) => Err(format!("the last commit failed: {e}")),
+            None => Ok(()),
+        }
     }
 }

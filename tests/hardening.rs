@@ -1,0 +1,99 @@
+//! Inputs and failures that must not break the broker: numbers past any
+//! sane bound are a 400 that names the bound, and a store that cannot save is
+//! reported by `/healthz` instead of staying silent.
+
+mod common;
+
+use common::*;
+use serde_json::{json, Value};
+use std::time::Duration;
+
+#[tokio::test]
+async fn a_ttl_past_the_bound_is_a_400_and_breaks_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let b = BinaryBroker::durable(dir.path());
+    let u = b.url.clone();
+    for ttl in [252_000_000_000_000_u64, u64::MAX] {
+        let (st, v) = post(
+            &format!("{u}/commands/send"),
+            json!({"target": "backend", "action": "x", "ttl": ttl}),
+        )
+        .await;
+        assert_eq!(st, 400, "{v}");
+        let msg = v["error"]["message"].as_str().unwrap_or_default();
+        assert!(msg.contains("ttl") && msg.contains("maximum"), "{msg}");
+    }
+    // The longest allowed ttl is stored and rendered.
+    let (st, v) = post(
+        &format!("{u}/commands/send"),
+        json!({"target": "backend", "action": "x", "ttl": cipc::api::MAX_TTL_MS}),
+    )
+    .await;
+    assert_eq!(st, 201, "{v}");
+    let (st, _) = get(&format!("{u}/healthz")).await;
+    assert_eq!(st, 200);
+    let (st, v) = post(&format!("{u}/channels/c/send"), json!(1)).await;
+    assert_eq!(st, 201, "the store still writes: {v}");
+}
+
+#[tokio::test]
+async fn mcp_ttl_seconds_past_the_bound_is_refused() {
+    let server = start().await;
+    let base = server.url();
+    let body = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {
+        "name": "send_command",
+        "arguments": {"target": "backend", "action": "x", "ttl_seconds": 300_000_000_000_u64},
+        "_meta": {
+            "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+            "io.modelcontextprotocol/clientCapabilities": {}
+        }
+    }});
+    let text = http()
+        .post(format!("{base}/mcp"))
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", "2026-07-28")
+        .header("mcp-method", "tools/call")
+        .header("mcp-name", "send_command")
+        .json(&body)
+        .send()
+        .await
+        .expect("tools/call")
+        .text()
+        .await
+        .expect("body");
+    assert!(
+        text.contains("\"isError\":true") && text.contains("ttl"),
+        "{text}"
+    );
+    let (_, cmds) = get(&format!("{base}/commands")).await;
+    assert_eq!(cmds["commands"], json!([]), "nothing was sent");
+}
+
+#[tokio::test]
+async fn healthz_reports_a_store_that_cannot_commit() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let b = BinaryBroker::durable(dir.path());
+    let u = b.url.clone();
+    let (st, _) = get(&format!("{u}/healthz")).await;
+    assert_eq!(st, 200);
+
+    // Another process holds SQLite's write lock: a stand-in for a stalled disk.
+    let db = rusqlite::Connection::open(dir.path().join("cipc.db")).expect("open db");
+    db.execute_batch("BEGIN IMMEDIATE")
+        .expect("take the write lock");
+    let (st, v) = post(&format!("{u}/channels/c/send"), json!(1)).await;
+    assert_eq!(st, 503, "the write is not answered as saved: {v}");
+    let (st, v): (u16, Value) = get(&format!("{u}/healthz")).await;
+    assert_eq!(st, 503, "{v}");
+    assert_eq!(v["error"]["code"], "unavailable");
+
+    // Once the disk is back, so is the broker.
+    db.execute_batch("ROLLBACK").expect("release");
+    let healthy = eventually(Duration::from_secs(20), || async {
+        post(&format!("{u}/channels/c/send"), json!(2)).await.0 == 201
+    })
+    .await;
+    assert!(healthy);
+    let (st, _) = get(&format!("{u}/healthz")).await;
+    assert_eq!(st, 200);
+}
