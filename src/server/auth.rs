@@ -16,10 +16,18 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use subtle::ConstantTimeEq;
 
-/// Failed auth attempts from one address allowed per window before it is blocked.
+/// Failed auth attempts from one address allowed per window before the brake
+/// slows that address down.
 const MAX_FAILURES: u32 = 20;
-/// The window and the block both last a minute.
+/// Failed attempts from all addresses together per window before the brake
+/// slows everyone's wrong guesses (guessing from many addresses).
+const MAX_FAILURES_ALL: u32 = 200;
+/// The window and the brake both last a minute.
 const FAILURE_WINDOW: Duration = Duration::from_secs(60);
+/// While the brake is on, each wrong guess waits this long in one queue
+/// shared by every address, so guessing runs at a few tries a second at most
+/// however many addresses it comes from. A right token never waits.
+const BRAKE_DELAY: Duration = Duration::from_millis(250);
 
 /// The name of the dashboard's session cookie.
 pub const SESSION_COOKIE: &str = "cipc_session";
@@ -31,6 +39,10 @@ pub struct Security {
     /// Host header values allowed (lowercase, without port); `None` allows any.
     pub allowed_hosts: Option<HashSet<String>>,
     failures: Mutex<HashMap<IpAddr, Failures>>,
+    /// Failures from every address in the current window.
+    all_failures: Mutex<(Instant, u32)>,
+    /// The queue wrong guesses wait in while the brake is on.
+    brake: tokio::sync::Mutex<()>,
     /// Dashboard session ids handed out in exchange for the token.
     pub sessions: Mutex<HashSet<String>>,
 }
@@ -73,6 +85,8 @@ impl Security {
             token,
             allowed_hosts,
             failures: Mutex::new(HashMap::new()),
+            all_failures: Mutex::new((Instant::now(), 0)),
+            brake: tokio::sync::Mutex::new(()),
             sessions: Mutex::new(HashSet::new()),
         }
     }
@@ -103,40 +117,61 @@ impl Security {
                 .is_ok_and(|ip| ip.is_loopback() && allowed.contains("localhost"))
     }
 
-    /// True while `ip` is blocked for too many wrong tokens.
-    pub(crate) fn blocked(&self, ip: IpAddr) -> bool {
-        let mut f = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        match f.get(&ip).and_then(|e| e.blocked_until) {
-            Some(until) if until > Instant::now() => true,
-            Some(_) => {
-                f.remove(&ip);
-                false
+    /// Counts one wrong token from `ip`; true when the brake is on for it
+    /// (20 in a minute from it, or 200 in a minute from everyone).
+    pub(crate) fn record_failure(&self, ip: IpAddr) -> bool {
+        let now = Instant::now();
+        let mine = {
+            let mut f = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+            if f.len() > 10_000 {
+                f.retain(|_, e| now.duration_since(e.window_start) < FAILURE_WINDOW);
             }
-            None => false,
-        }
+            let e = f.entry(ip).or_insert(Failures {
+                window_start: now,
+                count: 0,
+                blocked_until: None,
+            });
+            if now.duration_since(e.window_start) > FAILURE_WINDOW {
+                e.window_start = now;
+                e.count = 0;
+            }
+            e.count += 1;
+            if e.count == MAX_FAILURES {
+                e.blocked_until = Some(now + FAILURE_WINDOW);
+                tracing::warn!(address = %ip, "too many failed auth attempts; slowing this address down");
+            }
+            e.blocked_until.is_some_and(|until| until > now)
+        };
+        let all = {
+            let mut a = self.all_failures.lock().unwrap_or_else(|p| p.into_inner());
+            if now.duration_since(a.0) > FAILURE_WINDOW {
+                *a = (now, 0);
+            }
+            a.1 += 1;
+            if a.1 == MAX_FAILURES_ALL {
+                tracing::warn!(
+                    "too many failed auth attempts from all addresses; slowing every wrong guess"
+                );
+            }
+            a.1 >= MAX_FAILURES_ALL
+        };
+        mine || all
     }
 
-    /// Counts one wrong token from `ip`; the 20th in a minute blocks it for a minute.
-    pub(crate) fn record_failure(&self, ip: IpAddr) {
-        let now = Instant::now();
-        let mut f = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        if f.len() > 10_000 {
-            f.retain(|_, e| now.duration_since(e.window_start) < FAILURE_WINDOW);
-        }
-        let e = f.entry(ip).or_insert(Failures {
-            window_start: now,
-            count: 0,
-            blocked_until: None,
-        });
-        if now.duration_since(e.window_start) > FAILURE_WINDOW {
-            e.window_start = now;
-            e.count = 0;
-        }
-        e.count += 1;
-        if e.count >= MAX_FAILURES {
-            e.blocked_until = Some(now + FAILURE_WINDOW);
-            tracing::warn!(address = %ip, "too many failed auth attempts; blocking for a minute");
-        }
+    /// Waits in the brake's queue (one wrong guess at a time, each
+    /// [`BRAKE_DELAY`] long).
+    pub(crate) async fn brake(&self) {
+        let _turn = self.brake.lock().await;
+        tokio::time::sleep(BRAKE_DELAY).await;
+    }
+
+    /// The answer to a wrong token while the brake is on.
+    pub(crate) fn braked() -> ApiError {
+        ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_requests",
+            "too many wrong tokens recently, so wrong ones are answered slowly; check CIPC_TOKEN (a right token is never slowed)",
+        )
     }
 
     fn has_session(&self, headers: &HeaderMap) -> bool {
@@ -177,8 +212,13 @@ pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 
 /// The token a request presents, from `Authorization: Bearer` or `X-Cipc-Token`.
 fn presented_token(headers: &HeaderMap) -> Option<&str> {
-    if let Some(v) = headers.get("x-cipc-token").and_then(|v| v.to_str().ok()) {
-        return Some(v.trim());
+    if let Some(v) = headers
+        .get("x-cipc-token")
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+    {
+        return Some(v);
     }
     let auth = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, rest) = auth.trim().split_once(' ')?;
@@ -206,8 +246,13 @@ pub async fn guard(
     req: Request,
     next: Next,
 ) -> Response {
-    if let Some(no) = refusal(&s, addr, &req) {
-        return no;
+    match refusal(&s, addr, &req) {
+        None => {}
+        Some(Refused::Now(no)) => return no,
+        Some(Refused::AfterBrake(no)) => {
+            s.security.brake().await;
+            return no;
+        }
     }
     // Peer claims are checked (and contact noted) only past the token check,
     // and never for public paths: a token-less request keeps no peer alive.
@@ -223,10 +268,25 @@ pub async fn guard(
     next.run(req).await
 }
 
+/// How a request is refused.
+enum Refused {
+    /// Answer at once.
+    Now(Response),
+    /// A wrong token while the brake is on: answer after waiting in its queue.
+    AfterBrake(Response),
+}
+
 /// The answer refusing a request, or `None` to let it pass. Synchronous, so
 /// the per-request future stays small: ten thousand parked long-polls each
 /// hold one.
-fn refusal(s: &AppState, addr: SocketAddr, req: &Request) -> Option<Response> {
+fn refusal(s: &AppState, addr: SocketAddr, req: &Request) -> Option<Refused> {
+    refusal_now(s, addr, req)
+        .map(Refused::Now)
+        .or_else(|| auth_refusal(s, addr, req))
+}
+
+/// Every check but the token's.
+fn refusal_now(s: &AppState, addr: SocketAddr, req: &Request) -> Option<Response> {
     let path = req.uri().path();
     let sec = &s.security;
 
@@ -275,16 +335,17 @@ fn refusal(s: &AppState, addr: SocketAddr, req: &Request) -> Option<Response> {
             .into_response());
         }
     }
+    None
+}
+
+/// The token check: a right token always passes; a wrong one counts
+/// towards the brake.
+fn auth_refusal(s: &AppState, addr: SocketAddr, req: &Request) -> Option<Refused> {
+    let path = req.uri().path();
+    let sec = &s.security;
+    let headers = req.headers();
     if sec.token.is_none() || is_public(path) {
         return None;
-    }
-    if sec.blocked(addr.ip()) {
-        return Some(ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "too_many_requests",
-            "too many failed token attempts from this address; wait a minute and check CIPC_TOKEN",
-        )
-        .into_response());
     }
     let ok = match presented_token(headers) {
         Some(t) => sec.token_matches(t),
@@ -293,13 +354,15 @@ fn refusal(s: &AppState, addr: SocketAddr, req: &Request) -> Option<Response> {
     if ok {
         return None;
     }
-    sec.record_failure(addr.ip());
+    if sec.record_failure(addr.ip()) {
+        return Some(Refused::AfterBrake(Security::braked().into_response()));
+    }
     let what = if presented_token(headers).is_some() {
         "the token is wrong"
     } else {
         "this broker needs a token"
     };
-    Some(if is_mcp(path) {
+    Some(Refused::Now(if is_mcp(path) {
         // 401 would send MCP clients into an OAuth flow that drops the header.
         ApiError::forbidden(format!(
             "{what}: add \"headers\": {{\"X-Cipc-Token\": \"<token>\"}} to the server's entry in .mcp.json"
@@ -312,7 +375,7 @@ fn refusal(s: &AppState, addr: SocketAddr, req: &Request) -> Option<Response> {
             format!("{what}: send Authorization: Bearer <token> (the cipc CLI reads CIPC_TOKEN)"),
         )
         .into_response()
-    })
+    }))
 }
 
 #[cfg(test)]

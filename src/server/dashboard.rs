@@ -167,16 +167,12 @@ async fn login(
         return Ok(Json(serde_json::json!({"ok": true, "tokenRequired": false})).into_response());
     }
     // The public login shares the guard's brake on wrong tokens.
-    if s.security.blocked(addr.ip()) {
-        return Err(ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "too_many_requests",
-            "too many wrong tokens from this address; wait a minute and check the token",
-        ));
-    }
     let token = req.token.trim();
     if token.is_empty() || !s.security.token_matches(token) {
-        s.security.record_failure(addr.ip());
+        if s.security.record_failure(addr.ip()) {
+            s.security.brake().await;
+            return Err(super::auth::Security::braked());
+        }
         tracing::warn!(address = %addr, "dashboard login with a wrong token");
         return Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
