@@ -1,6 +1,6 @@
 //! Channels: append-only message streams read by sequence number.
 
-use super::{arm, Broker, BrokerError, Channel, WaitEnd};
+use super::{Broker, BrokerError, Channel, WaitEnd};
 use crate::api::{validate_name, ChannelInfo, Message, MessagesResponse};
 use crate::store::Mutation;
 use crate::time::Timestamp;
@@ -97,7 +97,7 @@ impl Broker {
                 if !r.messages.is_empty() {
                     return Ok(r);
                 }
-                vec![arm(st.notify(&format!("c:{name}")))]
+                vec![st.arm(format!("c:{name}"))]
             };
             if let WaitEnd::TimedOut = self.park(armed, deadline).await {
                 let mut r = self.channel_read(name, since, limit)?;

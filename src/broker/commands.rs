@@ -1,7 +1,7 @@
 //! Commands: queues per target with competing consumers, acks, results.
 
 use super::peers::unknown_peer;
-use super::{arm, Broker, BrokerError, Caller, CommandEntry, State, WaitEnd};
+use super::{Broker, BrokerError, Caller, CommandEntry, State, WaitEnd};
 use crate::api::{validate_name, Command, CommandStatus, PeerStatus, SendRequest, MAX_TTL_MS};
 use crate::store::{Commit, Mutation};
 use crate::time::Timestamp;
@@ -316,9 +316,7 @@ impl Broker {
                     drop(commits);
                     return Ok(Some(c));
                 }
-                let a = st.notify(&format!("q:{peer}"));
-                let b = st.notify(&format!("q:{role}"));
-                vec![arm(a), arm(b)]
+                vec![st.arm(format!("q:{peer}")), st.arm(format!("q:{role}"))]
             };
             if let WaitEnd::TimedOut = self.park(armed, deadline).await {
                 return Ok(None);
@@ -507,7 +505,7 @@ impl Broker {
                 if c.status.is_terminal() {
                     return Ok((c, false));
                 }
-                vec![arm(st.notify(&format!("r:{id}")))]
+                vec![st.arm(format!("r:{id}"))]
             };
             if let WaitEnd::TimedOut = self.park(armed, deadline).await {
                 return Ok((self.command(id)?, true));

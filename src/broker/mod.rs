@@ -136,6 +136,13 @@ impl State {
             .clone()
     }
 
+    /// Arms a wake-up on `key` (created on first use; [`Broker::park`]
+    /// removes it again once nobody waits on it).
+    fn arm(&mut self, key: String) -> (String, Armed) {
+        let armed = arm(self.notify(&key));
+        (key, armed)
+    }
+
     fn wake(&self, key: &str) {
         if let Some(n) = self.notifies.get(key) {
             n.notify_waiters();
@@ -150,6 +157,27 @@ fn arm(n: Arc<Notify>) -> Armed {
     let mut f = Box::pin(n.notified_owned());
     f.as_mut().enable();
     f
+}
+
+/// Removes the wake-ups of a finished wait that nobody else holds.
+struct ForgetUnused<'a> {
+    broker: &'a Broker,
+    keys: Vec<String>,
+}
+
+impl Drop for ForgetUnused<'_> {
+    fn drop(&mut self) {
+        let mut st = self.broker.lock();
+        for k in &self.keys {
+            if st
+                .notifies
+                .get(k)
+                .is_some_and(|n| Arc::strong_count(n) == 1)
+            {
+                st.notifies.remove(k);
+            }
+        }
+    }
 }
 
 /// How a wait ended when it did not get what it waited for.
@@ -278,6 +306,11 @@ impl Broker {
         Ok(permit)
     }
 
+    /// How many wake-up entries exist (each has a parked waiter).
+    pub fn wake_entries(&self) -> usize {
+        self.lock().notifies.len()
+    }
+
     /// How many waits and streams are open now.
     pub fn open_waiters(&self) -> usize {
         self.inner.waiters.load(Ordering::Relaxed)
@@ -305,8 +338,12 @@ impl Broker {
         Ok(())
     }
 
-    /// Parks on `armed` until woken, `deadline`, or shutdown.
-    async fn park(&self, armed: Vec<Armed>, deadline: tokio::time::Instant) -> WaitEnd {
+    /// Parks on `armed` until woken, `deadline`, or shutdown. However the
+    /// wait ends (even by being dropped), wake-ups nobody else waits on are
+    /// removed, so the table does not grow with every name ever waited on.
+    async fn park(&self, armed: Vec<(String, Armed)>, deadline: tokio::time::Instant) -> WaitEnd {
+        let (keys, armed): (Vec<String>, Vec<Armed>) = armed.into_iter().unzip();
+        let _forget = ForgetUnused { broker: self, keys };
         let woken = futures::future::select_all(armed);
         tokio::select! {
             _ = woken => WaitEnd::Woken,
@@ -381,5 +418,50 @@ impl State {
         for s in snap.signals {
             self.signals.insert(s.name.clone(), s);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn waits_on_ever_new_names_leave_no_wake_ups_behind() {
+        let broker = Broker::in_memory(BrokerConfig::default());
+        for i in 0..200 {
+            let name = format!("never-{i}");
+            let (_, timed_out) = broker
+                .wait_signal(&name, None, Duration::ZERO)
+                .await
+                .expect("wait");
+            assert!(timed_out);
+            broker
+                .channel_wait(&name, 0, 10, Duration::ZERO)
+                .await
+                .expect("wait");
+        }
+        assert_eq!(broker.wake_entries(), 0);
+
+        // A wait that is dropped (its client left) cleans up too, and one
+        // still parked on the same name keeps its entry until it ends.
+        let (b1, b2) = (broker.clone(), broker.clone());
+        let dropped = tokio::spawn(async move {
+            b1.wait_signal("shared", None, Duration::from_secs(60))
+                .await
+        });
+        let kept = tokio::spawn(async move {
+            b2.wait_signal("shared", None, Duration::from_secs(60))
+                .await
+        });
+        while broker.open_waiters() < 2 {
+            tokio::task::yield_now().await;
+        }
+        dropped.abort();
+        let _ = dropped.await;
+        assert_eq!(broker.wake_entries(), 1, "the other waiter still needs it");
+        broker.emit("shared", None, None).await.expect("emit");
+        let (signal, timed_out) = kept.await.expect("task").expect("wait");
+        assert!(!timed_out && signal.emitted);
+        assert_eq!(broker.wake_entries(), 0);
     }
 }

@@ -1,6 +1,6 @@
 //! Signals: named latches with data that release every waiter at once.
 
-use super::{arm, Broker, BrokerError, WaitEnd};
+use super::{Broker, BrokerError, WaitEnd};
 use crate::api::{validate_name, Signal};
 use crate::store::Mutation;
 use crate::time::Timestamp;
@@ -102,7 +102,7 @@ impl Broker {
                 if s.emitted && after.is_none_or(|k| s.count > k) {
                     return Ok((s, false));
                 }
-                vec![arm(st.notify(&format!("s:{name}")))]
+                vec![st.arm(format!("s:{name}"))]
             };
             if let WaitEnd::TimedOut = self.park(armed, deadline).await {
                 return Ok((self.signal(name)?, true));
