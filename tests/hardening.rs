@@ -97,3 +97,100 @@ async fn healthz_reports_a_store_that_cannot_commit() {
     let (st, _) = get(&format!("{u}/healthz")).await;
     assert_eq!(st, 200);
 }
+
+/// Sends `request` as raw bytes and reads the status line of the answer.
+async fn raw_status(addr: std::net::SocketAddr, request: &[u8]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    s.write_all(request).await.expect("write");
+    let mut buf = vec![0u8; 512];
+    let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf))
+        .await
+        .expect("an answer in time")
+        .expect("read");
+    String::from_utf8_lossy(&buf[..n])
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_string()
+}
+
+#[tokio::test]
+async fn tokens_in_the_query_are_refused_however_they_are_spelled() {
+    let b = start_with_token("s3cret").await;
+    let u = b.url();
+    for q in [
+        "token=x",
+        "TOKEN=x",
+        "%74oken=x",
+        "a=1&Access_Token=x",
+        "cipc%5Ftoken=x",
+    ] {
+        let (st, v) = get(&format!("{u}/status?{q}")).await;
+        assert_eq!(st, 400, "?{q}: {v}");
+    }
+}
+
+#[tokio::test]
+async fn a_host_that_is_not_text_is_refused() {
+    let b = start().await;
+    let status = raw_status(
+        b.addr,
+        b"GET /status HTTP/1.1\r\nHost: evil\xff.example\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(status.contains(" 400 "), "{status}");
+}
+
+#[tokio::test]
+async fn a_long_from_is_a_400_naming_the_limit() {
+    let b = start().await;
+    let u = b.url();
+    let (st, v) = post(
+        &format!("{u}/commands/send"),
+        json!({"from": "x".repeat(900_000), "target": "r", "action": "a"}),
+    )
+    .await;
+    assert_eq!(st, 400, "{v}");
+    assert!(v["error"]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .contains("128"));
+    let (st, _) = post(
+        &format!("{u}/commands/send"),
+        json!({"from": "x".repeat(128), "target": "r", "action": "a"}),
+    )
+    .await;
+    assert_eq!(st, 201);
+}
+
+#[tokio::test]
+async fn the_public_login_reads_only_a_token_sized_body() {
+    let b = start_with_token("s3cret").await;
+    let u = b.url();
+    let (st, v) = post(
+        &format!("{u}/dashboard/login"),
+        json!({"token": "x".repeat(8192)}),
+    )
+    .await;
+    assert_eq!(st, 413, "{v}");
+}
+
+#[tokio::test]
+async fn a_body_that_never_arrives_is_cut_off_with_408() {
+    use cipc::broker::BrokerConfig;
+    use cipc::server::ServerConfig;
+    let server = ServerConfig {
+        body_read_timeout: Duration::from_millis(300),
+        ..ServerConfig::default()
+    };
+    let b = start_with(BrokerConfig::default(), server, None).await;
+    // Headers promise 1000 bytes; only 10 ever come.
+    let status = raw_status(
+        b.addr,
+        b"POST /channels/c/send HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"a\": 1, ",
+    )
+    .await;
+    assert!(status.contains(" 408 "), "{status}");
+    assert_eq!(get(&format!("{}/healthz", b.url())).await.0, 200);
+}

@@ -21,6 +21,8 @@ pub enum SendOutcome {
 }
 
 const MAX_ACTION_LEN: usize = 256;
+/// The longest `from` a sender may give.
+const MAX_FROM_LEN: usize = 128;
 
 impl Broker {
     /// `POST /commands/send`.
@@ -40,6 +42,16 @@ impl Broker {
         if req.action.trim().is_empty() || req.action.len() > MAX_ACTION_LEN {
             return Err(BrokerError::BadRequest(format!(
                 "action must be 1-{MAX_ACTION_LEN} characters, e.g. \"start-server\""
+            )));
+        }
+        if let Some(from) = req
+            .from
+            .as_deref()
+            .filter(|f| f.chars().count() > MAX_FROM_LEN)
+        {
+            return Err(BrokerError::BadRequest(format!(
+                "from is {} characters long; at most {MAX_FROM_LEN} (a role or a name)",
+                from.chars().count()
             )));
         }
         if let Some(ttl) = req.ttl.filter(|t| *t > MAX_TTL_MS) {

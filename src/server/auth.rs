@@ -295,9 +295,12 @@ fn refusal_now(s: &AppState, addr: SocketAddr, req: &Request) -> Option<Response
         return Some(StatusCode::NOT_FOUND.into_response());
     }
     if let Some(q) = req.uri().query() {
-        let leaks = q.split('&').any(|kv| {
-            let k = kv.split('=').next().unwrap_or_default();
-            matches!(k, "token" | "access_token" | "cipc_token")
+        // Decoded and case-folded, so `?TOKEN=` and `?%74oken=` count too.
+        let leaks = form_urlencoded::parse(q.as_bytes()).any(|(k, _)| {
+            matches!(
+                k.to_ascii_lowercase().as_str(),
+                "token" | "access_token" | "cipc_token"
+            )
         });
         if leaks {
             return Some(ApiError::bad_request(
@@ -307,7 +310,10 @@ fn refusal_now(s: &AppState, addr: SocketAddr, req: &Request) -> Option<Response
         }
     }
     let headers = req.headers();
-    if let Some(host) = headers.get(header::HOST).and_then(|v| v.to_str().ok()) {
+    if let Some(raw) = headers.get(header::HOST) {
+        let Ok(host) = raw.to_str() else {
+            return Some(ApiError::bad_request("the Host header is not text").into_response());
+        };
         if !sec.host_allowed(host) {
             tracing::warn!(%host, address = %addr, "refused a request for a foreign Host (DNS rebinding?)");
             return Some(ApiError::forbidden(format!(

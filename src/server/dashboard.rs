@@ -17,7 +17,7 @@ use super::auth::{cookie, SESSION_COOKIE};
 use super::error::ApiError;
 use super::extract::JsonBody;
 use super::AppState;
-use axum::extract::{ConnectInfo, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
@@ -50,7 +50,13 @@ pub fn routes() -> Router<AppState> {
         .route("/dashboard/assets/app.js", get(app_js))
         .route("/dashboard/assets/style.css", get(style_css))
         .route("/dashboard/assets/icon.svg", get(icon_svg))
-        .route("/dashboard/login", get(session).post(login))
+        // The login is public: it reads at most a token's worth of body.
+        .route(
+            "/dashboard/login",
+            get(session)
+                .post(login)
+                .layer(DefaultBodyLimit::max(LOGIN_MAX_BODY)),
+        )
         .route("/dashboard/logout", axum::routing::post(logout))
 }
 
@@ -143,6 +149,9 @@ async fn session(State(s): State<AppState>, headers: HeaderMap) -> Response {
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     res
 }
+
+/// The most a login body may hold: `{"token": "..."}` with a long token.
+const LOGIN_MAX_BODY: usize = 4096;
 
 /// Body of `POST /dashboard/login`.
 #[derive(Debug, Deserialize)]

@@ -20,9 +20,23 @@ use uuid::Uuid;
 /// `Content-Type` is accepted, as the original broker did (curl `-d`).
 pub struct JsonBody<T>(pub T);
 
-/// Reads the raw body, mapping the size limit to 413.
+/// Reads the raw body, mapping the size limit to 413 and a body that does
+/// not arrive within `body_read_timeout` to 408, so a client trickling bytes
+/// cannot hold a buffer forever.
 pub async fn read_body(req: Request, state: &AppState) -> Result<Bytes, ApiError> {
-    Bytes::from_request(req, state).await.map_err(|rej| {
+    let limit = state.config.body_read_timeout;
+    let read = tokio::time::timeout(limit, Bytes::from_request(req, state));
+    let Ok(read) = read.await else {
+        return Err(ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "request_timeout",
+            format!(
+                "the request body did not arrive within {} ms; send it in one go",
+                limit.as_millis()
+            ),
+        ));
+    };
+    read.map_err(|rej| {
         if rej.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,

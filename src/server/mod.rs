@@ -31,6 +31,8 @@ pub struct ServerConfig {
     pub sse_buffer: usize,
     /// A client must send its request headers within this time.
     pub header_read_timeout: std::time::Duration,
+    /// A client must send a request body within this time (408 after).
+    pub body_read_timeout: std::time::Duration,
     /// How often a blocking MCP tool reports progress while it waits
     /// (at most every 25 s is honoured).
     pub mcp_progress_every: std::time::Duration,
@@ -45,6 +47,7 @@ impl Default for ServerConfig {
             max_body: 1024 * 1024,
             sse_buffer: 256,
             header_read_timeout: std::time::Duration::from_secs(10),
+            body_read_timeout: std::time::Duration::from_secs(30),
             mcp_progress_every: std::time::Duration::from_secs(20),
             slow_reader_grace: std::time::Duration::from_secs(5),
         }
