@@ -50,8 +50,9 @@ pub struct CipcMcp {
 
 /// Makes an argument schema portable across MCP clients: an optional
 /// argument is simply left out, so it is typed as its value (`"integer"`, not
-/// `["integer", "null"]`) with no `"default": null`, which some clients'
-/// strict validators reject.
+/// `["integer", "null"]`) with no `"default": null`, and an argument that
+/// takes any JSON says so with one branch per JSON type instead of an empty
+/// schema; strict validators reject the other forms.
 fn portable_schema(schema: &mut schemars::Schema) {
     let Some(props) = schema.get_mut("properties").and_then(Value::as_object_mut) else {
         return;
@@ -62,6 +63,16 @@ fn portable_schema(schema: &mut schemars::Schema) {
         };
         if prop.get("default") == Some(&Value::Null) {
             prop.remove("default");
+        }
+        let constrained = ["type", "anyOf", "oneOf", "allOf", "$ref", "enum", "const"]
+            .iter()
+            .any(|k| prop.contains_key(*k));
+        if !constrained {
+            let any: Vec<Value> = ["object", "array", "string", "number", "boolean", "null"]
+                .iter()
+                .map(|t| json!({ "type": t }))
+                .collect();
+            prop.insert("anyOf".into(), Value::Array(any));
         }
         if let Some(Value::Array(types)) = prop.get("type") {
             let real: Vec<Value> = types
@@ -1167,8 +1178,8 @@ impl ServerHandler for CipcMcp {
 mod tests {
     use super::*;
 
-    /// Every tool's input schema types each argument with one type or says
-    /// in words what it holds (any JSON), and has no `"default": null`.
+    /// Every tool's input schema types each argument with one type (or one
+    /// type per `anyOf` branch, for any JSON) and has no `"default": null`.
     #[test]
     fn argument_schemas_are_portable() {
         let tools = CipcMcp::tool_router().list_all();
@@ -1182,10 +1193,13 @@ mod tests {
             for (name, prop) in props {
                 let at = format!("{}.{name}: {prop}", tool.name);
                 assert!(!prop["type"].is_array(), "type array at {at}");
+                let branches = prop["anyOf"].as_array().cloned().unwrap_or_default();
                 assert!(
-                    prop.get("type").is_some() || prop.get("description").is_some(),
-                    "untyped and undescribed at {at}"
+                    prop["type"].is_string()
+                        || (!branches.is_empty() && branches.iter().all(|b| b["type"].is_string())),
+                    "untyped at {at}"
                 );
+                assert!(prop.get("description").is_some(), "undescribed at {at}");
                 assert_ne!(
                     prop.get("default"),
                     Some(&Value::Null),
