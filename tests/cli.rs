@@ -1448,3 +1448,47 @@ fn client_flags_work_before_the_subcommand_too() {
         .assert()
         .code(2);
 }
+
+#[test]
+fn a_wrong_or_foreign_peer_key_never_works() {
+    let b = Broker::start();
+    let me = b.connect("backend");
+    let other = b.connect("backend");
+    // Another peer's key, a key with a changed secret, and no key at all.
+    let mut forged = b.key(&me);
+    forged.pop();
+    forged.push(if forged.ends_with('A') { 'B' } else { 'A' });
+    for (peer, key) in [
+        (me.clone(), Some(b.key(&other))),
+        (me.clone(), Some(forged)),
+        (me.clone(), None),
+    ] {
+        let mut c = b.cipc();
+        c.env("CIPC_PEER", &peer);
+        if let Some(k) = &key {
+            c.env("CIPC_PEER_KEY", k);
+        }
+        let a = c.args(["wait", "--timeout", "0s"]).assert();
+        let out = a.get_output();
+        let err = String::from_utf8_lossy(&out.stderr).to_string();
+        assert_ne!(out.status.code(), Some(0), "key {key:?} worked: {err}");
+        assert!(
+            err.contains("forbidden") || err.contains("different peers"),
+            "key {key:?}: {err}"
+        );
+    }
+    // A malformed key is caught before any request.
+    let a = b
+        .cipc()
+        .env("CIPC_PEER_KEY", "not-a-key")
+        .args(["wait", "--timeout", "0s"])
+        .assert()
+        .code(2);
+    assert!(stderr_of(&a).contains("CIPC_PEER_KEY"), "{}", stderr_of(&a));
+    // The right key works.
+    b.cipc()
+        .envs(b.identity(&me))
+        .args(["wait", "--timeout", "0s"])
+        .assert()
+        .code(124);
+}
