@@ -1,6 +1,7 @@
 //! The dashboard's event stream: every change, numbered, with a short history
 //! so a reconnecting reader resumes with `Last-Event-ID`.
 
+use crate::store::Progress;
 use serde_json::Value;
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -15,6 +16,9 @@ pub struct Event {
     pub kind: &'static str,
     /// The changed object.
     pub data: Value,
+    /// The store position of the change: the event may be shown once
+    /// everything up to it is saved ([`super::Broker::settled_through`]).
+    pub lsn: u64,
 }
 
 /// A reader's view of the stream: what it missed, then the live feed.
@@ -28,6 +32,7 @@ pub struct EventSubscription {
 }
 
 pub(super) struct EventLog {
+    progress: Arc<Progress>,
     next_id: u64,
     history: VecDeque<Arc<Event>>,
     capacity: usize,
@@ -36,14 +41,15 @@ pub(super) struct EventLog {
 
 impl Default for EventLog {
     fn default() -> Self {
-        EventLog::new(1024)
+        EventLog::new(1024, Arc::new(Progress::default()))
     }
 }
 
 impl EventLog {
-    pub(super) fn new(capacity: usize) -> Self {
+    pub(super) fn new(capacity: usize, progress: Arc<Progress>) -> Self {
         let (tx, _) = broadcast::channel(capacity.max(16));
         EventLog {
+            progress,
             next_id: 1,
             history: VecDeque::new(),
             capacity: capacity.max(1),
@@ -56,6 +62,7 @@ impl EventLog {
             id: self.next_id,
             kind,
             data,
+            lsn: self.progress.queued(),
         });
         self.next_id += 1;
         if self.history.len() == self.capacity {

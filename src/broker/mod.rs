@@ -204,7 +204,7 @@ impl Broker {
             .load()
             .map_err(|e| BrokerError::Unavailable(e.to_string()))?;
         let mut state = State {
-            events: events::EventLog::new(config.event_history),
+            events: events::EventLog::new(config.event_history, store.progress()),
             ..State::default()
         };
         state.restore(snapshot);
@@ -222,7 +222,7 @@ impl Broker {
 
     /// A broker that keeps nothing on disk (tests, `--memory`).
     pub fn in_memory(config: BrokerConfig) -> Broker {
-        match Broker::open(Arc::new(crate::store::MemoryStore), config) {
+        match Broker::open(Arc::new(crate::store::MemoryStore::default()), config) {
             Ok(b) => b,
             Err(_) => unreachable!("the memory store always loads"),
         }
@@ -326,6 +326,49 @@ impl Broker {
         self.inner.store.apply(m)
     }
 
+    /// Resolves once everything changed so far is saved, so what the caller
+    /// read from the broker may be shown; a 503 when some of it was lost to
+    /// a failed commit (principle 8: nothing visible before it is durable).
+    pub async fn settled(&self) -> Result<(), BrokerError> {
+        let lsn = self.inner.store.progress().queued();
+        self.settled_through(lsn).await
+    }
+
+    /// Like [`Broker::settled`], for something made at store position `lsn`
+    /// (an [`Event`]).
+    pub async fn settled_through(&self, lsn: u64) -> Result<(), BrokerError> {
+        self.inner.store.progress().settled(lsn).await.map_err(|_| {
+            BrokerError::Unavailable(
+                "the broker could not save a change this answer depends on (see /healthz); retry shortly".into(),
+            )
+        })
+    }
+
+    /// After a failed commit: once the store can write again, starts over
+    /// from what it holds, so no trace of the lost changes stays in memory.
+    /// Waiters are woken to look again; dashboards are told to refetch.
+    fn recover(&self) {
+        let mut st = self.lock();
+        let snapshot = match self.inner.store.recover() {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "store still failing; will retry");
+                return;
+            }
+        };
+        let mut fresh = State {
+            events: std::mem::take(&mut st.events),
+            notifies: std::mem::take(&mut st.notifies),
+            ..State::default()
+        };
+        fresh.restore(snapshot);
+        *st = fresh;
+        for n in st.notifies.values() {
+            n.notify_waiters();
+        }
+        st.events.push("resync", serde_json::json!({}));
+    }
+
     /// Awaits every commit; the first failure wins.
     async fn committed(commits: Vec<Commit>) -> Result<(), BrokerError> {
         for c in commits {
@@ -353,6 +396,10 @@ impl Broker {
     }
 
     fn sweep(&self) {
+        if self.inner.store.progress().failing() {
+            self.recover();
+            return;
+        }
         let now = Timestamp::now();
         let mut st = self.lock();
         let mut commits = Vec::new();

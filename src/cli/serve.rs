@@ -172,7 +172,7 @@ pub fn run(args: ServeArgs) -> i32 {
 
 async fn serve(args: ServeArgs, ip: IpAddr, token: Option<String>) -> i32 {
     let store: Arc<dyn Store> = if args.memory {
-        Arc::new(MemoryStore)
+        Arc::new(MemoryStore::default())
     } else {
         let dir = args.data_dir.clone().unwrap_or_else(default_data_dir);
         match SqliteStore::open(&dir) {

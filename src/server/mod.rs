@@ -74,9 +74,30 @@ pub fn router(state: AppState) -> Router {
         .merge(dashboard::routes())
         .merge(mcp::routes(&state))
         .fallback(error::fallback)
+        .layer(middleware::from_fn_with_state(state.clone(), settle))
         .layer(middleware::from_fn_with_state(state.clone(), auth::guard))
         .layer(DefaultBodyLimit::max(state.config.max_body))
         .with_state(state)
+}
+
+/// Principle 8 for every answer: it leaves only once everything the handler
+/// could have read is saved; if some of it was lost to a failed commit, the
+/// answer is a 503 instead (the client retries, with `dedupeKey` for sends).
+/// Streams settle each event themselves; `/healthz` reads no state.
+async fn settle(
+    axum::extract::State(s): axum::extract::State<AppState>,
+    req: axum::extract::Request,
+    next: middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    if req.uri().path() == "/healthz" {
+        return next.run(req).await;
+    }
+    let response = next.run(req).await;
+    match s.broker.settled().await {
+        Ok(()) => response,
+        Err(e) => error::ApiError::from(e).into_response(),
+    }
 }
 
 async fn openapi() -> Json<utoipa::openapi::OpenApi> {

@@ -84,6 +84,7 @@ pub(super) async fn events(
     let (tx, rx) = mpsc::channel(s.config.sse_buffer.max(1));
     let grace = s.config.slow_reader_grace;
     let shutdown = s.broker.shutdown_token();
+    let broker = s.broker.clone();
     tokio::spawn(async move {
         let _permit = permit;
         let mut live = sub.live;
@@ -93,7 +94,9 @@ pub(super) async fn events(
         let mut last_sent = if sub.gap { 0 } else { last.unwrap_or(0) };
         for ev in sub.missed {
             last_sent = ev.id;
-            if !push(&tx, event_to_sse(&ev), grace).await {
+            if broker.settled_through(ev.lsn).await.is_err()
+                || !push(&tx, event_to_sse(&ev), grace).await
+            {
                 return;
             }
         }
@@ -103,6 +106,9 @@ pub(super) async fn events(
                     Ok(ev) if ev.id <= last_sent => {}
                     Ok(ev) => {
                         last_sent = ev.id;
+                        // Shown only once saved; a lost change ends the
+                        // stream (the reader reconnects and resyncs).
+                        if broker.settled_through(ev.lsn).await.is_err() { return; }
                         if !push(&tx, event_to_sse(&ev), grace).await { return; }
                     }
                     Err(broadcast::error::RecvError::Lagged(n)) => {
@@ -147,6 +153,9 @@ pub(super) async fn channel_stream(
                 _ = shutdown.cancelled() => return,
             };
             let Ok(batch) = batch else { return };
+            if broker.settled().await.is_err() {
+                return;
+            }
             for m in batch.messages {
                 since = m.seq;
                 let ev = SseEvent::default()

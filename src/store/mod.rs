@@ -7,9 +7,11 @@
 //! for its own commit without serialising every request behind an fsync.
 
 mod memory;
+mod progress;
 mod sqlite;
 
 pub use memory::MemoryStore;
+pub use progress::{Lost, Progress};
 pub use sqlite::SqliteStore;
 
 use crate::api::{Command, Message, Peer, Signal};
@@ -102,5 +104,14 @@ pub trait Store: Send + Sync + 'static {
     /// (`/healthz` answers 503 with it).
     fn health(&self) -> Result<(), String> {
         Ok(())
+    }
+    /// Which mutations are durable: every reader waits on it before it
+    /// shows anything ([`Progress::settled`]).
+    fn progress(&self) -> std::sync::Arc<Progress>;
+    /// After a failed commit: once the store can write again, reads back
+    /// what is durable (every mutation queued before this call that was not
+    /// saved is given up) so the broker can start over from it.
+    fn recover(&self) -> Result<Snapshot, StoreError> {
+        Err(StoreError::Closed)
     }
 }

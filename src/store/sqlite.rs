@@ -4,7 +4,7 @@
 //! A single writer thread drains every queued mutation into one transaction and
 //! answers all of their commit futures at once (group commit).
 
-use super::{Commit, Mutation, Snapshot, Store, StoreError, StoredPeer};
+use super::{Commit, Mutation, Progress, Snapshot, Store, StoreError, StoredPeer};
 use crate::api::{Command, Message, Signal};
 use rusqlite::{params, Connection, OptionalExtension};
 use std::path::{Path, PathBuf};
@@ -12,7 +12,21 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use tokio::sync::oneshot;
 
-type Job = (Mutation, oneshot::Sender<Result<(), StoreError>>);
+/// What the writer thread is asked to do, in order.
+enum Job {
+    /// Save a mutation at position `lsn`.
+    Write {
+        lsn: u64,
+        mutation: Mutation,
+        reply: oneshot::Sender<Result<(), StoreError>>,
+    },
+    /// After a failure: prove the file is writable, read it back, and count
+    /// every position up to `through` that was not saved as lost.
+    Recover {
+        through: u64,
+        reply: std::sync::mpsc::Sender<Result<Snapshot, StoreError>>,
+    },
+}
 
 /// An SQLite file with a group-committing writer thread.
 pub struct SqliteStore {
@@ -20,8 +34,8 @@ pub struct SqliteStore {
     sender: Mutex<Option<mpsc::Sender<Job>>>,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
     snapshot: Mutex<Option<Snapshot>>,
-    /// Why the last commit failed, until one succeeds again.
-    failure: Arc<Mutex<Option<String>>>,
+    /// Which positions are saved; shared with the writer thread.
+    progress: Arc<Progress>,
 }
 
 const SCHEMA: &str = "
@@ -68,18 +82,18 @@ impl SqliteStore {
         })?;
         let snapshot = read_all(&conn).map_err(|e| open_err(&path, e))?;
         let (tx, rx) = mpsc::channel::<Job>();
-        let failure = Arc::new(Mutex::new(None));
-        let writer_failure = failure.clone();
+        let progress = Arc::new(Progress::default());
+        let writer_progress = progress.clone();
         let writer = std::thread::Builder::new()
             .name("cipc-store-writer".into())
-            .spawn(move || writer_loop(conn, rx, &writer_failure))
+            .spawn(move || writer_loop(conn, rx, &writer_progress))
             .map_err(|e| open_err(&path, format!("cannot start writer thread: {e}")))?;
         Ok(SqliteStore {
             path,
             sender: Mutex::new(Some(tx)),
             writer: Mutex::new(Some(writer)),
             snapshot: Mutex::new(Some(snapshot)),
-            failure,
+            progress,
         })
     }
 }
@@ -190,21 +204,55 @@ fn json<T: serde::Serialize>(v: &T) -> String {
     serde_json::to_string(v).unwrap_or_else(|_| "null".to_string())
 }
 
-fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Job>, failure: &Mutex<Option<String>>) {
+fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Job>, progress: &Progress) {
     const MAX_BATCH: usize = 4096;
     while let Ok(first) = rx.recv() {
-        let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(job) => batch.push(job),
-                Err(_) => break,
+        let mut batch = Vec::new();
+        let mut next = Some(first);
+        while let Some(job) = next.take() {
+            match job {
+                Job::Write {
+                    lsn,
+                    mutation,
+                    reply,
+                } => batch.push((lsn, mutation, reply)),
+                Job::Recover { through, reply } => {
+                    // Everything queued before the request is settled first.
+                    commit_batch(&mut conn, std::mem::take(&mut batch), progress);
+                    let _ = reply.send(recover(&conn, through, progress));
+                }
+            }
+            if batch.len() < MAX_BATCH {
+                next = rx.try_recv().ok();
             }
         }
+        commit_batch(&mut conn, batch, progress);
+    }
+    // Every sender is gone: checkpoint so the next start reads one file.
+    let _ = conn
+        .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+        .optional();
+}
+
+/// Commits a batch in one transaction and answers each job. While a failure
+/// is not recovered from, nothing is written: those mutations were made on
+/// top of changes that were never saved.
+fn commit_batch(
+    conn: &mut Connection,
+    batch: Vec<(u64, Mutation, oneshot::Sender<Result<(), StoreError>>)>,
+    progress: &Progress,
+) {
+    let (Some(first), Some(last)) = (batch.first().map(|b| b.0), batch.last().map(|b| b.0)) else {
+        return;
+    };
+    let outcome = if progress.failing() {
+        Err("an earlier change could not be saved; the broker is recovering".to_string())
+    } else {
         // A panic while writing fails this batch, never the writer: the
         // broker must keep being able to say that its store is broken.
-        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             let tx = conn.transaction()?;
-            for (m, _) in &batch {
+            for (_, m, _) in &batch {
                 write_one(&tx, m)?;
             }
             tx.commit()
@@ -214,21 +262,26 @@ fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Job>, failure: &Mutex<Op
                 "the writer panicked on this batch".into(),
             ))
         })
-        .map_err(|e| e.to_string());
-        if let Err(e) = &outcome {
-            tracing::error!(error = %e, batch = batch.len(), "store commit failed");
-        }
-        if let Ok(mut f) = failure.lock() {
-            *f = outcome.as_ref().err().cloned();
-        }
-        for (_, reply) in batch {
-            let _ = reply.send(outcome.clone().map_err(StoreError::Write));
-        }
+        .map_err(|e| e.to_string())
+    };
+    if let Err(e) = &outcome {
+        tracing::error!(error = %e, batch = batch.len(), "store commit failed");
     }
-    // Every sender is gone: checkpoint so the next start reads one file.
-    let _ = conn
-        .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
-        .optional();
+    progress.settle(last, outcome.is_err().then_some(first));
+    for (_, _, reply) in batch {
+        let _ = reply.send(outcome.clone().map_err(StoreError::Write));
+    }
+}
+
+/// Proves the file takes writes again and reads it back.
+fn recover(conn: &Connection, through: u64, progress: &Progress) -> Result<Snapshot, StoreError> {
+    let write = |e: rusqlite::Error| StoreError::Write(e.to_string());
+    conn.execute_batch("BEGIN IMMEDIATE; COMMIT;")
+        .map_err(write)?;
+    let snapshot = read_all(conn).map_err(StoreError::Write)?;
+    progress.recovered(through);
+    tracing::warn!(through, "store recovered; state reloaded from the file");
+    Ok(snapshot)
 }
 
 impl Store for SqliteStore {
@@ -242,13 +295,23 @@ impl Store for SqliteStore {
 
     fn apply(&self, mutation: Mutation) -> Commit {
         let (tx, rx) = oneshot::channel();
+        let lsn = self.progress.next();
+        let job = Job::Write {
+            lsn,
+            mutation,
+            reply: tx,
+        };
         let sent = match self.sender.lock() {
             Ok(guard) => match guard.as_ref() {
-                Some(s) => s.send((mutation, tx)).is_ok(),
+                Some(s) => s.send(job).is_ok(),
                 None => false,
             },
             Err(_) => false,
         };
+        if !sent {
+            // Nobody will save it: it settles as failed now.
+            self.progress.settle(lsn, Some(lsn));
+        }
         Box::pin(async move {
             if !sent {
                 return Err(StoreError::Closed);
@@ -279,9 +342,36 @@ impl Store for SqliteStore {
         if !running {
             return Err("the store's writer has stopped".into());
         }
-        match self.failure.lock().ok().and_then(|f| f.clone()) {
-            Some(e) => Err(format!("the last commit failed: {e}")),
-            None => Ok(()),
+        if self.progress.failing() {
+            return Err("a commit failed and the store has not recovered yet".into());
         }
+        Ok(())
+    }
+
+    fn progress(&self) -> Arc<Progress> {
+        self.progress.clone()
+    }
+
+    fn recover(&self) -> Result<Snapshot, StoreError> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let job = Job::Recover {
+            through: self.progress.queued(),
+            reply: tx,
+        };
+        let sent = self
+            .sender
+            .lock()
+            .ok()
+            .and_then(|g| g.as_ref().map(|s| s.send(job).is_ok()))
+            .unwrap_or(false);
+        if !sent {
+            return Err(StoreError::Closed);
+        }
+        let snapshot = rx.recv().unwrap_or(Err(StoreError::Closed))?;
+        // A position of its own past the lost ones, so readers from now on
+        // wait for nothing that was lost.
+        let marker = self.progress.next();
+        self.progress.settle(marker, None);
+        Ok(snapshot)
     }
 }

@@ -1152,6 +1152,10 @@ impl ServerHandler for CipcMcp {
         let name = request.name.to_string();
         let ctx = ToolCallContext::new(self, request, context);
         let mut response = self.tool_router.call(ctx).await?;
+        // Principle 8: a result shows nothing that is not saved yet.
+        if let Err(e) = self.session.broker().settled().await {
+            return Ok(refuse(e.to_string()).into());
+        }
         // rmcp reports arguments that do not fit the schema as a bare serde
         // message; say which tool and what to do.
         if let CallToolResponse::Complete(r) = &mut response {

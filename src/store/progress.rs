@@ -1,0 +1,157 @@
+//! How far the store has got: which mutations are durable, and which were
+//! lost to a failed commit.
+//!
+//! Every mutation gets a position (its LSN) when it is handed to the store,
+//! in the order the broker made it. A reader that is about to show anything
+//! (an answer, an event, a stream item) waits until everything up to the
+//! position current at that moment has settled ([`Progress::settled`]); if
+//! any of it failed, it shows nothing and answers 503 instead. That is how
+//! nobody ever sees a change that a crash could undo (shared/DESIGN.md,
+//! principle 8).
+
+use parking_lot::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use tokio::sync::watch;
+
+/// Why [`Progress::settled`] refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("a change at position {0} could not be saved")]
+pub struct Lost(pub u64);
+
+/// The store's progress through the positions it handed out.
+#[derive(Debug)]
+pub struct Progress {
+    /// The last position handed out.
+    queued: AtomicU64,
+    /// Every position up to this one has settled (saved or failed).
+    settled: watch::Sender<u64>,
+    failures: Mutex<Failures>,
+}
+
+#[derive(Debug, Default)]
+struct Failures {
+    /// Closed ranges of positions that failed (inclusive), oldest first.
+    lost: Vec<(u64, u64)>,
+    /// The first failed position of a failure not yet recovered from: every
+    /// position from here on fails until [`Progress::recovered`].
+    open: Option<u64>,
+}
+
+impl Default for Progress {
+    fn default() -> Self {
+        Progress {
+            queued: AtomicU64::new(0),
+            settled: watch::Sender::new(0),
+            failures: Mutex::new(Failures::default()),
+        }
+    }
+}
+
+impl Progress {
+    /// Hands out the next position (call in mutation order).
+    pub fn next(&self) -> u64 {
+        self.queued.fetch_add(1, Ordering::AcqRel) + 1
+    }
+
+    /// The last position handed out.
+    pub fn queued(&self) -> u64 {
+        self.queued.load(Ordering::Acquire)
+    }
+
+    /// Records that everything up to `lsn` has settled; `failed_from` is the
+    /// first position of it that failed, if any did.
+    pub fn settle(&self, lsn: u64, failed_from: Option<u64>) {
+        if let Some(first) = failed_from {
+            let mut f = self.failures.lock();
+            if f.open.is_none() {
+                f.open = Some(first);
+            }
+        }
+        self.settled.send_if_modified(|s| {
+            let moved = lsn > *s;
+            *s = (*s).max(lsn);
+            moved
+        });
+    }
+
+    /// True while a failure has not been recovered from.
+    pub fn failing(&self) -> bool {
+        self.failures.lock().open.is_some()
+    }
+
+    /// Closes the open failure: positions up to `through` stay lost, later
+    /// ones are saved normally again.
+    pub fn recovered(&self, through: u64) {
+        let mut f = self.failures.lock();
+        if let Some(first) = f.open.take() {
+            f.lost.push((first, through.max(first)));
+        }
+    }
+
+    fn check(&self, lsn: u64) -> Result<(), Lost> {
+        let f = self.failures.lock();
+        let lost = f.open.is_some_and(|first| lsn >= first)
+            || f.lost.iter().any(|(a, b)| (*a..=*b).contains(&lsn));
+        if lost {
+            Err(Lost(lsn))
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Resolves once every position up to `lsn` has settled: `Ok` when all
+    /// of them were saved, `Err` when one failed.
+    pub async fn settled(&self, lsn: u64) -> Result<(), Lost> {
+        let mut rx = self.settled.subscribe();
+        if *rx.borrow_and_update() < lsn {
+            // The sender lives as long as `self`, so this only ends when it
+            // reaches `lsn`.
+            let _ = rx.wait_for(|s| *s >= lsn).await;
+        }
+        self.check(lsn)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    #[tokio::test]
+    async fn a_reader_waits_for_what_it_could_see_and_no_longer() {
+        let p = Arc::new(Progress::default());
+        let (a, b) = (p.next(), p.next());
+        p.settle(a, None);
+        assert_eq!(p.settled(a).await, Ok(()));
+        let p2 = p.clone();
+        let waiting = tokio::spawn(async move { p2.settled(b).await });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(!waiting.is_finished(), "b is not saved yet");
+        p.settle(b, None);
+        assert_eq!(waiting.await.expect("task"), Ok(()));
+    }
+
+    #[tokio::test]
+    async fn a_failure_loses_its_positions_until_recovery_and_only_those() {
+        let p = Progress::default();
+        let saved = p.next();
+        p.settle(saved, None);
+        let (f1, f2) = (p.next(), p.next());
+        p.settle(f2, Some(f1));
+        assert!(p.failing());
+        // Later positions fail too while the failure is open.
+        let during = p.next();
+        p.settle(during, None);
+        assert_eq!(p.settled(during).await, Err(Lost(during)));
+        p.recovered(during);
+        assert!(!p.failing());
+        let after = p.next();
+        p.settle(after, None);
+        assert_eq!(p.settled(saved).await, Ok(()));
+        assert_eq!(p.settled(f1).await, Err(Lost(f1)));
+        assert_eq!(p.settled(f2).await, Err(Lost(f2)));
+        assert_eq!(p.settled(during).await, Err(Lost(during)));
+        assert_eq!(p.settled(after).await, Ok(()));
+    }
+}
