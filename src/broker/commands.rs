@@ -190,6 +190,7 @@ impl Broker {
     fn changed(&self, st: &mut State, id: Uuid, commits: &mut Vec<Commit>) -> Option<Command> {
         let e = st.commands.get(&id)?;
         let (ord, c) = (e.ord, e.command.clone());
+        st.track_holder(ord, &c);
         commits.push(self.persist(Mutation::Command {
             ord,
             command: c.clone(),
@@ -571,15 +572,7 @@ impl Broker {
         now: Timestamp,
         commits: &mut Vec<Commit>,
     ) {
-        let held: Vec<(u64, Uuid)> = st
-            .commands
-            .values()
-            .filter(|e| {
-                e.command.status == CommandStatus::Delivered && e.command.delivered_to == Some(peer)
-            })
-            .map(|e| (e.ord, e.command.id))
-            .collect();
-        for (_, id) in held {
+        for id in st.held_by(peer) {
             tracing::info!(command = %id, %peer, "command requeued for redelivery");
             self.requeue_one(st, id, now, commits);
         }

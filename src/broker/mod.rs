@@ -120,6 +120,11 @@ struct State {
     dedupe: HashMap<String, Uuid>,
     /// Finished commands in FIFO order, for retention.
     finished: BTreeSet<(u64, Uuid)>,
+    /// Delivered, unacked commands by holder in FIFO order (a peer's
+    /// `workingOn`), so nothing about one peer scans every command.
+    held: HashMap<Uuid, BTreeSet<(u64, Uuid)>>,
+    /// The holder of each delivered command (the reverse of `held`).
+    holder_of: HashMap<Uuid, Uuid>,
     next_ord: u64,
     channels: BTreeMap<String, Channel>,
     signals: BTreeMap<String, Signal>,
@@ -129,6 +134,30 @@ struct State {
 }
 
 impl State {
+    /// Keeps [`State::held`] in step with a command's new status.
+    fn track_holder(&mut self, ord: u64, c: &Command) {
+        if let Some(old) = self.holder_of.remove(&c.id) {
+            if let Some(cmds) = self.held.get_mut(&old) {
+                cmds.remove(&(ord, c.id));
+                if cmds.is_empty() {
+                    self.held.remove(&old);
+                }
+            }
+        }
+        if let (crate::api::CommandStatus::Delivered, Some(h)) = (c.status, c.delivered_to) {
+            self.held.entry(h).or_default().insert((ord, c.id));
+            self.holder_of.insert(c.id, h);
+        }
+    }
+
+    /// The commands `peer` holds, oldest first.
+    fn held_by(&self, peer: Uuid) -> Vec<Uuid> {
+        self.held
+            .get(&peer)
+            .map(|s| s.iter().map(|(_, id)| *id).collect())
+            .unwrap_or_default()
+    }
+
     fn notify(&mut self, key: &str) -> Arc<Notify> {
         self.notifies
             .entry(key.to_string())
@@ -443,6 +472,7 @@ impl State {
                     .or_default()
                     .insert((ord, c.id));
             }
+            self.track_holder(ord, &c);
             self.commands.insert(c.id, CommandEntry { ord, command: c });
         }
         for (name, last_seq) in snap.channel_heads {

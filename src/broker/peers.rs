@@ -2,12 +2,9 @@
 
 use super::keys::{self, KeyHash};
 use super::{Broker, BrokerError, Caller, PeerEntry, State};
-use crate::api::{
-    validate_name, CommandStatus, ConnectRequest, DiscoverResponse, Peer, PeerStatus, Via,
-};
+use crate::api::{validate_name, ConnectRequest, DiscoverResponse, Peer, PeerStatus, Via};
 use crate::store::{Commit, Mutation, StoredPeer};
 use crate::time::Timestamp;
-use std::collections::HashMap;
 use uuid::Uuid;
 
 /// Keeps a peer counted as "in contact" (online) while alive: held by open
@@ -45,12 +42,11 @@ impl Broker {
         }
     }
 
-    /// The wire view of a peer: status computed now, current work attached
-    /// from `held` (see [`holdings`]).
-    fn render_peer(&self, e: &PeerEntry, now: Timestamp, held: &HashMap<Uuid, Vec<Uuid>>) -> Peer {
+    /// The wire view of a peer: status computed now, current work attached.
+    fn render_peer(&self, st: &State, e: &PeerEntry, now: Timestamp) -> Peer {
         let mut p = e.peer.clone();
         p.status = self.status_of(e, now);
-        p.working_on = held.get(&p.id).cloned().unwrap_or_default();
+        p.working_on = st.held_by(p.id);
         p
     }
 
@@ -170,7 +166,7 @@ impl Broker {
                 protected: false,
             };
         };
-        let peer = self.render_peer(e, now, &holdings(st));
+        let peer = self.render_peer(st, e, now);
         self.save_peer(&peer, e.key.as_ref(), commits);
         st.events
             .push("peer", serde_json::to_value(&peer).unwrap_or_default());
@@ -194,11 +190,10 @@ impl Broker {
     pub fn peers(&self) -> Vec<Peer> {
         let now = Timestamp::now();
         let st = self.lock();
-        let held = holdings(&st);
         let mut out: Vec<Peer> = st
             .peers
             .values()
-            .map(|e| self.render_peer(e, now, &held))
+            .map(|e| self.render_peer(&st, e, now))
             .collect();
         out.sort_by_key(|p| p.id);
         out
@@ -226,7 +221,7 @@ impl Broker {
         let now = Timestamp::now();
         let st = self.lock();
         let e = st.peers.get(&id).ok_or_else(|| unknown_peer(id))?;
-        Ok(self.render_peer(e, now, &holdings(&st)))
+        Ok(self.render_peer(&st, e, now))
     }
 
     /// Notes contact from `id` when `caller` may act as it (a protected peer
@@ -370,23 +365,6 @@ impl Broker {
             self.announce_peer(st, id, now, commits);
         }
     }
-}
-
-/// The delivered, unacked commands of every holder, oldest first, in one
-/// pass over the commands (a peer's `workingOn`).
-fn holdings(st: &State) -> HashMap<Uuid, Vec<Uuid>> {
-    let mut held: Vec<(Uuid, u64, Uuid)> = st
-        .commands
-        .values()
-        .filter(|c| c.command.status == CommandStatus::Delivered)
-        .filter_map(|c| Some((c.command.delivered_to?, c.ord, c.command.id)))
-        .collect();
-    held.sort();
-    let mut by_holder: HashMap<Uuid, Vec<Uuid>> = HashMap::new();
-    for (holder, _, id) in held {
-        by_holder.entry(holder).or_default().push(id);
-    }
-    by_holder
 }
 
 pub(super) fn unknown_peer(id: Uuid) -> BrokerError {

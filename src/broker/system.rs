@@ -30,6 +30,8 @@ impl Broker {
             st.queues.clear();
             st.dedupe.clear();
             st.finished.clear();
+            st.held.clear();
+            st.holder_of.clear();
             st.channels.clear();
             st.signals.clear();
             for n in st.notifies.values() {
