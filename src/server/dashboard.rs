@@ -13,7 +13,7 @@
 //! `POST /dashboard/login` exchanges the token for an `HttpOnly`,
 //! `SameSite=Strict` cookie that the event stream and the REST calls then use.
 
-use super::auth::{cookie, SESSION_COOKIE};
+use super::auth::{cookie, SESSION_COOKIE, SESSION_TTL};
 use super::error::ApiError;
 use super::extract::JsonBody;
 use super::AppState;
@@ -22,7 +22,6 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use base64::Engine;
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 
@@ -36,10 +35,6 @@ const ICON_SVG: &str = r##"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 
 const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
 connect-src 'self'; img-src 'self'; base-uri 'none'; form-action 'none'; \
 frame-ancestors 'none'";
-
-/// Dashboard sessions kept at most; past it the oldest half is forgotten
-/// (those browsers simply log in again).
-const MAX_SESSIONS: usize = 10_000;
 
 /// The dashboard routes.
 pub fn routes() -> Router<AppState> {
@@ -113,30 +108,7 @@ struct SessionInfo {
 }
 
 fn authorized(s: &AppState, headers: &HeaderMap) -> bool {
-    if s.security.token.is_none() {
-        return true;
-    }
-    let header_token = headers
-        .get("x-cipc-token")
-        .and_then(|v| v.to_str().ok())
-        .map(str::trim)
-        .or_else(|| {
-            let v = headers.get(header::AUTHORIZATION)?.to_str().ok()?.trim();
-            let (scheme, rest) = v.split_once(' ')?;
-            scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
-        });
-    if let Some(t) = header_token {
-        return s.security.token_matches(t);
-    }
-    match cookie(headers, SESSION_COOKIE) {
-        Some(id) => s
-            .security
-            .sessions
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .contains(id),
-        None => false,
-    }
+    s.security.authorized(headers)
 }
 
 async fn session(State(s): State<AppState>, headers: HeaderMap) -> Response {
@@ -161,11 +133,6 @@ struct LoginRequest {
     token: String,
 }
 
-fn new_session_id() -> String {
-    let bytes: [u8; 32] = rand::random();
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
-}
-
 async fn login(
     State(s): State<AppState>,
     ConnectInfo(addr): ConnectInfo<SocketAddr>,
@@ -176,36 +143,11 @@ async fn login(
         return Ok(Json(serde_json::json!({"ok": true, "tokenRequired": false})).into_response());
     }
     // The public login shares the guard's brake on wrong tokens.
-    let token = req.token.trim();
-    if token.is_empty() || !s.security.token_matches(token) {
-        if s.security.record_failure(addr.ip()) {
-            s.security.brake().await;
-            return Err(super::auth::Security::braked());
-        }
-        tracing::warn!(address = %addr, "dashboard login with a wrong token");
-        return Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "that token is wrong: use the one the broker was started with (--token, CIPC_TOKEN or --token-file)",
-        ));
-    }
-    let id = new_session_id();
-    {
-        let mut sessions = s
-            .security
-            .sessions
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        if sessions.len() >= MAX_SESSIONS {
-            let drop: Vec<String> = sessions.iter().take(MAX_SESSIONS / 2).cloned().collect();
-            for d in drop {
-                sessions.remove(&d);
-            }
-        }
-        sessions.insert(id.clone());
-    }
-    tracing::info!(address = %addr, "dashboard logged in");
-    let cookie = format!("{SESSION_COOKIE}={id}; HttpOnly; SameSite=Strict; Path=/");
+    let id = s.security.login(&req.token, addr.ip()).await?;
+    let cookie = format!(
+        "{SESSION_COOKIE}={id}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}",
+        SESSION_TTL.as_secs()
+    );
     let mut res = Json(serde_json::json!({"ok": true, "tokenRequired": true})).into_response();
     res.headers_mut().insert(
         header::SET_COOKIE,
@@ -225,16 +167,15 @@ async fn login(
 /// Forgets this browser's session (not public: it needs the session itself).
 async fn logout(State(s): State<AppState>, headers: HeaderMap) -> Response {
     if let Some(id) = cookie(&headers, SESSION_COOKIE) {
-        s.security
-            .sessions
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(id);
+        s.security.sessions.end(id);
     }
     let mut res = Json(serde_json::json!({"ok": true})).into_response();
     res.headers_mut().insert(
         header::SET_COOKIE,
-        HeaderValue::from_static("cipc_session=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0"),
+        HeaderValue::from_str(&format!(
+            "{SESSION_COOKIE}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0"
+        ))
+        .unwrap_or_else(|_| HeaderValue::from_static("")),
     );
     res
 }
