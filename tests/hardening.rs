@@ -194,3 +194,46 @@ async fn a_body_that_never_arrives_is_cut_off_with_408() {
     assert!(status.contains(" 408 "), "{status}");
     assert_eq!(get(&format!("{}/healthz", b.url())).await.0, 200);
 }
+
+#[tokio::test]
+async fn a_request_without_the_token_keeps_no_peer_alive() {
+    use cipc::broker::BrokerConfig;
+    use cipc::server::ServerConfig;
+    let config = BrokerConfig {
+        stale_after: Duration::from_millis(300),
+        offline_after: Duration::from_millis(600),
+        sweep_interval: Duration::from_millis(50),
+        ..BrokerConfig::default()
+    };
+    let b = start_with(config, ServerConfig::default(), Some("s3cret".into())).await;
+    let u = b.url();
+    let r = http()
+        .post(format!("{u}/peers/connect"))
+        .bearer_auth("s3cret")
+        .json(&json!({"role": "backend"}))
+        .send()
+        .await
+        .expect("connect");
+    let v: Value = r.json().await.expect("json");
+    let id = v["peer"]["id"].as_str().expect("id").to_string();
+    // Someone without the token names the peer, on a public and a private path.
+    let offline = eventually(Duration::from_secs(10), || async {
+        for path in ["/healthz", "/status"] {
+            let _ = http()
+                .get(format!("{u}{path}"))
+                .header("X-Cipc-Peer", &id)
+                .send()
+                .await;
+        }
+        let r = http()
+            .get(format!("{u}/peers/{id}"))
+            .bearer_auth("s3cret")
+            .send()
+            .await
+            .expect("peer");
+        let v: Value = r.json().await.unwrap_or(Value::Null);
+        v["peer"]["status"] == "offline"
+    })
+    .await;
+    assert!(offline, "token-less requests kept the peer alive");
+}
