@@ -268,6 +268,7 @@ Register-ArgumentCompleter -Native -CommandName 'cipc' -ScriptBlock {
             [CompletionResult]::new('--peer-key', '--peer-key', [CompletionResultType]::ParameterName, 'This session''s peer key, sent as X-Cipc-Peer-Key: it proves the peer (`cipc peers connect --export` sets it; the key alone also names the peer)')
             [CompletionResult]::new('--result', '--result', [CompletionResultType]::ParameterName, 'The outcome as JSON: inline, @file, or - for stdin')
             [CompletionResult]::new('--error', '--error', [CompletionResultType]::ParameterName, 'Report the command failed, with this message')
+            [CompletionResult]::new('--attempt', '--attempt', [CompletionResultType]::ParameterName, 'The delivery you are acking (`attempt` in what `cipc wait` printed): if the command was since given to another taker, the ack is refused')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print one JSON document per result (the default when stdout is not a terminal)')
             [CompletionResult]::new('--table', '--table', [CompletionResultType]::ParameterName, 'Print tables and short lines even when stdout is not a terminal')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')

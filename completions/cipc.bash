@@ -286,7 +286,7 @@ _cipc() {
             return 0
             ;;
         cipc__subcmd__ack)
-            opts="-h -V --url --token --token-file --peer --peer-key --json --table --result --error --help --version"
+            opts="-h -V --url --token --token-file --peer --peer-key --json --table --result --error --attempt --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -317,6 +317,10 @@ _cipc() {
                     return 0
                     ;;
                 --error)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --attempt)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -245,6 +245,7 @@ set edit:completion:arg-completer[cipc] = {|@words|
             cand --peer-key 'This session''s peer key, sent as X-Cipc-Peer-Key: it proves the peer (`cipc peers connect --export` sets it; the key alone also names the peer)'
             cand --result 'The outcome as JSON: inline, @file, or - for stdin'
             cand --error 'Report the command failed, with this message'
+            cand --attempt 'The delivery you are acking (`attempt` in what `cipc wait` printed): if the command was since given to another taker, the ack is refused'
             cand --json 'Print one JSON document per result (the default when stdout is not a terminal)'
             cand --table 'Print tables and short lines even when stdout is not a terminal'
             cand -h 'Print help'

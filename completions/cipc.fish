@@ -185,6 +185,7 @@ complete -c cipc -n "__fish_cipc_using_subcommand ack" -l peer -d 'This session\
 complete -c cipc -n "__fish_cipc_using_subcommand ack" -l peer-key -d 'This session\'s peer key, sent as X-Cipc-Peer-Key: it proves the peer (`cipc peers connect --export` sets it; the key alone also names the peer)' -r
 complete -c cipc -n "__fish_cipc_using_subcommand ack" -l result -d 'The outcome as JSON: inline, @file, or - for stdin' -r
 complete -c cipc -n "__fish_cipc_using_subcommand ack" -l error -d 'Report the command failed, with this message' -r
+complete -c cipc -n "__fish_cipc_using_subcommand ack" -l attempt -d 'The delivery you are acking (`attempt` in what `cipc wait` printed): if the command was since given to another taker, the ack is refused' -r
 complete -c cipc -n "__fish_cipc_using_subcommand ack" -l json -d 'Print one JSON document per result (the default when stdout is not a terminal)'
 complete -c cipc -n "__fish_cipc_using_subcommand ack" -l table -d 'Print tables and short lines even when stdout is not a terminal'
 complete -c cipc -n "__fish_cipc_using_subcommand ack" -s h -l help -d 'Print help'

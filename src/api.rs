@@ -293,6 +293,11 @@ pub struct AckRequest {
     /// Present means the command failed, with this message.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The delivery being acked (the `attempt` the wait answered). When
+    /// given, an ack for an earlier delivery of a redelivered command is a
+    /// 409, whoever sends it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempt: Option<u32>,
 }
 
 /// Body of `POST /signals/{name}`.

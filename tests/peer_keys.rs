@@ -375,3 +375,38 @@ async fn keys_survive_a_restart_of_the_durable_broker() {
     assert_eq!(st, 200, "the same key works after the restart: {v}");
     drop(b);
 }
+
+#[tokio::test]
+async fn an_ack_for_an_earlier_delivery_is_refused_whoever_sends_it() {
+    let server = start().await;
+    let base = server.url();
+    let a = connect(&base, "backend").await;
+    let cmd = held_by(&base, "backend", &a, None).await;
+    // A goes away; the command is given to W2 (delivery 2).
+    let (st, _) = call(
+        Method::DELETE,
+        &format!("{base}/peers/{a}"),
+        None,
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(st, 200);
+    let w2 = connect(&base, "backend").await;
+    let (_, w) = get(&format!("{base}/commands/{w2}/wait?timeout=2000")).await;
+    assert_eq!(w["command"]["attempt"], 2);
+    // A's late ack names its delivery: refused, though it sends no peer header.
+    let (st, v) = post(
+        &format!("{base}/commands/{cmd}/ack"),
+        json!({"result": "stale", "attempt": 1}),
+    )
+    .await;
+    assert_eq!(st, 409, "{v}");
+    let (st, v) = post(
+        &format!("{base}/commands/{cmd}/ack"),
+        json!({"result": "fresh", "attempt": 2}),
+    )
+    .await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["command"]["result"], "fresh");
+}

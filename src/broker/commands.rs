@@ -2,7 +2,9 @@
 
 use super::peers::unknown_peer;
 use super::{Broker, BrokerError, Caller, CommandEntry, State, WaitEnd};
-use crate::api::{validate_name, Command, CommandStatus, PeerStatus, SendRequest, MAX_TTL_MS};
+use crate::api::{
+    validate_name, AckRequest, Command, CommandStatus, PeerStatus, SendRequest, MAX_TTL_MS,
+};
 use crate::store::{Commit, Mutation};
 use crate::time::Timestamp;
 use serde_json::Value;
@@ -370,14 +372,28 @@ impl Broker {
     pub async fn ack(
         &self,
         id: Uuid,
-        result: Option<Value>,
-        error: Option<String>,
+        req: AckRequest,
         caller: &Caller,
     ) -> Result<Command, BrokerError> {
+        let AckRequest {
+            result,
+            error,
+            attempt,
+        } = req;
         let now = Timestamp::now();
         let (out, commits) = {
             let mut st = self.lock();
             let (ord, c) = open_command(&st, id, "a command takes one result")?;
+            if let Some(a) = attempt {
+                let current = c.status == CommandStatus::Delivered && c.attempt == a;
+                if !current {
+                    return Err(BrokerError::Conflict(format!(
+                        "delivery {a} of command {id} is over (it is {} at delivery {}): it was given to another taker; wait for it again before acking",
+                        c.status.as_str(),
+                        c.attempt
+                    )));
+                }
+            }
             if let (CommandStatus::Delivered, Some(holder)) = (c.status, c.delivered_to) {
                 self.prove_in(&st, holder, caller)?;
             }

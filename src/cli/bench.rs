@@ -234,6 +234,7 @@ async fn round_trips(url: &str, n: usize) -> Result<Row, String> {
             let ack = AckRequest {
                 result: Some(json!({"ok": true})),
                 error: None,
+                attempt: Some(cmd.attempt),
             };
             worker_c.ack(&cmd.id.to_string(), &ack).await?;
             if cmd.action == "stop" {

@@ -81,6 +81,10 @@ pub struct AckArgs {
     /// Report the command failed, with this message.
     #[arg(long, value_name = "MESSAGE")]
     pub error: Option<String>,
+    /// The delivery you are acking (`attempt` in what `cipc wait` printed):
+    /// if the command was since given to another taker, the ack is refused.
+    #[arg(long, value_name = "N")]
+    pub attempt: Option<u32>,
 }
 
 /// Flags of `cipc commands`.
@@ -390,8 +394,8 @@ pub async fn wait(args: WaitArgs, ctx: Ctx) -> Result<i32, CliError> {
                 out.line(&format!("{}{}", c.action, params))?;
                 out.line(&format!("  command {} from {}", c.id, c.from))?;
                 out.line(&format!(
-                    "  when done: cipc ack {} --result '{{\"ok\":true}}'   (or --error MESSAGE)",
-                    c.id
+                    "  when done: cipc ack {} --attempt {} --result '{{\"ok\":true}}'   (or --error MESSAGE)",
+                    c.id, c.attempt
                 ))?;
             }
             Ok(exit::OK)
@@ -420,6 +424,7 @@ pub async fn ack(args: AckArgs, ctx: Ctx) -> Result<i32, CliError> {
     let req = AckRequest {
         result,
         error: args.error,
+        attempt: args.attempt,
     };
     let r = ctx.client.ack(&args.command_id, &req).await?;
     if out.json {

@@ -202,7 +202,7 @@ async fn ack_command(
     let id = parse_id("command", &id)?;
     let bytes = read_body(req, &s).await?;
     let body: AckRequest = parse_json(&bytes, "{}")?;
-    let command = s.broker.ack(id, body.result, body.error, &caller).await?;
+    let command = s.broker.ack(id, body, &caller).await?;
     Ok(Json(CommandResponse {
         command,
         timed_out: false,

@@ -8,7 +8,9 @@
 //! errors, so Claude reads them.
 
 use super::session::Session;
-use crate::api::{Command, CommandStatus, ConnectRequest, PeerStatus, SendRequest, Via};
+use crate::api::{
+    AckRequest, Command, CommandStatus, ConnectRequest, PeerStatus, SendRequest, Via,
+};
 use crate::broker::{BrokerError, Caller, SendOutcome};
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::tool::ToolCallContext;
@@ -831,7 +833,15 @@ impl CipcMcp {
         match self
             .session
             .broker()
-            .ack(id, args.result, args.error, &caller)
+            .ack(
+                id,
+                AckRequest {
+                    result: args.result,
+                    error: args.error,
+                    attempt: None,
+                },
+                &caller,
+            )
             .await
         {
             Ok(c) => done(
