@@ -350,6 +350,11 @@
   }
 
   function applyPeer(p) {
+    if (p.forgotten) {
+      // Offline too long (or evicted by the peer cap): gone for good.
+      if (S.peers.delete(p.id)) mark('peers');
+      return;
+    }
     const old = S.peers.get(p.id);
     S.peers.set(p.id, p);
     if (!old) addActivity('peer', p.lastSeen, [strong(peerLabel(p)), ` connected via ${p.via || 'http'}`]);

@@ -166,3 +166,40 @@ fn a_corrupt_or_unusable_data_dir_is_a_clear_startup_error() {
         "names the path: {err}"
     );
 }
+
+#[tokio::test]
+async fn history_older_than_memory_is_read_from_the_file_after_a_restart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let b = BinaryBroker::durable(dir.path());
+    // More than the broker keeps in memory per channel (256).
+    for i in 1..=600 {
+        let (st, _) = post(&format!("{}/channels/big/send", b.url), json!({"i": i})).await;
+        assert_eq!(st, 201);
+    }
+    b.kill9();
+    let b = BinaryBroker::durable(dir.path());
+    let u = &b.url;
+    let seqs = |v: &Value| -> Vec<u64> {
+        v["messages"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|m| m["seq"].as_u64()).collect())
+            .unwrap_or_default()
+    };
+    let (_, all) = get(&format!("{u}/channels/big/messages?since=0&limit=1000")).await;
+    assert_eq!(
+        seqs(&all),
+        (1..=600).collect::<Vec<u64>>(),
+        "contiguous, old and new"
+    );
+    assert_eq!(all["messages"][0]["data"], json!({"i": 1}));
+    let (_, some) = get(&format!("{u}/channels/big/messages?since=100&limit=50")).await;
+    assert_eq!(seqs(&some), (101..=150).collect::<Vec<u64>>());
+    let (_, tail) = get(&format!("{u}/channels/big/messages?since=590")).await;
+    assert_eq!(seqs(&tail), (591..=600).collect::<Vec<u64>>());
+    let (_, list) = get(&format!("{u}/channels")).await;
+    assert_eq!(list["channels"][0]["count"], 600);
+    assert_eq!(list["channels"][0]["firstSeq"], 1);
+    let (st, v) = post(&format!("{u}/channels/big/send"), json!({"i": 601})).await;
+    assert_eq!(st, 201);
+    assert_eq!(v["message"]["seq"], 601);
+}

@@ -54,6 +54,14 @@ pub struct BrokerConfig {
     pub event_history: usize,
     /// How often the sweeper checks liveness and expiry.
     pub sweep_interval: Duration,
+    /// An offline peer is forgotten after this long.
+    pub forget_after: Duration,
+    /// Peers kept at most (the longest-offline is forgotten past it).
+    pub max_peers: usize,
+    /// Channels kept at most (the longest-idle unfollowed one goes past it).
+    pub max_channels: usize,
+    /// Signals kept at most (the longest-idle unwaited one goes past it).
+    pub max_signals: usize,
 }
 
 impl Default for BrokerConfig {
@@ -66,6 +74,10 @@ impl Default for BrokerConfig {
             max_waiters: 4096,
             event_history: 2048,
             sweep_interval: Duration::from_secs(1),
+            forget_after: Duration::from_secs(24 * 3600),
+            max_peers: 10_000,
+            max_channels: 10_000,
+            max_signals: 10_000,
         }
     }
 }
@@ -83,6 +95,8 @@ struct Inner {
     started: Instant,
     shutdown: CancellationToken,
     waiters: AtomicUsize,
+    /// Messages per channel kept in memory.
+    recent_kept: usize,
 }
 
 /// One peer and what the broker knows about it beyond the wire object.
@@ -107,8 +121,15 @@ struct CommandEntry {
 }
 
 struct Channel {
-    messages: std::collections::VecDeque<Message>,
+    /// The newest retained messages, contiguous up to `last_seq` (all the
+    /// retained ones when the store keeps none).
+    recent: std::collections::VecDeque<Message>,
+    /// The oldest retained seq (`last_seq + 1` when none is retained).
+    first_seq: u64,
+    /// The last seq ever used.
     last_seq: u64,
+    /// When the last message was sent.
+    last_at: Option<Timestamp>,
 }
 
 #[derive(Default)]
@@ -229,6 +250,11 @@ impl Drop for WaiterPermit {
 impl Broker {
     /// Builds a broker over `store`, restoring whatever it holds.
     pub fn open(store: Arc<dyn Store>, config: BrokerConfig) -> Result<Broker, BrokerError> {
+        let recent_kept = if store.serves_messages() {
+            crate::store::RECENT_KEPT.min(config.channel_retention.max(1))
+        } else {
+            config.channel_retention.max(1)
+        };
         let snapshot = store
             .load()
             .map_err(|e| BrokerError::Unavailable(e.to_string()))?;
@@ -245,6 +271,7 @@ impl Broker {
                 started: Instant::now(),
                 shutdown: CancellationToken::new(),
                 waiters: AtomicUsize::new(0),
+                recent_kept,
             }),
         })
     }
@@ -475,22 +502,31 @@ impl State {
             self.track_holder(ord, &c);
             self.commands.insert(c.id, CommandEntry { ord, command: c });
         }
-        for (name, last_seq) in snap.channel_heads {
+        for head in snap.channels {
             self.channels.insert(
-                name,
+                head.name,
                 Channel {
-                    messages: Default::default(),
-                    last_seq,
+                    recent: Default::default(),
+                    first_seq: head.first_seq,
+                    last_seq: head.last_seq,
+                    last_at: None,
                 },
             );
         }
         for m in snap.messages {
-            let ch = self.channels.entry(m.channel.clone()).or_insert(Channel {
-                messages: Default::default(),
-                last_seq: 0,
-            });
+            let ch = self
+                .channels
+                .entry(m.channel.clone())
+                .or_insert_with(|| Channel {
+                    recent: Default::default(),
+                    first_seq: m.seq,
+                    last_seq: 0,
+                    last_at: None,
+                });
             ch.last_seq = ch.last_seq.max(m.seq);
-            ch.messages.push_back(m);
+            ch.first_seq = ch.first_seq.min(m.seq);
+            ch.last_at = Some(m.sent_at);
+            ch.recent.push_back(m);
         }
         for s in snap.signals {
             self.signals.insert(s.name.clone(), s);
@@ -540,5 +576,142 @@ mod tests {
         let (signal, timed_out) = kept.await.expect("task").expect("wait");
         assert!(!timed_out && signal.emitted);
         assert_eq!(broker.wake_entries(), 0);
+    }
+}
+
+#[cfg(test)]
+mod retention_tests {
+    use super::*;
+    use crate::api::{ConnectRequest, Via};
+    use serde_json::Value;
+
+    fn broker(config: BrokerConfig) -> Broker {
+        Broker::in_memory(config)
+    }
+
+    async fn connect(b: &Broker, role: &str) -> Uuid {
+        let req = ConnectRequest {
+            role: role.into(),
+            ..ConnectRequest::default()
+        };
+        b.connect(req, Via::Http, &Caller::default())
+            .await
+            .expect("connect")
+            .0
+            .id
+    }
+
+    #[tokio::test]
+    async fn offline_peers_are_forgotten_after_forget_after() {
+        let b = broker(BrokerConfig {
+            stale_after: Duration::from_millis(10),
+            offline_after: Duration::from_millis(20),
+            forget_after: Duration::from_millis(40),
+            ..BrokerConfig::default()
+        });
+        let id = connect(&b, "w").await;
+        tokio::time::sleep(Duration::from_millis(25)).await;
+        b.sweep();
+        assert_eq!(
+            b.peer(id).expect("still known").status,
+            crate::api::PeerStatus::Offline
+        );
+        tokio::time::sleep(Duration::from_millis(45)).await;
+        b.sweep();
+        assert!(b.peer(id).is_err(), "forgotten");
+    }
+
+    #[tokio::test]
+    async fn at_the_peer_cap_the_longest_offline_goes_and_live_ones_stay() {
+        let b = broker(BrokerConfig {
+            max_peers: 2,
+            ..BrokerConfig::default()
+        });
+        let a = connect(&b, "a").await;
+        let _b2 = connect(&b, "b").await;
+        let full = b
+            .connect(
+                ConnectRequest {
+                    role: "c".into(),
+                    ..ConnectRequest::default()
+                },
+                Via::Http,
+                &Caller::default(),
+            )
+            .await;
+        assert!(
+            matches!(full, Err(BrokerError::TooManyWaiters(_))),
+            "{full:?}"
+        );
+        b.disconnect(a, &Caller::default())
+            .await
+            .expect("disconnect");
+        let c = connect(&b, "c").await;
+        assert!(b.peer(a).is_err(), "the offline peer made room");
+        assert!(b.peer(c).is_ok());
+    }
+
+    #[tokio::test]
+    async fn at_the_channel_cap_the_longest_idle_unfollowed_channel_goes() {
+        let b = broker(BrokerConfig {
+            max_channels: 2,
+            ..BrokerConfig::default()
+        });
+        b.channel_send("a", Value::Null, None).await.expect("a");
+        b.channel_send("b", Value::Null, None).await.expect("b");
+        b.channel_send("c", Value::Null, None).await.expect("c");
+        let names: Vec<String> = b.channels().into_iter().map(|c| c.name).collect();
+        assert_eq!(names, ["b", "c"]);
+        // Both left are followed: a new channel is refused, nothing is lost.
+        let (b1, b2) = (b.clone(), b.clone());
+        let f1 =
+            tokio::spawn(async move { b1.channel_wait("b", 1, 10, Duration::from_secs(30)).await });
+        let f2 =
+            tokio::spawn(async move { b2.channel_wait("c", 1, 10, Duration::from_secs(30)).await });
+        while b.open_waiters() < 2 {
+            tokio::task::yield_now().await;
+        }
+        let refused = b.channel_send("d", Value::Null, None).await;
+        assert!(
+            matches!(refused, Err(BrokerError::TooManyWaiters(_))),
+            "{refused:?}"
+        );
+        f1.abort();
+        f2.abort();
+    }
+
+    #[tokio::test]
+    async fn at_the_signal_cap_the_longest_idle_unwaited_signal_goes() {
+        let b = broker(BrokerConfig {
+            max_signals: 2,
+            ..BrokerConfig::default()
+        });
+        b.emit("a", None, None).await.expect("a");
+        b.emit("b", None, None).await.expect("b");
+        b.emit("c", None, None).await.expect("c");
+        let names: Vec<String> = b.signals().into_iter().map(|s| s.name).collect();
+        assert_eq!(names, ["b", "c"]);
+    }
+
+    #[tokio::test]
+    async fn retention_trims_channels_and_reads_stay_contiguous() {
+        let b = broker(BrokerConfig {
+            channel_retention: 5,
+            ..BrokerConfig::default()
+        });
+        for i in 1..=12 {
+            b.channel_send("log", serde_json::json!(i), None)
+                .await
+                .expect("send");
+        }
+        let r = b.channel_read("log", 0, 100).await.expect("read");
+        let seqs: Vec<u64> = r.messages.iter().map(|m| m.seq).collect();
+        assert_eq!(seqs, [8, 9, 10, 11, 12]);
+        assert_eq!((r.first_seq, r.last_seq), (8, 12));
+        let info = &b.channels()[0];
+        assert_eq!((info.count, info.first_seq, info.last_seq), (5, 8, 12));
+        let r = b.channel_read("log", 9, 2).await.expect("read");
+        let seqs: Vec<u64> = r.messages.iter().map(|m| m.seq).collect();
+        assert_eq!(seqs, [10, 11]);
     }
 }

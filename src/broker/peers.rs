@@ -83,6 +83,10 @@ impl Broker {
             if known {
                 self.prove_in(&st, id, caller)?;
             }
+            let mut commits = Vec::new();
+            if !known {
+                self.make_room_for_peer(&mut st, now, &mut commits)?;
+            }
             let key = match &caller.key {
                 Some(k) if known && self.holds_key(&st, id, caller) => k.clone(),
                 _ => keys::new_key(id),
@@ -129,7 +133,6 @@ impl Broker {
                 }),
             };
             entry.announced = PeerStatus::Online;
-            let mut commits = Vec::new();
             for pid in requeue {
                 self.requeue_held(&mut st, pid, now, &mut commits);
             }
@@ -142,6 +145,45 @@ impl Broker {
         tracing::info!(peer = %peer.id, role = %role, ?via, protected = peer.protected, "peer connected");
         Broker::committed(commits).await?;
         Ok((peer, key))
+    }
+
+    /// Before a new peer: at the cap, forgets the longest-offline peer, or
+    /// refuses with 429 when none is offline.
+    fn make_room_for_peer(
+        &self,
+        st: &mut State,
+        now: Timestamp,
+        commits: &mut Vec<Commit>,
+    ) -> Result<(), BrokerError> {
+        let max = self.inner.config.max_peers.max(1);
+        if st.peers.len() < max {
+            return Ok(());
+        }
+        let victim = st
+            .peers
+            .values()
+            .filter(|e| {
+                self.status_of(e, now) == PeerStatus::Offline && !st.held.contains_key(&e.peer.id)
+            })
+            .min_by_key(|e| e.peer.last_seen)
+            .map(|e| e.peer.id);
+        let Some(victim) = victim else {
+            return Err(BrokerError::TooManyWaiters(format!(
+                "the broker already keeps {max} peers and none is offline (--max-peers); reconnect an existing peer by its key, or raise the limit"
+            )));
+        };
+        self.forget_peer(st, victim, commits);
+        Ok(())
+    }
+
+    /// Forgets a peer and its key for good.
+    fn forget_peer(&self, st: &mut State, id: Uuid, commits: &mut Vec<Commit>) {
+        if st.peers.remove(&id).is_some() {
+            tracing::info!(peer = %id, "peer forgotten");
+            commits.push(self.persist(Mutation::ForgetPeer(id)));
+            st.events
+                .push("peer", serde_json::json!({"id": id, "forgotten": true}));
+        }
     }
 
     /// Persists and announces a peer's current view; returns it.
@@ -363,6 +405,21 @@ impl Broker {
                 self.requeue_held(st, id, now, commits);
             }
             self.announce_peer(st, id, now, commits);
+        }
+        let forget_after = self.inner.config.forget_after;
+        let forgotten: Vec<Uuid> = st
+            .peers
+            .values()
+            .filter(|e| {
+                e.announced == PeerStatus::Offline
+                    && e.contacts == 0
+                    && e.peer.last_seen.age(now) >= forget_after
+                    && !st.held.contains_key(&e.peer.id)
+            })
+            .map(|e| e.peer.id)
+            .collect();
+        for id in forgotten {
+            self.forget_peer(st, id, commits);
         }
     }
 }

@@ -44,21 +44,41 @@ impl Broker {
         change: impl FnOnce(&mut Signal),
     ) -> Result<Signal, BrokerError> {
         validate_name("signal name", name).map_err(BrokerError::BadRequest)?;
-        let (s, commit) = {
+        let (s, commits) = {
             let mut st = self.lock();
+            let mut commits = Vec::new();
+            if !st.signals.contains_key(name) {
+                let max = self.inner.config.max_signals.max(1);
+                if st.signals.len() >= max {
+                    let idle = st
+                        .signals
+                        .values()
+                        .filter(|s| !st.notifies.contains_key(&format!("s:{}", s.name)))
+                        .min_by_key(|s| s.emitted_at)
+                        .map(|s| s.name.clone());
+                    let Some(victim) = idle else {
+                        return Err(BrokerError::TooManyWaiters(format!(
+                            "the broker already keeps {max} signals and every one is being waited for (--max-signals); reuse a signal or raise the limit"
+                        )));
+                    };
+                    tracing::info!(signal = %victim, "signal cap reached; forgetting the longest-idle signal");
+                    st.signals.remove(&victim);
+                    commits.push(self.persist(Mutation::ForgetSignal(victim)));
+                }
+            }
             let s = st
                 .signals
                 .entry(name.to_string())
                 .or_insert_with(|| blank(name));
             change(s);
             let s = s.clone();
-            let commit = self.persist(Mutation::Signal(s.clone()));
+            commits.push(self.persist(Mutation::Signal(s.clone())));
             st.events
                 .push("signal", serde_json::to_value(&s).unwrap_or_default());
             st.wake(&format!("s:{name}"));
-            (s, commit)
+            (s, commits)
         };
-        Broker::committed(vec![commit]).await?;
+        Broker::committed(commits).await?;
         Ok(s)
     }
 

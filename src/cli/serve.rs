@@ -58,6 +58,24 @@ pub struct ServeArgs {
     /// A silent peer goes offline (its unacked commands are requeued) after this long.
     #[arg(long, default_value = "15m", value_parser = humantime::parse_duration, value_name = "DURATION")]
     pub offline_after: Duration,
+    /// An offline peer is forgotten (with its key) after this long.
+    #[arg(long, default_value = "24h", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub forget_after: Duration,
+    /// Peers kept at most; past it the longest-offline one is forgotten, and
+    /// when none is offline a new connect gets 429.
+    #[arg(long, default_value_t = 10_000, value_name = "N")]
+    pub max_peers: usize,
+    /// Channels kept at most; past it the longest-idle one nobody follows is
+    /// forgotten with its messages, and when all are followed a send gets 429.
+    #[arg(long, default_value_t = 10_000, value_name = "N")]
+    pub max_channels: usize,
+    /// Signals kept at most; past it the longest-idle one nobody waits for is
+    /// forgotten, and when all are waited for an emit gets 429.
+    #[arg(long, default_value_t = 10_000, value_name = "N")]
+    pub max_signals: usize,
+    /// Run SQLite's integrity check before starting (reads the whole file).
+    #[arg(long)]
+    pub check_store: bool,
 }
 
 /// The default data directory: `$XDG_STATE_HOME/cipc`, else `~/.local/state/cipc`.
@@ -175,7 +193,7 @@ async fn serve(args: ServeArgs, ip: IpAddr, token: Option<String>) -> i32 {
         Arc::new(MemoryStore::default())
     } else {
         let dir = args.data_dir.clone().unwrap_or_else(default_data_dir);
-        match SqliteStore::open(&dir) {
+        match SqliteStore::open(&dir, args.check_store) {
             Ok(s) => Arc::new(s),
             Err(e) => {
                 eprintln!("cipc serve: {e}");
@@ -189,6 +207,10 @@ async fn serve(args: ServeArgs, ip: IpAddr, token: Option<String>) -> i32 {
         channel_retention: args.channel_retention.max(1),
         command_retention: args.command_retention.max(1),
         max_waiters: args.max_waiters,
+        forget_after: args.forget_after,
+        max_peers: args.max_peers.max(1),
+        max_channels: args.max_channels.max(1),
+        max_signals: args.max_signals.max(1),
         ..BrokerConfig::default()
     };
     let broker = match Broker::open(store, config) {

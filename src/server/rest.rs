@@ -288,7 +288,7 @@ async fn channel_messages(
             s.broker.channel_wait(&name, since, limit, timeout).await?,
         ));
     }
-    Ok(Json(s.broker.channel_read(&name, since, limit)?))
+    Ok(Json(s.broker.channel_read(&name, since, limit).await?))
 }
 
 #[utoipa::path(get, path = "/signals", tag = "signals", responses((status = 200, body = SignalsResponse)))]

@@ -47,6 +47,12 @@ pub enum Mutation {
     Trim { channel: String, below: u64 },
     /// A signal was emitted or cleared.
     Signal(Signal),
+    /// A peer was forgotten (offline too long, or evicted by the cap).
+    ForgetPeer(uuid::Uuid),
+    /// A channel and all its messages were forgotten (evicted by the cap).
+    ForgetChannel(String),
+    /// A signal was forgotten (evicted by the cap).
+    ForgetSignal(String),
     /// Everything was cleared.
     Reset,
 }
@@ -58,12 +64,30 @@ pub struct Snapshot {
     pub peers: Vec<StoredPeer>,
     /// Every command with its FIFO position, in that order.
     pub commands: Vec<(u64, Command)>,
-    /// Every retained message, ordered by channel then seq.
+    /// The newest retained messages of each channel (at most
+    /// [`RECENT_KEPT`] each when the store serves older ones through
+    /// [`Store::read_messages`]; all of them otherwise), by channel then seq.
     pub messages: Vec<Message>,
-    /// Every channel's last seq ever used (so seqs continue after trims).
-    pub channel_heads: Vec<(String, u64)>,
+    /// Every channel: its last seq ever used (so seqs continue after trims)
+    /// and its oldest retained seq.
+    pub channels: Vec<ChannelHead>,
     /// Every signal.
     pub signals: Vec<Signal>,
+}
+
+/// How many of each channel's newest messages the broker keeps in memory
+/// when the store can serve the older ones.
+pub const RECENT_KEPT: usize = 256;
+
+/// What the store knows of a channel at start-up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChannelHead {
+    /// The channel's name.
+    pub name: String,
+    /// The last seq ever used.
+    pub last_seq: u64,
+    /// The oldest retained seq (`last_seq + 1` when none is retained).
+    pub first_seq: u64,
 }
 
 /// A future that resolves once a mutation is durable (or failed to be).
@@ -113,5 +137,22 @@ pub trait Store: Send + Sync + 'static {
     /// saved is given up) so the broker can start over from it.
     fn recover(&self) -> Result<Snapshot, StoreError> {
         Err(StoreError::Closed)
+    }
+    /// True when older messages can be read back with
+    /// [`Store::read_messages`], so the broker keeps only recent ones in
+    /// memory; false when memory is the only copy (`--memory`).
+    fn serves_messages(&self) -> bool {
+        false
+    }
+    /// The saved messages of `channel` with `from <= seq <= to`, oldest
+    /// first, at most `limit`. Blocking: call it off the async threads.
+    fn read_messages(
+        &self,
+        _channel: &str,
+        _from: u64,
+        _to: u64,
+        _limit: usize,
+    ) -> Result<Vec<Message>, StoreError> {
+        Ok(Vec::new())
     }
 }

@@ -4,7 +4,9 @@
 //! A single writer thread drains every queued mutation into one transaction and
 //! answers all of their commit futures at once (group commit).
 
-use super::{Commit, Mutation, Progress, Snapshot, Store, StoreError, StoredPeer};
+use super::{
+    ChannelHead, Commit, Mutation, Progress, Snapshot, Store, StoreError, StoredPeer, RECENT_KEPT,
+};
 use crate::api::{Command, Message, Signal};
 use rusqlite::{params, Connection, OptionalExtension};
 use std::path::{Path, PathBuf};
@@ -36,6 +38,8 @@ pub struct SqliteStore {
     snapshot: Mutex<Option<Snapshot>>,
     /// Which positions are saved; shared with the writer thread.
     progress: Arc<Progress>,
+    /// A read-only connection for old messages.
+    reader: Mutex<Connection>,
 }
 
 const SCHEMA: &str = "
@@ -47,9 +51,12 @@ CREATE TABLE IF NOT EXISTS signals (name TEXT PRIMARY KEY, body TEXT NOT NULL);
 ";
 
 impl SqliteStore {
-    /// Opens (creating if needed) `cipc.db` in `dir`, checks it is usable, reads
-    /// it back, and starts the writer thread. Errors name the path.
-    pub fn open(dir: &Path) -> Result<Self, StoreError> {
+    /// Opens (creating if needed) `cipc.db` in `dir`, reads back what the
+    /// broker keeps in memory (not every message: see [`RECENT_KEPT`]), and
+    /// starts the writer thread. With `verify`, runs SQLite's `quick_check`
+    /// first, which reads the whole file (so it is not done by default: start
+    /// time must not grow with the database). Errors name the path.
+    pub fn open(dir: &Path, verify: bool) -> Result<Self, StoreError> {
         let open_err = |path: &Path, reason: String| StoreError::Open {
             path: path.display().to_string(),
             reason,
@@ -64,12 +71,14 @@ impl SqliteStore {
                 tracing::warn!(mode, "SQLite did not switch to WAL mode");
             }
             conn.execute_batch("PRAGMA synchronous=FULL;")?;
-            let check: String = conn.query_row("PRAGMA quick_check", [], |r| r.get(0))?;
-            if check != "ok" {
-                return Err(rusqlite::Error::SqliteFailure(
-                    rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CORRUPT),
-                    Some(format!("integrity check failed: {check}")),
-                ));
+            if verify {
+                let check: String = conn.query_row("PRAGMA quick_check", [], |r| r.get(0))?;
+                if check != "ok" {
+                    return Err(rusqlite::Error::SqliteFailure(
+                        rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CORRUPT),
+                        Some(format!("integrity check failed: {check}")),
+                    ));
+                }
             }
             conn.execute_batch(SCHEMA)?;
             Ok(())
@@ -81,6 +90,13 @@ impl SqliteStore {
             )
         })?;
         let snapshot = read_all(&conn).map_err(|e| open_err(&path, e))?;
+        // Readers of old messages get their own connection (WAL lets them
+        // read while the writer writes).
+        let reader = Connection::open_with_flags(
+            &path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|e| open_err(&path, e.to_string()))?;
         let (tx, rx) = mpsc::channel::<Job>();
         let progress = Arc::new(Progress::default());
         let writer_progress = progress.clone();
@@ -94,6 +110,7 @@ impl SqliteStore {
             writer: Mutex::new(Some(writer)),
             snapshot: Mutex::new(Some(snapshot)),
             progress,
+            reader: Mutex::new(reader),
         })
     }
 }
@@ -116,7 +133,7 @@ fn read_all(conn: &Connection) -> Result<Snapshot, String> {
     }
     let peers: Vec<StoredPeer> = rows(conn, "SELECT body FROM peers")?;
     let signals: Vec<Signal> = rows(conn, "SELECT body FROM signals ORDER BY name")?;
-    let messages: Vec<Message> = rows(conn, "SELECT body FROM messages ORDER BY channel, seq")?;
+
     let mut commands = Vec::new();
     {
         let mut stmt = conn
@@ -132,24 +149,53 @@ fn read_all(conn: &Connection) -> Result<Snapshot, String> {
             commands.push((ord as u64, cmd));
         }
     }
-    let mut channel_heads = Vec::new();
+    // Per channel: its head, its oldest retained seq and its newest
+    // messages, each by the primary key's index, so start-up reads what it
+    // keeps and not every message.
+    let mut channels = Vec::new();
+    let mut messages = Vec::new();
     {
-        let mut stmt = conn
-            .prepare("SELECT name, last_seq FROM channels")
+        let mut heads = conn
+            .prepare("SELECT name, last_seq FROM channels ORDER BY name")
             .map_err(|e| e.to_string())?;
-        let it = stmt
-            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
+        let heads: Vec<(String, i64)> = heads
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(|e| e.to_string())?
+            .collect::<Result<_, _>>()
             .map_err(|e| e.to_string())?;
-        for row in it {
-            let (name, seq) = row.map_err(|e| e.to_string())?;
-            channel_heads.push((name, seq as u64));
+        let mut oldest = conn
+            .prepare("SELECT MIN(seq) FROM messages WHERE channel = ?1")
+            .map_err(|e| e.to_string())?;
+        let mut newest = conn
+            .prepare("SELECT body FROM messages WHERE channel = ?1 ORDER BY seq DESC LIMIT ?2")
+            .map_err(|e| e.to_string())?;
+        for (name, last_seq) in heads {
+            let last_seq = last_seq.max(0) as u64;
+            let first: Option<i64> = oldest
+                .query_row(params![name], |r| r.get(0))
+                .map_err(|e| e.to_string())?;
+            let mut recent: Vec<Message> = newest
+                .query_map(params![name, RECENT_KEPT as i64], |r| r.get::<_, String>(0))
+                .map_err(|e| e.to_string())?
+                .map(|b| {
+                    let body = b.map_err(|e| e.to_string())?;
+                    serde_json::from_str(&body).map_err(|e| format!("unreadable message: {e}"))
+                })
+                .collect::<Result<_, String>>()?;
+            recent.reverse();
+            messages.extend(recent);
+            channels.push(ChannelHead {
+                name,
+                last_seq,
+                first_seq: first.map(|f| f.max(1) as u64).unwrap_or(last_seq + 1),
+            });
         }
     }
     Ok(Snapshot {
         peers,
         commands,
         messages,
-        channel_heads,
+        channels,
         signals,
     })
 }
@@ -188,6 +234,20 @@ fn write_one(tx: &rusqlite::Transaction<'_>, m: &Mutation) -> rusqlite::Result<(
         Mutation::Signal(s) => {
             tx.prepare_cached("INSERT OR REPLACE INTO signals (name, body) VALUES (?1, ?2)")?
                 .execute(params![s.name, json(s)])?;
+        }
+        Mutation::ForgetPeer(id) => {
+            tx.prepare_cached("DELETE FROM peers WHERE id = ?1")?
+                .execute(params![id.to_string()])?;
+        }
+        Mutation::ForgetChannel(name) => {
+            tx.prepare_cached("DELETE FROM messages WHERE channel = ?1")?
+                .execute(params![name])?;
+            tx.prepare_cached("DELETE FROM channels WHERE name = ?1")?
+                .execute(params![name])?;
+        }
+        Mutation::ForgetSignal(name) => {
+            tx.prepare_cached("DELETE FROM signals WHERE name = ?1")?
+                .execute(params![name])?;
         }
         Mutation::Reset => {
             tx.execute_batch(
@@ -350,6 +410,43 @@ impl Store for SqliteStore {
 
     fn progress(&self) -> Arc<Progress> {
         self.progress.clone()
+    }
+
+    fn serves_messages(&self) -> bool {
+        true
+    }
+
+    fn read_messages(
+        &self,
+        channel: &str,
+        from: u64,
+        to: u64,
+        limit: usize,
+    ) -> Result<Vec<Message>, StoreError> {
+        let reader = self.reader.lock().map_err(|_| StoreError::Closed)?;
+        let read = || -> rusqlite::Result<Vec<String>> {
+            let mut stmt = reader.prepare_cached(
+                "SELECT body FROM messages WHERE channel = ?1 AND seq >= ?2 AND seq <= ?3 ORDER BY seq LIMIT ?4",
+            )?;
+            let rows = stmt.query_map(
+                params![
+                    channel,
+                    i64::try_from(from).unwrap_or(i64::MAX),
+                    i64::try_from(to).unwrap_or(i64::MAX),
+                    i64::try_from(limit).unwrap_or(i64::MAX)
+                ],
+                |r| r.get::<_, String>(0),
+            )?;
+            rows.collect()
+        };
+        let bodies = read().map_err(|e| StoreError::Write(format!("reading messages: {e}")))?;
+        bodies
+            .iter()
+            .map(|b| {
+                serde_json::from_str(b)
+                    .map_err(|e| StoreError::Write(format!("unreadable message: {e}")))
+            })
+            .collect()
     }
 
     fn recover(&self) -> Result<Snapshot, StoreError> {

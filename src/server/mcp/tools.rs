@@ -939,7 +939,7 @@ impl CipcMcp {
         let timeout = wait_for(args.timeout_seconds, 0);
         let broker = self.session.broker().clone();
         let r = if timeout.is_zero() {
-            match broker.channel_read(&args.channel, since, limit) {
+            match broker.channel_read(&args.channel, since, limit).await {
                 Ok(r) => r,
                 Err(e) => return broker_refusal(e),
             }
