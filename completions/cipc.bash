@@ -1692,7 +1692,7 @@ _cipc() {
             return 0
             ;;
         cipc__subcmd__serve)
-            opts="-p -h -V --host --port --data-dir --memory --token --token-file --generate-token --insecure-no-auth --allowed-host --max-body --channel-retention --command-retention --max-waiters --stale-after --offline-after --help --version"
+            opts="-p -h -V --host --port --data-dir --memory --token --token-file --generate-token --insecure-no-auth --allowed-host --max-body --channel-retention --command-retention --max-waiters --stale-after --offline-after --forget-after --max-peers --max-channels --max-signals --check-store --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1747,6 +1747,22 @@ _cipc() {
                     return 0
                     ;;
                 --offline-after)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --forget-after)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --max-peers)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --max-channels)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --max-signals)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -54,9 +54,14 @@ complete -c cipc -n "__fish_cipc_using_subcommand serve" -l command-retention -d
 complete -c cipc -n "__fish_cipc_using_subcommand serve" -l max-waiters -d 'Open long-polls and streams allowed in all (429 past it)' -r
 complete -c cipc -n "__fish_cipc_using_subcommand serve" -l stale-after -d 'A silent peer turns stale after this long' -r
 complete -c cipc -n "__fish_cipc_using_subcommand serve" -l offline-after -d 'A silent peer goes offline (its unacked commands are requeued) after this long' -r
+complete -c cipc -n "__fish_cipc_using_subcommand serve" -l forget-after -d 'An offline peer is forgotten (with its key) after this long' -r
+complete -c cipc -n "__fish_cipc_using_subcommand serve" -l max-peers -d 'Peers kept at most; past it the longest-offline one is forgotten, and when none is offline a new connect gets 429' -r
+complete -c cipc -n "__fish_cipc_using_subcommand serve" -l max-channels -d 'Channels kept at most; past it the longest-idle one nobody follows is forgotten with its messages, and when all are followed a send gets 429' -r
+complete -c cipc -n "__fish_cipc_using_subcommand serve" -l max-signals -d 'Signals kept at most; past it the longest-idle one nobody waits for is forgotten, and when all are waited for an emit gets 429' -r
 complete -c cipc -n "__fish_cipc_using_subcommand serve" -l memory -d 'Keep everything in memory; nothing survives a restart'
 complete -c cipc -n "__fish_cipc_using_subcommand serve" -l generate-token -d 'Print a new random token and exit'
 complete -c cipc -n "__fish_cipc_using_subcommand serve" -l insecure-no-auth -d 'Serve a non-loopback address without a token (trusted lab networks only)'
+complete -c cipc -n "__fish_cipc_using_subcommand serve" -l check-store -d 'Run SQLite\'s integrity check before starting (reads the whole file)'
 complete -c cipc -n "__fish_cipc_using_subcommand serve" -s h -l help -d 'Print help'
 complete -c cipc -n "__fish_cipc_using_subcommand serve" -s V -l version -d 'Print version'
 complete -c cipc -n "__fish_cipc_using_subcommand bench" -l url -d 'Measure this running broker instead of starting one (idle-waiter memory is then not measured)' -r
