@@ -41,9 +41,52 @@ pub struct BenchArgs {
     /// Process spawns per CLI-vs-curl comparison (0 skips).
     #[arg(long, default_value_t = 100, value_name = "N")]
     pub spawns: usize,
+    /// Instead of the rest: start-up time and memory of a durable broker
+    /// whose file holds each of these many messages (e.g. 10000,100000,1000000).
+    #[arg(long, value_delimiter = ',', value_name = "MESSAGES")]
+    pub startup: Vec<usize>,
+    /// Instead of the rest: one liveness sweep with each of these many peers
+    /// (e.g. 10000,50000), each with 10,000 commands held.
+    #[arg(long, value_delimiter = ',', value_name = "PEERS")]
+    pub sweep: Vec<usize>,
     /// Print the results as JSON instead of a table.
     #[arg(long)]
     pub json: bool,
+}
+
+/// `--startup` and `--sweep`: the scale benchmarks, on brokers of their own.
+fn run_scale(args: &BenchArgs, rt: &tokio::runtime::Runtime) -> i32 {
+    let mut rows = Vec::new();
+    for &n in &args.startup {
+        match super::bench_scale::startup(n, n.max(1)) {
+            Ok(m) => rows.push(Row {
+                name: m.name,
+                value: m.value,
+                target: "flat in file size".into(),
+                raw: m.raw,
+            }),
+            Err(e) => {
+                eprintln!("cipc bench: {e}");
+                return exit::ERROR;
+            }
+        }
+    }
+    for &n in &args.sweep {
+        match rt.block_on(super::bench_scale::sweep(n, 10_000)) {
+            Ok(m) => rows.push(Row {
+                name: m.name,
+                value: m.value,
+                target: "no stall".into(),
+                raw: m.raw,
+            }),
+            Err(e) => {
+                eprintln!("cipc bench: {e}");
+                return exit::ERROR;
+            }
+        }
+    }
+    print_rows(&rows, "scale", args.json);
+    exit::OK
 }
 
 /// One line of the summary.
@@ -67,6 +110,9 @@ pub fn run(args: BenchArgs) -> i32 {
         }
     };
     raise_fd_limit();
+    if !args.startup.is_empty() || !args.sweep.is_empty() {
+        return run_scale(&args, &rt);
+    }
     let mut child: Option<(Child, tempfile_dir::TempDir)> = None;
     let url = match &args.url {
         Some(u) => u.trim_end_matches('/').to_string(),

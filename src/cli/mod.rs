@@ -8,6 +8,7 @@
 //! waits of any length.
 
 pub mod bench;
+mod bench_scale;
 pub mod chan;
 pub mod commands;
 pub mod generate;
