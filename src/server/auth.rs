@@ -2,13 +2,12 @@
 //! repeated auth failures.
 //!
 //! Commands are orders to agents with a shell, so an open broker is remote code
-//! execution for anyone who reaches it. Every request passes [`guard`] first.
+//! execution for anyone who reaches it. Every request passes [`admit`] first.
 
 use super::error::ApiError;
 use super::AppState;
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::Request;
 use axum::http::{header, HeaderMap, StatusCode};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
@@ -334,34 +333,28 @@ fn is_public(path: &str) -> bool {
     ) || path.starts_with("/dashboard/assets/")
 }
 
-/// The middleware every request passes: [`refusal`] decides, then contact
-/// from a peer named in `X-Cipc-Peer` refreshes its `lastSeen`.
-pub async fn guard(
-    State(s): State<AppState>,
-    ConnectInfo(addr): ConnectInfo<SocketAddr>,
-    req: Request,
-    next: Next,
-) -> Response {
-    match refusal(&s, addr, &req) {
+/// The front door's checks: [`refusal`] decides, then the peer a request
+/// names is checked against its key (and its contact noted). `Err` is the
+/// answer refusing it.
+pub async fn admit(s: &AppState, addr: SocketAddr, req: Request) -> Result<Request, Response> {
+    match refusal(s, addr, &req) {
         None => {}
-        Some(Refused::Now(no)) => return no,
+        Some(Refused::Now(no)) => return Err(no),
         Some(Refused::AfterBrake(no)) => {
             s.security.brake().await;
-            return no;
+            return Err(no);
         }
     }
     // Peer claims are checked (and contact noted) only past the token check,
     // and never for public paths: a token-less request keeps no peer alive.
-    if !is_public(req.uri().path()) {
-        let (parts, body) = req.into_parts();
-        let admitted = super::extract::caller_of(&parts)
-            .and_then(|caller| s.broker.admit(&caller).map_err(ApiError::from));
-        if let Err(e) = admitted {
-            return e.into_response();
-        }
-        return next.run(Request::from_parts(parts, body)).await;
+    if is_public(req.uri().path()) {
+        return Ok(req);
     }
-    next.run(req).await
+    let (parts, body) = req.into_parts();
+    super::extract::caller_of(&parts)
+        .and_then(|caller| s.broker.admit(&caller).map_err(ApiError::from))
+        .map_err(IntoResponse::into_response)?;
+    Ok(Request::from_parts(parts, body))
 }
 
 /// How a request is refused.

@@ -1,6 +1,6 @@
 //! The HTTP server: one axum router over one [`Broker`], with four doors:
 //! REST ([`rest`]), SSE streams ([`streams`]), MCP ([`mcp`]) and the web
-//! dashboard ([`dashboard`]). [`auth::guard`] stands in front of all of them.
+//! dashboard ([`dashboard`]). The front door (token, Origin, Host, peer keys, then durability of the answer) stands in front of all of them.
 
 pub mod auth;
 pub mod dashboard;
@@ -74,30 +74,37 @@ pub fn router(state: AppState) -> Router {
         .merge(dashboard::routes())
         .merge(mcp::routes(&state))
         .fallback(error::fallback)
-        .layer(middleware::from_fn_with_state(state.clone(), settle))
-        .layer(middleware::from_fn_with_state(state.clone(), auth::guard))
+        .layer(middleware::from_fn_with_state(state.clone(), front_door))
         .layer(DefaultBodyLimit::max(state.config.max_body))
         .with_state(state)
 }
 
-/// Principle 8 for every answer: it leaves only once everything the handler
-/// could have read is saved; if some of it was lost to a failed commit, the
-/// answer is a 503 instead (the client retries, with `dedupeKey` for sends).
-/// Streams settle each event themselves; `/healthz` reads no state.
-async fn settle(
+/// The one middleware every request passes (one, because each layer costs
+/// every parked long-poll memory): the token, Origin, Host and peer-key
+/// checks of [`auth::admit`], then principle 8 for the answer: it leaves only
+/// once everything the handler could have read is saved; if some of it was
+/// lost to a failed commit, the answer is a 503 instead (the client retries,
+/// with `dedupeKey` for sends). Streams settle each event themselves;
+/// `/healthz` reads no state.
+async fn front_door(
     axum::extract::State(s): axum::extract::State<AppState>,
+    axum::extract::ConnectInfo(addr): axum::extract::ConnectInfo<SocketAddr>,
     req: axum::extract::Request,
     next: middleware::Next,
 ) -> axum::response::Response {
     use axum::response::IntoResponse;
-    if req.uri().path() == "/healthz" {
-        return next.run(req).await;
-    }
+    let req = match auth::admit(&s, addr, req).await {
+        Ok(req) => req,
+        Err(refused) => return refused,
+    };
+    let reads_state = req.uri().path() != "/healthz";
     let response = next.run(req).await;
-    match s.broker.settled().await {
-        Ok(()) => response,
-        Err(e) => error::ApiError::from(e).into_response(),
+    if reads_state {
+        if let Err(e) = s.broker.settled().await {
+            return error::ApiError::from(e).into_response();
+        }
     }
+    response
 }
 
 async fn openapi() -> Json<utoipa::openapi::OpenApi> {

@@ -7,7 +7,7 @@
 //! - `/mcp/sse` + `/mcp/messages?sessionId=`: the legacy HTTP+SSE transport
 //!   (`"type": "sse"`), see [`legacy_sse`].
 //!
-//! The token, Origin and Host rules of [`super::auth::guard`] apply to every
+//! The token, Origin and Host rules of [`super::auth::admit`] apply to every
 //! route here (403, never 401, on MCP routes).
 
 mod delivery;
