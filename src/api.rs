@@ -136,7 +136,6 @@ pub struct Command {
     /// What to do, e.g. "start-server".
     pub action: String,
     /// Arguments of the action (any JSON).
-    #[schema(value_type = Object)]
     pub params: Value,
     /// Where it is in its lifecycle.
     pub status: CommandStatus,
@@ -153,7 +152,6 @@ pub struct Command {
     pub acked_at: Option<Timestamp>,
     /// The result the peer acked with.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Object)]
     pub result: Option<Value>,
     /// The error the peer acked with (status `failed`), or why it was cancelled/expired.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -184,7 +182,6 @@ pub struct Message {
     /// The channel's name.
     pub channel: String,
     /// The message body (any JSON).
-    #[schema(value_type = Object)]
     pub data: Value,
     /// Who sent it, when known (`X-Cipc-Peer`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -203,7 +200,6 @@ pub struct Signal {
     pub emitted: bool,
     /// The data of the latest emission.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Object)]
     pub data: Option<Value>,
     /// When it was last emitted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -241,8 +237,9 @@ pub struct ConnectRequest {
     /// The role to take, 1-64 chars of `[A-Za-z0-9._-]`.
     #[schema(pattern = "^[A-Za-z0-9._-]{1,64}$")]
     pub role: String,
-    /// Capability tags.
+    /// Capability tags: at most 64, each 1-64 characters.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = capability_tags)]
     pub capabilities: Option<Vec<String>>,
     /// A human-friendly name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -250,6 +247,7 @@ pub struct ConnectRequest {
     /// The id of a known peer to reconnect as (a protected one needs its
     /// key in `X-Cipc-Peer-Key`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, pattern = "^([0-9a-fA-F]{32}|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})$")]
     pub id: Option<Uuid>,
     /// Refuse anything done in this peer's name without its key. The `cipc`
     /// CLI and MCP sessions always ask for it; the old curl flow does not.
@@ -263,6 +261,7 @@ pub struct ConnectRequest {
 pub struct SendRequest {
     /// Who sends it; defaults to the `X-Cipc-Peer` peer's role, else "anonymous".
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 128)]
     pub from: Option<String>,
     /// A role, a peer id, or `"*"` for every online peer.
     #[schema(pattern = "^([A-Za-z0-9._-]{1,64}|\\*)$")]
@@ -272,13 +271,18 @@ pub struct SendRequest {
     pub action: String,
     /// Arguments (any JSON; default `{}`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Object)]
     pub params: Option<Value>,
     /// Idempotency key: a repeat answers the original command.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(min_length = 1, max_length = 256)]
     pub dedupe_key: Option<String>,
-    /// Milliseconds the command may stay pending before it expires.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Milliseconds the command may stay pending before it expires (at most 365 days).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "whole_number"
+    )]
+    #[schema(maximum = 31_536_000_000_u64)]
     pub ttl: Option<u64>,
 }
 
@@ -288,7 +292,6 @@ pub struct SendRequest {
 pub struct AckRequest {
     /// The outcome (any JSON).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Object)]
     pub result: Option<Value>,
     /// Present means the command failed, with this message.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -296,7 +299,11 @@ pub struct AckRequest {
     /// The delivery being acked (the `attempt` the wait answered). When
     /// given, an ack for an earlier delivery of a redelivered command is a
     /// 409, whoever sends it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "whole_number"
+    )]
     pub attempt: Option<u32>,
 }
 
@@ -306,11 +313,21 @@ pub struct AckRequest {
 pub struct EmitRequest {
     /// Data carried by the signal (any JSON).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Object)]
     pub data: Option<Value>,
 }
 
 // ---- responses ----
+
+/// What `POST /commands/send` answers: one command, or for `"*"` one per
+/// online peer (documents the two shapes; the handler builds each directly).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum SendAnswer {
+    /// A single target: `{"command", "queued"}`.
+    One(SendResponse),
+    /// `"*"`: `{"commands": [...]}`.
+    FanOut(CommandsResponse),
+}
 
 /// `{"peer": Peer}`.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -327,6 +344,48 @@ pub struct ConnectResponse {
     /// The peer's secret key, shown only here: send it as `X-Cipc-Peer-Key`
     /// to act as this peer.
     pub key: String,
+}
+
+/// The OpenAPI schema of capability tags (what `connect` accepts; `null`
+/// means none).
+fn capability_tags() -> utoipa::openapi::schema::Schema {
+    use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, OneOfBuilder, Type};
+    let tags = ArrayBuilder::new()
+        .items(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .min_length(Some(1))
+                .max_length(Some(64)),
+        )
+        .max_items(Some(64));
+    utoipa::openapi::schema::Schema::OneOf(
+        OneOfBuilder::new()
+            .item(tags)
+            .item(ObjectBuilder::new().schema_type(Type::Null))
+            .build(),
+    )
+}
+
+/// Reads an optional whole number that JSON may spell `5` or `5.0` (both
+/// are integers to JSON Schema); a fraction or a value out of range is an
+/// error naming the number.
+fn whole_number<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: TryFrom<u64>,
+{
+    let Some(n) = Option::<serde_json::Number>::deserialize(d)? else {
+        return Ok(None);
+    };
+    let whole = n.as_u64().or_else(|| {
+        n.as_f64()
+            .filter(|f| f.fract() == 0.0 && *f >= 0.0 && *f <= u64::MAX as f64)
+            .map(|f| f as u64)
+    });
+    whole
+        .and_then(|w| T::try_from(w).ok())
+        .map(Some)
+        .ok_or_else(|| serde::de::Error::custom(format!("{n} is not a whole number in range")))
 }
 
 /// The longest `ttl` a command may have (365 days, in ms); longer is a 400.

@@ -76,7 +76,18 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
         let bytes = read_body(req, state).await?;
-        parse_json(&bytes, "{}").map(JsonBody)
+        parse_object(&bytes).map(JsonBody)
+    }
+}
+
+/// Parses a body that must be a JSON object (or empty, meaning `{}`); serde
+/// would otherwise also read a struct from an array of its fields.
+pub fn parse_object<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
+        None | Some(b'{') => parse_json(bytes, "{}"),
+        Some(_) => Err(ApiError::bad_request(
+            "the request body must be a JSON object, e.g. {\"result\": ...}",
+        )),
     }
 }
 
@@ -102,11 +113,19 @@ impl Params {
     pub fn u64(&self, name: &str) -> Result<Option<u64>, ApiError> {
         match self.0.get(name) {
             None => Ok(None),
-            Some(v) => v.trim().parse::<u64>().map(Some).map_err(|_| {
-                ApiError::bad_request(format!(
-                    "query parameter {name}={v:?} must be a non-negative whole number"
-                ))
-            }),
+            // At most i64::MAX: every stored number is a signed 64-bit integer.
+            Some(v) => v
+                .trim()
+                .parse::<i64>()
+                .ok()
+                .and_then(|n| u64::try_from(n).ok())
+                .map(Some)
+                .ok_or_else(|| {
+                    ApiError::bad_request(format!(
+                        "query parameter {name}={v:?} must be a whole number from 0 to {}",
+                        i64::MAX
+                    ))
+                }),
         }
     }
 

@@ -2,7 +2,7 @@
 //! method and shapes the answer; none of them owns logic of its own.
 
 use super::error::ApiError;
-use super::extract::{parse_id, parse_json, read_body, CallerInfo, JsonBody, Params};
+use super::extract::{parse_id, parse_json, parse_object, read_body, CallerInfo, JsonBody, Params};
 use super::AppState;
 use crate::api::*;
 use crate::broker::SendOutcome;
@@ -110,7 +110,7 @@ async fn disconnect(
 }
 
 #[utoipa::path(post, path = "/commands/send", tag = "commands", request_body = SendRequest,
-    responses((status = 201, description = "created; `\"*\"` answers {\"commands\": [Command]}", body = SendResponse),
+    responses((status = 201, description = "created; `\"*\"` answers {\"commands\": [Command]}", body = SendAnswer),
               (status = 200, description = "a repeated dedupeKey: the original command", body = SendResponse),
               (status = 400, body = ErrorResponse)))]
 async fn send_command(
@@ -153,7 +153,7 @@ async fn list_commands(State(s): State<AppState>, q: Params) -> ApiResult<Json<C
     }))
 }
 
-#[utoipa::path(get, path = "/commands/{peerId}", tag = "commands", params(("peerId" = String, Path, description = "peer id")),
+#[utoipa::path(get, path = "/commands/{id}", tag = "commands", params(("id" = String, Path, description = "a peer id: GET lists that peer's commands (a command id is for DELETE)")),
     responses((status = 200, description = "the peer's pending and delivered-unacked commands, oldest first", body = CommandsResponse),
               (status = 404, body = ErrorResponse)))]
 async fn peer_commands(
@@ -201,7 +201,7 @@ async fn ack_command(
 ) -> ApiResult<Json<CommandResponse>> {
     let id = parse_id("command", &id)?;
     let bytes = read_body(req, &s).await?;
-    let body: AckRequest = parse_json(&bytes, "{}")?;
+    let body: AckRequest = parse_object(&bytes)?;
     let command = s.broker.ack(id, body, &caller).await?;
     Ok(Json(CommandResponse {
         command,
@@ -224,8 +224,8 @@ async fn command_result(
     Ok(Json(CommandResponse { command, timed_out }))
 }
 
-#[utoipa::path(delete, path = "/commands/{commandId}", tag = "commands",
-    params(("commandId" = String, Path, description = "command id")),
+#[utoipa::path(delete, path = "/commands/{id}", tag = "commands",
+    params(("id" = String, Path, description = "a command id: DELETE cancels it (a peer id is for GET)")),
     responses((status = 200, body = CommandResponse), (status = 404, body = ErrorResponse), (status = 409, body = ErrorResponse)))]
 async fn cancel_command(
     State(s): State<AppState>,
@@ -249,7 +249,7 @@ async fn list_channels(State(s): State<AppState>) -> Json<ChannelsResponse> {
 
 #[utoipa::path(post, path = "/channels/{name}/send", tag = "channels",
     params(("name" = String, Path, description = "channel name")),
-    request_body(content = Object, description = "the whole body is the message's data (any JSON)"),
+    request_body(content = serde_json::Value, description = "the whole body is the message's data (any JSON)"),
     responses((status = 201, body = MessageResponse), (status = 400, body = ErrorResponse), (status = 413, body = ErrorResponse)))]
 async fn channel_send(
     State(s): State<AppState>,
@@ -408,6 +408,127 @@ async fn healthz(State(s): State<AppState>) -> ApiResult<Json<OkResponse>> {
         healthz,
         super::streams::events
     ),
-    components(schemas(Peer, Command, Message, Signal, ChannelInfo, ErrorResponse))
+    components(schemas(Peer, Command, Message, Signal, ChannelInfo, ErrorResponse)),
+    modifiers(&Contract)
 )]
 pub struct ApiDoc;
+
+/// What every route shares, stated once: the errors any request can meet at
+/// the front door, and the rules of names, ids and common query parameters.
+struct Contract;
+
+impl utoipa::Modify for Contract {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::path::{Operation, ParameterIn};
+        use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, SchemaFormat, Type};
+        use utoipa::openapi::{RefOr, Required, ResponseBuilder};
+        let shared = [
+            ("400", "a bad header, query string or body"),
+            ("401", "the broker needs its token (REST routes)"),
+            ("403", "a foreign Origin or Host, a token on an MCP route, or a peer named without its key"),
+            ("408", "the request body did not arrive in time"),
+            ("413", "the request body is too large"),
+            ("429", "too many waiters, a cap reached, or wrong tokens being slowed down"),
+            ("503", "a change this answer depends on could not be saved"),
+        ];
+        let name_pattern = "^[A-Za-z0-9._-]{1,64}$";
+        let fix = |op: &mut Operation, path: &str| {
+            for (code, why) in shared {
+                if path == "/healthz" && code != "503" {
+                    continue;
+                }
+                op.responses
+                    .responses
+                    .entry(code.to_string())
+                    .or_insert_with(|| {
+                        RefOr::T(
+                            ResponseBuilder::new()
+                                .description(why)
+                                .content(
+                                    "application/json",
+                                    utoipa::openapi::ContentBuilder::new()
+                                        .schema(Some(utoipa::openapi::Ref::from_schema_name(
+                                            "ErrorResponse",
+                                        )))
+                                        .build(),
+                                )
+                                .build(),
+                        )
+                    });
+            }
+            for p in op.parameters.iter_mut().flatten() {
+                let RefOr::T(p) = p else { continue };
+                let schema = match (&p.parameter_in, p.name.as_str()) {
+                    (ParameterIn::Path, "name") => Some(
+                        ObjectBuilder::new()
+                            .schema_type(Type::String)
+                            .pattern(Some(name_pattern)),
+                    ),
+                    (ParameterIn::Path, _) => Some(
+                        ObjectBuilder::new()
+                            .schema_type(Type::String)
+                            .format(Some(SchemaFormat::KnownFormat(KnownFormat::Uuid))),
+                    ),
+                    (ParameterIn::Query, "limit") => Some(
+                        ObjectBuilder::new()
+                            .schema_type(Type::Integer)
+                            .minimum(Some(1))
+                            .maximum(Some(10_000)),
+                    ),
+                    (ParameterIn::Query, "timeout") => Some(
+                        ObjectBuilder::new()
+                            .schema_type(Type::Integer)
+                            .minimum(Some(0))
+                            .maximum(Some(super::extract::MAX_TIMEOUT_MS)),
+                    ),
+                    (ParameterIn::Query, "since" | "after") => Some(
+                        ObjectBuilder::new()
+                            .schema_type(Type::Integer)
+                            .minimum(Some(0))
+                            .maximum(Some(i64::MAX)),
+                    ),
+                    (ParameterIn::Query, "status") => Some(
+                        ObjectBuilder::new()
+                            .schema_type(Type::String)
+                            .enum_values(Some(CommandStatus::ALL.iter().map(|s| s.as_str()))),
+                    ),
+                    _ => None,
+                };
+                if let Some(schema) = schema {
+                    p.schema = Some(RefOr::T(schema.build().into()));
+                    if p.parameter_in == ParameterIn::Path {
+                        p.required = Required::True;
+                    }
+                }
+            }
+        };
+        // Bodies that may be left out entirely.
+        for path in ["/commands/{commandId}/ack", "/signals/{name}"] {
+            if let Some(body) = doc
+                .paths
+                .paths
+                .get_mut(path)
+                .and_then(|i| i.post.as_mut())
+                .and_then(|op| op.request_body.as_mut())
+            {
+                if let RefOr::T(body) = body {
+                    body.required = Some(Required::False);
+                }
+            }
+        }
+        for (path, item) in doc.paths.paths.iter_mut() {
+            for op in [
+                &mut item.get,
+                &mut item.post,
+                &mut item.put,
+                &mut item.delete,
+                &mut item.patch,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                fix(op, path);
+            }
+        }
+    }
+}
