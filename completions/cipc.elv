@@ -73,6 +73,8 @@ set edit:completion:arg-completer[cipc] = {|@words|
             cand --clients 'Concurrent channel senders'
             cand --waiters 'Idle long-poll waiters to hold open (0 skips)'
             cand --spawns 'Process spawns per CLI-vs-curl comparison (0 skips)'
+            cand --startup 'Instead of the rest: start-up time and memory of a durable broker whose file holds each of these many messages (e.g. 10000,100000,1000000)'
+            cand --sweep 'Instead of the rest: one liveness sweep with each of these many peers (e.g. 10000,50000), each with 10,000 commands held'
             cand --memory 'Start the broker with `--memory` (default: durable, in a temporary dir)'
             cand --json 'Print the results as JSON instead of a table'
             cand -h 'Print help'

@@ -165,7 +165,7 @@ async fn follow_loop(ctx: &Ctx, name: &str, since: Option<u64>) -> Result<i32, C
         Some(s) => s,
         None => {
             ctx.client
-                .channel_messages(name, Some(u64::MAX), Some(1))
+                .channel_messages(name, Some(i64::MAX as u64), Some(1))
                 .await?
                 .last_seq
         }
