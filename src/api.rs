@@ -324,7 +324,7 @@ pub struct EmitRequest {
 #[serde(untagged)]
 pub enum SendAnswer {
     /// A single target: `{"command", "queued"}`.
-    One(SendResponse),
+    One(Box<SendResponse>),
     /// `"*"`: `{"commands": [...]}`.
     FanOut(CommandsResponse),
 }

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// What clients saw, to hold the broker to after each crash.
-#[derive(Default)]
+#[derive(Default, Clone)]
 struct Seen {
     /// seq -> data, as answered to writers or shown to the follower.
     messages: BTreeMap<u64, Value>,
@@ -211,7 +211,8 @@ async fn repeated_kill_9_under_load_never_undoes_what_a_client_saw() {
     let seen = Arc::new(Mutex::new(Seen::default()));
     for round in 0..5u64 {
         let b = durable(dir.path());
-        check(&b.url, &seen.lock().expect("seen")).await;
+        let so_far = seen.lock().expect("seen").clone();
+        check(&b.url, &so_far).await;
         let stop = tokio_util::sync::CancellationToken::new();
         let loaded = tokio::spawn(load(b.url.clone(), seen.clone(), stop.clone()));
         tokio::time::sleep(Duration::from_millis(300 + 150 * round)).await;
@@ -220,7 +221,7 @@ async fn repeated_kill_9_under_load_never_undoes_what_a_client_saw() {
         let _ = loaded.await;
     }
     let b = durable(dir.path());
-    let seen = seen.lock().expect("seen");
+    let seen = seen.lock().expect("seen").clone();
     assert!(
         seen.messages.len() > 50,
         "the load ran: {} messages seen",

@@ -141,7 +141,10 @@ pub fn startup(messages: usize, retention: usize) -> Result<Measured, String> {
         ));
     }
     Ok(Measured {
-        name: format!("start-up, {messages} messages ({:.0} MB file)", size as f64 / 1e6),
+        name: format!(
+            "start-up, {messages} messages ({:.0} MB file)",
+            size as f64 / 1e6
+        ),
         value: format!(
             "{:.0} ms to listening, RSS {:.1} MB",
             took.as_secs_f64() * 1000.0,

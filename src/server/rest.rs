@@ -504,16 +504,14 @@ impl utoipa::Modify for Contract {
         };
         // Bodies that may be left out entirely.
         for path in ["/commands/{commandId}/ack", "/signals/{name}"] {
-            if let Some(body) = doc
+            if let Some(RefOr::T(body)) = doc
                 .paths
                 .paths
                 .get_mut(path)
                 .and_then(|i| i.post.as_mut())
                 .and_then(|op| op.request_body.as_mut())
             {
-                if let RefOr::T(body) = body {
-                    body.required = Some(Required::False);
-                }
+                body.required = Some(Required::False);
             }
         }
         for (path, item) in doc.paths.paths.iter_mut() {

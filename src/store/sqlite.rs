@@ -14,13 +14,16 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use tokio::sync::oneshot;
 
+/// Answers one write once its batch is committed (or failed).
+type Reply = oneshot::Sender<Result<(), StoreError>>;
+
 /// What the writer thread is asked to do, in order.
 enum Job {
     /// Save a mutation at position `lsn`.
     Write {
         lsn: u64,
-        mutation: Mutation,
-        reply: oneshot::Sender<Result<(), StoreError>>,
+        mutation: Box<Mutation>,
+        reply: Reply,
     },
     /// After a failure: prove the file is writable, read it back, and count
     /// every position up to `through` that was not saved as lost.
@@ -299,7 +302,7 @@ fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Job>, progress: &Progres
 /// top of changes that were never saved.
 fn commit_batch(
     conn: &mut Connection,
-    batch: Vec<(u64, Mutation, oneshot::Sender<Result<(), StoreError>>)>,
+    batch: Vec<(u64, Box<Mutation>, Reply)>,
     progress: &Progress,
 ) {
     let (Some(first), Some(last)) = (batch.first().map(|b| b.0), batch.last().map(|b| b.0)) else {
@@ -358,7 +361,7 @@ impl Store for SqliteStore {
         let lsn = self.progress.next();
         let job = Job::Write {
             lsn,
-            mutation,
+            mutation: Box::new(mutation),
             reply: tx,
         };
         let sent = match self.sender.lock() {
