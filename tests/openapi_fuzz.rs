@@ -60,6 +60,7 @@ async fn the_openapi_document_matches_what_the_broker_does() {
             .args(["--request-timeout", "10", "--max-examples", "25"])
             .args(["--seed", "20261127", "--no-color"])
             .env("HOME", home.path())
+            .current_dir(home.path())
             .env("SCHEMATHESIS_HOOKS", "")
             .output()
             .expect("run schemathesis")
