@@ -113,6 +113,8 @@ struct PeerEntry {
     saved_seen: Timestamp,
     /// The digest of the peer's key (`None` for peers saved before keys).
     key: Option<keys::KeyHash>,
+    /// Its place in [`State::schedule`], if it has one.
+    due: Option<i64>,
 }
 
 struct CommandEntry {
@@ -146,6 +148,11 @@ struct State {
     held: HashMap<Uuid, BTreeSet<(u64, Uuid)>>,
     /// The holder of each delivered command (the reverse of `held`).
     holder_of: HashMap<Uuid, Uuid>,
+    /// When each peer needs the sweeper next (ms since the epoch), soonest
+    /// first: its status may change, its `lastSeen` is due to be saved, or
+    /// it may be forgotten. Entries may be early, never late (contact only
+    /// moves the real time later), so a sweep visits only what may change.
+    schedule: BTreeSet<(i64, Uuid)>,
     next_ord: u64,
     channels: BTreeMap<String, Channel>,
     signals: BTreeMap<String, Signal>,
@@ -263,7 +270,7 @@ impl Broker {
             ..State::default()
         };
         state.restore(snapshot);
-        Ok(Broker {
+        let broker = Broker {
             inner: Arc::new(Inner {
                 state: Mutex::new(state),
                 store,
@@ -273,7 +280,17 @@ impl Broker {
                 waiters: AtomicUsize::new(0),
                 recent_kept,
             }),
-        })
+        };
+        broker.schedule_all(&mut broker.lock());
+        Ok(broker)
+    }
+
+    /// Puts every peer in the liveness schedule (after loading state).
+    fn schedule_all(&self, st: &mut State) {
+        let ids: Vec<Uuid> = st.peers.keys().copied().collect();
+        for id in ids {
+            self.reschedule(st, id);
+        }
     }
 
     /// A broker that keeps nothing on disk (tests, `--memory`).
@@ -419,6 +436,7 @@ impl Broker {
         };
         fresh.restore(snapshot);
         *st = fresh;
+        self.schedule_all(&mut st);
         for n in st.notifies.values() {
             n.notify_waiters();
         }
@@ -489,10 +507,12 @@ impl State {
                     announced: status,
                     saved_seen: p.last_seen,
                     key,
+                    due: None,
                     peer: p,
                 },
             );
         }
+        self.schedule.clear();
         for (ord, c) in snap.commands {
             self.next_ord = self.next_ord.max(ord + 1);
             if let Some(k) = &c.dedupe_key {
@@ -627,6 +647,58 @@ mod retention_tests {
         tokio::time::sleep(Duration::from_millis(45)).await;
         b.sweep();
         assert!(b.peer(id).is_err(), "forgotten");
+    }
+
+    #[tokio::test]
+    async fn the_sweep_follows_contact_and_silence() {
+        use crate::api::PeerStatus::{Offline, Online, Stale};
+        let b = broker(BrokerConfig {
+            stale_after: Duration::from_millis(100),
+            offline_after: Duration::from_millis(400),
+            ..BrokerConfig::default()
+        });
+        let id = connect(&b, "w").await;
+        let status = |b: &Broker| b.peer(id).expect("peer").status;
+        // It holds a command: only the sweep's offline verdict requeues it.
+        let send = crate::api::SendRequest {
+            target: "w".into(),
+            action: "build".into(),
+            ..Default::default()
+        };
+        b.send(send, &Caller::default()).await.expect("send");
+        let cmd = b
+            .wait_command(id, Duration::ZERO, &Caller::default())
+            .await
+            .expect("wait")
+            .expect("a command")
+            .id;
+        let held = |b: &Broker| b.command(cmd).expect("command").status;
+        use crate::api::CommandStatus::{Delivered, Pending};
+        // Touched more often than stale_after: online through every sweep,
+        // long after its first due time passed.
+        for _ in 0..6 {
+            tokio::time::sleep(Duration::from_millis(40)).await;
+            b.touch(id);
+            b.sweep();
+            assert_eq!(status(&b), Online);
+            assert_eq!(held(&b), Delivered);
+        }
+        // A long wait is contact: online past offline_after.
+        let guard = b.contact(id).expect("contact");
+        tokio::time::sleep(Duration::from_millis(450)).await;
+        b.sweep();
+        assert_eq!(status(&b), Online);
+        assert_eq!(held(&b), Delivered);
+        drop(guard);
+        // Then silence: stale after stale_after, offline after offline_after.
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        b.sweep();
+        assert_eq!(status(&b), Stale);
+        assert_eq!(held(&b), Delivered);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        b.sweep();
+        assert_eq!(status(&b), Offline);
+        assert_eq!(held(&b), Pending, "going offline requeued it");
     }
 
     #[tokio::test]

@@ -21,6 +21,7 @@ impl Drop for ContactGuard {
             e.contacts = e.contacts.saturating_sub(1);
             e.peer.last_seen = Timestamp::now();
         }
+        self.broker.reschedule(&mut st, self.id);
     }
 }
 
@@ -130,6 +131,7 @@ impl Broker {
                     announced: PeerStatus::Online,
                     saved_seen: now,
                     key: Some(hash),
+                    due: None,
                 }),
             };
             entry.announced = PeerStatus::Online;
@@ -178,7 +180,10 @@ impl Broker {
 
     /// Forgets a peer and its key for good.
     fn forget_peer(&self, st: &mut State, id: Uuid, commits: &mut Vec<Commit>) {
-        if st.peers.remove(&id).is_some() {
+        if let Some(e) = st.peers.remove(&id) {
+            if let Some(due) = e.due {
+                st.schedule.remove(&(due, id));
+            }
             tracing::info!(peer = %id, "peer forgotten");
             commits.push(self.persist(Mutation::ForgetPeer(id)));
             st.events
@@ -216,7 +221,44 @@ impl Broker {
             e.announced = peer.status;
             e.saved_seen = peer.last_seen;
         }
+        self.reschedule(st, id);
         peer
+    }
+
+    /// When `e` next needs the sweeper, or `None` while it is in contact
+    /// (the end of the contact reschedules it).
+    fn next_due(&self, e: &PeerEntry) -> Option<i64> {
+        if e.contacts > 0 {
+            return None;
+        }
+        let cfg = &self.inner.config;
+        let ms = |d: std::time::Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+        let seen = e.peer.last_seen.millis();
+        let status_change = match e.announced {
+            _ if e.disconnected => seen.saturating_add(ms(cfg.forget_after)),
+            PeerStatus::Online => seen.saturating_add(ms(cfg.stale_after)),
+            PeerStatus::Stale => seen.saturating_add(ms(cfg.offline_after)),
+            PeerStatus::Offline => seen.saturating_add(ms(cfg.forget_after)),
+        };
+        // Keep the stored lastSeen within half a minute of the truth, so a
+        // restart does not mistake a busy peer for one long gone.
+        let save = e.saved_seen.millis().saturating_add(SAVE_SEEN_EVERY_MS);
+        Some(status_change.min(save))
+    }
+
+    /// Puts a peer back in the schedule at its next due time.
+    pub(super) fn reschedule(&self, st: &mut State, id: Uuid) {
+        let next = st.peers.get(&id).and_then(|e| self.next_due(e));
+        let Some(e) = st.peers.get_mut(&id) else {
+            return;
+        };
+        let old = std::mem::replace(&mut e.due, next);
+        if let Some(old) = old {
+            st.schedule.remove(&(old, id));
+        }
+        if let Some(next) = next {
+            st.schedule.insert((next, id));
+        }
     }
 
     fn save_peer(&self, peer: &Peer, key: Option<&KeyHash>, commits: &mut Vec<Commit>) {
@@ -376,53 +418,49 @@ impl Broker {
     /// Liveness pass of the sweeper: announce status changes and requeue the
     /// work of peers that went offline.
     pub(super) fn sweep_peers(&self, st: &mut State, now: Timestamp, commits: &mut Vec<Commit>) {
-        let changed: Vec<(Uuid, PeerStatus)> = st
-            .peers
-            .values()
-            .filter_map(|e| {
-                let s = self.status_of(e, now);
-                (s != e.announced).then_some((e.peer.id, s))
-            })
-            .collect();
-        // Keep the stored lastSeen within half a minute of the truth, so a
-        // restart does not mistake a busy peer for one long gone.
-        let stale_saves: Vec<Uuid> = st
-            .peers
-            .values()
-            .filter(|e| e.peer.last_seen.millis() - e.saved_seen.millis() >= 30_000)
-            .map(|e| e.peer.id)
-            .collect();
-        for id in stale_saves {
-            if let Some(e) = st.peers.get_mut(&id) {
+        let forget_after = self.inner.config.forget_after;
+        while let Some(&(due, id)) = st.schedule.first() {
+            if due > now.millis() {
+                break;
+            }
+            st.schedule.pop_first();
+            let Some(e) = st.peers.get_mut(&id) else {
+                continue;
+            };
+            e.due = None;
+            if e.peer.last_seen.millis() - e.saved_seen.millis() >= SAVE_SEEN_EVERY_MS {
                 e.saved_seen = e.peer.last_seen;
                 let (peer, key) = (e.peer.clone(), e.key.clone());
                 self.save_peer(&peer, key.as_ref(), commits);
             }
-        }
-        for (id, status) in changed {
-            if status == PeerStatus::Offline {
-                tracing::info!(peer = %id, "peer went offline; requeueing its unacked commands");
-                self.requeue_held(st, id, now, commits);
+            let Some(e) = st.peers.get(&id) else {
+                continue;
+            };
+            let status = self.status_of(e, now);
+            if status != e.announced {
+                if status == PeerStatus::Offline {
+                    tracing::info!(peer = %id, "peer went offline; requeueing its unacked commands");
+                    self.requeue_held(st, id, now, commits);
+                }
+                // Announcing reschedules it.
+                self.announce_peer(st, id, now, commits);
+                continue;
             }
-            self.announce_peer(st, id, now, commits);
-        }
-        let forget_after = self.inner.config.forget_after;
-        let forgotten: Vec<Uuid> = st
-            .peers
-            .values()
-            .filter(|e| {
-                e.announced == PeerStatus::Offline
-                    && e.contacts == 0
-                    && e.peer.last_seen.age(now) >= forget_after
-                    && !st.held.contains_key(&e.peer.id)
-            })
-            .map(|e| e.peer.id)
-            .collect();
-        for id in forgotten {
-            self.forget_peer(st, id, commits);
+            let forget = e.announced == PeerStatus::Offline
+                && e.contacts == 0
+                && e.peer.last_seen.age(now) >= forget_after
+                && !st.held.contains_key(&id);
+            if forget {
+                self.forget_peer(st, id, commits);
+            } else {
+                self.reschedule(st, id);
+            }
         }
     }
 }
+
+/// How far the stored `lastSeen` may lag behind the real one.
+const SAVE_SEEN_EVERY_MS: i64 = 30_000;
 
 pub(super) fn unknown_peer(id: Uuid) -> BrokerError {
     BrokerError::NotFound(format!(

@@ -31,6 +31,7 @@ impl Broker {
             st.dedupe.clear();
             st.finished.clear();
             st.held.clear();
+            st.schedule.clear();
             st.holder_of.clear();
             st.channels.clear();
             st.signals.clear();
