@@ -80,6 +80,7 @@ Register-ArgumentCompleter -Native -CommandName 'cipc' -ScriptBlock {
             [CompletionResult]::new('--spawns', '--spawns', [CompletionResultType]::ParameterName, 'Process spawns per CLI-vs-curl comparison (0 skips)')
             [CompletionResult]::new('--startup', '--startup', [CompletionResultType]::ParameterName, 'Instead of the rest: start-up time and memory of a durable broker whose file holds each of these many messages (e.g. 10000,100000,1000000)')
             [CompletionResult]::new('--sweep', '--sweep', [CompletionResultType]::ParameterName, 'Instead of the rest: one liveness sweep with each of these many peers (e.g. 10000,50000), each with 10,000 commands held')
+            [CompletionResult]::new('--trickle', '--trickle', [CompletionResultType]::ParameterName, 'Instead of the rest: memory while this many token-less clients trickle a login body, and after they leave (e.g. 1000)')
             [CompletionResult]::new('--memory', '--memory', [CompletionResultType]::ParameterName, 'Start the broker with `--memory` (default: durable, in a temporary dir)')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print the results as JSON instead of a table')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')

@@ -332,7 +332,7 @@ _cipc() {
             return 0
             ;;
         cipc__subcmd__bench)
-            opts="-h -V --url --memory --round-trips --messages --clients --waiters --spawns --startup --sweep --json --help --version"
+            opts="-h -V --url --memory --round-trips --messages --clients --waiters --spawns --startup --sweep --trickle --json --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -367,6 +367,10 @@ _cipc() {
                     return 0
                     ;;
                 --sweep)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --trickle)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

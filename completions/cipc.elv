@@ -75,6 +75,7 @@ set edit:completion:arg-completer[cipc] = {|@words|
             cand --spawns 'Process spawns per CLI-vs-curl comparison (0 skips)'
             cand --startup 'Instead of the rest: start-up time and memory of a durable broker whose file holds each of these many messages (e.g. 10000,100000,1000000)'
             cand --sweep 'Instead of the rest: one liveness sweep with each of these many peers (e.g. 10000,50000), each with 10,000 commands held'
+            cand --trickle 'Instead of the rest: memory while this many token-less clients trickle a login body, and after they leave (e.g. 1000)'
             cand --memory 'Start the broker with `--memory` (default: durable, in a temporary dir)'
             cand --json 'Print the results as JSON instead of a table'
             cand -h 'Print help'

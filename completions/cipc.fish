@@ -72,6 +72,7 @@ complete -c cipc -n "__fish_cipc_using_subcommand bench" -l waiters -d 'Idle lon
 complete -c cipc -n "__fish_cipc_using_subcommand bench" -l spawns -d 'Process spawns per CLI-vs-curl comparison (0 skips)' -r
 complete -c cipc -n "__fish_cipc_using_subcommand bench" -l startup -d 'Instead of the rest: start-up time and memory of a durable broker whose file holds each of these many messages (e.g. 10000,100000,1000000)' -r
 complete -c cipc -n "__fish_cipc_using_subcommand bench" -l sweep -d 'Instead of the rest: one liveness sweep with each of these many peers (e.g. 10000,50000), each with 10,000 commands held' -r
+complete -c cipc -n "__fish_cipc_using_subcommand bench" -l trickle -d 'Instead of the rest: memory while this many token-less clients trickle a login body, and after they leave (e.g. 1000)' -r
 complete -c cipc -n "__fish_cipc_using_subcommand bench" -l memory -d 'Start the broker with `--memory` (default: durable, in a temporary dir)'
 complete -c cipc -n "__fish_cipc_using_subcommand bench" -l json -d 'Print the results as JSON instead of a table'
 complete -c cipc -n "__fish_cipc_using_subcommand bench" -s h -l help -d 'Print help'

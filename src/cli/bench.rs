@@ -49,6 +49,10 @@ pub struct BenchArgs {
     /// (e.g. 10000,50000), each with 10,000 commands held.
     #[arg(long, value_delimiter = ',', value_name = "PEERS")]
     pub sweep: Vec<usize>,
+    /// Instead of the rest: memory while this many token-less clients
+    /// trickle a login body, and after they leave (e.g. 1000).
+    #[arg(long, value_name = "CLIENTS")]
+    pub trickle: Option<usize>,
     /// Print the results as JSON instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -85,6 +89,20 @@ fn run_scale(args: &BenchArgs, rt: &tokio::runtime::Runtime) -> i32 {
             }
         }
     }
+    if let Some(n) = args.trickle {
+        match super::bench_scale::trickle(n) {
+            Ok(m) => rows.push(Row {
+                name: m.name,
+                value: m.value,
+                target: "bounded, comes back".into(),
+                raw: m.raw,
+            }),
+            Err(e) => {
+                eprintln!("cipc bench: {e}");
+                return exit::ERROR;
+            }
+        }
+    }
     print_rows(&rows, "scale", args.json);
     exit::OK
 }
@@ -110,7 +128,7 @@ pub fn run(args: BenchArgs) -> i32 {
         }
     };
     raise_fd_limit();
-    if !args.startup.is_empty() || !args.sweep.is_empty() {
+    if !args.startup.is_empty() || !args.sweep.is_empty() || args.trickle.is_some() {
         return run_scale(&args, &rt);
     }
     let mut child: Option<(Child, tempfile_dir::TempDir)> = None;

@@ -205,3 +205,55 @@ pub async fn sweep(peers: usize, commands: usize) -> Result<Measured, String> {
                     "noneChangeMs": none_change.as_secs_f64() * 1000.0}),
     })
 }
+
+/// Memory while `n` token-less clients each trickle a login body (the
+/// public route), and after they leave: it must stay bounded and come back.
+pub fn trickle(n: usize) -> Result<Measured, String> {
+    use std::io::Write;
+    let exe = std::env::current_exe().map_err(|e| format!("cannot find own binary: {e}"))?;
+    let mut child = Command::new(exe)
+        .args(["serve", "--port", "0", "--memory", "--token"])
+        .arg("bench-token-that-nobody-guesses")
+        .env("RUST_LOG", "error")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .map_err(|e| format!("cannot start a broker: {e}"))?;
+    let mut line = String::new();
+    if let Some(out) = child.stdout.take() {
+        let _ = BufReader::new(out).read_line(&mut line);
+    }
+    let addr = line
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("http://"))
+        .map(|a| a.trim_end_matches('/').to_string())
+        .ok_or_else(|| format!("the broker did not start: {line:?}"))?;
+    let pid = child.id();
+    let before = rss_kib(pid).unwrap_or(0);
+    let mut conns = Vec::with_capacity(n);
+    for _ in 0..n {
+        let mut s = std::net::TcpStream::connect(&addr).map_err(|e| e.to_string())?;
+        let head = "POST /dashboard/login HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 4000\r\n\r\n{\"token\": \"";
+        s.write_all(head.as_bytes()).map_err(|e| e.to_string())?;
+        s.write_all(&[b'a'; 3000]).map_err(|e| e.to_string())?;
+        conns.push(s);
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    let during = rss_kib(pid).unwrap_or(0);
+    drop(conns);
+    std::thread::sleep(Duration::from_secs(3));
+    let after = rss_kib(pid).unwrap_or(0);
+    let _ = child.kill();
+    let _ = child.wait();
+    let mb = |k: u64| k as f64 / 1024.0;
+    Ok(Measured {
+        name: format!("{n} token-less clients trickling a login body"),
+        value: format!(
+            "RSS {:.1} MB before, {:.1} MB while they trickle, {:.1} MB 3 s after they leave",
+            mb(before),
+            mb(during),
+            mb(after)
+        ),
+        raw: json!({"clients": n, "beforeMb": mb(before), "duringMb": mb(during), "afterMb": mb(after)}),
+    })
+}
