@@ -22,6 +22,17 @@ pub enum PeerStatus {
     Offline,
 }
 
+impl PeerStatus {
+    /// The wire word (`"online"`, `"stale"`, `"offline"`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PeerStatus::Online => "online",
+            PeerStatus::Stale => "stale",
+            PeerStatus::Offline => "offline",
+        }
+    }
+}
+
 /// How a peer talks to the broker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema, Default)]
 #[serde(rename_all = "lowercase")]
@@ -387,6 +398,10 @@ where
         .map(Some)
         .ok_or_else(|| serde::de::Error::custom(format!("{n} is not a whole number in range")))
 }
+
+/// The longest one long-poll may last (`timeout` in ms, one hour): longer
+/// is a 400 on the wire, and clients that want to wait longer poll again.
+pub const MAX_LONG_POLL_MS: u64 = 3_600_000;
 
 /// The longest `ttl` a command may have (365 days, in ms); longer is a 400.
 pub const MAX_TTL_MS: u64 = 365 * 24 * 3600 * 1000;

@@ -25,7 +25,7 @@ pub use crate::api::{PEER_HEADER, PEER_KEY_HEADER};
 
 /// The longest long-poll the API accepts in one request, in milliseconds.
 /// Longer client waits repeat the request.
-pub const MAX_POLL_MS: u64 = 3_600_000;
+pub use crate::api::MAX_LONG_POLL_MS as MAX_POLL_MS;
 
 /// How long an ordinary (non-waiting) request may take before we give up.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);

@@ -4,9 +4,10 @@
 
 mod common;
 
+use common::mcp::call;
 use common::{connect, eventually, get, http, post};
 use futures::StreamExt;
-use rmcp::model::{CallToolRequestParams, CallToolResult, ProgressNotificationParam};
+use rmcp::model::ProgressNotificationParam;
 use rmcp::service::{NotificationContext, RunningService};
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
 use rmcp::transport::StreamableHttpClientTransport;
@@ -76,28 +77,6 @@ async fn streamable_with(base: &str, headers: &[(&'static str, &str)], client: C
 
 async fn streamable(base: &str) -> Mcp {
     streamable_with(base, &[], Client::default()).await
-}
-
-/// A tool's answer: (sentence, JSON, isError).
-fn parse(r: &CallToolResult) -> (String, Value, bool) {
-    let text = |i: usize| {
-        r.content
-            .get(i)
-            .and_then(|c| c.as_text())
-            .map(|t| t.text.clone())
-            .unwrap_or_default()
-    };
-    let json = serde_json::from_str(&text(1)).unwrap_or(Value::Null);
-    (text(0), json, r.is_error == Some(true))
-}
-
-async fn call(client: &Mcp, tool: &str, args: Value) -> (String, Value, bool) {
-    let mut p = CallToolRequestParams::new(tool.to_string());
-    if let Value::Object(m) = args {
-        p = p.with_arguments(m);
-    }
-    let r = client.call_tool(p).await.expect("tools/call");
-    parse(&r)
 }
 
 // ---- the legacy HTTP+SSE client (by hand, following the wire format) ----

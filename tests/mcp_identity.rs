@@ -5,8 +5,9 @@
 
 mod common;
 
+use common::mcp::call;
 use common::{eventually, get, http, post};
-use rmcp::model::{CallToolRequestParams, CallToolResult, ProtocolVersion};
+use rmcp::model::ProtocolVersion;
 use rmcp::service::{serve_client_with_lifecycle, ClientLifecycleMode, RunningService};
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
 use rmcp::transport::StreamableHttpClientTransport;
@@ -34,28 +35,6 @@ async fn client(base: &str, version: ProtocolVersion) -> Mcp {
     serve_client_with_lifecycle((), transport, lifecycle)
         .await
         .expect("MCP start-up over /mcp")
-}
-
-/// A tool's answer: (sentence, JSON, isError).
-fn parse(r: &CallToolResult) -> (String, Value, bool) {
-    let text = |i: usize| {
-        r.content
-            .get(i)
-            .and_then(|c| c.as_text())
-            .map(|t| t.text.clone())
-            .unwrap_or_default()
-    };
-    let json = serde_json::from_str(&text(1)).unwrap_or(Value::Null);
-    (text(0), json, r.is_error == Some(true))
-}
-
-async fn call(client: &Mcp, tool: &str, args: Value) -> (String, Value, bool) {
-    let mut p = CallToolRequestParams::new(tool.to_string());
-    if let Value::Object(m) = args {
-        p = p.with_arguments(m);
-    }
-    let r = client.call_tool(p).await.expect("tools/call");
-    parse(&r)
 }
 
 async fn peer_status(base: &str, id: &str) -> Value {

@@ -12,7 +12,6 @@ use clap::Args;
 use comfy_table::{presets::UTF8_FULL_CONDENSED, Table};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{json, Value};
-use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -197,32 +196,16 @@ mod tempfile_dir {
 }
 
 fn spawn_broker(memory: bool) -> Result<(Child, tempfile_dir::TempDir, String), String> {
-    let exe = std::env::current_exe().map_err(|e| format!("cannot find own binary: {e}"))?;
     let dir = std::env::temp_dir().join(format!("cipc-bench-{}", std::process::id()));
     let dir = tempfile_dir::TempDir(dir);
-    let mut cmd = Command::new(exe);
-    cmd.args(["serve", "--port", "0", "--max-waiters", "20000"])
-        .env("RUST_LOG", "warn")
-        .env_remove("CIPC_TOKEN")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit());
+    let mut args: Vec<std::ffi::OsString> = vec!["--max-waiters".into(), "20000".into()];
     if memory {
-        cmd.arg("--memory");
+        args.push("--memory".into());
     } else {
-        cmd.arg("--data-dir").arg(&dir.0);
+        args.push("--data-dir".into());
+        args.push(dir.0.clone().into_os_string());
     }
-    let mut child = cmd
-        .spawn()
-        .map_err(|e| format!("cannot start a broker: {e}"))?;
-    let mut line = String::new();
-    if let Some(out) = child.stdout.take() {
-        let _ = BufReader::new(out).read_line(&mut line);
-    }
-    let url = line
-        .split_whitespace()
-        .find(|w| w.starts_with("http://"))
-        .map(str::to_string)
-        .ok_or_else(|| format!("the broker did not start: {line:?}"))?;
+    let (child, url) = super::bench_scale::start_broker(args)?;
     Ok((child, dir, url))
 }
 
@@ -382,15 +365,7 @@ async fn channel_throughput(url: &str, n: usize, clients: usize) -> Result<Row, 
     })
 }
 
-fn rss_kib(pid: u32) -> Option<u64> {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    s.lines()
-        .find(|l| l.starts_with("VmRSS:"))?
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()
-}
+use super::bench_scale::rss_kib;
 
 async fn idle_waiters(url: &str, n: usize, pid: u32) -> Result<Row, String> {
     let before = rss_kib(pid).unwrap_or(0);

@@ -9,7 +9,7 @@ use crate::store::SqliteStore;
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// One measurement: a label, a human result, and the raw figures.
@@ -20,6 +20,39 @@ pub struct Measured {
     pub value: String,
     /// The figures, for `--json`.
     pub raw: Value,
+}
+
+/// Starts `cipc serve --port 0 ARGS` from this very binary; answers the
+/// child and the URL its start line names.
+pub fn start_broker<I, A>(args: I) -> Result<(Child, String), String>
+where
+    I: IntoIterator<Item = A>,
+    A: AsRef<std::ffi::OsStr>,
+{
+    let exe = std::env::current_exe().map_err(|e| format!("cannot find own binary: {e}"))?;
+    let mut child = Command::new(exe)
+        .args(["serve", "--port", "0"])
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .env_remove("CIPC_TOKEN")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .map_err(|e| format!("cannot start a broker: {e}"))?;
+    let mut line = String::new();
+    if let Some(out) = child.stdout.take() {
+        let _ = BufReader::new(out).read_line(&mut line);
+    }
+    let Some(url) = line
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .map(|u| u.trim_end_matches('/').to_string())
+    else {
+        let _ = child.kill();
+        let _ = child.wait();
+        return Err(format!("the broker did not start: {line:?}"));
+    };
+    Ok((child, url))
 }
 
 /// Channels the generated history is spread over.
@@ -83,7 +116,8 @@ fn count_messages(url: &str) -> Option<u64> {
     )
 }
 
-fn rss_kib(pid: u32) -> Option<u64> {
+/// The resident memory of process `pid`, from `/proc`.
+pub fn rss_kib(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
     line.split_whitespace().nth(1)?.parse().ok()
@@ -103,37 +137,21 @@ pub fn startup(messages: usize, retention: usize) -> Result<Measured, String> {
         .filter_map(|f| std::fs::metadata(dir.join(f)).ok())
         .map(|m| m.len())
         .sum();
-    let exe = std::env::current_exe().map_err(|e| format!("cannot find own binary: {e}"))?;
     let started = Instant::now();
-    let mut child = Command::new(exe)
-        .args(["serve", "--port", "0", "--channel-retention"])
-        .arg(retention.to_string())
-        .arg("--data-dir")
-        .arg(&dir)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .map_err(|e| format!("cannot start a broker: {e}"))?;
-    let mut line = String::new();
-    if let Some(out) = child.stdout.take() {
-        let _ = BufReader::new(out).read_line(&mut line);
-    }
+    let retention = retention.to_string();
+    let (mut child, url) = start_broker([
+        "--channel-retention".as_ref(),
+        retention.as_ref(),
+        "--data-dir".as_ref(),
+        dir.as_os_str(),
+    ])?;
     let took = started.elapsed();
     // It really holds them: the channel counts add up.
-    let url = line
-        .split_whitespace()
-        .find(|w| w.starts_with("http://"))
-        .unwrap_or_default()
-        .to_string();
     let counted = count_messages(&url);
     let rss = rss_kib(child.id()).unwrap_or(0);
     let _ = child.kill();
     let _ = child.wait();
     let _ = std::fs::remove_dir_all(&dir);
-    if !line.contains("http://") {
-        return Err(format!("the broker did not start: {line:?}"));
-    }
     let expected = (messages / CHANNELS * CHANNELS) as u64;
     if counted != Some(expected) {
         return Err(format!(
@@ -210,24 +228,9 @@ pub async fn sweep(peers: usize, commands: usize) -> Result<Measured, String> {
 /// public route), and after they leave: it must stay bounded and come back.
 pub fn trickle(n: usize) -> Result<Measured, String> {
     use std::io::Write;
-    let exe = std::env::current_exe().map_err(|e| format!("cannot find own binary: {e}"))?;
-    let mut child = Command::new(exe)
-        .args(["serve", "--port", "0", "--memory", "--token"])
-        .arg("bench-token-that-nobody-guesses")
-        .env("RUST_LOG", "error")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .map_err(|e| format!("cannot start a broker: {e}"))?;
-    let mut line = String::new();
-    if let Some(out) = child.stdout.take() {
-        let _ = BufReader::new(out).read_line(&mut line);
-    }
-    let addr = line
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix("http://"))
-        .map(|a| a.trim_end_matches('/').to_string())
-        .ok_or_else(|| format!("the broker did not start: {line:?}"))?;
+    let (mut child, url) =
+        start_broker(["--memory", "--token", "bench-token-that-nobody-guesses"])?;
+    let addr = url.trim_start_matches("http://").to_string();
     let pid = child.id();
     let before = rss_kib(pid).unwrap_or(0);
     let mut conns = Vec::with_capacity(n);

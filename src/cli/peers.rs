@@ -165,11 +165,7 @@ pub async fn run(args: PeersArgs, ctx: Ctx) -> Result<i32, CliError> {
 
 /// The wire word of a peer status.
 pub fn status_word(s: PeerStatus) -> &'static str {
-    match s {
-        PeerStatus::Online => "online",
-        PeerStatus::Stale => "stale",
-        PeerStatus::Offline => "offline",
-    }
+    s.as_str()
 }
 
 fn via_word(v: Via) -> &'static str {

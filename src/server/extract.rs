@@ -3,7 +3,7 @@
 
 use super::error::ApiError;
 use super::AppState;
-use crate::api::{PEER_HEADER, PEER_KEY_HEADER};
+use crate::api::{MAX_LONG_POLL_MS, PEER_HEADER, PEER_KEY_HEADER};
 use crate::broker::Caller;
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Query, Request};
@@ -105,9 +105,6 @@ impl<S: Send + Sync> FromRequestParts<S> for Params {
     }
 }
 
-/// Longest long-poll the API allows (one hour).
-pub const MAX_TIMEOUT_MS: u64 = 3_600_000;
-
 impl Params {
     /// An optional non-negative integer parameter.
     pub fn u64(&self, name: &str) -> Result<Option<u64>, ApiError> {
@@ -133,9 +130,9 @@ impl Params {
     /// else is refused rather than clamped.
     pub fn timeout(&self) -> Result<Duration, ApiError> {
         let ms = self.u64("timeout")?.unwrap_or(30_000);
-        if ms > MAX_TIMEOUT_MS {
+        if ms > MAX_LONG_POLL_MS {
             return Err(ApiError::bad_request(format!(
-                "timeout={ms} is too long: the maximum is {MAX_TIMEOUT_MS} ms (one hour); wait again after it returns"
+                "timeout={ms} is too long: the maximum is {MAX_LONG_POLL_MS} ms (one hour); wait again after it returns"
             )));
         }
         Ok(Duration::from_millis(ms))

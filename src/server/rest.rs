@@ -479,7 +479,7 @@ impl utoipa::Modify for Contract {
                         ObjectBuilder::new()
                             .schema_type(Type::Integer)
                             .minimum(Some(0))
-                            .maximum(Some(super::extract::MAX_TIMEOUT_MS)),
+                            .maximum(Some(crate::api::MAX_LONG_POLL_MS)),
                     ),
                     (ParameterIn::Query, "since" | "after") => Some(
                         ObjectBuilder::new()

@@ -2,6 +2,8 @@
 //! a free port, or the built binary) and talk real HTTP to it.
 #![allow(dead_code)]
 
+pub mod mcp;
+
 use cipc::broker::{Broker, BrokerConfig};
 use cipc::server::{RunningServer, ServerConfig};
 use serde_json::Value;

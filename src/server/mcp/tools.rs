@@ -627,11 +627,7 @@ impl CipcMcp {
                     "You are peer {} with role {:?} ({}), connected via MCP; working on {} command(s).",
                     peer.id,
                     peer.role,
-                    match peer.status {
-                        PeerStatus::Online => "online",
-                        PeerStatus::Stale => "stale",
-                        PeerStatus::Offline => "offline",
-                    },
+                    peer.status.as_str(),
                     peer.working_on.len()
                 ),
                 json!({"registered": true, "peer": peer}),
