@@ -19,8 +19,8 @@ static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 pub static malloc_conf: Option<&'static u8> =
     Some(&b"background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0\0"[0]);
 
-fn main() {
+fn main() -> std::process::ExitCode {
     let args = cipc::cli::hoist_client_flags(std::env::args_os().collect());
     let cli = cipc::cli::Cli::parse_from(args);
-    std::process::exit(cipc::cli::run(cli));
+    cipc::cli::run(cli).into()
 }

@@ -6,6 +6,7 @@
 //! memory can be read from `/proc`; `--url` measures a running one instead.
 
 use super::exit;
+use super::Exit;
 use crate::api::{AckRequest, CommandStatus, ConnectRequest, EmitRequest, SendRequest};
 use crate::client::{Client, ClientError};
 use clap::Args;
@@ -58,7 +59,7 @@ pub struct BenchArgs {
 }
 
 /// `--startup` and `--sweep`: the scale benchmarks, on brokers of their own.
-fn run_scale(args: &BenchArgs, rt: &tokio::runtime::Runtime) -> i32 {
+fn run_scale(args: &BenchArgs, rt: &tokio::runtime::Runtime) -> Exit {
     let mut rows = Vec::new();
     for &n in &args.startup {
         match super::bench_scale::startup(n, n.max(1)) {
@@ -115,7 +116,7 @@ struct Row {
 }
 
 /// Runs the benchmark; returns the exit code.
-pub fn run(args: BenchArgs) -> i32 {
+pub fn run(args: BenchArgs) -> Exit {
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -5,6 +5,7 @@
 //! message is printed twice or skipped while it is still held by the broker.
 
 use super::output::{ago, compact, Output};
+use super::Exit;
 use super::{exit, read_json_arg, CliError, ClientArgs, Ctx};
 use crate::api::Message;
 use crate::client::ClientError;
@@ -60,7 +61,7 @@ pub enum ChanCmd {
 }
 
 /// Runs `cipc chan ...`; returns the exit code.
-pub async fn run(args: ChanArgs, ctx: Ctx) -> Result<i32, CliError> {
+pub async fn run(args: ChanArgs, ctx: Ctx) -> Result<Exit, CliError> {
     let out = ctx.out;
     match args.cmd {
         ChanCmd::Send { name, data } => {
@@ -150,7 +151,7 @@ fn print_message(out: &Output, m: &Message) -> Result<(), CliError> {
 }
 
 /// Streams a channel until Ctrl-C, reconnecting after drops.
-async fn follow(ctx: &Ctx, name: &str, since: Option<u64>) -> Result<i32, CliError> {
+async fn follow(ctx: &Ctx, name: &str, since: Option<u64>) -> Result<Exit, CliError> {
     let stream = follow_loop(ctx, name, since);
     tokio::select! {
         r = stream => r,
@@ -158,7 +159,7 @@ async fn follow(ctx: &Ctx, name: &str, since: Option<u64>) -> Result<i32, CliErr
     }
 }
 
-async fn follow_loop(ctx: &Ctx, name: &str, since: Option<u64>) -> Result<i32, CliError> {
+async fn follow_loop(ctx: &Ctx, name: &str, since: Option<u64>) -> Result<Exit, CliError> {
     let out = ctx.out;
     // Without --since, start at the channel's current end: only new messages.
     let mut last = match since {

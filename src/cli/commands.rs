@@ -8,6 +8,7 @@
 
 use super::output::{ago, compact, human_duration, short_id, Output};
 use super::poll::{deadline, long_poll, Waited};
+use super::Exit;
 use super::{exit, read_json_arg, CliError, ClientArgs, Ctx};
 use crate::api::{
     AckRequest, Command, CommandResponse, CommandStatus, CommandsResponse, SendRequest,
@@ -179,7 +180,7 @@ fn build_params(params: Option<&str>, pairs: &[String]) -> Result<Option<Value>,
 }
 
 /// Runs `cipc send`; returns the exit code.
-pub async fn send(args: SendArgs, ctx: Ctx) -> Result<i32, CliError> {
+pub async fn send(args: SendArgs, ctx: Ctx) -> Result<Exit, CliError> {
     let out = ctx.out;
     let params = build_params(args.params.as_deref(), &args.param)?;
     let ttl = args
@@ -229,7 +230,7 @@ async fn await_results(
     timeout: Duration,
     forever: bool,
     fan_out: bool,
-) -> Result<i32, CliError> {
+) -> Result<Exit, CliError> {
     let out = ctx.out;
     let until = deadline(timeout, forever);
     let mut finished: Vec<CommandResponse> = Vec::new();
@@ -366,7 +367,7 @@ fn print_outcome(out: &Output, c: &Command, label: bool) -> Result<(), CliError>
 }
 
 /// Runs `cipc wait`; returns the exit code.
-pub async fn wait(args: WaitArgs, ctx: Ctx) -> Result<i32, CliError> {
+pub async fn wait(args: WaitArgs, ctx: Ctx) -> Result<Exit, CliError> {
     let out = ctx.out;
     let peer = ctx.peer_or(None, "cipc wait")?;
     let until = deadline(args.timeout, args.forever);
@@ -414,7 +415,7 @@ pub async fn wait(args: WaitArgs, ctx: Ctx) -> Result<i32, CliError> {
 }
 
 /// Runs `cipc ack`; returns the exit code.
-pub async fn ack(args: AckArgs, ctx: Ctx) -> Result<i32, CliError> {
+pub async fn ack(args: AckArgs, ctx: Ctx) -> Result<Exit, CliError> {
     let out = ctx.out;
     let result = args
         .result
@@ -445,7 +446,7 @@ pub async fn ack(args: AckArgs, ctx: Ctx) -> Result<i32, CliError> {
 }
 
 /// Runs `cipc commands`; returns the exit code.
-pub async fn list(args: CommandsArgs, ctx: Ctx) -> Result<i32, CliError> {
+pub async fn list(args: CommandsArgs, ctx: Ctx) -> Result<Exit, CliError> {
     let out = ctx.out;
     let r = ctx
         .client
@@ -487,14 +488,14 @@ pub fn command_table(out: &Output, commands: &[Command]) -> comfy_table::Table {
 }
 
 /// Runs `cipc result`: waits like `send --wait`; returns the exit code.
-pub async fn result(args: ResultArgs, ctx: Ctx) -> Result<i32, CliError> {
+pub async fn result(args: ResultArgs, ctx: Ctx) -> Result<Exit, CliError> {
     let doing = format!("waiting for the result of command {}", args.command_id);
     let waits = vec![(args.command_id, doing)];
     await_results(&ctx, "result", waits, args.timeout, args.forever, false).await
 }
 
 /// Runs `cipc cancel`; returns the exit code.
-pub async fn cancel(args: CancelArgs, ctx: Ctx) -> Result<i32, CliError> {
+pub async fn cancel(args: CancelArgs, ctx: Ctx) -> Result<Exit, CliError> {
     let out = ctx.out;
     let r = ctx.client.cancel(&args.command_id).await?;
     if out.json {

@@ -4,6 +4,7 @@
 //! The results are checked into `completions/` and `man/`; `tests/cli.rs`
 //! fails when they are stale and rewrites them with `UPDATE_GENERATED=1`.
 
+use super::Exit;
 use super::{exit, Cli};
 use clap::{Args, CommandFactory, ValueEnum};
 use clap_complete::Shell;
@@ -65,7 +66,7 @@ pub struct ManArgs {
 }
 
 /// Prints the completion script; returns the exit code.
-pub fn completions(args: CompletionsArgs) -> i32 {
+pub fn completions(args: CompletionsArgs) -> Exit {
     let mut cmd = Cli::command();
     let mut buf = Vec::new();
     clap_complete::generate(args.shell.shell(), &mut cmd, "cipc", &mut buf);
@@ -73,7 +74,7 @@ pub fn completions(args: CompletionsArgs) -> i32 {
 }
 
 /// Prints the man page or writes all pages; returns the exit code.
-pub fn man(args: ManArgs) -> i32 {
+pub fn man(args: ManArgs) -> Exit {
     let cmd = Cli::command();
     if let Some(dir) = args.dir {
         if let Err(e) =
@@ -98,7 +99,7 @@ pub fn man(args: ManArgs) -> i32 {
     write_stdout(&buf)
 }
 
-fn write_stdout(buf: &[u8]) -> i32 {
+fn write_stdout(buf: &[u8]) -> Exit {
     use std::io::Write;
     let mut out = std::io::stdout().lock();
     match out.write_all(buf).and_then(|_| out.flush()) {

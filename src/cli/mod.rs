@@ -25,18 +25,42 @@ use output::Output;
 use std::future::Future;
 use std::path::PathBuf;
 
-/// Exit codes, documented in `--help` and the man page.
-pub mod exit {
+/// How a `cipc` process ends: its exit status, documented in `--help`, the
+/// man page and the README.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Exit {
     /// Success.
-    pub const OK: i32 = 0;
+    Ok = 0,
     /// The broker said no, a command failed, or another error.
-    pub const ERROR: i32 = 1;
+    Error = 1,
     /// Bad usage (unknown flag, bad value, unsafe configuration refused).
-    pub const USAGE: i32 = 2;
+    Usage = 2,
     /// The broker could not be reached.
-    pub const UNREACHABLE: i32 = 3;
+    Unreachable = 3,
     /// A wait ran out of time.
-    pub const TIMED_OUT: i32 = 124;
+    TimedOut = 124,
+}
+
+impl From<Exit> for std::process::ExitCode {
+    fn from(e: Exit) -> Self {
+        std::process::ExitCode::from(e as u8)
+    }
+}
+
+/// The exit statuses by their short names (`exit::OK`, ...).
+pub mod exit {
+    use super::Exit;
+    /// Success.
+    pub const OK: Exit = Exit::Ok;
+    /// The broker said no, a command failed, or another error.
+    pub const ERROR: Exit = Exit::Error;
+    /// Bad usage (unknown flag, bad value, unsafe configuration refused).
+    pub const USAGE: Exit = Exit::Usage;
+    /// The broker could not be reached.
+    pub const UNREACHABLE: Exit = Exit::Unreachable;
+    /// A wait ran out of time.
+    pub const TIMED_OUT: Exit = Exit::TimedOut;
 }
 
 const AFTER_HELP: &str = "\
@@ -147,7 +171,7 @@ pub struct ClientArgs {
 #[derive(Debug, Clone)]
 pub struct CliError {
     /// The process exit code ([`exit`]).
-    pub code: i32,
+    pub code: Exit,
     /// What failed and what to do; `None` when everything was already said.
     pub message: Option<String>,
 }
@@ -170,7 +194,7 @@ impl CliError {
     }
 
     /// An exit code with nothing more to say.
-    pub fn quiet(code: i32) -> CliError {
+    pub fn quiet(code: Exit) -> CliError {
         CliError {
             code,
             message: None,
@@ -280,10 +304,10 @@ pub fn read_json_arg(arg: &str, what: &str) -> Result<serde_json::Value, CliErro
 
 /// Runs one client subcommand on a lean single-threaded runtime and turns
 /// its outcome into an exit code, printing the error line if there is one.
-fn run_client<F, Fut>(group: &str, args: &ClientArgs, f: F) -> i32
+fn run_client<F, Fut>(group: &str, args: &ClientArgs, f: F) -> Exit
 where
     F: FnOnce(Ctx) -> Fut,
-    Fut: Future<Output = Result<i32, CliError>>,
+    Fut: Future<Output = Result<Exit, CliError>>,
 {
     let result = Ctx::new(args).and_then(|ctx| {
         let rt = tokio::runtime::Builder::new_current_thread()
@@ -299,7 +323,7 @@ where
 }
 
 /// Prints an error's one line (if any) and returns its exit code.
-fn report(group: &str, e: CliError) -> i32 {
+fn report(group: &str, e: CliError) -> Exit {
     if let Some(m) = e.message {
         eprintln!("cipc {group}: {m}");
     }
@@ -341,7 +365,7 @@ pub fn hoist_client_flags(args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsStri
 }
 
 /// Runs the parsed command line; returns the process exit code.
-pub fn run(cli: Cli) -> i32 {
+pub fn run(cli: Cli) -> Exit {
     match cli.command {
         Command::Serve(args) => serve::run(args),
         Command::Bench(args) => bench::run(args),

@@ -1,6 +1,7 @@
 //! `cipc peers`: see who is online, register a session, and manage peers.
 
 use super::output::{ago, Output};
+use super::Exit;
 use super::{CliError, ClientArgs, Ctx};
 use crate::api::{ConnectRequest, Peer, PeerStatus, Via};
 use clap::{Args, Subcommand};
@@ -61,7 +62,7 @@ pub enum PeersCmd {
 }
 
 /// Runs `cipc peers ...`; returns the exit code.
-pub async fn run(args: PeersArgs, ctx: Ctx) -> Result<i32, CliError> {
+pub async fn run(args: PeersArgs, ctx: Ctx) -> Result<Exit, CliError> {
     let out = ctx.out;
     match args.cmd.unwrap_or(PeersCmd::List) {
         PeersCmd::List => {

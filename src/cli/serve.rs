@@ -1,6 +1,7 @@
 //! `cipc serve`: run the broker.
 
 use super::exit;
+use super::Exit;
 use crate::broker::{Broker, BrokerConfig};
 use crate::server::{auth::Security, AppState, Server, ServerConfig};
 use crate::store::{MemoryStore, SqliteStore, Store};
@@ -135,7 +136,7 @@ fn parse_host(host: &str) -> Result<IpAddr, String> {
 }
 
 /// Runs `cipc serve` to completion; returns the exit code.
-pub fn run(args: ServeArgs) -> i32 {
+pub fn run(args: ServeArgs) -> Exit {
     if args.generate_token {
         println!("{}", generate_token());
         return exit::OK;
@@ -188,7 +189,7 @@ pub fn run(args: ServeArgs) -> i32 {
     runtime.block_on(serve(args, ip, token))
 }
 
-async fn serve(args: ServeArgs, ip: IpAddr, token: Option<String>) -> i32 {
+async fn serve(args: ServeArgs, ip: IpAddr, token: Option<String>) -> Exit {
     let store: Arc<dyn Store> = if args.memory {
         Arc::new(MemoryStore::default())
     } else {

@@ -5,6 +5,7 @@
 
 use super::output::{ago, compact, human_duration, Output};
 use super::poll::{deadline, long_poll, Waited};
+use super::Exit;
 use super::{exit, read_json_arg, CliError, ClientArgs, Ctx};
 use crate::api::{EmitRequest, Signal};
 use clap::{Args, Subcommand};
@@ -61,7 +62,7 @@ pub enum SignalCmd {
 }
 
 /// Runs `cipc signal ...`; returns the exit code.
-pub async fn run(args: SignalArgs, ctx: Ctx) -> Result<i32, CliError> {
+pub async fn run(args: SignalArgs, ctx: Ctx) -> Result<Exit, CliError> {
     let out = ctx.out;
     match args.cmd {
         SignalCmd::Emit { name, data } => {

@@ -5,6 +5,7 @@ use super::commands::command_table;
 use super::output::human_duration;
 use super::peers::peer_table;
 use super::signal::signal_table;
+use super::Exit;
 use super::{exit, CliError, ClientArgs, Ctx};
 use clap::Args;
 use std::io::{BufRead, IsTerminal, Write};
@@ -30,7 +31,7 @@ pub struct ResetArgs {
 }
 
 /// Runs `cipc status`; returns the exit code.
-pub async fn status(_args: StatusArgs, ctx: Ctx) -> Result<i32, CliError> {
+pub async fn status(_args: StatusArgs, ctx: Ctx) -> Result<Exit, CliError> {
     let out = ctx.out;
     let s = ctx.client.status().await?;
     if out.json {
@@ -87,7 +88,7 @@ pub async fn status(_args: StatusArgs, ctx: Ctx) -> Result<i32, CliError> {
 }
 
 /// Runs `cipc reset`; returns the exit code.
-pub async fn reset(args: ResetArgs, ctx: Ctx) -> Result<i32, CliError> {
+pub async fn reset(args: ResetArgs, ctx: Ctx) -> Result<Exit, CliError> {
     let out = ctx.out;
     if !args.yes {
         if !std::io::stdin().is_terminal() {
