@@ -22,6 +22,14 @@ pub enum SendOutcome {
     FanOut(Vec<Command>),
 }
 
+/// How a command ends: its final status, result or error, and when.
+struct Ending {
+    status: CommandStatus,
+    result: Option<Value>,
+    error: Option<String>,
+    at: Timestamp,
+}
+
 const MAX_ACTION_LEN: usize = 256;
 /// The longest `from` a sender may give.
 const MAX_FROM_LEN: usize = 128;
@@ -220,26 +228,22 @@ impl Broker {
         Some(c)
     }
 
-    /// Ends a pending or delivered command with `status`: out of its queue,
+    /// Ends a pending or delivered command with `end`: out of its queue,
     /// persisted, announced, its result waiters woken.
-    #[allow(clippy::too_many_arguments)]
     fn finish(
         &self,
         st: &mut State,
         (ord, id): (u64, Uuid),
-        status: CommandStatus,
-        result: Option<Value>,
-        error: Option<String>,
-        now: Timestamp,
+        end: Ending,
         commits: &mut Vec<Commit>,
     ) -> Option<Command> {
         let snapshot = {
             let e = st.commands.get_mut(&id)?;
             let c = &mut e.command;
-            c.status = status;
-            c.acked_at = Some(now);
-            c.result = result;
-            c.error = error;
+            c.status = end.status;
+            c.acked_at = Some(end.at);
+            c.result = end.result;
+            c.error = end.error;
             c.clone()
         };
         Broker::unqueue(st, &snapshot, ord);
@@ -248,7 +252,13 @@ impl Broker {
 
     fn expire(&self, st: &mut State, key: (u64, Uuid), now: Timestamp, commits: &mut Vec<Commit>) {
         let why = Some("expired: its ttl ran out before any peer took it".to_string());
-        self.finish(st, key, CommandStatus::Expired, None, why, now, commits);
+        let end = Ending {
+            status: CommandStatus::Expired,
+            result: None,
+            error: why,
+            at: now,
+        };
+        self.finish(st, key, end, commits);
     }
 
     fn unqueue(st: &mut State, c: &Command, ord: u64) {
@@ -415,7 +425,17 @@ impl Broker {
             };
             let mut commits = Vec::new();
             let out = self
-                .finish(&mut st, (ord, id), status, result, error, now, &mut commits)
+                .finish(
+                    &mut st,
+                    (ord, id),
+                    Ending {
+                        status,
+                        result,
+                        error,
+                        at: now,
+                    },
+                    &mut commits,
+                )
                 .ok_or_else(|| unknown_command(id))?;
             (out, commits)
         };
@@ -449,10 +469,12 @@ impl Broker {
                 .finish(
                     &mut st,
                     (ord, id),
-                    CommandStatus::Cancelled,
-                    None,
-                    error,
-                    now,
+                    Ending {
+                        status: CommandStatus::Cancelled,
+                        result: None,
+                        error,
+                        at: now,
+                    },
                     &mut commits,
                 )
                 .ok_or_else(|| unknown_command(id))?;
