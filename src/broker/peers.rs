@@ -138,7 +138,7 @@ impl Broker {
             for pid in requeue {
                 self.requeue_held(&mut st, pid, now, &mut commits);
             }
-            let peer = self.announce_peer(&mut st, id, now, &mut commits);
+            let peer = self.announce_peer(&mut st, id, now, &mut commits)?;
             // Whatever is queued for the role may now go to this peer.
             let role = peer.role.clone();
             st.wake(&format!("q:{role}"));
@@ -191,28 +191,16 @@ impl Broker {
         }
     }
 
-    /// Persists and announces a peer's current view; returns it.
+    /// Persists and announces a peer's current view; returns it (404 for a
+    /// peer that is gone).
     fn announce_peer(
         &self,
         st: &mut State,
         id: Uuid,
         now: Timestamp,
         commits: &mut Vec<Commit>,
-    ) -> Peer {
-        let Some(e) = st.peers.get(&id) else {
-            return Peer {
-                id,
-                role: String::new(),
-                capabilities: vec![],
-                name: None,
-                status: PeerStatus::Offline,
-                connected_at: now,
-                last_seen: now,
-                via: Via::Http,
-                working_on: vec![],
-                protected: false,
-            };
-        };
+    ) -> Result<Peer, BrokerError> {
+        let e = st.peers.get(&id).ok_or_else(|| unknown_peer(id))?;
         let peer = self.render_peer(st, e, now);
         self.save_peer(&peer, e.key.as_ref(), commits);
         st.events
@@ -222,7 +210,7 @@ impl Broker {
             e.saved_seen = peer.last_seen;
         }
         self.reschedule(st, id);
-        peer
+        Ok(peer)
     }
 
     /// When `e` next needs the sweeper, or `None` while it is in contact
@@ -328,7 +316,7 @@ impl Broker {
         };
         e.peer.last_seen = now;
         if !e.disconnected && e.announced != PeerStatus::Online {
-            self.announce_peer(&mut st, id, now, &mut commits);
+            let _ = self.announce_peer(&mut st, id, now, &mut commits);
         }
     }
 
@@ -346,7 +334,7 @@ impl Broker {
         };
         if self.status_of(e, now) == PeerStatus::Offline && e.announced != PeerStatus::Offline {
             self.requeue_held(st, id, now, commits);
-            self.announce_peer(st, id, now, commits);
+            let _ = self.announce_peer(st, id, now, commits);
         }
     }
 
@@ -362,7 +350,7 @@ impl Broker {
             let e = st.peers.get_mut(&id).ok_or_else(|| unknown_peer(id))?;
             e.peer.last_seen = now;
             e.disconnected = false;
-            let peer = self.announce_peer(&mut st, id, now, &mut commits);
+            let peer = self.announce_peer(&mut st, id, now, &mut commits)?;
             (peer, commits)
         };
         Broker::committed(commits).await?;
@@ -382,7 +370,7 @@ impl Broker {
         let revive = e.disconnected || e.announced != PeerStatus::Online;
         e.disconnected = false;
         if revive {
-            self.announce_peer(&mut st, id, now, &mut commits);
+            let _ = self.announce_peer(&mut st, id, now, &mut commits);
         }
         Ok(ContactGuard {
             broker: self.clone(),
@@ -407,7 +395,7 @@ impl Broker {
             e.disconnected = true;
             let mut commits = Vec::new();
             self.requeue_held(&mut st, id, now, &mut commits);
-            let peer = self.announce_peer(&mut st, id, now, &mut commits);
+            let peer = self.announce_peer(&mut st, id, now, &mut commits)?;
             (peer, commits)
         };
         tracing::info!(peer = %id, "peer disconnected");
@@ -443,7 +431,7 @@ impl Broker {
                     self.requeue_held(st, id, now, commits);
                 }
                 // Announcing reschedules it.
-                self.announce_peer(st, id, now, commits);
+                let _ = self.announce_peer(st, id, now, commits);
                 continue;
             }
             let forget = e.announced == PeerStatus::Offline
