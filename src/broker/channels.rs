@@ -9,7 +9,6 @@
 use super::{Broker, BrokerError, Channel, State, WaitEnd};
 use crate::api::{validate_name, ChannelInfo, Message, MessagesResponse};
 use crate::store::Mutation;
-use crate::time::Timestamp;
 use serde_json::Value;
 use std::time::Duration;
 
@@ -70,7 +69,7 @@ impl Broker {
                 channel: name.to_string(),
                 data,
                 from,
-                sent_at: Timestamp::now(),
+                sent_at: self.now(),
             };
             ch.last_at = Some(msg.sent_at);
             ch.recent.push_back(msg.clone());

@@ -76,7 +76,7 @@ impl Broker {
                 ));
             }
         }
-        let now = Timestamp::now();
+        let now = self.now();
         let (outcome, commits) = {
             let mut st = self.lock();
             if let Some(k) = &req.dedupe_key {
@@ -326,7 +326,7 @@ impl Broker {
         let _contact = self.contact(peer)?;
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
-            let now = Timestamp::now();
+            let now = self.now();
             let armed = {
                 let mut st = self.lock();
                 let role = st
@@ -390,7 +390,7 @@ impl Broker {
             error,
             attempt,
         } = req;
-        let now = Timestamp::now();
+        let now = self.now();
         let (out, commits) = {
             let mut st = self.lock();
             let (ord, c) = open_command(&st, id, "a command takes one result")?;
@@ -449,7 +449,7 @@ impl Broker {
     /// protected sender, each with its key; the order of a person or an
     /// unprotected client can be withdrawn by anyone with the broker's token.
     pub async fn cancel(&self, id: Uuid, caller: &Caller) -> Result<Command, BrokerError> {
-        let now = Timestamp::now();
+        let now = self.now();
         let by = caller
             .peer
             .map(|p| format!("peer {p}"))
@@ -515,7 +515,7 @@ impl Broker {
     /// response stream closed first): pending again at once, marked
     /// redelivered, instead of waiting for the taker to go offline.
     pub fn give_back(&self, id: Uuid, holder: Uuid) {
-        let now = Timestamp::now();
+        let now = self.now();
         let mut st = self.lock();
         let held = st.commands.get(&id).is_some_and(|e| {
             e.command.status == CommandStatus::Delivered && e.command.delivered_to == Some(holder)

@@ -9,6 +9,7 @@
 //! and waiting costs nothing but the parked task.
 
 mod channels;
+pub mod clock;
 mod commands;
 mod error;
 mod events;
@@ -97,6 +98,8 @@ struct Inner {
     waiters: AtomicUsize,
     /// Messages per channel kept in memory.
     recent_kept: usize,
+    /// Where every rule reads the time.
+    clock: Arc<dyn clock::Clock>,
 }
 
 /// One peer and what the broker knows about it beyond the wire object.
@@ -257,6 +260,16 @@ impl Drop for WaiterPermit {
 impl Broker {
     /// Builds a broker over `store`, restoring whatever it holds.
     pub fn open(store: Arc<dyn Store>, config: BrokerConfig) -> Result<Broker, BrokerError> {
+        Broker::open_with_clock(store, config, Arc::new(clock::SystemClock))
+    }
+
+    /// Like [`Broker::open`], reading the time from `clock` (unit tests move
+    /// a [`clock::ManualClock`] instead of sleeping).
+    pub fn open_with_clock(
+        store: Arc<dyn Store>,
+        config: BrokerConfig,
+        clock: Arc<dyn clock::Clock>,
+    ) -> Result<Broker, BrokerError> {
         let recent_kept = if store.serves_messages() {
             crate::store::RECENT_KEPT.min(config.channel_retention.max(1))
         } else {
@@ -279,6 +292,7 @@ impl Broker {
                 shutdown: CancellationToken::new(),
                 waiters: AtomicUsize::new(0),
                 recent_kept,
+                clock,
             }),
         };
         broker.schedule_all(&mut broker.lock());
@@ -299,6 +313,11 @@ impl Broker {
             Ok(b) => b,
             Err(_) => unreachable!("the memory store always loads"),
         }
+    }
+
+    /// The time, as this broker's clock says.
+    fn now(&self) -> Timestamp {
+        self.inner.clock.now()
     }
 
     /// The tunables this broker runs with.
@@ -482,7 +501,7 @@ impl Broker {
             self.recover();
             return;
         }
-        let now = Timestamp::now();
+        let now = self.now();
         let mut st = self.lock();
         let mut commits = Vec::new();
         self.sweep_peers(&mut st, now, &mut commits);
@@ -617,6 +636,14 @@ mod retention_tests {
         Broker::in_memory(config)
     }
 
+    /// A broker on a clock that moves only when the test says so.
+    fn broker_at(config: BrokerConfig) -> (Broker, Arc<clock::ManualClock>) {
+        let clock = Arc::new(clock::ManualClock::new(Timestamp(1_800_000_000_000)));
+        let store = Arc::new(crate::store::MemoryStore::default());
+        let b = Broker::open_with_clock(store, config, clock.clone()).expect("open");
+        (b, clock)
+    }
+
     async fn connect(b: &Broker, role: &str) -> Uuid {
         let req = ConnectRequest {
             role: role.into(),
@@ -631,32 +658,28 @@ mod retention_tests {
 
     #[tokio::test]
     async fn offline_peers_are_forgotten_after_forget_after() {
-        let b = broker(BrokerConfig {
-            stale_after: Duration::from_millis(10),
-            offline_after: Duration::from_millis(20),
-            forget_after: Duration::from_millis(40),
-            ..BrokerConfig::default()
-        });
+        let (b, clock) = broker_at(BrokerConfig::default());
         let id = connect(&b, "w").await;
-        tokio::time::sleep(Duration::from_millis(25)).await;
+        clock.advance(Duration::from_secs(15 * 60));
         b.sweep();
         assert_eq!(
             b.peer(id).expect("still known").status,
             crate::api::PeerStatus::Offline
         );
-        tokio::time::sleep(Duration::from_millis(45)).await;
+        clock.advance(Duration::from_secs(23 * 3600));
+        b.sweep();
+        assert!(b.peer(id).is_ok(), "not yet: 24 h since it was last seen");
+        clock.advance(Duration::from_secs(3600));
         b.sweep();
         assert!(b.peer(id).is_err(), "forgotten");
     }
 
     #[tokio::test]
     async fn the_sweep_follows_contact_and_silence() {
+        use crate::api::CommandStatus::{Delivered, Pending};
         use crate::api::PeerStatus::{Offline, Online, Stale};
-        let b = broker(BrokerConfig {
-            stale_after: Duration::from_millis(100),
-            offline_after: Duration::from_millis(400),
-            ..BrokerConfig::default()
-        });
+        // The defaults: stale after 90 s, offline after 15 min.
+        let (b, clock) = broker_at(BrokerConfig::default());
         let id = connect(&b, "w").await;
         let status = |b: &Broker| b.peer(id).expect("peer").status;
         // It holds a command: only the sweep's offline verdict requeues it.
@@ -673,32 +696,57 @@ mod retention_tests {
             .expect("a command")
             .id;
         let held = |b: &Broker| b.command(cmd).expect("command").status;
-        use crate::api::CommandStatus::{Delivered, Pending};
-        // Touched more often than stale_after: online through every sweep,
-        // long after its first due time passed.
-        for _ in 0..6 {
-            tokio::time::sleep(Duration::from_millis(40)).await;
+        // Heard from every minute: online through every sweep for an hour.
+        for _ in 0..60 {
+            clock.advance(Duration::from_secs(60));
             b.touch(id);
             b.sweep();
             assert_eq!(status(&b), Online);
             assert_eq!(held(&b), Delivered);
         }
-        // A long wait is contact: online past offline_after.
+        // A long wait is contact: online for an hour without a word.
         let guard = b.contact(id).expect("contact");
-        tokio::time::sleep(Duration::from_millis(450)).await;
+        clock.advance(Duration::from_secs(3600));
         b.sweep();
         assert_eq!(status(&b), Online);
         assert_eq!(held(&b), Delivered);
         drop(guard);
-        // Then silence: stale after stale_after, offline after offline_after.
-        tokio::time::sleep(Duration::from_millis(150)).await;
+        // Then silence: stale past 90 s, offline (work requeued) past 15 min.
+        clock.advance(Duration::from_secs(89));
+        b.sweep();
+        assert_eq!(status(&b), Online);
+        clock.advance(Duration::from_secs(2));
         b.sweep();
         assert_eq!(status(&b), Stale);
         assert_eq!(held(&b), Delivered);
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        clock.advance(Duration::from_secs(15 * 60 - 91));
         b.sweep();
         assert_eq!(status(&b), Offline);
         assert_eq!(held(&b), Pending, "going offline requeued it");
+    }
+
+    #[tokio::test]
+    async fn a_ttl_expires_the_command_nobody_took() {
+        let (b, clock) = broker_at(BrokerConfig::default());
+        let send = crate::api::SendRequest {
+            target: "nobody-yet".into(),
+            action: "build".into(),
+            ttl: Some(60_000),
+            ..Default::default()
+        };
+        let sent = b.send(send, &Caller::default()).await.expect("send");
+        let SendOutcome::Created { command, queued } = sent else {
+            panic!("one command");
+        };
+        assert!(queued);
+        clock.advance(Duration::from_secs(59));
+        b.sweep();
+        let c = b.command(command.id).expect("command");
+        assert_eq!(c.status, crate::api::CommandStatus::Pending);
+        clock.advance(Duration::from_secs(1));
+        b.sweep();
+        let c = b.command(command.id).expect("command");
+        assert_eq!(c.status, crate::api::CommandStatus::Expired);
     }
 
     #[tokio::test]

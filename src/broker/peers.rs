@@ -19,7 +19,7 @@ impl Drop for ContactGuard {
         let mut st = self.broker.lock();
         if let Some(e) = st.peers.get_mut(&self.id) {
             e.contacts = e.contacts.saturating_sub(1);
-            e.peer.last_seen = Timestamp::now();
+            e.peer.last_seen = self.broker.now();
         }
         self.broker.reschedule(&mut st, self.id);
     }
@@ -76,7 +76,7 @@ impl Broker {
             }
         }
         let protect = req.protect.unwrap_or(false);
-        let now = Timestamp::now();
+        let now = self.now();
         let (peer, key, role, commits) = {
             let mut st = self.lock();
             let id = req.id.or(caller.peer).unwrap_or_else(Uuid::now_v7);
@@ -228,10 +228,16 @@ impl Broker {
             PeerStatus::Stale => seen.saturating_add(ms(cfg.offline_after)),
             PeerStatus::Offline => seen.saturating_add(ms(cfg.forget_after)),
         };
-        // Keep the stored lastSeen within half a minute of the truth, so a
-        // restart does not mistake a busy peer for one long gone.
-        let save = e.saved_seen.millis().saturating_add(SAVE_SEEN_EVERY_MS);
-        Some(status_change.min(save))
+        // Keep the stored lastSeen close to the truth (saved at most every
+        // 30 s, and at the latest when the peer is next due), so a restart
+        // does not mistake a busy peer for one long gone.
+        let save = if e.peer.last_seen > e.saved_seen {
+            e.saved_seen.millis().saturating_add(SAVE_SEEN_EVERY_MS)
+        } else {
+            i64::MAX
+        };
+        // Never due in the past: a sweep must always get through its list.
+        Some(status_change.min(save).max(self.now().millis() + 1))
     }
 
     /// Puts a peer back in the schedule at its next due time.
@@ -260,7 +266,7 @@ impl Broker {
 
     /// Every known peer, oldest connection first.
     pub fn peers(&self) -> Vec<Peer> {
-        let now = Timestamp::now();
+        let now = self.now();
         let st = self.lock();
         let mut out: Vec<Peer> = st
             .peers
@@ -290,7 +296,7 @@ impl Broker {
 
     /// One peer, or 404.
     pub fn peer(&self, id: Uuid) -> Result<Peer, BrokerError> {
-        let now = Timestamp::now();
+        let now = self.now();
         let st = self.lock();
         let e = st.peers.get(&id).ok_or_else(|| unknown_peer(id))?;
         Ok(self.render_peer(&st, e, now))
@@ -307,7 +313,7 @@ impl Broker {
     /// Notes contact from a peer (any request naming it). Unknown ids are
     /// ignored here; the routes that need the peer answer 404 themselves.
     pub(super) fn touch(&self, id: Uuid) {
-        let now = Timestamp::now();
+        let now = self.now();
         let mut st = self.lock();
         let mut commits = Vec::new();
         self.settle_before_contact(&mut st, id, now, &mut commits);
@@ -341,7 +347,7 @@ impl Broker {
     /// `POST /peers/{id}/heartbeat`: refreshes `lastSeen` (reviving a
     /// disconnected peer) and answers the peer.
     pub async fn heartbeat(&self, id: Uuid, caller: &Caller) -> Result<Peer, BrokerError> {
-        let now = Timestamp::now();
+        let now = self.now();
         let (peer, commits) = {
             let mut st = self.lock();
             self.prove_in(&st, id, caller)?;
@@ -360,7 +366,7 @@ impl Broker {
     /// Counts the peer as in contact until the guard is dropped (open waits,
     /// MCP sessions). A disconnected peer that shows up again is revived.
     pub fn contact(&self, id: Uuid) -> Result<ContactGuard, BrokerError> {
-        let now = Timestamp::now();
+        let now = self.now();
         let mut st = self.lock();
         let mut commits = Vec::new();
         self.settle_before_contact(&mut st, id, now, &mut commits);
@@ -388,7 +394,7 @@ impl Broker {
     /// Takes a peer offline for the transport that owns its liveness (an
     /// MCP session that ended), which proved the peer when it bound it.
     pub async fn release_peer(&self, id: Uuid) -> Result<Peer, BrokerError> {
-        let now = Timestamp::now();
+        let now = self.now();
         let (peer, commits) = {
             let mut st = self.lock();
             let e = st.peers.get_mut(&id).ok_or_else(|| unknown_peer(id))?;

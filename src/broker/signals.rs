@@ -3,7 +3,6 @@
 use super::{Broker, BrokerError, WaitEnd};
 use crate::api::{validate_name, Signal};
 use crate::store::Mutation;
-use crate::time::Timestamp;
 use serde_json::Value;
 use std::time::Duration;
 
@@ -29,7 +28,7 @@ impl Broker {
         self.update_signal(name, |s| {
             s.emitted = true;
             s.data = data;
-            s.emitted_at = Some(Timestamp::now());
+            s.emitted_at = Some(self.now());
             s.emitted_by = by;
             s.count += 1;
         })
