@@ -7,7 +7,11 @@
 //! - [`api`]: the JSON wire types shared by the server, the client and MCP tools.
 //! - [`server`]: axum routes (REST, SSE, MCP, dashboard) over one [`broker::Broker`].
 //! - [`broker`]: the state machine (peers, commands, channels, signals); no HTTP.
-//! - [`store`]: durability behind one small trait (SQLite file or memory).
+//!   Who may act as a peer is decided there once ([`broker::Caller`], peer keys
+//!   in [`broker::keys`]), and every rule reads the time from one
+//!   [`broker::clock::Clock`].
+//! - [`store`]: durability behind one small trait (SQLite file or memory), and
+//!   [`store::Progress`], which says what is saved so nothing is shown before.
 //! - [`client`] and [`cli`]: the `cipc` subcommands, clients of the HTTP API.
 
 pub mod api;
