@@ -3,7 +3,7 @@
 //! Every door into the broker (REST, SSE, MCP, the dashboard) calls the methods
 //! of [`Broker`]; none of them owns logic of its own. State lives in memory
 //! behind one mutex whose critical sections never await; each change is handed
-//! to the [`Store`](crate::store::Store) in order while the lock is held, and the
+//! to the [`Store`](crate::store) in order while the lock is held, and the
 //! caller awaits the commit before answering. Long-polls park on
 //! [`tokio::sync::Notify`]s that are armed under the lock, so no wake-up is lost
 //! and waiting costs nothing but the parked task.

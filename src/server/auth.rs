@@ -333,7 +333,7 @@ fn is_public(path: &str) -> bool {
     ) || path.starts_with("/dashboard/assets/")
 }
 
-/// The front door's checks: [`refusal`] decides, then the peer a request
+/// The front door's checks: token, Origin and Host decide, then the peer a request
 /// names is checked against its key (and its contact noted). `Err` is the
 /// answer refusing it.
 pub async fn admit(s: &AppState, addr: SocketAddr, req: Request) -> Result<Request, Response> {
