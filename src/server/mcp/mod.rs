@@ -1,5 +1,8 @@
 //! MCP: Claude Code sessions get native broker tools, over both HTTP
-//! transports, with one tool implementation ([`tools::CipcMcp`], rmcp).
+//! transports, with one tool implementation ([`tools::CipcMcp`], rmcp):
+//! `args.rs` (what each tool takes), `tools.rs` (what each does), `render.rs`
+//! (how answers read), `handler.rs` (the protocol side), `session.rs` (who a
+//! session is), `delivery.rs` (answers that could not be written).
 //!
 //! - `/mcp`: Streamable HTTP (what `.mcp.json` `"type": "http"` uses), rmcp's
 //!   own server with sessions on, its Host check given the broker's allowed
@@ -10,8 +13,11 @@
 //! The token, Origin and Host rules of [`super::auth::admit`] apply to every
 //! route here (403, never 401, on MCP routes).
 
+mod args;
 mod delivery;
+mod handler;
 pub mod legacy_sse;
+mod render;
 mod session;
 pub mod tools;
 

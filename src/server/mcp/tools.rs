@@ -3,28 +3,19 @@
 //! methods as the REST routes and answers with the same wire types.
 //!
 //! Each result is two text blocks: a sentence that tells Claude what happened
-//! and what to do next, then the JSON of the broker's answer. Refusals are tool
-//! results with `isError: true` and an actionable sentence, never protocol
-//! errors, so Claude reads them.
+//! and what to do next, then the JSON of the broker's answer (see
+//! `render.rs`). The arguments live in `args.rs`, the protocol
+//! side (start-up, listing, the call door) in `handler.rs`.
 
 use super::session::Session;
-use crate::api::{
-    AckRequest, Command, CommandStatus, ConnectRequest, PeerStatus, SendRequest, Via,
-};
+use crate::api::{AckRequest, ConnectRequest, PeerStatus, SendRequest, Via};
 use crate::broker::{BrokerError, Caller, SendOutcome};
 use rmcp::handler::server::router::tool::ToolRouter;
-use rmcp::handler::server::tool::ToolCallContext;
 use rmcp::handler::server::wrapper::Parameters;
-use rmcp::model::{
-    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation,
-    InitializeRequestParams, InitializeResult, ListToolsResult, PaginatedRequestParams,
-    ProgressNotificationParam, ServerCapabilities, ServerConfig,
-};
-use rmcp::schemars::{self, JsonSchema};
-use rmcp::service::{NotificationContext, RequestContext};
-use rmcp::{tool, tool_handler, tool_router, ErrorData, RoleServer, ServerHandler};
-use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use rmcp::model::{CallToolResult, ProgressNotificationParam};
+use rmcp::service::RequestContext;
+use rmcp::{tool, tool_router, RoleServer};
+use serde_json::json;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -35,7 +26,7 @@ pub const DEFAULT_WAIT_SECS: u64 = 60;
 /// Blocking tools never wait longer than this (30 minutes).
 pub const MAX_WAIT_SECS: u64 = 1800;
 
-const INSTRUCTIONS: &str = "cipc is a broker that lets several Claude Code sessions and the people watching them coordinate. \
+pub(super) const INSTRUCTIONS: &str = "cipc is a broker that lets several Claude Code sessions and the people watching them coordinate. \
 Start with `connect`: without a role it shows who is online; with a role (e.g. \"backend\") it registers you as a peer of that role and answers your peerKey. Pass that key as peer_key in every later cipc tool call: it is how the broker knows each call comes from the same peer. \
 Commands are orders sent to a role, a peer id, or \"*\" (every online peer): the target calls `wait_for_command`, does the work, then `ack_command` with a result or an error; \
 the sender waits with `send_command` (wait: true) or `get_command_result`. \
@@ -44,332 +35,12 @@ Waiting tools return after timeout_seconds (default 60, at most 1800) saying not
 
 /// The MCP server of one session.
 pub struct CipcMcp {
-    session: Arc<Session>,
-    tool_router: ToolRouter<Self>,
+    pub(super) session: Arc<Session>,
+    pub(super) tool_router: ToolRouter<Self>,
 }
 
-// ---- arguments ----
-
-/// Makes an argument schema portable across MCP clients: an optional
-/// argument is simply left out, so it is typed as its value (`"integer"`, not
-/// `["integer", "null"]`) with no `"default": null`, and an argument that
-/// takes any JSON says so with one branch per JSON type instead of an empty
-/// schema; strict validators reject the other forms.
-fn portable_schema(schema: &mut schemars::Schema) {
-    let Some(props) = schema.get_mut("properties").and_then(Value::as_object_mut) else {
-        return;
-    };
-    for prop in props.values_mut() {
-        let Some(prop) = prop.as_object_mut() else {
-            continue;
-        };
-        if prop.get("default") == Some(&Value::Null) {
-            prop.remove("default");
-        }
-        let constrained = ["type", "anyOf", "oneOf", "allOf", "$ref", "enum", "const"]
-            .iter()
-            .any(|k| prop.contains_key(*k));
-        if !constrained {
-            let any: Vec<Value> = ["object", "array", "string", "number", "boolean", "null"]
-                .iter()
-                .map(|t| json!({ "type": t }))
-                .collect();
-            prop.insert("anyOf".into(), Value::Array(any));
-        }
-        if let Some(Value::Array(types)) = prop.get("type") {
-            let real: Vec<Value> = types
-                .iter()
-                .filter(|t| t.as_str() != Some("null"))
-                .cloned()
-                .collect();
-            if let [only] = real.as_slice() {
-                prop.insert("type".into(), only.clone());
-            }
-        }
-    }
-}
-
-/// Arguments of `connect`.
-#[derive(Debug, Default, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-#[schemars(transform = portable_schema)]
-pub struct ConnectArgs {
-    /// The role this session takes, e.g. "backend" or "linux-client" (1-64 characters of letters, digits, '.', '_', '-'). Leave it out to just see who is online.
-    #[serde(default)]
-    pub role: Option<String>,
-    /// Capability tags others can see, e.g. ["rust", "docker"].
-    #[serde(default)]
-    pub capabilities: Option<Vec<String>>,
-    /// A human-friendly name for this session.
-    #[serde(default)]
-    pub name: Option<String>,
-    /// The peer id of an earlier session, to continue as that same peer.
-    #[serde(default)]
-    pub id: Option<String>,
-    /// Your peer key: the "peerKey" that connect answered. Pass it on every call so the broker knows which peer you are (without it, a client that keeps no MCP session is anonymous).
-    #[serde(default)]
-    pub peer_key: Option<String>,
-}
-
-/// Arguments of `register`.
-#[derive(Debug, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-#[schemars(transform = portable_schema)]
-pub struct RegisterArgs {
-    /// The role this session takes, e.g. "backend" (1-64 characters of letters, digits, '.', '_', '-').
-    pub role: String,
-    /// Capability tags others can see, e.g. ["rust", "docker"].
-    #[serde(default)]
-    pub capabilities: Option<Vec<String>>,
-    /// A human-friendly name for this session.
-    #[serde(default)]
-    pub name: Option<String>,
-    /// The peer id of an earlier session, to continue as that same peer.
-    #[serde(default)]
-    pub id: Option<String>,
-    /// Your peer key: the "peerKey" that connect answered. Pass it on every call so the broker knows which peer you are (without it, a client that keeps no MCP session is anonymous).
-    #[serde(default)]
-    pub peer_key: Option<String>,
-}
-
-/// Arguments of `list_peers`.
-#[derive(Debug, Default, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-#[schemars(transform = portable_schema)]
-pub struct ListPeersArgs {
-    /// Also list stale and offline peers (default: online peers only).
-    #[serde(default)]
-    pub all: Option<bool>,
-    /// Your peer key: the "peerKey" that connect answered. Pass it on every call so the broker knows which peer you are (without it, a client that keeps no MCP session is anonymous).
-    #[serde(default)]
-    pub peer_key: Option<String>,
-}
-
-/// Arguments of `send_command`.
-#[derive(Debug, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-#[schemars(transform = portable_schema)]
-pub struct SendCommandArgs {
-    /// Who should do it: a role (the first free peer of that role takes it), a peer id, or "*" for a copy to every online peer.
-    pub target: String,
-    /// What to do, short and specific, e.g. "start-server" or "run-tests".
-    pub action: String,
-    /// Arguments of the action (any JSON), e.g. {"port": 8080}.
-    #[serde(default)]
-    pub params: Option<Value>,
-    /// Wait for the result before answering (default false).
-    #[serde(default)]
-    pub wait: Option<bool>,
-    /// With wait: how long to wait for the result, in seconds (default 60, at most 1800).
-    #[serde(default)]
-    pub timeout_seconds: Option<u64>,
-    /// An idempotency key: sending the same key again answers the original command.
-    #[serde(default)]
-    pub dedupe_key: Option<String>,
-    /// Seconds the command may stay untaken before it expires (default: never).
-    #[serde(default)]
-    pub ttl_seconds: Option<u64>,
-    /// Your peer key: the "peerKey" that connect answered. Pass it on every call so the broker knows which peer you are (without it, a client that keeps no MCP session is anonymous).
-    #[serde(default)]
-    pub peer_key: Option<String>,
-}
-
-/// Arguments of tools that only wait.
-#[derive(Debug, Default, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-#[schemars(transform = portable_schema)]
-pub struct WaitArgs {
-    /// How long to wait, in seconds (default 60, at most 1800).
-    #[serde(default)]
-    pub timeout_seconds: Option<u64>,
-    /// Your peer key: the "peerKey" that connect answered. Pass it on every call so the broker knows which peer you are (without it, a client that keeps no MCP session is anonymous).
-    #[serde(default)]
-    pub peer_key: Option<String>,
-}
-
-/// Arguments of `ack_command`.
-#[derive(Debug, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-#[schemars(transform = portable_schema)]
-pub struct AckArgs {
-    /// The id of the command you took with wait_for_command.
-    pub command_id: String,
-    /// The outcome (any JSON), e.g. {"ok": true, "url": "http://localhost:8080"}.
-    #[serde(default)]
-    pub result: Option<Value>,
-    /// Set when the command failed: one sentence saying why. The command is then marked failed.
-    #[serde(default)]
-    pub error: Option<String>,
-    /// Your peer key: the "peerKey" that connect answered. Pass it on every call so the broker knows which peer you are (without it, a client that keeps no MCP session is anonymous).
-    #[serde(default)]
-    pub peer_key: Option<String>,
-}
-
-/// Arguments of `get_command_result`.
-#[derive(Debug, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-#[schemars(transform = portable_schema)]
-pub struct ResultArgs {
-    /// The id send_command answered.
-    pub command_id: String,
-    /// How long to wait for the result, in seconds (default 60, at most 1800; 0 just looks).
-    #[serde(default)]
-    pub timeout_seconds: Option<u64>,
-    /// Your peer key: the "peerKey" that connect answered. Pass it on every call so the broker knows which peer you are (without it, a client that keeps no MCP session is anonymous).
-    #[serde(default)]
-    pub peer_key: Option<String>,
-}
-
-/// Arguments of `channel_send`.
-#[derive(Debug, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-#[schemars(transform = portable_schema)]
-pub struct ChannelSendArgs {
-    /// The channel's name, e.g. "build-log" (1-64 characters of letters, digits, '.', '_', '-').
-    pub channel: String,
-    /// The message (any JSON), e.g. {"text": "tests pass"}.
-    pub data: Value,
-    /// Your peer key: the "peerKey" that connect answered. Pass it on every call so the broker knows which peer you are (without it, a client that keeps no MCP session is anonymous).
-    #[serde(default)]
-    pub peer_key: Option<String>,
-}
-
-/// Arguments of `channel_read`.
-#[derive(Debug, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-#[schemars(transform = portable_schema)]
-pub struct ChannelReadArgs {
-    /// The channel's name.
-    pub channel: String,
-    /// Answer messages with seq greater than this (default 0: from the start). Pass the lastSeq of your previous read.
-    #[serde(default)]
-    pub since: Option<u64>,
-    /// At most this many messages (default 100, at most 1000).
-    #[serde(default)]
-    pub limit: Option<usize>,
-    /// When nothing is newer than since, wait up to this many seconds for a message (default 0: answer at once; at most 1800).
-    #[serde(default)]
-    pub timeout_seconds: Option<u64>,
-    /// Your peer key: the "peerKey" that connect answered. Pass it on every call so the broker knows which peer you are (without it, a client that keeps no MCP session is anonymous).
-    #[serde(default)]
-    pub peer_key: Option<String>,
-}
-
-/// Arguments of `emit_signal`.
-#[derive(Debug, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-#[schemars(transform = portable_schema)]
-pub struct EmitArgs {
-    /// The signal's name, e.g. "server-ready".
-    pub name: String,
-    /// Data carried by the signal (any JSON).
-    #[serde(default)]
-    pub data: Option<Value>,
-    /// Your peer key: the "peerKey" that connect answered. Pass it on every call so the broker knows which peer you are (without it, a client that keeps no MCP session is anonymous).
-    #[serde(default)]
-    pub peer_key: Option<String>,
-}
-
-/// Arguments of `wait_for_signal`.
-#[derive(Debug, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-#[schemars(transform = portable_schema)]
-pub struct WaitSignalArgs {
-    /// The signal's name.
-    pub name: String,
-    /// Wait for an emission newer than this count (the count you saw last); default: any emission, including one that already happened.
-    #[serde(default)]
-    pub after: Option<u64>,
-    /// How long to wait, in seconds (default 60, at most 1800).
-    #[serde(default)]
-    pub timeout_seconds: Option<u64>,
-    /// Your peer key: the "peerKey" that connect answered. Pass it on every call so the broker knows which peer you are (without it, a client that keeps no MCP session is anonymous).
-    #[serde(default)]
-    pub peer_key: Option<String>,
-}
-
-/// Arguments of tools that only need to know who calls.
-#[derive(Debug, Default, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-#[schemars(transform = portable_schema)]
-pub struct IdentityArgs {
-    /// Your peer key: the "peerKey" that connect answered. Pass it on every call so the broker knows which peer you are (without it, a client that keeps no MCP session is anonymous).
-    #[serde(default)]
-    pub peer_key: Option<String>,
-}
-
-/// Arguments of `reset`.
-#[derive(Debug, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-#[schemars(transform = portable_schema)]
-pub struct ResetArgs {
-    /// Must be true: reset erases every peer, command, channel and signal for everyone.
-    pub confirm: bool,
-    /// Your peer key: the "peerKey" that connect answered. Pass it on every call so the broker knows which peer you are (without it, a client that keeps no MCP session is anonymous).
-    #[serde(default)]
-    pub peer_key: Option<String>,
-}
-
-// ---- helpers ----
-
-/// A successful result: a sentence, then the JSON.
-fn done(summary: impl Into<String>, data: impl Serialize) -> CallToolResult {
-    let json = serde_json::to_string_pretty(&data).unwrap_or_else(|_| "null".into());
-    CallToolResult::success(vec![ContentBlock::text(summary), ContentBlock::text(json)])
-}
-
-/// A refusal Claude can act on.
-fn refuse(message: impl Into<String>) -> CallToolResult {
-    CallToolResult::error(vec![ContentBlock::text(message)])
-}
-
-fn broker_refusal(e: BrokerError) -> CallToolResult {
-    refuse(e.to_string())
-}
-
-fn not_registered(tool: &str) -> CallToolResult {
-    refuse(format!(
-        "the broker does not know which peer you are: pass peer_key (the peerKey that connect answered) to {tool}; if you never connected, call connect with a role first (e.g. {{\"role\": \"backend\"}})"
-    ))
-}
-
-fn parse_uuid(kind: &str, raw: &str) -> Result<Uuid, CallToolResult> {
-    Uuid::parse_str(raw.trim()).map_err(|_| {
-        refuse(format!(
-            "{raw:?} is not a {kind} id; use the id (a UUID like 0190a8c2-...) from an earlier answer"
-        ))
-    })
-}
-
-/// The wait a blocking tool asked for, capped at 30 minutes.
-fn wait_for(timeout_seconds: Option<u64>, default: u64) -> Duration {
-    Duration::from_secs(timeout_seconds.unwrap_or(default).min(MAX_WAIT_SECS))
-}
-
-fn describe(c: &Command) -> String {
-    let mut s = format!(
-        "command {} ({:?} for {}, from {}) is {}",
-        c.id,
-        c.action,
-        c.target,
-        c.from,
-        c.status.as_str()
-    );
-    match c.status {
-        CommandStatus::Acked => {
-            if let Some(r) = &c.result {
-                s.push_str(&format!(" with result {r}"));
-            }
-        }
-        CommandStatus::Failed | CommandStatus::Cancelled | CommandStatus::Expired => {
-            if let Some(e) = &c.error {
-                s.push_str(&format!(": {e}"));
-            }
-        }
-        _ => {}
-    }
-    s
-}
+use super::args::*;
+use super::render::*;
 
 /// How a blocking wait ended.
 enum Waited<T> {
@@ -1102,91 +773,10 @@ impl CipcMcp {
     }
 }
 
-#[tool_handler(router = self.tool_router)]
-impl ServerHandler for CipcMcp {
-    fn get_info(&self) -> ServerConfig {
-        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
-            .with_server_info(Implementation::new("cipc", env!("CARGO_PKG_VERSION")))
-            .with_instructions(INSTRUCTIONS)
-    }
-
-    async fn initialize(
-        &self,
-        request: InitializeRequestParams,
-        context: RequestContext<RoleServer>,
-    ) -> Result<InitializeResult, ErrorData> {
-        context.peer.set_peer_info(request.clone());
-        self.session.active();
-        self.session.start_watchdog();
-        self.negotiate_initialize(&request)
-    }
-
-    async fn on_initialized(&self, context: NotificationContext<RoleServer>) {
-        self.session.active();
-        self.session.note_request(&context.extensions);
-    }
-
-    async fn ping(&self, context: RequestContext<RoleServer>) -> Result<(), ErrorData> {
-        self.session.active();
-        self.session.note_request(&context.extensions);
-        Ok(())
-    }
-
-    async fn list_tools(
-        &self,
-        _request: Option<PaginatedRequestParams>,
-        context: RequestContext<RoleServer>,
-    ) -> Result<ListToolsResult, ErrorData> {
-        self.session.active();
-        self.session.note_request(&context.extensions);
-        Ok(ListToolsResult::with_all_items(self.tool_router.list_all()))
-    }
-
-    async fn call_tool(
-        &self,
-        request: CallToolRequestParams,
-        context: RequestContext<RoleServer>,
-    ) -> Result<CallToolResponse, ErrorData> {
-        let _busy = self.session.busy();
-        self.session.note_request(&context.extensions);
-        if self.session.ended().is_cancelled() {
-            return Ok(refuse("this MCP session has ended; reconnect to the broker").into());
-        }
-        if let Some(p) = self.session.peer() {
-            self.session.broker().touch_as(p, &self.session.caller());
-        }
-        let name = request.name.to_string();
-        let ctx = ToolCallContext::new(self, request, context);
-        let mut response = self.tool_router.call(ctx).await?;
-        // Principle 8: a result shows nothing that is not saved yet.
-        if let Err(e) = self.session.broker().settled().await {
-            return Ok(refuse(e.to_string()).into());
-        }
-        // rmcp reports arguments that do not fit the schema as a bare serde
-        // message; say which tool and what to do.
-        if let CallToolResponse::Complete(r) = &mut response {
-            if r.is_error == Some(true) {
-                for block in r.content.iter_mut() {
-                    if let Some(t) = block.as_text() {
-                        if let Some(detail) =
-                            t.text.strip_prefix("failed to deserialize parameters:")
-                        {
-                            *block = ContentBlock::text(format!(
-                                "the arguments for {name} do not fit its input schema ({}); fix them and call {name} again",
-                                detail.trim()
-                            ));
-                        }
-                    }
-                }
-            }
-        }
-        Ok(response)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::Value;
 
     /// Every tool's input schema types each argument with one type (or one
     /// type per `anyOf` branch, for any JSON) and has no `"default": null`.

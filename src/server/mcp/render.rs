@@ -1,0 +1,70 @@
+//! How tool results read: a sentence that tells the model what happened and
+//! what to do next, then the JSON of the broker's answer; refusals are tool
+//! results with `isError: true` and an actionable sentence.
+
+use super::tools::MAX_WAIT_SECS;
+use crate::api::{Command, CommandStatus};
+use crate::broker::BrokerError;
+use rmcp::model::{CallToolResult, ContentBlock};
+use serde::Serialize;
+use std::time::Duration;
+use uuid::Uuid;
+
+/// A successful result: a sentence, then the JSON.
+pub(super) fn done(summary: impl Into<String>, data: impl Serialize) -> CallToolResult {
+    let json = serde_json::to_string_pretty(&data).unwrap_or_else(|_| "null".into());
+    CallToolResult::success(vec![ContentBlock::text(summary), ContentBlock::text(json)])
+}
+
+/// A refusal Claude can act on.
+pub(super) fn refuse(message: impl Into<String>) -> CallToolResult {
+    CallToolResult::error(vec![ContentBlock::text(message)])
+}
+
+pub(super) fn broker_refusal(e: BrokerError) -> CallToolResult {
+    refuse(e.to_string())
+}
+
+pub(super) fn not_registered(tool: &str) -> CallToolResult {
+    refuse(format!(
+        "the broker does not know which peer you are: pass peer_key (the peerKey that connect answered) to {tool}; if you never connected, call connect with a role first (e.g. {{\"role\": \"backend\"}})"
+    ))
+}
+
+pub(super) fn parse_uuid(kind: &str, raw: &str) -> Result<Uuid, CallToolResult> {
+    Uuid::parse_str(raw.trim()).map_err(|_| {
+        refuse(format!(
+            "{raw:?} is not a {kind} id; use the id (a UUID like 0190a8c2-...) from an earlier answer"
+        ))
+    })
+}
+
+/// The wait a blocking tool asked for, capped at 30 minutes.
+pub(super) fn wait_for(timeout_seconds: Option<u64>, default: u64) -> Duration {
+    Duration::from_secs(timeout_seconds.unwrap_or(default).min(MAX_WAIT_SECS))
+}
+
+pub(super) fn describe(c: &Command) -> String {
+    let mut s = format!(
+        "command {} ({:?} for {}, from {}) is {}",
+        c.id,
+        c.action,
+        c.target,
+        c.from,
+        c.status.as_str()
+    );
+    match c.status {
+        CommandStatus::Acked => {
+            if let Some(r) = &c.result {
+                s.push_str(&format!(" with result {r}"));
+            }
+        }
+        CommandStatus::Failed | CommandStatus::Cancelled | CommandStatus::Expired => {
+            if let Some(e) = &c.error {
+                s.push_str(&format!(": {e}"));
+            }
+        }
+        _ => {}
+    }
+    s
+}
