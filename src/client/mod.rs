@@ -11,6 +11,10 @@
 //! `cipc` call in a shell loop starts fast. An `https://` URL is refused with
 //! advice rather than failing obscurely.
 
+mod sse;
+
+pub use sse::{SseEvent, SseParser};
+
 use crate::api::*;
 use reqwest::{Method, RequestBuilder, StatusCode, Url};
 use serde::de::DeserializeOwned;
@@ -501,7 +505,7 @@ impl Client {
         }
         Ok(SseStream {
             resp,
-            buf: Vec::new(),
+            parser: SseParser::default(),
             shown: self.shown.clone(),
         })
     }
@@ -569,22 +573,11 @@ impl Client {
     }
 }
 
-/// One Server-Sent Event.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct SseEvent {
-    /// The `id:` field, when sent.
-    pub id: Option<String>,
-    /// The `event:` field ("message" when absent).
-    pub event: String,
-    /// The `data:` lines joined with newlines.
-    pub data: String,
-}
-
 /// An open `text/event-stream` answer, read event by event.
 #[derive(Debug)]
 pub struct SseStream {
     resp: reqwest::Response,
-    buf: Vec<u8>,
+    parser: SseParser,
     shown: String,
 }
 
@@ -592,45 +585,12 @@ impl SseStream {
     /// The next event, `Ok(None)` when the broker closed the stream. Comments
     /// (keep-alives) are skipped. An error means the connection broke.
     pub async fn next_event(&mut self) -> Result<Option<SseEvent>, ClientError> {
-        let mut ev = SseEvent::default();
-        let mut has_data = false;
         loop {
-            while let Some(pos) = self.buf.iter().position(|&b| b == b'\n') {
-                let raw: Vec<u8> = self.buf.drain(..=pos).collect();
-                let line = String::from_utf8_lossy(&raw);
-                let line = line.trim_end_matches(['\n', '\r']);
-                if line.is_empty() {
-                    if has_data {
-                        if ev.event.is_empty() {
-                            ev.event = "message".into();
-                        }
-                        return Ok(Some(ev));
-                    }
-                    ev = SseEvent::default();
-                    continue;
-                }
-                if line.starts_with(':') {
-                    continue;
-                }
-                let (field, value) = match line.split_once(':') {
-                    Some((f, v)) => (f, v.strip_prefix(' ').unwrap_or(v)),
-                    None => (line, ""),
-                };
-                match field {
-                    "id" => ev.id = Some(value.to_string()),
-                    "event" => ev.event = value.to_string(),
-                    "data" => {
-                        if has_data {
-                            ev.data.push('\n');
-                        }
-                        ev.data.push_str(value);
-                        has_data = true;
-                    }
-                    _ => {}
-                }
+            if let Some(ev) = self.parser.next_event() {
+                return Ok(Some(ev));
             }
             match self.resp.chunk().await {
-                Ok(Some(bytes)) => self.buf.extend_from_slice(&bytes),
+                Ok(Some(bytes)) => self.parser.feed(&bytes),
                 Ok(None) => return Ok(None),
                 Err(_) => {
                     return Err(ClientError::Unreachable {
