@@ -103,7 +103,7 @@ Register-ArgumentCompleter -Native -CommandName 'cipc' -ScriptBlock {
             [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
             [CompletionResult]::new('list', 'list', [CompletionResultType]::ParameterValue, 'List every known peer with its status (the default)')
             [CompletionResult]::new('discover', 'discover', [CompletionResultType]::ParameterValue, 'List online peers and the roles they hold')
-            [CompletionResult]::new('connect', 'connect', [CompletionResultType]::ParameterValue, 'Register this session as a peer with ROLE and print it')
+            [CompletionResult]::new('connect', 'connect', [CompletionResultType]::ParameterValue, 'Register this session as a protected peer with ROLE and print it with its key (needed to act as it; reconnecting with --id needs it too)')
             [CompletionResult]::new('show', 'show', [CompletionResultType]::ParameterValue, 'Show one peer (default: --peer / CIPC_PEER)')
             [CompletionResult]::new('disconnect', 'disconnect', [CompletionResultType]::ParameterValue, 'Disconnect a peer: it goes offline and its unacked commands are pending again')
             [CompletionResult]::new('heartbeat', 'heartbeat', [CompletionResultType]::ParameterValue, 'Tell the broker this peer is alive (default: --peer / CIPC_PEER)')
@@ -201,7 +201,7 @@ Register-ArgumentCompleter -Native -CommandName 'cipc' -ScriptBlock {
         'cipc;peers;help' {
             [CompletionResult]::new('list', 'list', [CompletionResultType]::ParameterValue, 'List every known peer with its status (the default)')
             [CompletionResult]::new('discover', 'discover', [CompletionResultType]::ParameterValue, 'List online peers and the roles they hold')
-            [CompletionResult]::new('connect', 'connect', [CompletionResultType]::ParameterValue, 'Register this session as a peer with ROLE and print it')
+            [CompletionResult]::new('connect', 'connect', [CompletionResultType]::ParameterValue, 'Register this session as a protected peer with ROLE and print it with its key (needed to act as it; reconnecting with --id needs it too)')
             [CompletionResult]::new('show', 'show', [CompletionResultType]::ParameterValue, 'Show one peer (default: --peer / CIPC_PEER)')
             [CompletionResult]::new('disconnect', 'disconnect', [CompletionResultType]::ParameterValue, 'Disconnect a peer: it goes offline and its unacked commands are pending again')
             [CompletionResult]::new('heartbeat', 'heartbeat', [CompletionResultType]::ParameterValue, 'Tell the broker this peer is alive (default: --peer / CIPC_PEER)')
@@ -627,7 +627,7 @@ Register-ArgumentCompleter -Native -CommandName 'cipc' -ScriptBlock {
         'cipc;help;peers' {
             [CompletionResult]::new('list', 'list', [CompletionResultType]::ParameterValue, 'List every known peer with its status (the default)')
             [CompletionResult]::new('discover', 'discover', [CompletionResultType]::ParameterValue, 'List online peers and the roles they hold')
-            [CompletionResult]::new('connect', 'connect', [CompletionResultType]::ParameterValue, 'Register this session as a peer with ROLE and print it')
+            [CompletionResult]::new('connect', 'connect', [CompletionResultType]::ParameterValue, 'Register this session as a protected peer with ROLE and print it with its key (needed to act as it; reconnecting with --id needs it too)')
             [CompletionResult]::new('show', 'show', [CompletionResultType]::ParameterValue, 'Show one peer (default: --peer / CIPC_PEER)')
             [CompletionResult]::new('disconnect', 'disconnect', [CompletionResultType]::ParameterValue, 'Disconnect a peer: it goes offline and its unacked commands are pending again')
             [CompletionResult]::new('heartbeat', 'heartbeat', [CompletionResultType]::ParameterValue, 'Tell the broker this peer is alive (default: --peer / CIPC_PEER)')

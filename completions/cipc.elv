@@ -97,7 +97,7 @@ set edit:completion:arg-completer[cipc] = {|@words|
             cand --version 'Print version'
             cand list 'List every known peer with its status (the default)'
             cand discover 'List online peers and the roles they hold'
-            cand connect 'Register this session as a peer with ROLE and print it'
+            cand connect 'Register this session as a protected peer with ROLE and print it with its key (needed to act as it; reconnecting with --id needs it too)'
             cand show 'Show one peer (default: --peer / CIPC_PEER)'
             cand disconnect 'Disconnect a peer: it goes offline and its unacked commands are pending again'
             cand heartbeat 'Tell the broker this peer is alive (default: --peer / CIPC_PEER)'
@@ -188,7 +188,7 @@ set edit:completion:arg-completer[cipc] = {|@words|
         &'cipc;peers;help'= {
             cand list 'List every known peer with its status (the default)'
             cand discover 'List online peers and the roles they hold'
-            cand connect 'Register this session as a peer with ROLE and print it'
+            cand connect 'Register this session as a protected peer with ROLE and print it with its key (needed to act as it; reconnecting with --id needs it too)'
             cand show 'Show one peer (default: --peer / CIPC_PEER)'
             cand disconnect 'Disconnect a peer: it goes offline and its unacked commands are pending again'
             cand heartbeat 'Tell the broker this peer is alive (default: --peer / CIPC_PEER)'
@@ -569,7 +569,7 @@ set edit:completion:arg-completer[cipc] = {|@words|
         &'cipc;help;peers'= {
             cand list 'List every known peer with its status (the default)'
             cand discover 'List online peers and the roles they hold'
-            cand connect 'Register this session as a peer with ROLE and print it'
+            cand connect 'Register this session as a protected peer with ROLE and print it with its key (needed to act as it; reconnecting with --id needs it too)'
             cand show 'Show one peer (default: --peer / CIPC_PEER)'
             cand disconnect 'Disconnect a peer: it goes offline and its unacked commands are pending again'
             cand heartbeat 'Tell the broker this peer is alive (default: --peer / CIPC_PEER)'

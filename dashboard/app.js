@@ -534,6 +534,7 @@
             h('span', { class: 'peer-role', text: p.role }),
             p.name ? h('span', { class: 'peer-name', text: p.name }) : null,
             h('span', { class: `badge badge-${p.via || 'http'}`, text: p.via || 'http', title: p.via === 'mcp' ? 'connected over MCP (Claude Code)' : 'connected over HTTP (CLI, curl, scripts)' }),
+            p.protected ? h('span', { class: 'badge badge-protected', text: 'key', title: 'protected: nothing is done in its name without its peer key' }) : null,
           ),
           h('div', { class: 'peer-meta' },
             h('span', { class: `status status-${p.status}`, text: p.status }),

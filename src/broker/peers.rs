@@ -79,7 +79,7 @@ impl Broker {
         let now = self.now();
         let (peer, key, role, commits) = {
             let mut st = self.lock();
-            let id = req.id.or(caller.peer).unwrap_or_else(Uuid::now_v7);
+            let id = req.id.unwrap_or_else(Uuid::now_v7);
             let known = st.peers.contains_key(&id);
             if known {
                 self.prove_in(&st, id, caller)?;

@@ -25,7 +25,8 @@ pub enum PeersCmd {
     List,
     /// List online peers and the roles they hold.
     Discover,
-    /// Register this session as a peer with ROLE and print it.
+    /// Register this session as a protected peer with ROLE and print it with
+    /// its key (needed to act as it; reconnecting with --id needs it too).
     Connect {
         /// The role to take, e.g. backend (1-64 of A-Z a-z 0-9 . _ -).
         role: String,

@@ -11,14 +11,21 @@ use serde_json::{json, Value};
 /// `["integer", "null"]`) with no `"default": null`, and an argument that
 /// takes any JSON says so with one branch per JSON type instead of an empty
 /// schema; strict validators reject the other forms.
+/// What every tool's `peer_key` argument says to the model; written once and
+/// put into each schema by [`portable_schema`].
+pub const PEER_KEY_HELP: &str = "Your peer key: the \"peerKey\" that connect answered. Pass it on every call so the broker knows which peer you are (without it, a client that keeps no MCP session is anonymous).";
+
 fn portable_schema(schema: &mut schemars::Schema) {
     let Some(props) = schema.get_mut("properties").and_then(Value::as_object_mut) else {
         return;
     };
-    for prop in props.values_mut() {
+    for (name, prop) in props.iter_mut() {
         let Some(prop) = prop.as_object_mut() else {
             continue;
         };
+        if name == "peer_key" {
+            prop.insert("description".into(), Value::from(PEER_KEY_HELP));
+        }
         if prop.get("default") == Some(&Value::Null) {
             prop.remove("default");
         }
@@ -62,7 +69,7 @@ pub struct ConnectArgs {
     /// The peer id of an earlier session, to continue as that same peer.
     #[serde(default)]
     pub id: Option<String>,
-    /// Your peer key: the "peerKey" that connect answered. Pass it on every call so the broker knows which peer you are (without it, a client that keeps no MCP session is anonymous).
+    /// Your peer key ([`PEER_KEY_HELP`] is what clients are told).
     #[serde(default)]
     pub peer_key: Option<String>,
 }
@@ -83,7 +90,7 @@ pub struct RegisterArgs {
     /// The peer id of an earlier session, to continue as that same peer.
     #[serde(default)]
     pub id: Option<String>,
-    /// Your peer key: the "peerKey" that connect answered. Pass it on every call so the broker knows which peer you are (without it, a client that keeps no MCP session is anonymous).
+    /// Your peer key ([`PEER_KEY_HELP`] is what clients are told).
     #[serde(default)]
     pub peer_key: Option<String>,
 }
@@ -96,7 +103,7 @@ pub struct ListPeersArgs {
     /// Also list stale and offline peers (default: online peers only).
     #[serde(default)]
     pub all: Option<bool>,
-    /// Your peer key: the "peerKey" that connect answered. Pass it on every call so the broker knows which peer you are (without it, a client that keeps no MCP session is anonymous).
+    /// Your peer key ([`PEER_KEY_HELP`] is what clients are told).
     #[serde(default)]
     pub peer_key: Option<String>,
 }
@@ -125,7 +132,7 @@ pub struct SendCommandArgs {
     /// Seconds the command may stay untaken before it expires (default: never).
     #[serde(default)]
     pub ttl_seconds: Option<u64>,
-    /// Your peer key: the "peerKey" that connect answered. Pass it on every call so the broker knows which peer you are (without it, a client that keeps no MCP session is anonymous).
+    /// Your peer key ([`PEER_KEY_HELP`] is what clients are told).
     #[serde(default)]
     pub peer_key: Option<String>,
 }
@@ -138,7 +145,7 @@ pub struct WaitArgs {
     /// How long to wait, in seconds (default 60, at most 1800).
     #[serde(default)]
     pub timeout_seconds: Option<u64>,
-    /// Your peer key: the "peerKey" that connect answered. Pass it on every call so the broker knows which peer you are (without it, a client that keeps no MCP session is anonymous).
+    /// Your peer key ([`PEER_KEY_HELP`] is what clients are told).
     #[serde(default)]
     pub peer_key: Option<String>,
 }
@@ -156,7 +163,7 @@ pub struct AckArgs {
     /// Set when the command failed: one sentence saying why. The command is then marked failed.
     #[serde(default)]
     pub error: Option<String>,
-    /// Your peer key: the "peerKey" that connect answered. Pass it on every call so the broker knows which peer you are (without it, a client that keeps no MCP session is anonymous).
+    /// Your peer key ([`PEER_KEY_HELP`] is what clients are told).
     #[serde(default)]
     pub peer_key: Option<String>,
 }
@@ -171,7 +178,7 @@ pub struct ResultArgs {
     /// How long to wait for the result, in seconds (default 60, at most 1800; 0 just looks).
     #[serde(default)]
     pub timeout_seconds: Option<u64>,
-    /// Your peer key: the "peerKey" that connect answered. Pass it on every call so the broker knows which peer you are (without it, a client that keeps no MCP session is anonymous).
+    /// Your peer key ([`PEER_KEY_HELP`] is what clients are told).
     #[serde(default)]
     pub peer_key: Option<String>,
 }
@@ -185,7 +192,7 @@ pub struct ChannelSendArgs {
     pub channel: String,
     /// The message (any JSON), e.g. {"text": "tests pass"}.
     pub data: Value,
-    /// Your peer key: the "peerKey" that connect answered. Pass it on every call so the broker knows which peer you are (without it, a client that keeps no MCP session is anonymous).
+    /// Your peer key ([`PEER_KEY_HELP`] is what clients are told).
     #[serde(default)]
     pub peer_key: Option<String>,
 }
@@ -206,7 +213,7 @@ pub struct ChannelReadArgs {
     /// When nothing is newer than since, wait up to this many seconds for a message (default 0: answer at once; at most 1800).
     #[serde(default)]
     pub timeout_seconds: Option<u64>,
-    /// Your peer key: the "peerKey" that connect answered. Pass it on every call so the broker knows which peer you are (without it, a client that keeps no MCP session is anonymous).
+    /// Your peer key ([`PEER_KEY_HELP`] is what clients are told).
     #[serde(default)]
     pub peer_key: Option<String>,
 }
@@ -221,7 +228,7 @@ pub struct EmitArgs {
     /// Data carried by the signal (any JSON).
     #[serde(default)]
     pub data: Option<Value>,
-    /// Your peer key: the "peerKey" that connect answered. Pass it on every call so the broker knows which peer you are (without it, a client that keeps no MCP session is anonymous).
+    /// Your peer key ([`PEER_KEY_HELP`] is what clients are told).
     #[serde(default)]
     pub peer_key: Option<String>,
 }
@@ -239,7 +246,7 @@ pub struct WaitSignalArgs {
     /// How long to wait, in seconds (default 60, at most 1800).
     #[serde(default)]
     pub timeout_seconds: Option<u64>,
-    /// Your peer key: the "peerKey" that connect answered. Pass it on every call so the broker knows which peer you are (without it, a client that keeps no MCP session is anonymous).
+    /// Your peer key ([`PEER_KEY_HELP`] is what clients are told).
     #[serde(default)]
     pub peer_key: Option<String>,
 }
@@ -249,7 +256,7 @@ pub struct WaitSignalArgs {
 #[serde(deny_unknown_fields)]
 #[schemars(transform = portable_schema)]
 pub struct IdentityArgs {
-    /// Your peer key: the "peerKey" that connect answered. Pass it on every call so the broker knows which peer you are (without it, a client that keeps no MCP session is anonymous).
+    /// Your peer key ([`PEER_KEY_HELP`] is what clients are told).
     #[serde(default)]
     pub peer_key: Option<String>,
 }
@@ -261,7 +268,7 @@ pub struct IdentityArgs {
 pub struct ResetArgs {
     /// Must be true: reset erases every peer, command, channel and signal for everyone.
     pub confirm: bool,
-    /// Your peer key: the "peerKey" that connect answered. Pass it on every call so the broker knows which peer you are (without it, a client that keeps no MCP session is anonymous).
+    /// Your peer key ([`PEER_KEY_HELP`] is what clients are told).
     #[serde(default)]
     pub peer_key: Option<String>,
 }
