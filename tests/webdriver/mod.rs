@@ -248,11 +248,19 @@ impl Browser {
 
     /// Waits until `css` matches a displayed element, then clicks it (a real
     /// pointer click, as a person would).
+    /// A live list may be re-rendered between finding the element and
+    /// clicking it; then the click is retried on the new element.
     pub async fn click(&self, css: &str) {
-        let el = self.wait_element(css).await;
-        self.post(&format!("/element/{el}/click"), json!({}))
-            .await
-            .unwrap_or_else(|e| panic!("click {css}: {e}"));
+        for attempt in 0.. {
+            let el = self.wait_element(css).await;
+            match self.post(&format!("/element/{el}/click"), json!({})).await {
+                Ok(_) => return,
+                Err(e) if attempt < 20 && e.to_string().contains("stale element") => {
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+                Err(e) => panic!("click {css}: {e}"),
+            }
+        }
     }
 
     /// Clears a form field and types `text` into it with real key events.
@@ -274,8 +282,7 @@ impl Browser {
                     let shown = self
                         .get(&format!("/element/{el}/displayed"))
                         .await
-                        .map(|v| v == json!(true))
-                        .unwrap_or(false);
+                        .is_ok_and(|v| v == json!(true));
                     if shown {
                         Some(el)
                     } else {
