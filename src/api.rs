@@ -403,6 +403,16 @@ where
 /// is a 400 on the wire, and clients that want to wait longer poll again.
 pub const MAX_LONG_POLL_MS: u64 = 3_600_000;
 
+/// The most items one list or read answers (`limit`); more is a 400 on the
+/// wire and is capped in MCP tools.
+pub const MAX_LIST_LIMIT: usize = 10_000;
+
+/// How many commands `GET /commands` lists without a `limit`.
+pub const DEFAULT_COMMAND_LIST: usize = 100;
+
+/// How many messages a channel read answers without a `limit`.
+pub const DEFAULT_MESSAGE_READ: usize = 1000;
+
 /// The longest `ttl` a command may have (365 days, in ms); longer is a 400.
 pub const MAX_TTL_MS: u64 = 365 * 24 * 3600 * 1000;
 
@@ -557,12 +567,20 @@ pub struct ErrorResponse {
     pub error: ErrorBody,
 }
 
-/// `{"code", "message"}` of an error answer.
+/// `{"code", "reason", "message"}` of an error answer.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct ErrorBody {
-    /// A snake_case code: bad_request, invalid_json, payload_too_large,
-    /// unauthorized, forbidden, not_found, conflict, unavailable, too_many_requests.
+    /// The status class, as shared/API.md lists them: bad_request,
+    /// invalid_json, payload_too_large, unauthorized, forbidden, not_found,
+    /// conflict, unavailable, too_many_requests (and request_timeout).
+    #[schema(value_type = crate::error_code::ErrorClass)]
     pub code: String,
+    /// Which refusal this is, from the catalogue in the README (an addition
+    /// to the contract; absent only from brokers older than it).
+    // A string, not the enum, so that a client still reads a newer broker's answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<crate::error_code::ErrorCode>)]
+    pub reason: Option<String>,
     /// One sentence a human can act on.
     pub message: String,
 }

@@ -14,10 +14,16 @@
 //!   [`store::Progress`], which says what is saved so nothing is shown before.
 //! - [`client`] and [`cli`]: the `cipc` subcommands, clients of the HTTP API.
 
+#![cfg_attr(not(test), warn(unused_crate_dependencies))]
+
 pub mod api;
 pub mod broker;
 pub mod cli;
 pub mod client;
+pub mod error_code;
 pub mod server;
 pub mod store;
 pub mod time;
+
+// The binary's allocator (src/main.rs); a dependency of the package, not of the library.
+use tikv_jemallocator as _;

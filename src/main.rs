@@ -14,7 +14,7 @@ static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 /// after a burst of clients (many connections, large bodies) has left,
 /// instead of staying resident until the next allocation pressure.
 #[cfg(all(not(target_env = "msvc"), not(target_os = "macos")))]
-#[allow(non_upper_case_globals)]
+#[allow(non_upper_case_globals, unsafe_code)] // jemalloc reads this symbol by name
 #[export_name = "_rjem_malloc_conf"]
 pub static malloc_conf: Option<&'static u8> =
     Some(&b"background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0\0"[0]);

@@ -13,8 +13,7 @@ impl Timestamp {
     pub fn now() -> Self {
         let ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_millis() as i64)
-            .unwrap_or(0);
+            .map_or(0, |d| d.as_millis() as i64);
         Timestamp(ms)
     }
 
@@ -58,8 +57,7 @@ impl std::str::FromStr for Timestamp {
         let t = humantime::parse_rfc3339_weak(s)?;
         let ms = t
             .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_millis() as i64)
-            .unwrap_or(0);
+            .map_or(0, |d| d.as_millis() as i64);
         Ok(Timestamp(ms))
     }
 }

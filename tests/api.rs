@@ -65,8 +65,10 @@ async fn peers_connect_reconnect_discover_heartbeat_disconnect() {
     let (st, e) = get(&format!("{u}/peers/0193a1b2-0000-7000-8000-000000000000")).await;
     assert_eq!(st, 404);
     assert_eq!(e["error"]["code"], "not_found");
-    let (st, _) = get(&format!("{u}/peers/not-an-id")).await;
+    assert_eq!(e["error"]["reason"], "unknown_peer");
+    let (st, e) = get(&format!("{u}/peers/not-an-id")).await;
     assert_eq!(st, 404);
+    assert_eq!(e["error"]["reason"], "unknown_peer");
     let (st, _) = delete(&format!("{u}/peers/0193a1b2-0000-7000-8000-000000000000")).await;
     assert_eq!(st, 404);
 }
@@ -194,12 +196,14 @@ async fn command_round_trip_with_result_long_poll() {
     // A second ack is a conflict; unknown ids are 404.
     let (st, e) = post(&format!("{u}/commands/{cid}/ack"), json!({"result": 1})).await;
     assert_eq!((st, e["error"]["code"].clone()), (409, json!("conflict")));
-    let (st, _) = post(
+    assert_eq!(e["error"]["reason"], "already_finished");
+    let (st, e) = post(
         &format!("{u}/commands/0193a1b2-0000-7000-8000-000000000000/ack"),
         json!({}),
     )
     .await;
     assert_eq!(st, 404);
+    assert_eq!(e["error"]["reason"], "unknown_command");
 
     // An error ack fails the command.
     post(

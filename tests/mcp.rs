@@ -268,7 +268,10 @@ async fn streamable_initialize_and_list_tools() {
         .contains("wait_for_command"));
     let tools = client.list_all_tools().await.expect("tools/list");
     let names: BTreeSet<String> = tools.iter().map(|t| t.name.to_string()).collect();
-    assert_eq!(names, TOOLS.iter().map(|s| s.to_string()).collect());
+    assert_eq!(
+        names,
+        TOOLS.iter().map(std::string::ToString::to_string).collect()
+    );
     for t in &tools {
         let d = t.description.as_deref().unwrap_or_default();
         assert!(d.len() > 30, "{} needs a real description", t.name);

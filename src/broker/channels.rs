@@ -6,8 +6,9 @@
 //! is retained. A read that reaches further back than memory goes to the
 //! store, after waiting until everything it could read there is saved.
 
-use super::{Broker, BrokerError, Channel, State, WaitEnd};
+use super::{Broker, BrokerError, Channel, State, WaitEnd, WakeKey};
 use crate::api::{validate_name, ChannelInfo, Message, MessagesResponse};
+use crate::error_code::ErrorCode;
 use crate::store::Mutation;
 use serde_json::Value;
 use std::time::Duration;
@@ -28,10 +29,7 @@ impl Channel {
 
     /// The oldest seq held in memory (`last_seq + 1` when none is).
     fn recent_first(&self) -> u64 {
-        self.recent
-            .front()
-            .map(|m| m.seq)
-            .unwrap_or(self.last_seq + 1)
+        self.recent.front().map_or(self.last_seq + 1, |m| m.seq)
     }
 }
 
@@ -50,7 +48,7 @@ impl Broker {
         data: Value,
         from: Option<String>,
     ) -> Result<Message, BrokerError> {
-        validate_name("channel name", name).map_err(BrokerError::BadRequest)?;
+        validate_name("channel name", name).map_err(BrokerError::invalid_name)?;
         let retention = self.inner.config.channel_retention.max(1) as u64;
         let (msg, commits) = {
             let mut st = self.lock();
@@ -90,7 +88,7 @@ impl Broker {
             }
             st.events
                 .push("message", serde_json::to_value(&msg).unwrap_or_default());
-            st.wake(&format!("c:{name}"));
+            st.wake(&WakeKey::Channel(name.to_string()));
             (msg, commits)
         };
         Broker::committed(commits).await?;
@@ -111,11 +109,11 @@ impl Broker {
         let idle = st
             .channels
             .iter()
-            .filter(|(name, _)| !st.notifies.contains_key(&format!("c:{name}")))
+            .filter(|(name, _)| !st.notifies.contains_key(&WakeKey::Channel((*name).clone())))
             .min_by_key(|(_, ch)| ch.last_at)
             .map(|(name, _)| name.clone());
         let Some(victim) = idle else {
-            return Err(BrokerError::TooManyWaiters(format!(
+            return Err(BrokerError::new(ErrorCode::TooManyChannels, format!(
                 "the broker already keeps {max} channels and every one is being followed (--max-channels); reuse a channel or raise the limit"
             )));
         };
@@ -132,7 +130,7 @@ impl Broker {
         since: u64,
         limit: usize,
     ) -> Result<MessagesResponse, BrokerError> {
-        validate_name("channel name", name).map_err(BrokerError::BadRequest)?;
+        validate_name("channel name", name).map_err(BrokerError::invalid_name)?;
         let plan = {
             let st = self.lock();
             plan_read(st.channels.get(name), name, since, limit)
@@ -162,8 +160,8 @@ impl Broker {
         let older =
             tokio::task::spawn_blocking(move || store.read_messages(&channel, from, to, limit))
                 .await
-                .map_err(|e| BrokerError::Unavailable(format!("reading old messages failed: {e}")))?
-                .map_err(|e| BrokerError::Unavailable(format!("{e}; retry shortly")))?;
+                .map_err(|e| BrokerError::store(format!("reading old messages failed: {e}")))?
+                .map_err(|e| BrokerError::store(format!("{e}; retry shortly")))?;
         let contiguous =
             older.last().map(|m| m.seq) == Some(to) && older.len() as u64 == to + 1 - from;
         let mut messages = older;
@@ -197,7 +195,7 @@ impl Broker {
         limit: usize,
         timeout: Duration,
     ) -> Result<MessagesResponse, BrokerError> {
-        validate_name("channel name", name).map_err(BrokerError::BadRequest)?;
+        validate_name("channel name", name).map_err(BrokerError::invalid_name)?;
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             let next = {
@@ -206,7 +204,7 @@ impl Broker {
                 if !plan.head.messages.is_empty() || plan.from_store.is_some() {
                     Err(plan)
                 } else {
-                    Ok(vec![st.arm(format!("c:{name}"))])
+                    Ok(vec![st.arm(WakeKey::Channel(name.to_string()))])
                 }
             };
             let armed = match next {

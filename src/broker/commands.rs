@@ -1,10 +1,11 @@
 //! Commands: queues per target with competing consumers, acks, results.
 
 use super::peers::unknown_peer;
-use super::{Broker, BrokerError, Caller, CommandEntry, State, WaitEnd};
+use super::{Broker, BrokerError, Caller, CommandEntry, State, WaitEnd, WakeKey};
 use crate::api::{
     validate_name, AckRequest, Command, CommandStatus, PeerStatus, SendRequest, MAX_TTL_MS,
 };
+use crate::error_code::ErrorCode;
 use crate::store::{Commit, Mutation};
 use crate::time::Timestamp;
 use serde_json::Value;
@@ -15,7 +16,12 @@ use uuid::Uuid;
 #[derive(Debug, Clone)]
 pub enum SendOutcome {
     /// One new command; `queued` when no online peer holds its target.
-    Created { command: Command, queued: bool },
+    Created {
+        /// The command as stored.
+        command: Command,
+        /// True when no online peer holds its target yet.
+        queued: bool,
+    },
     /// The `dedupeKey` was seen before: the original command.
     Deduplicated(Command),
     /// A `"*"` fan-out: one copy per online peer.
@@ -44,35 +50,41 @@ impl Broker {
         let target = req.target.trim().to_string();
         if target != "*" && Uuid::parse_str(&target).is_err() {
             validate_name("target", &target).map_err(|e| {
-                BrokerError::BadRequest(format!(
-                    "{e}; or give a peer id, or \"*\" for every online peer"
-                ))
+                BrokerError::new(
+                    ErrorCode::InvalidTarget,
+                    format!("{e}; or give a peer id, or \"*\" for every online peer"),
+                )
             })?;
         }
         if req.action.trim().is_empty() || req.action.len() > MAX_ACTION_LEN {
-            return Err(BrokerError::BadRequest(format!(
-                "action must be 1-{MAX_ACTION_LEN} characters, e.g. \"start-server\""
-            )));
+            return Err(BrokerError::new(
+                ErrorCode::InvalidAction,
+                format!("action must be 1-{MAX_ACTION_LEN} characters, e.g. \"start-server\""),
+            ));
         }
         if let Some(from) = req
             .from
             .as_deref()
             .filter(|f| f.chars().count() > MAX_FROM_LEN)
         {
-            return Err(BrokerError::BadRequest(format!(
-                "from is {} characters long; at most {MAX_FROM_LEN} (a role or a name)",
-                from.chars().count()
-            )));
+            return Err(BrokerError::new(
+                ErrorCode::InvalidFrom,
+                format!(
+                    "from is {} characters long; at most {MAX_FROM_LEN} (a role or a name)",
+                    from.chars().count()
+                ),
+            ));
         }
         if let Some(ttl) = req.ttl.filter(|t| *t > MAX_TTL_MS) {
-            return Err(BrokerError::BadRequest(format!(
+            return Err(BrokerError::new(ErrorCode::TtlTooLong, format!(
                 "ttl={ttl} is too long: the maximum is {MAX_TTL_MS} ms (365 days); leave ttl out for a command that never expires"
             )));
         }
         if let Some(k) = &req.dedupe_key {
             if k.is_empty() || k.len() > 256 {
-                return Err(BrokerError::BadRequest(
-                    "dedupeKey must be 1-256 characters".into(),
+                return Err(BrokerError::new(
+                    ErrorCode::InvalidDedupeKey,
+                    "dedupeKey must be 1-256 characters",
                 ));
             }
         }
@@ -155,7 +167,7 @@ impl Broker {
                 "command sent"
             ),
             SendOutcome::FanOut(cs) => {
-                tracing::info!(copies = cs.len(), action = %req.action, "command fanned out")
+                tracing::info!(copies = cs.len(), action = %req.action, "command fanned out");
             }
             SendOutcome::Deduplicated(_) => {}
         }
@@ -185,7 +197,7 @@ impl Broker {
         }));
         st.events
             .push("command", serde_json::to_value(&c).unwrap_or_default());
-        st.wake(&format!("q:{}", c.target));
+        st.wake(&WakeKey::Queue(c.target.clone()));
         st.commands.insert(
             c.id,
             CommandEntry {
@@ -208,8 +220,8 @@ impl Broker {
         st.events
             .push("command", serde_json::to_value(&c).unwrap_or_default());
         if c.status.is_terminal() {
-            st.wake(&format!("r:{id}"));
-            st.notifies.remove(&format!("r:{id}"));
+            st.wake(&WakeKey::Result(id));
+            st.notifies.remove(&WakeKey::Result(id));
             st.finished.insert((ord, id));
             while st.finished.len() > self.inner.config.command_retention.max(1) {
                 let Some((_, old)) = st.finished.pop_first() else {
@@ -341,7 +353,10 @@ impl Broker {
                     drop(commits);
                     return Ok(Some(c));
                 }
-                vec![st.arm(format!("q:{peer}")), st.arm(format!("q:{role}"))]
+                vec![
+                    st.arm(WakeKey::Queue(peer.to_string())),
+                    st.arm(WakeKey::Queue(role.clone())),
+                ]
             };
             if let WaitEnd::TimedOut = self.park(armed, deadline).await {
                 return Ok(None);
@@ -397,7 +412,7 @@ impl Broker {
             if let Some(a) = attempt {
                 let current = c.status == CommandStatus::Delivered && c.attempt == a;
                 if !current {
-                    return Err(BrokerError::Conflict(format!(
+                    return Err(BrokerError::new(ErrorCode::DeliveryOver, format!(
                         "delivery {a} of command {id} is over (it is {} at delivery {}): it was given to another taker; wait for it again before acking",
                         c.status.as_str(),
                         c.attempt
@@ -413,7 +428,7 @@ impl Broker {
                         (CommandStatus::Delivered, Some(h)) => format!("it is held by peer {h}"),
                         _ => "it is pending again (its earlier delivery was requeued)".to_string(),
                     };
-                    return Err(BrokerError::Conflict(format!(
+                    return Err(BrokerError::new(ErrorCode::NotHolder, format!(
                         "peer {p} cannot ack command {id}: {holder}; wait for it again before acking"
                     )));
                 }
@@ -485,9 +500,8 @@ impl Broker {
     }
 
     fn may_cancel(&self, st: &State, c: &Command, caller: &Caller) -> Result<(), BrokerError> {
-        let holder = match (c.status, c.delivered_to) {
-            (CommandStatus::Delivered, Some(h)) => h,
-            _ => return Ok(()),
+        let (CommandStatus::Delivered, Some(holder)) = (c.status, c.delivered_to) else {
+            return Ok(());
         };
         if !st.peers.get(&holder).is_some_and(|e| e.peer.protected) {
             return Ok(());
@@ -504,7 +518,7 @@ impl Broker {
         if allowed {
             Ok(())
         } else {
-            Err(BrokerError::Forbidden(format!(
+            Err(BrokerError::new(ErrorCode::NotAllowedToCancel, format!(
                 "command {} is held by protected peer {holder} and was sent by a protected peer: only one of them can cancel it, with its key (X-Cipc-Peer-Key)",
                 c.id
             )))
@@ -556,7 +570,7 @@ impl Broker {
                 if c.status.is_terminal() {
                     return Ok((c, false));
                 }
-                vec![st.arm(format!("r:{id}"))]
+                vec![st.arm(WakeKey::Result(id))]
             };
             if let WaitEnd::TimedOut = self.park(armed, deadline).await {
                 return Ok((self.command(id)?, true));
@@ -633,7 +647,7 @@ impl Broker {
             .or_default()
             .insert((ord, id));
         self.changed(st, id, commits);
-        st.wake(&format!("q:{target}"));
+        st.wake(&WakeKey::Queue(target.clone()));
     }
 
     /// Expiry pass of the sweeper.
@@ -663,17 +677,21 @@ fn open_command<'a>(st: &'a State, id: Uuid, why: &str) -> Result<(u64, &'a Comm
     let e = st.commands.get(&id).ok_or_else(|| unknown_command(id))?;
     let c = &e.command;
     if c.status.is_terminal() {
-        return Err(BrokerError::Conflict(format!(
-            "command {id} is already {} (since {}); {why}",
-            c.status.as_str(),
-            c.acked_at.map(|t| t.to_string()).unwrap_or_default()
-        )));
+        return Err(BrokerError::new(
+            ErrorCode::AlreadyFinished,
+            format!(
+                "command {id} is already {} (since {}); {why}",
+                c.status.as_str(),
+                c.acked_at.map(|t| t.to_string()).unwrap_or_default()
+            ),
+        ));
     }
     Ok((e.ord, c))
 }
 
 pub(super) fn unknown_command(id: Uuid) -> BrokerError {
-    BrokerError::NotFound(format!(
-        "no command with id {id}; list commands with `cipc commands` (GET /commands)"
-    ))
+    BrokerError::new(
+        ErrorCode::UnknownCommand,
+        format!("no command with id {id}; list commands with `cipc commands` (GET /commands)"),
+    )
 }

@@ -1,25 +1,34 @@
-//! Why a broker operation was refused; the server maps each to a status code.
+//! Why a broker operation was refused: a catalogue code and a sentence.
 
-/// A refusal with a sentence a human can act on.
+use crate::error_code::ErrorCode;
+
+/// A refusal: which one ([`ErrorCode`], from which the server derives the
+/// status) and a sentence a human can act on.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum BrokerError {
-    /// The request was malformed (400).
-    #[error("{0}")]
-    BadRequest(String),
-    /// The caller may not act as the peer it names (403): a protected peer
-    /// without its key, or a wrong key.
-    #[error("{0}")]
-    Forbidden(String),
-    /// Something named does not exist (404).
-    #[error("{0}")]
-    NotFound(String),
-    /// The request conflicts with the current state (409).
-    #[error("{0}")]
-    Conflict(String),
-    /// Too many waits or streams are open (429).
-    #[error("{0}")]
-    TooManyWaiters(String),
-    /// The broker cannot do it now (503), e.g. the store failed.
-    #[error("{0}")]
-    Unavailable(String),
+#[error("{message}")]
+pub struct BrokerError {
+    /// Which refusal this is.
+    pub code: ErrorCode,
+    /// One sentence that says what was wrong and how to fix it.
+    pub message: String,
+}
+
+impl BrokerError {
+    /// A refusal with its code and sentence.
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        BrokerError {
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// Wraps a name check's sentence ([`crate::api::validate_name`]).
+    pub fn invalid_name(message: String) -> Self {
+        BrokerError::new(ErrorCode::InvalidName, message)
+    }
+
+    /// The store could not save or read.
+    pub fn store(message: impl Into<String>) -> Self {
+        BrokerError::new(ErrorCode::StoreFailed, message)
+    }
 }

@@ -81,7 +81,7 @@ impl EventLog {
                 live,
             };
         };
-        let oldest = self.history.front().map(|e| e.id).unwrap_or(self.next_id);
+        let oldest = self.history.front().map_or(self.next_id, |e| e.id);
         let missed: Vec<_> = self
             .history
             .iter()

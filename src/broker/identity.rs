@@ -8,6 +8,7 @@
 
 use super::keys::{key_peer, KeyHash};
 use super::{Broker, BrokerError, State};
+use crate::error_code::ErrorCode;
 use uuid::Uuid;
 
 /// Who is asking, for `from` defaults, audit, ownership and peer keys.
@@ -48,7 +49,7 @@ impl Broker {
             match key_peer(k) {
                 None => return Err(malformed_key()),
                 Some(p) if p != peer => {
-                    return Err(BrokerError::Forbidden(format!(
+                    return Err(BrokerError::new(ErrorCode::WrongKey, format!(
                         "X-Cipc-Peer names peer {peer} but the peer key is peer {p}'s; send one peer's id and key, or only the key"
                     )))
                 }
@@ -83,12 +84,12 @@ impl Broker {
                 if right {
                     Ok(())
                 } else {
-                    Err(BrokerError::Forbidden(format!(
+                    Err(BrokerError::new(ErrorCode::WrongKey, format!(
                         "the peer key is not peer {peer}'s; use the key that connect answered for this peer, or connect again"
                     )))
                 }
             }
-            None if e.peer.protected => Err(BrokerError::Forbidden(format!(
+            None if e.peer.protected => Err(BrokerError::new(ErrorCode::KeyRequired, format!(
                 "peer {peer} is protected: send its key as X-Cipc-Peer-Key (the key its connect answered; the cipc CLI reads CIPC_PEER_KEY, MCP tools take peer_key)"
             ))),
             None => Ok(()),
@@ -109,7 +110,7 @@ impl Broker {
 }
 
 fn malformed_key() -> BrokerError {
-    BrokerError::Forbidden(
-        "the peer key is not a cipc peer key (pk_...); use the key that POST /peers/connect answered".into(),
+    BrokerError::new(ErrorCode::WrongKey,
+        "the peer key is not a cipc peer key (pk_...); use the key that POST /peers/connect answered",
     )
 }

@@ -26,6 +26,7 @@ pub use identity::Caller;
 pub use peers::ContactGuard;
 
 use crate::api::{Command, Message, Peer, Signal};
+use crate::error_code::ErrorCode;
 use crate::store::{Commit, Mutation, Store};
 use crate::time::Timestamp;
 use parking_lot::{Mutex, MutexGuard};
@@ -159,8 +160,8 @@ struct State {
     next_ord: u64,
     channels: BTreeMap<String, Channel>,
     signals: BTreeMap<String, Signal>,
-    /// Wake-ups keyed by what is waited on ("q:<target>", "r:<id>", "c:<name>", "s:<name>").
-    notifies: HashMap<String, Arc<Notify>>,
+    /// Wake-ups keyed by what is waited on.
+    notifies: HashMap<WakeKey, Arc<Notify>>,
     events: events::EventLog,
 }
 
@@ -189,25 +190,38 @@ impl State {
             .unwrap_or_default()
     }
 
-    fn notify(&mut self, key: &str) -> Arc<Notify> {
+    fn notify(&mut self, key: &WakeKey) -> Arc<Notify> {
         self.notifies
-            .entry(key.to_string())
+            .entry(key.clone())
             .or_insert_with(|| Arc::new(Notify::new()))
             .clone()
     }
 
     /// Arms a wake-up on `key` (created on first use; [`Broker::park`]
     /// removes it again once nobody waits on it).
-    fn arm(&mut self, key: String) -> (String, Armed) {
+    fn arm(&mut self, key: WakeKey) -> (WakeKey, Armed) {
         let armed = arm(self.notify(&key));
         (key, armed)
     }
 
-    fn wake(&self, key: &str) {
+    fn wake(&self, key: &WakeKey) {
         if let Some(n) = self.notifies.get(key) {
             n.notify_waiters();
         }
     }
+}
+
+/// What a parked waiter waits on; a change wakes the waiters of its key.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum WakeKey {
+    /// Commands for a target: a role, or a peer id.
+    Queue(String),
+    /// One command's outcome.
+    Result(Uuid),
+    /// New messages on a channel.
+    Channel(String),
+    /// A signal's emission.
+    Signal(String),
 }
 
 /// A parked waiter: armed under the lock, awaited outside it.
@@ -222,7 +236,7 @@ fn arm(n: Arc<Notify>) -> Armed {
 /// Removes the wake-ups of a finished wait that nobody else holds.
 struct ForgetUnused<'a> {
     broker: &'a Broker,
-    keys: Vec<String>,
+    keys: Vec<WakeKey>,
 }
 
 impl Drop for ForgetUnused<'_> {
@@ -277,7 +291,7 @@ impl Broker {
         };
         let snapshot = store
             .load()
-            .map_err(|e| BrokerError::Unavailable(e.to_string()))?;
+            .map_err(|e| BrokerError::store(e.to_string()))?;
         let mut state = State {
             events: events::EventLog::new(config.event_history, store.progress()),
             ..State::default()
@@ -333,7 +347,7 @@ impl Broker {
     /// Whether the store can save changes now (for `/healthz`).
     pub fn store_health(&self) -> Result<(), BrokerError> {
         self.inner.store.health().map_err(|e| {
-            BrokerError::Unavailable(format!(
+            BrokerError::store(format!(
                 "the store cannot save changes ({e}); check the disk and the data directory, then restart the broker"
             ))
         })
@@ -391,7 +405,7 @@ impl Broker {
         };
         if prev >= max {
             drop(permit);
-            return Err(BrokerError::TooManyWaiters(format!(
+            return Err(BrokerError::new(ErrorCode::TooManyWaiters, format!(
                 "the broker already holds {max} open waits and streams (--max-waiters); retry shortly or raise the limit"
             )));
         }
@@ -430,8 +444,8 @@ impl Broker {
     /// (an [`Event`]).
     pub async fn settled_through(&self, lsn: u64) -> Result<(), BrokerError> {
         self.inner.store.progress().settled(lsn).await.map_err(|_| {
-            BrokerError::Unavailable(
-                "the broker could not save a change this answer depends on (see /healthz); retry shortly".into(),
+            BrokerError::store(
+                "the broker could not save a change this answer depends on (see /healthz); retry shortly",
             )
         })
     }
@@ -466,7 +480,7 @@ impl Broker {
     async fn committed(commits: Vec<Commit>) -> Result<(), BrokerError> {
         for c in commits {
             c.await.map_err(|e| {
-                BrokerError::Unavailable(format!(
+                BrokerError::store(format!(
                     "the change could not be saved ({e}); it may not survive a restart"
                 ))
             })?;
@@ -477,8 +491,8 @@ impl Broker {
     /// Parks on `armed` until woken, `deadline`, or shutdown. However the
     /// wait ends (even by being dropped), wake-ups nobody else waits on are
     /// removed, so the table does not grow with every name ever waited on.
-    async fn park(&self, armed: Vec<(String, Armed)>, deadline: tokio::time::Instant) -> WaitEnd {
-        let (keys, armed): (Vec<String>, Vec<Armed>) = armed.into_iter().unzip();
+    async fn park(&self, armed: Vec<(WakeKey, Armed)>, deadline: tokio::time::Instant) -> WaitEnd {
+        let (keys, armed): (Vec<WakeKey>, Vec<Armed>) = armed.into_iter().unzip();
         let _forget = ForgetUnused { broker: self, keys };
         let woken = futures::future::select_all(armed);
         tokio::select! {
@@ -768,7 +782,7 @@ mod retention_tests {
             )
             .await;
         assert!(
-            matches!(full, Err(BrokerError::TooManyWaiters(_))),
+            matches!(&full, Err(e) if e.code == ErrorCode::TooManyPeers),
             "{full:?}"
         );
         b.disconnect(a, &Caller::default())
@@ -801,7 +815,7 @@ mod retention_tests {
         }
         let refused = b.channel_send("d", Value::Null, None).await;
         assert!(
-            matches!(refused, Err(BrokerError::TooManyWaiters(_))),
+            matches!(&refused, Err(e) if e.code == ErrorCode::TooManyChannels),
             "{refused:?}"
         );
         f1.abort();

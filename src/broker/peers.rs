@@ -1,8 +1,9 @@
 //! Peers: registration, liveness, and what happens when one leaves.
 
 use super::keys::{self, KeyHash};
-use super::{Broker, BrokerError, Caller, PeerEntry, State};
+use super::{Broker, BrokerError, Caller, PeerEntry, State, WakeKey};
 use crate::api::{validate_name, ConnectRequest, DiscoverResponse, Peer, PeerStatus, Via};
+use crate::error_code::ErrorCode;
 use crate::store::{Commit, Mutation, StoredPeer};
 use crate::time::Timestamp;
 use uuid::Uuid;
@@ -61,17 +62,19 @@ impl Broker {
         via: Via,
         caller: &Caller,
     ) -> Result<(Peer, String), BrokerError> {
-        validate_name("role", &req.role).map_err(BrokerError::BadRequest)?;
+        validate_name("role", &req.role).map_err(BrokerError::invalid_name)?;
         let caps = req.capabilities.unwrap_or_default();
         if caps.len() > 64 || caps.iter().any(|c| c.is_empty() || c.len() > 64) {
-            return Err(BrokerError::BadRequest(
-                "capabilities must be at most 64 tags of 1-64 characters each".into(),
+            return Err(BrokerError::new(
+                ErrorCode::InvalidPeerDetails,
+                "capabilities must be at most 64 tags of 1-64 characters each",
             ));
         }
         if let Some(name) = &req.name {
             if name.chars().count() > 128 {
-                return Err(BrokerError::BadRequest(
-                    "name must be at most 128 characters".into(),
+                return Err(BrokerError::new(
+                    ErrorCode::InvalidPeerDetails,
+                    "name must be at most 128 characters",
                 ));
             }
         }
@@ -141,7 +144,7 @@ impl Broker {
             let peer = self.announce_peer(&mut st, id, now, &mut commits)?;
             // Whatever is queued for the role may now go to this peer.
             let role = peer.role.clone();
-            st.wake(&format!("q:{role}"));
+            st.wake(&WakeKey::Queue(role.clone()));
             (peer, key, role, commits)
         };
         tracing::info!(peer = %peer.id, role = %role, ?via, protected = peer.protected, "peer connected");
@@ -170,7 +173,7 @@ impl Broker {
             .min_by_key(|e| e.peer.last_seen)
             .map(|e| e.peer.id);
         let Some(victim) = victim else {
-            return Err(BrokerError::TooManyWaiters(format!(
+            return Err(BrokerError::new(ErrorCode::TooManyPeers, format!(
                 "the broker already keeps {max} peers and none is offline (--max-peers); reconnect an existing peer by its key, or raise the limit"
             )));
         };
@@ -457,7 +460,7 @@ impl Broker {
 const SAVE_SEEN_EVERY_MS: i64 = 30_000;
 
 pub(super) fn unknown_peer(id: Uuid) -> BrokerError {
-    BrokerError::NotFound(format!(
+    BrokerError::new(ErrorCode::UnknownPeer, format!(
         "no peer with id {id}; connect first with POST /peers/connect (or `cipc peers connect ROLE`)"
     ))
 }

@@ -1,7 +1,8 @@
 //! Signals: named latches with data that release every waiter at once.
 
-use super::{Broker, BrokerError, WaitEnd};
+use super::{Broker, BrokerError, WaitEnd, WakeKey};
 use crate::api::{validate_name, Signal};
+use crate::error_code::ErrorCode;
 use crate::store::Mutation;
 use serde_json::Value;
 use std::time::Duration;
@@ -42,7 +43,7 @@ impl Broker {
         name: &str,
         change: impl FnOnce(&mut Signal),
     ) -> Result<Signal, BrokerError> {
-        validate_name("signal name", name).map_err(BrokerError::BadRequest)?;
+        validate_name("signal name", name).map_err(BrokerError::invalid_name)?;
         let (s, commits) = {
             let mut st = self.lock();
             let mut commits = Vec::new();
@@ -52,11 +53,11 @@ impl Broker {
                     let idle = st
                         .signals
                         .values()
-                        .filter(|s| !st.notifies.contains_key(&format!("s:{}", s.name)))
+                        .filter(|s| !st.notifies.contains_key(&WakeKey::Signal(s.name.clone())))
                         .min_by_key(|s| s.emitted_at)
                         .map(|s| s.name.clone());
                     let Some(victim) = idle else {
-                        return Err(BrokerError::TooManyWaiters(format!(
+                        return Err(BrokerError::new(ErrorCode::TooManySignals, format!(
                             "the broker already keeps {max} signals and every one is being waited for (--max-signals); reuse a signal or raise the limit"
                         )));
                     };
@@ -74,7 +75,7 @@ impl Broker {
             commits.push(self.persist(Mutation::Signal(s.clone())));
             st.events
                 .push("signal", serde_json::to_value(&s).unwrap_or_default());
-            st.wake(&format!("s:{name}"));
+            st.wake(&WakeKey::Signal(name.to_string()));
             (s, commits)
         };
         Broker::committed(commits).await?;
@@ -83,7 +84,7 @@ impl Broker {
 
     /// `GET /signals/{name}`: never 404; an unknown signal is not emitted.
     pub fn signal(&self, name: &str) -> Result<Signal, BrokerError> {
-        validate_name("signal name", name).map_err(BrokerError::BadRequest)?;
+        validate_name("signal name", name).map_err(BrokerError::invalid_name)?;
         let st = self.lock();
         Ok(st.signals.get(name).cloned().unwrap_or_else(|| blank(name)))
     }
@@ -111,7 +112,7 @@ impl Broker {
         after: Option<u64>,
         timeout: Duration,
     ) -> Result<(Signal, bool), BrokerError> {
-        validate_name("signal name", name).map_err(BrokerError::BadRequest)?;
+        validate_name("signal name", name).map_err(BrokerError::invalid_name)?;
         let _permit = self.acquire_waiter()?;
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
@@ -121,7 +122,7 @@ impl Broker {
                 if s.emitted && after.is_none_or(|k| s.count > k) {
                     return Ok((s, false));
                 }
-                vec![st.arm(format!("s:{name}"))]
+                vec![st.arm(WakeKey::Signal(name.to_string()))]
             };
             if let WaitEnd::TimedOut = self.park(armed, deadline).await {
                 return Ok((self.signal(name)?, true));

@@ -203,7 +203,7 @@ async fn follow_loop(ctx: &Ctx, name: &str, since: Option<u64>) -> Result<Exit, 
             let ev = match tokio::time::timeout(STREAM_SILENCE, stream.next_event()).await {
                 Ok(Ok(Some(ev))) => ev,
                 // Closed, broken or silent: reconnect from the last seq seen.
-                Ok(Ok(None)) | Ok(Err(ClientError::Unreachable { .. })) | Err(_) => break,
+                Ok(Ok(None) | Err(ClientError::Unreachable { .. })) | Err(_) => break,
                 Ok(Err(e)) => return Err(e.into()),
             };
             if ev.event != "message" {

@@ -222,7 +222,11 @@ fn show_peer(out: &Output, p: &Peer) -> Result<(), CliError> {
         format!("{} ({})", p.last_seen, ago(p.last_seen)),
     ]);
     if !p.working_on.is_empty() {
-        let ids: Vec<String> = p.working_on.iter().map(|u| u.to_string()).collect();
+        let ids: Vec<String> = p
+            .working_on
+            .iter()
+            .map(std::string::ToString::to_string)
+            .collect();
         t.add_row(vec!["working on".to_string(), ids.join(", ")]);
     }
     out.table(t)

@@ -1,6 +1,6 @@
 //! Waits of any length over the API's bounded long-polls.
 //!
-//! One long-poll may last at most an hour (`MAX_POLL_MS`), and the broker may
+//! One long-poll may last at most an hour (`MAX_LONG_POLL_MS`), and the broker may
 //! restart in the middle of a wait. [`long_poll`] repeats the request until
 //! the client's own deadline, and when the broker cannot be reached it retries
 //! with backoff instead of giving up, so `cipc signal wait ready --forever`
@@ -8,7 +8,8 @@
 
 use super::output::Spinner;
 use super::CliError;
-use crate::client::{ClientError, MAX_POLL_MS};
+use crate::api::MAX_LONG_POLL_MS;
+use crate::client::ClientError;
 use std::future::Future;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -30,10 +31,10 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// Milliseconds to ask the broker for, given what is left of the wait.
 fn poll_ms(deadline: Option<Instant>) -> u64 {
     match deadline {
-        None => MAX_POLL_MS,
+        None => MAX_LONG_POLL_MS,
         Some(d) => {
             let left = d.saturating_duration_since(Instant::now()).as_millis();
-            left.min(MAX_POLL_MS as u128) as u64
+            left.min(MAX_LONG_POLL_MS as u128) as u64
         }
     }
 }

@@ -6,6 +6,7 @@
 
 use super::error::ApiError;
 use super::AppState;
+use crate::error_code::{ErrorClass, ErrorCode};
 use axum::extract::Request;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -63,7 +64,10 @@ impl Sessions {
         let bytes: [u8; 32] = rand::random();
         let id = base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, bytes);
         let now = Instant::now();
-        let mut all = self.by_id.lock().unwrap_or_else(|p| p.into_inner());
+        let mut all = self
+            .by_id
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if all.len() >= MAX_SESSIONS {
             all.retain(|_, expires| *expires > now);
         }
@@ -79,7 +83,10 @@ impl Sessions {
 
     /// True for a session that exists and has not expired.
     pub fn valid(&self, id: &str) -> bool {
-        let mut all = self.by_id.lock().unwrap_or_else(|p| p.into_inner());
+        let mut all = self
+            .by_id
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         match all.get(id) {
             Some(expires) if *expires > Instant::now() => true,
             Some(_) => {
@@ -94,7 +101,7 @@ impl Sessions {
     pub fn end(&self, id: &str) {
         self.by_id
             .lock()
-            .unwrap_or_else(|p| p.into_inner())
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .remove(id);
     }
 }
@@ -134,7 +141,7 @@ impl Security {
         } else {
             let mut hosts: HashSet<String> = ["localhost", "127.0.0.1", "::1", "[::1]"]
                 .iter()
-                .map(|s| s.to_string())
+                .map(std::string::ToString::to_string)
                 .collect();
             if !bind.is_loopback() && !bind.is_unspecified() {
                 hosts.insert(bind.to_string());
@@ -189,7 +196,10 @@ impl Security {
     pub(crate) fn record_failure(&self, ip: IpAddr) -> bool {
         let now = Instant::now();
         let mine = {
-            let mut f = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+            let mut f = self
+                .failures
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             if f.len() > 10_000 {
                 f.retain(|_, e| now.duration_since(e.window_start) < FAILURE_WINDOW);
             }
@@ -210,7 +220,10 @@ impl Security {
             e.blocked_until.is_some_and(|until| until > now)
         };
         let all = {
-            let mut a = self.all_failures.lock().unwrap_or_else(|p| p.into_inner());
+            let mut a = self
+                .all_failures
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             if now.duration_since(a.0) > FAILURE_WINDOW {
                 *a = (now, 0);
             }
@@ -235,8 +248,7 @@ impl Security {
     /// The answer to a wrong token while the brake is on.
     pub(crate) fn braked() -> ApiError {
         ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "too_many_requests",
+            ErrorCode::TooManyWrongTokens,
             "too many wrong tokens recently, so wrong ones are answered slowly; check CIPC_TOKEN (a right token is never slowed)",
         )
     }
@@ -268,8 +280,7 @@ impl Security {
                 return Err(Security::braked());
             }
             return Err(ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "unauthorized",
+                ErrorCode::BadToken,
                 "that token is wrong: use the one the broker was started with (--token, CIPC_TOKEN or --token-file)",
             ));
         }
@@ -392,7 +403,8 @@ fn refusal_now(s: &AppState, addr: SocketAddr, req: &Request) -> Option<Response
             )
         });
         if leaks {
-            return Some(ApiError::bad_request(
+            return Some(ApiError::new(
+                ErrorCode::TokenInUrl,
                 "never put the token in the URL (it leaks into logs and history); send it as the header Authorization: Bearer <token> or X-Cipc-Token: <token>",
             )
             .into_response());
@@ -401,11 +413,14 @@ fn refusal_now(s: &AppState, addr: SocketAddr, req: &Request) -> Option<Response
     let headers = req.headers();
     if let Some(raw) = headers.get(header::HOST) {
         let Ok(host) = raw.to_str() else {
-            return Some(ApiError::bad_request("the Host header is not text").into_response());
+            return Some(
+                ApiError::new(ErrorCode::InvalidHeader, "the Host header is not text")
+                    .into_response(),
+            );
         };
         if !sec.host_allowed(host) {
             tracing::warn!(%host, address = %addr, "refused a request for a foreign Host (DNS rebinding?)");
-            return Some(ApiError::forbidden(format!(
+            return Some(ApiError::new(ErrorCode::ForeignHost, format!(
                 "Host {host:?} is not served by this broker; if you reach it through a proxy or another name, start it with --allowed-host {}",
                 strip_port(host)
             ))
@@ -424,7 +439,7 @@ fn refusal_now(s: &AppState, addr: SocketAddr, req: &Request) -> Option<Response
             .map(|h| format!("https://{h}"));
         if Some(origin) != own.as_deref() && Some(origin) != forwarded_https.as_deref() {
             tracing::warn!(%origin, address = %addr, "refused a cross-origin browser request");
-            return Some(ApiError::forbidden(format!(
+            return Some(ApiError::new(ErrorCode::ForeignOrigin, format!(
                 "requests from the web origin {origin:?} are refused; open the dashboard from the broker's own address instead"
             ))
             .into_response());
@@ -455,14 +470,13 @@ fn auth_refusal(s: &AppState, addr: SocketAddr, req: &Request) -> Option<Refused
     };
     Some(Refused::Now(if is_mcp(path) {
         // 401 would send MCP clients into an OAuth flow that drops the header.
-        ApiError::forbidden(format!(
+        ApiError::in_class(ErrorClass::Forbidden, ErrorCode::BadToken, format!(
             "{what}: add \"headers\": {{\"X-Cipc-Token\": \"<token>\"}} to the server's entry in .mcp.json"
         ))
         .into_response()
     } else {
         ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
+            ErrorCode::BadToken,
             format!("{what}: send Authorization: Bearer <token> (the cipc CLI reads CIPC_TOKEN)"),
         )
         .into_response()

@@ -17,8 +17,9 @@ use super::auth::{cookie, SESSION_COOKIE, SESSION_TTL};
 use super::error::ApiError;
 use super::extract::JsonBody;
 use super::AppState;
+use crate::error_code::ErrorCode;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -152,11 +153,7 @@ async fn login(
     res.headers_mut().insert(
         header::SET_COOKIE,
         HeaderValue::from_str(&cookie).map_err(|_| {
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                "could not build the session cookie",
-            )
+            ApiError::new(ErrorCode::Internal, "could not build the session cookie")
         })?,
     );
     res.headers_mut()

@@ -2,80 +2,72 @@
 
 use crate::api::{ErrorBody, ErrorResponse};
 use crate::broker::BrokerError;
+use crate::error_code::{ErrorClass, ErrorCode};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 
-/// An error answer: `{"error": {"code", "message"}}` with a status code.
+/// An error answer: `{"error": {"code", "reason", "message"}}` with the
+/// status of its class.
 #[derive(Debug, Clone)]
 pub struct ApiError {
-    /// The HTTP status.
-    pub status: StatusCode,
-    /// The snake_case code.
-    pub code: &'static str,
+    /// The status class (`error.code`), which sets the HTTP status.
+    pub class: ErrorClass,
+    /// The specific reason (`error.reason`).
+    pub code: ErrorCode,
     /// One sentence a human can act on.
     pub message: String,
 }
 
 impl ApiError {
-    /// Builds an error answer.
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+    /// An error answer in its reason's usual class.
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        ApiError::in_class(code.class(), code, message)
+    }
+
+    /// An error answer in a class other than its reason's usual one (a token
+    /// refused on an MCP route is `forbidden`, not `unauthorized`).
+    pub fn in_class(class: ErrorClass, code: ErrorCode, message: impl Into<String>) -> Self {
         ApiError {
-            status,
+            class,
             code,
             message: message.into(),
         }
     }
 
-    /// 400 `bad_request`.
-    pub fn bad_request(message: impl Into<String>) -> Self {
-        ApiError::new(StatusCode::BAD_REQUEST, "bad_request", message)
-    }
-
-    /// 404 `not_found`.
-    pub fn not_found(message: impl Into<String>) -> Self {
-        ApiError::new(StatusCode::NOT_FOUND, "not_found", message)
-    }
-
-    /// 403 `forbidden`.
-    pub fn forbidden(message: impl Into<String>) -> Self {
-        ApiError::new(StatusCode::FORBIDDEN, "forbidden", message)
+    /// The HTTP status.
+    pub fn status(&self) -> StatusCode {
+        StatusCode::from_u16(self.class.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
     }
 }
 
 impl From<BrokerError> for ApiError {
     fn from(e: BrokerError) -> Self {
-        match e {
-            BrokerError::BadRequest(m) => ApiError::bad_request(m),
-            BrokerError::NotFound(m) => ApiError::not_found(m),
-            BrokerError::Forbidden(m) => ApiError::forbidden(m),
-            BrokerError::Conflict(m) => ApiError::new(StatusCode::CONFLICT, "conflict", m),
-            BrokerError::TooManyWaiters(m) => {
-                ApiError::new(StatusCode::TOO_MANY_REQUESTS, "too_many_requests", m)
-            }
-            BrokerError::Unavailable(m) => {
-                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", m)
-            }
-        }
+        ApiError::new(e.code, e.message)
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        let status = self.status();
         let body = ErrorResponse {
             error: ErrorBody {
-                code: self.code.to_string(),
+                code: self.class.as_str().to_string(),
+                reason: Some(self.code.as_str().to_string()),
                 message: self.message,
             },
         };
-        (self.status, Json(body)).into_response()
+        (status, Json(body)).into_response()
     }
 }
 
 /// The answer for any path the API does not have.
 pub async fn fallback(uri: axum::http::Uri) -> ApiError {
-    ApiError::not_found(format!(
-        "no route {}; see GET /openapi.json or the README for the API",
-        uri.path()
-    ))
+    ApiError::new(
+        ErrorCode::UnknownRoute,
+        format!(
+            "no route {}; see GET /openapi.json or the README for the API",
+            uri.path()
+        ),
+    )
 }

@@ -5,6 +5,7 @@ use super::error::ApiError;
 use super::AppState;
 use crate::api::{MAX_LONG_POLL_MS, PEER_HEADER, PEER_KEY_HEADER};
 use crate::broker::Caller;
+use crate::error_code::ErrorCode;
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Query, Request};
 use axum::http::request::Parts;
@@ -28,8 +29,7 @@ pub async fn read_body(req: Request, state: &AppState) -> Result<Bytes, ApiError
     let read = tokio::time::timeout(limit, Bytes::from_request(req, state));
     let Ok(read) = read.await else {
         return Err(ApiError::new(
-            StatusCode::REQUEST_TIMEOUT,
-            "request_timeout",
+            ErrorCode::RequestTimeout,
             format!(
                 "the request body did not arrive within {} ms; send it in one go",
                 limit.as_millis()
@@ -39,33 +39,31 @@ pub async fn read_body(req: Request, state: &AppState) -> Result<Bytes, ApiError
     read.map_err(|rej| {
         if rej.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "payload_too_large",
+                ErrorCode::PayloadTooLarge,
                 format!(
                     "the request body is larger than {} bytes (--max-body); send less, or raise the limit",
                     state.config.max_body
                 ),
             )
         } else {
-            ApiError::bad_request(format!("could not read the request body: {}", rej.body_text()))
+            ApiError::new(ErrorCode::InvalidBody, format!("could not read the request body: {}", rej.body_text()))
         }
     })
 }
 
 /// Parses JSON text into `T`, classifying the failure.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8], empty_as: &str) -> Result<T, ApiError> {
-    let text: &[u8] = if bytes.iter().all(|b| b.is_ascii_whitespace()) {
+    let text: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
         empty_as.as_bytes()
     } else {
         bytes
     };
     serde_json::from_slice(text).map_err(|e| match e.classify() {
         serde_json::error::Category::Data => {
-            ApiError::bad_request(format!("invalid request body: {e}"))
+            ApiError::new(ErrorCode::InvalidBody, format!("invalid request body: {e}"))
         }
         _ => ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_json",
+            ErrorCode::InvalidJson,
             format!("the request body is not valid JSON ({e}); check quoting and commas"),
         ),
     })
@@ -85,7 +83,8 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
 pub fn parse_object<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
         None | Some(b'{') => parse_json(bytes, "{}"),
-        Some(_) => Err(ApiError::bad_request(
+        Some(_) => Err(ApiError::new(
+            ErrorCode::InvalidBody,
             "the request body must be a JSON object, e.g. {\"result\": ...}",
         )),
     }
@@ -100,7 +99,12 @@ impl<S: Send + Sync> FromRequestParts<S> for Params {
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let Query(map) = Query::<HashMap<String, String>>::from_request_parts(parts, state)
             .await
-            .map_err(|e| ApiError::bad_request(format!("bad query string: {}", e.body_text())))?;
+            .map_err(|e| {
+                ApiError::new(
+                    ErrorCode::InvalidQuery,
+                    format!("bad query string: {}", e.body_text()),
+                )
+            })?;
         Ok(Params(map))
     }
 }
@@ -118,10 +122,13 @@ impl Params {
                 .and_then(|n| u64::try_from(n).ok())
                 .map(Some)
                 .ok_or_else(|| {
-                    ApiError::bad_request(format!(
-                        "query parameter {name}={v:?} must be a whole number from 0 to {}",
-                        i64::MAX
-                    ))
+                    ApiError::new(
+                        ErrorCode::InvalidQuery,
+                        format!(
+                            "query parameter {name}={v:?} must be a whole number from 0 to {}",
+                            i64::MAX
+                        ),
+                    )
                 }),
         }
     }
@@ -131,7 +138,7 @@ impl Params {
     pub fn timeout(&self) -> Result<Duration, ApiError> {
         let ms = self.u64("timeout")?.unwrap_or(30_000);
         if ms > MAX_LONG_POLL_MS {
-            return Err(ApiError::bad_request(format!(
+            return Err(ApiError::new(ErrorCode::InvalidQuery, format!(
                 "timeout={ms} is too long: the maximum is {MAX_LONG_POLL_MS} ms (one hour); wait again after it returns"
             )));
         }
@@ -143,9 +150,10 @@ impl Params {
         match self.u64("limit")? {
             None => Ok(default),
             Some(n) if n >= 1 && n as usize <= max => Ok(n as usize),
-            Some(n) => Err(ApiError::bad_request(format!(
-                "limit={n} is out of range: use 1 to {max}"
-            ))),
+            Some(n) => Err(ApiError::new(
+                ErrorCode::InvalidQuery,
+                format!("limit={n} is out of range: use 1 to {max}"),
+            )),
         }
     }
 
@@ -155,12 +163,22 @@ impl Params {
     }
 }
 
-/// Parses an id from a path segment.
-pub fn parse_id(kind: &str, raw: &str) -> Result<Uuid, ApiError> {
+/// Parses a peer id from a path segment: anything else names no peer (404).
+pub fn peer_id(raw: &str) -> Result<Uuid, ApiError> {
+    parse_id(ErrorCode::UnknownPeer, "peer", raw)
+}
+
+/// Parses a command id from a path segment: anything else names no command (404).
+pub fn command_id(raw: &str) -> Result<Uuid, ApiError> {
+    parse_id(ErrorCode::UnknownCommand, "command", raw)
+}
+
+fn parse_id(code: ErrorCode, kind: &str, raw: &str) -> Result<Uuid, ApiError> {
     Uuid::parse_str(raw).map_err(|_| {
-        ApiError::not_found(format!(
-            "{raw:?} is not a {kind} id (ids are UUIDs like 0193a1b2-...)"
-        ))
+        ApiError::new(
+            code,
+            format!("{raw:?} is not a {kind} id (ids are UUIDs like 0193a1b2-...)"),
+        )
     })
 }
 
@@ -184,15 +202,21 @@ pub fn caller_of(parts: &Parts) -> Result<Caller, ApiError> {
             Some(v) => v
                 .to_str()
                 .map(|s| Some(s.trim().to_string()).filter(|s| !s.is_empty()))
-                .map_err(|_| ApiError::bad_request(format!("the {name} header is not text"))),
+                .map_err(|_| {
+                    ApiError::new(
+                        ErrorCode::InvalidHeader,
+                        format!("the {name} header is not text"),
+                    )
+                }),
         }
     };
     let peer = match header(PEER_HEADER)? {
         None => None,
         Some(s) => Some(Uuid::parse_str(&s).map_err(|_| {
-            ApiError::bad_request(format!(
-                "X-Cipc-Peer {s:?} is not a peer id; use the id from POST /peers/connect"
-            ))
+            ApiError::new(
+                ErrorCode::InvalidHeader,
+                format!("X-Cipc-Peer {s:?} is not a peer id; use the id from POST /peers/connect"),
+            )
         })?),
     };
     let key = header(PEER_KEY_HEADER)?;

@@ -2,10 +2,13 @@
 //! method and shapes the answer; none of them owns logic of its own.
 
 use super::error::ApiError;
-use super::extract::{parse_id, parse_json, parse_object, read_body, CallerInfo, JsonBody, Params};
+use super::extract::{
+    command_id, parse_json, parse_object, peer_id, read_body, CallerInfo, JsonBody, Params,
+};
 use super::AppState;
 use crate::api::*;
 use crate::broker::SendOutcome;
+use crate::error_code::ErrorCode;
 use axum::extract::{Path, Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -76,7 +79,7 @@ async fn get_peer(
     State(s): State<AppState>,
     Path(id): Path<String>,
 ) -> ApiResult<Json<PeerResponse>> {
-    let id = parse_id("peer", &id)?;
+    let id = peer_id(&id)?;
     Ok(Json(PeerResponse {
         peer: s.broker.peer(id)?,
     }))
@@ -89,7 +92,7 @@ async fn heartbeat(
     Path(id): Path<String>,
     CallerInfo(caller): CallerInfo,
 ) -> ApiResult<Json<PeerResponse>> {
-    let id = parse_id("peer", &id)?;
+    let id = peer_id(&id)?;
     Ok(Json(PeerResponse {
         peer: s.broker.heartbeat(id, &caller).await?,
     }))
@@ -103,7 +106,7 @@ async fn disconnect(
     Path(id): Path<String>,
     CallerInfo(caller): CallerInfo,
 ) -> ApiResult<Json<PeerResponse>> {
-    let id = parse_id("peer", &id)?;
+    let id = peer_id(&id)?;
     Ok(Json(PeerResponse {
         peer: s.broker.disconnect(id, &caller).await?,
     }))
@@ -144,10 +147,10 @@ async fn send_command(
 async fn list_commands(State(s): State<AppState>, q: Params) -> ApiResult<Json<CommandsResponse>> {
     let status = q
         .str("status")
-        .map(|v| v.parse::<CommandStatus>())
+        .map(str::parse::<CommandStatus>)
         .transpose()
-        .map_err(ApiError::bad_request)?;
-    let limit = q.limit(100, 10_000)?;
+        .map_err(|m| ApiError::new(ErrorCode::InvalidQuery, m))?;
+    let limit = q.limit(DEFAULT_COMMAND_LIST, MAX_LIST_LIMIT)?;
     Ok(Json(CommandsResponse {
         commands: s.broker.list_commands(status, q.str("target"), limit),
     }))
@@ -161,7 +164,7 @@ async fn peer_commands(
     Path(id): Path<String>,
     CallerInfo(caller): CallerInfo,
 ) -> ApiResult<Json<CommandsResponse>> {
-    let id = parse_id("peer", &id)?;
+    let id = peer_id(&id)?;
     // Polling its own list keeps a peer alive (the old broker's worker
     // loop); someone else reading it does not.
     s.broker.touch_as(id, &caller);
@@ -180,7 +183,7 @@ async fn wait_command(
     CallerInfo(caller): CallerInfo,
     q: Params,
 ) -> ApiResult<Json<WaitResponse>> {
-    let id = parse_id("peer", &id)?;
+    let id = peer_id(&id)?;
     let timeout = q.timeout()?;
     let command = s.broker.wait_command(id, timeout, &caller).await?;
     Ok(Json(WaitResponse {
@@ -199,7 +202,7 @@ async fn ack_command(
     CallerInfo(caller): CallerInfo,
     req: Request,
 ) -> ApiResult<Json<CommandResponse>> {
-    let id = parse_id("command", &id)?;
+    let id = command_id(&id)?;
     let bytes = read_body(req, &s).await?;
     let body: AckRequest = parse_object(&bytes)?;
     let command = s.broker.ack(id, body, &caller).await?;
@@ -218,7 +221,7 @@ async fn command_result(
     Path(id): Path<String>,
     q: Params,
 ) -> ApiResult<Json<CommandResponse>> {
-    let id = parse_id("command", &id)?;
+    let id = command_id(&id)?;
     let timeout = q.timeout()?;
     let (command, timed_out) = s.broker.wait_result(id, timeout).await?;
     Ok(Json(CommandResponse { command, timed_out }))
@@ -232,7 +235,7 @@ async fn cancel_command(
     Path(id): Path<String>,
     CallerInfo(caller): CallerInfo,
 ) -> ApiResult<Json<CommandResponse>> {
-    let id = parse_id("command", &id)?;
+    let id = command_id(&id)?;
     Ok(Json(CommandResponse {
         command: s.broker.cancel(id, &caller).await?,
         timed_out: false,
@@ -258,8 +261,9 @@ async fn channel_send(
     req: Request,
 ) -> ApiResult<(StatusCode, Json<MessageResponse>)> {
     let bytes = read_body(req, &s).await?;
-    if bytes.iter().all(|b| b.is_ascii_whitespace()) {
-        return Err(ApiError::bad_request(
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::new(
+            ErrorCode::InvalidBody,
             "the message body is empty; send any JSON value, e.g. {\"text\":\"hello\"}",
         ));
     }
@@ -281,7 +285,7 @@ async fn channel_messages(
     q: Params,
 ) -> ApiResult<Json<MessagesResponse>> {
     let since = q.u64("since")?.unwrap_or(0);
-    let limit = q.limit(1000, 10_000)?;
+    let limit = q.limit(DEFAULT_MESSAGE_READ, MAX_LIST_LIMIT)?;
     if q.str("timeout").is_some() {
         let timeout = q.timeout()?;
         return Ok(Json(

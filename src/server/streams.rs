@@ -11,6 +11,7 @@ use super::extract::Params;
 use super::AppState;
 use crate::api::validate_name;
 use crate::broker::Event;
+use crate::error_code::ErrorCode;
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
@@ -39,9 +40,10 @@ fn last_event_id(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
                 return Ok(None);
             }
             s.parse::<u64>().map(Some).map_err(|_| {
-                ApiError::bad_request(format!(
-                    "Last-Event-ID {s:?} is not an event id (a whole number)"
-                ))
+                ApiError::new(
+                    ErrorCode::InvalidHeader,
+                    format!("Last-Event-ID {s:?} is not an event id (a whole number)"),
+                )
             })
         }
     }
@@ -134,7 +136,7 @@ pub(super) async fn channel_stream(
     headers: HeaderMap,
     q: Params,
 ) -> Result<SseStream, ApiError> {
-    validate_name("channel name", &name).map_err(ApiError::bad_request)?;
+    validate_name("channel name", &name).map_err(|m| ApiError::new(ErrorCode::InvalidName, m))?;
     let permit = s.broker.acquire_waiter()?;
     let mut since = match last_event_id(&headers)? {
         Some(id) => id,

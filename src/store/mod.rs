@@ -38,13 +38,23 @@ pub enum Mutation {
     /// A peer was created or changed.
     Peer(StoredPeer),
     /// A command was created or changed; `ord` is its position in FIFO order.
-    Command { ord: u64, command: Command },
+    Command {
+        /// Its place in FIFO order.
+        ord: u64,
+        /// The command as it is now.
+        command: Command,
+    },
     /// A finished command was forgotten by retention.
     ForgetCommand(uuid::Uuid),
     /// A message was appended to a channel.
     Message(Message),
     /// A channel's messages with `seq < below` were trimmed by retention.
-    Trim { channel: String, below: u64 },
+    Trim {
+        /// The channel trimmed.
+        channel: String,
+        /// The first seq kept.
+        below: u64,
+    },
     /// A signal was emitted or cleared.
     Signal(Signal),
     /// A peer was forgotten (offline too long, or evicted by the cap).

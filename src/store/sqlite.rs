@@ -190,7 +190,7 @@ fn read_all(conn: &Connection) -> Result<Snapshot, String> {
             channels.push(ChannelHead {
                 name,
                 last_seq,
-                first_seq: first.map(|f| f.max(1) as u64).unwrap_or(last_seq + 1),
+                first_seq: first.map_or(last_seq + 1, |f| f.max(1) as u64),
             });
         }
     }

@@ -124,6 +124,7 @@ impl BinaryBroker {
     }
 
     /// SIGTERM and wait (a clean stop).
+    #[allow(unsafe_code)] // kill(2) on our own child
     pub fn terminate(mut self) -> std::process::ExitStatus {
         unsafe {
             libc::kill(self.child.id() as i32, libc::SIGTERM);

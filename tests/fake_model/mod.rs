@@ -485,7 +485,7 @@ fn read_conversation(body: &Value) -> (Transcript, usize) {
             Some(ToolResult {
                 tool_use_id: id.to_string(),
                 name: call.map(|c| c.1.to_string()).unwrap_or_default(),
-                input: call.map(|c| c.2.clone()).unwrap_or(Value::Null),
+                input: call.map_or(Value::Null, |c| c.2.clone()),
                 blocks: content_blocks(&b["content"]),
                 is_error: b["is_error"].as_bool().unwrap_or(false),
                 seen_at: now,

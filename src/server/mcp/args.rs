@@ -123,7 +123,7 @@ pub struct SendCommandArgs {
     /// Wait for the result before answering (default false).
     #[serde(default)]
     pub wait: Option<bool>,
-    /// With wait: how long to wait for the result, in seconds (default 60, at most 1800).
+    /// With wait: how long to wait for the result, in seconds (default 60, at most 3600).
     #[serde(default)]
     pub timeout_seconds: Option<u64>,
     /// An idempotency key: sending the same key again answers the original command.
@@ -142,7 +142,7 @@ pub struct SendCommandArgs {
 #[serde(deny_unknown_fields)]
 #[schemars(transform = portable_schema)]
 pub struct WaitArgs {
-    /// How long to wait, in seconds (default 60, at most 1800).
+    /// How long to wait, in seconds (default 60, at most 3600).
     #[serde(default)]
     pub timeout_seconds: Option<u64>,
     /// Your peer key ([`PEER_KEY_HELP`] is what clients are told).
@@ -175,7 +175,7 @@ pub struct AckArgs {
 pub struct ResultArgs {
     /// The id send_command answered.
     pub command_id: String,
-    /// How long to wait for the result, in seconds (default 60, at most 1800; 0 just looks).
+    /// How long to wait for the result, in seconds (default 60, at most 3600; 0 just looks).
     #[serde(default)]
     pub timeout_seconds: Option<u64>,
     /// Your peer key ([`PEER_KEY_HELP`] is what clients are told).
@@ -207,10 +207,10 @@ pub struct ChannelReadArgs {
     /// Answer messages with seq greater than this (default 0: from the start). Pass the lastSeq of your previous read.
     #[serde(default)]
     pub since: Option<u64>,
-    /// At most this many messages (default 100, at most 1000).
+    /// At most this many messages (default 100, at most 10000).
     #[serde(default)]
     pub limit: Option<usize>,
-    /// When nothing is newer than since, wait up to this many seconds for a message (default 0: answer at once; at most 1800).
+    /// When nothing is newer than since, wait up to this many seconds for a message (default 0: answer at once; at most 3600).
     #[serde(default)]
     pub timeout_seconds: Option<u64>,
     /// Your peer key ([`PEER_KEY_HELP`] is what clients are told).
@@ -243,7 +243,7 @@ pub struct WaitSignalArgs {
     /// Wait for an emission newer than this count (the count you saw last); default: any emission, including one that already happened.
     #[serde(default)]
     pub after: Option<u64>,
-    /// How long to wait, in seconds (default 60, at most 1800).
+    /// How long to wait, in seconds (default 60, at most 3600).
     #[serde(default)]
     pub timeout_seconds: Option<u64>,
     /// Your peer key ([`PEER_KEY_HELP`] is what clients are told).

@@ -14,6 +14,7 @@
 
 use super::session::{Door, Hub, Session};
 use super::tools::CipcMcp;
+use crate::error_code::ErrorCode;
 use crate::server::error::ApiError;
 use crate::server::extract::read_body;
 use crate::server::AppState;
@@ -92,7 +93,7 @@ impl<S: Stream + Unpin> Stream for SessionStream<S> {
 }
 
 /// `GET /mcp/sse`: opens a session and its event stream.
-pub(super) async fn open(
+pub(super) fn open(
     legacy: Arc<Legacy>,
     State(state): State<AppState>,
 ) -> Result<Response, ApiError> {
@@ -140,7 +141,7 @@ pub(super) async fn open(
                     let _ = running.waiting().await;
                 }
                 Err(e) => {
-                    tracing::debug!(session = %id, error = %e, "legacy MCP session ended before initialize")
+                    tracing::debug!(session = %id, error = %e, "legacy MCP session ended before initialize");
                 }
             }
             session.finish().await;
@@ -190,21 +191,24 @@ pub(super) async fn post(
         .find(|(k, _)| *k == "sessionId" || *k == "session_id")
         .map(|(_, v)| v.to_string());
     let Some(sid) = sid.filter(|s| !s.is_empty()) else {
-        return Err(ApiError::bad_request(
+        return Err(ApiError::new(
+            ErrorCode::InvalidQuery,
             "missing sessionId: open GET /mcp/sse first and POST to the endpoint URL it sends",
         ));
     };
     let tx = legacy.sessions.lock().get(&sid).cloned();
     let Some(tx) = tx else {
-        return Err(ApiError::not_found(format!(
+        return Err(ApiError::new(
+            ErrorCode::UnknownSession,
+            format!(
             "no MCP session {sid}: it ended when its event stream closed; open GET /mcp/sse again"
-        )));
+        ),
+        ));
     };
     let bytes = read_body(req, &state).await?;
     let value: Value = serde_json::from_slice(&bytes).map_err(|e| {
         ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_json",
+            ErrorCode::InvalidJson,
             format!("the body is not valid JSON ({e}); send one JSON-RPC message"),
         )
     })?;
@@ -215,17 +219,19 @@ pub(super) async fn post(
     let mut messages = Vec::with_capacity(items.len());
     for item in items {
         let m: ClientJsonRpcMessage = serde_json::from_value(item).map_err(|e| {
-            ApiError::bad_request(format!(
-                "the body is not a JSON-RPC 2.0 request, notification or response ({e})"
-            ))
+            ApiError::new(
+                ErrorCode::InvalidBody,
+                format!("the body is not a JSON-RPC 2.0 request, notification or response ({e})"),
+            )
         })?;
         messages.push(m);
     }
     for m in messages {
         if tx.send(m).await.is_err() {
-            return Err(ApiError::not_found(format!(
-                "MCP session {sid} has ended; open GET /mcp/sse again"
-            )));
+            return Err(ApiError::new(
+                ErrorCode::UnknownSession,
+                format!("MCP session {sid} has ended; open GET /mcp/sse again"),
+            ));
         }
     }
     Ok((StatusCode::ACCEPTED, "Accepted").into_response())

@@ -95,7 +95,7 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         )
         .route(
             "/mcp/sse",
-            get(move |s: State<AppState>| legacy_sse::open(l1.clone(), s)),
+            get(move |s: State<AppState>| std::future::ready(legacy_sse::open(l1.clone(), s))),
         )
         .route(
             "/mcp/messages",

@@ -39,7 +39,7 @@ pub(super) fn parse_uuid(kind: &str, raw: &str) -> Result<Uuid, CallToolResult> 
     })
 }
 
-/// The wait a blocking tool asked for, capped at 30 minutes.
+/// The wait a blocking tool asked for, capped at the longest long-poll.
 pub(super) fn wait_for(timeout_seconds: Option<u64>, default: u64) -> Duration {
     Duration::from_secs(timeout_seconds.unwrap_or(default).min(MAX_WAIT_SECS))
 }

@@ -334,7 +334,7 @@ impl Session {
     /// and it starts a new session).
     async fn expire(&self) {
         tracing::info!(
-            session = self.sid.get().map(String::as_str).unwrap_or("-"),
+            session = self.sid.get().map_or("-", String::as_str),
             peer = ?self.peer(),
             "MCP session idle past the offline limit; ending it"
         );

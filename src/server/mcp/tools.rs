@@ -9,7 +9,8 @@
 
 use super::session::Session;
 use crate::api::{AckRequest, ConnectRequest, PeerStatus, SendRequest, Via};
-use crate::broker::{BrokerError, Caller, SendOutcome};
+use crate::broker::{Caller, SendOutcome};
+use crate::error_code::ErrorClass;
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::wrapper::Parameters;
 use rmcp::model::{CallToolResult, ProgressNotificationParam};
@@ -23,15 +24,15 @@ use uuid::Uuid;
 
 /// Blocking tools wait this long unless told otherwise.
 pub const DEFAULT_WAIT_SECS: u64 = 60;
-/// Blocking tools never wait longer than this (30 minutes).
-pub const MAX_WAIT_SECS: u64 = 1800;
+/// Blocking tools never wait longer than one REST long-poll may (one hour).
+pub const MAX_WAIT_SECS: u64 = crate::api::MAX_LONG_POLL_MS / 1000;
 
 pub(super) const INSTRUCTIONS: &str = "cipc is a broker that lets several Claude Code sessions and the people watching them coordinate. \
 Start with `connect`: without a role it shows who is online; with a role (e.g. \"backend\") it registers you as a peer of that role and answers your peerKey. Pass that key as peer_key in every later cipc tool call: it is how the broker knows each call comes from the same peer. \
 Commands are orders sent to a role, a peer id, or \"*\" (every online peer): the target calls `wait_for_command`, does the work, then `ack_command` with a result or an error; \
 the sender waits with `send_command` (wait: true) or `get_command_result`. \
 Channels are append-only message streams (`channel_send`, `channel_read` with since = the last seq you saw); signals are named latches (`emit_signal`, `wait_for_signal`). \
-Waiting tools return after timeout_seconds (default 60, at most 1800) saying nothing arrived yet: call them again to keep waiting.";
+Waiting tools return after timeout_seconds (default 60, at most 3600) saying nothing arrived yet: call them again to keep waiting.";
 
 /// The MCP server of one session.
 pub struct CipcMcp {
@@ -42,8 +43,9 @@ pub struct CipcMcp {
 use super::args::*;
 use super::render::*;
 
-/// How a blocking wait ended.
-enum Waited<T> {
+/// How a blocking tool call ended: with its answer, or cancelled by the
+/// client (the model gave up, or the user pressed Esc).
+enum CallEnd<T> {
     Done(T),
     Cancelled,
 }
@@ -68,7 +70,7 @@ impl CipcMcp {
         what: &str,
         timeout: Duration,
         fut: impl Future<Output = T>,
-    ) -> Waited<T> {
+    ) -> CallEnd<T> {
         let token = ctx.meta.get_progress_token();
         // A caller waiting on the broker is in contact: its peer stays online.
         let _contact = caller
@@ -89,10 +91,10 @@ impl CipcMcp {
         loop {
             tokio::select! {
                 biased;
-                _ = ctx.ct.cancelled() => return Waited::Cancelled,
-                _ = self.session.ended().cancelled() => return Waited::Cancelled,
-                _ = closed.cancelled() => return Waited::Cancelled,
-                out = &mut fut => return Waited::Done(out),
+                _ = ctx.ct.cancelled() => return CallEnd::Cancelled,
+                _ = self.session.ended().cancelled() => return CallEnd::Cancelled,
+                _ = closed.cancelled() => return CallEnd::Cancelled,
+                out = &mut fut => return CallEnd::Done(out),
                 _ = tick.tick() => {
                     if let Some(token) = &token {
                         let elapsed = start.elapsed().as_secs_f64();
@@ -180,9 +182,9 @@ impl CipcMcp {
         };
         let (peer, key) = match self.session.broker().connect(req, Via::Mcp, &caller).await {
             Ok(p) => p,
-            Err(BrokerError::Forbidden(m)) => {
+            Err(e) if e.code.class() == ErrorClass::Forbidden => {
                 return refuse(format!(
-                    "{m}. To continue as that peer pass its peer_key; to start afresh call connect with only a role"
+                    "{e}. To continue as that peer pass its peer_key; to start afresh call connect with only a role"
                 ))
             }
             Err(e) => return broker_refusal(e),
@@ -192,8 +194,7 @@ impl CipcMcp {
             .session
             .broker()
             .commands_for_peer(peer.id)
-            .map(|c| c.len())
-            .unwrap_or(0);
+            .map_or(0, |c| c.len());
         let online = self.session.broker().discover();
         let queue = match waiting {
             0 => "No command is waiting for this role yet".to_string(),
@@ -404,12 +405,12 @@ impl CipcMcp {
             .waiting(&ctx, &caller, &what, timeout, broker.wait_result(id, timeout))
             .await
         {
-            Waited::Cancelled => refuse(format!(
+            CallEnd::Cancelled => refuse(format!(
                 "the wait was cancelled, but command {id} was sent; call get_command_result with command_id {:?} to wait for its result",
                 id.to_string()
             )),
-            Waited::Done(Err(e)) => broker_refusal(e),
-            Waited::Done(Ok((c, true))) => done(
+            CallEnd::Done(Err(e)) => broker_refusal(e),
+            CallEnd::Done(Ok((c, true))) => done(
                 format!(
                     "Sent command {id}, but no result arrived within {}s (it is {}). Call get_command_result with command_id {:?} to keep waiting.",
                     timeout.as_secs(),
@@ -418,7 +419,7 @@ impl CipcMcp {
                 ),
                 json!({"command": c, "queued": queued, "timedOut": true}),
             ),
-            Waited::Done(Ok((c, false))) => done(
+            CallEnd::Done(Ok((c, false))) => done(
                 format!("Done: {}.", describe(&c)),
                 json!({"command": c, "queued": queued}),
             ),
@@ -452,22 +453,22 @@ impl CipcMcp {
             .await;
         // A command taken for an answer that can no longer be written goes
         // straight back to its queue.
-        if let (Waited::Done(Ok(Some(c))), Some(w)) = (&taken, &watch) {
+        if let (CallEnd::Done(Ok(Some(c))), Some(w)) = (&taken, &watch) {
             if !w.took(c.id, me) {
                 return Self::cancelled();
             }
         }
         match taken {
-            Waited::Cancelled => Self::cancelled(),
-            Waited::Done(Err(e)) => broker_refusal(e),
-            Waited::Done(Ok(None)) => done(
+            CallEnd::Cancelled => Self::cancelled(),
+            CallEnd::Done(Err(e)) => broker_refusal(e),
+            CallEnd::Done(Ok(None)) => done(
                 format!(
                     "No command arrived within {}s. Call wait_for_command again to keep listening.",
                     timeout.as_secs()
                 ),
                 json!({"command": null, "timedOut": true}),
             ),
-            Waited::Done(Ok(Some(c))) => {
+            CallEnd::Done(Ok(Some(c))) => {
                 let again = if c.redelivered {
                     " It was delivered before to a peer that left without acking it; check whether part of it is already done."
                 } else {
@@ -549,9 +550,9 @@ impl CipcMcp {
             )
             .await
         {
-            Waited::Cancelled => Self::cancelled(),
-            Waited::Done(Err(e)) => broker_refusal(e),
-            Waited::Done(Ok((c, true))) => done(
+            CallEnd::Cancelled => Self::cancelled(),
+            CallEnd::Done(Err(e)) => broker_refusal(e),
+            CallEnd::Done(Ok((c, true))) => done(
                 format!(
                     "No result yet after {}s: {}. Call get_command_result again to keep waiting.",
                     timeout.as_secs(),
@@ -559,7 +560,7 @@ impl CipcMcp {
                 ),
                 json!({"command": c, "timedOut": true}),
             ),
-            Waited::Done(Ok((c, false))) => {
+            CallEnd::Done(Ok((c, false))) => {
                 done(format!("Done: {}.", describe(&c)), json!({"command": c}))
             }
         }
@@ -602,7 +603,10 @@ impl CipcMcp {
             Err(r) => return r,
         };
         let since = args.since.unwrap_or(0);
-        let limit = args.limit.unwrap_or(100).clamp(1, 1000);
+        let limit = args
+            .limit
+            .unwrap_or(100)
+            .clamp(1, crate::api::MAX_LIST_LIMIT);
         let timeout = wait_for(args.timeout_seconds, 0);
         let broker = self.session.broker().clone();
         let r = if timeout.is_zero() {
@@ -622,12 +626,12 @@ impl CipcMcp {
                 )
                 .await
             {
-                Waited::Cancelled => return Self::cancelled(),
-                Waited::Done(Err(e)) => return broker_refusal(e),
-                Waited::Done(Ok(r)) => r,
+                CallEnd::Cancelled => return Self::cancelled(),
+                CallEnd::Done(Err(e)) => return broker_refusal(e),
+                CallEnd::Done(Ok(r)) => r,
             }
         };
-        let next = r.messages.last().map(|m| m.seq).unwrap_or(since);
+        let next = r.messages.last().map_or(since, |m| m.seq);
         let summary = if r.messages.is_empty() && r.timed_out {
             format!(
                 "No new message on channel {:?} after seq {since} within {}s. Call channel_read again with since {next} to keep waiting.",
@@ -698,9 +702,9 @@ impl CipcMcp {
             )
             .await
         {
-            Waited::Cancelled => Self::cancelled(),
-            Waited::Done(Err(e)) => broker_refusal(e),
-            Waited::Done(Ok((s, true))) => done(
+            CallEnd::Cancelled => Self::cancelled(),
+            CallEnd::Done(Err(e)) => broker_refusal(e),
+            CallEnd::Done(Ok((s, true))) => done(
                 format!(
                     "Signal {:?} was not emitted within {}s. Call wait_for_signal again to keep waiting.",
                     s.name,
@@ -708,7 +712,7 @@ impl CipcMcp {
                 ),
                 json!({"signal": s, "timedOut": true}),
             ),
-            Waited::Done(Ok((s, false))) => done(
+            CallEnd::Done(Ok((s, false))) => done(
                 format!(
                     "Signal {:?} is emitted (count {}){}.",
                     s.name,

@@ -1,0 +1,267 @@
+//! One method per API route, each in the wire types of [`crate::api`].
+
+use super::{api_error, Client, ClientError, Sent, SseParser, SseStream};
+use crate::api::*;
+use reqwest::{Method, StatusCode};
+
+impl Client {
+    // ---- peers ----
+
+    /// `GET /peers/discover`: online peers and their roles.
+    pub async fn discover(&self) -> Result<DiscoverResponse, ClientError> {
+        self.get(&["peers", "discover"], &[]).await
+    }
+
+    /// `POST /peers/connect`: registers (or, with `id`, reconnects) a peer.
+    pub async fn connect(&self, req: &ConnectRequest) -> Result<ConnectResponse, ClientError> {
+        Ok(self
+            .send_json(Method::POST, &["peers", "connect"], Some(req))
+            .await?
+            .1)
+    }
+
+    /// `GET /peers`: every known peer.
+    pub async fn peers(&self) -> Result<PeersResponse, ClientError> {
+        self.get(&["peers"], &[]).await
+    }
+
+    /// `GET /peers/{id}`.
+    pub async fn peer_info(&self, id: &str) -> Result<PeerResponse, ClientError> {
+        self.get(&["peers", id], &[]).await
+    }
+
+    /// `POST /peers/{id}/heartbeat`: refreshes `lastSeen`.
+    pub async fn heartbeat(&self, id: &str) -> Result<PeerResponse, ClientError> {
+        Ok(self
+            .send_json::<(), _>(Method::POST, &["peers", id, "heartbeat"], None)
+            .await?
+            .1)
+    }
+
+    /// `DELETE /peers/{id}`: marks the peer offline and requeues its unacked commands.
+    pub async fn disconnect(&self, id: &str) -> Result<PeerResponse, ClientError> {
+        Ok(self
+            .send_json::<(), _>(Method::DELETE, &["peers", id], None)
+            .await?
+            .1)
+    }
+
+    // ---- commands ----
+
+    /// `POST /commands/send`.
+    pub async fn send(&self, req: &SendRequest) -> Result<Sent, ClientError> {
+        let (status, v): (StatusCode, serde_json::Value) = self
+            .send_json(Method::POST, &["commands", "send"], Some(req))
+            .await?;
+        let bad = |e: serde_json::Error| ClientError::Protocol {
+            url: self.shown.clone(),
+            reason: format!("a send answer that does not fit the API ({e})"),
+        };
+        if v.get("commands").is_some() {
+            return Ok(Sent::FanOut(serde_json::from_value(v).map_err(bad)?));
+        }
+        Ok(Sent::One {
+            response: Box::new(serde_json::from_value(v).map_err(bad)?),
+            created: status == StatusCode::CREATED,
+        })
+    }
+
+    /// `GET /commands/{peerId}/wait?timeout=ms`: takes the next command for a peer.
+    pub async fn wait_command(
+        &self,
+        peer: &str,
+        timeout_ms: u64,
+    ) -> Result<WaitResponse, ClientError> {
+        self.poll(
+            &["commands", peer, "wait"],
+            &[("timeout", timeout_ms.to_string())],
+            timeout_ms,
+        )
+        .await
+    }
+
+    /// `GET /commands/{peerId}`: a peer's pending and delivered-unacked commands.
+    pub async fn peer_commands(&self, peer: &str) -> Result<CommandsResponse, ClientError> {
+        self.get(&["commands", peer], &[]).await
+    }
+
+    /// `POST /commands/{id}/ack`.
+    pub async fn ack(&self, id: &str, req: &AckRequest) -> Result<CommandResponse, ClientError> {
+        Ok(self
+            .send_json(Method::POST, &["commands", id, "ack"], Some(req))
+            .await?
+            .1)
+    }
+
+    /// `GET /commands/{id}/result?timeout=ms`: waits for the command to finish.
+    pub async fn wait_result(
+        &self,
+        id: &str,
+        timeout_ms: u64,
+    ) -> Result<CommandResponse, ClientError> {
+        self.poll(
+            &["commands", id, "result"],
+            &[("timeout", timeout_ms.to_string())],
+            timeout_ms,
+        )
+        .await
+    }
+
+    /// `GET /commands?status=&target=&limit=`: newest first.
+    pub async fn list_commands(
+        &self,
+        status: Option<CommandStatus>,
+        target: Option<&str>,
+        limit: Option<usize>,
+    ) -> Result<CommandsResponse, ClientError> {
+        let mut q = Vec::new();
+        if let Some(s) = status {
+            q.push(("status", s.as_str().to_string()));
+        }
+        if let Some(t) = target {
+            q.push(("target", t.to_string()));
+        }
+        if let Some(l) = limit {
+            q.push(("limit", l.to_string()));
+        }
+        self.get(&["commands"], &q).await
+    }
+
+    /// `DELETE /commands/{id}`: cancels a pending or delivered command.
+    pub async fn cancel(&self, id: &str) -> Result<CommandResponse, ClientError> {
+        Ok(self
+            .send_json::<(), _>(Method::DELETE, &["commands", id], None)
+            .await?
+            .1)
+    }
+
+    // ---- channels ----
+
+    /// `POST /channels/{name}/send`: the whole body is the message's data.
+    pub async fn channel_send(
+        &self,
+        name: &str,
+        data: &serde_json::Value,
+    ) -> Result<MessageResponse, ClientError> {
+        Ok(self
+            .send_json(Method::POST, &["channels", name, "send"], Some(data))
+            .await?
+            .1)
+    }
+
+    /// `GET /channels/{name}/messages?since=&limit=`.
+    pub async fn channel_messages(
+        &self,
+        name: &str,
+        since: Option<u64>,
+        limit: Option<usize>,
+    ) -> Result<MessagesResponse, ClientError> {
+        let mut q = Vec::new();
+        if let Some(s) = since {
+            q.push(("since", s.to_string()));
+        }
+        if let Some(l) = limit {
+            q.push(("limit", l.to_string()));
+        }
+        self.get(&["channels", name, "messages"], &q).await
+    }
+
+    /// `GET /channels`.
+    pub async fn channels(&self) -> Result<ChannelsResponse, ClientError> {
+        self.get(&["channels"], &[]).await
+    }
+
+    /// `GET /channels/{name}/stream`: opens the SSE stream of a channel,
+    /// resuming after `last_event_id` when given (else after `since`).
+    pub async fn channel_stream(
+        &self,
+        name: &str,
+        since: Option<u64>,
+        last_event_id: Option<u64>,
+    ) -> Result<SseStream, ClientError> {
+        let q: Vec<(&str, String)> = since
+            .map(|s| ("since", s.to_string()))
+            .into_iter()
+            .collect();
+        let url = self.url(&["channels", name, "stream"], &q);
+        let mut rb = self
+            .request(Method::GET, url)
+            .header(reqwest::header::ACCEPT, "text/event-stream");
+        if let Some(id) = last_event_id {
+            rb = rb.header("Last-Event-ID", id.to_string());
+        }
+        let resp = rb.send().await.map_err(|e| self.network_error(e))?;
+        let status = resp.status();
+        if !status.is_success() {
+            let bytes = resp.bytes().await.map_err(|e| self.network_error(e))?;
+            return Err(api_error(status, &bytes));
+        }
+        Ok(SseStream {
+            resp,
+            parser: SseParser::default(),
+            shown: self.shown.clone(),
+        })
+    }
+
+    // ---- signals ----
+
+    /// `POST /signals/{name}`: emits (sets) a signal.
+    pub async fn emit(&self, name: &str, req: &EmitRequest) -> Result<SignalResponse, ClientError> {
+        Ok(self
+            .send_json(Method::POST, &["signals", name], Some(req))
+            .await?
+            .1)
+    }
+
+    /// `GET /signals/{name}`.
+    pub async fn signal(&self, name: &str) -> Result<SignalResponse, ClientError> {
+        self.get(&["signals", name], &[]).await
+    }
+
+    /// `GET /signals/{name}/wait?timeout=ms&after=K`.
+    pub async fn wait_signal(
+        &self,
+        name: &str,
+        after: Option<u64>,
+        timeout_ms: u64,
+    ) -> Result<SignalResponse, ClientError> {
+        let mut q = vec![("timeout", timeout_ms.to_string())];
+        if let Some(a) = after {
+            q.push(("after", a.to_string()));
+        }
+        self.poll(&["signals", name, "wait"], &q, timeout_ms).await
+    }
+
+    /// `DELETE /signals/{name}`: clears the latch.
+    pub async fn clear_signal(&self, name: &str) -> Result<SignalResponse, ClientError> {
+        Ok(self
+            .send_json::<(), _>(Method::DELETE, &["signals", name], None)
+            .await?
+            .1)
+    }
+
+    /// `GET /signals`.
+    pub async fn signals(&self) -> Result<SignalsResponse, ClientError> {
+        self.get(&["signals"], &[]).await
+    }
+
+    // ---- system ----
+
+    /// `GET /status`: everything at a glance.
+    pub async fn status(&self) -> Result<StatusResponse, ClientError> {
+        self.get(&["status"], &[]).await
+    }
+
+    /// `POST /reset`: clears all state.
+    pub async fn reset(&self) -> Result<OkResponse, ClientError> {
+        Ok(self
+            .send_json::<(), _>(Method::POST, &["reset"], None)
+            .await?
+            .1)
+    }
+
+    /// `GET /healthz`: is anything answering (never needs the token).
+    pub async fn healthz(&self) -> Result<OkResponse, ClientError> {
+        self.get(&["healthz"], &[]).await
+    }
+}
