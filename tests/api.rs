@@ -455,16 +455,37 @@ async fn disconnect_redelivers_and_stale_holder_cannot_ack() {
     assert_eq!(done["command"]["result"], "new");
 }
 
+/// A broker served over real HTTP whose clock moves only when the test says
+/// so; its own sweeper runs every few milliseconds.
+async fn start_on_manual_clock(
+    cfg: BrokerConfig,
+) -> (
+    cipc::server::RunningServer,
+    std::sync::Arc<cipc::broker::clock::ManualClock>,
+) {
+    use cipc::broker::{clock::ManualClock, Broker};
+    use std::sync::Arc;
+    let clock = Arc::new(ManualClock::new(cipc::time::Timestamp::now()));
+    let store = Arc::new(cipc::store::MemoryStore::default());
+    let broker = Broker::open_with_clock(store, cfg, clock.clone()).expect("open");
+    let server = cipc::server::RunningServer::start(broker, ServerConfig::default(), None)
+        .await
+        .expect("start broker");
+    (server, clock)
+}
+
 #[tokio::test]
 async fn silent_peers_go_stale_then_offline_and_their_work_is_requeued() {
+    // The rule and its exact boundaries are unit tests on a manual clock
+    // (src/broker/tests/liveness.rs). Here, over real HTTP on a manual clock
+    // too, what is proven is the wiring: the server's own sweeper applies it
+    // without anyone asking, the REST views show it, and X-Cipc-Peer on any
+    // request is contact.
     let cfg = BrokerConfig {
-        // Far enough apart that a slow CI machine still sees the stale phase.
-        stale_after: Duration::from_millis(200),
-        offline_after: Duration::from_millis(2500),
-        sweep_interval: Duration::from_millis(25),
+        sweep_interval: Duration::from_millis(5),
         ..BrokerConfig::default()
     };
-    let b = start_with(cfg, ServerConfig::default(), None).await;
+    let (b, clock) = start_on_manual_clock(cfg.clone()).await;
     let u = b.url();
     let p = connect(&u, "sleepy").await;
     post(
@@ -477,23 +498,33 @@ async fn silent_peers_go_stale_then_offline_and_their_work_is_requeued() {
     let status = |u: String, p: String| async move {
         get(&format!("{u}/peers/{p}")).await.1["peer"]["status"].clone()
     };
+    // Listed by target: a peer's own list (GET /commands/{peer}) would be
+    // contact, and keep it alive.
+    let first_command = |u: String| async move {
+        get(&format!("{u}/commands?target=sleepy")).await.1["commands"][0].clone()
+    };
+
+    clock.advance(cfg.stale_after);
+    assert_eq!(status(u.clone(), p.clone()).await, "stale");
+    let c = first_command(u.clone()).await;
+    assert_eq!(
+        (s(&c["id"]), c["status"].clone()),
+        (cid.clone(), json!("delivered"))
+    );
+
+    clock.advance(cfg.offline_after - cfg.stale_after);
     assert!(
         eventually(Duration::from_secs(5), || {
-            let (u, p) = (u.clone(), p.clone());
-            async move { status(u, p).await == "stale" }
+            let u = u.clone();
+            async move { first_command(u).await["status"] == "pending" }
         })
-        .await
+        .await,
+        "the sweeper requeued the offline peer's work"
     );
-    assert!(
-        eventually(Duration::from_secs(5), || {
-            let (u, p) = (u.clone(), p.clone());
-            async move { status(u, p).await == "offline" }
-        })
-        .await
-    );
-    let (_, c) = get(&format!("{u}/commands/{p}")).await;
-    assert_eq!(s(&c["commands"][0]["id"]), cid);
-    assert_eq!(c["commands"][0]["status"], "pending");
+    assert_eq!(status(u.clone(), p.clone()).await, "offline");
+    let c = first_command(u.clone()).await;
+    assert_eq!(s(&c["id"]), cid);
+    assert_eq!(c["redelivered"], true);
     // Contact (X-Cipc-Peer on any request) brings it back online.
     http()
         .get(format!("{u}/status"))
@@ -502,6 +533,10 @@ async fn silent_peers_go_stale_then_offline_and_their_work_is_requeued() {
         .await
         .unwrap();
     assert_eq!(status(u.clone(), p.clone()).await, "online");
+    // Its own list shows the requeued command, pending for it to take again.
+    let (_, c) = get(&format!("{u}/commands/{p}")).await;
+    assert_eq!(s(&c["commands"][0]["id"]), cid);
+    assert_eq!(c["commands"][0]["status"], "pending");
 }
 
 #[tokio::test]

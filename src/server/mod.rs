@@ -11,6 +11,9 @@ pub mod mcp;
 pub mod rest;
 pub mod streams;
 
+#[cfg(test)]
+mod router_tests;
+
 use crate::broker::Broker;
 use axum::extract::DefaultBodyLimit;
 use axum::middleware;
