@@ -28,6 +28,9 @@ _cipc() {
             cipc,chan)
                 cmd="cipc__subcmd__chan"
                 ;;
+            cipc,claude)
+                cmd="cipc__subcmd__claude"
+                ;;
             cipc,commands)
                 cmd="cipc__subcmd__commands"
                 ;;
@@ -36,6 +39,9 @@ _cipc() {
                 ;;
             cipc,help)
                 cmd="cipc__subcmd__help"
+                ;;
+            cipc,hook)
+                cmd="cipc__subcmd__hook"
                 ;;
             cipc,man)
                 cmd="cipc__subcmd__man"
@@ -94,6 +100,24 @@ _cipc() {
             cipc__subcmd__chan__subcmd__help,send)
                 cmd="cipc__subcmd__chan__subcmd__help__subcmd__send"
                 ;;
+            cipc__subcmd__claude,help)
+                cmd="cipc__subcmd__claude__subcmd__help"
+                ;;
+            cipc__subcmd__claude,remove)
+                cmd="cipc__subcmd__claude__subcmd__remove"
+                ;;
+            cipc__subcmd__claude,setup)
+                cmd="cipc__subcmd__claude__subcmd__setup"
+                ;;
+            cipc__subcmd__claude__subcmd__help,help)
+                cmd="cipc__subcmd__claude__subcmd__help__subcmd__help"
+                ;;
+            cipc__subcmd__claude__subcmd__help,remove)
+                cmd="cipc__subcmd__claude__subcmd__help__subcmd__remove"
+                ;;
+            cipc__subcmd__claude__subcmd__help,setup)
+                cmd="cipc__subcmd__claude__subcmd__help__subcmd__setup"
+                ;;
             cipc__subcmd__help,ack)
                 cmd="cipc__subcmd__help__subcmd__ack"
                 ;;
@@ -106,6 +130,9 @@ _cipc() {
             cipc__subcmd__help,chan)
                 cmd="cipc__subcmd__help__subcmd__chan"
                 ;;
+            cipc__subcmd__help,claude)
+                cmd="cipc__subcmd__help__subcmd__claude"
+                ;;
             cipc__subcmd__help,commands)
                 cmd="cipc__subcmd__help__subcmd__commands"
                 ;;
@@ -114,6 +141,9 @@ _cipc() {
                 ;;
             cipc__subcmd__help,help)
                 cmd="cipc__subcmd__help__subcmd__help"
+                ;;
+            cipc__subcmd__help,hook)
+                cmd="cipc__subcmd__help__subcmd__hook"
                 ;;
             cipc__subcmd__help,man)
                 cmd="cipc__subcmd__help__subcmd__man"
@@ -154,6 +184,15 @@ _cipc() {
             cipc__subcmd__help__subcmd__chan,send)
                 cmd="cipc__subcmd__help__subcmd__chan__subcmd__send"
                 ;;
+            cipc__subcmd__help__subcmd__claude,remove)
+                cmd="cipc__subcmd__help__subcmd__claude__subcmd__remove"
+                ;;
+            cipc__subcmd__help__subcmd__claude,setup)
+                cmd="cipc__subcmd__help__subcmd__claude__subcmd__setup"
+                ;;
+            cipc__subcmd__help__subcmd__peers,attention)
+                cmd="cipc__subcmd__help__subcmd__peers__subcmd__attention"
+                ;;
             cipc__subcmd__help__subcmd__peers,connect)
                 cmd="cipc__subcmd__help__subcmd__peers__subcmd__connect"
                 ;;
@@ -187,6 +226,9 @@ _cipc() {
             cipc__subcmd__help__subcmd__signal,wait)
                 cmd="cipc__subcmd__help__subcmd__signal__subcmd__wait"
                 ;;
+            cipc__subcmd__peers,attention)
+                cmd="cipc__subcmd__peers__subcmd__attention"
+                ;;
             cipc__subcmd__peers,connect)
                 cmd="cipc__subcmd__peers__subcmd__connect"
                 ;;
@@ -207,6 +249,9 @@ _cipc() {
                 ;;
             cipc__subcmd__peers,show)
                 cmd="cipc__subcmd__peers__subcmd__show"
+                ;;
+            cipc__subcmd__peers__subcmd__help,attention)
+                cmd="cipc__subcmd__peers__subcmd__help__subcmd__attention"
                 ;;
             cipc__subcmd__peers__subcmd__help,connect)
                 cmd="cipc__subcmd__peers__subcmd__help__subcmd__connect"
@@ -272,7 +317,7 @@ _cipc() {
 
     case "${cmd}" in
         cipc)
-            opts="-h -V --help --version serve bench peers send wait ack result cancel commands chan signal status reset completions man help"
+            opts="-h -V --help --version serve bench peers send wait ack result cancel commands chan signal status reset claude hook completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -681,6 +726,148 @@ _cipc() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        cipc__subcmd__claude)
+            opts="-h -V --help --version setup remove help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cipc__subcmd__claude__subcmd__help)
+            opts="setup remove help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cipc__subcmd__claude__subcmd__help__subcmd__help)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cipc__subcmd__claude__subcmd__help__subcmd__remove)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cipc__subcmd__claude__subcmd__help__subcmd__setup)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cipc__subcmd__claude__subcmd__remove)
+            opts="-h -V --scope --dir --dry-run --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --scope)
+                    COMPREPLY=($(compgen -W "project local user" -- "${cur}"))
+                    return 0
+                    ;;
+                --dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cipc__subcmd__claude__subcmd__setup)
+            opts="-h -V --role --name --scope --transport --dir --url --token --token-file --cipc --dry-run --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --role)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --name)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --scope)
+                    COMPREPLY=($(compgen -W "project local user" -- "${cur}"))
+                    return 0
+                    ;;
+                --transport)
+                    COMPREPLY=($(compgen -W "http sse" -- "${cur}"))
+                    return 0
+                    ;;
+                --dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --token)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --token-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --cipc)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         cipc__subcmd__commands)
             opts="-h -V --url --token --token-file --peer --peer-key --json --table --status --target --limit --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
@@ -742,7 +929,7 @@ _cipc() {
             return 0
             ;;
         cipc__subcmd__help)
-            opts="serve bench peers send wait ack result cancel commands chan signal status reset completions man help"
+            opts="serve bench peers send wait ack result cancel commands chan signal status reset claude hook completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -867,6 +1054,48 @@ _cipc() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        cipc__subcmd__help__subcmd__claude)
+            opts="setup remove"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cipc__subcmd__help__subcmd__claude__subcmd__remove)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cipc__subcmd__help__subcmd__claude__subcmd__setup)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         cipc__subcmd__help__subcmd__commands)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -909,6 +1138,20 @@ _cipc() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        cipc__subcmd__help__subcmd__hook)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         cipc__subcmd__help__subcmd__man)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -924,8 +1167,22 @@ _cipc() {
             return 0
             ;;
         cipc__subcmd__help__subcmd__peers)
-            opts="list discover connect show disconnect heartbeat"
+            opts="list discover connect show disconnect heartbeat attention"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cipc__subcmd__help__subcmd__peers__subcmd__attention)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -1189,6 +1446,48 @@ _cipc() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        cipc__subcmd__hook)
+            opts="-h -V --role --name --url --token --token-file --peer --peer-key --json --table --help --version session-start prompt post-tool-use notification stop session-end"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --role)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --name)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --token)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --token-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --peer)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --peer-key)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         cipc__subcmd__man)
             opts="-h -V --dir --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
@@ -1208,8 +1507,42 @@ _cipc() {
             return 0
             ;;
         cipc__subcmd__peers)
-            opts="-h -V --url --token --token-file --peer --peer-key --json --table --help --version list discover connect show disconnect heartbeat help"
+            opts="-h -V --url --token --token-file --peer --peer-key --json --table --help --version list discover connect show disconnect heartbeat attention help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --token)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --token-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --peer)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --peer-key)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cipc__subcmd__peers__subcmd__attention)
+            opts="-h -V --url --token --token-file --peer --peer-key --json --table --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -1390,8 +1723,22 @@ _cipc() {
             return 0
             ;;
         cipc__subcmd__peers__subcmd__help)
-            opts="list discover connect show disconnect heartbeat help"
+            opts="list discover connect show disconnect heartbeat attention help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cipc__subcmd__peers__subcmd__help__subcmd__attention)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi

@@ -35,6 +35,8 @@ set edit:completion:arg-completer[cipc] = {|@words|
             cand signal 'Signals: named latches that release waiters when emitted'
             cand status 'Peers, commands, channels and signals at a glance'
             cand reset 'Clear every peer, command, channel and signal'
+            cand claude 'Make Claude Code sessions peers: MCP tools plus hooks that reach them even when idle'
+            cand hook 'Run by Claude Code at each hook `cipc claude setup` installed (reads the hook''s JSON on stdin)'
             cand completions 'Print a shell completion script (bash, zsh, fish, elvish, powershell)'
             cand man 'Print the man page (or write every page into a directory)'
             cand help 'Print this message or the help of the given subcommand(s)'
@@ -101,6 +103,7 @@ set edit:completion:arg-completer[cipc] = {|@words|
             cand show 'Show one peer (default: --peer / CIPC_PEER)'
             cand disconnect 'Disconnect a peer: it goes offline and its unacked commands are pending again'
             cand heartbeat 'Tell the broker this peer is alive (default: --peer / CIPC_PEER)'
+            cand attention 'Say why a person is needed now (shown in `cipc peers` and the dashboard); without TEXT, clear it. Acts as --peer / CIPC_PEER'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
         &'cipc;peers;list'= {
@@ -185,6 +188,19 @@ set edit:completion:arg-completer[cipc] = {|@words|
             cand -V 'Print version'
             cand --version 'Print version'
         }
+        &'cipc;peers;attention'= {
+            cand --url 'The broker''s URL (plain http)'
+            cand --token 'The broker''s token, sent as `Authorization: Bearer` (prefer CIPC_TOKEN or --token-file: flags show in `ps`)'
+            cand --token-file 'Read the token from a file that is not world-readable (wins over --token)'
+            cand --peer 'This session''s peer id, sent as X-Cipc-Peer (see `cipc peers connect --export`)'
+            cand --peer-key 'This session''s peer key, sent as X-Cipc-Peer-Key: it proves the peer (`cipc peers connect --export` sets it; the key alone also names the peer)'
+            cand --json 'Print one JSON document per result (the default when stdout is not a terminal)'
+            cand --table 'Print tables and short lines even when stdout is not a terminal'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
         &'cipc;peers;help'= {
             cand list 'List every known peer with its status (the default)'
             cand discover 'List online peers and the roles they hold'
@@ -192,6 +208,7 @@ set edit:completion:arg-completer[cipc] = {|@words|
             cand show 'Show one peer (default: --peer / CIPC_PEER)'
             cand disconnect 'Disconnect a peer: it goes offline and its unacked commands are pending again'
             cand heartbeat 'Tell the broker this peer is alive (default: --peer / CIPC_PEER)'
+            cand attention 'Say why a person is needed now (shown in `cipc peers` and the dashboard); without TEXT, clear it. Acts as --peer / CIPC_PEER'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
         &'cipc;peers;help;list'= {
@@ -205,6 +222,8 @@ set edit:completion:arg-completer[cipc] = {|@words|
         &'cipc;peers;help;disconnect'= {
         }
         &'cipc;peers;help;heartbeat'= {
+        }
+        &'cipc;peers;help;attention'= {
         }
         &'cipc;peers;help;help'= {
         }
@@ -531,6 +550,66 @@ set edit:completion:arg-completer[cipc] = {|@words|
             cand -V 'Print version'
             cand --version 'Print version'
         }
+        &'cipc;claude'= {
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+            cand setup 'Configure Claude Code so its sessions are peers of ROLE from their first moment'
+            cand remove 'Take out exactly what `setup` added (the MCP server and the hooks)'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'cipc;claude;setup'= {
+            cand --role 'The role every session takes, e.g. backend (1-64 of A-Z a-z 0-9 . _ -)'
+            cand --name 'A name for the sessions'' peers (default: the project directory and session)'
+            cand --scope 'Which configuration to write'
+            cand --transport 'The MCP transport'
+            cand --dir 'The project directory (default: the current one)'
+            cand --url 'The broker''s URL'
+            cand --token 'The broker has a token (given here or in CIPC_TOKEN): the MCP entry sends it'
+            cand --token-file 'Read the token from this file; the hooks read it from there too'
+            cand --cipc 'The cipc program the hooks run (default: this executable''s absolute path)'
+            cand --dry-run 'Print what would change and write nothing'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'cipc;claude;remove'= {
+            cand --scope 'Which configuration to clean'
+            cand --dir 'The project directory (default: the current one)'
+            cand --dry-run 'Print what would change and write nothing'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'cipc;claude;help'= {
+            cand setup 'Configure Claude Code so its sessions are peers of ROLE from their first moment'
+            cand remove 'Take out exactly what `setup` added (the MCP server and the hooks)'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'cipc;claude;help;setup'= {
+        }
+        &'cipc;claude;help;remove'= {
+        }
+        &'cipc;claude;help;help'= {
+        }
+        &'cipc;hook'= {
+            cand --role 'The role this Claude Code session takes'
+            cand --name 'A name for the session''s peer (default: the project directory''s name)'
+            cand --url 'The broker''s URL (plain http)'
+            cand --token 'The broker''s token, sent as `Authorization: Bearer` (prefer CIPC_TOKEN or --token-file: flags show in `ps`)'
+            cand --token-file 'Read the token from a file that is not world-readable (wins over --token)'
+            cand --peer 'This session''s peer id, sent as X-Cipc-Peer (see `cipc peers connect --export`)'
+            cand --peer-key 'This session''s peer key, sent as X-Cipc-Peer-Key: it proves the peer (`cipc peers connect --export` sets it; the key alone also names the peer)'
+            cand --json 'Print one JSON document per result (the default when stdout is not a terminal)'
+            cand --table 'Print tables and short lines even when stdout is not a terminal'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
         &'cipc;completions'= {
             cand -h 'Print help (see more with ''--help'')'
             cand --help 'Print help (see more with ''--help'')'
@@ -558,6 +637,8 @@ set edit:completion:arg-completer[cipc] = {|@words|
             cand signal 'Signals: named latches that release waiters when emitted'
             cand status 'Peers, commands, channels and signals at a glance'
             cand reset 'Clear every peer, command, channel and signal'
+            cand claude 'Make Claude Code sessions peers: MCP tools plus hooks that reach them even when idle'
+            cand hook 'Run by Claude Code at each hook `cipc claude setup` installed (reads the hook''s JSON on stdin)'
             cand completions 'Print a shell completion script (bash, zsh, fish, elvish, powershell)'
             cand man 'Print the man page (or write every page into a directory)'
             cand help 'Print this message or the help of the given subcommand(s)'
@@ -573,6 +654,7 @@ set edit:completion:arg-completer[cipc] = {|@words|
             cand show 'Show one peer (default: --peer / CIPC_PEER)'
             cand disconnect 'Disconnect a peer: it goes offline and its unacked commands are pending again'
             cand heartbeat 'Tell the broker this peer is alive (default: --peer / CIPC_PEER)'
+            cand attention 'Say why a person is needed now (shown in `cipc peers` and the dashboard); without TEXT, clear it. Acts as --peer / CIPC_PEER'
         }
         &'cipc;help;peers;list'= {
         }
@@ -585,6 +667,8 @@ set edit:completion:arg-completer[cipc] = {|@words|
         &'cipc;help;peers;disconnect'= {
         }
         &'cipc;help;peers;heartbeat'= {
+        }
+        &'cipc;help;peers;attention'= {
         }
         &'cipc;help;send'= {
         }
@@ -632,6 +716,16 @@ set edit:completion:arg-completer[cipc] = {|@words|
         &'cipc;help;status'= {
         }
         &'cipc;help;reset'= {
+        }
+        &'cipc;help;claude'= {
+            cand setup 'Configure Claude Code so its sessions are peers of ROLE from their first moment'
+            cand remove 'Take out exactly what `setup` added (the MCP server and the hooks)'
+        }
+        &'cipc;help;claude;setup'= {
+        }
+        &'cipc;help;claude;remove'= {
+        }
+        &'cipc;help;hook'= {
         }
         &'cipc;help;completions'= {
         }

@@ -39,6 +39,8 @@ complete -c cipc -n "__fish_cipc_needs_command" -f -a "chan" -d 'Channels: named
 complete -c cipc -n "__fish_cipc_needs_command" -f -a "signal" -d 'Signals: named latches that release waiters when emitted'
 complete -c cipc -n "__fish_cipc_needs_command" -f -a "status" -d 'Peers, commands, channels and signals at a glance'
 complete -c cipc -n "__fish_cipc_needs_command" -f -a "reset" -d 'Clear every peer, command, channel and signal'
+complete -c cipc -n "__fish_cipc_needs_command" -f -a "claude" -d 'Make Claude Code sessions peers: MCP tools plus hooks that reach them even when idle'
+complete -c cipc -n "__fish_cipc_needs_command" -f -a "hook" -d 'Run by Claude Code at each hook `cipc claude setup` installed (reads the hook\'s JSON on stdin)'
 complete -c cipc -n "__fish_cipc_needs_command" -f -a "completions" -d 'Print a shell completion script (bash, zsh, fish, elvish, powershell)'
 complete -c cipc -n "__fish_cipc_needs_command" -f -a "man" -d 'Print the man page (or write every page into a directory)'
 complete -c cipc -n "__fish_cipc_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
@@ -77,22 +79,23 @@ complete -c cipc -n "__fish_cipc_using_subcommand bench" -l memory -d 'Start the
 complete -c cipc -n "__fish_cipc_using_subcommand bench" -l json -d 'Print the results as JSON instead of a table'
 complete -c cipc -n "__fish_cipc_using_subcommand bench" -s h -l help -d 'Print help'
 complete -c cipc -n "__fish_cipc_using_subcommand bench" -s V -l version -d 'Print version'
-complete -c cipc -n "__fish_cipc_using_subcommand peers; and not __fish_seen_subcommand_from list discover connect show disconnect heartbeat help" -l url -d 'The broker\'s URL (plain http)' -r
-complete -c cipc -n "__fish_cipc_using_subcommand peers; and not __fish_seen_subcommand_from list discover connect show disconnect heartbeat help" -l token -d 'The broker\'s token, sent as `Authorization: Bearer` (prefer CIPC_TOKEN or --token-file: flags show in `ps`)' -r
-complete -c cipc -n "__fish_cipc_using_subcommand peers; and not __fish_seen_subcommand_from list discover connect show disconnect heartbeat help" -l token-file -d 'Read the token from a file that is not world-readable (wins over --token)' -r -F
-complete -c cipc -n "__fish_cipc_using_subcommand peers; and not __fish_seen_subcommand_from list discover connect show disconnect heartbeat help" -l peer -d 'This session\'s peer id, sent as X-Cipc-Peer (see `cipc peers connect --export`)' -r
-complete -c cipc -n "__fish_cipc_using_subcommand peers; and not __fish_seen_subcommand_from list discover connect show disconnect heartbeat help" -l peer-key -d 'This session\'s peer key, sent as X-Cipc-Peer-Key: it proves the peer (`cipc peers connect --export` sets it; the key alone also names the peer)' -r
-complete -c cipc -n "__fish_cipc_using_subcommand peers; and not __fish_seen_subcommand_from list discover connect show disconnect heartbeat help" -l json -d 'Print one JSON document per result (the default when stdout is not a terminal)'
-complete -c cipc -n "__fish_cipc_using_subcommand peers; and not __fish_seen_subcommand_from list discover connect show disconnect heartbeat help" -l table -d 'Print tables and short lines even when stdout is not a terminal'
-complete -c cipc -n "__fish_cipc_using_subcommand peers; and not __fish_seen_subcommand_from list discover connect show disconnect heartbeat help" -s h -l help -d 'Print help'
-complete -c cipc -n "__fish_cipc_using_subcommand peers; and not __fish_seen_subcommand_from list discover connect show disconnect heartbeat help" -s V -l version -d 'Print version'
-complete -c cipc -n "__fish_cipc_using_subcommand peers; and not __fish_seen_subcommand_from list discover connect show disconnect heartbeat help" -f -a "list" -d 'List every known peer with its status (the default)'
-complete -c cipc -n "__fish_cipc_using_subcommand peers; and not __fish_seen_subcommand_from list discover connect show disconnect heartbeat help" -f -a "discover" -d 'List online peers and the roles they hold'
-complete -c cipc -n "__fish_cipc_using_subcommand peers; and not __fish_seen_subcommand_from list discover connect show disconnect heartbeat help" -f -a "connect" -d 'Register this session as a protected peer with ROLE and print it with its key (needed to act as it; reconnecting with --id needs it too)'
-complete -c cipc -n "__fish_cipc_using_subcommand peers; and not __fish_seen_subcommand_from list discover connect show disconnect heartbeat help" -f -a "show" -d 'Show one peer (default: --peer / CIPC_PEER)'
-complete -c cipc -n "__fish_cipc_using_subcommand peers; and not __fish_seen_subcommand_from list discover connect show disconnect heartbeat help" -f -a "disconnect" -d 'Disconnect a peer: it goes offline and its unacked commands are pending again'
-complete -c cipc -n "__fish_cipc_using_subcommand peers; and not __fish_seen_subcommand_from list discover connect show disconnect heartbeat help" -f -a "heartbeat" -d 'Tell the broker this peer is alive (default: --peer / CIPC_PEER)'
-complete -c cipc -n "__fish_cipc_using_subcommand peers; and not __fish_seen_subcommand_from list discover connect show disconnect heartbeat help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c cipc -n "__fish_cipc_using_subcommand peers; and not __fish_seen_subcommand_from list discover connect show disconnect heartbeat attention help" -l url -d 'The broker\'s URL (plain http)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand peers; and not __fish_seen_subcommand_from list discover connect show disconnect heartbeat attention help" -l token -d 'The broker\'s token, sent as `Authorization: Bearer` (prefer CIPC_TOKEN or --token-file: flags show in `ps`)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand peers; and not __fish_seen_subcommand_from list discover connect show disconnect heartbeat attention help" -l token-file -d 'Read the token from a file that is not world-readable (wins over --token)' -r -F
+complete -c cipc -n "__fish_cipc_using_subcommand peers; and not __fish_seen_subcommand_from list discover connect show disconnect heartbeat attention help" -l peer -d 'This session\'s peer id, sent as X-Cipc-Peer (see `cipc peers connect --export`)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand peers; and not __fish_seen_subcommand_from list discover connect show disconnect heartbeat attention help" -l peer-key -d 'This session\'s peer key, sent as X-Cipc-Peer-Key: it proves the peer (`cipc peers connect --export` sets it; the key alone also names the peer)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand peers; and not __fish_seen_subcommand_from list discover connect show disconnect heartbeat attention help" -l json -d 'Print one JSON document per result (the default when stdout is not a terminal)'
+complete -c cipc -n "__fish_cipc_using_subcommand peers; and not __fish_seen_subcommand_from list discover connect show disconnect heartbeat attention help" -l table -d 'Print tables and short lines even when stdout is not a terminal'
+complete -c cipc -n "__fish_cipc_using_subcommand peers; and not __fish_seen_subcommand_from list discover connect show disconnect heartbeat attention help" -s h -l help -d 'Print help'
+complete -c cipc -n "__fish_cipc_using_subcommand peers; and not __fish_seen_subcommand_from list discover connect show disconnect heartbeat attention help" -s V -l version -d 'Print version'
+complete -c cipc -n "__fish_cipc_using_subcommand peers; and not __fish_seen_subcommand_from list discover connect show disconnect heartbeat attention help" -f -a "list" -d 'List every known peer with its status (the default)'
+complete -c cipc -n "__fish_cipc_using_subcommand peers; and not __fish_seen_subcommand_from list discover connect show disconnect heartbeat attention help" -f -a "discover" -d 'List online peers and the roles they hold'
+complete -c cipc -n "__fish_cipc_using_subcommand peers; and not __fish_seen_subcommand_from list discover connect show disconnect heartbeat attention help" -f -a "connect" -d 'Register this session as a protected peer with ROLE and print it with its key (needed to act as it; reconnecting with --id needs it too)'
+complete -c cipc -n "__fish_cipc_using_subcommand peers; and not __fish_seen_subcommand_from list discover connect show disconnect heartbeat attention help" -f -a "show" -d 'Show one peer (default: --peer / CIPC_PEER)'
+complete -c cipc -n "__fish_cipc_using_subcommand peers; and not __fish_seen_subcommand_from list discover connect show disconnect heartbeat attention help" -f -a "disconnect" -d 'Disconnect a peer: it goes offline and its unacked commands are pending again'
+complete -c cipc -n "__fish_cipc_using_subcommand peers; and not __fish_seen_subcommand_from list discover connect show disconnect heartbeat attention help" -f -a "heartbeat" -d 'Tell the broker this peer is alive (default: --peer / CIPC_PEER)'
+complete -c cipc -n "__fish_cipc_using_subcommand peers; and not __fish_seen_subcommand_from list discover connect show disconnect heartbeat attention help" -f -a "attention" -d 'Say why a person is needed now (shown in `cipc peers` and the dashboard); without TEXT, clear it. Acts as --peer / CIPC_PEER'
+complete -c cipc -n "__fish_cipc_using_subcommand peers; and not __fish_seen_subcommand_from list discover connect show disconnect heartbeat attention help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from list" -l url -d 'The broker\'s URL (plain http)' -r
 complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from list" -l token -d 'The broker\'s token, sent as `Authorization: Bearer` (prefer CIPC_TOKEN or --token-file: flags show in `ps`)' -r
 complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from list" -l token-file -d 'Read the token from a file that is not world-readable (wins over --token)' -r -F
@@ -151,12 +154,22 @@ complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcomm
 complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from heartbeat" -l table -d 'Print tables and short lines even when stdout is not a terminal'
 complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from heartbeat" -s h -l help -d 'Print help'
 complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from heartbeat" -s V -l version -d 'Print version'
+complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from attention" -l url -d 'The broker\'s URL (plain http)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from attention" -l token -d 'The broker\'s token, sent as `Authorization: Bearer` (prefer CIPC_TOKEN or --token-file: flags show in `ps`)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from attention" -l token-file -d 'Read the token from a file that is not world-readable (wins over --token)' -r -F
+complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from attention" -l peer -d 'This session\'s peer id, sent as X-Cipc-Peer (see `cipc peers connect --export`)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from attention" -l peer-key -d 'This session\'s peer key, sent as X-Cipc-Peer-Key: it proves the peer (`cipc peers connect --export` sets it; the key alone also names the peer)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from attention" -l json -d 'Print one JSON document per result (the default when stdout is not a terminal)'
+complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from attention" -l table -d 'Print tables and short lines even when stdout is not a terminal'
+complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from attention" -s h -l help -d 'Print help'
+complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from attention" -s V -l version -d 'Print version'
 complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from help" -f -a "list" -d 'List every known peer with its status (the default)'
 complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from help" -f -a "discover" -d 'List online peers and the roles they hold'
 complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from help" -f -a "connect" -d 'Register this session as a protected peer with ROLE and print it with its key (needed to act as it; reconnecting with --id needs it too)'
 complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from help" -f -a "show" -d 'Show one peer (default: --peer / CIPC_PEER)'
 complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from help" -f -a "disconnect" -d 'Disconnect a peer: it goes offline and its unacked commands are pending again'
 complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from help" -f -a "heartbeat" -d 'Tell the broker this peer is alive (default: --peer / CIPC_PEER)'
+complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from help" -f -a "attention" -d 'Say why a person is needed now (shown in `cipc peers` and the dashboard); without TEXT, clear it. Acts as --peer / CIPC_PEER'
 complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c cipc -n "__fish_cipc_using_subcommand send" -l url -d 'The broker\'s URL (plain http)' -r
 complete -c cipc -n "__fish_cipc_using_subcommand send" -l token -d 'The broker\'s token, sent as `Authorization: Bearer` (prefer CIPC_TOKEN or --token-file: flags show in `ps`)' -r
@@ -382,33 +395,77 @@ complete -c cipc -n "__fish_cipc_using_subcommand reset" -l table -d 'Print tabl
 complete -c cipc -n "__fish_cipc_using_subcommand reset" -s y -l yes -d 'Do not ask for confirmation (required when stdin is not a terminal)'
 complete -c cipc -n "__fish_cipc_using_subcommand reset" -s h -l help -d 'Print help'
 complete -c cipc -n "__fish_cipc_using_subcommand reset" -s V -l version -d 'Print version'
+complete -c cipc -n "__fish_cipc_using_subcommand claude; and not __fish_seen_subcommand_from setup remove help" -s h -l help -d 'Print help'
+complete -c cipc -n "__fish_cipc_using_subcommand claude; and not __fish_seen_subcommand_from setup remove help" -s V -l version -d 'Print version'
+complete -c cipc -n "__fish_cipc_using_subcommand claude; and not __fish_seen_subcommand_from setup remove help" -f -a "setup" -d 'Configure Claude Code so its sessions are peers of ROLE from their first moment'
+complete -c cipc -n "__fish_cipc_using_subcommand claude; and not __fish_seen_subcommand_from setup remove help" -f -a "remove" -d 'Take out exactly what `setup` added (the MCP server and the hooks)'
+complete -c cipc -n "__fish_cipc_using_subcommand claude; and not __fish_seen_subcommand_from setup remove help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c cipc -n "__fish_cipc_using_subcommand claude; and __fish_seen_subcommand_from setup" -l role -d 'The role every session takes, e.g. backend (1-64 of A-Z a-z 0-9 . _ -)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand claude; and __fish_seen_subcommand_from setup" -l name -d 'A name for the sessions\' peers (default: the project directory and session)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand claude; and __fish_seen_subcommand_from setup" -l scope -d 'Which configuration to write' -r -f -a "project\t'This project, shared with the team: .mcp.json and .claude/settings.json'
+local\t'This project, only for you: ~/.claude.json and .claude/settings.local.json'
+user\t'Every project of yours: ~/.claude.json and ~/.claude/settings.json'"
+complete -c cipc -n "__fish_cipc_using_subcommand claude; and __fish_seen_subcommand_from setup" -l transport -d 'The MCP transport' -r -f -a "http\t'Streamable HTTP at /mcp (recommended)'
+sse\t'The older HTTP+SSE transport at /mcp/sse'"
+complete -c cipc -n "__fish_cipc_using_subcommand claude; and __fish_seen_subcommand_from setup" -l dir -d 'The project directory (default: the current one)' -r -F
+complete -c cipc -n "__fish_cipc_using_subcommand claude; and __fish_seen_subcommand_from setup" -l url -d 'The broker\'s URL' -r
+complete -c cipc -n "__fish_cipc_using_subcommand claude; and __fish_seen_subcommand_from setup" -l token -d 'The broker has a token (given here or in CIPC_TOKEN): the MCP entry sends it' -r
+complete -c cipc -n "__fish_cipc_using_subcommand claude; and __fish_seen_subcommand_from setup" -l token-file -d 'Read the token from this file; the hooks read it from there too' -r -F
+complete -c cipc -n "__fish_cipc_using_subcommand claude; and __fish_seen_subcommand_from setup" -l cipc -d 'The cipc program the hooks run (default: this executable\'s absolute path)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand claude; and __fish_seen_subcommand_from setup" -l dry-run -d 'Print what would change and write nothing'
+complete -c cipc -n "__fish_cipc_using_subcommand claude; and __fish_seen_subcommand_from setup" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c cipc -n "__fish_cipc_using_subcommand claude; and __fish_seen_subcommand_from setup" -s V -l version -d 'Print version'
+complete -c cipc -n "__fish_cipc_using_subcommand claude; and __fish_seen_subcommand_from remove" -l scope -d 'Which configuration to clean' -r -f -a "project\t'This project, shared with the team: .mcp.json and .claude/settings.json'
+local\t'This project, only for you: ~/.claude.json and .claude/settings.local.json'
+user\t'Every project of yours: ~/.claude.json and ~/.claude/settings.json'"
+complete -c cipc -n "__fish_cipc_using_subcommand claude; and __fish_seen_subcommand_from remove" -l dir -d 'The project directory (default: the current one)' -r -F
+complete -c cipc -n "__fish_cipc_using_subcommand claude; and __fish_seen_subcommand_from remove" -l dry-run -d 'Print what would change and write nothing'
+complete -c cipc -n "__fish_cipc_using_subcommand claude; and __fish_seen_subcommand_from remove" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c cipc -n "__fish_cipc_using_subcommand claude; and __fish_seen_subcommand_from remove" -s V -l version -d 'Print version'
+complete -c cipc -n "__fish_cipc_using_subcommand claude; and __fish_seen_subcommand_from help" -f -a "setup" -d 'Configure Claude Code so its sessions are peers of ROLE from their first moment'
+complete -c cipc -n "__fish_cipc_using_subcommand claude; and __fish_seen_subcommand_from help" -f -a "remove" -d 'Take out exactly what `setup` added (the MCP server and the hooks)'
+complete -c cipc -n "__fish_cipc_using_subcommand claude; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c cipc -n "__fish_cipc_using_subcommand hook" -l role -d 'The role this Claude Code session takes' -r
+complete -c cipc -n "__fish_cipc_using_subcommand hook" -l name -d 'A name for the session\'s peer (default: the project directory\'s name)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand hook" -l url -d 'The broker\'s URL (plain http)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand hook" -l token -d 'The broker\'s token, sent as `Authorization: Bearer` (prefer CIPC_TOKEN or --token-file: flags show in `ps`)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand hook" -l token-file -d 'Read the token from a file that is not world-readable (wins over --token)' -r -F
+complete -c cipc -n "__fish_cipc_using_subcommand hook" -l peer -d 'This session\'s peer id, sent as X-Cipc-Peer (see `cipc peers connect --export`)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand hook" -l peer-key -d 'This session\'s peer key, sent as X-Cipc-Peer-Key: it proves the peer (`cipc peers connect --export` sets it; the key alone also names the peer)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand hook" -l json -d 'Print one JSON document per result (the default when stdout is not a terminal)'
+complete -c cipc -n "__fish_cipc_using_subcommand hook" -l table -d 'Print tables and short lines even when stdout is not a terminal'
+complete -c cipc -n "__fish_cipc_using_subcommand hook" -s h -l help -d 'Print help'
+complete -c cipc -n "__fish_cipc_using_subcommand hook" -s V -l version -d 'Print version'
 complete -c cipc -n "__fish_cipc_using_subcommand completions" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c cipc -n "__fish_cipc_using_subcommand completions" -s V -l version -d 'Print version'
 complete -c cipc -n "__fish_cipc_using_subcommand man" -l dir -d 'Write cipc.1 and one page per subcommand (cipc-peers.1, ...) into DIR instead of printing cipc.1' -r -F
 complete -c cipc -n "__fish_cipc_using_subcommand man" -s h -l help -d 'Print help'
 complete -c cipc -n "__fish_cipc_using_subcommand man" -s V -l version -d 'Print version'
-complete -c cipc -n "__fish_cipc_using_subcommand help; and not __fish_seen_subcommand_from serve bench peers send wait ack result cancel commands chan signal status reset completions man help" -f -a "serve" -d 'Run the broker (REST API, dashboard, MCP endpoint)'
-complete -c cipc -n "__fish_cipc_using_subcommand help; and not __fish_seen_subcommand_from serve bench peers send wait ack result cancel commands chan signal status reset completions man help" -f -a "bench" -d 'Measure a broker: command round trips, channel throughput, idle waiters'
-complete -c cipc -n "__fish_cipc_using_subcommand help; and not __fish_seen_subcommand_from serve bench peers send wait ack result cancel commands chan signal status reset completions man help" -f -a "peers" -d 'List, register and manage peers (sessions with a role)'
-complete -c cipc -n "__fish_cipc_using_subcommand help; and not __fish_seen_subcommand_from serve bench peers send wait ack result cancel commands chan signal status reset completions man help" -f -a "send" -d 'Send a command to a role, a peer, or "*" (every online peer)'
-complete -c cipc -n "__fish_cipc_using_subcommand help; and not __fish_seen_subcommand_from serve bench peers send wait ack result cancel commands chan signal status reset completions man help" -f -a "wait" -d 'Wait for the next command for this peer (--peer / CIPC_PEER) and print it'
-complete -c cipc -n "__fish_cipc_using_subcommand help; and not __fish_seen_subcommand_from serve bench peers send wait ack result cancel commands chan signal status reset completions man help" -f -a "ack" -d 'Report a command done (with a result) or failed (with --error)'
-complete -c cipc -n "__fish_cipc_using_subcommand help; and not __fish_seen_subcommand_from serve bench peers send wait ack result cancel commands chan signal status reset completions man help" -f -a "result" -d 'Wait for a command\'s result and print it (exit 1 if it failed)'
-complete -c cipc -n "__fish_cipc_using_subcommand help; and not __fish_seen_subcommand_from serve bench peers send wait ack result cancel commands chan signal status reset completions man help" -f -a "cancel" -d 'Cancel a pending or delivered command'
-complete -c cipc -n "__fish_cipc_using_subcommand help; and not __fish_seen_subcommand_from serve bench peers send wait ack result cancel commands chan signal status reset completions man help" -f -a "commands" -d 'List commands, newest first'
-complete -c cipc -n "__fish_cipc_using_subcommand help; and not __fish_seen_subcommand_from serve bench peers send wait ack result cancel commands chan signal status reset completions man help" -f -a "chan" -d 'Channels: named append-only message streams'
-complete -c cipc -n "__fish_cipc_using_subcommand help; and not __fish_seen_subcommand_from serve bench peers send wait ack result cancel commands chan signal status reset completions man help" -f -a "signal" -d 'Signals: named latches that release waiters when emitted'
-complete -c cipc -n "__fish_cipc_using_subcommand help; and not __fish_seen_subcommand_from serve bench peers send wait ack result cancel commands chan signal status reset completions man help" -f -a "status" -d 'Peers, commands, channels and signals at a glance'
-complete -c cipc -n "__fish_cipc_using_subcommand help; and not __fish_seen_subcommand_from serve bench peers send wait ack result cancel commands chan signal status reset completions man help" -f -a "reset" -d 'Clear every peer, command, channel and signal'
-complete -c cipc -n "__fish_cipc_using_subcommand help; and not __fish_seen_subcommand_from serve bench peers send wait ack result cancel commands chan signal status reset completions man help" -f -a "completions" -d 'Print a shell completion script (bash, zsh, fish, elvish, powershell)'
-complete -c cipc -n "__fish_cipc_using_subcommand help; and not __fish_seen_subcommand_from serve bench peers send wait ack result cancel commands chan signal status reset completions man help" -f -a "man" -d 'Print the man page (or write every page into a directory)'
-complete -c cipc -n "__fish_cipc_using_subcommand help; and not __fish_seen_subcommand_from serve bench peers send wait ack result cancel commands chan signal status reset completions man help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c cipc -n "__fish_cipc_using_subcommand help; and not __fish_seen_subcommand_from serve bench peers send wait ack result cancel commands chan signal status reset claude hook completions man help" -f -a "serve" -d 'Run the broker (REST API, dashboard, MCP endpoint)'
+complete -c cipc -n "__fish_cipc_using_subcommand help; and not __fish_seen_subcommand_from serve bench peers send wait ack result cancel commands chan signal status reset claude hook completions man help" -f -a "bench" -d 'Measure a broker: command round trips, channel throughput, idle waiters'
+complete -c cipc -n "__fish_cipc_using_subcommand help; and not __fish_seen_subcommand_from serve bench peers send wait ack result cancel commands chan signal status reset claude hook completions man help" -f -a "peers" -d 'List, register and manage peers (sessions with a role)'
+complete -c cipc -n "__fish_cipc_using_subcommand help; and not __fish_seen_subcommand_from serve bench peers send wait ack result cancel commands chan signal status reset claude hook completions man help" -f -a "send" -d 'Send a command to a role, a peer, or "*" (every online peer)'
+complete -c cipc -n "__fish_cipc_using_subcommand help; and not __fish_seen_subcommand_from serve bench peers send wait ack result cancel commands chan signal status reset claude hook completions man help" -f -a "wait" -d 'Wait for the next command for this peer (--peer / CIPC_PEER) and print it'
+complete -c cipc -n "__fish_cipc_using_subcommand help; and not __fish_seen_subcommand_from serve bench peers send wait ack result cancel commands chan signal status reset claude hook completions man help" -f -a "ack" -d 'Report a command done (with a result) or failed (with --error)'
+complete -c cipc -n "__fish_cipc_using_subcommand help; and not __fish_seen_subcommand_from serve bench peers send wait ack result cancel commands chan signal status reset claude hook completions man help" -f -a "result" -d 'Wait for a command\'s result and print it (exit 1 if it failed)'
+complete -c cipc -n "__fish_cipc_using_subcommand help; and not __fish_seen_subcommand_from serve bench peers send wait ack result cancel commands chan signal status reset claude hook completions man help" -f -a "cancel" -d 'Cancel a pending or delivered command'
+complete -c cipc -n "__fish_cipc_using_subcommand help; and not __fish_seen_subcommand_from serve bench peers send wait ack result cancel commands chan signal status reset claude hook completions man help" -f -a "commands" -d 'List commands, newest first'
+complete -c cipc -n "__fish_cipc_using_subcommand help; and not __fish_seen_subcommand_from serve bench peers send wait ack result cancel commands chan signal status reset claude hook completions man help" -f -a "chan" -d 'Channels: named append-only message streams'
+complete -c cipc -n "__fish_cipc_using_subcommand help; and not __fish_seen_subcommand_from serve bench peers send wait ack result cancel commands chan signal status reset claude hook completions man help" -f -a "signal" -d 'Signals: named latches that release waiters when emitted'
+complete -c cipc -n "__fish_cipc_using_subcommand help; and not __fish_seen_subcommand_from serve bench peers send wait ack result cancel commands chan signal status reset claude hook completions man help" -f -a "status" -d 'Peers, commands, channels and signals at a glance'
+complete -c cipc -n "__fish_cipc_using_subcommand help; and not __fish_seen_subcommand_from serve bench peers send wait ack result cancel commands chan signal status reset claude hook completions man help" -f -a "reset" -d 'Clear every peer, command, channel and signal'
+complete -c cipc -n "__fish_cipc_using_subcommand help; and not __fish_seen_subcommand_from serve bench peers send wait ack result cancel commands chan signal status reset claude hook completions man help" -f -a "claude" -d 'Make Claude Code sessions peers: MCP tools plus hooks that reach them even when idle'
+complete -c cipc -n "__fish_cipc_using_subcommand help; and not __fish_seen_subcommand_from serve bench peers send wait ack result cancel commands chan signal status reset claude hook completions man help" -f -a "hook" -d 'Run by Claude Code at each hook `cipc claude setup` installed (reads the hook\'s JSON on stdin)'
+complete -c cipc -n "__fish_cipc_using_subcommand help; and not __fish_seen_subcommand_from serve bench peers send wait ack result cancel commands chan signal status reset claude hook completions man help" -f -a "completions" -d 'Print a shell completion script (bash, zsh, fish, elvish, powershell)'
+complete -c cipc -n "__fish_cipc_using_subcommand help; and not __fish_seen_subcommand_from serve bench peers send wait ack result cancel commands chan signal status reset claude hook completions man help" -f -a "man" -d 'Print the man page (or write every page into a directory)'
+complete -c cipc -n "__fish_cipc_using_subcommand help; and not __fish_seen_subcommand_from serve bench peers send wait ack result cancel commands chan signal status reset claude hook completions man help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c cipc -n "__fish_cipc_using_subcommand help; and __fish_seen_subcommand_from peers" -f -a "list" -d 'List every known peer with its status (the default)'
 complete -c cipc -n "__fish_cipc_using_subcommand help; and __fish_seen_subcommand_from peers" -f -a "discover" -d 'List online peers and the roles they hold'
 complete -c cipc -n "__fish_cipc_using_subcommand help; and __fish_seen_subcommand_from peers" -f -a "connect" -d 'Register this session as a protected peer with ROLE and print it with its key (needed to act as it; reconnecting with --id needs it too)'
 complete -c cipc -n "__fish_cipc_using_subcommand help; and __fish_seen_subcommand_from peers" -f -a "show" -d 'Show one peer (default: --peer / CIPC_PEER)'
 complete -c cipc -n "__fish_cipc_using_subcommand help; and __fish_seen_subcommand_from peers" -f -a "disconnect" -d 'Disconnect a peer: it goes offline and its unacked commands are pending again'
 complete -c cipc -n "__fish_cipc_using_subcommand help; and __fish_seen_subcommand_from peers" -f -a "heartbeat" -d 'Tell the broker this peer is alive (default: --peer / CIPC_PEER)'
+complete -c cipc -n "__fish_cipc_using_subcommand help; and __fish_seen_subcommand_from peers" -f -a "attention" -d 'Say why a person is needed now (shown in `cipc peers` and the dashboard); without TEXT, clear it. Acts as --peer / CIPC_PEER'
 complete -c cipc -n "__fish_cipc_using_subcommand help; and __fish_seen_subcommand_from chan" -f -a "send" -d 'Append a message (any JSON) to a channel'
 complete -c cipc -n "__fish_cipc_using_subcommand help; and __fish_seen_subcommand_from chan" -f -a "read" -d 'Print a channel\'s messages after --since'
 complete -c cipc -n "__fish_cipc_using_subcommand help; and __fish_seen_subcommand_from chan" -f -a "follow" -d 'Print new messages as they arrive, until Ctrl-C (reconnects by itself)'
@@ -418,3 +475,5 @@ complete -c cipc -n "__fish_cipc_using_subcommand help; and __fish_seen_subcomma
 complete -c cipc -n "__fish_cipc_using_subcommand help; and __fish_seen_subcommand_from signal" -f -a "get" -d 'Print a signal (emitted: false if it never was)'
 complete -c cipc -n "__fish_cipc_using_subcommand help; and __fish_seen_subcommand_from signal" -f -a "clear" -d 'Clear a signal so that waiters block again (its count is kept)'
 complete -c cipc -n "__fish_cipc_using_subcommand help; and __fish_seen_subcommand_from signal" -f -a "list" -d 'List every signal'
+complete -c cipc -n "__fish_cipc_using_subcommand help; and __fish_seen_subcommand_from claude" -f -a "setup" -d 'Configure Claude Code so its sessions are peers of ROLE from their first moment'
+complete -c cipc -n "__fish_cipc_using_subcommand help; and __fish_seen_subcommand_from claude" -f -a "remove" -d 'Take out exactly what `setup` added (the MCP server and the hooks)'

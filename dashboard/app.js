@@ -533,7 +533,7 @@
             h('span', { class: `dot dot-${p.status}`, title: p.status, 'aria-hidden': 'true' }),
             h('span', { class: 'peer-role', text: p.role }),
             p.name ? h('span', { class: 'peer-name', text: p.name }) : null,
-            h('span', { class: `badge badge-${p.via || 'http'}`, text: p.via || 'http', title: p.via === 'mcp' ? 'connected over MCP (Claude Code)' : 'connected over HTTP (CLI, curl, scripts)' }),
+            h('span', { class: `badge badge-${p.via || 'http'}`, text: p.via || 'http', title: p.via === 'mcp' ? 'connected over MCP (Claude Code)' : p.via === 'hook' ? 'a Claude Code session, through its hooks (cipc claude setup)' : 'connected over HTTP (CLI, curl, scripts)' }),
             p.protected ? h('span', { class: 'badge badge-protected', text: 'key', title: 'protected: nothing is done in its name without its peer key' }) : null,
           ),
           h('div', { class: 'peer-meta' },
@@ -543,6 +543,9 @@
             ' · ',
             h('span', { class: 'mono id', title: p.id, text: shortId(p.id) }),
           ),
+          p.attention
+            ? h('div', { class: 'attention', role: 'status', text: `needs you: ${p.attention}` })
+            : null,
           p.capabilities && p.capabilities.length
             ? h('div', { class: 'caps' }, ...p.capabilities.map((c) => h('span', { class: 'cap', text: c })))
             : null,

@@ -42,6 +42,9 @@ pub enum Via {
     Http,
     /// An MCP session (Claude Code).
     Mcp,
+    /// Claude Code hooks (`cipc claude setup`), which reach a session even
+    /// when it is idle.
+    Hook,
 }
 
 /// A session registered with the broker under a role.
@@ -73,6 +76,10 @@ pub struct Peer {
     /// without its key (`X-Cipc-Peer-Key`).
     #[serde(default)]
     pub protected: bool,
+    /// Why a person is needed now ("waiting for permission: Bash(rm -rf
+    /// build)"); set by the peer, absent when nothing is asked of anyone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attention: Option<String>,
 }
 
 /// The lifecycle of a command.
@@ -264,7 +271,24 @@ pub struct ConnectRequest {
     /// CLI and MCP sessions always ask for it; the old curl flow does not.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub protect: Option<bool>,
+    /// How the peer is connected, for people reading the peer list: `http`
+    /// (the default) or `hook`. MCP sessions are `mcp` by themselves.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub via: Option<Via>,
 }
+
+/// Body of `PUT /peers/{id}/attention`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+pub struct AttentionRequest {
+    /// Why a person is needed, at most 500 characters; `null`, absent or
+    /// empty clears it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 500)]
+    pub attention: Option<String>,
+}
+
+/// The longest `attention` text a peer may set.
+pub const MAX_ATTENTION_LEN: usize = 500;
 
 /// Body of `POST /commands/send`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]

@@ -193,7 +193,7 @@ impl Broker {
             .insert((ord, c.id));
         commits.push(self.persist(Mutation::Command {
             ord,
-            command: c.clone(),
+            command: Box::new(c.clone()),
         }));
         st.events
             .push("command", serde_json::to_value(&c).unwrap_or_default());
@@ -215,7 +215,7 @@ impl Broker {
         st.track_holder(ord, &c);
         commits.push(self.persist(Mutation::Command {
             ord,
-            command: c.clone(),
+            command: Box::new(c.clone()),
         }));
         st.events
             .push("command", serde_json::to_value(&c).unwrap_or_default());

@@ -2,7 +2,9 @@
 
 use super::keys::{self, KeyHash};
 use super::{Broker, BrokerError, Caller, PeerEntry, State, WakeKey};
-use crate::api::{validate_name, ConnectRequest, DiscoverResponse, Peer, PeerStatus, Via};
+use crate::api::{
+    validate_name, ConnectRequest, DiscoverResponse, Peer, PeerStatus, Via, MAX_ATTENTION_LEN,
+};
 use crate::error_code::ErrorCode;
 use crate::store::{Commit, Mutation, StoredPeer};
 use crate::time::Timestamp;
@@ -49,6 +51,10 @@ impl Broker {
         let mut p = e.peer.clone();
         p.status = self.status_of(e, now);
         p.working_on = st.held_by(p.id);
+        if p.status == PeerStatus::Offline {
+            // Nobody can answer a prompt in a session that is gone.
+            p.attention = None;
+        }
         p
     }
 
@@ -128,6 +134,7 @@ impl Broker {
                         via,
                         working_on: Vec::new(),
                         protected: protect,
+                        attention: None,
                     },
                     disconnected: false,
                     contacts: 0,
@@ -305,9 +312,14 @@ impl Broker {
         Ok(self.render_peer(&st, e, now))
     }
 
-    /// Notes contact from `id` when `caller` may act as it (a protected peer
-    /// is kept alive only by whoever holds its key).
+    /// Notes contact from `id` when `caller` may act as it: a protected
+    /// peer is kept alive only by whoever holds its key, and a caller that
+    /// names another peer never counts. (An unprotected peer's own curl loop
+    /// names it only in the path, so anonymous polls must count for it.)
     pub fn touch_as(&self, id: Uuid, caller: &Caller) {
+        if caller.peer.is_some_and(|p| p != id) {
+            return;
+        }
         if self.prove_in(&self.lock(), id, caller).is_ok() {
             self.touch(id);
         }
@@ -359,6 +371,44 @@ impl Broker {
             let e = st.peers.get_mut(&id).ok_or_else(|| unknown_peer(id))?;
             e.peer.last_seen = now;
             e.disconnected = false;
+            let peer = self.announce_peer(&mut st, id, now, &mut commits)?;
+            (peer, commits)
+        };
+        Broker::committed(commits).await?;
+        Ok(peer)
+    }
+
+    /// `PUT /peers/{id}/attention`: says why a person is needed now (a
+    /// permission prompt, a question), or clears it (`None` or blank). Also
+    /// counts as contact. A protected peer needs its key.
+    pub async fn set_attention(
+        &self,
+        id: Uuid,
+        attention: Option<String>,
+        caller: &Caller,
+    ) -> Result<Peer, BrokerError> {
+        let attention = attention
+            .map(|a| a.trim().to_string())
+            .filter(|a| !a.is_empty());
+        if let Some(a) = &attention {
+            let len = a.chars().count();
+            if len > MAX_ATTENTION_LEN {
+                return Err(BrokerError::new(
+                    ErrorCode::InvalidPeerDetails,
+                    format!("attention is {len} characters long; at most {MAX_ATTENTION_LEN} (one line saying what the person should do)"),
+                ));
+            }
+        }
+        let now = self.now();
+        let (peer, commits) = {
+            let mut st = self.lock();
+            self.prove_in(&st, id, caller)?;
+            let mut commits = Vec::new();
+            self.settle_before_contact(&mut st, id, now, &mut commits);
+            let e = st.peers.get_mut(&id).ok_or_else(|| unknown_peer(id))?;
+            e.peer.last_seen = now;
+            e.disconnected = false;
+            e.peer.attention = attention;
             let peer = self.announce_peer(&mut st, id, now, &mut commits)?;
             (peer, commits)
         };

@@ -10,6 +10,7 @@
 pub mod bench;
 mod bench_scale;
 pub mod chan;
+pub mod claude;
 pub mod commands;
 pub mod generate;
 pub mod output;
@@ -61,6 +62,9 @@ pub mod exit {
     pub const UNREACHABLE: Exit = Exit::Unreachable;
     /// A wait ran out of time.
     pub const TIMED_OUT: Exit = Exit::TimedOut;
+    /// `cipc hook stop` found an order: Claude Code wakes an idle session
+    /// when a background (`asyncRewake`) hook exits 2.
+    pub const WAKE: Exit = Exit::Usage;
 }
 
 const AFTER_HELP: &str = "\
@@ -113,6 +117,10 @@ pub enum Command {
     Status(system::StatusArgs),
     /// Clear every peer, command, channel and signal.
     Reset(system::ResetArgs),
+    /// Make Claude Code sessions peers: MCP tools plus hooks that reach them even when idle.
+    Claude(claude::ClaudeArgs),
+    /// Run by Claude Code at each hook `cipc claude setup` installed (reads the hook's JSON on stdin).
+    Hook(claude::hook::HookArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions(generate::CompletionsArgs),
     /// Print the man page (or write every page into a directory).
@@ -386,6 +394,8 @@ pub fn run(cli: Cli) -> Exit {
         Command::Signal(a) => run_client("signal", &a.client.clone(), |ctx| signal::run(a, ctx)),
         Command::Status(a) => run_client("status", &a.client.clone(), |ctx| system::status(a, ctx)),
         Command::Reset(a) => run_client("reset", &a.client.clone(), |ctx| system::reset(a, ctx)),
+        Command::Claude(a) => claude::run(a),
+        Command::Hook(a) => claude::hook::run(a),
         Command::Completions(a) => generate::completions(a),
         Command::Man(a) => generate::man(a),
     }

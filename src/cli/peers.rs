@@ -60,6 +60,12 @@ pub enum PeersCmd {
         /// The peer id.
         id: Option<String>,
     },
+    /// Say why a person is needed now (shown in `cipc peers` and the
+    /// dashboard); without TEXT, clear it. Acts as --peer / CIPC_PEER.
+    Attention {
+        /// One line for the person, e.g. "waiting for approval of the schema change".
+        text: Option<String>,
+    },
 }
 
 /// Runs `cipc peers ...`; returns the exit code.
@@ -110,6 +116,7 @@ pub async fn run(args: PeersArgs, ctx: Ctx) -> Result<Exit, CliError> {
                 name,
                 id,
                 protect: Some(true),
+                via: None,
             };
             let r = client.connect(&req).await?;
             if export {
@@ -147,6 +154,25 @@ pub async fn run(args: PeersArgs, ctx: Ctx) -> Result<Exit, CliError> {
                 ))?;
             }
         }
+        PeersCmd::Attention { text } => {
+            let id = ctx.peer_or(None, "cipc peers attention")?;
+            let req = crate::api::AttentionRequest { attention: text };
+            let r = ctx.client.set_attention(&id, &req).await?;
+            if out.json {
+                out.json(&r)?;
+            } else {
+                match &r.peer.attention {
+                    Some(a) => out.line(&format!(
+                        "peer {} ({}) needs a person: {a}",
+                        r.peer.id, r.peer.role
+                    ))?,
+                    None => out.line(&format!(
+                        "peer {} ({}) needs nobody now",
+                        r.peer.id, r.peer.role
+                    ))?,
+                }
+            }
+        }
         PeersCmd::Heartbeat { id } => {
             let id = ctx.peer_or(id.as_deref(), "cipc peers heartbeat")?;
             let r = ctx.client.heartbeat(&id).await?;
@@ -174,6 +200,7 @@ fn via_word(v: Via) -> &'static str {
     match v {
         Via::Http => "http",
         Via::Mcp => "mcp",
+        Via::Hook => "hook",
     }
 }
 
@@ -187,6 +214,7 @@ pub fn peer_table(out: &Output, peers: &[Peer]) -> comfy_table::Table {
         "VIA",
         "LAST SEEN",
         "CAPABILITIES",
+        "ATTENTION",
     ]);
     for p in peers {
         t.add_row(vec![
@@ -197,6 +225,7 @@ pub fn peer_table(out: &Output, peers: &[Peer]) -> comfy_table::Table {
             comfy_table::Cell::new(via_word(p.via)),
             comfy_table::Cell::new(ago(p.last_seen)),
             comfy_table::Cell::new(p.capabilities.join(",")),
+            comfy_table::Cell::new(p.attention.as_deref().unwrap_or("")),
         ]);
     }
     t
@@ -221,6 +250,9 @@ fn show_peer(out: &Output, p: &Peer) -> Result<(), CliError> {
         "last seen".to_string(),
         format!("{} ({})", p.last_seen, ago(p.last_seen)),
     ]);
+    if let Some(a) = &p.attention {
+        t.add_row(vec!["attention".to_string(), a.clone()]);
+    }
     if !p.working_on.is_empty() {
         let ids: Vec<String> = p
             .working_on

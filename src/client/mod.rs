@@ -125,6 +125,8 @@ pub struct Client {
     token: Option<String>,
     peer: Option<Uuid>,
     key: Option<String>,
+    /// Caps every request's time, long-polls included ([`Client::impatient`]).
+    limit: Option<Duration>,
 }
 
 impl Client {
@@ -136,23 +138,7 @@ impl Client {
         peer: Option<Uuid>,
     ) -> Result<Client, ClientError> {
         let base = parse_base_url(url)?;
-        let mut builder = reqwest::Client::builder().connect_timeout(CONNECT_TIMEOUT);
-        // A broker on this machine is never behind a proxy, and a stray
-        // http_proxy variable must not send local orders elsewhere.
-        let loopback = base
-            .host_str()
-            .map(|h| h.trim_matches(|c| c == '[' || c == ']'))
-            .is_some_and(|h| {
-                h.eq_ignore_ascii_case("localhost")
-                    || h.parse::<std::net::IpAddr>()
-                        .is_ok_and(|ip| ip.is_loopback())
-            });
-        if loopback {
-            builder = builder.no_proxy();
-        }
-        let http = builder
-            .build()
-            .map_err(|e| ClientError::Config(format!("cannot set up the HTTP client: {e}")))?;
+        let http = http_client(&base, CONNECT_TIMEOUT)?;
         let shown = base.as_str().trim_end_matches('/').to_string();
         Ok(Client {
             http,
@@ -163,7 +149,17 @@ impl Client {
                 .map(|t| t.trim().to_string()),
             peer,
             key: None,
+            limit: None,
         })
+    }
+
+    /// The same client giving up on any request after `limit`, connecting
+    /// included: for callers that must never hold anyone up, such as Claude
+    /// Code hooks when the broker is down.
+    pub fn impatient(mut self, limit: Duration) -> Result<Client, ClientError> {
+        self.http = http_client(&self.base, limit)?;
+        self.limit = Some(limit);
+        Ok(self)
     }
 
     /// The same client proving its peer with `key` (`X-Cipc-Peer-Key`).
@@ -251,6 +247,7 @@ impl Client {
         rb: RequestBuilder,
         timeout: Duration,
     ) -> Result<(StatusCode, T), ClientError> {
+        let timeout = self.limit.map_or(timeout, |l| l.min(timeout));
         let resp = rb
             .timeout(timeout)
             .send()
@@ -379,6 +376,27 @@ fn parse_base_url(raw: &str) -> Result<Url, ClientError> {
         )));
     }
     Ok(url)
+}
+
+/// The HTTP client for a broker at `base`.
+fn http_client(base: &Url, connect_timeout: Duration) -> Result<reqwest::Client, ClientError> {
+    let mut builder = reqwest::Client::builder().connect_timeout(connect_timeout);
+    // A broker on this machine is never behind a proxy, and a stray
+    // http_proxy variable must not send local orders elsewhere.
+    let loopback = base
+        .host_str()
+        .map(|h| h.trim_matches(|c| c == '[' || c == ']'))
+        .is_some_and(|h| {
+            h.eq_ignore_ascii_case("localhost")
+                || h.parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback())
+        });
+    if loopback {
+        builder = builder.no_proxy();
+    }
+    builder
+        .build()
+        .map_err(|e| ClientError::Config(format!("cannot set up the HTTP client: {e}")))
 }
 
 /// Turns a non-2xx answer into [`ClientError::Api`], using the contract's

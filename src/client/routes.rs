@@ -38,6 +38,18 @@ impl Client {
             .1)
     }
 
+    /// `PUT /peers/{id}/attention`: says why a person is needed (or clears it).
+    pub async fn set_attention(
+        &self,
+        id: &str,
+        req: &AttentionRequest,
+    ) -> Result<PeerResponse, ClientError> {
+        Ok(self
+            .send_json(Method::PUT, &["peers", id, "attention"], Some(req))
+            .await?
+            .1)
+    }
+
     /// `DELETE /peers/{id}`: marks the peer offline and requeues its unacked commands.
     pub async fn disconnect(&self, id: &str) -> Result<PeerResponse, ClientError> {
         Ok(self

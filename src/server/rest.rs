@@ -12,7 +12,7 @@ use crate::error_code::ErrorCode;
 use axum::extract::{Path, Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use axum::{Json, Router};
 
 /// Every REST route (streams live in `streams.rs`).
@@ -23,6 +23,7 @@ pub fn routes() -> Router<AppState> {
         .route("/peers", get(list_peers))
         .route("/peers/{id}", get(get_peer).delete(disconnect))
         .route("/peers/{id}/heartbeat", post(heartbeat))
+        .route("/peers/{id}/attention", put(set_attention))
         .route("/commands/send", post(send_command))
         .route("/commands", get(list_commands))
         .route("/commands/{id}", get(peer_commands).delete(cancel_command))
@@ -61,7 +62,11 @@ async fn connect(
     CallerInfo(caller): CallerInfo,
     JsonBody(req): JsonBody<ConnectRequest>,
 ) -> ApiResult<(StatusCode, Json<ConnectResponse>)> {
-    let (peer, key) = s.broker.connect(req, Via::Http, &caller).await?;
+    let via = match req.via {
+        Some(Via::Hook) => Via::Hook,
+        _ => Via::Http,
+    };
+    let (peer, key) = s.broker.connect(req, via, &caller).await?;
     Ok((StatusCode::CREATED, Json(ConnectResponse { peer, key })))
 }
 
@@ -82,6 +87,22 @@ async fn get_peer(
     let id = peer_id(&id)?;
     Ok(Json(PeerResponse {
         peer: s.broker.peer(id)?,
+    }))
+}
+
+#[utoipa::path(put, path = "/peers/{id}/attention", tag = "peers", params(("id" = String, Path, description = "peer id")),
+    request_body = AttentionRequest,
+    responses((status = 200, description = "the peer, with its attention set or cleared", body = PeerResponse),
+              (status = 400, body = ErrorResponse), (status = 403, body = ErrorResponse), (status = 404, body = ErrorResponse)))]
+async fn set_attention(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    CallerInfo(caller): CallerInfo,
+    JsonBody(req): JsonBody<AttentionRequest>,
+) -> ApiResult<Json<PeerResponse>> {
+    let id = peer_id(&id)?;
+    Ok(Json(PeerResponse {
+        peer: s.broker.set_attention(id, req.attention, &caller).await?,
     }))
 }
 
@@ -166,7 +187,7 @@ async fn peer_commands(
 ) -> ApiResult<Json<CommandsResponse>> {
     let id = peer_id(&id)?;
     // Polling its own list keeps a peer alive (the old broker's worker
-    // loop); someone else reading it does not.
+    // loop); see `touch_as` for who counts as the peer itself.
     s.broker.touch_as(id, &caller);
     Ok(Json(CommandsResponse {
         commands: s.broker.commands_for_peer(id)?,
@@ -390,6 +411,7 @@ async fn healthz(State(s): State<AppState>) -> ApiResult<Json<OkResponse>> {
         list_peers,
         get_peer,
         heartbeat,
+        set_attention,
         disconnect,
         send_command,
         list_commands,

@@ -41,8 +41,8 @@ pub enum Mutation {
     Command {
         /// Its place in FIFO order.
         ord: u64,
-        /// The command as it is now.
-        command: Command,
+        /// The command as it is now (boxed: by far the largest change).
+        command: Box<Command>,
     },
     /// A finished command was forgotten by retention.
     ForgetCommand(uuid::Uuid),

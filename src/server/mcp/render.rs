@@ -31,11 +31,15 @@ pub(super) fn not_registered(tool: &str) -> CallToolResult {
     ))
 }
 
-pub(super) fn parse_uuid(kind: &str, raw: &str) -> Result<Uuid, CallToolResult> {
+/// A tool's early answer: a refusal, boxed because a `CallToolResult` is
+/// large and the happy path should not carry its size.
+pub(super) type Refusal = Box<CallToolResult>;
+
+pub(super) fn parse_uuid(kind: &str, raw: &str) -> Result<Uuid, Refusal> {
     Uuid::parse_str(raw.trim()).map_err(|_| {
-        refuse(format!(
+        Box::new(refuse(format!(
             "{raw:?} is not a {kind} id; use the id (a UUID like 0190a8c2-...) from an earlier answer"
-        ))
+        )))
     })
 }
 

@@ -120,7 +120,7 @@ impl CipcMcp {
 
     /// Who calls: the peer its `peer_key` proves, else the peer bound to
     /// this session, else an anonymous MCP client. A wrong key is refused.
-    fn caller(&self, peer_key: Option<&str>) -> Result<Caller, CallToolResult> {
+    fn caller(&self, peer_key: Option<&str>) -> Result<Caller, Refusal> {
         let key = peer_key.map(str::trim).filter(|k| !k.is_empty());
         let caller = match key {
             Some(k) => Caller::presented(None, Some(k.to_string()), Some("mcp".into())),
@@ -128,17 +128,17 @@ impl CipcMcp {
         };
         match self.session.broker().admit(&caller) {
             Ok(()) => Ok(caller),
-            Err(e) => Err(refuse(format!(
+            Err(e) => Err(Box::new(refuse(format!(
                 "{e}. If the broker was reset or this peer forgotten, call connect with your role again (without peer_key) and use the new peerKey"
-            ))),
+            )))),
         }
     }
 
     /// The caller's peer, which must exist (a reset forgets every peer).
-    fn me(&self, tool: &str, peer_key: Option<&str>) -> Result<(Uuid, Caller), CallToolResult> {
+    fn me(&self, tool: &str, peer_key: Option<&str>) -> Result<(Uuid, Caller), Refusal> {
         let caller = self.caller(peer_key)?;
         let Some(id) = caller.peer else {
-            return Err(not_registered(tool));
+            return Err(Box::new(not_registered(tool)));
         };
         match self.session.broker().peer(id) {
             Ok(_) => Ok((id, caller)),
@@ -146,9 +146,9 @@ impl CipcMcp {
                 if self.session.peer() == Some(id) {
                     self.session.unbind();
                 }
-                Err(refuse(format!(
+                Err(Box::new(refuse(format!(
                     "peer {id} no longer exists on the broker (was it reset?); call connect with your role again (without peer_key), then call {tool} with the new peerKey"
-                )))
+                ))))
             }
         }
     }
@@ -163,12 +163,12 @@ impl CipcMcp {
     ) -> CallToolResult {
         let caller = match self.caller(peer_key.as_deref()) {
             Ok(c) => c,
-            Err(r) => return r,
+            Err(r) => return *r,
         };
         let id = match id.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
             Some(raw) => match parse_uuid("peer", raw) {
                 Ok(id) => Some(id),
-                Err(r) => return r,
+                Err(r) => return *r,
             },
             // Registering again (a new role) keeps the caller's peer.
             None => caller.peer,
@@ -179,6 +179,7 @@ impl CipcMcp {
             name,
             id,
             protect: Some(true),
+            via: None,
         };
         let (peer, key) = match self.session.broker().connect(req, Via::Mcp, &caller).await {
             Ok(p) => p,
@@ -233,7 +234,7 @@ impl CipcMcp {
             let online = self.session.broker().discover();
             let me = match self.caller(args.peer_key.as_deref()) {
                 Ok(c) => c.peer,
-                Err(r) => return r,
+                Err(r) => return *r,
             };
             let who = if online.count == 0 {
                 "Nobody is online on the broker yet.".to_string()
@@ -285,7 +286,7 @@ impl CipcMcp {
     async fn whoami(&self, Parameters(args): Parameters<IdentityArgs>) -> CallToolResult {
         let caller = match self.caller(args.peer_key.as_deref()) {
             Ok(c) => c,
-            Err(r) => return r,
+            Err(r) => return *r,
         };
         let Some(id) = caller.peer else {
             return done(
@@ -322,7 +323,7 @@ impl CipcMcp {
     )]
     async fn list_peers(&self, Parameters(args): Parameters<ListPeersArgs>) -> CallToolResult {
         if let Err(r) = self.caller(args.peer_key.as_deref()) {
-            return r;
+            return *r;
         }
         if args.all.unwrap_or(false) {
             let peers = self.session.broker().peers();
@@ -362,7 +363,7 @@ impl CipcMcp {
         };
         let caller = match self.caller(args.peer_key.as_deref()) {
             Ok(c) => c,
-            Err(r) => return r,
+            Err(r) => return *r,
         };
         let outcome = match self.session.broker().send(req, &caller).await {
             Ok(o) => o,
@@ -437,7 +438,7 @@ impl CipcMcp {
     ) -> CallToolResult {
         let (me, caller) = match self.me("wait_for_command", args.peer_key.as_deref()) {
             Ok(m) => m,
-            Err(r) => return r,
+            Err(r) => return *r,
         };
         let timeout = wait_for(args.timeout_seconds, DEFAULT_WAIT_SECS);
         let broker = self.session.broker().clone();
@@ -492,11 +493,11 @@ impl CipcMcp {
     async fn ack_command(&self, Parameters(args): Parameters<AckArgs>) -> CallToolResult {
         let id = match parse_uuid("command", &args.command_id) {
             Ok(id) => id,
-            Err(r) => return r,
+            Err(r) => return *r,
         };
         let caller = match self.caller(args.peer_key.as_deref()) {
             Ok(c) => c,
-            Err(r) => return r,
+            Err(r) => return *r,
         };
         match self
             .session
@@ -531,11 +532,11 @@ impl CipcMcp {
     ) -> CallToolResult {
         let id = match parse_uuid("command", &args.command_id) {
             Ok(id) => id,
-            Err(r) => return r,
+            Err(r) => return *r,
         };
         let caller = match self.caller(args.peer_key.as_deref()) {
             Ok(c) => c,
-            Err(r) => return r,
+            Err(r) => return *r,
         };
         let timeout = wait_for(args.timeout_seconds, DEFAULT_WAIT_SECS);
         let broker = self.session.broker().clone();
@@ -573,7 +574,7 @@ impl CipcMcp {
     async fn channel_send(&self, Parameters(args): Parameters<ChannelSendArgs>) -> CallToolResult {
         let from = match self.caller(args.peer_key.as_deref()) {
             Ok(c) => c.peer.map(|p| p.to_string()),
-            Err(r) => return r,
+            Err(r) => return *r,
         };
         match self
             .session
@@ -600,7 +601,7 @@ impl CipcMcp {
     ) -> CallToolResult {
         let caller = match self.caller(args.peer_key.as_deref()) {
             Ok(c) => c,
-            Err(r) => return r,
+            Err(r) => return *r,
         };
         let since = args.since.unwrap_or(0);
         let limit = args
@@ -665,7 +666,7 @@ impl CipcMcp {
     async fn emit_signal(&self, Parameters(args): Parameters<EmitArgs>) -> CallToolResult {
         let by = match self.caller(args.peer_key.as_deref()) {
             Ok(c) => c.peer.map(|p| p.to_string()),
-            Err(r) => return r,
+            Err(r) => return *r,
         };
         match self.session.broker().emit(&args.name, args.data, by).await {
             Ok(s) => done(
@@ -687,7 +688,7 @@ impl CipcMcp {
     ) -> CallToolResult {
         let caller = match self.caller(args.peer_key.as_deref()) {
             Ok(c) => c,
-            Err(r) => return r,
+            Err(r) => return *r,
         };
         let timeout = wait_for(args.timeout_seconds, DEFAULT_WAIT_SECS);
         let broker = self.session.broker().clone();
@@ -733,7 +734,7 @@ impl CipcMcp {
     )]
     async fn status(&self, Parameters(args): Parameters<IdentityArgs>) -> CallToolResult {
         if let Err(r) = self.caller(args.peer_key.as_deref()) {
-            return r;
+            return *r;
         }
         let s = self.session.broker().status();
         let online = s
@@ -759,7 +760,7 @@ impl CipcMcp {
     )]
     async fn reset(&self, Parameters(args): Parameters<ResetArgs>) -> CallToolResult {
         if let Err(r) = self.caller(args.peer_key.as_deref()) {
-            return r;
+            return *r;
         }
         if !args.confirm {
             return refuse("reset erases every peer, command, channel and signal for everyone; call it with confirm: true only if the user asked for it");

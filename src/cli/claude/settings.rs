@@ -1,0 +1,409 @@
+//! What `cipc claude setup` adds to Claude Code's settings and MCP
+//! configuration, and how it is taken out again: pure functions on JSON, so
+//! the merge rules (keep everything that is not ours, idempotent, remove
+//! exactly what was added) are unit-tested without touching any file.
+
+use serde_json::{json, Map, Value};
+
+/// The MCP server name cipc registers under.
+pub const SERVER_NAME: &str = "cipc";
+
+/// One hook cipc installs: the Claude Code event, the `cipc hook` event
+/// word, and how it runs.
+struct HookSpec {
+    event: &'static str,
+    word: &'static str,
+    /// Tool events take a matcher; `*` is every tool.
+    matcher: Option<&'static str>,
+    timeout_secs: u64,
+    /// Runs in the background and may wake an idle session (exit 2).
+    rewake: bool,
+}
+
+/// Every hook, in the order Claude Code meets them in a session.
+const HOOKS: [HookSpec; 6] = [
+    HookSpec {
+        event: "SessionStart",
+        word: "session-start",
+        matcher: None,
+        timeout_secs: 10,
+        rewake: false,
+    },
+    HookSpec {
+        event: "UserPromptSubmit",
+        word: "prompt",
+        matcher: None,
+        timeout_secs: 5,
+        rewake: false,
+    },
+    HookSpec {
+        event: "PostToolUse",
+        word: "post-tool-use",
+        matcher: Some("*"),
+        timeout_secs: 5,
+        rewake: false,
+    },
+    HookSpec {
+        event: "Notification",
+        word: "notification",
+        matcher: None,
+        timeout_secs: 5,
+        rewake: false,
+    },
+    HookSpec {
+        event: "Stop",
+        word: "stop",
+        matcher: None,
+        // The waiter lives as long as the session is idle; it re-polls the
+        // broker on its own and ends when the session does.
+        timeout_secs: 7 * 24 * 3600,
+        rewake: true,
+    },
+    HookSpec {
+        event: "SessionEnd",
+        word: "session-end",
+        matcher: None,
+        timeout_secs: 5,
+        rewake: false,
+    },
+];
+
+/// The `cipc hook` event words, for the CLI's value parser.
+pub const HOOK_WORDS: [&str; 6] = [
+    "session-start",
+    "prompt",
+    "post-tool-use",
+    "notification",
+    "stop",
+    "session-end",
+];
+
+/// How the hooks call cipc: the program (already shell-quoted) and the
+/// arguments every hook gets (already shell-quoted, may be empty).
+#[derive(Debug, Clone)]
+pub struct HookCommand {
+    /// The `cipc` executable, as the shell should see it.
+    pub program: String,
+    /// `--role R --name N --url U ...`.
+    pub args: String,
+}
+
+impl HookCommand {
+    fn line(&self, word: &str) -> String {
+        if self.args.is_empty() {
+            format!("{} hook {word}", self.program)
+        } else {
+            format!("{} hook {word} {}", self.program, self.args)
+        }
+    }
+}
+
+/// Quotes `s` for a POSIX shell when it needs it.
+pub fn shell_quote(s: &str) -> String {
+    let plain = !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/._-+=:,@%".contains(c));
+    if plain {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
+    }
+}
+
+/// Whether a hook command line is one cipc installed: its program is a
+/// `cipc` executable and its first argument is `hook`.
+pub fn is_ours(command: &str) -> bool {
+    let command = command.trim_start();
+    let (program, rest) = match command.strip_prefix('\'') {
+        Some(quoted) => match quoted.split_once('\'') {
+            Some((program, rest)) => (program, rest),
+            None => return false,
+        },
+        None => command
+            .split_once(char::is_whitespace)
+            .unwrap_or((command, "")),
+    };
+    let base = program.rsplit('/').next().unwrap_or(program);
+    (base == "cipc" || base == "cipc.exe") && rest.split_whitespace().next() == Some("hook")
+}
+
+/// Adds cipc's hooks to a settings document (replacing any cipc hooks
+/// already there), keeping every other key and hook as it was.
+pub fn add_hooks(settings: &mut Value, cmd: &HookCommand) -> Result<(), String> {
+    remove_hooks(settings)?;
+    let root = object(settings, "the settings file")?;
+    let hooks = root
+        .entry("hooks")
+        .or_insert_with(|| Value::Object(Map::new()));
+    let hooks = object(hooks, "\"hooks\" in the settings file")?;
+    for spec in &HOOKS {
+        let mut hook = json!({
+            "type": "command",
+            "command": cmd.line(spec.word),
+            "timeout": spec.timeout_secs,
+        });
+        if spec.rewake {
+            hook["async"] = json!(true);
+            hook["asyncRewake"] = json!(true);
+        }
+        let mut group = json!({ "hooks": [hook] });
+        if let Some(m) = spec.matcher {
+            group["matcher"] = json!(m);
+        }
+        let list = hooks
+            .entry(spec.event)
+            .or_insert_with(|| Value::Array(Vec::new()));
+        let Value::Array(list) = list else {
+            return Err(format!(
+                "\"hooks\".\"{}\" in the settings file is not a list; fix or remove it, then run setup again",
+                spec.event
+            ));
+        };
+        list.push(group);
+    }
+    Ok(())
+}
+
+/// Takes every cipc hook out of a settings document; groups and events left
+/// empty by that go too, and nothing else changes. Answers how many hooks
+/// were removed.
+pub fn remove_hooks(settings: &mut Value) -> Result<usize, String> {
+    let Some(root) = settings.as_object_mut() else {
+        return Err("the settings file is not a JSON object".into());
+    };
+    let Some(hooks) = root.get_mut("hooks").and_then(Value::as_object_mut) else {
+        return Ok(0);
+    };
+    let mut removed = 0;
+    for list in hooks.values_mut() {
+        let Some(groups) = list.as_array_mut() else {
+            continue;
+        };
+        for group in groups.iter_mut() {
+            if let Some(inner) = group.get_mut("hooks").and_then(Value::as_array_mut) {
+                let before = inner.len();
+                inner.retain(|h| {
+                    !h.get("command")
+                        .and_then(Value::as_str)
+                        .is_some_and(is_ours)
+                });
+                removed += before - inner.len();
+            }
+        }
+        groups.retain(|g| {
+            g.get("hooks")
+                .and_then(Value::as_array)
+                .is_none_or(|h| !h.is_empty())
+        });
+    }
+    hooks.retain(|_, list| list.as_array().is_none_or(|l| !l.is_empty()));
+    if hooks.is_empty() {
+        root.remove("hooks");
+    }
+    Ok(removed)
+}
+
+/// Sets the `cipc` entry of an `mcpServers` map inside `parent` (created if
+/// missing), keeping every other server.
+pub fn add_mcp(parent: &mut Value, entry: Value) -> Result<(), String> {
+    let root = object(parent, "the MCP configuration")?;
+    let servers = root
+        .entry("mcpServers")
+        .or_insert_with(|| Value::Object(Map::new()));
+    object(servers, "\"mcpServers\"")?.insert(SERVER_NAME.to_string(), entry);
+    Ok(())
+}
+
+/// Takes the `cipc` entry out of `parent`'s `mcpServers` (and the map, if
+/// that leaves it empty). Answers whether there was one.
+pub fn remove_mcp(parent: &mut Value) -> bool {
+    let Some(root) = parent.as_object_mut() else {
+        return false;
+    };
+    let Some(servers) = root.get_mut("mcpServers").and_then(Value::as_object_mut) else {
+        return false;
+    };
+    let had = servers.remove(SERVER_NAME).is_some();
+    if had && servers.is_empty() {
+        root.remove("mcpServers");
+    }
+    had
+}
+
+/// The `.mcp.json` entry for a broker at `base`: the streamable HTTP
+/// transport at `/mcp` (or the SSE one at `/mcp/sse`), with the token
+/// header when the broker has one.
+pub fn mcp_entry(base: &str, sse: bool, token_header: Option<&str>) -> Value {
+    let base = base.trim_end_matches('/');
+    let mut entry = if sse {
+        json!({"type": "sse", "url": format!("{base}/mcp/sse")})
+    } else {
+        json!({"type": "http", "url": format!("{base}/mcp")})
+    };
+    if let Some(t) = token_header {
+        entry["headers"] = json!({ "X-Cipc-Token": t });
+    }
+    entry
+}
+
+fn object<'a>(v: &'a mut Value, what: &str) -> Result<&'a mut Map<String, Value>, String> {
+    if v.is_null() {
+        *v = Value::Object(Map::new());
+    }
+    v.as_object_mut()
+        .ok_or_else(|| format!("{what} is not a JSON object; fix it by hand, then run setup again"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cmd() -> HookCommand {
+        HookCommand {
+            program: "/usr/local/bin/cipc".into(),
+            args: "--role backend".into(),
+        }
+    }
+
+    fn theirs() -> Value {
+        json!({
+            "model": "opus",
+            "permissions": {"allow": ["Bash(ls:*)"]},
+            "hooks": {
+                "PostToolUse": [
+                    {"matcher": "Edit", "hooks": [{"type": "command", "command": "prettier --write"}]}
+                ],
+                "Stop": [
+                    {"hooks": [
+                        {"type": "command", "command": "notify-send done"},
+                        {"type": "command", "command": "/old/path/cipc hook stop --role x"}
+                    ]}
+                ]
+            }
+        })
+    }
+
+    #[test]
+    fn setup_keeps_what_is_there_and_replaces_old_cipc_hooks() {
+        let mut s = theirs();
+        add_hooks(&mut s, &cmd()).expect("adds");
+        assert_eq!(s["model"], "opus");
+        assert_eq!(s["permissions"]["allow"][0], "Bash(ls:*)");
+        let post = s["hooks"]["PostToolUse"].as_array().expect("list");
+        assert_eq!(post[0]["hooks"][0]["command"], "prettier --write");
+        assert_eq!(post[1]["matcher"], "*");
+        assert_eq!(
+            post[1]["hooks"][0]["command"],
+            "/usr/local/bin/cipc hook post-tool-use --role backend"
+        );
+        let stop = s["hooks"]["Stop"].as_array().expect("list");
+        let commands: Vec<&str> = stop
+            .iter()
+            .flat_map(|g| g["hooks"].as_array().expect("hooks").iter())
+            .filter_map(|h| h["command"].as_str())
+            .collect();
+        assert_eq!(
+            commands,
+            [
+                "notify-send done",
+                "/usr/local/bin/cipc hook stop --role backend"
+            ],
+            "the old cipc hook is replaced, the user's stays"
+        );
+        let ours = &stop[1]["hooks"][0];
+        assert_eq!(
+            (ours["async"].clone(), ours["asyncRewake"].clone()),
+            (json!(true), json!(true))
+        );
+        for event in [
+            "SessionStart",
+            "UserPromptSubmit",
+            "Notification",
+            "SessionEnd",
+        ] {
+            assert_eq!(
+                s["hooks"][event].as_array().map(Vec::len),
+                Some(1),
+                "{event}"
+            );
+        }
+    }
+
+    #[test]
+    fn setup_twice_changes_nothing() {
+        let mut once = theirs();
+        add_hooks(&mut once, &cmd()).expect("adds");
+        let mut twice = once.clone();
+        add_hooks(&mut twice, &cmd()).expect("adds again");
+        assert_eq!(
+            serde_json::to_string_pretty(&once).expect("json"),
+            serde_json::to_string_pretty(&twice).expect("json")
+        );
+    }
+
+    #[test]
+    fn remove_takes_out_exactly_what_setup_added() {
+        let before = json!({
+            "model": "opus",
+            "hooks": {"PostToolUse": [{"matcher": "Edit", "hooks": [{"type": "command", "command": "prettier --write"}]}]}
+        });
+        let mut s = before.clone();
+        add_hooks(&mut s, &cmd()).expect("adds");
+        assert_eq!(remove_hooks(&mut s).expect("removes"), 6);
+        assert_eq!(s, before);
+
+        let mut empty = json!({});
+        add_hooks(&mut empty, &cmd()).expect("adds");
+        remove_hooks(&mut empty).expect("removes");
+        assert_eq!(empty, json!({}), "no empty \"hooks\" left behind");
+    }
+
+    #[test]
+    fn mcp_entries_are_merged_and_removed_by_name() {
+        let mut cfg = json!({"mcpServers": {"github": {"type": "http", "url": "https://x"}}});
+        add_mcp(
+            &mut cfg,
+            mcp_entry("http://127.0.0.1:9100/", false, Some("${CIPC_TOKEN}")),
+        )
+        .expect("adds");
+        assert_eq!(cfg["mcpServers"]["github"]["url"], "https://x");
+        assert_eq!(
+            cfg["mcpServers"]["cipc"],
+            json!({"type": "http", "url": "http://127.0.0.1:9100/mcp", "headers": {"X-Cipc-Token": "${CIPC_TOKEN}"}})
+        );
+        assert!(remove_mcp(&mut cfg));
+        assert_eq!(
+            cfg,
+            json!({"mcpServers": {"github": {"type": "http", "url": "https://x"}}})
+        );
+        let mut only = json!({});
+        add_mcp(&mut only, mcp_entry("http://h:1", true, None)).expect("adds");
+        assert_eq!(only["mcpServers"]["cipc"]["url"], "http://h:1/mcp/sse");
+        assert!(remove_mcp(&mut only));
+        assert_eq!(only, json!({}));
+    }
+
+    #[test]
+    fn ours_is_recognised_by_program_and_subcommand() {
+        assert!(is_ours("cipc hook stop"));
+        assert!(is_ours("'/home/a b/cipc' hook prompt --role x"));
+        assert!(!is_ours("cipc wait"));
+        assert!(!is_ours("notcipc hook stop"));
+        assert!(!is_ours("echo cipc hook"));
+    }
+
+    #[test]
+    fn a_settings_file_of_the_wrong_shape_is_refused_not_overwritten() {
+        let mut s = json!({"hooks": {"Stop": "nope"}});
+        assert!(add_hooks(&mut s, &cmd()).is_err());
+        let mut s = json!([1, 2]);
+        assert!(add_hooks(&mut s, &cmd()).is_err());
+    }
+
+    #[test]
+    fn quoting() {
+        assert_eq!(shell_quote("/usr/bin/cipc"), "/usr/bin/cipc");
+        assert_eq!(shell_quote("/a b/it's"), r"'/a b/it'\''s'");
+        assert_eq!(shell_quote(""), "''");
+    }
+}
