@@ -410,3 +410,56 @@ async fn an_ack_for_an_earlier_delivery_is_refused_whoever_sends_it() {
     assert_eq!(st, 200, "{v}");
     assert_eq!(v["command"]["result"], "fresh");
 }
+
+#[tokio::test]
+async fn attention_is_set_by_the_peer_shown_to_everyone_and_cleared() {
+    let b = start().await;
+    let u = b.url();
+    let (_, r) = post(
+        &format!("{u}/peers/connect"),
+        json!({"role": "backend", "protect": true, "via": "hook"}),
+    )
+    .await;
+    let id = r["peer"]["id"].as_str().unwrap_or_default().to_string();
+    let key = r["key"].as_str().unwrap_or_default().to_string();
+    assert_eq!(r["peer"]["via"], "hook");
+    let put = |key: Option<String>, body: Value| {
+        let (u, id) = (u.clone(), id.clone());
+        async move {
+            let mut rb = http().put(format!("{u}/peers/{id}/attention")).json(&body);
+            if let Some(k) = key {
+                rb = rb.header("X-Cipc-Peer-Key", k);
+            }
+            let resp = rb.send().await.expect("request");
+            let st = resp.status().as_u16();
+            (st, resp.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    // Without its key nobody speaks for a protected peer.
+    let (st, e) = put(None, json!({"attention": "x"})).await;
+    assert_eq!(
+        (st, e["error"]["reason"].clone()),
+        (403, json!("key_required"))
+    );
+    let (st, p) = put(
+        Some(key.clone()),
+        json!({"attention": "Claude needs your permission to use Bash"}),
+    )
+    .await;
+    assert_eq!(st, 200, "{p}");
+    assert_eq!(
+        p["peer"]["attention"],
+        "Claude needs your permission to use Bash"
+    );
+    let (_, all) = get(&format!("{u}/peers")).await;
+    assert_eq!(
+        all["peers"][0]["attention"],
+        "Claude needs your permission to use Bash"
+    );
+    let long = "x".repeat(501);
+    let (st, e) = put(Some(key.clone()), json!({ "attention": long })).await;
+    assert_eq!(st, 400, "{e}");
+    let (st, p) = put(Some(key.clone()), json!({"attention": null})).await;
+    assert_eq!(st, 200);
+    assert!(p["peer"].get("attention").is_none(), "{p}");
+}
