@@ -513,7 +513,8 @@ async fn answers(
     peer: Uuid,
     st: &mut SessionState,
 ) -> Result<Vec<String>, ClientError> {
-    let mine = peer.to_string();
+    // The broker records a peer's commands as sent from "peer:<id>".
+    let mine = format!("peer:{peer}");
     let listed = client.list_commands(None, None, Some(200)).await?.commands;
     let finished: Vec<&Command> = listed
         .iter()
