@@ -189,6 +189,12 @@ pub struct Command {
     /// Audit: the peer id or network address that created it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub origin: Option<String>,
+    /// When it should be finished by (from `deadline`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deadline: Option<Timestamp>,
+    /// Its deadline passed before it finished: a person should look at it.
+    #[serde(default)]
+    pub overdue: bool,
 }
 
 /// One message of a channel.
@@ -319,6 +325,150 @@ pub struct SendRequest {
     )]
     #[schema(maximum = 31_536_000_000_u64)]
     pub ttl: Option<u64>,
+    /// Milliseconds from now by which it should be finished (at most 365
+    /// days); past it, an unfinished command is marked `overdue`.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "whole_number"
+    )]
+    #[schema(maximum = 31_536_000_000_u64)]
+    pub deadline: Option<u64>,
+}
+
+/// Where a question is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum QuestionStatus {
+    /// Waiting for an answer.
+    Open,
+    /// Answered.
+    Answered,
+    /// Withdrawn before anyone answered.
+    Cancelled,
+    /// Its ttl ran out unanswered.
+    Expired,
+}
+
+impl QuestionStatus {
+    /// The wire word.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            QuestionStatus::Open => "open",
+            QuestionStatus::Answered => "answered",
+            QuestionStatus::Cancelled => "cancelled",
+            QuestionStatus::Expired => "expired",
+        }
+    }
+}
+
+impl std::str::FromStr for QuestionStatus {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "open" => Ok(QuestionStatus::Open),
+            "answered" => Ok(QuestionStatus::Answered),
+            "cancelled" => Ok(QuestionStatus::Cancelled),
+            "expired" => Ok(QuestionStatus::Expired),
+            other => Err(format!(
+                "status={other:?} is not a question status; use open, answered, cancelled or expired"
+            )),
+        }
+    }
+}
+
+/// An agent asking a person (or any peer) for a decision.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Question {
+    /// Unique id (UUID v7).
+    pub id: Uuid,
+    /// Who asks (its role or name).
+    pub from: String,
+    /// The question, as text.
+    pub text: String,
+    /// The only answers accepted, when given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub choices: Option<Vec<String>>,
+    /// Anything that helps answer it (a diff summary, a command id), any JSON.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context: Option<Value>,
+    /// Where it is in its life.
+    pub status: QuestionStatus,
+    /// When it was asked.
+    pub created_at: Timestamp,
+    /// When it expires unanswered (from `ttl`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<Timestamp>,
+    /// The answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answer: Option<String>,
+    /// Who answered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answered_by: Option<String>,
+    /// When it was answered, cancelled or expired.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answered_at: Option<Timestamp>,
+    /// Audit: the peer id or network address that asked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<String>,
+}
+
+/// Body of `POST /questions`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AskRequest {
+    /// The question, 1-2000 characters.
+    #[schema(min_length = 1, max_length = 2000)]
+    pub text: String,
+    /// The only answers accepted (1-20, each 1-200 characters, distinct).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub choices: Option<Vec<String>>,
+    /// Anything that helps answer it, any JSON.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context: Option<Value>,
+    /// Who asks; defaults to the `X-Cipc-Peer` peer's role, else "anonymous".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 128)]
+    pub from: Option<String>,
+    /// Milliseconds it stays open unanswered before it expires (at most 365 days).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "whole_number"
+    )]
+    #[schema(maximum = 31_536_000_000_u64)]
+    pub ttl: Option<u64>,
+}
+
+/// Body of `POST /questions/{id}/answer`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+pub struct AnswerRequest {
+    /// The answer: one of the choices when the question has them; 1-10000 characters.
+    #[schema(min_length = 1, max_length = 10000)]
+    pub answer: String,
+    /// Who answers (default: the `X-Cipc-Peer` peer's role, else "someone").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 128)]
+    pub by: Option<String>,
+}
+
+/// `{"question": Question}`, with `timedOut` when a wait ran out.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct QuestionResponse {
+    /// The question as it stands.
+    pub question: Question,
+    /// Present and true when a wait ran out first.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub timed_out: bool,
+}
+
+/// `{"questions": [Question]}`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct QuestionsResponse {
+    /// Open ones first (oldest first), then the rest, newest first.
+    pub questions: Vec<Question>,
 }
 
 /// Body of `POST /commands/{id}/ack`.

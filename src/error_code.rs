@@ -88,6 +88,12 @@ pub enum ErrorCode {
     InvalidFrom,
     /// `ttl` is past the maximum.
     TtlTooLong,
+    /// `deadline` is past the maximum.
+    DeadlineTooLong,
+    /// A question's text, choices or `from` break their limits.
+    InvalidQuestion,
+    /// The answer is not one of the question's choices.
+    InvalidChoice,
     /// `dedupeKey` is empty or too long.
     InvalidDedupeKey,
     /// A peer's capabilities or name break their limits.
@@ -124,11 +130,14 @@ pub enum ErrorCode {
     UnknownPeer,
     /// No command has that id.
     UnknownCommand,
+    /// No question has that id.
+    UnknownQuestion,
     /// The path is not part of the API.
     UnknownRoute,
     /// The MCP session has ended or never existed.
     UnknownSession,
-    /// The command is already acked, failed, cancelled or expired.
+    /// The command (or question) is already finished: acked, failed,
+    /// answered, cancelled or expired.
     AlreadyFinished,
     /// The command is held by another peer (or by nobody).
     NotHolder,
@@ -150,12 +159,15 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, in catalogue order (for docs and tests).
-    pub const ALL: [ErrorCode; 34] = [
+    pub const ALL: [ErrorCode; 38] = [
         ErrorCode::InvalidName,
         ErrorCode::InvalidTarget,
         ErrorCode::InvalidAction,
         ErrorCode::InvalidFrom,
         ErrorCode::TtlTooLong,
+        ErrorCode::DeadlineTooLong,
+        ErrorCode::InvalidQuestion,
+        ErrorCode::InvalidChoice,
         ErrorCode::InvalidDedupeKey,
         ErrorCode::InvalidPeerDetails,
         ErrorCode::InvalidQuery,
@@ -174,6 +186,7 @@ impl ErrorCode {
         ErrorCode::ForeignOrigin,
         ErrorCode::UnknownPeer,
         ErrorCode::UnknownCommand,
+        ErrorCode::UnknownQuestion,
         ErrorCode::UnknownRoute,
         ErrorCode::UnknownSession,
         ErrorCode::AlreadyFinished,
@@ -194,8 +207,10 @@ impl ErrorCode {
         use ErrorCode::*;
         match self {
             InvalidName | InvalidTarget | InvalidAction | InvalidFrom | TtlTooLong
-            | InvalidDedupeKey | InvalidPeerDetails | InvalidQuery | InvalidBody
-            | InvalidHeader | TokenInUrl => ErrorClass::BadRequest,
+            | DeadlineTooLong | InvalidQuestion | InvalidChoice | InvalidDedupeKey
+            | InvalidPeerDetails | InvalidQuery | InvalidBody | InvalidHeader | TokenInUrl => {
+                ErrorClass::BadRequest
+            }
             InvalidJson => ErrorClass::InvalidJson,
             PayloadTooLarge => ErrorClass::PayloadTooLarge,
             RequestTimeout => ErrorClass::RequestTimeout,
@@ -203,7 +218,9 @@ impl ErrorCode {
             KeyRequired | WrongKey | NotAllowedToCancel | ForeignHost | ForeignOrigin => {
                 ErrorClass::Forbidden
             }
-            UnknownPeer | UnknownCommand | UnknownRoute | UnknownSession => ErrorClass::NotFound,
+            UnknownPeer | UnknownCommand | UnknownQuestion | UnknownRoute | UnknownSession => {
+                ErrorClass::NotFound
+            }
             AlreadyFinished | NotHolder | DeliveryOver => ErrorClass::Conflict,
             TooManyWrongTokens | TooManyWaiters | TooManyPeers | TooManyChannels
             | TooManySignals => ErrorClass::TooManyRequests,
@@ -221,6 +238,9 @@ impl ErrorCode {
             InvalidAction => "invalid_action",
             InvalidFrom => "invalid_from",
             TtlTooLong => "ttl_too_long",
+            DeadlineTooLong => "deadline_too_long",
+            InvalidQuestion => "invalid_question",
+            InvalidChoice => "invalid_choice",
             InvalidDedupeKey => "invalid_dedupe_key",
             InvalidPeerDetails => "invalid_peer_details",
             InvalidQuery => "invalid_query",
@@ -239,6 +259,7 @@ impl ErrorCode {
             ForeignOrigin => "foreign_origin",
             UnknownPeer => "unknown_peer",
             UnknownCommand => "unknown_command",
+            UnknownQuestion => "unknown_question",
             UnknownRoute => "unknown_route",
             UnknownSession => "unknown_session",
             AlreadyFinished => "already_finished",

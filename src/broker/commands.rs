@@ -80,6 +80,11 @@ impl Broker {
                 "ttl={ttl} is too long: the maximum is {MAX_TTL_MS} ms (365 days); leave ttl out for a command that never expires"
             )));
         }
+        if let Some(d) = req.deadline.filter(|d| *d > MAX_TTL_MS) {
+            return Err(BrokerError::new(ErrorCode::DeadlineTooLong, format!(
+                "deadline={d} is too long: the maximum is {MAX_TTL_MS} ms (365 days); leave it out for a command without a deadline"
+            )));
+        }
         if let Some(k) = &req.dedupe_key {
             if k.is_empty() || k.len() > 256 {
                 return Err(BrokerError::new(
@@ -133,6 +138,10 @@ impl Broker {
                 attempt: 0,
                 redelivered: false,
                 origin,
+                deadline: req
+                    .deadline
+                    .map(|ms| now.plus_millis(i64::try_from(ms).unwrap_or(i64::MAX))),
+                overdue: false,
             };
             let mut commits = Vec::new();
             let outcome = if target == "*" {
@@ -191,6 +200,7 @@ impl Broker {
             .entry(c.target.clone())
             .or_default()
             .insert((ord, c.id));
+        st.track_deadline(&c);
         commits.push(self.persist(Mutation::Command {
             ord,
             command: Box::new(c.clone()),
@@ -213,6 +223,7 @@ impl Broker {
         let e = st.commands.get(&id)?;
         let (ord, c) = (e.ord, e.command.clone());
         st.track_holder(ord, &c);
+        st.track_deadline(&c);
         commits.push(self.persist(Mutation::Command {
             ord,
             command: Box::new(c.clone()),
@@ -552,6 +563,10 @@ impl Broker {
 
     /// `GET /commands/{id}/result`: waits until the command finishes. The bool
     /// is true when the wait timed out first.
+    ///
+    /// A command that becomes overdue during the wait ends it too (not
+    /// finished, `overdue: true`), so a sender hears of a missed deadline
+    /// when it happens; waiting again then waits for the end.
     pub async fn wait_result(
         &self,
         id: Uuid,
@@ -559,6 +574,7 @@ impl Broker {
     ) -> Result<(Command, bool), BrokerError> {
         let _permit = self.acquire_waiter()?;
         let deadline = tokio::time::Instant::now() + timeout;
+        let mut was_overdue = None;
         loop {
             let armed = {
                 let mut st = self.lock();
@@ -567,7 +583,8 @@ impl Broker {
                     .get(&id)
                     .map(|e| e.command.clone())
                     .ok_or_else(|| unknown_command(id))?;
-                if c.status.is_terminal() {
+                let overdue_before = *was_overdue.get_or_insert(c.overdue);
+                if c.status.is_terminal() || c.overdue && !overdue_before {
                     return Ok((c, false));
                 }
                 vec![st.arm(WakeKey::Result(id))]
@@ -585,12 +602,24 @@ impl Broker {
         target: Option<&str>,
         limit: usize,
     ) -> Vec<Command> {
+        self.list_commands_where(status, target, None, limit)
+    }
+
+    /// `GET /commands?status=&target=&overdue=`: newest first, filtered.
+    pub fn list_commands_where(
+        &self,
+        status: Option<CommandStatus>,
+        target: Option<&str>,
+        overdue: Option<bool>,
+        limit: usize,
+    ) -> Vec<Command> {
         let st = self.lock();
         let mut all: Vec<(u64, &Command)> = st
             .commands
             .values()
             .filter(|e| status.is_none_or(|s| e.command.status == s))
             .filter(|e| target.is_none_or(|t| e.command.target == t))
+            .filter(|e| overdue.is_none_or(|o| e.command.overdue == o))
             .map(|e| (e.ord, &e.command))
             .collect();
         all.sort_by_key(|(o, _)| std::cmp::Reverse(*o));
@@ -648,6 +677,26 @@ impl Broker {
             .insert((ord, id));
         self.changed(st, id, commits);
         st.wake(&WakeKey::Queue(target.clone()));
+    }
+
+    /// Deadline pass of the sweeper: unfinished commands whose deadline
+    /// passed become `overdue` (announced, and their result waiters told).
+    pub(super) fn sweep_overdue(&self, st: &mut State, now: Timestamp, commits: &mut Vec<Commit>) {
+        while let Some(&(at, id)) = st.deadlines.first() {
+            if at > now.millis() {
+                break;
+            }
+            st.deadlines.remove(&(at, id));
+            let Some(e) = st.commands.get_mut(&id) else {
+                continue;
+            };
+            if e.command.status.is_terminal() || e.command.overdue {
+                continue;
+            }
+            e.command.overdue = true;
+            self.changed(st, id, commits);
+            st.wake(&WakeKey::Result(id));
+        }
     }
 
     /// Expiry pass of the sweeper.

@@ -16,6 +16,7 @@ mod events;
 mod identity;
 pub mod keys;
 mod peers;
+mod questions;
 mod signals;
 mod system;
 
@@ -160,12 +161,33 @@ struct State {
     next_ord: u64,
     channels: BTreeMap<String, Channel>,
     signals: BTreeMap<String, Signal>,
+    /// Every question kept.
+    questions: HashMap<Uuid, crate::api::Question>,
+    /// Open questions with a ttl, soonest expiry first (ms since the epoch).
+    question_expiry: BTreeSet<(i64, Uuid)>,
+    /// Closed questions, oldest first, for retention.
+    closed_questions: BTreeSet<Uuid>,
+    /// Unfinished commands with a deadline not yet passed, soonest first
+    /// (ms since the epoch).
+    deadlines: BTreeSet<(i64, Uuid)>,
     /// Wake-ups keyed by what is waited on.
     notifies: HashMap<WakeKey, Arc<Notify>>,
     events: events::EventLog,
 }
 
 impl State {
+    /// Keeps [`State::deadlines`] in step with a command: listed while it
+    /// has a deadline and is neither finished nor overdue.
+    fn track_deadline(&mut self, c: &Command) {
+        let Some(at) = c.deadline else { return };
+        let key = (at.millis(), c.id);
+        if c.status.is_terminal() || c.overdue {
+            self.deadlines.remove(&key);
+        } else {
+            self.deadlines.insert(key);
+        }
+    }
+
     /// Keeps [`State::held`] in step with a command's new status.
     fn track_holder(&mut self, ord: u64, c: &Command) {
         if let Some(old) = self.holder_of.remove(&c.id) {
@@ -222,6 +244,8 @@ enum WakeKey {
     Channel(String),
     /// A signal's emission.
     Signal(String),
+    /// A question's answer (or its end).
+    Question(Uuid),
 }
 
 /// A parked waiter: armed under the lock, awaited outside it.
@@ -520,6 +544,8 @@ impl Broker {
         let mut commits = Vec::new();
         self.sweep_peers(&mut st, now, &mut commits);
         self.sweep_expired(&mut st, now, &mut commits);
+        self.sweep_overdue(&mut st, now, &mut commits);
+        self.sweep_questions(&mut st, now, &mut commits);
         drop(st);
         // The sweeper does not answer anyone; errors are logged by the store.
         drop(commits);
@@ -561,6 +587,7 @@ impl State {
                     .insert((ord, c.id));
             }
             self.track_holder(ord, &c);
+            self.track_deadline(&c);
             self.commands.insert(c.id, CommandEntry { ord, command: c });
         }
         for head in snap.channels {
@@ -591,6 +618,16 @@ impl State {
         }
         for s in snap.signals {
             self.signals.insert(s.name.clone(), s);
+        }
+        for q in snap.questions {
+            if q.status == crate::api::QuestionStatus::Open {
+                if let Some(at) = q.expires_at {
+                    self.question_expiry.insert((at.millis(), q.id));
+                }
+            } else {
+                self.closed_questions.insert(q.id);
+            }
+            self.questions.insert(q.id, q);
         }
     }
 }

@@ -35,6 +35,10 @@ impl Broker {
             st.holder_of.clear();
             st.channels.clear();
             st.signals.clear();
+            st.questions.clear();
+            st.question_expiry.clear();
+            st.closed_questions.clear();
+            st.deadlines.clear();
             for n in st.notifies.values() {
                 n.notify_waiters();
             }

@@ -193,6 +193,7 @@ pub async fn send(args: SendArgs, ctx: Ctx) -> Result<Exit, CliError> {
         params,
         dedupe_key: args.dedupe_key,
         ttl,
+        deadline: None,
     };
     let sent = ctx.client.send(&req).await?;
     if !args.wait {

@@ -126,7 +126,21 @@ impl Client {
         target: Option<&str>,
         limit: Option<usize>,
     ) -> Result<CommandsResponse, ClientError> {
+        self.list_commands_where(status, target, None, limit).await
+    }
+
+    /// `GET /commands?status=&target=&overdue=&limit=`: newest first.
+    pub async fn list_commands_where(
+        &self,
+        status: Option<CommandStatus>,
+        target: Option<&str>,
+        overdue: Option<bool>,
+        limit: Option<usize>,
+    ) -> Result<CommandsResponse, ClientError> {
         let mut q = Vec::new();
+        if let Some(o) = overdue {
+            q.push(("overdue", o.to_string()));
+        }
         if let Some(s) = status {
             q.push(("status", s.as_str().to_string()));
         }
@@ -137,6 +151,66 @@ impl Client {
             q.push(("limit", l.to_string()));
         }
         self.get(&["commands"], &q).await
+    }
+
+    // ---- questions ----
+
+    /// `POST /questions`: asks; answers the open question.
+    pub async fn ask(&self, req: &AskRequest) -> Result<QuestionResponse, ClientError> {
+        Ok(self
+            .send_json(Method::POST, &["questions"], Some(req))
+            .await?
+            .1)
+    }
+
+    /// `GET /questions?status=`: open ones first.
+    pub async fn questions(
+        &self,
+        status: Option<QuestionStatus>,
+    ) -> Result<QuestionsResponse, ClientError> {
+        let q: Vec<(&str, String)> = status
+            .map(|s| vec![("status", s.as_str().to_string())])
+            .unwrap_or_default();
+        self.get(&["questions"], &q).await
+    }
+
+    /// `GET /questions/{id}`.
+    pub async fn question(&self, id: &str) -> Result<QuestionResponse, ClientError> {
+        self.get(&["questions", id], &[]).await
+    }
+
+    /// `GET /questions/{id}/wait?timeout=ms`: waits for the answer (or the end).
+    pub async fn wait_question(
+        &self,
+        id: &str,
+        timeout_ms: u64,
+    ) -> Result<QuestionResponse, ClientError> {
+        self.poll(
+            &["questions", id, "wait"],
+            &[("timeout", timeout_ms.to_string())],
+            timeout_ms,
+        )
+        .await
+    }
+
+    /// `POST /questions/{id}/answer`.
+    pub async fn answer(
+        &self,
+        id: &str,
+        req: &AnswerRequest,
+    ) -> Result<QuestionResponse, ClientError> {
+        Ok(self
+            .send_json(Method::POST, &["questions", id, "answer"], Some(req))
+            .await?
+            .1)
+    }
+
+    /// `DELETE /questions/{id}`: withdraws an open question.
+    pub async fn cancel_question(&self, id: &str) -> Result<QuestionResponse, ClientError> {
+        Ok(self
+            .send_json::<(), _>(Method::DELETE, &["questions", id], None)
+            .await?
+            .1)
     }
 
     /// `DELETE /commands/{id}`: cancels a pending or delivered command.

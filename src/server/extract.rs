@@ -173,6 +173,11 @@ pub fn command_id(raw: &str) -> Result<Uuid, ApiError> {
     parse_id(ErrorCode::UnknownCommand, "command", raw)
 }
 
+/// Parses a question id from a path segment: anything else names no question (404).
+pub fn question_id(raw: &str) -> Result<Uuid, ApiError> {
+    parse_id(ErrorCode::UnknownQuestion, "question", raw)
+}
+
 fn parse_id(code: ErrorCode, kind: &str, raw: &str) -> Result<Uuid, ApiError> {
     Uuid::parse_str(raw).map_err(|_| {
         ApiError::new(

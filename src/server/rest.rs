@@ -3,7 +3,8 @@
 
 use super::error::ApiError;
 use super::extract::{
-    command_id, parse_json, parse_object, peer_id, read_body, CallerInfo, JsonBody, Params,
+    command_id, parse_json, parse_object, peer_id, question_id, read_body, CallerInfo, JsonBody,
+    Params,
 };
 use super::AppState;
 use crate::api::*;
@@ -39,6 +40,10 @@ pub fn routes() -> Router<AppState> {
             get(get_signal).post(emit_signal).delete(clear_signal),
         )
         .route("/signals/{name}/wait", get(wait_signal))
+        .route("/questions", get(list_questions).post(ask))
+        .route("/questions/{id}", get(get_question).delete(cancel_question))
+        .route("/questions/{id}/wait", get(wait_question))
+        .route("/questions/{id}/answer", post(answer_question))
         .route("/status", get(status))
         .route("/reset", post(reset))
         .route("/healthz", get(healthz))
@@ -163,6 +168,7 @@ async fn send_command(
 #[utoipa::path(get, path = "/commands", tag = "commands",
     params(("status" = Option<String>, Query, description = "pending|delivered|acked|failed|cancelled|expired"),
            ("target" = Option<String>, Query, description = "a role or peer id"),
+           ("overdue" = Option<bool>, Query, description = "true: only overdue commands; false: only the others"),
            ("limit" = Option<u64>, Query, description = "1-10000, default 100")),
     responses((status = 200, description = "newest first", body = CommandsResponse), (status = 400, body = ErrorResponse)))]
 async fn list_commands(State(s): State<AppState>, q: Params) -> ApiResult<Json<CommandsResponse>> {
@@ -171,9 +177,22 @@ async fn list_commands(State(s): State<AppState>, q: Params) -> ApiResult<Json<C
         .map(str::parse::<CommandStatus>)
         .transpose()
         .map_err(|m| ApiError::new(ErrorCode::InvalidQuery, m))?;
+    let overdue = match q.str("overdue") {
+        None => None,
+        Some("true") => Some(true),
+        Some("false") => Some(false),
+        Some(other) => {
+            return Err(ApiError::new(
+                ErrorCode::InvalidQuery,
+                format!("overdue={other:?} must be true or false"),
+            ))
+        }
+    };
     let limit = q.limit(DEFAULT_COMMAND_LIST, MAX_LIST_LIMIT)?;
     Ok(Json(CommandsResponse {
-        commands: s.broker.list_commands(status, q.str("target"), limit),
+        commands: s
+            .broker
+            .list_commands_where(status, q.str("target"), overdue, limit),
     }))
 }
 
@@ -379,6 +398,105 @@ async fn wait_signal(
     Ok(Json(SignalResponse { signal, timed_out }))
 }
 
+#[utoipa::path(post, path = "/questions", tag = "questions", request_body = AskRequest,
+    params(("X-Cipc-Peer" = Option<String>, Header, description = "the asking peer (names `from` by its role)")),
+    responses((status = 201, description = "the open question", body = QuestionResponse), (status = 400, body = ErrorResponse)))]
+async fn ask(
+    State(s): State<AppState>,
+    CallerInfo(caller): CallerInfo,
+    JsonBody(req): JsonBody<AskRequest>,
+) -> ApiResult<(StatusCode, Json<QuestionResponse>)> {
+    let question = s.broker.ask(req, &caller).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(QuestionResponse {
+            question,
+            timed_out: false,
+        }),
+    ))
+}
+
+#[utoipa::path(get, path = "/questions", tag = "questions",
+    params(("status" = Option<String>, Query, description = "open|answered|cancelled|expired")),
+    responses((status = 200, description = "open ones first (oldest first), then the rest (newest first)", body = QuestionsResponse),
+              (status = 400, body = ErrorResponse)))]
+async fn list_questions(
+    State(s): State<AppState>,
+    q: Params,
+) -> ApiResult<Json<QuestionsResponse>> {
+    let status = q
+        .str("status")
+        .map(str::parse::<QuestionStatus>)
+        .transpose()
+        .map_err(|m| ApiError::new(ErrorCode::InvalidQuery, m))?;
+    Ok(Json(QuestionsResponse {
+        questions: s.broker.questions(status),
+    }))
+}
+
+#[utoipa::path(get, path = "/questions/{id}", tag = "questions", params(("id" = String, Path, description = "question id")),
+    responses((status = 200, body = QuestionResponse), (status = 404, body = ErrorResponse)))]
+async fn get_question(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<QuestionResponse>> {
+    let id = question_id(&id)?;
+    Ok(Json(QuestionResponse {
+        question: s.broker.question(id)?,
+        timed_out: false,
+    }))
+}
+
+#[utoipa::path(get, path = "/questions/{id}/wait", tag = "questions",
+    params(("id" = String, Path, description = "question id"), ("timeout" = Option<u64>, Query, description = "ms, default 30000")),
+    responses((status = 200, description = "the question once answered, cancelled or expired, or with timedOut: true", body = QuestionResponse),
+              (status = 404, body = ErrorResponse)))]
+async fn wait_question(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    q: Params,
+) -> ApiResult<Json<QuestionResponse>> {
+    let id = question_id(&id)?;
+    let (question, timed_out) = s.broker.wait_question(id, q.timeout()?).await?;
+    Ok(Json(QuestionResponse {
+        question,
+        timed_out,
+    }))
+}
+
+#[utoipa::path(post, path = "/questions/{id}/answer", tag = "questions", request_body = AnswerRequest,
+    params(("id" = String, Path, description = "question id")),
+    responses((status = 200, description = "the answered question", body = QuestionResponse),
+              (status = 400, description = "not one of the choices", body = ErrorResponse),
+              (status = 404, body = ErrorResponse),
+              (status = 409, description = "already answered, cancelled or expired", body = ErrorResponse)))]
+async fn answer_question(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    CallerInfo(caller): CallerInfo,
+    JsonBody(req): JsonBody<AnswerRequest>,
+) -> ApiResult<Json<QuestionResponse>> {
+    let id = question_id(&id)?;
+    Ok(Json(QuestionResponse {
+        question: s.broker.answer(id, req.answer, req.by, &caller).await?,
+        timed_out: false,
+    }))
+}
+
+#[utoipa::path(delete, path = "/questions/{id}", tag = "questions", params(("id" = String, Path, description = "question id")),
+    responses((status = 200, description = "the cancelled question", body = QuestionResponse),
+              (status = 404, body = ErrorResponse), (status = 409, body = ErrorResponse)))]
+async fn cancel_question(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<QuestionResponse>> {
+    let id = question_id(&id)?;
+    Ok(Json(QuestionResponse {
+        question: s.broker.cancel_question(id).await?,
+        timed_out: false,
+    }))
+}
+
 #[utoipa::path(get, path = "/status", tag = "system", responses((status = 200, body = StatusResponse)))]
 async fn status(State(s): State<AppState>) -> Json<StatusResponse> {
     Json(s.broker.status())
@@ -429,12 +547,18 @@ async fn healthz(State(s): State<AppState>) -> ApiResult<Json<OkResponse>> {
         get_signal,
         clear_signal,
         wait_signal,
+        ask,
+        list_questions,
+        get_question,
+        wait_question,
+        answer_question,
+        cancel_question,
         status,
         reset,
         healthz,
         super::streams::events
     ),
-    components(schemas(Peer, Command, Message, Signal, ChannelInfo, ErrorResponse)),
+    components(schemas(Peer, Command, Message, Signal, Question, ChannelInfo, ErrorResponse)),
     modifiers(&Contract)
 )]
 pub struct ApiDoc;

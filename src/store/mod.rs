@@ -14,7 +14,7 @@ pub use memory::MemoryStore;
 pub use progress::{Lost, Progress};
 pub use sqlite::SqliteStore;
 
-use crate::api::{Command, Message, Peer, Signal};
+use crate::api::{Command, Message, Peer, Question, Signal};
 use serde::{Deserialize, Serialize};
 use std::future::Future;
 use std::pin::Pin;
@@ -63,6 +63,10 @@ pub enum Mutation {
     ForgetChannel(String),
     /// A signal was forgotten (evicted by the cap).
     ForgetSignal(String),
+    /// A question was asked or changed.
+    Question(Box<Question>),
+    /// A closed question was forgotten by retention.
+    ForgetQuestion(uuid::Uuid),
     /// Everything was cleared.
     Reset,
 }
@@ -83,6 +87,8 @@ pub struct Snapshot {
     pub channels: Vec<ChannelHead>,
     /// Every signal.
     pub signals: Vec<Signal>,
+    /// Every question kept, oldest first.
+    pub questions: Vec<Question>,
 }
 
 /// How many of each channel's newest messages the broker keeps in memory

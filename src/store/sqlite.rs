@@ -7,7 +7,7 @@
 use super::{
     ChannelHead, Commit, Mutation, Progress, Snapshot, Store, StoreError, StoredPeer, RECENT_KEPT,
 };
-use crate::api::{Command, Message, Signal};
+use crate::api::{Command, Message, Question, Signal};
 use rusqlite::{params, Connection, OptionalExtension};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
@@ -51,6 +51,7 @@ CREATE TABLE IF NOT EXISTS commands (id TEXT PRIMARY KEY, ord INTEGER NOT NULL, 
 CREATE TABLE IF NOT EXISTS messages (channel TEXT NOT NULL, seq INTEGER NOT NULL, body TEXT NOT NULL, PRIMARY KEY (channel, seq));
 CREATE TABLE IF NOT EXISTS channels (name TEXT PRIMARY KEY, last_seq INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS signals (name TEXT PRIMARY KEY, body TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS questions (id TEXT PRIMARY KEY, body TEXT NOT NULL);
 ";
 
 impl SqliteStore {
@@ -136,6 +137,7 @@ fn read_all(conn: &Connection) -> Result<Snapshot, String> {
     }
     let peers: Vec<StoredPeer> = rows(conn, "SELECT body FROM peers")?;
     let signals: Vec<Signal> = rows(conn, "SELECT body FROM signals ORDER BY name")?;
+    let questions: Vec<Question> = rows(conn, "SELECT body FROM questions ORDER BY id")?;
 
     let mut commands = Vec::new();
     {
@@ -200,6 +202,7 @@ fn read_all(conn: &Connection) -> Result<Snapshot, String> {
         messages,
         channels,
         signals,
+        questions,
     })
 }
 
@@ -252,10 +255,18 @@ fn write_one(tx: &rusqlite::Transaction<'_>, m: &Mutation) -> rusqlite::Result<(
             tx.prepare_cached("DELETE FROM signals WHERE name = ?1")?
                 .execute(params![name])?;
         }
+        Mutation::Question(q) => {
+            tx.prepare_cached("INSERT OR REPLACE INTO questions (id, body) VALUES (?1, ?2)")?
+                .execute(params![q.id.to_string(), json(q)])?;
+        }
+        Mutation::ForgetQuestion(id) => {
+            tx.prepare_cached("DELETE FROM questions WHERE id = ?1")?
+                .execute(params![id.to_string()])?;
+        }
         Mutation::Reset => {
             tx.execute_batch(
                 "DELETE FROM peers; DELETE FROM commands; DELETE FROM messages;
-                 DELETE FROM channels; DELETE FROM signals;",
+                 DELETE FROM channels; DELETE FROM signals; DELETE FROM questions;",
             )?;
         }
     }

@@ -360,6 +360,7 @@ impl CipcMcp {
             params: args.params,
             dedupe_key: args.dedupe_key,
             ttl: args.ttl_seconds.map(|s| s.saturating_mul(1000)),
+            deadline: None,
         };
         let caller = match self.caller(args.peer_key.as_deref()) {
             Ok(c) => c,
