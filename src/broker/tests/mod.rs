@@ -9,6 +9,8 @@
 //! - `acks.rs`: who may ack, which delivery, and waiting for the result.
 //! - `retention.rs`: forgetting, caps and trimming over time.
 //! - `wakeups.rs`: parked waits leave nothing behind.
+//! - `deadlines.rs`: overdue at the exact deadline, and the sender told.
+//! - `questions.rs`: asked, answered once, choices, ttl, cancel.
 
 use super::*;
 use crate::api::{
@@ -16,7 +18,9 @@ use crate::api::{
 };
 
 mod acks;
+mod deadlines;
 mod liveness;
+mod questions;
 mod queue;
 mod retention;
 mod wakeups;

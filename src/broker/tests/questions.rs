@@ -1,0 +1,128 @@
+//! Questions: asked, answered once (with choices enforced), cancelled or
+//! expired at their ttl, and whoever waits hears the outcome.
+
+use super::*;
+use crate::api::{AskRequest, QuestionStatus};
+
+fn ask_req(text: &str, choices: Option<&[&str]>, ttl: Option<u64>) -> AskRequest {
+    AskRequest {
+        text: text.into(),
+        choices: choices.map(|cs| cs.iter().map(|c| (*c).to_string()).collect()),
+        ttl,
+        ..AskRequest::default()
+    }
+}
+
+#[tokio::test]
+async fn an_answer_releases_the_asker_and_is_given_once() {
+    let (b, _clock) = broker_at(BrokerConfig::default());
+    let asker = connect(&b, "backend").await;
+    let q = b
+        .ask(
+            ask_req("Deploy to prod?", Some(&["yes", "no"]), None),
+            &as_peer(asker),
+        )
+        .await
+        .expect("ask");
+    assert_eq!(
+        (q.status, q.from.as_str()),
+        (QuestionStatus::Open, "backend")
+    );
+    let waiter = {
+        let b = b.clone();
+        tokio::spawn(async move { b.wait_question(q.id, Duration::from_secs(30)).await })
+    };
+    while b.open_waiters() == 0 {
+        tokio::task::yield_now().await;
+    }
+    let e = b
+        .answer(q.id, "maybe".into(), None, &Caller::default())
+        .await
+        .expect_err("not a choice");
+    assert_eq!(e.code, ErrorCode::InvalidChoice);
+    assert!(e.message.contains("\"yes\", \"no\""), "{}", e.message);
+    let a = b
+        .answer(q.id, "yes".into(), Some("ana".into()), &Caller::default())
+        .await
+        .expect("answer");
+    assert_eq!(a.answered_by.as_deref(), Some("ana"));
+    let (seen, timed_out) = tokio::time::timeout(Duration::from_secs(5), waiter)
+        .await
+        .expect("released")
+        .expect("task")
+        .expect("wait");
+    assert!(!timed_out);
+    assert_eq!(seen.answer.as_deref(), Some("yes"));
+    let again = b
+        .answer(q.id, "no".into(), None, &Caller::default())
+        .await
+        .expect_err("answered once");
+    assert_eq!(again.code, ErrorCode::AlreadyFinished);
+}
+
+#[tokio::test]
+async fn an_open_question_expires_exactly_at_its_ttl_and_cancel_ends_it() {
+    let (b, clock) = broker_at(BrokerConfig::default());
+    let q = b
+        .ask(
+            ask_req("Which branch?", None, Some(10_000)),
+            &Caller::default(),
+        )
+        .await
+        .expect("ask");
+    advance_ms(&b, &clock, 9_999);
+    assert_eq!(b.question(q.id).expect("q").status, QuestionStatus::Open);
+    advance_ms(&b, &clock, 1);
+    assert_eq!(b.question(q.id).expect("q").status, QuestionStatus::Expired);
+    let e = b
+        .answer(q.id, "main".into(), None, &Caller::default())
+        .await
+        .expect_err("too late");
+    assert_eq!(e.code, ErrorCode::AlreadyFinished);
+
+    let q = b
+        .ask(ask_req("Free text?", None, None), &Caller::default())
+        .await
+        .expect("ask");
+    let c = b.cancel_question(q.id).await.expect("cancel");
+    assert_eq!(c.status, QuestionStatus::Cancelled);
+    let (w, timed_out) = b
+        .wait_question(q.id, Duration::from_secs(5))
+        .await
+        .expect("wait");
+    assert_eq!((w.status, timed_out), (QuestionStatus::Cancelled, false));
+}
+
+#[tokio::test]
+async fn open_questions_list_first_oldest_first() {
+    let (b, _clock) = broker_at(BrokerConfig::default());
+    let mut ids = Vec::new();
+    for t in ["one", "two", "three"] {
+        ids.push(
+            b.ask(ask_req(t, None, None), &Caller::default())
+                .await
+                .expect("ask")
+                .id,
+        );
+    }
+    b.answer(ids[0], "x".into(), None, &Caller::default())
+        .await
+        .expect("answer");
+    let listed: Vec<Uuid> = b.questions(None).iter().map(|q| q.id).collect();
+    assert_eq!(listed, [ids[1], ids[2], ids[0]]);
+    assert_eq!(b.questions(Some(QuestionStatus::Answered)).len(), 1);
+}
+
+#[tokio::test]
+async fn bad_questions_are_refused_with_their_reason() {
+    let (b, _clock) = broker_at(BrokerConfig::default());
+    for req in [
+        ask_req("   ", None, None),
+        ask_req("q", Some(&[]), None),
+        ask_req("q", Some(&["a", "a"]), None),
+        ask_req(&"x".repeat(2001), None, None),
+    ] {
+        let e = b.ask(req, &Caller::default()).await.expect_err("refused");
+        assert_eq!(e.code, ErrorCode::InvalidQuestion, "{}", e.message);
+    }
+}
