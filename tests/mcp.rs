@@ -17,14 +17,18 @@ use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 use tokio::sync::mpsc;
 
-const TOOLS: [&str; 14] = [
+const TOOLS: [&str; 18] = [
     "ack_command",
+    "answer_question",
+    "ask_human",
     "channel_read",
     "channel_send",
     "connect",
     "emit_signal",
+    "get_answer",
     "get_command_result",
     "list_peers",
+    "list_questions",
     "register",
     "reset",
     "send_command",
@@ -287,9 +291,42 @@ async fn streamable_initialize_and_list_tools() {
         .find(|t| t.name == "send_command")
         .expect("send_command");
     let props = send.input_schema.get("properties").expect("properties");
-    for arg in ["target", "action", "params", "wait", "timeout_seconds"] {
+    for arg in [
+        "target",
+        "action",
+        "params",
+        "wait",
+        "timeout_seconds",
+        "deadline_seconds",
+    ] {
         assert!(props.get(arg).is_some(), "send_command has {arg}");
     }
+    let ask = tools
+        .iter()
+        .find(|t| t.name == "ask_human")
+        .expect("ask_human");
+    let props = ask.input_schema.get("properties").expect("properties");
+    for arg in [
+        "text",
+        "choices",
+        "context",
+        "timeout_seconds",
+        "ttl_seconds",
+    ] {
+        assert!(props.get(arg).is_some(), "ask_human has {arg}");
+    }
+    assert!(
+        ask.description
+            .as_deref()
+            .unwrap_or_default()
+            .contains("get_answer"),
+        "ask_human says how to keep waiting"
+    );
+    assert!(info
+        .instructions
+        .as_deref()
+        .unwrap_or_default()
+        .contains("ask_human"));
     client.cancel().await.expect("close");
 }
 
@@ -963,4 +1000,353 @@ async fn an_idle_streamable_session_ends_with_its_peer_but_not_during_a_wait() {
     .await;
     assert!(offline, "the idle session disconnected its peer");
     drop(client);
+}
+
+// ---- questions and deadlines ----
+
+/// The open questions, over REST.
+async fn open_questions(base: &str) -> Vec<Value> {
+    let (s, b) = get(&format!("{base}/questions?status=open")).await;
+    assert_eq!(s, 200, "{b}");
+    b["questions"].as_array().cloned().unwrap_or_default()
+}
+
+#[tokio::test]
+async fn ask_human_waits_for_an_answer_given_over_rest() {
+    let broker = common::start_with(
+        Default::default(),
+        cipc::server::ServerConfig {
+            mcp_progress_every: Duration::from_millis(100),
+            ..Default::default()
+        },
+        None,
+    )
+    .await;
+    let base = broker.url();
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let client = streamable_with(&base, &[], Client { progress: Some(tx) }).await;
+    let (_, me, _) = call(&client, "connect", json!({"role": "planner"})).await;
+    let key = me["peerKey"].as_str().expect("peerKey").to_string();
+
+    let asker = tokio::spawn(async move {
+        let r = call(
+            &client,
+            "ask_human",
+            json!({"text": "Deploy v2 to production?", "choices": ["yes", "no"],
+                   "context": {"diff": "3 files"}, "timeout_seconds": 600, "peer_key": key}),
+        )
+        .await;
+        client.cancel().await.expect("close");
+        r
+    });
+    // It waits with progress, like the other waiting tools.
+    let p = tokio::time::timeout(LIMIT, rx.recv())
+        .await
+        .expect("progress in time")
+        .expect("open");
+    assert_eq!(p.total, Some(600.0));
+    assert!(
+        p.message
+            .as_deref()
+            .unwrap_or_default()
+            .contains("question"),
+        "{p:?}"
+    );
+    // The question is open, asked by the caller's role.
+    assert!(eventually(LIMIT, || async { !open_questions(&base).await.is_empty() }).await);
+    let open = open_questions(&base).await;
+    let q = &open[0];
+    assert_eq!(q["from"], "planner");
+    assert_eq!(q["choices"], json!(["yes", "no"]));
+    assert_eq!(q["context"], json!({"diff": "3 files"}));
+    let qid = q["id"].as_str().expect("id").to_string();
+
+    let (s, b) = post(
+        &format!("{base}/questions/{qid}/answer"),
+        json!({"answer": "yes", "by": "alice"}),
+    )
+    .await;
+    assert_eq!(s, 200, "{b}");
+    let (text, got, err) = tokio::time::timeout(LIMIT, asker)
+        .await
+        .expect("the wait ends")
+        .expect("task");
+    assert!(!err, "{text}");
+    assert!(text.starts_with("The person answered: yes"), "{text}");
+    assert_eq!(got["question"]["id"], json!(qid));
+    assert_eq!(got["question"]["answer"], "yes");
+    assert_eq!(got["question"]["answeredBy"], "alice");
+    broker.stop().await;
+}
+
+#[tokio::test]
+async fn answer_question_enforces_choices_and_answers_once() {
+    let server = common::start().await;
+    let base = server.url();
+    let asker = streamable(&base).await;
+    call(&asker, "connect", json!({"role": "frontend"})).await;
+    // timeout_seconds 0 asks without waiting.
+    let (text, asked, err) = call(
+        &asker,
+        "ask_human",
+        json!({"text": "Which database?", "choices": ["postgres", "sqlite"], "timeout_seconds": 0}),
+    )
+    .await;
+    assert!(!err, "{text}");
+    assert!(
+        text.contains("still open") && text.contains("get_answer"),
+        "{text}"
+    );
+    let qid = asked["question"]["id"].as_str().expect("id").to_string();
+    assert!(text.contains(&qid), "{text}");
+
+    // Another session lists it and answers it, over legacy SSE.
+    let mut other = legacy(&base).await;
+    other.call("connect", json!({"role": "backend"})).await;
+    let (text, listed, err) = other
+        .call("list_questions", json!({"status": "open"}))
+        .await;
+    assert!(!err && text.contains("answer_question"), "{text}");
+    assert_eq!(listed["questions"][0]["id"], json!(qid));
+    let (text, _, err) = other
+        .call("list_questions", json!({"status": "maybe"}))
+        .await;
+    assert!(err && text.contains("open"), "{text}");
+
+    let (text, _, err) = other
+        .call(
+            "answer_question",
+            json!({"question_id": qid, "answer": "mysql"}),
+        )
+        .await;
+    assert!(err, "an answer that is not a choice is refused: {text}");
+    assert!(
+        text.contains("not one of the choices")
+            && text.contains("postgres")
+            && text.contains("sqlite"),
+        "{text}"
+    );
+    let (text, done, err) = other
+        .call(
+            "answer_question",
+            json!({"question_id": qid, "answer": "sqlite"}),
+        )
+        .await;
+    assert!(!err, "{text}");
+    assert_eq!(done["question"]["answeredBy"], "backend");
+    let (text, _, err) = other
+        .call(
+            "answer_question",
+            json!({"question_id": qid, "answer": "postgres"}),
+        )
+        .await;
+    assert!(err && text.contains("already answered"), "{text}");
+    let (text, _, err) = other
+        .call(
+            "answer_question",
+            json!({"question_id": "nope", "answer": "x"}),
+        )
+        .await;
+    assert!(err && text.contains("question id"), "{text}");
+
+    // The asker looks (timeout 0) and finds the answer.
+    let (text, got, err) = call(
+        &asker,
+        "get_answer",
+        json!({"question_id": qid, "timeout_seconds": 0}),
+    )
+    .await;
+    assert!(!err, "{text}");
+    assert!(text.starts_with("The person answered: sqlite"), "{text}");
+    assert_eq!(got["question"]["status"], "answered");
+    asker.cancel().await.expect("close");
+}
+
+#[tokio::test]
+async fn an_unanswered_ask_stays_open_and_get_answer_finds_the_answer() {
+    let server = common::start().await;
+    let base = server.url();
+    let mut l = legacy(&base).await;
+    l.call("connect", json!({"role": "reviewer"})).await;
+
+    // Nobody answers within the second: the question stays open.
+    let (text, asked, err) = l
+        .call(
+            "ask_human",
+            json!({"text": "Merge the refactor?", "timeout_seconds": 1}),
+        )
+        .await;
+    assert!(!err, "{text}");
+    let qid = asked["question"]["id"].as_str().expect("id").to_string();
+    assert_eq!(asked["question"]["status"], "open");
+    assert_eq!(asked["timedOut"], true);
+    assert!(
+        text.contains("still open") && text.contains("get_answer") && text.contains(&qid),
+        "{text}"
+    );
+
+    // Answered meanwhile (free text); get_answer returns it.
+    let (s, b) = post(
+        &format!("{base}/questions/{qid}/answer"),
+        json!({"answer": "yes, after CI is green"}),
+    )
+    .await;
+    assert_eq!(s, 200, "{b}");
+    let (text, got, err) = l
+        .call(
+            "get_answer",
+            json!({"question_id": qid, "timeout_seconds": 30}),
+        )
+        .await;
+    assert!(!err, "{text}");
+    assert!(
+        text.starts_with("The person answered: yes, after CI is green"),
+        "{text}"
+    );
+    assert_eq!(got["question"]["answer"], "yes, after CI is green");
+
+    // A question withdrawn while get_answer waits says so.
+    let (_, asked, _) = l
+        .call(
+            "ask_human",
+            json!({"text": "Rename the crate?", "timeout_seconds": 0}),
+        )
+        .await;
+    let qid = asked["question"]["id"].as_str().expect("id").to_string();
+    let id = l.next_id;
+    l.next_id += 1;
+    let streams = server.broker.open_waiters();
+    l.send(json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
+                  "params": {"name": "get_answer",
+                             "arguments": {"question_id": qid, "timeout_seconds": 600}}}))
+        .await;
+    assert!(eventually(LIMIT, || async { server.broker.open_waiters() > streams }).await);
+    let (s, _) = common::delete(&format!("{base}/questions/{qid}")).await;
+    assert_eq!(s, 200);
+    let (text, got, err) = legacy_parse(&l.response(id).await);
+    assert!(!err && text.contains("cancelled"), "{text}");
+    assert_eq!(got["question"]["status"], "cancelled");
+}
+
+#[tokio::test]
+async fn a_missed_deadline_ends_the_wait_and_says_so() {
+    use cipc::broker::BrokerConfig;
+    // The sweeper marks overdue commands and expires questions; run it often.
+    let config = BrokerConfig {
+        sweep_interval: Duration::from_millis(50),
+        ..BrokerConfig::default()
+    };
+    let server = common::start_with(config, Default::default(), None).await;
+    let base = server.url();
+    let worker = connect(&base, "slowpoke").await;
+    let boss = streamable(&base).await;
+    call(&boss, "connect", json!({"role": "orchestrator"})).await;
+
+    // The worker takes the command and never acks it.
+    let waits = server.broker.open_waiters();
+    let w = base.clone();
+    let wid = worker.clone();
+    let taker =
+        tokio::spawn(async move { get(&format!("{w}/commands/{wid}/wait?timeout=20000")).await });
+    assert!(eventually(LIMIT, || async { server.broker.open_waiters() > waits }).await);
+    let (text, sent, err) = tokio::time::timeout(
+        LIMIT,
+        call(
+            &boss,
+            "send_command",
+            json!({"target": "slowpoke", "action": "migrate", "wait": true,
+                   "timeout_seconds": 600, "deadline_seconds": 1}),
+        ),
+    )
+    .await
+    .expect("the deadline ends the wait, not the timeout");
+    assert!(!err, "{text}");
+    let (s, taken) = taker.await.expect("task");
+    assert_eq!(s, 200);
+    let cid = sent["command"]["id"].as_str().expect("id").to_string();
+    assert_eq!(taken["command"]["id"], json!(cid));
+    assert_eq!(sent["command"]["overdue"], true);
+    assert_eq!(sent["command"]["status"], "delivered");
+    assert_eq!(sent["overdue"], true);
+    assert!(sent.get("timedOut").is_none(), "{sent}");
+    assert!(
+        text.contains("deadline")
+            && text.contains("passed")
+            && text.contains("delivered to peer")
+            && text.contains(&worker)
+            && text.contains("slowpoke")
+            && text.contains("get_command_result"),
+        "{text}"
+    );
+
+    // Looking again still says the deadline passed, not just "no result".
+    let (text, res, err) = call(
+        &boss,
+        "get_command_result",
+        json!({"command_id": cid, "timeout_seconds": 0}),
+    )
+    .await;
+    assert!(!err, "{text}");
+    assert_eq!(res["timedOut"], true);
+    assert_eq!(res["overdue"], true);
+    assert!(
+        text.contains("deadline") && text.contains("passed"),
+        "{text}"
+    );
+
+    // The late ack still ends the wait with the result.
+    let (s, _) = post(
+        &format!("{base}/commands/{cid}/ack"),
+        json!({"result": {"rows": 7}}),
+    )
+    .await;
+    assert_eq!(s, 200);
+    let (text, res, err) = call(
+        &boss,
+        "get_command_result",
+        json!({"command_id": cid, "timeout_seconds": 30}),
+    )
+    .await;
+    assert!(!err && text.starts_with("Done"), "{text}");
+    assert_eq!(res["command"]["result"], json!({"rows": 7}));
+
+    // get_command_result also returns when the deadline passes mid-wait.
+    let (_, sent, _) = call(
+        &boss,
+        "send_command",
+        json!({"target": "nobody-yet", "action": "build", "deadline_seconds": 1}),
+    )
+    .await;
+    let cid = sent["command"]["id"].as_str().expect("id").to_string();
+    let (text, res, err) = tokio::time::timeout(
+        LIMIT,
+        call(
+            &boss,
+            "get_command_result",
+            json!({"command_id": cid, "timeout_seconds": 600}),
+        ),
+    )
+    .await
+    .expect("the deadline ends the wait");
+    assert!(!err, "{text}");
+    assert_eq!(res["overdue"], true);
+    assert!(
+        text.contains("deadline") && text.contains("pending") && text.contains("nobody-yet"),
+        "{text}"
+    );
+
+    // A question whose ttl runs out while ask_human waits says it expired.
+    let (text, q, err) = tokio::time::timeout(
+        LIMIT,
+        call(
+            &boss,
+            "ask_human",
+            json!({"text": "Ship it?", "ttl_seconds": 1, "timeout_seconds": 600}),
+        ),
+    )
+    .await
+    .expect("expiry ends the wait");
+    assert!(!err && text.contains("expired"), "{text}");
+    assert_eq!(q["question"]["status"], "expired");
+    boss.cancel().await.expect("close");
 }

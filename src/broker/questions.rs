@@ -29,7 +29,7 @@ fn invalid(message: String) -> BrokerError {
 fn unknown_question(id: Uuid) -> BrokerError {
     BrokerError::new(
         ErrorCode::UnknownQuestion,
-        format!("no question with id {id}; list them with `cipc questions` (GET /questions)"),
+        format!("no question with id {id}; list them with `cipc questions`, the MCP tool list_questions, or GET /questions"),
     )
 }
 

@@ -132,6 +132,9 @@ pub struct SendCommandArgs {
     /// Seconds the command may stay untaken before it expires (default: never).
     #[serde(default)]
     pub ttl_seconds: Option<u64>,
+    /// Seconds from now by which the command should be finished (default: no deadline). Past it, an unfinished command is marked overdue, the person watching is alerted, and a waiting send_command or get_command_result returns at once to say so.
+    #[serde(default)]
+    pub deadline_seconds: Option<u64>,
     /// Your peer key ([`PEER_KEY_HELP`] is what clients are told).
     #[serde(default)]
     pub peer_key: Option<String>,
@@ -268,6 +271,73 @@ pub struct IdentityArgs {
 pub struct ResetArgs {
     /// Must be true: reset erases every peer, command, channel and signal for everyone.
     pub confirm: bool,
+    /// Your peer key ([`PEER_KEY_HELP`] is what clients are told).
+    #[serde(default)]
+    pub peer_key: Option<String>,
+}
+
+/// Arguments of `ask_human`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(transform = portable_schema)]
+pub struct AskHumanArgs {
+    /// The question, one clear decision (1-2000 characters), e.g. "Deploy v2 to production now?".
+    pub text: String,
+    /// The only answers accepted (1-20 distinct short strings), e.g. ["yes", "no"]. Leave it out for a free-text answer.
+    #[serde(default)]
+    pub choices: Option<Vec<String>>,
+    /// Anything that helps the person decide (any JSON), e.g. {"diff": "3 files", "command_id": "..."}.
+    #[serde(default)]
+    pub context: Option<Value>,
+    /// How long to wait for the answer, in seconds (default 60, at most 3600; 0 asks without waiting). The question stays open after that.
+    #[serde(default)]
+    pub timeout_seconds: Option<u64>,
+    /// Seconds the question stays open unanswered before it expires (default: never).
+    #[serde(default)]
+    pub ttl_seconds: Option<u64>,
+    /// Your peer key ([`PEER_KEY_HELP`] is what clients are told).
+    #[serde(default)]
+    pub peer_key: Option<String>,
+}
+
+/// Arguments of `get_answer`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(transform = portable_schema)]
+pub struct GetAnswerArgs {
+    /// The id of the question, as ask_human answered it.
+    pub question_id: String,
+    /// How long to wait for the answer, in seconds (default 60, at most 3600; 0 just looks).
+    #[serde(default)]
+    pub timeout_seconds: Option<u64>,
+    /// Your peer key ([`PEER_KEY_HELP`] is what clients are told).
+    #[serde(default)]
+    pub peer_key: Option<String>,
+}
+
+/// Arguments of `answer_question`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(transform = portable_schema)]
+pub struct AnswerQuestionArgs {
+    /// The id of the open question (from list_questions).
+    pub question_id: String,
+    /// The answer: exactly one of the question's choices when it has them, else free text (1-10000 characters).
+    pub answer: String,
+    /// Your peer key ([`PEER_KEY_HELP`] is what clients are told).
+    #[serde(default)]
+    pub peer_key: Option<String>,
+}
+
+/// Arguments of `list_questions`.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(transform = portable_schema)]
+pub struct ListQuestionsArgs {
+    /// Only questions with this status (default: all, open ones first).
+    #[serde(default)]
+    #[schemars(extend("enum" = ["open", "answered", "cancelled", "expired"]))]
+    pub status: Option<String>,
     /// Your peer key ([`PEER_KEY_HELP`] is what clients are told).
     #[serde(default)]
     pub peer_key: Option<String>,

@@ -3,7 +3,7 @@
 //! results with `isError: true` and an actionable sentence.
 
 use super::tools::MAX_WAIT_SECS;
-use crate::api::{Command, CommandStatus};
+use crate::api::{Command, CommandStatus, Question, QuestionStatus};
 use crate::broker::BrokerError;
 use rmcp::model::{CallToolResult, ContentBlock};
 use serde::Serialize;
@@ -71,4 +71,64 @@ pub(super) fn describe(c: &Command) -> String {
         _ => {}
     }
     s
+}
+
+/// What a command that missed its deadline is told to its sender: the
+/// deadline passed, where the command is (`whereabouts`, e.g. "delivered to
+/// peer ... (role \"backend\")") and how to keep waiting.
+pub(super) fn overdue(c: &Command, whereabouts: &str) -> String {
+    let at = c.deadline.map(|d| format!(" (at {d})")).unwrap_or_default();
+    format!(
+        "The deadline of command {} ({:?} for {}) passed{at}: it is not finished, it is still {whereabouts}. The person watching the dashboard is alerted. Call get_command_result with command_id {:?} to keep waiting for its result, or tell the user it is late.",
+        c.id,
+        c.action,
+        c.target,
+        c.id.to_string()
+    )
+}
+
+/// Whether a command missed its deadline and is still unfinished.
+pub(super) fn is_overdue(c: &Command) -> bool {
+    c.overdue && !c.status.is_terminal()
+}
+
+/// What a wait for a question's answer tells the model, by the question's
+/// status; `waited` is how long the wait was allowed to take.
+pub(super) fn question_outcome(q: &Question, waited: Duration) -> CallToolResult {
+    let id = q.id;
+    match q.status {
+        QuestionStatus::Answered => {
+            let answer = q.answer.as_deref().unwrap_or_default();
+            let by = q.answered_by.as_deref().unwrap_or("someone");
+            done(
+                format!(
+                    "The person answered: {answer}\n(Answered by {by}, to question {id}: {:?}.)",
+                    q.text
+                ),
+                serde_json::json!({"question": q}),
+            )
+        }
+        QuestionStatus::Open => {
+            let so_far = if waited.is_zero() {
+                "nobody has answered it yet".to_string()
+            } else {
+                format!("nobody answered within {}s", waited.as_secs())
+            };
+            done(
+                format!(
+                    "Question {id} is still open: {so_far}. Nothing is lost: it stays open and keeps an answer given meanwhile. Call get_answer with question_id {:?} to keep waiting for the answer.",
+                    id.to_string()
+                ),
+                serde_json::json!({"question": q, "timedOut": true}),
+            )
+        }
+        QuestionStatus::Cancelled => done(
+            format!("Question {id} was cancelled before anyone answered it, so there is no answer. Decide without it, or ask again with ask_human if a person must decide."),
+            serde_json::json!({"question": q}),
+        ),
+        QuestionStatus::Expired => done(
+            format!("Question {id} expired unanswered (its ttl ran out), so there is no answer. Ask again with ask_human if a person must still decide."),
+            serde_json::json!({"question": q}),
+        ),
+    }
 }

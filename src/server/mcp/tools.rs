@@ -8,7 +8,10 @@
 //! side (start-up, listing, the call door) in `handler.rs`.
 
 use super::session::Session;
-use crate::api::{AckRequest, ConnectRequest, PeerStatus, SendRequest, Via};
+use crate::api::{
+    AckRequest, AskRequest, Command, CommandStatus, ConnectRequest, PeerStatus, QuestionStatus,
+    SendRequest, Via,
+};
 use crate::broker::{Caller, SendOutcome};
 use crate::error_code::ErrorClass;
 use rmcp::handler::server::router::tool::ToolRouter;
@@ -31,6 +34,8 @@ pub(super) const INSTRUCTIONS: &str = "cipc is a broker that lets several Claude
 Start with `connect`: without a role it shows who is online; with a role (e.g. \"backend\") it registers you as a peer of that role and answers your peerKey. Pass that key as peer_key in every later cipc tool call: it is how the broker knows each call comes from the same peer. \
 Commands are orders sent to a role, a peer id, or \"*\" (every online peer): the target calls `wait_for_command`, does the work, then `ack_command` with a result or an error; \
 the sender waits with `send_command` (wait: true) or `get_command_result`. \
+A command may carry deadline_seconds: if it is not finished by then it is marked overdue, the person is alerted, and a waiting sender is told at once. \
+When a decision belongs to a person (an approval, a choice between options, information only the user has), do not guess: call `ask_human` with the question (and choices); it waits for the answer, and if nobody answers in time the question stays open and `get_answer` keeps waiting. Others' questions are listed by `list_questions` and answered with `answer_question`. \
 Channels are append-only message streams (`channel_send`, `channel_read` with since = the last seq you saw); signals are named latches (`emit_signal`, `wait_for_signal`). \
 Waiting tools return after timeout_seconds (default 60, at most 3600) saying nothing arrived yet: call them again to keep waiting.";
 
@@ -151,6 +156,57 @@ impl CipcMcp {
                 ))))
             }
         }
+    }
+
+    /// Where an unfinished command is: with which peer, or in which queue.
+    fn whereabouts(&self, c: &Command) -> String {
+        match (c.status, c.delivered_to) {
+            (CommandStatus::Delivered, Some(p)) => match self.session.broker().peer(p) {
+                Ok(peer) => format!(
+                    "delivered to peer {p} (role {:?}, {}), which has not acked it",
+                    peer.role,
+                    peer.status.as_str()
+                ),
+                Err(_) => format!("delivered to peer {p}, which has not acked it"),
+            },
+            (CommandStatus::Pending, _) => {
+                format!("pending for {:?} (nobody has taken it yet)", c.target)
+            }
+            (status, _) => status.as_str().to_string(),
+        }
+    }
+
+    /// How a wait for a command's result reads: finished, overdue (the
+    /// deadline passed during the wait, or had passed when it timed out), or
+    /// timed out (`no_result` and `again` say so and how to keep waiting).
+    /// `extra` adds fields to the JSON.
+    fn result_outcome(
+        &self,
+        c: Command,
+        (timed_out, timeout): (bool, Duration),
+        extra: serde_json::Value,
+        no_result: String,
+        again: String,
+    ) -> CallToolResult {
+        let mut data = json!({"command": c});
+        if let (Some(d), serde_json::Value::Object(more)) = (data.as_object_mut(), extra) {
+            d.extend(more);
+        }
+        if is_overdue(&c) {
+            data["overdue"] = json!(true);
+            let late = overdue(&c, &self.whereabouts(&c));
+            if timed_out {
+                data["timedOut"] = json!(true);
+                let waited = timeout.as_secs();
+                return done(format!("No result within {waited}s. {late}"), data);
+            }
+            return done(late, data);
+        }
+        if timed_out {
+            data["timedOut"] = json!(true);
+            return done(format!("{no_result} {again}"), data);
+        }
+        done(format!("Done: {}.", describe(&c)), data)
     }
 
     async fn do_register(
@@ -344,7 +400,7 @@ impl CipcMcp {
     }
 
     #[tool(
-        description = "Send a command (an order) to a role, a peer id, or \"*\" (every online peer). A role is a queue: the first free peer of that role takes it; a role nobody holds yet is queued until one connects. With wait: true, waits (up to timeout_seconds) for the result; otherwise answers the command id at once and you can call get_command_result later.",
+        description = "Send a command (an order) to a role, a peer id, or \"*\" (every online peer). A role is a queue: the first free peer of that role takes it; a role nobody holds yet is queued until one connects. With wait: true, waits (up to timeout_seconds) for the result; otherwise answers the command id at once and you can call get_command_result later. With deadline_seconds, a command not finished in time is marked overdue (the person is alerted) and a waiting call returns at once to say so.",
         annotations(read_only_hint = false, destructive_hint = false)
     )]
     async fn send_command(
@@ -360,7 +416,7 @@ impl CipcMcp {
             params: args.params,
             dedupe_key: args.dedupe_key,
             ttl: args.ttl_seconds.map(|s| s.saturating_mul(1000)),
-            deadline: None,
+            deadline: args.deadline_seconds.map(|s| s.saturating_mul(1000)),
         };
         let caller = match self.caller(args.peer_key.as_deref()) {
             Ok(c) => c,
@@ -395,8 +451,12 @@ impl CipcMcp {
             } else {
                 ""
             };
+            let by = command
+                .deadline
+                .map(|d| format!(" It should be finished by {d}; past that it is marked overdue."))
+                .unwrap_or_default();
             return done(
-                format!("Sent command {id} ({:?} to {}).{q} Call get_command_result with command_id {:?} to wait for its result.", command.action, command.target, id.to_string()),
+                format!("Sent command {id} ({:?} to {}).{q}{by} Call get_command_result with command_id {:?} to wait for its result.", command.action, command.target, id.to_string()),
                 json!({"command": command, "queued": queued}),
             );
         }
@@ -412,19 +472,24 @@ impl CipcMcp {
                 id.to_string()
             )),
             CallEnd::Done(Err(e)) => broker_refusal(e),
-            CallEnd::Done(Ok((c, true))) => done(
-                format!(
-                    "Sent command {id}, but no result arrived within {}s (it is {}). Call get_command_result with command_id {:?} to keep waiting.",
+            CallEnd::Done(Ok((c, timed_out))) => {
+                let no_result = format!(
+                    "Sent command {id}, but no result arrived within {}s (it is {}).",
                     timeout.as_secs(),
-                    c.status.as_str(),
+                    c.status.as_str()
+                );
+                let again = format!(
+                    "Call get_command_result with command_id {:?} to keep waiting.",
                     id.to_string()
-                ),
-                json!({"command": c, "queued": queued, "timedOut": true}),
-            ),
-            CallEnd::Done(Ok((c, false))) => done(
-                format!("Done: {}.", describe(&c)),
-                json!({"command": c, "queued": queued}),
-            ),
+                );
+                self.result_outcome(
+                    c,
+                    (timed_out, timeout),
+                    json!({"queued": queued}),
+                    no_result,
+                    again,
+                )
+            }
         }
     }
 
@@ -554,16 +619,14 @@ impl CipcMcp {
         {
             CallEnd::Cancelled => Self::cancelled(),
             CallEnd::Done(Err(e)) => broker_refusal(e),
-            CallEnd::Done(Ok((c, true))) => done(
-                format!(
-                    "No result yet after {}s: {}. Call get_command_result again to keep waiting.",
+            CallEnd::Done(Ok((c, timed_out))) => {
+                let no_result = format!(
+                    "No result yet after {}s: {}.",
                     timeout.as_secs(),
                     describe(&c)
-                ),
-                json!({"command": c, "timedOut": true}),
-            ),
-            CallEnd::Done(Ok((c, false))) => {
-                done(format!("Done: {}.", describe(&c)), json!({"command": c}))
+                );
+                let again = "Call get_command_result again to keep waiting.".to_string();
+                self.result_outcome(c, (timed_out, timeout), json!({}), no_result, again)
             }
         }
     }
@@ -730,6 +793,156 @@ impl CipcMcp {
     }
 
     #[tool(
+        description = "Ask a person (the user, who sees it in the cipc dashboard; any peer may answer too) a question and wait for the answer. Use it for decisions a person must make (an approval, a choice between options, information only the user has) instead of guessing. Give text, optionally choices (the answer is then one of them) and context (any JSON that helps decide). Waits up to timeout_seconds (default 60) and answers the person's answer first. The question is durable: if nobody answers in time, or this call is cancelled, it stays open and keeps any answer given later; call get_answer with its question_id to keep waiting.",
+        annotations(read_only_hint = false, destructive_hint = false)
+    )]
+    async fn ask_human(
+        &self,
+        Parameters(args): Parameters<AskHumanArgs>,
+        ctx: RequestContext<RoleServer>,
+    ) -> CallToolResult {
+        let caller = match self.caller(args.peer_key.as_deref()) {
+            Ok(c) => c,
+            Err(r) => return *r,
+        };
+        let req = AskRequest {
+            text: args.text,
+            choices: args.choices,
+            context: args.context,
+            from: None,
+            ttl: args.ttl_seconds.map(|s| s.saturating_mul(1000)),
+        };
+        let broker = self.session.broker().clone();
+        let q = match broker.ask(req, &caller).await {
+            Ok(q) => q,
+            Err(e) => return broker_refusal(e),
+        };
+        let id = q.id;
+        let timeout = wait_for(args.timeout_seconds, DEFAULT_WAIT_SECS);
+        let what = format!("an answer to question {id}");
+        match self
+            .waiting(&ctx, &caller, &what, timeout, broker.wait_question(id, timeout))
+            .await
+        {
+            CallEnd::Cancelled => refuse(format!(
+                "the wait was cancelled, but question {id} was asked and stays open (it is durable); call get_answer with question_id {:?} to wait for its answer",
+                id.to_string()
+            )),
+            CallEnd::Done(Err(e)) => broker_refusal(e),
+            CallEnd::Done(Ok((q, _))) => question_outcome(&q, timeout),
+        }
+    }
+
+    #[tool(
+        description = "Wait for the answer to a question asked earlier with ask_human (by its question_id), up to timeout_seconds (default 60; 0 just looks). Answers the person's answer, says it was cancelled or expired, or says it is still open so you can call again.",
+        annotations(read_only_hint = true)
+    )]
+    async fn get_answer(
+        &self,
+        Parameters(args): Parameters<GetAnswerArgs>,
+        ctx: RequestContext<RoleServer>,
+    ) -> CallToolResult {
+        let id = match parse_uuid("question", &args.question_id) {
+            Ok(id) => id,
+            Err(r) => return *r,
+        };
+        let caller = match self.caller(args.peer_key.as_deref()) {
+            Ok(c) => c,
+            Err(r) => return *r,
+        };
+        let timeout = wait_for(args.timeout_seconds, DEFAULT_WAIT_SECS);
+        let broker = self.session.broker().clone();
+        let what = format!("an answer to question {id}");
+        match self
+            .waiting(&ctx, &caller, &what, timeout, broker.wait_question(id, timeout))
+            .await
+        {
+            CallEnd::Cancelled => refuse(format!(
+                "the wait was cancelled; question {id} is unchanged. Call get_answer with question_id {:?} again to keep waiting",
+                id.to_string()
+            )),
+            CallEnd::Done(Err(e)) => broker_refusal(e),
+            CallEnd::Done(Ok((q, _))) => question_outcome(&q, timeout),
+        }
+    }
+
+    #[tool(
+        description = "Answer an open question (from list_questions) that another session asked; its asker is waiting for this. When the question has choices, the answer must be exactly one of them. Only answer what you really know or were told to decide; questions meant for the user are for the user.",
+        annotations(read_only_hint = false, destructive_hint = false)
+    )]
+    async fn answer_question(
+        &self,
+        Parameters(args): Parameters<AnswerQuestionArgs>,
+    ) -> CallToolResult {
+        let id = match parse_uuid("question", &args.question_id) {
+            Ok(id) => id,
+            Err(r) => return *r,
+        };
+        let caller = match self.caller(args.peer_key.as_deref()) {
+            Ok(c) => c,
+            Err(r) => return *r,
+        };
+        match self
+            .session
+            .broker()
+            .answer(id, args.answer, None, &caller)
+            .await
+        {
+            Ok(q) => done(
+                format!(
+                    "Recorded the answer {:?} to question {id} from {} ({:?}); its asker is told.",
+                    q.answer.as_deref().unwrap_or_default(),
+                    q.from,
+                    q.text
+                ),
+                json!({"question": q}),
+            ),
+            Err(e) => broker_refusal(e),
+        }
+    }
+
+    #[tool(
+        description = "List the questions sessions asked (ask_human): open ones first, oldest first, then answered, cancelled and expired ones. status filters them (\"open\", \"answered\", \"cancelled\" or \"expired\").",
+        annotations(read_only_hint = true)
+    )]
+    async fn list_questions(
+        &self,
+        Parameters(args): Parameters<ListQuestionsArgs>,
+    ) -> CallToolResult {
+        if let Err(r) = self.caller(args.peer_key.as_deref()) {
+            return *r;
+        }
+        let status = match args.status.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+            None => None,
+            Some(raw) => match raw.parse::<QuestionStatus>() {
+                Ok(s) => Some(s),
+                Err(_) => {
+                    return refuse(format!(
+                        "{raw:?} is not a question status; use \"open\", \"answered\", \"cancelled\" or \"expired\", or leave status out for all"
+                    ))
+                }
+            },
+        };
+        let questions = self.session.broker().questions(status);
+        let open = questions
+            .iter()
+            .filter(|q| q.status == QuestionStatus::Open)
+            .count();
+        let which = status
+            .map(|s| format!(" {}", s.as_str()))
+            .unwrap_or_default();
+        let next = if open > 0 {
+            " Answer one with answer_question (question_id and answer), if it is yours to decide."
+        } else {
+            ""
+        };
+        done(
+            format!("{} question(s){which}, {open} open.{next}", questions.len()),
+            json!({"questions": questions}),
+        )
+    }
+
+    #[tool(
         description = "Everything on the broker at a glance: version, uptime, peers, command counts and recent commands, channels and signals.",
         annotations(read_only_hint = true)
     )]
@@ -789,7 +1002,7 @@ mod tests {
     #[test]
     fn argument_schemas_are_portable() {
         let tools = CipcMcp::tool_router().list_all();
-        assert_eq!(tools.len(), 14);
+        assert_eq!(tools.len(), 18);
         for tool in tools {
             let schema = Value::Object((*tool.input_schema).clone());
             let props = schema["properties"]
