@@ -33,7 +33,10 @@ Register-ArgumentCompleter -Native -CommandName 'cipc' -ScriptBlock {
             [CompletionResult]::new('ack', 'ack', [CompletionResultType]::ParameterValue, 'Report a command done (with a result) or failed (with --error)')
             [CompletionResult]::new('result', 'result', [CompletionResultType]::ParameterValue, 'Wait for a command''s result and print it (exit 1 if it failed)')
             [CompletionResult]::new('cancel', 'cancel', [CompletionResultType]::ParameterValue, 'Cancel a pending or delivered command')
-            [CompletionResult]::new('commands', 'commands', [CompletionResultType]::ParameterValue, 'List commands, newest first')
+            [CompletionResult]::new('commands', 'commands', [CompletionResultType]::ParameterValue, 'List commands, newest first (--overdue: those past their deadline)')
+            [CompletionResult]::new('ask', 'ask', [CompletionResultType]::ParameterValue, 'Ask a person (or any peer) a question, wait for the answer and print it')
+            [CompletionResult]::new('answer', 'answer', [CompletionResultType]::ParameterValue, 'Answer an open question (with one of its choices, if it has them)')
+            [CompletionResult]::new('questions', 'questions', [CompletionResultType]::ParameterValue, 'List questions (open ones first); show, wait for or cancel one')
             [CompletionResult]::new('chan', 'chan', [CompletionResultType]::ParameterValue, 'Channels: named append-only message streams')
             [CompletionResult]::new('signal', 'signal', [CompletionResultType]::ParameterValue, 'Signals: named latches that release waiters when emitted')
             [CompletionResult]::new('status', 'status', [CompletionResultType]::ParameterValue, 'Peers, commands, channels and signals at a glance')
@@ -262,6 +265,7 @@ Register-ArgumentCompleter -Native -CommandName 'cipc' -ScriptBlock {
             [CompletionResult]::new('--from', '--from', [CompletionResultType]::ParameterName, 'Who is sending [default: this peer''s role, else "anonymous"]')
             [CompletionResult]::new('--dedupe-key', '--dedupe-key', [CompletionResultType]::ParameterName, 'An idempotency key: sending it again answers the original command')
             [CompletionResult]::new('--ttl', '--ttl', [CompletionResultType]::ParameterName, 'Let the command expire if nobody takes it within this long (e.g. 10m)')
+            [CompletionResult]::new('--deadline', '--deadline', [CompletionResultType]::ParameterName, 'It should be finished within this long (e.g. 10m): past it, an unfinished command is marked overdue, shown to the people watching and listed by `cipc commands --overdue`. It keeps running')
             [CompletionResult]::new('--timeout', '--timeout', [CompletionResultType]::ParameterName, 'With --wait: give up after this long (exit 124) [default: 5m]')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print one JSON document per result (the default when stdout is not a terminal)')
             [CompletionResult]::new('--table', '--table', [CompletionResultType]::ParameterName, 'Print tables and short lines even when stdout is not a terminal')
@@ -347,10 +351,150 @@ Register-ArgumentCompleter -Native -CommandName 'cipc' -ScriptBlock {
             [CompletionResult]::new('--limit', '--limit', [CompletionResultType]::ParameterName, 'At most this many, newest first (broker default 100)')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print one JSON document per result (the default when stdout is not a terminal)')
             [CompletionResult]::new('--table', '--table', [CompletionResultType]::ParameterName, 'Print tables and short lines even when stdout is not a terminal')
+            [CompletionResult]::new('--overdue', '--overdue', [CompletionResultType]::ParameterName, 'Only commands whose deadline (`send --deadline`) passed before they finished: still running late, or finished late')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
             [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'cipc;ask' {
+            [CompletionResult]::new('--url', '--url', [CompletionResultType]::ParameterName, 'The broker''s URL (plain http)')
+            [CompletionResult]::new('--token', '--token', [CompletionResultType]::ParameterName, 'The broker''s token, sent as `Authorization: Bearer` (prefer CIPC_TOKEN or --token-file: flags show in `ps`)')
+            [CompletionResult]::new('--token-file', '--token-file', [CompletionResultType]::ParameterName, 'Read the token from a file that is not world-readable (wins over --token)')
+            [CompletionResult]::new('--peer', '--peer', [CompletionResultType]::ParameterName, 'This session''s peer id, sent as X-Cipc-Peer (see `cipc peers connect --export`)')
+            [CompletionResult]::new('--peer-key', '--peer-key', [CompletionResultType]::ParameterName, 'This session''s peer key, sent as X-Cipc-Peer-Key: it proves the peer (`cipc peers connect --export` sets it; the key alone also names the peer)')
+            [CompletionResult]::new('-c', '-c', [CompletionResultType]::ParameterName, 'One answer the person may pick; repeatable, in order [default: any text]')
+            [CompletionResult]::new('--choice', '--choice', [CompletionResultType]::ParameterName, 'One answer the person may pick; repeatable, in order [default: any text]')
+            [CompletionResult]::new('--context', '--context', [CompletionResultType]::ParameterName, 'What helps to answer it (a diff summary, a command id): JSON inline, @file, or - for stdin')
+            [CompletionResult]::new('--timeout', '--timeout', [CompletionResultType]::ParameterName, 'Stop waiting after this long (exit 124; the question stays open) [default: 30m]')
+            [CompletionResult]::new('--ttl', '--ttl', [CompletionResultType]::ParameterName, 'Let the question expire if nobody answers it within this long (e.g. 1h)')
+            [CompletionResult]::new('--from', '--from', [CompletionResultType]::ParameterName, 'Who asks [default: this peer''s role, else "anonymous"]')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print one JSON document per result (the default when stdout is not a terminal)')
+            [CompletionResult]::new('--table', '--table', [CompletionResultType]::ParameterName, 'Print tables and short lines even when stdout is not a terminal')
+            [CompletionResult]::new('--forever', '--forever', [CompletionResultType]::ParameterName, 'Wait as long as it takes')
+            [CompletionResult]::new('--no-wait', '--no-wait', [CompletionResultType]::ParameterName, 'Ask and return at once, printing the question''s id (JSON mode: the question); collect the answer later with `cipc questions wait ID`')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'cipc;answer' {
+            [CompletionResult]::new('--url', '--url', [CompletionResultType]::ParameterName, 'The broker''s URL (plain http)')
+            [CompletionResult]::new('--token', '--token', [CompletionResultType]::ParameterName, 'The broker''s token, sent as `Authorization: Bearer` (prefer CIPC_TOKEN or --token-file: flags show in `ps`)')
+            [CompletionResult]::new('--token-file', '--token-file', [CompletionResultType]::ParameterName, 'Read the token from a file that is not world-readable (wins over --token)')
+            [CompletionResult]::new('--peer', '--peer', [CompletionResultType]::ParameterName, 'This session''s peer id, sent as X-Cipc-Peer (see `cipc peers connect --export`)')
+            [CompletionResult]::new('--peer-key', '--peer-key', [CompletionResultType]::ParameterName, 'This session''s peer key, sent as X-Cipc-Peer-Key: it proves the peer (`cipc peers connect --export` sets it; the key alone also names the peer)')
+            [CompletionResult]::new('--by', '--by', [CompletionResultType]::ParameterName, 'Who answers [default: this peer''s role, else "someone"]')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print one JSON document per result (the default when stdout is not a terminal)')
+            [CompletionResult]::new('--table', '--table', [CompletionResultType]::ParameterName, 'Print tables and short lines even when stdout is not a terminal')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'cipc;questions' {
+            [CompletionResult]::new('--url', '--url', [CompletionResultType]::ParameterName, 'The broker''s URL (plain http)')
+            [CompletionResult]::new('--token', '--token', [CompletionResultType]::ParameterName, 'The broker''s token, sent as `Authorization: Bearer` (prefer CIPC_TOKEN or --token-file: flags show in `ps`)')
+            [CompletionResult]::new('--token-file', '--token-file', [CompletionResultType]::ParameterName, 'Read the token from a file that is not world-readable (wins over --token)')
+            [CompletionResult]::new('--peer', '--peer', [CompletionResultType]::ParameterName, 'This session''s peer id, sent as X-Cipc-Peer (see `cipc peers connect --export`)')
+            [CompletionResult]::new('--peer-key', '--peer-key', [CompletionResultType]::ParameterName, 'This session''s peer key, sent as X-Cipc-Peer-Key: it proves the peer (`cipc peers connect --export` sets it; the key alone also names the peer)')
+            [CompletionResult]::new('--status', '--status', [CompletionResultType]::ParameterName, 'Only questions with this status (when listing)')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print one JSON document per result (the default when stdout is not a terminal)')
+            [CompletionResult]::new('--table', '--table', [CompletionResultType]::ParameterName, 'Print tables and short lines even when stdout is not a terminal')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('list', 'list', [CompletionResultType]::ParameterValue, 'List questions, open ones first (oldest first), then the rest (the default)')
+            [CompletionResult]::new('show', 'show', [CompletionResultType]::ParameterValue, 'Show one question in full: text, choices, context, answer')
+            [CompletionResult]::new('wait', 'wait', [CompletionResultType]::ParameterValue, 'Wait for a question''s answer and print it, like `cipc ask` (exit 1 if it was cancelled or expired, 124 on timeout)')
+            [CompletionResult]::new('cancel', 'cancel', [CompletionResultType]::ParameterValue, 'Withdraw an open question (its asker''s wait ends with exit 1)')
+            [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
+            break
+        }
+        'cipc;questions;list' {
+            [CompletionResult]::new('--status', '--status', [CompletionResultType]::ParameterName, 'Only questions with this status')
+            [CompletionResult]::new('--url', '--url', [CompletionResultType]::ParameterName, 'The broker''s URL (plain http)')
+            [CompletionResult]::new('--token', '--token', [CompletionResultType]::ParameterName, 'The broker''s token, sent as `Authorization: Bearer` (prefer CIPC_TOKEN or --token-file: flags show in `ps`)')
+            [CompletionResult]::new('--token-file', '--token-file', [CompletionResultType]::ParameterName, 'Read the token from a file that is not world-readable (wins over --token)')
+            [CompletionResult]::new('--peer', '--peer', [CompletionResultType]::ParameterName, 'This session''s peer id, sent as X-Cipc-Peer (see `cipc peers connect --export`)')
+            [CompletionResult]::new('--peer-key', '--peer-key', [CompletionResultType]::ParameterName, 'This session''s peer key, sent as X-Cipc-Peer-Key: it proves the peer (`cipc peers connect --export` sets it; the key alone also names the peer)')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print one JSON document per result (the default when stdout is not a terminal)')
+            [CompletionResult]::new('--table', '--table', [CompletionResultType]::ParameterName, 'Print tables and short lines even when stdout is not a terminal')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'cipc;questions;show' {
+            [CompletionResult]::new('--url', '--url', [CompletionResultType]::ParameterName, 'The broker''s URL (plain http)')
+            [CompletionResult]::new('--token', '--token', [CompletionResultType]::ParameterName, 'The broker''s token, sent as `Authorization: Bearer` (prefer CIPC_TOKEN or --token-file: flags show in `ps`)')
+            [CompletionResult]::new('--token-file', '--token-file', [CompletionResultType]::ParameterName, 'Read the token from a file that is not world-readable (wins over --token)')
+            [CompletionResult]::new('--peer', '--peer', [CompletionResultType]::ParameterName, 'This session''s peer id, sent as X-Cipc-Peer (see `cipc peers connect --export`)')
+            [CompletionResult]::new('--peer-key', '--peer-key', [CompletionResultType]::ParameterName, 'This session''s peer key, sent as X-Cipc-Peer-Key: it proves the peer (`cipc peers connect --export` sets it; the key alone also names the peer)')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print one JSON document per result (the default when stdout is not a terminal)')
+            [CompletionResult]::new('--table', '--table', [CompletionResultType]::ParameterName, 'Print tables and short lines even when stdout is not a terminal')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'cipc;questions;wait' {
+            [CompletionResult]::new('--timeout', '--timeout', [CompletionResultType]::ParameterName, 'Stop waiting after this long (exit 124; the question stays open)')
+            [CompletionResult]::new('--url', '--url', [CompletionResultType]::ParameterName, 'The broker''s URL (plain http)')
+            [CompletionResult]::new('--token', '--token', [CompletionResultType]::ParameterName, 'The broker''s token, sent as `Authorization: Bearer` (prefer CIPC_TOKEN or --token-file: flags show in `ps`)')
+            [CompletionResult]::new('--token-file', '--token-file', [CompletionResultType]::ParameterName, 'Read the token from a file that is not world-readable (wins over --token)')
+            [CompletionResult]::new('--peer', '--peer', [CompletionResultType]::ParameterName, 'This session''s peer id, sent as X-Cipc-Peer (see `cipc peers connect --export`)')
+            [CompletionResult]::new('--peer-key', '--peer-key', [CompletionResultType]::ParameterName, 'This session''s peer key, sent as X-Cipc-Peer-Key: it proves the peer (`cipc peers connect --export` sets it; the key alone also names the peer)')
+            [CompletionResult]::new('--forever', '--forever', [CompletionResultType]::ParameterName, 'Wait as long as it takes')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print one JSON document per result (the default when stdout is not a terminal)')
+            [CompletionResult]::new('--table', '--table', [CompletionResultType]::ParameterName, 'Print tables and short lines even when stdout is not a terminal')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'cipc;questions;cancel' {
+            [CompletionResult]::new('--url', '--url', [CompletionResultType]::ParameterName, 'The broker''s URL (plain http)')
+            [CompletionResult]::new('--token', '--token', [CompletionResultType]::ParameterName, 'The broker''s token, sent as `Authorization: Bearer` (prefer CIPC_TOKEN or --token-file: flags show in `ps`)')
+            [CompletionResult]::new('--token-file', '--token-file', [CompletionResultType]::ParameterName, 'Read the token from a file that is not world-readable (wins over --token)')
+            [CompletionResult]::new('--peer', '--peer', [CompletionResultType]::ParameterName, 'This session''s peer id, sent as X-Cipc-Peer (see `cipc peers connect --export`)')
+            [CompletionResult]::new('--peer-key', '--peer-key', [CompletionResultType]::ParameterName, 'This session''s peer key, sent as X-Cipc-Peer-Key: it proves the peer (`cipc peers connect --export` sets it; the key alone also names the peer)')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print one JSON document per result (the default when stdout is not a terminal)')
+            [CompletionResult]::new('--table', '--table', [CompletionResultType]::ParameterName, 'Print tables and short lines even when stdout is not a terminal')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'cipc;questions;help' {
+            [CompletionResult]::new('list', 'list', [CompletionResultType]::ParameterValue, 'List questions, open ones first (oldest first), then the rest (the default)')
+            [CompletionResult]::new('show', 'show', [CompletionResultType]::ParameterValue, 'Show one question in full: text, choices, context, answer')
+            [CompletionResult]::new('wait', 'wait', [CompletionResultType]::ParameterValue, 'Wait for a question''s answer and print it, like `cipc ask` (exit 1 if it was cancelled or expired, 124 on timeout)')
+            [CompletionResult]::new('cancel', 'cancel', [CompletionResultType]::ParameterValue, 'Withdraw an open question (its asker''s wait ends with exit 1)')
+            [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
+            break
+        }
+        'cipc;questions;help;list' {
+            break
+        }
+        'cipc;questions;help;show' {
+            break
+        }
+        'cipc;questions;help;wait' {
+            break
+        }
+        'cipc;questions;help;cancel' {
+            break
+        }
+        'cipc;questions;help;help' {
             break
         }
         'cipc;chan' {
@@ -697,7 +841,10 @@ Register-ArgumentCompleter -Native -CommandName 'cipc' -ScriptBlock {
             [CompletionResult]::new('ack', 'ack', [CompletionResultType]::ParameterValue, 'Report a command done (with a result) or failed (with --error)')
             [CompletionResult]::new('result', 'result', [CompletionResultType]::ParameterValue, 'Wait for a command''s result and print it (exit 1 if it failed)')
             [CompletionResult]::new('cancel', 'cancel', [CompletionResultType]::ParameterValue, 'Cancel a pending or delivered command')
-            [CompletionResult]::new('commands', 'commands', [CompletionResultType]::ParameterValue, 'List commands, newest first')
+            [CompletionResult]::new('commands', 'commands', [CompletionResultType]::ParameterValue, 'List commands, newest first (--overdue: those past their deadline)')
+            [CompletionResult]::new('ask', 'ask', [CompletionResultType]::ParameterValue, 'Ask a person (or any peer) a question, wait for the answer and print it')
+            [CompletionResult]::new('answer', 'answer', [CompletionResultType]::ParameterValue, 'Answer an open question (with one of its choices, if it has them)')
+            [CompletionResult]::new('questions', 'questions', [CompletionResultType]::ParameterValue, 'List questions (open ones first); show, wait for or cancel one')
             [CompletionResult]::new('chan', 'chan', [CompletionResultType]::ParameterValue, 'Channels: named append-only message streams')
             [CompletionResult]::new('signal', 'signal', [CompletionResultType]::ParameterValue, 'Signals: named latches that release waiters when emitted')
             [CompletionResult]::new('status', 'status', [CompletionResultType]::ParameterValue, 'Peers, commands, channels and signals at a glance')
@@ -762,6 +909,31 @@ Register-ArgumentCompleter -Native -CommandName 'cipc' -ScriptBlock {
             break
         }
         'cipc;help;commands' {
+            break
+        }
+        'cipc;help;ask' {
+            break
+        }
+        'cipc;help;answer' {
+            break
+        }
+        'cipc;help;questions' {
+            [CompletionResult]::new('list', 'list', [CompletionResultType]::ParameterValue, 'List questions, open ones first (oldest first), then the rest (the default)')
+            [CompletionResult]::new('show', 'show', [CompletionResultType]::ParameterValue, 'Show one question in full: text, choices, context, answer')
+            [CompletionResult]::new('wait', 'wait', [CompletionResultType]::ParameterValue, 'Wait for a question''s answer and print it, like `cipc ask` (exit 1 if it was cancelled or expired, 124 on timeout)')
+            [CompletionResult]::new('cancel', 'cancel', [CompletionResultType]::ParameterValue, 'Withdraw an open question (its asker''s wait ends with exit 1)')
+            break
+        }
+        'cipc;help;questions;list' {
+            break
+        }
+        'cipc;help;questions;show' {
+            break
+        }
+        'cipc;help;questions;wait' {
+            break
+        }
+        'cipc;help;questions;cancel' {
             break
         }
         'cipc;help;chan' {

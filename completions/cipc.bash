@@ -19,6 +19,12 @@ _cipc() {
             cipc,ack)
                 cmd="cipc__subcmd__ack"
                 ;;
+            cipc,answer)
+                cmd="cipc__subcmd__answer"
+                ;;
+            cipc,ask)
+                cmd="cipc__subcmd__ask"
+                ;;
             cipc,bench)
                 cmd="cipc__subcmd__bench"
                 ;;
@@ -48,6 +54,9 @@ _cipc() {
                 ;;
             cipc,peers)
                 cmd="cipc__subcmd__peers"
+                ;;
+            cipc,questions)
+                cmd="cipc__subcmd__questions"
                 ;;
             cipc,reset)
                 cmd="cipc__subcmd__reset"
@@ -121,6 +130,12 @@ _cipc() {
             cipc__subcmd__help,ack)
                 cmd="cipc__subcmd__help__subcmd__ack"
                 ;;
+            cipc__subcmd__help,answer)
+                cmd="cipc__subcmd__help__subcmd__answer"
+                ;;
+            cipc__subcmd__help,ask)
+                cmd="cipc__subcmd__help__subcmd__ask"
+                ;;
             cipc__subcmd__help,bench)
                 cmd="cipc__subcmd__help__subcmd__bench"
                 ;;
@@ -150,6 +165,9 @@ _cipc() {
                 ;;
             cipc__subcmd__help,peers)
                 cmd="cipc__subcmd__help__subcmd__peers"
+                ;;
+            cipc__subcmd__help,questions)
+                cmd="cipc__subcmd__help__subcmd__questions"
                 ;;
             cipc__subcmd__help,reset)
                 cmd="cipc__subcmd__help__subcmd__reset"
@@ -210,6 +228,18 @@ _cipc() {
                 ;;
             cipc__subcmd__help__subcmd__peers,show)
                 cmd="cipc__subcmd__help__subcmd__peers__subcmd__show"
+                ;;
+            cipc__subcmd__help__subcmd__questions,cancel)
+                cmd="cipc__subcmd__help__subcmd__questions__subcmd__cancel"
+                ;;
+            cipc__subcmd__help__subcmd__questions,list)
+                cmd="cipc__subcmd__help__subcmd__questions__subcmd__list"
+                ;;
+            cipc__subcmd__help__subcmd__questions,show)
+                cmd="cipc__subcmd__help__subcmd__questions__subcmd__show"
+                ;;
+            cipc__subcmd__help__subcmd__questions,wait)
+                cmd="cipc__subcmd__help__subcmd__questions__subcmd__wait"
                 ;;
             cipc__subcmd__help__subcmd__signal,clear)
                 cmd="cipc__subcmd__help__subcmd__signal__subcmd__clear"
@@ -274,6 +304,36 @@ _cipc() {
             cipc__subcmd__peers__subcmd__help,show)
                 cmd="cipc__subcmd__peers__subcmd__help__subcmd__show"
                 ;;
+            cipc__subcmd__questions,cancel)
+                cmd="cipc__subcmd__questions__subcmd__cancel"
+                ;;
+            cipc__subcmd__questions,help)
+                cmd="cipc__subcmd__questions__subcmd__help"
+                ;;
+            cipc__subcmd__questions,list)
+                cmd="cipc__subcmd__questions__subcmd__list"
+                ;;
+            cipc__subcmd__questions,show)
+                cmd="cipc__subcmd__questions__subcmd__show"
+                ;;
+            cipc__subcmd__questions,wait)
+                cmd="cipc__subcmd__questions__subcmd__wait"
+                ;;
+            cipc__subcmd__questions__subcmd__help,cancel)
+                cmd="cipc__subcmd__questions__subcmd__help__subcmd__cancel"
+                ;;
+            cipc__subcmd__questions__subcmd__help,help)
+                cmd="cipc__subcmd__questions__subcmd__help__subcmd__help"
+                ;;
+            cipc__subcmd__questions__subcmd__help,list)
+                cmd="cipc__subcmd__questions__subcmd__help__subcmd__list"
+                ;;
+            cipc__subcmd__questions__subcmd__help,show)
+                cmd="cipc__subcmd__questions__subcmd__help__subcmd__show"
+                ;;
+            cipc__subcmd__questions__subcmd__help,wait)
+                cmd="cipc__subcmd__questions__subcmd__help__subcmd__wait"
+                ;;
             cipc__subcmd__signal,clear)
                 cmd="cipc__subcmd__signal__subcmd__clear"
                 ;;
@@ -317,7 +377,7 @@ _cipc() {
 
     case "${cmd}" in
         cipc)
-            opts="-h -V --help --version serve bench peers send wait ack result cancel commands chan signal status reset claude hook completions man help"
+            opts="-h -V --help --version serve bench peers send wait ack result cancel commands ask answer questions chan signal status reset claude hook completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -366,6 +426,102 @@ _cipc() {
                     return 0
                     ;;
                 --attempt)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cipc__subcmd__answer)
+            opts="-h -V --url --token --token-file --peer --peer-key --json --table --by --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --token)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --token-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --peer)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --peer-key)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --by)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cipc__subcmd__ask)
+            opts="-c -h -V --url --token --token-file --peer --peer-key --json --table --choice --context --timeout --forever --ttl --from --no-wait --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --token)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --token-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --peer)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --peer-key)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --choice)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -c)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --context)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --ttl)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --from)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -869,7 +1025,7 @@ _cipc() {
             return 0
             ;;
         cipc__subcmd__commands)
-            opts="-h -V --url --token --token-file --peer --peer-key --json --table --status --target --limit --help --version"
+            opts="-h -V --url --token --token-file --peer --peer-key --json --table --status --target --overdue --limit --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -929,7 +1085,7 @@ _cipc() {
             return 0
             ;;
         cipc__subcmd__help)
-            opts="serve bench peers send wait ack result cancel commands chan signal status reset claude hook completions man help"
+            opts="serve bench peers send wait ack result cancel commands ask answer questions chan signal status reset claude hook completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -943,6 +1099,34 @@ _cipc() {
             return 0
             ;;
         cipc__subcmd__help__subcmd__ack)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cipc__subcmd__help__subcmd__answer)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cipc__subcmd__help__subcmd__ask)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -1265,6 +1449,76 @@ _cipc() {
             return 0
             ;;
         cipc__subcmd__help__subcmd__peers__subcmd__show)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cipc__subcmd__help__subcmd__questions)
+            opts="list show wait cancel"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cipc__subcmd__help__subcmd__questions__subcmd__cancel)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cipc__subcmd__help__subcmd__questions__subcmd__list)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cipc__subcmd__help__subcmd__questions__subcmd__show)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cipc__subcmd__help__subcmd__questions__subcmd__wait)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -1916,6 +2170,272 @@ _cipc() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        cipc__subcmd__questions)
+            opts="-h -V --url --token --token-file --peer --peer-key --json --table --status --help --version list show wait cancel help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --token)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --token-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --peer)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --peer-key)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --status)
+                    COMPREPLY=($(compgen -W "open answered cancelled expired" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cipc__subcmd__questions__subcmd__cancel)
+            opts="-h -V --url --token --token-file --peer --peer-key --json --table --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --token)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --token-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --peer)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --peer-key)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cipc__subcmd__questions__subcmd__help)
+            opts="list show wait cancel help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cipc__subcmd__questions__subcmd__help__subcmd__cancel)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cipc__subcmd__questions__subcmd__help__subcmd__help)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cipc__subcmd__questions__subcmd__help__subcmd__list)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cipc__subcmd__questions__subcmd__help__subcmd__show)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cipc__subcmd__questions__subcmd__help__subcmd__wait)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cipc__subcmd__questions__subcmd__list)
+            opts="-h -V --status --url --token --token-file --peer --peer-key --json --table --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --status)
+                    COMPREPLY=($(compgen -W "open answered cancelled expired" -- "${cur}"))
+                    return 0
+                    ;;
+                --url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --token)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --token-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --peer)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --peer-key)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cipc__subcmd__questions__subcmd__show)
+            opts="-h -V --url --token --token-file --peer --peer-key --json --table --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --token)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --token-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --peer)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --peer-key)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cipc__subcmd__questions__subcmd__wait)
+            opts="-h -V --timeout --forever --url --token --token-file --peer --peer-key --json --table --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --token)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --token-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --peer)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --peer-key)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         cipc__subcmd__reset)
             opts="-y -h -V --url --token --token-file --peer --peer-key --json --table --yes --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
@@ -1989,7 +2509,7 @@ _cipc() {
             return 0
             ;;
         cipc__subcmd__send)
-            opts="-p -h -V --url --token --token-file --peer --peer-key --json --table --param --params --from --dedupe-key --ttl --wait --timeout --forever --help --version"
+            opts="-p -h -V --url --token --token-file --peer --peer-key --json --table --param --params --from --dedupe-key --ttl --deadline --wait --timeout --forever --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -2036,6 +2556,10 @@ _cipc() {
                     return 0
                     ;;
                 --ttl)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --deadline)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -30,7 +30,10 @@ set edit:completion:arg-completer[cipc] = {|@words|
             cand ack 'Report a command done (with a result) or failed (with --error)'
             cand result 'Wait for a command''s result and print it (exit 1 if it failed)'
             cand cancel 'Cancel a pending or delivered command'
-            cand commands 'List commands, newest first'
+            cand commands 'List commands, newest first (--overdue: those past their deadline)'
+            cand ask 'Ask a person (or any peer) a question, wait for the answer and print it'
+            cand answer 'Answer an open question (with one of its choices, if it has them)'
+            cand questions 'List questions (open ones first); show, wait for or cancel one'
             cand chan 'Channels: named append-only message streams'
             cand signal 'Signals: named latches that release waiters when emitted'
             cand status 'Peers, commands, channels and signals at a glance'
@@ -239,6 +242,7 @@ set edit:completion:arg-completer[cipc] = {|@words|
             cand --from 'Who is sending [default: this peer''s role, else "anonymous"]'
             cand --dedupe-key 'An idempotency key: sending it again answers the original command'
             cand --ttl 'Let the command expire if nobody takes it within this long (e.g. 10m)'
+            cand --deadline 'It should be finished within this long (e.g. 10m): past it, an unfinished command is marked overdue, shown to the people watching and listed by `cipc commands --overdue`. It keeps running'
             cand --timeout 'With --wait: give up after this long (exit 124) [default: 5m]'
             cand --json 'Print one JSON document per result (the default when stdout is not a terminal)'
             cand --table 'Print tables and short lines even when stdout is not a terminal'
@@ -319,10 +323,137 @@ set edit:completion:arg-completer[cipc] = {|@words|
             cand --limit 'At most this many, newest first (broker default 100)'
             cand --json 'Print one JSON document per result (the default when stdout is not a terminal)'
             cand --table 'Print tables and short lines even when stdout is not a terminal'
+            cand --overdue 'Only commands whose deadline (`send --deadline`) passed before they finished: still running late, or finished late'
             cand -h 'Print help'
             cand --help 'Print help'
             cand -V 'Print version'
             cand --version 'Print version'
+        }
+        &'cipc;ask'= {
+            cand --url 'The broker''s URL (plain http)'
+            cand --token 'The broker''s token, sent as `Authorization: Bearer` (prefer CIPC_TOKEN or --token-file: flags show in `ps`)'
+            cand --token-file 'Read the token from a file that is not world-readable (wins over --token)'
+            cand --peer 'This session''s peer id, sent as X-Cipc-Peer (see `cipc peers connect --export`)'
+            cand --peer-key 'This session''s peer key, sent as X-Cipc-Peer-Key: it proves the peer (`cipc peers connect --export` sets it; the key alone also names the peer)'
+            cand -c 'One answer the person may pick; repeatable, in order [default: any text]'
+            cand --choice 'One answer the person may pick; repeatable, in order [default: any text]'
+            cand --context 'What helps to answer it (a diff summary, a command id): JSON inline, @file, or - for stdin'
+            cand --timeout 'Stop waiting after this long (exit 124; the question stays open) [default: 30m]'
+            cand --ttl 'Let the question expire if nobody answers it within this long (e.g. 1h)'
+            cand --from 'Who asks [default: this peer''s role, else "anonymous"]'
+            cand --json 'Print one JSON document per result (the default when stdout is not a terminal)'
+            cand --table 'Print tables and short lines even when stdout is not a terminal'
+            cand --forever 'Wait as long as it takes'
+            cand --no-wait 'Ask and return at once, printing the question''s id (JSON mode: the question); collect the answer later with `cipc questions wait ID`'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'cipc;answer'= {
+            cand --url 'The broker''s URL (plain http)'
+            cand --token 'The broker''s token, sent as `Authorization: Bearer` (prefer CIPC_TOKEN or --token-file: flags show in `ps`)'
+            cand --token-file 'Read the token from a file that is not world-readable (wins over --token)'
+            cand --peer 'This session''s peer id, sent as X-Cipc-Peer (see `cipc peers connect --export`)'
+            cand --peer-key 'This session''s peer key, sent as X-Cipc-Peer-Key: it proves the peer (`cipc peers connect --export` sets it; the key alone also names the peer)'
+            cand --by 'Who answers [default: this peer''s role, else "someone"]'
+            cand --json 'Print one JSON document per result (the default when stdout is not a terminal)'
+            cand --table 'Print tables and short lines even when stdout is not a terminal'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'cipc;questions'= {
+            cand --url 'The broker''s URL (plain http)'
+            cand --token 'The broker''s token, sent as `Authorization: Bearer` (prefer CIPC_TOKEN or --token-file: flags show in `ps`)'
+            cand --token-file 'Read the token from a file that is not world-readable (wins over --token)'
+            cand --peer 'This session''s peer id, sent as X-Cipc-Peer (see `cipc peers connect --export`)'
+            cand --peer-key 'This session''s peer key, sent as X-Cipc-Peer-Key: it proves the peer (`cipc peers connect --export` sets it; the key alone also names the peer)'
+            cand --status 'Only questions with this status (when listing)'
+            cand --json 'Print one JSON document per result (the default when stdout is not a terminal)'
+            cand --table 'Print tables and short lines even when stdout is not a terminal'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+            cand list 'List questions, open ones first (oldest first), then the rest (the default)'
+            cand show 'Show one question in full: text, choices, context, answer'
+            cand wait 'Wait for a question''s answer and print it, like `cipc ask` (exit 1 if it was cancelled or expired, 124 on timeout)'
+            cand cancel 'Withdraw an open question (its asker''s wait ends with exit 1)'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'cipc;questions;list'= {
+            cand --status 'Only questions with this status'
+            cand --url 'The broker''s URL (plain http)'
+            cand --token 'The broker''s token, sent as `Authorization: Bearer` (prefer CIPC_TOKEN or --token-file: flags show in `ps`)'
+            cand --token-file 'Read the token from a file that is not world-readable (wins over --token)'
+            cand --peer 'This session''s peer id, sent as X-Cipc-Peer (see `cipc peers connect --export`)'
+            cand --peer-key 'This session''s peer key, sent as X-Cipc-Peer-Key: it proves the peer (`cipc peers connect --export` sets it; the key alone also names the peer)'
+            cand --json 'Print one JSON document per result (the default when stdout is not a terminal)'
+            cand --table 'Print tables and short lines even when stdout is not a terminal'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'cipc;questions;show'= {
+            cand --url 'The broker''s URL (plain http)'
+            cand --token 'The broker''s token, sent as `Authorization: Bearer` (prefer CIPC_TOKEN or --token-file: flags show in `ps`)'
+            cand --token-file 'Read the token from a file that is not world-readable (wins over --token)'
+            cand --peer 'This session''s peer id, sent as X-Cipc-Peer (see `cipc peers connect --export`)'
+            cand --peer-key 'This session''s peer key, sent as X-Cipc-Peer-Key: it proves the peer (`cipc peers connect --export` sets it; the key alone also names the peer)'
+            cand --json 'Print one JSON document per result (the default when stdout is not a terminal)'
+            cand --table 'Print tables and short lines even when stdout is not a terminal'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'cipc;questions;wait'= {
+            cand --timeout 'Stop waiting after this long (exit 124; the question stays open)'
+            cand --url 'The broker''s URL (plain http)'
+            cand --token 'The broker''s token, sent as `Authorization: Bearer` (prefer CIPC_TOKEN or --token-file: flags show in `ps`)'
+            cand --token-file 'Read the token from a file that is not world-readable (wins over --token)'
+            cand --peer 'This session''s peer id, sent as X-Cipc-Peer (see `cipc peers connect --export`)'
+            cand --peer-key 'This session''s peer key, sent as X-Cipc-Peer-Key: it proves the peer (`cipc peers connect --export` sets it; the key alone also names the peer)'
+            cand --forever 'Wait as long as it takes'
+            cand --json 'Print one JSON document per result (the default when stdout is not a terminal)'
+            cand --table 'Print tables and short lines even when stdout is not a terminal'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'cipc;questions;cancel'= {
+            cand --url 'The broker''s URL (plain http)'
+            cand --token 'The broker''s token, sent as `Authorization: Bearer` (prefer CIPC_TOKEN or --token-file: flags show in `ps`)'
+            cand --token-file 'Read the token from a file that is not world-readable (wins over --token)'
+            cand --peer 'This session''s peer id, sent as X-Cipc-Peer (see `cipc peers connect --export`)'
+            cand --peer-key 'This session''s peer key, sent as X-Cipc-Peer-Key: it proves the peer (`cipc peers connect --export` sets it; the key alone also names the peer)'
+            cand --json 'Print one JSON document per result (the default when stdout is not a terminal)'
+            cand --table 'Print tables and short lines even when stdout is not a terminal'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'cipc;questions;help'= {
+            cand list 'List questions, open ones first (oldest first), then the rest (the default)'
+            cand show 'Show one question in full: text, choices, context, answer'
+            cand wait 'Wait for a question''s answer and print it, like `cipc ask` (exit 1 if it was cancelled or expired, 124 on timeout)'
+            cand cancel 'Withdraw an open question (its asker''s wait ends with exit 1)'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'cipc;questions;help;list'= {
+        }
+        &'cipc;questions;help;show'= {
+        }
+        &'cipc;questions;help;wait'= {
+        }
+        &'cipc;questions;help;cancel'= {
+        }
+        &'cipc;questions;help;help'= {
         }
         &'cipc;chan'= {
             cand --url 'The broker''s URL (plain http)'
@@ -632,7 +763,10 @@ set edit:completion:arg-completer[cipc] = {|@words|
             cand ack 'Report a command done (with a result) or failed (with --error)'
             cand result 'Wait for a command''s result and print it (exit 1 if it failed)'
             cand cancel 'Cancel a pending or delivered command'
-            cand commands 'List commands, newest first'
+            cand commands 'List commands, newest first (--overdue: those past their deadline)'
+            cand ask 'Ask a person (or any peer) a question, wait for the answer and print it'
+            cand answer 'Answer an open question (with one of its choices, if it has them)'
+            cand questions 'List questions (open ones first); show, wait for or cancel one'
             cand chan 'Channels: named append-only message streams'
             cand signal 'Signals: named latches that release waiters when emitted'
             cand status 'Peers, commands, channels and signals at a glance'
@@ -681,6 +815,24 @@ set edit:completion:arg-completer[cipc] = {|@words|
         &'cipc;help;cancel'= {
         }
         &'cipc;help;commands'= {
+        }
+        &'cipc;help;ask'= {
+        }
+        &'cipc;help;answer'= {
+        }
+        &'cipc;help;questions'= {
+            cand list 'List questions, open ones first (oldest first), then the rest (the default)'
+            cand show 'Show one question in full: text, choices, context, answer'
+            cand wait 'Wait for a question''s answer and print it, like `cipc ask` (exit 1 if it was cancelled or expired, 124 on timeout)'
+            cand cancel 'Withdraw an open question (its asker''s wait ends with exit 1)'
+        }
+        &'cipc;help;questions;list'= {
+        }
+        &'cipc;help;questions;show'= {
+        }
+        &'cipc;help;questions;wait'= {
+        }
+        &'cipc;help;questions;cancel'= {
         }
         &'cipc;help;chan'= {
             cand send 'Append a message (any JSON) to a channel'

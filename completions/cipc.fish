@@ -34,7 +34,10 @@ complete -c cipc -n "__fish_cipc_needs_command" -f -a "wait" -d 'Wait for the ne
 complete -c cipc -n "__fish_cipc_needs_command" -f -a "ack" -d 'Report a command done (with a result) or failed (with --error)'
 complete -c cipc -n "__fish_cipc_needs_command" -f -a "result" -d 'Wait for a command\'s result and print it (exit 1 if it failed)'
 complete -c cipc -n "__fish_cipc_needs_command" -f -a "cancel" -d 'Cancel a pending or delivered command'
-complete -c cipc -n "__fish_cipc_needs_command" -f -a "commands" -d 'List commands, newest first'
+complete -c cipc -n "__fish_cipc_needs_command" -f -a "commands" -d 'List commands, newest first (--overdue: those past their deadline)'
+complete -c cipc -n "__fish_cipc_needs_command" -f -a "ask" -d 'Ask a person (or any peer) a question, wait for the answer and print it'
+complete -c cipc -n "__fish_cipc_needs_command" -f -a "answer" -d 'Answer an open question (with one of its choices, if it has them)'
+complete -c cipc -n "__fish_cipc_needs_command" -f -a "questions" -d 'List questions (open ones first); show, wait for or cancel one'
 complete -c cipc -n "__fish_cipc_needs_command" -f -a "chan" -d 'Channels: named append-only message streams'
 complete -c cipc -n "__fish_cipc_needs_command" -f -a "signal" -d 'Signals: named latches that release waiters when emitted'
 complete -c cipc -n "__fish_cipc_needs_command" -f -a "status" -d 'Peers, commands, channels and signals at a glance'
@@ -181,6 +184,7 @@ complete -c cipc -n "__fish_cipc_using_subcommand send" -l params -d 'All parame
 complete -c cipc -n "__fish_cipc_using_subcommand send" -l from -d 'Who is sending [default: this peer\'s role, else "anonymous"]' -r
 complete -c cipc -n "__fish_cipc_using_subcommand send" -l dedupe-key -d 'An idempotency key: sending it again answers the original command' -r
 complete -c cipc -n "__fish_cipc_using_subcommand send" -l ttl -d 'Let the command expire if nobody takes it within this long (e.g. 10m)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand send" -l deadline -d 'It should be finished within this long (e.g. 10m): past it, an unfinished command is marked overdue, shown to the people watching and listed by `cipc commands --overdue`. It keeps running' -r
 complete -c cipc -n "__fish_cipc_using_subcommand send" -l timeout -d 'With --wait: give up after this long (exit 124) [default: 5m]' -r
 complete -c cipc -n "__fish_cipc_using_subcommand send" -l json -d 'Print one JSON document per result (the default when stdout is not a terminal)'
 complete -c cipc -n "__fish_cipc_using_subcommand send" -l table -d 'Print tables and short lines even when stdout is not a terminal'
@@ -246,8 +250,100 @@ complete -c cipc -n "__fish_cipc_using_subcommand commands" -l target -d 'Only c
 complete -c cipc -n "__fish_cipc_using_subcommand commands" -l limit -d 'At most this many, newest first (broker default 100)' -r
 complete -c cipc -n "__fish_cipc_using_subcommand commands" -l json -d 'Print one JSON document per result (the default when stdout is not a terminal)'
 complete -c cipc -n "__fish_cipc_using_subcommand commands" -l table -d 'Print tables and short lines even when stdout is not a terminal'
+complete -c cipc -n "__fish_cipc_using_subcommand commands" -l overdue -d 'Only commands whose deadline (`send --deadline`) passed before they finished: still running late, or finished late'
 complete -c cipc -n "__fish_cipc_using_subcommand commands" -s h -l help -d 'Print help'
 complete -c cipc -n "__fish_cipc_using_subcommand commands" -s V -l version -d 'Print version'
+complete -c cipc -n "__fish_cipc_using_subcommand ask" -l url -d 'The broker\'s URL (plain http)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand ask" -l token -d 'The broker\'s token, sent as `Authorization: Bearer` (prefer CIPC_TOKEN or --token-file: flags show in `ps`)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand ask" -l token-file -d 'Read the token from a file that is not world-readable (wins over --token)' -r -F
+complete -c cipc -n "__fish_cipc_using_subcommand ask" -l peer -d 'This session\'s peer id, sent as X-Cipc-Peer (see `cipc peers connect --export`)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand ask" -l peer-key -d 'This session\'s peer key, sent as X-Cipc-Peer-Key: it proves the peer (`cipc peers connect --export` sets it; the key alone also names the peer)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand ask" -s c -l choice -d 'One answer the person may pick; repeatable, in order [default: any text]' -r
+complete -c cipc -n "__fish_cipc_using_subcommand ask" -l context -d 'What helps to answer it (a diff summary, a command id): JSON inline, @file, or - for stdin' -r
+complete -c cipc -n "__fish_cipc_using_subcommand ask" -l timeout -d 'Stop waiting after this long (exit 124; the question stays open) [default: 30m]' -r
+complete -c cipc -n "__fish_cipc_using_subcommand ask" -l ttl -d 'Let the question expire if nobody answers it within this long (e.g. 1h)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand ask" -l from -d 'Who asks [default: this peer\'s role, else "anonymous"]' -r
+complete -c cipc -n "__fish_cipc_using_subcommand ask" -l json -d 'Print one JSON document per result (the default when stdout is not a terminal)'
+complete -c cipc -n "__fish_cipc_using_subcommand ask" -l table -d 'Print tables and short lines even when stdout is not a terminal'
+complete -c cipc -n "__fish_cipc_using_subcommand ask" -l forever -d 'Wait as long as it takes'
+complete -c cipc -n "__fish_cipc_using_subcommand ask" -l no-wait -d 'Ask and return at once, printing the question\'s id (JSON mode: the question); collect the answer later with `cipc questions wait ID`'
+complete -c cipc -n "__fish_cipc_using_subcommand ask" -s h -l help -d 'Print help'
+complete -c cipc -n "__fish_cipc_using_subcommand ask" -s V -l version -d 'Print version'
+complete -c cipc -n "__fish_cipc_using_subcommand answer" -l url -d 'The broker\'s URL (plain http)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand answer" -l token -d 'The broker\'s token, sent as `Authorization: Bearer` (prefer CIPC_TOKEN or --token-file: flags show in `ps`)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand answer" -l token-file -d 'Read the token from a file that is not world-readable (wins over --token)' -r -F
+complete -c cipc -n "__fish_cipc_using_subcommand answer" -l peer -d 'This session\'s peer id, sent as X-Cipc-Peer (see `cipc peers connect --export`)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand answer" -l peer-key -d 'This session\'s peer key, sent as X-Cipc-Peer-Key: it proves the peer (`cipc peers connect --export` sets it; the key alone also names the peer)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand answer" -l by -d 'Who answers [default: this peer\'s role, else "someone"]' -r
+complete -c cipc -n "__fish_cipc_using_subcommand answer" -l json -d 'Print one JSON document per result (the default when stdout is not a terminal)'
+complete -c cipc -n "__fish_cipc_using_subcommand answer" -l table -d 'Print tables and short lines even when stdout is not a terminal'
+complete -c cipc -n "__fish_cipc_using_subcommand answer" -s h -l help -d 'Print help'
+complete -c cipc -n "__fish_cipc_using_subcommand answer" -s V -l version -d 'Print version'
+complete -c cipc -n "__fish_cipc_using_subcommand questions; and not __fish_seen_subcommand_from list show wait cancel help" -l url -d 'The broker\'s URL (plain http)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand questions; and not __fish_seen_subcommand_from list show wait cancel help" -l token -d 'The broker\'s token, sent as `Authorization: Bearer` (prefer CIPC_TOKEN or --token-file: flags show in `ps`)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand questions; and not __fish_seen_subcommand_from list show wait cancel help" -l token-file -d 'Read the token from a file that is not world-readable (wins over --token)' -r -F
+complete -c cipc -n "__fish_cipc_using_subcommand questions; and not __fish_seen_subcommand_from list show wait cancel help" -l peer -d 'This session\'s peer id, sent as X-Cipc-Peer (see `cipc peers connect --export`)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand questions; and not __fish_seen_subcommand_from list show wait cancel help" -l peer-key -d 'This session\'s peer key, sent as X-Cipc-Peer-Key: it proves the peer (`cipc peers connect --export` sets it; the key alone also names the peer)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand questions; and not __fish_seen_subcommand_from list show wait cancel help" -l status -d 'Only questions with this status (when listing)' -r -f -a "open\t''
+answered\t''
+cancelled\t''
+expired\t''"
+complete -c cipc -n "__fish_cipc_using_subcommand questions; and not __fish_seen_subcommand_from list show wait cancel help" -l json -d 'Print one JSON document per result (the default when stdout is not a terminal)'
+complete -c cipc -n "__fish_cipc_using_subcommand questions; and not __fish_seen_subcommand_from list show wait cancel help" -l table -d 'Print tables and short lines even when stdout is not a terminal'
+complete -c cipc -n "__fish_cipc_using_subcommand questions; and not __fish_seen_subcommand_from list show wait cancel help" -s h -l help -d 'Print help'
+complete -c cipc -n "__fish_cipc_using_subcommand questions; and not __fish_seen_subcommand_from list show wait cancel help" -s V -l version -d 'Print version'
+complete -c cipc -n "__fish_cipc_using_subcommand questions; and not __fish_seen_subcommand_from list show wait cancel help" -f -a "list" -d 'List questions, open ones first (oldest first), then the rest (the default)'
+complete -c cipc -n "__fish_cipc_using_subcommand questions; and not __fish_seen_subcommand_from list show wait cancel help" -f -a "show" -d 'Show one question in full: text, choices, context, answer'
+complete -c cipc -n "__fish_cipc_using_subcommand questions; and not __fish_seen_subcommand_from list show wait cancel help" -f -a "wait" -d 'Wait for a question\'s answer and print it, like `cipc ask` (exit 1 if it was cancelled or expired, 124 on timeout)'
+complete -c cipc -n "__fish_cipc_using_subcommand questions; and not __fish_seen_subcommand_from list show wait cancel help" -f -a "cancel" -d 'Withdraw an open question (its asker\'s wait ends with exit 1)'
+complete -c cipc -n "__fish_cipc_using_subcommand questions; and not __fish_seen_subcommand_from list show wait cancel help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c cipc -n "__fish_cipc_using_subcommand questions; and __fish_seen_subcommand_from list" -l status -d 'Only questions with this status' -r -f -a "open\t''
+answered\t''
+cancelled\t''
+expired\t''"
+complete -c cipc -n "__fish_cipc_using_subcommand questions; and __fish_seen_subcommand_from list" -l url -d 'The broker\'s URL (plain http)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand questions; and __fish_seen_subcommand_from list" -l token -d 'The broker\'s token, sent as `Authorization: Bearer` (prefer CIPC_TOKEN or --token-file: flags show in `ps`)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand questions; and __fish_seen_subcommand_from list" -l token-file -d 'Read the token from a file that is not world-readable (wins over --token)' -r -F
+complete -c cipc -n "__fish_cipc_using_subcommand questions; and __fish_seen_subcommand_from list" -l peer -d 'This session\'s peer id, sent as X-Cipc-Peer (see `cipc peers connect --export`)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand questions; and __fish_seen_subcommand_from list" -l peer-key -d 'This session\'s peer key, sent as X-Cipc-Peer-Key: it proves the peer (`cipc peers connect --export` sets it; the key alone also names the peer)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand questions; and __fish_seen_subcommand_from list" -l json -d 'Print one JSON document per result (the default when stdout is not a terminal)'
+complete -c cipc -n "__fish_cipc_using_subcommand questions; and __fish_seen_subcommand_from list" -l table -d 'Print tables and short lines even when stdout is not a terminal'
+complete -c cipc -n "__fish_cipc_using_subcommand questions; and __fish_seen_subcommand_from list" -s h -l help -d 'Print help'
+complete -c cipc -n "__fish_cipc_using_subcommand questions; and __fish_seen_subcommand_from list" -s V -l version -d 'Print version'
+complete -c cipc -n "__fish_cipc_using_subcommand questions; and __fish_seen_subcommand_from show" -l url -d 'The broker\'s URL (plain http)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand questions; and __fish_seen_subcommand_from show" -l token -d 'The broker\'s token, sent as `Authorization: Bearer` (prefer CIPC_TOKEN or --token-file: flags show in `ps`)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand questions; and __fish_seen_subcommand_from show" -l token-file -d 'Read the token from a file that is not world-readable (wins over --token)' -r -F
+complete -c cipc -n "__fish_cipc_using_subcommand questions; and __fish_seen_subcommand_from show" -l peer -d 'This session\'s peer id, sent as X-Cipc-Peer (see `cipc peers connect --export`)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand questions; and __fish_seen_subcommand_from show" -l peer-key -d 'This session\'s peer key, sent as X-Cipc-Peer-Key: it proves the peer (`cipc peers connect --export` sets it; the key alone also names the peer)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand questions; and __fish_seen_subcommand_from show" -l json -d 'Print one JSON document per result (the default when stdout is not a terminal)'
+complete -c cipc -n "__fish_cipc_using_subcommand questions; and __fish_seen_subcommand_from show" -l table -d 'Print tables and short lines even when stdout is not a terminal'
+complete -c cipc -n "__fish_cipc_using_subcommand questions; and __fish_seen_subcommand_from show" -s h -l help -d 'Print help'
+complete -c cipc -n "__fish_cipc_using_subcommand questions; and __fish_seen_subcommand_from show" -s V -l version -d 'Print version'
+complete -c cipc -n "__fish_cipc_using_subcommand questions; and __fish_seen_subcommand_from wait" -l timeout -d 'Stop waiting after this long (exit 124; the question stays open)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand questions; and __fish_seen_subcommand_from wait" -l url -d 'The broker\'s URL (plain http)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand questions; and __fish_seen_subcommand_from wait" -l token -d 'The broker\'s token, sent as `Authorization: Bearer` (prefer CIPC_TOKEN or --token-file: flags show in `ps`)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand questions; and __fish_seen_subcommand_from wait" -l token-file -d 'Read the token from a file that is not world-readable (wins over --token)' -r -F
+complete -c cipc -n "__fish_cipc_using_subcommand questions; and __fish_seen_subcommand_from wait" -l peer -d 'This session\'s peer id, sent as X-Cipc-Peer (see `cipc peers connect --export`)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand questions; and __fish_seen_subcommand_from wait" -l peer-key -d 'This session\'s peer key, sent as X-Cipc-Peer-Key: it proves the peer (`cipc peers connect --export` sets it; the key alone also names the peer)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand questions; and __fish_seen_subcommand_from wait" -l forever -d 'Wait as long as it takes'
+complete -c cipc -n "__fish_cipc_using_subcommand questions; and __fish_seen_subcommand_from wait" -l json -d 'Print one JSON document per result (the default when stdout is not a terminal)'
+complete -c cipc -n "__fish_cipc_using_subcommand questions; and __fish_seen_subcommand_from wait" -l table -d 'Print tables and short lines even when stdout is not a terminal'
+complete -c cipc -n "__fish_cipc_using_subcommand questions; and __fish_seen_subcommand_from wait" -s h -l help -d 'Print help'
+complete -c cipc -n "__fish_cipc_using_subcommand questions; and __fish_seen_subcommand_from wait" -s V -l version -d 'Print version'
+complete -c cipc -n "__fish_cipc_using_subcommand questions; and __fish_seen_subcommand_from cancel" -l url -d 'The broker\'s URL (plain http)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand questions; and __fish_seen_subcommand_from cancel" -l token -d 'The broker\'s token, sent as `Authorization: Bearer` (prefer CIPC_TOKEN or --token-file: flags show in `ps`)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand questions; and __fish_seen_subcommand_from cancel" -l token-file -d 'Read the token from a file that is not world-readable (wins over --token)' -r -F
+complete -c cipc -n "__fish_cipc_using_subcommand questions; and __fish_seen_subcommand_from cancel" -l peer -d 'This session\'s peer id, sent as X-Cipc-Peer (see `cipc peers connect --export`)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand questions; and __fish_seen_subcommand_from cancel" -l peer-key -d 'This session\'s peer key, sent as X-Cipc-Peer-Key: it proves the peer (`cipc peers connect --export` sets it; the key alone also names the peer)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand questions; and __fish_seen_subcommand_from cancel" -l json -d 'Print one JSON document per result (the default when stdout is not a terminal)'
+complete -c cipc -n "__fish_cipc_using_subcommand questions; and __fish_seen_subcommand_from cancel" -l table -d 'Print tables and short lines even when stdout is not a terminal'
+complete -c cipc -n "__fish_cipc_using_subcommand questions; and __fish_seen_subcommand_from cancel" -s h -l help -d 'Print help'
+complete -c cipc -n "__fish_cipc_using_subcommand questions; and __fish_seen_subcommand_from cancel" -s V -l version -d 'Print version'
+complete -c cipc -n "__fish_cipc_using_subcommand questions; and __fish_seen_subcommand_from help" -f -a "list" -d 'List questions, open ones first (oldest first), then the rest (the default)'
+complete -c cipc -n "__fish_cipc_using_subcommand questions; and __fish_seen_subcommand_from help" -f -a "show" -d 'Show one question in full: text, choices, context, answer'
+complete -c cipc -n "__fish_cipc_using_subcommand questions; and __fish_seen_subcommand_from help" -f -a "wait" -d 'Wait for a question\'s answer and print it, like `cipc ask` (exit 1 if it was cancelled or expired, 124 on timeout)'
+complete -c cipc -n "__fish_cipc_using_subcommand questions; and __fish_seen_subcommand_from help" -f -a "cancel" -d 'Withdraw an open question (its asker\'s wait ends with exit 1)'
+complete -c cipc -n "__fish_cipc_using_subcommand questions; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c cipc -n "__fish_cipc_using_subcommand chan; and not __fish_seen_subcommand_from send read follow list help" -l url -d 'The broker\'s URL (plain http)' -r
 complete -c cipc -n "__fish_cipc_using_subcommand chan; and not __fish_seen_subcommand_from send read follow list help" -l token -d 'The broker\'s token, sent as `Authorization: Bearer` (prefer CIPC_TOKEN or --token-file: flags show in `ps`)' -r
 complete -c cipc -n "__fish_cipc_using_subcommand chan; and not __fish_seen_subcommand_from send read follow list help" -l token-file -d 'Read the token from a file that is not world-readable (wins over --token)' -r -F
@@ -441,24 +537,27 @@ complete -c cipc -n "__fish_cipc_using_subcommand completions" -s V -l version -
 complete -c cipc -n "__fish_cipc_using_subcommand man" -l dir -d 'Write cipc.1 and one page per subcommand (cipc-peers.1, ...) into DIR instead of printing cipc.1' -r -F
 complete -c cipc -n "__fish_cipc_using_subcommand man" -s h -l help -d 'Print help'
 complete -c cipc -n "__fish_cipc_using_subcommand man" -s V -l version -d 'Print version'
-complete -c cipc -n "__fish_cipc_using_subcommand help; and not __fish_seen_subcommand_from serve bench peers send wait ack result cancel commands chan signal status reset claude hook completions man help" -f -a "serve" -d 'Run the broker (REST API, dashboard, MCP endpoint)'
-complete -c cipc -n "__fish_cipc_using_subcommand help; and not __fish_seen_subcommand_from serve bench peers send wait ack result cancel commands chan signal status reset claude hook completions man help" -f -a "bench" -d 'Measure a broker: command round trips, channel throughput, idle waiters'
-complete -c cipc -n "__fish_cipc_using_subcommand help; and not __fish_seen_subcommand_from serve bench peers send wait ack result cancel commands chan signal status reset claude hook completions man help" -f -a "peers" -d 'List, register and manage peers (sessions with a role)'
-complete -c cipc -n "__fish_cipc_using_subcommand help; and not __fish_seen_subcommand_from serve bench peers send wait ack result cancel commands chan signal status reset claude hook completions man help" -f -a "send" -d 'Send a command to a role, a peer, or "*" (every online peer)'
-complete -c cipc -n "__fish_cipc_using_subcommand help; and not __fish_seen_subcommand_from serve bench peers send wait ack result cancel commands chan signal status reset claude hook completions man help" -f -a "wait" -d 'Wait for the next command for this peer (--peer / CIPC_PEER) and print it'
-complete -c cipc -n "__fish_cipc_using_subcommand help; and not __fish_seen_subcommand_from serve bench peers send wait ack result cancel commands chan signal status reset claude hook completions man help" -f -a "ack" -d 'Report a command done (with a result) or failed (with --error)'
-complete -c cipc -n "__fish_cipc_using_subcommand help; and not __fish_seen_subcommand_from serve bench peers send wait ack result cancel commands chan signal status reset claude hook completions man help" -f -a "result" -d 'Wait for a command\'s result and print it (exit 1 if it failed)'
-complete -c cipc -n "__fish_cipc_using_subcommand help; and not __fish_seen_subcommand_from serve bench peers send wait ack result cancel commands chan signal status reset claude hook completions man help" -f -a "cancel" -d 'Cancel a pending or delivered command'
-complete -c cipc -n "__fish_cipc_using_subcommand help; and not __fish_seen_subcommand_from serve bench peers send wait ack result cancel commands chan signal status reset claude hook completions man help" -f -a "commands" -d 'List commands, newest first'
-complete -c cipc -n "__fish_cipc_using_subcommand help; and not __fish_seen_subcommand_from serve bench peers send wait ack result cancel commands chan signal status reset claude hook completions man help" -f -a "chan" -d 'Channels: named append-only message streams'
-complete -c cipc -n "__fish_cipc_using_subcommand help; and not __fish_seen_subcommand_from serve bench peers send wait ack result cancel commands chan signal status reset claude hook completions man help" -f -a "signal" -d 'Signals: named latches that release waiters when emitted'
-complete -c cipc -n "__fish_cipc_using_subcommand help; and not __fish_seen_subcommand_from serve bench peers send wait ack result cancel commands chan signal status reset claude hook completions man help" -f -a "status" -d 'Peers, commands, channels and signals at a glance'
-complete -c cipc -n "__fish_cipc_using_subcommand help; and not __fish_seen_subcommand_from serve bench peers send wait ack result cancel commands chan signal status reset claude hook completions man help" -f -a "reset" -d 'Clear every peer, command, channel and signal'
-complete -c cipc -n "__fish_cipc_using_subcommand help; and not __fish_seen_subcommand_from serve bench peers send wait ack result cancel commands chan signal status reset claude hook completions man help" -f -a "claude" -d 'Make Claude Code sessions peers: MCP tools plus hooks that reach them even when idle'
-complete -c cipc -n "__fish_cipc_using_subcommand help; and not __fish_seen_subcommand_from serve bench peers send wait ack result cancel commands chan signal status reset claude hook completions man help" -f -a "hook" -d 'Run by Claude Code at each hook `cipc claude setup` installed (reads the hook\'s JSON on stdin)'
-complete -c cipc -n "__fish_cipc_using_subcommand help; and not __fish_seen_subcommand_from serve bench peers send wait ack result cancel commands chan signal status reset claude hook completions man help" -f -a "completions" -d 'Print a shell completion script (bash, zsh, fish, elvish, powershell)'
-complete -c cipc -n "__fish_cipc_using_subcommand help; and not __fish_seen_subcommand_from serve bench peers send wait ack result cancel commands chan signal status reset claude hook completions man help" -f -a "man" -d 'Print the man page (or write every page into a directory)'
-complete -c cipc -n "__fish_cipc_using_subcommand help; and not __fish_seen_subcommand_from serve bench peers send wait ack result cancel commands chan signal status reset claude hook completions man help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c cipc -n "__fish_cipc_using_subcommand help; and not __fish_seen_subcommand_from serve bench peers send wait ack result cancel commands ask answer questions chan signal status reset claude hook completions man help" -f -a "serve" -d 'Run the broker (REST API, dashboard, MCP endpoint)'
+complete -c cipc -n "__fish_cipc_using_subcommand help; and not __fish_seen_subcommand_from serve bench peers send wait ack result cancel commands ask answer questions chan signal status reset claude hook completions man help" -f -a "bench" -d 'Measure a broker: command round trips, channel throughput, idle waiters'
+complete -c cipc -n "__fish_cipc_using_subcommand help; and not __fish_seen_subcommand_from serve bench peers send wait ack result cancel commands ask answer questions chan signal status reset claude hook completions man help" -f -a "peers" -d 'List, register and manage peers (sessions with a role)'
+complete -c cipc -n "__fish_cipc_using_subcommand help; and not __fish_seen_subcommand_from serve bench peers send wait ack result cancel commands ask answer questions chan signal status reset claude hook completions man help" -f -a "send" -d 'Send a command to a role, a peer, or "*" (every online peer)'
+complete -c cipc -n "__fish_cipc_using_subcommand help; and not __fish_seen_subcommand_from serve bench peers send wait ack result cancel commands ask answer questions chan signal status reset claude hook completions man help" -f -a "wait" -d 'Wait for the next command for this peer (--peer / CIPC_PEER) and print it'
+complete -c cipc -n "__fish_cipc_using_subcommand help; and not __fish_seen_subcommand_from serve bench peers send wait ack result cancel commands ask answer questions chan signal status reset claude hook completions man help" -f -a "ack" -d 'Report a command done (with a result) or failed (with --error)'
+complete -c cipc -n "__fish_cipc_using_subcommand help; and not __fish_seen_subcommand_from serve bench peers send wait ack result cancel commands ask answer questions chan signal status reset claude hook completions man help" -f -a "result" -d 'Wait for a command\'s result and print it (exit 1 if it failed)'
+complete -c cipc -n "__fish_cipc_using_subcommand help; and not __fish_seen_subcommand_from serve bench peers send wait ack result cancel commands ask answer questions chan signal status reset claude hook completions man help" -f -a "cancel" -d 'Cancel a pending or delivered command'
+complete -c cipc -n "__fish_cipc_using_subcommand help; and not __fish_seen_subcommand_from serve bench peers send wait ack result cancel commands ask answer questions chan signal status reset claude hook completions man help" -f -a "commands" -d 'List commands, newest first (--overdue: those past their deadline)'
+complete -c cipc -n "__fish_cipc_using_subcommand help; and not __fish_seen_subcommand_from serve bench peers send wait ack result cancel commands ask answer questions chan signal status reset claude hook completions man help" -f -a "ask" -d 'Ask a person (or any peer) a question, wait for the answer and print it'
+complete -c cipc -n "__fish_cipc_using_subcommand help; and not __fish_seen_subcommand_from serve bench peers send wait ack result cancel commands ask answer questions chan signal status reset claude hook completions man help" -f -a "answer" -d 'Answer an open question (with one of its choices, if it has them)'
+complete -c cipc -n "__fish_cipc_using_subcommand help; and not __fish_seen_subcommand_from serve bench peers send wait ack result cancel commands ask answer questions chan signal status reset claude hook completions man help" -f -a "questions" -d 'List questions (open ones first); show, wait for or cancel one'
+complete -c cipc -n "__fish_cipc_using_subcommand help; and not __fish_seen_subcommand_from serve bench peers send wait ack result cancel commands ask answer questions chan signal status reset claude hook completions man help" -f -a "chan" -d 'Channels: named append-only message streams'
+complete -c cipc -n "__fish_cipc_using_subcommand help; and not __fish_seen_subcommand_from serve bench peers send wait ack result cancel commands ask answer questions chan signal status reset claude hook completions man help" -f -a "signal" -d 'Signals: named latches that release waiters when emitted'
+complete -c cipc -n "__fish_cipc_using_subcommand help; and not __fish_seen_subcommand_from serve bench peers send wait ack result cancel commands ask answer questions chan signal status reset claude hook completions man help" -f -a "status" -d 'Peers, commands, channels and signals at a glance'
+complete -c cipc -n "__fish_cipc_using_subcommand help; and not __fish_seen_subcommand_from serve bench peers send wait ack result cancel commands ask answer questions chan signal status reset claude hook completions man help" -f -a "reset" -d 'Clear every peer, command, channel and signal'
+complete -c cipc -n "__fish_cipc_using_subcommand help; and not __fish_seen_subcommand_from serve bench peers send wait ack result cancel commands ask answer questions chan signal status reset claude hook completions man help" -f -a "claude" -d 'Make Claude Code sessions peers: MCP tools plus hooks that reach them even when idle'
+complete -c cipc -n "__fish_cipc_using_subcommand help; and not __fish_seen_subcommand_from serve bench peers send wait ack result cancel commands ask answer questions chan signal status reset claude hook completions man help" -f -a "hook" -d 'Run by Claude Code at each hook `cipc claude setup` installed (reads the hook\'s JSON on stdin)'
+complete -c cipc -n "__fish_cipc_using_subcommand help; and not __fish_seen_subcommand_from serve bench peers send wait ack result cancel commands ask answer questions chan signal status reset claude hook completions man help" -f -a "completions" -d 'Print a shell completion script (bash, zsh, fish, elvish, powershell)'
+complete -c cipc -n "__fish_cipc_using_subcommand help; and not __fish_seen_subcommand_from serve bench peers send wait ack result cancel commands ask answer questions chan signal status reset claude hook completions man help" -f -a "man" -d 'Print the man page (or write every page into a directory)'
+complete -c cipc -n "__fish_cipc_using_subcommand help; and not __fish_seen_subcommand_from serve bench peers send wait ack result cancel commands ask answer questions chan signal status reset claude hook completions man help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c cipc -n "__fish_cipc_using_subcommand help; and __fish_seen_subcommand_from peers" -f -a "list" -d 'List every known peer with its status (the default)'
 complete -c cipc -n "__fish_cipc_using_subcommand help; and __fish_seen_subcommand_from peers" -f -a "discover" -d 'List online peers and the roles they hold'
 complete -c cipc -n "__fish_cipc_using_subcommand help; and __fish_seen_subcommand_from peers" -f -a "connect" -d 'Register this session as a protected peer with ROLE and print it with its key (needed to act as it; reconnecting with --id needs it too)'
@@ -466,6 +565,10 @@ complete -c cipc -n "__fish_cipc_using_subcommand help; and __fish_seen_subcomma
 complete -c cipc -n "__fish_cipc_using_subcommand help; and __fish_seen_subcommand_from peers" -f -a "disconnect" -d 'Disconnect a peer: it goes offline and its unacked commands are pending again'
 complete -c cipc -n "__fish_cipc_using_subcommand help; and __fish_seen_subcommand_from peers" -f -a "heartbeat" -d 'Tell the broker this peer is alive (default: --peer / CIPC_PEER)'
 complete -c cipc -n "__fish_cipc_using_subcommand help; and __fish_seen_subcommand_from peers" -f -a "attention" -d 'Say why a person is needed now (shown in `cipc peers` and the dashboard); without TEXT, clear it. Acts as --peer / CIPC_PEER'
+complete -c cipc -n "__fish_cipc_using_subcommand help; and __fish_seen_subcommand_from questions" -f -a "list" -d 'List questions, open ones first (oldest first), then the rest (the default)'
+complete -c cipc -n "__fish_cipc_using_subcommand help; and __fish_seen_subcommand_from questions" -f -a "show" -d 'Show one question in full: text, choices, context, answer'
+complete -c cipc -n "__fish_cipc_using_subcommand help; and __fish_seen_subcommand_from questions" -f -a "wait" -d 'Wait for a question\'s answer and print it, like `cipc ask` (exit 1 if it was cancelled or expired, 124 on timeout)'
+complete -c cipc -n "__fish_cipc_using_subcommand help; and __fish_seen_subcommand_from questions" -f -a "cancel" -d 'Withdraw an open question (its asker\'s wait ends with exit 1)'
 complete -c cipc -n "__fish_cipc_using_subcommand help; and __fish_seen_subcommand_from chan" -f -a "send" -d 'Append a message (any JSON) to a channel'
 complete -c cipc -n "__fish_cipc_using_subcommand help; and __fish_seen_subcommand_from chan" -f -a "read" -d 'Print a channel\'s messages after --since'
 complete -c cipc -n "__fish_cipc_using_subcommand help; and __fish_seen_subcommand_from chan" -f -a "follow" -d 'Print new messages as they arrive, until Ctrl-C (reconnects by itself)'

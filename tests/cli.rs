@@ -36,18 +36,33 @@ impl Broker {
         Broker::start_inner(Some(token))
     }
 
+    /// A broker whose sweeper runs every few milliseconds, so deadlines
+    /// and ttls are applied soon after they pass.
+    fn start_fast_sweep() -> Broker {
+        Broker::start_config(
+            cipc::broker::BrokerConfig {
+                sweep_interval: Duration::from_millis(20),
+                ..cipc::broker::BrokerConfig::default()
+            },
+            None,
+        )
+    }
+
     fn start_inner(token: Option<&str>) -> Broker {
+        Broker::start_config(cipc::broker::BrokerConfig::default(), token)
+    }
+
+    fn start_config(config: cipc::broker::BrokerConfig, token: Option<&str>) -> Broker {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
             .build()
             .expect("runtime");
-        let server = rt.block_on(async {
-            match token {
-                Some(t) => common::start_with_token(t).await,
-                None => common::start().await,
-            }
-        });
+        let server = rt.block_on(common::start_with(
+            config,
+            cipc::server::ServerConfig::default(),
+            token.map(str::to_string),
+        ));
         let url = server.url();
         Broker {
             rt,
@@ -172,6 +187,21 @@ fn line_reader(child: &mut Child) -> mpsc::Receiver<String> {
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+/// Reads lines of a child's stderr on a thread, like [`line_reader`].
+fn stderr_reader(child: &mut Child) -> mpsc::Receiver<String> {
+    let stderr = child.stderr.take().expect("piped stderr");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines() {
             let Ok(line) = line else { break };
             if tx.send(line).is_err() {
                 break;
@@ -1048,6 +1078,322 @@ fn wait_child(child: Child, limit: Duration) -> std::process::Output {
             panic!("child {id} did not finish within {limit:?}");
         }
     }
+}
+
+// ---------------------------------------------------------------- questions
+
+/// Polls `cipc questions --status open` until one question is open; returns it.
+fn open_question(b: &Broker) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let v = stdout_json(b.cipc().args(["questions", "--status", "open"]));
+        if let Some(q) = v["questions"].as_array().and_then(|qs| qs.first()) {
+            return q.clone();
+        }
+        assert!(Instant::now() < deadline, "no question was opened: {v}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// `cipc ask ARGS` as a child process that we read while it waits.
+fn asking(b: &Broker, args: &[&str]) -> Child {
+    b.std_cipc()
+        .arg("ask")
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn cipc ask")
+}
+
+#[test]
+fn ask_prints_the_answer_another_process_gave() {
+    let b = Broker::start();
+    let asker = b.connect("backend");
+    let child = b
+        .std_cipc()
+        .envs(b.identity(&asker))
+        .args(["ask", "Deploy to production?", "--choice", "yes"])
+        .args(["-c", "no", "--context", r#"{"diff":"+1 -0"}"#])
+        // No --table: in a script (stdout a pipe) the answer comes alone.
+        .args(["--timeout", "50s"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let q = open_question(&b);
+    assert_eq!(q["text"], "Deploy to production?");
+    assert_eq!(q["choices"], json!(["yes", "no"]));
+    assert_eq!(q["context"], json!({"diff": "+1 -0"}));
+    assert_eq!(q["from"], "backend", "asked as CIPC_PEER's role");
+    let id = q["id"].as_str().unwrap().to_string();
+
+    // The list shows it, open, with its choices.
+    let table = stdout_text(b.cipc().args(["questions", "--table"]));
+    assert!(
+        table.contains("Deploy to production?") && table.contains("yes | no"),
+        "{table}"
+    );
+
+    // An answer that is not a choice is refused, naming the choices.
+    let a = b.cipc().args(["answer", &id, "maybe"]).assert().code(1);
+    assert!(a.get_output().stdout.is_empty());
+    let err = stderr_of(&a);
+    assert!(
+        err.starts_with("cipc answer: ") && err.contains(r#""yes", "no""#) && err.contains("maybe"),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 1, "{err}");
+
+    // The short id from the table answers it too.
+    let short = &id[id.len() - 8..];
+    let v = stdout_json(b.cipc().args(["answer", short, "yes", "--by", "alice"]));
+    assert_eq!(v["question"]["status"], "answered");
+    assert_eq!(v["question"]["answeredBy"], "alice");
+
+    let out = wait_child(child, PROCESS_LIMIT);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "yes\n",
+        "the answer alone"
+    );
+
+    // Answered: waiting again prints the same answer at once; --json the question.
+    let again = stdout_text(b.cipc().args(["questions", "wait", &id]));
+    assert_eq!(again, "yes\n");
+    let v = stdout_json(b.cipc().args(["questions", "wait", &id, "--json"]));
+    assert_eq!(v["question"]["answer"], "yes");
+    assert!(v.get("timedOut").is_none(), "{v}");
+    let shown = stdout_json(b.cipc().args(["questions", "show", &id]));
+    assert_eq!(shown["question"]["status"], "answered");
+    let table = stdout_text(b.cipc().args(["questions", "--table"]));
+    assert!(
+        table.contains("answered") && table.contains("yes (by alice)"),
+        "{table}"
+    );
+    // A second answer is refused: it is already answered.
+    let a = b.cipc().args(["answer", &id, "no"]).assert().code(1);
+    assert!(
+        stderr_of(&a).contains("already answered"),
+        "{}",
+        stderr_of(&a)
+    );
+}
+
+#[test]
+fn ask_without_an_answer_times_out_with_124_and_leaves_it_open() {
+    let b = Broker::start();
+    let a = b
+        .cipc()
+        .args(["ask", "Anyone there?", "--timeout", "1s", "--json"])
+        .assert()
+        .code(124);
+    let v = parse(&a.get_output().stdout);
+    assert_eq!(v["timedOut"], true);
+    assert_eq!(v["question"]["status"], "open");
+    let id = v["question"]["id"].as_str().unwrap();
+    let err = stderr_of(&a);
+    assert!(
+        err.contains("still open") && err.contains(&format!("cipc questions wait {id}")),
+        "{err}"
+    );
+    // `--no-wait` prints the id alone; `questions wait` times out the same way.
+    let printed = stdout_text(b.cipc().args(["ask", "Later?", "--no-wait", "--table"]));
+    let later = printed.trim();
+    assert!(uuid_like(later), "{printed:?}");
+    let a = b
+        .cipc()
+        .args(["questions", "wait", later, "--timeout", "200ms"])
+        .assert()
+        .code(124);
+    assert!(stderr_of(&a).starts_with("cipc questions wait: no answer"));
+    let open = stdout_json(b.cipc().args(["questions", "--status", "open"]));
+    assert_eq!(open["questions"].as_array().unwrap().len(), 2, "{open}");
+}
+
+fn uuid_like(s: &str) -> bool {
+    s.len() == 36 && s.chars().all(|c| c.is_ascii_hexdigit() || c == '-')
+}
+
+#[test]
+fn a_cancelled_question_ends_ask_with_exit_1() {
+    let b = Broker::start();
+    let child = asking(&b, &["Which port?", "--timeout", "50s", "--json"]);
+    let q = open_question(&b);
+    let id = q["id"].as_str().unwrap();
+    let v = stdout_json(b.cipc().args(["questions", "cancel", id]));
+    assert_eq!(v["question"]["status"], "cancelled");
+    let out = wait_child(child, PROCESS_LIMIT);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(parse(&out.stdout)["question"]["status"], "cancelled");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("question {id} was cancelled")),
+        "{err}"
+    );
+    let listed = stdout_json(b.cipc().args(["questions", "--status", "cancelled"]));
+    assert_eq!(listed["questions"][0]["id"], id);
+}
+
+#[test]
+fn an_expired_question_ends_ask_with_exit_1() {
+    let b = Broker::start_fast_sweep();
+    let a = b
+        .cipc()
+        .args([
+            "ask",
+            "Quick?",
+            "--ttl",
+            "100ms",
+            "--timeout",
+            "50s",
+            "--json",
+        ])
+        .assert()
+        .code(1);
+    assert_eq!(
+        parse(&a.get_output().stdout)["question"]["status"],
+        "expired"
+    );
+    assert!(
+        stderr_of(&a).contains("expired unanswered"),
+        "{}",
+        stderr_of(&a)
+    );
+}
+
+#[test]
+fn bad_question_input_is_a_usage_error_naming_what_to_fix() {
+    let b = Broker::start();
+    for (args, says) in [
+        (vec!["ask", "  "], "the question is empty"),
+        (
+            vec!["ask", "Deploy?", "-c", "yes", "-c", ""],
+            "--choice number 2 is empty",
+        ),
+        (
+            vec!["ask", "Deploy?", "-c", "yes", "-c", "yes"],
+            "given twice",
+        ),
+        (vec!["ask", "Deploy?", "--ttl", "0s"], "longer than 0"),
+        (
+            vec!["ask", "Deploy?", "--ttl", "400days"],
+            "at most 365 days",
+        ),
+        (vec!["ask", "Deploy?", "--context", "not json"], "--context"),
+        (
+            vec!["ask", "Deploy?", "--no-wait", "--timeout", "1s"],
+            "cannot be used",
+        ),
+        (vec!["answer", "nope!", "yes"], "is not a question id"),
+        (
+            vec!["answer", "0190f0c4-0000-7000-8000-000000000000", " "],
+            "the answer is empty",
+        ),
+        (
+            vec!["questions", "--status", "open", "show", "abcd1234"],
+            "--status only filters",
+        ),
+        (vec!["questions", "--status", "done"], "possible values"),
+        (
+            vec!["send", "x", "y", "--deadline", "soon"],
+            "write a duration like",
+        ),
+    ] {
+        let a = b.cipc().args(&args).assert().code(2);
+        let err = stderr_of(&a);
+        assert!(err.contains(says), "{args:?}: {err}");
+    }
+    // No question has that short id.
+    let a = b
+        .cipc()
+        .args(["answer", "abcd1234", "yes"])
+        .assert()
+        .code(1);
+    assert!(stderr_of(&a).contains("no question's id ends in abcd1234"));
+}
+
+// ---------------------------------------------------------------- deadlines
+
+#[test]
+fn send_wait_tells_once_that_a_command_is_overdue_and_keeps_waiting() {
+    let b = Broker::start_fast_sweep();
+    let peer = b.connect("worker");
+    let mut sender = b
+        .std_cipc()
+        .args(["send", "worker", "build", "--deadline", "300ms"])
+        .args(["--wait", "--timeout", "50s"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let errs = stderr_reader(&mut sender);
+    // The worker takes it and does not ack (yet).
+    let got = stdout_json(
+        b.cipc()
+            .envs(b.identity(&peer))
+            .args(["wait", "--timeout", "50s"]),
+    );
+    let id = got["command"]["id"].as_str().unwrap().to_string();
+    assert!(got["command"]["deadline"].is_string(), "{got}");
+    b.cipc()
+        .args(["send", "worker", "other"])
+        .assert()
+        .success();
+
+    // The sender says so once, and goes on waiting.
+    let line = errs
+        .recv_timeout(PROCESS_LIMIT)
+        .expect("send --wait said nothing on stderr");
+    assert!(
+        line.starts_with(&format!(
+            "cipc send: command {id} is overdue (its deadline passed at "
+        )) && line.ends_with("); still waiting"),
+        "{line}"
+    );
+
+    // Only the overdue one is listed by --overdue, marked in the table.
+    let v = stdout_json(b.cipc().args(["commands", "--overdue"]));
+    let listed: Vec<&str> = v["commands"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(listed, [id.as_str()], "{v}");
+    assert_eq!(v["commands"][0]["overdue"], true);
+    let table = stdout_text(b.cipc().args(["commands", "--table"]));
+    assert!(table.contains("delivered OVERDUE"), "{table}");
+    // `cipc result` says so too, and times out as usual.
+    let (r, err) = result_of(&b, &id, "200ms", 124);
+    assert_eq!(r["command"]["overdue"], true);
+    assert!(err.contains("overdue"), "{err}");
+
+    // Once acked, the sender prints the result as always, exit 0.
+    b.cipc()
+        .envs(b.identity(&peer))
+        .args(["ack", &id, "--result", r#""built""#])
+        .assert()
+        .success();
+    let out = wait_child(sender, PROCESS_LIMIT);
+    assert_eq!(out.status.code(), Some(0));
+    let v = parse(&out.stdout);
+    assert_eq!(v["command"]["result"], "built");
+    assert_eq!(v["command"]["overdue"], true);
+    // Everything else it said (the reader ends with the process's stderr).
+    let rest: Vec<String> = errs.iter().collect();
+    assert!(
+        rest.iter().all(|l| !l.contains("overdue")),
+        "the overdue line is printed once: {rest:?}"
+    );
+    let table = stdout_text(b.cipc().args(["commands", "--overdue", "--table"]));
+    assert!(table.contains("acked (late)"), "{table}");
 }
 
 // ---------------------------------------------------------------- status / reset

@@ -9,7 +9,7 @@
 use super::output::{ago, compact, human_duration, short_id, Output};
 use super::poll::{deadline, long_poll, Waited};
 use super::Exit;
-use super::{exit, read_json_arg, CliError, ClientArgs, Ctx};
+use super::{exit, millis, parse_span, read_json_arg, CliError, ClientArgs, Ctx};
 use crate::api::{
     AckRequest, Command, CommandResponse, CommandStatus, CommandsResponse, SendRequest,
 };
@@ -41,8 +41,13 @@ pub struct SendArgs {
     #[arg(long, value_name = "KEY")]
     pub dedupe_key: Option<String>,
     /// Let the command expire if nobody takes it within this long (e.g. 10m).
-    #[arg(long, value_parser = humantime::parse_duration, value_name = "DURATION")]
+    #[arg(long, value_parser = parse_span, value_name = "DURATION")]
     pub ttl: Option<Duration>,
+    /// It should be finished within this long (e.g. 10m): past it, an
+    /// unfinished command is marked overdue, shown to the people watching and
+    /// listed by `cipc commands --overdue`. It keeps running.
+    #[arg(long, value_parser = parse_span, value_name = "DURATION")]
+    pub deadline: Option<Duration>,
     /// Block until the command is acked and print the result (exit 1 if it failed).
     #[arg(long)]
     pub wait: bool,
@@ -100,6 +105,10 @@ pub struct CommandsArgs {
     /// Only commands sent to this target (a role, a peer id, or "*").
     #[arg(long, value_name = "TARGET")]
     pub target: Option<String>,
+    /// Only commands whose deadline (`send --deadline`) passed before they
+    /// finished: still running late, or finished late.
+    #[arg(long)]
+    pub overdue: bool,
     /// At most this many, newest first (broker default 100).
     #[arg(long, value_name = "N")]
     pub limit: Option<usize>,
@@ -183,17 +192,14 @@ fn build_params(params: Option<&str>, pairs: &[String]) -> Result<Option<Value>,
 pub async fn send(args: SendArgs, ctx: Ctx) -> Result<Exit, CliError> {
     let out = ctx.out;
     let params = build_params(args.params.as_deref(), &args.param)?;
-    let ttl = args
-        .ttl
-        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
     let req = SendRequest {
         from: args.from,
         target: args.target.clone(),
         action: args.action.clone(),
         params,
         dedupe_key: args.dedupe_key,
-        ttl,
-        deadline: None,
+        ttl: args.ttl.map(millis),
+        deadline: args.deadline.map(millis),
     };
     let sent = ctx.client.send(&req).await?;
     if !args.wait {
@@ -224,6 +230,9 @@ pub async fn send(args: SendArgs, ctx: Ctx) -> Result<Exit, CliError> {
 /// the deadline, and prints the outcomes: one `{"command": ...}` document, or
 /// `{"commands": [...]}` for a fan-out. Returns the exit code: 0 when all were
 /// acked, 1 when one failed, was cancelled or expired, 124 when time ran out.
+///
+/// A command seen overdue (its `send --deadline` passed; the broker ends a
+/// wait when that happens) is told once on stderr, and the wait goes on.
 async fn await_results(
     ctx: &Ctx,
     group: &str,
@@ -239,11 +248,26 @@ async fn await_results(
     for (id, doing) in waits {
         let spinner = out.spinner(doing);
         let client = &ctx.client;
+        // The first look returns at once, so a command that is already
+        // overdue is told now rather than after a whole long-poll.
+        let first = std::cell::Cell::new(true);
+        let told_overdue = std::cell::Cell::new(false);
+        let (spinner_ref, id_ref) = (&spinner, id.as_str());
         let waited = long_poll(until, &spinner, "waiting for the result", |ms| {
-            let id = id.clone();
+            let (first, told_overdue) = (&first, &told_overdue);
             async move {
-                let r = client.wait_result(&id, ms).await?;
-                let pending = r.timed_out || !r.command.status.is_terminal();
+                let ms = if first.replace(false) { 0 } else { ms };
+                let r = client.wait_result(id_ref, ms).await?;
+                let c = &r.command;
+                let pending = r.timed_out || !c.status.is_terminal();
+                let ending = until.is_some_and(|d| tokio::time::Instant::now() >= d);
+                if pending && c.overdue && !ending && !told_overdue.replace(true) {
+                    spinner_ref.println(&format!(
+                        "cipc {group}: command {} is overdue ({}); still waiting",
+                        c.id,
+                        deadline_passed(c)
+                    ));
+                }
                 Ok((r, pending))
             }
         })
@@ -282,12 +306,18 @@ async fn await_results(
     }
     if timed_out {
         for r in finished.iter().filter(|r| r.timed_out) {
+            let c = &r.command;
+            let overdue = if c.overdue {
+                format!(" and overdue ({})", deadline_passed(c))
+            } else {
+                String::new()
+            };
             eprintln!(
-                "cipc {group}: no result for {} ({}) within {}; it is still {}",
-                r.command.id,
-                r.command.action,
+                "cipc {group}: no result for {} ({}) within {}; it is still {}{overdue}",
+                c.id,
+                c.action,
                 human_duration(timeout),
-                r.command.status.as_str()
+                c.status.as_str()
             );
         }
         return Ok(exit::TIMED_OUT);
@@ -297,6 +327,14 @@ async fn await_results(
     } else {
         exit::ERROR
     })
+}
+
+/// "its deadline passed at T", for the lines about overdue commands.
+fn deadline_passed(c: &Command) -> String {
+    match c.deadline {
+        Some(t) => format!("its deadline passed at {t}"),
+        None => "its deadline passed".to_string(),
+    }
 }
 
 fn failure_line(c: &Command) -> String {
@@ -315,6 +353,9 @@ fn print_sent(out: &Output, sent: &Sent) -> Result<(), CliError> {
         Sent::One { response, created } => {
             let c = &response.command;
             let mut line = format!("sent {} to {}: command {}", c.action, c.target, c.id);
+            if let Some(t) = c.deadline {
+                line.push_str(&format!(", due by {t}"));
+            }
             if !created {
                 line.push_str(&format!(
                     " (already sent with this dedupe key; it is {})",
@@ -363,7 +404,13 @@ fn print_outcome(out: &Output, c: &Command, label: bool) -> Result<(), CliError>
             out.paint(s.as_str(), false),
             c.error.as_deref().unwrap_or("")
         )),
-        s => out.line(&format!("{prefix}still {} (timed out)", s.as_str())),
+        s => {
+            let overdue = if c.overdue { ", overdue" } else { "" };
+            out.line(&format!(
+                "{prefix}still {}{overdue} (timed out)",
+                s.as_str()
+            ))
+        }
     }
 }
 
@@ -395,6 +442,10 @@ pub async fn wait(args: WaitArgs, ctx: Ctx) -> Result<Exit, CliError> {
                 };
                 out.line(&format!("{}{}", c.action, params))?;
                 out.line(&format!("  command {} from {}", c.id, c.from))?;
+                if let Some(t) = c.deadline {
+                    let late = if c.overdue { " (already overdue)" } else { "" };
+                    out.line(&format!("  due by {t}{late}"))?;
+                }
                 out.line(&format!(
                     "  when done: cipc ack {} --attempt {} --result '{{\"ok\":true}}'   (or --error MESSAGE)",
                     c.id, c.attempt
@@ -451,12 +502,21 @@ pub async fn list(args: CommandsArgs, ctx: Ctx) -> Result<Exit, CliError> {
     let out = ctx.out;
     let r = ctx
         .client
-        .list_commands(args.status, args.target.as_deref(), args.limit)
+        .list_commands_where(
+            args.status,
+            args.target.as_deref(),
+            args.overdue.then_some(true),
+            args.limit,
+        )
         .await?;
     if out.json {
         out.json(&r)?;
     } else if r.commands.is_empty() {
-        out.line("no commands")?;
+        out.line(if args.overdue {
+            "no overdue commands"
+        } else {
+            "no commands"
+        })?;
     } else {
         out.table(command_table(&out, &r.commands))?;
     }
@@ -479,13 +539,27 @@ pub fn command_table(out: &Output, commands: &[Command]) -> comfy_table::Table {
             comfy_table::Cell::new(short_id(c.id)),
             comfy_table::Cell::new(&c.action),
             comfy_table::Cell::new(&c.target),
-            out.status_cell(c.status.as_str()),
+            status_cell(out, c),
             comfy_table::Cell::new(&c.from),
             comfy_table::Cell::new(c.delivered_to.map(short_id).unwrap_or_default()),
             comfy_table::Cell::new(ago(c.created_at)),
         ]);
     }
     t
+}
+
+/// A command's STATUS cell: its status, marked when it missed its deadline
+/// ("delivered OVERDUE" while it runs late, "acked (late)" once finished).
+fn status_cell(out: &Output, c: &Command) -> comfy_table::Cell {
+    if !c.overdue {
+        return out.status_cell(c.status.as_str());
+    }
+    let word = c.status.as_str();
+    if c.status.is_terminal() {
+        out.status_cell_as(word, &format!("{word} (late)"))
+    } else {
+        out.status_cell_as("overdue", &format!("{word} OVERDUE"))
+    }
 }
 
 /// Runs `cipc result`: waits like `send --wait`; returns the exit code.

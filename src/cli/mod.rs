@@ -2,7 +2,8 @@
 //!
 //! `serve` runs the broker; every other subcommand is a client of its HTTP API
 //! (through [`crate::client::Client`]), one file per group: [`peers`],
-//! [`commands`] (send/wait/ack/result/cancel/commands), [`chan`],
+//! [`commands`] (send/wait/ack/result/cancel/commands), [`questions`]
+//! (ask/answer/questions), [`chan`],
 //! [`signal`], [`system`] (status/reset) and [`generate`] (completions/man).
 //! [`output`] decides between tables and JSON; [`poll`] turns long-polls into
 //! waits of any length.
@@ -16,6 +17,7 @@ pub mod generate;
 pub mod output;
 pub mod peers;
 pub mod poll;
+pub mod questions;
 pub mod serve;
 pub mod signal;
 pub mod system;
@@ -107,8 +109,14 @@ pub enum Command {
     Result(commands::ResultArgs),
     /// Cancel a pending or delivered command.
     Cancel(commands::CancelArgs),
-    /// List commands, newest first.
+    /// List commands, newest first (--overdue: those past their deadline).
     Commands(commands::CommandsArgs),
+    /// Ask a person (or any peer) a question, wait for the answer and print it.
+    Ask(questions::AskArgs),
+    /// Answer an open question (with one of its choices, if it has them).
+    Answer(questions::AnswerArgs),
+    /// List questions (open ones first); show, wait for or cancel one.
+    Questions(questions::QuestionsArgs),
     /// Channels: named append-only message streams.
     Chan(chan::ChanArgs),
     /// Signals: named latches that release waiters when emitted.
@@ -127,31 +135,43 @@ pub enum Command {
     Man(generate::ManArgs),
 }
 
+/// Where `--help` lists the client flags, apart from each subcommand's own.
+const CLIENT_HEADING: &str = "Broker and output options";
+
 /// The flags every client subcommand takes: where the broker is, who we are,
 /// and how to print. They are global within each subcommand group, so they
 /// go anywhere after the subcommand's name.
 #[derive(Debug, Clone, Args)]
-#[command(next_help_heading = "Broker and output options")]
 pub struct ClientArgs {
     /// The broker's URL (plain http).
-    #[arg(long, global = true, env = "CIPC_URL", hide_env_values = true, default_value = DEFAULT_URL, value_name = "URL")]
+    #[arg(
+        long,
+        global = true,
+        help_heading = CLIENT_HEADING,
+        env = "CIPC_URL",
+        hide_env_values = true,
+        default_value = DEFAULT_URL,
+        value_name = "URL"
+    )]
     pub url: String,
     /// The broker's token, sent as `Authorization: Bearer` (prefer CIPC_TOKEN or --token-file: flags show in `ps`).
     #[arg(
         long,
         global = true,
+        help_heading = CLIENT_HEADING,
         env = "CIPC_TOKEN",
         hide_env_values = true,
         value_name = "TOKEN"
     )]
     pub token: Option<String>,
     /// Read the token from a file that is not world-readable (wins over --token).
-    #[arg(long, global = true, value_name = "PATH")]
+    #[arg(long, global = true, help_heading = CLIENT_HEADING, value_name = "PATH")]
     pub token_file: Option<PathBuf>,
     /// This session's peer id, sent as X-Cipc-Peer (see `cipc peers connect --export`).
     #[arg(
         long,
         global = true,
+        help_heading = CLIENT_HEADING,
         env = "CIPC_PEER",
         hide_env_values = true,
         value_name = "ID"
@@ -162,16 +182,22 @@ pub struct ClientArgs {
     #[arg(
         long,
         global = true,
+        help_heading = CLIENT_HEADING,
         env = "CIPC_PEER_KEY",
         hide_env_values = true,
         value_name = "KEY"
     )]
     pub peer_key: Option<String>,
     /// Print one JSON document per result (the default when stdout is not a terminal).
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = CLIENT_HEADING)]
     pub json: bool,
     /// Print tables and short lines even when stdout is not a terminal.
-    #[arg(long, global = true, conflicts_with = "json")]
+    #[arg(
+        long,
+        global = true,
+        help_heading = CLIENT_HEADING,
+        conflicts_with = "json"
+    )]
     pub table: bool,
 }
 
@@ -310,6 +336,28 @@ pub fn read_json_arg(arg: &str, what: &str) -> Result<serde_json::Value, CliErro
     })
 }
 
+/// The most the broker accepts for a ttl or a deadline: 365 days.
+const MAX_SPAN: std::time::Duration = std::time::Duration::from_millis(crate::api::MAX_TTL_MS);
+
+/// Parses a `--ttl` or `--deadline` (`10m`, `1h30m`): more than nothing and
+/// at most 365 days, the broker's limit.
+pub fn parse_span(text: &str) -> Result<std::time::Duration, String> {
+    let d = humantime::parse_duration(text.trim())
+        .map_err(|e| format!("{e}; write a duration like 500ms, 30s, 10m, 2h or 7days"))?;
+    if d.is_zero() {
+        return Err("it must be longer than 0; e.g. 30s or 10m".to_string());
+    }
+    if d > MAX_SPAN {
+        return Err("it must be at most 365 days (the broker's limit)".to_string());
+    }
+    Ok(d)
+}
+
+/// A duration in whole milliseconds, for the wire.
+pub fn millis(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
 /// Runs one client subcommand on a lean single-threaded runtime and turns
 /// its outcome into an exit code, printing the error line if there is one.
 fn run_client<F, Fut>(group: &str, args: &ClientArgs, f: F) -> Exit
@@ -390,6 +438,13 @@ pub fn run(cli: Cli) -> Exit {
         Command::Commands(a) => {
             run_client("commands", &a.client.clone(), |ctx| commands::list(a, ctx))
         }
+        Command::Ask(a) => run_client("ask", &a.client.clone(), |ctx| questions::ask(a, ctx)),
+        Command::Answer(a) => {
+            run_client("answer", &a.client.clone(), |ctx| questions::answer(a, ctx))
+        }
+        Command::Questions(a) => {
+            run_client("questions", &a.client.clone(), |ctx| questions::run(a, ctx))
+        }
         Command::Chan(a) => run_client("chan", &a.client.clone(), |ctx| chan::run(a, ctx)),
         Command::Signal(a) => run_client("signal", &a.client.clone(), |ctx| signal::run(a, ctx)),
         Command::Status(a) => run_client("status", &a.client.clone(), |ctx| system::status(a, ctx)),
@@ -403,7 +458,19 @@ pub fn run(cli: Cli) -> Exit {
 
 #[cfg(test)]
 mod tests {
-    use super::hoist_client_flags;
+    use super::{hoist_client_flags, millis, parse_span};
+    use std::time::Duration;
+
+    #[test]
+    fn spans_are_positive_and_at_most_a_year() {
+        assert_eq!(parse_span("10m"), Ok(Duration::from_secs(600)));
+        assert_eq!(parse_span(" 300ms "), Ok(Duration::from_millis(300)));
+        assert_eq!(millis(Duration::from_millis(300)), 300);
+        assert!(parse_span("365days").is_ok());
+        assert!(parse_span("0s").unwrap_err().contains("longer than 0"));
+        assert!(parse_span("366days").unwrap_err().contains("365 days"));
+        assert!(parse_span("soon").unwrap_err().contains("like 500ms"));
+    }
     use std::ffi::OsString;
 
     fn hoist(args: &[&str]) -> Vec<String> {

@@ -102,14 +102,20 @@ impl Output {
     /// A cell coloured by what a status word means (green good, yellow
     /// in-between, red bad, grey gone).
     pub fn status_cell(&self, word: &str) -> Cell {
-        let cell = Cell::new(word);
+        self.status_cell_as(word, word)
+    }
+
+    /// A cell showing `text`, coloured by what the status `word` means
+    /// (`text` says more, e.g. "acked (late)").
+    pub fn status_cell_as(&self, word: &str, text: &str) -> Cell {
+        let cell = Cell::new(text);
         if !self.color {
             return cell;
         }
         match word {
-            "online" | "acked" | "yes" | "emitted" => cell.fg(Color::Green),
-            "stale" | "pending" | "delivered" => cell.fg(Color::Yellow),
-            "failed" | "expired" => cell.fg(Color::Red),
+            "online" | "acked" | "yes" | "emitted" | "answered" => cell.fg(Color::Green),
+            "stale" | "pending" | "delivered" | "open" => cell.fg(Color::Yellow),
+            "failed" | "expired" | "overdue" => cell.fg(Color::Red),
             "offline" | "cancelled" | "no" => cell.fg(Color::DarkGrey),
             _ => cell,
         }
@@ -150,6 +156,15 @@ impl Spinner {
         match &self.0 {
             Some(b) => b.set_message(message),
             None => eprintln!("cipc: {message}"),
+        }
+    }
+
+    /// Prints one line on stderr mid-wait, above the spinner on a terminal
+    /// (which goes on spinning).
+    pub fn println(&self, line: &str) {
+        match &self.0 {
+            Some(b) => b.suspend(|| eprintln!("{line}")),
+            None => eprintln!("{line}"),
         }
     }
 
