@@ -1,11 +1,19 @@
 // cipc dashboard: plain JavaScript, no build step, no dependencies.
 //
-// Data flow: open the event stream (/events), then load a snapshot (/status,
-// /commands) and replay the events that arrived meanwhile, in order. Every
-// event carries the whole changed object, so applying it is an upsert and the
-// view converges. The browser's EventSource reconnects by itself and sends
-// Last-Event-ID, so nothing is lost across a short drop; a `resync` event (the
+// Data flow: open the event stream (/events?since=0, so the broker first
+// replays the history it keeps: the activity feed starts full, not empty),
+// then load a snapshot (/status, /commands, /questions) and replay the events
+// that arrived meanwhile, in order. Every event carries the whole changed
+// object, so applying it is an upsert and the view converges. Every event id
+// is applied once: the browser's EventSource reconnects by itself and sends
+// Last-Event-ID, and a stream we reopen asks for `since` the last id we saw,
+// so nothing is lost or shown twice across a drop; a `resync` event (the
 // broker forgot what we missed) or a broker restart triggers a fresh snapshot.
+//
+// "Needs you" gathers what waits on the person: open questions, overdue
+// commands, peers that asked for attention and orders nobody online can take.
+// It also drives the tab title ("(3) cipc dashboard") and, when the person
+// allowed it with "Notify me", browser notifications for new items.
 //
 // Safety: everything that came from peers is put on the page with
 // textContent / DOM APIs, never as markup. The page's CSP forbids inline
@@ -68,27 +76,37 @@
   // so the tail tells ids apart.
   const shortId = (id) => (id ? `…${String(id).slice(-8)}` : '');
 
-  function ago(ts) {
+  /** How long since `ts`, as "<1 s", "12 s", "3 min", "2 h" or "4 d". */
+  function since(ts) {
     const t = Date.parse(ts);
     if (Number.isNaN(t)) return '';
     const s = Math.max(0, Math.round((Date.now() - t) / 1000));
-    if (s < 60) return `${s} s ago`;
+    if (s < 1) return '<1 s';
+    if (s < 60) return `${s} s`;
     const m = Math.floor(s / 60);
-    if (m < 60) return `${m} min ago`;
+    if (m < 60) return `${m} min`;
     const hr = Math.floor(m / 60);
-    if (hr < 48) return `${hr} h ago`;
-    return `${Math.floor(hr / 24)} d ago`;
+    if (hr < 48) return `${hr} h`;
+    return `${Math.floor(hr / 24)} d`;
   }
 
-  /** An element whose text is "<prefix>12 s ago" and keeps itself fresh. */
-  function agoEl(ts, prefix = '', cls = 'ago') {
+  /** "<prefix>12 s ago" ("<prefix>just now" at first), or with another suffix "<prefix>12 s late". */
+  function sinceText(ts, prefix = '', suffix = ' ago') {
+    const s = since(ts);
+    if (!s) return '';
+    if (suffix === ' ago' && (s === '<1 s' || /^[1-4] s$/.test(s))) return `${prefix}just now`;
+    return prefix + s + suffix;
+  }
+
+  /** An element showing sinceText(), kept fresh by tick(). */
+  function agoEl(ts, prefix = '', cls = 'ago', suffix = ' ago') {
     if (!ts) return null;
     return h('time', {
       class: cls,
       dateTime: ts,
       title: new Date(ts).toLocaleString(),
-      dataset: { ts, prefix },
-      text: prefix + ago(ts),
+      dataset: { ts, prefix, suffix },
+      text: sinceText(ts, prefix, suffix),
     });
   }
 
@@ -124,7 +142,17 @@
     commands: new Map(), // id -> Command
     channels: new Map(), // name -> ChannelInfo
     signals: new Map(), // name -> Signal
+    questions: new Map(), // id -> Question
     activity: [], // {kind, ts, text, parts}
+    lastEventId: 0, // the newest event applied from this broker
+    idsRestart: false, // after a resync: the next event id may be lower
+    loaded: false, // the first snapshot is in
+    // What the activity feed last said about each object, so an entry
+    // describes the change an event brings, whatever the snapshot holds.
+    seenPeers: new Map(), // id -> {status, connectedAt, attention}
+    seenCommands: new Map(), // id -> {status, overdue}
+    seenQuestions: new Map(), // id -> status
+    answerNotes: new Map(), // question id -> why answering it failed
     version: '',
     startedAt: null, // broker start time (ms since epoch), to notice restarts
     selected: null, // channel being inspected
@@ -136,6 +164,10 @@
   const MAX_COMMANDS = 500;
   const MAX_ACTIVITY = 400;
   const MAX_MESSAGES = 500;
+  const MAX_SEEN = 5000;
+  const MAX_CLOSED_QUESTIONS = 200;
+  const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+  const isOpen = (c) => c.status === 'pending' || c.status === 'delivered';
 
   // ---------- HTTP ----------
   class HttpError extends Error {
@@ -178,6 +210,7 @@
     frame = 0;
     const d = new Set(dirty);
     dirty.clear();
+    if (d.has('peers') || d.has('commands') || d.has('questions')) renderNeeds();
     if (d.has('peers')) renderPeers();
     if (d.has('peers') || d.has('targets')) renderTargets();
     if (d.has('commands') || d.has('peers')) renderCommands();
@@ -192,6 +225,7 @@
   let retryTimer = 0;
   let retryDelay = 1000;
   let everOpened = false;
+  const EVENT_KINDS = ['peer', 'command', 'message', 'signal', 'question', 'reset', 'resync'];
 
   function setConn(state, text) {
     const el = $('conn-state');
@@ -204,10 +238,12 @@
     clearTimeout(retryTimer);
     if (es) es.close();
     setConn(everOpened ? 'reconnecting' : 'connecting', everOpened ? 'reconnecting…' : 'connecting…');
-    // A brand-new EventSource sends no Last-Event-ID, so it needs a snapshot.
+    // A stream we open sends no Last-Event-ID, so it asks with `since`: on
+    // the first load 0 (the broker replays the history it keeps), later the
+    // last id we applied (only what we missed). It needs a snapshot either way.
     pending = [];
     let needSnapshot = true;
-    const src = new EventSource('/events');
+    const src = new EventSource(`/events?since=${S.lastEventId}`);
     es = src;
     src.onopen = () => {
       if (src !== es) return;
@@ -239,7 +275,7 @@
         }
       });
     };
-    for (const kind of ['peer', 'command', 'message', 'signal', 'reset', 'resync']) {
+    for (const kind of EVENT_KINDS) {
       src.addEventListener(kind, (ev) => {
         if (src !== es) return;
         let data = null;
@@ -248,8 +284,10 @@
         } catch (_) {
           return;
         }
-        if (pending) pending.push([kind, data]);
-        else apply(kind, data);
+        // A resync carries no id (the browser then repeats the previous one).
+        const id = kind === 'resync' ? 0 : Number(ev.lastEventId) || 0;
+        if (pending) pending.push([kind, data, id]);
+        else apply(kind, data, id);
       });
     }
   }
@@ -269,11 +307,12 @@
     }
   }
 
+  const restarted = (started) => S.startedAt !== null && Math.abs(started - S.startedAt) > 5000;
+
   async function checkRestart() {
     try {
       const st = await api('GET', '/status');
-      const started = Date.now() - st.uptimeMs;
-      if (S.startedAt !== null && Math.abs(started - S.startedAt) > 5000) {
+      if (restarted(Date.now() - st.uptimeMs)) {
         addActivity('system', null, ['The broker restarted; reloading its state']);
         connect();
       }
@@ -285,29 +324,49 @@
   async function loadSnapshot() {
     const src = es;
     try {
-      const [st, cmds, chans] = await Promise.all([
+      // Open commands are loaded apart from the recent ones, so an old order
+      // still waiting (overdue, or for a role nobody holds) is never missed.
+      const [st, cmds, waiting, late, chans, qs] = await Promise.all([
         api('GET', '/status'),
         api('GET', '/commands?limit=200'),
+        api('GET', '/commands?status=pending&limit=1000'),
+        api('GET', '/commands?status=delivered&overdue=true&limit=1000'),
         api('GET', '/channels'),
+        api('GET', '/questions?status=open'),
       ]);
       if (src !== es) return;
+      const started = Date.now() - st.uptimeMs;
+      if (restarted(started)) {
+        // A new broker numbers its events from 1 again.
+        S.lastEventId = 0;
+        forgetSeen();
+      }
       S.version = st.version;
-      S.startedAt = Date.now() - st.uptimeMs;
+      S.startedAt = started;
       $('broker-meta').textContent = `v${st.version}`;
       S.peers.clear();
       S.commands.clear();
       S.channels.clear();
       S.signals.clear();
+      S.questions.clear();
       for (const p of st.peers) S.peers.set(p.id, p);
-      for (const c of st.commands.recent) S.commands.set(c.id, c);
-      for (const c of cmds.commands) S.commands.set(c.id, c);
+      for (const list of [st.commands.recent, cmds.commands, waiting.commands, late.commands]) {
+        for (const c of list) S.commands.set(c.id, c);
+      }
       for (const c of chans.channels) S.channels.set(c.name, c);
       for (const s of st.signals) S.signals.set(s.name, s);
+      for (const q of qs.questions) S.questions.set(q.id, q);
       const replay = pending || [];
       pending = null;
-      for (const [kind, data] of replay) apply(kind, data, true);
+      catchingUp = true;
+      try {
+        for (const [kind, data, id] of replay) apply(kind, data, id, true);
+      } finally {
+        catchingUp = false;
+      }
+      S.loaded = true;
       if (S.selected) openChannel(S.selected);
-      mark('peers', 'commands', 'channels', 'signals', 'activity');
+      mark('peers', 'commands', 'channels', 'signals', 'questions', 'activity');
     } catch (e) {
       if (src !== es) return;
       pending = null;
@@ -320,7 +379,17 @@
   }
 
   // ---------- applying events ----------
-  function apply(kind, data, replaying = false) {
+  function apply(kind, data, id = 0, replaying = false) {
+    if (kind === 'resync') {
+      // The broker could not resume from our id (it forgot, or restarted and
+      // numbers its events from 1 again): the ids that follow start afresh.
+      S.idsRestart = true;
+    } else if (id) {
+      // Each event once: a resumed or reopened stream never repeats one.
+      if (id <= S.lastEventId && !S.idsRestart) return undefined;
+      S.lastEventId = id;
+      S.idsRestart = false;
+    }
     switch (kind) {
       case 'peer':
         return applyPeer(data);
@@ -330,6 +399,8 @@
         return applyMessage(data);
       case 'signal':
         return applySignal(data);
+      case 'question':
+        return applyQuestion(data);
       case 'reset':
         return applyReset();
       case 'resync':
@@ -344,6 +415,25 @@
     }
   }
 
+  // True while events that arrived during a snapshot load are applied on top
+  // of it: the snapshot may be newer than they are, so it says nothing about
+  // what an event changed. Live, an object the feed has not described yet is
+  // compared with what the page shows.
+  let catchingUp = false;
+
+  /** Records what the feed last said about `key`, keeping the map bounded. */
+  function remember(map, key, value) {
+    map.delete(key);
+    map.set(key, value);
+    if (map.size > MAX_SEEN) map.delete(map.keys().next().value);
+  }
+
+  function forgetSeen() {
+    S.seenPeers.clear();
+    S.seenCommands.clear();
+    S.seenQuestions.clear();
+  }
+
   function peerLabel(p) {
     if (!p) return '';
     return p.name ? `${p.role} (${p.name})` : p.role;
@@ -352,14 +442,29 @@
   function applyPeer(p) {
     if (p.forgotten) {
       // Offline too long (or evicted by the peer cap): gone for good.
+      S.seenPeers.delete(p.id);
       if (S.peers.delete(p.id)) mark('peers');
       return;
     }
-    const old = S.peers.get(p.id);
+    const cur = S.peers.get(p.id);
+    // Heartbeats refresh lastSeen without an event: an older event (from the
+    // history replayed on load) must not turn the clock back.
+    if (cur && Date.parse(cur.lastSeen) > Date.parse(p.lastSeen)) p = { ...p, lastSeen: cur.lastSeen };
     S.peers.set(p.id, p);
-    if (!old) addActivity('peer', p.lastSeen, [strong(peerLabel(p)), ` connected via ${p.via || 'http'}`]);
-    else if (old.status !== p.status) addActivity('peer', p.lastSeen, [strong(peerLabel(p)), ` is now ${p.status}`]);
-    else if (old.connectedAt !== p.connectedAt) addActivity('peer', p.lastSeen, [strong(peerLabel(p)), ' reconnected']);
+    const prev = S.seenPeers.get(p.id) || (!catchingUp && cur ? { status: cur.status, connectedAt: cur.connectedAt, attention: cur.attention || '' } : undefined);
+    const attention = p.attention || '';
+    remember(S.seenPeers, p.id, { status: p.status, connectedAt: p.connectedAt, attention });
+    const who = strong(peerLabel(p));
+    if (!prev) {
+      // First news of this peer: a connect if it just connected, else only a non-online status.
+      const fresh = Math.abs(Date.parse(p.lastSeen) - Date.parse(p.connectedAt)) < 2000;
+      if (p.status === 'online' && fresh) addActivity('peer', p.connectedAt, [who, ` connected via ${p.via || 'http'}`]);
+      else if (p.status !== 'online') addActivity('peer', p.lastSeen, [who, ` is now ${p.status}`]);
+    } else if (prev.status !== p.status) addActivity('peer', p.lastSeen, [who, ` is now ${p.status}`]);
+    else if (prev.connectedAt !== p.connectedAt) addActivity('peer', p.lastSeen, [who, ' reconnected']);
+    if (attention && attention !== (prev ? prev.attention : '')) {
+      addActivity('peer', p.lastSeen, [strong(peerLabel(p)), ' needs you: ', h('span', { class: 'mono', text: oneLine(attention, 100) })]);
+    }
     mark('peers');
   }
 
@@ -371,18 +476,21 @@
   }
 
   function applyCommand(c) {
-    const old = S.commands.get(c.id);
+    const cur = S.commands.get(c.id);
     S.commands.set(c.id, c);
     if (S.commands.size > MAX_COMMANDS) {
-      const ids = [...S.commands.keys()].sort();
-      for (const id of ids.slice(0, S.commands.size - MAX_COMMANDS)) S.commands.delete(id);
+      // Forget the oldest finished ones; open commands stay (they may need the person).
+      const done = [...S.commands.values()].filter((x) => !isOpen(x)).map((x) => x.id).sort();
+      for (const id of done.slice(0, S.commands.size - MAX_COMMANDS)) S.commands.delete(id);
     }
-    if (!old || old.status !== c.status) {
+    const prev = S.seenCommands.get(c.id) || (!catchingUp && cur ? { status: cur.status, overdue: !!cur.overdue } : undefined);
+    remember(S.seenCommands, c.id, { status: c.status, overdue: !!c.overdue });
+    if (!prev || prev.status !== c.status) {
       const act = strong(c.action);
       let parts;
       switch (c.status) {
         case 'pending':
-          parts = old
+          parts = prev
             ? [act, ` is pending again for ${targetLabel(c.target)}`]
             : [act, ` sent by ${c.from} to ${targetLabel(c.target)}`];
           break;
@@ -405,6 +513,9 @@
           parts = [act, ` is ${c.status}`];
       }
       addActivity('command', c.ackedAt || c.deliveredAt || c.createdAt, parts);
+    }
+    if (c.overdue && isOpen(c) && !(prev && prev.overdue)) {
+      addActivity('command', c.deadline, [strong(c.action), ` is overdue (for ${targetLabel(c.target)})`]);
     }
     // Peers show what they work on, which follows their commands.
     mark('commands', 'peers');
@@ -430,15 +541,50 @@
     mark('signals');
   }
 
+  function applyQuestion(q) {
+    const cur = S.questions.get(q.id);
+    S.questions.set(q.id, q);
+    const closed = [...S.questions.values()].filter((x) => x.status !== 'open');
+    if (closed.length > MAX_CLOSED_QUESTIONS) {
+      closed.sort((a, b) => (a.id < b.id ? -1 : 1));
+      for (const x of closed.slice(0, closed.length - MAX_CLOSED_QUESTIONS)) {
+        if (!S.answerNotes.has(x.id)) S.questions.delete(x.id);
+      }
+    }
+    const prev = S.seenQuestions.get(q.id) || (!catchingUp && cur ? cur.status : undefined);
+    remember(S.seenQuestions, q.id, q.status);
+    if (prev !== q.status) {
+      const asker = strong(targetLabel(q.from));
+      const text = h('span', { class: 'mono', text: oneLine(q.text, 90) });
+      switch (q.status) {
+        case 'open':
+          addActivity('question', q.createdAt, [asker, ' asks: ', text]);
+          break;
+        case 'answered':
+          addActivity('question', q.answeredAt, [strong(q.answeredBy || 'someone'), ' answered ', asker, ': ', h('span', { class: 'mono', text: oneLine(q.answer || '', 80) })]);
+          break;
+        case 'cancelled':
+          addActivity('question', q.answeredAt, [asker, ' withdrew a question: ', text]);
+          break;
+        default:
+          addActivity('question', q.answeredAt, [asker, `'s question is ${q.status}: `, text]);
+      }
+    }
+    mark('questions');
+  }
+
   function applyReset() {
     S.peers.clear();
     S.commands.clear();
     S.channels.clear();
     S.signals.clear();
+    S.questions.clear();
+    S.answerNotes.clear();
+    forgetSeen();
     S.activity = [];
     closeChannel();
     addActivity('system', null, ['The broker was reset: everything was cleared']);
-    mark('peers', 'commands', 'channels', 'signals', 'activity');
+    mark('peers', 'commands', 'channels', 'signals', 'questions', 'activity');
   }
 
   // ---------- activity ----------
@@ -448,6 +594,7 @@
     ['command', 'Commands'],
     ['message', 'Messages'],
     ['signal', 'Signals'],
+    ['question', 'Questions'],
     ['system', 'System'],
   ];
 
@@ -480,7 +627,7 @@
     const list = $('activity-list');
     const items = S.activity.filter((a) => S.activityFilter === 'all' || a.kind === S.activityFilter);
     if (items.length === 0) {
-      list.replaceChildren(h('li', { class: 'empty' }, S.activity.length ? 'Nothing of this kind yet.' : 'Waiting for activity: connects, commands, messages and signals show up here as they happen.'));
+      list.replaceChildren(h('li', { class: 'empty' }, S.activity.length ? 'Nothing of this kind yet.' : 'Waiting for activity: connects, commands, messages, signals and questions show up here as they happen.'));
       return;
     }
     list.replaceChildren(
@@ -493,6 +640,376 @@
         ),
       ),
     );
+  }
+
+  // ---------- needs you ----------
+  // What waits on the person, above everything else; hidden while empty.
+  const baseTitle = document.title;
+  const needEls = new Map(); // item key -> {sig, el}: cards are kept while unchanged, so a half-typed answer survives updates
+  const needsSeen = new Set(); // item keys already there (on load) or announced
+  let needsPrimed = false;
+  const answering = new Set(); // question ids with an answer on its way
+  let focusNext = null; // where the keyboard goes once an answered card is gone
+
+  function onlineRoles() {
+    const roles = new Set();
+    for (const p of S.peers.values()) if (p.status === 'online') roles.add(p.role);
+    return roles;
+  }
+
+  /** Everything that needs the person, most pressing first. */
+  function collectNeeds() {
+    const items = [];
+    const questions = [...S.questions.values()]
+      .filter((q) => q.status === 'open' || answering.has(q.id) || S.answerNotes.has(q.id))
+      .sort((a, b) => (a.id < b.id ? -1 : 1)); // UUID v7: in the order asked
+    for (const q of questions) {
+      const live = q.status === 'open' || answering.has(q.id);
+      items.push({
+        key: `q:${q.id}`,
+        kind: 'question',
+        counts: q.status === 'open',
+        sig: live ? 'open' : `closed ${S.answerNotes.get(q.id) || ''}`,
+        build: () => questionCard(q, live),
+        note: { title: `${targetLabel(q.from)} asks`, body: q.text },
+      });
+    }
+    const roles = onlineRoles();
+    const late = [];
+    const orphans = [];
+    for (const c of S.commands.values()) {
+      if (!isOpen(c)) continue;
+      if (c.overdue) late.push(c);
+      else if (c.status === 'pending' && c.target !== '*' && !UUID_RE.test(c.target) && !roles.has(c.target)) orphans.push(c);
+    }
+    late.sort((a, b) => String(a.deadline || '').localeCompare(String(b.deadline || '')) || (a.id < b.id ? -1 : 1));
+    for (const c of late) {
+      const holder = c.deliveredTo ? S.peers.get(c.deliveredTo) : null;
+      const held = c.status === 'delivered' ? `held by ${holder ? peerLabel(holder) : shortId(c.deliveredTo)}` : roles.has(c.target) || UUID_RE.test(c.target) ? 'nobody has taken it yet' : `nobody online holds ${c.target}`;
+      items.push({
+        key: `o:${c.id}`,
+        kind: 'overdue',
+        counts: true,
+        sig: JSON.stringify([c.status, held, targetLabel(c.target)]),
+        build: () => overdueCard(c, held),
+        note: { title: `Overdue: ${c.action}`, body: `${targetLabel(c.target)} · ${held}` },
+      });
+    }
+    const waiting = [...S.peers.values()]
+      .filter((p) => p.attention)
+      .sort((a, b) => (STATUS_ORDER[a.status] ?? 3) - (STATUS_ORDER[b.status] ?? 3) || a.role.localeCompare(b.role));
+    for (const p of waiting) {
+      items.push({
+        key: `a:${p.id}:${p.attention}`,
+        kind: 'attention',
+        counts: true,
+        sig: JSON.stringify([p.status, peerLabel(p)]),
+        build: () => attentionCard(p),
+        note: { title: `${peerLabel(p)} needs you`, body: p.attention },
+      });
+    }
+    orphans.sort((a, b) => (a.id < b.id ? -1 : 1));
+    for (const c of orphans) {
+      items.push({
+        key: `u:${c.id}`,
+        kind: 'orphan',
+        counts: true,
+        sig: '',
+        build: () => orphanCard(c),
+        note: { title: `Nobody can take ${c.action}`, body: `No one online holds the role ${c.target}.` },
+      });
+    }
+    return items;
+  }
+
+  function plural(n, one, many) {
+    return `${n} ${n === 1 ? one : many}`;
+  }
+
+  function renderNeeds() {
+    const items = collectNeeds();
+    const count = items.filter((i) => i.counts).length;
+    document.title = count ? `(${count}) ${baseTitle}` : baseTitle;
+    const box = $('needs-you');
+    box.hidden = items.length === 0;
+    $('needs-count').textContent = String(count);
+    const by = (k) => items.filter((i) => i.counts && i.kind === k).length;
+    const parts = [];
+    if (by('question')) parts.push(plural(by('question'), 'question', 'questions'));
+    if (by('overdue')) parts.push(plural(by('overdue'), 'overdue command', 'overdue commands'));
+    if (by('attention')) parts.push(plural(by('attention'), 'session waiting', 'sessions waiting'));
+    if (by('orphan')) parts.push(plural(by('orphan'), 'order nobody can take', 'orders nobody can take'));
+    $('needs-summary').textContent = parts.join(' · ');
+    // Keyed update: unchanged cards stay as they are (focus, typed text).
+    const list = $('needs-list');
+    const keep = new Set();
+    const els = items.map((it) => {
+      keep.add(it.key);
+      let e = needEls.get(it.key);
+      if (!e || e.sig !== it.sig) {
+        e = { sig: it.sig, el: it.build() };
+        needEls.set(it.key, e);
+      }
+      return e.el;
+    });
+    for (const k of [...needEls.keys()]) if (!keep.has(k)) needEls.delete(k);
+    els.forEach((el, i) => {
+      if (list.children[i] !== el) list.insertBefore(el, list.children[i] || null);
+    });
+    while (list.children.length > els.length) list.lastElementChild.remove();
+    if (focusNext && (!document.activeElement || document.activeElement === document.body)) {
+      (focusNext.isConnected ? focusNext : $('needs-h')).focus({ preventScroll: true });
+      focusNext = null;
+    }
+    notifyNew(items);
+  }
+
+  function needTop(kind, label, ...rest) {
+    return h('div', { class: 'need-top' }, h('span', { class: `need-kind need-kind-${kind}`, text: label }), ...rest);
+  }
+
+  function contextEl(ctx) {
+    if (ctx === undefined || ctx === null) return null;
+    const text = typeof ctx === 'string' ? ctx : pretty(ctx);
+    if (text.length <= 160 && text.split('\n').length <= 4) {
+      return h('div', { class: 'need-context' }, h('span', { class: 'label', text: 'context' }), h('pre', { class: 'json', text }));
+    }
+    return h('details', { class: 'json-box need-context' },
+      h('summary', { text: `context ${oneLine(ctx, 70)}` }),
+      h('pre', { class: 'json', text }));
+  }
+
+  function questionCard(q, live) {
+    const err = h('p', { class: 'form-error', role: 'alert', hidden: true });
+    const textId = `q-text-${q.id}`;
+    const card = h('article', { class: `card need need-question${live ? '' : ' need-closed'}`, dataset: { id: q.id, kind: 'question' }, 'aria-labelledby': textId });
+    let controls;
+    if (!live) {
+      controls = h('div', { class: 'need-actions' },
+        h('p', { class: 'need-outcome', role: 'alert', text: S.answerNotes.get(q.id) || '' }),
+        h('button', { type: 'button', class: 'btn btn-small btn-ghost need-dismiss', text: 'Dismiss', onclick: () => dismissNote(q.id) }));
+    } else if (q.choices && q.choices.length) {
+      controls = h('div', { class: 'choices', role: 'group', 'aria-label': 'Answers' },
+        ...q.choices.map((c) =>
+          h('button', { type: 'button', class: 'btn choice', dataset: { choice: c }, text: c, title: `Answer “${c}”`, onclick: () => answerQuestion(q, c, card, err) })));
+    } else {
+      const input = h('input', { class: 'answer-input', type: 'text', placeholder: 'Your answer', autocomplete: 'off', 'aria-label': 'Your answer', maxLength: 10000 });
+      controls = h('form', { class: 'answer-form', novalidate: true, onsubmit: (ev) => { ev.preventDefault(); answerQuestion(q, input.value, card, err); } },
+        input,
+        h('button', { type: 'submit', class: 'btn btn-primary answer-send', text: 'Answer' }));
+    }
+    card.append(
+      needTop('question', 'Question',
+        h('span', { class: 'need-who' }, 'from ', strong(targetLabel(q.from))),
+        h('span', { class: 'spacer' }),
+        agoEl(q.createdAt, 'asked ', 'ago muted')),
+      h('p', { class: 'need-text', id: textId, text: q.text }),
+      contextEl(q.context),
+      controls,
+      err,
+    );
+    return card;
+  }
+
+  function closedNote(q, e) {
+    if (!q) return e.message;
+    if (q.status === 'answered') return `Already answered by ${q.answeredBy || 'someone'}: “${q.answer || ''}”. Nothing was changed.`;
+    if (q.status === 'cancelled') return 'The asker withdrew this question before your answer arrived.';
+    if (q.status === 'expired') return 'This question expired before your answer arrived.';
+    return e.message;
+  }
+
+  function dismissNote(id) {
+    S.answerNotes.delete(id);
+    mark('questions');
+  }
+
+  async function answerQuestion(q, text, card, err) {
+    const answer = String(text).trim();
+    if (!answer) return showError(err, 'Write an answer first.');
+    const controls = [...card.querySelectorAll('button, input')];
+    controls.forEach((c) => (c.disabled = true));
+    card.setAttribute('aria-busy', 'true');
+    showError(err, '');
+    answering.add(q.id);
+    try {
+      const r = await api('POST', `/questions/${encodeURIComponent(q.id)}/answer`, { answer, by: 'dashboard' });
+      answering.delete(q.id);
+      // Keyboard users go on to the next item rather than to the top of the page.
+      const next = card.nextElementSibling;
+      focusNext = (next && next.querySelector('button:not(:disabled), input:not(:disabled)')) || $('needs-h');
+      if (r && r.question) applyQuestion(r.question);
+      mark('questions');
+    } catch (e) {
+      answering.delete(q.id);
+      if (e instanceof HttpError && (e.status === 409 || e.status === 404)) {
+        // Someone was quicker (another dashboard, a peer), or it was withdrawn.
+        let latest = null;
+        try {
+          latest = (await api('GET', `/questions/${encodeURIComponent(q.id)}`)).question;
+        } catch (_) {
+          /* gone: the broker's message says so */
+        }
+        S.answerNotes.set(q.id, closedNote(latest, e));
+        if (latest) applyQuestion(latest);
+        else S.questions.set(q.id, { ...q, status: 'cancelled' });
+        mark('questions');
+        setTimeout(() => dismissNote(q.id), 30000);
+      } else {
+        controls.forEach((c) => (c.disabled = false));
+        card.removeAttribute('aria-busy');
+        showError(err, e.message);
+        mark('questions');
+      }
+    }
+  }
+
+  function overdueCard(c, held) {
+    const err = h('p', { class: 'form-error', role: 'alert', hidden: true });
+    return h('article', { class: 'card need need-overdue', dataset: { id: c.id, kind: 'overdue' } },
+      needTop('overdue', 'Overdue',
+        h('span', { class: 'cmd-action', text: c.action }),
+        h('span', { class: 'muted', text: '→' }),
+        h('span', { class: 'cmd-target', title: c.target, text: targetLabel(c.target) }),
+        h('span', { class: 'spacer' }),
+        agoEl(c.deadline, '', 'late', ' late')),
+      h('div', { class: 'need-meta muted' },
+        held,
+        ` · sent by ${c.from} `,
+        agoEl(c.createdAt),
+        ' · ',
+        h('span', { class: 'mono id', title: c.id, text: shortId(c.id) })),
+      h('div', { class: 'need-actions' },
+        h('span', { class: 'spacer' }),
+        h('button', { type: 'button', class: 'btn btn-small need-cancel', text: 'Cancel it', 'aria-label': `Cancel ${c.action} for ${c.target}`, onclick: () => cancelCommand(c.id, err) })),
+      err,
+    );
+  }
+
+  function attentionCard(p) {
+    return h('article', { class: 'card need need-attention', dataset: { id: p.id, kind: 'attention' } },
+      needTop('attention', 'Waiting',
+        h('span', { class: `dot dot-${p.status}`, title: p.status, 'aria-hidden': 'true' }),
+        h('span', { class: 'need-who' }, strong(p.role), p.name ? h('span', { class: 'muted', text: ` ${p.name}` }) : null),
+        h('span', { class: 'spacer' }),
+        agoEl(p.lastSeen, 'seen ', 'ago muted')),
+      h('p', { class: 'need-text', text: p.attention }),
+      h('div', { class: 'need-actions' },
+        h('span', { class: 'muted small', text: p.status === 'online' ? `${p.via || 'http'} session` : `${p.status}` }),
+        h('span', { class: 'spacer' }),
+        h('button', { type: 'button', class: 'btn btn-small', text: 'Send it an order', 'aria-label': `Send ${peerLabel(p)} an order`, onclick: () => orderTo(p.id) })),
+    );
+  }
+
+  function orphanCard(c) {
+    const err = h('p', { class: 'form-error', role: 'alert', hidden: true });
+    return h('article', { class: 'card need need-orphan', dataset: { id: c.id, kind: 'orphan' } },
+      needTop('orphan', 'No taker',
+        h('span', { class: 'cmd-action', text: c.action }),
+        h('span', { class: 'muted', text: '→' }),
+        h('span', { class: 'cmd-target', text: c.target }),
+        h('span', { class: 'spacer' }),
+        agoEl(c.createdAt, 'queued ', 'ago muted')),
+      h('div', { class: 'need-meta muted', text: `Nobody online holds the role ${c.target}; sent by ${c.from}. It waits until a ${c.target} session connects.` }),
+      h('div', { class: 'need-actions' },
+        h('span', { class: 'spacer' }),
+        h('button', { type: 'button', class: 'btn btn-small need-cancel', text: 'Cancel it', 'aria-label': `Cancel ${c.action} for ${c.target}`, onclick: () => cancelCommand(c.id, err) })),
+      err,
+    );
+  }
+
+  /** Points the Command Center at `target`, ready for an action. */
+  function orderTo(target) {
+    $('cmd-target').value = target;
+    $('cmd-form').scrollIntoView({ block: 'nearest', behavior: 'smooth' });
+    $('cmd-action').focus({ preventScroll: true });
+  }
+
+  // ---------- notifications ----------
+  const canNotify = typeof window.Notification === 'function';
+
+  function notifyPref() {
+    try {
+      return localStorage.getItem('cipc-notify');
+    } catch (_) {
+      return null;
+    }
+  }
+
+  function setNotifyPref(v) {
+    try {
+      localStorage.setItem('cipc-notify', v);
+    } catch (_) {
+      /* private mode: the choice lasts for this page only */
+    }
+  }
+
+  // Only once the person said so with the button (never asked on load).
+  const notifying = () => canNotify && Notification.permission === 'granted' && notifyPref() === 'on';
+
+  function renderNotify() {
+    const b = $('notify');
+    if (!canNotify) {
+      b.hidden = true;
+      return;
+    }
+    b.hidden = false;
+    const perm = Notification.permission;
+    const on = notifying();
+    b.textContent = perm === 'denied' ? 'Notifications blocked' : on ? 'Notifying' : 'Notify me';
+    b.setAttribute('aria-pressed', String(on));
+    b.disabled = perm === 'denied';
+    b.classList.toggle('notify-on', on);
+    b.title = perm === 'denied'
+      ? 'This browser blocks notifications from this page; allow them in the site settings'
+      : on
+        ? 'You get a browser notification when something new needs you. Click to stop.'
+        : 'Get a browser notification when something new needs you';
+  }
+
+  async function onNotify() {
+    if (!canNotify) return;
+    if (Notification.permission === 'granted') {
+      setNotifyPref(notifying() ? 'off' : 'on');
+    } else {
+      let perm = Notification.permission;
+      try {
+        perm = await Notification.requestPermission();
+      } catch (_) {
+        /* keep what the browser says */
+      }
+      setNotifyPref(perm === 'granted' ? 'on' : 'off');
+    }
+    renderNotify();
+  }
+
+  function notifyNew(items) {
+    if (!S.loaded) return;
+    const fresh = items.filter((i) => i.counts && !needsSeen.has(i.key));
+    for (const i of fresh) needsSeen.add(i.key);
+    if (needsSeen.size > MAX_SEEN) {
+      const now = new Set(items.map((i) => i.key));
+      for (const k of [...needsSeen]) if (!now.has(k)) needsSeen.delete(k);
+    }
+    // What was there on load is not news.
+    if (!needsPrimed) {
+      needsPrimed = true;
+      return;
+    }
+    if (fresh.length === 0 || !notifying()) return;
+    const first = fresh[0].note;
+    try {
+      const n = new Notification(fresh.length > 1 ? `${first.title} (and ${fresh.length - 1} more)` : first.title, {
+        body: oneLine(first.body, 180),
+        tag: 'cipc-needs-you',
+      });
+      n.onclick = () => {
+        window.focus();
+        n.close();
+      };
+    } catch (_) {
+      /* some browsers only notify from a service worker */
+    }
   }
 
   // ---------- peers ----------
@@ -626,6 +1143,7 @@
         return h('article', { class: `card cmd cmd-${c.status}`, dataset: { id: c.id, status: c.status } },
           h('div', { class: 'cmd-top' },
             h('span', { class: `badge st st-${c.status}`, text: c.status }),
+            c.overdue && open ? h('span', { class: 'badge st-failed', text: 'overdue', title: `past its deadline (${new Date(c.deadline).toLocaleString()})` }) : null,
             h('span', { class: 'cmd-action', text: c.action }),
             h('span', { class: 'muted', text: '→' }),
             h('span', { class: 'cmd-target', title: c.target, text: targetLabel(c.target) }),
@@ -654,11 +1172,14 @@
     );
   }
 
-  async function cancelCommand(id) {
+  /** Cancels a command; a failure is shown in `errEl` (or under the Command Center). */
+  async function cancelCommand(id, errEl) {
     try {
-      await api('DELETE', `/commands/${encodeURIComponent(id)}`);
+      const r = await api('DELETE', `/commands/${encodeURIComponent(id)}`);
+      if (r && r.command) applyCommand(r.command);
     } catch (e) {
-      note($('cmd-note'), e.message, true);
+      if (errEl) showError(errEl, e.message);
+      else note($('cmd-note'), e.message, true);
     }
   }
 
@@ -933,6 +1454,9 @@
     } finally {
       applyReset();
       S.activity = [];
+      // Logging in again starts over, with the broker's history.
+      S.lastEventId = 0;
+      S.startedAt = null;
       showLogin('Logged out.');
     }
   }
@@ -942,13 +1466,13 @@
     $('login').hidden = true;
     $('app').hidden = false;
     $('logout').hidden = !S.tokenRequired;
-    mark('peers', 'commands', 'channels', 'signals', 'activity');
+    mark('peers', 'commands', 'channels', 'signals', 'questions', 'activity');
     connect();
   }
 
   function tick() {
     for (const el of document.querySelectorAll('time[data-ts]')) {
-      el.textContent = (el.dataset.prefix || '') + ago(el.dataset.ts);
+      el.textContent = sinceText(el.dataset.ts, el.dataset.prefix || '', el.dataset.suffix ?? ' ago');
     }
   }
 
@@ -964,6 +1488,8 @@
     $('login-form').addEventListener('submit', onLogin);
     $('logout').addEventListener('click', logout);
     $('channel-close').addEventListener('click', closeChannel);
+    $('notify').addEventListener('click', onNotify);
+    renderNotify();
     setInterval(tick, 1000);
     let info = { tokenRequired: false, authorized: true };
     try {

@@ -4,14 +4,19 @@
 //!
 //! The browser test needs Debian's `chromium` and `chromium-driver`. Without
 //! them it prints a skip notice, except under CI (`CI` set), where it fails.
-//! `CIPC_SCREENSHOT=1` also copies the screenshot it takes to
-//! `docs/dashboard.png` (it always writes one under the target dir).
+//! It always writes its screenshots under the target dir; `CIPC_SCREENSHOT=1`
+//! also copies the README's ones to `docs/` (`docs/dashboard.png`,
+//! `docs/dashboard-needs-you.png`), and `CIPC_SCREENSHOT=<file name>` only
+//! that one (e.g. `CIPC_SCREENSHOT=dashboard-needs-you.png`).
 
 mod common;
 mod webdriver;
 
+use cipc::broker::BrokerConfig;
+use cipc::server::ServerConfig;
 use serde_json::{json, Value};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 use webdriver::{browser_or_skip, Browser};
 
 #[tokio::test]
@@ -205,6 +210,94 @@ fn screenshot_path(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(name)
 }
 
+/// Copies a README screenshot to `docs/` when `CIPC_SCREENSHOT` asks for it
+/// (`1` for all of them, or a comma-separated list of file names).
+fn publish_screenshot(shot: &Path) {
+    let Some(want) = std::env::var_os("CIPC_SCREENSHOT") else {
+        return;
+    };
+    let want = want.to_string_lossy();
+    let name = shot.file_name().unwrap().to_string_lossy();
+    if want.trim() != "1" && !want.split(',').any(|w| w.trim() == name) {
+        return;
+    }
+    let docs = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("docs")
+        .join(&*name);
+    std::fs::create_dir_all(docs.parent().unwrap()).unwrap();
+    std::fs::copy(shot, &docs).unwrap();
+    eprintln!("screenshot saved to {}", docs.display());
+}
+
+/// Reads `GET /events{query}` (with `Last-Event-ID` when given) until `n`
+/// events came; answers their (id, kind).
+async fn read_events(
+    base: &str,
+    query: &str,
+    last_id: Option<u64>,
+    n: usize,
+) -> Vec<(String, String)> {
+    let mut rb = common::http().get(format!("{base}/events{query}"));
+    if let Some(id) = last_id {
+        rb = rb.header("last-event-id", id.to_string());
+    }
+    let mut r = rb.send().await.unwrap();
+    assert_eq!(r.status(), 200, "/events{query}");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let mut buf = String::new();
+    let mut out = Vec::new();
+    while out.len() < n {
+        let chunk = tokio::time::timeout_at(deadline, r.chunk())
+            .await
+            .unwrap_or_else(|_| panic!("/events{query}: only {out:?} within 10 s"))
+            .unwrap()
+            .expect("the stream stays open");
+        buf.push_str(&String::from_utf8_lossy(&chunk));
+        while let Some(end) = buf.find("\n\n") {
+            let block: String = buf.drain(..end + 2).collect();
+            let field = |name: &str| {
+                block
+                    .lines()
+                    .find_map(|l| l.strip_prefix(name))
+                    .map(|v| v.trim().to_string())
+            };
+            if let Some(kind) = field("event:") {
+                out.push((field("id:").unwrap_or_default(), kind));
+            }
+        }
+    }
+    out
+}
+
+/// The history the dashboard's activity feed starts with: `/events?since=N`
+/// replays the kept events after N, and a browser's `Last-Event-ID` (sent
+/// when it resumes) wins over it, so a reconnect never repeats an event.
+#[tokio::test]
+async fn events_since_replays_the_kept_history() {
+    let broker = common::start().await;
+    let base = broker.url();
+    common::connect(&base, "backend").await;
+    common::connect(&base, "frontend").await;
+    let (s, _) = common::post(&format!("{base}/signals/built"), json!({})).await;
+    assert_eq!(s, 200);
+
+    let all = read_events(&base, "?since=0", None, 3).await;
+    let ids: Vec<_> = all.iter().map(|(id, k)| format!("{id} {k}")).collect();
+    assert_eq!(ids, ["1 peer", "2 peer", "3 signal"]);
+    assert_eq!(
+        read_events(&base, "?since=2", None, 1).await,
+        [("3".into(), "signal".into())]
+    );
+    assert_eq!(
+        read_events(&base, "?since=0", Some(2), 1).await,
+        [("3".into(), "signal".into())],
+        "Last-Event-ID wins over since"
+    );
+    let (s, e) = common::get(&format!("{base}/events?since=soon")).await;
+    assert_eq!(s, 400, "{e}");
+    assert_eq!(e["error"]["reason"], "invalid_query");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dashboard_in_headless_chromium() {
     let Some(paths) = browser_or_skip("dashboard_in_headless_chromium") else {
@@ -212,15 +305,18 @@ async fn dashboard_in_headless_chromium() {
     };
     let browser = Browser::start(&paths, 1440, 1000).await;
     live_view_and_command_center(&browser).await;
+    needs_you(&browser).await;
     token_login(&browser).await;
     if let Some(log) = browser.console().await {
         let bad: Vec<_> = log
             .iter()
             .filter(|(level, msg)| {
                 level == "SEVERE"
-                    // Expected: the 401 of a wrong login, and streams cut when a broker stops.
+                    // Expected: the 401 of a wrong login, streams cut when a broker
+                    // stops, and the 409 of an answer that came second.
                     && !msg.contains("/dashboard/login")
                     && !msg.contains("/events")
+                    && !msg.contains("/answer")
             })
             .collect();
         assert!(bad.is_empty(), "browser console errors: {bad:#?}");
@@ -503,6 +599,7 @@ async fn live_view_and_command_center(b: &Browser) {
     b.window_size(1440, 1350).await;
     let shot = screenshot_path("dashboard.png");
     b.screenshot(&shot).await;
+    publish_screenshot(&shot);
     b.color_scheme("dark").await;
     b.screenshot(&screenshot_path("dashboard-dark.png")).await;
     b.color_scheme("light").await;
@@ -512,12 +609,6 @@ async fn live_view_and_command_center(b: &Browser) {
     b.window_size(420, 1200).await;
     b.screenshot(&screenshot_path("dashboard-narrow.png")).await;
     b.window_size(1440, 1000).await;
-    if std::env::var_os("CIPC_SCREENSHOT").is_some() {
-        let docs = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("docs/dashboard.png");
-        std::fs::create_dir_all(docs.parent().unwrap()).unwrap();
-        std::fs::copy(&shot, &docs).unwrap();
-        eprintln!("screenshot saved to {}", docs.display());
-    }
     eprintln!("screenshots in {}", shot.parent().unwrap().display());
 
     // A reset clears the view.
@@ -546,6 +637,413 @@ async fn live_view_and_command_center(b: &Browser) {
     connect(&c, &base, "after-restart", "back", &[]).await;
     b.wait_text("#peers-list", "after-restart").await;
     again.stop().await;
+}
+
+/// A peer registered with `"protect": true`, the way Claude Code hooks and
+/// the CLI connect: answers (id, key).
+async fn connect_protected(
+    c: &reqwest::Client,
+    base: &str,
+    role: &str,
+    name: &str,
+) -> (String, String) {
+    let v = post(
+        c,
+        format!("{base}/peers/connect"),
+        json!({"role": role, "name": name, "protect": true, "via": "hook"}),
+    )
+    .await;
+    (
+        v["peer"]["id"].as_str().unwrap().to_string(),
+        v["key"].as_str().unwrap().to_string(),
+    )
+}
+
+async fn title(b: &Browser) -> String {
+    b.js("return document.title;", json!([]))
+        .await
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+async fn wait_title(b: &Browser, want: &str) {
+    b.wait_js(
+        &format!("the tab title becomes {want:?}"),
+        "return document.title === arguments[0];",
+        json!([want]),
+    )
+    .await;
+}
+
+/// Asks a question the way an agent does (REST here; the MCP tool is the
+/// same broker call); answers its id.
+async fn ask(c: &reqwest::Client, base: &str, body: Value) -> String {
+    let v = post(c, format!("{base}/questions"), body).await;
+    assert_eq!(v["question"]["status"], "open", "{v}");
+    v["question"]["id"].as_str().unwrap().to_string()
+}
+
+/// The agent's side of a question: waits for the answer as its tool call does.
+fn wait_for_answer(c: &reqwest::Client, base: &str, id: &str) -> tokio::task::JoinHandle<Value> {
+    let (c, url) = (
+        c.clone(),
+        format!("{base}/questions/{id}/wait?timeout=20000"),
+    );
+    tokio::spawn(async move {
+        c.get(url)
+            .send()
+            .await
+            .unwrap()
+            .json::<Value>()
+            .await
+            .unwrap()
+    })
+}
+
+/// "Needs you": what waits on the person, live, with the history on load.
+async fn needs_you(b: &Browser) {
+    // A quick sweeper, so a 200 ms deadline is noticed within tens of ms.
+    let broker = common::start_with(
+        BrokerConfig {
+            sweep_interval: Duration::from_millis(25),
+            ..Default::default()
+        },
+        ServerConfig::default(),
+        None,
+    )
+    .await;
+    let base = broker.url();
+    let c = authed(None);
+    let dashboard = format!("{base}/dashboard");
+
+    // Before the page opens: a peer connects and an agent asks a question.
+    connect(&c, &base, "planner", "roadmap", &["plan"]).await;
+    let early = ask(
+        &c,
+        &base,
+        json!({"from": "planner", "text": "Which milestone first?", "choices": ["M1", "M2"]}),
+    )
+    .await;
+
+    // On load: the activity starts with the broker's history, not empty, and
+    // the open question is already in Needs you (from GET /questions).
+    b.goto(&dashboard).await;
+    b.wait_text("#conn-state", "live").await;
+    b.wait_text("#activity-list", "planner (roadmap) connected via http")
+        .await;
+    b.wait_text("#activity-list", "planner asks: Which milestone first?")
+        .await;
+    let early_card = format!("#needs-list [data-id='{early}']");
+    b.wait_text(&early_card, "Which milestone first?").await;
+    wait_title(b, "(1) cipc dashboard").await;
+    assert_eq!(
+        b.js(
+            "return getComputedStyle(document.getElementById('needs-you')).display !== 'none' && document.getElementById('needs-you').getBoundingClientRect().top < document.querySelector('main.grid').getBoundingClientRect().top;",
+            json!([])
+        )
+        .await,
+        json!(true),
+        "Needs you is shown above everything else"
+    );
+
+    // Notifications only with the person's say-so: the button asks, never the load.
+    let notify_label = b.text("#notify").await;
+    assert_eq!(notify_label, "Notify me");
+    let granted = b.grant("notifications").await;
+    if granted {
+        // Record notifications the page sends (the real ones go to the desktop).
+        b.js(
+            "window.__notes = []; const N = window.Notification; window.Notification = class extends N { constructor(t, o) { window.__notes.push([t, o && o.body]); super(t, o); } }; return true;",
+            json!([]),
+        )
+        .await;
+        b.click("#notify").await;
+        b.wait_text("#notify", "Notifying").await;
+    } else {
+        eprintln!("this chromedriver cannot grant notifications; their check is skipped");
+    }
+
+    // An agent asks with choices, and waits for the answer.
+    let qid = ask(
+        &c,
+        &base,
+        json!({
+            "from": "backend",
+            "text": "Run the migration on prod? <b>now</b>",
+            "choices": ["yes", "no", "later"],
+            "context": {"migration": "0042_orders_index", "rows": 1200000, "note": "<img src=x onerror=window.__xss=3>"},
+        }),
+    )
+    .await;
+    let waiter = wait_for_answer(&c, &base, &qid);
+    let card = format!("#needs-list [data-id='{qid}']");
+    // Shown as text: the markup in the question and its context stays inert.
+    let shown = b
+        .wait_text(&card, "Run the migration on prod? <b>now</b>")
+        .await;
+    assert!(shown.contains("from backend"), "{shown}");
+    assert!(
+        b.text(&format!("{card} .need-context"))
+            .await
+            .contains("0042_orders_index"),
+        "the context is shown"
+    );
+    wait_title(b, "(2) cipc dashboard").await;
+    // One click answers.
+    b.click(&format!("{card} button[data-choice='no']")).await;
+    let answered = tokio::time::timeout(Duration::from_secs(10), waiter)
+        .await
+        .expect("the agent's wait returns")
+        .unwrap();
+    assert_eq!(answered["question"]["status"], "answered", "{answered}");
+    assert_eq!(answered["question"]["answer"], "no");
+    assert_eq!(answered["question"]["answeredBy"], "dashboard");
+    assert!(
+        answered.get("timedOut").is_none_or(|t| t == false),
+        "{answered}"
+    );
+    b.wait_js(
+        "the answered question leaves Needs you",
+        "return !document.querySelector(arguments[0]);",
+        json!([card]),
+    )
+    .await;
+    wait_title(b, "(1) cipc dashboard").await;
+    b.wait_text("#activity-list", "dashboard answered backend: no")
+        .await;
+
+    // A question without choices: a text box and an Answer button.
+    let free = ask(
+        &c,
+        &base,
+        json!({"from": "docs", "text": "What should the release be called?"}),
+    )
+    .await;
+    let waiter = wait_for_answer(&c, &base, &free);
+    let free_card = format!("#needs-list [data-id='{free}']");
+    b.fill(&format!("{free_card} input"), "Aurora").await;
+    b.click(&format!("{free_card} .answer-send")).await;
+    let answered = tokio::time::timeout(Duration::from_secs(10), waiter)
+        .await
+        .expect("the agent's wait returns")
+        .unwrap();
+    assert_eq!(answered["question"]["answer"], "Aurora", "{answered}");
+    b.wait_js(
+        "the answered question leaves Needs you",
+        "return !document.querySelector(arguments[0]);",
+        json!([free_card]),
+    )
+    .await;
+
+    // Answered elsewhere (another dashboard, the CLI): it leaves this page too.
+    let elsewhere = ask(
+        &c,
+        &base,
+        json!({"from": "ops", "text": "Restart the staging cluster?", "choices": ["yes", "no"]}),
+    )
+    .await;
+    let elsewhere_card = format!("#needs-list [data-id='{elsewhere}']");
+    b.wait_text(&elsewhere_card, "Restart the staging cluster?")
+        .await;
+    post(
+        &c,
+        format!("{base}/questions/{elsewhere}/answer"),
+        json!({"answer": "yes", "by": "lead"}),
+    )
+    .await;
+    b.wait_js(
+        "a question answered elsewhere leaves Needs you",
+        "return !document.querySelector(arguments[0]);",
+        json!([elsewhere_card]),
+    )
+    .await;
+
+    // Someone else answers first: the click gets a 409 and says so inline.
+    // (A synchronous request from the page holds its event loop, so the click
+    // lands before the page hears of the other answer: the race, made certain.)
+    b.js(
+        "const x = new XMLHttpRequest(); x.open('POST', `/questions/${arguments[0]}/answer`, false); x.setRequestHeader('Content-Type', 'application/json'); x.send(JSON.stringify({answer: 'M1', by: 'lead'})); document.querySelector(arguments[1]).click(); return x.status;",
+        json!([early, format!("{early_card} button[data-choice='M2']")]),
+    )
+    .await;
+    let note = b.wait_text(&early_card, "Already answered by lead").await;
+    assert!(note.contains("M1"), "{note}");
+    let v: Value = c
+        .get(format!("{base}/questions/{early}"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        v["question"]["answer"], "M1",
+        "the second answer changed nothing"
+    );
+    wait_title(b, "cipc dashboard").await;
+    b.click(&format!("{early_card} .need-dismiss")).await;
+    b.wait_js(
+        "Needs you hides when empty",
+        "return document.getElementById('needs-you').hidden;",
+        json!([]),
+    )
+    .await;
+
+    // An order past its deadline: the peer takes it and never acks.
+    let (backend, key) = connect_protected(&c, &base, "backend", "api-server").await;
+    post(
+        &c,
+        format!("{base}/commands/send"),
+        json!({"from": "orchestrator", "target": "backend", "action": "migrate-db", "deadline": 200}),
+    )
+    .await;
+    let taken: Value = c
+        .get(format!("{base}/commands/{backend}/wait?timeout=10000"))
+        .header("x-cipc-peer-key", &key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let late = taken["command"]["id"].as_str().expect("taken").to_string();
+    let late_card = format!("#needs-list [data-kind='overdue'][data-id='{late}']");
+    let shown = b.wait_text(&late_card, "late").await;
+    assert!(shown.contains("migrate-db"), "{shown}");
+    assert!(shown.contains("held by backend (api-server)"), "{shown}");
+    wait_title(b, "(1) cipc dashboard").await;
+    let v: Value = c
+        .get(format!("{base}/commands?overdue=true"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["commands"][0]["id"], json!(late));
+
+    // A session that needs the person (set with its own key, as hooks do).
+    let attention = "waiting for permission: Bash(rm -rf build)";
+    let r = c
+        .put(format!("{base}/peers/{backend}/attention"))
+        .header("x-cipc-peer-key", &key)
+        .json(&json!({"attention": attention}))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+    let shown = b
+        .wait_text(
+            &format!("#needs-list [data-kind='attention'][data-id='{backend}']"),
+            attention,
+        )
+        .await;
+    assert!(shown.contains("backend"), "{shown}");
+    wait_title(b, "(2) cipc dashboard").await;
+
+    // An order for a role nobody online holds.
+    let v = post(
+        &c,
+        format!("{base}/commands/send"),
+        json!({"from": "orchestrator", "target": "release-manager", "action": "tag-release", "params": {"version": "1.4.0"}}),
+    )
+    .await;
+    assert_eq!(v["queued"], true);
+    let orphan = v["command"]["id"].as_str().unwrap().to_string();
+    b.wait_text(
+        &format!("#needs-list [data-kind='orphan'][data-id='{orphan}']"),
+        "Nobody online holds the role release-manager",
+    )
+    .await;
+    wait_title(b, "(3) cipc dashboard").await;
+    assert_eq!(
+        b.text("#needs-count").await,
+        "3",
+        "the area counts what waits"
+    );
+
+    // With the person's permission, new items were announced as they came.
+    if granted {
+        let notes = b
+            .wait_js(
+                "notifications for the new items",
+                "return (window.__notes || []).length >= 3 && window.__notes;",
+                json!([]),
+            )
+            .await;
+        let text = notes.to_string();
+        for want in [
+            "Overdue: migrate-db",
+            "backend (api-server) needs you",
+            "Nobody can take tag-release",
+        ] {
+            assert!(text.contains(want), "no notification {want:?} in {text}");
+        }
+        assert!(
+            !text.contains("Which milestone"),
+            "the question there on load was not news: {text}"
+        );
+    }
+
+    // A reload shows the same: open questions and overdue commands are part
+    // of the state loaded, and the history fills the activity once.
+    let reload_q = ask(
+        &c,
+        &base,
+        json!({
+            "from": "frontend",
+            "text": "Ship the new onboarding flow to 10% of users?",
+            "choices": ["Ship it", "Hold", "Needs design review"],
+            "context": {"pr": 812, "checks": "all green", "preview": "https://preview.example/onboarding", "changed": ["src/Onboarding.tsx", "src/Welcome.tsx", "src/api/flags.ts"]},
+        }),
+    )
+    .await;
+    b.goto(&dashboard).await;
+    b.wait_text("#conn-state", "live").await;
+    b.wait_text(
+        &format!("#needs-list [data-id='{reload_q}']"),
+        "Ship the new onboarding flow",
+    )
+    .await;
+    b.wait_text(&late_card, "late").await;
+    wait_title(b, "(4) cipc dashboard").await;
+    let connects = b
+        .js(
+            "return [...document.querySelectorAll('#activity-list .act')].filter(e => e.innerText.includes('planner (roadmap) connected via')).length;",
+            json!([]),
+        )
+        .await;
+    assert_eq!(connects, json!(1), "each event once in the activity feed");
+    assert_eq!(
+        b.js("return window.__xss === undefined && document.querySelectorAll('#needs-you img, #needs-you script').length === 0;", json!([]))
+            .await,
+        json!(true),
+        "markup from agents was interpreted"
+    );
+
+    // The README's picture: a team at work with things waiting on the person.
+    populate(&c, &base).await;
+    b.wait_text("#peers-list", "linux-client").await;
+    b.js(
+        "document.activeElement && document.activeElement.blur(); window.scrollTo(0, 0); return true;",
+        json!([]),
+    )
+    .await;
+    b.window_size(1440, 1100).await;
+    let shot = screenshot_path("dashboard-needs-you.png");
+    b.screenshot(&shot).await;
+    publish_screenshot(&shot);
+    b.color_scheme("dark").await;
+    b.screenshot(&screenshot_path("dashboard-needs-you-dark.png"))
+        .await;
+    b.color_scheme("light").await;
+    b.window_size(420, 1200).await;
+    b.screenshot(&screenshot_path("dashboard-needs-you-narrow.png"))
+        .await;
+    b.window_size(1440, 1000).await;
+    assert!(title(b).await.starts_with("(4)"), "{}", title(b).await);
+    broker.stop().await;
 }
 
 /// Fills the broker with a plausible team at work, for the screenshot.

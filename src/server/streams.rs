@@ -75,13 +75,20 @@ fn event_to_sse(ev: &Event) -> SseEvent {
 }
 
 #[utoipa::path(get, path = "/events", tag = "system",
-    responses((status = 200, description = "text/event-stream: events peer, command, message, signal, reset (and resync when Last-Event-ID is older than the history); data is the changed object; id increases")))]
+    params(("since" = Option<u64>, Query, description = "start after this event id: 0 replays the history the broker keeps (the dashboard's activity on load); Last-Event-ID wins when sent")),
+    responses((status = 200, description = "text/event-stream: events peer, command, message, signal, question, reset (and resync when Last-Event-ID or since is older than the history); data is the changed object; id increases")))]
 pub(super) async fn events(
     State(s): State<AppState>,
     headers: HeaderMap,
+    q: Params,
 ) -> Result<SseStream, ApiError> {
     let permit = s.broker.acquire_waiter()?;
-    let last = last_event_id(&headers)?;
+    // A browser resuming sends Last-Event-ID; a page that wants the kept
+    // history first asks with `since` (EventSource cannot set headers).
+    let last = match last_event_id(&headers)? {
+        Some(id) => Some(id),
+        None => q.u64("since")?,
+    };
     let sub = s.broker.subscribe_events(last);
     let (tx, rx) = mpsc::channel(s.config.sse_buffer.max(1));
     let grace = s.config.slow_reader_grace;

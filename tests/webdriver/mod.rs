@@ -393,6 +393,27 @@ impl Browser {
             .await;
     }
 
+    /// Grants the page a permission (e.g. `notifications`) as if the person
+    /// had allowed it, through WebDriver's Set Permission or, failing that,
+    /// the DevTools protocol. False when the browser supports neither.
+    pub async fn grant(&self, permission: &str) -> bool {
+        let w3c = self
+            .post(
+                "/permissions",
+                json!({"descriptor": {"name": permission}, "state": "granted"}),
+            )
+            .await;
+        if w3c.is_ok() {
+            return true;
+        }
+        self.post(
+            "/goog/cdp/execute",
+            json!({"cmd": "Browser.grantPermissions", "params": {"permissions": [permission]}}),
+        )
+        .await
+        .is_ok()
+    }
+
     /// Resizes the browser window.
     pub async fn window_size(&self, width: u32, height: u32) {
         self.post("/window/rect", json!({"width": width, "height": height}))
