@@ -159,6 +159,9 @@ pub struct Transcript {
     pub results: Vec<ToolResult>,
     /// The names in the request's `tools` array.
     pub tools: Vec<String>,
+    /// The request's whole JSON body (for steps that read what the model
+    /// was told, such as hook context or a wake-up message).
+    pub request: Value,
 }
 
 impl Transcript {
@@ -498,7 +501,14 @@ fn read_conversation(body: &Value) -> (Transcript, usize) {
         .iter()
         .filter_map(|t| t["name"].as_str().map(str::to_string))
         .collect();
-    (Transcript { results, tools }, next)
+    (
+        Transcript {
+            results,
+            tools,
+            request: body.clone(),
+        },
+        next,
+    )
 }
 
 /// A tool result's content: a plain string, or blocks.

@@ -407,6 +407,12 @@ impl Hook {
     /// waking anyone, when a newer waiter or the end of the session replaces
     /// it, or when Claude Code is gone.
     async fn stop(&self) -> Result<Reply, CliError> {
+        if !session_can_wake() {
+            // `claude -p PROMPT` ends after its answer and never wakes; a
+            // waiter would only hold its exit up (Claude Code waits up to
+            // 30 s for background hooks before it exits).
+            return Ok(Reply::default());
+        }
         let me = std::process::id();
         let parent = parent_pid();
         let (peer, key) = {
@@ -593,6 +599,56 @@ fn export_identity(
     )
 }
 
+/// Whether the Claude Code session running this hook can be woken later:
+/// an interactive session, or one reading prompts as a stream
+/// (`--input-format stream-json`), but not a one-shot `claude -p PROMPT`.
+/// Read from the command line of the Claude Code process (`CLAUDE_PID`);
+/// when it cannot be read, assume it can.
+fn session_can_wake() -> bool {
+    let Some(pid) = std::env::var("CLAUDE_PID")
+        .ok()
+        .filter(|p| p.chars().all(|c| c.is_ascii_digit()) && !p.is_empty())
+    else {
+        return true;
+    };
+    match claude_args(&pid) {
+        Some(args) => can_wake(&args),
+        None => true,
+    }
+}
+
+/// The arguments of process `pid`: /proc on Linux, else `ps`.
+fn claude_args(pid: &str) -> Option<Vec<String>> {
+    if let Ok(raw) = std::fs::read(format!("/proc/{pid}/cmdline")) {
+        return Some(
+            raw.split(|b| *b == 0)
+                .filter(|a| !a.is_empty())
+                .map(|a| String::from_utf8_lossy(a).into_owned())
+                .collect(),
+        );
+    }
+    let out = std::process::Command::new("ps")
+        .args(["-o", "args=", "-p", pid])
+        .output()
+        .ok()?;
+    out.status.success().then(|| {
+        String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .map(str::to_string)
+            .collect()
+    })
+}
+
+/// See [`session_can_wake`].
+fn can_wake(args: &[String]) -> bool {
+    let print = args.iter().any(|a| a == "-p" || a == "--print");
+    let streamed = args
+        .windows(2)
+        .any(|w| w[0] == "--input-format" && w[1] == "stream-json")
+        || args.iter().any(|a| a == "--input-format=stream-json");
+    !print || streamed
+}
+
 /// Asks a process to end (SIGTERM) with the system's `kill`, so no unsafe
 /// code is needed.
 fn stop_process(pid: u32) {
@@ -614,5 +670,26 @@ fn parent_pid() -> u32 {
     #[cfg(not(unix))]
     {
         0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::can_wake;
+
+    fn args(line: &str) -> Vec<String> {
+        line.split_whitespace().map(str::to_string).collect()
+    }
+
+    #[test]
+    fn only_a_one_shot_print_run_cannot_be_woken() {
+        assert!(can_wake(&args("claude")));
+        assert!(can_wake(&args("claude --resume abc")));
+        assert!(!can_wake(&args("claude -p hi --output-format stream-json")));
+        assert!(!can_wake(&args("claude --print hi")));
+        assert!(can_wake(&args(
+            "claude -p --input-format stream-json --output-format stream-json --verbose"
+        )));
+        assert!(can_wake(&args("claude -p --input-format=stream-json")));
     }
 }
