@@ -615,11 +615,30 @@ pub struct DiscoverResponse {
 
 /// Answer of `POST /commands/send` for a single target.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
 pub struct SendResponse {
     /// The command (the original one when `dedupeKey` repeated).
     pub command: Command,
     /// True when no online peer holds the target yet.
     pub queued: bool,
+    /// With `?wait=`: present and true when the wait ran out before the
+    /// command finished.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub timed_out: bool,
+}
+
+/// Answer of `POST /commands/{id}/ack?next=ms`: the acked command and the
+/// holder's next one, taken like `wait` takes it.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AckNextResponse {
+    /// The command just acked.
+    pub command: Command,
+    /// The next command now delivered to the same peer, or null.
+    pub next: Option<Command>,
+    /// Present and true when no next command came within `next` ms.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub timed_out: bool,
 }
 
 /// `{"command": Command}` (with `timedOut` on a result wait that ran out).
@@ -646,9 +665,14 @@ pub struct WaitResponse {
 
 /// `{"commands": [Command]}`.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
 pub struct CommandsResponse {
     /// The commands.
     pub commands: Vec<Command>,
+    /// With `?wait=` on a `"*"` send: present and true when the wait ran
+    /// out before every copy finished.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub timed_out: bool,
 }
 
 /// `{"message": Message}`.

@@ -942,3 +942,79 @@ async fn an_event_id_from_before_a_restart_gets_a_resync() {
     assert_eq!(evs[0].1, "resync");
     assert_eq!(evs[1].1, "peer", "live events follow the resync");
 }
+
+#[tokio::test]
+async fn one_request_round_trips_send_wait_and_ack_next() {
+    let b = start().await;
+    let u = b.url();
+    let worker = connect(&u, "echo").await;
+    // The worker takes and acks with ?next=, which also takes the next order.
+    let w = {
+        let u = u.clone();
+        let worker = worker.clone();
+        tokio::spawn(async move {
+            let (_, first) = get(&format!("{u}/commands/{worker}/wait?timeout=10000")).await;
+            let id = s(&first["command"]["id"]);
+            let r = http()
+                .post(format!("{u}/commands/{id}/ack?next=10000"))
+                .header("X-Cipc-Peer", &worker)
+                .json(&json!({"result": {"n": 1}}))
+                .send()
+                .await
+                .expect("ack");
+            let v: Value = r.json().await.expect("json");
+            let next = s(&v["next"]["id"]);
+            assert_eq!(v["command"]["status"], "acked", "{v}");
+            http()
+                .post(format!("{u}/commands/{next}/ack?next=50"))
+                .header("X-Cipc-Peer", &worker)
+                .json(&json!({"result": {"n": 2}}))
+                .send()
+                .await
+                .expect("ack")
+                .json::<Value>()
+                .await
+                .expect("json")
+        })
+    };
+    for n in [1, 2] {
+        let (st, r) = post(
+            &format!("{u}/commands/send?wait=10000"),
+            json!({"target": "echo", "action": "count"}),
+        )
+        .await;
+        assert_eq!(st, 201, "{r}");
+        assert_eq!(r["command"]["status"], "acked", "{r}");
+        assert_eq!(r["command"]["result"], json!({"n": n}));
+        assert!(r.get("timedOut").is_none());
+    }
+    let last = w.await.expect("worker");
+    assert_eq!(
+        (last["next"].clone(), last["timedOut"].clone()),
+        (Value::Null, json!(true))
+    );
+
+    // Nobody takes it: the wait ends with the command as it stands.
+    let (st, r) = post(
+        &format!("{u}/commands/send?wait=50"),
+        json!({"target": "nobody", "action": "x"}),
+    )
+    .await;
+    assert_eq!(
+        (st, r["timedOut"].clone(), r["command"]["status"].clone()),
+        (201, json!(true), json!("pending"))
+    );
+    // ?next= needs to know whose next command to take.
+    let cid = s(&r["command"]["id"]);
+    let (st, e) = post(&format!("{u}/commands/{cid}/ack?next=10"), json!({})).await;
+    assert_eq!(
+        (st, e["error"]["reason"].clone()),
+        (400, json!("invalid_query"))
+    );
+    let (st, _) = post(
+        &format!("{u}/commands/send?wait=3600001"),
+        json!({"target": "x", "action": "y"}),
+    )
+    .await;
+    assert_eq!(st, 400);
+}

@@ -292,6 +292,7 @@ async fn await_results(
         if fan_out {
             out.json(&CommandsResponse {
                 commands: finished.iter().map(|r| r.command.clone()).collect(),
+                timed_out: false,
             })?;
         } else if let Some(r) = finished.first() {
             out.json(r)?;

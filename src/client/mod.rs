@@ -305,6 +305,21 @@ impl Client {
         }
         self.call(rb, REQUEST_TIMEOUT).await
     }
+
+    /// A POST with a JSON body that may wait on the broker for up to
+    /// `wait_ms` (given as the query parameter `param`).
+    async fn post_waiting<B: Serialize + ?Sized, T: DeserializeOwned>(
+        &self,
+        segments: &[&str],
+        param: &str,
+        wait_ms: u64,
+        body: &B,
+    ) -> Result<(StatusCode, T), ClientError> {
+        let url = self.url(segments, &[(param, wait_ms.to_string())]);
+        let rb = self.request(Method::POST, url).json(body);
+        self.call(rb, Duration::from_millis(wait_ms) + POLL_GRACE)
+            .await
+    }
 }
 
 /// An open `text/event-stream` answer, read event by event.

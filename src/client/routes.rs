@@ -65,6 +65,37 @@ impl Client {
         let (status, v): (StatusCode, serde_json::Value) = self
             .send_json(Method::POST, &["commands", "send"], Some(req))
             .await?;
+        self.sent(status, v)
+    }
+
+    /// `POST /commands/send?wait=ms`: sends and waits for the result in the
+    /// same request (`timedOut` when the wait ran out first).
+    pub async fn send_and_wait(
+        &self,
+        req: &SendRequest,
+        wait_ms: u64,
+    ) -> Result<Sent, ClientError> {
+        let (status, v): (StatusCode, serde_json::Value) = self
+            .post_waiting(&["commands", "send"], "wait", wait_ms, req)
+            .await?;
+        self.sent(status, v)
+    }
+
+    /// `POST /commands/{id}/ack?next=ms`: acks, then takes this peer's next
+    /// command (waiting up to `next_ms`) in the same request.
+    pub async fn ack_and_next(
+        &self,
+        id: &str,
+        req: &AckRequest,
+        next_ms: u64,
+    ) -> Result<AckNextResponse, ClientError> {
+        Ok(self
+            .post_waiting(&["commands", id, "ack"], "next", next_ms, req)
+            .await?
+            .1)
+    }
+
+    fn sent(&self, status: StatusCode, v: serde_json::Value) -> Result<Sent, ClientError> {
         let bad = |e: serde_json::Error| ClientError::Protocol {
             url: self.shown.clone(),
             reason: format!("a send answer that does not fit the API ({e})"),

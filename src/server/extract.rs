@@ -136,13 +136,23 @@ impl Params {
     /// `timeout` in milliseconds: default 30 000, at most 3 600 000; anything
     /// else is refused rather than clamped.
     pub fn timeout(&self) -> Result<Duration, ApiError> {
-        let ms = self.u64("timeout")?.unwrap_or(30_000);
+        Ok(self
+            .wait_param("timeout")?
+            .unwrap_or(Duration::from_millis(30_000)))
+    }
+
+    /// A long-poll parameter in milliseconds (`timeout`, `wait`, `next`):
+    /// absent is `None`; at most 3 600 000, anything else is refused.
+    pub fn wait_param(&self, name: &str) -> Result<Option<Duration>, ApiError> {
+        let Some(ms) = self.u64(name)? else {
+            return Ok(None);
+        };
         if ms > MAX_LONG_POLL_MS {
             return Err(ApiError::new(ErrorCode::InvalidQuery, format!(
-                "timeout={ms} is too long: the maximum is {MAX_LONG_POLL_MS} ms (one hour); wait again after it returns"
+                "{name}={ms} is too long: the maximum is {MAX_LONG_POLL_MS} ms (one hour); wait again after it returns"
             )));
         }
-        Ok(Duration::from_millis(ms))
+        Ok(Some(Duration::from_millis(ms)))
     }
 
     /// `limit`: default `default`, between 1 and `max`.

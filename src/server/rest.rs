@@ -139,28 +139,67 @@ async fn disconnect(
 }
 
 #[utoipa::path(post, path = "/commands/send", tag = "commands", request_body = SendRequest,
+    params(("wait" = Option<u64>, Query, description = "ms: answer once the command is finished (or overdue), or the wait ends (`timedOut: true`); request-reply in one request")),
     responses((status = 201, description = "created; `\"*\"` answers {\"commands\": [Command]}", body = SendAnswer),
               (status = 200, description = "a repeated dedupeKey: the original command", body = SendResponse),
               (status = 400, body = ErrorResponse)))]
 async fn send_command(
     State(s): State<AppState>,
     CallerInfo(caller): CallerInfo,
+    q: Params,
     JsonBody(req): JsonBody<SendRequest>,
 ) -> ApiResult<Response> {
-    Ok(match s.broker.send(req, &caller).await? {
-        SendOutcome::Created { command, queued } => {
-            (StatusCode::CREATED, Json(SendResponse { command, queued })).into_response()
+    let wait = q.wait_param("wait")?;
+    let outcome = s.broker.send(req, &caller).await?;
+    // The command exists (and is durable) before any wait: a client that
+    // gives up waiting can still ask for its result later.
+    let settle = |command: Command| {
+        let broker = s.broker.clone();
+        async move {
+            match wait {
+                None => Ok((command, false)),
+                Some(d) => broker.wait_result(command.id, d).await,
+            }
         }
-        SendOutcome::Deduplicated(command) => (
-            StatusCode::OK,
-            Json(SendResponse {
+    };
+    Ok(match outcome {
+        SendOutcome::Created { command, queued } => {
+            let (command, timed_out) = settle(command).await?;
+            let body = SendResponse {
+                command,
+                queued,
+                timed_out,
+            };
+            (StatusCode::CREATED, Json(body)).into_response()
+        }
+        SendOutcome::Deduplicated(command) => {
+            let (command, timed_out) = settle(command).await?;
+            let body = SendResponse {
                 command,
                 queued: false,
-            }),
-        )
-            .into_response(),
+                timed_out,
+            };
+            (StatusCode::OK, Json(body)).into_response()
+        }
         SendOutcome::FanOut(commands) => {
-            (StatusCode::CREATED, Json(CommandsResponse { commands })).into_response()
+            let deadline = tokio::time::Instant::now() + wait.unwrap_or_default();
+            let mut done = Vec::with_capacity(commands.len());
+            let mut timed_out = false;
+            for c in commands {
+                let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+                if wait.is_none() {
+                    done.push(c);
+                    continue;
+                }
+                let (c, t) = s.broker.wait_result(c.id, left).await?;
+                timed_out |= t;
+                done.push(c);
+            }
+            let body = CommandsResponse {
+                commands: done,
+                timed_out,
+            };
+            (StatusCode::CREATED, Json(body)).into_response()
         }
     })
 }
@@ -193,6 +232,7 @@ async fn list_commands(State(s): State<AppState>, q: Params) -> ApiResult<Json<C
         commands: s
             .broker
             .list_commands_where(status, q.str("target"), overdue, limit),
+        timed_out: false,
     }))
 }
 
@@ -210,6 +250,7 @@ async fn peer_commands(
     s.broker.touch_as(id, &caller);
     Ok(Json(CommandsResponse {
         commands: s.broker.commands_for_peer(id)?,
+        timed_out: false,
     }))
 }
 
@@ -233,23 +274,42 @@ async fn wait_command(
 }
 
 #[utoipa::path(post, path = "/commands/{commandId}/ack", tag = "commands", request_body = AckRequest,
-    params(("commandId" = String, Path, description = "command id")),
+    params(("commandId" = String, Path, description = "command id"),
+           ("next" = Option<u64>, Query, description = "ms: then take the next command for the peer named by X-Cipc-Peer (or its key), like wait: {\"command\", \"next\", \"timedOut\"?}")),
     responses((status = 200, body = CommandResponse), (status = 404, body = ErrorResponse),
               (status = 409, description = "already finished, or held by another peer", body = ErrorResponse)))]
 async fn ack_command(
     State(s): State<AppState>,
     Path(id): Path<String>,
     CallerInfo(caller): CallerInfo,
+    q: Params,
     req: Request,
-) -> ApiResult<Json<CommandResponse>> {
+) -> ApiResult<Response> {
     let id = command_id(&id)?;
+    let next = q.wait_param("next")?;
+    if next.is_some() && caller.peer.is_none() {
+        return Err(ApiError::new(
+            ErrorCode::InvalidQuery,
+            "next= takes the next command for the acking peer: name it with X-Cipc-Peer (and its key, X-Cipc-Peer-Key)",
+        ));
+    }
     let bytes = read_body(req, &s).await?;
     let body: AckRequest = parse_object(&bytes)?;
     let command = s.broker.ack(id, body, &caller).await?;
-    Ok(Json(CommandResponse {
+    let (Some(wait), Some(peer)) = (next, caller.peer) else {
+        return Ok(Json(CommandResponse {
+            command,
+            timed_out: false,
+        })
+        .into_response());
+    };
+    let next = s.broker.wait_command(peer, wait, &caller).await?;
+    Ok(Json(AckNextResponse {
         command,
-        timed_out: false,
-    }))
+        timed_out: next.is_none(),
+        next,
+    })
+    .into_response())
 }
 
 #[utoipa::path(get, path = "/commands/{commandId}/result", tag = "commands",
