@@ -16,7 +16,7 @@
 //! - `session-end`: the peer goes offline and what it held is queued again.
 //!
 //! A hook never holds a session up: every request gives up within
-//! [`QUICK`], an unreachable broker is reported once per session, and the
+//! a second, an unreachable broker is reported once per session, and the
 //! session carries on.
 
 use super::state::{state_dir, Locked, SessionState};
