@@ -241,6 +241,7 @@ impl Hook {
             }
         }
         let r = client.connect(&req).await?;
+        st.renamed = st.peer.is_some() || !renew;
         st.peer = Some(r.peer.id);
         st.key = Some(r.key.clone());
         st.answers_through = None;
@@ -269,6 +270,17 @@ impl Hook {
                 st.said_down = false;
                 reply
             }
+            Err(ClientError::Api {
+                status: 403 | 404, ..
+            }) if !renew => {
+                // The broker forgot this peer (a reset, a new store) or
+                // gave its key to another connect: the next hook registers
+                // the session afresh.
+                st.peer = None;
+                st.key = None;
+                st.answers_through = None;
+                Reply::default()
+            }
             Err(e @ ClientError::Unreachable { .. }) => {
                 let first = !st.said_down;
                 st.said_down = true;
@@ -294,6 +306,7 @@ impl Hook {
         let url = self.url.clone();
         self.with_peer(true, |client, peer, key, mut st| async move {
             st.ended = false;
+            st.renamed = false;
             if st.attention {
                 client.set_attention(&peer.to_string(), &AttentionRequest::default()).await?;
                 st.attention = false;
@@ -336,18 +349,23 @@ impl Hook {
 
     /// `prompt` and `post-tool-use`: what arrived since the last hook.
     async fn between(&self) -> Result<Reply, CliError> {
-        self.with_peer(false, |client, peer, _key, mut st| async move {
+        let role = self.args.role.clone();
+        self.with_peer(false, |client, peer, key, mut st| async move {
             if st.attention {
                 client
                     .set_attention(&peer.to_string(), &AttentionRequest::default())
                     .await?;
                 st.attention = false;
             }
-            let mut parts: Vec<String> = take_orders(&client, peer)
-                .await?
-                .iter()
-                .map(describe_order)
-                .collect();
+            let mut parts = Vec::new();
+            if std::mem::take(&mut st.renamed) {
+                parts.push(format!(
+                    "[cipc] This session is now cipc peer {peer} with role \"{role}\" (newly registered: the broker did not know \
+                     it as a peer, e.g. after a reset). Pass peer_key \"{key}\" on cipc MCP tool calls from now on; \
+                     in Bash, run `cipc` with CIPC_PEER_KEY set to that key."
+                ));
+            }
+            parts.extend(take_orders(&client, peer).await?.iter().map(describe_order));
             parts.extend(answers(&client, peer, &mut st).await?);
             let context = (!parts.is_empty()).then(|| parts.join("\n\n"));
             Ok((

@@ -33,6 +33,10 @@ pub struct SessionState {
     /// The session was told the broker is unreachable (said once).
     #[serde(default)]
     pub said_down: bool,
+    /// The peer was registered afresh since the model last heard who it is
+    /// (the broker forgot the old one): the next hook tells it.
+    #[serde(default)]
+    pub renamed: bool,
     /// The session has ended; a waiter still running stops.
     #[serde(default)]
     pub ended: bool,
