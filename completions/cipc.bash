@@ -43,6 +43,9 @@ _cipc() {
             cipc,completions)
                 cmd="cipc__subcmd__completions"
                 ;;
+            cipc,doctor)
+                cmd="cipc__subcmd__doctor"
+                ;;
             cipc,help)
                 cmd="cipc__subcmd__help"
                 ;;
@@ -78,6 +81,9 @@ _cipc() {
                 ;;
             cipc,wait)
                 cmd="cipc__subcmd__wait"
+                ;;
+            cipc,work)
+                cmd="cipc__subcmd__work"
                 ;;
             cipc__subcmd__chan,follow)
                 cmd="cipc__subcmd__chan__subcmd__follow"
@@ -154,6 +160,9 @@ _cipc() {
             cipc__subcmd__help,completions)
                 cmd="cipc__subcmd__help__subcmd__completions"
                 ;;
+            cipc__subcmd__help,doctor)
+                cmd="cipc__subcmd__help__subcmd__doctor"
+                ;;
             cipc__subcmd__help,help)
                 cmd="cipc__subcmd__help__subcmd__help"
                 ;;
@@ -189,6 +198,9 @@ _cipc() {
                 ;;
             cipc__subcmd__help,wait)
                 cmd="cipc__subcmd__help__subcmd__wait"
+                ;;
+            cipc__subcmd__help,work)
+                cmd="cipc__subcmd__help__subcmd__work"
                 ;;
             cipc__subcmd__help__subcmd__chan,follow)
                 cmd="cipc__subcmd__help__subcmd__chan__subcmd__follow"
@@ -377,7 +389,7 @@ _cipc() {
 
     case "${cmd}" in
         cipc)
-            opts="-h -V --help --version serve bench peers send wait ack result cancel commands ask answer questions chan signal status reset claude hook completions man help"
+            opts="-h -V --help --version serve bench peers send wait ack result cancel commands ask answer questions chan signal status reset work doctor claude hook completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1084,8 +1096,42 @@ _cipc() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        cipc__subcmd__doctor)
+            opts="-h -V --url --token --token-file --peer --peer-key --json --table --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --token)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --token-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --peer)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --peer-key)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         cipc__subcmd__help)
-            opts="serve bench peers send wait ack result cancel commands ask answer questions chan signal status reset claude hook completions man help"
+            opts="serve bench peers send wait ack result cancel commands ask answer questions chan signal status reset work doctor claude hook completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1295,6 +1341,20 @@ _cipc() {
             return 0
             ;;
         cipc__subcmd__help__subcmd__completions)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cipc__subcmd__help__subcmd__doctor)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -1700,6 +1760,20 @@ _cipc() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        cipc__subcmd__help__subcmd__work)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         cipc__subcmd__hook)
             opts="-h -V --role --name --url --token --token-file --peer --peer-key --json --table --help --version session-start prompt post-tool-use notification stop session-end"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
@@ -1829,7 +1903,7 @@ _cipc() {
             return 0
             ;;
         cipc__subcmd__peers__subcmd__connect)
-            opts="-h -V --cap --name --id --export --url --token --token-file --peer --peer-key --json --table --help --version"
+            opts="-h -V --cap --name --id --new --export --url --token --token-file --peer --peer-key --json --table --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -2509,7 +2583,7 @@ _cipc() {
             return 0
             ;;
         cipc__subcmd__send)
-            opts="-p -h -V --url --token --token-file --peer --peer-key --json --table --param --params --from --dedupe-key --ttl --deadline --wait --timeout --forever --help --version"
+            opts="-p -h -V --url --token --token-file --peer --peer-key --json --table --param --params --from --dedupe-key --ttl --deadline --require-online --wait --timeout --forever --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -2575,7 +2649,7 @@ _cipc() {
             return 0
             ;;
         cipc__subcmd__serve)
-            opts="-p -h -V --host --port --data-dir --memory --token --token-file --generate-token --insecure-no-auth --allowed-host --max-body --channel-retention --command-retention --max-waiters --stale-after --offline-after --forget-after --max-peers --max-channels --max-signals --check-store --help --version"
+            opts="-p -h -V --host --port --data-dir --memory --token --token-file --generate-token --out --force --insecure-no-auth --allowed-host --max-body --channel-retention --command-retention --max-waiters --stale-after --offline-after --forget-after --max-peers --max-channels --max-signals --check-store --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -2602,6 +2676,10 @@ _cipc() {
                     return 0
                     ;;
                 --token-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --out)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -3032,6 +3110,52 @@ _cipc() {
                     return 0
                     ;;
                 --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cipc__subcmd__work)
+            opts="-h -V --url --token --token-file --peer --peer-key --json --table --concurrency --timeout --name --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --token)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --token-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --peer)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --peer-key)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --concurrency)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --name)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -42,6 +42,8 @@ complete -c cipc -n "__fish_cipc_needs_command" -f -a "chan" -d 'Channels: named
 complete -c cipc -n "__fish_cipc_needs_command" -f -a "signal" -d 'Signals: named latches that release waiters when emitted'
 complete -c cipc -n "__fish_cipc_needs_command" -f -a "status" -d 'Peers, commands, channels and signals at a glance'
 complete -c cipc -n "__fish_cipc_needs_command" -f -a "reset" -d 'Clear every peer, command, channel and signal'
+complete -c cipc -n "__fish_cipc_needs_command" -f -a "work" -d 'Serve a role with any program: take orders, run CMD for each, ack with its output'
+complete -c cipc -n "__fish_cipc_needs_command" -f -a "doctor" -d 'Check the broker URL, token, peer and key, and say what to fix'
 complete -c cipc -n "__fish_cipc_needs_command" -f -a "claude" -d 'Make Claude Code sessions peers: MCP tools plus hooks that reach them even when idle'
 complete -c cipc -n "__fish_cipc_needs_command" -f -a "hook" -d 'Run by Claude Code at each hook `cipc claude setup` installed (reads the hook\'s JSON on stdin)'
 complete -c cipc -n "__fish_cipc_needs_command" -f -a "completions" -d 'Print a shell completion script (bash, zsh, fish, elvish, powershell)'
@@ -49,9 +51,10 @@ complete -c cipc -n "__fish_cipc_needs_command" -f -a "man" -d 'Print the man pa
 complete -c cipc -n "__fish_cipc_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c cipc -n "__fish_cipc_using_subcommand serve" -l host -d 'Address to listen on. Anything but loopback needs a token (or --insecure-no-auth)' -r
 complete -c cipc -n "__fish_cipc_using_subcommand serve" -s p -l port -d 'Port to listen on (0 picks a free one and prints it)' -r
-complete -c cipc -n "__fish_cipc_using_subcommand serve" -l data-dir -d 'Where the SQLite file lives [default: $XDG_STATE_HOME/cipc or ~/.local/state/cipc]' -r -F
-complete -c cipc -n "__fish_cipc_using_subcommand serve" -l token -d 'Require this token from every client (prefer CIPC_TOKEN or --token-file: flags show in `ps`)' -r
-complete -c cipc -n "__fish_cipc_using_subcommand serve" -l token-file -d 'Read the token from a file that is not world-readable' -r -F
+complete -c cipc -n "__fish_cipc_using_subcommand serve" -l data-dir -d 'Where the SQLite file lives [env: CIPC_DATA_DIR; ignored, with a warning, under --memory] [default: $XDG_STATE_HOME/cipc or ~/.local/state/cipc]' -r -F
+complete -c cipc -n "__fish_cipc_using_subcommand serve" -l token -d 'Require this token from every client (prefer CIPC_TOKEN or --token-file: flags show in `ps`). At least 8 characters; under 16 draws a warning (--generate-token makes a good one)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand serve" -l token-file -d 'Read the token from a file that is not world-readable (`chmod 600`; `--generate-token --out PATH` makes one)' -r -F
+complete -c cipc -n "__fish_cipc_using_subcommand serve" -l out -d 'With --generate-token: write the token to this file, mode 600, ready for --token-file (an existing file is kept unless --force)' -r -F
 complete -c cipc -n "__fish_cipc_using_subcommand serve" -l allowed-host -d 'Also accept this Host name (reverse proxies, DNS names); repeatable' -r
 complete -c cipc -n "__fish_cipc_using_subcommand serve" -l max-body -d 'Largest request body in bytes' -r
 complete -c cipc -n "__fish_cipc_using_subcommand serve" -l channel-retention -d 'Messages kept per channel; older ones are trimmed' -r
@@ -64,7 +67,8 @@ complete -c cipc -n "__fish_cipc_using_subcommand serve" -l max-peers -d 'Peers 
 complete -c cipc -n "__fish_cipc_using_subcommand serve" -l max-channels -d 'Channels kept at most; past it the longest-idle one nobody follows is forgotten with its messages, and when all are followed a send gets 429' -r
 complete -c cipc -n "__fish_cipc_using_subcommand serve" -l max-signals -d 'Signals kept at most; past it the longest-idle one nobody waits for is forgotten, and when all are waited for an emit gets 429' -r
 complete -c cipc -n "__fish_cipc_using_subcommand serve" -l memory -d 'Keep everything in memory; nothing survives a restart'
-complete -c cipc -n "__fish_cipc_using_subcommand serve" -l generate-token -d 'Print a new random token and exit'
+complete -c cipc -n "__fish_cipc_using_subcommand serve" -l generate-token -d 'Print a new random token and exit (with --out, write it to a file only you can read)'
+complete -c cipc -n "__fish_cipc_using_subcommand serve" -l force -d 'With --out: replace the file if it exists'
 complete -c cipc -n "__fish_cipc_using_subcommand serve" -l insecure-no-auth -d 'Serve a non-loopback address without a token (trusted lab networks only)'
 complete -c cipc -n "__fish_cipc_using_subcommand serve" -l check-store -d 'Run SQLite\'s integrity check before starting (reads the whole file)'
 complete -c cipc -n "__fish_cipc_using_subcommand serve" -s h -l help -d 'Print help'
@@ -82,37 +86,37 @@ complete -c cipc -n "__fish_cipc_using_subcommand bench" -l memory -d 'Start the
 complete -c cipc -n "__fish_cipc_using_subcommand bench" -l json -d 'Print the results as JSON instead of a table'
 complete -c cipc -n "__fish_cipc_using_subcommand bench" -s h -l help -d 'Print help'
 complete -c cipc -n "__fish_cipc_using_subcommand bench" -s V -l version -d 'Print version'
-complete -c cipc -n "__fish_cipc_using_subcommand peers; and not __fish_seen_subcommand_from list discover connect show disconnect heartbeat attention help" -l url -d 'The broker\'s URL (plain http)' -r
-complete -c cipc -n "__fish_cipc_using_subcommand peers; and not __fish_seen_subcommand_from list discover connect show disconnect heartbeat attention help" -l token -d 'The broker\'s token, sent as `Authorization: Bearer` (prefer CIPC_TOKEN or --token-file: flags show in `ps`)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand peers; and not __fish_seen_subcommand_from list discover connect show disconnect heartbeat attention help" -l url -d 'The broker\'s URL (plain http) [env: CIPC_URL] [default: http://127.0.0.1:9100]' -r
+complete -c cipc -n "__fish_cipc_using_subcommand peers; and not __fish_seen_subcommand_from list discover connect show disconnect heartbeat attention help" -l token -d 'The broker\'s token, sent as `Authorization: Bearer` (prefer CIPC_TOKEN or --token-file: flags show in `ps`) [env: CIPC_TOKEN]' -r
 complete -c cipc -n "__fish_cipc_using_subcommand peers; and not __fish_seen_subcommand_from list discover connect show disconnect heartbeat attention help" -l token-file -d 'Read the token from a file that is not world-readable (wins over --token)' -r -F
-complete -c cipc -n "__fish_cipc_using_subcommand peers; and not __fish_seen_subcommand_from list discover connect show disconnect heartbeat attention help" -l peer -d 'This session\'s peer id, sent as X-Cipc-Peer (see `cipc peers connect --export`)' -r
-complete -c cipc -n "__fish_cipc_using_subcommand peers; and not __fish_seen_subcommand_from list discover connect show disconnect heartbeat attention help" -l peer-key -d 'This session\'s peer key, sent as X-Cipc-Peer-Key: it proves the peer (`cipc peers connect --export` sets it; the key alone also names the peer)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand peers; and not __fish_seen_subcommand_from list discover connect show disconnect heartbeat attention help" -l peer -d 'This session\'s peer id, sent as X-Cipc-Peer (see `cipc peers connect --export`); the full id, or a unique part of it [env: CIPC_PEER]' -r
+complete -c cipc -n "__fish_cipc_using_subcommand peers; and not __fish_seen_subcommand_from list discover connect show disconnect heartbeat attention help" -l peer-key -d 'This session\'s peer key, sent as X-Cipc-Peer-Key: it proves the peer (`cipc peers connect --export` sets it; the key alone also names the peer) [env: CIPC_PEER_KEY]' -r
 complete -c cipc -n "__fish_cipc_using_subcommand peers; and not __fish_seen_subcommand_from list discover connect show disconnect heartbeat attention help" -l json -d 'Print one JSON document per result (the default when stdout is not a terminal)'
 complete -c cipc -n "__fish_cipc_using_subcommand peers; and not __fish_seen_subcommand_from list discover connect show disconnect heartbeat attention help" -l table -d 'Print tables and short lines even when stdout is not a terminal'
 complete -c cipc -n "__fish_cipc_using_subcommand peers; and not __fish_seen_subcommand_from list discover connect show disconnect heartbeat attention help" -s h -l help -d 'Print help'
 complete -c cipc -n "__fish_cipc_using_subcommand peers; and not __fish_seen_subcommand_from list discover connect show disconnect heartbeat attention help" -s V -l version -d 'Print version'
 complete -c cipc -n "__fish_cipc_using_subcommand peers; and not __fish_seen_subcommand_from list discover connect show disconnect heartbeat attention help" -f -a "list" -d 'List every known peer with its status (the default)'
 complete -c cipc -n "__fish_cipc_using_subcommand peers; and not __fish_seen_subcommand_from list discover connect show disconnect heartbeat attention help" -f -a "discover" -d 'List online peers and the roles they hold'
-complete -c cipc -n "__fish_cipc_using_subcommand peers; and not __fish_seen_subcommand_from list discover connect show disconnect heartbeat attention help" -f -a "connect" -d 'Register this session as a protected peer with ROLE and print it with its key (needed to act as it; reconnecting with --id needs it too)'
+complete -c cipc -n "__fish_cipc_using_subcommand peers; and not __fish_seen_subcommand_from list discover connect show disconnect heartbeat attention help" -f -a "connect" -d 'Register this session as a protected peer with ROLE and print it with its key (needed to act as it; reconnecting with --id needs it too). When CIPC_PEER and CIPC_PEER_KEY already name a peer of ROLE, that peer is reconnected (same id, same key) instead; --new registers another one'
 complete -c cipc -n "__fish_cipc_using_subcommand peers; and not __fish_seen_subcommand_from list discover connect show disconnect heartbeat attention help" -f -a "show" -d 'Show one peer (default: --peer / CIPC_PEER)'
 complete -c cipc -n "__fish_cipc_using_subcommand peers; and not __fish_seen_subcommand_from list discover connect show disconnect heartbeat attention help" -f -a "disconnect" -d 'Disconnect a peer: it goes offline and its unacked commands are pending again'
 complete -c cipc -n "__fish_cipc_using_subcommand peers; and not __fish_seen_subcommand_from list discover connect show disconnect heartbeat attention help" -f -a "heartbeat" -d 'Tell the broker this peer is alive (default: --peer / CIPC_PEER)'
 complete -c cipc -n "__fish_cipc_using_subcommand peers; and not __fish_seen_subcommand_from list discover connect show disconnect heartbeat attention help" -f -a "attention" -d 'Say why a person is needed now (shown in `cipc peers` and the dashboard); without TEXT, clear it. Acts as --peer / CIPC_PEER'
 complete -c cipc -n "__fish_cipc_using_subcommand peers; and not __fish_seen_subcommand_from list discover connect show disconnect heartbeat attention help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
-complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from list" -l url -d 'The broker\'s URL (plain http)' -r
-complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from list" -l token -d 'The broker\'s token, sent as `Authorization: Bearer` (prefer CIPC_TOKEN or --token-file: flags show in `ps`)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from list" -l url -d 'The broker\'s URL (plain http) [env: CIPC_URL] [default: http://127.0.0.1:9100]' -r
+complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from list" -l token -d 'The broker\'s token, sent as `Authorization: Bearer` (prefer CIPC_TOKEN or --token-file: flags show in `ps`) [env: CIPC_TOKEN]' -r
 complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from list" -l token-file -d 'Read the token from a file that is not world-readable (wins over --token)' -r -F
-complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from list" -l peer -d 'This session\'s peer id, sent as X-Cipc-Peer (see `cipc peers connect --export`)' -r
-complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from list" -l peer-key -d 'This session\'s peer key, sent as X-Cipc-Peer-Key: it proves the peer (`cipc peers connect --export` sets it; the key alone also names the peer)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from list" -l peer -d 'This session\'s peer id, sent as X-Cipc-Peer (see `cipc peers connect --export`); the full id, or a unique part of it [env: CIPC_PEER]' -r
+complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from list" -l peer-key -d 'This session\'s peer key, sent as X-Cipc-Peer-Key: it proves the peer (`cipc peers connect --export` sets it; the key alone also names the peer) [env: CIPC_PEER_KEY]' -r
 complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from list" -l json -d 'Print one JSON document per result (the default when stdout is not a terminal)'
 complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from list" -l table -d 'Print tables and short lines even when stdout is not a terminal'
 complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from list" -s h -l help -d 'Print help'
 complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from list" -s V -l version -d 'Print version'
-complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from discover" -l url -d 'The broker\'s URL (plain http)' -r
-complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from discover" -l token -d 'The broker\'s token, sent as `Authorization: Bearer` (prefer CIPC_TOKEN or --token-file: flags show in `ps`)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from discover" -l url -d 'The broker\'s URL (plain http) [env: CIPC_URL] [default: http://127.0.0.1:9100]' -r
+complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from discover" -l token -d 'The broker\'s token, sent as `Authorization: Bearer` (prefer CIPC_TOKEN or --token-file: flags show in `ps`) [env: CIPC_TOKEN]' -r
 complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from discover" -l token-file -d 'Read the token from a file that is not world-readable (wins over --token)' -r -F
-complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from discover" -l peer -d 'This session\'s peer id, sent as X-Cipc-Peer (see `cipc peers connect --export`)' -r
-complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from discover" -l peer-key -d 'This session\'s peer key, sent as X-Cipc-Peer-Key: it proves the peer (`cipc peers connect --export` sets it; the key alone also names the peer)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from discover" -l peer -d 'This session\'s peer id, sent as X-Cipc-Peer (see `cipc peers connect --export`); the full id, or a unique part of it [env: CIPC_PEER]' -r
+complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from discover" -l peer-key -d 'This session\'s peer key, sent as X-Cipc-Peer-Key: it proves the peer (`cipc peers connect --export` sets it; the key alone also names the peer) [env: CIPC_PEER_KEY]' -r
 complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from discover" -l json -d 'Print one JSON document per result (the default when stdout is not a terminal)'
 complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from discover" -l table -d 'Print tables and short lines even when stdout is not a terminal'
 complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from discover" -s h -l help -d 'Print help'
@@ -120,65 +124,66 @@ complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcomm
 complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from connect" -l cap -d 'A capability tag; repeatable, or comma-separated' -r
 complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from connect" -l name -d 'A human-friendly name' -r
 complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from connect" -l id -d 'Reconnect as this known peer id instead of getting a new one' -r
-complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from connect" -l url -d 'The broker\'s URL (plain http)' -r
-complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from connect" -l token -d 'The broker\'s token, sent as `Authorization: Bearer` (prefer CIPC_TOKEN or --token-file: flags show in `ps`)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from connect" -l url -d 'The broker\'s URL (plain http) [env: CIPC_URL] [default: http://127.0.0.1:9100]' -r
+complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from connect" -l token -d 'The broker\'s token, sent as `Authorization: Bearer` (prefer CIPC_TOKEN or --token-file: flags show in `ps`) [env: CIPC_TOKEN]' -r
 complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from connect" -l token-file -d 'Read the token from a file that is not world-readable (wins over --token)' -r -F
-complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from connect" -l peer -d 'This session\'s peer id, sent as X-Cipc-Peer (see `cipc peers connect --export`)' -r
-complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from connect" -l peer-key -d 'This session\'s peer key, sent as X-Cipc-Peer-Key: it proves the peer (`cipc peers connect --export` sets it; the key alone also names the peer)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from connect" -l peer -d 'This session\'s peer id, sent as X-Cipc-Peer (see `cipc peers connect --export`); the full id, or a unique part of it [env: CIPC_PEER]' -r
+complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from connect" -l peer-key -d 'This session\'s peer key, sent as X-Cipc-Peer-Key: it proves the peer (`cipc peers connect --export` sets it; the key alone also names the peer) [env: CIPC_PEER_KEY]' -r
+complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from connect" -l new -d 'Register a new peer even when CIPC_PEER names one of this role'
 complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from connect" -l export -d 'Print only `export CIPC_PEER=<id> CIPC_PEER_KEY=<key>`, for eval "$(cipc peers connect ROLE --export)". The key proves this peer; keep it out of logs'
 complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from connect" -l json -d 'Print one JSON document per result (the default when stdout is not a terminal)'
 complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from connect" -l table -d 'Print tables and short lines even when stdout is not a terminal'
 complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from connect" -s h -l help -d 'Print help'
 complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from connect" -s V -l version -d 'Print version'
-complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from show" -l url -d 'The broker\'s URL (plain http)' -r
-complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from show" -l token -d 'The broker\'s token, sent as `Authorization: Bearer` (prefer CIPC_TOKEN or --token-file: flags show in `ps`)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from show" -l url -d 'The broker\'s URL (plain http) [env: CIPC_URL] [default: http://127.0.0.1:9100]' -r
+complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from show" -l token -d 'The broker\'s token, sent as `Authorization: Bearer` (prefer CIPC_TOKEN or --token-file: flags show in `ps`) [env: CIPC_TOKEN]' -r
 complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from show" -l token-file -d 'Read the token from a file that is not world-readable (wins over --token)' -r -F
-complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from show" -l peer -d 'This session\'s peer id, sent as X-Cipc-Peer (see `cipc peers connect --export`)' -r
-complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from show" -l peer-key -d 'This session\'s peer key, sent as X-Cipc-Peer-Key: it proves the peer (`cipc peers connect --export` sets it; the key alone also names the peer)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from show" -l peer -d 'This session\'s peer id, sent as X-Cipc-Peer (see `cipc peers connect --export`); the full id, or a unique part of it [env: CIPC_PEER]' -r
+complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from show" -l peer-key -d 'This session\'s peer key, sent as X-Cipc-Peer-Key: it proves the peer (`cipc peers connect --export` sets it; the key alone also names the peer) [env: CIPC_PEER_KEY]' -r
 complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from show" -l json -d 'Print one JSON document per result (the default when stdout is not a terminal)'
 complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from show" -l table -d 'Print tables and short lines even when stdout is not a terminal'
 complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from show" -s h -l help -d 'Print help'
 complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from show" -s V -l version -d 'Print version'
-complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from disconnect" -l url -d 'The broker\'s URL (plain http)' -r
-complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from disconnect" -l token -d 'The broker\'s token, sent as `Authorization: Bearer` (prefer CIPC_TOKEN or --token-file: flags show in `ps`)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from disconnect" -l url -d 'The broker\'s URL (plain http) [env: CIPC_URL] [default: http://127.0.0.1:9100]' -r
+complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from disconnect" -l token -d 'The broker\'s token, sent as `Authorization: Bearer` (prefer CIPC_TOKEN or --token-file: flags show in `ps`) [env: CIPC_TOKEN]' -r
 complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from disconnect" -l token-file -d 'Read the token from a file that is not world-readable (wins over --token)' -r -F
-complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from disconnect" -l peer -d 'This session\'s peer id, sent as X-Cipc-Peer (see `cipc peers connect --export`)' -r
-complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from disconnect" -l peer-key -d 'This session\'s peer key, sent as X-Cipc-Peer-Key: it proves the peer (`cipc peers connect --export` sets it; the key alone also names the peer)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from disconnect" -l peer -d 'This session\'s peer id, sent as X-Cipc-Peer (see `cipc peers connect --export`); the full id, or a unique part of it [env: CIPC_PEER]' -r
+complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from disconnect" -l peer-key -d 'This session\'s peer key, sent as X-Cipc-Peer-Key: it proves the peer (`cipc peers connect --export` sets it; the key alone also names the peer) [env: CIPC_PEER_KEY]' -r
 complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from disconnect" -l json -d 'Print one JSON document per result (the default when stdout is not a terminal)'
 complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from disconnect" -l table -d 'Print tables and short lines even when stdout is not a terminal'
 complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from disconnect" -s h -l help -d 'Print help'
 complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from disconnect" -s V -l version -d 'Print version'
-complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from heartbeat" -l url -d 'The broker\'s URL (plain http)' -r
-complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from heartbeat" -l token -d 'The broker\'s token, sent as `Authorization: Bearer` (prefer CIPC_TOKEN or --token-file: flags show in `ps`)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from heartbeat" -l url -d 'The broker\'s URL (plain http) [env: CIPC_URL] [default: http://127.0.0.1:9100]' -r
+complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from heartbeat" -l token -d 'The broker\'s token, sent as `Authorization: Bearer` (prefer CIPC_TOKEN or --token-file: flags show in `ps`) [env: CIPC_TOKEN]' -r
 complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from heartbeat" -l token-file -d 'Read the token from a file that is not world-readable (wins over --token)' -r -F
-complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from heartbeat" -l peer -d 'This session\'s peer id, sent as X-Cipc-Peer (see `cipc peers connect --export`)' -r
-complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from heartbeat" -l peer-key -d 'This session\'s peer key, sent as X-Cipc-Peer-Key: it proves the peer (`cipc peers connect --export` sets it; the key alone also names the peer)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from heartbeat" -l peer -d 'This session\'s peer id, sent as X-Cipc-Peer (see `cipc peers connect --export`); the full id, or a unique part of it [env: CIPC_PEER]' -r
+complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from heartbeat" -l peer-key -d 'This session\'s peer key, sent as X-Cipc-Peer-Key: it proves the peer (`cipc peers connect --export` sets it; the key alone also names the peer) [env: CIPC_PEER_KEY]' -r
 complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from heartbeat" -l json -d 'Print one JSON document per result (the default when stdout is not a terminal)'
 complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from heartbeat" -l table -d 'Print tables and short lines even when stdout is not a terminal'
 complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from heartbeat" -s h -l help -d 'Print help'
 complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from heartbeat" -s V -l version -d 'Print version'
-complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from attention" -l url -d 'The broker\'s URL (plain http)' -r
-complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from attention" -l token -d 'The broker\'s token, sent as `Authorization: Bearer` (prefer CIPC_TOKEN or --token-file: flags show in `ps`)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from attention" -l url -d 'The broker\'s URL (plain http) [env: CIPC_URL] [default: http://127.0.0.1:9100]' -r
+complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from attention" -l token -d 'The broker\'s token, sent as `Authorization: Bearer` (prefer CIPC_TOKEN or --token-file: flags show in `ps`) [env: CIPC_TOKEN]' -r
 complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from attention" -l token-file -d 'Read the token from a file that is not world-readable (wins over --token)' -r -F
-complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from attention" -l peer -d 'This session\'s peer id, sent as X-Cipc-Peer (see `cipc peers connect --export`)' -r
-complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from attention" -l peer-key -d 'This session\'s peer key, sent as X-Cipc-Peer-Key: it proves the peer (`cipc peers connect --export` sets it; the key alone also names the peer)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from attention" -l peer -d 'This session\'s peer id, sent as X-Cipc-Peer (see `cipc peers connect --export`); the full id, or a unique part of it [env: CIPC_PEER]' -r
+complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from attention" -l peer-key -d 'This session\'s peer key, sent as X-Cipc-Peer-Key: it proves the peer (`cipc peers connect --export` sets it; the key alone also names the peer) [env: CIPC_PEER_KEY]' -r
 complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from attention" -l json -d 'Print one JSON document per result (the default when stdout is not a terminal)'
 complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from attention" -l table -d 'Print tables and short lines even when stdout is not a terminal'
 complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from attention" -s h -l help -d 'Print help'
 complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from attention" -s V -l version -d 'Print version'
 complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from help" -f -a "list" -d 'List every known peer with its status (the default)'
 complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from help" -f -a "discover" -d 'List online peers and the roles they hold'
-complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from help" -f -a "connect" -d 'Register this session as a protected peer with ROLE and print it with its key (needed to act as it; reconnecting with --id needs it too)'
+complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from help" -f -a "connect" -d 'Register this session as a protected peer with ROLE and print it with its key (needed to act as it; reconnecting with --id needs it too). When CIPC_PEER and CIPC_PEER_KEY already name a peer of ROLE, that peer is reconnected (same id, same key) instead; --new registers another one'
 complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from help" -f -a "show" -d 'Show one peer (default: --peer / CIPC_PEER)'
 complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from help" -f -a "disconnect" -d 'Disconnect a peer: it goes offline and its unacked commands are pending again'
 complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from help" -f -a "heartbeat" -d 'Tell the broker this peer is alive (default: --peer / CIPC_PEER)'
 complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from help" -f -a "attention" -d 'Say why a person is needed now (shown in `cipc peers` and the dashboard); without TEXT, clear it. Acts as --peer / CIPC_PEER'
 complete -c cipc -n "__fish_cipc_using_subcommand peers; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
-complete -c cipc -n "__fish_cipc_using_subcommand send" -l url -d 'The broker\'s URL (plain http)' -r
-complete -c cipc -n "__fish_cipc_using_subcommand send" -l token -d 'The broker\'s token, sent as `Authorization: Bearer` (prefer CIPC_TOKEN or --token-file: flags show in `ps`)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand send" -l url -d 'The broker\'s URL (plain http) [env: CIPC_URL] [default: http://127.0.0.1:9100]' -r
+complete -c cipc -n "__fish_cipc_using_subcommand send" -l token -d 'The broker\'s token, sent as `Authorization: Bearer` (prefer CIPC_TOKEN or --token-file: flags show in `ps`) [env: CIPC_TOKEN]' -r
 complete -c cipc -n "__fish_cipc_using_subcommand send" -l token-file -d 'Read the token from a file that is not world-readable (wins over --token)' -r -F
-complete -c cipc -n "__fish_cipc_using_subcommand send" -l peer -d 'This session\'s peer id, sent as X-Cipc-Peer (see `cipc peers connect --export`)' -r
-complete -c cipc -n "__fish_cipc_using_subcommand send" -l peer-key -d 'This session\'s peer key, sent as X-Cipc-Peer-Key: it proves the peer (`cipc peers connect --export` sets it; the key alone also names the peer)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand send" -l peer -d 'This session\'s peer id, sent as X-Cipc-Peer (see `cipc peers connect --export`); the full id, or a unique part of it [env: CIPC_PEER]' -r
+complete -c cipc -n "__fish_cipc_using_subcommand send" -l peer-key -d 'This session\'s peer key, sent as X-Cipc-Peer-Key: it proves the peer (`cipc peers connect --export` sets it; the key alone also names the peer) [env: CIPC_PEER_KEY]' -r
 complete -c cipc -n "__fish_cipc_using_subcommand send" -s p -l param -d 'One parameter: key=value (a string) or key:=JSON (a number, object, ...); repeatable' -r
 complete -c cipc -n "__fish_cipc_using_subcommand send" -l params -d 'All parameters as JSON: inline, @file, or - for stdin (--param adds to it)' -r
 complete -c cipc -n "__fish_cipc_using_subcommand send" -l from -d 'Who is sending [default: this peer\'s role, else "anonymous"]' -r
@@ -188,58 +193,59 @@ complete -c cipc -n "__fish_cipc_using_subcommand send" -l deadline -d 'It shoul
 complete -c cipc -n "__fish_cipc_using_subcommand send" -l timeout -d 'With --wait: give up after this long (exit 124) [default: 5m]' -r
 complete -c cipc -n "__fish_cipc_using_subcommand send" -l json -d 'Print one JSON document per result (the default when stdout is not a terminal)'
 complete -c cipc -n "__fish_cipc_using_subcommand send" -l table -d 'Print tables and short lines even when stdout is not a terminal'
+complete -c cipc -n "__fish_cipc_using_subcommand send" -l require-online -d 'Refuse to send (exit 1) unless an online peer holds the target (has that role, or is that peer) right now; without it a command for an absent role is queued until one connects'
 complete -c cipc -n "__fish_cipc_using_subcommand send" -l wait -d 'Block until the command is acked and print the result (exit 1 if it failed)'
 complete -c cipc -n "__fish_cipc_using_subcommand send" -l forever -d 'With --wait: wait as long as it takes'
 complete -c cipc -n "__fish_cipc_using_subcommand send" -s h -l help -d 'Print help'
 complete -c cipc -n "__fish_cipc_using_subcommand send" -s V -l version -d 'Print version'
-complete -c cipc -n "__fish_cipc_using_subcommand wait" -l url -d 'The broker\'s URL (plain http)' -r
-complete -c cipc -n "__fish_cipc_using_subcommand wait" -l token -d 'The broker\'s token, sent as `Authorization: Bearer` (prefer CIPC_TOKEN or --token-file: flags show in `ps`)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand wait" -l url -d 'The broker\'s URL (plain http) [env: CIPC_URL] [default: http://127.0.0.1:9100]' -r
+complete -c cipc -n "__fish_cipc_using_subcommand wait" -l token -d 'The broker\'s token, sent as `Authorization: Bearer` (prefer CIPC_TOKEN or --token-file: flags show in `ps`) [env: CIPC_TOKEN]' -r
 complete -c cipc -n "__fish_cipc_using_subcommand wait" -l token-file -d 'Read the token from a file that is not world-readable (wins over --token)' -r -F
-complete -c cipc -n "__fish_cipc_using_subcommand wait" -l peer -d 'This session\'s peer id, sent as X-Cipc-Peer (see `cipc peers connect --export`)' -r
-complete -c cipc -n "__fish_cipc_using_subcommand wait" -l peer-key -d 'This session\'s peer key, sent as X-Cipc-Peer-Key: it proves the peer (`cipc peers connect --export` sets it; the key alone also names the peer)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand wait" -l peer -d 'This session\'s peer id, sent as X-Cipc-Peer (see `cipc peers connect --export`); the full id, or a unique part of it [env: CIPC_PEER]' -r
+complete -c cipc -n "__fish_cipc_using_subcommand wait" -l peer-key -d 'This session\'s peer key, sent as X-Cipc-Peer-Key: it proves the peer (`cipc peers connect --export` sets it; the key alone also names the peer) [env: CIPC_PEER_KEY]' -r
 complete -c cipc -n "__fish_cipc_using_subcommand wait" -l timeout -d 'Give up after this long (exit 124)' -r
 complete -c cipc -n "__fish_cipc_using_subcommand wait" -l json -d 'Print one JSON document per result (the default when stdout is not a terminal)'
 complete -c cipc -n "__fish_cipc_using_subcommand wait" -l table -d 'Print tables and short lines even when stdout is not a terminal'
 complete -c cipc -n "__fish_cipc_using_subcommand wait" -l forever -d 'Wait as long as it takes'
 complete -c cipc -n "__fish_cipc_using_subcommand wait" -s h -l help -d 'Print help'
 complete -c cipc -n "__fish_cipc_using_subcommand wait" -s V -l version -d 'Print version'
-complete -c cipc -n "__fish_cipc_using_subcommand ack" -l url -d 'The broker\'s URL (plain http)' -r
-complete -c cipc -n "__fish_cipc_using_subcommand ack" -l token -d 'The broker\'s token, sent as `Authorization: Bearer` (prefer CIPC_TOKEN or --token-file: flags show in `ps`)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand ack" -l url -d 'The broker\'s URL (plain http) [env: CIPC_URL] [default: http://127.0.0.1:9100]' -r
+complete -c cipc -n "__fish_cipc_using_subcommand ack" -l token -d 'The broker\'s token, sent as `Authorization: Bearer` (prefer CIPC_TOKEN or --token-file: flags show in `ps`) [env: CIPC_TOKEN]' -r
 complete -c cipc -n "__fish_cipc_using_subcommand ack" -l token-file -d 'Read the token from a file that is not world-readable (wins over --token)' -r -F
-complete -c cipc -n "__fish_cipc_using_subcommand ack" -l peer -d 'This session\'s peer id, sent as X-Cipc-Peer (see `cipc peers connect --export`)' -r
-complete -c cipc -n "__fish_cipc_using_subcommand ack" -l peer-key -d 'This session\'s peer key, sent as X-Cipc-Peer-Key: it proves the peer (`cipc peers connect --export` sets it; the key alone also names the peer)' -r
-complete -c cipc -n "__fish_cipc_using_subcommand ack" -l result -d 'The outcome as JSON: inline, @file, or - for stdin' -r
-complete -c cipc -n "__fish_cipc_using_subcommand ack" -l error -d 'Report the command failed, with this message' -r
+complete -c cipc -n "__fish_cipc_using_subcommand ack" -l peer -d 'This session\'s peer id, sent as X-Cipc-Peer (see `cipc peers connect --export`); the full id, or a unique part of it [env: CIPC_PEER]' -r
+complete -c cipc -n "__fish_cipc_using_subcommand ack" -l peer-key -d 'This session\'s peer key, sent as X-Cipc-Peer-Key: it proves the peer (`cipc peers connect --export` sets it; the key alone also names the peer) [env: CIPC_PEER_KEY]' -r
+complete -c cipc -n "__fish_cipc_using_subcommand ack" -l result -d 'It succeeded, with this outcome as JSON: inline, @file, or - for stdin' -r
+complete -c cipc -n "__fish_cipc_using_subcommand ack" -l error -d 'It failed, with this message (instead of --result: a command either succeeded or failed)' -r
 complete -c cipc -n "__fish_cipc_using_subcommand ack" -l attempt -d 'The delivery you are acking (`attempt` in what `cipc wait` printed): if the command was since given to another taker, the ack is refused' -r
 complete -c cipc -n "__fish_cipc_using_subcommand ack" -l json -d 'Print one JSON document per result (the default when stdout is not a terminal)'
 complete -c cipc -n "__fish_cipc_using_subcommand ack" -l table -d 'Print tables and short lines even when stdout is not a terminal'
 complete -c cipc -n "__fish_cipc_using_subcommand ack" -s h -l help -d 'Print help'
 complete -c cipc -n "__fish_cipc_using_subcommand ack" -s V -l version -d 'Print version'
-complete -c cipc -n "__fish_cipc_using_subcommand result" -l url -d 'The broker\'s URL (plain http)' -r
-complete -c cipc -n "__fish_cipc_using_subcommand result" -l token -d 'The broker\'s token, sent as `Authorization: Bearer` (prefer CIPC_TOKEN or --token-file: flags show in `ps`)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand result" -l url -d 'The broker\'s URL (plain http) [env: CIPC_URL] [default: http://127.0.0.1:9100]' -r
+complete -c cipc -n "__fish_cipc_using_subcommand result" -l token -d 'The broker\'s token, sent as `Authorization: Bearer` (prefer CIPC_TOKEN or --token-file: flags show in `ps`) [env: CIPC_TOKEN]' -r
 complete -c cipc -n "__fish_cipc_using_subcommand result" -l token-file -d 'Read the token from a file that is not world-readable (wins over --token)' -r -F
-complete -c cipc -n "__fish_cipc_using_subcommand result" -l peer -d 'This session\'s peer id, sent as X-Cipc-Peer (see `cipc peers connect --export`)' -r
-complete -c cipc -n "__fish_cipc_using_subcommand result" -l peer-key -d 'This session\'s peer key, sent as X-Cipc-Peer-Key: it proves the peer (`cipc peers connect --export` sets it; the key alone also names the peer)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand result" -l peer -d 'This session\'s peer id, sent as X-Cipc-Peer (see `cipc peers connect --export`); the full id, or a unique part of it [env: CIPC_PEER]' -r
+complete -c cipc -n "__fish_cipc_using_subcommand result" -l peer-key -d 'This session\'s peer key, sent as X-Cipc-Peer-Key: it proves the peer (`cipc peers connect --export` sets it; the key alone also names the peer) [env: CIPC_PEER_KEY]' -r
 complete -c cipc -n "__fish_cipc_using_subcommand result" -l timeout -d 'Give up after this long (exit 124)' -r
 complete -c cipc -n "__fish_cipc_using_subcommand result" -l json -d 'Print one JSON document per result (the default when stdout is not a terminal)'
 complete -c cipc -n "__fish_cipc_using_subcommand result" -l table -d 'Print tables and short lines even when stdout is not a terminal'
 complete -c cipc -n "__fish_cipc_using_subcommand result" -l forever -d 'Wait as long as it takes'
 complete -c cipc -n "__fish_cipc_using_subcommand result" -s h -l help -d 'Print help'
 complete -c cipc -n "__fish_cipc_using_subcommand result" -s V -l version -d 'Print version'
-complete -c cipc -n "__fish_cipc_using_subcommand cancel" -l url -d 'The broker\'s URL (plain http)' -r
-complete -c cipc -n "__fish_cipc_using_subcommand cancel" -l token -d 'The broker\'s token, sent as `Authorization: Bearer` (prefer CIPC_TOKEN or --token-file: flags show in `ps`)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand cancel" -l url -d 'The broker\'s URL (plain http) [env: CIPC_URL] [default: http://127.0.0.1:9100]' -r
+complete -c cipc -n "__fish_cipc_using_subcommand cancel" -l token -d 'The broker\'s token, sent as `Authorization: Bearer` (prefer CIPC_TOKEN or --token-file: flags show in `ps`) [env: CIPC_TOKEN]' -r
 complete -c cipc -n "__fish_cipc_using_subcommand cancel" -l token-file -d 'Read the token from a file that is not world-readable (wins over --token)' -r -F
-complete -c cipc -n "__fish_cipc_using_subcommand cancel" -l peer -d 'This session\'s peer id, sent as X-Cipc-Peer (see `cipc peers connect --export`)' -r
-complete -c cipc -n "__fish_cipc_using_subcommand cancel" -l peer-key -d 'This session\'s peer key, sent as X-Cipc-Peer-Key: it proves the peer (`cipc peers connect --export` sets it; the key alone also names the peer)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand cancel" -l peer -d 'This session\'s peer id, sent as X-Cipc-Peer (see `cipc peers connect --export`); the full id, or a unique part of it [env: CIPC_PEER]' -r
+complete -c cipc -n "__fish_cipc_using_subcommand cancel" -l peer-key -d 'This session\'s peer key, sent as X-Cipc-Peer-Key: it proves the peer (`cipc peers connect --export` sets it; the key alone also names the peer) [env: CIPC_PEER_KEY]' -r
 complete -c cipc -n "__fish_cipc_using_subcommand cancel" -l json -d 'Print one JSON document per result (the default when stdout is not a terminal)'
 complete -c cipc -n "__fish_cipc_using_subcommand cancel" -l table -d 'Print tables and short lines even when stdout is not a terminal'
 complete -c cipc -n "__fish_cipc_using_subcommand cancel" -s h -l help -d 'Print help'
 complete -c cipc -n "__fish_cipc_using_subcommand cancel" -s V -l version -d 'Print version'
-complete -c cipc -n "__fish_cipc_using_subcommand commands" -l url -d 'The broker\'s URL (plain http)' -r
-complete -c cipc -n "__fish_cipc_using_subcommand commands" -l token -d 'The broker\'s token, sent as `Authorization: Bearer` (prefer CIPC_TOKEN or --token-file: flags show in `ps`)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand commands" -l url -d 'The broker\'s URL (plain http) [env: CIPC_URL] [default: http://127.0.0.1:9100]' -r
+complete -c cipc -n "__fish_cipc_using_subcommand commands" -l token -d 'The broker\'s token, sent as `Authorization: Bearer` (prefer CIPC_TOKEN or --token-file: flags show in `ps`) [env: CIPC_TOKEN]' -r
 complete -c cipc -n "__fish_cipc_using_subcommand commands" -l token-file -d 'Read the token from a file that is not world-readable (wins over --token)' -r -F
-complete -c cipc -n "__fish_cipc_using_subcommand commands" -l peer -d 'This session\'s peer id, sent as X-Cipc-Peer (see `cipc peers connect --export`)' -r
-complete -c cipc -n "__fish_cipc_using_subcommand commands" -l peer-key -d 'This session\'s peer key, sent as X-Cipc-Peer-Key: it proves the peer (`cipc peers connect --export` sets it; the key alone also names the peer)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand commands" -l peer -d 'This session\'s peer id, sent as X-Cipc-Peer (see `cipc peers connect --export`); the full id, or a unique part of it [env: CIPC_PEER]' -r
+complete -c cipc -n "__fish_cipc_using_subcommand commands" -l peer-key -d 'This session\'s peer key, sent as X-Cipc-Peer-Key: it proves the peer (`cipc peers connect --export` sets it; the key alone also names the peer) [env: CIPC_PEER_KEY]' -r
 complete -c cipc -n "__fish_cipc_using_subcommand commands" -l status -d 'Only commands with this status' -r -f -a "pending\t''
 delivered\t''
 acked\t''
@@ -253,11 +259,11 @@ complete -c cipc -n "__fish_cipc_using_subcommand commands" -l table -d 'Print t
 complete -c cipc -n "__fish_cipc_using_subcommand commands" -l overdue -d 'Only commands whose deadline (`send --deadline`) passed before they finished: still running late, or finished late'
 complete -c cipc -n "__fish_cipc_using_subcommand commands" -s h -l help -d 'Print help'
 complete -c cipc -n "__fish_cipc_using_subcommand commands" -s V -l version -d 'Print version'
-complete -c cipc -n "__fish_cipc_using_subcommand ask" -l url -d 'The broker\'s URL (plain http)' -r
-complete -c cipc -n "__fish_cipc_using_subcommand ask" -l token -d 'The broker\'s token, sent as `Authorization: Bearer` (prefer CIPC_TOKEN or --token-file: flags show in `ps`)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand ask" -l url -d 'The broker\'s URL (plain http) [env: CIPC_URL] [default: http://127.0.0.1:9100]' -r
+complete -c cipc -n "__fish_cipc_using_subcommand ask" -l token -d 'The broker\'s token, sent as `Authorization: Bearer` (prefer CIPC_TOKEN or --token-file: flags show in `ps`) [env: CIPC_TOKEN]' -r
 complete -c cipc -n "__fish_cipc_using_subcommand ask" -l token-file -d 'Read the token from a file that is not world-readable (wins over --token)' -r -F
-complete -c cipc -n "__fish_cipc_using_subcommand ask" -l peer -d 'This session\'s peer id, sent as X-Cipc-Peer (see `cipc peers connect --export`)' -r
-complete -c cipc -n "__fish_cipc_using_subcommand ask" -l peer-key -d 'This session\'s peer key, sent as X-Cipc-Peer-Key: it proves the peer (`cipc peers connect --export` sets it; the key alone also names the peer)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand ask" -l peer -d 'This session\'s peer id, sent as X-Cipc-Peer (see `cipc peers connect --export`); the full id, or a unique part of it [env: CIPC_PEER]' -r
+complete -c cipc -n "__fish_cipc_using_subcommand ask" -l peer-key -d 'This session\'s peer key, sent as X-Cipc-Peer-Key: it proves the peer (`cipc peers connect --export` sets it; the key alone also names the peer) [env: CIPC_PEER_KEY]' -r
 complete -c cipc -n "__fish_cipc_using_subcommand ask" -s c -l choice -d 'One answer the person may pick; repeatable, in order [default: any text]' -r
 complete -c cipc -n "__fish_cipc_using_subcommand ask" -l context -d 'What helps to answer it (a diff summary, a command id): JSON inline, @file, or - for stdin' -r
 complete -c cipc -n "__fish_cipc_using_subcommand ask" -l timeout -d 'Stop waiting after this long (exit 124; the question stays open) [default: 30m]' -r
@@ -269,21 +275,21 @@ complete -c cipc -n "__fish_cipc_using_subcommand ask" -l forever -d 'Wait as lo
 complete -c cipc -n "__fish_cipc_using_subcommand ask" -l no-wait -d 'Ask and return at once, printing the question\'s id (JSON mode: the question); collect the answer later with `cipc questions wait ID`'
 complete -c cipc -n "__fish_cipc_using_subcommand ask" -s h -l help -d 'Print help'
 complete -c cipc -n "__fish_cipc_using_subcommand ask" -s V -l version -d 'Print version'
-complete -c cipc -n "__fish_cipc_using_subcommand answer" -l url -d 'The broker\'s URL (plain http)' -r
-complete -c cipc -n "__fish_cipc_using_subcommand answer" -l token -d 'The broker\'s token, sent as `Authorization: Bearer` (prefer CIPC_TOKEN or --token-file: flags show in `ps`)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand answer" -l url -d 'The broker\'s URL (plain http) [env: CIPC_URL] [default: http://127.0.0.1:9100]' -r
+complete -c cipc -n "__fish_cipc_using_subcommand answer" -l token -d 'The broker\'s token, sent as `Authorization: Bearer` (prefer CIPC_TOKEN or --token-file: flags show in `ps`) [env: CIPC_TOKEN]' -r
 complete -c cipc -n "__fish_cipc_using_subcommand answer" -l token-file -d 'Read the token from a file that is not world-readable (wins over --token)' -r -F
-complete -c cipc -n "__fish_cipc_using_subcommand answer" -l peer -d 'This session\'s peer id, sent as X-Cipc-Peer (see `cipc peers connect --export`)' -r
-complete -c cipc -n "__fish_cipc_using_subcommand answer" -l peer-key -d 'This session\'s peer key, sent as X-Cipc-Peer-Key: it proves the peer (`cipc peers connect --export` sets it; the key alone also names the peer)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand answer" -l peer -d 'This session\'s peer id, sent as X-Cipc-Peer (see `cipc peers connect --export`); the full id, or a unique part of it [env: CIPC_PEER]' -r
+complete -c cipc -n "__fish_cipc_using_subcommand answer" -l peer-key -d 'This session\'s peer key, sent as X-Cipc-Peer-Key: it proves the peer (`cipc peers connect --export` sets it; the key alone also names the peer) [env: CIPC_PEER_KEY]' -r
 complete -c cipc -n "__fish_cipc_using_subcommand answer" -l by -d 'Who answers [default: this peer\'s role, else "someone"]' -r
 complete -c cipc -n "__fish_cipc_using_subcommand answer" -l json -d 'Print one JSON document per result (the default when stdout is not a terminal)'
 complete -c cipc -n "__fish_cipc_using_subcommand answer" -l table -d 'Print tables and short lines even when stdout is not a terminal'
 complete -c cipc -n "__fish_cipc_using_subcommand answer" -s h -l help -d 'Print help'
 complete -c cipc -n "__fish_cipc_using_subcommand answer" -s V -l version -d 'Print version'
-complete -c cipc -n "__fish_cipc_using_subcommand questions; and not __fish_seen_subcommand_from list show wait cancel help" -l url -d 'The broker\'s URL (plain http)' -r
-complete -c cipc -n "__fish_cipc_using_subcommand questions; and not __fish_seen_subcommand_from list show wait cancel help" -l token -d 'The broker\'s token, sent as `Authorization: Bearer` (prefer CIPC_TOKEN or --token-file: flags show in `ps`)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand questions; and not __fish_seen_subcommand_from list show wait cancel help" -l url -d 'The broker\'s URL (plain http) [env: CIPC_URL] [default: http://127.0.0.1:9100]' -r
+complete -c cipc -n "__fish_cipc_using_subcommand questions; and not __fish_seen_subcommand_from list show wait cancel help" -l token -d 'The broker\'s token, sent as `Authorization: Bearer` (prefer CIPC_TOKEN or --token-file: flags show in `ps`) [env: CIPC_TOKEN]' -r
 complete -c cipc -n "__fish_cipc_using_subcommand questions; and not __fish_seen_subcommand_from list show wait cancel help" -l token-file -d 'Read the token from a file that is not world-readable (wins over --token)' -r -F
-complete -c cipc -n "__fish_cipc_using_subcommand questions; and not __fish_seen_subcommand_from list show wait cancel help" -l peer -d 'This session\'s peer id, sent as X-Cipc-Peer (see `cipc peers connect --export`)' -r
-complete -c cipc -n "__fish_cipc_using_subcommand questions; and not __fish_seen_subcommand_from list show wait cancel help" -l peer-key -d 'This session\'s peer key, sent as X-Cipc-Peer-Key: it proves the peer (`cipc peers connect --export` sets it; the key alone also names the peer)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand questions; and not __fish_seen_subcommand_from list show wait cancel help" -l peer -d 'This session\'s peer id, sent as X-Cipc-Peer (see `cipc peers connect --export`); the full id, or a unique part of it [env: CIPC_PEER]' -r
+complete -c cipc -n "__fish_cipc_using_subcommand questions; and not __fish_seen_subcommand_from list show wait cancel help" -l peer-key -d 'This session\'s peer key, sent as X-Cipc-Peer-Key: it proves the peer (`cipc peers connect --export` sets it; the key alone also names the peer) [env: CIPC_PEER_KEY]' -r
 complete -c cipc -n "__fish_cipc_using_subcommand questions; and not __fish_seen_subcommand_from list show wait cancel help" -l status -d 'Only questions with this status (when listing)' -r -f -a "open\t''
 answered\t''
 cancelled\t''
@@ -301,40 +307,40 @@ complete -c cipc -n "__fish_cipc_using_subcommand questions; and __fish_seen_sub
 answered\t''
 cancelled\t''
 expired\t''"
-complete -c cipc -n "__fish_cipc_using_subcommand questions; and __fish_seen_subcommand_from list" -l url -d 'The broker\'s URL (plain http)' -r
-complete -c cipc -n "__fish_cipc_using_subcommand questions; and __fish_seen_subcommand_from list" -l token -d 'The broker\'s token, sent as `Authorization: Bearer` (prefer CIPC_TOKEN or --token-file: flags show in `ps`)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand questions; and __fish_seen_subcommand_from list" -l url -d 'The broker\'s URL (plain http) [env: CIPC_URL] [default: http://127.0.0.1:9100]' -r
+complete -c cipc -n "__fish_cipc_using_subcommand questions; and __fish_seen_subcommand_from list" -l token -d 'The broker\'s token, sent as `Authorization: Bearer` (prefer CIPC_TOKEN or --token-file: flags show in `ps`) [env: CIPC_TOKEN]' -r
 complete -c cipc -n "__fish_cipc_using_subcommand questions; and __fish_seen_subcommand_from list" -l token-file -d 'Read the token from a file that is not world-readable (wins over --token)' -r -F
-complete -c cipc -n "__fish_cipc_using_subcommand questions; and __fish_seen_subcommand_from list" -l peer -d 'This session\'s peer id, sent as X-Cipc-Peer (see `cipc peers connect --export`)' -r
-complete -c cipc -n "__fish_cipc_using_subcommand questions; and __fish_seen_subcommand_from list" -l peer-key -d 'This session\'s peer key, sent as X-Cipc-Peer-Key: it proves the peer (`cipc peers connect --export` sets it; the key alone also names the peer)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand questions; and __fish_seen_subcommand_from list" -l peer -d 'This session\'s peer id, sent as X-Cipc-Peer (see `cipc peers connect --export`); the full id, or a unique part of it [env: CIPC_PEER]' -r
+complete -c cipc -n "__fish_cipc_using_subcommand questions; and __fish_seen_subcommand_from list" -l peer-key -d 'This session\'s peer key, sent as X-Cipc-Peer-Key: it proves the peer (`cipc peers connect --export` sets it; the key alone also names the peer) [env: CIPC_PEER_KEY]' -r
 complete -c cipc -n "__fish_cipc_using_subcommand questions; and __fish_seen_subcommand_from list" -l json -d 'Print one JSON document per result (the default when stdout is not a terminal)'
 complete -c cipc -n "__fish_cipc_using_subcommand questions; and __fish_seen_subcommand_from list" -l table -d 'Print tables and short lines even when stdout is not a terminal'
 complete -c cipc -n "__fish_cipc_using_subcommand questions; and __fish_seen_subcommand_from list" -s h -l help -d 'Print help'
 complete -c cipc -n "__fish_cipc_using_subcommand questions; and __fish_seen_subcommand_from list" -s V -l version -d 'Print version'
-complete -c cipc -n "__fish_cipc_using_subcommand questions; and __fish_seen_subcommand_from show" -l url -d 'The broker\'s URL (plain http)' -r
-complete -c cipc -n "__fish_cipc_using_subcommand questions; and __fish_seen_subcommand_from show" -l token -d 'The broker\'s token, sent as `Authorization: Bearer` (prefer CIPC_TOKEN or --token-file: flags show in `ps`)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand questions; and __fish_seen_subcommand_from show" -l url -d 'The broker\'s URL (plain http) [env: CIPC_URL] [default: http://127.0.0.1:9100]' -r
+complete -c cipc -n "__fish_cipc_using_subcommand questions; and __fish_seen_subcommand_from show" -l token -d 'The broker\'s token, sent as `Authorization: Bearer` (prefer CIPC_TOKEN or --token-file: flags show in `ps`) [env: CIPC_TOKEN]' -r
 complete -c cipc -n "__fish_cipc_using_subcommand questions; and __fish_seen_subcommand_from show" -l token-file -d 'Read the token from a file that is not world-readable (wins over --token)' -r -F
-complete -c cipc -n "__fish_cipc_using_subcommand questions; and __fish_seen_subcommand_from show" -l peer -d 'This session\'s peer id, sent as X-Cipc-Peer (see `cipc peers connect --export`)' -r
-complete -c cipc -n "__fish_cipc_using_subcommand questions; and __fish_seen_subcommand_from show" -l peer-key -d 'This session\'s peer key, sent as X-Cipc-Peer-Key: it proves the peer (`cipc peers connect --export` sets it; the key alone also names the peer)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand questions; and __fish_seen_subcommand_from show" -l peer -d 'This session\'s peer id, sent as X-Cipc-Peer (see `cipc peers connect --export`); the full id, or a unique part of it [env: CIPC_PEER]' -r
+complete -c cipc -n "__fish_cipc_using_subcommand questions; and __fish_seen_subcommand_from show" -l peer-key -d 'This session\'s peer key, sent as X-Cipc-Peer-Key: it proves the peer (`cipc peers connect --export` sets it; the key alone also names the peer) [env: CIPC_PEER_KEY]' -r
 complete -c cipc -n "__fish_cipc_using_subcommand questions; and __fish_seen_subcommand_from show" -l json -d 'Print one JSON document per result (the default when stdout is not a terminal)'
 complete -c cipc -n "__fish_cipc_using_subcommand questions; and __fish_seen_subcommand_from show" -l table -d 'Print tables and short lines even when stdout is not a terminal'
 complete -c cipc -n "__fish_cipc_using_subcommand questions; and __fish_seen_subcommand_from show" -s h -l help -d 'Print help'
 complete -c cipc -n "__fish_cipc_using_subcommand questions; and __fish_seen_subcommand_from show" -s V -l version -d 'Print version'
 complete -c cipc -n "__fish_cipc_using_subcommand questions; and __fish_seen_subcommand_from wait" -l timeout -d 'Stop waiting after this long (exit 124; the question stays open)' -r
-complete -c cipc -n "__fish_cipc_using_subcommand questions; and __fish_seen_subcommand_from wait" -l url -d 'The broker\'s URL (plain http)' -r
-complete -c cipc -n "__fish_cipc_using_subcommand questions; and __fish_seen_subcommand_from wait" -l token -d 'The broker\'s token, sent as `Authorization: Bearer` (prefer CIPC_TOKEN or --token-file: flags show in `ps`)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand questions; and __fish_seen_subcommand_from wait" -l url -d 'The broker\'s URL (plain http) [env: CIPC_URL] [default: http://127.0.0.1:9100]' -r
+complete -c cipc -n "__fish_cipc_using_subcommand questions; and __fish_seen_subcommand_from wait" -l token -d 'The broker\'s token, sent as `Authorization: Bearer` (prefer CIPC_TOKEN or --token-file: flags show in `ps`) [env: CIPC_TOKEN]' -r
 complete -c cipc -n "__fish_cipc_using_subcommand questions; and __fish_seen_subcommand_from wait" -l token-file -d 'Read the token from a file that is not world-readable (wins over --token)' -r -F
-complete -c cipc -n "__fish_cipc_using_subcommand questions; and __fish_seen_subcommand_from wait" -l peer -d 'This session\'s peer id, sent as X-Cipc-Peer (see `cipc peers connect --export`)' -r
-complete -c cipc -n "__fish_cipc_using_subcommand questions; and __fish_seen_subcommand_from wait" -l peer-key -d 'This session\'s peer key, sent as X-Cipc-Peer-Key: it proves the peer (`cipc peers connect --export` sets it; the key alone also names the peer)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand questions; and __fish_seen_subcommand_from wait" -l peer -d 'This session\'s peer id, sent as X-Cipc-Peer (see `cipc peers connect --export`); the full id, or a unique part of it [env: CIPC_PEER]' -r
+complete -c cipc -n "__fish_cipc_using_subcommand questions; and __fish_seen_subcommand_from wait" -l peer-key -d 'This session\'s peer key, sent as X-Cipc-Peer-Key: it proves the peer (`cipc peers connect --export` sets it; the key alone also names the peer) [env: CIPC_PEER_KEY]' -r
 complete -c cipc -n "__fish_cipc_using_subcommand questions; and __fish_seen_subcommand_from wait" -l forever -d 'Wait as long as it takes'
 complete -c cipc -n "__fish_cipc_using_subcommand questions; and __fish_seen_subcommand_from wait" -l json -d 'Print one JSON document per result (the default when stdout is not a terminal)'
 complete -c cipc -n "__fish_cipc_using_subcommand questions; and __fish_seen_subcommand_from wait" -l table -d 'Print tables and short lines even when stdout is not a terminal'
 complete -c cipc -n "__fish_cipc_using_subcommand questions; and __fish_seen_subcommand_from wait" -s h -l help -d 'Print help'
 complete -c cipc -n "__fish_cipc_using_subcommand questions; and __fish_seen_subcommand_from wait" -s V -l version -d 'Print version'
-complete -c cipc -n "__fish_cipc_using_subcommand questions; and __fish_seen_subcommand_from cancel" -l url -d 'The broker\'s URL (plain http)' -r
-complete -c cipc -n "__fish_cipc_using_subcommand questions; and __fish_seen_subcommand_from cancel" -l token -d 'The broker\'s token, sent as `Authorization: Bearer` (prefer CIPC_TOKEN or --token-file: flags show in `ps`)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand questions; and __fish_seen_subcommand_from cancel" -l url -d 'The broker\'s URL (plain http) [env: CIPC_URL] [default: http://127.0.0.1:9100]' -r
+complete -c cipc -n "__fish_cipc_using_subcommand questions; and __fish_seen_subcommand_from cancel" -l token -d 'The broker\'s token, sent as `Authorization: Bearer` (prefer CIPC_TOKEN or --token-file: flags show in `ps`) [env: CIPC_TOKEN]' -r
 complete -c cipc -n "__fish_cipc_using_subcommand questions; and __fish_seen_subcommand_from cancel" -l token-file -d 'Read the token from a file that is not world-readable (wins over --token)' -r -F
-complete -c cipc -n "__fish_cipc_using_subcommand questions; and __fish_seen_subcommand_from cancel" -l peer -d 'This session\'s peer id, sent as X-Cipc-Peer (see `cipc peers connect --export`)' -r
-complete -c cipc -n "__fish_cipc_using_subcommand questions; and __fish_seen_subcommand_from cancel" -l peer-key -d 'This session\'s peer key, sent as X-Cipc-Peer-Key: it proves the peer (`cipc peers connect --export` sets it; the key alone also names the peer)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand questions; and __fish_seen_subcommand_from cancel" -l peer -d 'This session\'s peer id, sent as X-Cipc-Peer (see `cipc peers connect --export`); the full id, or a unique part of it [env: CIPC_PEER]' -r
+complete -c cipc -n "__fish_cipc_using_subcommand questions; and __fish_seen_subcommand_from cancel" -l peer-key -d 'This session\'s peer key, sent as X-Cipc-Peer-Key: it proves the peer (`cipc peers connect --export` sets it; the key alone also names the peer) [env: CIPC_PEER_KEY]' -r
 complete -c cipc -n "__fish_cipc_using_subcommand questions; and __fish_seen_subcommand_from cancel" -l json -d 'Print one JSON document per result (the default when stdout is not a terminal)'
 complete -c cipc -n "__fish_cipc_using_subcommand questions; and __fish_seen_subcommand_from cancel" -l table -d 'Print tables and short lines even when stdout is not a terminal'
 complete -c cipc -n "__fish_cipc_using_subcommand questions; and __fish_seen_subcommand_from cancel" -s h -l help -d 'Print help'
@@ -344,11 +350,11 @@ complete -c cipc -n "__fish_cipc_using_subcommand questions; and __fish_seen_sub
 complete -c cipc -n "__fish_cipc_using_subcommand questions; and __fish_seen_subcommand_from help" -f -a "wait" -d 'Wait for a question\'s answer and print it, like `cipc ask` (exit 1 if it was cancelled or expired, 124 on timeout)'
 complete -c cipc -n "__fish_cipc_using_subcommand questions; and __fish_seen_subcommand_from help" -f -a "cancel" -d 'Withdraw an open question (its asker\'s wait ends with exit 1)'
 complete -c cipc -n "__fish_cipc_using_subcommand questions; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
-complete -c cipc -n "__fish_cipc_using_subcommand chan; and not __fish_seen_subcommand_from send read follow list help" -l url -d 'The broker\'s URL (plain http)' -r
-complete -c cipc -n "__fish_cipc_using_subcommand chan; and not __fish_seen_subcommand_from send read follow list help" -l token -d 'The broker\'s token, sent as `Authorization: Bearer` (prefer CIPC_TOKEN or --token-file: flags show in `ps`)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand chan; and not __fish_seen_subcommand_from send read follow list help" -l url -d 'The broker\'s URL (plain http) [env: CIPC_URL] [default: http://127.0.0.1:9100]' -r
+complete -c cipc -n "__fish_cipc_using_subcommand chan; and not __fish_seen_subcommand_from send read follow list help" -l token -d 'The broker\'s token, sent as `Authorization: Bearer` (prefer CIPC_TOKEN or --token-file: flags show in `ps`) [env: CIPC_TOKEN]' -r
 complete -c cipc -n "__fish_cipc_using_subcommand chan; and not __fish_seen_subcommand_from send read follow list help" -l token-file -d 'Read the token from a file that is not world-readable (wins over --token)' -r -F
-complete -c cipc -n "__fish_cipc_using_subcommand chan; and not __fish_seen_subcommand_from send read follow list help" -l peer -d 'This session\'s peer id, sent as X-Cipc-Peer (see `cipc peers connect --export`)' -r
-complete -c cipc -n "__fish_cipc_using_subcommand chan; and not __fish_seen_subcommand_from send read follow list help" -l peer-key -d 'This session\'s peer key, sent as X-Cipc-Peer-Key: it proves the peer (`cipc peers connect --export` sets it; the key alone also names the peer)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand chan; and not __fish_seen_subcommand_from send read follow list help" -l peer -d 'This session\'s peer id, sent as X-Cipc-Peer (see `cipc peers connect --export`); the full id, or a unique part of it [env: CIPC_PEER]' -r
+complete -c cipc -n "__fish_cipc_using_subcommand chan; and not __fish_seen_subcommand_from send read follow list help" -l peer-key -d 'This session\'s peer key, sent as X-Cipc-Peer-Key: it proves the peer (`cipc peers connect --export` sets it; the key alone also names the peer) [env: CIPC_PEER_KEY]' -r
 complete -c cipc -n "__fish_cipc_using_subcommand chan; and not __fish_seen_subcommand_from send read follow list help" -l json -d 'Print one JSON document per result (the default when stdout is not a terminal)'
 complete -c cipc -n "__fish_cipc_using_subcommand chan; and not __fish_seen_subcommand_from send read follow list help" -l table -d 'Print tables and short lines even when stdout is not a terminal'
 complete -c cipc -n "__fish_cipc_using_subcommand chan; and not __fish_seen_subcommand_from send read follow list help" -s h -l help -d 'Print help'
@@ -358,41 +364,41 @@ complete -c cipc -n "__fish_cipc_using_subcommand chan; and not __fish_seen_subc
 complete -c cipc -n "__fish_cipc_using_subcommand chan; and not __fish_seen_subcommand_from send read follow list help" -f -a "follow" -d 'Print new messages as they arrive, until Ctrl-C (reconnects by itself)'
 complete -c cipc -n "__fish_cipc_using_subcommand chan; and not __fish_seen_subcommand_from send read follow list help" -f -a "list" -d 'List channels with their message counts'
 complete -c cipc -n "__fish_cipc_using_subcommand chan; and not __fish_seen_subcommand_from send read follow list help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
-complete -c cipc -n "__fish_cipc_using_subcommand chan; and __fish_seen_subcommand_from send" -l url -d 'The broker\'s URL (plain http)' -r
-complete -c cipc -n "__fish_cipc_using_subcommand chan; and __fish_seen_subcommand_from send" -l token -d 'The broker\'s token, sent as `Authorization: Bearer` (prefer CIPC_TOKEN or --token-file: flags show in `ps`)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand chan; and __fish_seen_subcommand_from send" -l url -d 'The broker\'s URL (plain http) [env: CIPC_URL] [default: http://127.0.0.1:9100]' -r
+complete -c cipc -n "__fish_cipc_using_subcommand chan; and __fish_seen_subcommand_from send" -l token -d 'The broker\'s token, sent as `Authorization: Bearer` (prefer CIPC_TOKEN or --token-file: flags show in `ps`) [env: CIPC_TOKEN]' -r
 complete -c cipc -n "__fish_cipc_using_subcommand chan; and __fish_seen_subcommand_from send" -l token-file -d 'Read the token from a file that is not world-readable (wins over --token)' -r -F
-complete -c cipc -n "__fish_cipc_using_subcommand chan; and __fish_seen_subcommand_from send" -l peer -d 'This session\'s peer id, sent as X-Cipc-Peer (see `cipc peers connect --export`)' -r
-complete -c cipc -n "__fish_cipc_using_subcommand chan; and __fish_seen_subcommand_from send" -l peer-key -d 'This session\'s peer key, sent as X-Cipc-Peer-Key: it proves the peer (`cipc peers connect --export` sets it; the key alone also names the peer)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand chan; and __fish_seen_subcommand_from send" -l peer -d 'This session\'s peer id, sent as X-Cipc-Peer (see `cipc peers connect --export`); the full id, or a unique part of it [env: CIPC_PEER]' -r
+complete -c cipc -n "__fish_cipc_using_subcommand chan; and __fish_seen_subcommand_from send" -l peer-key -d 'This session\'s peer key, sent as X-Cipc-Peer-Key: it proves the peer (`cipc peers connect --export` sets it; the key alone also names the peer) [env: CIPC_PEER_KEY]' -r
 complete -c cipc -n "__fish_cipc_using_subcommand chan; and __fish_seen_subcommand_from send" -l json -d 'Print one JSON document per result (the default when stdout is not a terminal)'
 complete -c cipc -n "__fish_cipc_using_subcommand chan; and __fish_seen_subcommand_from send" -l table -d 'Print tables and short lines even when stdout is not a terminal'
 complete -c cipc -n "__fish_cipc_using_subcommand chan; and __fish_seen_subcommand_from send" -s h -l help -d 'Print help'
 complete -c cipc -n "__fish_cipc_using_subcommand chan; and __fish_seen_subcommand_from send" -s V -l version -d 'Print version'
 complete -c cipc -n "__fish_cipc_using_subcommand chan; and __fish_seen_subcommand_from read" -l since -d 'Only messages with a seq greater than this' -r
 complete -c cipc -n "__fish_cipc_using_subcommand chan; and __fish_seen_subcommand_from read" -l limit -d 'At most this many messages (broker default 1000)' -r
-complete -c cipc -n "__fish_cipc_using_subcommand chan; and __fish_seen_subcommand_from read" -l url -d 'The broker\'s URL (plain http)' -r
-complete -c cipc -n "__fish_cipc_using_subcommand chan; and __fish_seen_subcommand_from read" -l token -d 'The broker\'s token, sent as `Authorization: Bearer` (prefer CIPC_TOKEN or --token-file: flags show in `ps`)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand chan; and __fish_seen_subcommand_from read" -l url -d 'The broker\'s URL (plain http) [env: CIPC_URL] [default: http://127.0.0.1:9100]' -r
+complete -c cipc -n "__fish_cipc_using_subcommand chan; and __fish_seen_subcommand_from read" -l token -d 'The broker\'s token, sent as `Authorization: Bearer` (prefer CIPC_TOKEN or --token-file: flags show in `ps`) [env: CIPC_TOKEN]' -r
 complete -c cipc -n "__fish_cipc_using_subcommand chan; and __fish_seen_subcommand_from read" -l token-file -d 'Read the token from a file that is not world-readable (wins over --token)' -r -F
-complete -c cipc -n "__fish_cipc_using_subcommand chan; and __fish_seen_subcommand_from read" -l peer -d 'This session\'s peer id, sent as X-Cipc-Peer (see `cipc peers connect --export`)' -r
-complete -c cipc -n "__fish_cipc_using_subcommand chan; and __fish_seen_subcommand_from read" -l peer-key -d 'This session\'s peer key, sent as X-Cipc-Peer-Key: it proves the peer (`cipc peers connect --export` sets it; the key alone also names the peer)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand chan; and __fish_seen_subcommand_from read" -l peer -d 'This session\'s peer id, sent as X-Cipc-Peer (see `cipc peers connect --export`); the full id, or a unique part of it [env: CIPC_PEER]' -r
+complete -c cipc -n "__fish_cipc_using_subcommand chan; and __fish_seen_subcommand_from read" -l peer-key -d 'This session\'s peer key, sent as X-Cipc-Peer-Key: it proves the peer (`cipc peers connect --export` sets it; the key alone also names the peer) [env: CIPC_PEER_KEY]' -r
 complete -c cipc -n "__fish_cipc_using_subcommand chan; and __fish_seen_subcommand_from read" -l json -d 'Print one JSON document per result (the default when stdout is not a terminal)'
 complete -c cipc -n "__fish_cipc_using_subcommand chan; and __fish_seen_subcommand_from read" -l table -d 'Print tables and short lines even when stdout is not a terminal'
 complete -c cipc -n "__fish_cipc_using_subcommand chan; and __fish_seen_subcommand_from read" -s h -l help -d 'Print help'
 complete -c cipc -n "__fish_cipc_using_subcommand chan; and __fish_seen_subcommand_from read" -s V -l version -d 'Print version'
 complete -c cipc -n "__fish_cipc_using_subcommand chan; and __fish_seen_subcommand_from follow" -l since -d 'Start after this seq (0: the whole history) [default: only new messages]' -r
-complete -c cipc -n "__fish_cipc_using_subcommand chan; and __fish_seen_subcommand_from follow" -l url -d 'The broker\'s URL (plain http)' -r
-complete -c cipc -n "__fish_cipc_using_subcommand chan; and __fish_seen_subcommand_from follow" -l token -d 'The broker\'s token, sent as `Authorization: Bearer` (prefer CIPC_TOKEN or --token-file: flags show in `ps`)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand chan; and __fish_seen_subcommand_from follow" -l url -d 'The broker\'s URL (plain http) [env: CIPC_URL] [default: http://127.0.0.1:9100]' -r
+complete -c cipc -n "__fish_cipc_using_subcommand chan; and __fish_seen_subcommand_from follow" -l token -d 'The broker\'s token, sent as `Authorization: Bearer` (prefer CIPC_TOKEN or --token-file: flags show in `ps`) [env: CIPC_TOKEN]' -r
 complete -c cipc -n "__fish_cipc_using_subcommand chan; and __fish_seen_subcommand_from follow" -l token-file -d 'Read the token from a file that is not world-readable (wins over --token)' -r -F
-complete -c cipc -n "__fish_cipc_using_subcommand chan; and __fish_seen_subcommand_from follow" -l peer -d 'This session\'s peer id, sent as X-Cipc-Peer (see `cipc peers connect --export`)' -r
-complete -c cipc -n "__fish_cipc_using_subcommand chan; and __fish_seen_subcommand_from follow" -l peer-key -d 'This session\'s peer key, sent as X-Cipc-Peer-Key: it proves the peer (`cipc peers connect --export` sets it; the key alone also names the peer)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand chan; and __fish_seen_subcommand_from follow" -l peer -d 'This session\'s peer id, sent as X-Cipc-Peer (see `cipc peers connect --export`); the full id, or a unique part of it [env: CIPC_PEER]' -r
+complete -c cipc -n "__fish_cipc_using_subcommand chan; and __fish_seen_subcommand_from follow" -l peer-key -d 'This session\'s peer key, sent as X-Cipc-Peer-Key: it proves the peer (`cipc peers connect --export` sets it; the key alone also names the peer) [env: CIPC_PEER_KEY]' -r
 complete -c cipc -n "__fish_cipc_using_subcommand chan; and __fish_seen_subcommand_from follow" -l json -d 'Print one JSON document per result (the default when stdout is not a terminal)'
 complete -c cipc -n "__fish_cipc_using_subcommand chan; and __fish_seen_subcommand_from follow" -l table -d 'Print tables and short lines even when stdout is not a terminal'
 complete -c cipc -n "__fish_cipc_using_subcommand chan; and __fish_seen_subcommand_from follow" -s h -l help -d 'Print help'
 complete -c cipc -n "__fish_cipc_using_subcommand chan; and __fish_seen_subcommand_from follow" -s V -l version -d 'Print version'
-complete -c cipc -n "__fish_cipc_using_subcommand chan; and __fish_seen_subcommand_from list" -l url -d 'The broker\'s URL (plain http)' -r
-complete -c cipc -n "__fish_cipc_using_subcommand chan; and __fish_seen_subcommand_from list" -l token -d 'The broker\'s token, sent as `Authorization: Bearer` (prefer CIPC_TOKEN or --token-file: flags show in `ps`)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand chan; and __fish_seen_subcommand_from list" -l url -d 'The broker\'s URL (plain http) [env: CIPC_URL] [default: http://127.0.0.1:9100]' -r
+complete -c cipc -n "__fish_cipc_using_subcommand chan; and __fish_seen_subcommand_from list" -l token -d 'The broker\'s token, sent as `Authorization: Bearer` (prefer CIPC_TOKEN or --token-file: flags show in `ps`) [env: CIPC_TOKEN]' -r
 complete -c cipc -n "__fish_cipc_using_subcommand chan; and __fish_seen_subcommand_from list" -l token-file -d 'Read the token from a file that is not world-readable (wins over --token)' -r -F
-complete -c cipc -n "__fish_cipc_using_subcommand chan; and __fish_seen_subcommand_from list" -l peer -d 'This session\'s peer id, sent as X-Cipc-Peer (see `cipc peers connect --export`)' -r
-complete -c cipc -n "__fish_cipc_using_subcommand chan; and __fish_seen_subcommand_from list" -l peer-key -d 'This session\'s peer key, sent as X-Cipc-Peer-Key: it proves the peer (`cipc peers connect --export` sets it; the key alone also names the peer)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand chan; and __fish_seen_subcommand_from list" -l peer -d 'This session\'s peer id, sent as X-Cipc-Peer (see `cipc peers connect --export`); the full id, or a unique part of it [env: CIPC_PEER]' -r
+complete -c cipc -n "__fish_cipc_using_subcommand chan; and __fish_seen_subcommand_from list" -l peer-key -d 'This session\'s peer key, sent as X-Cipc-Peer-Key: it proves the peer (`cipc peers connect --export` sets it; the key alone also names the peer) [env: CIPC_PEER_KEY]' -r
 complete -c cipc -n "__fish_cipc_using_subcommand chan; and __fish_seen_subcommand_from list" -l json -d 'Print one JSON document per result (the default when stdout is not a terminal)'
 complete -c cipc -n "__fish_cipc_using_subcommand chan; and __fish_seen_subcommand_from list" -l table -d 'Print tables and short lines even when stdout is not a terminal'
 complete -c cipc -n "__fish_cipc_using_subcommand chan; and __fish_seen_subcommand_from list" -s h -l help -d 'Print help'
@@ -402,11 +408,11 @@ complete -c cipc -n "__fish_cipc_using_subcommand chan; and __fish_seen_subcomma
 complete -c cipc -n "__fish_cipc_using_subcommand chan; and __fish_seen_subcommand_from help" -f -a "follow" -d 'Print new messages as they arrive, until Ctrl-C (reconnects by itself)'
 complete -c cipc -n "__fish_cipc_using_subcommand chan; and __fish_seen_subcommand_from help" -f -a "list" -d 'List channels with their message counts'
 complete -c cipc -n "__fish_cipc_using_subcommand chan; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
-complete -c cipc -n "__fish_cipc_using_subcommand signal; and not __fish_seen_subcommand_from emit wait get clear list help" -l url -d 'The broker\'s URL (plain http)' -r
-complete -c cipc -n "__fish_cipc_using_subcommand signal; and not __fish_seen_subcommand_from emit wait get clear list help" -l token -d 'The broker\'s token, sent as `Authorization: Bearer` (prefer CIPC_TOKEN or --token-file: flags show in `ps`)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand signal; and not __fish_seen_subcommand_from emit wait get clear list help" -l url -d 'The broker\'s URL (plain http) [env: CIPC_URL] [default: http://127.0.0.1:9100]' -r
+complete -c cipc -n "__fish_cipc_using_subcommand signal; and not __fish_seen_subcommand_from emit wait get clear list help" -l token -d 'The broker\'s token, sent as `Authorization: Bearer` (prefer CIPC_TOKEN or --token-file: flags show in `ps`) [env: CIPC_TOKEN]' -r
 complete -c cipc -n "__fish_cipc_using_subcommand signal; and not __fish_seen_subcommand_from emit wait get clear list help" -l token-file -d 'Read the token from a file that is not world-readable (wins over --token)' -r -F
-complete -c cipc -n "__fish_cipc_using_subcommand signal; and not __fish_seen_subcommand_from emit wait get clear list help" -l peer -d 'This session\'s peer id, sent as X-Cipc-Peer (see `cipc peers connect --export`)' -r
-complete -c cipc -n "__fish_cipc_using_subcommand signal; and not __fish_seen_subcommand_from emit wait get clear list help" -l peer-key -d 'This session\'s peer key, sent as X-Cipc-Peer-Key: it proves the peer (`cipc peers connect --export` sets it; the key alone also names the peer)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand signal; and not __fish_seen_subcommand_from emit wait get clear list help" -l peer -d 'This session\'s peer id, sent as X-Cipc-Peer (see `cipc peers connect --export`); the full id, or a unique part of it [env: CIPC_PEER]' -r
+complete -c cipc -n "__fish_cipc_using_subcommand signal; and not __fish_seen_subcommand_from emit wait get clear list help" -l peer-key -d 'This session\'s peer key, sent as X-Cipc-Peer-Key: it proves the peer (`cipc peers connect --export` sets it; the key alone also names the peer) [env: CIPC_PEER_KEY]' -r
 complete -c cipc -n "__fish_cipc_using_subcommand signal; and not __fish_seen_subcommand_from emit wait get clear list help" -l json -d 'Print one JSON document per result (the default when stdout is not a terminal)'
 complete -c cipc -n "__fish_cipc_using_subcommand signal; and not __fish_seen_subcommand_from emit wait get clear list help" -l table -d 'Print tables and short lines even when stdout is not a terminal'
 complete -c cipc -n "__fish_cipc_using_subcommand signal; and not __fish_seen_subcommand_from emit wait get clear list help" -s h -l help -d 'Print help'
@@ -418,50 +424,50 @@ complete -c cipc -n "__fish_cipc_using_subcommand signal; and not __fish_seen_su
 complete -c cipc -n "__fish_cipc_using_subcommand signal; and not __fish_seen_subcommand_from emit wait get clear list help" -f -a "list" -d 'List every signal'
 complete -c cipc -n "__fish_cipc_using_subcommand signal; and not __fish_seen_subcommand_from emit wait get clear list help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c cipc -n "__fish_cipc_using_subcommand signal; and __fish_seen_subcommand_from emit" -l data -d 'Data carried by the signal: JSON inline, @file, or - for stdin' -r
-complete -c cipc -n "__fish_cipc_using_subcommand signal; and __fish_seen_subcommand_from emit" -l url -d 'The broker\'s URL (plain http)' -r
-complete -c cipc -n "__fish_cipc_using_subcommand signal; and __fish_seen_subcommand_from emit" -l token -d 'The broker\'s token, sent as `Authorization: Bearer` (prefer CIPC_TOKEN or --token-file: flags show in `ps`)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand signal; and __fish_seen_subcommand_from emit" -l url -d 'The broker\'s URL (plain http) [env: CIPC_URL] [default: http://127.0.0.1:9100]' -r
+complete -c cipc -n "__fish_cipc_using_subcommand signal; and __fish_seen_subcommand_from emit" -l token -d 'The broker\'s token, sent as `Authorization: Bearer` (prefer CIPC_TOKEN or --token-file: flags show in `ps`) [env: CIPC_TOKEN]' -r
 complete -c cipc -n "__fish_cipc_using_subcommand signal; and __fish_seen_subcommand_from emit" -l token-file -d 'Read the token from a file that is not world-readable (wins over --token)' -r -F
-complete -c cipc -n "__fish_cipc_using_subcommand signal; and __fish_seen_subcommand_from emit" -l peer -d 'This session\'s peer id, sent as X-Cipc-Peer (see `cipc peers connect --export`)' -r
-complete -c cipc -n "__fish_cipc_using_subcommand signal; and __fish_seen_subcommand_from emit" -l peer-key -d 'This session\'s peer key, sent as X-Cipc-Peer-Key: it proves the peer (`cipc peers connect --export` sets it; the key alone also names the peer)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand signal; and __fish_seen_subcommand_from emit" -l peer -d 'This session\'s peer id, sent as X-Cipc-Peer (see `cipc peers connect --export`); the full id, or a unique part of it [env: CIPC_PEER]' -r
+complete -c cipc -n "__fish_cipc_using_subcommand signal; and __fish_seen_subcommand_from emit" -l peer-key -d 'This session\'s peer key, sent as X-Cipc-Peer-Key: it proves the peer (`cipc peers connect --export` sets it; the key alone also names the peer) [env: CIPC_PEER_KEY]' -r
 complete -c cipc -n "__fish_cipc_using_subcommand signal; and __fish_seen_subcommand_from emit" -l json -d 'Print one JSON document per result (the default when stdout is not a terminal)'
 complete -c cipc -n "__fish_cipc_using_subcommand signal; and __fish_seen_subcommand_from emit" -l table -d 'Print tables and short lines even when stdout is not a terminal'
 complete -c cipc -n "__fish_cipc_using_subcommand signal; and __fish_seen_subcommand_from emit" -s h -l help -d 'Print help'
 complete -c cipc -n "__fish_cipc_using_subcommand signal; and __fish_seen_subcommand_from emit" -s V -l version -d 'Print version'
 complete -c cipc -n "__fish_cipc_using_subcommand signal; and __fish_seen_subcommand_from wait" -l timeout -d 'Give up after this long' -r
 complete -c cipc -n "__fish_cipc_using_subcommand signal; and __fish_seen_subcommand_from wait" -l after -d 'Wait for an emission newer than this count (from an earlier `get`/`wait`)' -r
-complete -c cipc -n "__fish_cipc_using_subcommand signal; and __fish_seen_subcommand_from wait" -l url -d 'The broker\'s URL (plain http)' -r
-complete -c cipc -n "__fish_cipc_using_subcommand signal; and __fish_seen_subcommand_from wait" -l token -d 'The broker\'s token, sent as `Authorization: Bearer` (prefer CIPC_TOKEN or --token-file: flags show in `ps`)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand signal; and __fish_seen_subcommand_from wait" -l url -d 'The broker\'s URL (plain http) [env: CIPC_URL] [default: http://127.0.0.1:9100]' -r
+complete -c cipc -n "__fish_cipc_using_subcommand signal; and __fish_seen_subcommand_from wait" -l token -d 'The broker\'s token, sent as `Authorization: Bearer` (prefer CIPC_TOKEN or --token-file: flags show in `ps`) [env: CIPC_TOKEN]' -r
 complete -c cipc -n "__fish_cipc_using_subcommand signal; and __fish_seen_subcommand_from wait" -l token-file -d 'Read the token from a file that is not world-readable (wins over --token)' -r -F
-complete -c cipc -n "__fish_cipc_using_subcommand signal; and __fish_seen_subcommand_from wait" -l peer -d 'This session\'s peer id, sent as X-Cipc-Peer (see `cipc peers connect --export`)' -r
-complete -c cipc -n "__fish_cipc_using_subcommand signal; and __fish_seen_subcommand_from wait" -l peer-key -d 'This session\'s peer key, sent as X-Cipc-Peer-Key: it proves the peer (`cipc peers connect --export` sets it; the key alone also names the peer)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand signal; and __fish_seen_subcommand_from wait" -l peer -d 'This session\'s peer id, sent as X-Cipc-Peer (see `cipc peers connect --export`); the full id, or a unique part of it [env: CIPC_PEER]' -r
+complete -c cipc -n "__fish_cipc_using_subcommand signal; and __fish_seen_subcommand_from wait" -l peer-key -d 'This session\'s peer key, sent as X-Cipc-Peer-Key: it proves the peer (`cipc peers connect --export` sets it; the key alone also names the peer) [env: CIPC_PEER_KEY]' -r
 complete -c cipc -n "__fish_cipc_using_subcommand signal; and __fish_seen_subcommand_from wait" -l forever -d 'Wait as long as it takes'
 complete -c cipc -n "__fish_cipc_using_subcommand signal; and __fish_seen_subcommand_from wait" -l json -d 'Print one JSON document per result (the default when stdout is not a terminal)'
 complete -c cipc -n "__fish_cipc_using_subcommand signal; and __fish_seen_subcommand_from wait" -l table -d 'Print tables and short lines even when stdout is not a terminal'
 complete -c cipc -n "__fish_cipc_using_subcommand signal; and __fish_seen_subcommand_from wait" -s h -l help -d 'Print help'
 complete -c cipc -n "__fish_cipc_using_subcommand signal; and __fish_seen_subcommand_from wait" -s V -l version -d 'Print version'
-complete -c cipc -n "__fish_cipc_using_subcommand signal; and __fish_seen_subcommand_from get" -l url -d 'The broker\'s URL (plain http)' -r
-complete -c cipc -n "__fish_cipc_using_subcommand signal; and __fish_seen_subcommand_from get" -l token -d 'The broker\'s token, sent as `Authorization: Bearer` (prefer CIPC_TOKEN or --token-file: flags show in `ps`)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand signal; and __fish_seen_subcommand_from get" -l url -d 'The broker\'s URL (plain http) [env: CIPC_URL] [default: http://127.0.0.1:9100]' -r
+complete -c cipc -n "__fish_cipc_using_subcommand signal; and __fish_seen_subcommand_from get" -l token -d 'The broker\'s token, sent as `Authorization: Bearer` (prefer CIPC_TOKEN or --token-file: flags show in `ps`) [env: CIPC_TOKEN]' -r
 complete -c cipc -n "__fish_cipc_using_subcommand signal; and __fish_seen_subcommand_from get" -l token-file -d 'Read the token from a file that is not world-readable (wins over --token)' -r -F
-complete -c cipc -n "__fish_cipc_using_subcommand signal; and __fish_seen_subcommand_from get" -l peer -d 'This session\'s peer id, sent as X-Cipc-Peer (see `cipc peers connect --export`)' -r
-complete -c cipc -n "__fish_cipc_using_subcommand signal; and __fish_seen_subcommand_from get" -l peer-key -d 'This session\'s peer key, sent as X-Cipc-Peer-Key: it proves the peer (`cipc peers connect --export` sets it; the key alone also names the peer)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand signal; and __fish_seen_subcommand_from get" -l peer -d 'This session\'s peer id, sent as X-Cipc-Peer (see `cipc peers connect --export`); the full id, or a unique part of it [env: CIPC_PEER]' -r
+complete -c cipc -n "__fish_cipc_using_subcommand signal; and __fish_seen_subcommand_from get" -l peer-key -d 'This session\'s peer key, sent as X-Cipc-Peer-Key: it proves the peer (`cipc peers connect --export` sets it; the key alone also names the peer) [env: CIPC_PEER_KEY]' -r
 complete -c cipc -n "__fish_cipc_using_subcommand signal; and __fish_seen_subcommand_from get" -l json -d 'Print one JSON document per result (the default when stdout is not a terminal)'
 complete -c cipc -n "__fish_cipc_using_subcommand signal; and __fish_seen_subcommand_from get" -l table -d 'Print tables and short lines even when stdout is not a terminal'
 complete -c cipc -n "__fish_cipc_using_subcommand signal; and __fish_seen_subcommand_from get" -s h -l help -d 'Print help'
 complete -c cipc -n "__fish_cipc_using_subcommand signal; and __fish_seen_subcommand_from get" -s V -l version -d 'Print version'
-complete -c cipc -n "__fish_cipc_using_subcommand signal; and __fish_seen_subcommand_from clear" -l url -d 'The broker\'s URL (plain http)' -r
-complete -c cipc -n "__fish_cipc_using_subcommand signal; and __fish_seen_subcommand_from clear" -l token -d 'The broker\'s token, sent as `Authorization: Bearer` (prefer CIPC_TOKEN or --token-file: flags show in `ps`)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand signal; and __fish_seen_subcommand_from clear" -l url -d 'The broker\'s URL (plain http) [env: CIPC_URL] [default: http://127.0.0.1:9100]' -r
+complete -c cipc -n "__fish_cipc_using_subcommand signal; and __fish_seen_subcommand_from clear" -l token -d 'The broker\'s token, sent as `Authorization: Bearer` (prefer CIPC_TOKEN or --token-file: flags show in `ps`) [env: CIPC_TOKEN]' -r
 complete -c cipc -n "__fish_cipc_using_subcommand signal; and __fish_seen_subcommand_from clear" -l token-file -d 'Read the token from a file that is not world-readable (wins over --token)' -r -F
-complete -c cipc -n "__fish_cipc_using_subcommand signal; and __fish_seen_subcommand_from clear" -l peer -d 'This session\'s peer id, sent as X-Cipc-Peer (see `cipc peers connect --export`)' -r
-complete -c cipc -n "__fish_cipc_using_subcommand signal; and __fish_seen_subcommand_from clear" -l peer-key -d 'This session\'s peer key, sent as X-Cipc-Peer-Key: it proves the peer (`cipc peers connect --export` sets it; the key alone also names the peer)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand signal; and __fish_seen_subcommand_from clear" -l peer -d 'This session\'s peer id, sent as X-Cipc-Peer (see `cipc peers connect --export`); the full id, or a unique part of it [env: CIPC_PEER]' -r
+complete -c cipc -n "__fish_cipc_using_subcommand signal; and __fish_seen_subcommand_from clear" -l peer-key -d 'This session\'s peer key, sent as X-Cipc-Peer-Key: it proves the peer (`cipc peers connect --export` sets it; the key alone also names the peer) [env: CIPC_PEER_KEY]' -r
 complete -c cipc -n "__fish_cipc_using_subcommand signal; and __fish_seen_subcommand_from clear" -l json -d 'Print one JSON document per result (the default when stdout is not a terminal)'
 complete -c cipc -n "__fish_cipc_using_subcommand signal; and __fish_seen_subcommand_from clear" -l table -d 'Print tables and short lines even when stdout is not a terminal'
 complete -c cipc -n "__fish_cipc_using_subcommand signal; and __fish_seen_subcommand_from clear" -s h -l help -d 'Print help'
 complete -c cipc -n "__fish_cipc_using_subcommand signal; and __fish_seen_subcommand_from clear" -s V -l version -d 'Print version'
-complete -c cipc -n "__fish_cipc_using_subcommand signal; and __fish_seen_subcommand_from list" -l url -d 'The broker\'s URL (plain http)' -r
-complete -c cipc -n "__fish_cipc_using_subcommand signal; and __fish_seen_subcommand_from list" -l token -d 'The broker\'s token, sent as `Authorization: Bearer` (prefer CIPC_TOKEN or --token-file: flags show in `ps`)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand signal; and __fish_seen_subcommand_from list" -l url -d 'The broker\'s URL (plain http) [env: CIPC_URL] [default: http://127.0.0.1:9100]' -r
+complete -c cipc -n "__fish_cipc_using_subcommand signal; and __fish_seen_subcommand_from list" -l token -d 'The broker\'s token, sent as `Authorization: Bearer` (prefer CIPC_TOKEN or --token-file: flags show in `ps`) [env: CIPC_TOKEN]' -r
 complete -c cipc -n "__fish_cipc_using_subcommand signal; and __fish_seen_subcommand_from list" -l token-file -d 'Read the token from a file that is not world-readable (wins over --token)' -r -F
-complete -c cipc -n "__fish_cipc_using_subcommand signal; and __fish_seen_subcommand_from list" -l peer -d 'This session\'s peer id, sent as X-Cipc-Peer (see `cipc peers connect --export`)' -r
-complete -c cipc -n "__fish_cipc_using_subcommand signal; and __fish_seen_subcommand_from list" -l peer-key -d 'This session\'s peer key, sent as X-Cipc-Peer-Key: it proves the peer (`cipc peers connect --export` sets it; the key alone also names the peer)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand signal; and __fish_seen_subcommand_from list" -l peer -d 'This session\'s peer id, sent as X-Cipc-Peer (see `cipc peers connect --export`); the full id, or a unique part of it [env: CIPC_PEER]' -r
+complete -c cipc -n "__fish_cipc_using_subcommand signal; and __fish_seen_subcommand_from list" -l peer-key -d 'This session\'s peer key, sent as X-Cipc-Peer-Key: it proves the peer (`cipc peers connect --export` sets it; the key alone also names the peer) [env: CIPC_PEER_KEY]' -r
 complete -c cipc -n "__fish_cipc_using_subcommand signal; and __fish_seen_subcommand_from list" -l json -d 'Print one JSON document per result (the default when stdout is not a terminal)'
 complete -c cipc -n "__fish_cipc_using_subcommand signal; and __fish_seen_subcommand_from list" -l table -d 'Print tables and short lines even when stdout is not a terminal'
 complete -c cipc -n "__fish_cipc_using_subcommand signal; and __fish_seen_subcommand_from list" -s h -l help -d 'Print help'
@@ -472,25 +478,46 @@ complete -c cipc -n "__fish_cipc_using_subcommand signal; and __fish_seen_subcom
 complete -c cipc -n "__fish_cipc_using_subcommand signal; and __fish_seen_subcommand_from help" -f -a "clear" -d 'Clear a signal so that waiters block again (its count is kept)'
 complete -c cipc -n "__fish_cipc_using_subcommand signal; and __fish_seen_subcommand_from help" -f -a "list" -d 'List every signal'
 complete -c cipc -n "__fish_cipc_using_subcommand signal; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
-complete -c cipc -n "__fish_cipc_using_subcommand status" -l url -d 'The broker\'s URL (plain http)' -r
-complete -c cipc -n "__fish_cipc_using_subcommand status" -l token -d 'The broker\'s token, sent as `Authorization: Bearer` (prefer CIPC_TOKEN or --token-file: flags show in `ps`)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand status" -l url -d 'The broker\'s URL (plain http) [env: CIPC_URL] [default: http://127.0.0.1:9100]' -r
+complete -c cipc -n "__fish_cipc_using_subcommand status" -l token -d 'The broker\'s token, sent as `Authorization: Bearer` (prefer CIPC_TOKEN or --token-file: flags show in `ps`) [env: CIPC_TOKEN]' -r
 complete -c cipc -n "__fish_cipc_using_subcommand status" -l token-file -d 'Read the token from a file that is not world-readable (wins over --token)' -r -F
-complete -c cipc -n "__fish_cipc_using_subcommand status" -l peer -d 'This session\'s peer id, sent as X-Cipc-Peer (see `cipc peers connect --export`)' -r
-complete -c cipc -n "__fish_cipc_using_subcommand status" -l peer-key -d 'This session\'s peer key, sent as X-Cipc-Peer-Key: it proves the peer (`cipc peers connect --export` sets it; the key alone also names the peer)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand status" -l peer -d 'This session\'s peer id, sent as X-Cipc-Peer (see `cipc peers connect --export`); the full id, or a unique part of it [env: CIPC_PEER]' -r
+complete -c cipc -n "__fish_cipc_using_subcommand status" -l peer-key -d 'This session\'s peer key, sent as X-Cipc-Peer-Key: it proves the peer (`cipc peers connect --export` sets it; the key alone also names the peer) [env: CIPC_PEER_KEY]' -r
 complete -c cipc -n "__fish_cipc_using_subcommand status" -l json -d 'Print one JSON document per result (the default when stdout is not a terminal)'
 complete -c cipc -n "__fish_cipc_using_subcommand status" -l table -d 'Print tables and short lines even when stdout is not a terminal'
 complete -c cipc -n "__fish_cipc_using_subcommand status" -s h -l help -d 'Print help'
 complete -c cipc -n "__fish_cipc_using_subcommand status" -s V -l version -d 'Print version'
-complete -c cipc -n "__fish_cipc_using_subcommand reset" -l url -d 'The broker\'s URL (plain http)' -r
-complete -c cipc -n "__fish_cipc_using_subcommand reset" -l token -d 'The broker\'s token, sent as `Authorization: Bearer` (prefer CIPC_TOKEN or --token-file: flags show in `ps`)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand reset" -l url -d 'The broker\'s URL (plain http) [env: CIPC_URL] [default: http://127.0.0.1:9100]' -r
+complete -c cipc -n "__fish_cipc_using_subcommand reset" -l token -d 'The broker\'s token, sent as `Authorization: Bearer` (prefer CIPC_TOKEN or --token-file: flags show in `ps`) [env: CIPC_TOKEN]' -r
 complete -c cipc -n "__fish_cipc_using_subcommand reset" -l token-file -d 'Read the token from a file that is not world-readable (wins over --token)' -r -F
-complete -c cipc -n "__fish_cipc_using_subcommand reset" -l peer -d 'This session\'s peer id, sent as X-Cipc-Peer (see `cipc peers connect --export`)' -r
-complete -c cipc -n "__fish_cipc_using_subcommand reset" -l peer-key -d 'This session\'s peer key, sent as X-Cipc-Peer-Key: it proves the peer (`cipc peers connect --export` sets it; the key alone also names the peer)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand reset" -l peer -d 'This session\'s peer id, sent as X-Cipc-Peer (see `cipc peers connect --export`); the full id, or a unique part of it [env: CIPC_PEER]' -r
+complete -c cipc -n "__fish_cipc_using_subcommand reset" -l peer-key -d 'This session\'s peer key, sent as X-Cipc-Peer-Key: it proves the peer (`cipc peers connect --export` sets it; the key alone also names the peer) [env: CIPC_PEER_KEY]' -r
 complete -c cipc -n "__fish_cipc_using_subcommand reset" -l json -d 'Print one JSON document per result (the default when stdout is not a terminal)'
 complete -c cipc -n "__fish_cipc_using_subcommand reset" -l table -d 'Print tables and short lines even when stdout is not a terminal'
-complete -c cipc -n "__fish_cipc_using_subcommand reset" -s y -l yes -d 'Do not ask for confirmation (required when stdin is not a terminal)'
+complete -c cipc -n "__fish_cipc_using_subcommand reset" -s y -l yes -d 'Do not ask for confirmation (required when stdin is not a terminal). Answering no to the question changes nothing and exits 0'
 complete -c cipc -n "__fish_cipc_using_subcommand reset" -s h -l help -d 'Print help'
 complete -c cipc -n "__fish_cipc_using_subcommand reset" -s V -l version -d 'Print version'
+complete -c cipc -n "__fish_cipc_using_subcommand work" -l url -d 'The broker\'s URL (plain http) [env: CIPC_URL] [default: http://127.0.0.1:9100]' -r
+complete -c cipc -n "__fish_cipc_using_subcommand work" -l token -d 'The broker\'s token, sent as `Authorization: Bearer` (prefer CIPC_TOKEN or --token-file: flags show in `ps`) [env: CIPC_TOKEN]' -r
+complete -c cipc -n "__fish_cipc_using_subcommand work" -l token-file -d 'Read the token from a file that is not world-readable (wins over --token)' -r -F
+complete -c cipc -n "__fish_cipc_using_subcommand work" -l peer -d 'This session\'s peer id, sent as X-Cipc-Peer (see `cipc peers connect --export`); the full id, or a unique part of it [env: CIPC_PEER]' -r
+complete -c cipc -n "__fish_cipc_using_subcommand work" -l peer-key -d 'This session\'s peer key, sent as X-Cipc-Peer-Key: it proves the peer (`cipc peers connect --export` sets it; the key alone also names the peer) [env: CIPC_PEER_KEY]' -r
+complete -c cipc -n "__fish_cipc_using_subcommand work" -l concurrency -d 'Run up to N handlers at once' -r
+complete -c cipc -n "__fish_cipc_using_subcommand work" -l timeout -d 'Kill a handler that runs longer than this (SIGKILL) and fail its command' -r
+complete -c cipc -n "__fish_cipc_using_subcommand work" -l name -d 'A human-friendly name for the peer (default: "cipc work CMD")' -r
+complete -c cipc -n "__fish_cipc_using_subcommand work" -l json -d 'Print one JSON document per result (the default when stdout is not a terminal)'
+complete -c cipc -n "__fish_cipc_using_subcommand work" -l table -d 'Print tables and short lines even when stdout is not a terminal'
+complete -c cipc -n "__fish_cipc_using_subcommand work" -s h -l help -d 'Print help'
+complete -c cipc -n "__fish_cipc_using_subcommand work" -s V -l version -d 'Print version'
+complete -c cipc -n "__fish_cipc_using_subcommand doctor" -l url -d 'The broker\'s URL (plain http) [env: CIPC_URL] [default: http://127.0.0.1:9100]' -r
+complete -c cipc -n "__fish_cipc_using_subcommand doctor" -l token -d 'The broker\'s token, sent as `Authorization: Bearer` (prefer CIPC_TOKEN or --token-file: flags show in `ps`) [env: CIPC_TOKEN]' -r
+complete -c cipc -n "__fish_cipc_using_subcommand doctor" -l token-file -d 'Read the token from a file that is not world-readable (wins over --token)' -r -F
+complete -c cipc -n "__fish_cipc_using_subcommand doctor" -l peer -d 'This session\'s peer id, sent as X-Cipc-Peer (see `cipc peers connect --export`); the full id, or a unique part of it [env: CIPC_PEER]' -r
+complete -c cipc -n "__fish_cipc_using_subcommand doctor" -l peer-key -d 'This session\'s peer key, sent as X-Cipc-Peer-Key: it proves the peer (`cipc peers connect --export` sets it; the key alone also names the peer) [env: CIPC_PEER_KEY]' -r
+complete -c cipc -n "__fish_cipc_using_subcommand doctor" -l json -d 'Print one JSON document per result (the default when stdout is not a terminal)'
+complete -c cipc -n "__fish_cipc_using_subcommand doctor" -l table -d 'Print tables and short lines even when stdout is not a terminal'
+complete -c cipc -n "__fish_cipc_using_subcommand doctor" -s h -l help -d 'Print help'
+complete -c cipc -n "__fish_cipc_using_subcommand doctor" -s V -l version -d 'Print version'
 complete -c cipc -n "__fish_cipc_using_subcommand claude; and not __fish_seen_subcommand_from setup remove help" -s h -l help -d 'Print help'
 complete -c cipc -n "__fish_cipc_using_subcommand claude; and not __fish_seen_subcommand_from setup remove help" -s V -l version -d 'Print version'
 complete -c cipc -n "__fish_cipc_using_subcommand claude; and not __fish_seen_subcommand_from setup remove help" -f -a "setup" -d 'Configure Claude Code so its sessions are peers of ROLE from their first moment'
@@ -523,11 +550,11 @@ complete -c cipc -n "__fish_cipc_using_subcommand claude; and __fish_seen_subcom
 complete -c cipc -n "__fish_cipc_using_subcommand claude; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c cipc -n "__fish_cipc_using_subcommand hook" -l role -d 'The role this Claude Code session takes' -r
 complete -c cipc -n "__fish_cipc_using_subcommand hook" -l name -d 'A name for the session\'s peer (default: the project directory\'s name)' -r
-complete -c cipc -n "__fish_cipc_using_subcommand hook" -l url -d 'The broker\'s URL (plain http)' -r
-complete -c cipc -n "__fish_cipc_using_subcommand hook" -l token -d 'The broker\'s token, sent as `Authorization: Bearer` (prefer CIPC_TOKEN or --token-file: flags show in `ps`)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand hook" -l url -d 'The broker\'s URL (plain http) [env: CIPC_URL] [default: http://127.0.0.1:9100]' -r
+complete -c cipc -n "__fish_cipc_using_subcommand hook" -l token -d 'The broker\'s token, sent as `Authorization: Bearer` (prefer CIPC_TOKEN or --token-file: flags show in `ps`) [env: CIPC_TOKEN]' -r
 complete -c cipc -n "__fish_cipc_using_subcommand hook" -l token-file -d 'Read the token from a file that is not world-readable (wins over --token)' -r -F
-complete -c cipc -n "__fish_cipc_using_subcommand hook" -l peer -d 'This session\'s peer id, sent as X-Cipc-Peer (see `cipc peers connect --export`)' -r
-complete -c cipc -n "__fish_cipc_using_subcommand hook" -l peer-key -d 'This session\'s peer key, sent as X-Cipc-Peer-Key: it proves the peer (`cipc peers connect --export` sets it; the key alone also names the peer)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand hook" -l peer -d 'This session\'s peer id, sent as X-Cipc-Peer (see `cipc peers connect --export`); the full id, or a unique part of it [env: CIPC_PEER]' -r
+complete -c cipc -n "__fish_cipc_using_subcommand hook" -l peer-key -d 'This session\'s peer key, sent as X-Cipc-Peer-Key: it proves the peer (`cipc peers connect --export` sets it; the key alone also names the peer) [env: CIPC_PEER_KEY]' -r
 complete -c cipc -n "__fish_cipc_using_subcommand hook" -l json -d 'Print one JSON document per result (the default when stdout is not a terminal)'
 complete -c cipc -n "__fish_cipc_using_subcommand hook" -l table -d 'Print tables and short lines even when stdout is not a terminal'
 complete -c cipc -n "__fish_cipc_using_subcommand hook" -s h -l help -d 'Print help'
@@ -537,30 +564,32 @@ complete -c cipc -n "__fish_cipc_using_subcommand completions" -s V -l version -
 complete -c cipc -n "__fish_cipc_using_subcommand man" -l dir -d 'Write cipc.1 and one page per subcommand (cipc-peers.1, ...) into DIR instead of printing cipc.1' -r -F
 complete -c cipc -n "__fish_cipc_using_subcommand man" -s h -l help -d 'Print help'
 complete -c cipc -n "__fish_cipc_using_subcommand man" -s V -l version -d 'Print version'
-complete -c cipc -n "__fish_cipc_using_subcommand help; and not __fish_seen_subcommand_from serve bench peers send wait ack result cancel commands ask answer questions chan signal status reset claude hook completions man help" -f -a "serve" -d 'Run the broker (REST API, dashboard, MCP endpoint)'
-complete -c cipc -n "__fish_cipc_using_subcommand help; and not __fish_seen_subcommand_from serve bench peers send wait ack result cancel commands ask answer questions chan signal status reset claude hook completions man help" -f -a "bench" -d 'Measure a broker: command round trips, channel throughput, idle waiters'
-complete -c cipc -n "__fish_cipc_using_subcommand help; and not __fish_seen_subcommand_from serve bench peers send wait ack result cancel commands ask answer questions chan signal status reset claude hook completions man help" -f -a "peers" -d 'List, register and manage peers (sessions with a role)'
-complete -c cipc -n "__fish_cipc_using_subcommand help; and not __fish_seen_subcommand_from serve bench peers send wait ack result cancel commands ask answer questions chan signal status reset claude hook completions man help" -f -a "send" -d 'Send a command to a role, a peer, or "*" (every online peer)'
-complete -c cipc -n "__fish_cipc_using_subcommand help; and not __fish_seen_subcommand_from serve bench peers send wait ack result cancel commands ask answer questions chan signal status reset claude hook completions man help" -f -a "wait" -d 'Wait for the next command for this peer (--peer / CIPC_PEER) and print it'
-complete -c cipc -n "__fish_cipc_using_subcommand help; and not __fish_seen_subcommand_from serve bench peers send wait ack result cancel commands ask answer questions chan signal status reset claude hook completions man help" -f -a "ack" -d 'Report a command done (with a result) or failed (with --error)'
-complete -c cipc -n "__fish_cipc_using_subcommand help; and not __fish_seen_subcommand_from serve bench peers send wait ack result cancel commands ask answer questions chan signal status reset claude hook completions man help" -f -a "result" -d 'Wait for a command\'s result and print it (exit 1 if it failed)'
-complete -c cipc -n "__fish_cipc_using_subcommand help; and not __fish_seen_subcommand_from serve bench peers send wait ack result cancel commands ask answer questions chan signal status reset claude hook completions man help" -f -a "cancel" -d 'Cancel a pending or delivered command'
-complete -c cipc -n "__fish_cipc_using_subcommand help; and not __fish_seen_subcommand_from serve bench peers send wait ack result cancel commands ask answer questions chan signal status reset claude hook completions man help" -f -a "commands" -d 'List commands, newest first (--overdue: those past their deadline)'
-complete -c cipc -n "__fish_cipc_using_subcommand help; and not __fish_seen_subcommand_from serve bench peers send wait ack result cancel commands ask answer questions chan signal status reset claude hook completions man help" -f -a "ask" -d 'Ask a person (or any peer) a question, wait for the answer and print it'
-complete -c cipc -n "__fish_cipc_using_subcommand help; and not __fish_seen_subcommand_from serve bench peers send wait ack result cancel commands ask answer questions chan signal status reset claude hook completions man help" -f -a "answer" -d 'Answer an open question (with one of its choices, if it has them)'
-complete -c cipc -n "__fish_cipc_using_subcommand help; and not __fish_seen_subcommand_from serve bench peers send wait ack result cancel commands ask answer questions chan signal status reset claude hook completions man help" -f -a "questions" -d 'List questions (open ones first); show, wait for or cancel one'
-complete -c cipc -n "__fish_cipc_using_subcommand help; and not __fish_seen_subcommand_from serve bench peers send wait ack result cancel commands ask answer questions chan signal status reset claude hook completions man help" -f -a "chan" -d 'Channels: named append-only message streams'
-complete -c cipc -n "__fish_cipc_using_subcommand help; and not __fish_seen_subcommand_from serve bench peers send wait ack result cancel commands ask answer questions chan signal status reset claude hook completions man help" -f -a "signal" -d 'Signals: named latches that release waiters when emitted'
-complete -c cipc -n "__fish_cipc_using_subcommand help; and not __fish_seen_subcommand_from serve bench peers send wait ack result cancel commands ask answer questions chan signal status reset claude hook completions man help" -f -a "status" -d 'Peers, commands, channels and signals at a glance'
-complete -c cipc -n "__fish_cipc_using_subcommand help; and not __fish_seen_subcommand_from serve bench peers send wait ack result cancel commands ask answer questions chan signal status reset claude hook completions man help" -f -a "reset" -d 'Clear every peer, command, channel and signal'
-complete -c cipc -n "__fish_cipc_using_subcommand help; and not __fish_seen_subcommand_from serve bench peers send wait ack result cancel commands ask answer questions chan signal status reset claude hook completions man help" -f -a "claude" -d 'Make Claude Code sessions peers: MCP tools plus hooks that reach them even when idle'
-complete -c cipc -n "__fish_cipc_using_subcommand help; and not __fish_seen_subcommand_from serve bench peers send wait ack result cancel commands ask answer questions chan signal status reset claude hook completions man help" -f -a "hook" -d 'Run by Claude Code at each hook `cipc claude setup` installed (reads the hook\'s JSON on stdin)'
-complete -c cipc -n "__fish_cipc_using_subcommand help; and not __fish_seen_subcommand_from serve bench peers send wait ack result cancel commands ask answer questions chan signal status reset claude hook completions man help" -f -a "completions" -d 'Print a shell completion script (bash, zsh, fish, elvish, powershell)'
-complete -c cipc -n "__fish_cipc_using_subcommand help; and not __fish_seen_subcommand_from serve bench peers send wait ack result cancel commands ask answer questions chan signal status reset claude hook completions man help" -f -a "man" -d 'Print the man page (or write every page into a directory)'
-complete -c cipc -n "__fish_cipc_using_subcommand help; and not __fish_seen_subcommand_from serve bench peers send wait ack result cancel commands ask answer questions chan signal status reset claude hook completions man help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c cipc -n "__fish_cipc_using_subcommand help; and not __fish_seen_subcommand_from serve bench peers send wait ack result cancel commands ask answer questions chan signal status reset work doctor claude hook completions man help" -f -a "serve" -d 'Run the broker (REST API, dashboard, MCP endpoint)'
+complete -c cipc -n "__fish_cipc_using_subcommand help; and not __fish_seen_subcommand_from serve bench peers send wait ack result cancel commands ask answer questions chan signal status reset work doctor claude hook completions man help" -f -a "bench" -d 'Measure a broker: command round trips, channel throughput, idle waiters'
+complete -c cipc -n "__fish_cipc_using_subcommand help; and not __fish_seen_subcommand_from serve bench peers send wait ack result cancel commands ask answer questions chan signal status reset work doctor claude hook completions man help" -f -a "peers" -d 'List, register and manage peers (sessions with a role)'
+complete -c cipc -n "__fish_cipc_using_subcommand help; and not __fish_seen_subcommand_from serve bench peers send wait ack result cancel commands ask answer questions chan signal status reset work doctor claude hook completions man help" -f -a "send" -d 'Send a command to a role, a peer, or "*" (every online peer)'
+complete -c cipc -n "__fish_cipc_using_subcommand help; and not __fish_seen_subcommand_from serve bench peers send wait ack result cancel commands ask answer questions chan signal status reset work doctor claude hook completions man help" -f -a "wait" -d 'Wait for the next command for this peer (--peer / CIPC_PEER) and print it'
+complete -c cipc -n "__fish_cipc_using_subcommand help; and not __fish_seen_subcommand_from serve bench peers send wait ack result cancel commands ask answer questions chan signal status reset work doctor claude hook completions man help" -f -a "ack" -d 'Report a command done (with a result) or failed (with --error)'
+complete -c cipc -n "__fish_cipc_using_subcommand help; and not __fish_seen_subcommand_from serve bench peers send wait ack result cancel commands ask answer questions chan signal status reset work doctor claude hook completions man help" -f -a "result" -d 'Wait for a command\'s result and print it (exit 1 if it failed)'
+complete -c cipc -n "__fish_cipc_using_subcommand help; and not __fish_seen_subcommand_from serve bench peers send wait ack result cancel commands ask answer questions chan signal status reset work doctor claude hook completions man help" -f -a "cancel" -d 'Cancel a pending or delivered command'
+complete -c cipc -n "__fish_cipc_using_subcommand help; and not __fish_seen_subcommand_from serve bench peers send wait ack result cancel commands ask answer questions chan signal status reset work doctor claude hook completions man help" -f -a "commands" -d 'List commands, newest first (--overdue: those past their deadline)'
+complete -c cipc -n "__fish_cipc_using_subcommand help; and not __fish_seen_subcommand_from serve bench peers send wait ack result cancel commands ask answer questions chan signal status reset work doctor claude hook completions man help" -f -a "ask" -d 'Ask a person (or any peer) a question, wait for the answer and print it'
+complete -c cipc -n "__fish_cipc_using_subcommand help; and not __fish_seen_subcommand_from serve bench peers send wait ack result cancel commands ask answer questions chan signal status reset work doctor claude hook completions man help" -f -a "answer" -d 'Answer an open question (with one of its choices, if it has them)'
+complete -c cipc -n "__fish_cipc_using_subcommand help; and not __fish_seen_subcommand_from serve bench peers send wait ack result cancel commands ask answer questions chan signal status reset work doctor claude hook completions man help" -f -a "questions" -d 'List questions (open ones first); show, wait for or cancel one'
+complete -c cipc -n "__fish_cipc_using_subcommand help; and not __fish_seen_subcommand_from serve bench peers send wait ack result cancel commands ask answer questions chan signal status reset work doctor claude hook completions man help" -f -a "chan" -d 'Channels: named append-only message streams'
+complete -c cipc -n "__fish_cipc_using_subcommand help; and not __fish_seen_subcommand_from serve bench peers send wait ack result cancel commands ask answer questions chan signal status reset work doctor claude hook completions man help" -f -a "signal" -d 'Signals: named latches that release waiters when emitted'
+complete -c cipc -n "__fish_cipc_using_subcommand help; and not __fish_seen_subcommand_from serve bench peers send wait ack result cancel commands ask answer questions chan signal status reset work doctor claude hook completions man help" -f -a "status" -d 'Peers, commands, channels and signals at a glance'
+complete -c cipc -n "__fish_cipc_using_subcommand help; and not __fish_seen_subcommand_from serve bench peers send wait ack result cancel commands ask answer questions chan signal status reset work doctor claude hook completions man help" -f -a "reset" -d 'Clear every peer, command, channel and signal'
+complete -c cipc -n "__fish_cipc_using_subcommand help; and not __fish_seen_subcommand_from serve bench peers send wait ack result cancel commands ask answer questions chan signal status reset work doctor claude hook completions man help" -f -a "work" -d 'Serve a role with any program: take orders, run CMD for each, ack with its output'
+complete -c cipc -n "__fish_cipc_using_subcommand help; and not __fish_seen_subcommand_from serve bench peers send wait ack result cancel commands ask answer questions chan signal status reset work doctor claude hook completions man help" -f -a "doctor" -d 'Check the broker URL, token, peer and key, and say what to fix'
+complete -c cipc -n "__fish_cipc_using_subcommand help; and not __fish_seen_subcommand_from serve bench peers send wait ack result cancel commands ask answer questions chan signal status reset work doctor claude hook completions man help" -f -a "claude" -d 'Make Claude Code sessions peers: MCP tools plus hooks that reach them even when idle'
+complete -c cipc -n "__fish_cipc_using_subcommand help; and not __fish_seen_subcommand_from serve bench peers send wait ack result cancel commands ask answer questions chan signal status reset work doctor claude hook completions man help" -f -a "hook" -d 'Run by Claude Code at each hook `cipc claude setup` installed (reads the hook\'s JSON on stdin)'
+complete -c cipc -n "__fish_cipc_using_subcommand help; and not __fish_seen_subcommand_from serve bench peers send wait ack result cancel commands ask answer questions chan signal status reset work doctor claude hook completions man help" -f -a "completions" -d 'Print a shell completion script (bash, zsh, fish, elvish, powershell)'
+complete -c cipc -n "__fish_cipc_using_subcommand help; and not __fish_seen_subcommand_from serve bench peers send wait ack result cancel commands ask answer questions chan signal status reset work doctor claude hook completions man help" -f -a "man" -d 'Print the man page (or write every page into a directory)'
+complete -c cipc -n "__fish_cipc_using_subcommand help; and not __fish_seen_subcommand_from serve bench peers send wait ack result cancel commands ask answer questions chan signal status reset work doctor claude hook completions man help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c cipc -n "__fish_cipc_using_subcommand help; and __fish_seen_subcommand_from peers" -f -a "list" -d 'List every known peer with its status (the default)'
 complete -c cipc -n "__fish_cipc_using_subcommand help; and __fish_seen_subcommand_from peers" -f -a "discover" -d 'List online peers and the roles they hold'
-complete -c cipc -n "__fish_cipc_using_subcommand help; and __fish_seen_subcommand_from peers" -f -a "connect" -d 'Register this session as a protected peer with ROLE and print it with its key (needed to act as it; reconnecting with --id needs it too)'
+complete -c cipc -n "__fish_cipc_using_subcommand help; and __fish_seen_subcommand_from peers" -f -a "connect" -d 'Register this session as a protected peer with ROLE and print it with its key (needed to act as it; reconnecting with --id needs it too). When CIPC_PEER and CIPC_PEER_KEY already name a peer of ROLE, that peer is reconnected (same id, same key) instead; --new registers another one'
 complete -c cipc -n "__fish_cipc_using_subcommand help; and __fish_seen_subcommand_from peers" -f -a "show" -d 'Show one peer (default: --peer / CIPC_PEER)'
 complete -c cipc -n "__fish_cipc_using_subcommand help; and __fish_seen_subcommand_from peers" -f -a "disconnect" -d 'Disconnect a peer: it goes offline and its unacked commands are pending again'
 complete -c cipc -n "__fish_cipc_using_subcommand help; and __fish_seen_subcommand_from peers" -f -a "heartbeat" -d 'Tell the broker this peer is alive (default: --peer / CIPC_PEER)'

@@ -344,7 +344,10 @@ fn peers_errors_are_one_line_with_the_brokers_message() {
         .assert()
         .code(1);
     let err = stderr_of(&a);
-    assert!(err.starts_with("cipc peers: the broker said: "), "{err}");
+    assert!(
+        err.starts_with("cipc peers show: the broker said: "),
+        "{err}"
+    );
     assert!(err.contains("not_found"), "{err}");
     assert_eq!(err.trim_end().lines().count(), 1, "{err}");
     assert!(a.get_output().stdout.is_empty());
@@ -1316,7 +1319,11 @@ fn bad_question_input_is_a_usage_error_naming_what_to_fix() {
         .args(["answer", "abcd1234", "yes"])
         .assert()
         .code(1);
-    assert!(stderr_of(&a).contains("no question's id ends in abcd1234"));
+    assert!(
+        stderr_of(&a).contains("no question id starts or ends with abcd1234"),
+        "{}",
+        stderr_of(&a)
+    );
 }
 
 // ---------------------------------------------------------------- deadlines
@@ -1740,8 +1747,11 @@ fn example_script_runs_end_to_end() {
         .is_err()
     {
         // CI installs jq (.ci/run); there a missing jq is a broken setup.
+        // CI=true or CI=1 is CI; CI=false is not.
+        let ci = std::env::var("CI")
+            .is_ok_and(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "true" | "1"));
         assert!(
-            std::env::var_os("CI").is_none(),
+            !ci,
             "jq is not installed; .ci/run installs it (apt-get install jq)"
         );
         eprintln!("SKIPPED example_script_runs_end_to_end: jq is not installed");
@@ -1842,4 +1852,1066 @@ fn a_wrong_or_foreign_peer_key_never_works() {
         .args(["wait", "--timeout", "0s"])
         .assert()
         .code(124);
+}
+
+// ---------------------------------------------------------------- a new user's rough edges
+
+/// `cipc serve ARGS` on a free port with the given environment (no CIPC_*
+/// or RUST_LOG from the developer's shell unless given); returns the child
+/// and its start line.
+fn serve_child(args: &[&str], envs: &[(&str, &str)]) -> (Child, String) {
+    let mut cmd = std_cipc();
+    cmd.arg("serve")
+        .args(["--port", "0"])
+        .args(args)
+        .env_remove("CIPC_HOST")
+        .env_remove("CIPC_PORT")
+        .env_remove("CIPC_DATA_DIR")
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert!(line.contains("listening"), "serve did not start: {line:?}");
+    (child, line)
+}
+
+/// The URL in a start line.
+fn start_url(line: &str) -> String {
+    line.split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .unwrap_or_else(|| panic!("no URL in {line:?}"))
+        .to_string()
+}
+
+/// SIGTERM (a clean stop), then everything the child wrote on stderr.
+#[allow(unsafe_code)] // kill(2) on our own child
+fn terminate(mut child: Child) -> String {
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGTERM);
+    }
+    let out = wait_child(
+        {
+            child.stdout.take();
+            child
+        },
+        PROCESS_LIMIT,
+    );
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn memory_wins_over_an_env_data_dir_and_an_empty_one_is_unset() {
+    let dir = tempfile::tempdir().unwrap();
+    let env_dir = dir.path().join("from-env");
+    let env_dir = env_dir.to_str().unwrap();
+
+    // CIPC_DATA_DIR in the environment: --memory wins, and says so once.
+    let (child, line) = serve_child(&["--memory"], &[("CIPC_DATA_DIR", env_dir)]);
+    assert!(line.contains("data: memory"), "{line}");
+    let err = terminate(child);
+    let said: Vec<&str> = err
+        .lines()
+        .filter(|l| l.contains("CIPC_DATA_DIR"))
+        .collect();
+    assert_eq!(said.len(), 1, "one line about it: {err}");
+    assert!(
+        said[0].contains("--memory") && said[0].contains(env_dir),
+        "{err}"
+    );
+    assert!(!Path::new(env_dir).exists(), "nothing was written there");
+
+    // Without --memory the variable is the data dir.
+    let (child, line) = serve_child(&[], &[("CIPC_DATA_DIR", env_dir)]);
+    assert!(line.contains(env_dir), "{line}");
+    terminate(child);
+
+    // An empty CIPC_DATA_DIR is unset: the default (under XDG_STATE_HOME).
+    let state = dir.path().join("state");
+    let (child, line) = serve_child(
+        &[],
+        &[
+            ("CIPC_DATA_DIR", ""),
+            ("XDG_STATE_HOME", state.to_str().unwrap()),
+        ],
+    );
+    assert!(
+        line.contains(&*state.join("cipc").to_string_lossy()),
+        "{line}"
+    );
+    terminate(child);
+    let (child, line) = serve_child(&["--memory"], &[("CIPC_DATA_DIR", "")]);
+    assert!(line.contains("data: memory"), "{line}");
+    assert!(!terminate(child).contains("CIPC_DATA_DIR"));
+
+    // Both flags on the command line are still a usage error naming both.
+    let a = cipc()
+        .args(["serve", "--memory", "--data-dir"])
+        .arg(dir.path())
+        .assert()
+        .code(2);
+    let err = stderr_of(&a);
+    assert!(
+        err.contains("--memory") && err.contains("--data-dir"),
+        "{err}"
+    );
+}
+
+/// An MCP `initialize` over plain TCP (rmcp logs each session).
+fn mcp_initialize(url: &str) {
+    let addr = url.trim_start_matches("http://");
+    let body = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-03-26","capabilities":{},"clientInfo":{"name":"cli-test","version":"1"}}}"#;
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    write!(
+        s,
+        "POST /mcp HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut first = String::new();
+    BufReader::new(&s).read_line(&mut first).unwrap();
+    assert!(first.contains("200"), "MCP initialize: {first}");
+}
+
+#[test]
+fn serve_logs_only_warnings_unless_rust_log_says_otherwise() {
+    let busy = |url: &str| {
+        let peer = stdout_json(cipc().env("CIPC_URL", url).args(["peers", "connect", "w"]));
+        assert!(peer["peer"]["id"].is_string());
+        cipc()
+            .env("CIPC_URL", url)
+            .args(["send", "w", "build"])
+            .assert()
+            .success();
+        mcp_initialize(url);
+    };
+    // By default: the start line on stdout, and nothing on stderr.
+    let (child, line) = serve_child(&["--memory"], &[]);
+    assert!(
+        line.contains("dashboard") && line.contains("data: "),
+        "{line}"
+    );
+    busy(&start_url(&line));
+    let err = terminate(child);
+    assert!(!err.contains("INFO"), "no INFO lines by default: {err}");
+    // rmcp reports an MCP session still open at shutdown as an error (the
+    // server's stop cancels it); anything else is noise.
+    let rest: Vec<&str> = err
+        .lines()
+        .filter(|l| !l.contains("Failed to serve session: Cancelled"))
+        .collect();
+    assert!(rest.is_empty(), "a quiet broker says nothing: {err}");
+
+    // RUST_LOG still turns them on.
+    let (child, line) = serve_child(&["--memory"], &[("RUST_LOG", "info")]);
+    busy(&start_url(&line));
+    let err = terminate(child);
+    assert!(
+        err.contains("INFO") && err.contains("peer connected"),
+        "{err}"
+    );
+}
+
+#[cfg(unix)]
+#[test]
+fn generate_token_out_writes_a_private_file_and_short_tokens_are_judged() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("token");
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+
+    let a = cipc()
+        .args(["serve", "--generate-token", "--out"])
+        .arg(&file)
+        .assert()
+        .success();
+    assert!(
+        a.get_output().stdout.is_empty(),
+        "the token is in the file only"
+    );
+    assert!(stderr_of(&a).contains("--token-file"), "{}", stderr_of(&a));
+    assert_eq!(mode(&file), 0o600);
+    let token = std::fs::read_to_string(&file).unwrap();
+    assert!(token.trim().len() >= 40, "{token:?}");
+
+    // --token-file takes it as it is.
+    let b = Broker::start_with_token(token.trim());
+    b.cipc()
+        .arg("status")
+        .arg("--token-file")
+        .arg(&file)
+        .assert()
+        .success();
+
+    // An existing file is kept unless --force, which also makes it private.
+    let a = cipc()
+        .args(["serve", "--generate-token", "--out"])
+        .arg(&file)
+        .assert()
+        .code(2);
+    assert!(stderr_of(&a).contains("--force"), "{}", stderr_of(&a));
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), token);
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    cipc()
+        .args(["serve", "--generate-token", "--force", "--out"])
+        .arg(&file)
+        .assert()
+        .success();
+    assert_eq!(mode(&file), 0o600);
+    assert_ne!(std::fs::read_to_string(&file).unwrap(), token);
+    cipc().args(["serve", "--out"]).arg(&file).assert().code(2);
+
+    // `--generate-token > file` into a file others can read: told how to fix it.
+    let exposed = dir.path().join("exposed");
+    let f = std::fs::File::create(&exposed).unwrap();
+    std::fs::set_permissions(&exposed, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = std_cipc()
+        .args(["serve", "--generate-token"])
+        .stdout(f)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("chmod 600") && err.contains("--out"), "{err}");
+
+    // A world-readable token file: the refusal says how to fix the mode.
+    let a = b
+        .cipc()
+        .arg("status")
+        .arg("--token-file")
+        .arg(&exposed)
+        .assert()
+        .code(2);
+    let err = stderr_of(&a);
+    assert!(
+        err.contains(&format!("chmod 600 {}", exposed.display())),
+        "{err}"
+    );
+
+    // Tokens: under 8 characters refused, under 16 warned about.
+    let a = cipc()
+        .args(["serve", "--memory", "--port", "0", "--token", "abc123"])
+        .assert()
+        .code(2);
+    let err = stderr_of(&a);
+    assert!(
+        err.contains("6 characters") && err.contains("--generate-token"),
+        "{err}"
+    );
+    let (mut child, _) = serve_child(&["--memory", "--token", "0123456789"], &[]);
+    let errs = stderr_reader(&mut child);
+    let line = errs.recv_timeout(PROCESS_LIMIT).expect("a warning");
+    assert!(
+        line.contains("only 10 characters") && line.contains("16"),
+        "{line}"
+    );
+    stop(child);
+}
+
+#[test]
+fn send_help_lists_its_own_options_before_the_broker_options() {
+    let help = stdout_text(cipc().args(["send", "--help"]));
+    let broker = help
+        .find("Broker and output options:")
+        .unwrap_or_else(|| panic!("{help}"));
+    for own in [
+        "<TARGET>",
+        "<ACTION>",
+        "--param",
+        "--wait",
+        "--require-online",
+        "--timeout",
+    ] {
+        let at = help
+            .find(own)
+            .unwrap_or_else(|| panic!("{own} missing: {help}"));
+        assert!(
+            at < broker,
+            "{own} is filed under the broker options:\n{help}"
+        );
+    }
+    for client in ["--url", "--token-file", "--peer-key", "--json"] {
+        assert!(help[broker..].contains(client), "{client}:\n{help}");
+    }
+    // The same in the man page.
+    let tmp = tempfile::tempdir().unwrap();
+    cipc()
+        .args(["man", "--dir"])
+        .arg(tmp.path())
+        .assert()
+        .success();
+    let page = std::fs::read_to_string(tmp.path().join("cipc-send.1")).unwrap();
+    let options = page.find(".SH OPTIONS").expect("OPTIONS");
+    let broker = page
+        .find("BROKER AND OUTPUT OPTIONS")
+        .expect("broker options");
+    for own in [r"\-\-param", r"\-\-wait", "TARGET"] {
+        let at = page[options..].find(own).map(|i| i + options);
+        assert!(
+            at.is_some_and(|i| i < broker),
+            "{own} in the man page:\n{page}"
+        );
+    }
+}
+
+#[test]
+fn ack_refuses_both_result_and_error() {
+    let b = Broker::start();
+    let peer = b.connect("w");
+    let id = send_id(&b, "w", "job");
+    stdout_json(b.cipc().envs(b.identity(&peer)).arg("wait"));
+    let a = b
+        .cipc()
+        .envs(b.identity(&peer))
+        .args(["ack", &id, "--result", "1", "--error", "nope"])
+        .assert()
+        .code(2);
+    let err = stderr_of(&a);
+    assert!(
+        err.contains("--error") && err.contains("--result") && err.contains("cannot be used with"),
+        "{err}"
+    );
+    let v = stdout_json(b.cipc().args(["commands", "--status", "delivered"]));
+    assert_eq!(v["commands"][0]["id"], id.as_str(), "nothing was acked");
+}
+
+#[test]
+fn errors_start_with_the_whole_subcommand_once() {
+    let b = Broker::start();
+    let closed = format!("http://127.0.0.1:{}", closed_port());
+    for (args, code, starts) in [
+        (vec!["chan", "send", "log", "hello"], 2, "cipc chan send: "),
+        (
+            vec!["chan", "read", "bad name!"],
+            1,
+            "cipc chan read: the broker said: ",
+        ),
+        (vec!["signal", "get", "bad name!"], 1, "cipc signal get: "),
+        (vec!["peers", "heartbeat"], 2, "cipc peers heartbeat: "),
+        (
+            vec!["questions", "show", "abcd1234"],
+            1,
+            "cipc questions show: ",
+        ),
+        (vec!["wait"], 2, "cipc wait: "),
+        (vec!["status", "--url", closed.as_str()], 3, "cipc status: "),
+    ] {
+        let a = b.cipc().args(&args).assert().code(code);
+        let err = stderr_of(&a);
+        assert!(err.starts_with(starts), "{args:?}: {err}");
+        let rest = &err[starts.len()..];
+        assert!(
+            !rest.starts_with("cipc ") && !rest.contains(starts.trim_end()),
+            "the prefix is said once: {args:?}: {err}"
+        );
+        assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: {err}");
+    }
+    // `cipc wait` has no peer argument, and does not say it has one.
+    let a = b.cipc().arg("wait").assert().code(2);
+    let err = stderr_of(&a);
+    assert!(!err.contains("give it"), "{err}");
+    assert!(
+        err.contains("--peer ID") && err.contains("CIPC_PEER"),
+        "{err}"
+    );
+    // `peers show` has one, and says so.
+    let a = b.cipc().args(["peers", "show"]).assert().code(2);
+    assert!(stderr_of(&a).contains("give its id"), "{}", stderr_of(&a));
+}
+
+#[test]
+fn a_failed_send_wait_says_so_once_on_stderr() {
+    let b = Broker::start();
+    let peer = b.connect("backend");
+    let t = worker(&b, &peer, vec!["--error".into(), "disk full".into()]);
+    let a = b
+        .cipc()
+        .args([
+            "send",
+            "backend",
+            "deploy",
+            "--wait",
+            "--timeout",
+            "50s",
+            "--table",
+        ])
+        .assert()
+        .code(1);
+    assert!(
+        a.get_output().stdout.is_empty(),
+        "stdout carries results only"
+    );
+    let err = stderr_of(&a);
+    assert_eq!(err.matches("disk full").count(), 1, "{err}");
+    assert!(
+        err.starts_with("cipc send: command ") && err.contains("failed: disk full"),
+        "{err}"
+    );
+    t.join().unwrap();
+
+    // A timeout is said once too, on stderr.
+    let a = b
+        .cipc()
+        .args([
+            "send",
+            "nobody",
+            "x",
+            "--wait",
+            "--timeout",
+            "200ms",
+            "--table",
+        ])
+        .assert()
+        .code(124);
+    assert!(a.get_output().stdout.is_empty(), "{:?}", a.get_output());
+}
+
+/// A pseudo-terminal: its controlling side and the side a child uses.
+#[allow(unsafe_code)] // openpty(3), and taking ownership of the fds it made
+fn pty() -> (std::fs::File, std::fs::File) {
+    use std::os::fd::FromRawFd;
+    let (mut master, mut slave) = (0, 0);
+    let rc = unsafe {
+        libc::openpty(
+            &mut master,
+            &mut slave,
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+        )
+    };
+    assert_eq!(rc, 0, "openpty failed");
+    unsafe {
+        (
+            std::fs::File::from_raw_fd(master),
+            std::fs::File::from_raw_fd(slave),
+        )
+    }
+}
+
+/// Lines a child writes to a terminal, read from its controlling side.
+fn pty_lines(master: std::fs::File) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(master).lines() {
+            // EIO once the child and every copy of its side are gone.
+            let Ok(line) = line else { break };
+            if tx.send(line.trim_end_matches('\r').to_string()).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+#[test]
+fn chan_follow_says_it_started_on_a_terminal() {
+    let b = Broker::start();
+    let (master, slave) = pty();
+    let mut cmd = b.std_cipc();
+    cmd.args(["chan", "follow", "news"])
+        .stdout(Stdio::piped())
+        .stderr(slave);
+    let mut child = cmd.spawn().unwrap();
+    drop(cmd);
+    let notes = pty_lines(master);
+    let line = notes
+        .recv_timeout(PROCESS_LIMIT)
+        .expect("no notice on the terminal");
+    assert!(
+        line.starts_with("cipc chan follow: following news after #0") && line.contains("Ctrl-C"),
+        "{line:?}"
+    );
+    // Stdout still carries the messages alone.
+    let lines = line_reader(&mut child);
+    b.cipc()
+        .args(["chan", "send", "news", "1"])
+        .assert()
+        .success();
+    let m: Value = serde_json::from_str(&lines.recv_timeout(PROCESS_LIMIT).unwrap()).unwrap();
+    assert_eq!(m["seq"], 1);
+    stop(child);
+
+    // Into a pipe it says nothing.
+    let mut child = b
+        .std_cipc()
+        .args(["chan", "follow", "news"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let errs = stderr_reader(&mut child);
+    let lines = line_reader(&mut child);
+    let deadline = Instant::now() + PROCESS_LIMIT;
+    loop {
+        assert!(Instant::now() < deadline, "chan follow printed nothing");
+        b.cipc()
+            .args(["chan", "send", "news", "2"])
+            .assert()
+            .success();
+        if lines.recv_timeout(Duration::from_millis(200)).is_ok() {
+            break;
+        }
+    }
+    stop(child);
+    assert_eq!(errs.iter().count(), 0, "nothing on stderr in a pipe");
+}
+
+#[test]
+fn declining_the_reset_question_changes_nothing_and_is_not_an_error() {
+    let b = Broker::start();
+    b.connect("keep-me");
+    let (mut master, slave) = pty();
+    let mut cmd = b.std_cipc();
+    cmd.arg("reset")
+        .stdin(slave)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let child = cmd.spawn().unwrap();
+    drop(cmd);
+    master.write_all(b"n\n").unwrap();
+    let out = wait_child(child, PROCESS_LIMIT);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains("[y/N]") && err.contains("cipc reset: nothing was reset"),
+        "{err}"
+    );
+    let p = stdout_json(b.cipc().arg("peers"));
+    assert_eq!(p["peers"].as_array().unwrap().len(), 1);
+}
+
+#[test]
+fn usage_lines_do_not_show_flags_set_in_the_environment() {
+    let b = Broker::start();
+    let peer = b.connect("me");
+    for args in [vec!["chan", "follow"], vec!["ack"], vec!["send", "x"]] {
+        let a = b
+            .cipc()
+            .envs(b.identity(&peer))
+            .env("CIPC_TOKEN", "a-token-of-some-length")
+            .args(&args)
+            .assert()
+            .code(2);
+        let err = stderr_of(&a);
+        let usage = err
+            .lines()
+            .find(|l| l.starts_with("Usage:"))
+            .unwrap_or_else(|| panic!("{args:?}: {err}"));
+        for flag in ["--peer", "--url", "--token", "--peer-key"] {
+            assert!(!usage.contains(flag), "{args:?}: {usage}");
+        }
+    }
+    // The variables still work, and a flag wins over its variable.
+    let s = stdout_json(b.cipc().envs(b.identity(&peer)).args(["peers", "show"]));
+    assert_eq!(s["peer"]["id"], peer.as_str());
+    let closed = format!("http://127.0.0.1:{}", closed_port());
+    b.cipc()
+        .env("CIPC_URL", &closed)
+        .args(["status", "--url", &b.url])
+        .assert()
+        .success();
+    // An empty variable is unset.
+    b.cipc()
+        .env("CIPC_PEER", "")
+        .arg("status")
+        .assert()
+        .success();
+    // The help still names them.
+    let help = stdout_text(cipc().args(["wait", "--help"]));
+    for var in ["CIPC_URL", "CIPC_TOKEN", "CIPC_PEER", "CIPC_PEER_KEY"] {
+        assert!(help.contains(&format!("env: {var}")), "{var}: {help}");
+    }
+}
+
+#[test]
+fn a_command_for_a_role_nobody_holds_is_flagged() {
+    let b = Broker::start();
+    b.connect("frontend");
+    b.connect("backend");
+
+    // Queued: JSON on stdout as always, the why on stderr.
+    let a = b
+        .cipc()
+        .args(["send", "frontned", "build"])
+        .assert()
+        .success();
+    let v = parse(&a.get_output().stdout);
+    assert_eq!(v["queued"], true);
+    let err = stderr_of(&a);
+    assert!(
+        err.starts_with("cipc send: no online peer holds role frontned")
+            && err.contains("online roles: backend, frontend")
+            && err.contains("did you mean frontend?")
+            && err.contains("waits until one connects"),
+        "{err}"
+    );
+    // A held role says nothing.
+    let a = b
+        .cipc()
+        .args(["send", "frontend", "build"])
+        .assert()
+        .success();
+    assert!(stderr_of(&a).is_empty(), "{}", stderr_of(&a));
+
+    // --require-online: an error, and nothing is sent.
+    let before = stdout_json(b.cipc().arg("commands"))["commands"]
+        .as_array()
+        .unwrap()
+        .len();
+    let a = b
+        .cipc()
+        .args(["send", "frontned", "build", "--require-online"])
+        .assert()
+        .code(1);
+    let err = stderr_of(&a);
+    assert!(
+        err.contains("nothing was sent") && err.contains("frontned"),
+        "{err}"
+    );
+    assert!(a.get_output().stdout.is_empty());
+    let after = stdout_json(b.cipc().arg("commands"))["commands"]
+        .as_array()
+        .unwrap()
+        .len();
+    assert_eq!(before, after, "nothing was sent");
+    b.cipc()
+        .args(["send", "backend", "ok", "--require-online"])
+        .assert()
+        .success();
+
+    // --wait says so at once, and its timeout says nobody took it.
+    let a = b
+        .cipc()
+        .args(["send", "frontned", "build", "--wait", "--timeout", "300ms"])
+        .assert()
+        .code(124);
+    let err = stderr_of(&a);
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 2, "{err}");
+    assert!(
+        lines[0].contains("no online peer holds role frontned"),
+        "{err}"
+    );
+    assert!(
+        lines[1].starts_with("cipc send: no result for ")
+            && lines[1].contains("nobody took it")
+            && lines[1].contains("cipc cancel"),
+        "{err}"
+    );
+    assert_eq!(parse(&a.get_output().stdout)["timedOut"], true);
+}
+
+#[test]
+fn send_wait_is_one_request_that_survives_a_broker_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = closed_port();
+    let url = format!("http://127.0.0.1:{port}");
+    let served = Served::start(port, dir.path());
+    let sender = std_cipc()
+        .env("CIPC_URL", &url)
+        .args(["send", "backend", "build", "--wait", "--timeout", "50s"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let listed = || {
+        let v = stdout_json(cipc().env("CIPC_URL", &url).arg("commands"));
+        v["commands"].as_array().unwrap().clone()
+    };
+    let deadline = Instant::now() + PROCESS_LIMIT;
+    while listed().is_empty() {
+        assert!(Instant::now() < deadline, "the command was never sent");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // The broker goes away mid-wait and comes back.
+    drop(served);
+    let _served = Served::start(port, dir.path());
+    let peer = stdout_json(
+        cipc()
+            .env("CIPC_URL", &url)
+            .args(["peers", "connect", "backend"]),
+    );
+    let id = peer["peer"]["id"].as_str().unwrap();
+    let key = peer["key"].as_str().unwrap();
+    let got = stdout_json(
+        cipc()
+            .env("CIPC_URL", &url)
+            .env("CIPC_PEER", id)
+            .env("CIPC_PEER_KEY", key)
+            .args(["wait", "--timeout", "50s"]),
+    );
+    let cid = got["command"]["id"].as_str().unwrap().to_string();
+    cipc()
+        .env("CIPC_URL", &url)
+        .env("CIPC_PEER_KEY", key)
+        .args(["ack", &cid, "--result", r#""built""#])
+        .assert()
+        .success();
+    let out = wait_child(sender, PROCESS_LIMIT);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v = parse(&out.stdout);
+    assert_eq!(v["command"]["id"], cid.as_str());
+    assert_eq!(v["command"]["result"], "built");
+    assert_eq!(listed().len(), 1, "the repeated request sent nothing new");
+    // A dedupe key given by the user is kept.
+    let a = cipc()
+        .env("CIPC_URL", &url)
+        .args(["send", "backend", "again", "--dedupe-key", "mine"])
+        .args(["--wait", "--timeout", "100ms"])
+        .assert()
+        .code(124);
+    let v = parse(&a.get_output().stdout);
+    assert_eq!(v["command"]["dedupeKey"], "mine");
+    assert!(
+        stderr_of(&a).contains("nobody took it"),
+        "{}",
+        stderr_of(&a)
+    );
+}
+
+/// A web server that is not a broker: answers every request with `status`
+/// and `body` (as `content_type`), on a thread, until the test ends.
+fn foreign_server(status: &'static str, content_type: &'static str, body: &'static str) -> String {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", l.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for conn in l.incoming() {
+            let Ok(mut conn) = conn else { break };
+            let mut reader = BufReader::new(conn.try_clone().unwrap());
+            let mut line = String::new();
+            while reader.read_line(&mut line).is_ok_and(|n| n > 0) && line != "\r\n" {
+                line.clear();
+            }
+            let _ = write!(
+                conn,
+                "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    url
+}
+
+#[test]
+fn another_web_server_is_named_not_dumped() {
+    let page = "<!DOCTYPE html>\n<html><head><title>Welcome to nginx!</title></head><body><h1>Welcome</h1></body></html>";
+    let url = foreign_server("404 Not Found", "text/html", page);
+    for args in [
+        vec!["status"],
+        vec!["peers", "show", "0190f0c4-0000-7000-8000-000000000000"],
+    ] {
+        let a = cipc().env("CIPC_URL", &url).args(&args).assert().code(3);
+        let err = stderr_of(&a);
+        assert!(
+            err.contains(&format!(
+                "the server at {url} answered HTTP 404 with a non-cipc page"
+            )) && err.contains("CIPC_URL"),
+            "{err}"
+        );
+        assert!(
+            !err.contains('<') && !err.contains("nginx") && !err.contains("the broker said"),
+            "{err}"
+        );
+        assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    }
+    // A page answered with 200 is no broker either.
+    let url = foreign_server("200 OK", "text/html", page);
+    let a = cipc().env("CIPC_URL", &url).arg("status").assert().code(3);
+    assert!(stderr_of(&a).contains("non-cipc page"), "{}", stderr_of(&a));
+    // Short plain text is quoted.
+    let url = foreign_server("502 Bad Gateway", "text/plain", "upstream went away");
+    let a = cipc().env("CIPC_URL", &url).arg("status").assert().code(3);
+    assert!(
+        stderr_of(&a).contains("\"upstream went away\""),
+        "{}",
+        stderr_of(&a)
+    );
+}
+
+#[test]
+fn ids_can_be_given_as_tables_show_them_or_as_a_unique_part() {
+    let b = Broker::start();
+    let peer = b.connect("w");
+    let one = send_id(&b, "w", "one");
+    let two = send_id(&b, "nobody", "two");
+    let tail = |id: &str| id[id.len() - 8..].to_string();
+
+    // The short id of the commands table.
+    let table = stdout_text(b.cipc().args(["commands", "--table"]));
+    assert!(table.contains(&tail(&two)), "{table}");
+    let (v, _) = result_of(&b, &tail(&two), "100ms", 124);
+    assert_eq!(v["command"]["id"], two.as_str());
+    // A unique start or end of at least 6 characters, with or without dashes.
+    let v = stdout_json(b.cipc().args(["cancel", &two[two.len() - 6..]]));
+    assert_eq!(v["command"]["status"], "cancelled");
+    // An ambiguous part lists what it matches.
+    let a = b.cipc().args(["result", &one[..6]]).assert().code(2);
+    let err = stderr_of(&a);
+    assert!(
+        err.contains(&one) && err.contains(&two) && err.contains("give more"),
+        "{err}"
+    );
+    // Too short, not an id, or nothing like it.
+    let a = b.cipc().args(["cancel", &tail(&one)[..5]]).assert().code(2);
+    assert!(stderr_of(&a).contains("too short"), "{}", stderr_of(&a));
+    let a = b.cipc().args(["cancel", "not-an-id"]).assert().code(2);
+    assert!(
+        stderr_of(&a).contains("is not a command id"),
+        "{}",
+        stderr_of(&a)
+    );
+    let a = b.cipc().args(["cancel", "abcdef987654"]).assert().code(1);
+    assert!(
+        stderr_of(&a).contains("no command id starts or ends with abcdef987654"),
+        "{}",
+        stderr_of(&a)
+    );
+
+    // ack, by its short id, as the peer that took it.
+    stdout_json(b.cipc().envs(b.identity(&peer)).arg("wait"));
+    let v =
+        stdout_json(
+            b.cipc()
+                .envs(b.identity(&peer))
+                .args(["ack", &tail(&one), "--result", "1"]),
+        );
+    assert_eq!(v["command"]["id"], one.as_str());
+    assert_eq!(v["command"]["status"], "acked");
+
+    // Peers: show and heartbeat by a part, and --peer too.
+    let v = stdout_json(b.cipc().args(["peers", "show", &tail(&peer)]));
+    assert_eq!(v["peer"]["id"], peer.as_str());
+    let v = stdout_json(b.cipc().args(["peers", "show", &peer[..13]]));
+    assert_eq!(v["peer"]["id"], peer.as_str());
+    let v = stdout_json(b.cipc().env("CIPC_PEER_KEY", b.key(&peer)).args([
+        "peers",
+        "heartbeat",
+        &tail(&peer),
+    ]));
+    assert_eq!(v["peer"]["status"], "online");
+    b.cipc()
+        .args(["wait", "--timeout", "0s", "--peer", &tail(&peer)])
+        .env("CIPC_PEER_KEY", b.key(&peer))
+        .assert()
+        .code(124);
+    let a = b
+        .cipc()
+        .args(["peers", "show", "abcdef12"])
+        .assert()
+        .code(1);
+    assert!(
+        stderr_of(&a).contains("no peer id starts or ends with"),
+        "{}",
+        stderr_of(&a)
+    );
+}
+
+#[test]
+fn peers_connect_reconnects_this_shells_peer_of_the_same_role() {
+    let b = Broker::start();
+    let me = b.connect("backend");
+    let count = || {
+        stdout_json(b.cipc().arg("peers"))["peers"]
+            .as_array()
+            .unwrap()
+            .len()
+    };
+
+    // Connecting as backend again, as CIPC_PEER: the same peer, the same key.
+    let a = b
+        .cipc()
+        .envs(b.identity(&me))
+        .args(["peers", "connect", "backend", "--export"])
+        .assert()
+        .success();
+    let export = String::from_utf8_lossy(&a.get_output().stdout)
+        .trim()
+        .to_string();
+    assert_eq!(
+        export,
+        format!("export CIPC_PEER={me} CIPC_PEER_KEY={}", b.key(&me))
+    );
+    assert!(
+        stderr_of(&a).contains("reconnected peer"),
+        "{}",
+        stderr_of(&a)
+    );
+    assert_eq!(count(), 1, "no ghost peer");
+
+    // Another role, or --new: a new peer.
+    let v = stdout_json(
+        b.cipc()
+            .envs(b.identity(&me))
+            .args(["peers", "connect", "frontend"]),
+    );
+    assert_ne!(v["peer"]["id"], me.as_str());
+    let v = stdout_json(
+        b.cipc()
+            .envs(b.identity(&me))
+            .args(["peers", "connect", "backend", "--new"]),
+    );
+    assert_ne!(v["peer"]["id"], me.as_str());
+    assert_eq!(count(), 3);
+    // Without the key there is nothing to reconnect with: a new peer.
+    let v = stdout_json(
+        b.cipc()
+            .env("CIPC_PEER", &me)
+            .args(["peers", "connect", "backend"]),
+    );
+    assert_ne!(v["peer"]["id"], me.as_str());
+}
+
+#[test]
+fn doctor_checks_url_token_version_peer_and_key() {
+    let b = Broker::start_with_token("doctor-token-0123456789");
+    let peer = {
+        let v = stdout_json(
+            b.cipc()
+                .env("CIPC_TOKEN", "doctor-token-0123456789")
+                .args(["peers", "connect", "w"]),
+        );
+        b.keys.lock().unwrap().insert(
+            v["peer"]["id"].as_str().unwrap().to_string(),
+            v["key"].as_str().unwrap().to_string(),
+        );
+        v["peer"]["id"].as_str().unwrap().to_string()
+    };
+    let outcomes = |v: &Value| -> Vec<(String, String)> {
+        v["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| {
+                (
+                    c["name"].as_str().unwrap().to_string(),
+                    c["outcome"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    };
+    let pairs = |xs: &[(&str, &str)]| -> Vec<(String, String)> {
+        xs.iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect()
+    };
+
+    // All good.
+    let v = stdout_json(
+        b.cipc()
+            .env("CIPC_TOKEN", "doctor-token-0123456789")
+            .envs(b.identity(&peer))
+            .arg("doctor"),
+    );
+    assert_eq!(v["ok"], true, "{v}");
+    assert_eq!(
+        outcomes(&v),
+        pairs(&[
+            ("broker", "ok"),
+            ("token", "ok"),
+            ("version", "ok"),
+            ("peer", "ok"),
+            ("key", "ok")
+        ])
+    );
+    let text = stdout_text(
+        b.cipc()
+            .env("CIPC_TOKEN", "doctor-token-0123456789")
+            .envs(b.identity(&peer))
+            .args(["doctor", "--table"]),
+    );
+    assert_eq!(text.lines().count(), 5, "{text}");
+    assert!(text.lines().all(|l| l.starts_with('✓')), "{text}");
+
+    // No token: the fix names CIPC_TOKEN; what needs it is skipped.
+    let a = b.cipc().args(["doctor", "--table"]).assert().code(1);
+    let text = String::from_utf8_lossy(&a.get_output().stdout).into_owned();
+    let token = text.lines().find(|l| l.contains("token")).unwrap();
+    assert!(
+        token.starts_with('✗') && token.contains("fix: set CIPC_TOKEN"),
+        "{text}"
+    );
+    assert!(
+        text.lines().next().unwrap().starts_with('✓'),
+        "the broker is there: {text}"
+    );
+
+    // A wrong key (this peer's, with a changed secret): only the key fails.
+    let mut forged = b.key(&peer);
+    let last = forged.pop();
+    forged.push(if last == Some('A') { 'Q' } else { 'A' });
+    let a = b
+        .cipc()
+        .env("CIPC_TOKEN", "doctor-token-0123456789")
+        .env("CIPC_PEER", &peer)
+        .env("CIPC_PEER_KEY", &forged)
+        .args(["doctor", "--table"])
+        .assert()
+        .code(1);
+    let text = String::from_utf8_lossy(&a.get_output().stdout).into_owned();
+    let marks: Vec<char> = text.lines().map(|l| l.chars().next().unwrap()).collect();
+    assert_eq!(marks, ['✓', '✓', '✓', '✓', '✗'], "{text}");
+    // No key for a protected peer: the key check says to set it.
+    let a = b
+        .cipc()
+        .env("CIPC_TOKEN", "doctor-token-0123456789")
+        .env("CIPC_PEER", &peer)
+        .arg("doctor")
+        .assert()
+        .code(1);
+    let v = parse(&a.get_output().stdout);
+    assert_eq!(
+        outcomes(&v),
+        pairs(&[
+            ("broker", "ok"),
+            ("token", "ok"),
+            ("version", "ok"),
+            ("peer", "ok"),
+            ("key", "fail")
+        ])
+    );
+    assert!(
+        v["checks"][4]["fix"]
+            .as_str()
+            .unwrap()
+            .contains("CIPC_PEER_KEY"),
+        "{v}"
+    );
+
+    // Nothing there, and something that is not a broker.
+    let closed = format!("http://127.0.0.1:{}", closed_port());
+    let a = cipc().args(["doctor", "--url", &closed]).assert().code(1);
+    let v = parse(&a.get_output().stdout);
+    assert_eq!(v["checks"][0]["outcome"], "fail");
+    assert!(
+        v["checks"][0]["fix"]
+            .as_str()
+            .unwrap()
+            .contains("cipc serve"),
+        "{v}"
+    );
+    assert_eq!(v["checks"][1]["outcome"], "skip");
+    let foreign = foreign_server("200 OK", "application/json", r#"{"ok":true}"#);
+    let a = cipc().args(["doctor", "--url", &foreign]).assert().code(1);
+    let v = parse(&a.get_output().stdout);
+    assert_eq!(v["checks"][0]["outcome"], "fail", "{v}");
+    assert!(
+        v["checks"][0]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("not a cipc broker"),
+        "{v}"
+    );
 }

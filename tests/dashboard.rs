@@ -3,7 +3,9 @@
 //! Chromium driven through chromedriver.
 //!
 //! The browser test needs Debian's `chromium` and `chromium-driver`. Without
-//! them it prints a skip notice, except under CI (`CI` set), where it fails.
+//! them it prints a skip notice (straight to stderr, so `cargo test` shows
+//! it), except under CI (`CI=true` or `CI=1`; `CI=false` is not CI), where
+//! it fails.
 //! It always writes its screenshots under the target dir; `CIPC_SCREENSHOT=1`
 //! also copies the README's ones to `docs/` (`docs/dashboard.png`,
 //! `docs/dashboard-needs-you.png`), and `CIPC_SCREENSHOT=<file name>` only
@@ -17,7 +19,51 @@ use cipc::server::ServerConfig;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-use webdriver::{browser_or_skip, Browser};
+use webdriver::{browser_or_skip, Browser, BrowserPaths};
+
+/// Whether this is a CI run: `CI=true` or `CI=1`, as CI services set it.
+/// `CI=false`, `CI=0` or an empty `CI` is a developer's machine.
+fn under_ci() -> bool {
+    std::env::var("CI")
+        .is_ok_and(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "true" | "1"))
+}
+
+/// Whether chromium and chromedriver can be found where
+/// [`browser_or_skip`] looks (`CIPC_CHROMIUM` / `CIPC_CHROMEDRIVER`, else
+/// the usual names on `PATH`).
+fn browser_installed() -> bool {
+    let on_path = |name: &str| {
+        std::env::var_os("PATH")
+            .is_some_and(|path| std::env::split_paths(&path).any(|d| d.join(name).is_file()))
+    };
+    let found = |var: &str, names: &[&str]| match std::env::var_os(var) {
+        Some(p) => Path::new(&p).is_file(),
+        None => names.iter().any(|n| on_path(n)),
+    };
+    found(
+        "CIPC_CHROMIUM",
+        &["chromium", "chromium-browser", "google-chrome"],
+    ) && found("CIPC_CHROMEDRIVER", &["chromedriver"])
+}
+
+/// The browser for `test`, or `None` after a skip notice. Under CI a
+/// missing browser fails the test instead. The notice is written to stderr
+/// directly rather than with `eprintln!`, which the test harness captures
+/// (and shows only for failing tests, or with `-- --nocapture`).
+fn browser_for(test: &str) -> Option<BrowserPaths> {
+    if browser_installed() {
+        return browser_or_skip(test);
+    }
+    let msg = format!(
+        "{test}: needs chromium and chromedriver (Debian: apt-get install -y chromium chromium-driver; or set CIPC_CHROMIUM and CIPC_CHROMEDRIVER)"
+    );
+    if under_ci() {
+        panic!("{msg}; CI is true, so a missing browser is a failure, not a skip");
+    }
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "SKIPPED {msg}");
+    None
+}
 
 #[tokio::test]
 async fn dashboard_http_surface() {
@@ -300,7 +346,7 @@ async fn events_since_replays_the_kept_history() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dashboard_in_headless_chromium() {
-    let Some(paths) = browser_or_skip("dashboard_in_headless_chromium") else {
+    let Some(paths) = browser_for("dashboard_in_headless_chromium") else {
         return;
     };
     let browser = Browser::start(&paths, 1440, 1000).await;

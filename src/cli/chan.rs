@@ -60,6 +60,18 @@ pub enum ChanCmd {
     List,
 }
 
+impl ChanCmd {
+    /// The subcommand's name, as typed.
+    pub fn name(&self) -> &'static str {
+        match self {
+            ChanCmd::Send { .. } => "send",
+            ChanCmd::Read { .. } => "read",
+            ChanCmd::Follow { .. } => "follow",
+            ChanCmd::List => "list",
+        }
+    }
+}
+
 /// Runs `cipc chan ...`; returns the exit code.
 pub async fn run(args: ChanArgs, ctx: Ctx) -> Result<Exit, CliError> {
     let out = ctx.out;
@@ -184,7 +196,7 @@ async fn follow_loop(ctx: &Ctx, name: &str, since: Option<u64>) -> Result<Exit, 
             Ok(s) => s,
             Err(e) if e.is_retryable() && !first => {
                 if !told {
-                    eprintln!("cipc chan follow: lost the broker ({e}); reconnecting");
+                    eprintln!("{}: lost the broker ({e}); reconnecting", super::prefix());
                     told = true;
                 }
                 tokio::time::sleep(backoff).await;
@@ -193,10 +205,18 @@ async fn follow_loop(ctx: &Ctx, name: &str, since: Option<u64>) -> Result<Exit, 
             }
             Err(e) => return Err(e.into()),
         };
+        if first && out.spinner {
+            // A person at a terminal sees nothing until the first message:
+            // say that the follow is on (stderr, so stdout stays messages).
+            eprintln!(
+                "{}: following {name} after #{last}; new messages appear below (Ctrl-C to stop)",
+                super::prefix()
+            );
+        }
         first = false;
         backoff = Duration::from_millis(100);
         if told {
-            eprintln!("cipc chan follow: reconnected after #{last}");
+            eprintln!("{}: reconnected after #{last}", super::prefix());
             told = false;
         }
         loop {

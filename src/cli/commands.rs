@@ -7,16 +7,20 @@
 //! `cancel` withdraws one, and `commands` lists them newest first.
 
 use super::output::{ago, compact, human_duration, short_id, Output};
-use super::poll::{deadline, long_poll, Waited};
+use super::poll::{deadline, long_poll, poll_ms, Waited};
 use super::Exit;
-use super::{exit, millis, parse_span, read_json_arg, CliError, ClientArgs, Ctx};
+use super::{
+    exit, millis, parse_span, prefix, read_json_arg, resolve_id, CliError, ClientArgs, Ctx, IdKind,
+};
 use crate::api::{
-    AckRequest, Command, CommandResponse, CommandStatus, CommandsResponse, SendRequest,
+    AckRequest, Command, CommandResponse, CommandStatus, CommandsResponse, DiscoverResponse,
+    SendRequest,
 };
 use crate::client::Sent;
 use clap::Args;
 use serde_json::{Map, Value};
 use std::time::Duration;
+use tokio::time::Instant;
 
 /// Flags of `cipc send`.
 #[derive(Debug, Args)]
@@ -48,6 +52,11 @@ pub struct SendArgs {
     /// listed by `cipc commands --overdue`. It keeps running.
     #[arg(long, value_parser = parse_span, value_name = "DURATION")]
     pub deadline: Option<Duration>,
+    /// Refuse to send (exit 1) unless an online peer holds the target
+    /// (has that role, or is that peer) right now; without it a command for
+    /// an absent role is queued until one connects.
+    #[arg(long)]
+    pub require_online: bool,
     /// Block until the command is acked and print the result (exit 1 if it failed).
     #[arg(long)]
     pub wait: bool,
@@ -79,13 +88,15 @@ pub struct AckArgs {
     /// Broker, identity and output flags.
     #[command(flatten)]
     pub client: ClientArgs,
-    /// The command's id (from `cipc wait`).
+    /// The command's id (from `cipc wait`): whole, or a unique part of at
+    /// least 6 characters (the short id `cipc commands` shows).
     pub command_id: String,
-    /// The outcome as JSON: inline, @file, or - for stdin.
+    /// It succeeded, with this outcome as JSON: inline, @file, or - for stdin.
     #[arg(long, value_name = "JSON|@FILE|-")]
     pub result: Option<String>,
-    /// Report the command failed, with this message.
-    #[arg(long, value_name = "MESSAGE")]
+    /// It failed, with this message (instead of --result: a command either
+    /// succeeded or failed).
+    #[arg(long, value_name = "MESSAGE", conflicts_with = "result")]
     pub error: Option<String>,
     /// The delivery you are acking (`attempt` in what `cipc wait` printed):
     /// if the command was since given to another taker, the ack is refused.
@@ -127,7 +138,8 @@ pub struct ResultArgs {
     /// Broker, identity and output flags.
     #[command(flatten)]
     pub client: ClientArgs,
-    /// The command's id (from `cipc send` or `cipc commands`).
+    /// The command's id (from `cipc send` or `cipc commands`): whole, or a
+    /// unique part of at least 6 characters.
     pub command_id: String,
     /// Give up after this long (exit 124).
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration, value_name = "DURATION")]
@@ -143,7 +155,8 @@ pub struct CancelArgs {
     /// Broker, identity and output flags.
     #[command(flatten)]
     pub client: ClientArgs,
-    /// The id of a pending or delivered command.
+    /// The id of a pending or delivered command: whole, or a unique part of
+    /// at least 6 characters (the short id `cipc commands` shows).
     pub command_id: String,
 }
 
@@ -188,11 +201,77 @@ fn build_params(params: Option<&str>, pairs: &[String]) -> Result<Option<Value>,
     Ok(Some(Value::Object(map)))
 }
 
+/// Whether an online peer holds `target` (has that role or is that peer),
+/// by the broker's discover answer. `"*"` is held when anyone is online.
+fn held(online: &DiscoverResponse, target: &str) -> bool {
+    if target == "*" {
+        return online.count > 0;
+    }
+    // The broker's own rule: the role, or the peer id in any spelling.
+    let as_id = uuid::Uuid::parse_str(target).ok();
+    online
+        .peers
+        .iter()
+        .any(|p| p.role == target || Some(p.id) == as_id)
+}
+
+/// "no online peer holds role X (online roles: a, b; did you mean a?)": why
+/// a command for `target` would wait, from a discover answer.
+fn nobody_holds(online: &DiscoverResponse, target: &str) -> String {
+    if target == "*" {
+        return "nobody is online".to_string();
+    }
+    let who = if uuid::Uuid::parse_str(target).is_ok() {
+        format!("peer {target} is not online")
+    } else {
+        format!("no online peer holds role {target}")
+    };
+    if online.roles.is_empty() {
+        return format!("{who} (nobody is online)");
+    }
+    let close = if uuid::Uuid::parse_str(target).is_ok() {
+        None
+    } else {
+        online
+            .roles
+            .iter()
+            .filter(|r| edit_distance(r, target) <= 2)
+            .min_by_key(|r| edit_distance(r, target))
+    };
+    let hint = close
+        .map(|r| format!("; did you mean {r}?"))
+        .unwrap_or_default();
+    format!("{who} (online roles: {}{hint})", online.roles.join(", "))
+}
+
+/// Levenshtein distance, for "did you mean" on a mistyped role.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diag = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let next = (diag + usize::from(ca != *cb))
+                .min(row[j] + 1)
+                .min(row[j + 1] + 1);
+            diag = row[j + 1];
+            row[j + 1] = next;
+        }
+    }
+    row[b.len()]
+}
+
 /// Runs `cipc send`; returns the exit code.
+///
+/// Who holds the target is asked first when it matters (`--require-online`,
+/// and `--wait`, which should say at once that nobody will take the
+/// command); a plain send asks only when the broker answered that the
+/// command is queued.
 pub async fn send(args: SendArgs, ctx: Ctx) -> Result<Exit, CliError> {
     let out = ctx.out;
     let params = build_params(args.params.as_deref(), &args.param)?;
-    let req = SendRequest {
+    let mut req = SendRequest {
         from: args.from,
         target: args.target.clone(),
         action: args.action.clone(),
@@ -201,8 +280,43 @@ pub async fn send(args: SendArgs, ctx: Ctx) -> Result<Exit, CliError> {
         ttl: args.ttl.map(millis),
         deadline: args.deadline.map(millis),
     };
-    let sent = ctx.client.send(&req).await?;
+    let fan_out = args.target == "*";
+    let mut warned = false;
+    if args.require_online || args.wait {
+        let online = ctx.client.discover().await?;
+        if !held(&online, &args.target) {
+            if args.require_online {
+                return Err(CliError::error(format!(
+                    "{}; nothing was sent (without --require-online it would wait until one connects)",
+                    nobody_holds(&online, &args.target)
+                )));
+            }
+            if !fan_out {
+                eprintln!(
+                    "{}: {}; the command waits until one connects",
+                    prefix(),
+                    nobody_holds(&online, &args.target)
+                );
+                warned = true;
+            }
+        }
+    }
     if !args.wait {
+        let sent = ctx.client.send(&req).await?;
+        if let Sent::One {
+            response,
+            created: true,
+        } = &sent
+        {
+            if response.queued && !warned {
+                let online = ctx.client.discover().await?;
+                eprintln!(
+                    "{}: {}; it waits until one connects",
+                    prefix(),
+                    nobody_holds(&online, &args.target)
+                );
+            }
+        }
         if out.json {
             out.json(&sent)?;
         } else {
@@ -212,23 +326,75 @@ pub async fn send(args: SendArgs, ctx: Ctx) -> Result<Exit, CliError> {
     }
 
     let timeout = args.timeout.unwrap_or(Duration::from_secs(300));
-    let waits = sent
-        .commands()
-        .into_iter()
-        .map(|c| {
-            (
-                c.id.to_string(),
-                format!("waiting for {} to do {}", c.target, c.action),
-            )
+    let until = deadline(timeout, args.forever);
+    // One request sends and waits (POST /commands/send?wait=ms). With a
+    // dedupe key it can be repeated safely: if the broker restarts during
+    // the wait, the same request answers the command it already holds
+    // instead of sending another, so a key of our own is added.
+    let repeatable = !fan_out;
+    if repeatable && req.dedupe_key.is_none() {
+        req.dedupe_key = Some(format!("cipc-send-{}", uuid::Uuid::new_v4()));
+    }
+    let spinner = out.spinner(format!("waiting for {} to do {}", args.target, args.action));
+    let sent = if repeatable {
+        let client = &ctx.client;
+        let req = &req;
+        match long_poll(until, &spinner, "sending and waiting", |ms| async move {
+            Ok((client.send_and_wait(req, ms).await?, false))
         })
-        .collect();
-    let fan_out = matches!(sent, Sent::FanOut(_));
-    await_results(&ctx, "send", waits, timeout, args.forever, fan_out).await
+        .await?
+        {
+            Waited::Done(s) | Waited::TimedOut(s) => s,
+        }
+    } else {
+        ctx.client.send_and_wait(&req, poll_ms(until)).await?
+    };
+    drop(spinner);
+    // What is not finished yet (over an hour's wait, overdue, or out of
+    // time) goes on with the result long-poll, which says so.
+    let waits = match &sent {
+        Sent::One { response, .. } => vec![Pending::new(
+            &response.command,
+            format!(
+                "waiting for {} to do {}",
+                response.command.target, response.command.action
+            ),
+        )],
+        Sent::FanOut(r) => r
+            .commands
+            .iter()
+            .map(|c| Pending::new(c, format!("waiting for {} to do {}", c.target, c.action)))
+            .collect(),
+    };
+    await_results(&ctx, "send", waits, until, timeout, fan_out).await
 }
 
-/// Waits for each command (`(id, what the spinner says)`) to finish, until
-/// the deadline, and prints the outcomes: one `{"command": ...}` document, or
-/// `{"commands": [...]}` for a fan-out. Returns the exit code: 0 when all were
+/// One command `send --wait` or `result` waits for: its id, what the
+/// spinner says, and what is known of it already (a finished command is
+/// not asked for again).
+struct Pending {
+    id: String,
+    doing: String,
+    known: Option<CommandResponse>,
+}
+
+impl Pending {
+    fn new(c: &Command, doing: String) -> Pending {
+        Pending {
+            id: c.id.to_string(),
+            doing,
+            known: c.status.is_terminal().then(|| CommandResponse {
+                command: c.clone(),
+                timed_out: false,
+            }),
+        }
+    }
+}
+
+/// Waits for each command to finish, until the deadline, and prints the
+/// outcomes: one `{"command": ...}` document, or `{"commands": [...]}` for
+/// a fan-out, in JSON mode; the results alone otherwise, with failures and
+/// timeouts said once on stderr. Returns the exit code: 0 when all were
 /// acked, 1 when one failed, was cancelled or expired, 124 when time ran out.
 ///
 /// A command seen overdue (its `send --deadline` passed; the broker ends a
@@ -236,16 +402,19 @@ pub async fn send(args: SendArgs, ctx: Ctx) -> Result<Exit, CliError> {
 async fn await_results(
     ctx: &Ctx,
     group: &str,
-    waits: Vec<(String, String)>,
+    waits: Vec<Pending>,
+    until: Option<Instant>,
     timeout: Duration,
-    forever: bool,
     fan_out: bool,
 ) -> Result<Exit, CliError> {
     let out = ctx.out;
-    let until = deadline(timeout, forever);
     let mut finished: Vec<CommandResponse> = Vec::new();
     let mut timed_out = false;
-    for (id, doing) in waits {
+    for Pending { id, doing, known } in waits {
+        if let Some(r) = known {
+            finished.push(r);
+            continue;
+        }
         let spinner = out.spinner(doing);
         let client = &ctx.client;
         // The first look returns at once, so a command that is already
@@ -260,7 +429,7 @@ async fn await_results(
                 let r = client.wait_result(id_ref, ms).await?;
                 let c = &r.command;
                 let pending = r.timed_out || !c.status.is_terminal();
-                let ending = until.is_some_and(|d| tokio::time::Instant::now() >= d);
+                let ending = until.is_some_and(|d| Instant::now() >= d);
                 if pending && c.overdue && !ending && !told_overdue.replace(true) {
                     spinner_ref.println(&format!(
                         "cipc {group}: command {} is overdue ({}); still waiting",
@@ -292,20 +461,26 @@ async fn await_results(
         if fan_out {
             out.json(&CommandsResponse {
                 commands: finished.iter().map(|r| r.command.clone()).collect(),
-                timed_out: false,
+                timed_out,
             })?;
         } else if let Some(r) = finished.first() {
             out.json(r)?;
         }
     } else {
-        for r in &finished {
-            print_outcome(&out, &r.command, finished.len() > 1)?;
+        // Stdout carries results only; what went wrong is said once, below.
+        for r in finished
+            .iter()
+            .filter(|r| r.command.status == CommandStatus::Acked)
+        {
+            print_result(&out, &r.command, fan_out)?;
         }
     }
     for c in &failed {
-        eprintln!("cipc {group}: {}", failure_line(c));
+        eprintln!("cipc {group}: {}", failure_line(c, fan_out));
     }
     if timed_out {
+        // Who could take a command nobody took: asked once, only now.
+        let mut online: Option<DiscoverResponse> = None;
         for r in finished.iter().filter(|r| r.timed_out) {
             let c = &r.command;
             let overdue = if c.overdue {
@@ -313,12 +488,32 @@ async fn await_results(
             } else {
                 String::new()
             };
+            let state = match (c.status, c.delivered_to) {
+                (CommandStatus::Pending, _) => {
+                    if online.is_none() {
+                        online = ctx.client.discover().await.ok();
+                    }
+                    let why = match &online {
+                        Some(o) if !held(o, &c.target) => format!(
+                            "; {}: it waits until one connects (or withdraw it with `cipc cancel {}`)",
+                            nobody_holds(o, &c.target),
+                            short_id(c.id)
+                        ),
+                        _ => String::new(),
+                    };
+                    format!("it is still pending{overdue}: nobody took it{why}")
+                }
+                (CommandStatus::Delivered, Some(p)) => {
+                    format!("peer {p} took it and is still working on it{overdue}")
+                }
+                (s, _) => format!("it is still {}{overdue}", s.as_str()),
+            };
             eprintln!(
-                "cipc {group}: no result for {} ({}) within {}; it is still {}{overdue}",
+                "cipc {group}: no result for {} ({} for {}) within {}; {state}",
                 c.id,
                 c.action,
+                c.target,
                 human_duration(timeout),
-                c.status.as_str()
             );
         }
         return Ok(exit::TIMED_OUT);
@@ -338,15 +533,14 @@ fn deadline_passed(c: &Command) -> String {
     }
 }
 
-fn failure_line(c: &Command) -> String {
+fn failure_line(c: &Command, label: bool) -> String {
     let why = c.error.as_deref().unwrap_or("no reason given");
-    format!(
-        "command {} ({}) {}: {}",
-        c.id,
-        c.action,
-        c.status.as_str(),
-        why
-    )
+    let what = if label {
+        format!("{} for {}", c.action, c.target)
+    } else {
+        c.action.clone()
+    };
+    format!("command {} ({what}) {}: {why}", c.id, c.status.as_str())
 }
 
 fn print_sent(out: &Output, sent: &Sent) -> Result<(), CliError> {
@@ -363,7 +557,8 @@ fn print_sent(out: &Output, sent: &Sent) -> Result<(), CliError> {
                     c.status.as_str()
                 ));
             } else if response.queued {
-                line.push_str(&format!(" (queued: nobody online holds {} yet)", c.target));
+                // Why, and who is online, is said on stderr.
+                line.push_str(" (queued)");
             }
             out.line(&line)
         }
@@ -384,41 +579,26 @@ fn print_sent(out: &Output, sent: &Sent) -> Result<(), CliError> {
     }
 }
 
-fn print_outcome(out: &Output, c: &Command, label: bool) -> Result<(), CliError> {
+/// Prints an acked command's result (`TARGET: result` for a fan-out).
+fn print_result(out: &Output, c: &Command, label: bool) -> Result<(), CliError> {
     let prefix = if label {
         format!("{}: ", c.target)
     } else {
         String::new()
     };
-    match c.status {
-        CommandStatus::Acked => {
-            let result = match &c.result {
-                None | Some(Value::Null) => "(no result)".to_string(),
-                Some(Value::String(s)) => s.clone(),
-                Some(v) if label => compact(v, 200),
-                Some(v) => serde_json::to_string_pretty(v).unwrap_or_default(),
-            };
-            out.line(&format!("{prefix}{result}"))
-        }
-        s if s.is_terminal() => out.line(&format!(
-            "{prefix}{} {}",
-            out.paint(s.as_str(), false),
-            c.error.as_deref().unwrap_or("")
-        )),
-        s => {
-            let overdue = if c.overdue { ", overdue" } else { "" };
-            out.line(&format!(
-                "{prefix}still {}{overdue} (timed out)",
-                s.as_str()
-            ))
-        }
-    }
+    let result = match &c.result {
+        None | Some(Value::Null) => "(no result)".to_string(),
+        Some(Value::String(s)) => s.clone(),
+        Some(v) if label => compact(v, 200),
+        Some(v) => serde_json::to_string_pretty(v).unwrap_or_default(),
+    };
+    out.line(&format!("{prefix}{result}"))
 }
 
 /// Runs `cipc wait`; returns the exit code.
 pub async fn wait(args: WaitArgs, ctx: Ctx) -> Result<Exit, CliError> {
     let out = ctx.out;
-    let peer = ctx.peer_or(None, "cipc wait")?;
+    let peer = ctx.peer_or(None, "wait")?;
     let until = deadline(args.timeout, args.forever);
     let spinner = out.spinner(format!("waiting for a command for peer {peer}"));
     let client = &ctx.client;
@@ -480,7 +660,8 @@ pub async fn ack(args: AckArgs, ctx: Ctx) -> Result<Exit, CliError> {
         error: args.error,
         attempt: args.attempt,
     };
-    let r = ctx.client.ack(&args.command_id, &req).await?;
+    let id = resolve_id(&ctx, &args.command_id, IdKind::Command).await?;
+    let r = ctx.client.ack(&id, &req).await?;
     if out.json {
         out.json(&r)?;
     } else {
@@ -565,15 +746,22 @@ fn status_cell(out: &Output, c: &Command) -> comfy_table::Cell {
 
 /// Runs `cipc result`: waits like `send --wait`; returns the exit code.
 pub async fn result(args: ResultArgs, ctx: Ctx) -> Result<Exit, CliError> {
-    let doing = format!("waiting for the result of command {}", args.command_id);
-    let waits = vec![(args.command_id, doing)];
-    await_results(&ctx, "result", waits, args.timeout, args.forever, false).await
+    let until = deadline(args.timeout, args.forever);
+    let id = resolve_id(&ctx, &args.command_id, IdKind::Command).await?;
+    let doing = format!("waiting for the result of command {id}");
+    let waits = vec![Pending {
+        id,
+        doing,
+        known: None,
+    }];
+    await_results(&ctx, "result", waits, until, args.timeout, false).await
 }
 
 /// Runs `cipc cancel`; returns the exit code.
 pub async fn cancel(args: CancelArgs, ctx: Ctx) -> Result<Exit, CliError> {
     let out = ctx.out;
-    let r = ctx.client.cancel(&args.command_id).await?;
+    let id = resolve_id(&ctx, &args.command_id, IdKind::Command).await?;
+    let r = ctx.client.cancel(&id).await?;
     if out.json {
         out.json(&r)?;
     } else {
@@ -602,5 +790,25 @@ mod tests {
         assert!(build_params(None, &["nokey".into()]).is_err());
         assert!(build_params(Some("[1]"), &["a=b".into()]).is_err());
         assert_eq!(build_params(None, &[]).unwrap(), None);
+    }
+
+    #[test]
+    fn a_mistyped_role_gets_a_suggestion() {
+        assert_eq!(edit_distance("frontned", "frontend"), 2);
+        assert_eq!(edit_distance("", "abc"), 3);
+        assert_eq!(edit_distance("backend", "backend"), 0);
+        let online = DiscoverResponse {
+            peers: Vec::new(),
+            roles: vec!["backend".into(), "frontend".into()],
+            count: 2,
+        };
+        assert_eq!(
+            nobody_holds(&online, "frontned"),
+            "no online peer holds role frontned (online roles: backend, frontend; did you mean frontend?)"
+        );
+        assert_eq!(
+            nobody_holds(&online, "qa"),
+            "no online peer holds role qa (online roles: backend, frontend)"
+        );
     }
 }

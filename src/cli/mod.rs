@@ -4,15 +4,19 @@
 //! (through [`crate::client::Client`]), one file per group: [`peers`],
 //! [`commands`] (send/wait/ack/result/cancel/commands), [`questions`]
 //! (ask/answer/questions), [`chan`],
-//! [`signal`], [`system`] (status/reset) and [`generate`] (completions/man).
+//! [`signal`], [`system`] (status/reset), [`doctor`] (what is wrong with
+//! the setup) and [`generate`] (completions/man).
 //! [`output`] decides between tables and JSON; [`poll`] turns long-polls into
-//! waits of any length.
+//! waits of any length. Ids may be given whole or as a unique part
+//! ([`resolve_id`]); error lines start with the whole subcommand
+//! ([`prefix`]).
 
 pub mod bench;
 mod bench_scale;
 pub mod chan;
 pub mod claude;
 pub mod commands;
+pub mod doctor;
 pub mod generate;
 pub mod output;
 pub mod peers;
@@ -21,12 +25,15 @@ pub mod questions;
 pub mod serve;
 pub mod signal;
 pub mod system;
+pub mod work;
 
 use crate::client::{Client, ClientError, DEFAULT_URL};
 use clap::{Args, Parser, Subcommand};
 use output::Output;
 use std::future::Future;
 use std::path::PathBuf;
+use std::sync::OnceLock;
+use uuid::Uuid;
 
 /// How a `cipc` process ends: its exit status, documented in `--help`, the
 /// man page and the README.
@@ -125,6 +132,10 @@ pub enum Command {
     Status(system::StatusArgs),
     /// Clear every peer, command, channel and signal.
     Reset(system::ResetArgs),
+    /// Serve a role with any program: take orders, run CMD for each, ack with its output.
+    Work(work::WorkArgs),
+    /// Check the broker URL, token, peer and key, and say what to fix.
+    Doctor(doctor::DoctorArgs),
     /// Make Claude Code sessions peers: MCP tools plus hooks that reach them even when idle.
     Claude(claude::ClaudeArgs),
     /// Run by Claude Code at each hook `cipc claude setup` installed (reads the hook's JSON on stdin).
@@ -141,52 +152,37 @@ const CLIENT_HEADING: &str = "Broker and output options";
 /// The flags every client subcommand takes: where the broker is, who we are,
 /// and how to print. They are global within each subcommand group, so they
 /// go anywhere after the subcommand's name.
+///
+/// The environment variables are read by [`ClientArgs::apply_env`] after
+/// parsing rather than by clap: clap counts a value from the environment as
+/// given on the command line, and would print `--peer <ID>` in the usage
+/// line of every error while CIPC_PEER is set.
 #[derive(Debug, Clone, Args)]
 pub struct ClientArgs {
-    /// The broker's URL (plain http).
+    /// The broker's URL (plain http) [env: CIPC_URL] [default: http://127.0.0.1:9100].
     #[arg(
         long,
         global = true,
         help_heading = CLIENT_HEADING,
-        env = "CIPC_URL",
-        hide_env_values = true,
-        default_value = DEFAULT_URL,
+        default_value = "",
+        hide_default_value = true,
         value_name = "URL"
     )]
     pub url: String,
-    /// The broker's token, sent as `Authorization: Bearer` (prefer CIPC_TOKEN or --token-file: flags show in `ps`).
-    #[arg(
-        long,
-        global = true,
-        help_heading = CLIENT_HEADING,
-        env = "CIPC_TOKEN",
-        hide_env_values = true,
-        value_name = "TOKEN"
-    )]
+    /// The broker's token, sent as `Authorization: Bearer` (prefer CIPC_TOKEN or --token-file: flags show in `ps`) [env: CIPC_TOKEN].
+    #[arg(long, global = true, help_heading = CLIENT_HEADING, value_name = "TOKEN")]
     pub token: Option<String>,
     /// Read the token from a file that is not world-readable (wins over --token).
     #[arg(long, global = true, help_heading = CLIENT_HEADING, value_name = "PATH")]
     pub token_file: Option<PathBuf>,
-    /// This session's peer id, sent as X-Cipc-Peer (see `cipc peers connect --export`).
-    #[arg(
-        long,
-        global = true,
-        help_heading = CLIENT_HEADING,
-        env = "CIPC_PEER",
-        hide_env_values = true,
-        value_name = "ID"
-    )]
+    /// This session's peer id, sent as X-Cipc-Peer (see `cipc peers connect
+    /// --export`); the full id, or a unique part of it [env: CIPC_PEER].
+    #[arg(long, global = true, help_heading = CLIENT_HEADING, value_name = "ID")]
     pub peer: Option<String>,
     /// This session's peer key, sent as X-Cipc-Peer-Key: it proves the peer
-    /// (`cipc peers connect --export` sets it; the key alone also names the peer).
-    #[arg(
-        long,
-        global = true,
-        help_heading = CLIENT_HEADING,
-        env = "CIPC_PEER_KEY",
-        hide_env_values = true,
-        value_name = "KEY"
-    )]
+    /// (`cipc peers connect --export` sets it; the key alone also names the
+    /// peer) [env: CIPC_PEER_KEY].
+    #[arg(long, global = true, help_heading = CLIENT_HEADING, value_name = "KEY")]
     pub peer_key: Option<String>,
     /// Print one JSON document per result (the default when stdout is not a terminal).
     #[arg(long, global = true, help_heading = CLIENT_HEADING)]
@@ -199,6 +195,34 @@ pub struct ClientArgs {
         conflicts_with = "json"
     )]
     pub table: bool,
+}
+
+/// A variable of the environment, `None` when unset or blank.
+fn env_value(name: &str) -> Option<String> {
+    std::env::var(name)
+        .ok()
+        .map(|v| v.trim().to_string())
+        .filter(|v| !v.is_empty())
+}
+
+impl ClientArgs {
+    /// Fills what the command line left out from CIPC_URL, CIPC_TOKEN,
+    /// CIPC_PEER and CIPC_PEER_KEY (flags win; blank variables count as
+    /// unset), and the URL's default.
+    pub fn apply_env(&mut self) {
+        if self.url.trim().is_empty() {
+            self.url = env_value("CIPC_URL").unwrap_or_else(|| DEFAULT_URL.to_string());
+        }
+        if self.token.is_none() {
+            self.token = env_value("CIPC_TOKEN");
+        }
+        if self.peer.is_none() {
+            self.peer = env_value("CIPC_PEER");
+        }
+        if self.peer_key.is_none() {
+            self.peer_key = env_value("CIPC_PEER_KEY");
+        }
+    }
 }
 
 /// Why a subcommand stopped: an exit code and, usually, one line for stderr.
@@ -234,6 +258,12 @@ impl CliError {
             message: None,
         }
     }
+
+    /// The same error, its message starting with `prefix`.
+    pub fn prefixed(mut self, prefix: &str) -> CliError {
+        self.message = self.message.map(|m| format!("{prefix}{m}"));
+        self
+    }
 }
 
 impl From<ClientError> for CliError {
@@ -248,6 +278,11 @@ impl From<ClientError> for CliError {
             },
             ClientError::Api { .. } => CliError::error(format!("the broker said: {e}")),
             ClientError::Protocol { .. } => CliError::error(e.to_string()),
+            // No broker where we looked: like nothing answering at all.
+            ClientError::Foreign { .. } => CliError {
+                code: exit::UNREACHABLE,
+                message: Some(e.to_string()),
+            },
         }
     }
 }
@@ -261,18 +296,10 @@ pub struct Ctx {
 }
 
 impl Ctx {
-    fn new(args: &ClientArgs) -> Result<Ctx, CliError> {
+    async fn new(args: &ClientArgs) -> Result<Ctx, CliError> {
         let token = match &args.token_file {
             Some(path) => Some(serve::read_token_file(path).map_err(CliError::usage)?),
             None => args.token.clone(),
-        };
-        let peer = match args.peer.as_deref().map(str::trim) {
-            None | Some("") => None,
-            Some(p) => Some(uuid::Uuid::parse_str(p).map_err(|_| {
-                CliError::usage(format!(
-                    "--peer / CIPC_PEER {p:?} is not a peer id; use the id printed by `cipc peers connect ROLE`"
-                ))
-            })?),
         };
         let key = args
             .peer_key
@@ -286,6 +313,25 @@ impl Ctx {
                     "--peer-key / CIPC_PEER_KEY is not a cipc peer key (pk_...); use the key printed by `cipc peers connect ROLE --export`",
                 )
             })?),
+        };
+        let peer = match args.peer.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(p) => Some(match Uuid::parse_str(p) {
+                Ok(id) => id,
+                // Part of an id, as tables show them: the broker's list says whose.
+                Err(_) if IdKind::Peer.fragment(p).is_ok() => {
+                    let lookup = Client::new(&args.url, token.clone(), None)?;
+                    let id = resolve_with(&lookup, p, IdKind::Peer)
+                        .await
+                        .map_err(|e| e.prefixed("--peer / CIPC_PEER: "))?;
+                    Uuid::parse_str(&id).map_err(|_| CliError::error("the broker listed a peer id that is not a UUID"))?
+                }
+                Err(_) => {
+                    return Err(CliError::usage(format!(
+                        "--peer / CIPC_PEER {p:?} is not a peer id; use the id printed by `cipc peers connect ROLE` (or a unique part of it, at least 6 characters)"
+                    )))
+                }
+            }),
         };
         if let (Some(p), Some(k)) = (peer, key_peer) {
             if p != k {
@@ -301,18 +347,188 @@ impl Ctx {
         })
     }
 
-    /// The peer id to act on: the one given, else `--peer` / `CIPC_PEER`.
-    pub fn peer_or(&self, explicit: Option<&str>, what: &str) -> Result<String, CliError> {
+    /// The peer this session is (`--peer` / `CIPC_PEER`, or the one its key
+    /// names), for subcommands that act as it; `explicit` wins when given.
+    /// The error names the fix without naming the subcommand (the error
+    /// line starts with that already).
+    pub fn peer_or(&self, explicit: Option<&str>, _what: &str) -> Result<String, CliError> {
         if let Some(id) = explicit {
             return Ok(id.to_string());
         }
         self.client.peer().map(|p| p.to_string()).ok_or_else(|| {
-            CliError::usage(format!(
-                "{what} needs a peer id: give it, pass --peer ID, or set CIPC_PEER \
-                 (eval \"$(cipc peers connect ROLE --export)\")"
-            ))
+            CliError::usage(
+                "which peer? pass --peer ID, or set CIPC_PEER and CIPC_PEER_KEY for this shell: \
+                 eval \"$(cipc peers connect ROLE --export)\"",
+            )
         })
     }
+
+    /// The peer a subcommand with an optional `[ID]` argument acts on: the
+    /// argument (a full id or a unique part, see [`resolve_id`]), else this
+    /// session's peer.
+    pub async fn peer_arg(&self, given: Option<&str>) -> Result<String, CliError> {
+        match given {
+            Some(g) => resolve_id(self, g, IdKind::Peer).await,
+            None => self.client.peer().map(|p| p.to_string()).ok_or_else(|| {
+                CliError::usage(
+                    "which peer? give its id (or a unique part of it, as `cipc peers` shows), \
+                     pass --peer ID, or set CIPC_PEER and CIPC_PEER_KEY: eval \"$(cipc peers connect ROLE --export)\"",
+                )
+            }),
+        }
+    }
+}
+
+/// The kinds of id a user types: a command's, a peer's, a question's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdKind {
+    /// A command id (`cipc send`, `cipc commands`).
+    Command,
+    /// A peer id (`cipc peers`).
+    Peer,
+    /// A question id (`cipc ask`, `cipc questions`).
+    Question,
+}
+
+/// The fewest characters of an id that name it (besides the whole id).
+pub const MIN_ID_PART: usize = 6;
+
+impl IdKind {
+    fn noun(self) -> &'static str {
+        match self {
+            IdKind::Command => "command",
+            IdKind::Peer => "peer",
+            IdKind::Question => "question",
+        }
+    }
+
+    fn lister(self) -> &'static str {
+        match self {
+            IdKind::Command => "`cipc commands`",
+            IdKind::Peer => "`cipc peers`",
+            IdKind::Question => "`cipc questions`",
+        }
+    }
+
+    /// The hex digits of a part of an id (dashes dropped, lower case), or
+    /// the usage error saying what an id looks like.
+    pub fn fragment(self, given: &str) -> Result<String, CliError> {
+        let part = given.trim().to_ascii_lowercase().replace('-', "");
+        if part.len() >= MIN_ID_PART
+            && part.len() <= 32
+            && part.chars().all(|c| c.is_ascii_hexdigit())
+        {
+            return Ok(part);
+        }
+        let why = if !part.is_empty()
+            && part.chars().all(|c| c.is_ascii_hexdigit())
+            && part.len() < MIN_ID_PART
+        {
+            "is too short"
+        } else {
+            "is not"
+        };
+        Err(CliError::usage(format!(
+            "{given:?} {why} a {noun} id: give the whole id, or at least {MIN_ID_PART} characters from its start or end (the short id that {lister} shows works)",
+            noun = self.noun(),
+            lister = self.lister(),
+        )))
+    }
+}
+
+/// Picks the one id of `candidates` (each with a few words about it) that
+/// `given` names: the whole id, or a part of at least [`MIN_ID_PART`]
+/// characters from its start or its end (UUID v7 ids begin with their
+/// time, so tables show their ends). None, or several, is an error saying
+/// which.
+pub fn pick_id(
+    given: &str,
+    kind: IdKind,
+    candidates: impl IntoIterator<Item = (Uuid, String)>,
+) -> Result<Uuid, CliError> {
+    let part = kind.fragment(given)?;
+    let found: Vec<(Uuid, String)> = candidates
+        .into_iter()
+        .filter(|(id, _)| {
+            let hex = id.simple().to_string();
+            hex.starts_with(&part) || hex.ends_with(&part)
+        })
+        .collect();
+    match found.as_slice() {
+        [(id, _)] => Ok(*id),
+        [] => Err(CliError::error(format!(
+            "no {noun} id starts or ends with {given}; list them with {lister}",
+            noun = kind.noun(),
+            lister = kind.lister(),
+            given = given.trim()
+        ))),
+        many => {
+            const SHOWN: usize = 5;
+            let mut list: Vec<String> = many
+                .iter()
+                .take(SHOWN)
+                .map(|(id, what)| format!("{id} ({what})"))
+                .collect();
+            if many.len() > SHOWN {
+                list.push(format!("and {} more", many.len() - SHOWN));
+            }
+            Err(CliError::usage(format!(
+                "{given} matches {n} {noun}s: {list}; give more of the id",
+                given = given.trim(),
+                n = many.len(),
+                noun = kind.noun(),
+                list = list.join(", ")
+            )))
+        }
+    }
+}
+
+/// An id as the broker wants it: a whole id as given (no request), or the
+/// one id that a part names, looked up in the broker's list of that kind
+/// (`GET /commands?limit=10000`, `GET /peers`, `GET /questions`).
+pub async fn resolve_id(ctx: &Ctx, given: &str, kind: IdKind) -> Result<String, CliError> {
+    resolve_with(&ctx.client, given, kind).await
+}
+
+async fn resolve_with(client: &Client, given: &str, kind: IdKind) -> Result<String, CliError> {
+    let given = given.trim();
+    if let Ok(id) = Uuid::parse_str(given) {
+        return Ok(id.to_string());
+    }
+    kind.fragment(given)?;
+    let candidates: Vec<(Uuid, String)> = match kind {
+        IdKind::Command => client
+            .list_commands(None, None, Some(crate::api::MAX_LIST_LIMIT))
+            .await?
+            .commands
+            .into_iter()
+            .map(|c| {
+                let what = format!("{} for {}, {}", c.action, c.target, c.status.as_str());
+                (c.id, what)
+            })
+            .collect(),
+        IdKind::Peer => client
+            .peers()
+            .await?
+            .peers
+            .into_iter()
+            .map(|p| {
+                let what = format!("{}, {}", p.role, p.status.as_str());
+                (p.id, what)
+            })
+            .collect(),
+        IdKind::Question => client
+            .questions(None)
+            .await?
+            .questions
+            .into_iter()
+            .map(|q| {
+                let what = format!("from {}, {}", q.from, q.status.as_str());
+                (q.id, what)
+            })
+            .collect(),
+    };
+    pick_id(given, kind, candidates).map(|id| id.to_string())
 }
 
 /// Reads a JSON argument given inline, as `@file`, or as `-` (stdin).
@@ -365,23 +581,105 @@ where
     F: FnOnce(Ctx) -> Fut,
     Fut: Future<Output = Result<Exit, CliError>>,
 {
-    let result = Ctx::new(args).and_then(|ctx| {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| CliError::error(format!("cannot start the async runtime: {e}")))?;
-        rt.block_on(f(ctx))
-    });
+    let result = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::error(format!("cannot start the async runtime: {e}")))
+        .and_then(|rt| {
+            rt.block_on(async {
+                let ctx = Ctx::new(args).await?;
+                f(ctx).await
+            })
+        });
     match result {
         Ok(code) => code,
         Err(e) => report(group, e),
     }
 }
 
-/// Prints an error's one line (if any) and returns its exit code.
+/// The subcommand being run, as typed: "chan send", "peers show", "wait".
+static COMMAND_PATH: OnceLock<String> = OnceLock::new();
+
+/// "cipc chan send": how the lines this process prints on stderr begin,
+/// naming the whole subcommand once.
+pub fn prefix() -> String {
+    match COMMAND_PATH.get() {
+        Some(p) => format!("cipc {p}"),
+        None => "cipc".to_string(),
+    }
+}
+
+/// The words naming a parsed subcommand.
+fn command_path(cmd: &Command) -> String {
+    let (group, sub): (&str, Option<&str>) = match cmd {
+        Command::Serve(_) => ("serve", None),
+        Command::Bench(_) => ("bench", None),
+        Command::Peers(a) => ("peers", a.cmd.as_ref().map(peers::PeersCmd::name)),
+        Command::Send(_) => ("send", None),
+        Command::Wait(_) => ("wait", None),
+        Command::Ack(_) => ("ack", None),
+        Command::Result(_) => ("result", None),
+        Command::Cancel(_) => ("cancel", None),
+        Command::Commands(_) => ("commands", None),
+        Command::Ask(_) => ("ask", None),
+        Command::Answer(_) => ("answer", None),
+        Command::Questions(a) => (
+            "questions",
+            a.cmd.as_ref().map(questions::QuestionsCmd::name),
+        ),
+        Command::Chan(a) => ("chan", Some(a.cmd.name())),
+        Command::Signal(a) => ("signal", Some(a.cmd.name())),
+        Command::Status(_) => ("status", None),
+        Command::Reset(_) => ("reset", None),
+        Command::Work(_) => ("work", None),
+        Command::Doctor(_) => ("doctor", None),
+        Command::Claude(_) => ("claude", None),
+        Command::Hook(_) => ("hook", None),
+        Command::Completions(_) => ("completions", None),
+        Command::Man(_) => ("man", None),
+    };
+    match sub {
+        Some(s) => format!("{group} {s}"),
+        None => group.to_string(),
+    }
+}
+
+/// The client flags of a subcommand that has them.
+fn client_args(cmd: &mut Command) -> Option<&mut ClientArgs> {
+    match cmd {
+        Command::Peers(a) => Some(&mut a.client),
+        Command::Send(a) => Some(&mut a.client),
+        Command::Wait(a) => Some(&mut a.client),
+        Command::Ack(a) => Some(&mut a.client),
+        Command::Result(a) => Some(&mut a.client),
+        Command::Cancel(a) => Some(&mut a.client),
+        Command::Commands(a) => Some(&mut a.client),
+        Command::Ask(a) => Some(&mut a.client),
+        Command::Answer(a) => Some(&mut a.client),
+        Command::Questions(a) => Some(&mut a.client),
+        Command::Chan(a) => Some(&mut a.client),
+        Command::Signal(a) => Some(&mut a.client),
+        Command::Status(a) => Some(&mut a.client),
+        Command::Reset(a) => Some(&mut a.client),
+        Command::Work(a) => Some(&mut a.client),
+        Command::Doctor(a) => Some(&mut a.client),
+        Command::Hook(a) => Some(&mut a.client),
+        Command::Serve(_)
+        | Command::Bench(_)
+        | Command::Claude(_)
+        | Command::Completions(_)
+        | Command::Man(_) => None,
+    }
+}
+
+/// Prints an error's one line (if any) and returns its exit code. The line
+/// starts with the whole subcommand (`cipc chan send: ...`), else `group`.
 fn report(group: &str, e: CliError) -> Exit {
     if let Some(m) = e.message {
-        eprintln!("cipc {group}: {m}");
+        match COMMAND_PATH.get() {
+            Some(_) => eprintln!("{}: {m}", prefix()),
+            None => eprintln!("cipc {group}: {m}"),
+        }
     }
     e.code
 }
@@ -421,7 +719,11 @@ pub fn hoist_client_flags(args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsStri
 }
 
 /// Runs the parsed command line; returns the process exit code.
-pub fn run(cli: Cli) -> Exit {
+pub fn run(mut cli: Cli) -> Exit {
+    let _ = COMMAND_PATH.set(command_path(&cli.command));
+    if let Some(c) = client_args(&mut cli.command) {
+        c.apply_env();
+    }
     match cli.command {
         Command::Serve(args) => serve::run(args),
         Command::Bench(args) => bench::run(args),
@@ -449,6 +751,8 @@ pub fn run(cli: Cli) -> Exit {
         Command::Signal(a) => run_client("signal", &a.client.clone(), |ctx| signal::run(a, ctx)),
         Command::Status(a) => run_client("status", &a.client.clone(), |ctx| system::status(a, ctx)),
         Command::Reset(a) => run_client("reset", &a.client.clone(), |ctx| system::reset(a, ctx)),
+        Command::Work(a) => run_client("work", &a.client.clone(), |ctx| work::run(a, ctx)),
+        Command::Doctor(a) => run_client("doctor", &a.client.clone(), |ctx| doctor::run(a, ctx)),
         Command::Claude(a) => claude::run(a),
         Command::Hook(a) => claude::hook::run(a),
         Command::Completions(a) => generate::completions(a),

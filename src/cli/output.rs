@@ -155,7 +155,7 @@ impl Spinner {
     pub fn note(&self, message: String) {
         match &self.0 {
             Some(b) => b.set_message(message),
-            None => eprintln!("cipc: {message}"),
+            None => eprintln!("{}: {message}", super::prefix()),
         }
     }
 

@@ -4,6 +4,7 @@ use super::output::{ago, Output};
 use super::Exit;
 use super::{CliError, ClientArgs, Ctx};
 use crate::api::{ConnectRequest, Peer, PeerStatus, Via};
+use crate::client::ClientError;
 use clap::{Args, Subcommand};
 use uuid::Uuid;
 
@@ -27,6 +28,9 @@ pub enum PeersCmd {
     Discover,
     /// Register this session as a protected peer with ROLE and print it with
     /// its key (needed to act as it; reconnecting with --id needs it too).
+    /// When CIPC_PEER and CIPC_PEER_KEY already name a peer of ROLE, that
+    /// peer is reconnected (same id, same key) instead; --new registers
+    /// another one.
     Connect {
         /// The role to take, e.g. backend (1-64 of A-Z a-z 0-9 . _ -).
         role: String,
@@ -39,6 +43,9 @@ pub enum PeersCmd {
         /// Reconnect as this known peer id instead of getting a new one.
         #[arg(long, value_name = "ID")]
         id: Option<Uuid>,
+        /// Register a new peer even when CIPC_PEER names one of this role.
+        #[arg(long, conflicts_with = "id")]
+        new: bool,
         /// Print only `export CIPC_PEER=<id> CIPC_PEER_KEY=<key>`, for
         /// eval "$(cipc peers connect ROLE --export)". The key proves this
         /// peer; keep it out of logs.
@@ -47,17 +54,17 @@ pub enum PeersCmd {
     },
     /// Show one peer (default: --peer / CIPC_PEER).
     Show {
-        /// The peer id.
+        /// The peer id: whole, or a unique part of at least 6 characters.
         id: Option<String>,
     },
     /// Disconnect a peer: it goes offline and its unacked commands are pending again.
     Disconnect {
-        /// The peer id (default: --peer / CIPC_PEER).
+        /// The peer id, whole or a unique part (default: --peer / CIPC_PEER).
         id: Option<String>,
     },
     /// Tell the broker this peer is alive (default: --peer / CIPC_PEER).
     Heartbeat {
-        /// The peer id.
+        /// The peer id: whole, or a unique part of at least 6 characters.
         id: Option<String>,
     },
     /// Say why a person is needed now (shown in `cipc peers` and the
@@ -66,6 +73,21 @@ pub enum PeersCmd {
         /// One line for the person, e.g. "waiting for approval of the schema change".
         text: Option<String>,
     },
+}
+
+impl PeersCmd {
+    /// The subcommand's name, as typed.
+    pub fn name(&self) -> &'static str {
+        match self {
+            PeersCmd::List => "list",
+            PeersCmd::Discover => "discover",
+            PeersCmd::Connect { .. } => "connect",
+            PeersCmd::Show { .. } => "show",
+            PeersCmd::Disconnect { .. } => "disconnect",
+            PeersCmd::Heartbeat { .. } => "heartbeat",
+            PeersCmd::Attention { .. } => "attention",
+        }
+    }
 }
 
 /// Runs `cipc peers ...`; returns the exit code.
@@ -102,8 +124,20 @@ pub async fn run(args: PeersArgs, ctx: Ctx) -> Result<Exit, CliError> {
             caps,
             name,
             id,
+            new,
             export,
         } => {
+            // This shell's peer, when it has the same role, is reconnected
+            // rather than joined by another: running a setup twice leaves
+            // one peer, not a ghost.
+            let mut id = id;
+            let mut again = false;
+            if id.is_none() && !new {
+                if let Some(me) = same_role_peer(&ctx, &role).await? {
+                    id = Some(me);
+                    again = true;
+                }
+            }
             // The CLI always protects its peers. Reconnecting proves the old
             // peer with CIPC_PEER_KEY; a new peer is registered by nobody.
             let client = match id {
@@ -119,6 +153,14 @@ pub async fn run(args: PeersArgs, ctx: Ctx) -> Result<Exit, CliError> {
                 via: None,
             };
             let r = client.connect(&req).await?;
+            if again {
+                eprintln!(
+                    "{}: reconnected peer {} (CIPC_PEER is already a {} peer; same id, same key); pass --new for another peer",
+                    super::prefix(),
+                    r.peer.id,
+                    r.peer.role
+                );
+            }
             if export {
                 out.line(&format!(
                     "export CIPC_PEER={} CIPC_PEER_KEY={}",
@@ -128,13 +170,17 @@ pub async fn run(args: PeersArgs, ctx: Ctx) -> Result<Exit, CliError> {
                 out.json(&r)?;
             } else {
                 out.line(&format!(
-                    "connected as {} (peer {}, protected); use it with:\n  export CIPC_PEER={} CIPC_PEER_KEY={}",
-                    r.peer.role, r.peer.id, r.peer.id, r.key
+                    "{} as {} (peer {}, protected); use it with:\n  export CIPC_PEER={} CIPC_PEER_KEY={}",
+                    if again { "reconnected" } else { "connected" },
+                    r.peer.role,
+                    r.peer.id,
+                    r.peer.id,
+                    r.key
                 ))?;
             }
         }
         PeersCmd::Show { id } => {
-            let id = ctx.peer_or(id.as_deref(), "cipc peers show")?;
+            let id = ctx.peer_arg(id.as_deref()).await?;
             let r = ctx.client.peer_info(&id).await?;
             if out.json {
                 out.json(&r)?;
@@ -143,7 +189,7 @@ pub async fn run(args: PeersArgs, ctx: Ctx) -> Result<Exit, CliError> {
             }
         }
         PeersCmd::Disconnect { id } => {
-            let id = ctx.peer_or(id.as_deref(), "cipc peers disconnect")?;
+            let id = ctx.peer_arg(id.as_deref()).await?;
             let r = ctx.client.disconnect(&id).await?;
             if out.json {
                 out.json(&r)?;
@@ -155,7 +201,7 @@ pub async fn run(args: PeersArgs, ctx: Ctx) -> Result<Exit, CliError> {
             }
         }
         PeersCmd::Attention { text } => {
-            let id = ctx.peer_or(None, "cipc peers attention")?;
+            let id = ctx.peer_or(None, "peers attention")?;
             let req = crate::api::AttentionRequest { attention: text };
             let r = ctx.client.set_attention(&id, &req).await?;
             if out.json {
@@ -174,7 +220,7 @@ pub async fn run(args: PeersArgs, ctx: Ctx) -> Result<Exit, CliError> {
             }
         }
         PeersCmd::Heartbeat { id } => {
-            let id = ctx.peer_or(id.as_deref(), "cipc peers heartbeat")?;
+            let id = ctx.peer_arg(id.as_deref()).await?;
             let r = ctx.client.heartbeat(&id).await?;
             if out.json {
                 out.json(&r)?;
@@ -189,6 +235,20 @@ pub async fn run(args: PeersArgs, ctx: Ctx) -> Result<Exit, CliError> {
         }
     }
     Ok(super::exit::OK)
+}
+
+/// This session's peer (CIPC_PEER with its key), when the broker still
+/// knows it and it has `role`: the peer `peers connect ROLE` reconnects.
+async fn same_role_peer(ctx: &Ctx, role: &str) -> Result<Option<Uuid>, CliError> {
+    let (Some(me), Some(_)) = (ctx.client.peer(), ctx.client.key()) else {
+        return Ok(None);
+    };
+    match ctx.client.peer_info(&me.to_string()).await {
+        Ok(r) if r.peer.role == role => Ok(Some(me)),
+        // Another role, forgotten, or a key that no longer proves it: a new peer.
+        Ok(_) | Err(ClientError::Api { .. }) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// The wire word of a peer status.

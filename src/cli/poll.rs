@@ -28,8 +28,9 @@ const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 /// The longest pause between retries.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
-/// Milliseconds to ask the broker for, given what is left of the wait.
-fn poll_ms(deadline: Option<Instant>) -> u64 {
+/// Milliseconds to ask the broker for, given what is left of the wait (at
+/// most one long-poll, [`MAX_LONG_POLL_MS`]).
+pub fn poll_ms(deadline: Option<Instant>) -> u64 {
     match deadline {
         None => MAX_LONG_POLL_MS,
         Some(d) => {

@@ -68,7 +68,7 @@ pub struct AnswerArgs {
     /// Broker, identity and output flags.
     #[command(flatten)]
     pub client: ClientArgs,
-    /// The question's id, in full or the short id `cipc questions` shows.
+    /// The question's id: whole, or a unique part (the short id `cipc questions` shows).
     pub id: String,
     /// The answer: one of the question's choices when it has them.
     pub text: String,
@@ -102,13 +102,13 @@ pub enum QuestionsCmd {
     },
     /// Show one question in full: text, choices, context, answer.
     Show {
-        /// The question's id, in full or the short id `cipc questions` shows.
+        /// The question's id: whole, or a unique part (the short id `cipc questions` shows).
         id: String,
     },
     /// Wait for a question's answer and print it, like `cipc ask` (exit 1
     /// if it was cancelled or expired, 124 on timeout).
     Wait {
-        /// The question's id, in full or the short id `cipc questions` shows.
+        /// The question's id: whole, or a unique part (the short id `cipc questions` shows).
         id: String,
         /// Stop waiting after this long (exit 124; the question stays open).
         #[arg(long, default_value = "30m", value_parser = humantime::parse_duration, value_name = "DURATION")]
@@ -119,9 +119,21 @@ pub enum QuestionsCmd {
     },
     /// Withdraw an open question (its asker's wait ends with exit 1).
     Cancel {
-        /// The question's id, in full or the short id `cipc questions` shows.
+        /// The question's id: whole, or a unique part (the short id `cipc questions` shows).
         id: String,
     },
+}
+
+impl QuestionsCmd {
+    /// The subcommand's name, as typed.
+    pub fn name(&self) -> &'static str {
+        match self {
+            QuestionsCmd::List { .. } => "list",
+            QuestionsCmd::Show { .. } => "show",
+            QuestionsCmd::Wait { .. } => "wait",
+            QuestionsCmd::Cancel { .. } => "cancel",
+        }
+    }
 }
 
 /// `--status`: one of the wire names, offered to shell completion.
@@ -345,33 +357,10 @@ pub async fn run(args: QuestionsArgs, ctx: Ctx) -> Result<Exit, CliError> {
     Ok(exit::OK)
 }
 
-/// A question id as the broker wants it: a full id as given, or the one
-/// question whose id ends in the short id `cipc questions` shows.
+/// A question id as the broker wants it: a whole id as given, or the one
+/// question a part of an id names (the short id `cipc questions` shows).
 async fn resolve_id(ctx: &Ctx, given: &str) -> Result<String, CliError> {
-    let given = given.trim();
-    if uuid::Uuid::parse_str(given).is_ok() {
-        return Ok(given.to_string());
-    }
-    let short = given.to_ascii_lowercase().replace('-', "");
-    if short.len() < 4 || !short.chars().all(|c| c.is_ascii_hexdigit()) {
-        return Err(CliError::usage(format!(
-            "{given:?} is not a question id; give the id `cipc ask` printed, or the short id in `cipc questions`"
-        )));
-    }
-    let all = ctx.client.questions(None).await?;
-    let mut found = all
-        .questions
-        .iter()
-        .filter(|q| q.id.simple().to_string().ends_with(&short));
-    match (found.next(), found.next()) {
-        (Some(q), None) => Ok(q.id.to_string()),
-        (None, _) => Err(CliError::error(format!(
-            "no question's id ends in {given}; list them with `cipc questions`"
-        ))),
-        (Some(_), Some(_)) => Err(CliError::usage(format!(
-            "{given} matches more than one question; give more of its id (or all of it)"
-        ))),
-    }
+    super::resolve_id(ctx, given, super::IdKind::Question).await
 }
 
 /// What the CHOICES/ANSWER column says about a question.

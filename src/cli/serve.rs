@@ -20,21 +20,31 @@ pub struct ServeArgs {
     /// Port to listen on (0 picks a free one and prints it).
     #[arg(long, short, env = "CIPC_PORT", default_value_t = 9100)]
     pub port: u16,
-    /// Where the SQLite file lives [default: $XDG_STATE_HOME/cipc or ~/.local/state/cipc].
-    #[arg(long, env = "CIPC_DATA_DIR", value_name = "DIR")]
+    /// Where the SQLite file lives [env: CIPC_DATA_DIR; ignored, with a
+    /// warning, under --memory] [default: $XDG_STATE_HOME/cipc or ~/.local/state/cipc].
+    #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
     /// Keep everything in memory; nothing survives a restart.
     #[arg(long, conflicts_with = "data_dir")]
     pub memory: bool,
     /// Require this token from every client (prefer CIPC_TOKEN or --token-file: flags show in `ps`).
+    /// At least 8 characters; under 16 draws a warning (--generate-token makes a good one).
     #[arg(long, env = "CIPC_TOKEN", hide_env_values = true, value_name = "TOKEN")]
     pub token: Option<String>,
-    /// Read the token from a file that is not world-readable.
+    /// Read the token from a file that is not world-readable (`chmod 600`;
+    /// `--generate-token --out PATH` makes one).
     #[arg(long, value_name = "PATH", conflicts_with = "token")]
     pub token_file: Option<PathBuf>,
-    /// Print a new random token and exit.
+    /// Print a new random token and exit (with --out, write it to a file only you can read).
     #[arg(long)]
     pub generate_token: bool,
+    /// With --generate-token: write the token to this file, mode 600, ready
+    /// for --token-file (an existing file is kept unless --force).
+    #[arg(long, value_name = "PATH", requires = "generate_token")]
+    pub out: Option<PathBuf>,
+    /// With --out: replace the file if it exists.
+    #[arg(long, requires = "out")]
+    pub force: bool,
     /// Serve a non-loopback address without a token (trusted lab networks only).
     #[arg(long)]
     pub insecure_no_auth: bool,
@@ -95,6 +105,90 @@ pub fn generate_token() -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
 
+/// Tokens shorter than this are refused: they can be guessed.
+pub const MIN_TOKEN_CHARS: usize = 8;
+/// Tokens shorter than this draw a warning.
+pub const GOOD_TOKEN_CHARS: usize = 16;
+
+/// Judges a token's length: `Err` (refuse) under [`MIN_TOKEN_CHARS`],
+/// `Ok(Some(warning))` under [`GOOD_TOKEN_CHARS`], else `Ok(None)`.
+pub fn check_token_length(token: &str) -> Result<Option<String>, String> {
+    let n = token.chars().count();
+    let advice = "use a random one: export CIPC_TOKEN=$(cipc serve --generate-token), \
+                  or cipc serve --generate-token --out FILE and --token-file FILE";
+    if n < MIN_TOKEN_CHARS {
+        return Err(format!(
+            "the token is {n} characters long, too short to keep anyone out (at least {MIN_TOKEN_CHARS}, better {GOOD_TOKEN_CHARS} or more); {advice}"
+        ));
+    }
+    if n < GOOD_TOKEN_CHARS {
+        return Ok(Some(format!(
+            "warning: the token is only {n} characters long and could be guessed; {GOOD_TOKEN_CHARS} or more is safer ({advice})"
+        )));
+    }
+    Ok(None)
+}
+
+/// Writes a new token to `path`, readable by its owner only (mode 600),
+/// never replacing an existing file unless `force`.
+fn write_token_file(path: &Path, token: &str, force: bool) -> Result<(), String> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true);
+    if force {
+        options.create(true).truncate(true);
+    } else {
+        options.create_new(true);
+    }
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::AlreadyExists {
+            format!(
+                "{} already exists; pass --force to replace it, or choose another --out",
+                path.display()
+            )
+        } else {
+            format!("cannot write the token to {}: {e}", path.display())
+        }
+    })?;
+    // A replaced file keeps its old mode unless told: make it private first.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))
+            .map_err(|e| format!("cannot make {} private (chmod 600): {e}", path.display()))?;
+    }
+    writeln!(file, "{token}")
+        .and_then(|()| file.sync_all())
+        .map_err(|e| format!("cannot write the token to {}: {e}", path.display()))
+}
+
+/// When stdout is a file others may read (`--generate-token > token`),
+/// the advice to make it private; `None` for a pipe, a terminal, or a
+/// private file.
+fn stdout_file_exposed() -> Option<String> {
+    #[cfg(unix)]
+    {
+        use std::os::fd::AsFd;
+        use std::os::unix::fs::PermissionsExt;
+        let fd = std::io::stdout().as_fd().try_clone_to_owned().ok()?;
+        let meta = std::fs::File::from(fd).metadata().ok()?;
+        let mode = meta.permissions().mode() & 0o777;
+        if !meta.is_file() || mode & 0o077 == 0 {
+            return None;
+        }
+        let name = std::fs::read_link("/proc/self/fd/1")
+            .map_or_else(|_| "FILE".to_string(), |p| p.display().to_string());
+        Some(format!(
+            "cipc serve: the token went into {name}, which others can read (mode {mode:o}), so --token-file will refuse it; \
+             run `chmod 600 {name}`, or next time write it with `cipc serve --generate-token --out {name}`"
+        ))
+    }
+    #[cfg(not(unix))]
+    None
+}
+
 /// Reads a token file, refusing one that others can read.
 pub fn read_token_file(path: &Path) -> Result<String, String> {
     let meta = std::fs::metadata(path)
@@ -105,7 +199,9 @@ pub fn read_token_file(path: &Path) -> Result<String, String> {
         let mode = meta.permissions().mode();
         if mode & 0o004 != 0 {
             return Err(format!(
-                "token file {} is world-readable (mode {:o}); run `chmod 600 {}` and try again",
+                "token file {} is world-readable (mode {:o}): anyone on this machine could read the token; \
+                 make it yours alone with `chmod 600 {}` and try again \
+                 (`cipc serve --generate-token --out PATH` writes token files that way)",
                 path.display(),
                 mode & 0o777,
                 path.display()
@@ -136,7 +232,23 @@ fn parse_host(host: &str) -> Result<IpAddr, String> {
 /// Runs `cipc serve` to completion; returns the exit code.
 pub fn run(args: ServeArgs) -> Exit {
     if args.generate_token {
-        println!("{}", generate_token());
+        let token = generate_token();
+        if let Some(path) = &args.out {
+            if let Err(e) = write_token_file(path, &token, args.force) {
+                eprintln!("cipc serve: {e}");
+                return exit::USAGE;
+            }
+            eprintln!(
+                "cipc serve: wrote a new token to {p} (mode 600); serve with `cipc serve --token-file {p}`, \
+                 and give clients the same --token-file (or CIPC_TOKEN=$(cat {p}))",
+                p = path.display()
+            );
+            return exit::OK;
+        }
+        println!("{token}");
+        if let Some(warning) = stdout_file_exposed() {
+            eprintln!("{warning}");
+        }
         return exit::OK;
     }
     init_logging();
@@ -158,6 +270,16 @@ pub fn run(args: ServeArgs) -> Exit {
         },
         _ => None,
     };
+    if let Some(t) = &token {
+        match check_token_length(t) {
+            Err(e) => {
+                eprintln!("cipc serve: {e}");
+                return exit::USAGE;
+            }
+            Ok(Some(warning)) => eprintln!("cipc serve: {warning}"),
+            Ok(None) => {}
+        }
+    }
     if !ip.is_loopback() && token.is_none() {
         if !args.insecure_no_auth {
             eprintln!(
@@ -188,10 +310,26 @@ pub fn run(args: ServeArgs) -> Exit {
 }
 
 async fn serve(args: ServeArgs, ip: IpAddr, token: Option<String>) -> Exit {
+    // CIPC_DATA_DIR is read here rather than by clap, so that --memory can
+    // win over it (an explicit --data-dir with --memory is a usage error),
+    // and so that an empty one means "unset".
+    let env_dir = std::env::var_os("CIPC_DATA_DIR")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from);
     let store: Arc<dyn Store> = if args.memory {
+        if let Some(dir) = &env_dir {
+            tracing::warn!(
+                "--memory: ignoring CIPC_DATA_DIR={}; nothing is saved and nothing there is read",
+                dir.display()
+            );
+        }
         Arc::new(MemoryStore::default())
     } else {
-        let dir = args.data_dir.clone().unwrap_or_else(default_data_dir);
+        let dir = args
+            .data_dir
+            .clone()
+            .or(env_dir)
+            .unwrap_or_else(default_data_dir);
         match SqliteStore::open(&dir, args.check_store) {
             Ok(s) => Arc::new(s),
             Err(e) => {
@@ -291,9 +429,27 @@ async fn shutdown_signal() {
     }
 }
 
+/// What is logged without RUST_LOG: warnings and errors only, from cipc
+/// and every library (rmcp logs whole requests at INFO). The start line is
+/// printed on stdout, not logged, so `cipc serve &` shows it and then stays
+/// quiet until something needs attention.
+const DEFAULT_LOG_FILTER: &str = "warn";
+
 fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    use tracing_subscriber::EnvFilter;
+    let filter = match std::env::var("RUST_LOG")
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+    {
+        None => EnvFilter::new(DEFAULT_LOG_FILTER),
+        Some(v) => EnvFilter::try_new(&v).unwrap_or_else(|e| {
+            eprintln!(
+                "cipc serve: RUST_LOG={v:?} is not a log filter ({e}); logging warnings only. \
+                 Write e.g. RUST_LOG=info, or RUST_LOG=cipc=debug,warn"
+            );
+            EnvFilter::new(DEFAULT_LOG_FILTER)
+        }),
+    };
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

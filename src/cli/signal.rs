@@ -61,6 +61,19 @@ pub enum SignalCmd {
     List,
 }
 
+impl SignalCmd {
+    /// The subcommand's name, as typed.
+    pub fn name(&self) -> &'static str {
+        match self {
+            SignalCmd::Emit { .. } => "emit",
+            SignalCmd::Wait { .. } => "wait",
+            SignalCmd::Get { .. } => "get",
+            SignalCmd::Clear { .. } => "clear",
+            SignalCmd::List => "list",
+        }
+    }
+}
+
 /// Runs `cipc signal ...`; returns the exit code.
 pub async fn run(args: SignalArgs, ctx: Ctx) -> Result<Exit, CliError> {
     let out = ctx.out;

@@ -26,6 +26,7 @@ pub struct ResetArgs {
     #[command(flatten)]
     pub client: ClientArgs,
     /// Do not ask for confirmation (required when stdin is not a terminal).
+    /// Answering no to the question changes nothing and exits 0.
     #[arg(long, short = 'y')]
     pub yes: bool,
 }
@@ -107,8 +108,9 @@ pub async fn reset(args: ResetArgs, ctx: Ctx) -> Result<Exit, CliError> {
             .read_line(&mut answer)
             .map_err(|e| CliError::error(format!("cannot read the answer: {e}")))?;
         if !matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes") {
-            eprintln!("cipc reset: nothing changed");
-            return Ok(exit::ERROR);
+            // Declining is an answer, not a failure.
+            eprintln!("{}: nothing was reset", super::prefix());
+            return Ok(exit::OK);
         }
     }
     let r = ctx.client.reset().await?;

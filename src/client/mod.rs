@@ -68,6 +68,31 @@ pub enum ClientError {
         /// What was wrong with the answer.
         reason: String,
     },
+    /// Another kind of server answered with a page of its own (a web
+    /// server's HTML, a proxy's error text): the URL is probably not a broker.
+    #[error("{}", foreign_text(.url, *.status, .snippet.as_deref()))]
+    Foreign {
+        /// The URL that answered (empty when not known where the answer was made).
+        url: String,
+        /// The HTTP status it answered with.
+        status: u16,
+        /// The start of its body, when that is short plain text (never HTML).
+        snippet: Option<String>,
+    },
+}
+
+/// The line for [`ClientError::Foreign`].
+fn foreign_text(url: &str, status: u16, snippet: Option<&str>) -> String {
+    let who = if url.is_empty() {
+        "the server".to_string()
+    } else {
+        format!("the server at {url}")
+    };
+    let what = match snippet {
+        Some(text) => format!("HTTP {status} that is not a cipc answer ({text:?})"),
+        None => format!("HTTP {status} with a non-cipc page"),
+    };
+    format!("{who} answered {what}; is CIPC_URL (or --url) pointing at a cipc broker? `cipc serve` prints the URL it listens on")
 }
 
 impl ClientError {
@@ -76,7 +101,9 @@ impl ClientError {
     pub fn is_retryable(&self) -> bool {
         match self {
             ClientError::Unreachable { .. } => true,
-            ClientError::Api { status, .. } => matches!(status, 429 | 502 | 503 | 504),
+            ClientError::Api { status, .. } | ClientError::Foreign { status, .. } => {
+                matches!(status, 429 | 502 | 503 | 504)
+            }
             _ => false,
         }
     }
@@ -258,15 +285,37 @@ impl Client {
         if status.is_success() {
             return serde_json::from_slice(&bytes)
                 .map(|v| (status, v))
-                .map_err(|e| ClientError::Protocol {
-                    url: self.shown.clone(),
-                    reason: format!(
-                        "HTTP {} with a body that does not fit the API ({e})",
-                        status.as_u16()
-                    ),
+                .map_err(|e| {
+                    if serde_json::from_slice::<serde_json::Value>(&bytes).is_err() {
+                        // Not JSON at all: a web page, not a broker.
+                        return self.located(foreign(status, &bytes));
+                    }
+                    ClientError::Protocol {
+                        url: self.shown.clone(),
+                        reason: format!(
+                            "HTTP {} with a body that does not fit the API ({e})",
+                            status.as_u16()
+                        ),
+                    }
                 });
         }
-        Err(api_error(status, &bytes))
+        Err(self.located(api_error(status, &bytes)))
+    }
+
+    /// Names this client's URL in an error that was made without it.
+    fn located(&self, e: ClientError) -> ClientError {
+        match e {
+            ClientError::Foreign {
+                url,
+                status,
+                snippet,
+            } if url.is_empty() => ClientError::Foreign {
+                url: self.shown.clone(),
+                status,
+                snippet,
+            },
+            other => other,
+        }
     }
 
     async fn get<T: DeserializeOwned>(
@@ -414,8 +463,9 @@ fn http_client(base: &Url, connect_timeout: Duration) -> Result<reqwest::Client,
         .map_err(|e| ClientError::Config(format!("cannot set up the HTTP client: {e}")))
 }
 
-/// Turns a non-2xx answer into [`ClientError::Api`], using the contract's
-/// error body when there is one.
+/// Turns a non-2xx answer into [`ClientError::Api`] when it is the
+/// contract's error body, else into [`ClientError::Foreign`] (some other
+/// server answered; its URL is filled in by the caller that knows it).
 fn api_error(status: StatusCode, bytes: &[u8]) -> ClientError {
     if let Ok(body) = serde_json::from_slice::<ErrorResponse>(bytes) {
         return ClientError::Api {
@@ -424,20 +474,32 @@ fn api_error(status: StatusCode, bytes: &[u8]) -> ClientError {
             message: body.error.message,
         };
     }
+    foreign(status, bytes)
+}
+
+/// The most of a foreign plain-text body an error line quotes.
+const SNIPPET_CHARS: usize = 120;
+
+/// [`ClientError::Foreign`] for an answer that is not the broker's: its
+/// status, and a short quote of its body only when that is plain text
+/// (an HTML page would bury the message).
+fn foreign(status: StatusCode, bytes: &[u8]) -> ClientError {
     let text = String::from_utf8_lossy(bytes);
     let text: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
-    let snippet: String = text.chars().take(200).collect();
-    ClientError::Api {
-        status: status.as_u16(),
-        code: format!("http_{}", status.as_u16()),
-        message: if snippet.is_empty() {
-            status
-                .canonical_reason()
-                .unwrap_or("no explanation given")
-                .to_string()
+    let text = text.trim_start_matches('\u{feff}');
+    let html = text.starts_with('<');
+    let snippet = (!html && !text.is_empty()).then(|| {
+        if text.chars().count() > SNIPPET_CHARS {
+            let cut: String = text.chars().take(SNIPPET_CHARS - 1).collect();
+            format!("{cut}…")
         } else {
-            snippet
-        },
+            text.to_string()
+        }
+    });
+    ClientError::Foreign {
+        url: String::new(),
+        status: status.as_u16(),
+        snippet,
     }
 }
 
@@ -454,6 +516,35 @@ mod tests {
             .to_string();
         assert!(e.contains("plain HTTP"), "{e}");
         assert!(parse_base_url("ftp://x").is_err());
+    }
+
+    #[test]
+    fn foreign_pages_are_named_not_dumped() {
+        let page = b"<!DOCTYPE html>\n<html><body><h1>Welcome to nginx!</h1></body></html>";
+        let e = api_error(StatusCode::NOT_FOUND, page);
+        let c = Client::new("http://127.0.0.1:8080", None, None).unwrap();
+        let text = c.located(e).to_string();
+        assert!(
+            text.starts_with(
+                "the server at http://127.0.0.1:8080 answered HTTP 404 with a non-cipc page;"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("CIPC_URL") && !text.contains("nginx"),
+            "{text}"
+        );
+        let e = api_error(StatusCode::BAD_GATEWAY, b"upstream   went away\n");
+        assert!(e.is_retryable(), "a proxy's 502 is worth retrying");
+        assert!(
+            e.to_string().contains("(\"upstream went away\")"),
+            "plain text is quoted: {e}"
+        );
+        let e = api_error(
+            StatusCode::FORBIDDEN,
+            br#"{"error":{"code":"forbidden","message":"no"}}"#,
+        );
+        assert!(matches!(e, ClientError::Api { status: 403, .. }), "{e:?}");
     }
 
     #[test]

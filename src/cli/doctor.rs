@@ -1,0 +1,365 @@
+//! `cipc doctor`: checks, one line each, what a client needs to work with
+//! the broker, and says what to fix.
+//!
+//! The checks, in order (a check that cannot run because an earlier one
+//! failed is skipped, not failed):
+//!
+//! 1. **broker**: something answers at the URL, and it is a cipc broker
+//!    (`GET /healthz` answers the broker's `{"ok": true}`, and `GET /status`
+//!    answers a status or the broker's own error document);
+//! 2. **token**: a request that needs the token (`GET /status`) is accepted;
+//! 3. **version**: the broker's version (from `/status`) is this client's;
+//! 4. **peer**: `CIPC_PEER` (or the peer its key names) is known to the
+//!    broker (`GET /peers/{id}`);
+//! 5. **key**: `CIPC_PEER_KEY` proves that peer (a heartbeat, which only
+//!    refreshes its last-seen time).
+//!
+//! Exit 0 when every check passed (or was not needed), 1 otherwise.
+
+use super::output::Output;
+use super::{exit, CliError, ClientArgs, Ctx, Exit};
+use crate::api::{StatusResponse, PEER_KEY_HEADER};
+use crate::client::{Client, ClientError};
+use clap::Args;
+use serde::Serialize;
+
+/// Flags of `cipc doctor`.
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// Broker, identity and output flags.
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+/// How one check came out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    /// It works.
+    Ok,
+    /// It does not; `fix` says what to do.
+    Fail,
+    /// Not needed here, or not possible after an earlier failure.
+    Skip,
+}
+
+/// One check: its name, how it came out, what was found and what to fix.
+#[derive(Debug, Clone, Serialize)]
+pub struct Check {
+    /// broker, token, version, peer or key.
+    pub name: &'static str,
+    /// How it came out.
+    pub outcome: Outcome,
+    /// What was found, in one line.
+    pub detail: String,
+    /// What to do about a failure.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fix: Option<String>,
+}
+
+impl Check {
+    fn ok(name: &'static str, detail: impl Into<String>) -> Check {
+        Check {
+            name,
+            outcome: Outcome::Ok,
+            detail: detail.into(),
+            fix: None,
+        }
+    }
+
+    fn fail(name: &'static str, detail: impl Into<String>, fix: impl Into<String>) -> Check {
+        Check {
+            name,
+            outcome: Outcome::Fail,
+            detail: detail.into(),
+            fix: Some(fix.into()),
+        }
+    }
+
+    fn skip(name: &'static str, detail: impl Into<String>) -> Check {
+        Check {
+            name,
+            outcome: Outcome::Skip,
+            detail: detail.into(),
+            fix: None,
+        }
+    }
+}
+
+/// The JSON document `cipc doctor --json` prints.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Report<'a> {
+    /// True when nothing failed.
+    ok: bool,
+    /// The broker URL checked.
+    url: &'a str,
+    /// This client's version.
+    client_version: &'a str,
+    /// The checks, in order.
+    checks: &'a [Check],
+}
+
+const CLIENT_VERSION: &str = env!("CARGO_PKG_VERSION");
+const START_ONE: &str =
+    "start one with `cipc serve` (it prints its URL), or point --url / CIPC_URL at the running one";
+const NEW_PEER: &str =
+    "eval \"$(cipc peers connect ROLE --export)\" sets both CIPC_PEER and CIPC_PEER_KEY";
+
+/// Runs `cipc doctor`.
+pub async fn run(args: DoctorArgs, ctx: Ctx) -> Result<Exit, CliError> {
+    let have_token = args.client.token_file.is_some()
+        || args
+            .client
+            .token
+            .as_deref()
+            .is_some_and(|t| !t.trim().is_empty());
+    let checks = checks(&ctx, have_token).await;
+    let ok = checks.iter().all(|c| c.outcome != Outcome::Fail);
+    print(&ctx.out, ctx.client.base_url(), &checks, ok)?;
+    Ok(if ok { exit::OK } else { exit::ERROR })
+}
+
+/// Runs every check, in order.
+async fn checks(ctx: &Ctx, have_token: bool) -> Vec<Check> {
+    let url = ctx.client.base_url().to_string();
+    // The broker, token and version checks speak for nobody, so that a bad
+    // peer key (its own check) cannot make them fail too.
+    let anonymous = ctx.client.anonymous();
+    let mut checks = Vec::new();
+
+    let broker = broker_check(&anonymous, &url).await;
+    let reached = broker.outcome == Outcome::Ok;
+    checks.push(broker);
+    if !reached {
+        for name in ["token", "version", "peer", "key"] {
+            checks.push(Check::skip(name, "needs a broker to ask"));
+        }
+        return checks;
+    }
+
+    let status = token_check(&anonymous, have_token, &mut checks).await;
+    match &status {
+        Some(s) if s.version == CLIENT_VERSION => checks.push(Check::ok(
+            "version",
+            format!("broker and client are both cipc {CLIENT_VERSION}"),
+        )),
+        Some(s) => checks.push(Check::fail(
+            "version",
+            format!("the broker is cipc {}, this client is cipc {CLIENT_VERSION}", s.version),
+            "run the same version on both sides (install one build, e.g. `cargo install --path .`, and restart `cipc serve`)",
+        )),
+        None => checks.push(Check::skip("version", "needs the token to ask the broker")),
+    }
+    if status.is_none() {
+        checks.push(Check::skip("peer", "needs the token to ask the broker"));
+        checks.push(Check::skip("key", "needs the token to ask the broker"));
+        return checks;
+    }
+    peer_checks(ctx, &anonymous, &mut checks).await;
+    checks
+}
+
+/// Something answers at the URL, and it is a cipc broker.
+async fn broker_check(client: &Client, url: &str) -> Check {
+    match client.healthz().await {
+        Ok(r) if r.ok => {}
+        Ok(_) => {
+            return Check::fail(
+                "broker",
+                format!("{url} answered /healthz with \"ok\": false"),
+                "see the broker's log (stderr of `cipc serve`)",
+            )
+        }
+        Err(ClientError::Unreachable { reason, .. }) => {
+            return Check::fail(
+                "broker",
+                format!("nothing answers at {url} ({reason})"),
+                START_ONE,
+            )
+        }
+        Err(ClientError::Api {
+            status: 503,
+            message,
+            ..
+        }) => return Check::fail(
+            "broker",
+            format!("the cipc broker at {url} cannot save changes: {message}"),
+            "check the disk and the data directory (the broker's log says more), then restart it",
+        ),
+        Err(e) => return not_a_broker(url, &e),
+    }
+    // A healthz of {"ok": true} is common; the broker's own error shape or
+    // status document proves it is cipc.
+    match client.status().await {
+        Ok(s) => Check::ok("broker", format!("cipc {} at {url}", s.version)),
+        Err(ClientError::Api { .. }) => Check::ok("broker", format!("a cipc broker at {url}")),
+        Err(ClientError::Unreachable { reason, .. }) => Check::fail(
+            "broker",
+            format!("{url} stopped answering ({reason})"),
+            START_ONE,
+        ),
+        Err(e) => not_a_broker(url, &e),
+    }
+}
+
+fn not_a_broker(url: &str, e: &ClientError) -> Check {
+    Check::fail(
+        "broker",
+        format!("{url} is not a cipc broker: {e}"),
+        "point --url / CIPC_URL at the broker: `cipc serve` prints the URL it listens on",
+    )
+}
+
+/// A request that needs the token is accepted; the broker's status when it is.
+async fn token_check(
+    client: &Client,
+    have: bool,
+    checks: &mut Vec<Check>,
+) -> Option<StatusResponse> {
+    match client.status().await {
+        Ok(s) => {
+            checks.push(Check::ok(
+                "token",
+                if have {
+                    "accepted"
+                } else {
+                    "none needed (the broker requires none)"
+                },
+            ));
+            Some(s)
+        }
+        Err(ClientError::Api { status: 401, .. }) if !have => {
+            checks.push(Check::fail(
+                "token",
+                "the broker requires a token and none was given",
+                "set CIPC_TOKEN (or pass --token-file PATH) to the token the broker was started with",
+            ));
+            None
+        }
+        Err(ClientError::Api { status: 401, .. }) => {
+            checks.push(Check::fail(
+                "token",
+                "the broker refused the token",
+                "use the token the broker was started with (its CIPC_TOKEN, --token or --token-file)",
+            ));
+            None
+        }
+        Err(ClientError::Api {
+            status: 429,
+            message,
+            ..
+        }) => {
+            checks.push(Check::fail(
+                "token",
+                format!("the broker is slowing down wrong tokens: {message}"),
+                "fix the token, then wait a minute before trying again",
+            ));
+            None
+        }
+        Err(e) => {
+            checks.push(Check::fail(
+                "token",
+                format!("GET /status failed: {e}"),
+                "see the broker's log (stderr of `cipc serve`)",
+            ));
+            None
+        }
+    }
+}
+
+/// The peer is known, and the key proves it.
+async fn peer_checks(ctx: &Ctx, anonymous: &Client, checks: &mut Vec<Check>) {
+    let Some(peer) = ctx.client.peer() else {
+        checks.push(Check::skip(
+            "peer",
+            "none set (CIPC_PEER); only needed to take orders (`cipc wait`) or act as a peer",
+        ));
+        checks.push(Check::skip("key", "no peer to prove"));
+        return;
+    };
+    let id = peer.to_string();
+    let p = match anonymous.peer_info(&id).await {
+        Ok(r) => r.peer,
+        Err(ClientError::Api { status: 404, .. }) => {
+            checks.push(Check::fail(
+                "peer",
+                format!("the broker knows no peer {id} (an offline peer is forgotten after a day, and `cipc reset` forgets all)"),
+                format!("register again: {NEW_PEER}"),
+            ));
+            checks.push(Check::skip("key", "no peer to prove"));
+            return;
+        }
+        Err(e) => {
+            checks.push(Check::fail(
+                "peer",
+                format!("cannot look up peer {id}: {e}"),
+                "see the broker's log (stderr of `cipc serve`)",
+            ));
+            checks.push(Check::skip("key", "no peer to prove"));
+            return;
+        }
+    };
+    checks.push(Check::ok(
+        "peer",
+        format!("{id} is a {} peer, {}", p.role, p.status.as_str()),
+    ));
+    let Some(_) = ctx.client.key() else {
+        if p.protected {
+            checks.push(Check::fail(
+                "key",
+                format!("no CIPC_PEER_KEY, and peer {id} is protected: every request naming it is refused"),
+                format!("set CIPC_PEER_KEY to its key ({NEW_PEER}; a new shell needs both exported)"),
+            ));
+        } else {
+            checks.push(Check::skip("key", "none set; this peer is not protected"));
+        }
+        return;
+    };
+    match ctx.client.heartbeat(&id).await {
+        Ok(_) => checks.push(Check::ok(
+            "key",
+            format!("proves peer {id} ({PEER_KEY_HEADER} accepted)"),
+        )),
+        Err(ClientError::Api {
+            status: 403,
+            message,
+            ..
+        }) => checks.push(Check::fail(
+            "key",
+            format!("the broker refused CIPC_PEER_KEY for peer {id}: {message}"),
+            format!("export the key that came with this peer id ({NEW_PEER})"),
+        )),
+        Err(e) => checks.push(Check::fail(
+            "key",
+            format!("cannot check the key: {e}"),
+            "see the broker's log (stderr of `cipc serve`)",
+        )),
+    }
+}
+
+fn print(out: &Output, url: &str, checks: &[Check], ok: bool) -> Result<(), CliError> {
+    if out.json {
+        return out.json(&Report {
+            ok,
+            url,
+            client_version: CLIENT_VERSION,
+            checks,
+        });
+    }
+    let width = checks.iter().map(|c| c.name.len()).max().unwrap_or(0);
+    for c in checks {
+        let mark = match c.outcome {
+            Outcome::Ok => out.paint("✓", true),
+            Outcome::Fail => out.paint("✗", false),
+            Outcome::Skip => "-".to_string(),
+        };
+        let fix = c
+            .fix
+            .as_deref()
+            .map(|f| format!("; fix: {f}"))
+            .unwrap_or_default();
+        out.line(&format!("{mark} {:width$}  {}{fix}", c.name, c.detail))?;
+    }
+    Ok(())
+}
