@@ -418,11 +418,13 @@ pub struct Question {
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AskRequest {
-    /// The question, 1-2000 characters.
-    #[schema(min_length = 1, max_length = 2000)]
+    /// The question, 1-2000 characters, not all blank.
+    #[schema(min_length = 1, max_length = 2000, pattern = "\\S")]
     pub text: String,
-    /// The only answers accepted (1-20, each 1-200 characters, distinct).
+    /// The only answers accepted (1-20, each 1-200 characters and not
+    /// blank, distinct).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = question_choices)]
     pub choices: Option<Vec<String>>,
     /// Anything that helps answer it, any JSON.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -444,8 +446,9 @@ pub struct AskRequest {
 /// Body of `POST /questions/{id}/answer`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 pub struct AnswerRequest {
-    /// The answer: one of the choices when the question has them; 1-10000 characters.
-    #[schema(min_length = 1, max_length = 10000)]
+    /// The answer: one of the choices when the question has them; 1-10000
+    /// characters, not all blank.
+    #[schema(min_length = 1, max_length = 10000, pattern = "\\S")]
     pub answer: String,
     /// Who answers (default: the `X-Cipc-Peer` peer's role, else "someone").
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -533,6 +536,27 @@ pub struct ConnectResponse {
 
 /// The OpenAPI schema of capability tags (what `connect` accepts; `null`
 /// means none).
+fn question_choices() -> utoipa::openapi::schema::Schema {
+    use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, OneOfBuilder, Type};
+    let choices = ArrayBuilder::new()
+        .items(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .min_length(Some(1))
+                .max_length(Some(200))
+                .pattern(Some("\\S")),
+        )
+        .min_items(Some(1))
+        .max_items(Some(20))
+        .unique_items(true);
+    utoipa::openapi::schema::Schema::OneOf(
+        OneOfBuilder::new()
+            .item(choices)
+            .item(ObjectBuilder::new().schema_type(Type::Null))
+            .build(),
+    )
+}
+
 fn capability_tags() -> utoipa::openapi::schema::Schema {
     use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, OneOfBuilder, Type};
     let tags = ArrayBuilder::new()

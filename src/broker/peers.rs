@@ -70,7 +70,8 @@ impl Broker {
     ) -> Result<(Peer, String), BrokerError> {
         validate_name("role", &req.role).map_err(BrokerError::invalid_name)?;
         let caps = req.capabilities.unwrap_or_default();
-        if caps.len() > 64 || caps.iter().any(|c| c.is_empty() || c.len() > 64) {
+        // Characters, not bytes, as the schema's maxLength counts them.
+        if caps.len() > 64 || caps.iter().any(|c| c.is_empty() || c.chars().count() > 64) {
             return Err(BrokerError::new(
                 ErrorCode::InvalidPeerDetails,
                 "capabilities must be at most 64 tags of 1-64 characters each",

@@ -56,8 +56,8 @@ fn check(req: &AskRequest) -> Result<(), BrokerError> {
                     i + 1
                 )));
             }
-            if choices[..i].iter().any(|o| o.trim() == c.trim()) {
-                return Err(invalid(format!("choice {:?} is given twice", c.trim())));
+            if choices[..i].contains(c) {
+                return Err(invalid(format!("choice {c:?} is given twice")));
             }
         }
     }
@@ -103,9 +103,7 @@ impl Broker {
                 id: Uuid::now_v7(),
                 from,
                 text: req.text.trim().to_string(),
-                choices: req
-                    .choices
-                    .map(|cs| cs.into_iter().map(|c| c.trim().to_string()).collect()),
+                choices: req.choices,
                 context: req.context,
                 status: QuestionStatus::Open,
                 created_at: now,
@@ -187,8 +185,13 @@ impl Broker {
         let (q, commits) = {
             let mut st = self.lock();
             let q = open_question(&st, id, "nothing was changed")?;
+            let mut answer = answer;
             if let Some(choices) = &q.choices {
-                if !choices.contains(&answer) {
+                // Spaces around a choice or an answer do not matter; the
+                // answer recorded is the choice as the asker wrote it.
+                if let Some(c) = choices.iter().find(|c| c.trim() == answer) {
+                    answer.clone_from(c);
+                } else {
                     return Err(BrokerError::new(
                         ErrorCode::InvalidChoice,
                         format!(

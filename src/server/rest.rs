@@ -459,7 +459,6 @@ async fn wait_signal(
 }
 
 #[utoipa::path(post, path = "/questions", tag = "questions", request_body = AskRequest,
-    params(("X-Cipc-Peer" = Option<String>, Header, description = "the asking peer (names `from` by its role)")),
     responses((status = 201, description = "the open question", body = QuestionResponse), (status = 400, body = ErrorResponse)))]
 async fn ask(
     State(s): State<AppState>,
@@ -685,7 +684,7 @@ impl utoipa::Modify for Contract {
                             .minimum(Some(1))
                             .maximum(Some(10_000)),
                     ),
-                    (ParameterIn::Query, "timeout") => Some(
+                    (ParameterIn::Query, "timeout" | "wait" | "next") => Some(
                         ObjectBuilder::new()
                             .schema_type(Type::Integer)
                             .minimum(Some(0))
@@ -696,6 +695,19 @@ impl utoipa::Modify for Contract {
                             .schema_type(Type::Integer)
                             .minimum(Some(0))
                             .maximum(Some(i64::MAX)),
+                    ),
+                    (ParameterIn::Query, "status") if path.starts_with("/questions") => Some(
+                        ObjectBuilder::new()
+                            .schema_type(Type::String)
+                            .enum_values(Some(
+                                [
+                                    QuestionStatus::Open,
+                                    QuestionStatus::Answered,
+                                    QuestionStatus::Cancelled,
+                                    QuestionStatus::Expired,
+                                ]
+                                .map(QuestionStatus::as_str),
+                            )),
                     ),
                     (ParameterIn::Query, "status") => Some(
                         ObjectBuilder::new()
