@@ -2915,3 +2915,55 @@ fn doctor_checks_url_token_version_peer_and_key() {
         "{v}"
     );
 }
+
+#[test]
+fn claude_setup_dry_run_writes_nothing_and_remove_names_each_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let home = tempfile::tempdir().expect("home");
+    let project = dir.path().to_str().expect("utf-8").to_string();
+    let run = |args: &[&str]| {
+        cipc()
+            .env("HOME", home.path())
+            .env_remove("CLAUDE_CONFIG_DIR")
+            .args(["claude"])
+            .args(args)
+            .args(["--dir", &project])
+            .assert()
+            .success()
+    };
+    let a = run(&["setup", "--role", "qa", "--dry-run"]);
+    let out = String::from_utf8_lossy(&a.get_output().stdout).to_string();
+    assert!(
+        out.contains("would add to") && out.contains("\"cipc\""),
+        "{out}"
+    );
+    assert!(out.contains("hook session-start --role qa"), "{out}");
+    assert!(
+        !dir.path().join(".mcp.json").exists(),
+        "a dry run writes nothing"
+    );
+    assert!(!dir.path().join(".claude").exists());
+
+    // Only the settings file exists: remove labels it as the hooks.
+    std::fs::create_dir_all(dir.path().join(".claude")).expect("mkdir");
+    std::fs::write(
+        dir.path().join(".claude/settings.json"),
+        r#"{"model": "opus", "hooks": {"Stop": [{"hooks": [{"type": "command", "command": "cipc hook stop --role qa"}]}]}}"#,
+    )
+    .expect("write");
+    let a = run(&["remove", "--dry-run"]);
+    let out = String::from_utf8_lossy(&a.get_output().stdout).to_string();
+    assert_eq!(
+        out.trim(),
+        format!(
+            "would remove the cipc hooks from {}/.claude/settings.json, and nothing else",
+            dir.path().canonicalize().expect("canonical").display()
+        )
+    );
+    run(&["remove"]);
+    let left: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join(".claude/settings.json")).expect("read"),
+    )
+    .expect("json");
+    assert_eq!(left, json!({"model": "opus"}));
+}

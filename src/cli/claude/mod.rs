@@ -229,14 +229,25 @@ fn setup(a: &SetupArgs) -> Result<(), CliError> {
         args: hook_args.join(" "),
     };
 
-    let mut changes = Vec::new();
-    changes.push(edit_json(&t.mcp_file, a.dry_run, |doc| {
-        settings::add_mcp(at_path(doc, &t.mcp_at)?, entry.clone())
-    })?);
-    changes.push(edit_json(&t.settings_file, a.dry_run, |doc| {
-        settings::add_hooks(doc, &cmd)
-    })?);
-    report(&changes, a.dry_run, "cipc MCP server", "cipc hooks");
+    // What a dry run shows: only what cipc adds, not the whole file (a
+    // user's ~/.claude.json is large and none of cipc's business).
+    let mut mcp_preview = serde_json::json!({ "mcpServers": { settings::SERVER_NAME: entry } });
+    for key in t.mcp_at.iter().rev() {
+        mcp_preview = serde_json::json!({ key.as_str(): mcp_preview });
+    }
+    let mut hooks_preview = Value::Object(serde_json::Map::new());
+    settings::add_hooks(&mut hooks_preview, &cmd).map_err(CliError::error)?;
+    let changes = vec![
+        edit_json(&t.mcp_file, a.dry_run, |doc| {
+            settings::add_mcp(at_path(doc, &t.mcp_at)?, entry.clone())
+        })?
+        .labelled("cipc MCP server", Some(&mcp_preview)),
+        edit_json(&t.settings_file, a.dry_run, |doc| {
+            settings::add_hooks(doc, &cmd)
+        })?
+        .labelled("cipc hooks", Some(&hooks_preview)),
+    ];
+    report(&changes, a.dry_run);
     if !a.dry_run {
         println!(
             "Claude Code sessions started {} are now peers of role \"{}\" on {}.",
@@ -264,19 +275,25 @@ fn remove(a: &RemoveArgs) -> Result<(), CliError> {
     let t = targets(a.scope, a.dir.as_deref())?;
     let mut changes = Vec::new();
     if t.mcp_file.exists() {
-        changes.push(edit_json(&t.mcp_file, a.dry_run, |doc| {
-            if let Some(parent) = get_path(doc, &t.mcp_at) {
-                settings::remove_mcp(parent);
-            }
-            Ok(())
-        })?);
+        changes.push(
+            edit_json(&t.mcp_file, a.dry_run, |doc| {
+                if let Some(parent) = get_path(doc, &t.mcp_at) {
+                    settings::remove_mcp(parent);
+                }
+                Ok(())
+            })?
+            .labelled("cipc MCP server", None),
+        );
     }
     if t.settings_file.exists() {
-        changes.push(edit_json(&t.settings_file, a.dry_run, |doc| {
-            settings::remove_hooks(doc).map(|_| ())
-        })?);
+        changes.push(
+            edit_json(&t.settings_file, a.dry_run, |doc| {
+                settings::remove_hooks(doc).map(|_| ())
+            })?
+            .labelled("cipc hooks", None),
+        );
     }
-    report(&changes, a.dry_run, "cipc MCP server", "cipc hooks");
+    report(&changes, a.dry_run);
     Ok(())
 }
 
@@ -284,18 +301,38 @@ fn remove(a: &RemoveArgs) -> Result<(), CliError> {
 struct Change {
     path: PathBuf,
     changed: bool,
-    text: String,
+    /// What cipc keeps in it, for the report.
+    what: &'static str,
+    /// What a dry run shows cipc would add (`None`: it would remove).
+    preview: Option<String>,
 }
 
-fn report(changes: &[Change], dry_run: bool, first: &str, second: &str) {
-    for (i, c) in changes.iter().enumerate() {
-        let what = if i == 0 { first } else { second };
-        match (c.changed, dry_run) {
-            (false, _) => println!("unchanged  {} ({what})", c.path.display()),
-            (true, false) => println!("updated    {} ({what})", c.path.display()),
-            (true, true) => {
-                println!("would write {} ({what}):", c.path.display());
-                println!("{}", c.text);
+impl Change {
+    fn labelled(mut self, what: &'static str, preview: Option<&Value>) -> Change {
+        self.what = what;
+        self.preview = preview.map(|p| serde_json::to_string_pretty(p).unwrap_or_default());
+        self
+    }
+}
+
+fn report(changes: &[Change], dry_run: bool) {
+    for c in changes {
+        let what = c.what;
+        match (c.changed, dry_run, &c.preview) {
+            (false, _, _) => println!("unchanged  {} ({what})", c.path.display()),
+            (true, false, _) => println!("updated    {} ({what})", c.path.display()),
+            (true, true, Some(p)) => {
+                println!(
+                    "would add to {} ({what}), keeping everything else:",
+                    c.path.display()
+                );
+                println!("{p}");
+            }
+            (true, true, None) => {
+                println!(
+                    "would remove the {what} from {}, and nothing else",
+                    c.path.display()
+                );
             }
         }
     }
@@ -340,7 +377,8 @@ fn edit_json(
     Ok(Change {
         path: path.to_path_buf(),
         changed,
-        text,
+        what: "",
+        preview: None,
     })
 }
 
