@@ -453,10 +453,26 @@ impl Hook {
         let client = self.as_peer(peer, &key, false)?;
         let mut backoff = Duration::from_millis(500);
         loop {
-            if parent_pid() != parent || !self.still_waiter(me)? {
+            if self.session_over(me, parent) {
                 return Ok(Reply::default());
             }
-            match client.wait_command(&peer.to_string(), WAITER_POLL_MS).await {
+            // Checked every second while the long-poll runs, so the waiter
+            // never holds up the end of a session (dropping the poll takes
+            // nothing: the broker gives a vanished waiter nothing).
+            let over = async {
+                loop {
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    if self.session_over(me, parent) {
+                        break;
+                    }
+                }
+            };
+            let peer_id = peer.to_string();
+            let polled = tokio::select! {
+                r = client.wait_command(&peer_id, WAITER_POLL_MS) => r,
+                () = over => return Ok(Reply::default()),
+            };
+            match polled {
                 Ok(r) => {
                     backoff = Duration::from_millis(500);
                     let Some(first) = r.command else { continue };
@@ -515,6 +531,13 @@ impl Hook {
     fn still_waiter(&self, me: u32) -> Result<bool, CliError> {
         let locked = self.lock()?;
         Ok(!locked.state.ended && locked.state.waiter == Some(me))
+    }
+
+    /// Whether this waiter should stop: Claude Code is gone or is ending
+    /// the session, or a newer waiter (or the end of the session) replaced
+    /// it.
+    fn session_over(&self, me: u32, parent: u32) -> bool {
+        parent_pid() != parent || !self.still_waiter(me).unwrap_or(true) || claude_input_closed()
     }
 }
 
@@ -633,6 +656,66 @@ fn session_can_wake() -> bool {
         Some(args) => can_wake(&args),
         None => true,
     }
+}
+
+/// Whether Claude Code's input ended: a session reading prompts from a pipe
+/// (`--input-format stream-json`) ends when nobody can write to that pipe
+/// any more, and Claude Code then waits up to 30 s for background hooks
+/// before it exits; noticing it here lets the waiter go at once. Linux
+/// only (/proc); `false` when it cannot be told (a terminal, a socket).
+/// The processes of other users cannot be looked into and are assumed not
+/// to feed the session (its host runs as the same user).
+fn claude_input_closed() -> bool {
+    let Some(pid) = std::env::var("CLAUDE_PID")
+        .ok()
+        .filter(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()))
+    else {
+        return false;
+    };
+    let Ok(target) = std::fs::read_link(format!("/proc/{pid}/fd/0")) else {
+        return false;
+    };
+    let target = target.to_string_lossy().into_owned();
+    if !target.starts_with("pipe:[") {
+        return false;
+    }
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return false;
+    };
+    for proc_dir in procs.flatten() {
+        let name = proc_dir.file_name();
+        let Some(p) = name
+            .to_str()
+            .filter(|n| n.chars().all(|c| c.is_ascii_digit()))
+        else {
+            continue;
+        };
+        let Ok(fds) = std::fs::read_dir(proc_dir.path().join("fd")) else {
+            continue;
+        };
+        for fd in fds.flatten() {
+            let holds = std::fs::read_link(fd.path()).is_ok_and(|t| t.to_string_lossy() == target);
+            if !holds {
+                continue;
+            }
+            let info = std::fs::read_to_string(format!(
+                "/proc/{p}/fdinfo/{}",
+                fd.file_name().to_string_lossy()
+            ))
+            .unwrap_or_default();
+            let flags = info
+                .lines()
+                .find_map(|l| l.strip_prefix("flags:"))
+                .and_then(|f| u32::from_str_radix(f.trim(), 8).ok());
+            match flags {
+                // O_WRONLY or O_RDWR: someone can still write.
+                Some(f) if f & 0o3 != 0 => return false,
+                Some(_) => {}
+                None => return false,
+            }
+        }
+    }
+    true
 }
 
 /// The arguments of process `pid`: /proc on Linux, else `ps`.
