@@ -730,6 +730,24 @@ async fn ask(c: &reqwest::Client, base: &str, body: Value) -> String {
     v["question"]["id"].as_str().unwrap().to_string()
 }
 
+/// An MCP client of the broker over streamable HTTP, as Claude Code is.
+async fn mcp_agent(base: &str) -> rmcp::service::RunningService<rmcp::RoleClient, ()> {
+    use rmcp::ServiceExt;
+    let transport = rmcp::transport::StreamableHttpClientTransport::from_uri(format!("{base}/mcp"));
+    ().serve(transport).await.expect("MCP initialize over /mcp")
+}
+
+/// `GET url` as JSON.
+async fn get_json(c: &reqwest::Client, url: String) -> Value {
+    c.get(url)
+        .send()
+        .await
+        .expect("request")
+        .json()
+        .await
+        .expect("json")
+}
+
 /// The agent's side of a question: waits for the answer as its tool call does.
 fn wait_for_answer(c: &reqwest::Client, base: &str, id: &str) -> tokio::task::JoinHandle<Value> {
     let (c, url) = (
@@ -810,19 +828,46 @@ async fn needs_you(b: &Browser) {
         eprintln!("this chromedriver cannot grant notifications; their check is skipped");
     }
 
-    // An agent asks with choices, and waits for the answer.
-    let qid = ask(
-        &c,
-        &base,
-        json!({
-            "from": "backend",
-            "text": "Run the migration on prod? <b>now</b>",
-            "choices": ["yes", "no", "later"],
-            "context": {"migration": "0042_orders_index", "rows": 1200000, "note": "<img src=x onerror=window.__xss=3>"},
-        }),
-    )
-    .await;
-    let waiter = wait_for_answer(&c, &base, &qid);
+    // An agent (a real MCP client, as Claude Code is) connects as backend
+    // and asks with choices through ask_human, whose call waits for the answer.
+    let agent = mcp_agent(&base).await;
+    let (_, me, _) = common::mcp::call(&agent, "connect", json!({"role": "backend"})).await;
+    let key = me["peerKey"].as_str().expect("peerKey").to_string();
+    let waiter = tokio::spawn(async move {
+        let r = common::mcp::call(
+            &agent,
+            "ask_human",
+            json!({
+                "text": "Run the migration on prod? <b>now</b>",
+                "choices": ["yes", "no", "later"],
+                "context": {"migration": "0042_orders_index", "rows": 1200000, "note": "<img src=x onerror=window.__xss=3>"},
+                "timeout_seconds": 60,
+                "peer_key": key,
+            }),
+        )
+        .await;
+        let _ = agent.cancel().await;
+        r
+    });
+    let qid = {
+        let found = async {
+            loop {
+                let open = get_json(&c, format!("{base}/questions?status=open")).await;
+                let asked = open["questions"].as_array().and_then(|qs| {
+                    qs.iter()
+                        .find(|q| q["text"] == "Run the migration on prod? <b>now</b>")
+                        .and_then(|q| q["id"].as_str().map(str::to_string))
+                });
+                if let Some(id) = asked {
+                    break id;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(10), found)
+            .await
+            .expect("the agent's question is open")
+    };
     let card = format!("#needs-list [data-id='{qid}']");
     // Shown as text: the markup in the question and its context stays inert.
     let shown = b
@@ -836,12 +881,16 @@ async fn needs_you(b: &Browser) {
         "the context is shown"
     );
     wait_title(b, "(2) cipc dashboard").await;
-    // One click answers.
+    // One click answers, and the agent's tool call returns that choice.
     b.click(&format!("{card} button[data-choice='no']")).await;
-    let answered = tokio::time::timeout(Duration::from_secs(10), waiter)
+    let (said, answered, is_error) = tokio::time::timeout(Duration::from_secs(10), waiter)
         .await
-        .expect("the agent's wait returns")
+        .expect("the agent's ask_human returns")
         .unwrap();
+    assert!(
+        !is_error && said.starts_with("The person answered: no"),
+        "{said}"
+    );
     assert_eq!(answered["question"]["status"], "answered", "{answered}");
     assert_eq!(answered["question"]["answer"], "no");
     assert_eq!(answered["question"]["answeredBy"], "dashboard");
