@@ -10,11 +10,17 @@
 //! | `local` (this project, only you) | `~/.claude.json`, under the project | `.claude/settings.local.json` |
 //! | `user` (every project) | `~/.claude.json` | `~/.claude/settings.json` |
 //!
+//! The files: [`settings`] (what setup adds and remove takes out, as pure
+//! functions on JSON), [`hook`] (what each hook does), [`state`] (what a
+//! session's hooks remember) and `process` (what a hook can tell about the
+//! Claude Code process running it).
+//!
 //! Files are merged, never replaced: other servers, hooks and keys stay as
 //! they were; running setup twice changes nothing; `remove` takes out what
 //! setup added and nothing else.
 
 pub mod hook;
+mod process;
 pub mod settings;
 pub mod state;
 
