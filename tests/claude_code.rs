@@ -50,6 +50,8 @@
 //!   Progress notifications do not appear in the stream-json output.
 
 mod common;
+
+use common::claude::{claude_or_skip, PINNED};
 mod fake_model;
 
 use cipc::broker::BrokerConfig;
@@ -59,18 +61,11 @@ use parking_lot::Mutex;
 use serde_json::{json, Value};
 use std::fmt::Write as _;
 use std::future::Future;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{ExitStatus, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, BufReader};
-
-/// The version `.ci/install-claude-code` pins (for messages only: any
-/// `claude` found is used).
-const PINNED: &str = "2.1.328";
-
-/// Where `.ci/install-claude-code` installs it, under `$HOME`.
-const INSTALLED: &str = ".cache/cipc-ci/claude-code/node_modules/.bin/claude";
 
 /// A safety net on every wait, so a broken run fails instead of hanging;
 /// never a timing claim.
@@ -86,48 +81,6 @@ const WATCHDOG_TICK: Duration = Duration::from_secs(30);
 /// ...so the command is sent this long after the wait started: past the
 /// first tick, which would abort a wait nothing kept alive.
 const LONG_WAIT: Duration = Duration::from_secs(WATCHDOG_TICK.as_secs() + 3);
-
-// ---- finding Claude Code ----
-
-/// The `claude` executable to run, if there is one.
-fn claude_binary() -> Option<PathBuf> {
-    if let Some(bin) = std::env::var_os("CIPC_CLAUDE_BIN") {
-        let bin = PathBuf::from(bin);
-        assert!(
-            bin.is_file(),
-            "CIPC_CLAUDE_BIN is {}, which is not a file",
-            bin.display()
-        );
-        return Some(bin);
-    }
-    if let Some(home) = std::env::var_os("HOME") {
-        let bin = Path::new(&home).join(INSTALLED);
-        if bin.is_file() {
-            return Some(bin);
-        }
-    }
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|dir| dir.join("claude"))
-        .find(|bin| bin.is_file())
-}
-
-/// The binary, or `None` after printing why `scenario` is skipped. Under
-/// `CI=true` a missing binary fails the test instead.
-fn claude_or_skip(scenario: &str) -> Option<PathBuf> {
-    let bin = claude_binary();
-    if bin.is_none() {
-        let why = format!(
-            "Claude Code is not installed: run .ci/install-claude-code (it installs {PINNED} \
-             into ~/{INSTALLED}), or set CIPC_CLAUDE_BIN"
-        );
-        if std::env::var("CI").as_deref() == Ok("true") {
-            panic!("{scenario}: {why}");
-        }
-        eprintln!("skipping {scenario}: {why}");
-    }
-    bin
-}
 
 // ---- the transports ----
 

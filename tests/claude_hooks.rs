@@ -32,6 +32,8 @@
 //! `CIPC_CLAUDE_TRACE` to print it on success too).
 
 mod common;
+
+use common::claude::{claude_or_skip, PINNED};
 mod fake_model;
 
 use cipc::server::RunningServer;
@@ -46,12 +48,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
-/// The version `.ci/install-claude-code` pins (for messages only).
-const PINNED: &str = "2.1.328";
-
-/// Where `.ci/install-claude-code` installs it, under `$HOME`.
-const INSTALLED: &str = ".cache/cipc-ci/claude-code/node_modules/.bin/claude";
-
 /// A safety net on every wait, so a broken run fails instead of hanging;
 /// never a timing claim.
 const LIMIT: Duration = Duration::from_secs(40);
@@ -59,48 +55,6 @@ const LIMIT: Duration = Duration::from_secs(40);
 /// The safety net on Claude Code's exit after its last turn: it waits up to
 /// 30 s for a background (`asyncRewake`) hook still running (2.1.328).
 const EXIT_LIMIT: Duration = Duration::from_secs(45);
-
-// ---- finding Claude Code ----
-
-/// The `claude` executable to run, if there is one.
-fn claude_binary() -> Option<PathBuf> {
-    if let Some(bin) = std::env::var_os("CIPC_CLAUDE_BIN") {
-        let bin = PathBuf::from(bin);
-        assert!(
-            bin.is_file(),
-            "CIPC_CLAUDE_BIN is {}, which is not a file",
-            bin.display()
-        );
-        return Some(bin);
-    }
-    if let Some(home) = std::env::var_os("HOME") {
-        let bin = Path::new(&home).join(INSTALLED);
-        if bin.is_file() {
-            return Some(bin);
-        }
-    }
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|dir| dir.join("claude"))
-        .find(|bin| bin.is_file())
-}
-
-/// The binary, or `None` after printing why `scenario` is skipped. Under
-/// `CI=true` a missing binary fails the test instead.
-fn claude_or_skip(scenario: &str) -> Option<PathBuf> {
-    let bin = claude_binary();
-    if bin.is_none() {
-        let why = format!(
-            "Claude Code is not installed: run .ci/install-claude-code (it installs {PINNED} \
-             into ~/{INSTALLED}), or set CIPC_CLAUDE_BIN"
-        );
-        if std::env::var("CI").as_deref() == Ok("true") {
-            panic!("{scenario}: {why}");
-        }
-        eprintln!("skipping {scenario}: {why}");
-    }
-    bin
-}
 
 /// The `cipc` binary under test.
 fn cipc_bin() -> &'static str {

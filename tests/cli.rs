@@ -1747,11 +1747,8 @@ fn example_script_runs_end_to_end() {
         .is_err()
     {
         // CI installs jq (.ci/run); there a missing jq is a broken setup.
-        // CI=true or CI=1 is CI; CI=false is not.
-        let ci = std::env::var("CI")
-            .is_ok_and(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "true" | "1"));
         assert!(
-            !ci,
+            !common::under_ci(),
             "jq is not installed; .ci/run installs it (apt-get install jq)"
         );
         eprintln!("SKIPPED example_script_runs_end_to_end: jq is not installed");

@@ -141,7 +141,7 @@ fn tools_or_skip(test: &str) -> Option<Tools> {
             let why = format!(
                 "the MCP conformance tools are not installed ({why}): run .ci/install-conformance"
             );
-            if std::env::var("CI").as_deref() == Ok("true") {
+            if common::under_ci() {
                 panic!("{test}: {why}");
             }
             eprintln!("skipping {test}: {why}");

@@ -21,13 +21,6 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 use webdriver::{browser_or_skip, Browser, BrowserPaths};
 
-/// Whether this is a CI run: `CI=true` or `CI=1`, as CI services set it.
-/// `CI=false`, `CI=0` or an empty `CI` is a developer's machine.
-fn under_ci() -> bool {
-    std::env::var("CI")
-        .is_ok_and(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "true" | "1"))
-}
-
 /// Whether chromium and chromedriver can be found where
 /// [`browser_or_skip`] looks (`CIPC_CHROMIUM` / `CIPC_CHROMEDRIVER`, else
 /// the usual names on `PATH`).
@@ -57,7 +50,7 @@ fn browser_for(test: &str) -> Option<BrowserPaths> {
     let msg = format!(
         "{test}: needs chromium and chromedriver (Debian: apt-get install -y chromium chromium-driver; or set CIPC_CHROMIUM and CIPC_CHROMEDRIVER)"
     );
-    if under_ci() {
+    if common::under_ci() {
         panic!("{msg}; CI is true, so a missing browser is a failure, not a skip");
     }
     use std::io::Write;

@@ -2,6 +2,7 @@
 //! a free port, or the built binary) and talk real HTTP to it.
 #![allow(dead_code)]
 
+pub mod claude;
 pub mod mcp;
 
 use cipc::broker::{Broker, BrokerConfig};
@@ -163,4 +164,13 @@ where
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// Whether this is a CI run: `CI=true` or `CI=1`, as CI services set it.
+/// `CI=false`, `CI=0` or an empty `CI` is a developer's machine. Under CI a
+/// missing third-party client (browser, Claude Code, conformance suite,
+/// schemathesis, jq) fails its test instead of skipping it.
+pub fn under_ci() -> bool {
+    std::env::var("CI")
+        .is_ok_and(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "true" | "1"))
 }

@@ -33,7 +33,7 @@ fn which(name: &str) -> Option<PathBuf> {
 }
 
 /// Finds chromium and chromedriver (`CIPC_CHROMIUM` / `CIPC_CHROMEDRIVER`
-/// override). When missing: under CI (`CI` set) this panics with what to
+/// override). When missing: under CI (`CI=true` or `CI=1`) this panics with what to
 /// install; otherwise it prints a skip notice and answers `None`.
 pub fn browser_or_skip(test: &str) -> Option<BrowserPaths> {
     let pick = |var: &str, names: &[&str]| -> Option<PathBuf> {
@@ -57,7 +57,7 @@ pub fn browser_or_skip(test: &str) -> Option<BrowserPaths> {
             let msg = format!(
                 "{test}: needs chromium and chromedriver (Debian: apt-get install -y chromium chromium-driver; or set CIPC_CHROMIUM and CIPC_CHROMEDRIVER)"
             );
-            if std::env::var_os("CI").is_some() {
+            if crate::common::under_ci() {
                 panic!("{msg}; CI is set, so a missing browser is a failure, not a skip");
             }
             eprintln!("SKIPPED {msg}");

@@ -819,15 +819,38 @@ impl CipcMcp {
         };
         let id = q.id;
         let timeout = wait_for(args.timeout_seconds, DEFAULT_WAIT_SECS);
+        let cancelled = format!(
+            "the wait was cancelled, but question {id} was asked and stays open (it is durable); call get_answer with question_id {:?} to wait for its answer",
+            id.to_string()
+        );
+        self.await_answer(&ctx, &caller, id, timeout, cancelled)
+            .await
+    }
+
+    /// Waits (with progress) for question `id` to be answered or to end,
+    /// and says how it ended; `cancelled` is the answer when the client
+    /// cancels the call.
+    async fn await_answer(
+        &self,
+        ctx: &RequestContext<RoleServer>,
+        caller: &Caller,
+        id: Uuid,
+        timeout: Duration,
+        cancelled: String,
+    ) -> CallToolResult {
+        let broker = self.session.broker().clone();
         let what = format!("an answer to question {id}");
         match self
-            .waiting(&ctx, &caller, &what, timeout, broker.wait_question(id, timeout))
+            .waiting(
+                ctx,
+                caller,
+                &what,
+                timeout,
+                broker.wait_question(id, timeout),
+            )
             .await
         {
-            CallEnd::Cancelled => refuse(format!(
-                "the wait was cancelled, but question {id} was asked and stays open (it is durable); call get_answer with question_id {:?} to wait for its answer",
-                id.to_string()
-            )),
+            CallEnd::Cancelled => refuse(cancelled),
             CallEnd::Done(Err(e)) => broker_refusal(e),
             CallEnd::Done(Ok((q, _))) => question_outcome(&q, timeout),
         }
@@ -851,19 +874,12 @@ impl CipcMcp {
             Err(r) => return *r,
         };
         let timeout = wait_for(args.timeout_seconds, DEFAULT_WAIT_SECS);
-        let broker = self.session.broker().clone();
-        let what = format!("an answer to question {id}");
-        match self
-            .waiting(&ctx, &caller, &what, timeout, broker.wait_question(id, timeout))
+        let cancelled = format!(
+            "the wait was cancelled; question {id} is unchanged. Call get_answer with question_id {:?} again to keep waiting",
+            id.to_string()
+        );
+        self.await_answer(&ctx, &caller, id, timeout, cancelled)
             .await
-        {
-            CallEnd::Cancelled => refuse(format!(
-                "the wait was cancelled; question {id} is unchanged. Call get_answer with question_id {:?} again to keep waiting",
-                id.to_string()
-            )),
-            CallEnd::Done(Err(e)) => broker_refusal(e),
-            CallEnd::Done(Ok((q, _))) => question_outcome(&q, timeout),
-        }
     }
 
     #[tool(

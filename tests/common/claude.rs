@@ -1,0 +1,52 @@
+//! Finding the real Claude Code CLI for the tests that drive it
+//! (`tests/claude_code.rs`, `tests/claude_hooks.rs`).
+
+use std::path::{Path, PathBuf};
+
+/// The version `.ci/install-claude-code` pins (for messages only: any
+/// `claude` found is used).
+pub const PINNED: &str = "2.1.328";
+
+/// Where `.ci/install-claude-code` installs it, under `$HOME`.
+pub const INSTALLED: &str = ".cache/cipc-ci/claude-code/node_modules/.bin/claude";
+
+/// The `claude` executable to run, if there is one: `CIPC_CLAUDE_BIN`, then
+/// where `.ci/install-claude-code` puts it, then on `PATH`.
+pub fn claude_binary() -> Option<PathBuf> {
+    if let Some(bin) = std::env::var_os("CIPC_CLAUDE_BIN") {
+        let bin = PathBuf::from(bin);
+        assert!(
+            bin.is_file(),
+            "CIPC_CLAUDE_BIN is {}, which is not a file",
+            bin.display()
+        );
+        return Some(bin);
+    }
+    if let Some(home) = std::env::var_os("HOME") {
+        let bin = Path::new(&home).join(INSTALLED);
+        if bin.is_file() {
+            return Some(bin);
+        }
+    }
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join("claude"))
+        .find(|bin| bin.is_file())
+}
+
+/// The binary, or `None` after printing why `scenario` is skipped. Under CI
+/// ([`super::under_ci`]) a missing binary fails the test instead.
+pub fn claude_or_skip(scenario: &str) -> Option<PathBuf> {
+    let bin = claude_binary();
+    if bin.is_none() {
+        let why = format!(
+            "Claude Code is not installed: run .ci/install-claude-code (it installs {PINNED} \
+             into ~/{INSTALLED}), or set CIPC_CLAUDE_BIN"
+        );
+        if super::under_ci() {
+            panic!("{scenario}: {why}");
+        }
+        eprintln!("skipping {scenario}: {why}");
+    }
+    bin
+}
