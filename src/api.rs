@@ -336,6 +336,32 @@ pub struct SendRequest {
     pub deadline: Option<u64>,
 }
 
+/// Which commands `GET /commands` lists (every field narrows it).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CommandFilter {
+    /// Only commands with this status.
+    pub status: Option<CommandStatus>,
+    /// Only commands for this target (a role or a peer id).
+    pub target: Option<String>,
+    /// Only overdue commands (`true`), or only the others (`false`).
+    pub overdue: Option<bool>,
+    /// Only commands created by this origin, e.g. `peer:<id>` for a peer's own.
+    pub origin: Option<String>,
+}
+
+impl CommandFilter {
+    /// Whether `c` passes the filter.
+    pub fn admits(&self, c: &Command) -> bool {
+        self.status.is_none_or(|s| c.status == s)
+            && self.target.as_deref().is_none_or(|t| c.target == t)
+            && self.overdue.is_none_or(|o| c.overdue == o)
+            && self
+                .origin
+                .as_deref()
+                .is_none_or(|o| c.origin.as_deref() == Some(o))
+    }
+}
+
 /// Where a question is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]

@@ -1018,3 +1018,34 @@ async fn one_request_round_trips_send_wait_and_ack_next() {
     .await;
     assert_eq!(st, 400);
 }
+
+#[tokio::test]
+async fn commands_list_by_origin() {
+    let b = start().await;
+    let u = b.url();
+    let me = connect(&u, "lead").await;
+    let mine = http()
+        .post(format!("{u}/commands/send"))
+        .header("X-Cipc-Peer", &me)
+        .json(&json!({"target": "w", "action": "mine"}))
+        .send()
+        .await
+        .expect("send")
+        .json::<Value>()
+        .await
+        .expect("json");
+    post(
+        &format!("{u}/commands/send"),
+        json!({"target": "w", "action": "theirs"}),
+    )
+    .await;
+    let (st, listed) = get(&format!("{u}/commands?origin=peer:{me}")).await;
+    assert_eq!(st, 200);
+    let ids: Vec<String> = listed["commands"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .map(|c| s(&c["id"]))
+        .collect();
+    assert_eq!(ids, [s(&mine["command"]["id"])]);
+}

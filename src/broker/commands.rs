@@ -2,6 +2,7 @@
 
 use super::peers::unknown_peer;
 use super::{Broker, BrokerError, Caller, CommandEntry, State, WaitEnd, WakeKey};
+use crate::api::CommandFilter;
 use crate::api::{
     validate_name, AckRequest, Command, CommandStatus, PeerStatus, SendRequest, MAX_TTL_MS,
 };
@@ -602,24 +603,21 @@ impl Broker {
         target: Option<&str>,
         limit: usize,
     ) -> Vec<Command> {
-        self.list_commands_where(status, target, None, limit)
+        let filter = CommandFilter {
+            status,
+            target: target.map(str::to_string),
+            ..CommandFilter::default()
+        };
+        self.list_commands_where(&filter, limit)
     }
 
-    /// `GET /commands?status=&target=&overdue=`: newest first, filtered.
-    pub fn list_commands_where(
-        &self,
-        status: Option<CommandStatus>,
-        target: Option<&str>,
-        overdue: Option<bool>,
-        limit: usize,
-    ) -> Vec<Command> {
+    /// `GET /commands?status=&target=&overdue=&origin=`: newest first, filtered.
+    pub fn list_commands_where(&self, filter: &CommandFilter, limit: usize) -> Vec<Command> {
         let st = self.lock();
         let mut all: Vec<(u64, &Command)> = st
             .commands
             .values()
-            .filter(|e| status.is_none_or(|s| e.command.status == s))
-            .filter(|e| target.is_none_or(|t| e.command.target == t))
-            .filter(|e| overdue.is_none_or(|o| e.command.overdue == o))
+            .filter(|e| filter.admits(&e.command))
             .map(|e| (e.ord, &e.command))
             .collect();
         all.sort_by_key(|(o, _)| std::cmp::Reverse(*o));

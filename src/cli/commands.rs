@@ -685,9 +685,12 @@ pub async fn list(args: CommandsArgs, ctx: Ctx) -> Result<Exit, CliError> {
     let r = ctx
         .client
         .list_commands_where(
-            args.status,
-            args.target.as_deref(),
-            args.overdue.then_some(true),
+            &crate::api::CommandFilter {
+                status: args.status,
+                target: args.target.clone(),
+                overdue: args.overdue.then_some(true),
+                origin: None,
+            },
             args.limit,
         )
         .await?;

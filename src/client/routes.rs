@@ -157,26 +157,32 @@ impl Client {
         target: Option<&str>,
         limit: Option<usize>,
     ) -> Result<CommandsResponse, ClientError> {
-        self.list_commands_where(status, target, None, limit).await
+        let filter = CommandFilter {
+            status,
+            target: target.map(str::to_string),
+            ..CommandFilter::default()
+        };
+        self.list_commands_where(&filter, limit).await
     }
 
-    /// `GET /commands?status=&target=&overdue=&limit=`: newest first.
+    /// `GET /commands?status=&target=&overdue=&origin=&limit=`: newest first.
     pub async fn list_commands_where(
         &self,
-        status: Option<CommandStatus>,
-        target: Option<&str>,
-        overdue: Option<bool>,
+        filter: &CommandFilter,
         limit: Option<usize>,
     ) -> Result<CommandsResponse, ClientError> {
         let mut q = Vec::new();
-        if let Some(o) = overdue {
+        if let Some(o) = filter.overdue {
             q.push(("overdue", o.to_string()));
         }
-        if let Some(s) = status {
+        if let Some(s) = filter.status {
             q.push(("status", s.as_str().to_string()));
         }
-        if let Some(t) = target {
-            q.push(("target", t.to_string()));
+        if let Some(t) = &filter.target {
+            q.push(("target", t.clone()));
+        }
+        if let Some(o) = &filter.origin {
+            q.push(("origin", o.clone()));
         }
         if let Some(l) = limit {
             q.push(("limit", l.to_string()));

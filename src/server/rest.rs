@@ -208,6 +208,7 @@ async fn send_command(
     params(("status" = Option<String>, Query, description = "pending|delivered|acked|failed|cancelled|expired"),
            ("target" = Option<String>, Query, description = "a role or peer id"),
            ("overdue" = Option<bool>, Query, description = "true: only overdue commands; false: only the others"),
+           ("origin" = Option<String>, Query, description = "only commands created by this origin, e.g. `peer:<id>` for a peer's own"),
            ("limit" = Option<u64>, Query, description = "1-10000, default 100")),
     responses((status = 200, description = "newest first", body = CommandsResponse), (status = 400, body = ErrorResponse)))]
 async fn list_commands(State(s): State<AppState>, q: Params) -> ApiResult<Json<CommandsResponse>> {
@@ -228,10 +229,14 @@ async fn list_commands(State(s): State<AppState>, q: Params) -> ApiResult<Json<C
         }
     };
     let limit = q.limit(DEFAULT_COMMAND_LIST, MAX_LIST_LIMIT)?;
+    let filter = CommandFilter {
+        status,
+        target: q.str("target").map(str::to_string),
+        overdue,
+        origin: q.str("origin").map(str::to_string),
+    };
     Ok(Json(CommandsResponse {
-        commands: s
-            .broker
-            .list_commands_where(status, q.str("target"), overdue, limit),
+        commands: s.broker.list_commands_where(&filter, limit),
         timed_out: false,
     }))
 }

@@ -31,7 +31,11 @@ async fn a_command_becomes_overdue_exactly_at_its_deadline() {
         CommandStatus::Pending,
         "overdue is not an ending"
     );
-    let listed = b.list_commands_where(None, None, Some(true), 100);
+    let overdue = crate::api::CommandFilter {
+        overdue: Some(true),
+        ..Default::default()
+    };
+    let listed = b.list_commands_where(&overdue, 100);
     assert_eq!(listed.iter().map(|c| c.id).collect::<Vec<_>>(), [c.id]);
 }
 

@@ -561,13 +561,14 @@ async fn answers(
     peer: Uuid,
     st: &mut SessionState,
 ) -> Result<Vec<String>, ClientError> {
-    // The broker records a peer's commands as sent from "peer:<id>".
-    let mine = format!("peer:{peer}");
-    let listed = client.list_commands(None, None, Some(200)).await?.commands;
-    let finished: Vec<&Command> = listed
-        .iter()
-        .filter(|c| c.origin.as_deref() == Some(mine.as_str()) && c.status.is_terminal())
-        .collect();
+    // The broker records a peer's commands as sent from "peer:<id>"; only
+    // those are asked for, so the hook's cost does not grow with the broker.
+    let mine = crate::api::CommandFilter {
+        origin: Some(format!("peer:{peer}")),
+        ..Default::default()
+    };
+    let listed = client.list_commands_where(&mine, Some(100)).await?.commands;
+    let finished: Vec<&Command> = listed.iter().filter(|c| c.status.is_terminal()).collect();
     let newest = finished
         .iter()
         .filter_map(|c| c.acked_at.map(crate::time::Timestamp::millis))
