@@ -55,6 +55,7 @@ Register-ArgumentCompleter -Native -CommandName 'cipc' -ScriptBlock {
             [CompletionResult]::new('-p', '-p', [CompletionResultType]::ParameterName, 'Port to listen on (0 picks a free one and prints it)')
             [CompletionResult]::new('--port', '--port', [CompletionResultType]::ParameterName, 'Port to listen on (0 picks a free one and prints it)')
             [CompletionResult]::new('--data-dir', '--data-dir', [CompletionResultType]::ParameterName, 'Where the SQLite file lives [env: CIPC_DATA_DIR; ignored, with a warning, under --memory] [default: $XDG_STATE_HOME/cipc or ~/.local/state/cipc]')
+            [CompletionResult]::new('--store', '--store', [CompletionResultType]::ParameterName, 'Keep the state in PostgreSQL (postgres://USER:PASSWORD@HOST:PORT/DB): every node started with the same URL is the same broker')
             [CompletionResult]::new('--token', '--token', [CompletionResultType]::ParameterName, 'Require this token from every client (prefer CIPC_TOKEN or --token-file: flags show in `ps`). At least 8 characters; under 16 draws a warning (--generate-token makes a good one)')
             [CompletionResult]::new('--token-file', '--token-file', [CompletionResultType]::ParameterName, 'Read the token from a file that is not world-readable (`chmod 600`; `--generate-token --out PATH` makes one)')
             [CompletionResult]::new('--out', '--out', [CompletionResultType]::ParameterName, 'With --generate-token: write the token to this file, mode 600, ready for --token-file (an existing file is kept unless --force)')

@@ -9,12 +9,12 @@
 use super::{Broker, BrokerError, Channel, State, WaitEnd, WakeKey};
 use crate::api::{validate_name, ChannelInfo, Message, MessagesResponse};
 use crate::error_code::ErrorCode;
-use crate::store::Mutation;
+use crate::store::{Mutation, TurnKind};
 use serde_json::Value;
 use std::time::Duration;
 
 impl Channel {
-    fn empty() -> Channel {
+    pub(super) fn empty() -> Channel {
         Channel {
             recent: Default::default(),
             first_seq: 1,
@@ -50,6 +50,7 @@ impl Broker {
     ) -> Result<Message, BrokerError> {
         validate_name("channel name", name).map_err(BrokerError::invalid_name)?;
         let retention = self.inner.config.channel_retention.max(1) as u64;
+        let _turn = self.turn(TurnKind::Write).await?;
         let (msg, commits) = {
             let mut st = self.lock();
             let mut commits = Vec::new();
@@ -79,7 +80,7 @@ impl Broker {
                 ch.recent.pop_front();
             }
             let first = ch.first_seq;
-            commits.push(self.persist(Mutation::Message(msg.clone())));
+            commits.push(self.persist(Mutation::Message(Box::new(msg.clone()))));
             if trimmed {
                 commits.push(self.persist(Mutation::Trim {
                     channel: name.to_string(),
@@ -119,7 +120,7 @@ impl Broker {
         };
         tracing::info!(channel = %victim, "channel cap reached; forgetting the longest-idle channel");
         st.channels.remove(&victim);
-        commits.push(self.persist(Mutation::ForgetChannel(victim)));
+        commits.push(self.persist(Mutation::ForgetChannel { name: victim }));
         Ok(())
     }
 

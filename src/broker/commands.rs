@@ -7,7 +7,7 @@ use crate::api::{
     validate_name, AckRequest, Command, CommandStatus, PeerStatus, SendRequest, MAX_TTL_MS,
 };
 use crate::error_code::ErrorCode;
-use crate::store::{Commit, Mutation};
+use crate::store::{Commit, Mutation, TurnKind};
 use crate::time::Timestamp;
 use serde_json::Value;
 use std::time::Duration;
@@ -94,6 +94,7 @@ impl Broker {
                 ));
             }
         }
+        let _turn = self.turn(TurnKind::Write).await?;
         let now = self.now();
         let (outcome, commits) = {
             let mut st = self.lock();
@@ -246,7 +247,7 @@ impl Broker {
                         }
                     }
                 }
-                commits.push(self.persist(Mutation::ForgetCommand(old)));
+                commits.push(self.persist(Mutation::ForgetCommand { id: old }));
             }
         }
         Some(c)
@@ -285,7 +286,7 @@ impl Broker {
         self.finish(st, key, end, commits);
     }
 
-    fn unqueue(st: &mut State, c: &Command, ord: u64) {
+    pub(super) fn unqueue(st: &mut State, c: &Command, ord: u64) {
         if let Some(q) = st.queues.get_mut(&c.target) {
             q.remove(&(ord, c.id));
             if q.is_empty() {
@@ -350,6 +351,10 @@ impl Broker {
         let _contact = self.contact(peer)?;
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
+            // Each attempt to take is a turn of its own; parking is not.
+            let Some(turn) = self.turn_for_wait(deadline).await else {
+                return Ok(None);
+            };
             let now = self.now();
             let armed = {
                 let mut st = self.lock();
@@ -370,6 +375,7 @@ impl Broker {
                     st.arm(WakeKey::Queue(role.clone())),
                 ]
             };
+            drop(turn);
             if let WaitEnd::TimedOut = self.park(armed, deadline).await {
                 return Ok(None);
             }
@@ -417,6 +423,7 @@ impl Broker {
             error,
             attempt,
         } = req;
+        let _turn = self.turn(TurnKind::Write).await?;
         let now = self.now();
         let (out, commits) = {
             let mut st = self.lock();
@@ -476,6 +483,7 @@ impl Broker {
     /// protected sender, each with its key; the order of a person or an
     /// unprotected client can be withdrawn by anyone with the broker's token.
     pub async fn cancel(&self, id: Uuid, caller: &Caller) -> Result<Command, BrokerError> {
+        let _turn = self.turn(TurnKind::Write).await?;
         let now = self.now();
         let by = caller
             .peer
@@ -541,6 +549,10 @@ impl Broker {
     /// response stream closed first): pending again at once, marked
     /// redelivered, instead of waiting for the taker to go offline.
     pub fn give_back(&self, id: Uuid, holder: Uuid) {
+        self.in_turn_later(move |b| b.give_back_now(id, holder));
+    }
+
+    fn give_back_now(&self, id: Uuid, holder: Uuid) {
         let now = self.now();
         let mut st = self.lock();
         let held = st.commands.get(&id).is_some_and(|e| {

@@ -31,8 +31,13 @@ pub struct EventSubscription {
     pub live: broadcast::Receiver<Arc<Event>>,
 }
 
+/// Where a shared store takes the events of a turn, to ship them to the
+/// other nodes with its changes.
+pub(super) type Relay = Arc<dyn Fn(&'static str, &Value) + Send + Sync>;
+
 pub(super) struct EventLog {
     progress: Arc<Progress>,
+    relay: Option<Relay>,
     next_id: u64,
     history: VecDeque<Arc<Event>>,
     capacity: usize,
@@ -50,6 +55,7 @@ impl EventLog {
         let (tx, _) = broadcast::channel(capacity.max(16));
         EventLog {
             progress,
+            relay: None,
             next_id: 1,
             history: VecDeque::new(),
             capacity: capacity.max(1),
@@ -57,7 +63,43 @@ impl EventLog {
         }
     }
 
+    /// With several nodes: ids start from the clock (so an id handed out by
+    /// another node, or before a restart, reads as a gap and the reader
+    /// refetches instead of resuming at the wrong place), and every event is
+    /// also handed to `relay`.
+    pub(super) fn shared(mut self, relay: Relay) -> Self {
+        let millis = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(0));
+        self.next_id = millis.saturating_mul(1000).max(1);
+        self.relay = Some(relay);
+        self
+    }
+
+    /// Records a change made here (shipped to the other nodes, if any).
     pub(super) fn push(&mut self, kind: &'static str, data: Value) {
+        if let Some(relay) = &self.relay {
+            relay(kind, &data);
+        }
+        self.push_local(kind, data);
+    }
+
+    /// Records an event another node made.
+    pub(super) fn replay(&mut self, kind: &str, data: Value) {
+        let kind = match kind {
+            "peer" => "peer",
+            "command" => "command",
+            "message" => "message",
+            "signal" => "signal",
+            "question" => "question",
+            "reset" => "reset",
+            _ => "resync",
+        };
+        self.push_local(kind, data);
+    }
+
+    /// Records an event for this node's readers only.
+    pub(super) fn push_local(&mut self, kind: &'static str, data: Value) {
         let ev = Arc::new(Event {
             id: self.next_id,
             kind,

@@ -17,6 +17,8 @@ mod identity;
 pub mod keys;
 mod peers;
 mod questions;
+mod replica;
+mod sessions;
 mod signals;
 mod system;
 
@@ -102,6 +104,8 @@ struct Inner {
     recent_kept: usize,
     /// Where every rule reads the time.
     clock: Arc<dyn clock::Clock>,
+    /// Whether other nodes share the store ([`replica`]).
+    shared: bool,
 }
 
 /// One peer and what the broker knows about it beyond the wire object.
@@ -170,6 +174,10 @@ struct State {
     /// Unfinished commands with a deadline not yet passed, soonest first
     /// (ms since the epoch).
     deadlines: BTreeSet<(i64, Uuid)>,
+    /// Dashboard sessions: the digest of each id, and when it expires.
+    sessions: HashMap<String, Timestamp>,
+    /// The same sessions, soonest expiry first (ms since the epoch).
+    session_expiry: BTreeSet<(i64, String)>,
     /// Wake-ups keyed by what is waited on.
     notifies: HashMap<WakeKey, Arc<Notify>>,
     events: events::EventLog,
@@ -316,8 +324,16 @@ impl Broker {
         let snapshot = store
             .load()
             .map_err(|e| BrokerError::store(e.to_string()))?;
+        let shared = store.is_shared();
+        let mut events = events::EventLog::new(config.event_history, store.progress());
+        if shared {
+            let relay_to = store.clone();
+            events = events.shared(Arc::new(move |kind, data| {
+                relay_to.record_event(kind, data);
+            }));
+        }
         let mut state = State {
-            events: events::EventLog::new(config.event_history, store.progress()),
+            events,
             ..State::default()
         };
         state.restore(snapshot);
@@ -331,6 +347,7 @@ impl Broker {
                 waiters: AtomicUsize::new(0),
                 recent_kept,
                 clock,
+                shared,
             }),
         };
         broker.schedule_all(&mut broker.lock());
@@ -387,11 +404,25 @@ impl Broker {
     pub fn spawn_sweeper(&self) -> tokio::task::JoinHandle<()> {
         let broker = self.clone();
         tokio::spawn(async move {
-            let mut tick = tokio::time::interval(broker.inner.config.sweep_interval);
+            let mut every = broker.inner.config.sweep_interval;
+            if broker.inner.shared {
+                // Often enough to save the lastSeen of peers in contact
+                // before any other node could take them for stale.
+                let save = u64::try_from(broker.save_seen_every()).unwrap_or(u64::MAX);
+                every = every.min(Duration::from_millis((save / 2).max(10)));
+            }
+            let mut tick = tokio::time::interval(every);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tokio::select! {
-                    _ = tick.tick() => broker.sweep(),
+                    _ = tick.tick() => {
+                        // With several nodes each sweeps in its turn, on the
+                        // state every node agrees on.
+                        match broker.turn(crate::store::TurnKind::Write).await {
+                            Ok(_turn) => broker.sweep(),
+                            Err(e) => tracing::debug!(error = %e, "sweep skipped"),
+                        }
+                    }
                     _ = broker.inner.shutdown.cancelled() => break,
                 }
             }
@@ -497,7 +528,7 @@ impl Broker {
         for n in st.notifies.values() {
             n.notify_waiters();
         }
-        st.events.push("resync", serde_json::json!({}));
+        st.events.push_local("resync", serde_json::json!({}));
     }
 
     /// Awaits every commit; the first failure wins.
@@ -535,7 +566,8 @@ impl Broker {
     }
 
     fn sweep(&self) {
-        if self.inner.store.progress().failing() {
+        // A shared store recovers in the next turn ([`replica`]).
+        if !self.inner.shared && self.inner.store.progress().failing() {
             self.recover();
             return;
         }
@@ -546,6 +578,7 @@ impl Broker {
         self.sweep_expired(&mut st, now, &mut commits);
         self.sweep_overdue(&mut st, now, &mut commits);
         self.sweep_questions(&mut st, now, &mut commits);
+        self.sweep_sessions(&mut st, now, &mut commits);
         drop(st);
         // The sweeper does not answer anyone; errors are logged by the store.
         drop(commits);
@@ -553,6 +586,29 @@ impl Broker {
 }
 
 impl State {
+    /// Forgets every peer, command, channel, signal and question (not the
+    /// dashboard logins), and wakes every waiter to find what it waited on gone.
+    fn clear_all(&mut self) {
+        self.peers.clear();
+        self.commands.clear();
+        self.queues.clear();
+        self.dedupe.clear();
+        self.finished.clear();
+        self.held.clear();
+        self.schedule.clear();
+        self.holder_of.clear();
+        self.channels.clear();
+        self.signals.clear();
+        self.questions.clear();
+        self.question_expiry.clear();
+        self.closed_questions.clear();
+        self.deadlines.clear();
+        for n in self.notifies.values() {
+            n.notify_waiters();
+        }
+        self.notifies.clear();
+    }
+
     fn restore(&mut self, snap: crate::store::Snapshot) {
         for stored in snap.peers {
             let p = stored.peer;
@@ -618,6 +674,9 @@ impl State {
         }
         for s in snap.signals {
             self.signals.insert(s.name.clone(), s);
+        }
+        for (hash, expires) in snap.sessions {
+            self.put_session(hash, expires);
         }
         for q in snap.questions {
             if q.status == crate::api::QuestionStatus::Open {

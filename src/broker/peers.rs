@@ -6,7 +6,7 @@ use crate::api::{
     validate_name, ConnectRequest, DiscoverResponse, Peer, PeerStatus, Via, MAX_ATTENTION_LEN,
 };
 use crate::error_code::ErrorCode;
-use crate::store::{Commit, Mutation, StoredPeer};
+use crate::store::{Commit, Mutation, StoredPeer, TurnKind};
 use crate::time::Timestamp;
 use uuid::Uuid;
 
@@ -86,6 +86,7 @@ impl Broker {
             }
         }
         let protect = req.protect.unwrap_or(false);
+        let _turn = self.turn(TurnKind::Write).await?;
         let now = self.now();
         let (peer, key, role, commits) = {
             let mut st = self.lock();
@@ -196,7 +197,7 @@ impl Broker {
                 st.schedule.remove(&(due, id));
             }
             tracing::info!(peer = %id, "peer forgotten");
-            commits.push(self.persist(Mutation::ForgetPeer(id)));
+            commits.push(self.persist(Mutation::ForgetPeer { id }));
             st.events
                 .push("peer", serde_json::json!({"id": id, "forgotten": true}));
         }
@@ -228,7 +229,14 @@ impl Broker {
     /// (the end of the contact reschedules it).
     fn next_due(&self, e: &PeerEntry) -> Option<i64> {
         if e.contacts > 0 {
-            return None;
+            // With several nodes, contact held here reaches the others only
+            // as a saved lastSeen, so it is saved while it lasts.
+            return self.inner.shared.then(|| {
+                e.saved_seen
+                    .millis()
+                    .saturating_add(self.save_seen_every())
+                    .max(self.now().millis() + 1)
+            });
         }
         let cfg = &self.inner.config;
         let ms = |d: std::time::Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
@@ -243,12 +251,25 @@ impl Broker {
         // 30 s, and at the latest when the peer is next due), so a restart
         // does not mistake a busy peer for one long gone.
         let save = if e.peer.last_seen > e.saved_seen {
-            e.saved_seen.millis().saturating_add(SAVE_SEEN_EVERY_MS)
+            e.saved_seen.millis().saturating_add(self.save_seen_every())
         } else {
             i64::MAX
         };
         // Never due in the past: a sweep must always get through its list.
         Some(status_change.min(save).max(self.now().millis() + 1))
+    }
+
+    /// How often a changed `lastSeen` is saved: every 30 s, or with
+    /// several nodes often enough (a third of `--stale-after`) that no other
+    /// node takes a live peer for a stale one.
+    pub(super) fn save_seen_every(&self) -> i64 {
+        if self.inner.shared {
+            let stale =
+                i64::try_from(self.inner.config.stale_after.as_millis()).unwrap_or(i64::MAX);
+            (stale / 3).clamp(1, SAVE_SEEN_EVERY_MS)
+        } else {
+            SAVE_SEEN_EVERY_MS
+        }
     }
 
     /// Puts a peer back in the schedule at its next due time.
@@ -269,10 +290,10 @@ impl Broker {
     fn save_peer(&self, peer: &Peer, key: Option<&KeyHash>, commits: &mut Vec<Commit>) {
         let mut stored = peer.clone();
         stored.working_on.clear();
-        commits.push(self.persist(Mutation::Peer(StoredPeer {
+        commits.push(self.persist(Mutation::Peer(Box::new(StoredPeer {
             peer: stored,
             key_hash: key.map(KeyHash::to_hex),
-        })));
+        }))));
     }
 
     /// Every known peer, oldest connection first.
@@ -331,6 +352,20 @@ impl Broker {
     pub(super) fn touch(&self, id: Uuid) {
         let now = self.now();
         let mut st = self.lock();
+        if self.inner.shared {
+            let Some(e) = st.peers.get_mut(&id) else {
+                return;
+            };
+            let settle =
+                self.status_of(e, now) == PeerStatus::Offline && e.announced != PeerStatus::Offline;
+            let revive = settle || (!e.disconnected && e.announced != PeerStatus::Online);
+            e.peer.last_seen = now;
+            drop(st);
+            if revive {
+                self.in_turn_later(move |b| b.announce_contact(id, settle));
+            }
+            return;
+        }
         let mut commits = Vec::new();
         self.settle_before_contact(&mut st, id, now, &mut commits);
         let Some(e) = st.peers.get_mut(&id) else {
@@ -340,6 +375,22 @@ impl Broker {
         if !e.disconnected && e.announced != PeerStatus::Online {
             let _ = self.announce_peer(&mut st, id, now, &mut commits);
         }
+    }
+
+    /// With several nodes, the part of contact that changes shared state
+    /// (done in a turn): the work of a peer that had gone offline by silence
+    /// is requeued (`settle`), and the peer is announced online.
+    fn announce_contact(&self, id: Uuid, settle: bool) {
+        let now = self.now();
+        let mut st = self.lock();
+        let mut commits = Vec::new();
+        if settle {
+            self.requeue_held(&mut st, id, now, &mut commits);
+        }
+        if let Some(e) = st.peers.get_mut(&id) {
+            e.disconnected = false;
+        }
+        let _ = self.announce_peer(&mut st, id, now, &mut commits);
     }
 
     /// A peer that went offline by silence loses its held work even if it
@@ -363,6 +414,7 @@ impl Broker {
     /// `POST /peers/{id}/heartbeat`: refreshes `lastSeen` (reviving a
     /// disconnected peer) and answers the peer.
     pub async fn heartbeat(&self, id: Uuid, caller: &Caller) -> Result<Peer, BrokerError> {
+        let _turn = self.turn(TurnKind::Write).await?;
         let now = self.now();
         let (peer, commits) = {
             let mut st = self.lock();
@@ -400,6 +452,7 @@ impl Broker {
                 ));
             }
         }
+        let _turn = self.turn(TurnKind::Write).await?;
         let now = self.now();
         let (peer, commits) = {
             let mut st = self.lock();
@@ -422,6 +475,25 @@ impl Broker {
     pub fn contact(&self, id: Uuid) -> Result<ContactGuard, BrokerError> {
         let now = self.now();
         let mut st = self.lock();
+        if self.inner.shared {
+            let e = st.peers.get_mut(&id).ok_or_else(|| unknown_peer(id))?;
+            let settle =
+                self.status_of(e, now) == PeerStatus::Offline && e.announced != PeerStatus::Offline;
+            let revive = settle || e.disconnected || e.announced != PeerStatus::Online;
+            e.contacts += 1;
+            e.peer.last_seen = now;
+            e.disconnected = false;
+            // In contact, it is due when its lastSeen must be saved again.
+            self.reschedule(&mut st, id);
+            drop(st);
+            if revive {
+                self.in_turn_later(move |b| b.announce_contact(id, settle));
+            }
+            return Ok(ContactGuard {
+                broker: self.clone(),
+                id,
+            });
+        }
         let mut commits = Vec::new();
         self.settle_before_contact(&mut st, id, now, &mut commits);
         let e = st.peers.get_mut(&id).ok_or_else(|| unknown_peer(id))?;
@@ -448,6 +520,7 @@ impl Broker {
     /// Takes a peer offline for the transport that owns its liveness (an
     /// MCP session that ended), which proved the peer when it bound it.
     pub async fn release_peer(&self, id: Uuid) -> Result<Peer, BrokerError> {
+        let _turn = self.turn(TurnKind::Write).await?;
         let now = self.now();
         let (peer, commits) = {
             let mut st = self.lock();
@@ -476,7 +549,11 @@ impl Broker {
                 continue;
             };
             e.due = None;
-            if e.peer.last_seen.millis() - e.saved_seen.millis() >= SAVE_SEEN_EVERY_MS {
+            if e.contacts > 0 {
+                // Contact still held (only scheduled with several nodes).
+                e.peer.last_seen = now;
+            }
+            if e.peer.last_seen.millis() - e.saved_seen.millis() >= self.save_seen_every() {
                 e.saved_seen = e.peer.last_seen;
                 let (peer, key) = (e.peer.clone(), e.key.clone());
                 self.save_peer(&peer, key.as_ref(), commits);

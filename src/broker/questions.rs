@@ -6,7 +6,7 @@
 use super::{Broker, BrokerError, Caller, State, WaitEnd, WakeKey};
 use crate::api::{AskRequest, Question, QuestionStatus, MAX_TTL_MS};
 use crate::error_code::ErrorCode;
-use crate::store::{Commit, Mutation};
+use crate::store::{Commit, Mutation, TurnKind};
 use crate::time::Timestamp;
 use std::time::Duration;
 use uuid::Uuid;
@@ -85,6 +85,7 @@ impl Broker {
     /// cancelled or expired.
     pub async fn ask(&self, req: AskRequest, caller: &Caller) -> Result<Question, BrokerError> {
         check(&req)?;
+        let _turn = self.turn(TurnKind::Write).await?;
         let now = self.now();
         let (q, commits) = {
             let mut st = self.lock();
@@ -181,6 +182,7 @@ impl Broker {
                 b.chars().count()
             )));
         }
+        let _turn = self.turn(TurnKind::Write).await?;
         let now = self.now();
         let (q, commits) = {
             let mut st = self.lock();
@@ -229,6 +231,7 @@ impl Broker {
 
     /// `DELETE /questions/{id}`: withdraws an open question.
     pub async fn cancel_question(&self, id: Uuid) -> Result<Question, BrokerError> {
+        let _turn = self.turn(TurnKind::Write).await?;
         let now = self.now();
         let (q, commits) = {
             let mut st = self.lock();
@@ -294,7 +297,7 @@ impl Broker {
                 break;
             };
             st.questions.remove(&old);
-            commits.push(self.persist(Mutation::ForgetQuestion(old)));
+            commits.push(self.persist(Mutation::ForgetQuestion { id: old }));
         }
     }
 

@@ -3,7 +3,7 @@
 use super::{Broker, BrokerError, WaitEnd, WakeKey};
 use crate::api::{validate_name, Signal};
 use crate::error_code::ErrorCode;
-use crate::store::Mutation;
+use crate::store::{Mutation, TurnKind};
 use serde_json::Value;
 use std::time::Duration;
 
@@ -44,6 +44,7 @@ impl Broker {
         change: impl FnOnce(&mut Signal),
     ) -> Result<Signal, BrokerError> {
         validate_name("signal name", name).map_err(BrokerError::invalid_name)?;
+        let _turn = self.turn(TurnKind::Write).await?;
         let (s, commits) = {
             let mut st = self.lock();
             let mut commits = Vec::new();
@@ -63,7 +64,7 @@ impl Broker {
                     };
                     tracing::info!(signal = %victim, "signal cap reached; forgetting the longest-idle signal");
                     st.signals.remove(&victim);
-                    commits.push(self.persist(Mutation::ForgetSignal(victim)));
+                    commits.push(self.persist(Mutation::ForgetSignal { name: victim }));
                 }
             }
             let s = st
@@ -72,7 +73,7 @@ impl Broker {
                 .or_insert_with(|| blank(name));
             change(s);
             let s = s.clone();
-            commits.push(self.persist(Mutation::Signal(s.clone())));
+            commits.push(self.persist(Mutation::Signal(Box::new(s.clone()))));
             st.events
                 .push("signal", serde_json::to_value(&s).unwrap_or_default());
             st.wake(&WakeKey::Signal(name.to_string()));

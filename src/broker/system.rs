@@ -23,26 +23,10 @@ impl Broker {
     /// `POST /reset`: forgets every peer, command, channel and signal. Parked
     /// waiters wake and find their peer or command gone.
     pub async fn reset(&self) -> Result<(), BrokerError> {
+        let _turn = self.turn(crate::store::TurnKind::Write).await?;
         let commit = {
             let mut st = self.lock();
-            st.peers.clear();
-            st.commands.clear();
-            st.queues.clear();
-            st.dedupe.clear();
-            st.finished.clear();
-            st.held.clear();
-            st.schedule.clear();
-            st.holder_of.clear();
-            st.channels.clear();
-            st.signals.clear();
-            st.questions.clear();
-            st.question_expiry.clear();
-            st.closed_questions.clear();
-            st.deadlines.clear();
-            for n in st.notifies.values() {
-                n.notify_waiters();
-            }
-            st.notifies.clear();
+            st.clear_all();
             let commit = self.persist(Mutation::Reset);
             st.events.push("reset", serde_json::json!({"ok": true}));
             commit

@@ -3,7 +3,10 @@
 //!
 //! By default it starts its own broker (`cipc serve --port 0`, durable in a
 //! temporary directory, or `--memory`) as a child process so the broker's
-//! memory can be read from `/proc`; `--url` measures a running one instead.
+//! memory can be read from `/proc`; `--url` measures a running one instead
+//! (two `--url`s: two nodes of one broker, the sender on the first and the
+//! worker on the second). `--store postgres://...` measures the broker on
+//! PostgreSQL with one node and with two, beside its own SQLite broker.
 
 use super::exit;
 use super::Exit;
@@ -20,9 +23,15 @@ use std::time::{Duration, Instant};
 #[derive(Debug, Clone, Args)]
 pub struct BenchArgs {
     /// Measure this running broker instead of starting one (idle-waiter memory
-    /// is then not measured).
-    #[arg(long, value_name = "URL")]
-    pub url: Option<String>,
+    /// is then not measured). Give it twice for two nodes of one broker
+    /// (`--store postgres://...`): senders use the first, workers the second.
+    #[arg(long, value_name = "URL", num_args = 1)]
+    pub url: Vec<String>,
+    /// Compare engines: round trips and channel sends on a broker of its own
+    /// on SQLite, then on PostgreSQL at this URL with one node and with two
+    /// (use an empty database: the benchmark leaves its data there).
+    #[arg(long, value_name = "POSTGRES_URL", conflicts_with_all = ["url", "memory"])]
+    pub store: Option<String>,
     /// Start the broker with `--memory` (default: durable, in a temporary dir).
     #[arg(long)]
     pub memory: bool,
@@ -131,22 +140,37 @@ pub fn run(args: BenchArgs) -> Exit {
     if !args.startup.is_empty() || !args.sweep.is_empty() || args.trickle.is_some() {
         return run_scale(&args, &rt);
     }
+    if let Some(store) = &args.store {
+        return run_engines(&args, store, &rt);
+    }
+    if args.url.len() > 2 {
+        eprintln!("cipc bench: give --url once (one broker) or twice (two nodes of one broker)");
+        return exit::USAGE;
+    }
     let mut child: Option<(Child, tempfile_dir::TempDir)> = None;
-    let url = match &args.url {
-        Some(u) => u.trim_end_matches('/').to_string(),
-        None => match spawn_broker(args.memory) {
+    let urls: Vec<String> = if args.url.is_empty() {
+        match spawn_broker(args.memory) {
             Ok((c, dir, url)) => {
                 child = Some((c, dir));
-                url
+                vec![url]
             }
             Err(e) => {
                 eprintln!("cipc bench: {e}");
                 return exit::ERROR;
             }
-        },
+        }
+    } else {
+        args.url
+            .iter()
+            .map(|u| u.trim_end_matches('/').to_string())
+            .collect()
     };
+    let url = urls[0].clone();
+    let worker_url = urls.last().cloned().unwrap_or_else(|| url.clone());
     let pid = child.as_ref().map(|(c, _)| c.id());
-    let mode = if args.url.is_some() {
+    let mode = if urls.len() == 2 {
+        "two nodes of an external broker".to_string()
+    } else if !args.url.is_empty() {
         "external broker".to_string()
     } else if args.memory {
         "--memory".to_string()
@@ -162,8 +186,8 @@ pub fn run(args: BenchArgs) -> Exit {
                 rows.push(idle_waiters(&url, args.waiters, pid).await?);
             }
         }
-        rows.extend(round_trips(&url, args.round_trips).await?);
-        rows.push(channel_throughput(&url, args.messages, args.clients).await?);
+        rows.extend(round_trips(&url, &worker_url, args.round_trips).await?);
+        rows.push(channel_throughput(&urls, args.messages, args.clients).await?);
         if args.spawns > 0 {
             rows.extend(cli_vs_curl(&url, args.spawns).await?);
         }
@@ -192,6 +216,66 @@ mod tempfile_dir {
     impl Drop for TempDir {
         fn drop(&mut self) {
             let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+/// `--store`: the same round trips and channel sends on SQLite, then on
+/// PostgreSQL with one node and with two, in one table.
+fn run_engines(args: &BenchArgs, store: &str, rt: &tokio::runtime::Runtime) -> Exit {
+    let measure = |urls: Vec<String>, label: &str| -> Result<Vec<Row>, String> {
+        let worker = urls.last().cloned().unwrap_or_default();
+        let mut rows = rt.block_on(async {
+            let mut rows = round_trips(&urls[0], &worker, args.round_trips).await?;
+            rows.push(channel_throughput(&urls, args.messages, args.clients).await?);
+            Ok::<_, String>(rows)
+        })?;
+        for r in &mut rows {
+            r.name = format!("{label}: {}", r.name);
+            r.target = String::new();
+        }
+        Ok(rows)
+    };
+    let stop = |children: Vec<Child>| {
+        for mut c in children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    };
+    let result = (|| {
+        let mut rows = Vec::new();
+        let (c, _dir, url) = spawn_broker(false)?;
+        let sqlite = measure(vec![url], "SQLite, one node");
+        stop(vec![c]);
+        rows.extend(sqlite?);
+        let store_args = ["--store", store, "--max-waiters", "20000"];
+        let (a, url_a) = super::bench_scale::start_broker(store_args)?;
+        let one = measure(vec![url_a.clone()], "PostgreSQL, one node");
+        let (b, url_b) = match super::bench_scale::start_broker(store_args) {
+            Ok(x) => x,
+            Err(e) => {
+                stop(vec![a]);
+                return Err(e);
+            }
+        };
+        let two = measure(vec![url_a, url_b], "PostgreSQL, two nodes");
+        stop(vec![a, b]);
+        rows.extend(one?);
+        rows.extend(two?);
+        Ok::<_, String>(rows)
+    })();
+    match result {
+        Ok(rows) => {
+            print_rows(
+                &rows,
+                "SQLite beside PostgreSQL (two nodes: senders on the first, workers on the second)",
+                args.json,
+            );
+            exit::OK
+        }
+        Err(e) => {
+            eprintln!("cipc bench: {e}");
+            exit::ERROR
         }
     }
 }
@@ -266,10 +350,11 @@ fn ms(d: Duration) -> f64 {
 /// parks it for the next one). Beside each round trip, two `GET /healthz`
 /// no-op requests, so the figure reads against what two requests cost on
 /// the same machine in the same run.
-async fn round_trips(url: &str, n: usize) -> Result<Vec<Row>, String> {
+async fn round_trips(url: &str, worker_url: &str, n: usize) -> Result<Vec<Row>, String> {
     let c = client(url)?;
+    let on_worker_node = client(worker_url)?;
     let role = format!("bench-{}", std::process::id());
-    let connected = c
+    let connected = on_worker_node
         .connect(&ConnectRequest {
             role: role.clone(),
             protect: Some(true),
@@ -279,7 +364,7 @@ async fn round_trips(url: &str, n: usize) -> Result<Vec<Row>, String> {
         .map_err(|e| e.to_string())?;
     let peer = connected.peer.id.to_string();
     // The key names the peer, as `ack?next=` needs.
-    let worker_c = c.anonymous().with_key(Some(connected.key));
+    let worker_c = on_worker_node.anonymous().with_key(Some(connected.key));
     let worker = tokio::spawn(async move {
         let mut next = worker_c.wait_command(&peer, 10_000).await?.command;
         while let Some(cmd) = next {
@@ -359,15 +444,18 @@ async fn round_trips(url: &str, n: usize) -> Result<Vec<Row>, String> {
     ])
 }
 
-async fn channel_throughput(url: &str, n: usize, clients: usize) -> Result<Row, String> {
-    let c = client(url)?;
+async fn channel_throughput(urls: &[String], n: usize, clients: usize) -> Result<Row, String> {
+    let nodes = urls
+        .iter()
+        .map(|u| client(u))
+        .collect::<Result<Vec<_>, _>>()?;
     let clients = clients.max(1);
     let per = n / clients;
     let pb = bar((per * clients) as u64, "channel sends");
     let t = Instant::now();
     let mut tasks = Vec::new();
     for i in 0..clients {
-        let (c, pb) = (c.clone(), pb.clone());
+        let (c, pb) = (nodes[i % nodes.len()].clone(), pb.clone());
         tasks.push(tokio::spawn(async move {
             let channel = format!("bench-{}", i % 4);
             for j in 0..per {

@@ -4,7 +4,7 @@ use super::exit;
 use super::Exit;
 use crate::broker::{Broker, BrokerConfig};
 use crate::server::{auth::Security, AppState, Server, ServerConfig};
-use crate::store::{MemoryStore, SqliteStore, Store};
+use crate::store::{MemoryStore, PgStore, SqliteStore, Store};
 use clap::Args;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -25,8 +25,18 @@ pub struct ServeArgs {
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
     /// Keep everything in memory; nothing survives a restart.
-    #[arg(long, conflicts_with = "data_dir")]
+    #[arg(long, conflicts_with_all = ["data_dir", "store"])]
     pub memory: bool,
+    /// Keep the state in PostgreSQL (postgres://USER:PASSWORD@HOST:PORT/DB):
+    /// every node started with the same URL is the same broker.
+    #[arg(
+        long,
+        env = "CIPC_STORE",
+        hide_env_values = true,
+        value_name = "URL",
+        conflicts_with = "data_dir"
+    )]
+    pub store: Option<String>,
     /// Require this token from every client (prefer CIPC_TOKEN or --token-file: flags show in `ps`).
     /// At least 8 characters; under 16 draws a warning (--generate-token makes a good one).
     #[arg(long, env = "CIPC_TOKEN", hide_env_values = true, value_name = "TOKEN")]
@@ -324,6 +334,20 @@ async fn serve(args: ServeArgs, ip: IpAddr, token: Option<String>) -> Exit {
             );
         }
         Arc::new(MemoryStore::default())
+    } else if let Some(url) = args.store.as_deref().filter(|u| !u.trim().is_empty()) {
+        if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+            eprintln!(
+                "cipc serve: --store {url:?} is not a PostgreSQL URL; give postgres://USER:PASSWORD@HOST:PORT/DATABASE (leave --store out for the SQLite file in --data-dir)"
+            );
+            return exit::USAGE;
+        }
+        match PgStore::connect(url).await {
+            Ok(s) => Arc::new(s),
+            Err(e) => {
+                eprintln!("cipc serve: {e}");
+                return exit::ERROR;
+            }
+        }
     } else {
         let dir = args
             .data_dir

@@ -6,6 +6,7 @@
 
 use super::error::ApiError;
 use super::AppState;
+use crate::broker::Broker;
 use crate::error_code::{ErrorClass, ErrorCode};
 use axum::extract::Request;
 use axum::http::{header, HeaderMap, StatusCode};
@@ -33,79 +34,6 @@ const BRAKE_DELAY: Duration = Duration::from_millis(250);
 pub const SESSION_COOKIE: &str = "cipc_session";
 /// How long a dashboard login lasts; the browser logs in again after it.
 pub const SESSION_TTL: Duration = Duration::from_secs(12 * 3600);
-/// Dashboard sessions kept at most; past it the oldest are forgotten (those
-/// browsers simply log in again).
-const MAX_SESSIONS: usize = 10_000;
-
-/// Dashboard sessions handed out in exchange for the token, each with its
-/// expiry, checked on the server (a stolen cookie does not live forever).
-pub struct Sessions {
-    by_id: Mutex<HashMap<String, Instant>>,
-    ttl: Duration,
-}
-
-impl Default for Sessions {
-    fn default() -> Self {
-        Sessions::with_ttl(SESSION_TTL)
-    }
-}
-
-impl Sessions {
-    /// Sessions that last `ttl`.
-    pub fn with_ttl(ttl: Duration) -> Sessions {
-        Sessions {
-            by_id: Mutex::new(HashMap::new()),
-            ttl,
-        }
-    }
-
-    /// A new session id, valid for the session lifetime.
-    pub fn create(&self) -> String {
-        let bytes: [u8; 32] = rand::random();
-        let id = base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, bytes);
-        let now = Instant::now();
-        let mut all = self
-            .by_id
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if all.len() >= MAX_SESSIONS {
-            all.retain(|_, expires| *expires > now);
-        }
-        while all.len() >= MAX_SESSIONS {
-            let Some(oldest) = all.iter().min_by_key(|(_, e)| **e).map(|(k, _)| k.clone()) else {
-                break;
-            };
-            all.remove(&oldest);
-        }
-        all.insert(id.clone(), now + self.ttl);
-        id
-    }
-
-    /// True for a session that exists and has not expired.
-    pub fn valid(&self, id: &str) -> bool {
-        let mut all = self
-            .by_id
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        match all.get(id) {
-            Some(expires) if *expires > Instant::now() => true,
-            Some(_) => {
-                all.remove(id);
-                false
-            }
-            None => false,
-        }
-    }
-
-    /// Forgets a session (logout).
-    pub fn end(&self, id: &str) {
-        self.by_id
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .remove(id);
-    }
-}
-
 /// Who may talk to the broker, decided once at start-up.
 pub struct Security {
     /// The shared secret, when one is configured.
@@ -117,8 +45,6 @@ pub struct Security {
     all_failures: Mutex<(Instant, u32)>,
     /// The queue wrong guesses wait in while the brake is on.
     brake: tokio::sync::Mutex<()>,
-    /// Dashboard sessions handed out in exchange for the token.
-    pub sessions: Sessions,
 }
 
 struct Failures {
@@ -161,7 +87,6 @@ impl Security {
             failures: Mutex::new(HashMap::new()),
             all_failures: Mutex::new((Instant::now(), 0)),
             brake: tokio::sync::Mutex::new(()),
-            sessions: Sessions::default(),
         }
     }
 
@@ -253,25 +178,23 @@ impl Security {
         )
     }
 
-    fn has_session(&self, headers: &HeaderMap) -> bool {
-        cookie(headers, SESSION_COOKIE).is_some_and(|id| self.sessions.valid(id))
-    }
-
     /// Whether a request may see the broker: no token configured, the right
-    /// token in a header, or a live dashboard session.
-    pub fn authorized(&self, headers: &HeaderMap) -> bool {
+    /// token in a header, or a live dashboard session (kept by `broker`, so
+    /// that a login is valid on every node).
+    pub fn authorized(&self, headers: &HeaderMap, broker: &Broker) -> bool {
         if self.token.is_none() {
             return true;
         }
         match presented_token(headers) {
             Some(t) => self.token_matches(t),
-            None => self.has_session(headers),
+            None => cookie(headers, SESSION_COOKIE).is_some_and(|id| broker.session_valid(id)),
         }
     }
 
-    /// The dashboard login: a right token gets a new session id; a wrong one
-    /// counts towards the brake (and waits in its queue when it is on).
-    pub async fn login(&self, token: &str, ip: IpAddr) -> Result<String, ApiError> {
+    /// The dashboard login's token check: a wrong token counts towards the
+    /// brake (and waits in its queue when it is on). The caller then opens
+    /// a session ([`Broker::open_session`]).
+    pub async fn login(&self, token: &str, ip: IpAddr) -> Result<(), ApiError> {
         let token = token.trim();
         if token.is_empty() || !self.token_matches(token) {
             tracing::warn!(address = %ip, "dashboard login with a wrong token");
@@ -285,7 +208,7 @@ impl Security {
             ));
         }
         tracing::info!(address = %ip, "dashboard logged in");
-        Ok(self.sessions.create())
+        Ok(())
     }
 }
 
@@ -457,7 +380,7 @@ fn auth_refusal(s: &AppState, addr: SocketAddr, req: &Request) -> Option<Refused
     if sec.token.is_none() || is_public(path) {
         return None;
     }
-    if sec.authorized(headers) {
+    if sec.authorized(headers, &s.broker) {
         return None;
     }
     if sec.record_failure(addr.ip()) {
@@ -493,19 +416,6 @@ mod tests {
         assert_eq!(strip_port("[::1]:9100"), "[::1]");
         assert_eq!(strip_port("::1"), "::1");
         assert_eq!(strip_port("example.com"), "example.com");
-    }
-
-    #[test]
-    fn sessions_expire_on_the_server_and_end_at_logout() {
-        let s = Sessions::default();
-        let id = s.create();
-        assert!(s.valid(&id));
-        assert!(!s.valid("made-up"));
-        s.end(&id);
-        assert!(!s.valid(&id));
-        let short = Sessions::with_ttl(Duration::ZERO);
-        let id = short.create();
-        assert!(!short.valid(&id), "an expired cookie no longer works");
     }
 
     #[test]

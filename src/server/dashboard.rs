@@ -109,7 +109,7 @@ struct SessionInfo {
 }
 
 fn authorized(s: &AppState, headers: &HeaderMap) -> bool {
-    s.security.authorized(headers)
+    s.security.authorized(headers, &s.broker)
 }
 
 async fn session(State(s): State<AppState>, headers: HeaderMap) -> Response {
@@ -144,7 +144,8 @@ async fn login(
         return Ok(Json(serde_json::json!({"ok": true, "tokenRequired": false})).into_response());
     }
     // The public login shares the guard's brake on wrong tokens.
-    let id = s.security.login(&req.token, addr.ip()).await?;
+    s.security.login(&req.token, addr.ip()).await?;
+    let id = s.broker.open_session(SESSION_TTL).await?;
     let cookie = format!(
         "{SESSION_COOKIE}={id}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}",
         SESSION_TTL.as_secs()
@@ -164,7 +165,9 @@ async fn login(
 /// Forgets this browser's session (not public: it needs the session itself).
 async fn logout(State(s): State<AppState>, headers: HeaderMap) -> Response {
     if let Some(id) = cookie(&headers, SESSION_COOKIE) {
-        s.security.sessions.end(id);
+        if let Err(e) = s.broker.end_session(id).await {
+            return ApiError::from(e).into_response();
+        }
     }
     let mut res = Json(serde_json::json!({"ok": true})).into_response();
     res.headers_mut().insert(

@@ -88,7 +88,8 @@ pub fn router(state: AppState) -> Router {
 /// once everything the handler could have read is saved; if some of it was
 /// lost to a failed commit, the answer is a 503 instead (the client retries,
 /// with `dedupeKey` for sends). Streams settle each event themselves;
-/// `/healthz` reads no state.
+/// `/healthz` reads no state. With several nodes, a read first applies
+/// whatever other nodes committed before it ([`Broker::sync`]).
 async fn front_door(
     axum::extract::State(s): axum::extract::State<AppState>,
     axum::extract::ConnectInfo(addr): axum::extract::ConnectInfo<SocketAddr>,
@@ -101,6 +102,10 @@ async fn front_door(
         Err(refused) => return refused,
     };
     let reads_state = req.uri().path() != "/healthz";
+    if reads_state && req.method() == axum::http::Method::GET {
+        // With several nodes: see every change committed before this read.
+        s.broker.sync().await;
+    }
     let response = next.run(req).await;
     if reads_state {
         if let Err(e) = s.broker.settled().await {
@@ -142,6 +147,7 @@ impl Server {
     ) -> std::io::Result<()> {
         let broker = self.state.broker.clone();
         let sweeper = broker.spawn_sweeper();
+        let follower = broker.spawn_follower();
         let header_timeout = self.state.config.header_read_timeout;
         let app = router(self.state);
         let b = broker.clone();
@@ -159,6 +165,9 @@ impl Server {
         .await;
         broker.shutdown();
         let _ = sweeper.await;
+        if let Some(f) = follower {
+            let _ = f.await;
+        }
         let b = broker.clone();
         let _ = tokio::task::spawn_blocking(move || b.close_store()).await;
         result

@@ -7,11 +7,15 @@
 //! for its own commit without serialising every request behind an fsync.
 
 mod memory;
+mod postgres;
 mod progress;
+mod shared;
 mod sqlite;
 
 pub use memory::MemoryStore;
+pub use postgres::PgStore;
 pub use progress::{Lost, Progress};
+pub use shared::{CatchUp, LogEntry, SharedEvent, Turn, TurnKind};
 pub use sqlite::SqliteStore;
 
 use crate::api::{Command, Message, Peer, Question, Signal};
@@ -32,11 +36,13 @@ pub struct StoredPeer {
     pub key_hash: Option<String>,
 }
 
-/// One change to persist, in the order the broker made it.
-#[derive(Debug, Clone)]
+/// One change to persist, in the order the broker made it. A shared store
+/// also ships them to the other nodes ([`LogEntry`]), hence the serde.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "camelCase")]
 pub enum Mutation {
     /// A peer was created or changed.
-    Peer(StoredPeer),
+    Peer(Box<StoredPeer>),
     /// A command was created or changed; `ord` is its position in FIFO order.
     Command {
         /// Its place in FIFO order.
@@ -45,9 +51,12 @@ pub enum Mutation {
         command: Box<Command>,
     },
     /// A finished command was forgotten by retention.
-    ForgetCommand(uuid::Uuid),
+    ForgetCommand {
+        /// The command.
+        id: uuid::Uuid,
+    },
     /// A message was appended to a channel.
-    Message(Message),
+    Message(Box<Message>),
     /// A channel's messages with `seq < below` were trimmed by retention.
     Trim {
         /// The channel trimmed.
@@ -56,17 +65,41 @@ pub enum Mutation {
         below: u64,
     },
     /// A signal was emitted or cleared.
-    Signal(Signal),
+    Signal(Box<Signal>),
     /// A peer was forgotten (offline too long, or evicted by the cap).
-    ForgetPeer(uuid::Uuid),
+    ForgetPeer {
+        /// The peer.
+        id: uuid::Uuid,
+    },
     /// A channel and all its messages were forgotten (evicted by the cap).
-    ForgetChannel(String),
+    ForgetChannel {
+        /// The channel.
+        name: String,
+    },
     /// A signal was forgotten (evicted by the cap).
-    ForgetSignal(String),
+    ForgetSignal {
+        /// The signal.
+        name: String,
+    },
     /// A question was asked or changed.
     Question(Box<Question>),
     /// A closed question was forgotten by retention.
-    ForgetQuestion(uuid::Uuid),
+    ForgetQuestion {
+        /// The question.
+        id: uuid::Uuid,
+    },
+    /// A dashboard login was opened (only the digest of its id is kept).
+    Session {
+        /// Hex SHA-256 of the session id.
+        hash: String,
+        /// When it stops being valid.
+        expires: crate::time::Timestamp,
+    },
+    /// A dashboard login ended (logout, expiry, or the cap).
+    EndSession {
+        /// Hex SHA-256 of the session id.
+        hash: String,
+    },
     /// Everything was cleared.
     Reset,
 }
@@ -89,6 +122,8 @@ pub struct Snapshot {
     pub signals: Vec<Signal>,
     /// Every question kept, oldest first.
     pub questions: Vec<Question>,
+    /// Dashboard sessions: the digest of each id and its expiry.
+    pub sessions: Vec<(String, crate::time::Timestamp)>,
 }
 
 /// How many of each channel's newest messages the broker keeps in memory
@@ -109,6 +144,9 @@ pub struct ChannelHead {
 /// A future that resolves once a mutation is durable (or failed to be).
 pub type Commit = Pin<Box<dyn Future<Output = Result<(), StoreError>> + Send>>;
 
+/// A future that resolves to a granted [`Turn`].
+pub type TurnFuture<'a> = Pin<Box<dyn Future<Output = Result<Turn, StoreError>> + Send + 'a>>;
+
 /// Why a store could not do what was asked.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -126,6 +164,9 @@ pub enum StoreError {
     /// The writer has shut down.
     #[error("the store is closed (the broker is shutting down)")]
     Closed,
+    /// The shared database cannot be reached now (the node retries by itself).
+    #[error("the database is unreachable: {0}")]
+    Unavailable(String),
 }
 
 /// Persistence for the broker's state.
@@ -171,4 +212,27 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Vec<Message>, StoreError> {
         Ok(Vec::new())
     }
+    /// Grants this node a turn ([`shared`](self::shared) explains turns). A
+    /// single-node store grants every turn at once with nothing to apply.
+    fn begin_turn(&self, _kind: TurnKind) -> TurnFuture<'_> {
+        Box::pin(std::future::ready(Ok(Turn::default())))
+    }
+    /// True when other nodes share this store: the broker then follows
+    /// [`Store::changes`] and takes a turn before every change.
+    fn is_shared(&self) -> bool {
+        false
+    }
+    /// The newest log position another node announced (shared stores only):
+    /// the broker takes a read turn whenever it moves.
+    fn changes(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        None
+    }
+    /// Whether other nodes committed changes this node has not applied
+    /// (shared stores only; a single-node store is never behind).
+    fn behind(&self) -> Pin<Box<dyn Future<Output = Result<bool, StoreError>> + Send + '_>> {
+        Box::pin(std::future::ready(Ok(false)))
+    }
+    /// Ships a dashboard event with the current turn's log entry (shared
+    /// stores only; others keep events in memory).
+    fn record_event(&self, _kind: &'static str, _data: &serde_json::Value) {}
 }

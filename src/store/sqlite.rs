@@ -52,6 +52,7 @@ CREATE TABLE IF NOT EXISTS messages (channel TEXT NOT NULL, seq INTEGER NOT NULL
 CREATE TABLE IF NOT EXISTS channels (name TEXT PRIMARY KEY, last_seq INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS signals (name TEXT PRIMARY KEY, body TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS questions (id TEXT PRIMARY KEY, body TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS sessions (hash TEXT PRIMARY KEY, expires_at INTEGER NOT NULL);
 ";
 
 impl SqliteStore {
@@ -196,6 +197,19 @@ fn read_all(conn: &Connection) -> Result<Snapshot, String> {
             });
         }
     }
+    let sessions = {
+        let mut stmt = conn
+            .prepare("SELECT hash, expires_at FROM sessions")
+            .map_err(|e| e.to_string())?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
+            .map_err(|e| e.to_string())?;
+        rows.map(|r| {
+            r.map(|(hash, at)| (hash, crate::time::Timestamp(at)))
+                .map_err(|e| e.to_string())
+        })
+        .collect::<Result<Vec<_>, String>>()?
+    };
     Ok(Snapshot {
         peers,
         commands,
@@ -203,6 +217,7 @@ fn read_all(conn: &Connection) -> Result<Snapshot, String> {
         channels,
         signals,
         questions,
+        sessions,
     })
 }
 
@@ -218,7 +233,7 @@ fn write_one(tx: &rusqlite::Transaction<'_>, m: &Mutation) -> rusqlite::Result<(
             )?
             .execute(params![command.id.to_string(), *ord as i64, json(command)])?;
         }
-        Mutation::ForgetCommand(id) => {
+        Mutation::ForgetCommand { id } => {
             tx.prepare_cached("DELETE FROM commands WHERE id = ?1")?
                 .execute(params![id.to_string()])?;
         }
@@ -241,17 +256,17 @@ fn write_one(tx: &rusqlite::Transaction<'_>, m: &Mutation) -> rusqlite::Result<(
             tx.prepare_cached("INSERT OR REPLACE INTO signals (name, body) VALUES (?1, ?2)")?
                 .execute(params![s.name, json(s)])?;
         }
-        Mutation::ForgetPeer(id) => {
+        Mutation::ForgetPeer { id } => {
             tx.prepare_cached("DELETE FROM peers WHERE id = ?1")?
                 .execute(params![id.to_string()])?;
         }
-        Mutation::ForgetChannel(name) => {
+        Mutation::ForgetChannel { name } => {
             tx.prepare_cached("DELETE FROM messages WHERE channel = ?1")?
                 .execute(params![name])?;
             tx.prepare_cached("DELETE FROM channels WHERE name = ?1")?
                 .execute(params![name])?;
         }
-        Mutation::ForgetSignal(name) => {
+        Mutation::ForgetSignal { name } => {
             tx.prepare_cached("DELETE FROM signals WHERE name = ?1")?
                 .execute(params![name])?;
         }
@@ -259,9 +274,19 @@ fn write_one(tx: &rusqlite::Transaction<'_>, m: &Mutation) -> rusqlite::Result<(
             tx.prepare_cached("INSERT OR REPLACE INTO questions (id, body) VALUES (?1, ?2)")?
                 .execute(params![q.id.to_string(), json(q)])?;
         }
-        Mutation::ForgetQuestion(id) => {
+        Mutation::ForgetQuestion { id } => {
             tx.prepare_cached("DELETE FROM questions WHERE id = ?1")?
                 .execute(params![id.to_string()])?;
+        }
+        Mutation::Session { hash, expires } => {
+            tx.prepare_cached(
+                "INSERT OR REPLACE INTO sessions (hash, expires_at) VALUES (?1, ?2)",
+            )?
+            .execute(params![hash, expires.millis()])?;
+        }
+        Mutation::EndSession { hash } => {
+            tx.prepare_cached("DELETE FROM sessions WHERE hash = ?1")?
+                .execute(params![hash])?;
         }
         Mutation::Reset => {
             tx.execute_batch(

@@ -4,6 +4,7 @@
 
 pub mod claude;
 pub mod mcp;
+pub mod postgres;
 
 use cipc::broker::{Broker, BrokerConfig};
 use cipc::server::{RunningServer, ServerConfig};
@@ -34,9 +35,36 @@ pub async fn start_with(
     server: ServerConfig,
     token: Option<String>,
 ) -> RunningServer {
-    RunningServer::start(Broker::in_memory(broker), server, token)
+    let broker = if engine_is_postgres() {
+        postgres_broker(broker).await
+    } else {
+        Broker::in_memory(broker)
+    };
+    RunningServer::start(broker, server, token)
         .await
         .expect("start broker")
+}
+
+/// Whether this test binary's in-process brokers keep their state in
+/// PostgreSQL: `tests/on_postgres.rs` runs the API suites again that way;
+/// every other binary uses the memory store.
+pub fn engine_is_postgres() -> bool {
+    std::env::current_exe()
+        .ok()
+        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .is_some_and(|n| n.starts_with("on_postgres"))
+}
+
+/// A broker on a fresh PostgreSQL database. Without a test server outside
+/// CI the whole binary is skipped (every test in it needs one).
+pub async fn postgres_broker(config: BrokerConfig) -> Broker {
+    let Some(url) = postgres::fresh_database().await else {
+        std::process::exit(0);
+    };
+    let store = cipc::store::PgStore::connect(&url)
+        .await
+        .expect("connect to the test database");
+    Broker::open(std::sync::Arc::new(store), config).expect("open broker")
 }
 
 /// A reqwest client without proxies or pooling surprises.

@@ -1,0 +1,197 @@
+//! PostgreSQL for the tests: the throw-away server `.ci/start-postgres`
+//! started (found through `CIPC_TEST_POSTGRES`), a fresh database per test,
+//! and private clusters for the tests that restart PostgreSQL.
+//!
+//! Outside CI a missing server skips the PostgreSQL tests (with a line that
+//! says how to run them); under CI it fails them.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+/// The server URL from `CIPC_TEST_POSTGRES`, or `None` (after saying how to
+/// get one) when it is not set outside CI. Panics under CI.
+pub fn server_url() -> Option<String> {
+    match std::env::var("CIPC_TEST_POSTGRES") {
+        Ok(url) if !url.trim().is_empty() => Some(url),
+        _ => {
+            assert!(
+                !super::under_ci(),
+                "CIPC_TEST_POSTGRES is not set: under CI the PostgreSQL tests must run (.ci/run starts a server with .ci/start-postgres)"
+            );
+            eprintln!(
+                "skipped: no PostgreSQL (run: eval \"$(bash .ci/start-postgres)\" first; needs apt-get install postgresql)"
+            );
+            None
+        }
+    }
+}
+
+/// `url` with its database name replaced by `db`.
+pub fn with_database(url: &str, db: &str) -> String {
+    let (base, _) = url.rsplit_once('/').expect("a URL with a database");
+    format!("{base}/{db}")
+}
+
+/// Creates an empty database on the test server and answers its URL
+/// (`None` when there is no server, outside CI).
+pub async fn fresh_database() -> Option<String> {
+    let server = server_url()?;
+    Some(create_database(&server).await)
+}
+
+/// Creates an empty database on `server` and answers its URL.
+pub async fn create_database(server: &str) -> String {
+    let name = format!("cipc_{}", uuid::Uuid::new_v4().simple());
+    let (client, conn) = tokio_postgres::connect(server, tokio_postgres::NoTls)
+        .await
+        .expect("connect to the test PostgreSQL");
+    let driver = tokio::spawn(conn);
+    client
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .await
+        .expect("create a test database");
+    drop(client);
+    let _ = driver.await;
+    with_database(server, &name)
+}
+
+/// A PostgreSQL cluster of one test's own (for tests that stop and restart
+/// PostgreSQL without disturbing the others), removed when dropped.
+pub struct PrivateCluster {
+    bin: PathBuf,
+    dir: tempfile::TempDir,
+    /// Its port on 127.0.0.1.
+    pub port: u16,
+}
+
+impl PrivateCluster {
+    /// initdb and start one, with the binaries `CIPC_TEST_POSTGRES_BIN`
+    /// names (`None` outside CI when they are not there; panics under CI).
+    pub fn start() -> Option<PrivateCluster> {
+        let bin = std::env::var_os("CIPC_TEST_POSTGRES_BIN")
+            .map(PathBuf::from)
+            .filter(|b| b.join("initdb").exists());
+        let Some(bin) = bin else {
+            assert!(
+                !super::under_ci(),
+                "CIPC_TEST_POSTGRES_BIN is not set: under CI the PostgreSQL restart test must run (.ci/start-postgres sets it)"
+            );
+            eprintln!("skipped: no PostgreSQL binaries (eval \"$(bash .ci/start-postgres)\" sets CIPC_TEST_POSTGRES_BIN)");
+            return None;
+        };
+        let dir = tempfile::Builder::new()
+            .prefix("cipc-pg-private")
+            .tempdir()
+            .expect("temp dir");
+        let port = free_port();
+        let cluster = PrivateCluster { bin, dir, port };
+        cluster.chown();
+        let data = cluster.data();
+        cluster.run(
+            "initdb",
+            &["-D", &data, "-U", "postgres", "-A", "trust", "--no-sync"],
+        );
+        cluster.pg_ctl("start");
+        Some(cluster)
+    }
+
+    /// Its URL, with database `postgres`.
+    pub fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    /// Stops it (fast shutdown: sessions are cut, as in a crash of the server process).
+    pub fn stop(&self) {
+        self.pg_ctl("stop");
+    }
+
+    /// Starts it again after [`PrivateCluster::stop`].
+    pub fn start_again(&self) {
+        self.pg_ctl("start");
+    }
+
+    fn data(&self) -> String {
+        self.dir.path().join("data").display().to_string()
+    }
+
+    fn pg_ctl(&self, action: &str) {
+        let data = self.data();
+        let log = self.dir.path().join("server.log").display().to_string();
+        let opts = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
+            self.port,
+            self.dir.path().display()
+        );
+        let mut args = vec!["-D", &data, "-l", &log, "-w", "-t", "60"];
+        if action == "stop" {
+            args.extend(["-m", "fast"]);
+        } else {
+            args.extend(["-o", &opts]);
+        }
+        args.push(action);
+        self.run("pg_ctl", &args);
+    }
+
+    fn as_root() -> bool {
+        #[allow(unsafe_code)] // geteuid(2) has no preconditions
+        let uid = unsafe { libc::geteuid() };
+        uid == 0
+    }
+
+    fn chown(&self) {
+        if Self::as_root() {
+            let ok = Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(self.dir.path())
+                .status()
+                .expect("chown")
+                .success();
+            assert!(ok, "chown the private cluster's directory to postgres");
+        }
+    }
+
+    fn run(&self, tool: &str, args: &[&str]) {
+        let exe = self.bin.join(tool);
+        let mut cmd = if Self::as_root() {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(&exe);
+            c
+        } else {
+            Command::new(&exe)
+        };
+        let out = cmd.args(args).output().expect("run a PostgreSQL tool");
+        assert!(
+            out.status.success(),
+            "{tool} {args:?} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+impl Drop for PrivateCluster {
+    fn drop(&mut self) {
+        let data = self.data();
+        let exe = self.bin.join("pg_ctl");
+        let mut cmd = if Self::as_root() {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(&exe);
+            c
+        } else {
+            Command::new(&exe)
+        };
+        let _ = cmd
+            .args(["-D", &data, "-m", "immediate", "-w", "stop"])
+            .output();
+    }
+}
+
+/// A port nobody listens on now.
+pub fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("addr").port()
+}
+
+/// How long PostgreSQL-backed waits get in the tests before they count as lost.
+pub const PATIENCE: Duration = Duration::from_secs(10);
