@@ -37,6 +37,7 @@ impl Broker {
         if let Some(c) = turn.catch_up.take() {
             self.catch_up(c);
         }
+        turn.caught_up();
         Ok(turn)
     }
 

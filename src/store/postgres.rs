@@ -35,7 +35,9 @@ const MIGRATION_LOCK: i64 = 0x6369_7063_0000_0002;
 /// How long log rows are kept for nodes that are catching up.
 const LOG_KEPT_SECS: f64 = 600.0;
 /// Every this many log rows, the writer prunes old ones.
-const PRUNE_EVERY: i64 = 256;
+const PRUNE_EVERY: u64 = 256;
+/// How long a write turn takes in more of this node's changes.
+const JOIN_FOR: Duration = Duration::from_millis(20);
 /// Connections in each node's pool.
 const POOL_SIZE: usize = 16;
 /// How long to wait for a connection (or a new one) before answering 503.
@@ -79,6 +81,8 @@ struct PgInner {
     cursor: AtomicU64,
     /// The write turn in progress on this node, which collects mutations.
     current: parking_lot::Mutex<Option<Arc<OpenTurn>>>,
+    /// Wakes changes waiting for a turn when one opens that they may join.
+    opened: tokio::sync::Notify,
     snapshot: parking_lot::Mutex<Option<Snapshot>>,
     /// The newest log position announced by `NOTIFY`.
     changes: watch::Sender<u64>,
@@ -87,10 +91,26 @@ struct PgInner {
     closed: CancellationToken,
 }
 
-/// A write turn's connection (holding [`TURN_LOCK`]) and what it collected.
+/// A write turn: its connection (holding [`TURN_LOCK`]), what its members
+/// changed and not committed yet, and who is in it.
+///
+/// Changes made on this node while a turn is open join it instead of
+/// waiting for a turn of their own (for at most [`JOIN_FOR`]): their
+/// commits go out together, one log row per flush (group commit).
 struct OpenTurn {
     conn: tokio::sync::Mutex<Option<Object>>,
     pending: parking_lot::Mutex<Pending>,
+    members: parking_lot::Mutex<Members>,
+}
+
+struct Members {
+    /// Holds not dropped yet.
+    count: usize,
+    opened: std::time::Instant,
+    /// Once set, nobody joins: the turn is ending.
+    closing: bool,
+    /// This node's turn slot, released when the turn has ended.
+    slot: Option<OwnedMutexGuard<()>>,
 }
 
 #[derive(Default)]
@@ -116,32 +136,46 @@ impl Pending {
     }
 }
 
-/// Ends a turn when the broker drops it.
-struct TurnHold {
+/// One member's hold on a write turn; the last one to go ends the turn.
+struct WriteHold {
     inner: Arc<PgInner>,
-    open: Option<Arc<OpenTurn>>,
-    guard: Option<OwnedMutexGuard<()>>,
+    open: Arc<OpenTurn>,
+    /// Set for the member that opened the turn until its catch-up is applied.
+    opener: bool,
 }
 
-impl Drop for TurnHold {
+impl super::shared::TurnHold for WriteHold {
+    fn caught_up(&mut self) {
+        if std::mem::take(&mut self.opener) {
+            *self.inner.current.lock() = Some(self.open.clone());
+            self.inner.opened.notify_waiters();
+        }
+    }
+}
+
+impl Drop for WriteHold {
     fn drop(&mut self) {
-        let guard = self.guard.take();
-        let Some(open) = self.open.take() else {
-            return;
+        let slot = {
+            let mut m = self.open.members.lock();
+            m.count = m.count.saturating_sub(1);
+            if m.count > 0 {
+                return;
+            }
+            m.closing = true;
+            m.slot.take()
         };
         {
             let mut current = self.inner.current.lock();
-            if current.as_ref().is_some_and(|c| Arc::ptr_eq(c, &open)) {
+            if current.as_ref().is_some_and(|c| Arc::ptr_eq(c, &self.open)) {
                 *current = None;
             }
         }
-        let inner = self.inner.clone();
+        let (inner, open) = (self.inner.clone(), self.open.clone());
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
             rt.spawn(async move {
                 // A failure is recorded in `progress`; nobody awaits this.
-                let _ = inner.flush(&open, u64::MAX).await;
-                PgInner::release(&open).await;
-                drop(guard);
+                let _ = inner.flush(&open, u64::MAX, true).await;
+                drop(slot);
             });
         } else if let Ok(mut conn) = open.conn.try_lock() {
             // No runtime to unlock with: closing the connection frees the lock.
@@ -151,6 +185,9 @@ impl Drop for TurnHold {
         }
     }
 }
+
+/// A read turn holds only this node's turn slot.
+impl super::shared::TurnHold for OwnedMutexGuard<()> {}
 
 /// Says why a database call failed, in one line.
 fn why(e: &tokio_postgres::Error) -> String {
@@ -222,6 +259,7 @@ impl PgStore {
             turns: Arc::new(tokio::sync::Mutex::new(())),
             cursor: AtomicU64::new(head),
             current: parking_lot::Mutex::new(None),
+            opened: tokio::sync::Notify::new(),
             snapshot: parking_lot::Mutex::new(Some(snapshot)),
             changes,
             trouble: parking_lot::Mutex::new(None),
@@ -415,132 +453,115 @@ fn seq_param(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
 
-async fn write_one(
-    tx: &deadpool_postgres::Transaction<'_>,
-    m: &Mutation,
-) -> Result<(), tokio_postgres::Error> {
-    async fn run(
-        tx: &deadpool_postgres::Transaction<'_>,
-        sql: &str,
-        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
-    ) -> Result<(), tokio_postgres::Error> {
-        let stmt = tx.prepare_cached(sql).await?;
-        tx.execute(&stmt, params).await.map(|_| ())
-    }
+/// One statement parameter, owned so a whole flush can be pipelined.
+type Param = Box<dyn tokio_postgres::types::ToSql + Sync + Send>;
+
+fn text(v: impl Into<String>) -> Param {
+    Box::new(v.into())
+}
+
+fn int(v: i64) -> Param {
+    Box::new(v)
+}
+
+/// The statements that save one mutation in the tables.
+fn plan(m: &Mutation) -> Vec<(&'static str, Vec<Param>)> {
     match m {
-        Mutation::Peer(p) => {
-            run(
-                tx,
-                "INSERT INTO cipc_peers (id, body) VALUES ($1, $2)
-                 ON CONFLICT (id) DO UPDATE SET body = excluded.body",
-                &[&p.peer.id.to_string(), &json(p)],
-            )
-            .await
-        }
-        Mutation::Command { ord, command } => {
-            run(
-                tx,
-                "INSERT INTO cipc_commands (id, ord, body) VALUES ($1, $2, $3)
-                 ON CONFLICT (id) DO UPDATE SET ord = excluded.ord, body = excluded.body",
-                &[&command.id.to_string(), &seq_param(*ord), &json(command)],
-            )
-            .await
-        }
-        Mutation::ForgetCommand { id } => {
-            run(
-                tx,
-                "DELETE FROM cipc_commands WHERE id = $1",
-                &[&id.to_string()],
-            )
-            .await
-        }
-        Mutation::Message(msg) => {
-            run(
-                tx,
+        Mutation::Peer(p) => vec![(
+            "INSERT INTO cipc_peers (id, body) VALUES ($1, $2)
+             ON CONFLICT (id) DO UPDATE SET body = excluded.body",
+            vec![text(p.peer.id.to_string()), text(json(p))],
+        )],
+        Mutation::Command { ord, command } => vec![(
+            "INSERT INTO cipc_commands (id, ord, body) VALUES ($1, $2, $3)
+             ON CONFLICT (id) DO UPDATE SET ord = excluded.ord, body = excluded.body",
+            vec![
+                text(command.id.to_string()),
+                int(seq_param(*ord)),
+                text(json(command)),
+            ],
+        )],
+        Mutation::ForgetCommand { id } => vec![(
+            "DELETE FROM cipc_commands WHERE id = $1",
+            vec![text(id.to_string())],
+        )],
+        Mutation::Message(msg) => vec![
+            (
                 "INSERT INTO cipc_messages (channel, seq, body) VALUES ($1, $2, $3)
                  ON CONFLICT (channel, seq) DO UPDATE SET body = excluded.body",
-                &[&msg.channel, &seq_param(msg.seq), &json(msg)],
-            )
-            .await?;
-            run(
-                tx,
+                vec![
+                    text(msg.channel.clone()),
+                    int(seq_param(msg.seq)),
+                    text(json(msg)),
+                ],
+            ),
+            (
                 "INSERT INTO cipc_channels (name, last_seq) VALUES ($1, $2)
                  ON CONFLICT (name) DO UPDATE
                  SET last_seq = GREATEST(cipc_channels.last_seq, excluded.last_seq)",
-                &[&msg.channel, &seq_param(msg.seq)],
-            )
-            .await
-        }
-        Mutation::Trim { channel, below } => {
-            run(
-                tx,
-                "DELETE FROM cipc_messages WHERE channel = $1 AND seq < $2",
-                &[channel, &seq_param(*below)],
-            )
-            .await
-        }
-        Mutation::Signal(s) => {
-            run(
-                tx,
-                "INSERT INTO cipc_signals (name, body) VALUES ($1, $2)
-                 ON CONFLICT (name) DO UPDATE SET body = excluded.body",
-                &[&s.name, &json(s)],
-            )
-            .await
-        }
-        Mutation::ForgetPeer { id } => {
-            run(
-                tx,
-                "DELETE FROM cipc_peers WHERE id = $1",
-                &[&id.to_string()],
-            )
-            .await
-        }
-        Mutation::ForgetChannel { name } => {
-            run(tx, "DELETE FROM cipc_messages WHERE channel = $1", &[name]).await?;
-            run(tx, "DELETE FROM cipc_channels WHERE name = $1", &[name]).await
-        }
-        Mutation::ForgetSignal { name } => {
-            run(tx, "DELETE FROM cipc_signals WHERE name = $1", &[name]).await
-        }
-        Mutation::Question(q) => {
-            run(
-                tx,
-                "INSERT INTO cipc_questions (id, body) VALUES ($1, $2)
-                 ON CONFLICT (id) DO UPDATE SET body = excluded.body",
-                &[&q.id.to_string(), &json(q)],
-            )
-            .await
-        }
-        Mutation::ForgetQuestion { id } => {
-            run(
-                tx,
-                "DELETE FROM cipc_questions WHERE id = $1",
-                &[&id.to_string()],
-            )
-            .await
-        }
-        Mutation::Session { hash, expires } => {
-            run(
-                tx,
-                "INSERT INTO cipc_sessions (hash, expires_at) VALUES ($1, $2)
-                 ON CONFLICT (hash) DO UPDATE SET expires_at = excluded.expires_at",
-                &[hash, &expires.millis()],
-            )
-            .await
-        }
-        Mutation::EndSession { hash } => {
-            run(tx, "DELETE FROM cipc_sessions WHERE hash = $1", &[hash]).await
-        }
-        Mutation::Reset => {
-            tx.batch_execute(
-                "DELETE FROM cipc_peers; DELETE FROM cipc_commands; DELETE FROM cipc_messages;
-                 DELETE FROM cipc_channels; DELETE FROM cipc_signals; DELETE FROM cipc_questions;",
-            )
-            .await
-        }
+                vec![text(msg.channel.clone()), int(seq_param(msg.seq))],
+            ),
+        ],
+        Mutation::Trim { channel, below } => vec![(
+            "DELETE FROM cipc_messages WHERE channel = $1 AND seq < $2",
+            vec![text(channel.clone()), int(seq_param(*below))],
+        )],
+        Mutation::Signal(sig) => vec![(
+            "INSERT INTO cipc_signals (name, body) VALUES ($1, $2)
+             ON CONFLICT (name) DO UPDATE SET body = excluded.body",
+            vec![text(sig.name.clone()), text(json(sig))],
+        )],
+        Mutation::ForgetPeer { id } => vec![(
+            "DELETE FROM cipc_peers WHERE id = $1",
+            vec![text(id.to_string())],
+        )],
+        Mutation::ForgetChannel { name } => vec![
+            (
+                "DELETE FROM cipc_messages WHERE channel = $1",
+                vec![text(name.clone())],
+            ),
+            (
+                "DELETE FROM cipc_channels WHERE name = $1",
+                vec![text(name.clone())],
+            ),
+        ],
+        Mutation::ForgetSignal { name } => vec![(
+            "DELETE FROM cipc_signals WHERE name = $1",
+            vec![text(name.clone())],
+        )],
+        Mutation::Question(q) => vec![(
+            "INSERT INTO cipc_questions (id, body) VALUES ($1, $2)
+             ON CONFLICT (id) DO UPDATE SET body = excluded.body",
+            vec![text(q.id.to_string()), text(json(q))],
+        )],
+        Mutation::ForgetQuestion { id } => vec![(
+            "DELETE FROM cipc_questions WHERE id = $1",
+            vec![text(id.to_string())],
+        )],
+        Mutation::Session { hash, expires } => vec![(
+            "INSERT INTO cipc_sessions (hash, expires_at) VALUES ($1, $2)
+             ON CONFLICT (hash) DO UPDATE SET expires_at = excluded.expires_at",
+            vec![text(hash.clone()), int(expires.millis())],
+        )],
+        Mutation::EndSession { hash } => vec![(
+            "DELETE FROM cipc_sessions WHERE hash = $1",
+            vec![text(hash.clone())],
+        )],
+        Mutation::Reset => vec![
+            ("DELETE FROM cipc_peers", Vec::new()),
+            ("DELETE FROM cipc_commands", Vec::new()),
+            ("DELETE FROM cipc_messages", Vec::new()),
+            ("DELETE FROM cipc_channels", Vec::new()),
+            ("DELETE FROM cipc_signals", Vec::new()),
+            ("DELETE FROM cipc_questions", Vec::new()),
+        ],
     }
 }
+
+/// A future a flush pipelines: everything is sent at once, in order.
+type Step<'a> = std::pin::Pin<
+    Box<dyn std::future::Future<Output = Result<Option<i64>, tokio_postgres::Error>> + Send + 'a>,
+>;
 
 impl PgInner {
     fn unavailable(&self, reason: String) -> StoreError {
@@ -548,25 +569,53 @@ impl PgInner {
         StoreError::Unavailable(reason)
     }
 
+    /// Joins the write turn open on this node, if it still takes members.
+    fn join(self: &Arc<Self>) -> Option<Turn> {
+        let open = self.current.lock().clone()?;
+        {
+            let mut m = open.members.lock();
+            if m.closing || m.opened.elapsed() >= JOIN_FOR {
+                return None;
+            }
+            m.count += 1;
+        }
+        Some(Turn {
+            catch_up: None,
+            hold: Some(Box::new(WriteHold {
+                inner: self.clone(),
+                open,
+                opener: false,
+            })),
+        })
+    }
+
     async fn begin(self: &Arc<Self>, kind: TurnKind) -> Result<Turn, StoreError> {
-        let guard = self.turns.clone().lock_owned().await;
+        let slot = loop {
+            if kind == TurnKind::Read {
+                break self.turns.clone().lock_owned().await;
+            }
+            // Join the open turn, or wait for this node's slot; a turn that
+            // opens meanwhile is joined instead (so waiting changes go out
+            // together rather than one turn each).
+            let opened = self.opened.notified();
+            tokio::pin!(opened);
+            opened.as_mut().enable();
+            if let Some(turn) = self.join() {
+                return Ok(turn);
+            }
+            tokio::select! {
+                slot = self.turns.clone().lock_owned() => break slot,
+                () = &mut opened => {}
+            }
+        };
         let conn = self
             .pool
             .get()
             .await
             .map_err(|e| self.unavailable(e.to_string()))?;
-        if kind == TurnKind::Write {
-            if let Err(e) = conn
-                .execute("SELECT pg_advisory_lock($1)", &[&TURN_LOCK])
-                .await
-            {
-                drop(Object::take(conn));
-                return Err(self.unavailable(why(&e)));
-            }
-        }
         let mut conn = Some(conn);
         let caught = match conn.as_mut() {
-            Some(c) => self.catch_up(c).await,
+            Some(c) => self.catch_up(c, kind == TurnKind::Write).await,
             None => Ok(None),
         };
         let catch_up = match caught {
@@ -580,20 +629,25 @@ impl PgInner {
             }
         };
         *self.trouble.lock() = None;
-        let hold: Box<dyn Send> = if kind == TurnKind::Write {
+        let hold: Box<dyn super::shared::TurnHold> = if kind == TurnKind::Write {
             let open = Arc::new(OpenTurn {
                 conn: tokio::sync::Mutex::new(conn),
                 pending: parking_lot::Mutex::new(Pending::default()),
+                members: parking_lot::Mutex::new(Members {
+                    count: 1,
+                    opened: std::time::Instant::now(),
+                    closing: false,
+                    slot: Some(slot),
+                }),
             });
-            *self.current.lock() = Some(open.clone());
-            Box::new(TurnHold {
+            Box::new(WriteHold {
                 inner: self.clone(),
-                open: Some(open),
-                guard: Some(guard),
+                open,
+                opener: true,
             })
         } else {
             drop(conn);
-            Box::new(guard)
+            Box::new(slot)
         };
         Ok(Turn {
             catch_up,
@@ -601,22 +655,41 @@ impl PgInner {
         })
     }
 
-    /// What this node has not applied yet: the log since its cursor, or
+    /// Takes the turn lock (for a write turn) and reads what this node has
+    /// not applied yet, in one round trip: the log since its cursor, or
     /// everything when it fell behind the pruned log or lost a commit.
-    async fn catch_up(&self, conn: &mut Object) -> Result<Option<CatchUp>, String> {
-        if self.progress.failing() {
-            return self.reload(conn).await.map(Some);
-        }
+    async fn catch_up(&self, conn: &mut Object, write: bool) -> Result<Option<CatchUp>, String> {
         let cursor = self.cursor.load(Ordering::Acquire);
-        let rows = conn
-            .query(
+        let read = conn
+            .prepare_cached(
                 "SELECT h.pruned_through, l.seq, l.entry FROM cipc_head h
                  LEFT JOIN cipc_log l ON l.seq > $1
                  WHERE h.id = 1 ORDER BY l.seq",
-                &[&seq_param(cursor)],
             )
             .await
             .map_err(|e| why(&e))?;
+        let cursor_param = seq_param(cursor);
+        let lock_params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&TURN_LOCK];
+        let read_params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&cursor_param];
+        let rows = if write {
+            // Prepared first: a query given as text is prepared when polled,
+            // which would send it after the read below.
+            let lock = conn
+                .prepare_cached("SELECT pg_advisory_lock($1)")
+                .await
+                .map_err(|e| why(&e))?;
+            let lock = conn.execute(&lock, &lock_params);
+            let rows = conn.query(&read, &read_params);
+            let (locked, rows) = futures::join!(lock, rows);
+            locked.map_err(|e| why(&e))?;
+            rows
+        } else {
+            conn.query(&read, &read_params).await
+        }
+        .map_err(|e| why(&e))?;
+        if self.progress.failing() {
+            return self.reload(conn).await.map(Some);
+        }
         let pruned = rows
             .first()
             .map_or(0, |r| u64::try_from(r.get::<_, i64>(0)).unwrap_or(0));
@@ -660,13 +733,14 @@ impl PgInner {
         Ok(CatchUp::Reload(snapshot))
     }
 
-    /// Commits what the turn collected (up to `upto` at least) as one log
-    /// entry; answers whether position `upto` is durable.
-    async fn flush(&self, open: &OpenTurn, upto: u64) -> Result<(), StoreError> {
+    /// Commits what the turn's members collected (up to `upto` at least) as
+    /// one log row, and answers whether position `upto` is durable. With
+    /// `last`, also gives the turn lock back (the turn has ended).
+    async fn flush(&self, open: &OpenTurn, upto: u64, last: bool) -> Result<(), StoreError> {
         let mut conn = open.conn.lock().await;
-        let (mutations, events, first, last) = {
+        let (mutations, events, first, last_lsn) = {
             let mut p = open.pending.lock();
-            if upto <= p.done_through {
+            if upto <= p.done_through && !last {
                 return p.outcome(upto);
             }
             (
@@ -676,43 +750,83 @@ impl PgInner {
                 p.last_lsn,
             )
         };
-        if mutations.is_empty() && events.is_empty() {
-            return open.pending.lock().outcome(upto);
-        }
-        let written = match conn.as_mut() {
-            Some(c) => self.write_entry(c, mutations, events).await,
-            None => Err("the connection was lost earlier in this turn".to_string()),
+        let Some(c) = conn.as_mut() else {
+            return Err(StoreError::Unavailable(
+                "the connection was lost earlier in this turn".into(),
+            ));
+        };
+        let written = if mutations.is_empty() && events.is_empty() {
+            if last {
+                unlock(c).await
+            } else {
+                Ok(None)
+            }
+        } else {
+            self.write_entry(c, mutations, events, last)
+                .await
+                .map(|seq| Some(i64::try_from(seq).unwrap_or(i64::MAX)))
         };
         let mut p = open.pending.lock();
-        p.done_through = p.done_through.max(last);
+        p.done_through = p.done_through.max(last_lsn);
         match written {
             Ok(seq) => {
-                self.cursor.fetch_max(seq, Ordering::AcqRel);
+                if let Some(seq) = seq.and_then(|s| u64::try_from(s).ok()) {
+                    let before = self.cursor.fetch_max(seq, Ordering::AcqRel);
+                    if seq / PRUNE_EVERY > before / PRUNE_EVERY {
+                        self.prune_soon();
+                    }
+                }
                 if first.is_some() {
-                    self.progress.settle(last, None);
+                    self.progress.settle(last_lsn, None);
+                }
+                if last {
+                    // Back to the pool, unlocked.
+                    conn.take();
                 }
                 p.outcome(upto)
             }
             Err(e) => {
                 tracing::error!(error = %e, "commit to PostgreSQL failed");
                 if let Some(c) = conn.take() {
+                    // It may hold the turn lock: close it rather than pool it.
                     drop(Object::take(c));
                 }
                 if let Some(first) = first {
                     p.failed_from.get_or_insert(first);
-                    self.progress.settle(last, Some(first));
+                    self.progress.settle(last_lsn, Some(first));
                 }
                 Err(self.unavailable(e))
             }
         }
     }
 
+    /// One log row with its mutations, pipelined in one transaction (one
+    /// round trip once the statements are prepared); with `unlock`, the
+    /// turn lock is given back in the same round trip.
     async fn write_entry(
         &self,
         conn: &mut Object,
         mutations: Vec<Mutation>,
         events: Vec<SharedEvent>,
+        unlock_after: bool,
     ) -> Result<u64, String> {
+        let e = |e: tokio_postgres::Error| why(&e);
+        let mut statements = Vec::new();
+        for m in &mutations {
+            for (sql, params) in plan(m) {
+                statements.push((conn.prepare_cached(sql).await.map_err(e)?, params));
+            }
+        }
+        let insert = conn
+            .prepare_cached("INSERT INTO cipc_log (entry) VALUES ($1) RETURNING seq")
+            .await
+            .map_err(e)?;
+        // Every statement is prepared before the pipeline starts, so they are
+        // sent (and run) in order: above all, the unlock after the commit.
+        let unlock_stmt = conn
+            .prepare_cached("SELECT pg_advisory_unlock($1)")
+            .await
+            .map_err(e)?;
         let entry = LogEntry {
             seq: 0,
             node: self.node.clone(),
@@ -720,47 +834,79 @@ impl PgInner {
             events,
         };
         let body = json(&entry);
-        let e = |e: tokio_postgres::Error| why(&e);
-        let tx = conn.transaction().await.map_err(e)?;
-        let insert = tx
-            .prepare_cached("INSERT INTO cipc_log (entry) VALUES ($1) RETURNING seq")
-            .await
-            .map_err(e)?;
-        let seq: i64 = tx.query_one(&insert, &[&body]).await.map_err(e)?.get(0);
-        for m in &entry.mutations {
-            write_one(&tx, m).await.map_err(e)?;
+        let client: &tokio_postgres::Client = conn;
+        let mut steps: Vec<Step<'_>> = vec![
+            Box::pin(async { client.batch_execute("BEGIN").await.map(|()| None) }),
+            Box::pin(async {
+                let row = client.query_one(&insert, &[&body]).await?;
+                Ok(Some(row.get::<_, i64>(0)))
+            }),
+        ];
+        for (stmt, params) in &statements {
+            steps.push(Box::pin(async move {
+                let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = params
+                    .iter()
+                    .map(|p| p.as_ref() as &(dyn tokio_postgres::types::ToSql + Sync))
+                    .collect();
+                client.execute(stmt, &refs).await.map(|_| None)
+            }));
         }
-        if seq % PRUNE_EVERY == 0 {
-            tx.execute(
-                "WITH gone AS (DELETE FROM cipc_log
-                               WHERE at < now() - make_interval(secs => $1) RETURNING seq)
-                 UPDATE cipc_head SET pruned_through =
-                     GREATEST(pruned_through, COALESCE((SELECT MAX(seq) FROM gone), 0))
-                 WHERE id = 1",
-                &[&LOG_KEPT_SECS],
-            )
-            .await
-            .map_err(e)?;
+        steps.push(Box::pin(async {
+            client
+                .batch_execute(
+                    "SELECT pg_notify('cipc_log', currval(pg_get_serial_sequence('cipc_log', 'seq'))::text); COMMIT",
+                )
+                .await
+                .map(|()| None)
+        }));
+        if unlock_after {
+            steps.push(Box::pin(async {
+                client
+                    .execute(&unlock_stmt, &[&TURN_LOCK])
+                    .await
+                    .map(|_| None)
+            }));
         }
-        tx.execute("SELECT pg_notify('cipc_log', $1)", &[&seq.to_string()])
-            .await
-            .map_err(e)?;
-        tx.commit().await.map_err(e)?;
+        let mut seq = None;
+        for step in futures::future::join_all(steps).await {
+            if let Some(s) = step.map_err(e)? {
+                seq = Some(s);
+            }
+        }
+        let seq = seq.ok_or("the log row got no position")?;
         Ok(u64::try_from(seq).unwrap_or(0))
     }
 
-    /// Gives the turn lock back (or closes the connection, which frees it).
-    async fn release(open: &OpenTurn) {
-        let mut conn = open.conn.lock().await;
-        if let Some(c) = conn.take() {
-            if c.execute("SELECT pg_advisory_unlock($1)", &[&TURN_LOCK])
-                .await
-                .is_err()
-            {
-                drop(Object::take(c));
+    /// Deletes log rows older than [`LOG_KEPT_SECS`] in the background (no
+    /// turn needed: nobody reads them but a node far behind, which then
+    /// reloads).
+    fn prune_soon(&self) {
+        let pool = self.pool.clone();
+        tokio::spawn(async move {
+            let Ok(conn) = pool.get().await else { return };
+            let pruned = conn
+                .execute(
+                    "WITH gone AS (DELETE FROM cipc_log
+                                   WHERE at < now() - make_interval(secs => $1) RETURNING seq)
+                     UPDATE cipc_head SET pruned_through =
+                         GREATEST(pruned_through, COALESCE((SELECT MAX(seq) FROM gone), 0))
+                     WHERE id = 1",
+                    &[&LOG_KEPT_SECS],
+                )
+                .await;
+            if let Err(e) = pruned {
+                tracing::warn!(error = %why(&e), "pruning the log failed; will retry later");
             }
-        }
+        });
     }
+}
+
+/// Gives the turn lock back.
+async fn unlock(c: &Object) -> Result<Option<i64>, String> {
+    c.execute("SELECT pg_advisory_unlock($1)", &[&TURN_LOCK])
+        .await
+        .map(|_| None)
+        .map_err(|e| why(&e))
 }
 
 /// Follows `NOTIFY cipc_log` on a connection of its own, reconnecting with
@@ -861,7 +1007,7 @@ impl Store for PgStore {
             p.mutations.push(mutation);
         }
         let inner = self.inner.clone();
-        Box::pin(async move { inner.flush(&open, lsn).await })
+        Box::pin(async move { inner.flush(&open, lsn, false).await })
     }
 
     fn close(&self) {

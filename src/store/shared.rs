@@ -57,7 +57,23 @@ pub struct Turn {
     /// Other nodes' changes to apply before anything else.
     pub catch_up: Option<CatchUp>,
     /// Ends the turn when dropped.
-    pub(crate) hold: Option<Box<dyn Send>>,
+    pub(crate) hold: Option<Box<dyn TurnHold>>,
+}
+
+impl Turn {
+    /// Says the catch-up was applied: from now on other changes of this
+    /// node may join the turn (they need no catch-up of their own).
+    pub fn caught_up(&mut self) {
+        if let Some(h) = &mut self.hold {
+            h.caught_up();
+        }
+    }
+}
+
+/// What keeps a store's turn open.
+pub(crate) trait TurnHold: Send {
+    /// See [`Turn::caught_up`].
+    fn caught_up(&mut self) {}
 }
 
 impl std::fmt::Debug for Turn {
