@@ -153,13 +153,16 @@ pub enum ErrorCode {
     TooManySignals,
     /// The store cannot save or read now.
     StoreFailed,
+    /// The shared database (PostgreSQL) cannot be reached now; nothing was
+    /// changed, and the node reconnects by itself.
+    StoreUnreachable,
     /// A bug: the broker could not build its own answer.
     Internal,
 }
 
 impl ErrorCode {
     /// Every code, in catalogue order (for docs and tests).
-    pub const ALL: [ErrorCode; 38] = [
+    pub const ALL: [ErrorCode; 39] = [
         ErrorCode::InvalidName,
         ErrorCode::InvalidTarget,
         ErrorCode::InvalidAction,
@@ -197,6 +200,7 @@ impl ErrorCode {
         ErrorCode::TooManyChannels,
         ErrorCode::TooManySignals,
         ErrorCode::StoreFailed,
+        ErrorCode::StoreUnreachable,
         ErrorCode::Internal,
     ];
 
@@ -224,7 +228,7 @@ impl ErrorCode {
             AlreadyFinished | NotHolder | DeliveryOver => ErrorClass::Conflict,
             TooManyWrongTokens | TooManyWaiters | TooManyPeers | TooManyChannels
             | TooManySignals => ErrorClass::TooManyRequests,
-            StoreFailed => ErrorClass::Unavailable,
+            StoreFailed | StoreUnreachable => ErrorClass::Unavailable,
             Internal => ErrorClass::Internal,
         }
     }
@@ -270,6 +274,7 @@ impl ErrorCode {
             TooManyChannels => "too_many_channels",
             TooManySignals => "too_many_signals",
             StoreFailed => "store_failed",
+            StoreUnreachable => "store_unreachable",
             Internal => "internal",
         }
     }

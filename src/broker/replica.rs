@@ -28,9 +28,10 @@ impl Broker {
             return Ok(Turn::default());
         }
         let mut turn = self.inner.store.begin_turn(kind).await.map_err(|e| {
-            BrokerError::store(format!(
-                "{e}; nothing was changed. The node reconnects by itself: retry shortly"
-            ))
+            BrokerError::new(
+                crate::error_code::ErrorCode::StoreUnreachable,
+                format!("{e}; nothing was changed. The node reconnects by itself: retry shortly"),
+            )
         })?;
         // No await between the store handing over the changes and applying
         // them, so a dropped request cannot lose them.

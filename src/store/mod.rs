@@ -10,6 +10,8 @@ mod memory;
 mod postgres;
 mod progress;
 mod shared;
+#[cfg(test)]
+pub(crate) mod shared_memory;
 mod sqlite;
 
 pub use memory::MemoryStore;

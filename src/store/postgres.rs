@@ -186,9 +186,6 @@ impl Drop for WriteHold {
     }
 }
 
-/// A read turn holds only this node's turn slot.
-impl super::shared::TurnHold for OwnedMutexGuard<()> {}
-
 /// Says why a database call failed, in one line.
 fn why(e: &tokio_postgres::Error) -> String {
     match e.as_db_error() {

@@ -76,6 +76,9 @@ pub(crate) trait TurnHold: Send {
     fn caught_up(&mut self) {}
 }
 
+/// A read turn holds only the node's turn slot.
+impl TurnHold for tokio::sync::OwnedMutexGuard<()> {}
+
 impl std::fmt::Debug for Turn {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Turn")

@@ -11,6 +11,8 @@
 //! - `wakeups.rs`: parked waits leave nothing behind.
 //! - `deadlines.rs`: overdue at the exact deadline, and the sender told.
 //! - `questions.rs`: asked, answered once, choices, ttl, cancel.
+//! - `nodes.rs`: several nodes of one broker (an in-process shared log):
+//!   decisions, liveness, sessions and events across nodes.
 
 use super::*;
 use crate::api::{
@@ -20,6 +22,7 @@ use crate::api::{
 mod acks;
 mod deadlines;
 mod liveness;
+mod nodes;
 mod questions;
 mod queue;
 mod retention;
