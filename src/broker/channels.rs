@@ -73,6 +73,7 @@ impl Broker {
             ch.last_at = Some(msg.sent_at);
             ch.recent.push_back(msg.clone());
             let oldest_kept = (ch.last_seq + 1).saturating_sub(retention).max(1);
+            let trimmed_from = ch.first_seq;
             let trimmed = oldest_kept > ch.first_seq;
             ch.first_seq = ch.first_seq.max(oldest_kept);
             while ch.recent.len() > kept || ch.recent.front().is_some_and(|m| m.seq < ch.first_seq)
@@ -84,6 +85,7 @@ impl Broker {
             if trimmed {
                 commits.push(self.persist(Mutation::Trim {
                     channel: name.to_string(),
+                    from: trimmed_from,
                     below: first,
                 }));
             }

@@ -288,7 +288,7 @@ impl Broker {
                 }
                 st.wake(&WakeKey::Channel(name));
             }
-            Mutation::Trim { channel, below } => {
+            Mutation::Trim { channel, below, .. } => {
                 if let Some(ch) = st.channels.get_mut(&channel) {
                     ch.first_seq = ch.first_seq.max(below);
                     while ch.recent.front().is_some_and(|m| m.seq < ch.first_seq) {

@@ -59,10 +59,15 @@ pub enum Mutation {
     },
     /// A message was appended to a channel.
     Message(Box<Message>),
-    /// A channel's messages with `seq < below` were trimmed by retention.
+    /// A channel's messages with `from <= seq < below` were trimmed by
+    /// retention (nothing older was left).
     Trim {
         /// The channel trimmed.
         channel: String,
+        /// The oldest seq that was still kept (bounds the delete, so it
+        /// never walks over what earlier trims removed).
+        #[serde(default)]
+        from: u64,
         /// The first seq kept.
         below: u64,
     },

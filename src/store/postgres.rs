@@ -499,9 +499,19 @@ fn plan(m: &Mutation) -> Vec<(&'static str, Vec<Param>)> {
                 vec![text(msg.channel.clone()), int(seq_param(msg.seq))],
             ),
         ],
-        Mutation::Trim { channel, below } => vec![(
-            "DELETE FROM cipc_messages WHERE channel = $1 AND seq < $2",
-            vec![text(channel.clone()), int(seq_param(*below))],
+        Mutation::Trim {
+            channel,
+            from,
+            below,
+        } => vec![(
+            // Bounded below too: the rows earlier trims deleted stay in the
+            // index until vacuumed, and an unbounded range walks them all.
+            "DELETE FROM cipc_messages WHERE channel = $1 AND seq >= $2 AND seq < $3",
+            vec![
+                text(channel.clone()),
+                int(seq_param(*from)),
+                int(seq_param(*below)),
+            ],
         )],
         Mutation::Signal(sig) => vec![(
             "INSERT INTO cipc_signals (name, body) VALUES ($1, $2)

@@ -248,9 +248,15 @@ fn write_one(tx: &rusqlite::Transaction<'_>, m: &Mutation) -> rusqlite::Result<(
             )?
             .execute(params![msg.channel, msg.seq as i64])?;
         }
-        Mutation::Trim { channel, below } => {
-            tx.prepare_cached("DELETE FROM messages WHERE channel = ?1 AND seq < ?2")?
-                .execute(params![channel, *below as i64])?;
+        Mutation::Trim {
+            channel,
+            from,
+            below,
+        } => {
+            tx.prepare_cached(
+                "DELETE FROM messages WHERE channel = ?1 AND seq >= ?2 AND seq < ?3",
+            )?
+            .execute(params![channel, *from as i64, *below as i64])?;
         }
         Mutation::Signal(s) => {
             tx.prepare_cached("INSERT OR REPLACE INTO signals (name, body) VALUES (?1, ?2)")?
