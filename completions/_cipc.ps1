@@ -82,7 +82,8 @@ Register-ArgumentCompleter -Native -CommandName 'cipc' -ScriptBlock {
             break
         }
         'cipc;bench' {
-            [CompletionResult]::new('--url', '--url', [CompletionResultType]::ParameterName, 'Measure this running broker instead of starting one (idle-waiter memory is then not measured)')
+            [CompletionResult]::new('--url', '--url', [CompletionResultType]::ParameterName, 'Measure this running broker instead of starting one (idle-waiter memory is then not measured). Give it twice for two nodes of one broker (`--store postgres://...`): senders use the first, workers the second')
+            [CompletionResult]::new('--store', '--store', [CompletionResultType]::ParameterName, 'Compare engines: round trips and channel sends on a broker of its own on SQLite, then on PostgreSQL at this URL with one node and with two (use an empty database: the benchmark leaves its data there)')
             [CompletionResult]::new('--round-trips', '--round-trips', [CompletionResultType]::ParameterName, 'Command round trips to time')
             [CompletionResult]::new('--messages', '--messages', [CompletionResultType]::ParameterName, 'Channel messages to send in all')
             [CompletionResult]::new('--clients', '--clients', [CompletionResultType]::ParameterName, 'Concurrent channel senders')

@@ -545,13 +545,17 @@ _cipc() {
             return 0
             ;;
         cipc__subcmd__bench)
-            opts="-h -V --url --memory --round-trips --messages --clients --waiters --spawns --startup --sweep --trickle --json --help --version"
+            opts="-h -V --url --store --memory --round-trips --messages --clients --waiters --spawns --startup --sweep --trickle --json --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --store)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

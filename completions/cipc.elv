@@ -77,7 +77,8 @@ set edit:completion:arg-completer[cipc] = {|@words|
             cand --version 'Print version'
         }
         &'cipc;bench'= {
-            cand --url 'Measure this running broker instead of starting one (idle-waiter memory is then not measured)'
+            cand --url 'Measure this running broker instead of starting one (idle-waiter memory is then not measured). Give it twice for two nodes of one broker (`--store postgres://...`): senders use the first, workers the second'
+            cand --store 'Compare engines: round trips and channel sends on a broker of its own on SQLite, then on PostgreSQL at this URL with one node and with two (use an empty database: the benchmark leaves its data there)'
             cand --round-trips 'Command round trips to time'
             cand --messages 'Channel messages to send in all'
             cand --clients 'Concurrent channel senders'

@@ -74,7 +74,8 @@ complete -c cipc -n "__fish_cipc_using_subcommand serve" -l insecure-no-auth -d 
 complete -c cipc -n "__fish_cipc_using_subcommand serve" -l check-store -d 'Run SQLite\'s integrity check before starting (reads the whole file)'
 complete -c cipc -n "__fish_cipc_using_subcommand serve" -s h -l help -d 'Print help'
 complete -c cipc -n "__fish_cipc_using_subcommand serve" -s V -l version -d 'Print version'
-complete -c cipc -n "__fish_cipc_using_subcommand bench" -l url -d 'Measure this running broker instead of starting one (idle-waiter memory is then not measured)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand bench" -l url -d 'Measure this running broker instead of starting one (idle-waiter memory is then not measured). Give it twice for two nodes of one broker (`--store postgres://...`): senders use the first, workers the second' -r
+complete -c cipc -n "__fish_cipc_using_subcommand bench" -l store -d 'Compare engines: round trips and channel sends on a broker of its own on SQLite, then on PostgreSQL at this URL with one node and with two (use an empty database: the benchmark leaves its data there)' -r
 complete -c cipc -n "__fish_cipc_using_subcommand bench" -l round-trips -d 'Command round trips to time' -r
 complete -c cipc -n "__fish_cipc_using_subcommand bench" -l messages -d 'Channel messages to send in all' -r
 complete -c cipc -n "__fish_cipc_using_subcommand bench" -l clients -d 'Concurrent channel senders' -r

@@ -825,6 +825,17 @@ async fn a_postgres_restart_under_load_loses_nothing_that_was_answered() {
         assert_eq!(s.status, 503, "an outage is a 503: {s:?}");
         assert_eq!(s.body["error"]["code"], "unavailable", "{s:?}");
     }
+    assert!(
+        failed
+            .iter()
+            .any(|s| s.body["error"]["reason"] == "store_unreachable"),
+        "a write refused before it changed anything says store_unreachable: {failed:?}"
+    );
+    for node in [&a.url, &b.url] {
+        let (status, body) = get(&format!("{node}/healthz")).await;
+        assert_eq!(status, 503, "/healthz tells of the outage: {body}");
+        assert_eq!(body["error"]["reason"], "store_unreachable", "{body}");
+    }
 
     cluster.start_again();
     let up = tokio::time::Instant::now();

@@ -387,6 +387,14 @@ impl Broker {
 
     /// Whether the store can save changes now (for `/healthz`).
     pub fn store_health(&self) -> Result<(), BrokerError> {
+        if self.inner.shared {
+            return self.inner.store.health().map_err(|e| {
+                BrokerError::new(
+                    ErrorCode::StoreUnreachable,
+                    format!("{e}; this node reconnects by itself once the database answers"),
+                )
+            });
+        }
         self.inner.store.health().map_err(|e| {
             BrokerError::store(format!(
                 "the store cannot save changes ({e}); check the disk and the data directory, then restart the broker"

@@ -182,11 +182,18 @@ async fn broker_check(client: &Client, url: &str) -> Check {
             status: 503,
             message,
             ..
-        }) => return Check::fail(
-            "broker",
-            format!("the cipc broker at {url} cannot save changes: {message}"),
-            "check the disk and the data directory (the broker's log says more), then restart it",
-        ),
+        }) => {
+            let fix = if message.contains("PostgreSQL") {
+                "check that PostgreSQL is up and reachable from the broker (it reconnects by itself)"
+            } else {
+                "check the disk and the data directory (the broker's log says more), then restart it"
+            };
+            return Check::fail(
+                "broker",
+                format!("the cipc broker at {url} cannot save changes: {message}"),
+                fix,
+            );
+        }
         Err(e) => return not_a_broker(url, &e),
     }
     // A healthz of {"ok": true} is common; the broker's own error shape or
