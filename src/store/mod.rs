@@ -219,7 +219,7 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Vec<Message>, StoreError> {
         Ok(Vec::new())
     }
-    /// Grants this node a turn ([`shared`](self::shared) explains turns). A
+    /// Grants this node a turn ([`Turn`] says what one is). A
     /// single-node store grants every turn at once with nothing to apply.
     fn begin_turn(&self, _kind: TurnKind) -> TurnFuture<'_> {
         Box::pin(std::future::ready(Ok(Turn::default())))
