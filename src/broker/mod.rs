@@ -425,7 +425,11 @@ impl Broker {
                 tokio::select! {
                     _ = tick.tick() => {
                         // With several nodes each sweeps in its turn, on the
-                        // state every node agrees on.
+                        // state every node agrees on, and only when something
+                        // is due (a turn holds up every other node's writes).
+                        if broker.inner.shared && !broker.sweep_due() {
+                            continue;
+                        }
                         match broker.turn(crate::store::TurnKind::Write).await {
                             Ok(_turn) => broker.sweep(),
                             Err(e) => tracing::debug!(error = %e, "sweep skipped"),
@@ -571,6 +575,24 @@ impl Broker {
         let t = Instant::now();
         self.sweep();
         t.elapsed()
+    }
+
+    /// Whether a sweep now could change anything: a peer, deadline,
+    /// question or login due, or a pending command past its ttl.
+    fn sweep_due(&self) -> bool {
+        let now = self.now();
+        let st = self.lock();
+        let due = |at: Option<i64>| at.is_some_and(|at| at <= now.millis());
+        due(st.schedule.first().map(|(at, _)| *at))
+            || due(st.deadlines.first().map(|(at, _)| *at))
+            || due(st.question_expiry.first().map(|(at, _)| *at))
+            || due(st.session_expiry.first().map(|(at, _)| *at))
+            || st.queues.values().flatten().any(|(_, id)| {
+                st.commands
+                    .get(id)
+                    .and_then(|e| e.command.expires_at)
+                    .is_some_and(|t| t <= now)
+            })
     }
 
     fn sweep(&self) {

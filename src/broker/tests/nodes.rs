@@ -191,3 +191,31 @@ async fn a_wait_on_one_node_wakes_when_another_node_changes() {
     assert_eq!(done.status, CommandStatus::Acked);
     b.shutdown();
 }
+
+#[tokio::test]
+async fn a_node_sweeps_only_when_something_is_due() {
+    let config = BrokerConfig::default();
+    let (a, _b, clock) = two_nodes(&config);
+    assert!(!a.sweep_due(), "an empty broker has nothing to sweep");
+    connect(&a, "backend").await;
+    assert!(!a.sweep_due(), "a peer just seen is not due");
+    clock.advance(config.stale_after);
+    assert!(a.sweep_due(), "a silent peer is due to turn stale");
+    sweep(&a).await;
+    assert!(!a.sweep_due(), "the sweep settled it");
+    let c = send_req(
+        &a,
+        SendRequest {
+            target: "nobody".into(),
+            action: "x".into(),
+            ttl: Some(1000),
+            ..SendRequest::default()
+        },
+    )
+    .await;
+    assert!(!a.sweep_due());
+    clock.advance(Duration::from_secs(1));
+    assert!(a.sweep_due(), "a command past its ttl is due to expire");
+    sweep(&a).await;
+    assert_eq!(cmd_status(&a, c.id), CommandStatus::Expired);
+}
