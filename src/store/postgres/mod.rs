@@ -271,6 +271,11 @@ impl Store for PgStore {
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<bool, StoreError>> + Send + '_>>
     {
         Box::pin(async move {
+            // While the database is known to be unreachable, reads answer
+            // from memory at once instead of waiting for a connection.
+            if let Some(t) = self.inner.trouble.lock().clone() {
+                return Err(StoreError::Unavailable(t));
+            }
             let conn = self
                 .inner
                 .pool
