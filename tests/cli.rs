@@ -1960,6 +1960,47 @@ fn memory_wins_over_an_env_data_dir_and_an_empty_one_is_unset() {
     );
 }
 
+#[test]
+fn serve_refuses_a_store_it_cannot_use_and_says_why() {
+    // Not PostgreSQL at all: a usage error that shows the form to use.
+    let a = cipc()
+        .args(["serve", "--port", "0", "--store", "mysql://db/cipc"])
+        .assert()
+        .code(2);
+    let err = stderr_of(&a);
+    assert!(
+        err.contains("postgres://USER:PASSWORD@HOST:PORT/DATABASE"),
+        "{err}"
+    );
+    // Nothing listens there: the error names the address, the reason and
+    // what to check, and never the password.
+    let port = common::postgres::free_port();
+    let a = cipc()
+        .args(["serve", "--port", "0", "--store"])
+        .arg(format!("postgres://cipc:s3cret@127.0.0.1:{port}/cipc"))
+        .assert()
+        .code(1);
+    let err = stderr_of(&a);
+    assert!(
+        err.contains(&format!("127.0.0.1:{port}/cipc")) && err.contains("refused"),
+        "{err}"
+    );
+    assert!(err.contains("is PostgreSQL running there"), "{err}");
+    assert!(!err.contains("s3cret"), "the password leaked: {err}");
+    // --store and --data-dir pick different stores.
+    let a = cipc()
+        .args([
+            "serve",
+            "--store",
+            "postgres://x@h/db",
+            "--data-dir",
+            "/tmp",
+        ])
+        .assert()
+        .code(2);
+    assert!(stderr_of(&a).contains("--store"));
+}
+
 /// An MCP `initialize` over plain TCP (rmcp logs each session).
 fn mcp_initialize(url: &str) {
     let addr = url.trim_start_matches("http://");

@@ -75,9 +75,30 @@ pub(super) struct PgInner {
 
 /// Says why a database call failed, in one line.
 fn why(e: &tokio_postgres::Error) -> String {
-    match e.as_db_error() {
-        Some(db) => format!("{}: {}", db.code().code(), db.message()),
-        None => e.to_string(),
+    if let Some(db) = e.as_db_error() {
+        return format!("{} ({})", db.message(), db.code().code());
+    }
+    // "error connecting to server" alone hides the reason (refused, timed
+    // out, no such host): name every cause.
+    let mut out = e.to_string();
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        out.push_str(": ");
+        out.push_str(&c.to_string());
+        cause = c.source();
+    }
+    out
+}
+
+/// Says why no connection could be had from the pool, in one line.
+fn why_no_connection(e: &deadpool_postgres::PoolError) -> String {
+    match e {
+        deadpool_postgres::PoolError::Backend(e) => why(e),
+        deadpool_postgres::PoolError::Timeout(_) => format!(
+            "no connection within {} s (is PostgreSQL reachable from here?)",
+            CONNECT_WAIT.as_secs()
+        ),
+        other => other.to_string(),
     }
 }
 
@@ -121,7 +142,8 @@ impl PgStore {
             .map_err(|e| open_err(e.to_string()))?;
         let mut conn = pool.get().await.map_err(|e| {
             open_err(format!(
-                "{e}; is PostgreSQL running there, and may this user connect?"
+                "{}; is PostgreSQL running there, does the database exist, and may this user connect?",
+                why_no_connection(&e)
             ))
         })?;
         migrate(&mut conn).await.map_err(open_err)?;
@@ -240,7 +262,7 @@ impl Store for PgStore {
             let conn = pool
                 .get()
                 .await
-                .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+                .map_err(|e| StoreError::Unavailable(why_no_connection(&e)))?;
             let rows = conn
                 .query(
                     "SELECT body FROM cipc_messages WHERE channel = $1 AND seq >= $2 AND seq <= $3
@@ -281,7 +303,7 @@ impl Store for PgStore {
                 .pool
                 .get()
                 .await
-                .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+                .map_err(|e| StoreError::Unavailable(why_no_connection(&e)))?;
             let stmt = conn
                 .prepare_cached("SELECT COALESCE(MAX(seq), 0) FROM cipc_log")
                 .await

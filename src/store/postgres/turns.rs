@@ -187,7 +187,7 @@ impl PgInner {
             .pool
             .get()
             .await
-            .map_err(|e| self.unavailable(e.to_string()))?;
+            .map_err(|e| self.unavailable(super::why_no_connection(&e)))?;
         let mut conn = Some(conn);
         let caught = match conn.as_mut() {
             Some(c) => self.catch_up(c, kind == TurnKind::Write).await,
