@@ -52,7 +52,7 @@ complete -c cipc -n "__fish_cipc_needs_command" -f -a "help" -d 'Print this mess
 complete -c cipc -n "__fish_cipc_using_subcommand serve" -l host -d 'Address to listen on. Anything but loopback needs a token (or --insecure-no-auth)' -r
 complete -c cipc -n "__fish_cipc_using_subcommand serve" -s p -l port -d 'Port to listen on (0 picks a free one and prints it)' -r
 complete -c cipc -n "__fish_cipc_using_subcommand serve" -l data-dir -d 'Where the SQLite file lives [env: CIPC_DATA_DIR; ignored, with a warning, under --memory] [default: $XDG_STATE_HOME/cipc or ~/.local/state/cipc]' -r -F
-complete -c cipc -n "__fish_cipc_using_subcommand serve" -l store -d 'Keep the state in PostgreSQL (postgres://USER:PASSWORD@HOST:PORT/DB): every node started with the same URL is the same broker' -r
+complete -c cipc -n "__fish_cipc_using_subcommand serve" -l store -d 'Keep the state in PostgreSQL (postgres://USER:PASSWORD@HOST:PORT/DB, with ?sslmode=require for TLS, verified; sslrootcert=FILE adds CAs): every node started with the same URL is the same broker' -r
 complete -c cipc -n "__fish_cipc_using_subcommand serve" -l token -d 'Require this token from every client (prefer CIPC_TOKEN or --token-file: flags show in `ps`). At least 8 characters; under 16 draws a warning (--generate-token makes a good one)' -r
 complete -c cipc -n "__fish_cipc_using_subcommand serve" -l token-file -d 'Read the token from a file that is not world-readable (`chmod 600`; `--generate-token --out PATH` makes one)' -r -F
 complete -c cipc -n "__fish_cipc_using_subcommand serve" -l out -d 'With --generate-token: write the token to this file, mode 600, ready for --token-file (an existing file is kept unless --force)' -r -F

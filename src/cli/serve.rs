@@ -27,7 +27,8 @@ pub struct ServeArgs {
     /// Keep everything in memory; nothing survives a restart.
     #[arg(long, conflicts_with_all = ["data_dir", "store"])]
     pub memory: bool,
-    /// Keep the state in PostgreSQL (postgres://USER:PASSWORD@HOST:PORT/DB):
+    /// Keep the state in PostgreSQL (postgres://USER:PASSWORD@HOST:PORT/DB, with
+    /// ?sslmode=require for TLS, verified; sslrootcert=FILE adds CAs):
     /// every node started with the same URL is the same broker.
     #[arg(
         long,

@@ -63,12 +63,26 @@ pub struct PrivateCluster {
     dir: tempfile::TempDir,
     /// Its port on 127.0.0.1.
     pub port: u16,
+    /// Extra server settings (`-c name=value`).
+    settings: Vec<String>,
 }
 
 impl PrivateCluster {
     /// initdb and start one, with the binaries `CIPC_TEST_POSTGRES_BIN`
     /// names (`None` outside CI when they are not there; panics under CI).
     pub fn start() -> Option<PrivateCluster> {
+        PrivateCluster::start_with(false)
+    }
+
+    /// Like [`PrivateCluster::start`], with TLS on: a CA of its own signs
+    /// the server's certificate (for 127.0.0.1); answers the CA's PEM file.
+    pub fn start_tls() -> Option<(PrivateCluster, PathBuf)> {
+        let c = PrivateCluster::start_with(true)?;
+        let ca = c.dir.path().join("ca.pem");
+        Some((c, ca))
+    }
+
+    fn start_with(tls: bool) -> Option<PrivateCluster> {
         let bin = std::env::var_os("CIPC_TEST_POSTGRES_BIN")
             .map(PathBuf::from)
             .filter(|b| b.join("initdb").exists());
@@ -85,7 +99,21 @@ impl PrivateCluster {
             .tempdir()
             .expect("temp dir");
         let port = free_port();
-        let cluster = PrivateCluster { bin, dir, port };
+        let mut cluster = PrivateCluster {
+            bin,
+            dir,
+            port,
+            settings: Vec::new(),
+        };
+        if tls {
+            cluster.make_certificates();
+            let d = cluster.dir.path().display().to_string();
+            cluster.settings = vec![
+                "ssl=on".into(),
+                format!("ssl_cert_file={d}/server.pem"),
+                format!("ssl_key_file={d}/server.key"),
+            ];
+        }
         cluster.chown();
         let data = cluster.data();
         cluster.run(
@@ -111,6 +139,75 @@ impl PrivateCluster {
         self.pg_ctl("start");
     }
 
+    /// A CA, and a server certificate it signs for 127.0.0.1 (openssl).
+    fn make_certificates(&self) {
+        let d = self.dir.path();
+        let run = |args: &[&str]| {
+            let out = Command::new("openssl")
+                .args(args)
+                .current_dir(d)
+                .output()
+                .expect("run openssl");
+            assert!(
+                out.status.success(),
+                "openssl {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        run(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-subj",
+            "/CN=cipc test CA",
+        ]);
+        run(&[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+            "-subj",
+            "/CN=127.0.0.1",
+        ]);
+        std::fs::write(
+            d.join("san.ext"),
+            "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n",
+        )
+        .expect("write san.ext");
+        run(&[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            "san.ext",
+            "-out",
+            "server.pem",
+        ]);
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(d.join("server.key"), std::fs::Permissions::from_mode(0o600))
+            .expect("chmod server.key");
+    }
+
     fn data(&self) -> String {
         self.dir.path().join("data").display().to_string()
     }
@@ -118,11 +215,15 @@ impl PrivateCluster {
     fn pg_ctl(&self, action: &str) {
         let data = self.data();
         let log = self.dir.path().join("server.log").display().to_string();
-        let opts = format!(
+        let mut opts = format!(
             "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
             self.port,
             self.dir.path().display()
         );
+        for s in &self.settings {
+            opts.push_str(" -c ");
+            opts.push_str(s);
+        }
         let mut args = vec!["-D", &data, "-l", &log, "-w", "-t", "60"];
         if action == "stop" {
             args.extend(["-m", "fast"]);

@@ -4,7 +4,7 @@
 use super::{why, PgInner};
 use futures::StreamExt;
 use std::time::Duration;
-use tokio_postgres::{AsyncMessage, NoTls};
+use tokio_postgres::AsyncMessage;
 use tokio_util::sync::CancellationToken;
 
 /// Follows `NOTIFY cipc_log` on a connection of its own, reconnecting with
@@ -14,9 +14,9 @@ pub(super) async fn listen(inner: std::sync::Weak<PgInner>, closed: Cancellation
     let mut backoff = Duration::from_millis(100);
     loop {
         let Some(pg) = inner.upgrade() else { return };
-        let config = pg.pg_config.clone();
+        let (config, tls) = (pg.pg_config.clone(), pg.tls.clone());
         drop(pg);
-        match config.connect(NoTls).await {
+        match config.connect(tls).await {
             Ok((client, mut connection)) => {
                 let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<u64>();
                 let driver = tokio::spawn(async move {

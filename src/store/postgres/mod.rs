@@ -17,10 +17,12 @@
 //! - `rows.rs`: the statements that save each mutation in the tables.
 //! - `turns.rs`: write turns (the lock, catch-up, group commit, pruning).
 //! - `listen.rs`: following the other nodes' `NOTIFY`.
+//! - `tls.rs`: the URL, and TLS (off unless asked for, then verified).
 
 mod listen;
 mod rows;
 mod schema;
+mod tls;
 mod turns;
 
 use super::shared::TurnKind;
@@ -29,12 +31,10 @@ use crate::api::Message;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use rows::seq_param;
 use schema::{migrate, parse, read_snapshot};
-use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
-use tokio_postgres::NoTls;
 use tokio_util::sync::CancellationToken;
 use turns::OpenTurn;
 
@@ -51,6 +51,8 @@ pub struct PgStore {
 pub(super) struct PgInner {
     pool: Pool,
     pg_config: tokio_postgres::Config,
+    /// How the `LISTEN` connection does TLS (as the pool does).
+    tls: tokio_postgres_rustls::MakeRustlsConnect,
     /// The URL without its password.
     describe: String,
     /// This node's name in the log (host, process, random suffix).
@@ -107,11 +109,13 @@ impl PgStore {
     /// migrates the schema (safe with several nodes starting at once), reads
     /// back the state, and starts following the other nodes' changes.
     pub async fn connect(url: &str) -> Result<PgStore, StoreError> {
-        let mut pg_config =
-            tokio_postgres::Config::from_str(url).map_err(|e| StoreError::Open {
-                path: "the --store URL".into(),
-                reason: format!("{e}; give it as postgres://USER:PASSWORD@HOST:PORT/DATABASE"),
-            })?;
+        let tls::StoreUrl {
+            config: mut pg_config,
+            tls,
+        } = tls::parse(url).map_err(|reason| StoreError::Open {
+            path: "the --store URL".into(),
+            reason,
+        })?;
         let describe = redact(&pg_config);
         if pg_config.get_connect_timeout().is_none() {
             pg_config.connect_timeout(CONNECT_WAIT);
@@ -127,7 +131,7 @@ impl PgStore {
         };
         let manager = Manager::from_config(
             pg_config.clone(),
-            NoTls,
+            tls.clone(),
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
@@ -159,6 +163,7 @@ impl PgStore {
         let inner = Arc::new(PgInner {
             pool,
             pg_config,
+            tls,
             describe,
             node,
             progress: Arc::new(Progress::default()),
