@@ -331,6 +331,15 @@ impl PgInner {
             )
         };
         let Some(c) = conn.as_mut() else {
+            // Nothing more can be committed in this turn: these changes are
+            // lost now (readers must not wait for them), and the node
+            // reloads at its next turn.
+            let mut p = open.pending.lock();
+            p.done_through = p.done_through.max(last_lsn);
+            if let Some(first) = first {
+                p.failed_from.get_or_insert(first);
+                self.progress.settle(last_lsn, Some(first));
+            }
             return Err(StoreError::Unavailable(
                 "the connection was lost earlier in this turn".into(),
             ));
