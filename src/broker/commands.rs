@@ -346,6 +346,8 @@ impl Broker {
         timeout: Duration,
         caller: &Caller,
     ) -> Result<Option<Command>, BrokerError> {
+        // A peer connected on another node a moment ago is known here too.
+        self.sync().await;
         self.prove_in(&self.lock(), peer, caller)?;
         let _permit = self.acquire_waiter()?;
         let _contact = self.contact(peer)?;
@@ -586,6 +588,7 @@ impl Broker {
         timeout: Duration,
     ) -> Result<(Command, bool), BrokerError> {
         let _permit = self.acquire_waiter()?;
+        self.sync().await;
         let deadline = tokio::time::Instant::now() + timeout;
         let mut was_overdue = None;
         loop {

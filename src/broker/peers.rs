@@ -513,6 +513,7 @@ impl Broker {
     /// `DELETE /peers/{id}`: offline now; its unacked commands go back to
     /// pending. A protected peer needs its key.
     pub async fn disconnect(&self, id: Uuid, caller: &Caller) -> Result<Peer, BrokerError> {
+        self.sync().await;
         self.prove_in(&self.lock(), id, caller)?;
         self.release_peer(id).await
     }

@@ -254,6 +254,8 @@ impl Broker {
         timeout: Duration,
     ) -> Result<(Question, bool), BrokerError> {
         let _permit = self.acquire_waiter()?;
+        // A question asked on another node a moment ago is known here too.
+        self.sync().await;
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             let armed = {
