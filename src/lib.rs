@@ -15,8 +15,10 @@
 //!   Who may act as a peer is decided there once ([`broker::Caller`], peer keys
 //!   in [`broker::keys`]), and every rule reads the time from one
 //!   [`broker::clock::Clock`].
-//! - [`store`]: durability behind one small trait (SQLite file or memory), and
-//!   [`store::Progress`], which says what is saved so nothing is shown before.
+//! - [`store`]: durability behind one small trait (SQLite file, memory, or
+//!   PostgreSQL shared by several nodes, which then take turns and follow
+//!   one log: [`store::Turn`]), and [`store::Progress`], which says what is
+//!   saved so nothing is shown before.
 //! - [`client`] and [`cli`]: the `cipc` subcommands, clients of the HTTP API;
 //!   [`cli::claude`] makes Claude Code sessions peers through their hooks.
 //!

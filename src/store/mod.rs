@@ -5,6 +5,11 @@
 //! [`Snapshot`] to rebuild the state from. The SQLite store commits batches of
 //! mutations from a single writer thread (group commit), so a 2xx answer can wait
 //! for its own commit without serialising every request behind an fsync.
+//!
+//! A store can also be shared by several broker nodes ([`PgStore`]): then a
+//! node makes every change in a [`Turn`], which the store grants to one node
+//! at a time after handing it the other nodes' changes ([`CatchUp`]), and
+//! each turn's mutations become one [`LogEntry`] the other nodes apply.
 
 mod memory;
 mod postgres;
