@@ -51,7 +51,7 @@
 
 mod common;
 
-use common::claude::{claude_or_skip, PINNED};
+use common::claude::{claude_or_skip, Scenario, PINNED};
 mod fake_model;
 
 use cipc::broker::BrokerConfig;
@@ -60,7 +60,6 @@ use fake_model::{fixed, step, FakeModel, Step, ToolResult, Transcript, Turn};
 use parking_lot::Mutex;
 use serde_json::{json, Value};
 use std::fmt::Write as _;
-use std::future::Future;
 use std::path::Path;
 use std::process::{ExitStatus, Stdio};
 use std::sync::Arc;
@@ -392,6 +391,31 @@ struct Run {
     _broker: RunningServer,
 }
 
+impl Scenario for Run {
+    /// Everything worth seeing when a run fails.
+    fn report(&self) -> String {
+        format!(
+            "{}, {:.1}s in; Claude Code exit: {}\n{}\n{}\n{}",
+            self.name,
+            self.started.elapsed().as_secs_f64(),
+            self.claude
+                .exited()
+                .map_or("still running".to_string(), |s| s.to_string()),
+            self.claude.tail(),
+            self.model.summary(),
+            self.peers.summary(self.started)
+        )
+    }
+
+    fn exit_status(&self) -> Option<ExitStatus> {
+        self.claude.exited()
+    }
+
+    async fn drained(&self) {
+        self.claude.drained().await;
+    }
+}
+
 impl Run {
     async fn start(
         name: &str,
@@ -416,59 +440,6 @@ impl Run {
             claude,
             peers,
             _broker: broker,
-        }
-    }
-
-    /// Everything worth seeing when a run fails.
-    fn report(&self) -> String {
-        format!(
-            "{}, {:.1}s in; Claude Code exit: {}\n{}\n{}\n{}",
-            self.name,
-            self.started.elapsed().as_secs_f64(),
-            self.claude
-                .exited()
-                .map_or("still running".to_string(), |s| s.to_string()),
-            self.claude.tail(),
-            self.model.summary(),
-            self.peers.summary(self.started)
-        )
-    }
-
-    /// Fails the test with `what` and the whole report.
-    #[track_caller]
-    fn fail(&self, what: impl std::fmt::Display) -> ! {
-        panic!("{what}\n\n---- {} ----", self.report())
-    }
-
-    /// Asserts `ok`, or fails with `what` and the report.
-    #[track_caller]
-    fn check(&self, ok: bool, what: impl std::fmt::Display) {
-        if !ok {
-            self.fail(what);
-        }
-    }
-
-    /// Polls `probe` until it answers, failing after `limit` or as soon as
-    /// Claude Code has exited without it answering.
-    async fn until<T, F, Fut>(&self, what: &str, limit: Duration, mut probe: F) -> T
-    where
-        F: FnMut() -> Fut,
-        Fut: Future<Output = Option<T>>,
-    {
-        let deadline = Instant::now() + limit;
-        loop {
-            let exited = self.claude.exited();
-            if let Some(v) = probe().await {
-                return v;
-            }
-            if let Some(status) = exited {
-                self.claude.drained().await;
-                self.fail(format!("Claude Code exited ({status}) before {what}"));
-            }
-            if Instant::now() > deadline {
-                self.fail(format!("no {what} within {limit:?}"));
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
         }
     }
 

@@ -33,7 +33,7 @@
 
 mod common;
 
-use common::claude::{claude_or_skip, PINNED};
+use common::claude::{claude_or_skip, Scenario, PINNED};
 mod fake_model;
 
 use cipc::server::RunningServer;
@@ -41,7 +41,6 @@ use fake_model::{fixed, step, FakeModel, Kind, Recorded, Step, Transcript, Turn}
 use parking_lot::Mutex;
 use serde_json::{json, Value};
 use std::fmt::Write as _;
-use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 use std::sync::Arc;
@@ -625,36 +624,7 @@ struct Run {
     _broker: RunningServer,
 }
 
-impl Run {
-    /// Starts Claude Code in `sandbox`'s project (already set up for
-    /// `role` by the caller) against `broker`, with `script` as the model.
-    async fn start(
-        name: &str,
-        bin: &Path,
-        role: &str,
-        sandbox: Sandbox,
-        broker: RunningServer,
-        script: Vec<Step>,
-        input: &Input<'_>,
-    ) -> Run {
-        let base = broker.url();
-        let model = FakeModel::start(script).await;
-        let watch = Watch::start(&base);
-        let started = Instant::now();
-        let claude = Claude::spawn(bin, &sandbox, model.url(), input).await;
-        Run {
-            name: name.to_string(),
-            role: role.to_string(),
-            started,
-            base,
-            model,
-            claude,
-            watch,
-            sandbox,
-            _broker: broker,
-        }
-    }
-
+impl Scenario for Run {
     /// Everything worth seeing when a run fails.
     fn report(&self) -> String {
         let mut requests = String::from("main model requests, message by message:\n");
@@ -687,39 +657,42 @@ impl Run {
         )
     }
 
-    #[track_caller]
-    fn fail(&self, what: impl std::fmt::Display) -> ! {
-        panic!("{what}\n\n---- {} ----", self.report())
+    fn exit_status(&self) -> Option<ExitStatus> {
+        self.claude.exited().map(|(s, _)| s)
     }
 
-    #[track_caller]
-    fn check(&self, ok: bool, what: impl std::fmt::Display) {
-        if !ok {
-            self.fail(what);
-        }
+    async fn drained(&self) {
+        self.claude.drained().await;
     }
+}
 
-    /// Polls `probe` until it answers, failing after `limit` or as soon as
-    /// Claude Code has exited without it answering.
-    async fn until<T, F, Fut>(&self, what: &str, limit: Duration, mut probe: F) -> T
-    where
-        F: FnMut() -> Fut,
-        Fut: Future<Output = Option<T>>,
-    {
-        let deadline = Instant::now() + limit;
-        loop {
-            let exited = self.claude.exited();
-            if let Some(v) = probe().await {
-                return v;
-            }
-            if let Some((status, _)) = exited {
-                self.claude.drained().await;
-                self.fail(format!("Claude Code exited ({status}) before {what}"));
-            }
-            if Instant::now() > deadline {
-                self.fail(format!("no {what} within {limit:?}"));
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
+impl Run {
+    /// Starts Claude Code in `sandbox`'s project (already set up for
+    /// `role` by the caller) against `broker`, with `script` as the model.
+    async fn start(
+        name: &str,
+        bin: &Path,
+        role: &str,
+        sandbox: Sandbox,
+        broker: RunningServer,
+        script: Vec<Step>,
+        input: &Input<'_>,
+    ) -> Run {
+        let base = broker.url();
+        let model = FakeModel::start(script).await;
+        let watch = Watch::start(&base);
+        let started = Instant::now();
+        let claude = Claude::spawn(bin, &sandbox, model.url(), input).await;
+        Run {
+            name: name.to_string(),
+            role: role.to_string(),
+            started,
+            base,
+            model,
+            claude,
+            watch,
+            sandbox,
+            _broker: broker,
         }
     }
 

@@ -50,3 +50,54 @@ pub fn claude_or_skip(scenario: &str) -> Option<PathBuf> {
     }
     bin
 }
+
+/// A running Claude Code scenario that can explain itself when it fails:
+/// the failing, checking and polling every such test does the same way.
+pub trait Scenario {
+    /// Everything worth reading when the scenario fails.
+    fn report(&self) -> String;
+
+    /// Claude Code's exit status, once it has exited.
+    fn exit_status(&self) -> Option<std::process::ExitStatus>;
+
+    /// Waits (briefly) until Claude Code's output has been read.
+    fn drained(&self) -> impl std::future::Future<Output = ()>;
+
+    /// Fails the test with `what` and the whole report.
+    #[track_caller]
+    fn fail(&self, what: impl std::fmt::Display) -> ! {
+        panic!("{what}\n\n---- {} ----", self.report())
+    }
+
+    /// Asserts `ok`, or fails with `what` and the report.
+    #[track_caller]
+    fn check(&self, ok: bool, what: impl std::fmt::Display) {
+        if !ok {
+            self.fail(what);
+        }
+    }
+
+    /// Polls `probe` until it answers, failing after `limit` or as soon as
+    /// Claude Code has exited without it answering.
+    async fn until<T, F, Fut>(&self, what: &str, limit: std::time::Duration, mut probe: F) -> T
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Option<T>>,
+    {
+        let deadline = std::time::Instant::now() + limit;
+        loop {
+            let exited = self.exit_status();
+            if let Some(v) = probe().await {
+                return v;
+            }
+            if let Some(status) = exited {
+                self.drained().await;
+                self.fail(format!("Claude Code exited ({status}) before {what}"));
+            }
+            if std::time::Instant::now() > deadline {
+                self.fail(format!("no {what} within {limit:?}"));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+}
