@@ -1445,15 +1445,9 @@ fn reset_refuses_without_yes_when_stdin_is_not_a_terminal() {
 
 // ---------------------------------------------------------------- connection, auth, env
 
-/// A loopback port nothing listens on.
-fn closed_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
-}
-
 #[test]
 fn unreachable_broker_exits_3_naming_the_url() {
-    let url = format!("http://127.0.0.1:{}", closed_port());
+    let url = format!("http://127.0.0.1:{}", common::free_port());
     let a = cipc().args(["status", "--url", &url]).assert().code(3);
     let err = stderr_of(&a);
     assert!(err.contains(&url) && err.contains("cipc serve"), "{err}");
@@ -1571,7 +1565,7 @@ impl Drop for Served {
 #[test]
 fn waits_and_follows_survive_a_broker_restart() {
     let dir = tempfile::tempdir().unwrap();
-    let port = closed_port();
+    let port = common::free_port();
     let url = format!("http://127.0.0.1:{port}");
     let served = Served::start(port, dir.path());
 
@@ -1974,7 +1968,7 @@ fn serve_refuses_a_store_it_cannot_use_and_says_why() {
     );
     // Nothing listens there: the error names the address, the reason and
     // what to check, and never the password.
-    let port = common::postgres::free_port();
+    let port = common::free_port();
     let a = cipc()
         .args(["serve", "--port", "0", "--store"])
         .arg(format!("postgres://cipc:s3cret@127.0.0.1:{port}/cipc"))
@@ -2223,7 +2217,7 @@ fn ack_refuses_both_result_and_error() {
 #[test]
 fn errors_start_with_the_whole_subcommand_once() {
     let b = Broker::start();
-    let closed = format!("http://127.0.0.1:{}", closed_port());
+    let closed = format!("http://127.0.0.1:{}", common::free_port());
     for (args, code, starts) in [
         (vec!["chan", "send", "log", "hello"], 2, "cipc chan send: "),
         (
@@ -2450,7 +2444,7 @@ fn usage_lines_do_not_show_flags_set_in_the_environment() {
     // The variables still work, and a flag wins over its variable.
     let s = stdout_json(b.cipc().envs(b.identity(&peer)).args(["peers", "show"]));
     assert_eq!(s["peer"]["id"], peer.as_str());
-    let closed = format!("http://127.0.0.1:{}", closed_port());
+    let closed = format!("http://127.0.0.1:{}", common::free_port());
     b.cipc()
         .env("CIPC_URL", &closed)
         .args(["status", "--url", &b.url])
@@ -2550,7 +2544,7 @@ fn a_command_for_a_role_nobody_holds_is_flagged() {
 #[test]
 fn send_wait_is_one_request_that_survives_a_broker_restart() {
     let dir = tempfile::tempdir().unwrap();
-    let port = closed_port();
+    let port = common::free_port();
     let url = format!("http://127.0.0.1:{port}");
     let served = Served::start(port, dir.path());
     let sender = std_cipc()
@@ -2929,7 +2923,7 @@ fn doctor_checks_url_token_version_peer_and_key() {
     );
 
     // Nothing there, and something that is not a broker.
-    let closed = format!("http://127.0.0.1:{}", closed_port());
+    let closed = format!("http://127.0.0.1:{}", common::free_port());
     let a = cipc().args(["doctor", "--url", &closed]).assert().code(1);
     let v = parse(&a.get_output().stdout);
     assert_eq!(v["checks"][0]["outcome"], "fail");

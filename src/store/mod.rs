@@ -153,6 +153,12 @@ pub struct ChannelHead {
     pub first_seq: u64,
 }
 
+/// A stored object as JSON text (both stores keep rows as JSON text, so key
+/// order and numbers survive exactly); plain data never fails to serialise.
+fn json<T: Serialize>(v: &T) -> String {
+    serde_json::to_string(v).unwrap_or_else(|_| "null".to_string())
+}
+
 /// A future that resolves once a mutation is durable (or failed to be).
 pub type Commit = Pin<Box<dyn Future<Output = Result<(), StoreError>> + Send>>;
 

@@ -5,7 +5,8 @@
 //! answers all of their commit futures at once (group commit).
 
 use super::{
-    ChannelHead, Commit, Mutation, Progress, Snapshot, Store, StoreError, StoredPeer, RECENT_KEPT,
+    json, ChannelHead, Commit, Mutation, Progress, Snapshot, Store, StoreError, StoredPeer,
+    RECENT_KEPT,
 };
 use crate::api::{Command, Message, Question, Signal};
 use rusqlite::{params, Connection, OptionalExtension};
@@ -302,11 +303,6 @@ fn write_one(tx: &rusqlite::Transaction<'_>, m: &Mutation) -> rusqlite::Result<(
         }
     }
     Ok(())
-}
-
-/// Serialises a stored object; plain data never fails to serialise.
-fn json<T: serde::Serialize>(v: &T) -> String {
-    serde_json::to_string(v).unwrap_or_else(|_| "null".to_string())
 }
 
 fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Job>, progress: &Progress) {

@@ -194,6 +194,15 @@ where
     }
 }
 
+/// A loopback port nothing listens on now (for a server to start on, or to
+/// find nothing at).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
 /// Whether this is a CI run: `CI=true` or `CI=1`, as CI services set it.
 /// `CI=false`, `CI=0` or an empty `CI` is a developer's machine. Under CI a
 /// missing third-party client (browser, Claude Code, conformance suite,

@@ -98,7 +98,7 @@ impl PrivateCluster {
             .prefix("cipc-pg-private")
             .tempdir()
             .expect("temp dir");
-        let port = free_port();
+        let port = super::free_port();
         let mut cluster = PrivateCluster {
             bin,
             dir,
@@ -286,12 +286,6 @@ impl Drop for PrivateCluster {
             .args(["-D", &data, "-m", "immediate", "-w", "stop"])
             .output();
     }
-}
-
-/// A port nobody listens on now.
-pub fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr").port()
 }
 
 /// How long PostgreSQL-backed waits get in the tests before they count as lost.

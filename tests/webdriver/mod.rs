@@ -6,7 +6,6 @@
 
 use serde_json::{json, Value};
 use std::future::Future;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -66,13 +65,6 @@ pub fn browser_or_skip(test: &str) -> Option<BrowserPaths> {
     }
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
 /// A running chromedriver with one browser session.
 pub struct Browser {
     driver: Child,
@@ -98,7 +90,7 @@ impl Browser {
     /// Starts chromedriver on a free port and opens a headless session with a
     /// fresh profile and the given window size.
     pub async fn start(paths: &BrowserPaths, width: u32, height: u32) -> Browser {
-        let port = free_port();
+        let port = crate::common::free_port();
         let driver = Command::new(&paths.chromedriver)
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())

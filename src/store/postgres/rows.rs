@@ -3,10 +3,7 @@
 
 use crate::store::Mutation;
 
-/// Serialises a stored object; plain data never fails to serialise.
-pub(super) fn json<T: serde::Serialize>(v: &T) -> String {
-    serde_json::to_string(v).unwrap_or_else(|_| "null".to_string())
-}
+pub(super) use crate::store::json;
 
 pub(super) fn seq_param(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
