@@ -529,14 +529,32 @@ impl Broker {
                 return;
             }
         };
+        self.start_over(&mut st, snapshot);
+    }
+
+    /// Replaces the state with `snapshot` (after a failed commit, or when a
+    /// node of a shared store fell behind). Waits and the event stream carry
+    /// over: waiters are woken to look again, dashboards are told to
+    /// refetch, and contact held open here (long-polls, MCP sessions) still
+    /// counts.
+    fn start_over(&self, st: &mut State, snapshot: crate::store::Snapshot) {
         let mut fresh = State {
             events: std::mem::take(&mut st.events),
             notifies: std::mem::take(&mut st.notifies),
             ..State::default()
         };
         fresh.restore(snapshot);
+        for (id, e) in &st.peers {
+            if let Some(f) = fresh.peers.get_mut(id) {
+                f.contacts = e.contacts;
+                f.peer.last_seen = f.peer.last_seen.max(e.peer.last_seen);
+                if e.contacts > 0 {
+                    f.disconnected = false;
+                }
+            }
+        }
         *st = fresh;
-        self.schedule_all(&mut st);
+        self.schedule_all(st);
         for n in st.notifies.values() {
             n.notify_waiters();
         }

@@ -144,29 +144,7 @@ impl Broker {
 
     /// Starts over from what the shared store holds.
     fn reload(&self, snapshot: crate::store::Snapshot) {
-        let mut st = self.lock();
-        let mut fresh = State {
-            events: std::mem::take(&mut st.events),
-            notifies: std::mem::take(&mut st.notifies),
-            ..State::default()
-        };
-        fresh.restore(snapshot);
-        // Contact held open on this node still counts.
-        for (id, e) in &st.peers {
-            if let Some(f) = fresh.peers.get_mut(id) {
-                f.contacts = e.contacts;
-                f.peer.last_seen = f.peer.last_seen.max(e.peer.last_seen);
-                if e.contacts > 0 {
-                    f.disconnected = false;
-                }
-            }
-        }
-        *st = fresh;
-        self.schedule_all(&mut st);
-        for n in st.notifies.values() {
-            n.notify_waiters();
-        }
-        st.events.push_local("resync", serde_json::json!({}));
+        self.start_over(&mut self.lock(), snapshot);
         tracing::info!("state reloaded from the shared store");
     }
 
@@ -225,13 +203,7 @@ impl Broker {
             Mutation::Command { ord, command } => {
                 let c = *command;
                 let id = c.id;
-                if let Some(old) = st.commands.remove(&id) {
-                    Broker::unqueue(st, &old.command, old.ord);
-                    st.finished.remove(&(old.ord, id));
-                    if let Some(at) = old.command.deadline {
-                        st.deadlines.remove(&(at.millis(), id));
-                    }
-                }
+                unindex_command(st, id);
                 st.next_ord = st.next_ord.max(ord + 1);
                 if let Some(k) = &c.dedupe_key {
                     st.dedupe.insert(k.clone(), id);
@@ -252,20 +224,12 @@ impl Broker {
                 st.commands.insert(id, CommandEntry { ord, command: c });
             }
             Mutation::ForgetCommand { id } => {
-                if let Some(old) = st.commands.remove(&id) {
-                    Broker::unqueue(st, &old.command, old.ord);
-                    st.finished.remove(&(old.ord, id));
-                    if let Some(at) = old.command.deadline {
-                        st.deadlines.remove(&(at.millis(), id));
-                    }
+                if let Some(old) = unindex_command(st, id) {
                     if let Some(k) = &old.command.dedupe_key {
                         if st.dedupe.get(k) == Some(&id) {
                             st.dedupe.remove(k);
                         }
                     }
-                    let mut gone = old.command;
-                    gone.status = CommandStatus::Cancelled;
-                    st.track_holder(old.ord, &gone);
                 }
                 st.wake(&WakeKey::Result(id));
             }
@@ -340,4 +304,19 @@ impl Broker {
             Mutation::Reset => st.clear_all(),
         }
     }
+}
+
+/// Takes command `id` out of the state and every index that lists it
+/// (queue, finished, deadlines, holder), before it is replaced or forgotten.
+fn unindex_command(st: &mut State, id: uuid::Uuid) -> Option<CommandEntry> {
+    let old = st.commands.remove(&id)?;
+    Broker::unqueue(st, &old.command, old.ord);
+    st.finished.remove(&(old.ord, id));
+    if let Some(at) = old.command.deadline {
+        st.deadlines.remove(&(at.millis(), id));
+    }
+    let mut gone = old.command.clone();
+    gone.status = CommandStatus::Cancelled;
+    st.track_holder(old.ord, &gone);
+    Some(old)
 }
