@@ -75,209 +75,131 @@ impl ErrorClass {
 
 /// Why a request was refused: `error.reason` on the wire. The names are
 /// stable; new ones may be added.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum ErrorCode {
-    /// A role, channel or signal name is not 1-64 of `[A-Za-z0-9._-]`.
-    InvalidName,
-    /// A command's target is not a role, a peer id or `"*"`.
-    InvalidTarget,
-    /// A command's action is empty or too long.
-    InvalidAction,
-    /// `from` is too long.
-    InvalidFrom,
-    /// `ttl` is past the maximum.
-    TtlTooLong,
-    /// `deadline` is past the maximum.
-    DeadlineTooLong,
-    /// A question's text, choices or `from` break their limits.
-    InvalidQuestion,
-    /// The answer is not one of the question's choices.
-    InvalidChoice,
-    /// `dedupeKey` is empty or too long.
-    InvalidDedupeKey,
-    /// A peer's capabilities or name break their limits.
-    InvalidPeerDetails,
-    /// A query parameter is malformed or out of range.
-    InvalidQuery,
-    /// The body is JSON but not the shape the route takes.
-    InvalidBody,
-    /// A header is malformed (not text, not an id).
-    InvalidHeader,
-    /// The token was put in the URL.
-    TokenInUrl,
-    /// The body is not JSON.
-    InvalidJson,
-    /// The body is larger than `--max-body`.
-    PayloadTooLarge,
-    /// The body did not arrive in time.
-    RequestTimeout,
-    /// No token was sent, or a wrong one.
-    BadToken,
-    /// Too many wrong tokens recently; wrong ones are answered slowly.
-    TooManyWrongTokens,
-    /// A protected peer was named without its key.
-    KeyRequired,
-    /// The peer key is not the named peer's, or not a key at all.
-    WrongKey,
-    /// Only the holder (or a protected sender) may cancel this command.
-    NotAllowedToCancel,
-    /// The Host header names a host this broker does not serve.
-    ForeignHost,
-    /// A browser request came from another web origin.
-    ForeignOrigin,
-    /// No peer has that id.
-    UnknownPeer,
-    /// No command has that id.
-    UnknownCommand,
-    /// No question has that id.
-    UnknownQuestion,
-    /// The path is not part of the API.
-    UnknownRoute,
-    /// The MCP session has ended or never existed.
-    UnknownSession,
-    /// The command (or question) is already finished: acked, failed,
-    /// answered, cancelled or expired.
-    AlreadyFinished,
-    /// The command is held by another peer (or by nobody).
-    NotHolder,
-    /// That delivery of the command is over: it went to another taker.
-    DeliveryOver,
-    /// `--max-waiters` open waits and streams are reached.
-    TooManyWaiters,
-    /// `--max-peers` is reached and no peer can be forgotten.
-    TooManyPeers,
-    /// `--max-channels` is reached and every channel is in use.
-    TooManyChannels,
-    /// `--max-signals` is reached and every signal is in use.
-    TooManySignals,
-    /// The store cannot save or read now.
-    StoreFailed,
-    /// The shared database (PostgreSQL) cannot be reached now; nothing was
-    /// changed, and the node reconnects by itself.
-    StoreUnreachable,
-    /// A bug: the broker could not build its own answer.
-    Internal,
+///
+/// Each reason is one row of the table below: its variant, its wire name and
+/// its status class, written once; the enum, [`ErrorCode::ALL`],
+/// [`ErrorCode::class`] and [`ErrorCode::as_str`] all come from that row.
+macro_rules! error_codes {
+    ($( $(#[doc = $doc:literal])* $variant:ident = $wire:literal, $class:ident; )*) => {
+        /// Why a request was refused: `error.reason` on the wire (see the
+        /// table in `src/error_code.rs`).
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+        #[serde(rename_all = "snake_case")]
+        pub enum ErrorCode {
+            $( $(#[doc = $doc])* $variant, )*
+        }
+
+        impl ErrorCode {
+            /// Every code, in catalogue order (for docs and tests).
+            pub const ALL: &'static [ErrorCode] = &[$(ErrorCode::$variant),*];
+
+            /// The status class this reason answers with. (A missing or wrong
+            /// token on an MCP route is the one exception: it answers
+            /// `forbidden`, so MCP clients do not start an OAuth flow.)
+            pub fn class(self) -> ErrorClass {
+                match self { $(ErrorCode::$variant => ErrorClass::$class,)* }
+            }
+
+            /// The snake_case wire name.
+            pub fn as_str(self) -> &'static str {
+                match self { $(ErrorCode::$variant => $wire,)* }
+            }
+        }
+    };
 }
 
-impl ErrorCode {
-    /// Every code, in catalogue order (for docs and tests).
-    pub const ALL: [ErrorCode; 39] = [
-        ErrorCode::InvalidName,
-        ErrorCode::InvalidTarget,
-        ErrorCode::InvalidAction,
-        ErrorCode::InvalidFrom,
-        ErrorCode::TtlTooLong,
-        ErrorCode::DeadlineTooLong,
-        ErrorCode::InvalidQuestion,
-        ErrorCode::InvalidChoice,
-        ErrorCode::InvalidDedupeKey,
-        ErrorCode::InvalidPeerDetails,
-        ErrorCode::InvalidQuery,
-        ErrorCode::InvalidBody,
-        ErrorCode::InvalidHeader,
-        ErrorCode::TokenInUrl,
-        ErrorCode::InvalidJson,
-        ErrorCode::PayloadTooLarge,
-        ErrorCode::RequestTimeout,
-        ErrorCode::BadToken,
-        ErrorCode::TooManyWrongTokens,
-        ErrorCode::KeyRequired,
-        ErrorCode::WrongKey,
-        ErrorCode::NotAllowedToCancel,
-        ErrorCode::ForeignHost,
-        ErrorCode::ForeignOrigin,
-        ErrorCode::UnknownPeer,
-        ErrorCode::UnknownCommand,
-        ErrorCode::UnknownQuestion,
-        ErrorCode::UnknownRoute,
-        ErrorCode::UnknownSession,
-        ErrorCode::AlreadyFinished,
-        ErrorCode::NotHolder,
-        ErrorCode::DeliveryOver,
-        ErrorCode::TooManyWaiters,
-        ErrorCode::TooManyPeers,
-        ErrorCode::TooManyChannels,
-        ErrorCode::TooManySignals,
-        ErrorCode::StoreFailed,
-        ErrorCode::StoreUnreachable,
-        ErrorCode::Internal,
-    ];
-
-    /// The status class this reason answers with. (A missing or wrong token
-    /// on an MCP route is the one exception: it answers `forbidden`, so MCP
-    /// clients do not start an OAuth flow.)
-    pub fn class(self) -> ErrorClass {
-        use ErrorCode::*;
-        match self {
-            InvalidName | InvalidTarget | InvalidAction | InvalidFrom | TtlTooLong
-            | DeadlineTooLong | InvalidQuestion | InvalidChoice | InvalidDedupeKey
-            | InvalidPeerDetails | InvalidQuery | InvalidBody | InvalidHeader | TokenInUrl => {
-                ErrorClass::BadRequest
-            }
-            InvalidJson => ErrorClass::InvalidJson,
-            PayloadTooLarge => ErrorClass::PayloadTooLarge,
-            RequestTimeout => ErrorClass::RequestTimeout,
-            BadToken => ErrorClass::Unauthorized,
-            KeyRequired | WrongKey | NotAllowedToCancel | ForeignHost | ForeignOrigin => {
-                ErrorClass::Forbidden
-            }
-            UnknownPeer | UnknownCommand | UnknownQuestion | UnknownRoute | UnknownSession => {
-                ErrorClass::NotFound
-            }
-            AlreadyFinished | NotHolder | DeliveryOver => ErrorClass::Conflict,
-            TooManyWrongTokens | TooManyWaiters | TooManyPeers | TooManyChannels
-            | TooManySignals => ErrorClass::TooManyRequests,
-            StoreFailed | StoreUnreachable => ErrorClass::Unavailable,
-            Internal => ErrorClass::Internal,
-        }
-    }
-
-    /// The snake_case wire name.
-    pub fn as_str(self) -> &'static str {
-        use ErrorCode::*;
-        match self {
-            InvalidName => "invalid_name",
-            InvalidTarget => "invalid_target",
-            InvalidAction => "invalid_action",
-            InvalidFrom => "invalid_from",
-            TtlTooLong => "ttl_too_long",
-            DeadlineTooLong => "deadline_too_long",
-            InvalidQuestion => "invalid_question",
-            InvalidChoice => "invalid_choice",
-            InvalidDedupeKey => "invalid_dedupe_key",
-            InvalidPeerDetails => "invalid_peer_details",
-            InvalidQuery => "invalid_query",
-            InvalidBody => "invalid_body",
-            InvalidHeader => "invalid_header",
-            TokenInUrl => "token_in_url",
-            InvalidJson => "invalid_json",
-            PayloadTooLarge => "payload_too_large",
-            RequestTimeout => "request_timeout",
-            BadToken => "bad_token",
-            TooManyWrongTokens => "too_many_wrong_tokens",
-            KeyRequired => "key_required",
-            WrongKey => "wrong_key",
-            NotAllowedToCancel => "not_allowed_to_cancel",
-            ForeignHost => "foreign_host",
-            ForeignOrigin => "foreign_origin",
-            UnknownPeer => "unknown_peer",
-            UnknownCommand => "unknown_command",
-            UnknownQuestion => "unknown_question",
-            UnknownRoute => "unknown_route",
-            UnknownSession => "unknown_session",
-            AlreadyFinished => "already_finished",
-            NotHolder => "not_holder",
-            DeliveryOver => "delivery_over",
-            TooManyWaiters => "too_many_waiters",
-            TooManyPeers => "too_many_peers",
-            TooManyChannels => "too_many_channels",
-            TooManySignals => "too_many_signals",
-            StoreFailed => "store_failed",
-            StoreUnreachable => "store_unreachable",
-            Internal => "internal",
-        }
-    }
+error_codes! {
+    /// A role, channel or signal name is not 1-64 of `[A-Za-z0-9._-]`.
+    InvalidName = "invalid_name", BadRequest;
+    /// A command's target is not a role, a peer id or `"*"`.
+    InvalidTarget = "invalid_target", BadRequest;
+    /// A command's action is empty or too long.
+    InvalidAction = "invalid_action", BadRequest;
+    /// `from` is too long.
+    InvalidFrom = "invalid_from", BadRequest;
+    /// `ttl` is past the maximum.
+    TtlTooLong = "ttl_too_long", BadRequest;
+    /// `deadline` is past the maximum.
+    DeadlineTooLong = "deadline_too_long", BadRequest;
+    /// A question's text, choices or `from` break their limits.
+    InvalidQuestion = "invalid_question", BadRequest;
+    /// The answer is not one of the question's choices.
+    InvalidChoice = "invalid_choice", BadRequest;
+    /// `dedupeKey` is empty or too long.
+    InvalidDedupeKey = "invalid_dedupe_key", BadRequest;
+    /// A peer's capabilities or name break their limits.
+    InvalidPeerDetails = "invalid_peer_details", BadRequest;
+    /// A query parameter is malformed or out of range.
+    InvalidQuery = "invalid_query", BadRequest;
+    /// The body is JSON but not the shape the route takes.
+    InvalidBody = "invalid_body", BadRequest;
+    /// A header is malformed (not text, not an id).
+    InvalidHeader = "invalid_header", BadRequest;
+    /// The token was put in the URL.
+    TokenInUrl = "token_in_url", BadRequest;
+    /// The body is not JSON.
+    InvalidJson = "invalid_json", InvalidJson;
+    /// The body is larger than `--max-body`.
+    PayloadTooLarge = "payload_too_large", PayloadTooLarge;
+    /// The body did not arrive in time.
+    RequestTimeout = "request_timeout", RequestTimeout;
+    /// No token was sent, or a wrong one.
+    BadToken = "bad_token", Unauthorized;
+    /// Too many wrong tokens recently; wrong ones are answered slowly.
+    TooManyWrongTokens = "too_many_wrong_tokens", TooManyRequests;
+    /// A protected peer was named without its key.
+    KeyRequired = "key_required", Forbidden;
+    /// The peer key is not the named peer's, or not a key at all.
+    WrongKey = "wrong_key", Forbidden;
+    /// Only the holder (or a protected sender) may cancel this command.
+    NotAllowedToCancel = "not_allowed_to_cancel", Forbidden;
+    /// The Host header names a host this broker does not serve.
+    ForeignHost = "foreign_host", Forbidden;
+    /// A browser request came from another web origin.
+    ForeignOrigin = "foreign_origin", Forbidden;
+    /// No peer has that id.
+    UnknownPeer = "unknown_peer", NotFound;
+    /// No command has that id.
+    UnknownCommand = "unknown_command", NotFound;
+    /// No question has that id.
+    UnknownQuestion = "unknown_question", NotFound;
+    /// The path is not part of the API.
+    UnknownRoute = "unknown_route", NotFound;
+    /// The MCP session has ended or never existed.
+    UnknownSession = "unknown_session", NotFound;
+    /// The command (or question) is already finished: acked, failed,
+    /// answered, cancelled or expired.
+    AlreadyFinished = "already_finished", Conflict;
+    /// The command is held by another peer (or by nobody).
+    NotHolder = "not_holder", Conflict;
+    /// That delivery of the command is over: it went to another taker.
+    DeliveryOver = "delivery_over", Conflict;
+    /// The command was never delivered, so nobody can ack it yet: it waits
+    /// for a taker (cancel it instead).
+    NotDelivered = "not_delivered", Conflict;
+    /// `--max-waiters` open waits and streams are reached.
+    TooManyWaiters = "too_many_waiters", TooManyRequests;
+    /// `--max-peers` is reached and no peer can be forgotten.
+    TooManyPeers = "too_many_peers", TooManyRequests;
+    /// `--max-channels` is reached and every channel is in use.
+    TooManyChannels = "too_many_channels", TooManyRequests;
+    /// `--max-signals` is reached and every signal is in use.
+    TooManySignals = "too_many_signals", TooManyRequests;
+    /// `--max-mcp-sessions` live MCP sessions are reached.
+    TooManySessions = "too_many_sessions", TooManyRequests;
+    /// `--max-connections` open connections are reached.
+    TooManyConnections = "too_many_connections", Unavailable;
+    /// The store cannot save or read now.
+    StoreFailed = "store_failed", Unavailable;
+    /// The shared database (PostgreSQL) cannot be reached now; nothing was
+    /// changed, and the node reconnects by itself.
+    StoreUnreachable = "store_unreachable", Unavailable;
+    /// Another node has held the shared write turn (PostgreSQL) past its
+    /// bound: it is frozen or cut off. Nothing was changed; the database
+    /// ends that node's turn by itself and writes resume.
+    WriteTurnStalled = "write_turn_stalled", Unavailable;
+    /// A bug: the broker could not build its own answer.
+    Internal = "internal", Internal;
 }
 
 impl std::fmt::Display for ErrorCode {
