@@ -304,6 +304,17 @@ impl Broker {
         now: Timestamp,
         commits: &mut Vec<Commit>,
     ) -> Option<Command> {
+        if let Some(id) = st.unconfirmed_delivery(peer) {
+            // Held since before a crash: the answer that handed it out may
+            // never have left. The same delivery (same attempt, so an ack
+            // of either copy counts) goes to the same taker again.
+            if let Some(e) = st.commands.get_mut(&id) {
+                e.command.delivered_at = Some(now);
+                e.command.redelivered = true;
+                tracing::info!(command = %id, %peer, "handing a delivery made before a crash to its taker again");
+                return self.changed(st, id, commits);
+            }
+        }
         let pid = peer.to_string();
         loop {
             let first = |k: &str| st.queues.get(k).and_then(|q| q.first().copied());
@@ -430,6 +441,13 @@ impl Broker {
         let (out, commits) = {
             let mut st = self.lock();
             let (ord, c) = open_command(&st, id, "a command takes one result")?;
+            if c.status == CommandStatus::Pending && c.attempt == 0 {
+                return Err(BrokerError::new(ErrorCode::NotDelivered, format!(
+                    "command {id} was never delivered, so there is no result to ack yet: it waits for a taker of {}; \
+                     a taker acks it after taking it (GET /commands/{{peerId}}/wait), or cancel it (DELETE /commands/{id})",
+                    c.target
+                )));
+            }
             if let Some(a) = attempt {
                 let current = c.status == CommandStatus::Delivered && c.attempt == a;
                 if !current {

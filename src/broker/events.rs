@@ -10,7 +10,8 @@ use tokio::sync::broadcast;
 /// One change, as sent on `GET /events`.
 #[derive(Debug, Clone)]
 pub struct Event {
-    /// Increases by one per event; the SSE `id:`.
+    /// Increases by one per event and never repeats for a data dir (it
+    /// starts from the clock: [`first_event_id`]); the SSE `id:`.
     pub id: u64,
     /// `peer`, `command`, `message`, `signal` or `reset`.
     pub kind: &'static str,
@@ -50,28 +51,38 @@ impl Default for EventLog {
     }
 }
 
+/// Where a broker starts numbering events: the wall clock in microseconds
+/// (milliseconds times 1000). A broker would have to emit over a million
+/// events a second, for its whole life, to reach the id its successor starts
+/// from, so an id never repeats across restarts of one data dir, nor between
+/// nodes; a reader that resumes with an id from before a restart finds it
+/// older than the kept history and is told to `resync`. It stays below 2^53
+/// (a JavaScript number, the dashboard's) until the year 2255.
+fn first_event_id() -> u64 {
+    let millis = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(0));
+    millis.saturating_mul(1000).max(1)
+}
+
 impl EventLog {
     pub(super) fn new(capacity: usize, progress: Arc<Progress>) -> Self {
         let (tx, _) = broadcast::channel(capacity.max(16));
         EventLog {
             progress,
             relay: None,
-            next_id: 1,
+            next_id: first_event_id(),
             history: VecDeque::new(),
             capacity: capacity.max(1),
             tx,
         }
     }
 
-    /// With several nodes: ids start from the clock (so an id handed out by
-    /// another node, or before a restart, reads as a gap and the reader
-    /// refetches instead of resuming at the wrong place), and every event is
-    /// also handed to `relay`.
+    /// With several nodes: every event is also handed to `relay`. (Ids start
+    /// from the clock on every node, so an id handed out by another node
+    /// reads as a gap and the reader refetches instead of resuming at the
+    /// wrong place.)
     pub(super) fn shared(mut self, relay: Relay) -> Self {
-        let millis = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(0));
-        self.next_id = millis.saturating_mul(1000).max(1);
         self.relay = Some(relay);
         self
     }
@@ -123,23 +134,31 @@ impl EventLog {
                 live,
             };
         };
+        if last == 0 {
+            // `since=0`: everything the broker still keeps, with no gap.
+            return EventSubscription {
+                missed: self.history.iter().cloned().collect(),
+                gap: false,
+                live,
+            };
+        }
         let oldest = self.history.front().map_or(self.next_id, |e| e.id);
-        let missed: Vec<_> = self
-            .history
-            .iter()
-            .filter(|e| e.id > last)
-            .cloned()
-            .collect();
-        // An id from the future means the broker restarted (ids begin again
-        // at 1): the reader must refetch, then follow from here.
-        let from_before_restart = last >= self.next_id;
+        // An id from the future was handed out by another broker (another
+        // node, or a clock set back): the reader must refetch, then follow
+        // from here.
+        let from_elsewhere = last >= self.next_id;
+        let missed: Vec<_> = if from_elsewhere {
+            Vec::new()
+        } else {
+            self.history
+                .iter()
+                .filter(|e| e.id > last)
+                .cloned()
+                .collect()
+        };
         EventSubscription {
-            gap: last + 1 < oldest || from_before_restart,
-            missed: if from_before_restart {
-                Vec::new()
-            } else {
-                missed
-            },
+            gap: last + 1 < oldest || from_elsewhere,
+            missed,
             live,
         }
     }

@@ -33,7 +33,7 @@ use crate::error_code::ErrorCode;
 use crate::store::{Commit, Mutation, Store};
 use crate::time::Timestamp;
 use parking_lot::{Mutex, MutexGuard};
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -157,6 +157,11 @@ struct State {
     held: HashMap<Uuid, BTreeSet<(u64, Uuid)>>,
     /// The holder of each delivered command (the reverse of `held`).
     holder_of: HashMap<Uuid, Uuid>,
+    /// Delivered commands whose answer may never have reached their taker:
+    /// those held when the broker started after a crash. The taker gets each
+    /// again the next time it waits ([`Broker::wait_command`]), instead of
+    /// the command staying held until the taker goes offline.
+    unconfirmed: HashSet<Uuid>,
     /// When each peer needs the sweeper next (ms since the epoch), soonest
     /// first: its status may change, its `lastSeen` is due to be saved, or
     /// it may be forgotten. Entries may be early, never late (contact only
@@ -198,6 +203,9 @@ impl State {
 
     /// Keeps [`State::held`] in step with a command's new status.
     fn track_holder(&mut self, ord: u64, c: &Command) {
+        if !self.unconfirmed.is_empty() && c.status != crate::api::CommandStatus::Delivered {
+            self.unconfirmed.remove(&c.id);
+        }
         if let Some(old) = self.holder_of.remove(&c.id) {
             if let Some(cmds) = self.held.get_mut(&old) {
                 cmds.remove(&(ord, c.id));
@@ -210,6 +218,23 @@ impl State {
             self.held.entry(h).or_default().insert((ord, c.id));
             self.holder_of.insert(c.id, h);
         }
+    }
+
+    /// The oldest command `peer` holds whose delivery may never have reached
+    /// it ([`State::unconfirmed`]), taken out of that set: it is handed
+    /// again once.
+    fn unconfirmed_delivery(&mut self, peer: Uuid) -> Option<Uuid> {
+        if self.unconfirmed.is_empty() {
+            return None;
+        }
+        let id = self
+            .held
+            .get(&peer)?
+            .iter()
+            .map(|(_, id)| *id)
+            .find(|id| self.unconfirmed.contains(id))?;
+        self.unconfirmed.remove(&id);
+        Some(id)
     }
 
     /// The commands `peer` holds, oldest first.
@@ -337,6 +362,15 @@ impl Broker {
             ..State::default()
         };
         state.restore(snapshot);
+        if store.unclean_start() {
+            state.unconfirmed = state.holder_of.keys().copied().collect();
+            if !state.unconfirmed.is_empty() {
+                tracing::info!(
+                    deliveries = state.unconfirmed.len(),
+                    "the last broker did not stop cleanly: each delivery it made goes to its taker again when it waits"
+                );
+            }
+        }
         let broker = Broker {
             inner: Arc::new(Inner {
                 state: Mutex::new(state),

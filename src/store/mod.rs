@@ -11,6 +11,7 @@
 //! at a time after handing it the other nodes' changes ([`CatchUp`]), and
 //! each turn's mutations become one [`LogEntry`] the other nodes apply.
 
+mod dir_lock;
 mod memory;
 mod postgres;
 mod progress;
@@ -19,6 +20,7 @@ mod shared;
 pub(crate) mod shared_memory;
 mod sqlite;
 
+pub use dir_lock::{DirLock, LOCK_FILE};
 pub use memory::MemoryStore;
 pub use postgres::PgStore;
 pub use progress::{Lost, Progress};
@@ -176,6 +178,17 @@ pub enum StoreError {
         /// What went wrong.
         reason: String,
     },
+    /// Another broker is running on this data directory ([`DirLock`]).
+    #[error(
+        "the data dir {dir} is in use by {holder}: two brokers on one data dir would lose each other's writes; \
+         stop that one, or give this one another --data-dir (and --port)"
+    )]
+    InUse {
+        /// The data directory.
+        dir: String,
+        /// Who holds it ("pid 1234 (cipc serve --port 9100)").
+        holder: String,
+    },
     /// A write failed; the change was not persisted.
     #[error("store write failed: {0}")]
     Write(String),
@@ -212,6 +225,14 @@ pub trait Store: Send + Sync + 'static {
     /// saved is given up) so the broker can start over from it.
     fn recover(&self) -> Result<Snapshot, StoreError> {
         Err(StoreError::Closed)
+    }
+    /// True when the last broker on this store did not stop cleanly, so an
+    /// answer handing out a command may have been lost between its commit
+    /// and the client ([`crate::broker::Broker::open`] hands such
+    /// deliveries to their takers again). Only a store that one broker owns
+    /// can tell.
+    fn unclean_start(&self) -> bool {
+        false
     }
     /// True when older messages can be read back with
     /// [`Store::read_messages`], so the broker keeps only recent ones in

@@ -44,6 +44,8 @@ pub struct SqliteStore {
     progress: Arc<Progress>,
     /// A read-only connection for old messages.
     reader: Mutex<Connection>,
+    /// Keeps every other broker off this directory while this one runs.
+    lock: super::DirLock,
 }
 
 const SCHEMA: &str = "
@@ -68,6 +70,7 @@ impl SqliteStore {
             reason,
         };
         std::fs::create_dir_all(dir).map_err(|e| open_err(dir, e.to_string()))?;
+        let lock = super::DirLock::acquire(dir)?;
         let path = dir.join("cipc.db");
         let conn = Connection::open(&path).map_err(|e| open_err(&path, e.to_string()))?;
         let setup = || -> rusqlite::Result<()> {
@@ -117,6 +120,7 @@ impl SqliteStore {
             snapshot: Mutex::new(Some(snapshot)),
             progress,
             reader: Mutex::new(reader),
+            lock,
         })
     }
 }
@@ -426,8 +430,14 @@ impl Store for SqliteStore {
             s.take();
         }
         if let Some(handle) = self.writer.lock().ok().and_then(|mut w| w.take()) {
-            let _ = handle.join();
+            if handle.join().is_ok() && !self.progress.failing() {
+                self.lock.mark_clean_stop();
+            }
         }
+    }
+
+    fn unclean_start(&self) -> bool {
+        self.lock.unclean_start()
     }
 
     fn describe(&self) -> String {
