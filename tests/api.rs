@@ -891,7 +891,8 @@ async fn finished_commands_are_kept_up_to_the_retention_limit() {
         )
         .await;
         let id = s(&c["command"]["id"]);
-        post(&format!("{u}/commands/{id}/ack"), json!({"result": i})).await;
+        let (st, _) = delete(&format!("{u}/commands/{id}")).await;
+        assert_eq!(st, 200);
         ids.push(id);
     }
     // A pending one is never forgotten.
@@ -941,6 +942,65 @@ async fn an_event_id_from_before_a_restart_gets_a_resync() {
     let evs = reader.await.unwrap();
     assert_eq!(evs[0].1, "resync");
     assert_eq!(evs[1].1, "peer", "live events follow the resync");
+}
+
+#[tokio::test]
+async fn only_a_delivered_command_can_be_acked_and_next_follows_its_holder() {
+    let b = start().await;
+    let u = b.url();
+    // Nobody holds the role: the command was never delivered, so an ack
+    // (by anyone with the token) is refused and the command still waits.
+    let (_, sent) = post(
+        &format!("{u}/commands/send"),
+        json!({"target": "builder", "action": "build"}),
+    )
+    .await;
+    let id = s(&sent["command"]["id"]);
+    let (st, e) = post(
+        &format!("{u}/commands/{id}/ack"),
+        json!({"result": "forged"}),
+    )
+    .await;
+    assert_eq!(
+        (st, e["error"]["code"].clone(), e["error"]["reason"].clone()),
+        (409, json!("conflict"), json!("not_delivered")),
+        "{e}"
+    );
+    assert!(
+        e["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("cancel"),
+        "says what to do instead: {e}"
+    );
+    let (_, still) = get(&format!("{u}/commands/{id}/result?timeout=0")).await;
+    assert_eq!(
+        (
+            still["command"]["status"].clone(),
+            still["command"]["attempt"].clone()
+        ),
+        (json!("pending"), json!(0))
+    );
+
+    // Once taken, an ack with ?next= and no X-Cipc-Peer takes the next
+    // command of the peer that held it (what /openapi.json promises).
+    let worker = connect(&u, "builder").await;
+    let (_, took) = get(&format!("{u}/commands/{worker}/wait?timeout=5000")).await;
+    assert_eq!(s(&took["command"]["id"]), id);
+    let (_, second) = post(
+        &format!("{u}/commands/send"),
+        json!({"target": "builder", "action": "test"}),
+    )
+    .await;
+    let (st, acked) = post(
+        &format!("{u}/commands/{id}/ack?next=5000"),
+        json!({"result": 1}),
+    )
+    .await;
+    assert_eq!(st, 200, "{acked}");
+    assert_eq!(acked["command"]["status"], "acked");
+    assert_eq!(acked["next"]["id"], second["command"]["id"], "{acked}");
+    assert_eq!(acked["next"]["deliveredTo"], json!(worker));
 }
 
 #[tokio::test]

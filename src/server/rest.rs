@@ -280,9 +280,9 @@ async fn wait_command(
 
 #[utoipa::path(post, path = "/commands/{commandId}/ack", tag = "commands", request_body = AckRequest,
     params(("commandId" = String, Path, description = "command id"),
-           ("next" = Option<u64>, Query, description = "ms: then take the next command for the peer named by X-Cipc-Peer (or its key), like wait: {\"command\", \"next\", \"timedOut\"?}")),
+           ("next" = Option<u64>, Query, description = "ms: then take the next command, like wait, for the peer named by X-Cipc-Peer (or its key), else for the peer that held the acked command: {\"command\", \"next\", \"timedOut\"?}")),
     responses((status = 200, body = CommandResponse), (status = 404, body = ErrorResponse),
-              (status = 409, description = "already finished, or held by another peer", body = ErrorResponse)))]
+              (status = 409, description = "already finished, held by another peer, or never delivered (not_delivered)", body = ErrorResponse)))]
 async fn ack_command(
     State(s): State<AppState>,
     Path(id): Path<String>,
@@ -292,16 +292,32 @@ async fn ack_command(
 ) -> ApiResult<Response> {
     let id = command_id(&id)?;
     let next = q.wait_param("next")?;
-    if next.is_some() && caller.peer.is_none() {
-        return Err(ApiError::new(
-            ErrorCode::InvalidQuery,
-            "next= takes the next command for the acking peer: name it with X-Cipc-Peer (and its key, X-Cipc-Peer-Key)",
-        ));
-    }
     let bytes = read_body(req, &s).await?;
     let body: AckRequest = parse_object(&bytes)?;
+    // Whose next command: the peer named by the request, else the acked
+    // command's holder (the peer that took it).
+    let next_for = match (next, caller.peer) {
+        (None, _) => None,
+        (Some(_), Some(peer)) => Some(peer),
+        (Some(_), None) => {
+            let held = s.broker.command(id)?;
+            match (held.status, held.delivered_to) {
+                (CommandStatus::Delivered, Some(holder)) => Some(holder),
+                _ => {
+                    return Err(ApiError::new(
+                        ErrorCode::InvalidQuery,
+                        format!(
+                            "next= takes the next command of command {id}'s holder, and nobody holds it now ({}): \
+                             name the peer whose next command to take with X-Cipc-Peer (and its key, X-Cipc-Peer-Key)",
+                            held.status.as_str()
+                        ),
+                    ))
+                }
+            }
+        }
+    };
     let command = s.broker.ack(id, body, &caller).await?;
-    let (Some(wait), Some(peer)) = (next, caller.peer) else {
+    let (Some(wait), Some(peer)) = (next, next_for) else {
         return Ok(Json(CommandResponse {
             command,
             timed_out: false,
