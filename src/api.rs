@@ -799,6 +799,11 @@ pub struct StatusResponse {
     pub channels: Vec<ChannelInfo>,
     /// Every signal.
     pub signals: Vec<Signal>,
+    /// Long-polls and streams open now (at most `--max-waiters`): what a
+    /// script or test waits on to know a waiter is parked, instead of
+    /// sleeping.
+    #[serde(default)]
+    pub waiters: u64,
 }
 
 /// `{"ok": true}`.

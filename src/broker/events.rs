@@ -15,8 +15,8 @@ pub struct Event {
     pub id: u64,
     /// `peer`, `command`, `message`, `signal` or `reset`.
     pub kind: &'static str,
-    /// The changed object.
-    pub data: Value,
+    /// The changed object, as JSON text: written once, sent to every reader.
+    pub data: String,
     /// The store position of the change: the event may be shown once
     /// everything up to it is saved ([`super::Broker::settled_through`]).
     pub lsn: u64,
@@ -42,6 +42,8 @@ pub(super) struct EventLog {
     next_id: u64,
     history: VecDeque<Arc<Event>>,
     capacity: usize,
+    /// Bytes of `data` in `history` (at most [`HISTORY_BYTES`]).
+    history_bytes: usize,
     tx: broadcast::Sender<Arc<Event>>,
 }
 
@@ -65,6 +67,11 @@ fn first_event_id() -> u64 {
     millis.saturating_mul(1000).max(1)
 }
 
+/// The most event data the history keeps, whatever the number of events: a
+/// few large messages must not make the history hold gigabytes. A reader
+/// resuming from before the oldest kept event gets `resync`.
+const HISTORY_BYTES: usize = 32 * 1024 * 1024;
+
 impl EventLog {
     pub(super) fn new(capacity: usize, progress: Arc<Progress>) -> Self {
         let (tx, _) = broadcast::channel(capacity.max(16));
@@ -74,6 +81,7 @@ impl EventLog {
             next_id: first_event_id(),
             history: VecDeque::new(),
             capacity: capacity.max(1),
+            history_bytes: 0,
             tx,
         }
     }
@@ -114,14 +122,20 @@ impl EventLog {
         let ev = Arc::new(Event {
             id: self.next_id,
             kind,
-            data,
+            data: data.to_string(),
             lsn: self.progress.queued(),
         });
         self.next_id += 1;
-        if self.history.len() == self.capacity {
-            self.history.pop_front();
-        }
+        self.history_bytes += ev.data.len();
         self.history.push_back(ev.clone());
+        while self.history.len() > self.capacity
+            || (self.history_bytes > HISTORY_BYTES && self.history.len() > 1)
+        {
+            let Some(old) = self.history.pop_front() else {
+                break;
+            };
+            self.history_bytes -= old.data.len();
+        }
         let _ = self.tx.send(ev);
     }
 

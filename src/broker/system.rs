@@ -17,6 +17,7 @@ impl Broker {
             },
             channels: self.channels(),
             signals: self.signals(),
+            waiters: self.open_waiters() as u64,
         }
     }
 

@@ -136,7 +136,8 @@ pub fn run(args: BenchArgs) -> Exit {
             return exit::ERROR;
         }
     };
-    raise_fd_limit();
+    // Thousands of benchmark connections need more than the usual 1024 open files.
+    let _ = super::fd_limit::raise_open_file_limit();
     if !args.startup.is_empty() || !args.sweep.is_empty() || args.trickle.is_some() {
         return run_scale(&args, &rt);
     }
@@ -292,22 +293,6 @@ fn spawn_broker(memory: bool) -> Result<(Child, tempfile_dir::TempDir, String), 
     }
     let (child, url) = super::bench_scale::start_broker(args)?;
     Ok((child, dir, url))
-}
-
-/// Thousands of benchmark connections need more than the usual 1024 open files.
-#[allow(unsafe_code)] // plain libc calls on a local struct; no crate wraps just these two
-fn raise_fd_limit() {
-    #[cfg(unix)]
-    unsafe {
-        let mut lim = libc::rlimit {
-            rlim_cur: 0,
-            rlim_max: 0,
-        };
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
-            lim.rlim_cur = lim.rlim_max;
-            let _ = libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
-        }
-    }
 }
 
 /// The same typed client the CLI uses; errors become one line for the summary.

@@ -17,6 +17,7 @@ pub mod chan;
 pub mod claude;
 pub mod commands;
 pub mod doctor;
+pub mod fd_limit;
 pub mod generate;
 pub mod output;
 pub mod peers;

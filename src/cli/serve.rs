@@ -95,6 +95,10 @@ pub struct ServeArgs {
     /// forgotten, and when all are waited for an emit gets 429.
     #[arg(long, default_value_t = 10_000, value_name = "N")]
     pub max_signals: usize,
+    /// Open connections at most; past it a new one is answered 503 and closed
+    /// (lowered, with a warning, to what the open-file limit allows).
+    #[arg(long, default_value_t = 10_000, value_name = "N")]
+    pub max_connections: usize,
     /// Run SQLite's integrity check before starting (reads the whole file).
     #[arg(long)]
     pub check_store: bool,
@@ -382,10 +386,18 @@ async fn serve(args: ServeArgs, ip: IpAddr, token: Option<String>) -> Exit {
             return exit::ERROR;
         }
     };
+    let (max_connections, warning) = super::fd_limit::connections_that_fit(
+        args.max_connections.max(1),
+        super::fd_limit::raise_open_file_limit(),
+    );
+    if let Some(warning) = warning {
+        tracing::warn!("{warning}");
+    }
     let state = AppState {
         broker: broker.clone(),
         config: Arc::new(ServerConfig {
             max_body: args.max_body,
+            max_connections,
             ..ServerConfig::default()
         }),
         security: Arc::new(Security::new(token.clone(), ip, &args.allowed_hosts)),

@@ -29,6 +29,11 @@ const FAILURE_WINDOW: Duration = Duration::from_secs(60);
 /// shared by every address, so guessing runs at a few tries a second at most
 /// however many addresses it comes from. A right token never waits.
 const BRAKE_DELAY: Duration = Duration::from_millis(250);
+/// Wrong guesses that may wait in the brake's queue at once. Each holds a
+/// connection while it waits; past this many a wrong guess is answered at
+/// once and its connection closed, so guessing can never use up the
+/// broker's connections (or file descriptors) and lock a right token out.
+const BRAKE_QUEUE: usize = 32;
 
 /// The name of the dashboard's session cookie.
 pub const SESSION_COOKIE: &str = "cipc_session";
@@ -45,6 +50,8 @@ pub struct Security {
     all_failures: Mutex<(Instant, u32)>,
     /// The queue wrong guesses wait in while the brake is on.
     brake: tokio::sync::Mutex<()>,
+    /// How many wait in it now (at most [`BRAKE_QUEUE`]).
+    braked: std::sync::atomic::AtomicUsize,
 }
 
 struct Failures {
@@ -87,6 +94,7 @@ impl Security {
             failures: Mutex::new(HashMap::new()),
             all_failures: Mutex::new((Instant::now(), 0)),
             brake: tokio::sync::Mutex::new(()),
+            braked: std::sync::atomic::AtomicUsize::new(0),
         }
     }
 
@@ -164,10 +172,25 @@ impl Security {
     }
 
     /// Waits in the brake's queue (one wrong guess at a time, each
-    /// [`BRAKE_DELAY`] long).
-    pub(crate) async fn brake(&self) {
+    /// [`BRAKE_DELAY`] long); false, at once, when [`BRAKE_QUEUE`] guesses
+    /// wait already (the caller then closes the connection).
+    pub(crate) async fn brake(&self) -> bool {
+        use std::sync::atomic::Ordering;
+        /// Leaves the queue however the wait ends (a dropped request too).
+        struct Waiting<'a>(&'a std::sync::atomic::AtomicUsize);
+        impl Drop for Waiting<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Ordering::AcqRel);
+            }
+        }
+        if self.braked.fetch_add(1, Ordering::AcqRel) >= BRAKE_QUEUE {
+            self.braked.fetch_sub(1, Ordering::AcqRel);
+            return false;
+        }
+        let _waiting = Waiting(&self.braked);
         let _turn = self.brake.lock().await;
         tokio::time::sleep(BRAKE_DELAY).await;
+        true
     }
 
     /// The answer to a wrong token while the brake is on.
@@ -199,7 +222,7 @@ impl Security {
         if token.is_empty() || !self.token_matches(token) {
             tracing::warn!(address = %ip, "dashboard login with a wrong token");
             if self.record_failure(ip) {
-                self.brake().await;
+                let _ = self.brake().await;
                 return Err(Security::braked());
             }
             return Err(ApiError::new(
@@ -274,8 +297,13 @@ pub async fn admit(s: &AppState, addr: SocketAddr, req: Request) -> Result<Reque
     match refusal(s, addr, &req) {
         None => {}
         Some(Refused::Now(no)) => return Err(no),
-        Some(Refused::AfterBrake(no)) => {
-            s.security.brake().await;
+        Some(Refused::AfterBrake(mut no)) => {
+            if !s.security.brake().await {
+                no.headers_mut().insert(
+                    axum::http::header::CONNECTION,
+                    axum::http::HeaderValue::from_static("close"),
+                );
+            }
             return Err(no);
         }
     }

@@ -6,7 +6,7 @@ pub mod auth;
 pub mod dashboard;
 pub mod error;
 pub mod extract;
-mod listen;
+pub mod listen;
 pub mod mcp;
 pub mod rest;
 pub mod streams;
@@ -32,6 +32,12 @@ pub struct ServerConfig {
     pub max_body: usize,
     /// Events buffered per SSE reader before it counts as too slow.
     pub sse_buffer: usize,
+    /// Bytes of events buffered per SSE reader before it counts as too
+    /// slow (an event larger than this still goes out, alone).
+    pub sse_buffer_bytes: usize,
+    /// Open connections at most (`--max-connections`); past it a new one is
+    /// answered 503 `too_many_connections` and closed.
+    pub max_connections: usize,
     /// A client must send its request headers within this time.
     pub header_read_timeout: std::time::Duration,
     /// A client must send a request body within this time (408 after).
@@ -49,6 +55,8 @@ impl Default for ServerConfig {
         ServerConfig {
             max_body: 1024 * 1024,
             sse_buffer: 256,
+            sse_buffer_bytes: 1024 * 1024,
+            max_connections: 10_000,
             header_read_timeout: std::time::Duration::from_secs(10),
             body_read_timeout: std::time::Duration::from_secs(30),
             mcp_progress_every: std::time::Duration::from_secs(20),
@@ -148,13 +156,16 @@ impl Server {
         let broker = self.state.broker.clone();
         let sweeper = broker.spawn_sweeper();
         let follower = broker.spawn_follower();
-        let header_timeout = self.state.config.header_read_timeout;
+        let limits = listen::ConnectionLimits {
+            max_connections: self.state.config.max_connections,
+            header_read_timeout: self.state.config.header_read_timeout,
+        };
         let app = router(self.state);
         let b = broker.clone();
         let result = listen::serve(
             self.listener,
             app,
-            header_timeout,
+            limits,
             async move {
                 shutdown.await;
                 tracing::info!("shutting down: answering open waits and flushing the store");

@@ -165,7 +165,8 @@ async fn events_of_one_node_reach_the_event_stream_of_the_other() {
     b.sync().await;
     let ev = sub.live.try_recv().expect("b shows a's event");
     assert_eq!(ev.kind, "command");
-    assert_eq!(ev.data["id"], serde_json::json!(c.id));
+    let data: serde_json::Value = serde_json::from_str(&ev.data).expect("event data is JSON");
+    assert_eq!(data["id"], serde_json::json!(c.id));
 }
 
 #[tokio::test]
