@@ -20,25 +20,28 @@ mod questions;
 mod replica;
 mod sessions;
 mod signals;
+mod state;
+mod sweeper;
 mod system;
+mod wake;
 
 pub use commands::SendOutcome;
 pub use error::BrokerError;
 pub use events::{Event, EventSubscription};
 pub use identity::Caller;
 pub use peers::ContactGuard;
+pub use wake::WaiterPermit;
 
-use crate::api::{Command, Message, Peer, Signal};
+use state::{Channel, CommandEntry, PeerEntry, State};
+use wake::{WaitEnd, WakeKey};
+
 use crate::error_code::ErrorCode;
 use crate::store::{Commit, Mutation, Store};
 use crate::time::Timestamp;
 use parking_lot::{Mutex, MutexGuard};
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -106,226 +109,6 @@ struct Inner {
     clock: Arc<dyn clock::Clock>,
     /// Whether other nodes share the store ([`replica`]).
     shared: bool,
-}
-
-/// One peer and what the broker knows about it beyond the wire object.
-struct PeerEntry {
-    peer: Peer,
-    /// Set by an explicit disconnect (`DELETE /peers/{id}`, MCP session end).
-    disconnected: bool,
-    /// Open long-polls and MCP sessions: each counts as contact.
-    contacts: u32,
-    /// The status last announced on the event stream.
-    announced: crate::api::PeerStatus,
-    /// The `lastSeen` last written to the store (contact is too frequent to
-    /// persist every time; the sweeper catches up every half minute).
-    saved_seen: Timestamp,
-    /// The digest of the peer's key (`None` for peers saved before keys).
-    key: Option<keys::KeyHash>,
-    /// Its place in [`State::schedule`], if it has one.
-    due: Option<i64>,
-}
-
-struct CommandEntry {
-    ord: u64,
-    command: Command,
-}
-
-struct Channel {
-    /// The newest retained messages, contiguous up to `last_seq` (all the
-    /// retained ones when the store keeps none).
-    recent: std::collections::VecDeque<Message>,
-    /// The oldest retained seq (`last_seq + 1` when none is retained).
-    first_seq: u64,
-    /// The last seq ever used.
-    last_seq: u64,
-    /// When the last message was sent.
-    last_at: Option<Timestamp>,
-}
-
-#[derive(Default)]
-struct State {
-    peers: HashMap<Uuid, PeerEntry>,
-    commands: HashMap<Uuid, CommandEntry>,
-    /// Pending commands by target key (a role or a peer id), in FIFO order.
-    queues: HashMap<String, BTreeSet<(u64, Uuid)>>,
-    dedupe: HashMap<String, Uuid>,
-    /// Finished commands in FIFO order, for retention.
-    finished: BTreeSet<(u64, Uuid)>,
-    /// Delivered, unacked commands by holder in FIFO order (a peer's
-    /// `workingOn`), so nothing about one peer scans every command.
-    held: HashMap<Uuid, BTreeSet<(u64, Uuid)>>,
-    /// The holder of each delivered command (the reverse of `held`).
-    holder_of: HashMap<Uuid, Uuid>,
-    /// Delivered commands whose answer may never have reached their taker:
-    /// those held when the broker started after a crash. The taker gets each
-    /// again the next time it waits ([`Broker::wait_command`]), instead of
-    /// the command staying held until the taker goes offline.
-    unconfirmed: HashSet<Uuid>,
-    /// When each peer needs the sweeper next (ms since the epoch), soonest
-    /// first: its status may change, its `lastSeen` is due to be saved, or
-    /// it may be forgotten. Entries may be early, never late (contact only
-    /// moves the real time later), so a sweep visits only what may change.
-    schedule: BTreeSet<(i64, Uuid)>,
-    next_ord: u64,
-    channels: BTreeMap<String, Channel>,
-    signals: BTreeMap<String, Signal>,
-    /// Every question kept.
-    questions: HashMap<Uuid, crate::api::Question>,
-    /// Open questions with a ttl, soonest expiry first (ms since the epoch).
-    question_expiry: BTreeSet<(i64, Uuid)>,
-    /// Closed questions, oldest first, for retention.
-    closed_questions: BTreeSet<Uuid>,
-    /// Unfinished commands with a deadline not yet passed, soonest first
-    /// (ms since the epoch).
-    deadlines: BTreeSet<(i64, Uuid)>,
-    /// Dashboard sessions: the digest of each id, and when it expires.
-    sessions: HashMap<String, Timestamp>,
-    /// The same sessions, soonest expiry first (ms since the epoch).
-    session_expiry: BTreeSet<(i64, String)>,
-    /// Wake-ups keyed by what is waited on.
-    notifies: HashMap<WakeKey, Arc<Notify>>,
-    events: events::EventLog,
-}
-
-impl State {
-    /// Keeps [`State::deadlines`] in step with a command: listed while it
-    /// has a deadline and is neither finished nor overdue.
-    fn track_deadline(&mut self, c: &Command) {
-        let Some(at) = c.deadline else { return };
-        let key = (at.millis(), c.id);
-        if c.status.is_terminal() || c.overdue {
-            self.deadlines.remove(&key);
-        } else {
-            self.deadlines.insert(key);
-        }
-    }
-
-    /// Keeps [`State::held`] in step with a command's new status.
-    fn track_holder(&mut self, ord: u64, c: &Command) {
-        if !self.unconfirmed.is_empty() && c.status != crate::api::CommandStatus::Delivered {
-            self.unconfirmed.remove(&c.id);
-        }
-        if let Some(old) = self.holder_of.remove(&c.id) {
-            if let Some(cmds) = self.held.get_mut(&old) {
-                cmds.remove(&(ord, c.id));
-                if cmds.is_empty() {
-                    self.held.remove(&old);
-                }
-            }
-        }
-        if let (crate::api::CommandStatus::Delivered, Some(h)) = (c.status, c.delivered_to) {
-            self.held.entry(h).or_default().insert((ord, c.id));
-            self.holder_of.insert(c.id, h);
-        }
-    }
-
-    /// The oldest command `peer` holds whose delivery may never have reached
-    /// it ([`State::unconfirmed`]), taken out of that set: it is handed
-    /// again once.
-    fn unconfirmed_delivery(&mut self, peer: Uuid) -> Option<Uuid> {
-        if self.unconfirmed.is_empty() {
-            return None;
-        }
-        let id = self
-            .held
-            .get(&peer)?
-            .iter()
-            .map(|(_, id)| *id)
-            .find(|id| self.unconfirmed.contains(id))?;
-        self.unconfirmed.remove(&id);
-        Some(id)
-    }
-
-    /// The commands `peer` holds, oldest first.
-    fn held_by(&self, peer: Uuid) -> Vec<Uuid> {
-        self.held
-            .get(&peer)
-            .map(|s| s.iter().map(|(_, id)| *id).collect())
-            .unwrap_or_default()
-    }
-
-    fn notify(&mut self, key: &WakeKey) -> Arc<Notify> {
-        self.notifies
-            .entry(key.clone())
-            .or_insert_with(|| Arc::new(Notify::new()))
-            .clone()
-    }
-
-    /// Arms a wake-up on `key` (created on first use; [`Broker::park`]
-    /// removes it again once nobody waits on it).
-    fn arm(&mut self, key: WakeKey) -> (WakeKey, Armed) {
-        let armed = arm(self.notify(&key));
-        (key, armed)
-    }
-
-    fn wake(&self, key: &WakeKey) {
-        if let Some(n) = self.notifies.get(key) {
-            n.notify_waiters();
-        }
-    }
-}
-
-/// What a parked waiter waits on; a change wakes the waiters of its key.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-enum WakeKey {
-    /// Commands for a target: a role, or a peer id.
-    Queue(String),
-    /// One command's outcome.
-    Result(Uuid),
-    /// New messages on a channel.
-    Channel(String),
-    /// A signal's emission.
-    Signal(String),
-    /// A question's answer (or its end).
-    Question(Uuid),
-}
-
-/// A parked waiter: armed under the lock, awaited outside it.
-type Armed = Pin<Box<tokio::sync::futures::OwnedNotified>>;
-
-fn arm(n: Arc<Notify>) -> Armed {
-    let mut f = Box::pin(n.notified_owned());
-    f.as_mut().enable();
-    f
-}
-
-/// Removes the wake-ups of a finished wait that nobody else holds.
-struct ForgetUnused<'a> {
-    broker: &'a Broker,
-    keys: Vec<WakeKey>,
-}
-
-impl Drop for ForgetUnused<'_> {
-    fn drop(&mut self) {
-        let mut st = self.broker.lock();
-        for k in &self.keys {
-            if st
-                .notifies
-                .get(k)
-                .is_some_and(|n| Arc::strong_count(n) == 1)
-            {
-                st.notifies.remove(k);
-            }
-        }
-    }
-}
-
-/// How a wait ended when it did not get what it waited for.
-enum WaitEnd {
-    Woken,
-    TimedOut,
-}
-
-/// Holds one of the broker's bounded waiter slots until dropped.
-pub struct WaiterPermit {
-    inner: Arc<Inner>,
-}
-
-impl Drop for WaiterPermit {
-    fn drop(&mut self) {
-        self.inner.waiters.fetch_sub(1, Ordering::Relaxed);
-    }
 }
 
 impl Broker {
@@ -441,40 +224,6 @@ impl Broker {
         self.inner.started.elapsed()
     }
 
-    /// Starts the background sweeper (liveness, requeue on offline, ttl expiry).
-    /// It stops when [`Broker::shutdown`] is called.
-    pub fn spawn_sweeper(&self) -> tokio::task::JoinHandle<()> {
-        let broker = self.clone();
-        tokio::spawn(async move {
-            let mut every = broker.inner.config.sweep_interval;
-            if broker.inner.shared {
-                // Often enough to save the lastSeen of peers in contact
-                // before any other node could take them for stale.
-                let save = u64::try_from(broker.save_seen_every()).unwrap_or(u64::MAX);
-                every = every.min(Duration::from_millis((save / 2).max(10)));
-            }
-            let mut tick = tokio::time::interval(every);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tokio::select! {
-                    _ = tick.tick() => {
-                        // With several nodes each sweeps in its turn, on the
-                        // state every node agrees on, and only when something
-                        // is due (a turn holds up every other node's writes).
-                        if broker.inner.shared && !broker.sweep_due() {
-                            continue;
-                        }
-                        match broker.turn(crate::store::TurnKind::Write).await {
-                            Ok(_turn) => broker.sweep(),
-                            Err(e) => tracing::debug!(error = %e, "sweep skipped"),
-                        }
-                    }
-                    _ = broker.inner.shutdown.cancelled() => break,
-                }
-            }
-        })
-    }
-
     /// Answers every parked wait (as timed out) and refuses new ones; then the
     /// caller flushes the store with [`Broker::close_store`].
     pub fn shutdown(&self) {
@@ -494,33 +243,6 @@ impl Broker {
     /// Flushes every queued write to disk and closes the store.
     pub fn close_store(&self) {
         self.inner.store.close();
-    }
-
-    /// Takes one of the bounded waiter slots (long-polls and streams), or says
-    /// how to back off when all are in use.
-    pub fn acquire_waiter(&self) -> Result<WaiterPermit, BrokerError> {
-        let max = self.inner.config.max_waiters;
-        let prev = self.inner.waiters.fetch_add(1, Ordering::Relaxed);
-        let permit = WaiterPermit {
-            inner: self.inner.clone(),
-        };
-        if prev >= max {
-            drop(permit);
-            return Err(BrokerError::new(ErrorCode::TooManyWaiters, format!(
-                "the broker already holds {max} open waits and streams (--max-waiters); retry shortly or raise the limit"
-            )));
-        }
-        Ok(permit)
-    }
-
-    /// How many wake-up entries exist (each has a parked waiter).
-    pub fn wake_entries(&self) -> usize {
-        self.lock().notifies.len()
-    }
-
-    /// How many waits and streams are open now.
-    pub fn open_waiters(&self) -> usize {
-        self.inner.waiters.load(Ordering::Relaxed)
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -578,6 +300,11 @@ impl Broker {
             ..State::default()
         };
         fresh.restore(snapshot);
+        // Deliveries still owed a second answer stay owed if still held.
+        fresh.unconfirmed = std::mem::take(&mut st.unconfirmed)
+            .into_iter()
+            .filter(|id| fresh.holder_of.contains_key(id))
+            .collect();
         for (id, e) in &st.peers {
             if let Some(f) = fresh.peers.get_mut(id) {
                 f.contacts = e.contacts;
@@ -605,171 +332,6 @@ impl Broker {
             })?;
         }
         Ok(())
-    }
-
-    /// Parks on `armed` until woken, `deadline`, or shutdown. However the
-    /// wait ends (even by being dropped), wake-ups nobody else waits on are
-    /// removed, so the table does not grow with every name ever waited on.
-    async fn park(&self, armed: Vec<(WakeKey, Armed)>, deadline: tokio::time::Instant) -> WaitEnd {
-        let (keys, armed): (Vec<WakeKey>, Vec<Armed>) = armed.into_iter().unzip();
-        let _forget = ForgetUnused { broker: self, keys };
-        let woken = futures::future::select_all(armed);
-        tokio::select! {
-            _ = woken => WaitEnd::Woken,
-            _ = tokio::time::sleep_until(deadline) => WaitEnd::TimedOut,
-            _ = self.inner.shutdown.cancelled() => WaitEnd::TimedOut,
-        }
-    }
-
-    /// Runs one sweep now and says how long it held the broker (for
-    /// `cipc bench --sweep`).
-    pub fn sweep_timed(&self) -> Duration {
-        let t = Instant::now();
-        self.sweep();
-        t.elapsed()
-    }
-
-    /// Whether a sweep now could change anything: a peer, deadline,
-    /// question or login due, or a pending command past its ttl.
-    fn sweep_due(&self) -> bool {
-        let now = self.now();
-        let st = self.lock();
-        let due = |at: Option<i64>| at.is_some_and(|at| at <= now.millis());
-        due(st.schedule.first().map(|(at, _)| *at))
-            || due(st.deadlines.first().map(|(at, _)| *at))
-            || due(st.question_expiry.first().map(|(at, _)| *at))
-            || due(st.session_expiry.first().map(|(at, _)| *at))
-            || st.queues.values().flatten().any(|(_, id)| {
-                st.commands
-                    .get(id)
-                    .and_then(|e| e.command.expires_at)
-                    .is_some_and(|t| t <= now)
-            })
-    }
-
-    fn sweep(&self) {
-        // A shared store recovers in the next turn ([`replica`]).
-        if !self.inner.shared && self.inner.store.progress().failing() {
-            self.recover();
-            return;
-        }
-        let now = self.now();
-        let mut st = self.lock();
-        let mut commits = Vec::new();
-        self.sweep_peers(&mut st, now, &mut commits);
-        self.sweep_expired(&mut st, now, &mut commits);
-        self.sweep_overdue(&mut st, now, &mut commits);
-        self.sweep_questions(&mut st, now, &mut commits);
-        self.sweep_sessions(&mut st, now, &mut commits);
-        drop(st);
-        // The sweeper does not answer anyone; errors are logged by the store.
-        drop(commits);
-    }
-}
-
-impl State {
-    /// Forgets every peer, command, channel, signal and question (not the
-    /// dashboard logins), and wakes every waiter to find what it waited on gone.
-    fn clear_all(&mut self) {
-        self.peers.clear();
-        self.commands.clear();
-        self.queues.clear();
-        self.dedupe.clear();
-        self.finished.clear();
-        self.held.clear();
-        self.schedule.clear();
-        self.holder_of.clear();
-        self.channels.clear();
-        self.signals.clear();
-        self.questions.clear();
-        self.question_expiry.clear();
-        self.closed_questions.clear();
-        self.deadlines.clear();
-        for n in self.notifies.values() {
-            n.notify_waiters();
-        }
-        self.notifies.clear();
-    }
-
-    fn restore(&mut self, snap: crate::store::Snapshot) {
-        for stored in snap.peers {
-            let p = stored.peer;
-            let key = stored.key_hash.as_deref().and_then(keys::KeyHash::from_hex);
-            let status = p.status;
-            self.peers.insert(
-                p.id,
-                PeerEntry {
-                    disconnected: status == crate::api::PeerStatus::Offline,
-                    contacts: 0,
-                    announced: status,
-                    saved_seen: p.last_seen,
-                    key,
-                    due: None,
-                    peer: p,
-                },
-            );
-        }
-        self.schedule.clear();
-        for (ord, c) in snap.commands {
-            self.next_ord = self.next_ord.max(ord + 1);
-            if let Some(k) = &c.dedupe_key {
-                self.dedupe.insert(k.clone(), c.id);
-            }
-            if c.status.is_terminal() {
-                self.finished.insert((ord, c.id));
-            }
-            if c.status == crate::api::CommandStatus::Pending {
-                self.queues
-                    .entry(c.target.clone())
-                    .or_default()
-                    .insert((ord, c.id));
-            }
-            self.track_holder(ord, &c);
-            self.track_deadline(&c);
-            self.commands.insert(c.id, CommandEntry { ord, command: c });
-        }
-        for head in snap.channels {
-            self.channels.insert(
-                head.name,
-                Channel {
-                    recent: Default::default(),
-                    first_seq: head.first_seq,
-                    last_seq: head.last_seq,
-                    last_at: None,
-                },
-            );
-        }
-        for m in snap.messages {
-            let ch = self
-                .channels
-                .entry(m.channel.clone())
-                .or_insert_with(|| Channel {
-                    recent: Default::default(),
-                    first_seq: m.seq,
-                    last_seq: 0,
-                    last_at: None,
-                });
-            ch.last_seq = ch.last_seq.max(m.seq);
-            ch.first_seq = ch.first_seq.min(m.seq);
-            ch.last_at = Some(m.sent_at);
-            ch.recent.push_back(m);
-        }
-        for s in snap.signals {
-            self.signals.insert(s.name.clone(), s);
-        }
-        for (hash, expires) in snap.sessions {
-            self.put_session(hash, expires);
-        }
-        for q in snap.questions {
-            if q.status == crate::api::QuestionStatus::Open {
-                if let Some(at) = q.expires_at {
-                    self.question_expiry.insert((at.millis(), q.id));
-                }
-            } else {
-                self.closed_questions.insert(q.id);
-            }
-            self.questions.insert(q.id, q);
-        }
     }
 }
 

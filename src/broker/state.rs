@@ -1,0 +1,257 @@
+//! The broker's state: what it knows of peers, commands, channels, signals,
+//! questions and logins, with the indexes that keep every rule from
+//! scanning everything. One mutex guards it ([`super::Broker`]); the rules
+//! that change it live in the sibling files, one per concern.
+
+use super::{events, keys, WakeKey};
+use crate::api::{Command, Message, Peer, Signal};
+use crate::time::Timestamp;
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
+use tokio::sync::Notify;
+use uuid::Uuid;
+
+/// One peer and what the broker knows about it beyond the wire object.
+pub(super) struct PeerEntry {
+    pub(super) peer: Peer,
+    /// Set by an explicit disconnect (`DELETE /peers/{id}`, MCP session end).
+    pub(super) disconnected: bool,
+    /// Open long-polls and MCP sessions: each counts as contact.
+    pub(super) contacts: u32,
+    /// The status last announced on the event stream.
+    pub(super) announced: crate::api::PeerStatus,
+    /// The `lastSeen` last written to the store (contact is too frequent to
+    /// persist every time; the sweeper catches up every half minute).
+    pub(super) saved_seen: Timestamp,
+    /// The digest of the peer's key (`None` for peers saved before keys).
+    pub(super) key: Option<keys::KeyHash>,
+    /// Its place in [`State::schedule`], if it has one.
+    pub(super) due: Option<i64>,
+}
+
+pub(super) struct CommandEntry {
+    pub(super) ord: u64,
+    pub(super) command: Command,
+}
+
+pub(super) struct Channel {
+    /// The newest retained messages, contiguous up to `last_seq` (all the
+    /// retained ones when the store keeps none).
+    pub(super) recent: std::collections::VecDeque<Message>,
+    /// The oldest retained seq (`last_seq + 1` when none is retained).
+    pub(super) first_seq: u64,
+    /// The last seq ever used.
+    pub(super) last_seq: u64,
+    /// When the last message was sent.
+    pub(super) last_at: Option<Timestamp>,
+}
+
+#[derive(Default)]
+pub(super) struct State {
+    pub(super) peers: HashMap<Uuid, PeerEntry>,
+    pub(super) commands: HashMap<Uuid, CommandEntry>,
+    /// Pending commands by target key (a role or a peer id), in FIFO order.
+    pub(super) queues: HashMap<String, BTreeSet<(u64, Uuid)>>,
+    pub(super) dedupe: HashMap<String, Uuid>,
+    /// Finished commands in FIFO order, for retention.
+    pub(super) finished: BTreeSet<(u64, Uuid)>,
+    /// Delivered, unacked commands by holder in FIFO order (a peer's
+    /// `workingOn`), so nothing about one peer scans every command.
+    pub(super) held: HashMap<Uuid, BTreeSet<(u64, Uuid)>>,
+    /// The holder of each delivered command (the reverse of `held`).
+    pub(super) holder_of: HashMap<Uuid, Uuid>,
+    /// Delivered commands whose answer may never have reached their taker:
+    /// those held when the broker started after a crash. The taker gets each
+    /// again the next time it waits ([`Broker::wait_command`]), instead of
+    /// the command staying held until the taker goes offline.
+    pub(super) unconfirmed: HashSet<Uuid>,
+    /// When each peer needs the sweeper next (ms since the epoch), soonest
+    /// first: its status may change, its `lastSeen` is due to be saved, or
+    /// it may be forgotten. Entries may be early, never late (contact only
+    /// moves the real time later), so a sweep visits only what may change.
+    pub(super) schedule: BTreeSet<(i64, Uuid)>,
+    pub(super) next_ord: u64,
+    pub(super) channels: BTreeMap<String, Channel>,
+    pub(super) signals: BTreeMap<String, Signal>,
+    /// Every question kept.
+    pub(super) questions: HashMap<Uuid, crate::api::Question>,
+    /// Open questions with a ttl, soonest expiry first (ms since the epoch).
+    pub(super) question_expiry: BTreeSet<(i64, Uuid)>,
+    /// Closed questions, oldest first, for retention.
+    pub(super) closed_questions: BTreeSet<Uuid>,
+    /// Unfinished commands with a deadline not yet passed, soonest first
+    /// (ms since the epoch).
+    pub(super) deadlines: BTreeSet<(i64, Uuid)>,
+    /// Dashboard sessions: the digest of each id, and when it expires.
+    pub(super) sessions: HashMap<String, Timestamp>,
+    /// The same sessions, soonest expiry first (ms since the epoch).
+    pub(super) session_expiry: BTreeSet<(i64, String)>,
+    /// Wake-ups keyed by what is waited on.
+    pub(super) notifies: HashMap<WakeKey, Arc<Notify>>,
+    pub(super) events: events::EventLog,
+}
+
+impl State {
+    /// Keeps [`State::deadlines`] in step with a command: listed while it
+    /// has a deadline and is neither finished nor overdue.
+    pub(super) fn track_deadline(&mut self, c: &Command) {
+        let Some(at) = c.deadline else { return };
+        let key = (at.millis(), c.id);
+        if c.status.is_terminal() || c.overdue {
+            self.deadlines.remove(&key);
+        } else {
+            self.deadlines.insert(key);
+        }
+    }
+
+    /// Keeps [`State::held`] in step with a command's new status.
+    pub(super) fn track_holder(&mut self, ord: u64, c: &Command) {
+        if !self.unconfirmed.is_empty() && c.status != crate::api::CommandStatus::Delivered {
+            self.unconfirmed.remove(&c.id);
+        }
+        if let Some(old) = self.holder_of.remove(&c.id) {
+            if let Some(cmds) = self.held.get_mut(&old) {
+                cmds.remove(&(ord, c.id));
+                if cmds.is_empty() {
+                    self.held.remove(&old);
+                }
+            }
+        }
+        if let (crate::api::CommandStatus::Delivered, Some(h)) = (c.status, c.delivered_to) {
+            self.held.entry(h).or_default().insert((ord, c.id));
+            self.holder_of.insert(c.id, h);
+        }
+    }
+
+    /// The oldest command `peer` holds whose delivery may never have reached
+    /// it ([`State::unconfirmed`]), taken out of that set: it is handed
+    /// again once.
+    pub(super) fn unconfirmed_delivery(&mut self, peer: Uuid) -> Option<Uuid> {
+        if self.unconfirmed.is_empty() {
+            return None;
+        }
+        let id = self
+            .held
+            .get(&peer)?
+            .iter()
+            .map(|(_, id)| *id)
+            .find(|id| self.unconfirmed.contains(id))?;
+        self.unconfirmed.remove(&id);
+        Some(id)
+    }
+
+    /// The commands `peer` holds, oldest first.
+    pub(super) fn held_by(&self, peer: Uuid) -> Vec<Uuid> {
+        self.held
+            .get(&peer)
+            .map(|s| s.iter().map(|(_, id)| *id).collect())
+            .unwrap_or_default()
+    }
+}
+
+impl State {
+    /// Forgets every peer, command, channel, signal and question (not the
+    /// dashboard logins), and wakes every waiter to find what it waited on gone.
+    pub(super) fn clear_all(&mut self) {
+        self.peers.clear();
+        self.commands.clear();
+        self.queues.clear();
+        self.dedupe.clear();
+        self.finished.clear();
+        self.held.clear();
+        self.schedule.clear();
+        self.holder_of.clear();
+        self.unconfirmed.clear();
+        self.channels.clear();
+        self.signals.clear();
+        self.questions.clear();
+        self.question_expiry.clear();
+        self.closed_questions.clear();
+        self.deadlines.clear();
+        for n in self.notifies.values() {
+            n.notify_waiters();
+        }
+        self.notifies.clear();
+    }
+
+    pub(super) fn restore(&mut self, snap: crate::store::Snapshot) {
+        for stored in snap.peers {
+            let p = stored.peer;
+            let key = stored.key_hash.as_deref().and_then(keys::KeyHash::from_hex);
+            let status = p.status;
+            self.peers.insert(
+                p.id,
+                PeerEntry {
+                    disconnected: status == crate::api::PeerStatus::Offline,
+                    contacts: 0,
+                    announced: status,
+                    saved_seen: p.last_seen,
+                    key,
+                    due: None,
+                    peer: p,
+                },
+            );
+        }
+        self.schedule.clear();
+        for (ord, c) in snap.commands {
+            self.next_ord = self.next_ord.max(ord + 1);
+            if let Some(k) = &c.dedupe_key {
+                self.dedupe.insert(k.clone(), c.id);
+            }
+            if c.status.is_terminal() {
+                self.finished.insert((ord, c.id));
+            }
+            if c.status == crate::api::CommandStatus::Pending {
+                self.queues
+                    .entry(c.target.clone())
+                    .or_default()
+                    .insert((ord, c.id));
+            }
+            self.track_holder(ord, &c);
+            self.track_deadline(&c);
+            self.commands.insert(c.id, CommandEntry { ord, command: c });
+        }
+        for head in snap.channels {
+            self.channels.insert(
+                head.name,
+                Channel {
+                    recent: Default::default(),
+                    first_seq: head.first_seq,
+                    last_seq: head.last_seq,
+                    last_at: None,
+                },
+            );
+        }
+        for m in snap.messages {
+            let ch = self
+                .channels
+                .entry(m.channel.clone())
+                .or_insert_with(|| Channel {
+                    recent: Default::default(),
+                    first_seq: m.seq,
+                    last_seq: 0,
+                    last_at: None,
+                });
+            ch.last_seq = ch.last_seq.max(m.seq);
+            ch.first_seq = ch.first_seq.min(m.seq);
+            ch.last_at = Some(m.sent_at);
+            ch.recent.push_back(m);
+        }
+        for s in snap.signals {
+            self.signals.insert(s.name.clone(), s);
+        }
+        for (hash, expires) in snap.sessions {
+            self.put_session(hash, expires);
+        }
+        for q in snap.questions {
+            if q.status == crate::api::QuestionStatus::Open {
+                if let Some(at) = q.expires_at {
+                    self.question_expiry.insert((at.millis(), q.id));
+                }
+            } else {
+                self.closed_questions.insert(q.id);
+            }
+            self.questions.insert(q.id, q);
+        }
+    }
+}
