@@ -183,10 +183,13 @@ pub struct Command {
     /// How many times it has been delivered (1 on first delivery).
     #[serde(default)]
     pub attempt: u32,
-    /// True once it went back to pending because its peer left without acking.
+    /// True once it went back to pending because its peer left without
+    /// acking, or was handed to its taker again after a crash that may have
+    /// cut off the answer that first handed it out.
     #[serde(default)]
     pub redelivered: bool,
-    /// Audit: the peer id or network address that created it.
+    /// Audit: the peer id or network address that created it (an
+    /// [`Origin`], as text).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub origin: Option<String>,
     /// When it should be finished by (from `deadline`).
@@ -274,13 +277,22 @@ pub struct ConnectRequest {
     #[schema(value_type = Option<String>, pattern = "^([0-9a-fA-F]{32}|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})$")]
     pub id: Option<Uuid>,
     /// Refuse anything done in this peer's name without its key. The `cipc`
-    /// CLI and MCP sessions always ask for it; the old curl flow does not.
+    /// CLI and MCP sessions always ask for it; the old curl flow does not,
+    /// so it is off when left out ([`ConnectRequest::protects`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub protect: Option<bool>,
     /// How the peer is connected, for people reading the peer list: `http`
     /// (the default) or `hook`. MCP sessions are `mcp` by themselves.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub via: Option<Via>,
+}
+
+impl ConnectRequest {
+    /// Whether the peer asks to be protected: `protect`, off when left out,
+    /// so that the old broker's curl flow keeps working unchanged.
+    pub fn protects(&self) -> bool {
+        self.protect.unwrap_or(false)
+    }
 }
 
 /// Body of `PUT /peers/{id}/attention`.
@@ -855,4 +867,75 @@ pub fn validate_name(kind: &str, name: &str) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// Who made a command or asked a question: `origin` on the wire, kept for
+/// audit and for one rule (a protected sender may cancel what it sent).
+/// Written as `peer:<id>` for a peer, else the address or door it came
+/// through (`127.0.0.1`, `dashboard`, `mcp`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    /// A peer that named itself (and proved it, when protected).
+    Peer(Uuid),
+    /// A network address or a door, for callers that are no peer.
+    Address(String),
+}
+
+impl Origin {
+    /// The prefix that marks a peer's origin on the wire.
+    const PEER: &'static str = "peer:";
+
+    /// The origin of a caller: its peer if it named one, else its address.
+    pub fn of(peer: Option<Uuid>, address: Option<&str>) -> Option<Origin> {
+        peer.map(Origin::Peer)
+            .or_else(|| address.map(|a| Origin::Address(a.to_string())))
+    }
+
+    /// Reads an origin back from the wire.
+    pub fn parse(text: &str) -> Origin {
+        text.strip_prefix(Origin::PEER)
+            .and_then(|id| Uuid::parse_str(id).ok())
+            .map_or_else(|| Origin::Address(text.to_string()), Origin::Peer)
+    }
+
+    /// The peer, when a peer made it.
+    pub fn peer(&self) -> Option<Uuid> {
+        match self {
+            Origin::Peer(id) => Some(*id),
+            Origin::Address(_) => None,
+        }
+    }
+}
+
+impl std::fmt::Display for Origin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Origin::Peer(id) => write!(f, "{}{id}", Origin::PEER),
+            Origin::Address(a) => f.write_str(a),
+        }
+    }
+}
+
+#[cfg(test)]
+mod origin_tests {
+    use super::Origin;
+    use uuid::Uuid;
+
+    #[test]
+    fn an_origin_reads_back_as_written() {
+        let id = Uuid::now_v7();
+        let peer = Origin::Peer(id);
+        assert_eq!(peer.to_string(), format!("peer:{id}"));
+        assert_eq!(Origin::parse(&peer.to_string()), peer);
+        assert_eq!(Origin::parse("127.0.0.1").peer(), None);
+        assert_eq!(
+            Origin::parse("peer:not-an-id"),
+            Origin::Address("peer:not-an-id".into())
+        );
+        assert_eq!(
+            Origin::of(None, Some("dashboard")),
+            Some(Origin::Address("dashboard".into()))
+        );
+        assert_eq!(Origin::of(Some(id), Some("mcp")), Some(peer));
+    }
 }

@@ -113,10 +113,7 @@ impl Broker {
                         .and_then(|p| st.peers.get(&p).map(|e| e.peer.role.clone()))
                 })
                 .unwrap_or_else(|| "anonymous".to_string());
-            let origin = caller
-                .peer
-                .map(|p| format!("peer:{p}"))
-                .or_else(|| caller.address.clone());
+            let origin = caller.origin();
             let template = Command {
                 id: Uuid::nil(),
                 from,
@@ -549,8 +546,7 @@ impl Broker {
         let sender = c
             .origin
             .as_deref()
-            .and_then(|o| o.strip_prefix("peer:"))
-            .and_then(|p| Uuid::parse_str(p).ok());
+            .and_then(|o| crate::api::Origin::parse(o).peer());
         let protected_sender = sender.filter(|s| st.peers.get(s).is_some_and(|e| e.peer.protected));
         let allowed = self.holds_key(st, holder, caller)
             || protected_sender.is_none()

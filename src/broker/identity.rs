@@ -31,6 +31,12 @@ impl Caller {
         let peer = peer.or_else(|| key.as_deref().and_then(key_peer));
         Caller { peer, key, address }
     }
+
+    /// What a command or question this caller makes records as its
+    /// `origin` ([`crate::api::Origin`]).
+    pub fn origin(&self) -> Option<String> {
+        crate::api::Origin::of(self.peer, self.address.as_deref()).map(|o| o.to_string())
+    }
 }
 
 impl Broker {

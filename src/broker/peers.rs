@@ -69,6 +69,7 @@ impl Broker {
         caller: &Caller,
     ) -> Result<(Peer, String), BrokerError> {
         validate_name("role", &req.role).map_err(BrokerError::invalid_name)?;
+        let protect = req.protects();
         let caps = req.capabilities.unwrap_or_default();
         // Characters, not bytes, as the schema's maxLength counts them.
         if caps.len() > 64 || caps.iter().any(|c| c.is_empty() || c.chars().count() > 64) {
@@ -85,7 +86,6 @@ impl Broker {
                 ));
             }
         }
-        let protect = req.protect.unwrap_or(false);
         let _turn = self.turn(TurnKind::Write).await?;
         let now = self.now();
         let (peer, key, role, commits) = {

@@ -114,10 +114,7 @@ impl Broker {
                 answer: None,
                 answered_by: None,
                 answered_at: None,
-                origin: caller
-                    .peer
-                    .map(|p| format!("peer:{p}"))
-                    .or_else(|| caller.address.clone()),
+                origin: caller.origin(),
             };
             let mut commits = Vec::new();
             self.question_changed(&mut st, q.clone(), &mut commits);

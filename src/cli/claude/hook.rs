@@ -561,10 +561,10 @@ async fn answers(
     peer: Uuid,
     st: &mut SessionState,
 ) -> Result<Vec<String>, ClientError> {
-    // The broker records a peer's commands as sent from "peer:<id>"; only
-    // those are asked for, so the hook's cost does not grow with the broker.
+    // The broker records a peer's commands with the peer as their origin;
+    // only those are asked for, so the hook's cost does not grow with the broker.
     let mine = crate::api::CommandFilter {
-        origin: Some(format!("peer:{peer}")),
+        origin: Some(crate::api::Origin::Peer(peer).to_string()),
         ..Default::default()
     };
     let listed = client.list_commands_where(&mine, Some(100)).await?.commands;
