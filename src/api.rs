@@ -801,6 +801,22 @@ pub struct StatusResponse {
     pub signals: Vec<Signal>,
 }
 
+/// What `GET /status` answers: the broker's state plus what only the HTTP
+/// server knows (the broker builds [`StatusResponse`] without a server).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ServerStatusResponse {
+    /// The broker's state.
+    #[serde(flatten)]
+    pub status: StatusResponse,
+    /// MCP sessions the broker holds (Streamable HTTP sessions with an
+    /// `Mcp-Session-Id` and legacy SSE streams; stateless requests hold
+    /// none): at most `--max-mcp-sessions`, plus any that ended a moment ago
+    /// and are not freed yet. Absent from brokers older than it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mcp_sessions: Option<u64>,
+}
+
 /// `{"ok": true}`.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct OkResponse {

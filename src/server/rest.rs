@@ -561,9 +561,12 @@ async fn cancel_question(
     }))
 }
 
-#[utoipa::path(get, path = "/status", tag = "system", responses((status = 200, body = StatusResponse)))]
-async fn status(State(s): State<AppState>) -> Json<StatusResponse> {
-    Json(s.broker.status())
+#[utoipa::path(get, path = "/status", tag = "system", responses((status = 200, body = ServerStatusResponse)))]
+async fn status(State(s): State<AppState>) -> Json<ServerStatusResponse> {
+    Json(ServerStatusResponse {
+        status: s.broker.status(),
+        mcp_sessions: Some(s.mcp_sessions.get() as u64),
+    })
 }
 
 #[utoipa::path(post, path = "/reset", tag = "system", responses((status = 200, body = OkResponse)))]
