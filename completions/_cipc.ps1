@@ -68,6 +68,7 @@ Register-ArgumentCompleter -Native -CommandName 'cipc' -ScriptBlock {
             [CompletionResult]::new('--offline-after', '--offline-after', [CompletionResultType]::ParameterName, 'A silent peer goes offline (its unacked commands are requeued) after this long')
             [CompletionResult]::new('--forget-after', '--forget-after', [CompletionResultType]::ParameterName, 'An offline peer is forgotten (with its key) after this long')
             [CompletionResult]::new('--max-peers', '--max-peers', [CompletionResultType]::ParameterName, 'Peers kept at most; past it the longest-offline one is forgotten, and when none is offline a new connect gets 429')
+            [CompletionResult]::new('--max-mcp-sessions', '--max-mcp-sessions', [CompletionResultType]::ParameterName, 'Live MCP sessions at once; past it the longest-idle one with nothing in flight ends, and when every one is busy a new one gets 429')
             [CompletionResult]::new('--max-channels', '--max-channels', [CompletionResultType]::ParameterName, 'Channels kept at most; past it the longest-idle one nobody follows is forgotten with its messages, and when all are followed a send gets 429')
             [CompletionResult]::new('--max-signals', '--max-signals', [CompletionResultType]::ParameterName, 'Signals kept at most; past it the longest-idle one nobody waits for is forgotten, and when all are waited for an emit gets 429')
             [CompletionResult]::new('--memory', '--memory', [CompletionResultType]::ParameterName, 'Keep everything in memory; nothing survives a restart')

@@ -816,6 +816,13 @@ pub struct StatusResponse {
     /// sleeping.
     #[serde(default)]
     pub waiters: u64,
+    /// MCP sessions the broker holds (Streamable HTTP sessions with an
+    /// `Mcp-Session-Id` and legacy SSE streams; stateless requests hold
+    /// none): at most `--max-mcp-sessions`, plus any that ended a moment ago
+    /// and are not freed yet. Filled in by the HTTP server, which holds
+    /// them; absent from brokers older than it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mcp_sessions: Option<u64>,
 }
 
 /// `{"ok": true}`.

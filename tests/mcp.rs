@@ -1350,3 +1350,287 @@ async fn a_missed_deadline_ends_the_wait_and_says_so() {
     assert_eq!(q["question"]["status"], "expired");
     boss.cancel().await.expect("close");
 }
+
+// ---- the cap on live sessions ----
+
+/// An `initialize` on `/mcp` by hand, without `notifications/initialized`
+/// (what a flood sends): (status, session id, body of an error answer).
+async fn raw_initialize(http: &reqwest::Client, base: &str) -> (u16, Option<String>, Value) {
+    let r = http
+        .post(format!("{base}/mcp"))
+        .header("accept", "application/json, text/event-stream")
+        .json(
+            &json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+                "protocolVersion": "2025-11-25",
+                "capabilities": {},
+                "clientInfo": {"name": "flood", "version": "0"}
+            }}),
+        )
+        .send()
+        .await
+        .expect("POST /mcp initialize");
+    let status = r.status().as_u16();
+    let sid = r
+        .headers()
+        .get("mcp-session-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let text = r.text().await.unwrap_or_default();
+    (
+        status,
+        sid,
+        serde_json::from_str(&text).unwrap_or(Value::Null),
+    )
+}
+
+/// `tools/list` in session `sid` by hand: (status, the answer: the
+/// JSON-RPC result on success, the error body otherwise).
+async fn raw_tools_list(http: &reqwest::Client, base: &str, sid: &str) -> (u16, Value) {
+    let r = http
+        .post(format!("{base}/mcp"))
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-session-id", sid)
+        .header("mcp-protocol-version", "2025-11-25")
+        .json(&json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list", "params": {}}))
+        .send()
+        .await
+        .expect("POST /mcp tools/list");
+    let status = r.status().as_u16();
+    let text = r.text().await.unwrap_or_default();
+    let answer = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("data:"))
+        .filter_map(|d| serde_json::from_str::<Value>(d.trim()).ok())
+        .find_map(|m| m.get("result").cloned())
+        .or_else(|| serde_json::from_str(&text).ok())
+        .unwrap_or(Value::Null);
+    (status, answer)
+}
+
+/// `mcpSessions` of `GET /status`.
+async fn mcp_sessions(base: &str) -> u64 {
+    let (s, status) = get(&format!("{base}/status")).await;
+    assert_eq!(s, 200);
+    status["mcpSessions"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("mcpSessions in {status}"))
+}
+
+/// A broker allowing `cap` live MCP sessions.
+async fn capped(cap: usize, broker: cipc::broker::BrokerConfig) -> cipc::server::RunningServer {
+    let server = cipc::server::ServerConfig {
+        max_mcp_sessions: cap,
+        ..Default::default()
+    };
+    common::start_with(broker, server, None).await
+}
+
+#[tokio::test]
+async fn thousands_of_initialize_calls_stay_bounded() {
+    const CAP: u64 = 8;
+    let server = capped(CAP as usize, Default::default()).await;
+    let base = server.url();
+    let client = http();
+    let (s, first, b) = raw_initialize(&client, &base).await;
+    assert_eq!(s, 200, "{b}");
+    let first = first.expect("a session id");
+    assert_eq!(mcp_sessions(&base).await, 1);
+
+    // 3,000 more, eight at a time: none busy, so each new one takes the
+    // seat of the longest-idle one, and what the broker holds stays at the
+    // cap (an ended session is freed a moment after its seat).
+    let mut ids = Vec::new();
+    for _ in 0..6 {
+        let chunk: Vec<String> = futures::stream::iter(0..500)
+            .map(|_| {
+                let (c, b) = (client.clone(), base.clone());
+                async move { raw_initialize(&c, &b).await }
+            })
+            .buffer_unordered(8)
+            .map(|(s, sid, body)| {
+                assert_eq!(s, 200, "past the cap an idle session makes room: {body}");
+                sid.expect("a session id")
+            })
+            .collect()
+            .await;
+        ids.extend(chunk);
+        assert!(
+            eventually(LIMIT, || async { mcp_sessions(&base).await == CAP }).await,
+            "the broker holds {} sessions, not {CAP}",
+            mcp_sessions(&base).await
+        );
+    }
+    assert_eq!(
+        ids.iter().collect::<BTreeSet<_>>().len(),
+        3000,
+        "every initialize opened its own session"
+    );
+
+    // An ended session's id is 404 unknown_session.
+    let (s, b) = raw_tools_list(&client, &base, &first).await;
+    assert_eq!(s, 404, "{b}");
+    assert_eq!(b["error"]["reason"], "unknown_session");
+    assert!(b["error"]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .contains("initialize"));
+
+    // Exactly CAP of them still answer; every other one is 404.
+    let answers: Vec<u16> = futures::stream::iter(ids.clone())
+        .map(|sid| {
+            let (c, b) = (client.clone(), base.clone());
+            async move { raw_tools_list(&c, &b, &sid).await.0 }
+        })
+        .buffer_unordered(8)
+        .collect()
+        .await;
+    assert_eq!(answers.iter().filter(|s| **s == 200).count() as u64, CAP);
+    assert_eq!(
+        answers.iter().filter(|s| **s == 404).count() as u64,
+        3000 - CAP
+    );
+
+    // A new session is live; DELETE ends it: 404 after, one fewer held.
+    let (s, fresh, b) = raw_initialize(&client, &base).await;
+    assert_eq!(s, 200, "{b}");
+    let fresh = fresh.expect("a session id");
+    let (s, tools) = raw_tools_list(&client, &base, &fresh).await;
+    assert_eq!(s, 200);
+    assert_eq!(tools["tools"].as_array().map(Vec::len), Some(TOOLS.len()));
+    let r = client
+        .delete(format!("{base}/mcp"))
+        .header("mcp-session-id", &fresh)
+        .header("mcp-protocol-version", "2025-11-25")
+        .send()
+        .await
+        .expect("DELETE /mcp");
+    assert!(r.status().is_success(), "{}", r.status());
+    let (s, b) = raw_tools_list(&client, &base, &fresh).await;
+    assert_eq!(s, 404, "{b}");
+    assert!(
+        eventually(LIMIT, || async { mcp_sessions(&base).await == CAP - 1 }).await,
+        "a deleted session is freed"
+    );
+}
+
+#[tokio::test]
+async fn past_the_cap_with_every_session_busy_a_new_one_gets_429() {
+    let server = capped(2, Default::default()).await;
+    let base = server.url();
+    let client = http();
+
+    // Two live sessions, one per transport, each in a wait.
+    let streamable_client = streamable(&base).await;
+    let mut legacy_client = legacy(&base).await;
+    assert_eq!(mcp_sessions(&base).await, 2);
+    let waiter = tokio::spawn(async move {
+        let r = call(
+            &streamable_client,
+            "wait_for_signal",
+            json!({"name": "go", "timeout_seconds": 60}),
+        )
+        .await;
+        (streamable_client, r)
+    });
+    let legacy_waiter = tokio::spawn(async move {
+        let r = legacy_client
+            .call(
+                "wait_for_signal",
+                json!({"name": "go", "timeout_seconds": 60}),
+            )
+            .await;
+        (legacy_client, r)
+    });
+    assert!(eventually(LIMIT, || async { server.broker.open_waiters() >= 2 }).await);
+
+    // Neither transport opens a third: 429 too_many_sessions, saying what to do.
+    let (s, sid, b) = raw_initialize(&client, &base).await;
+    assert_eq!(s, 429, "{b}");
+    assert!(sid.is_none());
+    assert_eq!(b["error"]["reason"], "too_many_sessions");
+    let message = b["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("--max-mcp-sessions") && message.contains("DELETE /mcp"),
+        "{message}"
+    );
+    let r = client
+        .get(format!("{base}/mcp/sse"))
+        .header("accept", "text/event-stream")
+        .send()
+        .await
+        .expect("GET /mcp/sse");
+    assert_eq!(r.status(), 429);
+    let b: Value = r.json().await.unwrap_or(Value::Null);
+    assert_eq!(b["error"]["reason"], "too_many_sessions");
+
+    // Stateless requests (2026-07-28) hold no seat: still served.
+    let r = client
+        .post(format!("{base}/mcp"))
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", "2026-07-28")
+        .header("mcp-method", "tools/list")
+        .json(
+            &json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {
+                "_meta": {
+                    "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                    "io.modelcontextprotocol/clientCapabilities": {},
+                    "io.modelcontextprotocol/clientInfo": {"name": "raw", "version": "0"}
+                }
+            }}),
+        )
+        .send()
+        .await
+        .expect("stateless tools/list");
+    assert_eq!(r.status(), 200);
+    assert!(r
+        .text()
+        .await
+        .unwrap_or_default()
+        .contains("wait_for_command"));
+    assert_eq!(mcp_sessions(&base).await, 2);
+
+    // Once the waits return, a new session takes an idle one's seat.
+    let (s, _) = post(&format!("{base}/signals/go"), json!({"data": 1})).await;
+    assert_eq!(s, 200);
+    let (streamable_client, (text, _, err)) = tokio::time::timeout(LIMIT, waiter)
+        .await
+        .expect("released")
+        .expect("task");
+    assert!(!err, "{text}");
+    let (_legacy_client, (text, _, err)) = tokio::time::timeout(LIMIT, legacy_waiter)
+        .await
+        .expect("released")
+        .expect("task");
+    assert!(!err, "{text}");
+    let (s, sid, b) = raw_initialize(&client, &base).await;
+    assert_eq!(s, 200, "{b}");
+    assert!(sid.is_some());
+    assert!(eventually(LIMIT, || async { mcp_sessions(&base).await == 2 }).await);
+    drop(streamable_client);
+}
+
+#[tokio::test]
+async fn an_idle_session_is_freed_and_its_id_is_404() {
+    // The case: `initialize` and nothing else, then silence past the
+    // idle limit (the broker's offline limit, short here).
+    let config = cipc::broker::BrokerConfig {
+        stale_after: Duration::from_millis(500),
+        offline_after: Duration::from_millis(1000),
+        sweep_interval: Duration::from_millis(50),
+        ..Default::default()
+    };
+    let server = capped(16, config).await;
+    let base = server.url();
+    let client = http();
+    let (s, sid, b) = raw_initialize(&client, &base).await;
+    assert_eq!(s, 200, "{b}");
+    let sid = sid.expect("a session id");
+    assert_eq!(mcp_sessions(&base).await, 1);
+    assert!(
+        eventually(LIMIT, || async { mcp_sessions(&base).await == 0 }).await,
+        "the idle session is freed"
+    );
+    let (s, b) = raw_tools_list(&client, &base, &sid).await;
+    assert_eq!(s, 404, "{b}");
+    assert_eq!(b["error"]["reason"], "unknown_session");
+}

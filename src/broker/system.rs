@@ -18,6 +18,7 @@ impl Broker {
             channels: self.channels(),
             signals: self.signals(),
             waiters: self.open_waiters() as u64,
+            mcp_sessions: None,
         }
     }
 

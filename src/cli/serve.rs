@@ -87,6 +87,10 @@ pub struct ServeArgs {
     /// when none is offline a new connect gets 429.
     #[arg(long, default_value_t = 10_000, value_name = "N")]
     pub max_peers: usize,
+    /// Live MCP sessions at once; past it the longest-idle one with nothing
+    /// in flight ends, and when every one is busy a new one gets 429.
+    #[arg(long, default_value_t = 1024, value_name = "N")]
+    pub max_mcp_sessions: usize,
     /// Channels kept at most; past it the longest-idle one nobody follows is
     /// forgotten with its messages, and when all are followed a send gets 429.
     #[arg(long, default_value_t = 10_000, value_name = "N")]
@@ -398,9 +402,11 @@ async fn serve(args: ServeArgs, ip: IpAddr, token: Option<String>) -> Exit {
         config: Arc::new(ServerConfig {
             max_body: args.max_body,
             max_connections,
+            max_mcp_sessions: args.max_mcp_sessions.max(1),
             ..ServerConfig::default()
         }),
         security: Arc::new(Security::new(token.clone(), ip, &args.allowed_hosts)),
+        mcp_sessions: Default::default(),
     };
     let addr = SocketAddr::new(ip, args.port);
     let server = match Server::bind(addr, state).await {

@@ -48,6 +48,9 @@ pub struct ServerConfig {
     /// How long an SSE stream may stay unable to take its next event before
     /// the reader counts as too slow and is disconnected.
     pub slow_reader_grace: std::time::Duration,
+    /// Live MCP sessions allowed at once (`--max-mcp-sessions`): each costs
+    /// memory until it ends, so a flood of `initialize` calls stays bounded.
+    pub max_mcp_sessions: usize,
 }
 
 impl Default for ServerConfig {
@@ -61,6 +64,7 @@ impl Default for ServerConfig {
             body_read_timeout: std::time::Duration::from_secs(30),
             mcp_progress_every: std::time::Duration::from_secs(20),
             slow_reader_grace: std::time::Duration::from_secs(5),
+            max_mcp_sessions: 1024,
         }
     }
 }
@@ -74,6 +78,9 @@ pub struct AppState {
     pub config: Arc<ServerConfig>,
     /// Token, Host policy, dashboard sessions.
     pub security: Arc<auth::Security>,
+    /// How many MCP sessions are live (the MCP routes count, `GET /status`
+    /// shows it).
+    pub mcp_sessions: mcp::LiveSessions,
 }
 
 /// Builds the whole router.
@@ -217,6 +224,7 @@ impl RunningServer {
             broker: broker.clone(),
             config: Arc::new(config),
             security: Arc::new(auth::Security::new(token, bind.ip(), &[])),
+            mcp_sessions: Default::default(),
         };
         let server = Server::bind(bind, state).await?;
         let addr = server.local_addr()?;

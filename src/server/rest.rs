@@ -579,7 +579,9 @@ async fn cancel_question(
 
 #[utoipa::path(get, path = "/status", tag = "system", responses((status = 200, body = StatusResponse)))]
 async fn status(State(s): State<AppState>) -> Json<StatusResponse> {
-    Json(s.broker.status())
+    let mut status = s.broker.status();
+    status.mcp_sessions = Some(s.mcp_sessions.get() as u64);
+    Json(status)
 }
 
 #[utoipa::path(post, path = "/reset", tag = "system", responses((status = 200, body = OkResponse)))]

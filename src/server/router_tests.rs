@@ -31,6 +31,7 @@ fn app(token: Option<&str>) -> (Router, Broker, Arc<ManualClock>) {
             bind.ip(),
             &[],
         )),
+        mcp_sessions: Default::default(),
     };
     (router(state), broker, clock)
 }

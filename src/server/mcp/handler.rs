@@ -27,6 +27,7 @@ impl ServerHandler for CipcMcp {
     ) -> Result<InitializeResult, ErrorData> {
         context.peer.set_peer_info(request.clone());
         self.session.active();
+        self.session.note_initialize(&context.extensions);
         self.session.start_watchdog();
         self.negotiate_initialize(&request)
     }

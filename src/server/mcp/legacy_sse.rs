@@ -10,7 +10,9 @@
 //! - `POST /mcp/messages?sessionId=` takes one JSON-RPC message (or a batch)
 //!   and answers 202 Accepted; the answer comes on the stream.
 //! - The stream is the session: when it closes, the session ends and its peer
-//!   is disconnected. Re-opening it starts a new session.
+//!   is disconnected. Re-opening it starts a new session. It holds one of the
+//!   `--max-mcp-sessions` seats; when the session ends for another reason
+//!   (evicted to make room), the stream closes.
 
 use super::session::{Door, Hub, Session};
 use super::tools::CipcMcp;
@@ -93,11 +95,12 @@ impl<S: Stream + Unpin> Stream for SessionStream<S> {
 }
 
 /// `GET /mcp/sse`: opens a session and its event stream.
-pub(super) fn open(
+pub(super) async fn open(
     legacy: Arc<Legacy>,
     State(state): State<AppState>,
 ) -> Result<Response, ApiError> {
     let permit = state.broker.acquire_waiter()?;
+    let ticket = legacy.hub.reserve().await?;
     let id = uuid::Uuid::new_v4().simple().to_string();
     let (in_tx, in_rx) = mpsc::channel::<ClientJsonRpcMessage>(INBOX);
     // rmcp writes into `rmcp_tx`; a relay moves each message into the
@@ -108,8 +111,20 @@ pub(super) fn open(
     legacy.sessions.lock().insert(id.clone(), in_tx);
 
     let session = Session::new(legacy.hub.clone(), Door::LegacySse);
+    ticket.seat(&session);
     let handler = CipcMcp::new(session.clone());
     let serve = state.broker.shutdown_token().child_token();
+    {
+        // The session ended without its stream closing (evicted): stop
+        // serving it, which closes the stream.
+        let (serve, ended) = (serve.clone(), session.ended().clone());
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = ended.cancelled() => serve.cancel(),
+                _ = serve.cancelled() => {}
+            }
+        });
+    }
     {
         let serve = serve.clone();
         let grace = state.config.slow_reader_grace;
@@ -157,10 +172,9 @@ pub(super) fn open(
             .event("message")
             .data(serde_json::to_string(&m).unwrap_or_default())
     });
-    let shutdown = state.broker.shutdown_token();
     let events = futures::stream::once(async move { endpoint })
         .chain(messages)
-        .take_until(shutdown.cancelled_owned())
+        .take_until(serve.clone().cancelled_owned())
         .map(Ok::<_, Infallible>);
     let body = SessionStream {
         inner: Box::pin(events),

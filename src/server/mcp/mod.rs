@@ -6,7 +6,11 @@
 //!
 //! - `/mcp`: Streamable HTTP (what `.mcp.json` `"type": "http"` uses), rmcp's
 //!   own server with sessions on, its Host check given the broker's allowed
-//!   hosts, and its idle timeout replaced by the broker's peer liveness.
+//!   hosts, and its idle timeout replaced by the broker's peer liveness. An
+//!   ended session's `Mcp-Session-Id` answers 404 `unknown_session`.
+//! - At most `--max-mcp-sessions` sessions (both transports) live at once;
+//!   past it the longest-idle one with nothing in flight ends to make room,
+//!   and when every one is busy a new one gets 429 `too_many_sessions`.
 //! - `/mcp/sse` + `/mcp/messages?sessionId=`: the legacy HTTP+SSE transport
 //!   (`"type": "sse"`), see [`legacy_sse`].
 //!
@@ -21,7 +25,10 @@ mod render;
 mod session;
 pub mod tools;
 
+use super::error::ApiError;
+use super::extract::read_body;
 use super::AppState;
+use crate::error_code::ErrorCode;
 use axum::extract::{Request, State};
 use axum::http::Method;
 use axum::response::{IntoResponse, Response};
@@ -29,6 +36,7 @@ use axum::routing::{any, get, post};
 use axum::Router;
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::{StreamableHttpServerConfig, StreamableHttpService};
+pub use session::LiveSessions;
 use session::{Door, Hub, Session, SESSION_HEADER};
 use std::sync::Arc;
 use std::time::Duration;
@@ -52,6 +60,8 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         state.broker.clone(),
         state.config.mcp_progress_every.min(MAX_PROGRESS),
         idle_limit,
+        state.config.max_mcp_sessions,
+        state.mcp_sessions.clone(),
     ));
 
     // rmcp's own idle timeout (5 minutes by default) would cut a session in
@@ -91,11 +101,13 @@ pub fn routes(state: &AppState) -> Router<AppState> {
     Router::new()
         .route(
             "/mcp",
-            any(move |req: Request| streamable(service.clone(), hub.clone(), req)),
+            any(move |s: State<AppState>, req: Request| {
+                streamable(service.clone(), hub.clone(), s, req)
+            }),
         )
         .route(
             "/mcp/sse",
-            get(move |s: State<AppState>| std::future::ready(legacy_sse::open(l1.clone(), s))),
+            get(move |s: State<AppState>| legacy_sse::open(l1.clone(), s)),
         )
         .route(
             "/mcp/messages",
@@ -103,10 +115,48 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         )
 }
 
-/// `/mcp`: rmcp serves it; a successful `DELETE` also ends our session at
-/// once, so the peer's unacked commands are requeued without waiting for
-/// rmcp to drain the session.
-async fn streamable(service: Arc<Streamable>, hub: Arc<Hub>, mut req: Request) -> Response {
+/// `/mcp`: rmcp serves it. Around it: an ended session's id answers 404, an
+/// `initialize` that opens a session needs a seat, and a successful `DELETE`
+/// also ends our session at once, so the peer's unacked commands are
+/// requeued without waiting for rmcp to drain the session.
+async fn streamable(
+    service: Arc<Streamable>,
+    hub: Arc<Hub>,
+    State(state): State<AppState>,
+    mut req: Request,
+) -> Response {
+    let sid = req
+        .headers()
+        .get(SESSION_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    if let Some(sid) = &sid {
+        if !hub.has_sid(sid).await {
+            return ApiError::new(
+                ErrorCode::UnknownSession,
+                format!("no MCP session {sid}: it ended (DELETE /mcp, idle past --offline-after, or the longest idle when --max-mcp-sessions was reached); send initialize without Mcp-Session-Id to start a new one"),
+            )
+            .into_response();
+        }
+    }
+    // A POST without a session id that is an `initialize` opens a session
+    // (whatever protocol it names), so it needs a seat first. Stateless
+    // requests (no session id, not `initialize`) hold none.
+    let mut ticket = None;
+    if req.method() == Method::POST && sid.is_none() {
+        let (parts, body) = req.into_parts();
+        let bytes = match read_body(Request::from_parts(parts.clone(), body), &state).await {
+            Ok(bytes) => bytes,
+            Err(e) => return e.into_response(),
+        };
+        if is_initialize(&bytes) {
+            match hub.reserve().await {
+                Ok(t) => ticket = Some(t),
+                Err(e) => return e.into_response(),
+            }
+        }
+        req = Request::from_parts(parts, axum::body::Body::from(bytes));
+    }
     // Each POST gets a watch, so a tool learns when its answer can no longer
     // be written (see `delivery`).
     let watch = (req.method() == Method::POST).then(|| {
@@ -117,15 +167,15 @@ async fn streamable(service: Arc<Streamable>, hub: Arc<Hub>, mut req: Request) -
         );
         (serial, watch)
     });
-    let deleted = (req.method() == Method::DELETE)
-        .then(|| {
-            req.headers()
-                .get(SESSION_HEADER)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_string)
-        })
-        .flatten();
+    let deleted = sid.filter(|_| req.method() == Method::DELETE);
     let response = service.handle(req).await.into_response();
+    if let Some((serial, _)) = &watch {
+        let sid = response
+            .headers()
+            .get(SESSION_HEADER)
+            .and_then(|v| v.to_str().ok());
+        hub.opened(*serial, sid, ticket);
+    }
     let response = match watch {
         Some((serial, watch)) => {
             let (parts, body) = response.into_parts();
@@ -142,4 +192,14 @@ async fn streamable(service: Arc<Streamable>, hub: Arc<Hub>, mut req: Request) -
         }
     }
     response
+}
+
+/// True if a JSON-RPC body is an `initialize` request (anything else,
+/// including a batch or invalid JSON, is left to rmcp to answer).
+fn is_initialize(body: &[u8]) -> bool {
+    #[derive(serde::Deserialize)]
+    struct Probe {
+        method: Option<String>,
+    }
+    serde_json::from_slice::<Probe>(body).is_ok_and(|p| p.method.as_deref() == Some("initialize"))
 }

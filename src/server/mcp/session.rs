@@ -7,9 +7,17 @@
 //! broker's offline limit) its peer is disconnected, which puts the commands it
 //! took and did not ack back in their role's queue, exactly as
 //! `DELETE /peers/{id}` does.
+//!
+//! A session with a transport session (a Streamable HTTP one with an
+//! `Mcp-Session-Id`, or a legacy SSE stream) holds one of `--max-mcp-sessions`
+//! seats ([`Seats`]) from its start until it ends; each costs a worker task
+//! and its buffers, so the seats bound the memory a flood of `initialize`
+//! calls can take. Stateless requests (protocol `2026-07-28`) hold none.
 
 use super::delivery::{Watch, Watches, STREAM_HEADER};
 use crate::broker::{Broker, Caller, ContactGuard};
+use crate::error_code::ErrorCode;
+use crate::server::error::ApiError;
 use parking_lot::Mutex;
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::streamable_http_server::SessionManager;
@@ -42,11 +50,82 @@ pub(super) struct Hub {
     manager: OnceLock<Arc<LocalSessionManager>>,
     /// The open POST streams of `/mcp`, so tools know when theirs closed.
     pub watches: Arc<Watches>,
+    /// The live sessions, at most `--max-mcp-sessions` of them.
+    seats: Seats,
+    /// Sessions whose `initialize` is being answered, by the serial of the
+    /// POST that carries it, so the `/mcp` route can tell them the
+    /// `Mcp-Session-Id` rmcp gave them (the handler never sees it).
+    opening: Mutex<HashMap<u64, Weak<Session>>>,
+}
+
+/// The seats of live MCP sessions: every session with a transport session
+/// holds one, so there are never more than `max` at once.
+struct Seats {
+    max: usize,
+    inner: Mutex<SeatsInner>,
+    /// Sessions that took a seat and are not freed yet, for `GET /status`.
+    live: LiveSessions,
+}
+
+struct SeatsInner {
+    /// The seated sessions, by serial.
+    seated: HashMap<u64, Weak<Session>>,
+    /// Seats promised to sessions still being opened ([`Ticket`]s).
+    reserved: usize,
+}
+
+/// How many MCP sessions the broker holds now: each counts from the moment
+/// it takes a seat until its memory is freed (a session ending frees its seat
+/// at once and its memory a moment later, when rmcp drops its worker). The
+/// MCP routes keep it, `GET /status` shows it (`mcpSessions`).
+#[derive(Debug, Clone, Default)]
+pub struct LiveSessions(Arc<AtomicUsize>);
+
+impl LiveSessions {
+    /// The number of live MCP sessions.
+    pub fn get(&self) -> usize {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// A seat promised to a session being opened; given back on drop unless
+/// [`Ticket::seat`] hands it to the session.
+pub(super) struct Ticket {
+    hub: Arc<Hub>,
+    used: bool,
+}
+
+impl Ticket {
+    /// Seats `session` on this ticket's seat.
+    pub fn seat(mut self, session: &Arc<Session>) {
+        self.used = true;
+        let mut inner = self.hub.seats.inner.lock();
+        inner.reserved -= 1;
+        inner.seated.insert(session.serial, Arc::downgrade(session));
+        if !session.seated.swap(true, Ordering::AcqRel) {
+            self.hub.seats.live.0.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        if !self.used {
+            self.hub.seats.inner.lock().reserved -= 1;
+        }
+    }
 }
 
 impl Hub {
-    /// A hub over `broker`.
-    pub fn new(broker: Broker, progress_every: Duration, idle_limit: Duration) -> Hub {
+    /// A hub over `broker`, with room for `max_sessions` live sessions whose
+    /// count `live` shows.
+    pub fn new(
+        broker: Broker,
+        progress_every: Duration,
+        idle_limit: Duration,
+        max_sessions: usize,
+        live: LiveSessions,
+    ) -> Hub {
         Hub {
             progress_every,
             idle_limit,
@@ -55,6 +134,15 @@ impl Hub {
             next_serial: AtomicU64::new(1),
             manager: OnceLock::new(),
             watches: Arc::new(Watches::new(broker.clone())),
+            seats: Seats {
+                max: max_sessions.max(1),
+                inner: Mutex::new(SeatsInner {
+                    seated: HashMap::new(),
+                    reserved: 0,
+                }),
+                live,
+            },
+            opening: Mutex::new(HashMap::new()),
             broker,
         }
     }
@@ -67,6 +155,83 @@ impl Hub {
     /// The live session with this `Mcp-Session-Id`, if we have seen it.
     pub fn session_by_sid(&self, sid: &str) -> Option<Arc<Session>> {
         self.by_sid.lock().get(sid).and_then(Weak::upgrade)
+    }
+
+    /// True if rmcp still serves the Streamable HTTP session `sid`.
+    pub async fn has_sid(&self, sid: &str) -> bool {
+        match self.manager.get() {
+            Some(m) => m.has_session(&sid.into()).await.unwrap_or(false),
+            None => false,
+        }
+    }
+
+    /// A seat for a new session. Past the cap, the longest-idle session with
+    /// nothing in flight ends to make room (one not bound to a peer first,
+    /// since ending a bound one takes its peer offline); when every session
+    /// has a request in flight, the answer is 429 `too_many_sessions`.
+    pub async fn reserve(self: &Arc<Self>) -> Result<Ticket, ApiError> {
+        // Sessions are upgraded under the lock but dropped after it: the
+        // last reference going away runs `Session::drop`, which takes it.
+        let mut held = Vec::new();
+        let victim = {
+            let mut inner = self.seats.inner.lock();
+            inner.seated.retain(|_, w| w.strong_count() > 0);
+            if inner.seated.len() + inner.reserved < self.seats.max {
+                inner.reserved += 1;
+                None
+            } else {
+                held.extend(inner.seated.values().filter_map(Weak::upgrade));
+                let victim = held
+                    .iter()
+                    .filter(|s| s.evictable())
+                    .min_by_key(|s| (s.peer().is_some(), std::cmp::Reverse(s.quiet())))
+                    .cloned();
+                let Some(victim) = victim else {
+                    drop(inner);
+                    drop(held);
+                    return Err(ApiError::new(
+                        ErrorCode::TooManySessions,
+                        format!(
+                            "the broker already has {} live MCP sessions (--max-mcp-sessions) and every one has a request in flight; retry when one finishes, end unused ones with DELETE /mcp, or start cipc serve with a larger --max-mcp-sessions",
+                            self.seats.max
+                        ),
+                    ));
+                };
+                inner.seated.remove(&victim.serial);
+                inner.reserved += 1;
+                Some(victim)
+            }
+        };
+        drop(held);
+        if let Some(victim) = victim {
+            victim
+                .end("MCP session evicted: --max-mcp-sessions reached and it was the longest idle")
+                .await;
+        }
+        Ok(Ticket {
+            hub: self.clone(),
+            used: false,
+        })
+    }
+
+    /// Gives a session's seat back (idempotent).
+    fn leave(&self, serial: u64) {
+        self.seats.inner.lock().seated.remove(&serial);
+    }
+
+    /// After rmcp answered POST `serial`: if it carried an `initialize` that
+    /// opened a session (`ticket` holds its seat), the session learns its
+    /// `Mcp-Session-Id` and takes the seat. Without a session id (rmcp
+    /// refused the request) the seat is given back.
+    pub fn opened(&self, serial: u64, sid: Option<&str>, ticket: Option<Ticket>) {
+        let session = self.opening.lock().remove(&serial);
+        let (Some(session), Some(sid), Some(ticket)) =
+            (session.and_then(|w| w.upgrade()), sid, ticket)
+        else {
+            return;
+        };
+        ticket.seat(&session);
+        session.learn_sid(sid);
     }
 }
 
@@ -101,6 +266,8 @@ pub(super) struct Session {
     ended: CancellationToken,
     finished: AtomicBool,
     watchdog: AtomicBool,
+    /// Took a seat, so counts in [`LiveSessions`] until dropped.
+    seated: AtomicBool,
 }
 
 /// Counts a request as in flight (the session is not idle) until dropped.
@@ -132,6 +299,7 @@ impl Session {
             ended: CancellationToken::new(),
             finished: AtomicBool::new(false),
             watchdog: AtomicBool::new(false),
+            seated: AtomicBool::new(false),
         })
     }
 
@@ -209,12 +377,42 @@ impl Session {
         else {
             return;
         };
+        self.learn_sid(sid);
+    }
+
+    /// Notes that this session is answering the `initialize` of a `/mcp`
+    /// POST, so [`Hub::opened`] can seat it and tell it its session id.
+    pub fn note_initialize(self: &Arc<Self>, ext: &rmcp::model::Extensions) {
+        let serial = ext
+            .get::<axum::http::request::Parts>()
+            .and_then(|p| p.headers.get(STREAM_HEADER))
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if let (Door::Streamable, Some(serial)) = (self.door, serial) {
+            self.hub.opening.lock().insert(serial, Arc::downgrade(self));
+        }
+    }
+
+    fn learn_sid(self: &Arc<Self>, sid: &str) {
         if self.sid.set(sid.to_string()).is_ok() {
             self.hub
                 .by_sid
                 .lock()
                 .insert(sid.to_string(), Arc::downgrade(self));
         }
+    }
+
+    /// How long since the session's last traffic.
+    fn quiet(&self) -> Duration {
+        self.last_active.lock().elapsed()
+    }
+
+    /// True if the session may end to make room for a new one: nothing in
+    /// flight, not ending already, and (on `/mcp`) its `initialize` answered.
+    fn evictable(&self) -> bool {
+        self.busy.load(Ordering::Acquire) == 0
+            && !self.finished.load(Ordering::Acquire)
+            && (self.door == Door::LegacySse || self.sid.get().is_some())
     }
 
     /// Binds this session to `id` (after a successful connect). A session
@@ -279,6 +477,7 @@ impl Session {
         if self.finished.swap(true, Ordering::AcqRel) {
             return;
         }
+        self.hub.leave(self.serial);
         self.ended.cancel();
         // A handler that took a command must finish before the requeue, or
         // the command would stay delivered to a peer that is gone.
@@ -317,7 +516,8 @@ impl Session {
                 let busy = s.busy.load(Ordering::Acquire) > 0;
                 let quiet = s.last_active.lock().elapsed();
                 if !busy && quiet >= limit {
-                    s.expire().await;
+                    s.end("MCP session idle past the offline limit; ending it")
+                        .await;
                     return;
                 }
                 drop(s);
@@ -330,13 +530,15 @@ impl Session {
         });
     }
 
-    /// Ends an idle session, in rmcp too (the client's next request gets 404
-    /// and it starts a new session).
-    async fn expire(&self) {
+    /// Ends a session the client did not end (idle, or evicted), in rmcp
+    /// too: rmcp drops its worker and our handler with it, and the client's
+    /// next request gets 404, so it starts a new session. A legacy session's
+    /// stream closes when `ended` is cancelled.
+    async fn end(&self, why: &'static str) {
         tracing::info!(
             session = self.sid.get().map_or("-", String::as_str),
             peer = ?self.peer(),
-            "MCP session idle past the offline limit; ending it"
+            "{why}"
         );
         if let (Some(sid), Some(m)) = (self.sid.get(), self.hub.manager.get()) {
             let _ = m.close_session(&sid.as_str().into()).await;
@@ -348,6 +550,10 @@ impl Session {
 impl Drop for Session {
     fn drop(&mut self) {
         self.ended.cancel();
+        self.hub.leave(self.serial);
+        if *self.seated.get_mut() {
+            self.hub.seats.live.0.fetch_sub(1, Ordering::Relaxed);
+        }
         if let Some(sid) = self.sid.get() {
             self.hub.by_sid.lock().remove(sid);
         }
