@@ -278,7 +278,7 @@ Register-ArgumentCompleter -Native -CommandName 'cipc' -ScriptBlock {
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print one JSON document per result (the default when stdout is not a terminal)')
             [CompletionResult]::new('--table', '--table', [CompletionResultType]::ParameterName, 'Print tables and short lines even when stdout is not a terminal')
             [CompletionResult]::new('--require-online', '--require-online', [CompletionResultType]::ParameterName, 'Refuse to send (exit 1) unless an online peer holds the target (has that role, or is that peer) right now; without it a command for an absent role is queued until one connects')
-            [CompletionResult]::new('--wait', '--wait', [CompletionResultType]::ParameterName, 'Block until the command is acked and print the result (exit 1 if it failed)')
+            [CompletionResult]::new('--wait', '--wait', [CompletionResultType]::ParameterName, 'Block until the command is acked and print its result alone, into a pipe too (--json: the whole command; exit 1 if it failed)')
             [CompletionResult]::new('--forever', '--forever', [CompletionResultType]::ParameterName, 'With --wait: wait as long as it takes')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')

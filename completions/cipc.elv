@@ -255,7 +255,7 @@ set edit:completion:arg-completer[cipc] = {|@words|
             cand --json 'Print one JSON document per result (the default when stdout is not a terminal)'
             cand --table 'Print tables and short lines even when stdout is not a terminal'
             cand --require-online 'Refuse to send (exit 1) unless an online peer holds the target (has that role, or is that peer) right now; without it a command for an absent role is queued until one connects'
-            cand --wait 'Block until the command is acked and print the result (exit 1 if it failed)'
+            cand --wait 'Block until the command is acked and print its result alone, into a pipe too (--json: the whole command; exit 1 if it failed)'
             cand --forever 'With --wait: wait as long as it takes'
             cand -h 'Print help'
             cand --help 'Print help'

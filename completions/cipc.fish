@@ -197,7 +197,7 @@ complete -c cipc -n "__fish_cipc_using_subcommand send" -l timeout -d 'With --wa
 complete -c cipc -n "__fish_cipc_using_subcommand send" -l json -d 'Print one JSON document per result (the default when stdout is not a terminal)'
 complete -c cipc -n "__fish_cipc_using_subcommand send" -l table -d 'Print tables and short lines even when stdout is not a terminal'
 complete -c cipc -n "__fish_cipc_using_subcommand send" -l require-online -d 'Refuse to send (exit 1) unless an online peer holds the target (has that role, or is that peer) right now; without it a command for an absent role is queued until one connects'
-complete -c cipc -n "__fish_cipc_using_subcommand send" -l wait -d 'Block until the command is acked and print the result (exit 1 if it failed)'
+complete -c cipc -n "__fish_cipc_using_subcommand send" -l wait -d 'Block until the command is acked and print its result alone, into a pipe too (--json: the whole command; exit 1 if it failed)'
 complete -c cipc -n "__fish_cipc_using_subcommand send" -l forever -d 'With --wait: wait as long as it takes'
 complete -c cipc -n "__fish_cipc_using_subcommand send" -s h -l help -d 'Print help'
 complete -c cipc -n "__fish_cipc_using_subcommand send" -s V -l version -d 'Print version'

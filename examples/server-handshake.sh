@@ -39,10 +39,11 @@ backend() {
 client() {
   ready=$(cipc signal wait backend-ready --timeout 60s)
   backend_peer=$(jq -r .signal.data.peer <<<"$ready")
-  # Request and reply in one line; exits 1 if the backend reports a failure.
+  # Request and reply in one line; stdout is the result alone ({"port": 8080});
+  # exits 1 if the backend reports a failure.
   # (Sending to the role "backend" works too: the first backend to wait takes it.)
   reply=$(cipc send "$backend_peer" start-server --param port:=8080 --wait --timeout 60s)
-  echo "server started on port $(jq -r .command.result.port <<<"$reply")"
+  echo "server started on port $(jq -r .port <<<"$reply")"
   echo "deploy log: $(cipc chan read deploy | jq -c '.messages[-1].data')"
 }
 

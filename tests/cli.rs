@@ -518,6 +518,7 @@ fn send_wait_prints_the_result_another_process_acked() {
         "--wait",
         "--timeout",
         "50s",
+        "--json",
     ]));
     assert_eq!(v["command"]["status"], "acked");
     assert_eq!(v["command"]["result"], json!({"port": 8080}));
@@ -541,6 +542,7 @@ fn send_wait_exits_1_when_the_command_failed() {
     let a = b
         .cipc()
         .args(["send", "backend", "deploy", "--wait", "--timeout", "50s"])
+        .arg("--json")
         .assert()
         .code(1);
     let v = parse(&a.get_output().stdout);
@@ -557,6 +559,7 @@ fn send_wait_times_out_with_124() {
     let a = b
         .cipc()
         .args(["send", "nobody", "x", "--wait", "--timeout", "200ms"])
+        .arg("--json")
         .assert()
         .code(124);
     let v = parse(&a.get_output().stdout);
@@ -578,7 +581,7 @@ fn send_id(b: &Broker, target: &str, action: &str) -> String {
 fn result_of(b: &Broker, id: &str, timeout: &str, code: i32) -> (Value, String) {
     let a = b
         .cipc()
-        .args(["result", id, "--timeout", timeout])
+        .args(["result", id, "--timeout", timeout, "--json"])
         .assert()
         .code(code);
     (parse(&a.get_output().stdout), stderr_of(&a))
@@ -656,7 +659,7 @@ fn result_exits_0_with_the_result_another_process_acked() {
         &peer,
         vec!["--result".into(), r#"{"port":8080}"#.into()],
     );
-    let v = stdout_json(b.cipc().args(["result", &id, "--timeout", "50s"]));
+    let v = stdout_json(b.cipc().args(["result", &id, "--timeout", "50s", "--json"]));
     assert_eq!(v["command"]["id"], id.as_str());
     assert_eq!(v["command"]["status"], "acked");
     assert_eq!(v["command"]["result"], json!({"port": 8080}));
@@ -1335,7 +1338,7 @@ fn send_wait_tells_once_that_a_command_is_overdue_and_keeps_waiting() {
     let mut sender = b
         .std_cipc()
         .args(["send", "worker", "build", "--deadline", "300ms"])
-        .args(["--wait", "--timeout", "50s"])
+        .args(["--wait", "--timeout", "50s", "--json"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -2523,6 +2526,7 @@ fn a_command_for_a_role_nobody_holds_is_flagged() {
     let a = b
         .cipc()
         .args(["send", "frontned", "build", "--wait", "--timeout", "300ms"])
+        .arg("--json")
         .assert()
         .code(124);
     let err = stderr_of(&a);
@@ -2550,6 +2554,7 @@ fn send_wait_is_one_request_that_survives_a_broker_restart() {
     let sender = std_cipc()
         .env("CIPC_URL", &url)
         .args(["send", "backend", "build", "--wait", "--timeout", "50s"])
+        .arg("--json")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -2602,7 +2607,7 @@ fn send_wait_is_one_request_that_survives_a_broker_restart() {
     let a = cipc()
         .env("CIPC_URL", &url)
         .args(["send", "backend", "again", "--dedupe-key", "mine"])
-        .args(["--wait", "--timeout", "100ms"])
+        .args(["--wait", "--timeout", "100ms", "--json"])
         .assert()
         .code(124);
     let v = parse(&a.get_output().stdout);
@@ -2998,4 +3003,269 @@ fn claude_setup_dry_run_writes_nothing_and_remove_names_each_file() {
     )
     .expect("json");
     assert_eq!(left, json!({"model": "opus"}));
+}
+
+// ---------------------------------------------------------------- issue 20: a new user's first hour
+
+#[test]
+fn an_unreadable_row_stops_start_up_naming_the_row_and_the_way_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let data_arg = data.to_str().unwrap().to_string();
+    let (child, line) = serve_child(&["--data-dir", &data_arg], &[]);
+    let url = start_url(&line);
+    let v = stdout_json(
+        cipc()
+            .env("CIPC_URL", &url)
+            .args(["send", "backend", "build"]),
+    );
+    let id = v["command"]["id"].as_str().unwrap().to_string();
+    terminate(child);
+
+    // Something other than cipc breaks one row.
+    let db = data.join("cipc.db");
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    let changed = conn
+        .execute(
+            "UPDATE commands SET body = '{\"id\": 5}' WHERE id = ?1",
+            [&id],
+        )
+        .unwrap();
+    assert_eq!(changed, 1);
+    drop(conn);
+
+    let serve = || {
+        let mut c = cipc();
+        c.args(["serve", "--port", "0", "--data-dir", &data_arg])
+            .env_remove("CIPC_HOST")
+            .env_remove("CIPC_PORT")
+            .env_remove("CIPC_DATA_DIR")
+            .timeout(PROCESS_LIMIT);
+        c
+    };
+    let a = serve().assert().code(1);
+    let err = stderr_of(&a);
+    assert!(!err.contains("panicked"), "{err}");
+    // Which row: the table and its id.
+    assert!(
+        err.contains(&format!(
+            "the row id = '{id}' of table commands is unreadable"
+        )),
+        "{err}"
+    );
+    // The way out: the exact statement that removes it, and moving the data aside.
+    let delete = format!("DELETE FROM commands WHERE id = '{id}'");
+    // (SQLite names the file by its full path, which may differ from ours
+    // by symbolic links, so only its end is compared.)
+    assert!(
+        err.contains("sqlite3 \"") && err.contains(&format!("/cipc.db\" \"{delete}\"")),
+        "{err}"
+    );
+    assert!(
+        err.contains("mv \"") && err.contains("/data\" \"") && err.contains("/data\".old"),
+        "{err}"
+    );
+    assert!(err.contains("--check-store"), "{err}");
+
+    // Following the advice works: the broker starts, without that command.
+    rusqlite::Connection::open(&db)
+        .unwrap()
+        .execute(&delete, [])
+        .unwrap();
+    let (child, line) = serve_child(&["--data-dir", &data_arg], &[]);
+    let v = stdout_json(cipc().env("CIPC_URL", start_url(&line)).arg("commands"));
+    assert_eq!(v["commands"], json!([]), "{v}");
+    terminate(child);
+}
+
+#[test]
+fn doctor_prints_every_check_when_cipc_peer_is_not_the_keys_peer() {
+    let b = Broker::start();
+    let mine = b.connect("w");
+    let other = b.connect("w");
+    let a = b
+        .cipc()
+        .env("CIPC_PEER", &other)
+        .env("CIPC_PEER_KEY", b.key(&mine))
+        .args(["doctor", "--table"])
+        .assert()
+        .code(1);
+    let text = String::from_utf8_lossy(&a.get_output().stdout).into_owned();
+    let marks: Vec<char> = text.lines().map(|l| l.chars().next().unwrap()).collect();
+    assert_eq!(marks, ['✓', '✓', '✓', '✗', '-'], "{text}");
+    let peer = text.lines().nth(3).unwrap();
+    assert!(
+        peer.contains("name different peers") && peer.contains("fix: unset CIPC_PEER"),
+        "{peer}"
+    );
+    // The same with nothing listening: the mismatch is still said.
+    let closed = format!("http://127.0.0.1:{}", common::free_port());
+    let a = cipc()
+        .env("CIPC_PEER", &other)
+        .env("CIPC_PEER_KEY", b.key(&mine))
+        .args(["doctor", "--url", &closed])
+        .assert()
+        .code(1);
+    let v = parse(&a.get_output().stdout);
+    let outcomes: Vec<&str> = v["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["outcome"].as_str().unwrap())
+        .collect();
+    assert_eq!(outcomes, ["fail", "skip", "skip", "fail", "skip"], "{v}");
+}
+
+/// A memory store that keeps working but says it cannot save (a full disk,
+/// a database gone): what `/healthz` answers 503 for.
+struct SickStore(cipc::store::MemoryStore);
+
+impl cipc::store::Store for SickStore {
+    fn load(&self) -> Result<cipc::store::Snapshot, cipc::store::StoreError> {
+        self.0.load()
+    }
+    fn apply(&self, m: cipc::store::Mutation) -> cipc::store::Commit {
+        self.0.apply(m)
+    }
+    fn close(&self) {
+        self.0.close();
+    }
+    fn describe(&self) -> String {
+        "a sick store".into()
+    }
+    fn health(&self) -> Result<(), String> {
+        Err("no space left on device (test)".into())
+    }
+    fn progress(&self) -> std::sync::Arc<cipc::store::Progress> {
+        self.0.progress()
+    }
+}
+
+#[test]
+fn doctor_knows_token_and_version_from_a_broker_whose_store_is_down() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let token = "doctor-token-0123456789";
+    let server = rt.block_on(async {
+        let broker = cipc::broker::Broker::open(
+            std::sync::Arc::new(SickStore(cipc::store::MemoryStore::default())),
+            cipc::broker::BrokerConfig::default(),
+        )
+        .unwrap();
+        RunningServer::start(
+            broker,
+            cipc::server::ServerConfig::default(),
+            Some(token.into()),
+        )
+        .await
+        .unwrap()
+    });
+    let url = server.url();
+    let a = cipc()
+        .env("CIPC_URL", &url)
+        .env("CIPC_TOKEN", token)
+        .arg("doctor")
+        .assert()
+        .code(1);
+    let v = parse(&a.get_output().stdout);
+    let checks = v["checks"].as_array().unwrap();
+    let outcome = |i: usize| checks[i]["outcome"].as_str().unwrap();
+    assert_eq!(checks[0]["name"], "broker");
+    assert_eq!(outcome(0), "fail", "{v}");
+    assert!(
+        checks[0]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("cannot save changes"),
+        "{v}"
+    );
+    assert_eq!((outcome(1), outcome(2)), ("ok", "ok"), "{v}");
+    assert!(checks[2]["detail"]
+        .as_str()
+        .unwrap()
+        .contains(env!("CARGO_PKG_VERSION")));
+    // A wrong token is still told apart.
+    let a = cipc()
+        .env("CIPC_URL", &url)
+        .env("CIPC_TOKEN", "wrong-token-0123456789")
+        .arg("doctor")
+        .assert()
+        .code(1);
+    let v = parse(&a.get_output().stdout);
+    assert_eq!(v["checks"][1]["outcome"], "fail", "{v}");
+    rt.block_on(server.stop());
+}
+
+#[test]
+fn send_wait_into_a_pipe_prints_the_result_alone() {
+    let b = Broker::start();
+    let peer = b.connect("backend");
+    let t = worker(
+        &b,
+        &peer,
+        vec!["--result".into(), r#"{"port":8080}"#.into()],
+    );
+    // stdout is a pipe here: the result and nothing else.
+    let out = stdout_text(b.cipc().args(["send", "backend", "start", "--wait"]));
+    assert_eq!(parse(out.as_bytes()), json!({"port": 8080}), "{out}");
+    t.join().unwrap();
+    // A string result is printed as it is, for `x=$(cipc send ... --wait)`.
+    let t = worker(&b, &peer, vec!["--result".into(), r#""done""#.into()]);
+    let out = stdout_text(b.cipc().args(["send", "backend", "again", "--wait"]));
+    assert_eq!(out, "done\n");
+    t.join().unwrap();
+    // `cipc result` too; --json keeps the whole document.
+    let id = send_id(&b, "backend", "third");
+    let t = worker(&b, &peer, vec!["--result".into(), "[1,2]".into()]);
+    let out = stdout_text(b.cipc().args(["result", &id, "--timeout", "50s"]));
+    assert_eq!(parse(out.as_bytes()), json!([1, 2]), "{out}");
+    t.join().unwrap();
+    let v = stdout_json(b.cipc().args(["result", &id, "--json"]));
+    assert_eq!(v["command"]["id"], id.as_str());
+    assert_eq!(v["command"]["result"], json!([1, 2]));
+    // A timeout prints nothing on stdout; stderr names the command.
+    let a = b
+        .cipc()
+        .args(["send", "nobody", "x", "--wait", "--timeout", "200ms"])
+        .assert()
+        .code(124);
+    assert!(a.get_output().stdout.is_empty(), "{:?}", a.get_output());
+    assert!(
+        stderr_of(&a).contains("no result for "),
+        "{}",
+        stderr_of(&a)
+    );
+}
+
+#[test]
+fn generate_token_out_creates_missing_folders_privately() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("config").join("cipc").join("token");
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    cipc()
+        .args(["serve", "--generate-token", "--out"])
+        .arg(&file)
+        .assert()
+        .success();
+    assert_eq!(mode(&file), 0o600);
+    assert_eq!(mode(&dir.path().join("config")), 0o700);
+    assert_eq!(mode(&dir.path().join("config").join("cipc")), 0o700);
+    assert!(std::fs::read_to_string(&file).unwrap().trim().len() >= 40);
+    // A folder that cannot be made (a file is in the way): said, with the fix.
+    let blocked = dir.path().join("plain-file");
+    std::fs::write(&blocked, "x").unwrap();
+    let a = cipc()
+        .args(["serve", "--generate-token", "--out"])
+        .arg(blocked.join("token"))
+        .assert()
+        .failure();
+    let err = stderr_of(&a);
+    assert!(
+        err.contains("cannot create the folder") && err.contains("mkdir -p -m 700"),
+        "{err}"
+    );
 }

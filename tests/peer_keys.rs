@@ -463,3 +463,85 @@ async fn attention_is_set_by_the_peer_shown_to_everyone_and_cleared() {
     assert_eq!(st, 200);
     assert!(p["peer"].get("attention").is_none(), "{p}");
 }
+
+#[tokio::test]
+async fn anyone_with_the_token_may_list_a_protected_peers_queue_but_only_its_key_takes_from_it() {
+    let server = start().await;
+    let base = server.url();
+    let (id, key) = register(&base, "backend", true).await;
+    let (_other, other_key) = register(&base, "frontend", true).await;
+    for target in [id.as_str(), "backend"] {
+        let (st, v) = post(
+            &format!("{base}/commands/send"),
+            json!({"target": target, "action": "build"}),
+        )
+        .await;
+        assert_eq!(st, 201, "{v}");
+    }
+    let seen = |v: &Value| {
+        v["peer"]["lastSeen"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    };
+    let (_, before) = get(&format!("{base}/peers/{id}")).await;
+    tokio::time::sleep(Duration::from_millis(30)).await;
+
+    // A listing without the key (or with another peer's key) is a read: 200,
+    // both commands, still pending, no key in the answer.
+    for k in [None, Some(other_key.as_str())] {
+        let (st, v) = call(Method::GET, &format!("{base}/commands/{id}"), None, k, None).await;
+        assert_eq!(st, 200, "key {k:?}: {v}");
+        let cmds = v["commands"].as_array().expect("commands");
+        assert_eq!(cmds.len(), 2, "{v}");
+        assert!(cmds.iter().all(|c| c["status"] == "pending"), "{v}");
+        assert!(!v.to_string().contains(&key), "the key is never shown");
+    }
+    // Reading it is not contact from the peer: its lastSeen stays.
+    let (_, after) = get(&format!("{base}/peers/{id}")).await;
+    assert_eq!(
+        seen(&before),
+        seen(&after),
+        "a stranger's read kept the peer alive"
+    );
+
+    // Naming the peer without its key, or taking its commands, acts as it: 403.
+    let (st, v) = call(
+        Method::GET,
+        &format!("{base}/commands/{id}"),
+        Some(&id),
+        None,
+        None,
+    )
+    .await;
+    forbidden(st, &v, "listing as the peer without its key");
+    let (st, v) = call(
+        Method::GET,
+        &format!("{base}/commands/{id}/wait?timeout=0"),
+        None,
+        None,
+        None,
+    )
+    .await;
+    forbidden(st, &v, "taking without the key");
+    let (_, v) = get(&format!("{base}/commands/{id}")).await;
+    assert!(
+        v["commands"]
+            .as_array()
+            .is_some_and(|c| c.len() == 2 && c.iter().all(|c| c["status"] == "pending")),
+        "nothing was taken: {v}"
+    );
+
+    // With its key, the listing is the peer's own poll: it counts as contact.
+    let (st, v) = call(
+        Method::GET,
+        &format!("{base}/commands/{id}"),
+        None,
+        Some(&key),
+        None,
+    )
+    .await;
+    assert_eq!(st, 200, "{v}");
+    let (_, after) = get(&format!("{base}/peers/{id}")).await;
+    assert!(seen(&after) > seen(&before), "{before} -> {after}");
+}

@@ -551,3 +551,141 @@ async fn a_legacy_mcp_reader_that_falls_behind_loses_its_session() {
     );
     assert_eq!(get(&format!("{u}/healthz")).await.0, 200);
 }
+
+/// Sends `request` as raw bytes on a new connection and answers the status
+/// code and the JSON body (or `Null`).
+async fn raw(addr: std::net::SocketAddr, request: String) -> (u16, Value) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(request.as_bytes()).await.unwrap();
+    let mut buf = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut buf))
+        .await
+        .expect("an answer in time")
+        .unwrap();
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .and_then(|(_, b)| serde_json::from_str(b).ok())
+        .unwrap_or(Value::Null);
+    (status, body)
+}
+
+#[tokio::test]
+async fn the_host_check_parses_host_strictly_and_checks_every_form_of_request() {
+    let b = start().await;
+    let port = b.addr.port();
+    let get = |target: String, headers: String| {
+        format!("GET {target} HTTP/1.1\r\n{headers}Connection: close\r\n\r\n")
+    };
+    // A well-formed own name passes (the baseline).
+    for host in [
+        format!("127.0.0.1:{port}"),
+        format!("LOCALHOST:{port}"),
+        format!("[::1]:{port}"),
+    ] {
+        let (st, v) = raw(b.addr, get("/status".into(), format!("Host: {host}\r\n"))).await;
+        assert_eq!(st, 200, "{host}: {v}");
+    }
+    // Smuggling another name after our own is malformed, not ours.
+    for host in [
+        format!("127.0.0.1:{port}@evil.example"),
+        format!("127.0.0.1:{port}\tevil.example"),
+        format!("127.0.0.1:{port} evil.example"),
+        format!("evil.example@127.0.0.1:{port}"),
+        "127.0.0.1:".to_string(),
+    ] {
+        let (st, v) = raw(b.addr, get("/status".into(), format!("Host: {host}\r\n"))).await;
+        assert_eq!(st, 400, "{host:?}: {v}");
+        assert_eq!(v["error"]["reason"], "invalid_header", "{host:?}");
+        let m = v["error"]["message"].as_str().unwrap();
+        assert!(m.contains("host name or IP address"), "{m}");
+    }
+    // Two Host headers.
+    let two = format!("Host: 127.0.0.1:{port}\r\nHost: evil.example\r\n");
+    let (st, v) = raw(b.addr, get("/status".into(), two)).await;
+    assert_eq!(st, 400, "{v}");
+    // An absolute-form target names the host too, and it must be ours.
+    let own = format!("Host: 127.0.0.1:{port}\r\n");
+    let (st, v) = raw(
+        b.addr,
+        get(format!("http://evil.example:{port}/status"), own.clone()),
+    )
+    .await;
+    assert_eq!(st, 403, "{v}");
+    assert_eq!(v["error"]["reason"], "foreign_host");
+    let (st, v) = raw(
+        b.addr,
+        get(
+            format!("http://127.0.0.1:{port}@evil.example/status"),
+            own.clone(),
+        ),
+    )
+    .await;
+    assert!(st == 400 || st == 403, "{st} {v}");
+    let (st, v) = raw(
+        b.addr,
+        get(format!("http://127.0.0.1:{port}/status"), own.clone()),
+    )
+    .await;
+    assert_eq!(st, 200, "our own absolute-form target is fine: {v}");
+    // HTTP/1.0 without Host names no host: refused on a broker that checks names.
+    let (st, v) = raw(
+        b.addr,
+        "GET /status HTTP/1.0\r\nConnection: close\r\n\r\n".into(),
+    )
+    .await;
+    assert_eq!(st, 403, "{v}");
+    assert_eq!(v["error"]["reason"], "foreign_host");
+    assert!(v["error"]["message"].as_str().unwrap().contains("Host"));
+    // With Host, HTTP/1.0 is served.
+    let (st, v) = raw(
+        b.addr,
+        format!("GET /status HTTP/1.0\r\nHost: localhost:{port}\r\n\r\n"),
+    )
+    .await;
+    assert_eq!(st, 200, "{v}");
+}
+
+#[tokio::test]
+async fn cross_site_browser_requests_without_origin_are_refused() {
+    let b = start().await;
+    let port = b.addr.port();
+    let req = |method: &str, path: &str, fetch: &str| {
+        format!(
+            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n{fetch}Content-Length: 0\r\nConnection: close\r\n\r\n"
+        )
+    };
+    let peer = connect(&b.url(), "backend").await;
+    // An <img src> on another site, or one on another port of this machine
+    // (same-site), would take the peer's command off its queue.
+    for site in ["cross-site", "same-site"] {
+        let fetch = format!("Sec-Fetch-Site: {site}\r\nSec-Fetch-Mode: no-cors\r\n");
+        let target = format!("/commands/{peer}/wait?timeout=10");
+        let (st, v) = raw(b.addr, req("GET", &target, &fetch)).await;
+        assert_eq!(st, 403, "{site}: {v}");
+        assert_eq!(v["error"]["reason"], "foreign_origin", "{site}");
+        let (st, _) = raw(b.addr, req("POST", "/reset", &fetch)).await;
+        assert_eq!(st, 403, "{site}");
+        // A link to the API is refused too; a link to the dashboard's page is not.
+        let nav = format!("Sec-Fetch-Site: {site}\r\nSec-Fetch-Mode: navigate\r\n");
+        let (st, _) = raw(b.addr, req("GET", "/status", &nav)).await;
+        assert_eq!(st, 403, "{site} navigation to the API");
+        let (st, _) = raw(b.addr, req("GET", "/dashboard", &nav)).await;
+        assert_eq!(st, 200, "{site} navigation to the dashboard page");
+    }
+    // The dashboard's own requests, a typed URL, and curl all pass.
+    for fetch in [
+        "Sec-Fetch-Site: same-origin\r\n",
+        "Sec-Fetch-Site: none\r\n",
+        "",
+    ] {
+        let (st, v) = raw(b.addr, req("GET", "/status", fetch)).await;
+        assert_eq!(st, 200, "{fetch:?}: {v}");
+    }
+}

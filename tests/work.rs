@@ -222,7 +222,7 @@ printf '{"stdin": %s, "params": %s, "action": "%s", "id": "%s", "from": "%s", "a
     // The CLI way: `cipc send ROLE ACTION --wait` prints the handler's JSON.
     let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_cipc"))
         .args(["send", "build", "compile", "--params", &params.to_string()])
-        .args(["--from", "ci", "--wait", "--timeout", "20s"])
+        .args(["--from", "ci", "--wait", "--timeout", "20s", "--json"])
         .env("CIPC_URL", &url)
         .env_remove("CIPC_PEER")
         .env_remove("CIPC_PEER_KEY")

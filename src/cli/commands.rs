@@ -57,7 +57,7 @@ pub struct SendArgs {
     /// an absent role is queued until one connects.
     #[arg(long)]
     pub require_online: bool,
-    /// Block until the command is acked and print the result (exit 1 if it failed).
+    /// Block until the command is acked and print its result alone, into a pipe too (--json: the whole command; exit 1 if it failed).
     #[arg(long)]
     pub wait: bool,
     /// With --wait: give up after this long (exit 124) [default: 5m].
@@ -270,6 +270,9 @@ fn edit_distance(a: &str, b: &str) -> usize {
 /// command is queued.
 pub async fn send(args: SendArgs, ctx: Ctx) -> Result<Exit, CliError> {
     let out = ctx.out;
+    // With --wait, only an explicit --json prints the command document;
+    // otherwise stdout carries the result alone, into a pipe too.
+    let json = args.client.json;
     let params = build_params(args.params.as_deref(), &args.param)?;
     let mut req = SendRequest {
         from: args.from,
@@ -366,7 +369,7 @@ pub async fn send(args: SendArgs, ctx: Ctx) -> Result<Exit, CliError> {
             .map(|c| Pending::new(c, format!("waiting for {} to do {}", c.target, c.action)))
             .collect(),
     };
-    await_results(&ctx, "send", waits, until, timeout, fan_out).await
+    await_results(&ctx, "send", waits, until, timeout, fan_out, json).await
 }
 
 /// One command `send --wait` or `result` waits for: its id, what the
@@ -393,8 +396,10 @@ impl Pending {
 
 /// Waits for each command to finish, until the deadline, and prints the
 /// outcomes: one `{"command": ...}` document, or `{"commands": [...]}` for
-/// a fan-out, in JSON mode; the results alone otherwise, with failures and
-/// timeouts said once on stderr. Returns the exit code: 0 when all were
+/// a fan-out, with an explicit `--json` (`json`); the results alone
+/// otherwise, into a pipe too (`reply=$(cipc send ... --wait)` is the
+/// result, as the README promises), with failures and timeouts said once
+/// on stderr. Returns the exit code: 0 when all were
 /// acked, 1 when one failed, was cancelled or expired, 124 when time ran out.
 ///
 /// A command seen overdue (its `send --deadline` passed; the broker ends a
@@ -406,6 +411,7 @@ async fn await_results(
     until: Option<Instant>,
     timeout: Duration,
     fan_out: bool,
+    json: bool,
 ) -> Result<Exit, CliError> {
     let out = ctx.out;
     let mut finished: Vec<CommandResponse> = Vec::new();
@@ -457,7 +463,7 @@ async fn await_results(
         .map(|r| &r.command)
         .filter(|c| c.status.is_terminal() && c.status != CommandStatus::Acked)
         .collect();
-    if out.json {
+    if json {
         if fan_out {
             out.json(&CommandsResponse {
                 commands: finished.iter().map(|r| r.command.clone()).collect(),
@@ -757,7 +763,8 @@ pub async fn result(args: ResultArgs, ctx: Ctx) -> Result<Exit, CliError> {
         doing,
         known: None,
     }];
-    await_results(&ctx, "result", waits, until, args.timeout, false).await
+    let json = args.client.json;
+    await_results(&ctx, "result", waits, until, args.timeout, false, json).await
 }
 
 /// Runs `cipc cancel`; returns the exit code.

@@ -14,6 +14,11 @@
 //! 5. **key**: `CIPC_PEER_KEY` proves that peer (a heartbeat, which only
 //!    refreshes its last-seen time).
 //!
+//! Every check prints its line, whatever happens: a `CIPC_PEER` and
+//! `CIPC_PEER_KEY` that do not fit together are the peer check failing, and
+//! a broker that answers but cannot save changes (its store is down) fails
+//! the broker check while the token and version checks still ask it.
+//!
 //! Exit 0 when every check passed (or was not needed), 1 otherwise.
 
 use super::output::Output;
@@ -106,76 +111,141 @@ const START_ONE: &str =
 const NEW_PEER: &str =
     "eval \"$(cipc peers connect ROLE --export)\" sets both CIPC_PEER and CIPC_PEER_KEY";
 
-/// Runs `cipc doctor`.
-pub async fn run(args: DoctorArgs, ctx: Ctx) -> Result<Exit, CliError> {
+/// Runs `cipc doctor`. `ctx` speaks for nobody: the peer and key of
+/// `args` are judged here, so that a bad pair is a check line, not an
+/// error before any check.
+pub async fn run(args: DoctorArgs, mut ctx: Ctx) -> Result<Exit, CliError> {
     let have_token = args.client.token_file.is_some()
         || args
             .client
             .token
             .as_deref()
             .is_some_and(|t| !t.trim().is_empty());
-    let checks = checks(&ctx, have_token).await;
+    let identity = super::identity(&args.client, &ctx.client)
+        .await
+        .map(|(peer, key)| {
+            ctx.client = ctx.client.clone().with_peer(peer).with_key(key);
+        });
+    let checks = checks(&ctx, have_token, identity).await;
     let ok = checks.iter().all(|c| c.outcome != Outcome::Fail);
     print(&ctx.out, ctx.client.base_url(), &checks, ok)?;
     Ok(if ok { exit::OK } else { exit::ERROR })
 }
 
-/// Runs every check, in order.
-async fn checks(ctx: &Ctx, have_token: bool) -> Vec<Check> {
+/// Runs every check, in order. `identity` is why `CIPC_PEER` and
+/// `CIPC_PEER_KEY` cannot be used, when they cannot.
+async fn checks(ctx: &Ctx, have_token: bool, identity: Result<(), CliError>) -> Vec<Check> {
     let url = ctx.client.base_url().to_string();
     // The broker, token and version checks speak for nobody, so that a bad
     // peer key (its own check) cannot make them fail too.
     let anonymous = ctx.client.anonymous();
     let mut checks = Vec::new();
 
-    let broker = broker_check(&anonymous, &url).await;
-    let reached = broker.outcome == Outcome::Ok;
+    let (broker, answered) = broker_check(&anonymous, &url).await;
     checks.push(broker);
-    if !reached {
-        for name in ["token", "version", "peer", "key"] {
+    if !answered {
+        for name in ["token", "version"] {
             checks.push(Check::skip(name, "needs a broker to ask"));
+        }
+        // A malformed or mismatched pair is wrong whatever the broker says.
+        match identity {
+            Err(e) if e.code == exit::USAGE => identity_failed(&mut checks, e),
+            _ => {
+                checks.push(Check::skip("peer", "needs a broker to ask"));
+                checks.push(Check::skip("key", "needs a broker to ask"));
+            }
         }
         return checks;
     }
 
     let status = token_check(&anonymous, have_token, &mut checks).await;
     match &status {
-        Some(s) if s.version == CLIENT_VERSION => checks.push(Check::ok(
+        Asked::Status(s) if s.version == CLIENT_VERSION => checks.push(Check::ok(
             "version",
             format!("broker and client are both cipc {CLIENT_VERSION}"),
         )),
-        Some(s) => checks.push(Check::fail(
+        Asked::Status(s) => checks.push(Check::fail(
             "version",
             format!("the broker is cipc {}, this client is cipc {CLIENT_VERSION}", s.version),
             "run the same version on both sides (install one build, e.g. `cargo install --path .`, and restart `cipc serve`)",
         )),
-        None => checks.push(Check::skip("version", "needs the token to ask the broker")),
+        Asked::Unavailable(why) => checks.push(Check::skip(
+            "version",
+            format!("the broker took the token but could not answer /status: {why}"),
+        )),
+        Asked::Refused => checks.push(Check::skip("version", "needs the token to ask the broker")),
     }
-    if status.is_none() {
-        checks.push(Check::skip("peer", "needs the token to ask the broker"));
-        checks.push(Check::skip("key", "needs the token to ask the broker"));
+    if let Err(e) = identity {
+        identity_failed(&mut checks, e);
+        return checks;
+    }
+    if !matches!(status, Asked::Status(_)) {
+        let why = match status {
+            Asked::Unavailable(_) => "needs the broker's store, which is down",
+            _ => "needs the token to ask the broker",
+        };
+        checks.push(Check::skip("peer", why));
+        checks.push(Check::skip("key", why));
         return checks;
     }
     peer_checks(ctx, &anonymous, &mut checks).await;
     checks
 }
 
-/// Something answers at the URL, and it is a cipc broker.
-async fn broker_check(client: &Client, url: &str) -> Check {
+/// The peer check failing because `CIPC_PEER` and `CIPC_PEER_KEY` cannot be
+/// used (malformed, naming different peers, or a part of an id the broker
+/// could not resolve); the key check cannot run then.
+fn identity_failed(checks: &mut Vec<Check>, e: CliError) {
+    let problem = e
+        .message
+        .unwrap_or_else(|| "CIPC_PEER / CIPC_PEER_KEY cannot be used".to_string());
+    checks.push(Check::fail(
+        "peer",
+        problem,
+        format!("unset CIPC_PEER (the key names its own peer), or export both again from one peer: {NEW_PEER}"),
+    ));
+    checks.push(Check::skip(
+        "key",
+        "no peer to prove until CIPC_PEER and CIPC_PEER_KEY agree",
+    ));
+}
+
+/// What asking `GET /status` with the token found.
+enum Asked {
+    /// The broker's status.
+    Status(Box<StatusResponse>),
+    /// The token was taken (the front door passed it), but the broker could
+    /// not answer: its store is down.
+    Unavailable(String),
+    /// The token was refused or missing; the check line says which.
+    Refused,
+}
+
+/// Something answers at the URL, and it is a cipc broker. The flag says
+/// whether a cipc broker answered at all (it may fail the check and still
+/// answer: a broker whose store is down says so in its own error shape,
+/// and the token and version checks can still ask it).
+async fn broker_check(client: &Client, url: &str) -> (Check, bool) {
     match client.healthz().await {
         Ok(r) if r.ok => {}
         Ok(_) => {
-            return Check::fail(
-                "broker",
-                format!("{url} answered /healthz with \"ok\": false"),
-                "see the broker's log (stderr of `cipc serve`)",
+            return (
+                Check::fail(
+                    "broker",
+                    format!("{url} answered /healthz with \"ok\": false"),
+                    "see the broker's log (stderr of `cipc serve`)",
+                ),
+                false,
             )
         }
         Err(ClientError::Unreachable { reason, .. }) => {
-            return Check::fail(
-                "broker",
-                format!("nothing answers at {url} ({reason})"),
-                START_ONE,
+            return (
+                Check::fail(
+                    "broker",
+                    format!("nothing answers at {url} ({reason})"),
+                    START_ONE,
+                ),
+                false,
             )
         }
         Err(ClientError::Api {
@@ -188,17 +258,20 @@ async fn broker_check(client: &Client, url: &str) -> Check {
             } else {
                 "check the disk and the data directory (the broker's log says more), then restart it"
             };
-            return Check::fail(
-                "broker",
-                format!("the cipc broker at {url} cannot save changes: {message}"),
-                fix,
+            return (
+                Check::fail(
+                    "broker",
+                    format!("the cipc broker at {url} answers but cannot save changes: {message}"),
+                    fix,
+                ),
+                true,
             );
         }
-        Err(e) => return not_a_broker(url, &e),
+        Err(e) => return (not_a_broker(url, &e), false),
     }
     // A healthz of {"ok": true} is common; the broker's own error shape or
     // status document proves it is cipc.
-    match client.status().await {
+    let check = match client.status().await {
         Ok(s) => Check::ok("broker", format!("cipc {} at {url}", s.version)),
         Err(ClientError::Api { .. }) => Check::ok("broker", format!("a cipc broker at {url}")),
         Err(ClientError::Unreachable { reason, .. }) => Check::fail(
@@ -207,7 +280,9 @@ async fn broker_check(client: &Client, url: &str) -> Check {
             START_ONE,
         ),
         Err(e) => not_a_broker(url, &e),
-    }
+    };
+    let answered = check.outcome == Outcome::Ok;
+    (check, answered)
 }
 
 fn not_a_broker(url: &str, e: &ClientError) -> Check {
@@ -219,22 +294,25 @@ fn not_a_broker(url: &str, e: &ClientError) -> Check {
 }
 
 /// A request that needs the token is accepted; the broker's status when it is.
-async fn token_check(
-    client: &Client,
-    have: bool,
-    checks: &mut Vec<Check>,
-) -> Option<StatusResponse> {
+async fn token_check(client: &Client, have: bool, checks: &mut Vec<Check>) -> Asked {
+    let accepted = if have {
+        "accepted"
+    } else {
+        "none needed (the broker requires none)"
+    };
     match client.status().await {
         Ok(s) => {
-            checks.push(Check::ok(
-                "token",
-                if have {
-                    "accepted"
-                } else {
-                    "none needed (the broker requires none)"
-                },
-            ));
-            Some(s)
+            checks.push(Check::ok("token", accepted));
+            Asked::Status(Box::new(s))
+        }
+        // The token is checked before anything else: a 503 got past it.
+        Err(ClientError::Api {
+            status: 503,
+            message,
+            ..
+        }) => {
+            checks.push(Check::ok("token", accepted));
+            Asked::Unavailable(message)
         }
         Err(ClientError::Api { status: 401, .. }) if !have => {
             checks.push(Check::fail(
@@ -242,7 +320,7 @@ async fn token_check(
                 "the broker requires a token and none was given",
                 "set CIPC_TOKEN (or pass --token-file PATH) to the token the broker was started with",
             ));
-            None
+            Asked::Refused
         }
         Err(ClientError::Api { status: 401, .. }) => {
             checks.push(Check::fail(
@@ -250,7 +328,7 @@ async fn token_check(
                 "the broker refused the token",
                 "use the token the broker was started with (its CIPC_TOKEN, --token or --token-file)",
             ));
-            None
+            Asked::Refused
         }
         Err(ClientError::Api {
             status: 429,
@@ -262,7 +340,7 @@ async fn token_check(
                 format!("the broker is slowing down wrong tokens: {message}"),
                 "fix the token, then wait a minute before trying again",
             ));
-            None
+            Asked::Refused
         }
         Err(e) => {
             checks.push(Check::fail(
@@ -270,7 +348,7 @@ async fn token_check(
                 format!("GET /status failed: {e}"),
                 "see the broker's log (stderr of `cipc serve`)",
             ));
-            None
+            Asked::Refused
         }
     }
 }
@@ -336,6 +414,10 @@ async fn peer_checks(ctx: &Ctx, anonymous: &Client, checks: &mut Vec<Check>) {
             "key",
             format!("the broker refused CIPC_PEER_KEY for peer {id}: {message}"),
             format!("export the key that came with this peer id ({NEW_PEER})"),
+        )),
+        Err(ClientError::Api { status: 503, .. }) => checks.push(Check::skip(
+            "key",
+            "not tried: proving it is a heartbeat, a change the broker cannot save now",
         )),
         Err(e) => checks.push(Check::fail(
             "key",

@@ -302,48 +302,10 @@ impl Ctx {
             Some(path) => Some(serve::read_token_file(path).map_err(CliError::usage)?),
             None => args.token.clone(),
         };
-        let key = args
-            .peer_key
-            .as_deref()
-            .map(str::trim)
-            .filter(|k| !k.is_empty());
-        let key_peer = match key {
-            None => None,
-            Some(k) => Some(crate::broker::keys::key_peer(k).ok_or_else(|| {
-                CliError::usage(
-                    "--peer-key / CIPC_PEER_KEY is not a cipc peer key (pk_...); use the key printed by `cipc peers connect ROLE --export`",
-                )
-            })?),
-        };
-        let peer = match args.peer.as_deref().map(str::trim) {
-            None | Some("") => None,
-            Some(p) => Some(match Uuid::parse_str(p) {
-                Ok(id) => id,
-                // Part of an id, as tables show them: the broker's list says whose.
-                Err(_) if IdKind::Peer.fragment(p).is_ok() => {
-                    let lookup = Client::new(&args.url, token.clone(), None)?;
-                    let id = resolve_with(&lookup, p, IdKind::Peer)
-                        .await
-                        .map_err(|e| e.prefixed("--peer / CIPC_PEER: "))?;
-                    Uuid::parse_str(&id).map_err(|_| CliError::error("the broker listed a peer id that is not a UUID"))?
-                }
-                Err(_) => {
-                    return Err(CliError::usage(format!(
-                        "--peer / CIPC_PEER {p:?} is not a peer id; use the id printed by `cipc peers connect ROLE` (or a unique part of it, at least 6 characters)"
-                    )))
-                }
-            }),
-        };
-        if let (Some(p), Some(k)) = (peer, key_peer) {
-            if p != k {
-                return Err(CliError::usage(format!(
-                    "CIPC_PEER ({p}) and CIPC_PEER_KEY (peer {k}) name different peers; export both from one `cipc peers connect ROLE --export`"
-                )));
-            }
-        }
+        let base = Client::new(&args.url, token, None)?;
+        let (peer, key) = identity(args, &base).await?;
         Ok(Ctx {
-            client: Client::new(&args.url, token, peer.or(key_peer))?
-                .with_key(key.map(str::to_string)),
+            client: base.with_peer(peer).with_key(key),
             out: Output::detect(args.json, args.table),
         })
     }
@@ -378,6 +340,57 @@ impl Ctx {
             }),
         }
     }
+}
+
+/// The peer a client acts as and the key proving it, from `--peer` /
+/// `CIPC_PEER` and `--peer-key` / `CIPC_PEER_KEY`: the peer named (a unique
+/// part of an id is looked up with `lookup`, a client speaking for nobody),
+/// else the one its key names. A malformed id or key, or an id and a key
+/// naming different peers, is a usage error saying how to fix it; `cipc
+/// doctor` shows the same error as one of its check lines.
+pub async fn identity(
+    args: &ClientArgs,
+    lookup: &Client,
+) -> Result<(Option<Uuid>, Option<String>), CliError> {
+    let key = args
+        .peer_key
+        .as_deref()
+        .map(str::trim)
+        .filter(|k| !k.is_empty());
+    let key_peer = match key {
+        None => None,
+        Some(k) => Some(crate::broker::keys::key_peer(k).ok_or_else(|| {
+            CliError::usage(
+                "--peer-key / CIPC_PEER_KEY is not a cipc peer key (pk_...); use the key printed by `cipc peers connect ROLE --export`",
+            )
+        })?),
+    };
+    let peer = match args.peer.as_deref().map(str::trim) {
+        None | Some("") => None,
+        Some(p) => Some(match Uuid::parse_str(p) {
+            Ok(id) => id,
+            // Part of an id, as tables show them: the broker's list says whose.
+            Err(_) if IdKind::Peer.fragment(p).is_ok() => {
+                let id = resolve_with(lookup, p, IdKind::Peer)
+                    .await
+                    .map_err(|e| e.prefixed("--peer / CIPC_PEER: "))?;
+                Uuid::parse_str(&id).map_err(|_| CliError::error("the broker listed a peer id that is not a UUID"))?
+            }
+            Err(_) => {
+                return Err(CliError::usage(format!(
+                    "--peer / CIPC_PEER {p:?} is not a peer id; use the id printed by `cipc peers connect ROLE` (or a unique part of it, at least 6 characters)"
+                )))
+            }
+        }),
+    };
+    if let (Some(p), Some(k)) = (peer, key_peer) {
+        if p != k {
+            return Err(CliError::usage(format!(
+                "CIPC_PEER ({p}) and CIPC_PEER_KEY (peer {k}) name different peers; export both from one `cipc peers connect ROLE --export`"
+            )));
+        }
+    }
+    Ok((peer.or(key_peer), key.map(str::to_string)))
 }
 
 /// The kinds of id a user types: a command's, a peer's, a question's.
@@ -753,7 +766,14 @@ pub fn run(mut cli: Cli) -> Exit {
         Command::Status(a) => run_client("status", &a.client.clone(), |ctx| system::status(a, ctx)),
         Command::Reset(a) => run_client("reset", &a.client.clone(), |ctx| system::reset(a, ctx)),
         Command::Work(a) => run_client("work", &a.client.clone(), |ctx| work::run(a, ctx)),
-        Command::Doctor(a) => run_client("doctor", &a.client.clone(), |ctx| doctor::run(a, ctx)),
+        Command::Doctor(a) => {
+            // The doctor judges CIPC_PEER and CIPC_PEER_KEY itself, as one of
+            // its check lines, so a mismatch cannot stop it before any check.
+            let mut anonymous = a.client.clone();
+            anonymous.peer = None;
+            anonymous.peer_key = None;
+            run_client("doctor", &anonymous, |ctx| doctor::run(a, ctx))
+        }
         Command::Claude(a) => claude::run(a),
         Command::Hook(a) => claude::hook::run(a),
         Command::Completions(a) => generate::completions(a),

@@ -149,9 +149,23 @@ pub fn check_token_length(token: &str) -> Result<Option<String>, String> {
 }
 
 /// Writes a new token to `path`, readable by its owner only (mode 600),
-/// never replacing an existing file unless `force`.
+/// never replacing an existing file unless `force`. Missing folders on the
+/// way are created, private (mode 700): `--out ~/.config/cipc/token` on a
+/// new machine just works.
 fn write_token_file(path: &Path, token: &str, force: bool) -> Result<(), String> {
     use std::io::Write;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        let mut builder = std::fs::DirBuilder::new();
+        builder.recursive(true);
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+        builder.create(dir).map_err(|e| {
+            format!(
+                "cannot create the folder {} for the token: {e}; create it yourself (mkdir -p -m 700 {0}) or choose another --out",
+                dir.display()
+            )
+        })?;
+    }
     let mut options = std::fs::OpenOptions::new();
     options.write(true);
     if force {

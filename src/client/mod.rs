@@ -189,6 +189,14 @@ impl Client {
         Ok(self)
     }
 
+    /// The same client speaking for `peer` (`X-Cipc-Peer`): for a client
+    /// whose identity is settled after it was made (it may take the broker
+    /// to resolve part of an id).
+    pub fn with_peer(mut self, peer: Option<Uuid>) -> Client {
+        self.peer = peer;
+        self
+    }
+
     /// The same client proving its peer with `key` (`X-Cipc-Peer-Key`).
     pub fn with_key(mut self, key: Option<String>) -> Client {
         self.key = key;

@@ -241,7 +241,17 @@ async fn list_commands(State(s): State<AppState>, q: Params) -> ApiResult<Json<C
     }))
 }
 
-#[utoipa::path(get, path = "/commands/{id}", tag = "commands", params(("id" = String, Path, description = "a peer id: GET lists that peer's commands (a command id is for DELETE)")),
+// `GET /commands/{peerId}`: a read, so it needs the broker's token but not
+// the peer's key, like `GET /commands` and `/status`, which show the same
+// commands to anyone with the token. It only lists: taking a command
+// (`/wait`, `?next=` on ack) acts as the peer and needs its key.
+#[utoipa::path(get, path = "/commands/{id}", tag = "commands",
+    description = "Lists a peer's pending and delivered-unacked commands, oldest first. It only reads: nothing is taken, delivered or changed. \
+Anyone with the broker's token may list any peer's queue, protected or not, without that peer's key: the same commands are already visible to them \
+through `GET /commands`, `GET /status` and the dashboard. A protected peer's key guards acting as it (taking its commands with `/commands/{peerId}/wait`, \
+acking, heartbeats, disconnect), not reading. A listing refreshes the peer's `lastSeen` only when the caller proves to be that peer \
+(its key, or for an unprotected peer the compat curl flow); naming a protected peer with `X-Cipc-Peer` still needs its key (403).",
+    params(("id" = String, Path, description = "a peer id: GET lists that peer's commands (a command id is for DELETE)")),
     responses((status = 200, description = "the peer's pending and delivered-unacked commands, oldest first", body = CommandsResponse),
               (status = 404, body = ErrorResponse)))]
 async fn peer_commands(

@@ -161,6 +161,65 @@ fn json<T: Serialize>(v: &T) -> String {
     serde_json::to_string(v).unwrap_or_else(|_| "null".to_string())
 }
 
+/// Where one stored row sits: its table and the SQL condition that picks
+/// it out (`id = '...'`), so an unreadable row can be named and removed.
+struct RowAt<'a> {
+    table: &'a str,
+    filter: String,
+}
+
+impl<'a> RowAt<'a> {
+    /// The row of `table` whose `column` is `key`.
+    fn new(table: &'a str, column: &str, key: &str) -> Self {
+        RowAt {
+            table,
+            filter: format!("{column} = {}", sql_text(key)),
+        }
+    }
+}
+
+/// `text` as an SQL string literal.
+fn sql_text(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
+}
+
+/// `text` inside double quotes for a POSIX shell.
+fn sh_double_quoted(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('"');
+    for c in text.chars() {
+        if matches!(c, '"' | '\\' | '$' | '`') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('"');
+    out
+}
+
+/// Decodes one stored row's JSON body. A row that does not decode stops
+/// start-up (skipping it would silently lose a peer or an order), so the
+/// error names the table and the row, and says how to get past it: `remove`
+/// turns the row's `DELETE` statement into the store's own command line,
+/// and `aside` is how to start over while keeping the old data.
+fn decode_row<T: serde::de::DeserializeOwned>(
+    body: &str,
+    at: &RowAt<'_>,
+    remove: impl Fn(&str) -> String,
+    aside: &str,
+) -> Result<T, String> {
+    serde_json::from_str(body).map_err(|e| {
+        let delete = format!("DELETE FROM {} WHERE {}", at.table, at.filter);
+        format!(
+            "the row {} of table {} is unreadable ({e}): it was changed by another program or written by a newer cipc. \
+To start anyway, remove that row (what it held is lost): {}; or {aside}",
+            at.filter,
+            at.table,
+            remove(&delete),
+        )
+    })
+}
+
 /// A future that resolves once a mutation is durable (or failed to be).
 pub type Commit = Pin<Box<dyn Future<Output = Result<(), StoreError>> + Send>>;
 

@@ -5,8 +5,8 @@
 //! answers all of their commit futures at once (group commit).
 
 use super::{
-    json, ChannelHead, Commit, Mutation, Progress, Snapshot, Store, StoreError, StoredPeer,
-    RECENT_KEPT,
+    decode_row, json, sh_double_quoted, sql_text, ChannelHead, Commit, Mutation, Progress, RowAt,
+    Snapshot, Store, StoreError, StoredPeer, RECENT_KEPT,
 };
 use crate::api::{Command, Message, Question, Signal};
 use rusqlite::{params, Connection, OptionalExtension};
@@ -125,38 +125,96 @@ impl SqliteStore {
     }
 }
 
+/// How to get past an unreadable row of this file: the `sqlite3` command
+/// that removes it, and moving the data directory aside.
+struct Fixes {
+    file: String,
+    dir: String,
+}
+
+impl Fixes {
+    fn of(conn: &Connection) -> Fixes {
+        let file = conn
+            .path()
+            .filter(|p| !p.is_empty())
+            .unwrap_or("cipc.db")
+            .to_string();
+        let dir = Path::new(&file)
+            .parent()
+            .map(|d| d.display().to_string())
+            .filter(|d| !d.is_empty())
+            .unwrap_or_else(|| ".".to_string());
+        Fixes { file, dir }
+    }
+
+    /// Decodes one row's body; an unreadable one names itself and the way out.
+    fn decode<T: serde::de::DeserializeOwned>(
+        &self,
+        body: &str,
+        at: &RowAt<'_>,
+    ) -> Result<T, String> {
+        let aside = format!(
+            "move the data directory aside to start empty and keep the old file (mv {0} {0}.old); \
+`cipc serve --check-store` also checks the file itself",
+            sh_double_quoted(&self.dir)
+        );
+        decode_row(
+            body,
+            at,
+            |delete| {
+                format!(
+                    "sqlite3 {} {}",
+                    sh_double_quoted(&self.file),
+                    sh_double_quoted(delete)
+                )
+            },
+            &aside,
+        )
+    }
+}
+
 fn read_all(conn: &Connection) -> Result<Snapshot, String> {
+    let fixes = Fixes::of(conn);
+    // Every keyed table as (key, body), so an unreadable row names itself.
     fn rows<T: serde::de::DeserializeOwned>(
         conn: &Connection,
-        sql: &str,
+        fixes: &Fixes,
+        table: &str,
+        column: &str,
     ) -> Result<Vec<T>, String> {
-        let mut stmt = conn.prepare(sql).map_err(|e| e.to_string())?;
+        let sql = format!("SELECT {column}, body FROM {table} ORDER BY {column}");
+        let mut stmt = conn.prepare(&sql).map_err(|e| e.to_string())?;
         let bodies = stmt
-            .query_map([], |r| r.get::<_, String>(0))
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
             .map_err(|e| e.to_string())?;
         let mut out = Vec::new();
-        for body in bodies {
-            let body = body.map_err(|e| e.to_string())?;
-            out.push(serde_json::from_str(&body).map_err(|e| format!("unreadable row: {e}"))?);
+        for row in bodies {
+            let (key, body) = row.map_err(|e| e.to_string())?;
+            out.push(fixes.decode(&body, &RowAt::new(table, column, &key))?);
         }
         Ok(out)
     }
-    let peers: Vec<StoredPeer> = rows(conn, "SELECT body FROM peers")?;
-    let signals: Vec<Signal> = rows(conn, "SELECT body FROM signals ORDER BY name")?;
-    let questions: Vec<Question> = rows(conn, "SELECT body FROM questions ORDER BY id")?;
+    let peers: Vec<StoredPeer> = rows(conn, &fixes, "peers", "id")?;
+    let signals: Vec<Signal> = rows(conn, &fixes, "signals", "name")?;
+    let questions: Vec<Question> = rows(conn, &fixes, "questions", "id")?;
 
     let mut commands = Vec::new();
     {
         let mut stmt = conn
-            .prepare("SELECT ord, body FROM commands ORDER BY ord")
+            .prepare("SELECT id, ord, body FROM commands ORDER BY ord")
             .map_err(|e| e.to_string())?;
         let it = stmt
-            .query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, String>(2)?,
+                ))
+            })
             .map_err(|e| e.to_string())?;
         for row in it {
-            let (ord, body) = row.map_err(|e| e.to_string())?;
-            let cmd: Command =
-                serde_json::from_str(&body).map_err(|e| format!("unreadable command: {e}"))?;
+            let (id, ord, body) = row.map_err(|e| e.to_string())?;
+            let cmd: Command = fixes.decode(&body, &RowAt::new("commands", "id", &id))?;
             commands.push((ord as u64, cmd));
         }
     }
@@ -178,7 +236,7 @@ fn read_all(conn: &Connection) -> Result<Snapshot, String> {
             .prepare("SELECT MIN(seq) FROM messages WHERE channel = ?1")
             .map_err(|e| e.to_string())?;
         let mut newest = conn
-            .prepare("SELECT body FROM messages WHERE channel = ?1 ORDER BY seq DESC LIMIT ?2")
+            .prepare("SELECT seq, body FROM messages WHERE channel = ?1 ORDER BY seq DESC LIMIT ?2")
             .map_err(|e| e.to_string())?;
         for (name, last_seq) in heads {
             let last_seq = last_seq.max(0) as u64;
@@ -186,11 +244,17 @@ fn read_all(conn: &Connection) -> Result<Snapshot, String> {
                 .query_row(params![name], |r| r.get(0))
                 .map_err(|e| e.to_string())?;
             let mut recent: Vec<Message> = newest
-                .query_map(params![name, RECENT_KEPT as i64], |r| r.get::<_, String>(0))
+                .query_map(params![name, RECENT_KEPT as i64], |r| {
+                    Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
+                })
                 .map_err(|e| e.to_string())?
-                .map(|b| {
-                    let body = b.map_err(|e| e.to_string())?;
-                    serde_json::from_str(&body).map_err(|e| format!("unreadable message: {e}"))
+                .map(|row| {
+                    let (seq, body) = row.map_err(|e| e.to_string())?;
+                    let at = RowAt {
+                        table: "messages",
+                        filter: format!("channel = {} AND seq = {seq}", sql_text(&name)),
+                    };
+                    fixes.decode(&body, &at)
                 })
                 .collect::<Result<_, String>>()?;
             recent.reverse();

@@ -2,8 +2,10 @@
 //! whole state back (at start, and when a node must start over).
 
 use super::why;
-use crate::api::{Command, Message, Question, Signal};
-use crate::store::{ChannelHead, Snapshot, StoredPeer, RECENT_KEPT};
+use crate::api::Message;
+use crate::store::{
+    decode_row, sh_double_quoted, sql_text, ChannelHead, RowAt, Snapshot, RECENT_KEPT,
+};
 use deadpool_postgres::Object;
 
 /// The advisory lock held while the schema is migrated.
@@ -82,6 +84,17 @@ pub(super) fn parse<T: serde::de::DeserializeOwned>(body: &str, what: &str) -> R
     serde_json::from_str(body).map_err(|e| format!("unreadable {what}: {e}"))
 }
 
+/// Decodes one row of the state at start-up; an unreadable one names its
+/// table and key and how to get past it (delete it with `psql`).
+fn decode<T: serde::de::DeserializeOwned>(body: &str, at: &RowAt<'_>) -> Result<T, String> {
+    decode_row(
+        body,
+        at,
+        |delete| format!("psql \"<the --store URL>\" -c {}", sh_double_quoted(delete)),
+        "point --store at another (empty) database and keep this one",
+    )
+}
+
 /// Reads the whole state and the log position it reflects, in one
 /// consistent view.
 pub(super) async fn read_snapshot(conn: &mut Object) -> Result<(Snapshot, u64), String> {
@@ -102,41 +115,45 @@ pub(super) async fn read_snapshot(conn: &mut Object) -> Result<(Snapshot, u64), 
         .await
         .map_err(e)?
         .get(0);
-    let bodies = |rows: Vec<tokio_postgres::Row>| -> Vec<String> {
-        rows.iter().map(|r| r.get::<_, String>(0)).collect()
+    let keyed = |rows: Vec<tokio_postgres::Row>| -> Vec<(String, String)> {
+        rows.iter().map(|r| (r.get(0), r.get(1))).collect()
     };
     let mut snap = Snapshot::default();
-    for b in bodies(
-        tx.query("SELECT body FROM cipc_peers", &[])
+    for (id, b) in keyed(
+        tx.query("SELECT id, body FROM cipc_peers", &[])
             .await
             .map_err(e)?,
     ) {
-        snap.peers.push(parse::<StoredPeer>(&b, "peer")?);
+        snap.peers
+            .push(decode(&b, &RowAt::new("cipc_peers", "id", &id))?);
     }
-    for b in bodies(
-        tx.query("SELECT body FROM cipc_signals ORDER BY name", &[])
+    for (name, b) in keyed(
+        tx.query("SELECT name, body FROM cipc_signals ORDER BY name", &[])
             .await
             .map_err(e)?,
     ) {
-        snap.signals.push(parse::<Signal>(&b, "signal")?);
+        snap.signals
+            .push(decode(&b, &RowAt::new("cipc_signals", "name", &name))?);
     }
-    for b in bodies(
-        tx.query("SELECT body FROM cipc_questions ORDER BY id", &[])
+    for (id, b) in keyed(
+        tx.query("SELECT id, body FROM cipc_questions ORDER BY id", &[])
             .await
             .map_err(e)?,
     ) {
-        snap.questions.push(parse::<Question>(&b, "question")?);
+        snap.questions
+            .push(decode(&b, &RowAt::new("cipc_questions", "id", &id))?);
     }
     for r in tx
-        .query("SELECT ord, body FROM cipc_commands ORDER BY ord", &[])
+        .query("SELECT id, ord, body FROM cipc_commands ORDER BY ord", &[])
         .await
         .map_err(e)?
     {
-        let ord: i64 = r.get(0);
-        let body: String = r.get(1);
+        let id: String = r.get(0);
+        let ord: i64 = r.get(1);
+        let body: String = r.get(2);
         snap.commands.push((
             u64::try_from(ord).unwrap_or(0),
-            parse::<Command>(&body, "command")?,
+            decode(&body, &RowAt::new("cipc_commands", "id", &id))?,
         ));
     }
     for r in tx
@@ -166,9 +183,9 @@ pub(super) async fn read_snapshot(conn: &mut Object) -> Result<(Snapshot, u64), 
             .push((r.get(0), crate::time::Timestamp(r.get(1))));
     }
     let kept = i64::try_from(RECENT_KEPT).unwrap_or(i64::MAX);
-    for b in bodies(
-        tx.query(
-            "SELECT body FROM (
+    for r in tx
+        .query(
+            "SELECT channel, seq, body FROM (
                  SELECT body, channel, seq,
                         row_number() OVER (PARTITION BY channel ORDER BY seq DESC) AS newest
                  FROM cipc_messages) recent
@@ -176,9 +193,16 @@ pub(super) async fn read_snapshot(conn: &mut Object) -> Result<(Snapshot, u64), 
             &[&kept],
         )
         .await
-        .map_err(e)?,
-    ) {
-        snap.messages.push(parse::<Message>(&b, "message")?);
+        .map_err(e)?
+    {
+        let channel: String = r.get(0);
+        let seq: i64 = r.get(1);
+        let body: String = r.get(2);
+        let at = RowAt {
+            table: "cipc_messages",
+            filter: format!("channel = {} AND seq = {seq}", sql_text(&channel)),
+        };
+        snap.messages.push(decode::<Message>(&body, &at)?);
     }
     tx.commit().await.map_err(e)?;
     Ok((snap, u64::try_from(head).unwrap_or(0)))
