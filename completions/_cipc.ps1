@@ -71,6 +71,7 @@ Register-ArgumentCompleter -Native -CommandName 'cipc' -ScriptBlock {
             [CompletionResult]::new('--max-mcp-sessions', '--max-mcp-sessions', [CompletionResultType]::ParameterName, 'Live MCP sessions at once; past it the longest-idle one with nothing in flight ends, and when every one is busy a new one gets 429')
             [CompletionResult]::new('--max-channels', '--max-channels', [CompletionResultType]::ParameterName, 'Channels kept at most; past it the longest-idle one nobody follows is forgotten with its messages, and when all are followed a send gets 429')
             [CompletionResult]::new('--max-signals', '--max-signals', [CompletionResultType]::ParameterName, 'Signals kept at most; past it the longest-idle one nobody waits for is forgotten, and when all are waited for an emit gets 429')
+            [CompletionResult]::new('--max-connections', '--max-connections', [CompletionResultType]::ParameterName, 'Open connections at most; past it a new one is answered 503 and closed (lowered, with a warning, to what the open-file limit allows)')
             [CompletionResult]::new('--memory', '--memory', [CompletionResultType]::ParameterName, 'Keep everything in memory; nothing survives a restart')
             [CompletionResult]::new('--generate-token', '--generate-token', [CompletionResultType]::ParameterName, 'Print a new random token and exit (with --out, write it to a file only you can read)')
             [CompletionResult]::new('--force', '--force', [CompletionResultType]::ParameterName, 'With --out: replace the file if it exists')

@@ -67,6 +67,7 @@ set edit:completion:arg-completer[cipc] = {|@words|
             cand --max-mcp-sessions 'Live MCP sessions at once; past it the longest-idle one with nothing in flight ends, and when every one is busy a new one gets 429'
             cand --max-channels 'Channels kept at most; past it the longest-idle one nobody follows is forgotten with its messages, and when all are followed a send gets 429'
             cand --max-signals 'Signals kept at most; past it the longest-idle one nobody waits for is forgotten, and when all are waited for an emit gets 429'
+            cand --max-connections 'Open connections at most; past it a new one is answered 503 and closed (lowered, with a warning, to what the open-file limit allows)'
             cand --memory 'Keep everything in memory; nothing survives a restart'
             cand --generate-token 'Print a new random token and exit (with --out, write it to a file only you can read)'
             cand --force 'With --out: replace the file if it exists'

@@ -68,6 +68,7 @@ complete -c cipc -n "__fish_cipc_using_subcommand serve" -l max-peers -d 'Peers 
 complete -c cipc -n "__fish_cipc_using_subcommand serve" -l max-mcp-sessions -d 'Live MCP sessions at once; past it the longest-idle one with nothing in flight ends, and when every one is busy a new one gets 429' -r
 complete -c cipc -n "__fish_cipc_using_subcommand serve" -l max-channels -d 'Channels kept at most; past it the longest-idle one nobody follows is forgotten with its messages, and when all are followed a send gets 429' -r
 complete -c cipc -n "__fish_cipc_using_subcommand serve" -l max-signals -d 'Signals kept at most; past it the longest-idle one nobody waits for is forgotten, and when all are waited for an emit gets 429' -r
+complete -c cipc -n "__fish_cipc_using_subcommand serve" -l max-connections -d 'Open connections at most; past it a new one is answered 503 and closed (lowered, with a warning, to what the open-file limit allows)' -r
 complete -c cipc -n "__fish_cipc_using_subcommand serve" -l memory -d 'Keep everything in memory; nothing survives a restart'
 complete -c cipc -n "__fish_cipc_using_subcommand serve" -l generate-token -d 'Print a new random token and exit (with --out, write it to a file only you can read)'
 complete -c cipc -n "__fish_cipc_using_subcommand serve" -l force -d 'With --out: replace the file if it exists'
