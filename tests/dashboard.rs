@@ -321,15 +321,26 @@ async fn events_since_replays_the_kept_history() {
     assert_eq!(s, 200);
 
     let all = read_events(&base, "?since=0", None, 3).await;
+    // Ids start from the clock (they never repeat across restarts) and
+    // grow by one per event.
+    let first: u64 = all[0].0.parse().expect("a numeric id");
     let ids: Vec<_> = all.iter().map(|(id, k)| format!("{id} {k}")).collect();
-    assert_eq!(ids, ["1 peer", "2 peer", "3 signal"]);
     assert_eq!(
-        read_events(&base, "?since=2", None, 1).await,
-        [("3".into(), "signal".into())]
+        ids,
+        [
+            format!("{first} peer"),
+            format!("{} peer", first + 1),
+            format!("{} signal", first + 2)
+        ]
+    );
+    let third = (first + 2).to_string();
+    assert_eq!(
+        read_events(&base, &format!("?since={}", first + 1), None, 1).await,
+        [(third.clone(), "signal".into())]
     );
     assert_eq!(
-        read_events(&base, "?since=0", Some(2), 1).await,
-        [("3".into(), "signal".into())],
+        read_events(&base, "?since=0", Some(first + 1), 1).await,
+        [(third, "signal".into())],
         "Last-Event-ID wins over since"
     );
     let (s, e) = common::get(&format!("{base}/events?since=soon")).await;
