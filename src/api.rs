@@ -847,7 +847,7 @@ pub struct ErrorBody {
     /// conflict, unavailable, too_many_requests (and request_timeout).
     #[schema(value_type = crate::error_code::ErrorClass)]
     pub code: String,
-    /// Which refusal this is, from the catalogue in the README (an addition
+    /// Which refusal this is, from the catalogue in docs/api.md (an addition
     /// to the contract; absent only from brokers older than it).
     // A string, not the enum, so that a client still reads a newer broker's answers.
     #[serde(default, skip_serializing_if = "Option::is_none")]

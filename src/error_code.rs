@@ -224,11 +224,11 @@ mod tests {
     }
 
     #[test]
-    fn the_readme_lists_every_reason() {
-        let readme = include_str!("../README.md");
+    fn the_api_doc_lists_every_reason() {
+        let doc = include_str!("../docs/api.md");
         for code in ErrorCode::ALL {
             let row = format!("| `{code}` | {} ", code.class().status());
-            assert!(readme.contains(&row), "README's error table lacks {row:?}");
+            assert!(doc.contains(&row), "docs/api.md's error table lacks {row:?}");
         }
     }
 

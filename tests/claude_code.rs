@@ -1,7 +1,7 @@
 //! The real Claude Code CLI, headless, against a real broker, with a scripted
 //! fake Anthropic API ([`fake_model`]) so it never reaches Anthropic.
 //!
-//! Each scenario runs for both MCP transports the README documents
+//! Each scenario runs for both MCP transports docs/claude-code.md documents
 //! (`"type": "http"` on `/mcp`, `"type": "sse"` on `/mcp/sse`). The scripted
 //! model first loads the cipc tools with Claude Code's `ToolSearch` (they are
 //! deferred), reads the `peerKey` out of `connect`'s answer and passes it as
@@ -33,7 +33,7 @@
 //!   `CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC`, `DISABLE_TELEMETRY` and
 //!   `DISABLE_ERROR_REPORTING`.
 //! - `--mcp-config FILE --strict-mcp-config`: only the broker, with exactly
-//!   the README's `.mcp.json` entry; nothing else the machine has configured.
+//!   docs/claude-code.md's `.mcp.json` entry; nothing else the machine has configured.
 //!   In `-p` mode Claude Code connects MCP servers before its first request.
 //! - `--allowedTools=mcp__cipc__*`: without it every cipc tool call is
 //!   refused ("you haven't granted it yet") in `-p` mode (`ToolSearch` needs
@@ -92,7 +92,7 @@ enum Transport {
 }
 
 impl Transport {
-    /// The `mcpServers.cipc` entry, as the README has users write it.
+    /// The `mcpServers.cipc` entry, as docs/claude-code.md has users write it.
     fn server_entry(self, base: &str) -> Value {
         match self {
             Transport::Http => json!({"type": "http", "url": format!("{base}/mcp")}),

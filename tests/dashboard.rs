@@ -7,7 +7,7 @@
 //! it), except under CI (`CI=true` or `CI=1`; `CI=false` is not CI), where
 //! it fails.
 //! It always writes its screenshots under the target dir; `CIPC_SCREENSHOT=1`
-//! also copies the README's ones to `docs/` (`docs/dashboard.png`,
+//! also copies the ones the docs show to `docs/` (`docs/dashboard.png`,
 //! `docs/dashboard-needs-you.png`), and `CIPC_SCREENSHOT=<file name>` only
 //! that one (e.g. `CIPC_SCREENSHOT=dashboard-needs-you.png`).
 
@@ -249,7 +249,7 @@ fn screenshot_path(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(name)
 }
 
-/// Copies a README screenshot to `docs/` when `CIPC_SCREENSHOT` asks for it
+/// Copies a screenshot the docs show to `docs/` when `CIPC_SCREENSHOT` asks for it
 /// (`1` for all of them, or a comma-separated list of file names).
 fn publish_screenshot(shot: &Path) {
     let Some(want) = std::env::var_os("CIPC_SCREENSHOT") else {
@@ -1121,7 +1121,7 @@ async fn needs_you(b: &Browser) {
         "markup from agents was interpreted"
     );
 
-    // The README's picture: a team at work with things waiting on the person.
+    // docs/dashboard.md's picture: a team at work with things waiting on the person.
     populate(&c, &base).await;
     b.wait_text("#peers-list", "linux-client").await;
     b.js(

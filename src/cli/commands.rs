@@ -398,7 +398,7 @@ impl Pending {
 /// outcomes: one `{"command": ...}` document, or `{"commands": [...]}` for
 /// a fan-out, with an explicit `--json` (`json`); the results alone
 /// otherwise, into a pipe too (`reply=$(cipc send ... --wait)` is the
-/// result, as the README promises), with failures and timeouts said once
+/// result, as docs/cli.md promises), with failures and timeouts said once
 /// on stderr. Returns the exit code: 0 when all were
 /// acked, 1 when one failed, was cancelled or expired, 124 when time ran out.
 ///

@@ -37,7 +37,7 @@ use std::sync::OnceLock;
 use uuid::Uuid;
 
 /// How a `cipc` process ends: its exit status, documented in `--help`, the
-/// man page and the README.
+/// man page and docs/cli.md.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
 pub enum Exit {

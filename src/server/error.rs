@@ -66,7 +66,7 @@ pub async fn fallback(uri: axum::http::Uri) -> ApiError {
     ApiError::new(
         ErrorCode::UnknownRoute,
         format!(
-            "no route {}; see GET /openapi.json or the README for the API",
+            "no route {}; see GET /openapi.json or docs/api.md for the API",
             uri.path()
         ),
     )
