@@ -228,7 +228,10 @@ mod tests {
         let doc = include_str!("../docs/api.md");
         for code in ErrorCode::ALL {
             let row = format!("| `{code}` | {} ", code.class().status());
-            assert!(doc.contains(&row), "docs/api.md's error table lacks {row:?}");
+            assert!(
+                doc.contains(&row),
+                "docs/api.md's error table lacks {row:?}"
+            );
         }
     }
 

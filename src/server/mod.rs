@@ -8,6 +8,7 @@ pub mod error;
 pub mod extract;
 pub mod listen;
 pub mod mcp;
+mod openapi;
 pub mod rest;
 pub mod streams;
 
@@ -18,12 +19,11 @@ use crate::broker::Broker;
 use axum::extract::DefaultBodyLimit;
 use axum::middleware;
 use axum::routing::get;
-use axum::{Json, Router};
+use axum::Router;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::net::TcpListener;
-use utoipa::OpenApi;
 
 /// Server-side settings (the HTTP half of `cipc serve`'s flags).
 #[derive(Debug, Clone)]
@@ -88,7 +88,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(rest::routes())
         .merge(streams::routes())
-        .route("/openapi.json", get(openapi))
+        .route("/openapi.json", get(openapi::openapi))
         .merge(dashboard::routes())
         .merge(mcp::routes(&state))
         .fallback(error::fallback)
@@ -128,12 +128,6 @@ async fn front_door(
         }
     }
     response
-}
-
-async fn openapi() -> Json<utoipa::openapi::OpenApi> {
-    let mut doc = rest::ApiDoc::openapi();
-    doc.info.version = env!("CARGO_PKG_VERSION").to_string();
-    Json(doc)
 }
 
 /// A bound, not yet running server.
