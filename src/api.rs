@@ -639,6 +639,9 @@ where
 /// is a 400 on the wire, and clients that want to wait longer poll again.
 pub const MAX_LONG_POLL_MS: u64 = 3_600_000;
 
+/// How long a long-poll waits when it names no `timeout` (30 s, in ms).
+pub const DEFAULT_LONG_POLL_MS: u64 = 30_000;
+
 /// The most items one list or read answers (`limit`); more is a 400 on the
 /// wire and is capped in MCP tools.
 pub const MAX_LIST_LIMIT: usize = 10_000;

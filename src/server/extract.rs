@@ -138,7 +138,7 @@ impl Params {
     pub fn timeout(&self) -> Result<Duration, ApiError> {
         Ok(self
             .wait_param("timeout")?
-            .unwrap_or(Duration::from_millis(30_000)))
+            .unwrap_or(Duration::from_millis(crate::api::DEFAULT_LONG_POLL_MS)))
     }
 
     /// A long-poll parameter in milliseconds (`timeout`, `wait`, `next`):
