@@ -13,7 +13,8 @@
 
 use super::{keys, Broker, BrokerError, Channel, CommandEntry, PeerEntry, State, WakeKey};
 use crate::api::{CommandStatus, PeerStatus, QuestionStatus};
-use crate::store::{CatchUp, LogEntry, Mutation, Turn, TurnKind};
+use crate::error_code::ErrorCode;
+use crate::store::{CatchUp, LogEntry, Mutation, StoreError, Turn, TurnKind};
 use std::time::Duration;
 
 /// How long a wait backs off between attempts while the store is unreachable.
@@ -27,12 +28,12 @@ impl Broker {
         if !self.inner.shared {
             return Ok(Turn::default());
         }
-        let mut turn = self.inner.store.begin_turn(kind).await.map_err(|e| {
-            BrokerError::new(
-                crate::error_code::ErrorCode::StoreUnreachable,
-                format!("{e}; nothing was changed. The node reconnects by itself: retry shortly"),
-            )
-        })?;
+        let mut turn = self
+            .inner
+            .store
+            .begin_turn(kind)
+            .await
+            .map_err(|e| shared_store_down(e, true))?;
         // No await between the store handing over the changes and applying
         // them, so a dropped request cannot lose them.
         if let Some(c) = turn.catch_up.take() {
@@ -303,6 +304,28 @@ impl Broker {
             }
             Mutation::Reset => st.clear_all(),
         }
+    }
+}
+
+/// Why a shared store cannot take changes now, as the refusal clients see
+/// (a write refused before it changed anything, or `/healthz`): another
+/// node stalls the write turn, or the database cannot be reached. Either
+/// way the node recovers by itself, so the sentence says to retry.
+pub(super) fn shared_store_down(e: StoreError, refused_write: bool) -> BrokerError {
+    let unchanged = if refused_write {
+        "nothing was changed. "
+    } else {
+        ""
+    };
+    match e {
+        StoreError::TurnStalled(_) => BrokerError::new(
+            ErrorCode::WriteTurnStalled,
+            format!("{e}; {unchanged}Writes resume by themselves once PostgreSQL ends that node's turn: retry shortly"),
+        ),
+        _ => BrokerError::new(
+            ErrorCode::StoreUnreachable,
+            format!("{e}; {unchanged}The node reconnects by itself once the database answers: retry shortly"),
+        ),
     }
 }
 
