@@ -10,7 +10,10 @@
 //! is announced with `NOTIFY cipc_log`; each node `LISTEN`s on its own
 //! connection and catches up when told, and at every turn. Old log rows are
 //! pruned after ten minutes; a node that fell further behind reloads
-//! everything from the tables.
+//! everything from the tables. A turn cannot outlive its holder's
+//! liveness: PostgreSQL ends the session of a holder silent for
+//! `--turn-timeout`, and the others refuse writes as stalled rather than
+//! wait for it without end (`turns.rs`, `TurnBounds`).
 
 //!
 //! - `schema.rs`: the versioned migrations, and reading the whole state back.
