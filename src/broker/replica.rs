@@ -313,18 +313,18 @@ impl Broker {
 /// way the node recovers by itself, so the sentence says to retry.
 pub(super) fn shared_store_down(e: StoreError, refused_write: bool) -> BrokerError {
     let unchanged = if refused_write {
-        "nothing was changed. "
+        "nothing was changed, and "
     } else {
         ""
     };
     match e {
         StoreError::TurnStalled(_) => BrokerError::new(
             ErrorCode::WriteTurnStalled,
-            format!("{e}; {unchanged}Writes resume by themselves once PostgreSQL ends that node's turn: retry shortly"),
+            format!("{e}; {unchanged}writes resume by themselves once PostgreSQL ends that node's turn: retry shortly"),
         ),
         _ => BrokerError::new(
             ErrorCode::StoreUnreachable,
-            format!("{e}; {unchanged}The node reconnects by itself once the database answers: retry shortly"),
+            format!("{e}; {unchanged}this node reconnects by itself once the database answers: retry shortly"),
         ),
     }
 }

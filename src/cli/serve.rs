@@ -41,7 +41,7 @@ pub struct ServeArgs {
     /// With --store: a node that holds the write turn and says nothing to
     /// PostgreSQL this long (frozen, cut off) loses it; other nodes refuse
     /// writes (503 write_turn_stalled) after waiting half as long.
-    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration, value_name = "DURATION", requires = "store")]
     pub turn_timeout: Duration,
     /// Require this token from every client (prefer CIPC_TOKEN or --token-file: flags show in `ps`).
     /// At least 8 characters; under 16 draws a warning (--generate-token makes a good one).

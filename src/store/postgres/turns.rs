@@ -555,7 +555,13 @@ impl PgInner {
                 p.outcome(upto)
             }
             Err(e) => {
-                tracing::error!(error = %e, "commit to PostgreSQL failed");
+                if first.is_some() {
+                    tracing::error!(error = %e, "commit to PostgreSQL failed");
+                } else {
+                    // Nothing was lost: e.g. a node that was frozen past
+                    // --turn-timeout, whose session PostgreSQL ended.
+                    tracing::warn!(error = %e, "giving the write turn back failed; closing its connection does");
+                }
                 if let Some(c) = conn.take() {
                     // It may hold the turn lock: close it rather than pool it.
                     drop(Object::take(c));
