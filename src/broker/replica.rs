@@ -343,3 +343,38 @@ fn unindex_command(st: &mut State, id: uuid::Uuid) -> Option<CommandEntry> {
     st.track_holder(old.ord, &gone);
     Some(old)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stalled_turn_and_an_unreachable_database_are_told_apart() {
+        let stalled = shared_store_down(StoreError::TurnStalled("node A is silent".into()), true);
+        assert_eq!(stalled.code, ErrorCode::WriteTurnStalled);
+        assert!(
+            stalled.message.contains("node A is silent"),
+            "{}",
+            stalled.message
+        );
+        assert!(
+            stalled.message.contains("nothing was changed"),
+            "{}",
+            stalled.message
+        );
+        assert!(stalled.message.contains("retry"), "{}", stalled.message);
+
+        let down = shared_store_down(StoreError::Unavailable("refused".into()), false);
+        assert_eq!(down.code, ErrorCode::StoreUnreachable);
+        assert!(
+            !down.message.contains("nothing was changed"),
+            "/healthz refuses no write: {}",
+            down.message
+        );
+        assert!(
+            down.message.contains("reconnects by itself"),
+            "{}",
+            down.message
+        );
+    }
+}
