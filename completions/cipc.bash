@@ -2653,7 +2653,7 @@ _cipc() {
             return 0
             ;;
         cipc__subcmd__serve)
-            opts="-p -h -V --host --port --data-dir --memory --store --token --token-file --generate-token --out --force --insecure-no-auth --allowed-host --max-body --channel-retention --command-retention --max-waiters --stale-after --offline-after --forget-after --max-peers --max-mcp-sessions --max-channels --max-signals --max-connections --check-store --help --version"
+            opts="-p -h -V --host --port --data-dir --memory --store --turn-timeout --token --token-file --generate-token --out --force --insecure-no-auth --allowed-host --max-body --channel-retention --command-retention --max-waiters --stale-after --offline-after --forget-after --max-peers --max-mcp-sessions --max-channels --max-signals --max-connections --check-store --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -2676,6 +2676,10 @@ _cipc() {
                     return 0
                     ;;
                 --store)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --turn-timeout)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

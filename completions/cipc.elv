@@ -52,6 +52,7 @@ set edit:completion:arg-completer[cipc] = {|@words|
             cand --port 'Port to listen on (0 picks a free one and prints it)'
             cand --data-dir 'Where the SQLite file lives [env: CIPC_DATA_DIR; ignored, with a warning, under --memory] [default: $XDG_STATE_HOME/cipc or ~/.local/state/cipc]'
             cand --store 'Keep the state in PostgreSQL (postgres://USER:PASSWORD@HOST:PORT/DB, with ?sslmode=require for TLS, verified; sslrootcert=FILE adds CAs): every node started with the same URL is the same broker'
+            cand --turn-timeout 'With --store: a node that holds the write turn and says nothing to PostgreSQL this long (frozen, cut off) loses it; other nodes refuse writes (503 write_turn_stalled) after waiting half as long'
             cand --token 'Require this token from every client (prefer CIPC_TOKEN or --token-file: flags show in `ps`). At least 8 characters; under 16 draws a warning (--generate-token makes a good one)'
             cand --token-file 'Read the token from a file that is not world-readable (`chmod 600`; `--generate-token --out PATH` makes one)'
             cand --out 'With --generate-token: write the token to this file, mode 600, ready for --token-file (an existing file is kept unless --force)'

@@ -3133,8 +3133,10 @@ impl cipc::store::Store for SickStore {
     fn describe(&self) -> String {
         "a sick store".into()
     }
-    fn health(&self) -> Result<(), String> {
-        Err("no space left on device (test)".into())
+    fn health(&self) -> Result<(), cipc::store::StoreError> {
+        Err(cipc::store::StoreError::Write(
+            "no space left on device (test)".into(),
+        ))
     }
     fn progress(&self) -> std::sync::Arc<cipc::store::Progress> {
         self.0.progress()

@@ -11,7 +11,9 @@
 //! stays online on B; B's `/events` shows A's changes; a dashboard login on
 //! A works on B (and a logout on B ends it on A); a stateless MCP client is
 //! the same peer on both nodes; and a PostgreSQL restart under load loses
-//! no message that was answered with a 2xx.
+//! no message that was answered with a 2xx; and a node frozen (SIGSTOP)
+//! while it holds the write turn stalls the other's writes only briefly,
+//! with a clear 503, and both recover by themselves.
 //!
 //! Needs the PostgreSQL server `.ci/start-postgres` starts
 //! (`CIPC_TEST_POSTGRES`, and `CIPC_TEST_POSTGRES_BIN` for the restart test);
@@ -911,6 +913,280 @@ async fn a_postgres_restart_under_load_loses_nothing_that_was_answered() {
             .filter(|(seq, d)| have.get(seq) != Some(d))
             .collect();
         assert!(all, "{base} lost answered messages: {missing:?}");
+        let seqs: Vec<u64> = read.iter().filter_map(|m| m["seq"].as_u64()).collect();
+        let unique: HashSet<_> = seqs.iter().collect();
+        assert_eq!(
+            unique.len(),
+            seqs.len(),
+            "{base}: seqs are unique: {seqs:?}"
+        );
+    }
+}
+
+/// A channel's whole content as `base` sees it, however long (in pages).
+async fn all_messages(base: &str, channel: &str) -> Vec<Value> {
+    let mut all: Vec<Value> = Vec::new();
+    loop {
+        let since = all.last().and_then(|m| m["seq"].as_u64()).unwrap_or(0);
+        let (s, b) = get(&format!(
+            "{base}/channels/{channel}/messages?since={since}&limit=1000"
+        ))
+        .await;
+        assert_eq!(s, 200, "read {channel} on {base}: {b}");
+        let page = b["messages"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no messages array: {b}"))
+            .clone();
+        if page.is_empty() {
+            return all;
+        }
+        all.extend(page);
+    }
+}
+
+/// The write turn's advisory lock as `pg_locks` shows it: a bigint key is
+/// split into `classid` (high half) and `objid` (low half), `objsubid` 1.
+const TURN_LOCK_CLASSID: u32 = 0x6369_7063;
+const TURN_LOCK_OBJID: u32 = 1;
+
+/// Sends `sig` to a node's process.
+#[allow(unsafe_code)] // kill(2) on our own child
+fn signal(node: &BinaryBroker, sig: libc::c_int) {
+    let pid = i32::try_from(node.child.id()).expect("a pid fits in i32");
+    let done = unsafe { libc::kill(pid, sig) };
+    assert_eq!(done, 0, "kill({pid}, {sig})");
+}
+
+/// Whether a session of the node named `app` (its `application_name`)
+/// holds the write turn now.
+async fn holds_turn(pg: &tokio_postgres::Client, app: &str) -> bool {
+    let row = pg
+        .query_one(
+            "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+             WHERE l.locktype = 'advisory' AND l.granted
+               AND l.classid = $1::bigint::oid AND l.objid = $2::bigint::oid AND l.objsubid = 1
+               AND a.application_name = $3",
+            &[
+                &i64::from(TURN_LOCK_CLASSID),
+                &i64::from(TURN_LOCK_OBJID),
+                &app,
+            ],
+        )
+        .await
+        .expect("read pg_locks");
+    row.get::<_, i64>(0) > 0
+}
+
+#[tokio::test]
+async fn a_node_frozen_holding_the_write_turn_stalls_the_other_only_briefly() {
+    // PostgreSQL ends a silent holder's turn after TURN; a write waits for
+    // the turn at most TURN / 2, then answers 503 write_turn_stalled.
+    const TURN: Duration = Duration::from_secs(6);
+    let Some(url) = fresh_database().await else {
+        return;
+    };
+    // A's sessions carry a name of their own, to tell its lock in pg_locks.
+    let app_a = format!(
+        "cipc-frozen-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    );
+    let url_a = format!("{url}?application_name={app_a}");
+    let a = BinaryBroker::start(&["--store", &url_a, "--turn-timeout", "6s"], &[]);
+    let b = BinaryBroker::start(&["--store", &url, "--turn-timeout", "6s"], &[]);
+    let nodes = [a.url.clone(), b.url.clone()];
+    let (pg, pg_conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .expect("connect to the test database");
+    tokio::spawn(pg_conn);
+    // Requests to A wait as long as it is frozen: no client timeout short of it.
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(120))
+        .build()
+        .expect("client");
+    let counter = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let log: Arc<Mutex<Vec<Sent>>> = Arc::default();
+    let send_one = {
+        let (client, nodes, counter, log) =
+            (client.clone(), nodes.clone(), counter.clone(), log.clone());
+        move |node: usize| {
+            let (client, base, log) = (client.clone(), nodes[node].clone(), log.clone());
+            let i = counter.fetch_add(1, Ordering::SeqCst);
+            async move {
+                let r = client
+                    .post(format!("{base}/channels/frozen/send"))
+                    .json(&json!({"i": i}))
+                    .send()
+                    .await
+                    .unwrap_or_else(|e| panic!("send {i} to node {node}: no answer: {e}"));
+                let status = r.status().as_u16();
+                let body: Value = r.json().await.unwrap_or(Value::Null);
+                let sent = Sent {
+                    node,
+                    i,
+                    status,
+                    body: body.clone(),
+                };
+                log.lock().expect("lock").push(sent);
+                (status, body)
+            }
+        }
+    };
+
+    // Writers keep A taking write turns.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut writers = Vec::new();
+    for _ in 0..4 {
+        let (stop, send_one) = (stop.clone(), send_one.clone());
+        writers.push(tokio::spawn(async move {
+            while !stop.load(Ordering::SeqCst) {
+                send_one(0).await;
+            }
+        }));
+    }
+    // Freeze A at a moment when it holds the turn.
+    let mut frozen = None;
+    for attempt in 0..300u64 {
+        signal(&a, libc::SIGSTOP);
+        // What A sent before it stopped has reached PostgreSQL by now.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if holds_turn(&pg, &app_a).await {
+            frozen = Some(tokio::time::Instant::now());
+            break;
+        }
+        signal(&a, libc::SIGCONT);
+        tokio::time::sleep(Duration::from_millis(20 + attempt % 7 * 7)).await;
+    }
+    let frozen = frozen.expect("A never held the write turn when stopped");
+    stop.store(true, Ordering::SeqCst);
+    assert!(holds_turn(&pg, &app_a).await, "a stopped A keeps the turn");
+
+    // B: writes are refused as stalled, within seconds, with the reason;
+    // several at once are refused together (the wait queued on B counts),
+    // not one wait after another.
+    let asked = tokio::time::Instant::now();
+    let burst: Vec<_> = (0..6).map(|_| tokio::spawn(send_one(1))).collect();
+    let mut refused_after = Duration::ZERO;
+    for write in burst {
+        let (status, body) = landed("a write on B while A is frozen", write).await;
+        refused_after = refused_after.max(asked.elapsed());
+        assert_eq!(
+            status, 503,
+            "a write on B while frozen A holds the turn: {body}"
+        );
+        assert_eq!(body["error"]["code"], "unavailable", "{body}");
+        assert_eq!(body["error"]["reason"], "write_turn_stalled", "{body}");
+        let message = text(&body["error"]["message"]);
+        assert!(
+            message.contains("another node holds the write turn")
+                && message.contains("nothing was changed")
+                && message.contains("retry"),
+            "the message says who stalls, that nothing changed, and that it recovers: {message}"
+        );
+    }
+    // Each waits half of TURN at most; one after another would be 3 TURN.
+    assert!(
+        refused_after < TURN,
+        "B answered the stalled writes only after {refused_after:?}"
+    );
+    let (status, health) = get(&format!("{}/healthz", b.url)).await;
+    assert_eq!(status, 503, "/healthz on B tells of the stall: {health}");
+    assert_eq!(health["error"]["reason"], "write_turn_stalled", "{health}");
+
+    // B recovers by itself, with A still frozen: PostgreSQL ends A's turn.
+    let mut recovered = None;
+    while recovered.is_none() {
+        assert!(
+            frozen.elapsed() < TURN * 4,
+            "B still cannot write {:?} after A froze",
+            frozen.elapsed()
+        );
+        let (status, body) = send_one(1).await;
+        if status == 201 {
+            recovered = Some(frozen.elapsed());
+        } else {
+            assert_eq!(status, 503, "{body}");
+            assert_eq!(body["error"]["reason"], "write_turn_stalled", "{body}");
+        }
+    }
+    let recovered = recovered.expect("set above");
+    assert!(!holds_turn(&pg, &app_a).await, "PostgreSQL ended A's turn");
+    let healthy = eventually(LIMIT, || {
+        let base = b.url.clone();
+        async move { get(&format!("{base}/healthz")).await.0 == 200 }
+    })
+    .await;
+    assert!(healthy, "/healthz on B stays 503 after the turn moved on");
+    for _ in 0..5 {
+        let (status, body) = send_one(1).await;
+        assert_eq!(status, 201, "B while A is still frozen: {body}");
+    }
+
+    // A resumes, finds its turn gone, and recovers by itself.
+    signal(&a, libc::SIGCONT);
+    let resumed = tokio::time::Instant::now();
+    for w in writers {
+        landed("a writer on A", w).await;
+    }
+    let mut back = false;
+    while !back {
+        assert!(
+            resumed.elapsed() < LIMIT,
+            "A did not write again within {LIMIT:?} of SIGCONT"
+        );
+        let (status, body) = send_one(0).await;
+        back = status == 201;
+        if !back {
+            assert_eq!(status, 503, "A coming back: {body}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    let healthy = eventually(LIMIT, || {
+        let base = a.url.clone();
+        async move { get(&format!("{base}/healthz")).await.0 == 200 }
+    })
+    .await;
+    assert!(healthy, "/healthz on A stays 503 after it resumed");
+    for n in 0..10 {
+        let (status, body) = send_one(n % 2).await;
+        assert_eq!(status, 201, "after A came back, node {}: {body}", n % 2);
+    }
+    let log = std::mem::take(&mut *log.lock().expect("lock"));
+    eprintln!(
+        "frozen-turn test: B refused a write as stalled after {refused_after:?}, wrote again {recovered:?} after A froze (--turn-timeout {TURN:?}); A wrote again {:?} after SIGCONT; {} sends, {} refused",
+        resumed.elapsed(),
+        log.len(),
+        log.iter().filter(|s| s.status != 201).count()
+    );
+
+    // Every write answered 2xx, on either node, is there on both, once.
+    let mut answered: BTreeMap<u64, Value> = BTreeMap::new();
+    for s in &log {
+        if s.status != 201 {
+            assert_eq!(s.status, 503, "{s:?}");
+            continue;
+        }
+        let seq = s.body["message"]["seq"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("no seq: {s:?}"));
+        if let Some(old) = answered.insert(seq, json!({"i": s.i})) {
+            panic!("seq {seq} answered twice: {old} and {s:?}");
+        }
+    }
+    for base in &nodes {
+        let (all, read) = settle(LIMIT, || async {
+            let read = all_messages(base, "frozen").await;
+            let have: HashMap<u64, &Value> = read
+                .iter()
+                .filter_map(|m| Some((m["seq"].as_u64()?, &m["data"])))
+                .collect();
+            (
+                answered.iter().all(|(seq, d)| have.get(seq) == Some(&d)),
+                read,
+            )
+        })
+        .await;
+        assert!(all, "{base} lacks answered writes: {read:?}");
         let seqs: Vec<u64> = read.iter().filter_map(|m| m["seq"].as_u64()).collect();
         let unique: HashSet<_> = seqs.iter().collect();
         assert_eq!(

@@ -35,7 +35,6 @@ pub use wake::WaiterPermit;
 use state::{Channel, CommandEntry, PeerEntry, State};
 use wake::{WaitEnd, WakeKey};
 
-use crate::error_code::ErrorCode;
 use crate::store::{Commit, Mutation, Store};
 use crate::time::Timestamp;
 use parking_lot::{Mutex, MutexGuard};
@@ -205,14 +204,17 @@ impl Broker {
     /// Whether the store can save changes now (for `/healthz`).
     pub fn store_health(&self) -> Result<(), BrokerError> {
         if self.inner.shared {
-            return self.inner.store.health().map_err(|e| {
-                BrokerError::new(
-                    ErrorCode::StoreUnreachable,
-                    format!("{e}; this node reconnects by itself once the database answers"),
-                )
-            });
+            return self
+                .inner
+                .store
+                .health()
+                .map_err(|e| replica::shared_store_down(e, false));
         }
         self.inner.store.health().map_err(|e| {
+            let e = match e {
+                crate::store::StoreError::Write(why) => why,
+                other => other.to_string(),
+            };
             BrokerError::store(format!(
                 "the store cannot save changes ({e}); check the disk and the data directory, then restart the broker"
             ))

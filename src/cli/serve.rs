@@ -38,6 +38,11 @@ pub struct ServeArgs {
         conflicts_with = "data_dir"
     )]
     pub store: Option<String>,
+    /// With --store: a node that holds the write turn and says nothing to
+    /// PostgreSQL this long (frozen, cut off) loses it; other nodes refuse
+    /// writes (503 write_turn_stalled) after waiting half as long.
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration, value_name = "DURATION", requires = "store")]
+    pub turn_timeout: Duration,
     /// Require this token from every client (prefer CIPC_TOKEN or --token-file: flags show in `ps`).
     /// At least 8 characters; under 16 draws a warning (--generate-token makes a good one).
     #[arg(long, env = "CIPC_TOKEN", hide_env_values = true, value_name = "TOKEN")]
@@ -364,7 +369,7 @@ async fn serve(args: ServeArgs, ip: IpAddr, token: Option<String>) -> Exit {
             );
             return exit::USAGE;
         }
-        match PgStore::connect(url).await {
+        match PgStore::connect_with(url, args.turn_timeout).await {
             Ok(s) => Arc::new(s),
             Err(e) => {
                 eprintln!("cipc serve: {e}");

@@ -22,7 +22,7 @@ mod sqlite;
 
 pub use dir_lock::{DirLock, LOCK_FILE};
 pub use memory::MemoryStore;
-pub use postgres::PgStore;
+pub use postgres::{PgStore, DEFAULT_TURN_TIMEOUT};
 pub use progress::{Lost, Progress};
 pub use shared::{CatchUp, LogEntry, SharedEvent, Turn, TurnKind};
 pub use sqlite::SqliteStore;
@@ -257,6 +257,11 @@ pub enum StoreError {
     /// The shared database cannot be reached now (the node retries by itself).
     #[error("the database is unreachable: {0}")]
     Unavailable(String),
+    /// Another node holds the shared write turn and has gone silent (frozen,
+    /// or cut off from the database): waiting longer would stall every
+    /// write here. The database ends that node's turn by itself.
+    #[error("the write turn is stalled: {0}")]
+    TurnStalled(String),
 }
 
 /// Persistence for the broker's state.
@@ -271,9 +276,10 @@ pub trait Store: Send + Sync + 'static {
     fn close(&self);
     /// A human description of where data lives ("memory" or a file path).
     fn describe(&self) -> String;
-    /// Whether writes can be saved now; the reason when they cannot
-    /// (`/healthz` answers 503 with it).
-    fn health(&self) -> Result<(), String> {
+    /// Whether writes can be saved now; why not when they cannot
+    /// (`/healthz` answers 503 with it, and with a reason the error's kind
+    /// decides: unreachable, or a write turn stalled by another node).
+    fn health(&self) -> Result<(), StoreError> {
         Ok(())
     }
     /// Which mutations are durable: every reader waits on it before it

@@ -508,17 +508,19 @@ impl Store for SqliteStore {
         self.path.display().to_string()
     }
 
-    fn health(&self) -> Result<(), String> {
+    fn health(&self) -> Result<(), StoreError> {
         let running = self
             .writer
             .lock()
             .ok()
             .is_some_and(|w| w.as_ref().is_some_and(|h| !h.is_finished()));
         if !running {
-            return Err("the store's writer has stopped".into());
+            return Err(StoreError::Write("the store's writer has stopped".into()));
         }
         if self.progress.failing() {
-            return Err("a commit failed and the store has not recovered yet".into());
+            return Err(StoreError::Write(
+                "a commit failed and the store has not recovered yet".into(),
+            ));
         }
         Ok(())
     }

@@ -18,6 +18,7 @@ use super::*;
 use crate::api::{
     AckRequest, Command, CommandStatus, ConnectRequest, PeerStatus, SendRequest, Via,
 };
+use crate::error_code::ErrorCode;
 
 mod acks;
 mod deadlines;

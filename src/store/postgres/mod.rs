@@ -10,7 +10,10 @@
 //! is announced with `NOTIFY cipc_log`; each node `LISTEN`s on its own
 //! connection and catches up when told, and at every turn. Old log rows are
 //! pruned after ten minutes; a node that fell further behind reloads
-//! everything from the tables.
+//! everything from the tables. A turn cannot outlive its holder's
+//! liveness: PostgreSQL ends the session of a holder silent for
+//! `--turn-timeout`, and the others refuse writes as stalled rather than
+//! wait for it without end (`turns.rs`, `TurnBounds`).
 
 //!
 //! - `schema.rs`: the versioned migrations, and reading the whole state back.
@@ -36,12 +39,17 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
-use turns::OpenTurn;
+use turns::{OpenTurn, TurnBounds};
 
 /// Connections in each node's pool.
 const POOL_SIZE: usize = 16;
 /// How long to wait for a connection (or a new one) before answering 503.
 const CONNECT_WAIT: Duration = Duration::from_secs(5);
+
+/// How long a node may hold the write turn without a word to PostgreSQL
+/// before PostgreSQL ends its session (and with it the turn), unless
+/// `cipc serve --turn-timeout` says otherwise.
+pub const DEFAULT_TURN_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// PostgreSQL shared by several broker nodes.
 pub struct PgStore {
@@ -72,6 +80,13 @@ pub(super) struct PgInner {
     changes: watch::Sender<u64>,
     /// Why the database cannot be used now, if it cannot.
     trouble: parking_lot::Mutex<Option<String>>,
+    /// How long a turn may be held in silence, and waited for.
+    bounds: TurnBounds,
+    /// Why writes are refused while another node stalls the write turn;
+    /// cleared when this node gets the turn again (or its probe does).
+    stalled: parking_lot::Mutex<Option<String>>,
+    /// Set while a task watches for the stalled turn to come free.
+    probing: std::sync::atomic::AtomicBool,
     closed: CancellationToken,
 }
 
@@ -107,8 +122,19 @@ fn why_no_connection(e: &deadpool_postgres::PoolError) -> String {
 impl PgStore {
     /// Connects to `url` (`postgres://USER:PASS@HOST:PORT/DB`), creates or
     /// migrates the schema (safe with several nodes starting at once), reads
-    /// back the state, and starts following the other nodes' changes.
+    /// back the state, and starts following the other nodes' changes; write
+    /// turns are bounded by [`DEFAULT_TURN_TIMEOUT`].
     pub async fn connect(url: &str) -> Result<PgStore, StoreError> {
+        PgStore::connect_with(url, DEFAULT_TURN_TIMEOUT).await
+    }
+
+    /// [`PgStore::connect`] with write turns bounded by `turn_timeout`: a
+    /// node that holds the turn and says nothing to PostgreSQL for that long
+    /// (frozen, or cut off) loses its session and the turn with it, and a
+    /// node waits at most half that long for the turn before it refuses a
+    /// write as stalled (`--turn-timeout`, which exists so a frozen node
+    /// cannot stop every other node's writes for as long as it is frozen).
+    pub async fn connect_with(url: &str, turn_timeout: Duration) -> Result<PgStore, StoreError> {
         let tls::StoreUrl {
             config: mut pg_config,
             tls,
@@ -152,7 +178,21 @@ impl PgStore {
         })?;
         migrate(&mut conn).await.map_err(open_err)?;
         let (snapshot, head) = read_snapshot(&mut conn).await.map_err(open_err)?;
+        let version: i32 = conn
+            .query_one("SELECT current_setting('server_version_num')::int", &[])
+            .await
+            .map_err(|e| open_err(why(&e)))?
+            .get(0);
         drop(conn);
+        // idle_session_timeout (which bounds a silent holder between
+        // statements) came with PostgreSQL 14.
+        let idle_session = version >= 140_000;
+        if !idle_session {
+            tracing::warn!(
+                version,
+                "PostgreSQL before 14 cannot end the session of a node that freezes between statements while it holds the write turn; other nodes' writes then answer write_turn_stalled until it resumes or dies"
+            );
+        }
         let node = format!(
             "{}-{}-{}",
             gethostname::gethostname().to_string_lossy(),
@@ -174,6 +214,9 @@ impl PgStore {
             snapshot: parking_lot::Mutex::new(Some(snapshot)),
             changes,
             trouble: parking_lot::Mutex::new(None),
+            bounds: TurnBounds::new(turn_timeout, idle_session),
+            stalled: parking_lot::Mutex::new(None),
+            probing: std::sync::atomic::AtomicBool::new(false),
             closed: CancellationToken::new(),
         });
         tokio::spawn(listen::listen(Arc::downgrade(&inner), inner.closed.clone()));
@@ -235,12 +278,20 @@ impl Store for PgStore {
         )
     }
 
-    fn health(&self) -> Result<(), String> {
+    fn health(&self) -> Result<(), StoreError> {
         if let Some(t) = self.inner.trouble.lock().clone() {
-            return Err(format!("PostgreSQL at {}: {t}", self.inner.describe));
+            return Err(StoreError::Unavailable(format!(
+                "PostgreSQL at {}: {t}",
+                self.inner.describe
+            )));
+        }
+        if let Some(t) = self.inner.stalled.lock().clone() {
+            return Err(StoreError::TurnStalled(t));
         }
         if self.inner.progress.failing() {
-            return Err("a commit failed and this node has not reloaded yet".into());
+            return Err(StoreError::Unavailable(
+                "a commit failed and this node has not reloaded yet".into(),
+            ));
         }
         Ok(())
     }

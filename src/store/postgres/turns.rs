@@ -22,6 +22,103 @@ const LOG_KEPT_SECS: f64 = 600.0;
 const PRUNE_EVERY: u64 = 256;
 /// How long a write turn takes in more of this node's changes.
 const JOIN_FOR: Duration = Duration::from_millis(20);
+/// The shortest `--turn-timeout` honoured (shorter would end healthy turns).
+const MIN_HOLD: Duration = Duration::from_millis(200);
+/// The shortest lock wait a write turn is given, even when it already
+/// spent its whole wait queued on this node (`lock_timeout` 0 means never).
+const MIN_LOCK_WAIT: Duration = Duration::from_millis(10);
+/// How often a stalled node looks whether the turn has come free.
+const PROBE_EVERY: Duration = Duration::from_millis(250);
+
+/// How a write turn is bounded in time, so that a node frozen (or cut off)
+/// while it holds the turn cannot stop every other node's writes for as
+/// long as it stays so.
+///
+/// The holder bounds itself on the server side: while its connection holds
+/// [`TURN_LOCK`] it carries `idle_session_timeout` and
+/// `idle_in_transaction_session_timeout`, so PostgreSQL ends the session of
+/// a holder that says nothing for `hold` (which frees the lock), and a
+/// holder that resumes finds its connection gone, its commit failed, and
+/// reloads. The others bound their wait: `lock_timeout` on the lock, after
+/// which the write is refused as stalled rather than left hanging.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct TurnBounds {
+    /// A holder silent this long loses its session, and the turn with it.
+    pub hold: Duration,
+    /// A write waits this long at most for the turn (queued on this node
+    /// included): half of `hold`, so a waiter says so before the database
+    /// ends a frozen holder's turn, and a healthy turn (milliseconds) never
+    /// comes near it.
+    pub wait: Duration,
+    /// Takes the lock with the bounds set: `$1` the lock, `$2` the wait in
+    /// ms, `$3` the hold in ms (one statement, so a failed setting never
+    /// leaves an unbounded lock wait behind it).
+    pub lock_sql: &'static str,
+    /// Gives the lock back and the session's own settings with it.
+    pub unlock_sql: &'static str,
+}
+
+impl TurnBounds {
+    /// The bounds for `--turn-timeout` `hold`; without `idle_session`
+    /// (PostgreSQL before 14) only a holder silent inside a transaction is
+    /// ended by the server.
+    pub(super) fn new(hold: Duration, idle_session: bool) -> TurnBounds {
+        let hold = hold.max(MIN_HOLD);
+        let (lock_sql, unlock_sql) = if idle_session {
+            (
+                "SELECT set_config('lock_timeout', $2, false),
+                        set_config('idle_in_transaction_session_timeout', $3, false),
+                        set_config('idle_session_timeout', $3, false),
+                        pg_advisory_lock($1)",
+                "SELECT pg_advisory_unlock($1),
+                        set_config('lock_timeout', NULL, false),
+                        set_config('idle_in_transaction_session_timeout', NULL, false),
+                        set_config('idle_session_timeout', NULL, false)",
+            )
+        } else {
+            (
+                "SELECT set_config('lock_timeout', $2, false),
+                        set_config('idle_in_transaction_session_timeout', $3, false),
+                        pg_advisory_lock($1)",
+                "SELECT pg_advisory_unlock($1),
+                        set_config('lock_timeout', NULL, false),
+                        set_config('idle_in_transaction_session_timeout', NULL, false)",
+            )
+        };
+        TurnBounds {
+            hold,
+            wait: hold / 2,
+            lock_sql,
+            unlock_sql,
+        }
+    }
+
+    /// The `lock_timeout` for a write that must have the turn by
+    /// `deadline`: what is left of its wait, never under [`MIN_LOCK_WAIT`].
+    pub(super) fn lock_wait(left: Duration) -> Duration {
+        left.max(MIN_LOCK_WAIT)
+    }
+}
+
+/// Why a write turn could not be had.
+enum Refused {
+    /// Another node holds the turn past the wait: see [`TurnBounds`].
+    Stalled(String),
+    /// The database failed or could not be reached.
+    Down(String),
+}
+
+impl From<String> for Refused {
+    fn from(why: String) -> Refused {
+        Refused::Down(why)
+    }
+}
+
+/// A duration as a PostgreSQL setting in milliseconds (`set_config` takes
+/// text; a whole number of milliseconds is read as such).
+fn setting_ms(d: Duration) -> String {
+    d.as_millis().clamp(1, i32::MAX as u128).to_string()
+}
 
 /// A write turn: its connection (holding [`TURN_LOCK`]), what its members
 /// changed and not committed yet, and who is in it.
@@ -144,6 +241,53 @@ impl PgInner {
         StoreError::Unavailable(reason)
     }
 
+    /// Why taking the turn lock failed: stalled when the wait ran out
+    /// (`lock_timeout`), else the database's own error.
+    fn refused_turn(&self, e: &tokio_postgres::Error) -> Refused {
+        if e.code() != Some(&tokio_postgres::error::SqlState::LOCK_NOT_AVAILABLE) {
+            return Refused::Down(why(e));
+        }
+        Refused::Stalled(format!(
+            "another node holds the write turn and did not finish it within {} (it is frozen, or cut off from PostgreSQL); PostgreSQL ends its turn once it has been silent for {} (--turn-timeout)",
+            humantime::format_duration(self.bounds.wait),
+            humantime::format_duration(self.bounds.hold),
+        ))
+    }
+
+    /// Notes that another node stalls the write turn (`/healthz` says so
+    /// until a turn is had again) and watches for the turn to come free,
+    /// so the note goes even when no write comes to this node meanwhile.
+    fn stalled_by_another(self: &Arc<Self>, why: String) -> StoreError {
+        *self.stalled.lock() = Some(why.clone());
+        if !self.probing.swap(true, Ordering::AcqRel) {
+            tokio::spawn(watch_stall(Arc::downgrade(self)));
+        }
+        StoreError::TurnStalled(why)
+    }
+
+    /// Takes the turn lock (waiting as a write would) and gives it straight
+    /// back, applying nothing: answers whether the turn moves again.
+    async fn turn_moves(&self) -> bool {
+        let Ok(conn) = self.pool.get().await else {
+            return false;
+        };
+        let (wait_ms, hold_ms) = (setting_ms(self.bounds.wait), setting_ms(self.bounds.hold));
+        let took = async {
+            let lock = conn.prepare_cached(self.bounds.lock_sql).await?;
+            conn.execute(&lock, &[&TURN_LOCK, &wait_ms, &hold_ms])
+                .await?;
+            let unlock = conn.prepare_cached(self.bounds.unlock_sql).await?;
+            conn.execute(&unlock, &[&TURN_LOCK]).await
+        }
+        .await;
+        if took.is_err() {
+            // It may carry the turn's settings (or hold the lock): close it.
+            drop(Object::take(conn));
+            return false;
+        }
+        true
+    }
+
     /// Joins the write turn open on this node, if it still takes members.
     fn join(self: &Arc<Self>) -> Option<Turn> {
         let open = self.current.lock().clone()?;
@@ -165,6 +309,10 @@ impl PgInner {
     }
 
     pub(super) async fn begin(self: &Arc<Self>, kind: TurnKind) -> Result<Turn, StoreError> {
+        // A write has the turn by then, or is refused as stalled (the wait
+        // queued on this node counts, so a queue of writes behind a stalled
+        // turn is refused together rather than one wait after another).
+        let deadline = tokio::time::Instant::now() + self.bounds.wait;
         let slot = loop {
             if kind == TurnKind::Read {
                 break self.turns.clone().lock_owned().await;
@@ -189,21 +337,30 @@ impl PgInner {
             .await
             .map_err(|e| self.unavailable(super::why_no_connection(&e)))?;
         let mut conn = Some(conn);
+        let lock_by = (kind == TurnKind::Write).then_some(deadline);
         let caught = match conn.as_mut() {
-            Some(c) => self.catch_up(c, kind == TurnKind::Write).await,
+            Some(c) => self.catch_up(c, lock_by).await,
             None => Ok(None),
         };
         let catch_up = match caught {
             Ok(c) => c,
             Err(e) => {
                 if let Some(c) = conn.take() {
-                    // It may hold the turn lock: close it rather than pool it.
+                    // It may hold the turn lock, or carry the turn's
+                    // settings: close it rather than pool it.
                     drop(Object::take(c));
                 }
-                return Err(self.unavailable(e));
+                return Err(match e {
+                    StoreError::TurnStalled(why) => self.stalled_by_another(why),
+                    StoreError::Unavailable(why) => self.unavailable(why),
+                    other => other,
+                });
             }
         };
         *self.trouble.lock() = None;
+        if kind == TurnKind::Write {
+            *self.stalled.lock() = None;
+        }
         let hold: Box<dyn TurnHold> = if kind == TurnKind::Write {
             let open = Arc::new(OpenTurn {
                 conn: tokio::sync::Mutex::new(conn),
@@ -230,10 +387,28 @@ impl PgInner {
         })
     }
 
-    /// Takes the turn lock (for a write turn) and reads what this node has
-    /// not applied yet, in one round trip: the log since its cursor, or
-    /// everything when it fell behind the pruned log or lost a commit.
-    async fn catch_up(&self, conn: &mut Object, write: bool) -> Result<Option<CatchUp>, String> {
+    /// Takes the turn lock (for a write turn, which must have it by
+    /// `lock_by`) and reads what this node has not applied yet, in one
+    /// round trip: the log since its cursor, or everything when it fell
+    /// behind the pruned log or lost a commit.
+    async fn catch_up(
+        &self,
+        conn: &mut Object,
+        lock_by: Option<tokio::time::Instant>,
+    ) -> Result<Option<CatchUp>, StoreError> {
+        self.catch_up_inner(conn, lock_by)
+            .await
+            .map_err(|e| match e {
+                Refused::Stalled(why) => StoreError::TurnStalled(why),
+                Refused::Down(why) => StoreError::Unavailable(why),
+            })
+    }
+
+    async fn catch_up_inner(
+        &self,
+        conn: &mut Object,
+        lock_by: Option<tokio::time::Instant>,
+    ) -> Result<Option<CatchUp>, Refused> {
         let cursor = self.cursor.load(Ordering::Acquire);
         let read = conn
             .prepare_cached(
@@ -244,33 +419,38 @@ impl PgInner {
             .await
             .map_err(|e| why(&e))?;
         let cursor_param = seq_param(cursor);
-        let lock_params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&TURN_LOCK];
         let read_params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&cursor_param];
-        let rows = if write {
+        let rows = if let Some(lock_by) = lock_by {
             // Prepared first: a query given as text is prepared when polled,
             // which would send it after the read below.
             let lock = conn
-                .prepare_cached("SELECT pg_advisory_lock($1)")
+                .prepare_cached(self.bounds.lock_sql)
                 .await
                 .map_err(|e| why(&e))?;
+            let wait = TurnBounds::lock_wait(
+                lock_by.saturating_duration_since(tokio::time::Instant::now()),
+            );
+            let (wait_ms, hold_ms) = (setting_ms(wait), setting_ms(self.bounds.hold));
+            let lock_params: [&(dyn tokio_postgres::types::ToSql + Sync); 3] =
+                [&TURN_LOCK, &wait_ms, &hold_ms];
             let lock = conn.execute(&lock, &lock_params);
             let rows = conn.query(&read, &read_params);
             let (locked, rows) = futures::join!(lock, rows);
-            locked.map_err(|e| why(&e))?;
+            locked.map_err(|e| self.refused_turn(&e))?;
             rows
         } else {
             conn.query(&read, &read_params).await
         }
         .map_err(|e| why(&e))?;
         if self.progress.failing() {
-            return self.reload(conn).await.map(Some);
+            return Ok(Some(self.reload(conn).await?));
         }
         let pruned = rows
             .first()
             .map_or(0, |r| u64::try_from(r.get::<_, i64>(0)).unwrap_or(0));
         if pruned > cursor {
             tracing::warn!(cursor, pruned, "this node fell behind the log; reloading");
-            return self.reload(conn).await.map(Some);
+            return Ok(Some(self.reload(conn).await?));
         }
         let mut entries = Vec::new();
         for r in &rows {
@@ -286,7 +466,7 @@ impl PgInner {
                 }
                 Err(e) => {
                     tracing::error!(seq, error = %e, "unreadable log entry; reloading");
-                    return self.reload(conn).await.map(Some);
+                    return Ok(Some(self.reload(conn).await?));
                 }
             }
         }
@@ -346,7 +526,7 @@ impl PgInner {
         };
         let written = if mutations.is_empty() && events.is_empty() {
             if last {
-                unlock(c).await
+                unlock(c, self.bounds.unlock_sql).await
             } else {
                 Ok(None)
             }
@@ -375,7 +555,13 @@ impl PgInner {
                 p.outcome(upto)
             }
             Err(e) => {
-                tracing::error!(error = %e, "commit to PostgreSQL failed");
+                if first.is_some() {
+                    tracing::error!(error = %e, "commit to PostgreSQL failed");
+                } else {
+                    // Nothing was lost: e.g. a node that was frozen past
+                    // --turn-timeout, whose session PostgreSQL ended.
+                    tracing::warn!(error = %e, "giving the write turn back failed; closing its connection does");
+                }
                 if let Some(c) = conn.take() {
                     // It may hold the turn lock: close it rather than pool it.
                     drop(Object::take(c));
@@ -413,7 +599,7 @@ impl PgInner {
         // Every statement is prepared before the pipeline starts, so they are
         // sent (and run) in order: above all, the unlock after the commit.
         let unlock_stmt = conn
-            .prepare_cached("SELECT pg_advisory_unlock($1)")
+            .prepare_cached(self.bounds.unlock_sql)
             .await
             .map_err(e)?;
         let entry = LogEntry {
@@ -490,10 +676,102 @@ impl PgInner {
     }
 }
 
-/// Gives the turn lock back.
-async fn unlock(c: &Object) -> Result<Option<i64>, String> {
-    c.execute("SELECT pg_advisory_unlock($1)", &[&TURN_LOCK])
+/// While another node stalls the write turn, looks every [`PROBE_EVERY`]
+/// whether it moves again, and clears the note when it does (or when a
+/// write turn of this node's did first). Ends at shutdown.
+async fn watch_stall(inner: std::sync::Weak<PgInner>) {
+    loop {
+        let Some(pg) = inner.upgrade() else { return };
+        if pg.closed.is_cancelled() {
+            return;
+        }
+        if pg.stalled.lock().is_none() {
+            pg.probing.store(false, Ordering::Release);
+            // A stall noted after the look above found no watcher running.
+            if pg.stalled.lock().is_none() || pg.probing.swap(true, Ordering::AcqRel) {
+                return;
+            }
+        }
+        if pg.turn_moves().await {
+            *pg.stalled.lock() = None;
+            tracing::info!("the write turn moves again");
+            continue;
+        }
+        let closed = pg.closed.clone();
+        drop(pg);
+        tokio::select! {
+            () = tokio::time::sleep(PROBE_EVERY) => {}
+            () = closed.cancelled() => {}
+        }
+    }
+}
+
+/// Gives the turn lock back, with the session's own settings (`sql` is
+/// [`TurnBounds::unlock_sql`]).
+async fn unlock(c: &Object, sql: &str) -> Result<Option<i64>, String> {
+    c.execute(sql, &[&TURN_LOCK])
         .await
         .map(|_| None)
         .map_err(|e| why(&e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_turn_is_waited_for_half_as_long_as_its_holder_may_stay_silent() {
+        let b = TurnBounds::new(Duration::from_secs(5), true);
+        assert_eq!(b.hold, Duration::from_secs(5));
+        assert_eq!(b.wait, Duration::from_millis(2500));
+        for setting in [
+            "lock_timeout",
+            "idle_in_transaction_session_timeout",
+            "idle_session_timeout",
+        ] {
+            assert!(
+                b.lock_sql.contains(setting),
+                "{setting} is set with the lock"
+            );
+            assert!(
+                b.unlock_sql.contains(setting),
+                "{setting} is reset with the unlock"
+            );
+        }
+        // Set before the lock is asked for, in the same statement.
+        assert!(b.lock_sql.find("set_config") < b.lock_sql.find("pg_advisory_lock"));
+        assert!(
+            b.unlock_sql.contains("NULL"),
+            "reset to the session's own value"
+        );
+    }
+
+    #[test]
+    fn before_postgresql_14_only_a_silence_inside_a_transaction_is_bounded() {
+        let b = TurnBounds::new(Duration::from_secs(5), false);
+        assert!(!b.lock_sql.contains("idle_session_timeout"));
+        assert!(!b.unlock_sql.contains("idle_session_timeout"));
+        assert!(b.lock_sql.contains("idle_in_transaction_session_timeout"));
+    }
+
+    #[test]
+    fn a_tiny_turn_timeout_is_raised_so_healthy_turns_are_not_cut() {
+        let b = TurnBounds::new(Duration::ZERO, true);
+        assert_eq!(b.hold, MIN_HOLD);
+        assert_eq!(b.wait, MIN_HOLD / 2);
+    }
+
+    #[test]
+    fn a_write_that_spent_its_wait_queued_never_waits_forever_on_the_lock() {
+        // lock_timeout = 0 would mean no bound at all.
+        assert_eq!(TurnBounds::lock_wait(Duration::ZERO), MIN_LOCK_WAIT);
+        assert_eq!(
+            TurnBounds::lock_wait(Duration::from_millis(1800)),
+            Duration::from_millis(1800)
+        );
+        assert_eq!(setting_ms(Duration::ZERO), "1");
+        assert_eq!(setting_ms(Duration::from_micros(10)), "1");
+        assert_eq!(setting_ms(Duration::from_millis(2500)), "2500");
+        assert_eq!(setting_ms(Duration::MAX), i32::MAX.to_string());
+    }
 }
