@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::mcp::call;
+use common::mcp::{call, reason};
 use common::{connect, eventually, get, http, post};
 use futures::StreamExt;
 use rmcp::model::ProgressNotificationParam;
@@ -483,8 +483,9 @@ async fn command_round_trip_between_two_mcp_sessions() {
     );
 
     // Acking twice is a tool error with a sentence, not a protocol error.
-    let (text, _, err) = worker.call("ack_command", json!({"command_id": cid})).await;
-    assert!(err && text.contains("already"), "{text}");
+    let (text, e, err) = worker.call("ack_command", json!({"command_id": cid})).await;
+    assert!(err, "{text}");
+    assert_eq!(reason(&e), "already_finished", "{text}");
 }
 
 #[tokio::test]
@@ -840,10 +841,11 @@ async fn closing_the_legacy_stream_requeues_and_reopening_picks_up() {
     // Re-opening is a new session; registering as the same peer (by id,
     // proven with its key) continues where the old one left off.
     let mut l = legacy(&base).await;
-    let (text, _, err) = l
+    let (text, e, err) = l
         .call("connect", json!({"role": "linux-client", "id": pid}))
         .await;
     assert!(err, "a protected peer's id alone is not enough: {text}");
+    assert_eq!(reason(&e), "key_required", "{text}");
     let (_, me2, err) = l
         .call(
             "connect",
@@ -864,33 +866,47 @@ async fn closing_the_legacy_stream_requeues_and_reopening_picks_up() {
 async fn tool_errors_are_results_with_a_sentence() {
     let server = common::start().await;
     let client = streamable(&server.url()).await;
-    let (text, _, err) = call(&client, "wait_for_command", json!({})).await;
+    // The sentence says what to do (connect); the reason says what failed.
+    let (text, e, err) = call(&client, "wait_for_command", json!({})).await;
     assert!(err && text.contains("connect"), "{text}");
-    let (text, _, err) = call(&client, "ack_command", json!({"command_id": "nope"})).await;
-    assert!(err && text.contains("id"), "{text}");
-    let (text, _, err) = call(&client, "send_command", json!({"target": "backend"})).await;
+    assert_eq!(reason(&e), "unknown_peer", "{text}");
+    assert_eq!(
+        e["error"]["code"], "not_found",
+        "the REST class beside the reason"
+    );
+    let (text, e, err) = call(&client, "ack_command", json!({"command_id": "nope"})).await;
+    assert!(err, "{text}");
+    assert_eq!(reason(&e), "unknown_command", "{text}");
+    // Arguments that miss the schema name the tool to call again.
+    let (text, e, err) = call(&client, "send_command", json!({"target": "backend"})).await;
     assert!(
         err && text.contains("send_command") && text.contains("action"),
         "{text}"
     );
-    let (text, _, err) = call(&client, "connect", json!({"role": "has space"})).await;
-    assert!(err && text.contains("role"), "{text}");
-    let (text, _, err) = call(
+    assert_eq!(reason(&e), "invalid_body", "{text}");
+    let (text, e, err) = call(&client, "connect", json!({"role": "has space"})).await;
+    assert!(err, "{text}");
+    assert_eq!(reason(&e), "invalid_name", "{text}");
+    let (text, e, err) = call(
         &client,
         "get_command_result",
         json!({"command_id": "0190a8c2-0000-7000-8000-000000000000", "timeout_seconds": 0}),
     )
     .await;
-    assert!(err && text.contains("no command"), "{text}");
-    let (text, _, err) = call(&client, "reset", json!({"confirm": false})).await;
+    assert!(err, "{text}");
+    assert_eq!(reason(&e), "unknown_command", "{text}");
+    // The sentence must say how to confirm.
+    let (text, e, err) = call(&client, "reset", json!({"confirm": false})).await;
     assert!(err && text.contains("confirm"), "{text}");
+    assert_eq!(reason(&e), "invalid_body", "{text}");
 
     // After a reset the session must register again.
     call(&client, "connect", json!({"role": "a"})).await;
     let (_, _, err) = call(&client, "reset", json!({"confirm": true})).await;
     assert!(!err);
-    let (text, _, err) = call(&client, "wait_for_command", json!({"timeout_seconds": 0})).await;
+    let (text, e, err) = call(&client, "wait_for_command", json!({"timeout_seconds": 0})).await;
     assert!(err && text.contains("connect"), "{text}");
+    assert_eq!(reason(&e), "unknown_peer", "{text}");
     let (_, st, err) = call(&client, "status", json!({})).await;
     assert!(!err);
     assert_eq!(st["peers"], json!([]));
@@ -1108,18 +1124,23 @@ async fn answer_question_enforces_choices_and_answers_once() {
         .await;
     assert!(!err && text.contains("answer_question"), "{text}");
     assert_eq!(listed["questions"][0]["id"], json!(qid));
-    let (text, _, err) = other
+    let (text, e, err) = other
         .call("list_questions", json!({"status": "maybe"}))
         .await;
-    assert!(err && text.contains("open"), "{text}");
+    assert!(
+        err && text.contains("open"),
+        "the statuses are listed: {text}"
+    );
+    assert_eq!(reason(&e), "invalid_query", "{text}");
 
-    let (text, _, err) = other
+    let (text, e, err) = other
         .call(
             "answer_question",
             json!({"question_id": qid, "answer": "mysql"}),
         )
         .await;
     assert!(err, "an answer that is not a choice is refused: {text}");
+    assert_eq!(reason(&e), "invalid_choice", "{text}");
     assert!(
         text.contains("not one of the choices")
             && text.contains("postgres")
@@ -1134,13 +1155,14 @@ async fn answer_question_enforces_choices_and_answers_once() {
         .await;
     assert!(!err, "{text}");
     assert_eq!(done["question"]["answeredBy"], "backend");
-    let (text, _, err) = other
+    let (text, e, err) = other
         .call(
             "answer_question",
             json!({"question_id": qid, "answer": "postgres"}),
         )
         .await;
-    assert!(err && text.contains("already answered"), "{text}");
+    assert!(err, "{text}");
+    assert_eq!(reason(&e), "already_finished", "{text}");
     let (text, _, err) = other
         .call(
             "answer_question",
@@ -1633,4 +1655,55 @@ async fn an_idle_session_is_freed_and_its_id_is_404() {
     let (s, b) = raw_tools_list(&client, &base, &sid).await;
     assert_eq!(s, 404, "{b}");
     assert_eq!(b["error"]["reason"], "unknown_session");
+}
+
+/// `send_command` to `"*"` with a wait waits for every copy (the broker's
+/// one send-and-wait, as on REST) instead of refusing the wait.
+#[tokio::test]
+async fn a_star_send_with_wait_waits_for_every_copy() {
+    let server = common::start().await;
+    let base = server.url();
+    let client = streamable(&base).await;
+    let peers = [connect(&base, "a").await, connect(&base, "b").await];
+    let send = call(
+        &client,
+        "send_command",
+        json!({"target": "*", "action": "reload", "wait": true, "timeout_seconds": 30}),
+    );
+    let workers = async {
+        for (i, p) in peers.iter().enumerate() {
+            let (_, w) = get(&format!("{base}/commands/{p}/wait?timeout=10000")).await;
+            let cid = w["command"]["id"].as_str().expect("a copy").to_string();
+            let (s, _) = post(
+                &format!("{base}/commands/{cid}/ack"),
+                json!({"result": {"copy": i}}),
+            )
+            .await;
+            assert_eq!(s, 200);
+        }
+    };
+    let ((text, sent, err), ()) =
+        tokio::time::timeout(LIMIT, async { tokio::join!(send, workers) })
+            .await
+            .expect("in time");
+    assert!(!err, "{text}");
+    assert_eq!(sent["timedOut"], false, "{text}");
+    let copies = sent["commands"].as_array().expect("commands");
+    assert_eq!(copies.len(), 2, "{sent}");
+    assert!(copies.iter().all(|c| c["status"] == "acked"), "{sent}");
+
+    // A copy nobody takes ends the wait at its timeout, saying so.
+    let (text, sent, err) = call(
+        &client,
+        "send_command",
+        json!({"target": "*", "action": "reload", "wait": true, "timeout_seconds": 1}),
+    )
+    .await;
+    assert!(!err, "{text}");
+    assert_eq!(sent["timedOut"], true, "{text}");
+    assert!(
+        text.contains("get_command_result"),
+        "says how to keep waiting: {text}"
+    );
+    client.cancel().await.expect("close");
 }

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::mcp::call;
+use common::mcp::{call, reason};
 use common::{eventually, get, http, post};
 use rmcp::model::ProtocolVersion;
 use rmcp::service::{serve_client_with_lifecycle, ClientLifecycleMode, RunningService};
@@ -68,8 +68,9 @@ async fn a_stateless_client_is_one_peer_from_connect_to_ack() {
     assert_eq!(who["registered"], true, "{text}");
     assert_eq!(who["peer"]["id"], json!(id));
     // Without the key a stateless caller is nobody, and says how to fix it.
-    let (text, _, err) = call(&mcp, "wait_for_command", json!({"timeout_seconds": 0})).await;
+    let (text, e, err) = call(&mcp, "wait_for_command", json!({"timeout_seconds": 0})).await;
     assert!(err && text.contains("peer_key"), "{text}");
+    assert_eq!(reason(&e), "unknown_peer", "{text}");
 
     // Connecting again with the key is the same peer, not a new one.
     let (_, again, err) = call(&mcp, "connect", json!({"role": "backend", "peer_key": key})).await;
@@ -154,16 +155,23 @@ async fn nobody_takes_a_protected_peer_by_its_id() {
 
     // A stateless client follows connect's old advice: connect with the id.
     let thief = client(&base, ProtocolVersion::V_2026_07_28).await;
-    let (text, _, err) = call(&thief, "connect", json!({"role": "backend", "id": id})).await;
+    let (text, e, err) = call(&thief, "connect", json!({"role": "backend", "id": id})).await;
     assert!(err, "refused: {text}");
-    assert!(text.contains("protected"), "{text}");
+    assert_eq!(reason(&e), "key_required", "{text}");
     let wrong = format!("{}x", &key[..key.len() - 1]);
-    for args in [
-        json!({"command_id": cmd, "result": "forged"}),
-        json!({"command_id": cmd, "result": "forged", "peer_key": wrong}),
+    for (args, why) in [
+        (
+            json!({"command_id": cmd, "result": "forged"}),
+            "key_required",
+        ),
+        (
+            json!({"command_id": cmd, "result": "forged", "peer_key": wrong}),
+            "wrong_key",
+        ),
     ] {
-        let (text, _, err) = call(&thief, "ack_command", args).await;
+        let (text, e, err) = call(&thief, "ack_command", args).await;
         assert!(err, "refused: {text}");
+        assert_eq!(reason(&e), why, "{text}");
     }
     // The holder still holds it and its own ack (through its session) wins.
     let (_, c) = get(&format!("{base}/commands/{cmd}/result?timeout=0")).await;

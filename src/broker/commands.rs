@@ -29,6 +29,19 @@ pub enum SendOutcome {
     FanOut(Vec<Command>),
 }
 
+/// What a send answered after its wait: the outcome, with each command as
+/// the wait left it, and whether the wait ran out before every command
+/// finished. REST's `POST /commands/send?wait=` and MCP's `send_command`
+/// (`wait: true`) both answer from it, so a `"*"` fan-out waits the same way
+/// on both.
+#[derive(Debug, Clone)]
+pub struct Sent {
+    /// What the send made, each command as the wait left it.
+    pub outcome: SendOutcome,
+    /// True when the wait ended with a command still unfinished.
+    pub timed_out: bool,
+}
+
 /// How a command ends: its final status, result or error, and when.
 struct Ending {
     status: CommandStatus,
@@ -623,6 +636,71 @@ impl Broker {
                 return Ok((self.command(id)?, true));
             }
         }
+    }
+
+    /// `POST /commands/send` with its optional wait: sends, then (with
+    /// `wait`) waits for the result of every command the send made, a
+    /// `"*"` fan-out's copies included, until one deadline `wait` from now.
+    /// The commands exist (and are durable) before any wait, so a caller
+    /// that gives up can still ask for their results later.
+    pub async fn send_and_wait(
+        &self,
+        req: SendRequest,
+        caller: &Caller,
+        wait: Option<Duration>,
+    ) -> Result<Sent, BrokerError> {
+        let outcome = self.send(req, caller).await?;
+        match wait {
+            None => Ok(Sent {
+                outcome,
+                timed_out: false,
+            }),
+            Some(d) => self.wait_sent(outcome, d).await,
+        }
+    }
+
+    /// The wait half of [`Broker::send_and_wait`], for a caller that must
+    /// know the ids before it waits (MCP tells a cancelled wait which
+    /// commands were sent): waits up to `timeout` in all for every command
+    /// in `outcome` to finish (or to turn overdue).
+    pub async fn wait_sent(
+        &self,
+        outcome: SendOutcome,
+        timeout: Duration,
+    ) -> Result<Sent, BrokerError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let left = || deadline.saturating_duration_since(tokio::time::Instant::now());
+        Ok(match outcome {
+            SendOutcome::Created { command, queued } => {
+                let (command, timed_out) = self.wait_result(command.id, left()).await?;
+                Sent {
+                    outcome: SendOutcome::Created { command, queued },
+                    timed_out,
+                }
+            }
+            SendOutcome::Deduplicated(command) => {
+                let (command, timed_out) = self.wait_result(command.id, left()).await?;
+                Sent {
+                    outcome: SendOutcome::Deduplicated(command),
+                    timed_out,
+                }
+            }
+            // One copy after another: each wait ends when its copy finishes
+            // or at the shared deadline, so the whole wait never passes it.
+            SendOutcome::FanOut(copies) => {
+                let mut timed_out = false;
+                let mut done = Vec::with_capacity(copies.len());
+                for c in copies {
+                    let (c, t) = self.wait_result(c.id, left()).await?;
+                    timed_out |= t;
+                    done.push(c);
+                }
+                Sent {
+                    outcome: SendOutcome::FanOut(done),
+                    timed_out,
+                }
+            }
+        })
     }
 
     /// `GET /commands`: newest first, filtered.

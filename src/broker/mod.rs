@@ -25,7 +25,7 @@ mod sweeper;
 mod system;
 mod wake;
 
-pub use commands::SendOutcome;
+pub use commands::{SendOutcome, Sent};
 pub use error::BrokerError;
 pub use events::{Event, EventSubscription};
 pub use identity::Caller;

@@ -9,7 +9,7 @@ use super::extract::{
 use super::openapi::Contract;
 use super::AppState;
 use crate::api::*;
-use crate::broker::SendOutcome;
+use crate::broker::{SendOutcome, Sent};
 use crate::error_code::ErrorCode;
 use axum::extract::{Path, Request, State};
 use axum::http::StatusCode;
@@ -151,21 +151,9 @@ async fn send_command(
     JsonBody(req): JsonBody<SendRequest>,
 ) -> ApiResult<Response> {
     let wait = q.wait_param("wait")?;
-    let outcome = s.broker.send(req, &caller).await?;
-    // The command exists (and is durable) before any wait: a client that
-    // gives up waiting can still ask for its result later.
-    let settle = |command: Command| {
-        let broker = s.broker.clone();
-        async move {
-            match wait {
-                None => Ok((command, false)),
-                Some(d) => broker.wait_result(command.id, d).await,
-            }
-        }
-    };
+    let Sent { outcome, timed_out } = s.broker.send_and_wait(req, &caller, wait).await?;
     Ok(match outcome {
         SendOutcome::Created { command, queued } => {
-            let (command, timed_out) = settle(command).await?;
             let body = SendResponse {
                 command,
                 queued,
@@ -174,7 +162,6 @@ async fn send_command(
             (StatusCode::CREATED, Json(body)).into_response()
         }
         SendOutcome::Deduplicated(command) => {
-            let (command, timed_out) = settle(command).await?;
             let body = SendResponse {
                 command,
                 queued: false,
@@ -183,21 +170,8 @@ async fn send_command(
             (StatusCode::OK, Json(body)).into_response()
         }
         SendOutcome::FanOut(commands) => {
-            let deadline = tokio::time::Instant::now() + wait.unwrap_or_default();
-            let mut done = Vec::with_capacity(commands.len());
-            let mut timed_out = false;
-            for c in commands {
-                let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-                if wait.is_none() {
-                    done.push(c);
-                    continue;
-                }
-                let (c, t) = s.broker.wait_result(c.id, left).await?;
-                timed_out |= t;
-                done.push(c);
-            }
             let body = CommandsResponse {
-                commands: done,
+                commands,
                 timed_out,
             };
             (StatusCode::CREATED, Json(body)).into_response()

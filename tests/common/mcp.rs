@@ -7,7 +7,10 @@ use rmcp::RoleClient;
 use serde_json::Value;
 
 /// A tool's answer: (sentence, JSON, isError). cipc answers a sentence for
-/// the model, then the JSON of the broker's answer.
+/// the model, then the JSON of the broker's answer; a refusal's JSON is the
+/// REST error body `{"error": {"code", "reason", "message"}}`, also carried
+/// as structured content (checked equal here), so tests branch on
+/// [`reason`] rather than on the sentence.
 pub fn parse(r: &CallToolResult) -> (String, Value, bool) {
     let text = |i: usize| {
         r.content
@@ -17,7 +20,26 @@ pub fn parse(r: &CallToolResult) -> (String, Value, bool) {
             .unwrap_or_default()
     };
     let json = serde_json::from_str(&text(1)).unwrap_or(Value::Null);
-    (text(0), json, r.is_error == Some(true))
+    let err = r.is_error == Some(true);
+    if err {
+        assert_eq!(
+            r.structured_content.as_ref(),
+            Some(&json),
+            "a refusal carries its error body as structured content"
+        );
+        assert_eq!(
+            json["error"]["message"],
+            text(0),
+            "the body's message is the sentence"
+        );
+    }
+    (text(0), json, err)
+}
+
+/// The `reason` of a refusal's JSON (`error.reason`), or `""` for an answer
+/// that is not a refusal.
+pub fn reason(json: &Value) -> &str {
+    json["error"]["reason"].as_str().unwrap_or_default()
 }
 
 /// Calls `tool` with `args` (a JSON object) and reads its answer.

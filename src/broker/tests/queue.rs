@@ -219,3 +219,80 @@ async fn a_delivered_command_does_not_expire() {
         CommandStatus::Acked
     );
 }
+
+#[tokio::test]
+async fn a_star_send_with_a_wait_waits_for_every_copy_until_one_deadline() {
+    let (b, _clock) = broker_at(BrokerConfig::default());
+    let x = connect(&b, "x").await;
+    let y = connect(&b, "y").await;
+    let star = || SendRequest {
+        target: "*".into(),
+        action: "reload".into(),
+        ..SendRequest::default()
+    };
+
+    // Both copies acked: the wait ends with both results, not timed out.
+    let b2 = b.clone();
+    let waiting = tokio::spawn(async move {
+        b2.send_and_wait(star(), &Caller::default(), Some(Duration::from_secs(30)))
+            .await
+    });
+    for peer in [x, y] {
+        let copy = loop {
+            match take(&b, peer).await {
+                Some(c) => break c,
+                None => tokio::task::yield_now().await,
+            }
+        };
+        ack_as(&b, copy.id, peer).await.expect("ack");
+    }
+    let sent = waiting.await.expect("join").expect("send");
+    let SendOutcome::FanOut(copies) = sent.outcome else {
+        panic!("a fan-out");
+    };
+    assert!(!sent.timed_out);
+    assert_eq!(copies.len(), 2);
+    assert!(copies.iter().all(|c| c.status == CommandStatus::Acked));
+
+    // One copy never acked: the whole wait ends at the one deadline, with
+    // the acked copy's result and the other still delivered.
+    let b2 = b.clone();
+    let waiting = tokio::spawn(async move {
+        b2.send_and_wait(star(), &Caller::default(), Some(Duration::from_millis(300)))
+            .await
+    });
+    let copy = loop {
+        match take(&b, x).await {
+            Some(c) => break c,
+            None => tokio::task::yield_now().await,
+        }
+    };
+    ack_as(&b, copy.id, x).await.expect("ack");
+    let held = loop {
+        match take(&b, y).await {
+            Some(c) => break c,
+            None => tokio::task::yield_now().await,
+        }
+    };
+    let started = tokio::time::Instant::now();
+    let sent = waiting.await.expect("join").expect("send");
+    assert!(started.elapsed() < Duration::from_secs(5), "one deadline");
+    assert!(sent.timed_out);
+    let SendOutcome::FanOut(copies) = sent.outcome else {
+        panic!("a fan-out");
+    };
+    let status = |id: Uuid| copies.iter().find(|c| c.id == id).expect("copy").status;
+    assert_eq!(status(copy.id), CommandStatus::Acked);
+    assert_eq!(status(held.id), CommandStatus::Delivered);
+
+    // Without a wait the copies come back at once, pending.
+    let sent = b
+        .send_and_wait(star(), &Caller::default(), None)
+        .await
+        .expect("send");
+    let SendOutcome::FanOut(copies) = sent.outcome else {
+        panic!("a fan-out");
+    };
+    assert!(!sent.timed_out);
+    assert!(copies.iter().all(|c| c.status == CommandStatus::Pending));
+}

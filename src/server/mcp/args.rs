@@ -5,6 +5,18 @@
 use rmcp::schemars::{self, JsonSchema};
 use serde::Deserialize;
 use serde_json::{json, Value};
+use std::time::Duration;
+
+/// Blocking tools wait this long unless told otherwise.
+pub const DEFAULT_WAIT_SECS: u64 = 60;
+/// Blocking tools never wait longer than one REST long-poll may (one hour).
+pub const MAX_WAIT_SECS: u64 = crate::api::MAX_LONG_POLL_MS / 1000;
+
+/// The wait a blocking tool asked for (`timeout_seconds`, else `default`),
+/// capped at the longest long-poll.
+pub(super) fn wait_for(timeout_seconds: Option<u64>, default: u64) -> Duration {
+    Duration::from_secs(timeout_seconds.unwrap_or(default).min(MAX_WAIT_SECS))
+}
 
 /// Makes an argument schema portable across MCP clients: an optional
 /// argument is simply left out, so it is typed as its value (`"integer"`, not

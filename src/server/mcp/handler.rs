@@ -2,11 +2,11 @@
 //! door every tool call passes (session bookkeeping, contact, the durability
 //! barrier, and readable argument errors).
 
-use super::render::refuse;
+use super::render::{bad_arguments, session_ended, Refusal};
 use super::tools::{CipcMcp, INSTRUCTIONS};
 use rmcp::handler::server::tool::ToolCallContext;
 use rmcp::model::{
-    CallToolRequestParams, CallToolResponse, ContentBlock, Implementation, InitializeRequestParams,
+    CallToolRequestParams, CallToolResponse, Implementation, InitializeRequestParams,
     InitializeResult, ListToolsResult, PaginatedRequestParams, ServerCapabilities, ServerConfig,
 };
 use rmcp::service::{NotificationContext, RequestContext};
@@ -61,7 +61,7 @@ impl ServerHandler for CipcMcp {
         let _busy = self.session.busy();
         self.session.note_request(&context.extensions);
         if self.session.ended().is_cancelled() {
-            return Ok(refuse("this MCP session has ended; reconnect to the broker").into());
+            return Ok(session_ended().into_result().into());
         }
         if let Some(p) = self.session.peer() {
             self.session.broker().touch_as(p, &self.session.caller());
@@ -71,23 +71,20 @@ impl ServerHandler for CipcMcp {
         let mut response = self.tool_router.call(ctx).await?;
         // Principle 8: a result shows nothing that is not saved yet.
         if let Err(e) = self.session.broker().settled().await {
-            return Ok(refuse(e.to_string()).into());
+            return Ok(Refusal::from(e).into_result().into());
         }
         // rmcp reports arguments that do not fit the schema as a bare serde
-        // message; say which tool and what to do.
+        // message; say which tool and what to do, with a reason like any
+        // other refusal.
         if let CallToolResponse::Complete(r) = &mut response {
-            if r.is_error == Some(true) {
-                for block in r.content.iter_mut() {
-                    if let Some(t) = block.as_text() {
-                        if let Some(detail) =
-                            t.text.strip_prefix("failed to deserialize parameters:")
-                        {
-                            *block = ContentBlock::text(format!(
-                                "the arguments for {name} do not fit its input schema ({}); fix them and call {name} again",
-                                detail.trim()
-                            ));
-                        }
-                    }
+            if r.is_error == Some(true) && r.structured_content.is_none() {
+                let detail = r.content.first().and_then(|b| b.as_text()).and_then(|t| {
+                    t.text
+                        .strip_prefix("failed to deserialize parameters:")
+                        .map(|d| d.trim().to_string())
+                });
+                if let Some(detail) = detail {
+                    *r = bad_arguments(&name, &detail).into_result();
                 }
             }
         }

@@ -1,6 +1,6 @@
 //! MCP: Claude Code sessions get native broker tools, over both HTTP
 //! transports, with one tool implementation ([`tools::CipcMcp`], rmcp):
-//! `args.rs` (what each tool takes), `tools.rs` (what each does), `render.rs`
+//! `args.rs` (what each tool takes), `tools/` (what each does, by subject), `render.rs`
 //! (how answers read), `handler.rs` (the protocol side), `session.rs` (who a
 //! session is), `delivery.rs` (answers that could not be written).
 //!
