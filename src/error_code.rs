@@ -137,12 +137,20 @@ error_codes! {
     InvalidHeader = "invalid_header", BadRequest;
     /// The token was put in the URL.
     TokenInUrl = "token_in_url", BadRequest;
+    /// An MCP tool that acts as a peer was called by a session that named
+    /// none (no `peer_key`, never connected).
+    NotRegistered = "not_registered", BadRequest;
+    /// An MCP `reset` without `confirm: true`.
+    ConfirmRequired = "confirm_required", BadRequest;
     /// The body is not JSON.
     InvalidJson = "invalid_json", InvalidJson;
     /// The body is larger than `--max-body`.
     PayloadTooLarge = "payload_too_large", PayloadTooLarge;
     /// The body did not arrive in time.
     RequestTimeout = "request_timeout", RequestTimeout;
+    /// An MCP tool's wait ended before anything arrived: the client
+    /// cancelled it, or its answer could no longer be written.
+    WaitCancelled = "wait_cancelled", RequestTimeout;
     /// No token was sent, or a wrong one.
     BadToken = "bad_token", Unauthorized;
     /// Too many wrong tokens recently; wrong ones are answered slowly.

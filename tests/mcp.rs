@@ -869,9 +869,9 @@ async fn tool_errors_are_results_with_a_sentence() {
     // The sentence says what to do (connect); the reason says what failed.
     let (text, e, err) = call(&client, "wait_for_command", json!({})).await;
     assert!(err && text.contains("connect"), "{text}");
-    assert_eq!(reason(&e), "unknown_peer", "{text}");
+    assert_eq!(reason(&e), "not_registered", "{text}");
     assert_eq!(
-        e["error"]["code"], "not_found",
+        e["error"]["code"], "bad_request",
         "the REST class beside the reason"
     );
     let (text, e, err) = call(&client, "ack_command", json!({"command_id": "nope"})).await;
@@ -898,7 +898,7 @@ async fn tool_errors_are_results_with_a_sentence() {
     // The sentence must say how to confirm.
     let (text, e, err) = call(&client, "reset", json!({"confirm": false})).await;
     assert!(err && text.contains("confirm"), "{text}");
-    assert_eq!(reason(&e), "invalid_body", "{text}");
+    assert_eq!(reason(&e), "confirm_required", "{text}");
 
     // After a reset the session must register again.
     call(&client, "connect", json!({"role": "a"})).await;
@@ -906,7 +906,7 @@ async fn tool_errors_are_results_with_a_sentence() {
     assert!(!err);
     let (text, e, err) = call(&client, "wait_for_command", json!({"timeout_seconds": 0})).await;
     assert!(err && text.contains("connect"), "{text}");
-    assert_eq!(reason(&e), "unknown_peer", "{text}");
+    assert_eq!(reason(&e), "not_registered", "{text}");
     let (_, st, err) = call(&client, "status", json!({})).await;
     assert!(!err);
     assert_eq!(st["peers"], json!([]));

@@ -70,7 +70,7 @@ async fn a_stateless_client_is_one_peer_from_connect_to_ack() {
     // Without the key a stateless caller is nobody, and says how to fix it.
     let (text, e, err) = call(&mcp, "wait_for_command", json!({"timeout_seconds": 0})).await;
     assert!(err && text.contains("peer_key"), "{text}");
-    assert_eq!(reason(&e), "unknown_peer", "{text}");
+    assert_eq!(reason(&e), "not_registered", "{text}");
 
     // Connecting again with the key is the same peer, not a new one.
     let (_, again, err) = call(&mcp, "connect", json!({"role": "backend", "peer_key": key})).await;

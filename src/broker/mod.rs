@@ -128,9 +128,7 @@ impl Broker {
         } else {
             config.channel_retention.max(1)
         };
-        let snapshot = store
-            .load()
-            .map_err(|e| BrokerError::store(e.to_string()))?;
+        let snapshot = store.load()?;
         let shared = store.is_shared();
         let mut events = events::EventLog::new(config.event_history, store.progress());
         if shared {
@@ -203,22 +201,7 @@ impl Broker {
 
     /// Whether the store can save changes now (for `/healthz`).
     pub fn store_health(&self) -> Result<(), BrokerError> {
-        if self.inner.shared {
-            return self
-                .inner
-                .store
-                .health()
-                .map_err(|e| replica::shared_store_down(e, false));
-        }
-        self.inner.store.health().map_err(|e| {
-            let e = match e {
-                crate::store::StoreError::Write(why) => why,
-                other => other.to_string(),
-            };
-            BrokerError::store(format!(
-                "the store cannot save changes ({e}); check the disk and the data directory, then restart the broker"
-            ))
-        })
+        self.inner.store.health().map_err(BrokerError::from)
     }
 
     /// How long the broker has been running.

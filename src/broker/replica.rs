@@ -13,8 +13,7 @@
 
 use super::{keys, Broker, BrokerError, Channel, CommandEntry, PeerEntry, State, WakeKey};
 use crate::api::{CommandStatus, PeerStatus, QuestionStatus};
-use crate::error_code::ErrorCode;
-use crate::store::{CatchUp, LogEntry, Mutation, StoreError, Turn, TurnKind};
+use crate::store::{CatchUp, LogEntry, Mutation, Turn, TurnKind};
 use std::time::Duration;
 
 /// How long a wait backs off between attempts while the store is unreachable.
@@ -33,7 +32,7 @@ impl Broker {
             .store
             .begin_turn(kind)
             .await
-            .map_err(|e| shared_store_down(e, true))?;
+            .map_err(BrokerError::store_refused_write)?;
         // No await between the store handing over the changes and applying
         // them, so a dropped request cannot lose them.
         if let Some(c) = turn.catch_up.take() {
@@ -307,28 +306,6 @@ impl Broker {
     }
 }
 
-/// Why a shared store cannot take changes now, as the refusal clients see
-/// (a write refused before it changed anything, or `/healthz`): another
-/// node stalls the write turn, or the database cannot be reached. Either
-/// way the node recovers by itself, so the sentence says to retry.
-pub(super) fn shared_store_down(e: StoreError, refused_write: bool) -> BrokerError {
-    let unchanged = if refused_write {
-        "nothing was changed, and "
-    } else {
-        ""
-    };
-    match e {
-        StoreError::TurnStalled(_) => BrokerError::new(
-            ErrorCode::WriteTurnStalled,
-            format!("{e}; {unchanged}writes resume by themselves once PostgreSQL ends that node's turn: retry shortly"),
-        ),
-        _ => BrokerError::new(
-            ErrorCode::StoreUnreachable,
-            format!("{e}; {unchanged}this node reconnects by itself once the database answers: retry shortly"),
-        ),
-    }
-}
-
 /// Takes command `id` out of the state and every index that lists it
 /// (queue, finished, deadlines, holder), before it is replaced or forgotten.
 fn unindex_command(st: &mut State, id: uuid::Uuid) -> Option<CommandEntry> {
@@ -347,10 +324,13 @@ fn unindex_command(st: &mut State, id: uuid::Uuid) -> Option<CommandEntry> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error_code::ErrorCode;
+    use crate::store::StoreError;
 
     #[test]
     fn a_stalled_turn_and_an_unreachable_database_are_told_apart() {
-        let stalled = shared_store_down(StoreError::TurnStalled("node A is silent".into()), true);
+        let stalled =
+            BrokerError::store_refused_write(StoreError::TurnStalled("node A is silent".into()));
         assert_eq!(stalled.code, ErrorCode::WriteTurnStalled);
         assert!(
             stalled.message.contains("node A is silent"),
@@ -364,7 +344,7 @@ mod tests {
         );
         assert!(stalled.message.contains("retry"), "{}", stalled.message);
 
-        let down = shared_store_down(StoreError::Unavailable("refused".into()), false);
+        let down = BrokerError::from(StoreError::Unavailable("refused".into()));
         assert_eq!(down.code, ErrorCode::StoreUnreachable);
         assert!(
             !down.message.contains("nothing was changed"),

@@ -1,4 +1,6 @@
 //! How tool results read: every sentence the MCP tools say lives here.
+//! (A long file of one concern, on purpose: the tools' words, kept together
+//! so they read alike; the tools themselves are in `tools/`.)
 //!
 //! An answer is a sentence that tells the model what happened and what to do
 //! next, then the JSON of the broker's answer. A refusal ([`Refusal`]) is a
@@ -88,8 +90,6 @@ pub(super) fn done(summary: impl Into<String>, data: impl Serialize) -> CallTool
 // ---- refusals every tool may give ----
 
 /// A wait the client cancelled (or whose answer can no longer be written).
-/// The catalogue has no reason of its own for it; `request_timeout` is the
-/// nearest (the request ended before its answer).
 pub(super) fn cancelled() -> Refusal {
     wait_cancelled(
         "the wait was cancelled before anything arrived; call the tool again to keep waiting",
@@ -98,7 +98,7 @@ pub(super) fn cancelled() -> Refusal {
 
 /// A cancelled wait with its own sentence (what is kept, how to resume).
 pub(super) fn wait_cancelled(message: impl Into<String>) -> Refusal {
-    Refusal::new(ErrorCode::RequestTimeout, message)
+    Refusal::new(ErrorCode::WaitCancelled, message)
 }
 
 /// A call on a session that has ended.
@@ -127,7 +127,7 @@ pub(super) fn key_refused(e: BrokerError) -> Refusal {
 
 /// A tool that needs a peer, called by nobody in particular.
 pub(super) fn not_registered(tool: &str) -> Refusal {
-    Refusal::new(ErrorCode::UnknownPeer, format!(
+    Refusal::new(ErrorCode::NotRegistered, format!(
         "the broker does not know which peer you are: pass peer_key (the peerKey that connect answered) to {tool}; if you never connected, call connect with a role first (e.g. {{\"role\": \"backend\"}})"
     ))
 }
@@ -259,7 +259,7 @@ pub(super) fn status(s: crate::api::StatusResponse, online: usize) -> CallToolRe
 
 /// `reset` without `confirm: true`.
 pub(super) fn reset_unconfirmed() -> Refusal {
-    Refusal::new(ErrorCode::InvalidBody, "reset erases every peer, command, channel and signal for everyone; call it with confirm: true only if the user asked for it")
+    Refusal::new(ErrorCode::ConfirmRequired, "reset erases every peer, command, channel and signal for everyone; call it with confirm: true only if the user asked for it")
 }
 
 /// `reset` done.
