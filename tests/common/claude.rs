@@ -43,10 +43,7 @@ pub fn claude_or_skip(scenario: &str) -> Option<PathBuf> {
             "Claude Code is not installed: run .ci/install-claude-code (it installs {PINNED} \
              into ~/{INSTALLED}), or set CIPC_CLAUDE_BIN"
         );
-        if super::under_ci() {
-            panic!("{scenario}: {why}");
-        }
-        eprintln!("skipping {scenario}: {why}");
+        super::skip(scenario, &why);
     }
     bin
 }
