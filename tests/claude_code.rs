@@ -787,7 +787,9 @@ async fn orchestrator(transport: Transport) {
         common::post(&format!("{base}/peers/connect"), json!({"role": "worker"})).await;
     assert_eq!(status, 201, "the REST worker's connect: {body}");
     let peer = text(&body["peer"]["id"]);
-    let key = body["peerKey"].as_str().map(str::to_string);
+    // REST's connect answers the peer's secret as `key` (MCP's as `peerKey`).
+    let key = body["key"].as_str().map(str::to_string);
+    assert!(key.is_some(), "the REST worker's connect has a key: {body}");
     let worker = tokio::spawn(rest_worker(base.clone(), peer, key));
     let run = Run::start(
         "orchestrator",

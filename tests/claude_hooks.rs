@@ -808,18 +808,18 @@ impl Run {
             last.is_some_and(|r| r["is_error"] == false && r["subtype"] == "success"),
             format!("Claude Code's last result event is not a success: {last:?}"),
         );
-        // SessionEnd ran before Claude Code exited; the broker may take a
-        // moment to show it.
+        // SessionEnd ran before Claude Code exited and disconnected the
+        // peer; the broker may take a moment to show it.
         let url = format!("{}/peers/{}", self.base, text(&peer["id"]));
-        let deadline = Instant::now() + Duration::from_secs(5);
+        let deadline = Instant::now() + common::PATIENCE;
         loop {
             let (_, body) = common::get(&url).await;
-            if body["peer"]["status"] != "online" {
+            if body["peer"]["status"] == "offline" {
                 break;
             }
             if Instant::now() > deadline {
                 self.fail(format!(
-                    "the hook peer is still online after Claude Code exited (SessionEnd): {body}"
+                    "the hook peer is not offline after Claude Code exited (SessionEnd): {body}"
                 ));
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
