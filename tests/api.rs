@@ -466,7 +466,7 @@ async fn start_on_manual_clock(
     use cipc::broker::{clock::ManualClock, Broker};
     use std::sync::Arc;
     let clock = Arc::new(ManualClock::new(cipc::time::Timestamp::now()));
-    let store = Arc::new(cipc::store::MemoryStore::default());
+    let store = test_store().await;
     let broker = Broker::open_with_clock(store, cfg, clock.clone()).expect("open");
     let server = cipc::server::RunningServer::start(broker, ServerConfig::default(), None)
         .await

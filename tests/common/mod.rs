@@ -80,6 +80,22 @@ pub async fn postgres_broker(config: BrokerConfig) -> Broker {
     Broker::open(std::sync::Arc::new(store), config).expect("open broker")
 }
 
+/// The store for a test that builds its own broker (on a manual clock, say):
+/// PostgreSQL in `tests/on_postgres.rs` (a fresh database), else memory,
+/// as [`start_with`] picks.
+pub async fn test_store() -> std::sync::Arc<dyn cipc::store::Store> {
+    if engine_is_postgres() && postgres::server_url_quiet().is_some() {
+        let url = postgres::fresh_database()
+            .await
+            .expect("CIPC_TEST_POSTGRES is set");
+        let store = cipc::store::PgStore::connect(&url)
+            .await
+            .expect("connect to the test database");
+        return std::sync::Arc::new(store);
+    }
+    std::sync::Arc::new(cipc::store::MemoryStore::default())
+}
+
 /// A reqwest client without proxies or pooling surprises.
 pub fn http() -> reqwest::Client {
     reqwest::Client::builder()
