@@ -314,16 +314,27 @@ async fn events_since_replays_the_kept_history() {
     let (s, _) = common::post(&format!("{base}/signals/built"), json!({})).await;
     assert_eq!(s, 200);
 
+    // Event ids start from the clock (so they never repeat across
+    // restarts) and go up by one.
     let all = read_events(&base, "?since=0", None, 3).await;
+    let first: u64 = all[0].0.parse().expect("a numeric event id");
     let ids: Vec<_> = all.iter().map(|(id, k)| format!("{id} {k}")).collect();
-    assert_eq!(ids, ["1 peer", "2 peer", "3 signal"]);
     assert_eq!(
-        read_events(&base, "?since=2", None, 1).await,
-        [("3".into(), "signal".into())]
+        ids,
+        [
+            format!("{first} peer"),
+            format!("{} peer", first + 1),
+            format!("{} signal", first + 2)
+        ]
+    );
+    let third = ((first + 2).to_string(), "signal".to_string());
+    assert_eq!(
+        read_events(&base, &format!("?since={}", first + 1), None, 1).await,
+        [third.clone()]
     );
     assert_eq!(
-        read_events(&base, "?since=0", Some(2), 1).await,
-        [("3".into(), "signal".into())],
+        read_events(&base, "?since=0", Some(first + 1), 1).await,
+        [third],
         "Last-Event-ID wins over since"
     );
     let (s, e) = common::get(&format!("{base}/events?since=soon")).await;
