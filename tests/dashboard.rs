@@ -330,7 +330,7 @@ async fn events_since_replays_the_kept_history() {
     let third = ((first + 2).to_string(), "signal".to_string());
     assert_eq!(
         read_events(&base, &format!("?since={}", first + 1), None, 1).await,
-        [third.clone()]
+        std::slice::from_ref(&third)
     );
     assert_eq!(
         read_events(&base, "?since=0", Some(first + 1), 1).await,
