@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod claude;
+pub mod cli;
 pub mod mcp;
 pub mod postgres;
 
