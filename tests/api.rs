@@ -466,7 +466,7 @@ async fn start_on_manual_clock(
     use cipc::broker::{clock::ManualClock, Broker};
     use std::sync::Arc;
     let clock = Arc::new(ManualClock::new(cipc::time::Timestamp::now()));
-    let store = Arc::new(cipc::store::MemoryStore::default());
+    let store = test_store().await;
     let broker = Broker::open_with_clock(store, cfg, clock.clone()).expect("open");
     let server = cipc::server::RunningServer::start(broker, ServerConfig::default(), None)
         .await
@@ -544,20 +544,22 @@ async fn a_waiter_that_goes_away_takes_nothing() {
     let b = start().await;
     let u = b.url();
     let p = connect(&u, "flaky").await;
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_millis(200))
-        .build()
-        .unwrap();
-    let r = client
-        .get(format!("{u}/commands/{p}/wait?timeout=30000"))
-        .send()
-        .await;
-    assert!(r.is_err(), "the client gave up first");
+    let waiter = {
+        let url = format!("{u}/commands/{p}/wait?timeout=30000");
+        tokio::spawn(async move { http().get(url).send().await })
+    };
     assert!(
-        eventually(Duration::from_secs(5), || async {
-            b.broker.open_waiters() == 0
-        })
-        .await,
+        eventually(PATIENCE, || async { b.broker.open_waiters() == 1 }).await,
+        "the wait is parked at the broker"
+    );
+    // The client goes away while its wait is parked.
+    waiter.abort();
+    assert!(
+        waiter.await.is_err_and(|e| e.is_cancelled()),
+        "the client gave up first"
+    );
+    assert!(
+        eventually(PATIENCE, || async { b.broker.open_waiters() == 0 }).await,
         "the server noticed"
     );
     post(

@@ -51,7 +51,7 @@
 
 mod common;
 
-use common::claude::{claude_or_skip, Scenario, PINNED};
+use common::claude::{capture, claude_or_skip, Scenario};
 mod fake_model;
 
 use cipc::broker::BrokerConfig;
@@ -64,7 +64,6 @@ use std::path::Path;
 use std::process::{ExitStatus, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncBufReadExt, BufReader};
 
 /// A safety net on every wait, so a broken run fails instead of hanging;
 /// never a timing claim.
@@ -116,19 +115,6 @@ struct Claude {
     _dir: tempfile::TempDir,
 }
 
-/// Collects a child's output lines into `into`.
-fn capture(
-    pipe: impl tokio::io::AsyncRead + Unpin + Send + 'static,
-    into: Arc<Mutex<Vec<String>>>,
-) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut lines = BufReader::new(pipe).lines();
-        while let Ok(Some(line)) = lines.next_line().await {
-            into.lock().push(line);
-        }
-    })
-}
-
 impl Claude {
     /// Starts Claude Code on `prompt`, with the broker as its only MCP server
     /// and the fake as its API; `env` adds variables.
@@ -151,36 +137,11 @@ impl Claude {
         let mcp = json!({"mcpServers": {"cipc": mcp_server}});
         std::fs::write(&config, mcp.to_string()).expect("write the MCP config");
 
+        let path = std::env::var_os("PATH").unwrap_or_default();
         let base_env = |cmd: &mut tokio::process::Command| {
-            cmd.env_clear()
-                .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-                .env("HOME", &home)
-                .env("TMPDIR", &tmp)
-                .env("ANTHROPIC_BASE_URL", api)
-                .env("ANTHROPIC_API_KEY", "test-key")
-                .env("DISABLE_AUTOUPDATER", "1")
-                .env("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1")
-                .env("DISABLE_TELEMETRY", "1")
-                .env("DISABLE_ERROR_REPORTING", "1")
-                .current_dir(&project)
-                .stdin(Stdio::null())
-                .kill_on_drop(true);
+            common::claude::quiet_env(cmd, &path, &home, &tmp, &project, api);
         };
-
-        let mut version = tokio::process::Command::new(bin);
-        base_env(&mut version);
-        let version = version
-            .arg("--version")
-            .output()
-            .await
-            .unwrap_or_else(|e| panic!("cannot run {} --version: {e}", bin.display()));
-        let version = String::from_utf8_lossy(&version.stdout).trim().to_string();
-        if !version.starts_with(PINNED) {
-            eprintln!(
-                "note: running Claude Code {version:?} from {}, not the pinned {PINNED}",
-                bin.display()
-            );
-        }
+        let version = common::claude::version(bin, base_env).await;
 
         let mut cmd = tokio::process::Command::new(bin);
         base_env(&mut cmd);
@@ -203,8 +164,16 @@ impl Claude {
         let stdout = Arc::new(Mutex::new(Vec::new()));
         let stderr = Arc::new(Mutex::new(Vec::new()));
         let readers = vec![
-            capture(child.stdout.take().expect("piped stdout"), stdout.clone()),
-            capture(child.stderr.take().expect("piped stderr"), stderr.clone()),
+            capture(
+                child.stdout.take().expect("piped stdout"),
+                stdout.clone(),
+                |l| l,
+            ),
+            capture(
+                child.stderr.take().expect("piped stderr"),
+                stderr.clone(),
+                |l| l,
+            ),
         ];
         Claude {
             child: Mutex::new(child),
@@ -787,7 +756,9 @@ async fn orchestrator(transport: Transport) {
         common::post(&format!("{base}/peers/connect"), json!({"role": "worker"})).await;
     assert_eq!(status, 201, "the REST worker's connect: {body}");
     let peer = text(&body["peer"]["id"]);
-    let key = body["peerKey"].as_str().map(str::to_string);
+    // REST's connect answers the peer's secret as `key` (MCP's as `peerKey`).
+    let key = body["key"].as_str().map(str::to_string);
+    assert!(key.is_some(), "the REST worker's connect has a key: {body}");
     let worker = tokio::spawn(rest_worker(base.clone(), peer, key));
     let run = Run::start(
         "orchestrator",

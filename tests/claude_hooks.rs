@@ -33,7 +33,7 @@
 
 mod common;
 
-use common::claude::{claude_or_skip, Scenario, PINNED};
+use common::claude::{capture, claude_or_skip, Scenario};
 mod fake_model;
 
 use cipc::server::RunningServer;
@@ -45,7 +45,7 @@ use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::AsyncWriteExt;
 
 /// A safety net on every wait, so a broken run fails instead of hanging;
 /// never a timing claim.
@@ -226,52 +226,21 @@ struct Claude {
     version: String,
 }
 
-/// Collects a child's output lines into `into`.
-fn capture(
-    pipe: impl tokio::io::AsyncRead + Unpin + Send + 'static,
-    into: Arc<Mutex<Vec<(Instant, String)>>>,
-) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut lines = BufReader::new(pipe).lines();
-        while let Ok(Some(line)) = lines.next_line().await {
-            into.lock().push((Instant::now(), line));
-        }
-    })
-}
-
 impl Claude {
     async fn spawn(bin: &Path, sandbox: &Sandbox, api: &str, input: &Input<'_>) -> Claude {
+        let path = path_env();
         let base_env = |cmd: &mut tokio::process::Command| {
-            cmd.env_clear()
-                .env("PATH", path_env())
-                .env("HOME", &sandbox.home)
-                .env("TMPDIR", &sandbox.tmp)
-                .env("CIPC_STATE_DIR", &sandbox.state)
-                .env("ANTHROPIC_BASE_URL", api)
-                .env("ANTHROPIC_API_KEY", "test-key")
-                .env("DISABLE_AUTOUPDATER", "1")
-                .env("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1")
-                .env("DISABLE_TELEMETRY", "1")
-                .env("DISABLE_ERROR_REPORTING", "1")
-                .current_dir(&sandbox.project)
-                .stdin(Stdio::null())
-                .kill_on_drop(true);
-        };
-
-        let mut version = tokio::process::Command::new(bin);
-        base_env(&mut version);
-        let version = version
-            .arg("--version")
-            .output()
-            .await
-            .unwrap_or_else(|e| panic!("cannot run {} --version: {e}", bin.display()));
-        let version = String::from_utf8_lossy(&version.stdout).trim().to_string();
-        if !version.starts_with(PINNED) {
-            eprintln!(
-                "note: running Claude Code {version:?} from {}, not the pinned {PINNED}",
-                bin.display()
+            common::claude::quiet_env(
+                cmd,
+                &path,
+                &sandbox.home,
+                &sandbox.tmp,
+                &sandbox.project,
+                api,
             );
-        }
+            cmd.env("CIPC_STATE_DIR", &sandbox.state);
+        };
+        let version = common::claude::version(bin, base_env).await;
 
         let mut cmd = tokio::process::Command::new(bin);
         base_env(&mut cmd);
@@ -297,8 +266,16 @@ impl Claude {
         let stdout = Arc::new(Mutex::new(Vec::new()));
         let stderr = Arc::new(Mutex::new(Vec::new()));
         let readers = vec![
-            capture(child.stdout.take().expect("piped stdout"), stdout.clone()),
-            capture(child.stderr.take().expect("piped stderr"), stderr.clone()),
+            capture(
+                child.stdout.take().expect("piped stdout"),
+                stdout.clone(),
+                |l| (Instant::now(), l),
+            ),
+            capture(
+                child.stderr.take().expect("piped stderr"),
+                stderr.clone(),
+                |l| (Instant::now(), l),
+            ),
         ];
         Claude {
             stdin: Mutex::new(child.stdin.take()),
@@ -808,18 +785,18 @@ impl Run {
             last.is_some_and(|r| r["is_error"] == false && r["subtype"] == "success"),
             format!("Claude Code's last result event is not a success: {last:?}"),
         );
-        // SessionEnd ran before Claude Code exited; the broker may take a
-        // moment to show it.
+        // SessionEnd ran before Claude Code exited and disconnected the
+        // peer; the broker may take a moment to show it.
         let url = format!("{}/peers/{}", self.base, text(&peer["id"]));
-        let deadline = Instant::now() + Duration::from_secs(5);
+        let deadline = Instant::now() + common::PATIENCE;
         loop {
             let (_, body) = common::get(&url).await;
-            if body["peer"]["status"] != "online" {
+            if body["peer"]["status"] == "offline" {
                 break;
             }
             if Instant::now() > deadline {
                 self.fail(format!(
-                    "the hook peer is still online after Claude Code exited (SessionEnd): {body}"
+                    "the hook peer is not offline after Claude Code exited (SessionEnd): {body}"
                 ));
             }
             tokio::time::sleep(Duration::from_millis(20)).await;

@@ -5,7 +5,6 @@ mod common;
 
 use common::*;
 use serde_json::{json, Value};
-use std::time::Duration;
 
 struct Written {
     peer: String,
@@ -21,7 +20,7 @@ async fn write_everything(u: &str) -> Written {
     )
     .await;
     let acked = a["command"]["id"].as_str().unwrap().to_string();
-    let (_, w) = get(&format!("{u}/commands/{peer}/wait?timeout=2000")).await;
+    let (_, w) = get(&format!("{u}/commands/{peer}/wait?timeout=20000")).await;
     assert_eq!(w["command"]["id"], a["command"]["id"]);
     let (st, _) = post(
         &format!("{u}/commands/{acked}/ack"),
@@ -87,7 +86,7 @@ async fn check_everything(u: &str, w: &Written) {
     assert_eq!(s["signal"]["count"], 1);
     // The pending command is still deliverable.
     let fe = connect(u, "frontend").await;
-    let (_, w2) = get(&format!("{u}/commands/{fe}/wait?timeout=2000")).await;
+    let (_, w2) = get(&format!("{u}/commands/{fe}/wait?timeout=20000")).await;
     assert_eq!(w2["command"]["id"].as_str(), Some(w.pending.as_str()));
 }
 
@@ -111,7 +110,8 @@ async fn clean_stop_answers_open_waits_and_keeps_everything() {
     let parked = tokio::spawn(async move { get(&url).await });
     let sig_url = format!("{}/signals/never/wait?timeout=600000", b.url);
     let parked_sig = tokio::spawn(async move { get(&sig_url).await });
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Both waits are parked before the stop.
+    until_waiters(&b.url, 2).await;
     let code = tokio::task::spawn_blocking(move || b.terminate())
         .await
         .unwrap();

@@ -203,7 +203,7 @@ async fn a_request_without_the_token_keeps_no_peer_alive() {
     // The broker's clock moves only when told to, so "offline" is reached
     // at once and nothing but contact could bring the peer back.
     let clock = Arc::new(ManualClock::new(cipc::time::Timestamp::now()));
-    let store = Arc::new(cipc::store::MemoryStore::default());
+    let store = test_store().await;
     let config = BrokerConfig::default();
     let offline_after = config.offline_after;
     let broker = Broker::open_with_clock(store, config, clock.clone()).expect("open");

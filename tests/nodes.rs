@@ -24,7 +24,7 @@ mod common;
 
 use common::mcp::call;
 use common::postgres::{create_database, fresh_database, PrivateCluster};
-use common::{connect, eventually, get, http, post, BinaryBroker};
+use common::{connect, eventually, get, http, post, until_waiters, BinaryBroker};
 use futures::StreamExt;
 use rmcp::model::ProtocolVersion;
 use rmcp::service::{serve_client_with_lifecycle, ClientLifecycleMode, RunningService};
@@ -39,10 +39,6 @@ use std::time::Duration;
 
 /// A safety net so a broken test fails instead of hanging; never a timing claim.
 const LIMIT: Duration = Duration::from_secs(20);
-
-/// Long enough for a spawned request to reach the node and park there
-/// (only to make the test exercise the parked path, not a timing claim).
-const PARK: Duration = Duration::from_millis(400);
 
 /// Two nodes on one fresh database, started with `args` and `envs`
 /// (`None` outside CI without a PostgreSQL test server).
@@ -150,8 +146,8 @@ async fn a_command_sent_on_one_node_is_taken_and_acked_across_nodes() {
         return;
     };
     let worker = connect(&b.url, "worker").await;
-    let waiting = spawn_get(format!("{}/commands/{worker}/wait?timeout=10000", b.url));
-    tokio::time::sleep(PARK).await;
+    let waiting = spawn_get(format!("{}/commands/{worker}/wait?timeout=30000", b.url));
+    until_waiters(&b.url, 1).await;
 
     let id = send(&a.url, "worker", "build", json!({"n": 7})).await;
     let (s, got) = landed("the wait on B", waiting).await;
@@ -191,8 +187,8 @@ async fn waits_parked_on_one_node_are_released_by_changes_on_the_other() {
     let (s, took) = get(&format!("{}/commands/{worker}/wait?timeout=5000", a.url)).await;
     assert_eq!(s, 200);
     assert_eq!(took["command"]["id"], json!(id), "{took}");
-    let result = spawn_get(format!("{}/commands/{id}/result?timeout=15000", b.url));
-    tokio::time::sleep(PARK).await;
+    let result = spawn_get(format!("{}/commands/{id}/result?timeout=30000", b.url));
+    until_waiters(&b.url, 1).await;
     assert!(!result.is_finished(), "the result wait is parked on B");
     let (s, _) = post(
         &format!("{}/commands/{id}/ack", a.url),
@@ -207,8 +203,8 @@ async fn waits_parked_on_one_node_are_released_by_changes_on_the_other() {
     assert_eq!(r["command"]["result"], "done");
 
     // A signal wait on B, released by an emit on A.
-    let signal = spawn_get(format!("{}/signals/deployed/wait?timeout=15000", b.url));
-    tokio::time::sleep(PARK).await;
+    let signal = spawn_get(format!("{}/signals/deployed/wait?timeout=30000", b.url));
+    until_waiters(&b.url, 1).await;
     assert!(!signal.is_finished(), "the signal wait is parked on B");
     let (s, e) = post(
         &format!("{}/signals/deployed", a.url),
@@ -224,10 +220,10 @@ async fn waits_parked_on_one_node_are_released_by_changes_on_the_other() {
 
     // A channel wait on B, released by a send on A.
     let channel = spawn_get(format!(
-        "{}/channels/news/messages?since=0&timeout=15000",
+        "{}/channels/news/messages?since=0&timeout=30000",
         b.url
     ));
-    tokio::time::sleep(PARK).await;
+    until_waiters(&b.url, 1).await;
     assert!(!channel.is_finished(), "the channel wait is parked on B");
     let (s, m) = post(
         &format!("{}/channels/news/send", a.url),
@@ -421,8 +417,8 @@ async fn a_command_held_on_a_killed_node_is_redelivered_on_the_other() {
 
     // W1 takes the command through A and keeps in touch with A (a second
     // long-poll), without acking.
-    let taking = spawn_get(format!("{}/commands/{w1}/wait?timeout=10000", a.url));
-    tokio::time::sleep(PARK).await;
+    let taking = spawn_get(format!("{}/commands/{w1}/wait?timeout=30000", a.url));
+    until_waiters(&a.url, 1).await;
     let id = send(&b.url, "worker", "migrate", json!({"db": "main"})).await;
     let (s, took) = landed("W1's wait on A", taking).await;
     assert_eq!(s, 200, "{took}");
@@ -484,10 +480,16 @@ async fn a_peer_in_touch_with_one_node_is_online_on_the_other() {
         return;
     };
     let p = connect(&a.url, "watcher").await;
-    let waiting = spawn_get(format!("{}/commands/{p}/wait?timeout=4000", a.url));
+    // The long-poll outlasts the checks several times over, however slowly
+    // they run: it is what keeps the peer online.
+    let waiting = spawn_get(format!("{}/commands/{p}/wait?timeout=12000", a.url));
+    until_waiters(&a.url, 1).await;
     // For longer than --stale-after (and --offline-after), B sees it online.
-    for i in 0..8 {
+    let started = tokio::time::Instant::now();
+    let mut i = 0;
+    while started.elapsed() < Duration::from_millis(3000) {
         tokio::time::sleep(Duration::from_millis(400)).await;
+        i += 1;
         assert_eq!(
             peer_status(&b.url, &p).await,
             "online",
@@ -556,8 +558,8 @@ async fn the_event_stream_of_one_node_shows_changes_made_on_the_other() {
     assert_eq!(r.status(), 200);
     let mut stream = r.bytes_stream();
     let mut buf = String::new();
-    // Give the subscription a moment to be registered before changing things.
-    tokio::time::sleep(PARK).await;
+    // The subscription is registered before anything changes.
+    until_waiters(&b.url, 1).await;
 
     let peer = connect(&a.url, "builder").await;
     let id = send(&a.url, "builder", "compile", json!({"crate": "cipc"})).await;
@@ -707,12 +709,12 @@ async fn a_stateless_mcp_peer_is_the_same_peer_on_both_nodes() {
             call(
                 &on_b,
                 "wait_for_command",
-                json!({"timeout_seconds": 15, "peer_key": key}),
+                json!({"timeout_seconds": 30, "peer_key": key}),
             )
             .await
         })
     };
-    tokio::time::sleep(PARK).await;
+    until_waiters(&b.url, 1).await;
     let cmd = send(&a.url, "reviewer", "review", json!({"pr": 42})).await;
     let (t, got, err) = landed("wait_for_command on B", waiter).await;
     assert!(!err, "{t}");
@@ -801,14 +803,18 @@ async fn a_postgres_restart_under_load_loses_nothing_that_was_answered() {
     let waits: Vec<_> = nodes
         .iter()
         .map(|base| {
-            let url = format!("{base}/channels/quiet/messages?since=0&timeout=6000");
+            // Long enough to outlast the outage and the restart several
+            // times over on a loaded machine.
+            let url = format!("{base}/channels/quiet/messages?since=0&timeout=20000");
             tokio::spawn(async move {
                 let (s, r) = get(&url).await;
                 (s, r, tokio::time::Instant::now())
             })
         })
         .collect();
-    tokio::time::sleep(PARK).await;
+    for base in &nodes {
+        until_waiters(base, 1).await;
+    }
 
     cluster.stop();
     let down = tokio::time::Instant::now();

@@ -38,6 +38,8 @@ async fn ask_wait_answer_with_choices() {
         let id = id.clone();
         tokio::spawn(async move { get(&format!("{u}/questions/{id}/wait?timeout=20000")).await })
     };
+    // The answers below come while the wait is parked, not before it.
+    until_waiters(&u, 1).await;
     let (_, open) = get(&format!("{u}/questions?status=open")).await;
     assert_eq!(open["questions"][0]["id"], id.as_str());
 
@@ -137,7 +139,7 @@ fn a_question_survives_a_restart_in_the_middle_of_a_wait() {
                 .await
         })
     };
-    std::thread::sleep(Duration::from_millis(100));
+    rt.block_on(until_waiters(&u, 1));
     assert!(b.terminate().success());
     // The wait ends with the broker (a clean stop answers it, timed out;
     // a broken connection is the other outcome), and nothing was answered.
@@ -160,6 +162,7 @@ fn a_question_survives_a_restart_in_the_middle_of_a_wait() {
                 async move { get(&format!("{u}/questions/{id}/wait?timeout=20000")).await },
             )
         };
+        until_waiters(&u, 1).await;
         let (st, _) = post(
             &format!("{u}/questions/{id}/answer"),
             json!({"answer": "no"}),

@@ -12,7 +12,7 @@ use std::time::Duration;
 const TOKEN: &str = "s3cret-token-for-tests-0123456789abcdef";
 
 /// Every route of the API, as (method, path).
-fn routes(peer: &str, cmd: &str) -> Vec<(&'static str, String)> {
+fn routes(peer: &str, cmd: &str, question: &str) -> Vec<(&'static str, String)> {
     vec![
         ("GET", "/peers/discover".into()),
         ("POST", "/peers/connect".into()),
@@ -39,6 +39,14 @@ fn routes(peer: &str, cmd: &str) -> Vec<(&'static str, String)> {
         ("GET", "/openapi.json".into()),
         ("DELETE", format!("/commands/{cmd}")),
         ("DELETE", "/signals/s".into()),
+        ("PUT", format!("/peers/{peer}/attention")),
+        ("GET", "/questions".into()),
+        ("POST", "/questions".into()),
+        ("GET", format!("/questions/{question}")),
+        ("GET", format!("/questions/{question}/wait?timeout=10")),
+        ("POST", format!("/questions/{question}/answer")),
+        ("DELETE", format!("/questions/{question}")),
+        ("POST", "/dashboard/logout".into()),
         ("DELETE", format!("/peers/{peer}")),
     ]
 }
@@ -47,9 +55,10 @@ async fn call(method: &str, url: &str, headers: &[(&str, &str)]) -> reqwest::Res
     let c = http();
     let mut rb = match method {
         "GET" => c.get(url),
-        "POST" => c
-            .post(url)
-            .body("{\"role\":\"x\",\"target\":\"x\",\"action\":\"a\"}"),
+        "POST" => c.post(url).body(
+            "{\"role\":\"x\",\"target\":\"x\",\"action\":\"a\",\"text\":\"q?\",\"answer\":\"a\"}",
+        ),
+        "PUT" => c.put(url).body("{\"attention\":\"look\"}"),
         _ => c.delete(url),
     };
     for (k, v) in headers {
@@ -84,10 +93,20 @@ async fn every_route_needs_the_token_in_either_header_form() {
         .as_str()
         .unwrap()
         .to_string();
+    let r = call(
+        "POST",
+        &format!("{u}/questions"),
+        &[("Authorization", &auth)],
+    )
+    .await;
+    let question = r.json::<Value>().await.unwrap()["question"]["id"]
+        .as_str()
+        .expect("a question")
+        .to_string();
 
     // Fresh brokers per chunk, so the brake on repeated failures (20 a
     // minute per address) does not hide what each route answers.
-    for chunk in routes(&peer, &cmd).chunks(9) {
+    for chunk in routes(&peer, &cmd, &question).chunks(9) {
         let fresh = start_with_token(TOKEN).await;
         let f = fresh.url();
         for (m, p) in chunk {
@@ -99,7 +118,7 @@ async fn every_route_needs_the_token_in_either_header_form() {
             assert_eq!(r.status().as_u16(), 401, "{m} {p} with a wrong token");
         }
     }
-    for (i, (m, p)) in routes(&peer, &cmd).into_iter().enumerate() {
+    for (i, (m, p)) in routes(&peer, &cmd, &question).into_iter().enumerate() {
         let header = if i % 2 == 0 {
             ("Authorization", auth.as_str())
         } else {

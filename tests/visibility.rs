@@ -33,7 +33,7 @@ async fn while_the_store_is_stalled_nobody_sees_what_is_not_saved() {
         .send()
         .await
         .expect("stream");
-    let mut stream = stream.bytes_stream();
+    let stream = stream.bytes_stream();
 
     let db = stall(dir.path());
     let send = {
@@ -55,6 +55,10 @@ async fn while_the_store_is_stalled_nobody_sees_what_is_not_saved() {
         let u = u.clone();
         tokio::spawn(async move { get(&format!("{u}/commands/{worker}/wait?timeout=20000")).await })
     };
+    // Time for those to reach the broker. Not a wait for a waiter that
+    // `/status` could show instead: while a change is unsaved `/status`
+    // itself answers 503, and the assertions below hold whichever of them
+    // got there first.
     tokio::time::sleep(Duration::from_millis(200)).await;
     let read = get(&format!("{u}/channels/log/messages?since=1")).await;
     let retry = post(
@@ -90,7 +94,7 @@ async fn while_the_store_is_stalled_nobody_sees_what_is_not_saved() {
 
     // The disk comes back: the broker starts over from the file.
     drop(db);
-    let recovered = eventually(Duration::from_secs(20), || async {
+    let recovered = eventually(PATIENCE, || async {
         get(&format!("{u}/healthz")).await.0 == 200
     })
     .await;
@@ -106,12 +110,36 @@ async fn while_the_store_is_stalled_nobody_sees_what_is_not_saved() {
     );
 
     // What the follower saw: seq 1, then (after the resync) seq 2 = "three".
+    // A failed store may end its stream; a follower then reconnects after
+    // the last id it saw, as any SSE client does.
     let mut seen = String::new();
-    let _ = tokio::time::timeout(Duration::from_secs(3), async {
-        while let Some(Ok(chunk)) = stream.next().await {
-            seen.push_str(&String::from_utf8_lossy(&chunk));
-            if seen.contains("three") {
-                break;
+    let mut stream = Some(stream);
+    let _ = tokio::time::timeout(PATIENCE, async {
+        loop {
+            let mut s = match stream.take() {
+                Some(s) => s,
+                None => {
+                    let last = seen
+                        .lines()
+                        .filter_map(|l| l.strip_prefix("id: "))
+                        .next_back()
+                        .unwrap_or("0")
+                        .trim()
+                        .to_string();
+                    http()
+                        .get(format!("{u}/channels/log/stream"))
+                        .header("Last-Event-ID", last)
+                        .send()
+                        .await
+                        .expect("stream again")
+                        .bytes_stream()
+                }
+            };
+            while let Some(Ok(chunk)) = s.next().await {
+                seen.push_str(&String::from_utf8_lossy(&chunk));
+                if seen.contains("three") {
+                    return;
+                }
             }
         }
     })
@@ -119,6 +147,13 @@ async fn while_the_store_is_stalled_nobody_sees_what_is_not_saved() {
     assert!(
         !seen.contains("\"two\""),
         "the stream showed a lost message: {seen}"
+    );
+    // ... and it did see what it should: the saved message before the
+    // stall and the one after, in that order.
+    let (one, three) = (seen.find("\"one\""), seen.find("\"three\""));
+    assert!(
+        one.is_some() && three.is_some() && one < three,
+        "the stream showed \"one\" then \"three\": {seen}"
     );
 
     // The retry, now that the store works, makes the command, and it lasts.

@@ -1,7 +1,7 @@
 //! `cipc completions` and `cipc man`: generated from the argument definitions,
 //! so they can never disagree with `--help`.
 //!
-//! The results are checked into `completions/` and `man/`; `tests/cli.rs`
+//! The results are checked into `completions/` and `man/`; `tests/cli_system.rs`
 //! fails when they are stale and rewrites them with `UPDATE_GENERATED=1`.
 
 use super::Exit;

@@ -43,10 +43,7 @@ pub fn claude_or_skip(scenario: &str) -> Option<PathBuf> {
             "Claude Code is not installed: run .ci/install-claude-code (it installs {PINNED} \
              into ~/{INSTALLED}), or set CIPC_CLAUDE_BIN"
         );
-        if super::under_ci() {
-            panic!("{scenario}: {why}");
-        }
-        eprintln!("skipping {scenario}: {why}");
+        super::skip(scenario, &why);
     }
     bin
 }
@@ -100,4 +97,66 @@ pub trait Scenario {
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
     }
+}
+
+/// Claude Code's environment in a test: nothing but `PATH`, a temporary
+/// `HOME` and `TMPDIR`, the fake model API at `api`, and the switches that
+/// keep it quiet; it runs in `project` with stdin closed and is killed when
+/// dropped. Both Claude Code test files start it this way.
+pub fn quiet_env(
+    cmd: &mut tokio::process::Command,
+    path: &std::ffi::OsStr,
+    home: &Path,
+    tmp: &Path,
+    project: &Path,
+    api: &str,
+) {
+    cmd.env_clear()
+        .env("PATH", path)
+        .env("HOME", home)
+        .env("TMPDIR", tmp)
+        .env("ANTHROPIC_BASE_URL", api)
+        .env("ANTHROPIC_API_KEY", "test-key")
+        .env("DISABLE_AUTOUPDATER", "1")
+        .env("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1")
+        .env("DISABLE_TELEMETRY", "1")
+        .env("DISABLE_ERROR_REPORTING", "1")
+        .current_dir(project)
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true);
+}
+
+/// `bin --version`, run with `env`; a version other than [`PINNED`] is
+/// noted where it is seen ([`super::notice`]), not failed.
+pub async fn version(bin: &Path, env: impl Fn(&mut tokio::process::Command)) -> String {
+    let mut cmd = tokio::process::Command::new(bin);
+    env(&mut cmd);
+    let out = cmd
+        .arg("--version")
+        .output()
+        .await
+        .unwrap_or_else(|e| panic!("cannot run {} --version: {e}", bin.display()));
+    let version = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    if !version.starts_with(PINNED) {
+        super::notice(&format!(
+            "note: running Claude Code {version:?} from {}, not the pinned {PINNED}",
+            bin.display()
+        ));
+    }
+    version
+}
+
+/// Copies a child's output lines into `into`, each as `line` makes it.
+pub fn capture<T: Send + 'static>(
+    pipe: impl tokio::io::AsyncRead + Unpin + Send + 'static,
+    into: std::sync::Arc<parking_lot::Mutex<Vec<T>>>,
+    line: fn(String) -> T,
+) -> tokio::task::JoinHandle<()> {
+    use tokio::io::AsyncBufReadExt;
+    tokio::spawn(async move {
+        let mut lines = tokio::io::BufReader::new(pipe).lines();
+        while let Ok(Some(l)) = lines.next_line().await {
+            into.lock().push(line(l));
+        }
+    })
 }

@@ -2,8 +2,9 @@
 //! started (found through `CIPC_TEST_POSTGRES`), a fresh database per test,
 //! and private clusters for the tests that restart PostgreSQL.
 //!
-//! Outside CI a missing server skips the PostgreSQL tests (with a line that
-//! says how to run them); under CI it fails them.
+//! Outside CI a missing server skips the PostgreSQL tests (through
+//! [`super::skip`], with a line that says how to run them); under CI it
+//! fails them.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -12,19 +13,21 @@ use std::time::Duration;
 /// The server URL from `CIPC_TEST_POSTGRES`, or `None` (after saying how to
 /// get one) when it is not set outside CI. Panics under CI.
 pub fn server_url() -> Option<String> {
-    match std::env::var("CIPC_TEST_POSTGRES") {
-        Ok(url) if !url.trim().is_empty() => Some(url),
-        _ => {
-            assert!(
-                !super::under_ci(),
-                "CIPC_TEST_POSTGRES is not set: under CI the PostgreSQL tests must run (.ci/run starts a server with .ci/start-postgres)"
-            );
-            eprintln!(
-                "skipped: no PostgreSQL (run: eval \"$(bash .ci/start-postgres)\" first; needs apt-get install postgresql)"
-            );
-            None
-        }
+    let url = server_url_quiet();
+    if url.is_none() {
+        super::skip(
+            "this PostgreSQL test",
+            "CIPC_TEST_POSTGRES is not set: no PostgreSQL (run: eval \"$(bash .ci/start-postgres)\" first; needs apt-get install postgresql; .ci/run does it)",
+        );
     }
+    url
+}
+
+/// `CIPC_TEST_POSTGRES`, if set, without skipping anything.
+pub fn server_url_quiet() -> Option<String> {
+    std::env::var("CIPC_TEST_POSTGRES")
+        .ok()
+        .filter(|url| !url.trim().is_empty())
 }
 
 /// `url` with its database name replaced by `db`.
@@ -87,11 +90,10 @@ impl PrivateCluster {
             .map(PathBuf::from)
             .filter(|b| b.join("initdb").exists());
         let Some(bin) = bin else {
-            assert!(
-                !super::under_ci(),
-                "CIPC_TEST_POSTGRES_BIN is not set: under CI the PostgreSQL restart test must run (.ci/start-postgres sets it)"
+            super::skip(
+                "this private-cluster PostgreSQL test",
+                "CIPC_TEST_POSTGRES_BIN is not set: no PostgreSQL binaries (eval \"$(bash .ci/start-postgres)\" sets it)",
             );
-            eprintln!("skipped: no PostgreSQL binaries (eval \"$(bash .ci/start-postgres)\" sets CIPC_TEST_POSTGRES_BIN)");
             return None;
         };
         let dir = tempfile::Builder::new()
