@@ -11,6 +11,7 @@
 mod channels;
 pub mod clock;
 mod commands;
+mod delivery;
 mod error;
 mod events;
 mod identity;
@@ -18,6 +19,7 @@ pub mod keys;
 mod peers;
 mod questions;
 mod replica;
+mod results;
 mod sessions;
 mod signals;
 mod state;
