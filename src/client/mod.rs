@@ -17,6 +17,7 @@ mod sse;
 pub use sse::{SseEvent, SseParser};
 
 use crate::api::*;
+use crate::error_code::ErrorCode;
 use reqwest::{Method, RequestBuilder, StatusCode, Url};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -50,13 +51,17 @@ pub enum ClientError {
         /// What the network said.
         reason: String,
     },
-    /// The broker answered with an error (`{"error": {"code", "message"}}`).
+    /// The broker answered with an error (`{"error": {"code", "reason", "message"}}`).
     #[error("{message} ({code}, HTTP {status})")]
     Api {
         /// The HTTP status.
         status: u16,
-        /// The contract's snake_case code.
+        /// The contract's snake_case code (the status class).
         code: String,
+        /// Which refusal this is, so callers branch on it rather than on
+        /// the status; `None` from a broker older than the catalogue, or
+        /// for a reason newer than this client knows.
+        reason: Option<ErrorCode>,
         /// The broker's own explanation.
         message: String,
     },
@@ -96,6 +101,36 @@ fn foreign_text(url: &str, status: u16, snippet: Option<&str>) -> String {
 }
 
 impl ClientError {
+    /// The broker's specific reason for refusing ([`ErrorCode`]), when it
+    /// gave one this client knows: what the CLI branches on.
+    pub fn reason(&self) -> Option<ErrorCode> {
+        match self {
+            ClientError::Api { reason, .. } => *reason,
+            _ => None,
+        }
+    }
+
+    /// Whether the broker refused the peer this client speaks for: it
+    /// forgot the peer (a reset, a new store), or the key does not prove it
+    /// (missing, or given to another connect). Registering anew is the fix.
+    pub fn refuses_peer(&self) -> bool {
+        matches!(
+            self.reason(),
+            Some(ErrorCode::UnknownPeer | ErrorCode::KeyRequired | ErrorCode::WrongKey)
+        )
+    }
+
+    /// Whether the broker is up but cannot use its store now (disk, data
+    /// directory or PostgreSQL): it answers, but saves nothing.
+    pub fn store_down(&self) -> bool {
+        matches!(
+            self.reason(),
+            Some(
+                ErrorCode::StoreFailed | ErrorCode::StoreUnreachable | ErrorCode::WriteTurnStalled
+            )
+        )
+    }
+
     /// Whether repeating the same request later may succeed: the broker is
     /// down or restarting, busy (429), or briefly unavailable (502-504).
     pub fn is_retryable(&self) -> bool {
@@ -476,9 +511,17 @@ fn http_client(base: &Url, connect_timeout: Duration) -> Result<reqwest::Client,
 /// server answered; its URL is filled in by the caller that knows it).
 fn api_error(status: StatusCode, bytes: &[u8]) -> ClientError {
     if let Ok(body) = serde_json::from_slice::<ErrorResponse>(bytes) {
+        // A reason this client does not know (a newer broker's) is no
+        // reason to reject the answer: it reads as `None`.
+        let reason = body
+            .error
+            .reason
+            .as_deref()
+            .and_then(|r| ErrorCode::ALL.iter().copied().find(|c| c.as_str() == r));
         return ClientError::Api {
             status: status.as_u16(),
             code: body.error.code,
+            reason,
             message: body.error.message,
         };
     }
@@ -553,6 +596,28 @@ mod tests {
             br#"{"error":{"code":"forbidden","message":"no"}}"#,
         );
         assert!(matches!(e, ClientError::Api { status: 403, .. }), "{e:?}");
+        assert_eq!(e.reason(), None, "no reason from an older broker");
+        let e = api_error(
+            StatusCode::FORBIDDEN,
+            br#"{"error":{"code":"forbidden","reason":"wrong_key","message":"no"}}"#,
+        );
+        assert_eq!(e.reason(), Some(ErrorCode::WrongKey));
+        assert!(e.refuses_peer());
+        let e = api_error(
+            StatusCode::CONFLICT,
+            br#"{"error":{"code":"conflict","reason":"from_the_future","message":"no"}}"#,
+        );
+        assert!(
+            matches!(
+                e,
+                ClientError::Api {
+                    status: 409,
+                    reason: None,
+                    ..
+                }
+            ),
+            "an unknown reason still parses: {e:?}"
+        );
     }
 
     #[test]

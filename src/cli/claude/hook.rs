@@ -235,9 +235,7 @@ impl Hook {
                     st.key = Some(r.key.clone());
                     return Ok((r.peer.id, r.key));
                 }
-                Err(ClientError::Api {
-                    status: 403 | 404, ..
-                }) => req.id = None,
+                Err(e) if e.refuses_peer() => req.id = None,
                 Err(e) => return Err(e),
             }
         }
@@ -271,9 +269,7 @@ impl Hook {
                 st.said_down = false;
                 reply
             }
-            Err(ClientError::Api {
-                status: 403 | 404, ..
-            }) if !renew => {
+            Err(e) if e.refuses_peer() && !renew => {
                 // The broker forgot this peer (a reset, a new store) or
                 // gave its key to another connect: the next hook registers
                 // the session afresh.
@@ -487,9 +483,7 @@ impl Hook {
                         ..Reply::default()
                     });
                 }
-                Err(ClientError::Api {
-                    status: 403 | 404, ..
-                }) => {
+                Err(e) if e.refuses_peer() => {
                     // The broker forgot the peer (reset, or a new store): a
                     // new peer of the same role takes over.
                     let mut locked = self.lock()?;

@@ -7,6 +7,7 @@ use super::worker::{Event, Tx};
 use super::{FIRST_BACKOFF, MAX_BACKOFF};
 use crate::api::AckRequest;
 use crate::client::ClientError;
+use crate::error_code::ErrorCode;
 use std::sync::Arc;
 use uuid::Uuid;
 
@@ -70,9 +71,7 @@ pub(super) async fn take(
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(MAX_BACKOFF);
             }
-            Err(ClientError::Api {
-                status: 403 | 404, ..
-            }) if !registered_again => {
+            Err(e) if e.refuses_peer() && !registered_again => {
                 shared.answered();
                 match register(&shared, Some(ident.clone())).await {
                     Ok(new) => {
@@ -139,8 +138,21 @@ async fn settle_failed_ack(
 ) -> Option<String> {
     match e {
         // An earlier try landed and only its answer was lost.
-        ClientError::Api { status: 409, .. } if maybe_landed => None,
-        ClientError::Api { status: 413, .. } if req.result.is_some() => {
+        // (Or it did not, and the command moved on: nothing to add then.)
+        e if maybe_landed
+            && matches!(
+                e.reason(),
+                Some(
+                    ErrorCode::AlreadyFinished
+                        | ErrorCode::NotHolder
+                        | ErrorCode::DeliveryOver
+                        | ErrorCode::NotDelivered
+                )
+            ) =>
+        {
+            None
+        }
+        e if req.result.is_some() && e.reason() == Some(ErrorCode::PayloadTooLarge) => {
             let smaller = AckRequest {
                 result: None,
                 error: Some(

@@ -5,6 +5,7 @@ use super::{FIRST_BACKOFF, MAX_BACKOFF};
 use crate::api::ConnectRequest;
 use crate::cli::CliError;
 use crate::client::{Client, ClientError};
+use crate::error_code::ErrorCode;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
@@ -137,7 +138,8 @@ pub(super) async fn reusable_identity(
     let id_text = id.to_string();
     let peer = match shared.retry(|| client.peer_info(&id_text)).await.0 {
         Ok(r) if r.peer.role == role => r.peer,
-        Ok(_) | Err(ClientError::Api { status: 404, .. }) => return Ok(None),
+        Ok(_) => return Ok(None),
+        Err(e) if e.reason() == Some(ErrorCode::UnknownPeer) => return Ok(None),
         Err(e) => return Err(e.into()),
     };
     if !peer.working_on.is_empty() {
@@ -173,7 +175,13 @@ pub(super) async fn register(shared: &Shared, reuse: Option<Ident>) -> Result<Id
         async move { client.connect(&req).await }
     };
     let answer = match shared.retry(|| connect(reuse.clone())).await.0 {
-        Err(ClientError::Api { status: 403, .. }) if reuse.is_some() => {
+        Err(e)
+            if reuse.is_some()
+                && matches!(
+                    e.reason(),
+                    Some(ErrorCode::KeyRequired | ErrorCode::WrongKey)
+                ) =>
+        {
             eprintln!("cipc work: the broker refused this peer's key; registering a new peer");
             shared.retry(|| connect(None)).await.0
         }
