@@ -9,11 +9,12 @@
 //! [`signal`], [`system`] (status/reset), [`doctor`] (what is wrong with
 //! the setup) and [`generate`] (completions/man).
 //! [`output`] decides between tables and JSON; [`poll`] turns long-polls into
-//! waits of any length. Ids may be given whole or as a unique part
+//! waits of any length, and [`backoff`] paces every retry. Ids may be given whole or as a unique part
 //! ([`resolve_id`]); error lines start with the whole subcommand
 //! ([`prefix`]). This file keeps what runs a subcommand: its [`Ctx`], the
 //! runtime, the error line, and the one `match` that picks the subcommand.
 
+pub mod backoff;
 pub mod bench;
 mod bench_scale;
 pub mod chan;

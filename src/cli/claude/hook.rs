@@ -22,6 +22,7 @@
 use super::process::{claude_input_closed, parent_pid, session_can_wake, stop_process};
 use super::state::{state_dir, Locked, SessionState};
 use crate::api::{AttentionRequest, Command, CommandStatus, ConnectRequest, Via};
+use crate::cli::backoff::Backoff;
 use crate::cli::{exit, CliError, ClientArgs, Exit};
 use crate::client::{Client, ClientError};
 use clap::Args;
@@ -448,7 +449,7 @@ impl Hook {
             }
         };
         let client = self.as_peer(peer, &key, false)?;
-        let mut backoff = Duration::from_millis(500);
+        let mut backoff = Backoff::new();
         loop {
             if self.session_over(me, parent) {
                 return Ok(Reply::default());
@@ -471,7 +472,7 @@ impl Hook {
             };
             match polled {
                 Ok(r) => {
-                    backoff = Duration::from_millis(500);
+                    backoff.reset();
                     let Some(first) = r.command else { continue };
                     let mut orders = vec![first];
                     if let Ok(more) = take_orders(&client, peer).await {
@@ -495,10 +496,7 @@ impl Hook {
                     drop(locked);
                     return Box::pin(self.stop()).await;
                 }
-                Err(_) => {
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(10));
-                }
+                Err(_) => backoff.wait(None).await,
             }
         }
     }
@@ -507,6 +505,7 @@ impl Hook {
     /// started while the broker was down).
     async fn register_when_up(&self) -> Result<(Uuid, String), CliError> {
         let parent = parent_pid();
+        let mut backoff = Backoff::new();
         loop {
             if parent_pid() != parent {
                 return Err(CliError::quiet(exit::OK));
@@ -519,7 +518,7 @@ impl Hook {
                 return Ok(pk);
             }
             drop(locked);
-            tokio::time::sleep(Duration::from_secs(2)).await;
+            backoff.wait(None).await;
         }
     }
 

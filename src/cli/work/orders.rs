@@ -4,8 +4,8 @@
 
 use super::peer::{register, Shared};
 use super::worker::{Event, Tx};
-use super::{FIRST_BACKOFF, MAX_BACKOFF};
 use crate::api::AckRequest;
+use crate::cli::backoff::Backoff;
 use crate::client::ClientError;
 use crate::error_code::ErrorCode;
 use std::sync::Arc;
@@ -49,14 +49,14 @@ pub(super) async fn take(
             }
         }
     }
-    let mut backoff = FIRST_BACKOFF;
+    let mut backoff = Backoff::new();
     let mut registered_again = false;
     loop {
         let (client, ident) = shared.client();
         match client.wait_command(&ident.id.to_string(), POLL_MS).await {
             Ok(r) => {
                 shared.answered();
-                backoff = FIRST_BACKOFF;
+                backoff.reset();
                 registered_again = false;
                 if let Some(command) = r.command {
                     let _ = tx.send(Event::Took {
@@ -68,8 +68,7 @@ pub(super) async fn take(
             }
             Err(e) if e.is_retryable() => {
                 shared.unavailable(&e);
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(MAX_BACKOFF);
+                backoff.wait(None).await;
             }
             Err(e) if e.refuses_peer() && !registered_again => {
                 shared.answered();

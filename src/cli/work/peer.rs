@@ -1,8 +1,8 @@
 //! The worker's peer: who it is (id and key), registering it, and the
 //! retry-with-backoff every request to the broker goes through.
 
-use super::{FIRST_BACKOFF, MAX_BACKOFF};
 use crate::api::ConnectRequest;
+use crate::cli::backoff::Backoff;
 use crate::cli::CliError;
 use crate::client::{Client, ClientError};
 use crate::error_code::ErrorCode;
@@ -105,14 +105,13 @@ impl Shared {
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, ClientError>>,
     {
-        let mut backoff = FIRST_BACKOFF;
+        let mut backoff = Backoff::new();
         let mut repeated = false;
         loop {
             match f().await {
                 Err(e) if e.is_retryable() => {
                     self.unavailable(&e);
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                    backoff.wait(None).await;
                     repeated = true;
                 }
                 other => {
