@@ -235,31 +235,13 @@ fn nobody_holds(online: &DiscoverResponse, target: &str) -> String {
         online
             .roles
             .iter()
-            .filter(|r| edit_distance(r, target) <= 2)
-            .min_by_key(|r| edit_distance(r, target))
+            .filter(|r| strsim::levenshtein(r, target) <= 2)
+            .min_by_key(|r| strsim::levenshtein(r, target))
     };
     let hint = close
         .map(|r| format!("; did you mean {r}?"))
         .unwrap_or_default();
     format!("{who} (online roles: {}{hint})", online.roles.join(", "))
-}
-
-/// Levenshtein distance, for "did you mean" on a mistyped role.
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut diag = row[0];
-        row[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let next = (diag + usize::from(ca != *cb))
-                .min(row[j] + 1)
-                .min(row[j + 1] + 1);
-            diag = row[j + 1];
-            row[j + 1] = next;
-        }
-    }
-    row[b.len()]
 }
 
 /// Runs `cipc send`; returns the exit code.
@@ -804,9 +786,9 @@ mod tests {
 
     #[test]
     fn a_mistyped_role_gets_a_suggestion() {
-        assert_eq!(edit_distance("frontned", "frontend"), 2);
-        assert_eq!(edit_distance("", "abc"), 3);
-        assert_eq!(edit_distance("backend", "backend"), 0);
+        assert_eq!(strsim::levenshtein("frontned", "frontend"), 2);
+        assert_eq!(strsim::levenshtein("", "abc"), 3);
+        assert_eq!(strsim::levenshtein("backend", "backend"), 0);
         let online = DiscoverResponse {
             peers: Vec::new(),
             roles: vec!["backend".into(), "frontend".into()],
