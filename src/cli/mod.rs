@@ -56,7 +56,7 @@ pub struct Ctx {
 impl Ctx {
     async fn new(args: &ClientArgs) -> Result<Ctx, CliError> {
         let token = match &args.token_file {
-            Some(path) => Some(serve::read_token_file(path).map_err(CliError::usage)?),
+            Some(path) => Some(serve::read_token_file(path)?),
             None => args.token.clone(),
         };
         let base = Client::new(&args.url, token, None)?;

@@ -140,14 +140,14 @@ async fn run_event(args: HookArgs) -> Result<Reply, CliError> {
         .ok_or_else(|| CliError::usage("the hook input has no session_id; `cipc hook` is run by Claude Code (see `cipc claude setup`)"))?
         .to_string();
     let token = match &args.client.token_file {
-        Some(path) => Some(crate::cli::serve::read_token_file(path).map_err(CliError::usage)?),
+        Some(path) => Some(crate::cli::serve::read_token_file(path)?),
         None => args.client.token.clone(),
     };
     let hook = Hook {
         cwd: input.get("cwd").and_then(Value::as_str).map(PathBuf::from),
         url: args.client.url.clone(),
         token,
-        dir: state_dir().map_err(CliError::error)?,
+        dir: state_dir()?,
         session,
         input,
         args,
@@ -175,7 +175,7 @@ fn read_input() -> Result<Value, CliError> {
 
 impl Hook {
     fn lock(&self) -> Result<Locked, CliError> {
-        Locked::open(&self.dir, &self.session).map_err(CliError::error)
+        Ok(Locked::open(&self.dir, &self.session)?)
     }
 
     /// A client that speaks for nobody and gives up quickly.
@@ -294,7 +294,7 @@ impl Hook {
             Err(e) => return Err(CliError::from(e)),
         };
         locked.state = st;
-        locked.save().map_err(CliError::error)?;
+        locked.save()?;
         Ok(reply)
     }
 
@@ -438,7 +438,7 @@ impl Hook {
             st.waiter = Some(me);
             st.ended = false;
             locked.state = st;
-            locked.save().map_err(CliError::error)?;
+            locked.save()?;
             match found {
                 Ok(pk) => pk,
                 // The broker is down: wait for it like any waiter does.
@@ -492,7 +492,7 @@ impl Hook {
                     st.peer = None;
                     st.key = None;
                     locked.state = st;
-                    locked.save().map_err(CliError::error)?;
+                    locked.save()?;
                     drop(locked);
                     return Box::pin(self.stop()).await;
                 }
@@ -514,7 +514,7 @@ impl Hook {
             let mut st = locked.state.clone();
             if let Ok(pk) = self.peer(&mut st, false).await {
                 locked.state = st;
-                locked.save().map_err(CliError::error)?;
+                locked.save()?;
                 return Ok(pk);
             }
             drop(locked);
