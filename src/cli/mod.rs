@@ -16,6 +16,7 @@
 
 pub mod backoff;
 pub mod bench;
+mod bench_measure;
 mod bench_scale;
 pub mod chan;
 pub mod claude;
