@@ -16,7 +16,7 @@ const POLL_MS: u64 = 60_000;
 
 /// Takes the next command, after settling `ack` with `next` when given.
 /// Retries an unreachable broker, and registers the peer again when the
-/// broker has forgotten it (403/404).
+/// broker refuses it ([`ClientError::refuses_peer`]).
 pub(super) async fn take(
     shared: Arc<Shared>,
     tx: Tx,

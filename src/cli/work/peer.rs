@@ -155,8 +155,8 @@ pub(super) async fn reusable_identity(
 }
 
 /// Registers the protected peer: as `reuse` (same id and key) when given,
-/// else as a new peer. A reconnect the broker refuses (403: the key no
-/// longer fits) falls back to a new peer.
+/// else as a new peer. A reconnect the broker refuses (`key_required` or
+/// `wrong_key`: the key no longer fits) falls back to a new peer.
 pub(super) async fn register(shared: &Shared, reuse: Option<Ident>) -> Result<Ident, CliError> {
     let connect = |reuse: Option<Ident>| {
         let client = match &reuse {
