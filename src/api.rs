@@ -1,4 +1,6 @@
-//! The JSON wire types of the HTTP API (`shared/API.md`).
+//! The JSON wire types of the HTTP API (`shared/API.md`), and the limits
+//! both REST and MCP apply. (A long file of one concern, on purpose: the
+//! whole wire contract in one place.)
 //!
 //! The server, the typed client, the CLI and the MCP tools all use these types,
 //! so the four doors into the broker cannot drift apart. Keys are camelCase;

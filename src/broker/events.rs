@@ -11,7 +11,7 @@ use tokio::sync::broadcast;
 #[derive(Debug, Clone)]
 pub struct Event {
     /// Increases by one per event and never repeats for a data dir (it
-    /// starts from the clock: [`first_event_id`]); the SSE `id:`.
+    /// starts from the clock: `first_event_id`); the SSE `id:`.
     pub id: u64,
     /// `peer`, `command`, `message`, `signal` or `reset`.
     pub kind: &'static str,

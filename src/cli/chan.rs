@@ -4,6 +4,7 @@
 //! (broker restart, network blip), reconnects with `Last-Event-ID` so no
 //! message is printed twice or skipped while it is still held by the broker.
 
+use super::backoff::Backoff;
 use super::output::{ago, compact, Output};
 use super::Exit;
 use super::{exit, read_json_arg, CliError, ClientArgs, Ctx};
@@ -184,7 +185,7 @@ async fn follow_loop(ctx: &Ctx, name: &str, since: Option<u64>) -> Result<Exit, 
         }
     };
     let mut first = true;
-    let mut backoff = Duration::from_millis(100);
+    let mut backoff = Backoff::new();
     let mut told = false;
     loop {
         let opened = if first {
@@ -199,8 +200,7 @@ async fn follow_loop(ctx: &Ctx, name: &str, since: Option<u64>) -> Result<Exit, 
                     eprintln!("{}: lost the broker ({e}); reconnecting", super::prefix());
                     told = true;
                 }
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(5));
+                backoff.wait(None).await;
                 continue;
             }
             Err(e) => return Err(e.into()),
@@ -214,7 +214,7 @@ async fn follow_loop(ctx: &Ctx, name: &str, since: Option<u64>) -> Result<Exit, 
             );
         }
         first = false;
-        backoff = Duration::from_millis(100);
+        backoff.reset();
         if told {
             eprintln!("{}: reconnected after #{last}", super::prefix());
             told = false;

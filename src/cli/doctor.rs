@@ -25,6 +25,7 @@ use super::output::Output;
 use super::{exit, CliError, ClientArgs, Ctx, Exit};
 use crate::api::{StatusResponse, PEER_KEY_HEADER};
 use crate::client::{Client, ClientError};
+use crate::error_code::ErrorCode;
 use clap::Args;
 use serde::Serialize;
 
@@ -248,11 +249,7 @@ async fn broker_check(client: &Client, url: &str) -> (Check, bool) {
                 false,
             )
         }
-        Err(ClientError::Api {
-            status: 503,
-            message,
-            ..
-        }) => {
+        Err(ref e @ ClientError::Api { ref message, .. }) if e.store_down() => {
             let fix = if message.contains("PostgreSQL") {
                 "check that PostgreSQL is up and reachable from the broker (it reconnects by itself)"
             } else {
@@ -306,15 +303,11 @@ async fn token_check(client: &Client, have: bool, checks: &mut Vec<Check>) -> As
             Asked::Status(Box::new(s))
         }
         // The token is checked before anything else: a 503 got past it.
-        Err(ClientError::Api {
-            status: 503,
-            message,
-            ..
-        }) => {
+        Err(ref e @ ClientError::Api { ref message, .. }) if e.store_down() => {
             checks.push(Check::ok("token", accepted));
-            Asked::Unavailable(message)
+            Asked::Unavailable(message.clone())
         }
-        Err(ClientError::Api { status: 401, .. }) if !have => {
+        Err(e) if e.reason() == Some(ErrorCode::BadToken) && !have => {
             checks.push(Check::fail(
                 "token",
                 "the broker requires a token and none was given",
@@ -322,7 +315,7 @@ async fn token_check(client: &Client, have: bool, checks: &mut Vec<Check>) -> As
             ));
             Asked::Refused
         }
-        Err(ClientError::Api { status: 401, .. }) => {
+        Err(e) if e.reason() == Some(ErrorCode::BadToken) => {
             checks.push(Check::fail(
                 "token",
                 "the broker refused the token",
@@ -331,7 +324,7 @@ async fn token_check(client: &Client, have: bool, checks: &mut Vec<Check>) -> As
             Asked::Refused
         }
         Err(ClientError::Api {
-            status: 429,
+            reason: Some(ErrorCode::TooManyWrongTokens),
             message,
             ..
         }) => {
@@ -366,7 +359,7 @@ async fn peer_checks(ctx: &Ctx, anonymous: &Client, checks: &mut Vec<Check>) {
     let id = peer.to_string();
     let p = match anonymous.peer_info(&id).await {
         Ok(r) => r.peer,
-        Err(ClientError::Api { status: 404, .. }) => {
+        Err(e) if e.reason() == Some(ErrorCode::UnknownPeer) => {
             checks.push(Check::fail(
                 "peer",
                 format!("the broker knows no peer {id} (an offline peer is forgotten after a day, and `cipc reset` forgets all)"),
@@ -407,7 +400,7 @@ async fn peer_checks(ctx: &Ctx, anonymous: &Client, checks: &mut Vec<Check>) {
             format!("proves peer {id} ({PEER_KEY_HEADER} accepted)"),
         )),
         Err(ClientError::Api {
-            status: 403,
+            reason: Some(ErrorCode::KeyRequired | ErrorCode::WrongKey),
             message,
             ..
         }) => checks.push(Check::fail(
@@ -415,7 +408,7 @@ async fn peer_checks(ctx: &Ctx, anonymous: &Client, checks: &mut Vec<Check>) {
             format!("the broker refused CIPC_PEER_KEY for peer {id}: {message}"),
             format!("export the key that came with this peer id ({NEW_PEER})"),
         )),
-        Err(ClientError::Api { status: 503, .. }) => checks.push(Check::skip(
+        Err(e) if e.store_down() => checks.push(Check::skip(
             "key",
             "not tried: proving it is a heartbeat, a change the broker cannot save now",
         )),

@@ -6,6 +6,7 @@
 //! with backoff instead of giving up, so `cipc signal wait ready --forever`
 //! outlives a `cipc serve` restart.
 
+use super::backoff::Backoff;
 use super::output::Spinner;
 use super::CliError;
 use crate::api::MAX_LONG_POLL_MS;
@@ -22,11 +23,6 @@ pub enum Waited<T> {
     /// The deadline passed first; the last answer (with `timedOut`).
     TimedOut(T),
 }
-
-/// The first pause before retrying an unreachable broker; doubles up to [`MAX_BACKOFF`].
-const FIRST_BACKOFF: Duration = Duration::from_millis(100);
-/// The longest pause between retries.
-const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
 /// Milliseconds to ask the broker for, given what is left of the wait (at
 /// most one long-poll, [`MAX_LONG_POLL_MS`]).
@@ -58,14 +54,14 @@ where
     F: FnMut(u64) -> Fut,
     Fut: Future<Output = Result<(T, bool), ClientError>>,
 {
-    let mut backoff = FIRST_BACKOFF;
+    let mut backoff = Backoff::new();
     let mut last: Option<T> = None;
     let mut told = false;
     loop {
         match attempt(poll_ms(deadline)).await {
             Ok((answer, false)) => return Ok(Waited::Done(answer)),
             Ok((answer, true)) => {
-                backoff = FIRST_BACKOFF;
+                backoff.reset();
                 if told {
                     spinner.set_message(what.to_string());
                     told = false;
@@ -91,12 +87,7 @@ where
                     ));
                     told = true;
                 }
-                let mut pause = backoff;
-                if let Some(d) = deadline {
-                    pause = pause.min(d.saturating_duration_since(Instant::now()));
-                }
-                tokio::time::sleep(pause).await;
-                backoff = (backoff * 2).min(MAX_BACKOFF);
+                backoff.wait(deadline).await;
             }
             Err(e) => return Err(e.into()),
         }

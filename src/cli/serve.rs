@@ -1,7 +1,7 @@
 //! `cipc serve`: run the broker.
 
 use super::exit;
-use super::Exit;
+use super::{CliError, Exit};
 use crate::broker::{Broker, BrokerConfig};
 use crate::server::{auth::Security, AppState, Server, ServerConfig};
 use crate::store::{MemoryStore, PgStore, SqliteStore, Store};
@@ -153,23 +153,87 @@ pub fn check_token_length(token: &str) -> Result<Option<String>, String> {
     Ok(None)
 }
 
+/// Why a token file cannot be written (`--generate-token --out`) or read
+/// (`--token-file`): each says what to do, and `cipc` exits 2.
+#[derive(Debug, thiserror::Error)]
+pub enum TokenFileError {
+    /// The folder for a new token file cannot be made.
+    #[error("cannot create the folder {} for the token: {source}; create it yourself (mkdir -p -m 700 {0}) or choose another --out", dir.display())]
+    CreateDir {
+        /// The folder.
+        dir: PathBuf,
+        /// What the system said.
+        source: std::io::Error,
+    },
+    /// The file is there and `--force` was not given.
+    #[error("{} already exists; pass --force to replace it, or choose another --out", .0.display())]
+    Exists(PathBuf),
+    /// Writing the token failed.
+    #[error("cannot write the token to {}: {source}", path.display())]
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// What the system said.
+        source: std::io::Error,
+    },
+    /// A replaced file cannot be made private.
+    #[error("cannot make {} private (chmod 600): {source}", path.display())]
+    Chmod {
+        /// The file.
+        path: PathBuf,
+        /// What the system said.
+        source: std::io::Error,
+    },
+    /// Reading the token failed.
+    #[error("cannot read token file {}: {source}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// What the system said.
+        source: std::io::Error,
+    },
+    /// Others on this machine can read the file, so the token is refused.
+    #[error(
+        "token file {p} is world-readable (mode {mode:o}): anyone on this machine could read the token; \
+         make it yours alone with `chmod 600 {p}` and try again \
+         (`cipc serve --generate-token --out PATH` writes token files that way)",
+        p = path.display()
+    )]
+    WorldReadable {
+        /// The file.
+        path: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
+    /// The file holds no token.
+    #[error("token file {} is empty", .0.display())]
+    Empty(PathBuf),
+}
+
+/// A token file that cannot be used is bad usage (exit 2), its reason the line.
+impl From<TokenFileError> for CliError {
+    fn from(e: TokenFileError) -> CliError {
+        CliError::usage(e.to_string())
+    }
+}
+
 /// Writes a new token to `path`, readable by its owner only (mode 600),
 /// never replacing an existing file unless `force`. Missing folders on the
 /// way are created, private (mode 700): `--out ~/.config/cipc/token` on a
 /// new machine just works.
-fn write_token_file(path: &Path, token: &str, force: bool) -> Result<(), String> {
+fn write_token_file(path: &Path, token: &str, force: bool) -> Result<(), TokenFileError> {
     use std::io::Write;
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         let mut builder = std::fs::DirBuilder::new();
         builder.recursive(true);
         #[cfg(unix)]
         std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
-        builder.create(dir).map_err(|e| {
-            format!(
-                "cannot create the folder {} for the token: {e}; create it yourself (mkdir -p -m 700 {0}) or choose another --out",
-                dir.display()
-            )
-        })?;
+        builder
+            .create(dir)
+            .map_err(|source| TokenFileError::CreateDir {
+                dir: dir.to_path_buf(),
+                source,
+            })?;
     }
     let mut options = std::fs::OpenOptions::new();
     options.write(true);
@@ -180,14 +244,15 @@ fn write_token_file(path: &Path, token: &str, force: bool) -> Result<(), String>
     }
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let write_failed = |source| TokenFileError::Write {
+        path: path.to_path_buf(),
+        source,
+    };
     let mut file = options.open(path).map_err(|e| {
         if e.kind() == std::io::ErrorKind::AlreadyExists {
-            format!(
-                "{} already exists; pass --force to replace it, or choose another --out",
-                path.display()
-            )
+            TokenFileError::Exists(path.to_path_buf())
         } else {
-            format!("cannot write the token to {}: {e}", path.display())
+            write_failed(e)
         }
     })?;
     // A replaced file keeps its old mode unless told: make it private first.
@@ -195,11 +260,14 @@ fn write_token_file(path: &Path, token: &str, force: bool) -> Result<(), String>
     {
         use std::os::unix::fs::PermissionsExt;
         file.set_permissions(std::fs::Permissions::from_mode(0o600))
-            .map_err(|e| format!("cannot make {} private (chmod 600): {e}", path.display()))?;
+            .map_err(|source| TokenFileError::Chmod {
+                path: path.to_path_buf(),
+                source,
+            })?;
     }
     writeln!(file, "{token}")
         .and_then(|()| file.sync_all())
-        .map_err(|e| format!("cannot write the token to {}: {e}", path.display()))
+        .map_err(write_failed)
 }
 
 /// When stdout is a file others may read (`--generate-token > token`),
@@ -228,32 +296,31 @@ fn stdout_file_exposed() -> Option<String> {
 }
 
 /// Reads a token file, refusing one that others can read.
-pub fn read_token_file(path: &Path) -> Result<String, String> {
-    let meta = std::fs::metadata(path)
-        .map_err(|e| format!("cannot read token file {}: {e}", path.display()))?;
+pub fn read_token_file(path: &Path) -> Result<String, TokenFileError> {
+    let read_failed = |source| TokenFileError::Read {
+        path: path.to_path_buf(),
+        source,
+    };
+    let meta = std::fs::metadata(path).map_err(read_failed)?;
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
         let mode = meta.permissions().mode();
         if mode & 0o004 != 0 {
-            return Err(format!(
-                "token file {} is world-readable (mode {:o}): anyone on this machine could read the token; \
-                 make it yours alone with `chmod 600 {}` and try again \
-                 (`cipc serve --generate-token --out PATH` writes token files that way)",
-                path.display(),
-                mode & 0o777,
-                path.display()
-            ));
+            return Err(TokenFileError::WorldReadable {
+                path: path.to_path_buf(),
+                mode: mode & 0o777,
+            });
         }
     }
     #[cfg(not(unix))]
     let _ = meta;
     let token = std::fs::read_to_string(path)
-        .map_err(|e| format!("cannot read token file {}: {e}", path.display()))?
+        .map_err(read_failed)?
         .trim()
         .to_string();
     if token.is_empty() {
-        return Err(format!("token file {} is empty", path.display()));
+        return Err(TokenFileError::Empty(path.to_path_buf()));
     }
     Ok(token)
 }

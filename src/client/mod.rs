@@ -11,8 +11,12 @@
 //! `cipc` call in a shell loop starts fast. An `https://` URL is refused with
 //! advice rather than failing obscurely.
 
+mod error;
 mod routes;
 mod sse;
+
+pub use error::ClientError;
+use error::{api_error, foreign};
 
 pub use sse::{SseEvent, SseParser};
 
@@ -35,79 +39,6 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 const POLL_GRACE: Duration = Duration::from_secs(15);
 /// How long establishing a TCP connection may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// Why a call failed, sorted by what the user should do about it.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum ClientError {
-    /// The client was set up wrongly (bad URL, TLS asked for, bad peer id): fix the flags.
-    #[error("{0}")]
-    Config(String),
-    /// Nothing answered at the URL (refused, reset, timed out): start or find the broker.
-    #[error("cannot reach the broker at {url} ({reason})")]
-    Unreachable {
-        /// The broker URL that was tried.
-        url: String,
-        /// What the network said.
-        reason: String,
-    },
-    /// The broker answered with an error (`{"error": {"code", "message"}}`).
-    #[error("{message} ({code}, HTTP {status})")]
-    Api {
-        /// The HTTP status.
-        status: u16,
-        /// The contract's snake_case code.
-        code: String,
-        /// The broker's own explanation.
-        message: String,
-    },
-    /// Something answered, but not like a cipc broker.
-    #[error("unexpected answer from {url}: {reason}; is this a cipc broker?")]
-    Protocol {
-        /// The URL that answered.
-        url: String,
-        /// What was wrong with the answer.
-        reason: String,
-    },
-    /// Another kind of server answered with a page of its own (a web
-    /// server's HTML, a proxy's error text): the URL is probably not a broker.
-    #[error("{}", foreign_text(.url, *.status, .snippet.as_deref()))]
-    Foreign {
-        /// The URL that answered (empty when not known where the answer was made).
-        url: String,
-        /// The HTTP status it answered with.
-        status: u16,
-        /// The start of its body, when that is short plain text (never HTML).
-        snippet: Option<String>,
-    },
-}
-
-/// The line for [`ClientError::Foreign`].
-fn foreign_text(url: &str, status: u16, snippet: Option<&str>) -> String {
-    let who = if url.is_empty() {
-        "the server".to_string()
-    } else {
-        format!("the server at {url}")
-    };
-    let what = match snippet {
-        Some(text) => format!("HTTP {status} that is not a cipc answer ({text:?})"),
-        None => format!("HTTP {status} with a non-cipc page"),
-    };
-    format!("{who} answered {what}; is CIPC_URL (or --url) pointing at a cipc broker? `cipc serve` prints the URL it listens on")
-}
-
-impl ClientError {
-    /// Whether repeating the same request later may succeed: the broker is
-    /// down or restarting, busy (429), or briefly unavailable (502-504).
-    pub fn is_retryable(&self) -> bool {
-        match self {
-            ClientError::Unreachable { .. } => true,
-            ClientError::Api { status, .. } | ClientError::Foreign { status, .. } => {
-                matches!(status, 429 | 502 | 503 | 504)
-            }
-            _ => false,
-        }
-    }
-}
 
 /// The answer to `POST /commands/send`: one command, or one per online peer for `"*"`.
 #[derive(Debug, Clone)]
@@ -471,49 +402,10 @@ fn http_client(base: &Url, connect_timeout: Duration) -> Result<reqwest::Client,
         .map_err(|e| ClientError::Config(format!("cannot set up the HTTP client: {e}")))
 }
 
-/// Turns a non-2xx answer into [`ClientError::Api`] when it is the
-/// contract's error body, else into [`ClientError::Foreign`] (some other
-/// server answered; its URL is filled in by the caller that knows it).
-fn api_error(status: StatusCode, bytes: &[u8]) -> ClientError {
-    if let Ok(body) = serde_json::from_slice::<ErrorResponse>(bytes) {
-        return ClientError::Api {
-            status: status.as_u16(),
-            code: body.error.code,
-            message: body.error.message,
-        };
-    }
-    foreign(status, bytes)
-}
-
-/// The most of a foreign plain-text body an error line quotes.
-const SNIPPET_CHARS: usize = 120;
-
-/// [`ClientError::Foreign`] for an answer that is not the broker's: its
-/// status, and a short quote of its body only when that is plain text
-/// (an HTML page would bury the message).
-fn foreign(status: StatusCode, bytes: &[u8]) -> ClientError {
-    let text = String::from_utf8_lossy(bytes);
-    let text: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
-    let text = text.trim_start_matches('\u{feff}');
-    let html = text.starts_with('<');
-    let snippet = (!html && !text.is_empty()).then(|| {
-        if text.chars().count() > SNIPPET_CHARS {
-            let cut: String = text.chars().take(SNIPPET_CHARS - 1).collect();
-            format!("{cut}…")
-        } else {
-            text.to_string()
-        }
-    });
-    ClientError::Foreign {
-        url: String::new(),
-        status: status.as_u16(),
-        snippet,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error_code::ErrorCode;
 
     #[test]
     fn urls_are_checked() {
@@ -553,6 +445,28 @@ mod tests {
             br#"{"error":{"code":"forbidden","message":"no"}}"#,
         );
         assert!(matches!(e, ClientError::Api { status: 403, .. }), "{e:?}");
+        assert_eq!(e.reason(), None, "no reason from an older broker");
+        let e = api_error(
+            StatusCode::FORBIDDEN,
+            br#"{"error":{"code":"forbidden","reason":"wrong_key","message":"no"}}"#,
+        );
+        assert_eq!(e.reason(), Some(ErrorCode::WrongKey));
+        assert!(e.refuses_peer());
+        let e = api_error(
+            StatusCode::CONFLICT,
+            br#"{"error":{"code":"conflict","reason":"from_the_future","message":"no"}}"#,
+        );
+        assert!(
+            matches!(
+                e,
+                ClientError::Api {
+                    status: 409,
+                    reason: None,
+                    ..
+                }
+            ),
+            "an unknown reason still parses: {e:?}"
+        );
     }
 
     #[test]

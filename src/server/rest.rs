@@ -1,5 +1,7 @@
 //! The REST routes of `shared/API.md`. Each handler parses, calls one broker
-//! method and shapes the answer; none of them owns logic of its own.
+//! method and shapes the answer; none of them owns logic of its own. (One
+//! concern, the REST door, route by route; the OpenAPI finishing touches are
+//! in `openapi.rs`.)
 
 use super::error::ApiError;
 use super::extract::{

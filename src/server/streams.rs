@@ -1,7 +1,7 @@
 //! Server-Sent Event streams: `/events` for the dashboard and
 //! `/channels/{name}/stream` for channel followers.
 //!
-//! Each stream is fed by a task through an [`Outbox`] bounded in events and
+//! Each stream is fed by a task through an `Outbox` bounded in events and
 //! in bytes. A reader that falls behind (its outbox stays full for the grace
 //! period, or it lags the broadcast) has its connection closed, which frees
 //! the outbox, hyper's buffer and the socket's at once, rather than being

@@ -19,7 +19,9 @@
 //! a second, an unreachable broker is reported once per session, and the
 //! session carries on.
 
-use super::process::{claude_input_closed, parent_pid, session_can_wake, stop_process};
+mod waiter;
+
+use super::process::stop_process;
 use super::state::{state_dir, Locked, SessionState};
 use crate::api::{AttentionRequest, Command, CommandStatus, ConnectRequest, Via};
 use crate::cli::{exit, CliError, ClientArgs, Exit};
@@ -33,9 +35,6 @@ use uuid::Uuid;
 
 /// How long a hook waits for the broker before it gives up.
 const QUICK: Duration = Duration::from_millis(900);
-/// How long one long-poll of the Stop waiter lasts before it checks that
-/// the session is still there.
-const WAITER_POLL_MS: u64 = 20_000;
 /// At most this many orders are taken at once.
 const MAX_ORDERS: usize = 20;
 
@@ -139,14 +138,14 @@ async fn run_event(args: HookArgs) -> Result<Reply, CliError> {
         .ok_or_else(|| CliError::usage("the hook input has no session_id; `cipc hook` is run by Claude Code (see `cipc claude setup`)"))?
         .to_string();
     let token = match &args.client.token_file {
-        Some(path) => Some(crate::cli::serve::read_token_file(path).map_err(CliError::usage)?),
+        Some(path) => Some(crate::cli::serve::read_token_file(path)?),
         None => args.client.token.clone(),
     };
     let hook = Hook {
         cwd: input.get("cwd").and_then(Value::as_str).map(PathBuf::from),
         url: args.client.url.clone(),
         token,
-        dir: state_dir().map_err(CliError::error)?,
+        dir: state_dir()?,
         session,
         input,
         args,
@@ -174,7 +173,7 @@ fn read_input() -> Result<Value, CliError> {
 
 impl Hook {
     fn lock(&self) -> Result<Locked, CliError> {
-        Locked::open(&self.dir, &self.session).map_err(CliError::error)
+        Ok(Locked::open(&self.dir, &self.session)?)
     }
 
     /// A client that speaks for nobody and gives up quickly.
@@ -235,9 +234,7 @@ impl Hook {
                     st.key = Some(r.key.clone());
                     return Ok((r.peer.id, r.key));
                 }
-                Err(ClientError::Api {
-                    status: 403 | 404, ..
-                }) => req.id = None,
+                Err(e) if e.refuses_peer() => req.id = None,
                 Err(e) => return Err(e),
             }
         }
@@ -271,9 +268,7 @@ impl Hook {
                 st.said_down = false;
                 reply
             }
-            Err(ClientError::Api {
-                status: 403 | 404, ..
-            }) if !renew => {
+            Err(e) if e.refuses_peer() && !renew => {
                 // The broker forgot this peer (a reset, a new store) or
                 // gave its key to another connect: the next hook registers
                 // the session afresh.
@@ -297,7 +292,7 @@ impl Hook {
             Err(e) => return Err(CliError::from(e)),
         };
         locked.state = st;
-        locked.save().map_err(CliError::error)?;
+        locked.save()?;
         Ok(reply)
     }
 
@@ -419,126 +414,6 @@ impl Hook {
             Ok((Reply::default(), st))
         })
         .await
-    }
-
-    /// The background waiter: takes the next order while the session is
-    /// idle and wakes the session with it (exit 2). It stops, without
-    /// waking anyone, when a newer waiter or the end of the session replaces
-    /// it, or when Claude Code is gone.
-    async fn stop(&self) -> Result<Reply, CliError> {
-        if !session_can_wake() {
-            // `claude -p PROMPT` ends after its answer and never wakes; a
-            // waiter would only hold its exit up (Claude Code waits up to
-            // 30 s for background hooks before it exits).
-            return Ok(Reply::default());
-        }
-        let me = std::process::id();
-        let parent = parent_pid();
-        let (peer, key) = {
-            let mut locked = self.lock()?;
-            let mut st = locked.state.clone();
-            let found = self.peer(&mut st, false).await;
-            st.waiter = Some(me);
-            st.ended = false;
-            locked.state = st;
-            locked.save().map_err(CliError::error)?;
-            match found {
-                Ok(pk) => pk,
-                // The broker is down: wait for it like any waiter does.
-                Err(_) => match (locked.state.peer, locked.state.key.clone()) {
-                    (Some(p), Some(k)) => (p, k),
-                    _ => self.register_when_up().await?,
-                },
-            }
-        };
-        let client = self.as_peer(peer, &key, false)?;
-        let mut backoff = Duration::from_millis(500);
-        loop {
-            if self.session_over(me, parent) {
-                return Ok(Reply::default());
-            }
-            // Checked every second while the long-poll runs, so the waiter
-            // never holds up the end of a session (dropping the poll takes
-            // nothing: the broker gives a vanished waiter nothing).
-            let over = async {
-                loop {
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                    if self.session_over(me, parent) {
-                        break;
-                    }
-                }
-            };
-            let peer_id = peer.to_string();
-            let polled = tokio::select! {
-                r = client.wait_command(&peer_id, WAITER_POLL_MS) => r,
-                () = over => return Ok(Reply::default()),
-            };
-            match polled {
-                Ok(r) => {
-                    backoff = Duration::from_millis(500);
-                    let Some(first) = r.command else { continue };
-                    let mut orders = vec![first];
-                    if let Ok(more) = take_orders(&client, peer).await {
-                        orders.extend(more);
-                    }
-                    let text: Vec<String> = orders.iter().map(describe_order).collect();
-                    return Ok(Reply {
-                        wake: Some(text.join("\n\n")),
-                        ..Reply::default()
-                    });
-                }
-                Err(ClientError::Api {
-                    status: 403 | 404, ..
-                }) => {
-                    // The broker forgot the peer (reset, or a new store): a
-                    // new peer of the same role takes over.
-                    let mut locked = self.lock()?;
-                    let mut st = locked.state.clone();
-                    st.peer = None;
-                    st.key = None;
-                    locked.state = st;
-                    locked.save().map_err(CliError::error)?;
-                    drop(locked);
-                    return Box::pin(self.stop()).await;
-                }
-                Err(_) => {
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(10));
-                }
-            }
-        }
-    }
-
-    /// Registers once the broker answers (the Stop waiter of a session that
-    /// started while the broker was down).
-    async fn register_when_up(&self) -> Result<(Uuid, String), CliError> {
-        let parent = parent_pid();
-        loop {
-            if parent_pid() != parent {
-                return Err(CliError::quiet(exit::OK));
-            }
-            let mut locked = self.lock()?;
-            let mut st = locked.state.clone();
-            if let Ok(pk) = self.peer(&mut st, false).await {
-                locked.state = st;
-                locked.save().map_err(CliError::error)?;
-                return Ok(pk);
-            }
-            drop(locked);
-            tokio::time::sleep(Duration::from_secs(2)).await;
-        }
-    }
-
-    fn still_waiter(&self, me: u32) -> Result<bool, CliError> {
-        let locked = self.lock()?;
-        Ok(!locked.state.ended && locked.state.waiter == Some(me))
-    }
-
-    /// Whether this waiter should stop: Claude Code is gone or is ending
-    /// the session, or a newer waiter (or the end of the session) replaced
-    /// it.
-    fn session_over(&self, me: u32, parent: u32) -> bool {
-        parent_pid() != parent || !self.still_waiter(me).unwrap_or(true) || claude_input_closed()
     }
 }
 

@@ -28,7 +28,7 @@ use super::{exit, CliError, Exit};
 use crate::client::DEFAULT_URL;
 use clap::{Args, Subcommand, ValueEnum};
 use serde_json::Value;
-use settings::{shell_quote, HookCommand};
+use settings::{shell_quote, HookCommand, ShapeError};
 use std::path::{Path, PathBuf};
 
 /// Flags of `cipc claude`.
@@ -198,7 +198,7 @@ fn setup(a: &SetupArgs) -> Result<(), CliError> {
     crate::client::Client::new(&a.url, None, None)?;
     let t = targets(a.scope, a.dir.as_deref())?;
     let token = match &a.token_file {
-        Some(p) => Some(super::serve::read_token_file(p).map_err(CliError::usage)?),
+        Some(p) => Some(super::serve::read_token_file(p)?),
         None => a.token.clone().filter(|t| !t.trim().is_empty()),
     };
     // A shared file never holds the secret: Claude Code expands ${CIPC_TOKEN}.
@@ -242,7 +242,7 @@ fn setup(a: &SetupArgs) -> Result<(), CliError> {
         mcp_preview = serde_json::json!({ key.as_str(): mcp_preview });
     }
     let mut hooks_preview = Value::Object(serde_json::Map::new());
-    settings::add_hooks(&mut hooks_preview, &cmd).map_err(CliError::error)?;
+    settings::add_hooks(&mut hooks_preview, &cmd).map_err(|e| CliError::error(e.to_string()))?;
     let changes = vec![
         edit_json(&t.mcp_file, a.dry_run, |doc| {
             settings::add_mcp(at_path(doc, &t.mcp_at)?, entry.clone())
@@ -349,7 +349,7 @@ fn report(changes: &[Change], dry_run: bool) {
 fn edit_json(
     path: &Path,
     dry_run: bool,
-    f: impl FnOnce(&mut Value) -> Result<(), String>,
+    f: impl FnOnce(&mut Value) -> Result<(), ShapeError>,
 ) -> Result<Change, CliError> {
     let before = match std::fs::read_to_string(path) {
         Ok(t) => Some(t),
@@ -406,11 +406,11 @@ fn write_atomically(path: &Path, text: &str) -> Result<(), CliError> {
 }
 
 /// The object at `path` inside `doc`, created as needed.
-fn at_path<'a>(doc: &'a mut Value, path: &[String]) -> Result<&'a mut Value, String> {
+fn at_path<'a>(doc: &'a mut Value, path: &[String]) -> Result<&'a mut Value, ShapeError> {
     let mut v = doc;
     for key in path {
         let Some(obj) = v.as_object_mut() else {
-            return Err(format!("expected an object around \"{key}\""));
+            return Err(ShapeError::NotObjectAround(key.clone()));
         };
         v = obj
             .entry(key.clone())

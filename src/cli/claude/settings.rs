@@ -127,9 +127,28 @@ pub fn is_ours(command: &str) -> bool {
     (base == "cipc" || base == "cipc.exe") && rest.split_whitespace().next() == Some("hook")
 }
 
+/// Why a settings or MCP document cannot take cipc's entries: part of it
+/// is not the JSON shape Claude Code documents. Nothing is written; the
+/// user fixes the file by hand.
+#[derive(Debug, thiserror::Error)]
+pub enum ShapeError {
+    /// A part that must be an object is something else (`what` names it).
+    #[error("{0} is not a JSON object; fix it by hand, then run setup again")]
+    NotObject(String),
+    /// The settings file itself is not an object (removing hooks).
+    #[error("the settings file is not a JSON object")]
+    NotObjectFile,
+    /// `"hooks"."<event>"` is not a list of hook groups.
+    #[error("\"hooks\".\"{0}\" in the settings file is not a list; fix or remove it, then run setup again")]
+    NotList(&'static str),
+    /// A part on the way to the MCP entry is not an object.
+    #[error("expected an object around \"{0}\"")]
+    NotObjectAround(String),
+}
+
 /// Adds cipc's hooks to a settings document (replacing any cipc hooks
 /// already there), keeping every other key and hook as it was.
-pub fn add_hooks(settings: &mut Value, cmd: &HookCommand) -> Result<(), String> {
+pub fn add_hooks(settings: &mut Value, cmd: &HookCommand) -> Result<(), ShapeError> {
     remove_hooks(settings)?;
     let root = object(settings, "the settings file")?;
     let hooks = root
@@ -154,10 +173,7 @@ pub fn add_hooks(settings: &mut Value, cmd: &HookCommand) -> Result<(), String> 
             .entry(spec.event)
             .or_insert_with(|| Value::Array(Vec::new()));
         let Value::Array(list) = list else {
-            return Err(format!(
-                "\"hooks\".\"{}\" in the settings file is not a list; fix or remove it, then run setup again",
-                spec.event
-            ));
+            return Err(ShapeError::NotList(spec.event));
         };
         list.push(group);
     }
@@ -167,9 +183,9 @@ pub fn add_hooks(settings: &mut Value, cmd: &HookCommand) -> Result<(), String> 
 /// Takes every cipc hook out of a settings document; groups and events left
 /// empty by that go too, and nothing else changes. Answers how many hooks
 /// were removed.
-pub fn remove_hooks(settings: &mut Value) -> Result<usize, String> {
+pub fn remove_hooks(settings: &mut Value) -> Result<usize, ShapeError> {
     let Some(root) = settings.as_object_mut() else {
-        return Err("the settings file is not a JSON object".into());
+        return Err(ShapeError::NotObjectFile);
     };
     let Some(hooks) = root.get_mut("hooks").and_then(Value::as_object_mut) else {
         return Ok(0);
@@ -205,7 +221,7 @@ pub fn remove_hooks(settings: &mut Value) -> Result<usize, String> {
 
 /// Sets the `cipc` entry of an `mcpServers` map inside `parent` (created if
 /// missing), keeping every other server.
-pub fn add_mcp(parent: &mut Value, entry: Value) -> Result<(), String> {
+pub fn add_mcp(parent: &mut Value, entry: Value) -> Result<(), ShapeError> {
     let root = object(parent, "the MCP configuration")?;
     let servers = root
         .entry("mcpServers")
@@ -246,12 +262,12 @@ pub fn mcp_entry(base: &str, sse: bool, token_header: Option<&str>) -> Value {
     entry
 }
 
-fn object<'a>(v: &'a mut Value, what: &str) -> Result<&'a mut Map<String, Value>, String> {
+fn object<'a>(v: &'a mut Value, what: &str) -> Result<&'a mut Map<String, Value>, ShapeError> {
     if v.is_null() {
         *v = Value::Object(Map::new());
     }
     v.as_object_mut()
-        .ok_or_else(|| format!("{what} is not a JSON object; fix it by hand, then run setup again"))
+        .ok_or_else(|| ShapeError::NotObject(what.to_string()))
 }
 
 #[cfg(test)]

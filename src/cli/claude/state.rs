@@ -5,6 +5,7 @@
 //! to the user (0600), updated under an exclusive lock because Claude Code
 //! may run several hooks of one session at once.
 
+use crate::cli::CliError;
 use serde::{Deserialize, Serialize};
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -45,9 +46,52 @@ pub struct SessionState {
     pub waiter: Option<u32>,
 }
 
+/// Why a session's state cannot be kept: the hook says so and exits 1.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    /// No environment variable says where state lives.
+    #[error("neither CIPC_STATE_DIR, XDG_STATE_HOME nor HOME is set")]
+    NoStateDir,
+    /// Claude Code sent a session id that cannot be a file name.
+    #[error("session_id {0:?} from Claude Code is not an id (letters, digits, - and _)")]
+    BadSessionId(String),
+    /// The file system refused (`action` is "create", "open", ...).
+    #[error("cannot {action} {}: {source}", path.display())]
+    Io {
+        /// What was being done: create, open, lock, read, write.
+        action: &'static str,
+        /// The folder or file.
+        path: PathBuf,
+        /// What the system said.
+        source: std::io::Error,
+    },
+    /// The state did not turn into JSON (never expected).
+    #[error("{0}")]
+    Encode(#[from] serde_json::Error),
+}
+
+impl StateError {
+    /// A [`StateError::Io`] maker for `map_err`.
+    fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> StateError {
+        let path = path.to_path_buf();
+        move |source| StateError::Io {
+            action,
+            path,
+            source,
+        }
+    }
+}
+
+/// A hook whose state cannot be kept fails with exit 1 and the reason.
+impl From<StateError> for CliError {
+    fn from(e: StateError) -> CliError {
+        CliError::error(e.to_string())
+    }
+}
+
 /// Where hook state lives: `$CIPC_STATE_DIR`, else
 /// `$XDG_STATE_HOME/cipc/claude`, else `~/.local/state/cipc/claude`.
-pub fn state_dir() -> Result<PathBuf, String> {
+pub fn state_dir() -> Result<PathBuf, StateError> {
     if let Some(d) = std::env::var_os("CIPC_STATE_DIR").filter(|d| !d.is_empty()) {
         return Ok(PathBuf::from(d));
     }
@@ -56,7 +100,7 @@ pub fn state_dir() -> Result<PathBuf, String> {
     }
     let home = std::env::var_os("HOME")
         .filter(|h| !h.is_empty())
-        .ok_or("neither CIPC_STATE_DIR, XDG_STATE_HOME nor HOME is set")?;
+        .ok_or(StateError::NoStateDir)?;
     Ok(PathBuf::from(home)
         .join(".local")
         .join("state")
@@ -65,7 +109,7 @@ pub fn state_dir() -> Result<PathBuf, String> {
 }
 
 /// A session id from Claude Code, made safe as a file name.
-fn file_name(session_id: &str) -> Result<String, String> {
+fn file_name(session_id: &str) -> Result<String, StateError> {
     let ok = !session_id.is_empty()
         && session_id.len() <= 128
         && session_id
@@ -74,9 +118,7 @@ fn file_name(session_id: &str) -> Result<String, String> {
     if ok {
         Ok(format!("{session_id}.json"))
     } else {
-        Err(format!(
-            "session_id {session_id:?} from Claude Code is not an id (letters, digits, - and _)"
-        ))
+        Err(StateError::BadSessionId(session_id.to_string()))
     }
 }
 
@@ -90,37 +132,33 @@ pub struct Locked {
 
 impl Locked {
     /// Opens (creating if needed) and locks the state of `session_id` in `dir`.
-    pub fn open(dir: &Path, session_id: &str) -> Result<Locked, String> {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    pub fn open(dir: &Path, session_id: &str) -> Result<Locked, StateError> {
+        std::fs::create_dir_all(dir).map_err(StateError::io("create", dir))?;
         let path = dir.join(file_name(session_id)?);
         let mut options = OpenOptions::new();
         options.read(true).write(true).create(true).truncate(false);
         #[cfg(unix)]
         std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-        let mut file = options
-            .open(&path)
-            .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
-        file.lock()
-            .map_err(|e| format!("cannot lock {}: {e}", path.display()))?;
+        let mut file = options.open(&path).map_err(StateError::io("open", &path))?;
+        file.lock().map_err(StateError::io("lock", &path))?;
         let mut text = String::new();
         file.read_to_string(&mut text)
-            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            .map_err(StateError::io("read", &path))?;
         // A damaged file is started afresh: the worst case is a new peer.
         let state = serde_json::from_str(&text).unwrap_or_default();
         Ok(Locked { file, path, state })
     }
 
     /// Writes the state back (still under the lock).
-    pub fn save(&mut self) -> Result<(), String> {
-        let text = serde_json::to_vec_pretty(&self.state).map_err(|e| e.to_string())?;
+    pub fn save(&mut self) -> Result<(), StateError> {
+        let text = serde_json::to_vec_pretty(&self.state)?;
         let write = |f: &mut File| -> std::io::Result<()> {
             f.seek(SeekFrom::Start(0))?;
             f.set_len(0)?;
             f.write_all(&text)?;
             f.sync_data()
         };
-        write(&mut self.file).map_err(|e| format!("cannot write {}: {e}", self.path.display()))
+        write(&mut self.file).map_err(StateError::io("write", &self.path))
     }
 }
 

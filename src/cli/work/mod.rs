@@ -91,14 +91,6 @@ forgot the peer gets it registered again.
 
 Example: cipc work build --concurrency 2 --timeout 10m -- ./build.sh";
 
-/// The first pause before retrying an unreachable broker; doubles up to
-/// [`MAX_BACKOFF`]. Shared by every retried request ([`peer::Shared::retry`])
-/// and the `wait` loop of [`orders::take`], so they back off alike.
-const FIRST_BACKOFF: Duration = Duration::from_millis(100);
-/// The longest pause between retries, so a broker that comes back is found
-/// within seconds.
-const MAX_BACKOFF: Duration = Duration::from_secs(5);
-
 /// Runs `cipc work`: checks the flags and CMD, registers the peer (a signal
 /// meanwhile exits at once), then hands over to the worker's loop (`worker.rs`).
 pub async fn run(args: WorkArgs, ctx: Ctx) -> Result<Exit, CliError> {
@@ -110,7 +102,7 @@ pub async fn run(args: WorkArgs, ctx: Ctx) -> Result<Exit, CliError> {
         }
     }
     let token = match &args.client.token_file {
-        Some(path) => Some(super::serve::read_token_file(path).map_err(CliError::usage)?),
+        Some(path) => Some(super::serve::read_token_file(path)?),
         None => args.client.token.clone(),
     }
     .map(|t| t.trim().to_string())

@@ -4,9 +4,10 @@
 
 use super::peer::{register, Shared};
 use super::worker::{Event, Tx};
-use super::{FIRST_BACKOFF, MAX_BACKOFF};
 use crate::api::AckRequest;
+use crate::cli::backoff::Backoff;
 use crate::client::ClientError;
+use crate::error_code::ErrorCode;
 use std::sync::Arc;
 use uuid::Uuid;
 
@@ -15,7 +16,7 @@ const POLL_MS: u64 = 60_000;
 
 /// Takes the next command, after settling `ack` with `next` when given.
 /// Retries an unreachable broker, and registers the peer again when the
-/// broker has forgotten it (403/404).
+/// broker refuses it ([`ClientError::refuses_peer`]).
 pub(super) async fn take(
     shared: Arc<Shared>,
     tx: Tx,
@@ -48,14 +49,14 @@ pub(super) async fn take(
             }
         }
     }
-    let mut backoff = FIRST_BACKOFF;
+    let mut backoff = Backoff::new();
     let mut registered_again = false;
     loop {
         let (client, ident) = shared.client();
         match client.wait_command(&ident.id.to_string(), POLL_MS).await {
             Ok(r) => {
                 shared.answered();
-                backoff = FIRST_BACKOFF;
+                backoff.reset();
                 registered_again = false;
                 if let Some(command) = r.command {
                     let _ = tx.send(Event::Took {
@@ -67,12 +68,9 @@ pub(super) async fn take(
             }
             Err(e) if e.is_retryable() => {
                 shared.unavailable(&e);
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(MAX_BACKOFF);
+                backoff.wait(None).await;
             }
-            Err(ClientError::Api {
-                status: 403 | 404, ..
-            }) if !registered_again => {
+            Err(e) if e.refuses_peer() && !registered_again => {
                 shared.answered();
                 match register(&shared, Some(ident.clone())).await {
                     Ok(new) => {
@@ -139,8 +137,21 @@ async fn settle_failed_ack(
 ) -> Option<String> {
     match e {
         // An earlier try landed and only its answer was lost.
-        ClientError::Api { status: 409, .. } if maybe_landed => None,
-        ClientError::Api { status: 413, .. } if req.result.is_some() => {
+        // (Or it did not, and the command moved on: nothing to add then.)
+        e if maybe_landed
+            && matches!(
+                e.reason(),
+                Some(
+                    ErrorCode::AlreadyFinished
+                        | ErrorCode::NotHolder
+                        | ErrorCode::DeliveryOver
+                        | ErrorCode::NotDelivered
+                )
+            ) =>
+        {
+            None
+        }
+        e if req.result.is_some() && e.reason() == Some(ErrorCode::PayloadTooLarge) => {
             let smaller = AckRequest {
                 result: None,
                 error: Some(

@@ -1,10 +1,11 @@
 //! The worker's peer: who it is (id and key), registering it, and the
 //! retry-with-backoff every request to the broker goes through.
 
-use super::{FIRST_BACKOFF, MAX_BACKOFF};
 use crate::api::ConnectRequest;
+use crate::cli::backoff::Backoff;
 use crate::cli::CliError;
 use crate::client::{Client, ClientError};
+use crate::error_code::ErrorCode;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
@@ -104,14 +105,13 @@ impl Shared {
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, ClientError>>,
     {
-        let mut backoff = FIRST_BACKOFF;
+        let mut backoff = Backoff::new();
         let mut repeated = false;
         loop {
             match f().await {
                 Err(e) if e.is_retryable() => {
                     self.unavailable(&e);
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                    backoff.wait(None).await;
                     repeated = true;
                 }
                 other => {
@@ -137,7 +137,8 @@ pub(super) async fn reusable_identity(
     let id_text = id.to_string();
     let peer = match shared.retry(|| client.peer_info(&id_text)).await.0 {
         Ok(r) if r.peer.role == role => r.peer,
-        Ok(_) | Err(ClientError::Api { status: 404, .. }) => return Ok(None),
+        Ok(_) => return Ok(None),
+        Err(e) if e.reason() == Some(ErrorCode::UnknownPeer) => return Ok(None),
         Err(e) => return Err(e.into()),
     };
     if !peer.working_on.is_empty() {
@@ -154,8 +155,8 @@ pub(super) async fn reusable_identity(
 }
 
 /// Registers the protected peer: as `reuse` (same id and key) when given,
-/// else as a new peer. A reconnect the broker refuses (403: the key no
-/// longer fits) falls back to a new peer.
+/// else as a new peer. A reconnect the broker refuses (`key_required` or
+/// `wrong_key`: the key no longer fits) falls back to a new peer.
 pub(super) async fn register(shared: &Shared, reuse: Option<Ident>) -> Result<Ident, CliError> {
     let connect = |reuse: Option<Ident>| {
         let client = match &reuse {
@@ -173,7 +174,13 @@ pub(super) async fn register(shared: &Shared, reuse: Option<Ident>) -> Result<Id
         async move { client.connect(&req).await }
     };
     let answer = match shared.retry(|| connect(reuse.clone())).await.0 {
-        Err(ClientError::Api { status: 403, .. }) if reuse.is_some() => {
+        Err(e)
+            if reuse.is_some()
+                && matches!(
+                    e.reason(),
+                    Some(ErrorCode::KeyRequired | ErrorCode::WrongKey)
+                ) =>
+        {
             eprintln!("cipc work: the broker refused this peer's key; registering a new peer");
             shared.retry(|| connect(None)).await.0
         }
