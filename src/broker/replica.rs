@@ -176,18 +176,7 @@ impl Broker {
                         e.disconnected = status == PeerStatus::Offline && e.contacts == 0;
                     }
                     None => {
-                        st.peers.insert(
-                            id,
-                            PeerEntry {
-                                disconnected: status == PeerStatus::Offline,
-                                contacts: 0,
-                                announced: status,
-                                saved_seen: p.last_seen,
-                                key,
-                                due: None,
-                                peer: p,
-                            },
-                        );
+                        st.peers.insert(id, PeerEntry::stored(p, key));
                     }
                 }
                 self.reschedule(st, id);

@@ -29,6 +29,23 @@ pub(super) struct PeerEntry {
     pub(super) due: Option<i64>,
 }
 
+impl PeerEntry {
+    /// A peer as read back from the store (at start-up, or from another
+    /// node): nobody in contact yet, its saved status taken as announced.
+    pub(super) fn stored(peer: Peer, key: Option<keys::KeyHash>) -> PeerEntry {
+        let status = peer.status;
+        PeerEntry {
+            disconnected: status == crate::api::PeerStatus::Offline,
+            contacts: 0,
+            announced: status,
+            saved_seen: peer.last_seen,
+            key,
+            due: None,
+            peer,
+        }
+    }
+}
+
 pub(super) struct CommandEntry {
     pub(super) ord: u64,
     pub(super) command: Command,
@@ -178,19 +195,7 @@ impl State {
         for stored in snap.peers {
             let p = stored.peer;
             let key = stored.key_hash.as_deref().and_then(keys::KeyHash::from_hex);
-            let status = p.status;
-            self.peers.insert(
-                p.id,
-                PeerEntry {
-                    disconnected: status == crate::api::PeerStatus::Offline,
-                    contacts: 0,
-                    announced: status,
-                    saved_seen: p.last_seen,
-                    key,
-                    due: None,
-                    peer: p,
-                },
-            );
+            self.peers.insert(p.id, PeerEntry::stored(p, key));
         }
         self.schedule.clear();
         for (ord, c) in snap.commands {
