@@ -6,7 +6,7 @@
 //! is retained. A read that reaches further back than memory goes to the
 //! store, after waiting until everything it could read there is saved.
 
-use super::{Broker, BrokerError, Channel, State, WaitEnd, WakeKey};
+use super::{Broker, BrokerError, Caller, Channel, State, WaitEnd, WakeKey};
 use crate::api::{validate_name, ChannelInfo, Message, MessagesResponse};
 use crate::error_code::ErrorCode;
 use crate::store::{Mutation, TurnKind};
@@ -184,8 +184,9 @@ impl Broker {
         since: u64,
         limit: usize,
         timeout: Duration,
+        caller: &Caller,
     ) -> Result<MessagesResponse, BrokerError> {
-        let _permit = self.acquire_waiter()?;
+        let _permit = self.acquire_waiter_for(caller)?;
         self.wait_messages(name, since, limit, timeout).await
     }
 

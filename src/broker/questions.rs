@@ -249,8 +249,9 @@ impl Broker {
         &self,
         id: Uuid,
         timeout: Duration,
+        caller: &Caller,
     ) -> Result<(Question, bool), BrokerError> {
-        let _permit = self.acquire_waiter()?;
+        let _permit = self.acquire_waiter_for(caller)?;
         // A question asked on another node a moment ago is known here too.
         self.sync().await;
         let deadline = tokio::time::Instant::now() + timeout;

@@ -162,8 +162,9 @@ impl Broker {
         &self,
         id: Uuid,
         timeout: Duration,
+        caller: &Caller,
     ) -> Result<(Command, bool), BrokerError> {
-        let _permit = self.acquire_waiter()?;
+        let _permit = self.acquire_waiter_for(caller)?;
         self.sync().await;
         let deadline = tokio::time::Instant::now() + timeout;
         let mut was_overdue = None;
@@ -204,7 +205,7 @@ impl Broker {
                 outcome,
                 timed_out: false,
             }),
-            Some(d) => self.wait_sent(outcome, d).await,
+            Some(d) => self.wait_sent(outcome, d, caller).await,
         }
     }
 
@@ -216,19 +217,20 @@ impl Broker {
         &self,
         outcome: SendOutcome,
         timeout: Duration,
+        caller: &Caller,
     ) -> Result<Sent, BrokerError> {
         let deadline = tokio::time::Instant::now() + timeout;
         let left = || deadline.saturating_duration_since(tokio::time::Instant::now());
         Ok(match outcome {
             SendOutcome::Created { command, queued } => {
-                let (command, timed_out) = self.wait_result(command.id, left()).await?;
+                let (command, timed_out) = self.wait_result(command.id, left(), caller).await?;
                 Sent {
                     outcome: SendOutcome::Created { command, queued },
                     timed_out,
                 }
             }
             SendOutcome::Deduplicated(command) => {
-                let (command, timed_out) = self.wait_result(command.id, left()).await?;
+                let (command, timed_out) = self.wait_result(command.id, left(), caller).await?;
                 Sent {
                     outcome: SendOutcome::Deduplicated(command),
                     timed_out,
@@ -240,7 +242,7 @@ impl Broker {
                 let mut timed_out = false;
                 let mut done = Vec::with_capacity(copies.len());
                 for c in copies {
-                    let (c, t) = self.wait_result(c.id, left()).await?;
+                    let (c, t) = self.wait_result(c.id, left(), caller).await?;
                     timed_out |= t;
                     done.push(c);
                 }

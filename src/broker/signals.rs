@@ -1,6 +1,6 @@
 //! Signals: named latches with data that release every waiter at once.
 
-use super::{Broker, BrokerError, WaitEnd, WakeKey};
+use super::{Broker, BrokerError, Caller, WaitEnd, WakeKey};
 use crate::api::{validate_name, Signal};
 use crate::error_code::ErrorCode;
 use crate::store::{Mutation, TurnKind};
@@ -112,9 +112,10 @@ impl Broker {
         name: &str,
         after: Option<u64>,
         timeout: Duration,
+        caller: &Caller,
     ) -> Result<(Signal, bool), BrokerError> {
         validate_name("signal name", name).map_err(BrokerError::invalid_name)?;
-        let _permit = self.acquire_waiter()?;
+        let _permit = self.acquire_waiter_for(caller)?;
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             let armed = {

@@ -3,7 +3,7 @@
 //! what it waits on ([`WakeKey`]); a change wakes exactly the waiters of its
 //! key. Open waits and streams are counted and bounded (`--max-waiters`).
 
-use super::{Broker, BrokerError, Inner, State};
+use super::{Broker, BrokerError, Caller, Inner, State};
 use crate::error_code::ErrorCode;
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
@@ -65,6 +65,8 @@ pub(super) enum WaitEnd {
 /// Holds one of the broker's bounded waiter slots until dropped.
 pub struct WaiterPermit {
     inner: Arc<Inner>,
+    /// The waiting caller's peer counts as in contact while it waits.
+    _contact: Option<super::ContactGuard>,
 }
 
 impl Drop for WaiterPermit {
@@ -103,6 +105,7 @@ impl Broker {
         let prev = self.inner.waiters.fetch_add(1, Ordering::Relaxed);
         let permit = WaiterPermit {
             inner: self.inner.clone(),
+            _contact: None,
         };
         if prev >= max {
             drop(permit);
@@ -110,6 +113,15 @@ impl Broker {
                 "the broker already holds {max} open waits and streams (--max-waiters); retry shortly or raise the limit"
             )));
         }
+        Ok(permit)
+    }
+
+    /// Like [`Broker::acquire_waiter`], for a wait by `caller`: a peer that
+    /// waits (for a result, a signal, an answer) is in contact for as long
+    /// as it waits, so it stays online whichever door it waits through.
+    pub fn acquire_waiter_for(&self, caller: &Caller) -> Result<WaiterPermit, BrokerError> {
+        let mut permit = self.acquire_waiter()?;
+        permit._contact = caller.peer.and_then(|p| self.contact(p).ok());
         Ok(permit)
     }
 

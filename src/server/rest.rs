@@ -327,11 +327,12 @@ async fn ack_command(
 async fn command_result(
     State(s): State<AppState>,
     Path(id): Path<String>,
+    CallerInfo(caller): CallerInfo,
     q: Params,
 ) -> ApiResult<Json<CommandResponse>> {
     let id = command_id(&id)?;
     let timeout = q.timeout()?;
-    let (command, timed_out) = s.broker.wait_result(id, timeout).await?;
+    let (command, timed_out) = s.broker.wait_result(id, timeout, &caller).await?;
     Ok(Json(CommandResponse { command, timed_out }))
 }
 
@@ -390,6 +391,7 @@ async fn channel_send(
 async fn channel_messages(
     State(s): State<AppState>,
     Path(name): Path<String>,
+    CallerInfo(caller): CallerInfo,
     q: Params,
 ) -> ApiResult<Json<MessagesResponse>> {
     let since = q.u64("since")?.unwrap_or(0);
@@ -397,7 +399,9 @@ async fn channel_messages(
     if q.str("timeout").is_some() {
         let timeout = q.timeout()?;
         return Ok(Json(
-            s.broker.channel_wait(&name, since, limit, timeout).await?,
+            s.broker
+                .channel_wait(&name, since, limit, timeout, &caller)
+                .await?,
         ));
     }
     Ok(Json(s.broker.channel_read(&name, since, limit).await?))
@@ -458,11 +462,12 @@ async fn clear_signal(
 async fn wait_signal(
     State(s): State<AppState>,
     Path(name): Path<String>,
+    CallerInfo(caller): CallerInfo,
     q: Params,
 ) -> ApiResult<Json<SignalResponse>> {
     let timeout = q.timeout()?;
     let after = q.u64("after")?;
-    let (signal, timed_out) = s.broker.wait_signal(&name, after, timeout).await?;
+    let (signal, timed_out) = s.broker.wait_signal(&name, after, timeout, &caller).await?;
     Ok(Json(SignalResponse { signal, timed_out }))
 }
 
@@ -521,10 +526,11 @@ async fn get_question(
 async fn wait_question(
     State(s): State<AppState>,
     Path(id): Path<String>,
+    CallerInfo(caller): CallerInfo,
     q: Params,
 ) -> ApiResult<Json<QuestionResponse>> {
     let id = question_id(&id)?;
-    let (question, timed_out) = s.broker.wait_question(id, q.timeout()?).await?;
+    let (question, timed_out) = s.broker.wait_question(id, q.timeout()?, &caller).await?;
     Ok(Json(QuestionResponse {
         question,
         timed_out,

@@ -119,7 +119,10 @@ async fn an_unknown_command_is_unknown_everywhere() {
     );
     assert_eq!(code(b.command(nobody)), ErrorCode::UnknownCommand);
     assert_eq!(
-        code(b.wait_result(nobody, Duration::ZERO).await),
+        code(
+            b.wait_result(nobody, Duration::ZERO, &Caller::default())
+                .await
+        ),
         ErrorCode::UnknownCommand
     );
 }
@@ -128,7 +131,10 @@ async fn an_unknown_command_is_unknown_everywhere() {
 async fn the_ack_releases_whoever_waits_for_the_result() {
     let (b, holder, c) = one_held().await;
     let (b2, id) = (b.clone(), c.id);
-    let waiting = tokio::spawn(async move { b2.wait_result(id, Duration::from_secs(10)).await });
+    let waiting = tokio::spawn(async move {
+        b2.wait_result(id, Duration::from_secs(10), &Caller::default())
+            .await
+    });
     while b.open_waiters() < 1 {
         tokio::task::yield_now().await;
     }
@@ -144,7 +150,7 @@ async fn the_ack_releases_whoever_waits_for_the_result() {
 async fn a_result_wait_times_out_with_the_command_as_it_stands() {
     let (b, _holder, c) = one_held().await;
     let (now, timed_out) = b
-        .wait_result(c.id, Duration::from_millis(5))
+        .wait_result(c.id, Duration::from_millis(5), &Caller::default())
         .await
         .expect("wait");
     assert!(timed_out);
@@ -156,7 +162,10 @@ async fn a_cancel_releases_whoever_waits_for_the_result() {
     let (b, _clock) = broker_at(BrokerConfig::default());
     let c = send(&b, "w", "build").await;
     let (b2, id) = (b.clone(), c.id);
-    let waiting = tokio::spawn(async move { b2.wait_result(id, Duration::from_secs(10)).await });
+    let waiting = tokio::spawn(async move {
+        b2.wait_result(id, Duration::from_secs(10), &Caller::default())
+            .await
+    });
     while b.open_waiters() < 1 {
         tokio::task::yield_now().await;
     }

@@ -62,7 +62,10 @@ async fn the_sender_waiting_for_the_result_hears_of_the_missed_deadline() {
     let c = send_req(&b, with_deadline("w", 1_000)).await;
     let waiter = {
         let b = b.clone();
-        tokio::spawn(async move { b.wait_result(c.id, Duration::from_secs(30)).await })
+        tokio::spawn(async move {
+            b.wait_result(c.id, Duration::from_secs(30), &Caller::default())
+                .await
+        })
     };
     while b.open_waiters() == 0 {
         tokio::task::yield_now().await;
@@ -77,7 +80,7 @@ async fn the_sender_waiting_for_the_result_hears_of_the_missed_deadline() {
     assert!(seen.overdue && seen.status == CommandStatus::Pending);
     // Waiting again waits for the end, not for the overdue mark again.
     let again = b
-        .wait_result(c.id, Duration::from_millis(20))
+        .wait_result(c.id, Duration::from_millis(20), &Caller::default())
         .await
         .expect("wait");
     assert!(again.1, "times out: the command is still not finished");

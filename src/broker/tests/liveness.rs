@@ -231,3 +231,33 @@ async fn a_parked_wait_keeps_its_peer_online_and_silence_counts_from_its_end() {
     advance_ms(&b, &clock, 1);
     assert_eq!(status(&b, id), PeerStatus::Stale);
 }
+
+#[tokio::test]
+async fn a_peer_waiting_for_a_result_a_signal_or_an_answer_stays_online_through_any_door() {
+    let (b, clock) = short_lived();
+    let sender = connect(&b, "lead").await;
+    let c = send(&b, "nobody", "build").await;
+    // The broker's waits keep their caller in contact, so REST and MCP
+    // behave alike: a peer parked on a result is not silent.
+    let waiter = {
+        let b = b.clone();
+        tokio::spawn(async move {
+            b.wait_result(c.id, Duration::from_secs(3600), &as_peer(sender))
+                .await
+        })
+    };
+    while b.open_waiters() == 0 {
+        tokio::task::yield_now().await;
+    }
+    advance_ms(&b, &clock, OFFLINE_MS * 2);
+    assert_eq!(
+        status(&b, sender),
+        PeerStatus::Online,
+        "in contact while it waits"
+    );
+    waiter.abort();
+    let _ = waiter.await;
+    // The wait is over: silence counts again from now.
+    advance_ms(&b, &clock, OFFLINE_MS);
+    assert_eq!(status(&b, sender), PeerStatus::Offline);
+}

@@ -178,7 +178,10 @@ async fn a_wait_on_one_node_wakes_when_another_node_changes() {
     b.sync().await;
     let waiting = {
         let b = b.clone();
-        tokio::spawn(async move { b.wait_result(c.id, Duration::from_secs(30)).await })
+        tokio::spawn(async move {
+            b.wait_result(c.id, Duration::from_secs(30), &Caller::default())
+                .await
+        })
     };
     tokio::task::yield_now().await;
     take(&a, w).await.expect("take");

@@ -30,7 +30,10 @@ async fn an_answer_releases_the_asker_and_is_given_once() {
     );
     let waiter = {
         let b = b.clone();
-        tokio::spawn(async move { b.wait_question(q.id, Duration::from_secs(30)).await })
+        tokio::spawn(async move {
+            b.wait_question(q.id, Duration::from_secs(30), &Caller::default())
+                .await
+        })
     };
     while b.open_waiters() == 0 {
         tokio::task::yield_now().await;
@@ -87,7 +90,7 @@ async fn an_open_question_expires_exactly_at_its_ttl_and_cancel_ends_it() {
     let c = b.cancel_question(q.id).await.expect("cancel");
     assert_eq!(c.status, QuestionStatus::Cancelled);
     let (w, timed_out) = b
-        .wait_question(q.id, Duration::from_secs(5))
+        .wait_question(q.id, Duration::from_secs(5), &Caller::default())
         .await
         .expect("wait");
     assert_eq!((w.status, timed_out), (QuestionStatus::Cancelled, false));

@@ -143,10 +143,14 @@ async fn at_the_channel_cap_the_longest_idle_unfollowed_channel_goes() {
     assert_eq!(names, ["b", "c"]);
     // Both left are followed: a new channel is refused, nothing is lost.
     let (b1, b2) = (b.clone(), b.clone());
-    let f1 =
-        tokio::spawn(async move { b1.channel_wait("b", 1, 10, Duration::from_secs(30)).await });
-    let f2 =
-        tokio::spawn(async move { b2.channel_wait("c", 1, 10, Duration::from_secs(30)).await });
+    let f1 = tokio::spawn(async move {
+        b1.channel_wait("b", 1, 10, Duration::from_secs(30), &Caller::default())
+            .await
+    });
+    let f2 = tokio::spawn(async move {
+        b2.channel_wait("c", 1, 10, Duration::from_secs(30), &Caller::default())
+            .await
+    });
     while b.open_waiters() < 2 {
         tokio::task::yield_now().await;
     }

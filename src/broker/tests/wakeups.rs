@@ -8,12 +8,12 @@ async fn waits_on_ever_new_names_leave_no_wake_ups_behind() {
     for i in 0..200 {
         let name = format!("never-{i}");
         let (_, timed_out) = broker
-            .wait_signal(&name, None, Duration::ZERO)
+            .wait_signal(&name, None, Duration::ZERO, &Caller::default())
             .await
             .expect("wait");
         assert!(timed_out);
         broker
-            .channel_wait(&name, 0, 10, Duration::ZERO)
+            .channel_wait(&name, 0, 10, Duration::ZERO, &Caller::default())
             .await
             .expect("wait");
     }
@@ -23,11 +23,11 @@ async fn waits_on_ever_new_names_leave_no_wake_ups_behind() {
     // still parked on the same name keeps its entry until it ends.
     let (b1, b2) = (broker.clone(), broker.clone());
     let dropped = tokio::spawn(async move {
-        b1.wait_signal("shared", None, Duration::from_secs(60))
+        b1.wait_signal("shared", None, Duration::from_secs(60), &Caller::default())
             .await
     });
     let kept = tokio::spawn(async move {
-        b2.wait_signal("shared", None, Duration::from_secs(60))
+        b2.wait_signal("shared", None, Duration::from_secs(60), &Caller::default())
             .await
     });
     while broker.open_waiters() < 2 {

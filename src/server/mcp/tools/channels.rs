@@ -50,10 +50,9 @@ impl CipcMcp {
             let what = format!("a message on channel {:?}", args.channel);
             self.waiting(
                 &ctx,
-                &caller,
                 &what,
                 timeout,
-                broker.channel_wait(&args.channel, since, limit, timeout),
+                broker.channel_wait(&args.channel, since, limit, timeout, &caller),
             )
             .await
             .ok_or_else(render::cancelled)??
@@ -94,10 +93,9 @@ impl CipcMcp {
         let (s, timed_out) = self
             .waiting(
                 &ctx,
-                &caller,
                 &what,
                 timeout,
-                broker.wait_signal(&args.name, args.after, timeout),
+                broker.wait_signal(&args.name, args.after, timeout, &caller),
             )
             .await
             .ok_or_else(render::cancelled)??;

@@ -67,10 +67,9 @@ impl CipcMcp {
         let sent = self
             .waiting(
                 &ctx,
-                &caller,
                 &what,
                 timeout,
-                broker.wait_sent(outcome, timeout),
+                broker.wait_sent(outcome, timeout, &caller),
             )
             .await
             .ok_or_else(|| render::sent_wait_cancelled(&ids))??;
@@ -111,7 +110,6 @@ impl CipcMcp {
         let taken = self
             .waiting(
                 &ctx,
-                &caller,
                 "a command",
                 timeout,
                 broker.wait_command(me, timeout, &caller),
@@ -164,10 +162,9 @@ impl CipcMcp {
         let (c, timed_out) = self
             .waiting(
                 &ctx,
-                &caller,
                 &what,
                 timeout,
-                broker.wait_result(id, timeout),
+                broker.wait_result(id, timeout, &caller),
             )
             .await
             .ok_or_else(render::cancelled)??;

@@ -69,16 +69,11 @@ impl CipcMcp {
     async fn waiting<T>(
         &self,
         ctx: &RequestContext<RoleServer>,
-        caller: &Caller,
         what: &str,
         timeout: Duration,
         fut: impl Future<Output = T>,
     ) -> Option<T> {
         let token = ctx.meta.get_progress_token();
-        // A caller waiting on the broker is in contact: its peer stays online.
-        let _contact = caller
-            .peer
-            .and_then(|p| self.session.broker().contact(p).ok());
         // The end of the response stream (stateless request, client timeout,
         // proxy) counts as cancellation.
         let closed = self

@@ -30,10 +30,9 @@ impl CipcMcp {
         let (q, _) = self
             .waiting(
                 ctx,
-                caller,
                 &what,
                 timeout,
-                broker.wait_question(id, timeout),
+                broker.wait_question(id, timeout, caller),
             )
             .await
             .ok_or(cancelled)??;
