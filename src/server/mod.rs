@@ -6,6 +6,7 @@ pub mod auth;
 pub mod dashboard;
 pub mod error;
 pub mod extract;
+mod handed;
 pub mod listen;
 pub mod mcp;
 mod openapi;

@@ -255,14 +255,20 @@ async fn wait_command(
     Path(id): Path<String>,
     CallerInfo(caller): CallerInfo,
     q: Params,
-) -> ApiResult<Json<WaitResponse>> {
+) -> ApiResult<Response> {
     let id = peer_id(&id)?;
     let timeout = q.timeout()?;
     let command = s.broker.wait_command(id, timeout, &caller).await?;
-    Ok(Json(WaitResponse {
+    let taken = command.clone();
+    let answer = Json(WaitResponse {
         timed_out: command.is_none(),
         command,
-    }))
+    });
+    Ok(super::handed::handing_out(
+        &s.broker,
+        taken.as_ref(),
+        answer.into_response(),
+    ))
 }
 
 #[utoipa::path(post, path = "/commands/{commandId}/ack", tag = "commands", request_body = AckRequest,
@@ -312,12 +318,17 @@ async fn ack_command(
         .into_response());
     };
     let next = s.broker.wait_command(peer, wait, &caller).await?;
-    Ok(Json(AckNextResponse {
+    let taken = next.clone();
+    let answer = Json(AckNextResponse {
         command,
         timed_out: next.is_none(),
         next,
-    })
-    .into_response())
+    });
+    Ok(super::handed::handing_out(
+        &s.broker,
+        taken.as_ref(),
+        answer.into_response(),
+    ))
 }
 
 #[utoipa::path(get, path = "/commands/{commandId}/result", tag = "commands",

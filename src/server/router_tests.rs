@@ -170,3 +170,49 @@ async fn a_peer_header_on_any_request_is_contact_but_not_without_the_token() {
     clock.advance(Duration::from_millis(1));
     assert_eq!(status(&broker), crate::api::PeerStatus::Online);
 }
+
+/// A command handed out in an answer that never left (its body dropped
+/// unread: the client went away) goes back to its queue at once; one whose
+/// answer was read stays with its taker. The same rule as MCP's.
+#[tokio::test]
+async fn a_wait_answer_that_never_leaves_gives_its_command_back() {
+    let (app, broker, _clock) = app(None);
+    let (_, peer) = call(
+        &app,
+        request(Method::POST, "/peers/connect", r#"{"role":"w"}"#),
+    )
+    .await;
+    let peer = peer["peer"]["id"].as_str().expect("peer id").to_string();
+    let send = r#"{"target":"w","action":"build"}"#;
+    let (_, sent) = call(&app, request(Method::POST, "/commands/send", send)).await;
+    let id: uuid::Uuid = sent["command"]["id"]
+        .as_str()
+        .and_then(|s| s.parse().ok())
+        .expect("command id");
+    let wait = format!("/commands/{peer}/wait?timeout=0");
+
+    // The answer is built, then dropped unread.
+    let res = app
+        .clone()
+        .oneshot(request(Method::GET, &wait, ""))
+        .await
+        .expect("infallible");
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(
+        broker.command(id).expect("command").status,
+        crate::api::CommandStatus::Delivered
+    );
+    drop(res);
+    let given_back = broker.command(id).expect("command");
+    assert_eq!(given_back.status, crate::api::CommandStatus::Pending);
+    assert!(given_back.redelivered);
+
+    // Taken again, and this time the answer is read: it stays delivered.
+    let (status, got) = call(&app, request(Method::GET, &wait, "")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(got["command"]["id"], serde_json::json!(id));
+    assert_eq!(
+        broker.command(id).expect("command").status,
+        crate::api::CommandStatus::Delivered
+    );
+}
