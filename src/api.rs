@@ -863,23 +863,29 @@ pub struct ErrorBody {
 }
 
 /// Checks a role, channel or signal name: 1-64 chars of `[A-Za-z0-9._-]`.
-pub fn validate_name(kind: &str, name: &str) -> Result<(), String> {
+pub fn validate_name(kind: &str, name: &str) -> Result<(), InvalidName> {
     if name.is_empty() || name.len() > 64 {
-        return Err(format!(
+        return Err(InvalidName(format!(
             "{kind} must be 1-64 characters long (got {}); use letters, digits, '.', '_' or '-'",
             name.len()
-        ));
+        )));
     }
     if let Some(c) = name
         .chars()
         .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
     {
-        return Err(format!(
+        return Err(InvalidName(format!(
             "{kind} {name:?} contains {c:?}; use only letters, digits, '.', '_' or '-'"
-        ));
+        )));
     }
     Ok(())
 }
+
+/// A role, channel or signal name that breaks the rule of
+/// [`validate_name`]; the sentence says which rule and how to fix it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct InvalidName(String);
 
 /// Who made a command or asked a question: `origin` on the wire, kept for
 /// audit and for one rule (a protected sender may cancel what it sent).

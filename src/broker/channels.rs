@@ -48,7 +48,7 @@ impl Broker {
         data: Value,
         from: Option<String>,
     ) -> Result<Message, BrokerError> {
-        validate_name("channel name", name).map_err(BrokerError::invalid_name)?;
+        validate_name("channel name", name)?;
         let retention = self.inner.config.channel_retention.max(1) as u64;
         let _turn = self.turn(TurnKind::Write).await?;
         let (msg, commits) = {
@@ -133,7 +133,7 @@ impl Broker {
         since: u64,
         limit: usize,
     ) -> Result<MessagesResponse, BrokerError> {
-        validate_name("channel name", name).map_err(BrokerError::invalid_name)?;
+        validate_name("channel name", name)?;
         let plan = {
             let st = self.lock();
             plan_read(st.channels.get(name), name, since, limit)
@@ -199,7 +199,7 @@ impl Broker {
         limit: usize,
         timeout: Duration,
     ) -> Result<MessagesResponse, BrokerError> {
-        validate_name("channel name", name).map_err(BrokerError::invalid_name)?;
+        validate_name("channel name", name)?;
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             let next = {

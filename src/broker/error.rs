@@ -23,11 +23,6 @@ impl BrokerError {
         }
     }
 
-    /// Wraps a name check's sentence ([`crate::api::validate_name`]).
-    pub fn invalid_name(message: String) -> Self {
-        BrokerError::new(ErrorCode::InvalidName, message)
-    }
-
     /// The store could not save or read.
     pub fn store(message: impl Into<String>) -> Self {
         BrokerError::new(ErrorCode::StoreFailed, message)
@@ -37,6 +32,13 @@ impl BrokerError {
     /// was refused before it changed anything (the sentence says so).
     pub fn store_refused_write(e: StoreError) -> Self {
         store_refusal(e, true)
+    }
+}
+
+/// A name that breaks the rule ([`crate::api::validate_name`]).
+impl From<crate::api::InvalidName> for BrokerError {
+    fn from(e: crate::api::InvalidName) -> Self {
+        BrokerError::new(ErrorCode::InvalidName, e.to_string())
     }
 }
 

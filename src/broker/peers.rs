@@ -68,7 +68,7 @@ impl Broker {
         via: Via,
         caller: &Caller,
     ) -> Result<(Peer, String), BrokerError> {
-        validate_name("role", &req.role).map_err(BrokerError::invalid_name)?;
+        validate_name("role", &req.role)?;
         let protect = req.protects();
         let caps = req.capabilities.unwrap_or_default();
         // Characters, not bytes, as the schema's maxLength counts them.

@@ -43,7 +43,7 @@ impl Broker {
         name: &str,
         change: impl FnOnce(&mut Signal),
     ) -> Result<Signal, BrokerError> {
-        validate_name("signal name", name).map_err(BrokerError::invalid_name)?;
+        validate_name("signal name", name)?;
         let _turn = self.turn(TurnKind::Write).await?;
         let (s, commits) = {
             let mut st = self.lock();
@@ -85,7 +85,7 @@ impl Broker {
 
     /// `GET /signals/{name}`: never 404; an unknown signal is not emitted.
     pub fn signal(&self, name: &str) -> Result<Signal, BrokerError> {
-        validate_name("signal name", name).map_err(BrokerError::invalid_name)?;
+        validate_name("signal name", name)?;
         let st = self.lock();
         Ok(st.signals.get(name).cloned().unwrap_or_else(|| blank(name)))
     }
@@ -114,7 +114,7 @@ impl Broker {
         timeout: Duration,
         caller: &Caller,
     ) -> Result<(Signal, bool), BrokerError> {
-        validate_name("signal name", name).map_err(BrokerError::invalid_name)?;
+        validate_name("signal name", name)?;
         let _permit = self.acquire_waiter_for(caller)?;
         let deadline = tokio::time::Instant::now() + timeout;
         loop {

@@ -217,7 +217,8 @@ pub(super) async fn channel_stream(
     headers: HeaderMap,
     q: Params,
 ) -> Result<SseStream, ApiError> {
-    validate_name("channel name", &name).map_err(|m| ApiError::new(ErrorCode::InvalidName, m))?;
+    validate_name("channel name", &name)
+        .map_err(|e| ApiError::new(ErrorCode::InvalidName, e.to_string()))?;
     let permit = s.broker.acquire_waiter()?;
     let mut since = match last_event_id(&headers)? {
         Some(id) => id,

@@ -194,7 +194,7 @@ fn targets(scope: Scope, dir: Option<&Path>) -> Result<Targets, CliError> {
 }
 
 fn setup(a: &SetupArgs) -> Result<(), CliError> {
-    crate::api::validate_name("role", &a.role).map_err(CliError::usage)?;
+    crate::api::validate_name("role", &a.role).map_err(|e| CliError::usage(e.to_string()))?;
     crate::client::Client::new(&a.url, None, None)?;
     let t = targets(a.scope, a.dir.as_deref())?;
     let token = match &a.token_file {

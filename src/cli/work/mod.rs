@@ -94,7 +94,7 @@ Example: cipc work build --concurrency 2 --timeout 10m -- ./build.sh";
 /// Runs `cipc work`: checks the flags and CMD, registers the peer (a signal
 /// meanwhile exits at once), then hands over to the worker's loop (`worker.rs`).
 pub async fn run(args: WorkArgs, ctx: Ctx) -> Result<Exit, CliError> {
-    crate::api::validate_name("role", &args.role).map_err(CliError::usage)?;
+    crate::api::validate_name("role", &args.role).map_err(|e| CliError::usage(e.to_string()))?;
     let spec = Arc::new(Spec::new(&args.cmd)?);
     if let Some(n) = &args.name {
         if n.chars().count() > 128 {
