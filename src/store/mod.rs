@@ -207,17 +207,60 @@ fn decode_row<T: serde::de::DeserializeOwned>(
     at: &RowAt<'_>,
     remove: impl Fn(&str) -> String,
     aside: &str,
-) -> Result<T, String> {
-    serde_json::from_str(body).map_err(|e| {
-        let delete = format!("DELETE FROM {} WHERE {}", at.table, at.filter);
-        format!(
-            "the row {} of table {} is unreadable ({e}): it was changed by another program or written by a newer cipc. \
-To start anyway, remove that row (what it held is lost): {}; or {aside}",
-            at.filter,
-            at.table,
-            remove(&delete),
-        )
+) -> Result<T, UnreadableRow> {
+    serde_json::from_str(body).map_err(|e| UnreadableRow {
+        table: at.table.to_string(),
+        row: at.filter.clone(),
+        reason: e.to_string(),
+        remove: remove(&format!("DELETE FROM {} WHERE {}", at.table, at.filter)),
+        aside: aside.to_string(),
     })
+}
+
+/// A stored row that does not decode: it names itself and the ways past it.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "the row {row} of table {table} is unreadable ({reason}): it was changed by another program or written by a newer cipc. \
+To start anyway, remove that row (what it held is lost): {remove}; or {aside}"
+)]
+pub struct UnreadableRow {
+    table: String,
+    row: String,
+    reason: String,
+    remove: String,
+    aside: String,
+}
+
+/// What went wrong inside a store, before it is told as a [`StoreError`]
+/// (which says where: the file, or the database).
+#[derive(Debug, thiserror::Error)]
+pub enum Fault {
+    /// SQLite refused or failed.
+    #[error(transparent)]
+    Sqlite(#[from] rusqlite::Error),
+    /// PostgreSQL refused or failed: what was being done, and its reason
+    /// in one line (never the password).
+    #[error("{doing}{why}")]
+    Postgres {
+        /// What was being done ("migrating the schema: "), or nothing.
+        doing: &'static str,
+        /// PostgreSQL's own reason.
+        why: String,
+    },
+    /// A stored row that does not decode.
+    #[error(transparent)]
+    Row(#[from] UnreadableRow),
+    /// PostgreSQL committed a log row but gave it no position.
+    #[error("the log row got no position")]
+    NoLogPosition,
+    /// The database holds a schema newer than this cipc knows.
+    #[error("the database has schema version {found}, newer than this cipc knows ({known}); upgrade cipc on this node")]
+    NewerSchema {
+        /// The version found.
+        found: i32,
+        /// The newest this cipc knows.
+        known: usize,
+    },
 }
 
 /// A future that resolves once a mutation is durable (or failed to be).

@@ -5,8 +5,8 @@
 //! answers all of their commit futures at once (group commit).
 
 use super::{
-    decode_row, json, sh_double_quoted, sql_text, ChannelHead, Commit, Mutation, Progress, RowAt,
-    Snapshot, Store, StoreError, StoredPeer, RECENT_KEPT,
+    decode_row, json, sh_double_quoted, sql_text, ChannelHead, Commit, Fault, Mutation, Progress,
+    RowAt, Snapshot, Store, StoreError, StoredPeer, UnreadableRow, RECENT_KEPT,
 };
 use crate::api::{Command, Message, Question, Signal};
 use rusqlite::{params, Connection, OptionalExtension};
@@ -98,7 +98,7 @@ impl SqliteStore {
                 format!("{e} (move the file aside or pick another --data-dir)"),
             )
         })?;
-        let snapshot = read_all(&conn).map_err(|e| open_err(&path, e))?;
+        let snapshot = read_all(&conn).map_err(|e| open_err(&path, e.to_string()))?;
         // Readers of old messages get their own connection (WAL lets them
         // read while the writer writes).
         let reader = Connection::open_with_flags(
@@ -152,7 +152,7 @@ impl Fixes {
         &self,
         body: &str,
         at: &RowAt<'_>,
-    ) -> Result<T, String> {
+    ) -> Result<T, UnreadableRow> {
         let aside = format!(
             "move the data directory aside to start empty and keep the old file (mv {0} {0}.old); \
 `cipc serve --check-store` also checks the file itself",
@@ -173,7 +173,7 @@ impl Fixes {
     }
 }
 
-fn read_all(conn: &Connection) -> Result<Snapshot, String> {
+fn read_all(conn: &Connection) -> Result<Snapshot, Fault> {
     let fixes = Fixes::of(conn);
     // Every keyed table as (key, body), so an unreadable row names itself.
     fn rows<T: serde::de::DeserializeOwned>(
@@ -181,15 +181,14 @@ fn read_all(conn: &Connection) -> Result<Snapshot, String> {
         fixes: &Fixes,
         table: &str,
         column: &str,
-    ) -> Result<Vec<T>, String> {
+    ) -> Result<Vec<T>, Fault> {
         let sql = format!("SELECT {column}, body FROM {table} ORDER BY {column}");
-        let mut stmt = conn.prepare(&sql).map_err(|e| e.to_string())?;
-        let bodies = stmt
-            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
-            .map_err(|e| e.to_string())?;
+        let mut stmt = conn.prepare(&sql)?;
+        let bodies =
+            stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
         let mut out = Vec::new();
         for row in bodies {
-            let (key, body) = row.map_err(|e| e.to_string())?;
+            let (key, body) = row?;
             out.push(fixes.decode(&body, &RowAt::new(table, column, &key))?);
         }
         Ok(out)
@@ -200,20 +199,16 @@ fn read_all(conn: &Connection) -> Result<Snapshot, String> {
 
     let mut commands = Vec::new();
     {
-        let mut stmt = conn
-            .prepare("SELECT id, ord, body FROM commands ORDER BY ord")
-            .map_err(|e| e.to_string())?;
-        let it = stmt
-            .query_map([], |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, i64>(1)?,
-                    r.get::<_, String>(2)?,
-                ))
-            })
-            .map_err(|e| e.to_string())?;
+        let mut stmt = conn.prepare("SELECT id, ord, body FROM commands ORDER BY ord")?;
+        let it = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, String>(2)?,
+            ))
+        })?;
         for row in it {
-            let (id, ord, body) = row.map_err(|e| e.to_string())?;
+            let (id, ord, body) = row?;
             let cmd: Command = fixes.decode(&body, &RowAt::new("commands", "id", &id))?;
             commands.push((ord as u64, cmd));
         }
@@ -224,39 +219,30 @@ fn read_all(conn: &Connection) -> Result<Snapshot, String> {
     let mut channels = Vec::new();
     let mut messages = Vec::new();
     {
-        let mut heads = conn
-            .prepare("SELECT name, last_seq FROM channels ORDER BY name")
-            .map_err(|e| e.to_string())?;
+        let mut heads = conn.prepare("SELECT name, last_seq FROM channels ORDER BY name")?;
         let heads: Vec<(String, i64)> = heads
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-            .map_err(|e| e.to_string())?
-            .collect::<Result<_, _>>()
-            .map_err(|e| e.to_string())?;
-        let mut oldest = conn
-            .prepare("SELECT MIN(seq) FROM messages WHERE channel = ?1")
-            .map_err(|e| e.to_string())?;
-        let mut newest = conn
-            .prepare("SELECT seq, body FROM messages WHERE channel = ?1 ORDER BY seq DESC LIMIT ?2")
-            .map_err(|e| e.to_string())?;
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<Result<_, _>>()?;
+        let mut oldest = conn.prepare("SELECT MIN(seq) FROM messages WHERE channel = ?1")?;
+        let mut newest = conn.prepare(
+            "SELECT seq, body FROM messages WHERE channel = ?1 ORDER BY seq DESC LIMIT ?2",
+        )?;
         for (name, last_seq) in heads {
             let last_seq = last_seq.max(0) as u64;
-            let first: Option<i64> = oldest
-                .query_row(params![name], |r| r.get(0))
-                .map_err(|e| e.to_string())?;
+            let first: Option<i64> = oldest.query_row(params![name], |r| r.get(0))?;
             let mut recent: Vec<Message> = newest
                 .query_map(params![name, RECENT_KEPT as i64], |r| {
                     Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
-                })
-                .map_err(|e| e.to_string())?
+                })?
                 .map(|row| {
-                    let (seq, body) = row.map_err(|e| e.to_string())?;
+                    let (seq, body) = row?;
                     let at = RowAt {
                         table: "messages",
                         filter: format!("channel = {} AND seq = {seq}", sql_text(&name)),
                     };
-                    fixes.decode(&body, &at)
+                    Ok(fixes.decode(&body, &at)?)
                 })
-                .collect::<Result<_, String>>()?;
+                .collect::<Result<_, Fault>>()?;
             recent.reverse();
             messages.extend(recent);
             channels.push(ChannelHead {
@@ -267,17 +253,10 @@ fn read_all(conn: &Connection) -> Result<Snapshot, String> {
         }
     }
     let sessions = {
-        let mut stmt = conn
-            .prepare("SELECT hash, expires_at FROM sessions")
-            .map_err(|e| e.to_string())?;
-        let rows = stmt
-            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
-            .map_err(|e| e.to_string())?;
-        rows.map(|r| {
-            r.map(|(hash, at)| (hash, crate::time::Timestamp(at)))
-                .map_err(|e| e.to_string())
-        })
-        .collect::<Result<Vec<_>, String>>()?
+        let mut stmt = conn.prepare("SELECT hash, expires_at FROM sessions")?;
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+        rows.map(|r| r.map(|(hash, at)| (hash, crate::time::Timestamp(at))))
+            .collect::<Result<Vec<_>, rusqlite::Error>>()?
     };
     Ok(Snapshot {
         peers,
@@ -447,7 +426,7 @@ fn recover(conn: &Connection, through: u64, progress: &Progress) -> Result<Snaps
     let write = |e: rusqlite::Error| StoreError::Write(e.to_string());
     conn.execute_batch("BEGIN IMMEDIATE; COMMIT;")
         .map_err(write)?;
-    let snapshot = read_all(conn).map_err(StoreError::Write)?;
+    let snapshot = read_all(conn).map_err(|e| StoreError::Write(e.to_string()))?;
     progress.recovered(through);
     tracing::warn!(through, "store recovered; state reloaded from the file");
     Ok(snapshot)

@@ -176,8 +176,12 @@ impl PgStore {
                 why_no_connection(&e)
             ))
         })?;
-        migrate(&mut conn).await.map_err(open_err)?;
-        let (snapshot, head) = read_snapshot(&mut conn).await.map_err(open_err)?;
+        migrate(&mut conn)
+            .await
+            .map_err(|e| open_err(e.to_string()))?;
+        let (snapshot, head) = read_snapshot(&mut conn)
+            .await
+            .map_err(|e| open_err(e.to_string()))?;
         let version: i32 = conn
             .query_one("SELECT current_setting('server_version_num')::int", &[])
             .await
@@ -331,7 +335,7 @@ impl Store for PgStore {
         })?;
         bodies
             .iter()
-            .map(|b| parse(b, "message").map_err(StoreError::Write))
+            .map(|b| parse(b).map_err(|e| StoreError::Write(format!("unreadable message: {e}"))))
             .collect()
     }
 

@@ -4,7 +4,8 @@
 use super::why;
 use crate::api::Message;
 use crate::store::{
-    decode_row, sh_double_quoted, sql_text, ChannelHead, RowAt, Snapshot, RECENT_KEPT,
+    decode_row, sh_double_quoted, sql_text, ChannelHead, Fault, RowAt, Snapshot, UnreadableRow,
+    RECENT_KEPT,
 };
 use deadpool_postgres::Object;
 
@@ -30,8 +31,11 @@ const MIGRATIONS: &[(i32, &str)] = &[(
 )];
 
 /// Applies every migration step not applied yet, one node at a time.
-pub(super) async fn migrate(conn: &mut Object) -> Result<(), String> {
-    let e = |e: tokio_postgres::Error| format!("migrating the schema: {}", why(&e));
+pub(super) async fn migrate(conn: &mut Object) -> Result<(), Fault> {
+    let e = |e: tokio_postgres::Error| Fault::Postgres {
+        doing: "migrating the schema: ",
+        why: why(&e),
+    };
     conn.execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
         .await
         .map_err(e)?;
@@ -50,10 +54,10 @@ pub(super) async fn migrate(conn: &mut Object) -> Result<(), String> {
             .map(|r| r.get(0))
             .collect();
         if let Some(newer) = applied.iter().find(|v| **v > MIGRATIONS.len() as i32) {
-            return Err(format!(
-                "the database has schema version {newer}, newer than this cipc knows ({}); upgrade cipc on this node",
-                MIGRATIONS.len()
-            ));
+            return Err(Fault::NewerSchema {
+                found: *newer,
+                known: MIGRATIONS.len(),
+            });
         }
         for (version, sql) in MIGRATIONS {
             if applied.contains(version) {
@@ -80,13 +84,15 @@ pub(super) async fn migrate(conn: &mut Object) -> Result<(), String> {
     unlocked.map(|_| ()).map_err(e)
 }
 
-pub(super) fn parse<T: serde::de::DeserializeOwned>(body: &str, what: &str) -> Result<T, String> {
-    serde_json::from_str(body).map_err(|e| format!("unreadable {what}: {e}"))
+/// A stored body read back after start-up (a message): the JSON error, for
+/// the caller to say what it was reading.
+pub(super) fn parse<T: serde::de::DeserializeOwned>(body: &str) -> Result<T, serde_json::Error> {
+    serde_json::from_str(body)
 }
 
 /// Decodes one row of the state at start-up; an unreadable one names its
 /// table and key and how to get past it (delete it with `psql`).
-fn decode<T: serde::de::DeserializeOwned>(body: &str, at: &RowAt<'_>) -> Result<T, String> {
+fn decode<T: serde::de::DeserializeOwned>(body: &str, at: &RowAt<'_>) -> Result<T, UnreadableRow> {
     decode_row(
         body,
         at,
@@ -97,8 +103,11 @@ fn decode<T: serde::de::DeserializeOwned>(body: &str, at: &RowAt<'_>) -> Result<
 
 /// Reads the whole state and the log position it reflects, in one
 /// consistent view.
-pub(super) async fn read_snapshot(conn: &mut Object) -> Result<(Snapshot, u64), String> {
-    let e = |e: tokio_postgres::Error| format!("reading the state: {}", why(&e));
+pub(super) async fn read_snapshot(conn: &mut Object) -> Result<(Snapshot, u64), Fault> {
+    let e = |e: tokio_postgres::Error| Fault::Postgres {
+        doing: "reading the state: ",
+        why: why(&e),
+    };
     let tx = conn
         .build_transaction()
         .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)

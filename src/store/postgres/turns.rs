@@ -7,7 +7,7 @@ use super::rows::{json, plan, seq_param};
 use super::schema::read_snapshot;
 use super::{why, PgInner};
 use crate::store::shared::{TurnHold, TurnKind};
-use crate::store::{CatchUp, LogEntry, Mutation, SharedEvent, StoreError, Turn};
+use crate::store::{CatchUp, Fault, LogEntry, Mutation, SharedEvent, StoreError, Turn};
 use deadpool_postgres::Object;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -111,6 +111,12 @@ enum Refused {
 impl From<String> for Refused {
     fn from(why: String) -> Refused {
         Refused::Down(why)
+    }
+}
+
+impl From<Fault> for Refused {
+    fn from(fault: Fault) -> Refused {
+        Refused::Down(fault.to_string())
     }
 }
 
@@ -477,7 +483,7 @@ impl PgInner {
         Ok(Some(CatchUp::Entries(entries)))
     }
 
-    async fn reload(&self, conn: &mut Object) -> Result<CatchUp, String> {
+    async fn reload(&self, conn: &mut Object) -> Result<CatchUp, Fault> {
         let (snapshot, head) = read_snapshot(conn).await?;
         self.cursor.store(head, Ordering::Release);
         if self.progress.failing() {
@@ -570,7 +576,7 @@ impl PgInner {
                     p.failed_from.get_or_insert(first);
                     self.progress.settle(last_lsn, Some(first));
                 }
-                Err(self.unavailable(e))
+                Err(self.unavailable(e.to_string()))
             }
         }
     }
@@ -584,8 +590,11 @@ impl PgInner {
         mutations: Vec<Mutation>,
         events: Vec<SharedEvent>,
         unlock_after: bool,
-    ) -> Result<u64, String> {
-        let e = |e: tokio_postgres::Error| why(&e);
+    ) -> Result<u64, Fault> {
+        let e = |e: tokio_postgres::Error| Fault::Postgres {
+            doing: "",
+            why: why(&e),
+        };
         let mut statements = Vec::new();
         for m in &mutations {
             for (sql, params) in plan(m) {
@@ -648,7 +657,7 @@ impl PgInner {
                 seq = Some(s);
             }
         }
-        let seq = seq.ok_or("the log row got no position")?;
+        let seq = seq.ok_or(Fault::NoLogPosition)?;
         Ok(u64::try_from(seq).unwrap_or(0))
     }
 
@@ -708,11 +717,14 @@ async fn watch_stall(inner: std::sync::Weak<PgInner>) {
 
 /// Gives the turn lock back, with the session's own settings (`sql` is
 /// [`TurnBounds::unlock_sql`]).
-async fn unlock(c: &Object, sql: &str) -> Result<Option<i64>, String> {
+async fn unlock(c: &Object, sql: &str) -> Result<Option<i64>, Fault> {
     c.execute(sql, &[&TURN_LOCK])
         .await
         .map(|_| None)
-        .map_err(|e| why(&e))
+        .map_err(|e| Fault::Postgres {
+            doing: "",
+            why: why(&e),
+        })
 }
 
 #[cfg(test)]
