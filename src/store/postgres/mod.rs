@@ -13,7 +13,7 @@
 //! everything from the tables. A turn cannot outlive its holder's
 //! liveness: PostgreSQL ends the session of a holder silent for
 //! `--turn-timeout`, and the others refuse writes as stalled rather than
-//! wait for it without end (`turns.rs`, `TurnBounds`).
+//! wait for it without end (`bounds.rs`, `TurnBounds`).
 
 //!
 //! - `schema.rs`: the versioned migrations, and reading the whole state back.
@@ -22,6 +22,7 @@
 //! - `listen.rs`: following the other nodes' `NOTIFY`.
 //! - `tls.rs`: the URL, and TLS (off unless asked for, then verified).
 
+mod bounds;
 mod listen;
 mod rows;
 mod schema;
@@ -31,6 +32,7 @@ mod turns;
 use super::shared::TurnKind;
 use super::{Commit, Mutation, Progress, SharedEvent, Snapshot, Store, StoreError, TurnFuture};
 use crate::api::Message;
+use bounds::TurnBounds;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use rows::seq_param;
 use schema::{migrate, parse, read_snapshot};
@@ -39,7 +41,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
-use turns::{OpenTurn, TurnBounds};
+use turns::OpenTurn;
 
 /// Connections in each node's pool.
 const POOL_SIZE: usize = 16;
