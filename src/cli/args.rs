@@ -186,16 +186,29 @@ const MAX_SPAN: std::time::Duration = std::time::Duration::from_millis(crate::ap
 
 /// Parses a `--ttl` or `--deadline` (`10m`, `1h30m`): more than nothing and
 /// at most 365 days, the broker's limit.
-pub fn parse_span(text: &str) -> Result<std::time::Duration, String> {
-    let d = humantime::parse_duration(text.trim())
-        .map_err(|e| format!("{e}; write a duration like 500ms, 30s, 10m, 2h or 7days"))?;
+pub fn parse_span(text: &str) -> Result<std::time::Duration, SpanError> {
+    let d = humantime::parse_duration(text.trim()).map_err(SpanError::NotADuration)?;
     if d.is_zero() {
-        return Err("it must be longer than 0; e.g. 30s or 10m".to_string());
+        return Err(SpanError::Zero);
     }
     if d > MAX_SPAN {
-        return Err("it must be at most 365 days (the broker's limit)".to_string());
+        return Err(SpanError::TooLong);
     }
     Ok(d)
+}
+
+/// Why a `--ttl` or `--deadline` was refused (clap shows the sentence).
+#[derive(Debug, thiserror::Error)]
+pub enum SpanError {
+    /// Not a duration at all.
+    #[error("{0}; write a duration like 500ms, 30s, 10m, 2h or 7days")]
+    NotADuration(humantime::DurationError),
+    /// Zero.
+    #[error("it must be longer than 0; e.g. 30s or 10m")]
+    Zero,
+    /// Past the broker's limit.
+    #[error("it must be at most 365 days (the broker's limit)")]
+    TooLong,
 }
 
 /// A duration in whole milliseconds, for the wire.
@@ -244,13 +257,15 @@ mod tests {
 
     #[test]
     fn spans_are_positive_and_at_most_a_year() {
-        assert_eq!(parse_span("10m"), Ok(Duration::from_secs(600)));
-        assert_eq!(parse_span(" 300ms "), Ok(Duration::from_millis(300)));
+        assert_eq!(parse_span("10m").ok(), Some(Duration::from_secs(600)));
+        assert_eq!(parse_span(" 300ms ").ok(), Some(Duration::from_millis(300)));
         assert_eq!(millis(Duration::from_millis(300)), 300);
         assert!(parse_span("365days").is_ok());
-        assert!(parse_span("0s").unwrap_err().contains("longer than 0"));
-        assert!(parse_span("366days").unwrap_err().contains("365 days"));
-        assert!(parse_span("soon").unwrap_err().contains("like 500ms"));
+        let refusal =
+            |text: &str| parse_span(text).map_or_else(|e| e.to_string(), |_| String::new());
+        assert!(refusal("0s").contains("longer than 0"));
+        assert!(refusal("366days").contains("365 days"));
+        assert!(refusal("soon").contains("like 500ms"));
     }
     use std::ffi::OsString;
 

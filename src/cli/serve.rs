@@ -134,16 +134,24 @@ pub const MIN_TOKEN_CHARS: usize = 8;
 /// Tokens shorter than this draw a warning.
 pub const GOOD_TOKEN_CHARS: usize = 16;
 
+/// How to get a good token, said with every token-length complaint.
+const TOKEN_ADVICE: &str = "use a random one: export CIPC_TOKEN=$(cipc serve --generate-token), \
+                            or cipc serve --generate-token --out FILE and --token-file FILE";
+
+/// A token too short to keep anyone out (its length in characters).
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "the token is {0} characters long, too short to keep anyone out (at least {MIN_TOKEN_CHARS}, better {GOOD_TOKEN_CHARS} or more); {TOKEN_ADVICE}"
+)]
+pub struct TokenTooShort(pub usize);
+
 /// Judges a token's length: `Err` (refuse) under [`MIN_TOKEN_CHARS`],
 /// `Ok(Some(warning))` under [`GOOD_TOKEN_CHARS`], else `Ok(None)`.
-pub fn check_token_length(token: &str) -> Result<Option<String>, String> {
+pub fn check_token_length(token: &str) -> Result<Option<String>, TokenTooShort> {
     let n = token.chars().count();
-    let advice = "use a random one: export CIPC_TOKEN=$(cipc serve --generate-token), \
-                  or cipc serve --generate-token --out FILE and --token-file FILE";
+    let advice = TOKEN_ADVICE;
     if n < MIN_TOKEN_CHARS {
-        return Err(format!(
-            "the token is {n} characters long, too short to keep anyone out (at least {MIN_TOKEN_CHARS}, better {GOOD_TOKEN_CHARS} or more); {advice}"
-        ));
+        return Err(TokenTooShort(n));
     }
     if n < GOOD_TOKEN_CHARS {
         return Ok(Some(format!(
@@ -325,13 +333,18 @@ pub fn read_token_file(path: &Path) -> Result<String, TokenFileError> {
     Ok(token)
 }
 
-fn parse_host(host: &str) -> Result<IpAddr, String> {
+/// A `--host` that is not an IP address (or `localhost`).
+#[derive(Debug, thiserror::Error)]
+#[error("--host {0:?} is not an IP address; use e.g. 127.0.0.1, 0.0.0.0 or a LAN address")]
+struct NotAnAddress(String);
+
+fn parse_host(host: &str) -> Result<IpAddr, NotAnAddress> {
     if host.eq_ignore_ascii_case("localhost") {
         return Ok(IpAddr::from([127, 0, 0, 1]));
     }
     host.trim_matches(|c| c == '[' || c == ']')
         .parse()
-        .map_err(|_| format!("--host {host:?} is not an IP address; use e.g. 127.0.0.1, 0.0.0.0 or a LAN address"))
+        .map_err(|_| NotAnAddress(host.to_string()))
 }
 
 /// Runs `cipc serve` to completion; returns the exit code.

@@ -43,7 +43,7 @@ impl Spec {
                 "give the program to run after `--`, e.g. cipc work build -- ./build.sh",
             ));
         };
-        check_program(program).map_err(CliError::usage)?;
+        check_program(program).map_err(|e| CliError::usage(e.to_string()))?;
         let shown = cmd
             .iter()
             .map(|a| a.to_string_lossy().into_owned())
@@ -59,19 +59,17 @@ impl Spec {
 
 /// Whether `program` names an executable file: a path as given, or a name
 /// found on `PATH`.
-fn check_program(program: &OsStr) -> Result<(), String> {
+fn check_program(program: &OsStr) -> Result<(), ProgramError> {
     if program.is_empty() {
-        return Err("CMD is empty; give the program to run after `--`".into());
+        return Err(ProgramError::Empty);
     }
     let path = Path::new(program);
-    let shown = path.display();
+    let shown = path.display().to_string();
     if program.as_encoded_bytes().contains(&b'/') {
         return match std::fs::metadata(path) {
-            Err(e) => Err(format!("CMD {shown} cannot be run: {e}")),
-            Ok(m) if !m.is_file() => Err(format!("CMD {shown} is not a file")),
-            Ok(_) if !is_executable(path) => Err(format!(
-                "CMD {shown} is not executable; chmod +x it, or run it through its interpreter (-- sh {shown})"
-            )),
+            Err(source) => Err(ProgramError::CannotRun { shown, source }),
+            Ok(m) if !m.is_file() => Err(ProgramError::NotAFile(shown)),
+            Ok(_) if !is_executable(path) => Err(ProgramError::NotExecutable(shown)),
             Ok(_) => Ok(()),
         };
     }
@@ -83,10 +81,35 @@ fn check_program(program: &OsStr) -> Result<(), String> {
     if found {
         Ok(())
     } else {
-        Err(format!(
-            "CMD {shown} is not found on PATH; give its path (e.g. ./{shown})"
-        ))
+        Err(ProgramError::NotOnPath(shown))
     }
+}
+
+/// Why `cipc work`'s CMD cannot be run; each says what to do.
+#[derive(Debug, thiserror::Error)]
+enum ProgramError {
+    /// Nothing after `--`.
+    #[error("CMD is empty; give the program to run after `--`")]
+    Empty,
+    /// A path that cannot be read.
+    #[error("CMD {shown} cannot be run: {source}")]
+    CannotRun {
+        /// The path as given.
+        shown: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A path that is a folder or the like.
+    #[error("CMD {0} is not a file")]
+    NotAFile(String),
+    /// A file without an x bit.
+    #[error(
+        "CMD {0} is not executable; chmod +x it, or run it through its interpreter (-- sh {0})"
+    )]
+    NotExecutable(String),
+    /// A name no folder on `PATH` holds.
+    #[error("CMD {0} is not found on PATH; give its path (e.g. ./{0})")]
+    NotOnPath(String),
 }
 
 /// Whether `path` is a file someone may execute (any x bit), as the
@@ -396,12 +419,16 @@ mod tests {
     fn programs_are_checked_before_anything_runs() {
         assert!(check_program(OsStr::new("sh")).is_ok());
         assert!(check_program(OsStr::new("/bin/sh")).is_ok());
-        let e = check_program(OsStr::new("no-such-program-here")).unwrap_err();
+        let e = check_program(OsStr::new("no-such-program-here"))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("not found on PATH"), "{e}");
-        let e = check_program(OsStr::new("/no/such/file")).unwrap_err();
+        let e = check_program(OsStr::new("/no/such/file"))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("cannot be run"), "{e}");
         let manifest = concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml");
-        let e = check_program(OsStr::new(manifest)).unwrap_err();
+        let e = check_program(OsStr::new(manifest)).unwrap_err().to_string();
         assert!(e.contains("not executable"), "{e}");
     }
 }

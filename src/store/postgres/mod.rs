@@ -140,9 +140,9 @@ impl PgStore {
         let tls::StoreUrl {
             config: mut pg_config,
             tls,
-        } = tls::parse(url).map_err(|reason| StoreError::Open {
+        } = tls::parse(url).map_err(|e| StoreError::Open {
             path: "the --store URL".into(),
-            reason,
+            reason: e.to_string(),
         })?;
         let describe = redact(&pg_config);
         if pg_config.get_connect_timeout().is_none() {

@@ -20,8 +20,31 @@ pub(super) struct StoreUrl {
     pub tls: MakeRustlsConnect,
 }
 
+/// What is wrong with a `--store` URL or its TLS settings; each says how to
+/// fix it.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum UrlError {
+    /// Not a URL PostgreSQL's client reads.
+    #[error("{0}; give it as postgres://USER:PASSWORD@HOST:PORT/DATABASE[?sslmode=require]")]
+    NotPostgres(tokio_postgres::Error),
+    /// `sslrootcert` cannot be read as PEM certificates.
+    #[error("sslrootcert={path}: {source} (give a PEM file of CA certificates)")]
+    RootCert {
+        /// The file named.
+        path: String,
+        /// Why it cannot be read.
+        source: rustls_pki_types::pem::Error,
+    },
+    /// `sslrootcert` holds no certificate.
+    #[error("sslrootcert={0} holds no certificate (give a PEM file of CA certificates)")]
+    NoRootCert(String),
+    /// rustls refused the TLS configuration.
+    #[error("TLS set-up: {0}")]
+    Tls(rustls::Error),
+}
+
 /// Reads a `postgres://` URL; the error says what was wrong.
-pub(super) fn parse(url: &str) -> Result<StoreUrl, String> {
+pub(super) fn parse(url: &str) -> Result<StoreUrl, UrlError> {
     let (base, query) = url.split_once('?').unwrap_or((url, ""));
     let mut root_cert = None;
     let mut sslmode_given = false;
@@ -49,9 +72,7 @@ pub(super) fn parse(url: &str) -> Result<StoreUrl, String> {
     } else {
         format!("{base}?{kept}")
     };
-    let mut config = tokio_postgres::Config::from_str(&url).map_err(|e| {
-        format!("{e}; give it as postgres://USER:PASSWORD@HOST:PORT/DATABASE[?sslmode=require]")
-    })?;
+    let mut config = tokio_postgres::Config::from_str(&url).map_err(UrlError::NotPostgres)?;
     if !sslmode_given {
         config.ssl_mode(tokio_postgres::config::SslMode::Disable);
     }
@@ -60,18 +81,19 @@ pub(super) fn parse(url: &str) -> Result<StoreUrl, String> {
 }
 
 /// A rustls connector that trusts the system's roots and `root_cert`'s.
-fn connector(root_cert: Option<&str>) -> Result<MakeRustlsConnect, String> {
+fn connector(root_cert: Option<&str>) -> Result<MakeRustlsConnect, UrlError> {
     let mut roots = rustls::RootCertStore::empty();
     let native = rustls_native_certs::load_native_certs();
     roots.add_parsable_certificates(native.certs);
     if let Some(path) = root_cert {
         let certs = CertificateDer::pem_file_iter(path)
             .and_then(Iterator::collect::<Result<Vec<_>, _>>)
-            .map_err(|e| format!("sslrootcert={path}: {e} (give a PEM file of CA certificates)"))?;
+            .map_err(|source| UrlError::RootCert {
+                path: path.to_string(),
+                source,
+            })?;
         if certs.is_empty() {
-            return Err(format!(
-                "sslrootcert={path} holds no certificate (give a PEM file of CA certificates)"
-            ));
+            return Err(UrlError::NoRootCert(path.to_string()));
         }
         let (_, ignored) = roots.add_parsable_certificates(certs);
         if ignored > 0 {
@@ -85,7 +107,7 @@ fn connector(root_cert: Option<&str>) -> Result<MakeRustlsConnect, String> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .map_err(|e| format!("TLS set-up: {e}"))?
+        .map_err(UrlError::Tls)?
         .with_root_certificates(roots)
         .with_no_client_auth();
     Ok(MakeRustlsConnect::new(config))
