@@ -31,6 +31,7 @@ pub mod questions;
 pub mod serve;
 pub mod signal;
 pub mod system;
+pub mod token;
 pub mod work;
 
 pub mod args;
@@ -57,7 +58,7 @@ pub struct Ctx {
 impl Ctx {
     async fn new(args: &ClientArgs) -> Result<Ctx, CliError> {
         let token = match &args.token_file {
-            Some(path) => Some(serve::read_token_file(path)?),
+            Some(path) => Some(token::read_token_file(path)?),
             None => args.token.clone(),
         };
         let base = Client::new(&args.url, token, None)?;

@@ -138,7 +138,7 @@ async fn run_event(args: HookArgs) -> Result<Reply, CliError> {
         .ok_or_else(|| CliError::usage("the hook input has no session_id; `cipc hook` is run by Claude Code (see `cipc claude setup`)"))?
         .to_string();
     let token = match &args.client.token_file {
-        Some(path) => Some(crate::cli::serve::read_token_file(path)?),
+        Some(path) => Some(crate::cli::token::read_token_file(path)?),
         None => args.client.token.clone(),
     };
     let hook = Hook {

@@ -198,7 +198,7 @@ fn setup(a: &SetupArgs) -> Result<(), CliError> {
     crate::client::Client::new(&a.url, None, None)?;
     let t = targets(a.scope, a.dir.as_deref())?;
     let token = match &a.token_file {
-        Some(p) => Some(super::serve::read_token_file(p)?),
+        Some(p) => Some(super::token::read_token_file(p)?),
         None => a.token.clone().filter(|t| !t.trim().is_empty()),
     };
     // A shared file never holds the secret: Claude Code expands ${CIPC_TOKEN}.

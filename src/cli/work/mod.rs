@@ -102,7 +102,7 @@ pub async fn run(args: WorkArgs, ctx: Ctx) -> Result<Exit, CliError> {
         }
     }
     let token = match &args.client.token_file {
-        Some(path) => Some(super::serve::read_token_file(path)?),
+        Some(path) => Some(super::token::read_token_file(path)?),
         None => args.client.token.clone(),
     }
     .map(|t| t.trim().to_string())
