@@ -14,7 +14,6 @@ use bytes::Bytes;
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use uuid::Uuid;
 
 /// Wraps `response`, whose body hands out `command` (when it is one that
 /// was just delivered), so that a body dropped unread gives it back.
@@ -28,23 +27,37 @@ pub(super) fn handing_out(
     };
     let broker = broker.clone();
     response.map(|inner| {
-        Body::new(Handed {
-            inner,
-            taken: Some((id, holder)),
-            broker,
-        })
+        Body::new(WatchedBody::new(inner, move |sent| {
+            if !sent {
+                tracing::info!(command = %id, peer = %holder, "answer never sent; giving the command back");
+                broker.give_back(id, holder);
+            }
+        }))
     })
 }
 
-/// The body of an answer that hands out a command.
-struct Handed {
+/// A response body that says, when it is dropped, whether its answer left:
+/// read to its end, or nothing left in it (hyper took its last bytes). The
+/// one place both doors learn that an answer never reached its client.
+pub(crate) struct WatchedBody {
     inner: Body,
-    /// The command and its holder, until the answer's bytes are taken.
-    taken: Option<(Uuid, Uuid)>,
-    broker: Broker,
+    ended: bool,
+    on_drop: Option<Box<dyn FnOnce(bool) + Send>>,
 }
 
-impl HttpBody for Handed {
+impl WatchedBody {
+    /// Wraps `inner`; `on_drop` hears `true` when the answer left, `false`
+    /// when the body was dropped before its end.
+    pub(crate) fn new(inner: Body, on_drop: impl FnOnce(bool) + Send + 'static) -> WatchedBody {
+        WatchedBody {
+            inner,
+            ended: false,
+            on_drop: Some(Box::new(on_drop)),
+        }
+    }
+}
+
+impl HttpBody for WatchedBody {
     type Data = Bytes;
     type Error = axum::Error;
 
@@ -53,9 +66,8 @@ impl HttpBody for Handed {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
         let polled = Pin::new(&mut self.inner).poll_frame(cx);
-        if let Poll::Ready(Some(Ok(_)) | None) = &polled {
-            // The answer is on its way out: from here the taker has it.
-            self.taken = None;
+        if let Poll::Ready(None) = polled {
+            self.ended = true;
         }
         polled
     }
@@ -69,11 +81,11 @@ impl HttpBody for Handed {
     }
 }
 
-impl Drop for Handed {
+impl Drop for WatchedBody {
     fn drop(&mut self) {
-        if let Some((id, holder)) = self.taken.take() {
-            tracing::info!(command = %id, peer = %holder, "answer never sent; giving the command back");
-            self.broker.give_back(id, holder);
+        let sent = self.ended || self.inner.is_end_stream();
+        if let Some(on_drop) = self.on_drop.take() {
+            on_drop(sent);
         }
     }
 }

@@ -4,20 +4,17 @@
 //! crash, the end of a stateless request) must not take a command, or must
 //! give it back at once. rmcp does not tell a handler that its POST's
 //! response stream is gone, so `/mcp` tags every POST with a serial
-//! ([`STREAM_HEADER`]) and wraps the response body in a [`Tracked`] body:
+//! ([`STREAM_HEADER`]) and wraps the response body in a watched body ([`tracked`]):
 //! when hyper drops it before its end, the call's [`Watch`] is closed, which
 //! cancels the wait and gives back any command the call took.
 
 use crate::broker::Broker;
+use crate::server::handed::WatchedBody;
 use axum::body::Body;
-use bytes::Bytes;
-use http_body::{Body as HttpBody, Frame, SizeHint};
 use parking_lot::Mutex;
 use std::collections::HashMap;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -104,60 +101,21 @@ impl Watches {
     }
 }
 
-/// A response body that tells its [`Watch`] whether it was read to the end.
-pub(super) struct Tracked {
+/// The response to the POST tagged `serial`, watched: dropped before its
+/// end, it closes the call's [`Watch`] (giving back what the call took);
+/// either way the watch is forgotten.
+pub(super) fn tracked(
     inner: Body,
     serial: u64,
     watch: Arc<Watch>,
     watches: Arc<Watches>,
-    ended: bool,
-}
-
-impl Tracked {
-    /// Wraps `inner`, the response to the POST tagged `serial`.
-    pub fn new(inner: Body, serial: u64, watch: Arc<Watch>, watches: Arc<Watches>) -> Tracked {
-        Tracked {
-            inner,
-            serial,
-            watch,
-            watches,
-            ended: false,
+) -> WatchedBody {
+    WatchedBody::new(inner, move |sent| {
+        if !sent {
+            watch.close();
         }
-    }
-}
-
-impl HttpBody for Tracked {
-    type Data = Bytes;
-    type Error = axum::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
-        let polled = Pin::new(&mut self.inner).poll_frame(cx);
-        if let Poll::Ready(None) = polled {
-            self.ended = true;
-        }
-        polled
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
-    }
-}
-
-impl Drop for Tracked {
-    fn drop(&mut self) {
-        // Ended bodies need nothing; one dropped early lost its answer.
-        if !self.ended && !self.inner.is_end_stream() {
-            self.watch.close();
-        }
-        self.watches.forget(self.serial);
-    }
+        watches.forget(serial);
+    })
 }
 
 #[cfg(test)]
@@ -194,7 +152,9 @@ mod tests {
     }
 
     fn endless() -> Body {
-        Body::from_stream(futures::stream::pending::<Result<Bytes, std::io::Error>>())
+        Body::from_stream(futures::stream::pending::<
+            Result<bytes::Bytes, std::io::Error>,
+        >())
     }
 
     #[tokio::test]
@@ -203,12 +163,7 @@ mod tests {
         let watches = Arc::new(Watches::new(broker.clone()));
         let (serial, watch) = watches.open();
         assert!(watch.took(cmd, peer));
-        drop(Tracked::new(
-            endless(),
-            serial,
-            watch.clone(),
-            watches.clone(),
-        ));
+        drop(tracked(endless(), serial, watch.clone(), watches.clone()));
         assert!(watch.closed().is_cancelled());
         let c = broker.command(cmd).expect("command");
         assert_eq!(c.status, CommandStatus::Pending);
@@ -221,12 +176,7 @@ mod tests {
         let (broker, peer, cmd) = taken().await;
         let watches = Arc::new(Watches::new(broker.clone()));
         let (serial, watch) = watches.open();
-        drop(Tracked::new(
-            endless(),
-            serial,
-            watch.clone(),
-            watches.clone(),
-        ));
+        drop(tracked(endless(), serial, watch.clone(), watches.clone()));
         assert!(!watch.took(cmd, peer));
         assert_eq!(
             broker.command(cmd).expect("command").status,
@@ -241,7 +191,7 @@ mod tests {
         let watches = Arc::new(Watches::new(broker.clone()));
         let (serial, watch) = watches.open();
         assert!(watch.took(cmd, peer));
-        let body = Tracked::new(Body::from("answer"), serial, watch.clone(), watches);
+        let body = tracked(Body::from("answer"), serial, watch.clone(), watches);
         let read = body.collect().await.expect("read").to_bytes();
         assert_eq!(&read[..], b"answer");
         assert!(!watch.closed().is_cancelled());

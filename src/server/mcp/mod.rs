@@ -179,7 +179,7 @@ async fn streamable(
     let response = match watch {
         Some((serial, watch)) => {
             let (parts, body) = response.into_parts();
-            let body = delivery::Tracked::new(body, serial, watch, hub.watches.clone());
+            let body = delivery::tracked(body, serial, watch, hub.watches.clone());
             Response::from_parts(parts, axum::body::Body::new(body))
         }
         None => response,
