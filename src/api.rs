@@ -13,8 +13,11 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 /// Whether a peer has been heard from recently.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema, strum::IntoStaticStr,
+)]
 #[serde(rename_all = "lowercase")]
+#[strum(serialize_all = "lowercase")]
 pub enum PeerStatus {
     /// Heard from within the stale limit (default 90 s), or holding an open wait.
     Online,
@@ -27,11 +30,7 @@ pub enum PeerStatus {
 impl PeerStatus {
     /// The wire word (`"online"`, `"stale"`, `"offline"`).
     pub fn as_str(self) -> &'static str {
-        match self {
-            PeerStatus::Online => "online",
-            PeerStatus::Stale => "stale",
-            PeerStatus::Offline => "offline",
-        }
+        self.into()
     }
 }
 
@@ -85,8 +84,21 @@ pub struct Peer {
 }
 
 /// The lifecycle of a command.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    ToSchema,
+    strum::IntoStaticStr,
+    strum::VariantNames,
+)]
 #[serde(rename_all = "lowercase")]
+#[strum(serialize_all = "lowercase")]
 pub enum CommandStatus {
     /// Waiting for a peer to take it.
     Pending,
@@ -120,26 +132,39 @@ impl CommandStatus {
 
     /// The wire name ("pending", ...).
     pub fn as_str(self) -> &'static str {
-        match self {
-            CommandStatus::Pending => "pending",
-            CommandStatus::Delivered => "delivered",
-            CommandStatus::Acked => "acked",
-            CommandStatus::Failed => "failed",
-            CommandStatus::Cancelled => "cancelled",
-            CommandStatus::Expired => "expired",
-        }
+        self.into()
     }
 }
 
 impl std::str::FromStr for CommandStatus {
-    type Err = String;
+    type Err = UnknownStatus;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         CommandStatus::ALL
             .into_iter()
             .find(|c| c.as_str() == s)
-            .ok_or_else(|| {
-                format!("unknown status {s:?}: use one of pending, delivered, acked, failed, cancelled, expired")
-            })
+            .ok_or_else(|| UnknownStatus::of::<CommandStatus>("command", s))
+    }
+}
+
+/// A status word that is none of an enum's wire names: says which are.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("status={given:?} is not a {of} status; use one of {}", valid.join(", "))]
+pub struct UnknownStatus {
+    /// What was given.
+    given: String,
+    /// Whose status ("command", "question").
+    of: &'static str,
+    /// The wire names there are.
+    valid: &'static [&'static str],
+}
+
+impl UnknownStatus {
+    fn of<T: strum::VariantNames>(of: &'static str, given: &str) -> UnknownStatus {
+        UnknownStatus {
+            given: given.to_string(),
+            of,
+            valid: T::VARIANTS,
+        }
     }
 }
 
@@ -377,8 +402,22 @@ impl CommandFilter {
 }
 
 /// Where a question is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    ToSchema,
+    strum::IntoStaticStr,
+    strum::VariantNames,
+    strum::EnumString,
+)]
 #[serde(rename_all = "lowercase")]
+#[strum(serialize_all = "lowercase")]
 pub enum QuestionStatus {
     /// Waiting for an answer.
     Open,
@@ -393,27 +432,13 @@ pub enum QuestionStatus {
 impl QuestionStatus {
     /// The wire word.
     pub fn as_str(self) -> &'static str {
-        match self {
-            QuestionStatus::Open => "open",
-            QuestionStatus::Answered => "answered",
-            QuestionStatus::Cancelled => "cancelled",
-            QuestionStatus::Expired => "expired",
-        }
+        self.into()
     }
-}
 
-impl std::str::FromStr for QuestionStatus {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "open" => Ok(QuestionStatus::Open),
-            "answered" => Ok(QuestionStatus::Answered),
-            "cancelled" => Ok(QuestionStatus::Cancelled),
-            "expired" => Ok(QuestionStatus::Expired),
-            other => Err(format!(
-                "status={other:?} is not a question status; use open, answered, cancelled or expired"
-            )),
-        }
+    /// Reads a wire word back; the error lists the words there are.
+    pub fn parse(s: &str) -> Result<QuestionStatus, UnknownStatus> {
+        s.parse::<QuestionStatus>()
+            .map_err(|_| UnknownStatus::of::<QuestionStatus>("question", s))
     }
 }
 
@@ -955,5 +980,24 @@ mod origin_tests {
             Some(Origin::Address("dashboard".into()))
         );
         assert_eq!(Origin::of(Some(id), Some("mcp")), Some(peer));
+    }
+
+    #[test]
+    fn a_status_word_reads_back_and_an_unknown_one_lists_the_words() {
+        use super::{CommandStatus, QuestionStatus};
+        for c in CommandStatus::ALL {
+            assert_eq!(c.as_str().parse::<CommandStatus>(), Ok(c));
+        }
+        assert_eq!(QuestionStatus::parse("open"), Ok(QuestionStatus::Open));
+        let e = "done".parse::<CommandStatus>().expect_err("not a status");
+        assert_eq!(
+            e.to_string(),
+            "status=\"done\" is not a command status; use one of pending, delivered, acked, failed, cancelled, expired"
+        );
+        let e = QuestionStatus::parse("closed").expect_err("not a status");
+        assert!(
+            e.to_string().contains("open, answered, cancelled, expired"),
+            "{e}"
+        );
     }
 }

@@ -139,8 +139,8 @@ impl QuestionsCmd {
 /// `--status`: one of the wire names, offered to shell completion.
 fn status_parser() -> impl clap::builder::TypedValueParser<Value = QuestionStatus> {
     use clap::builder::TypedValueParser;
-    clap::builder::PossibleValuesParser::new(["open", "answered", "cancelled", "expired"])
-        .try_map(|s| s.parse::<QuestionStatus>())
+    clap::builder::PossibleValuesParser::new(<QuestionStatus as strum::VariantNames>::VARIANTS)
+        .try_map(|s| QuestionStatus::parse(&s))
 }
 
 /// The question's text and choices, checked for what the broker would refuse

@@ -193,7 +193,7 @@ async fn list_commands(State(s): State<AppState>, q: Params) -> ApiResult<Json<C
         .str("status")
         .map(str::parse::<CommandStatus>)
         .transpose()
-        .map_err(|m| ApiError::new(ErrorCode::InvalidQuery, m))?;
+        .map_err(|e| ApiError::new(ErrorCode::InvalidQuery, e.to_string()))?;
     let overdue = match q.str("overdue") {
         None => None,
         Some("true") => Some(true),
@@ -509,9 +509,9 @@ async fn list_questions(
 ) -> ApiResult<Json<QuestionsResponse>> {
     let status = q
         .str("status")
-        .map(str::parse::<QuestionStatus>)
+        .map(QuestionStatus::parse)
         .transpose()
-        .map_err(|m| ApiError::new(ErrorCode::InvalidQuery, m))?;
+        .map_err(|e| ApiError::new(ErrorCode::InvalidQuery, e.to_string()))?;
     Ok(Json(QuestionsResponse {
         questions: s.broker.questions(status),
     }))
