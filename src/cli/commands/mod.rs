@@ -6,8 +6,8 @@
 //! waits for a command sent earlier (the same wait as `send --wait`),
 //! `cancel` withdraws one, and `commands` lists them newest first.
 //!
-//! This file holds their arguments; [`send`] sends (and `--wait`s), [`take`]
-//! is the taker's side (`wait`, `ack`), and [`results`] follows what was
+//! This file holds their arguments; [`send`] sends (and `--wait`s), `take.rs`
+//! is the taker's side (`wait`, `ack`), and `results.rs` follows what was
 //! sent (`result`, `cancel`, `commands`).
 
 mod results;

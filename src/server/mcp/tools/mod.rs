@@ -3,11 +3,11 @@
 //! methods as the REST routes and answers with the same wire types.
 //!
 //! Tools are grouped by subject, one `#[tool_router]` block per file, and
-//! [`CipcMcp::tool_router`] adds the routers up: `peers.rs` (connect,
+//! `CipcMcp::tool_router` adds the routers up: `peers.rs` (connect,
 //! register, whoami, list_peers, status, reset), `commands.rs` (send, wait,
 //! ack, results), `channels.rs` (channels and signals), `questions.rs`
 //! (ask_human and its answers). Each tool body answers
-//! [`Answer`](super::render::Answer) and refuses with `?`; every sentence
+//! `render::Answer` and refuses with `?`; every sentence
 //! comes from `render.rs`. The arguments live in `args.rs`, the protocol
 //! side (start-up, listing, the call door) in `handler.rs`.
 
