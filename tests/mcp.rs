@@ -979,10 +979,12 @@ async fn mcp_routes_need_the_token() {
 async fn an_idle_streamable_session_ends_with_its_peer_but_not_during_a_wait() {
     use cipc::broker::BrokerConfig;
     use cipc::server::ServerConfig;
-    // Sessions end after the broker's offline limit without traffic.
+    // Sessions end after the broker's offline limit without traffic. The
+    // limit (3 s) is several times what a loaded machine needs between the
+    // wait's end and the next call.
     let config = BrokerConfig {
-        stale_after: Duration::from_millis(500),
-        offline_after: Duration::from_millis(1500),
+        stale_after: Duration::from_secs(1),
+        offline_after: Duration::from_secs(3),
         sweep_interval: Duration::from_millis(50),
         ..BrokerConfig::default()
     };
@@ -994,7 +996,7 @@ async fn an_idle_streamable_session_ends_with_its_peer_but_not_during_a_wait() {
     let key = me["peerKey"].as_str().expect("peerKey").to_string();
 
     // A wait longer than the idle limit is not cut short: it is traffic.
-    let (text, w, err) = call(&client, "wait_for_command", json!({"timeout_seconds": 2})).await;
+    let (text, w, err) = call(&client, "wait_for_command", json!({"timeout_seconds": 4})).await;
     assert!(!err && w["timedOut"] == json!(true), "{text}");
     let (_, me, _) = call(&client, "whoami", json!({})).await;
     assert_eq!(me["registered"], true);
@@ -1635,9 +1637,10 @@ async fn past_the_cap_with_every_session_busy_a_new_one_gets_429() {
 async fn an_idle_session_is_freed_and_its_id_is_404() {
     // The case: `initialize` and nothing else, then silence past the
     // idle limit (the broker's offline limit, short here).
+    // 3 s: several times what a loaded machine needs to ask /status below.
     let config = cipc::broker::BrokerConfig {
-        stale_after: Duration::from_millis(500),
-        offline_after: Duration::from_millis(1000),
+        stale_after: Duration::from_secs(1),
+        offline_after: Duration::from_secs(3),
         sweep_interval: Duration::from_millis(50),
         ..Default::default()
     };
