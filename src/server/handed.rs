@@ -14,15 +14,22 @@ use bytes::Bytes;
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use uuid::Uuid;
 
-/// Wraps `response`, whose body hands out `command` (when it is one that
-/// was just delivered), so that a body dropped unread gives it back.
+/// The command an answer hands out and its holder, when it is one that was
+/// just delivered.
+pub(super) fn delivery_of(command: Option<&Command>) -> Option<(Uuid, Uuid)> {
+    command.and_then(|c| c.delivered_to.map(|holder| (c.id, holder)))
+}
+
+/// Wraps `response`, whose body hands out the command `taken` (with its
+/// holder), so that a body dropped unread gives it back.
 pub(super) fn handing_out(
     broker: &Broker,
-    command: Option<&Command>,
+    taken: Option<(Uuid, Uuid)>,
     response: Response,
 ) -> Response {
-    let Some((id, holder)) = command.and_then(|c| c.delivered_to.map(|h| (c.id, h))) else {
+    let Some((id, holder)) = taken else {
         return response;
     };
     let broker = broker.clone();

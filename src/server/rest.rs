@@ -259,14 +259,14 @@ async fn wait_command(
     let id = peer_id(&id)?;
     let timeout = q.timeout()?;
     let command = s.broker.wait_command(id, timeout, &caller).await?;
-    let taken = command.clone();
+    let taken = super::handed::delivery_of(command.as_ref());
     let answer = Json(WaitResponse {
         timed_out: command.is_none(),
         command,
     });
     Ok(super::handed::handing_out(
         &s.broker,
-        taken.as_ref(),
+        taken,
         answer.into_response(),
     ))
 }
@@ -318,7 +318,7 @@ async fn ack_command(
         .into_response());
     };
     let next = s.broker.wait_command(peer, wait, &caller).await?;
-    let taken = next.clone();
+    let taken = super::handed::delivery_of(next.as_ref());
     let answer = Json(AckNextResponse {
         command,
         timed_out: next.is_none(),
@@ -326,7 +326,7 @@ async fn ack_command(
     });
     Ok(super::handed::handing_out(
         &s.broker,
-        taken.as_ref(),
+        taken,
         answer.into_response(),
     ))
 }
