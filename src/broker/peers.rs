@@ -78,6 +78,9 @@ impl Broker {
                 "capabilities must be at most 64 tags of 1-64 characters each",
             ));
         }
+        if let Some(agent) = &req.agent {
+            validate_name("agent", agent)?;
+        }
         if let Some(name) = &req.name {
             if name.chars().count() > 128 {
                 return Err(BrokerError::new(
@@ -116,6 +119,9 @@ impl Broker {
                     if req.name.is_some() {
                         e.peer.name = req.name;
                     }
+                    if req.agent.is_some() {
+                        e.peer.agent = req.agent;
+                    }
                     e.peer.connected_at = now;
                     e.peer.last_seen = now;
                     e.peer.via = via;
@@ -137,6 +143,7 @@ impl Broker {
                         working_on: Vec::new(),
                         protected: protect,
                         attention: None,
+                        agent: req.agent,
                     },
                     disconnected: false,
                     contacts: 0,

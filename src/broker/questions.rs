@@ -115,6 +115,9 @@ impl Broker {
                 answered_by: None,
                 answered_at: None,
                 origin: caller.origin(),
+                kind: req.kind.unwrap_or_default(),
+                peer: caller.peer,
+                note: None,
             };
             let mut commits = Vec::new();
             self.question_changed(&mut st, q.clone(), &mut commits);

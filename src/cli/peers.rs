@@ -151,6 +151,7 @@ pub async fn run(args: PeersArgs, ctx: Ctx) -> Result<Exit, CliError> {
                 id,
                 protect: Some(true),
                 via: None,
+                agent: None,
             };
             let r = client.connect(&req).await?;
             if again {

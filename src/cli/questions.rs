@@ -184,6 +184,7 @@ pub async fn ask(args: AskArgs, ctx: Ctx) -> Result<Exit, CliError> {
         context,
         from: args.from,
         ttl: args.ttl.map(millis),
+        kind: None,
     };
     let r = ctx.client.ask(&req).await?;
     let id = r.question.id.to_string();
@@ -282,6 +283,7 @@ pub async fn answer(args: AnswerArgs, ctx: Ctx) -> Result<Exit, CliError> {
     let req = AnswerRequest {
         answer: args.text,
         by: args.by,
+        note: None,
     };
     let r = ctx.client.answer(&id, &req).await?;
     if out.json {
@@ -479,6 +481,9 @@ mod tests {
             answered_by: None,
             answered_at: None,
             origin: None,
+            kind: Default::default(),
+            peer: None,
+            note: None,
         };
         assert_eq!(choices_or_answer(&q), "yes | no");
         q.status = QuestionStatus::Answered;

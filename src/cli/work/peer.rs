@@ -170,6 +170,7 @@ pub(super) async fn register(shared: &Shared, reuse: Option<Ident>) -> Result<Id
             id: reuse.map(|i| i.id),
             protect: Some(true),
             via: None,
+            agent: None,
         };
         async move { client.connect(&req).await }
     };

@@ -33,6 +33,7 @@ impl CipcMcp {
             id,
             protect: Some(true),
             via: None,
+            agent: None,
         };
         let broker = self.session.broker();
         let (peer, key) =

@@ -58,6 +58,7 @@ impl CipcMcp {
             context: args.context,
             from: None,
             ttl: args.ttl_seconds.map(|s| s.saturating_mul(1000)),
+            kind: None,
         };
         let q = self.session.broker().ask(req, &caller).await?;
         let timeout = wait_for(args.timeout_seconds, DEFAULT_WAIT_SECS);

@@ -12,6 +12,9 @@ use serde_json::Value;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+mod leases;
+pub use leases::*;
+
 /// Whether a peer has been heard from recently.
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema, strum::IntoStaticStr,
@@ -81,6 +84,10 @@ pub struct Peer {
     /// build)"); set by the peer, absent when nothing is asked of anyone.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attention: Option<String>,
+    /// Which coding agent the session is (`claude-code`, `codex`), set by
+    /// its hooks; absent for scripts and people.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent: Option<String>,
 }
 
 /// The lifecycle of a command.
@@ -312,6 +319,11 @@ pub struct ConnectRequest {
     /// (the default) or `hook`. MCP sessions are `mcp` by themselves.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub via: Option<Via>,
+    /// Which coding agent the session is (`claude-code`, `codex`): 1-64
+    /// chars of `[A-Za-z0-9._-]`, shown in the dashboard. Hooks set it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(pattern = "^[A-Za-z0-9._-]{1,64}$")]
+    pub agent: Option<String>,
 }
 
 impl ConnectRequest {
@@ -442,6 +454,43 @@ impl QuestionStatus {
     }
 }
 
+/// What a question asks for.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Default,
+    Serialize,
+    Deserialize,
+    ToSchema,
+    strum::IntoStaticStr,
+    strum::VariantNames,
+    strum::EnumString,
+)]
+#[serde(rename_all = "lowercase")]
+#[strum(serialize_all = "lowercase")]
+pub enum QuestionKind {
+    /// A decision in words or among the asker's choices.
+    #[default]
+    Question,
+    /// A coding session asks to use a tool: the choices are `allow` and
+    /// `deny`, the context `{tool, input, cwd, session}`.
+    Permission,
+}
+
+impl QuestionKind {
+    /// The wire word.
+    pub fn as_str(self) -> &'static str {
+        self.into()
+    }
+}
+
+/// The two answers of a permission question, in the order they are offered.
+pub const PERMISSION_CHOICES: [&str; 2] = ["allow", "deny"];
+
 /// An agent asking a person (or any peer) for a decision.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -468,6 +517,10 @@ pub struct Question {
     /// The answer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub answer: Option<String>,
+    /// Words that travel with the answer: for a permission, the reason the
+    /// session is shown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
     /// Who answered.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub answered_by: Option<String>,
@@ -477,6 +530,12 @@ pub struct Question {
     /// Audit: the peer id or network address that asked.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub origin: Option<String>,
+    /// `question`, or `permission` (a session asking to use a tool).
+    #[serde(default)]
+    pub kind: QuestionKind,
+    /// The asking session's peer, when a peer asked (`X-Cipc-Peer`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer: Option<Uuid>,
 }
 
 /// Body of `POST /questions`.
@@ -506,6 +565,10 @@ pub struct AskRequest {
     )]
     #[schema(maximum = 31_536_000_000_u64)]
     pub ttl: Option<u64>,
+    /// `permission` for a session asking to use a tool (its choices are then
+    /// `allow` and `deny`, given or not); `question` when left out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<QuestionKind>,
 }
 
 /// Body of `POST /questions/{id}/answer`.
@@ -519,6 +582,11 @@ pub struct AnswerRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(max_length = 128)]
     pub by: Option<String>,
+    /// Words that travel with the answer, at most 2000 characters: for a
+    /// permission, the reason the session is shown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 2000)]
+    pub note: Option<String>,
 }
 
 /// `{"question": Question}`, with `timedOut` when a wait ran out.
