@@ -16,9 +16,17 @@
 //!   `CLAUDE_ENV_FILE` export of `SessionStart`), which completes the
 //!   sender's `cipc send --wait`. Then stdin is closed and the time Claude
 //!   Code takes to exit is printed (not asserted tightly).
+//! - **permissions relayed**: two Bash calls nobody allowed become two
+//!   permission questions on the broker; the person allows one (it runs)
+//!   and denies the other with a note (it does not run, and the model is
+//!   shown the note); none stays open.
+//! - **no key in the model's hands**: the model calls `whoami`,
+//!   `wait_for_command` and `ack_command` without any key (the
+//!   `PreToolUse` hook adds it) and the order ends acked with its result;
+//!   no `pk_` string is in any request the model received.
 //! - **remove**: after each run, `cipc claude remove` leaves `.mcp.json` and
-//!   `.claude/settings.json` without cipc's entries (and exactly as they
-//!   were before setup).
+//!   `.claude/settings.json` without cipc's entries (exactly as they were
+//!   before setup, or gone when setup created them).
 //!
 //! Claude Code is found and run as in `tests/claude_code.rs`: in
 //! `CIPC_CLAUDE_BIN`, then where `.ci/install-claude-code` puts it, then on
@@ -164,6 +172,8 @@ impl Sandbox {
         for event in [
             "SessionStart",
             "UserPromptSubmit",
+            "PreToolUse",
+            "PermissionRequest",
             "PostToolUse",
             "Stop",
             "SessionEnd",
@@ -227,7 +237,13 @@ struct Claude {
 }
 
 impl Claude {
-    async fn spawn(bin: &Path, sandbox: &Sandbox, api: &str, input: &Input<'_>) -> Claude {
+    async fn spawn(
+        bin: &Path,
+        sandbox: &Sandbox,
+        api: &str,
+        input: &Input<'_>,
+        allowed: &str,
+    ) -> Claude {
         let path = path_env();
         let base_env = |cmd: &mut tokio::process::Command| {
             common::claude::quiet_env(
@@ -257,7 +273,7 @@ impl Claude {
         cmd.args(["--output-format", "stream-json", "--verbose"])
             .arg("--include-hook-events")
             .arg("--no-session-persistence")
-            .arg("--allowedTools=Bash,mcp__cipc__*")
+            .arg(format!("--allowedTools={allowed}"))
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         let mut child = cmd
@@ -474,16 +490,6 @@ fn uuids(s: &str) -> Vec<String> {
     out
 }
 
-/// The first peer key (`pk_...`) in `s`.
-fn peer_key_in(s: &str) -> Option<String> {
-    let start = s.find("pk_")?;
-    let key: String = s[start..]
-        .chars()
-        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '-')
-        .collect();
-    (key.len() > 3).then_some(key)
-}
-
 // ---- watching the broker ----
 
 /// Polls `GET /peers` and `GET /commands` for as long as it lives, keeping
@@ -655,11 +661,37 @@ impl Run {
         script: Vec<Step>,
         input: &Input<'_>,
     ) -> Run {
+        Run::start_allowing(
+            name,
+            bin,
+            role,
+            sandbox,
+            broker,
+            script,
+            input,
+            "Bash,mcp__cipc__*",
+        )
+        .await
+    }
+
+    /// [`Run::start`] with only the tools in `allowed` approved (`-p`
+    /// refuses the others, or asks the `PermissionRequest` hook).
+    #[allow(clippy::too_many_arguments)]
+    async fn start_allowing(
+        name: &str,
+        bin: &Path,
+        role: &str,
+        sandbox: Sandbox,
+        broker: RunningServer,
+        script: Vec<Step>,
+        input: &Input<'_>,
+        allowed: &str,
+    ) -> Run {
         let base = broker.url();
         let model = FakeModel::start(script).await;
         let watch = Watch::start(&base);
         let started = Instant::now();
-        let claude = Claude::spawn(bin, &sandbox, model.url(), input).await;
+        let claude = Claude::spawn(bin, &sandbox, model.url(), input, allowed).await;
         Run {
             name: name.to_string(),
             role: role.to_string(),
@@ -670,6 +702,20 @@ impl Run {
             watch,
             sandbox,
             _broker: broker,
+        }
+    }
+
+    /// Checks no request the model received (main or side) holds a peer
+    /// key: the hooks keep the session's identity out of its hands.
+    fn check_no_key_shown(&self) {
+        for (i, r) in self.model.requests().iter().enumerate() {
+            let body = r.body.to_string();
+            if let Some(at) = body.find("pk_") {
+                self.fail(format!(
+                    "model request {i} holds a peer key: ...{}...",
+                    cut(&body[at.saturating_sub(200)..], 400)
+                ));
+            }
         }
     }
 
@@ -808,7 +854,8 @@ impl Run {
     }
 
     /// `cipc claude remove --dir PROJECT`: both files end exactly as they
-    /// were before setup (`before_settings`; `.mcp.json` had nothing).
+    /// were before setup (`before_settings`; `.mcp.json` had nothing), and
+    /// a file setup created is gone rather than left as `{}`.
     async fn check_remove(&self, before_settings: &Value) {
         let dir = self.sandbox.project.to_string_lossy().into_owned();
         let out = self
@@ -824,12 +871,18 @@ impl Run {
                 String::from_utf8_lossy(&out.stderr)
             ),
         );
-        let mcp = read_json(&self.sandbox.mcp_file());
-        let settings = read_json(&self.sandbox.settings_file());
         self.check(
-            mcp == json!({}),
-            format!("after remove, .mcp.json still holds {mcp}"),
+            !self.sandbox.mcp_file().exists(),
+            "after remove, the .mcp.json setup created is still there",
         );
+        if before_settings == &json!({}) {
+            self.check(
+                !self.sandbox.settings_file().exists(),
+                "after remove, the .claude/settings.json setup created is still there",
+            );
+            return;
+        }
+        let settings = read_json(&self.sandbox.settings_file());
         self.check(
             &settings == before_settings && !settings.to_string().contains("cipc"),
             format!(
@@ -921,11 +974,10 @@ async fn an_order_queued_before_start_is_in_the_first_request() {
     run.check_delivered_to_hook_peer(&command, &peer);
     let peer_id = text(&peer["id"]);
     run.check(
-        first_messages[at].1.contains(&peer_id) && peer_key_in(&first_messages[at].1).is_some(),
-        format!(
-            "the first request does not tell the model it is peer {peer_id} (with its pk_ key)"
-        ),
+        first_messages[at].1.contains(&peer_id),
+        format!("the first request does not tell the model it is peer {peer_id}"),
     );
+    run.check_no_key_shown();
 
     let took = run.finish(ended, &peer, End::Natural).await;
     eprintln!(
@@ -1078,7 +1130,7 @@ async fn an_order_wakes_an_idle_session_which_acks_it() {
                 "Bash",
                 json!({
                     "command": format!(
-                        "printf 'peer=%s key=%s\\n' \"$CIPC_PEER\" \"$CIPC_PEER_KEY\"; '{}' ack {id} --result '{{\"ok\":true}}' --url {ack_url}",
+                        "printf 'peer=%s key=%s\\n' \"$CIPC_PEER\" \"${{CIPC_PEER_KEY:+set}}\"; '{}' ack {id} --result '{{\"ok\":true}}' --url {ack_url}",
                         cipc_bin()
                     ),
                     "description": "Ack the order"
@@ -1111,11 +1163,6 @@ async fn an_order_wakes_an_idle_session_which_acks_it() {
     run.turns_done(1).await;
     let peer = run.hook_peer().await;
     let peer_id = text(&peer["id"]);
-    let first = run.request_of_step(0);
-    let key = messages(&first.body)
-        .iter()
-        .find_map(|(_, t)| peer_key_in(t))
-        .unwrap_or_else(|| run.fail("the first request gives the model no peer key (pk_...)"));
     run.check(
         run.main_requests().len() == 1,
         "a second model request came before any order was sent",
@@ -1191,7 +1238,7 @@ async fn an_order_wakes_an_idle_session_which_acks_it() {
         .await;
     run.check(
         !bash.is_error
-            && bash.text().contains(&format!("peer={peer_id} key={key}"))
+            && bash.text().contains(&format!("peer={peer_id} key=set"))
             && bash.text().contains(&id),
         format!(
             "in Bash, `cipc` did not act as the session's peer {peer_id} (from CLAUDE_ENV_FILE) or the ack failed: {}",
@@ -1209,5 +1256,229 @@ async fn an_order_wakes_an_idle_session_which_acks_it() {
         answered.as_secs_f64(),
         took.as_secs_f64()
     );
+    run.check_remove(&json!({})).await;
+}
+
+// ---- scenario 4: permission prompts answered by a person through cipc ----
+
+#[tokio::test(flavor = "multi_thread")]
+async fn permission_prompts_reach_the_person_and_their_answers_decide() {
+    let Some(bin) = claude_or_skip("permissions relayed") else {
+        return;
+    };
+    let broker = common::start().await;
+    let base = broker.url();
+    let sandbox = Sandbox::new();
+    sandbox.setup("guard", &base).await;
+    let allowed_file = sandbox.project.join("allowed.txt");
+    let denied_file = sandbox.project.join("denied.txt");
+
+    // The person: allows the first permission question and denies the
+    // second, with a note, as the dashboard or `cipc answer` would.
+    let answered: Arc<Mutex<Vec<Value>>> = Arc::default();
+    let person = {
+        let (base, answered) = (base.clone(), answered.clone());
+        tokio::spawn(async move {
+            loop {
+                let (_, open) = common::get(&format!("{base}/questions?status=open")).await;
+                for q in open["questions"].as_array().into_iter().flatten() {
+                    let n = answered.lock().len();
+                    let body = if n == 0 {
+                        json!({"answer": "allow", "by": "ana"})
+                    } else {
+                        json!({"answer": "deny", "by": "ana", "note": "not in this project, use the build dir"})
+                    };
+                    let id = text(&q["id"]);
+                    let (st, _) =
+                        common::post(&format!("{base}/questions/{id}/answer"), body).await;
+                    if st == 200 {
+                        answered.lock().push(q.clone());
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+    };
+    let (a, d) = (
+        allowed_file.to_string_lossy().into_owned(),
+        denied_file.to_string_lossy().into_owned(),
+    );
+    let script = vec![
+        fixed(Turn::tool(
+            "Bash",
+            json!({"command": format!("touch '{a}'"), "description": "Make the first file"}),
+        )),
+        fixed(Turn::tool(
+            "Bash",
+            json!({"command": format!("touch '{d}'"), "description": "Make the second file"}),
+        )),
+        fixed(Turn::text("Done.")),
+    ];
+    let run = Run::start_allowing(
+        "permissions relayed",
+        &bin,
+        "guard",
+        sandbox,
+        broker,
+        script,
+        &Input::Prompt("Make the two files."),
+        "mcp__cipc__*",
+    )
+    .await;
+    let ended = run.turns_done(1).await;
+    person.abort();
+    let peer = run.hook_peer().await;
+
+    let asked = answered.lock().clone();
+    run.check(
+        asked.len() == 2,
+        format!("expected two permission questions, the person answered {asked:?}"),
+    );
+    for (q, command) in asked.iter().zip([&a, &d]) {
+        run.check(
+            q["kind"] == "permission"
+                && q["peer"] == peer["id"]
+                && q["context"]["tool"] == "Bash"
+                && text(&q["context"]["input"]["command"]).contains(command.as_str()),
+            format!("not a permission question of the session's Bash call {command}: {q}"),
+        );
+    }
+    let bash: Vec<_> = run
+        .model
+        .tool_results()
+        .into_iter()
+        .filter(|r| r.name == "Bash")
+        .collect();
+    run.check(
+        bash.len() == 2 && !bash[0].is_error && allowed_file.exists(),
+        format!(
+            "the allowed call did not run: {:?}",
+            bash.iter().map(|r| r.brief()).collect::<Vec<_>>()
+        ),
+    );
+    run.check(
+        bash.len() == 2
+            && bash[1].is_error
+            && bash[1]
+                .text()
+                .contains("not in this project, use the build dir")
+            && !denied_file.exists(),
+        format!(
+            "the denied call ran, or the model was not shown the note: {:?}",
+            bash.iter().map(|r| r.brief()).collect::<Vec<_>>()
+        ),
+    );
+    let (_, open) = common::get(&format!("{}/questions?status=open", run.base)).await;
+    run.check(
+        open["questions"].as_array().is_some_and(Vec::is_empty),
+        format!("questions left open: {open}"),
+    );
+    run.finish(ended, &peer, End::Natural).await;
+    run.check_remove(&json!({})).await;
+}
+
+// ---- scenario 5: cipc's MCP tools without a key in the model's hands ----
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_model_takes_and_acks_an_order_without_ever_holding_a_key() {
+    let Some(bin) = claude_or_skip("no key in the model's hands") else {
+        return;
+    };
+    let broker = common::start().await;
+    let base = broker.url();
+    let sandbox = Sandbox::new();
+    sandbox.setup("worker", &base).await;
+
+    let script = vec![
+        fixed(Turn::tool(
+            "ToolSearch",
+            json!({"query": "select:mcp__cipc__whoami,mcp__cipc__wait_for_command,mcp__cipc__ack_command", "max_results": 5}),
+        )),
+        fixed(Turn::tool("mcp__cipc__whoami", json!({}))),
+        fixed(Turn::tool(
+            "mcp__cipc__wait_for_command",
+            json!({"timeout_seconds": 30}),
+        )),
+        step(|t: &Transcript| {
+            let waited = t
+                .last_of("mcp__cipc__wait_for_command")
+                .ok_or("no wait_for_command result")?;
+            let id = waited
+                .json()
+                .and_then(|v| v["command"]["id"].as_str().map(str::to_string))
+                .ok_or_else(|| format!("wait_for_command gave no command: {}", waited.brief()))?;
+            Ok(Turn::tool(
+                "mcp__cipc__ack_command",
+                json!({"command_id": id, "result": {"resized": true}}),
+            ))
+        }),
+        fixed(Turn::text("Resized and acked.")),
+    ];
+    let run = Run::start_allowing(
+        "no key in the model's hands",
+        &bin,
+        "worker",
+        sandbox,
+        broker,
+        script,
+        &Input::Prompt("Take your next order and do it."),
+        "mcp__cipc__*",
+    )
+    .await;
+    // The sender: once the model has called wait_for_command (step 2) and
+    // the call is parked on the broker, an order for the role arrives (any
+    // sooner and the hooks, which take orders between tool calls, would
+    // hand it to the model themselves).
+    let status_url = format!("{base}/status");
+    run.until("wait_for_command parked", LIMIT, || async {
+        if run.model.served_at(2).is_none() {
+            return None;
+        }
+        let (_, status) = common::get(&status_url).await;
+        (status["waiters"].as_u64().unwrap_or(0) >= 1).then_some(())
+    })
+    .await;
+    let (st, body) = common::post(
+        &format!("{base}/commands/send"),
+        json!({"target": "worker", "action": "resize", "params": {"px": 64}}),
+    )
+    .await;
+    run.check(
+        st == 201,
+        format!("sending the order answered {st}: {body}"),
+    );
+    let id = text(&body["command"]["id"]);
+    let ended = run.turns_done(1).await;
+    let peer = run.hook_peer().await;
+    let peer_id = text(&peer["id"]);
+
+    let whoami = run
+        .model
+        .result_of("mcp__cipc__whoami")
+        .unwrap_or_else(|| run.fail("no whoami result"));
+    run.check(
+        !whoami.is_error && whoami.text().contains(&peer_id),
+        format!(
+            "whoami is not the session's peer {peer_id}: {}",
+            whoami.brief()
+        ),
+    );
+    let ack = run
+        .model
+        .result_of("mcp__cipc__ack_command")
+        .unwrap_or_else(|| run.fail("no ack_command result"));
+    run.check(
+        !ack.is_error,
+        format!("ack_command failed: {}", ack.brief()),
+    );
+    let (_, c) = common::get(&format!("{}/commands/{id}/result?timeout=0", run.base)).await;
+    run.check(
+        c["command"]["status"] == "acked"
+            && c["command"]["result"] == json!({"resized": true})
+            && c["command"]["deliveredTo"] == peer["id"],
+        format!("the order did not end acked by the session's peer: {c}"),
+    );
+    run.check_no_key_shown();
+    run.finish(ended, &peer, End::Natural).await;
     run.check_remove(&json!({})).await;
 }
