@@ -120,6 +120,8 @@ Register-ArgumentCompleter -Native -CommandName 'cipc' -ScriptBlock {
             [CompletionResult]::new('connect', 'connect', [CompletionResultType]::ParameterValue, 'Register this session as a protected peer with ROLE and print it with its key (needed to act as it; reconnecting with --id needs it too). When CIPC_PEER and CIPC_PEER_KEY already name a peer of ROLE, that peer is reconnected (same id, same key) instead; --new registers another one')
             [CompletionResult]::new('show', 'show', [CompletionResultType]::ParameterValue, 'Show one peer (default: --peer / CIPC_PEER)')
             [CompletionResult]::new('disconnect', 'disconnect', [CompletionResultType]::ParameterValue, 'Disconnect a peer: it goes offline and its unacked commands are pending again')
+            [CompletionResult]::new('forget', 'forget', [CompletionResultType]::ParameterValue, 'Forget a peer for good (its key too): an offline one needs no key, an online one is forgotten only by itself. Its unacked commands are pending again')
+            [CompletionResult]::new('prune', 'prune', [CompletionResultType]::ParameterValue, 'Forget every offline peer (the ghosts of sessions that ended), or only those offline for at least --older-than')
             [CompletionResult]::new('heartbeat', 'heartbeat', [CompletionResultType]::ParameterValue, 'Tell the broker this peer is alive (default: --peer / CIPC_PEER)')
             [CompletionResult]::new('attention', 'attention', [CompletionResultType]::ParameterValue, 'Say why a person is needed now (shown in `cipc peers` and the dashboard); without TEXT, clear it. Acts as --peer / CIPC_PEER')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
@@ -200,6 +202,36 @@ Register-ArgumentCompleter -Native -CommandName 'cipc' -ScriptBlock {
             [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
             break
         }
+        'cipc;peers;forget' {
+            [CompletionResult]::new('--url', '--url', [CompletionResultType]::ParameterName, 'The broker''s URL (plain http) [env: CIPC_URL] [default: http://127.0.0.1:9100]')
+            [CompletionResult]::new('--token', '--token', [CompletionResultType]::ParameterName, 'The broker''s token, sent as `Authorization: Bearer` (prefer CIPC_TOKEN or --token-file: flags show in `ps`) [env: CIPC_TOKEN]')
+            [CompletionResult]::new('--token-file', '--token-file', [CompletionResultType]::ParameterName, 'Read the token from a file that is not world-readable (wins over --token)')
+            [CompletionResult]::new('--peer', '--peer', [CompletionResultType]::ParameterName, 'This session''s peer id, sent as X-Cipc-Peer (see `cipc peers connect --export`); the full id, or a unique part of it [env: CIPC_PEER]')
+            [CompletionResult]::new('--peer-key', '--peer-key', [CompletionResultType]::ParameterName, 'This session''s peer key, sent as X-Cipc-Peer-Key: it proves the peer (`cipc peers connect --export` sets it; the key alone also names the peer) [env: CIPC_PEER_KEY]')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print one JSON document per result (the default when stdout is not a terminal)')
+            [CompletionResult]::new('--table', '--table', [CompletionResultType]::ParameterName, 'Print tables and short lines even when stdout is not a terminal')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'cipc;peers;prune' {
+            [CompletionResult]::new('--older-than', '--older-than', [CompletionResultType]::ParameterName, 'Only peers last seen at least this long ago (e.g. 1h, 2days)')
+            [CompletionResult]::new('--url', '--url', [CompletionResultType]::ParameterName, 'The broker''s URL (plain http) [env: CIPC_URL] [default: http://127.0.0.1:9100]')
+            [CompletionResult]::new('--token', '--token', [CompletionResultType]::ParameterName, 'The broker''s token, sent as `Authorization: Bearer` (prefer CIPC_TOKEN or --token-file: flags show in `ps`) [env: CIPC_TOKEN]')
+            [CompletionResult]::new('--token-file', '--token-file', [CompletionResultType]::ParameterName, 'Read the token from a file that is not world-readable (wins over --token)')
+            [CompletionResult]::new('--peer', '--peer', [CompletionResultType]::ParameterName, 'This session''s peer id, sent as X-Cipc-Peer (see `cipc peers connect --export`); the full id, or a unique part of it [env: CIPC_PEER]')
+            [CompletionResult]::new('--peer-key', '--peer-key', [CompletionResultType]::ParameterName, 'This session''s peer key, sent as X-Cipc-Peer-Key: it proves the peer (`cipc peers connect --export` sets it; the key alone also names the peer) [env: CIPC_PEER_KEY]')
+            [CompletionResult]::new('--dry-run', '--dry-run', [CompletionResultType]::ParameterName, 'List what would be forgotten, and forget nothing')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print one JSON document per result (the default when stdout is not a terminal)')
+            [CompletionResult]::new('--table', '--table', [CompletionResultType]::ParameterName, 'Print tables and short lines even when stdout is not a terminal')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
         'cipc;peers;heartbeat' {
             [CompletionResult]::new('--url', '--url', [CompletionResultType]::ParameterName, 'The broker''s URL (plain http) [env: CIPC_URL] [default: http://127.0.0.1:9100]')
             [CompletionResult]::new('--token', '--token', [CompletionResultType]::ParameterName, 'The broker''s token, sent as `Authorization: Bearer` (prefer CIPC_TOKEN or --token-file: flags show in `ps`) [env: CIPC_TOKEN]')
@@ -234,6 +266,8 @@ Register-ArgumentCompleter -Native -CommandName 'cipc' -ScriptBlock {
             [CompletionResult]::new('connect', 'connect', [CompletionResultType]::ParameterValue, 'Register this session as a protected peer with ROLE and print it with its key (needed to act as it; reconnecting with --id needs it too). When CIPC_PEER and CIPC_PEER_KEY already name a peer of ROLE, that peer is reconnected (same id, same key) instead; --new registers another one')
             [CompletionResult]::new('show', 'show', [CompletionResultType]::ParameterValue, 'Show one peer (default: --peer / CIPC_PEER)')
             [CompletionResult]::new('disconnect', 'disconnect', [CompletionResultType]::ParameterValue, 'Disconnect a peer: it goes offline and its unacked commands are pending again')
+            [CompletionResult]::new('forget', 'forget', [CompletionResultType]::ParameterValue, 'Forget a peer for good (its key too): an offline one needs no key, an online one is forgotten only by itself. Its unacked commands are pending again')
+            [CompletionResult]::new('prune', 'prune', [CompletionResultType]::ParameterValue, 'Forget every offline peer (the ghosts of sessions that ended), or only those offline for at least --older-than')
             [CompletionResult]::new('heartbeat', 'heartbeat', [CompletionResultType]::ParameterValue, 'Tell the broker this peer is alive (default: --peer / CIPC_PEER)')
             [CompletionResult]::new('attention', 'attention', [CompletionResultType]::ParameterValue, 'Say why a person is needed now (shown in `cipc peers` and the dashboard); without TEXT, clear it. Acts as --peer / CIPC_PEER')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
@@ -252,6 +286,12 @@ Register-ArgumentCompleter -Native -CommandName 'cipc' -ScriptBlock {
             break
         }
         'cipc;peers;help;disconnect' {
+            break
+        }
+        'cipc;peers;help;forget' {
+            break
+        }
+        'cipc;peers;help;prune' {
             break
         }
         'cipc;peers;help;heartbeat' {
@@ -398,6 +438,7 @@ Register-ArgumentCompleter -Native -CommandName 'cipc' -ScriptBlock {
             [CompletionResult]::new('--peer', '--peer', [CompletionResultType]::ParameterName, 'This session''s peer id, sent as X-Cipc-Peer (see `cipc peers connect --export`); the full id, or a unique part of it [env: CIPC_PEER]')
             [CompletionResult]::new('--peer-key', '--peer-key', [CompletionResultType]::ParameterName, 'This session''s peer key, sent as X-Cipc-Peer-Key: it proves the peer (`cipc peers connect --export` sets it; the key alone also names the peer) [env: CIPC_PEER_KEY]')
             [CompletionResult]::new('--by', '--by', [CompletionResultType]::ParameterName, 'Who answers [default: this peer''s role, else "someone"]')
+            [CompletionResult]::new('--note', '--note', [CompletionResultType]::ParameterName, 'Words that travel with the answer: for a permission, the reason the session is shown (e.g. cipc answer ID deny --note "use a branch")')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print one JSON document per result (the default when stdout is not a terminal)')
             [CompletionResult]::new('--table', '--table', [CompletionResultType]::ParameterName, 'Print tables and short lines even when stdout is not a terminal')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
@@ -810,7 +851,8 @@ Register-ArgumentCompleter -Native -CommandName 'cipc' -ScriptBlock {
             [CompletionResult]::new('--url', '--url', [CompletionResultType]::ParameterName, 'The broker''s URL')
             [CompletionResult]::new('--token', '--token', [CompletionResultType]::ParameterName, 'The broker has a token (given here or in CIPC_TOKEN): the MCP entry sends it')
             [CompletionResult]::new('--token-file', '--token-file', [CompletionResultType]::ParameterName, 'Read the token from this file; the hooks read it from there too')
-            [CompletionResult]::new('--cipc', '--cipc', [CompletionResultType]::ParameterName, 'The cipc program the hooks run (default: this executable''s absolute path)')
+            [CompletionResult]::new('--cipc', '--cipc', [CompletionResultType]::ParameterName, 'The cipc program the hooks run (default: `cipc`, found on PATH, in a project''s shared settings; this executable''s absolute path for the local and user scopes)')
+            [CompletionResult]::new('--permission-wait', '--permission-wait', [CompletionResultType]::ParameterName, 'How long a permission prompt relayed to the dashboard waits for the person (e.g. 10m, 1h); the terminal''s own dialog shows beside it all along and whichever answers first wins. 0 relays nothing')
             [CompletionResult]::new('--dry-run', '--dry-run', [CompletionResultType]::ParameterName, 'Print what would change and write nothing')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
@@ -846,6 +888,7 @@ Register-ArgumentCompleter -Native -CommandName 'cipc' -ScriptBlock {
         'cipc;hook' {
             [CompletionResult]::new('--role', '--role', [CompletionResultType]::ParameterName, 'The role this Claude Code session takes')
             [CompletionResult]::new('--name', '--name', [CompletionResultType]::ParameterName, 'A name for the session''s peer (default: the project directory''s name)')
+            [CompletionResult]::new('--permission-wait', '--permission-wait', [CompletionResultType]::ParameterName, 'How long a relayed permission prompt waits for an answer from the dashboard or `cipc answer` (the `permission` hook; seconds)')
             [CompletionResult]::new('--url', '--url', [CompletionResultType]::ParameterName, 'The broker''s URL (plain http) [env: CIPC_URL] [default: http://127.0.0.1:9100]')
             [CompletionResult]::new('--token', '--token', [CompletionResultType]::ParameterName, 'The broker''s token, sent as `Authorization: Bearer` (prefer CIPC_TOKEN or --token-file: flags show in `ps`) [env: CIPC_TOKEN]')
             [CompletionResult]::new('--token-file', '--token-file', [CompletionResultType]::ParameterName, 'Read the token from a file that is not world-readable (wins over --token)')
@@ -912,6 +955,8 @@ Register-ArgumentCompleter -Native -CommandName 'cipc' -ScriptBlock {
             [CompletionResult]::new('connect', 'connect', [CompletionResultType]::ParameterValue, 'Register this session as a protected peer with ROLE and print it with its key (needed to act as it; reconnecting with --id needs it too). When CIPC_PEER and CIPC_PEER_KEY already name a peer of ROLE, that peer is reconnected (same id, same key) instead; --new registers another one')
             [CompletionResult]::new('show', 'show', [CompletionResultType]::ParameterValue, 'Show one peer (default: --peer / CIPC_PEER)')
             [CompletionResult]::new('disconnect', 'disconnect', [CompletionResultType]::ParameterValue, 'Disconnect a peer: it goes offline and its unacked commands are pending again')
+            [CompletionResult]::new('forget', 'forget', [CompletionResultType]::ParameterValue, 'Forget a peer for good (its key too): an offline one needs no key, an online one is forgotten only by itself. Its unacked commands are pending again')
+            [CompletionResult]::new('prune', 'prune', [CompletionResultType]::ParameterValue, 'Forget every offline peer (the ghosts of sessions that ended), or only those offline for at least --older-than')
             [CompletionResult]::new('heartbeat', 'heartbeat', [CompletionResultType]::ParameterValue, 'Tell the broker this peer is alive (default: --peer / CIPC_PEER)')
             [CompletionResult]::new('attention', 'attention', [CompletionResultType]::ParameterValue, 'Say why a person is needed now (shown in `cipc peers` and the dashboard); without TEXT, clear it. Acts as --peer / CIPC_PEER')
             break
@@ -929,6 +974,12 @@ Register-ArgumentCompleter -Native -CommandName 'cipc' -ScriptBlock {
             break
         }
         'cipc;help;peers;disconnect' {
+            break
+        }
+        'cipc;help;peers;forget' {
+            break
+        }
+        'cipc;help;peers;prune' {
             break
         }
         'cipc;help;peers;heartbeat' {

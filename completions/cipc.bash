@@ -232,11 +232,17 @@ _cipc() {
             cipc__subcmd__help__subcmd__peers,discover)
                 cmd="cipc__subcmd__help__subcmd__peers__subcmd__discover"
                 ;;
+            cipc__subcmd__help__subcmd__peers,forget)
+                cmd="cipc__subcmd__help__subcmd__peers__subcmd__forget"
+                ;;
             cipc__subcmd__help__subcmd__peers,heartbeat)
                 cmd="cipc__subcmd__help__subcmd__peers__subcmd__heartbeat"
                 ;;
             cipc__subcmd__help__subcmd__peers,list)
                 cmd="cipc__subcmd__help__subcmd__peers__subcmd__list"
+                ;;
+            cipc__subcmd__help__subcmd__peers,prune)
+                cmd="cipc__subcmd__help__subcmd__peers__subcmd__prune"
                 ;;
             cipc__subcmd__help__subcmd__peers,show)
                 cmd="cipc__subcmd__help__subcmd__peers__subcmd__show"
@@ -280,6 +286,9 @@ _cipc() {
             cipc__subcmd__peers,discover)
                 cmd="cipc__subcmd__peers__subcmd__discover"
                 ;;
+            cipc__subcmd__peers,forget)
+                cmd="cipc__subcmd__peers__subcmd__forget"
+                ;;
             cipc__subcmd__peers,heartbeat)
                 cmd="cipc__subcmd__peers__subcmd__heartbeat"
                 ;;
@@ -288,6 +297,9 @@ _cipc() {
                 ;;
             cipc__subcmd__peers,list)
                 cmd="cipc__subcmd__peers__subcmd__list"
+                ;;
+            cipc__subcmd__peers,prune)
+                cmd="cipc__subcmd__peers__subcmd__prune"
                 ;;
             cipc__subcmd__peers,show)
                 cmd="cipc__subcmd__peers__subcmd__show"
@@ -304,6 +316,9 @@ _cipc() {
             cipc__subcmd__peers__subcmd__help,discover)
                 cmd="cipc__subcmd__peers__subcmd__help__subcmd__discover"
                 ;;
+            cipc__subcmd__peers__subcmd__help,forget)
+                cmd="cipc__subcmd__peers__subcmd__help__subcmd__forget"
+                ;;
             cipc__subcmd__peers__subcmd__help,heartbeat)
                 cmd="cipc__subcmd__peers__subcmd__help__subcmd__heartbeat"
                 ;;
@@ -312,6 +327,9 @@ _cipc() {
                 ;;
             cipc__subcmd__peers__subcmd__help,list)
                 cmd="cipc__subcmd__peers__subcmd__help__subcmd__list"
+                ;;
+            cipc__subcmd__peers__subcmd__help,prune)
+                cmd="cipc__subcmd__peers__subcmd__help__subcmd__prune"
                 ;;
             cipc__subcmd__peers__subcmd__help,show)
                 cmd="cipc__subcmd__peers__subcmd__help__subcmd__show"
@@ -449,7 +467,7 @@ _cipc() {
             return 0
             ;;
         cipc__subcmd__answer)
-            opts="-h -V --url --token --token-file --peer --peer-key --json --table --by --help --version"
+            opts="-h -V --url --token --token-file --peer --peer-key --json --table --by --note --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -476,6 +494,10 @@ _cipc() {
                     return 0
                     ;;
                 --by)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --note)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -991,7 +1013,7 @@ _cipc() {
             return 0
             ;;
         cipc__subcmd__claude__subcmd__setup)
-            opts="-h -V --role --name --scope --transport --dir --url --token --token-file --cipc --dry-run --help --version"
+            opts="-h -V --role --name --scope --transport --dir --url --token --token-file --cipc --permission-wait --dry-run --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1030,6 +1052,10 @@ _cipc() {
                     return 0
                     ;;
                 --cipc)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --permission-wait)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -1415,7 +1441,7 @@ _cipc() {
             return 0
             ;;
         cipc__subcmd__help__subcmd__peers)
-            opts="list discover connect show disconnect heartbeat attention"
+            opts="list discover connect show disconnect forget prune heartbeat attention"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1484,6 +1510,20 @@ _cipc() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        cipc__subcmd__help__subcmd__peers__subcmd__forget)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         cipc__subcmd__help__subcmd__peers__subcmd__heartbeat)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
@@ -1499,6 +1539,20 @@ _cipc() {
             return 0
             ;;
         cipc__subcmd__help__subcmd__peers__subcmd__list)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cipc__subcmd__help__subcmd__peers__subcmd__prune)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -1779,7 +1833,7 @@ _cipc() {
             return 0
             ;;
         cipc__subcmd__hook)
-            opts="-h -V --role --name --url --token --token-file --peer --peer-key --json --table --help --version session-start prompt post-tool-use notification stop session-end"
+            opts="-h -V --role --name --permission-wait --url --token --token-file --peer --peer-key --json --table --help --version session-start prompt pre-tool-use permission post-tool-use notification stop session-end"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1790,6 +1844,10 @@ _cipc() {
                     return 0
                     ;;
                 --name)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --permission-wait)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -1839,7 +1897,7 @@ _cipc() {
             return 0
             ;;
         cipc__subcmd__peers)
-            opts="-h -V --url --token --token-file --peer --peer-key --json --table --help --version list discover connect show disconnect heartbeat attention help"
+            opts="-h -V --url --token --token-file --peer --peer-key --json --table --help --version list discover connect show disconnect forget prune heartbeat attention help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -2020,6 +2078,40 @@ _cipc() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        cipc__subcmd__peers__subcmd__forget)
+            opts="-h -V --url --token --token-file --peer --peer-key --json --table --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --token)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --token-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --peer)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --peer-key)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         cipc__subcmd__peers__subcmd__heartbeat)
             opts="-h -V --url --token --token-file --peer --peer-key --json --table --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -2055,7 +2147,7 @@ _cipc() {
             return 0
             ;;
         cipc__subcmd__peers__subcmd__help)
-            opts="list discover connect show disconnect heartbeat attention help"
+            opts="list discover connect show disconnect forget prune heartbeat attention help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -2124,6 +2216,20 @@ _cipc() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        cipc__subcmd__peers__subcmd__help__subcmd__forget)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         cipc__subcmd__peers__subcmd__help__subcmd__heartbeat)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
@@ -2166,6 +2272,20 @@ _cipc() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        cipc__subcmd__peers__subcmd__help__subcmd__prune)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         cipc__subcmd__peers__subcmd__help__subcmd__show)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
@@ -2187,6 +2307,44 @@ _cipc() {
                 return 0
             fi
             case "${prev}" in
+                --url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --token)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --token-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --peer)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --peer-key)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cipc__subcmd__peers__subcmd__prune)
+            opts="-h -V --older-than --dry-run --url --token --token-file --peer --peer-key --json --table --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --older-than)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --url)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0

@@ -114,6 +114,8 @@ set edit:completion:arg-completer[cipc] = {|@words|
             cand connect 'Register this session as a protected peer with ROLE and print it with its key (needed to act as it; reconnecting with --id needs it too). When CIPC_PEER and CIPC_PEER_KEY already name a peer of ROLE, that peer is reconnected (same id, same key) instead; --new registers another one'
             cand show 'Show one peer (default: --peer / CIPC_PEER)'
             cand disconnect 'Disconnect a peer: it goes offline and its unacked commands are pending again'
+            cand forget 'Forget a peer for good (its key too): an offline one needs no key, an online one is forgotten only by itself. Its unacked commands are pending again'
+            cand prune 'Forget every offline peer (the ghosts of sessions that ended), or only those offline for at least --older-than'
             cand heartbeat 'Tell the broker this peer is alive (default: --peer / CIPC_PEER)'
             cand attention 'Say why a person is needed now (shown in `cipc peers` and the dashboard); without TEXT, clear it. Acts as --peer / CIPC_PEER'
             cand help 'Print this message or the help of the given subcommand(s)'
@@ -188,6 +190,34 @@ set edit:completion:arg-completer[cipc] = {|@words|
             cand -V 'Print version'
             cand --version 'Print version'
         }
+        &'cipc;peers;forget'= {
+            cand --url 'The broker''s URL (plain http) [env: CIPC_URL] [default: http://127.0.0.1:9100]'
+            cand --token 'The broker''s token, sent as `Authorization: Bearer` (prefer CIPC_TOKEN or --token-file: flags show in `ps`) [env: CIPC_TOKEN]'
+            cand --token-file 'Read the token from a file that is not world-readable (wins over --token)'
+            cand --peer 'This session''s peer id, sent as X-Cipc-Peer (see `cipc peers connect --export`); the full id, or a unique part of it [env: CIPC_PEER]'
+            cand --peer-key 'This session''s peer key, sent as X-Cipc-Peer-Key: it proves the peer (`cipc peers connect --export` sets it; the key alone also names the peer) [env: CIPC_PEER_KEY]'
+            cand --json 'Print one JSON document per result (the default when stdout is not a terminal)'
+            cand --table 'Print tables and short lines even when stdout is not a terminal'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'cipc;peers;prune'= {
+            cand --older-than 'Only peers last seen at least this long ago (e.g. 1h, 2days)'
+            cand --url 'The broker''s URL (plain http) [env: CIPC_URL] [default: http://127.0.0.1:9100]'
+            cand --token 'The broker''s token, sent as `Authorization: Bearer` (prefer CIPC_TOKEN or --token-file: flags show in `ps`) [env: CIPC_TOKEN]'
+            cand --token-file 'Read the token from a file that is not world-readable (wins over --token)'
+            cand --peer 'This session''s peer id, sent as X-Cipc-Peer (see `cipc peers connect --export`); the full id, or a unique part of it [env: CIPC_PEER]'
+            cand --peer-key 'This session''s peer key, sent as X-Cipc-Peer-Key: it proves the peer (`cipc peers connect --export` sets it; the key alone also names the peer) [env: CIPC_PEER_KEY]'
+            cand --dry-run 'List what would be forgotten, and forget nothing'
+            cand --json 'Print one JSON document per result (the default when stdout is not a terminal)'
+            cand --table 'Print tables and short lines even when stdout is not a terminal'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
         &'cipc;peers;heartbeat'= {
             cand --url 'The broker''s URL (plain http) [env: CIPC_URL] [default: http://127.0.0.1:9100]'
             cand --token 'The broker''s token, sent as `Authorization: Bearer` (prefer CIPC_TOKEN or --token-file: flags show in `ps`) [env: CIPC_TOKEN]'
@@ -220,6 +250,8 @@ set edit:completion:arg-completer[cipc] = {|@words|
             cand connect 'Register this session as a protected peer with ROLE and print it with its key (needed to act as it; reconnecting with --id needs it too). When CIPC_PEER and CIPC_PEER_KEY already name a peer of ROLE, that peer is reconnected (same id, same key) instead; --new registers another one'
             cand show 'Show one peer (default: --peer / CIPC_PEER)'
             cand disconnect 'Disconnect a peer: it goes offline and its unacked commands are pending again'
+            cand forget 'Forget a peer for good (its key too): an offline one needs no key, an online one is forgotten only by itself. Its unacked commands are pending again'
+            cand prune 'Forget every offline peer (the ghosts of sessions that ended), or only those offline for at least --older-than'
             cand heartbeat 'Tell the broker this peer is alive (default: --peer / CIPC_PEER)'
             cand attention 'Say why a person is needed now (shown in `cipc peers` and the dashboard); without TEXT, clear it. Acts as --peer / CIPC_PEER'
             cand help 'Print this message or the help of the given subcommand(s)'
@@ -233,6 +265,10 @@ set edit:completion:arg-completer[cipc] = {|@words|
         &'cipc;peers;help;show'= {
         }
         &'cipc;peers;help;disconnect'= {
+        }
+        &'cipc;peers;help;forget'= {
+        }
+        &'cipc;peers;help;prune'= {
         }
         &'cipc;peers;help;heartbeat'= {
         }
@@ -368,6 +404,7 @@ set edit:completion:arg-completer[cipc] = {|@words|
             cand --peer 'This session''s peer id, sent as X-Cipc-Peer (see `cipc peers connect --export`); the full id, or a unique part of it [env: CIPC_PEER]'
             cand --peer-key 'This session''s peer key, sent as X-Cipc-Peer-Key: it proves the peer (`cipc peers connect --export` sets it; the key alone also names the peer) [env: CIPC_PEER_KEY]'
             cand --by 'Who answers [default: this peer''s role, else "someone"]'
+            cand --note 'Words that travel with the answer: for a permission, the reason the session is shown (e.g. cipc answer ID deny --note "use a branch")'
             cand --json 'Print one JSON document per result (the default when stdout is not a terminal)'
             cand --table 'Print tables and short lines even when stdout is not a terminal'
             cand -h 'Print help'
@@ -739,7 +776,8 @@ set edit:completion:arg-completer[cipc] = {|@words|
             cand --url 'The broker''s URL'
             cand --token 'The broker has a token (given here or in CIPC_TOKEN): the MCP entry sends it'
             cand --token-file 'Read the token from this file; the hooks read it from there too'
-            cand --cipc 'The cipc program the hooks run (default: this executable''s absolute path)'
+            cand --cipc 'The cipc program the hooks run (default: `cipc`, found on PATH, in a project''s shared settings; this executable''s absolute path for the local and user scopes)'
+            cand --permission-wait 'How long a permission prompt relayed to the dashboard waits for the person (e.g. 10m, 1h); the terminal''s own dialog shows beside it all along and whichever answers first wins. 0 relays nothing'
             cand --dry-run 'Print what would change and write nothing'
             cand -h 'Print help (see more with ''--help'')'
             cand --help 'Print help (see more with ''--help'')'
@@ -769,6 +807,7 @@ set edit:completion:arg-completer[cipc] = {|@words|
         &'cipc;hook'= {
             cand --role 'The role this Claude Code session takes'
             cand --name 'A name for the session''s peer (default: the project directory''s name)'
+            cand --permission-wait 'How long a relayed permission prompt waits for an answer from the dashboard or `cipc answer` (the `permission` hook; seconds)'
             cand --url 'The broker''s URL (plain http) [env: CIPC_URL] [default: http://127.0.0.1:9100]'
             cand --token 'The broker''s token, sent as `Authorization: Bearer` (prefer CIPC_TOKEN or --token-file: flags show in `ps`) [env: CIPC_TOKEN]'
             cand --token-file 'Read the token from a file that is not world-readable (wins over --token)'
@@ -829,6 +868,8 @@ set edit:completion:arg-completer[cipc] = {|@words|
             cand connect 'Register this session as a protected peer with ROLE and print it with its key (needed to act as it; reconnecting with --id needs it too). When CIPC_PEER and CIPC_PEER_KEY already name a peer of ROLE, that peer is reconnected (same id, same key) instead; --new registers another one'
             cand show 'Show one peer (default: --peer / CIPC_PEER)'
             cand disconnect 'Disconnect a peer: it goes offline and its unacked commands are pending again'
+            cand forget 'Forget a peer for good (its key too): an offline one needs no key, an online one is forgotten only by itself. Its unacked commands are pending again'
+            cand prune 'Forget every offline peer (the ghosts of sessions that ended), or only those offline for at least --older-than'
             cand heartbeat 'Tell the broker this peer is alive (default: --peer / CIPC_PEER)'
             cand attention 'Say why a person is needed now (shown in `cipc peers` and the dashboard); without TEXT, clear it. Acts as --peer / CIPC_PEER'
         }
@@ -841,6 +882,10 @@ set edit:completion:arg-completer[cipc] = {|@words|
         &'cipc;help;peers;show'= {
         }
         &'cipc;help;peers;disconnect'= {
+        }
+        &'cipc;help;peers;forget'= {
+        }
+        &'cipc;help;peers;prune'= {
         }
         &'cipc;help;peers;heartbeat'= {
         }

@@ -352,3 +352,54 @@ fn peers_connect_reconnects_this_shells_peer_of_the_same_role() {
     );
     assert_ne!(v["peer"]["id"], me.as_str());
 }
+
+#[test]
+fn forget_and_prune_clear_away_offline_peers_only() {
+    let b = Broker::start();
+    let alive = b.connect("live");
+    let gone = b.connect("ghost");
+    let also_gone = b.connect("ghost");
+    for id in [&gone, &also_gone] {
+        b.cipc()
+            .envs(b.identity(id))
+            .args(["peers", "disconnect"])
+            .assert()
+            .success();
+    }
+    // A person without a key cannot forget an online protected peer.
+    let a = b.cipc().args(["peers", "forget", &alive]).assert().code(1);
+    let err = String::from_utf8_lossy(&a.get_output().stderr).into_owned();
+    assert!(err.contains("key"), "{err}");
+
+    let v = stdout_json(b.cipc().args(["peers", "prune", "--dry-run", "--json"]));
+    assert_eq!(v["forgotten"].as_array().map(Vec::len), Some(2), "{v}");
+    let v = stdout_json(b.cipc().args(["peers", "--json"]));
+    assert_eq!(
+        v["peers"].as_array().map(Vec::len),
+        Some(3),
+        "a dry run forgets nothing"
+    );
+
+    let a = b
+        .cipc()
+        .args(["peers", "forget", &gone[gone.len() - 8..], "--table"])
+        .assert()
+        .success();
+    let out = String::from_utf8_lossy(&a.get_output().stdout).into_owned();
+    assert!(out.contains(&format!("forgot peer {gone}")), "{out}");
+    let a = b
+        .cipc()
+        .args(["peers", "prune", "--table"])
+        .assert()
+        .success();
+    let out = String::from_utf8_lossy(&a.get_output().stdout).into_owned();
+    assert!(out.contains("forgot 1 offline peer(s)"), "{out}");
+    let v = stdout_json(b.cipc().args(["peers", "--json"]));
+    let left: Vec<&str> = v["peers"]
+        .as_array()
+        .expect("peers")
+        .iter()
+        .filter_map(|p| p["id"].as_str())
+        .collect();
+    assert_eq!(left, [alive.as_str()], "{v}");
+}

@@ -53,9 +53,18 @@ fn ask_prints_the_answer_another_process_gave() {
 
     // The short id from the table answers it too.
     let short = &id[id.len() - 8..];
-    let v = stdout_json(b.cipc().args(["answer", short, "yes", "--by", "alice"]));
+    let v = stdout_json(b.cipc().args([
+        "answer",
+        short,
+        "yes",
+        "--by",
+        "alice",
+        "--note",
+        "after the 5pm freeze",
+    ]));
     assert_eq!(v["question"]["status"], "answered");
     assert_eq!(v["question"]["answeredBy"], "alice");
+    assert_eq!(v["question"]["note"], "after the 5pm freeze");
 
     let out = wait_child(child, PROCESS_LIMIT);
     assert_eq!(

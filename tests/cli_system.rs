@@ -771,3 +771,54 @@ fn doctor_knows_token_and_version_from_a_broker_whose_store_is_down() {
     assert_eq!(v["checks"][1]["outcome"], "fail", "{v}");
     rt.block_on(server.stop());
 }
+
+#[test]
+fn claude_setup_calls_cipc_by_name_in_shared_files_and_remove_leaves_no_empty_files() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let home = tempfile::tempdir().expect("home");
+    let project = dir.path().to_str().expect("utf-8").to_string();
+    // A PATH without cipc on it: setup warns that the hooks cannot run it.
+    let a = cipc()
+        .env("HOME", home.path())
+        .env("PATH", "/usr/bin:/bin")
+        .env_remove("CLAUDE_CONFIG_DIR")
+        .args(["claude", "setup", "--role", "qa", "--dir", &project])
+        .args(["--permission-wait", "10m"])
+        .assert()
+        .success();
+    let out = String::from_utf8_lossy(&a.get_output().stdout).into_owned();
+    let err = String::from_utf8_lossy(&a.get_output().stderr).into_owned();
+    assert!(err.contains("`cipc` is not on PATH"), "{err}");
+    assert!(out.contains("pending until you trust the folder"), "{out}");
+    assert!(out.contains("for 10m"), "{out}");
+    let settings: Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join(".claude/settings.json")).expect("read"),
+    )
+    .expect("json");
+    let start = settings["hooks"]["SessionStart"][0]["hooks"][0]["command"]
+        .as_str()
+        .expect("a command");
+    assert_eq!(
+        start, "cipc hook session-start --role qa",
+        "no path of this machine"
+    );
+    let permission = &settings["hooks"]["PermissionRequest"][0]["hooks"][0];
+    assert_eq!(
+        permission["command"],
+        "cipc hook permission --role qa --permission-wait 600"
+    );
+    assert_eq!(permission["timeout"], 630);
+
+    // Setup created both files: remove deletes them (and the empty
+    // .claude/) instead of leaving `{}` for Claude Code to complain about.
+    let a = cipc()
+        .env("HOME", home.path())
+        .env_remove("CLAUDE_CONFIG_DIR")
+        .args(["claude", "remove", "--dir", &project])
+        .assert()
+        .success();
+    let out = String::from_utf8_lossy(&a.get_output().stdout).into_owned();
+    assert!(out.contains("deleted"), "{out}");
+    assert!(!dir.path().join(".mcp.json").exists(), "{out}");
+    assert!(!dir.path().join(".claude").exists(), "{out}");
+}
