@@ -1353,7 +1353,9 @@ async fn permission_prompts_reach_the_person_and_their_answers_decide() {
         bash.len() == 2 && !bash[0].is_error && allowed_file.exists(),
         format!(
             "the allowed call did not run: {:?}",
-            bash.iter().map(|r| r.brief()).collect::<Vec<_>>()
+            bash.iter()
+                .map(fake_model::ToolResult::brief)
+                .collect::<Vec<_>>()
         ),
     );
     run.check(
@@ -1365,7 +1367,9 @@ async fn permission_prompts_reach_the_person_and_their_answers_decide() {
             && !denied_file.exists(),
         format!(
             "the denied call ran, or the model was not shown the note: {:?}",
-            bash.iter().map(|r| r.brief()).collect::<Vec<_>>()
+            bash.iter()
+                .map(fake_model::ToolResult::brief)
+                .collect::<Vec<_>>()
         ),
     );
     let (_, open) = common::get(&format!("{}/questions?status=open", run.base)).await;
@@ -1431,9 +1435,7 @@ async fn the_model_takes_and_acks_an_order_without_ever_holding_a_key() {
     // hand it to the model themselves).
     let status_url = format!("{base}/status");
     run.until("wait_for_command parked", LIMIT, || async {
-        if run.model.served_at(2).is_none() {
-            return None;
-        }
+        run.model.served_at(2)?;
         let (_, status) = common::get(&status_url).await;
         (status["waiters"].as_u64().unwrap_or(0) >= 1).then_some(())
     })

@@ -276,7 +276,7 @@ async fn a_prompt_answered_in_the_terminal_or_dismissed_leaves_nothing_open() {
     assert!(open_permissions(&u).await.is_empty());
 
     // A session that ends with a prompt open leaves nothing open either.
-    let _hook = s.spawn(
+    let hook = s.spawn(
         "permission",
         "backend",
         &tool_call(
@@ -288,12 +288,16 @@ async fn a_prompt_answered_in_the_terminal_or_dismissed_leaves_nothing_open() {
         &[],
     );
     until_open(&u, 1).await;
-    s.run(
+    let end = s.run(
         "session-end",
         "backend",
         &s.input("SessionEnd", json!({"reason": "other"})),
     );
+    assert_eq!(end.code, Some(0), "{end:?}");
     until_open(&u, 0).await;
+    // Its hook hears the question closed and leaves the terminal to decide.
+    let ran = finish(hook);
+    assert_eq!((ran.code, ran.json()), (Some(0), Value::Null), "{ran:?}");
 }
 
 #[tokio::test]
