@@ -1484,3 +1484,63 @@ async fn the_model_takes_and_acks_an_order_without_ever_holding_a_key() {
     run.finish(ended, &peer, End::Natural).await;
     run.check_remove(&json!({})).await;
 }
+
+// ---- scenario 6: `claude mcp list` and `claude mcp get` leave no ghost ----
+
+#[tokio::test(flavor = "multi_thread")]
+async fn claude_mcp_list_and_get_leave_no_ghost_peer() {
+    let Some(bin) = claude_or_skip("no ghost peers") else {
+        return;
+    };
+    let broker = common::start().await;
+    let base = broker.url();
+    let sandbox = Sandbox::new();
+    sandbox.setup("ghost", &base).await;
+    // A project whose folder is trusted and whose server is approved, as
+    // after a newcomer's first `claude` there: only then do these commands
+    // start (and end) a session with the project's hooks.
+    let project = sandbox.project.to_string_lossy().into_owned();
+    let config = json!({
+        "hasCompletedOnboarding": true,
+        "projects": {project: {"hasTrustDialogAccepted": true, "enabledMcpjsonServers": ["cipc"]}}
+    });
+    std::fs::write(sandbox.home.join(".claude.json"), config.to_string())
+        .expect("write ~/.claude.json");
+    let path = path_env();
+    for args in [&["mcp", "list"][..], &["mcp", "get", "cipc"][..]] {
+        let mut cmd = tokio::process::Command::new(&bin);
+        common::claude::quiet_env(
+            &mut cmd,
+            &path,
+            &sandbox.home,
+            &sandbox.tmp,
+            &sandbox.project,
+            "http://127.0.0.1:9",
+        );
+        cmd.env("CIPC_STATE_DIR", &sandbox.state);
+        let out = tokio::time::timeout(LIMIT, cmd.args(args).output())
+            .await
+            .unwrap_or_else(|_| panic!("claude {args:?} did not finish within {LIMIT:?}"))
+            .unwrap_or_else(|e| panic!("cannot run claude {args:?}: {e}"));
+        let said = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && said.contains("Connected"),
+            "claude {args:?} ({}): {said}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let sessions = std::fs::read_dir(&sandbox.state).map_or(0, Iterator::count);
+    assert!(
+        sessions >= 2,
+        "the hooks did not run for these sessions ({sessions} state files)\n{}",
+        sandbox.state_summary()
+    );
+    let (_, peers) = common::get(&format!("{base}/peers")).await;
+    assert_eq!(
+        peers["peers"],
+        json!([]),
+        "sessions that never took a turn left peers behind\n{}",
+        sandbox.state_summary()
+    );
+}
