@@ -13,6 +13,14 @@ pub const DEFAULT_LEASE_TTL_MS: u64 = 30 * 60 * 1000;
 pub const MIN_LEASE_TTL_MS: u64 = 1000;
 /// The longest lease: 24 hours (renew it to keep it longer).
 pub const MAX_LEASE_TTL_MS: u64 = 24 * 3600 * 1000;
+/// The most path patterns one lease (or one check) names.
+pub const MAX_LEASE_PATHS: usize = 100;
+/// The longest path pattern, in characters.
+pub const MAX_LEASE_PATH_LEN: usize = 1024;
+/// The longest reason, in characters.
+pub const MAX_LEASE_REASON_LEN: usize = 500;
+/// The longest repo name, in characters.
+pub const MAX_REPO_LEN: usize = 512;
 
 /// Where a lease is in its life.
 #[derive(
@@ -48,7 +56,7 @@ impl LeaseStatus {
 }
 
 /// A peer's claim on path patterns of one repository.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Lease {
     /// Unique id (UUID v7).
@@ -89,12 +97,18 @@ pub struct Lease {
 pub struct LeaseRequest {
     /// Repo-relative patterns (1-100): a file, a directory ending in `/`,
     /// or a glob. Absolute paths and `..` are refused.
+    #[schema(min_items = 1, max_items = 100)]
     pub paths: Vec<String>,
     /// The code base (default: derived by the client; the broker needs one).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(min_length = 1, max_length = 512)]
     pub repo: Option<String>,
     /// Milliseconds until it expires: default 30 min, at least 1 s, at most 24 h.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "super::whole_number"
+    )]
     #[schema(minimum = 1000, maximum = 86_400_000)]
     pub ttl: Option<u64>,
     /// Why, shown to whoever is refused (at most 500 characters).
@@ -111,7 +125,11 @@ pub struct LeaseRequest {
 pub struct RenewLeaseRequest {
     /// Milliseconds from now until it expires (default: the lease's own ttl
     /// again, as given when it was taken).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "super::whole_number"
+    )]
     #[schema(minimum = 1000, maximum = 86_400_000)]
     pub ttl: Option<u64>,
 }
