@@ -173,7 +173,7 @@ fn acquire_conflict_check_list_renew_and_release() {
         "{err}"
     );
     for needle in [
-        "src/api/ is held by backend (alice) until",
+        "backend (alice) holds src/api/ until",
         ": refactoring users",
         "ask backend (alice) with `cipc send ",
         "or wait until",

@@ -456,7 +456,7 @@ mod tests {
             (&at_top, "/etc/passwd".into(), Err("outside the checkout")),
             (&at_top, ".".into(), Err("whole checkout")),
             (&in_sub, "..".into(), Err("whole checkout")),
-            (&at_top, "".into(), Err("empty path")),
+            (&at_top, String::new(), Err("empty path")),
         ];
         for (c, given, want) in &table {
             let got = c.relative(given).map_err(|e| e.to_string());

@@ -30,7 +30,7 @@ use std::time::Duration;
 
 /// How many paths one `GET /leases/check` asks about (a huge commit is
 /// asked in parts, so no URL grows without bound).
-const PATHS_PER_CHECK: usize = 100;
+const PATHS_PER_CHECK: usize = crate::api::MAX_LEASE_PATHS;
 /// How long the guard waits for the broker before letting the commit through.
 const BROKER_PATIENCE: Duration = Duration::from_secs(10);
 

@@ -56,19 +56,46 @@ pub fn advice(l: &Lease) -> String {
     )
 }
 
+/// `: why` when the lease says why, else nothing.
+fn why(l: &Lease) -> String {
+    l.reason
+        .as_deref()
+        .filter(|r| !r.trim().is_empty())
+        .map_or_else(String::new, |r| format!(": {r}"))
+}
+
+/// ` (shared)` for a shared lease.
+fn mode(l: &Lease) -> &'static str {
+    if l.exclusive {
+        ""
+    } else {
+        " (shared)"
+    }
+}
+
 /// One line about a lease in the way of `path`: the path, the holder,
 /// until when and why.
 pub fn conflict_line(path: &str, l: &Lease, now: Timestamp) -> String {
-    let mode = if l.exclusive { "" } else { " (shared)" };
-    let reason = l
-        .reason
-        .as_deref()
-        .filter(|r| !r.trim().is_empty())
-        .map_or_else(String::new, |r| format!(": {r}"));
     format!(
-        "{path} is held by {}{mode} until {}{reason} [lease {}]",
+        "{path} is held by {}{} until {}{} [lease {}]",
         holder(l),
+        mode(l),
         until(l, now),
+        why(l),
+        short_id(l.id)
+    )
+}
+
+/// One line about a lease that stands in the way of a request: the
+/// holder, every path it holds, until when and why.
+pub fn holding_line(l: &Lease, now: Timestamp) -> String {
+    format!(
+        "{} holds {}{} until {}{} [lease {}]",
+        holder(l),
+        l.paths.join(", "),
+        mode(l),
+        until(l, now),
+        why(l),
         short_id(l.id)
     )
 }
@@ -94,7 +121,7 @@ pub fn check_lines(conflicts: &[LeaseConflict], now: Timestamp) -> Vec<String> {
 pub fn refusal_lines(held: &[Lease], asked_exclusive: bool, now: Timestamp) -> Vec<String> {
     let mut lines = Vec::new();
     for l in held {
-        lines.push(format!("  {}", conflict_line(&l.paths.join(", "), l, now)));
+        lines.push(format!("  {}", holding_line(l, now)));
         lines.push(format!("  → {}", advice(l)));
     }
     if asked_exclusive && !held.is_empty() && held.iter().all(|l| !l.exclusive) {
@@ -214,7 +241,10 @@ pub(crate) mod tests {
         shared.exclusive = false;
         shared.holder_name = None;
         let lines = refusal_lines(&[shared], true, now);
-        assert!(lines[0].contains("held by backend (shared)"), "{lines:?}");
+        assert!(
+            lines[0].starts_with("  backend holds src/api/ (shared) until"),
+            "{lines:?}"
+        );
         assert!(lines[2].contains("--shared"), "{lines:?}");
     }
 }
