@@ -39,6 +39,8 @@ Register-ArgumentCompleter -Native -CommandName 'cipc' -ScriptBlock {
             [CompletionResult]::new('questions', 'questions', [CompletionResultType]::ParameterValue, 'List questions (open ones first); show, wait for or cancel one')
             [CompletionResult]::new('chan', 'chan', [CompletionResultType]::ParameterValue, 'Channels: named append-only message streams')
             [CompletionResult]::new('signal', 'signal', [CompletionResultType]::ParameterValue, 'Signals: named latches that release waiters when emitted')
+            [CompletionResult]::new('lease', 'lease', [CompletionResultType]::ParameterValue, 'Leases: say which paths of a repository this session works on; see and check who holds what')
+            [CompletionResult]::new('guard', 'guard', [CompletionResultType]::ParameterValue, 'A git pre-commit hook that refuses a commit of paths another session leases')
             [CompletionResult]::new('status', 'status', [CompletionResultType]::ParameterValue, 'Peers, commands, channels and signals at a glance')
             [CompletionResult]::new('reset', 'reset', [CompletionResultType]::ParameterValue, 'Clear every peer, command, channel and signal')
             [CompletionResult]::new('work', 'work', [CompletionResultType]::ParameterValue, 'Serve a role with any program: take orders, run CMD for each, ack with its output')
@@ -771,6 +773,194 @@ Register-ArgumentCompleter -Native -CommandName 'cipc' -ScriptBlock {
         'cipc;signal;help;help' {
             break
         }
+        'cipc;lease' {
+            [CompletionResult]::new('--url', '--url', [CompletionResultType]::ParameterName, 'The broker''s URL (plain http) [env: CIPC_URL] [default: http://127.0.0.1:9100]')
+            [CompletionResult]::new('--token', '--token', [CompletionResultType]::ParameterName, 'The broker''s token, sent as `Authorization: Bearer` (prefer CIPC_TOKEN or --token-file: flags show in `ps`) [env: CIPC_TOKEN]')
+            [CompletionResult]::new('--token-file', '--token-file', [CompletionResultType]::ParameterName, 'Read the token from a file that is not world-readable (wins over --token)')
+            [CompletionResult]::new('--peer', '--peer', [CompletionResultType]::ParameterName, 'This session''s peer id, sent as X-Cipc-Peer (see `cipc peers connect --export`); the full id, or a unique part of it [env: CIPC_PEER]')
+            [CompletionResult]::new('--peer-key', '--peer-key', [CompletionResultType]::ParameterName, 'This session''s peer key, sent as X-Cipc-Peer-Key: it proves the peer (`cipc peers connect --export` sets it; the key alone also names the peer) [env: CIPC_PEER_KEY]')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print one JSON document per result (the default when stdout is not a terminal)')
+            [CompletionResult]::new('--table', '--table', [CompletionResultType]::ParameterName, 'Print tables and short lines even when stdout is not a terminal')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('acquire', 'acquire', [CompletionResultType]::ParameterValue, 'Hold paths for this peer; refused (nothing taken, exit 1) when another session holds any of them, naming each holder')
+            [CompletionResult]::new('release', 'release', [CompletionResultType]::ParameterValue, 'Release leases: by id, by path, or (no arguments) all of this peer''s in this repo')
+            [CompletionResult]::new('renew', 'renew', [CompletionResultType]::ParameterValue, 'Hold one of this peer''s leases longer')
+            [CompletionResult]::new('list', 'list', [CompletionResultType]::ParameterValue, 'List the held leases of this repo (or of every repo)')
+            [CompletionResult]::new('check', 'check', [CompletionResultType]::ParameterValue, 'Whether another session holds any of these paths: exit 1 naming each (path, holder, reason, expiry), exit 0 when all are free')
+            [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
+            break
+        }
+        'cipc;lease;acquire' {
+            [CompletionResult]::new('--ttl', '--ttl', [CompletionResultType]::ParameterName, 'How long to hold them unless renewed (1s to 24h) [default: 30m]')
+            [CompletionResult]::new('--reason', '--reason', [CompletionResultType]::ParameterName, 'Why, shown to whoever is refused (e.g. "migrating the users table")')
+            [CompletionResult]::new('--repo', '--repo', [CompletionResultType]::ParameterName, 'The repository''s name (default: derived from this checkout); the paths are then repo-relative as typed')
+            [CompletionResult]::new('--url', '--url', [CompletionResultType]::ParameterName, 'The broker''s URL (plain http) [env: CIPC_URL] [default: http://127.0.0.1:9100]')
+            [CompletionResult]::new('--token', '--token', [CompletionResultType]::ParameterName, 'The broker''s token, sent as `Authorization: Bearer` (prefer CIPC_TOKEN or --token-file: flags show in `ps`) [env: CIPC_TOKEN]')
+            [CompletionResult]::new('--token-file', '--token-file', [CompletionResultType]::ParameterName, 'Read the token from a file that is not world-readable (wins over --token)')
+            [CompletionResult]::new('--peer', '--peer', [CompletionResultType]::ParameterName, 'This session''s peer id, sent as X-Cipc-Peer (see `cipc peers connect --export`); the full id, or a unique part of it [env: CIPC_PEER]')
+            [CompletionResult]::new('--peer-key', '--peer-key', [CompletionResultType]::ParameterName, 'This session''s peer key, sent as X-Cipc-Peer-Key: it proves the peer (`cipc peers connect --export` sets it; the key alone also names the peer) [env: CIPC_PEER_KEY]')
+            [CompletionResult]::new('--shared', '--shared', [CompletionResultType]::ParameterName, 'A shared lease: others may share the paths, but nobody may hold them exclusively')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print one JSON document per result (the default when stdout is not a terminal)')
+            [CompletionResult]::new('--table', '--table', [CompletionResultType]::ParameterName, 'Print tables and short lines even when stdout is not a terminal')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'cipc;lease;release' {
+            [CompletionResult]::new('--repo', '--repo', [CompletionResultType]::ParameterName, 'The repository''s name (default: derived from this checkout)')
+            [CompletionResult]::new('--url', '--url', [CompletionResultType]::ParameterName, 'The broker''s URL (plain http) [env: CIPC_URL] [default: http://127.0.0.1:9100]')
+            [CompletionResult]::new('--token', '--token', [CompletionResultType]::ParameterName, 'The broker''s token, sent as `Authorization: Bearer` (prefer CIPC_TOKEN or --token-file: flags show in `ps`) [env: CIPC_TOKEN]')
+            [CompletionResult]::new('--token-file', '--token-file', [CompletionResultType]::ParameterName, 'Read the token from a file that is not world-readable (wins over --token)')
+            [CompletionResult]::new('--peer', '--peer', [CompletionResultType]::ParameterName, 'This session''s peer id, sent as X-Cipc-Peer (see `cipc peers connect --export`); the full id, or a unique part of it [env: CIPC_PEER]')
+            [CompletionResult]::new('--peer-key', '--peer-key', [CompletionResultType]::ParameterName, 'This session''s peer key, sent as X-Cipc-Peer-Key: it proves the peer (`cipc peers connect --export` sets it; the key alone also names the peer) [env: CIPC_PEER_KEY]')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print one JSON document per result (the default when stdout is not a terminal)')
+            [CompletionResult]::new('--table', '--table', [CompletionResultType]::ParameterName, 'Print tables and short lines even when stdout is not a terminal')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'cipc;lease;renew' {
+            [CompletionResult]::new('--ttl', '--ttl', [CompletionResultType]::ParameterName, 'From now, how long to hold it (1s to 24h) [default: its own ttl again]')
+            [CompletionResult]::new('--url', '--url', [CompletionResultType]::ParameterName, 'The broker''s URL (plain http) [env: CIPC_URL] [default: http://127.0.0.1:9100]')
+            [CompletionResult]::new('--token', '--token', [CompletionResultType]::ParameterName, 'The broker''s token, sent as `Authorization: Bearer` (prefer CIPC_TOKEN or --token-file: flags show in `ps`) [env: CIPC_TOKEN]')
+            [CompletionResult]::new('--token-file', '--token-file', [CompletionResultType]::ParameterName, 'Read the token from a file that is not world-readable (wins over --token)')
+            [CompletionResult]::new('--peer', '--peer', [CompletionResultType]::ParameterName, 'This session''s peer id, sent as X-Cipc-Peer (see `cipc peers connect --export`); the full id, or a unique part of it [env: CIPC_PEER]')
+            [CompletionResult]::new('--peer-key', '--peer-key', [CompletionResultType]::ParameterName, 'This session''s peer key, sent as X-Cipc-Peer-Key: it proves the peer (`cipc peers connect --export` sets it; the key alone also names the peer) [env: CIPC_PEER_KEY]')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print one JSON document per result (the default when stdout is not a terminal)')
+            [CompletionResult]::new('--table', '--table', [CompletionResultType]::ParameterName, 'Print tables and short lines even when stdout is not a terminal')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'cipc;lease;list' {
+            [CompletionResult]::new('--repo', '--repo', [CompletionResultType]::ParameterName, 'The repository''s name (default: derived from this checkout)')
+            [CompletionResult]::new('--url', '--url', [CompletionResultType]::ParameterName, 'The broker''s URL (plain http) [env: CIPC_URL] [default: http://127.0.0.1:9100]')
+            [CompletionResult]::new('--token', '--token', [CompletionResultType]::ParameterName, 'The broker''s token, sent as `Authorization: Bearer` (prefer CIPC_TOKEN or --token-file: flags show in `ps`) [env: CIPC_TOKEN]')
+            [CompletionResult]::new('--token-file', '--token-file', [CompletionResultType]::ParameterName, 'Read the token from a file that is not world-readable (wins over --token)')
+            [CompletionResult]::new('--peer', '--peer', [CompletionResultType]::ParameterName, 'This session''s peer id, sent as X-Cipc-Peer (see `cipc peers connect --export`); the full id, or a unique part of it [env: CIPC_PEER]')
+            [CompletionResult]::new('--peer-key', '--peer-key', [CompletionResultType]::ParameterName, 'This session''s peer key, sent as X-Cipc-Peer-Key: it proves the peer (`cipc peers connect --export` sets it; the key alone also names the peer) [env: CIPC_PEER_KEY]')
+            [CompletionResult]::new('--all', '--all', [CompletionResultType]::ParameterName, 'Every repo''s leases, not only this checkout''s')
+            [CompletionResult]::new('--mine', '--mine', [CompletionResultType]::ParameterName, 'Only this peer''s leases')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print one JSON document per result (the default when stdout is not a terminal)')
+            [CompletionResult]::new('--table', '--table', [CompletionResultType]::ParameterName, 'Print tables and short lines even when stdout is not a terminal')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'cipc;lease;check' {
+            [CompletionResult]::new('--repo', '--repo', [CompletionResultType]::ParameterName, 'The repository''s name (default: derived from this checkout); the paths are then repo-relative as typed')
+            [CompletionResult]::new('--url', '--url', [CompletionResultType]::ParameterName, 'The broker''s URL (plain http) [env: CIPC_URL] [default: http://127.0.0.1:9100]')
+            [CompletionResult]::new('--token', '--token', [CompletionResultType]::ParameterName, 'The broker''s token, sent as `Authorization: Bearer` (prefer CIPC_TOKEN or --token-file: flags show in `ps`) [env: CIPC_TOKEN]')
+            [CompletionResult]::new('--token-file', '--token-file', [CompletionResultType]::ParameterName, 'Read the token from a file that is not world-readable (wins over --token)')
+            [CompletionResult]::new('--peer', '--peer', [CompletionResultType]::ParameterName, 'This session''s peer id, sent as X-Cipc-Peer (see `cipc peers connect --export`); the full id, or a unique part of it [env: CIPC_PEER]')
+            [CompletionResult]::new('--peer-key', '--peer-key', [CompletionResultType]::ParameterName, 'This session''s peer key, sent as X-Cipc-Peer-Key: it proves the peer (`cipc peers connect --export` sets it; the key alone also names the peer) [env: CIPC_PEER_KEY]')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print one JSON document per result (the default when stdout is not a terminal)')
+            [CompletionResult]::new('--table', '--table', [CompletionResultType]::ParameterName, 'Print tables and short lines even when stdout is not a terminal')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'cipc;lease;help' {
+            [CompletionResult]::new('acquire', 'acquire', [CompletionResultType]::ParameterValue, 'Hold paths for this peer; refused (nothing taken, exit 1) when another session holds any of them, naming each holder')
+            [CompletionResult]::new('release', 'release', [CompletionResultType]::ParameterValue, 'Release leases: by id, by path, or (no arguments) all of this peer''s in this repo')
+            [CompletionResult]::new('renew', 'renew', [CompletionResultType]::ParameterValue, 'Hold one of this peer''s leases longer')
+            [CompletionResult]::new('list', 'list', [CompletionResultType]::ParameterValue, 'List the held leases of this repo (or of every repo)')
+            [CompletionResult]::new('check', 'check', [CompletionResultType]::ParameterValue, 'Whether another session holds any of these paths: exit 1 naming each (path, holder, reason, expiry), exit 0 when all are free')
+            [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
+            break
+        }
+        'cipc;lease;help;acquire' {
+            break
+        }
+        'cipc;lease;help;release' {
+            break
+        }
+        'cipc;lease;help;renew' {
+            break
+        }
+        'cipc;lease;help;list' {
+            break
+        }
+        'cipc;lease;help;check' {
+            break
+        }
+        'cipc;lease;help;help' {
+            break
+        }
+        'cipc;guard' {
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('install', 'install', [CompletionResultType]::ParameterValue, 'Add the lease check to the repository''s pre-commit hook (merged with one that exists)')
+            [CompletionResult]::new('remove', 'remove', [CompletionResultType]::ParameterValue, 'Take out exactly what `install` added, restoring the hook as it was')
+            [CompletionResult]::new('check', 'check', [CompletionResultType]::ParameterValue, 'Check the staged paths against other sessions'' leases (what the hook runs)')
+            [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
+            break
+        }
+        'cipc;guard;install' {
+            [CompletionResult]::new('--dir', '--dir', [CompletionResultType]::ParameterName, 'A directory of the repository [default: the current one]')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'cipc;guard;remove' {
+            [CompletionResult]::new('--dir', '--dir', [CompletionResultType]::ParameterName, 'A directory of the repository [default: the current one]')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'cipc;guard;check' {
+            [CompletionResult]::new('--url', '--url', [CompletionResultType]::ParameterName, 'The broker''s URL (plain http) [env: CIPC_URL] [default: http://127.0.0.1:9100]')
+            [CompletionResult]::new('--token', '--token', [CompletionResultType]::ParameterName, 'The broker''s token, sent as `Authorization: Bearer` (prefer CIPC_TOKEN or --token-file: flags show in `ps`) [env: CIPC_TOKEN]')
+            [CompletionResult]::new('--token-file', '--token-file', [CompletionResultType]::ParameterName, 'Read the token from a file that is not world-readable (wins over --token)')
+            [CompletionResult]::new('--peer', '--peer', [CompletionResultType]::ParameterName, 'This session''s peer id, sent as X-Cipc-Peer (see `cipc peers connect --export`); the full id, or a unique part of it [env: CIPC_PEER]')
+            [CompletionResult]::new('--peer-key', '--peer-key', [CompletionResultType]::ParameterName, 'This session''s peer key, sent as X-Cipc-Peer-Key: it proves the peer (`cipc peers connect --export` sets it; the key alone also names the peer) [env: CIPC_PEER_KEY]')
+            [CompletionResult]::new('--repo', '--repo', [CompletionResultType]::ParameterName, 'The repository''s name [default: derived from this checkout]')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print one JSON document per result (the default when stdout is not a terminal)')
+            [CompletionResult]::new('--table', '--table', [CompletionResultType]::ParameterName, 'Print tables and short lines even when stdout is not a terminal')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'cipc;guard;help' {
+            [CompletionResult]::new('install', 'install', [CompletionResultType]::ParameterValue, 'Add the lease check to the repository''s pre-commit hook (merged with one that exists)')
+            [CompletionResult]::new('remove', 'remove', [CompletionResultType]::ParameterValue, 'Take out exactly what `install` added, restoring the hook as it was')
+            [CompletionResult]::new('check', 'check', [CompletionResultType]::ParameterValue, 'Check the staged paths against other sessions'' leases (what the hook runs)')
+            [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
+            break
+        }
+        'cipc;guard;help;install' {
+            break
+        }
+        'cipc;guard;help;remove' {
+            break
+        }
+        'cipc;guard;help;check' {
+            break
+        }
+        'cipc;guard;help;help' {
+            break
+        }
         'cipc;status' {
             [CompletionResult]::new('--url', '--url', [CompletionResultType]::ParameterName, 'The broker''s URL (plain http) [env: CIPC_URL] [default: http://127.0.0.1:9100]')
             [CompletionResult]::new('--token', '--token', [CompletionResultType]::ParameterName, 'The broker''s token, sent as `Authorization: Bearer` (prefer CIPC_TOKEN or --token-file: flags show in `ps`) [env: CIPC_TOKEN]')
@@ -932,6 +1122,8 @@ Register-ArgumentCompleter -Native -CommandName 'cipc' -ScriptBlock {
             [CompletionResult]::new('questions', 'questions', [CompletionResultType]::ParameterValue, 'List questions (open ones first); show, wait for or cancel one')
             [CompletionResult]::new('chan', 'chan', [CompletionResultType]::ParameterValue, 'Channels: named append-only message streams')
             [CompletionResult]::new('signal', 'signal', [CompletionResultType]::ParameterValue, 'Signals: named latches that release waiters when emitted')
+            [CompletionResult]::new('lease', 'lease', [CompletionResultType]::ParameterValue, 'Leases: say which paths of a repository this session works on; see and check who holds what')
+            [CompletionResult]::new('guard', 'guard', [CompletionResultType]::ParameterValue, 'A git pre-commit hook that refuses a commit of paths another session leases')
             [CompletionResult]::new('status', 'status', [CompletionResultType]::ParameterValue, 'Peers, commands, channels and signals at a glance')
             [CompletionResult]::new('reset', 'reset', [CompletionResultType]::ParameterValue, 'Clear every peer, command, channel and signal')
             [CompletionResult]::new('work', 'work', [CompletionResultType]::ParameterValue, 'Serve a role with any program: take orders, run CMD for each, ack with its output')
@@ -1071,6 +1263,44 @@ Register-ArgumentCompleter -Native -CommandName 'cipc' -ScriptBlock {
             break
         }
         'cipc;help;signal;list' {
+            break
+        }
+        'cipc;help;lease' {
+            [CompletionResult]::new('acquire', 'acquire', [CompletionResultType]::ParameterValue, 'Hold paths for this peer; refused (nothing taken, exit 1) when another session holds any of them, naming each holder')
+            [CompletionResult]::new('release', 'release', [CompletionResultType]::ParameterValue, 'Release leases: by id, by path, or (no arguments) all of this peer''s in this repo')
+            [CompletionResult]::new('renew', 'renew', [CompletionResultType]::ParameterValue, 'Hold one of this peer''s leases longer')
+            [CompletionResult]::new('list', 'list', [CompletionResultType]::ParameterValue, 'List the held leases of this repo (or of every repo)')
+            [CompletionResult]::new('check', 'check', [CompletionResultType]::ParameterValue, 'Whether another session holds any of these paths: exit 1 naming each (path, holder, reason, expiry), exit 0 when all are free')
+            break
+        }
+        'cipc;help;lease;acquire' {
+            break
+        }
+        'cipc;help;lease;release' {
+            break
+        }
+        'cipc;help;lease;renew' {
+            break
+        }
+        'cipc;help;lease;list' {
+            break
+        }
+        'cipc;help;lease;check' {
+            break
+        }
+        'cipc;help;guard' {
+            [CompletionResult]::new('install', 'install', [CompletionResultType]::ParameterValue, 'Add the lease check to the repository''s pre-commit hook (merged with one that exists)')
+            [CompletionResult]::new('remove', 'remove', [CompletionResultType]::ParameterValue, 'Take out exactly what `install` added, restoring the hook as it was')
+            [CompletionResult]::new('check', 'check', [CompletionResultType]::ParameterValue, 'Check the staged paths against other sessions'' leases (what the hook runs)')
+            break
+        }
+        'cipc;help;guard;install' {
+            break
+        }
+        'cipc;help;guard;remove' {
+            break
+        }
+        'cipc;help;guard;check' {
             break
         }
         'cipc;help;status' {

@@ -36,6 +36,8 @@ set edit:completion:arg-completer[cipc] = {|@words|
             cand questions 'List questions (open ones first); show, wait for or cancel one'
             cand chan 'Channels: named append-only message streams'
             cand signal 'Signals: named latches that release waiters when emitted'
+            cand lease 'Leases: say which paths of a repository this session works on; see and check who holds what'
+            cand guard 'A git pre-commit hook that refuses a commit of paths another session leases'
             cand status 'Peers, commands, channels and signals at a glance'
             cand reset 'Clear every peer, command, channel and signal'
             cand work 'Serve a role with any program: take orders, run CMD for each, ack with its output'
@@ -701,6 +703,172 @@ set edit:completion:arg-completer[cipc] = {|@words|
         }
         &'cipc;signal;help;help'= {
         }
+        &'cipc;lease'= {
+            cand --url 'The broker''s URL (plain http) [env: CIPC_URL] [default: http://127.0.0.1:9100]'
+            cand --token 'The broker''s token, sent as `Authorization: Bearer` (prefer CIPC_TOKEN or --token-file: flags show in `ps`) [env: CIPC_TOKEN]'
+            cand --token-file 'Read the token from a file that is not world-readable (wins over --token)'
+            cand --peer 'This session''s peer id, sent as X-Cipc-Peer (see `cipc peers connect --export`); the full id, or a unique part of it [env: CIPC_PEER]'
+            cand --peer-key 'This session''s peer key, sent as X-Cipc-Peer-Key: it proves the peer (`cipc peers connect --export` sets it; the key alone also names the peer) [env: CIPC_PEER_KEY]'
+            cand --json 'Print one JSON document per result (the default when stdout is not a terminal)'
+            cand --table 'Print tables and short lines even when stdout is not a terminal'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+            cand acquire 'Hold paths for this peer; refused (nothing taken, exit 1) when another session holds any of them, naming each holder'
+            cand release 'Release leases: by id, by path, or (no arguments) all of this peer''s in this repo'
+            cand renew 'Hold one of this peer''s leases longer'
+            cand list 'List the held leases of this repo (or of every repo)'
+            cand check 'Whether another session holds any of these paths: exit 1 naming each (path, holder, reason, expiry), exit 0 when all are free'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'cipc;lease;acquire'= {
+            cand --ttl 'How long to hold them unless renewed (1s to 24h) [default: 30m]'
+            cand --reason 'Why, shown to whoever is refused (e.g. "migrating the users table")'
+            cand --repo 'The repository''s name (default: derived from this checkout); the paths are then repo-relative as typed'
+            cand --url 'The broker''s URL (plain http) [env: CIPC_URL] [default: http://127.0.0.1:9100]'
+            cand --token 'The broker''s token, sent as `Authorization: Bearer` (prefer CIPC_TOKEN or --token-file: flags show in `ps`) [env: CIPC_TOKEN]'
+            cand --token-file 'Read the token from a file that is not world-readable (wins over --token)'
+            cand --peer 'This session''s peer id, sent as X-Cipc-Peer (see `cipc peers connect --export`); the full id, or a unique part of it [env: CIPC_PEER]'
+            cand --peer-key 'This session''s peer key, sent as X-Cipc-Peer-Key: it proves the peer (`cipc peers connect --export` sets it; the key alone also names the peer) [env: CIPC_PEER_KEY]'
+            cand --shared 'A shared lease: others may share the paths, but nobody may hold them exclusively'
+            cand --json 'Print one JSON document per result (the default when stdout is not a terminal)'
+            cand --table 'Print tables and short lines even when stdout is not a terminal'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'cipc;lease;release'= {
+            cand --repo 'The repository''s name (default: derived from this checkout)'
+            cand --url 'The broker''s URL (plain http) [env: CIPC_URL] [default: http://127.0.0.1:9100]'
+            cand --token 'The broker''s token, sent as `Authorization: Bearer` (prefer CIPC_TOKEN or --token-file: flags show in `ps`) [env: CIPC_TOKEN]'
+            cand --token-file 'Read the token from a file that is not world-readable (wins over --token)'
+            cand --peer 'This session''s peer id, sent as X-Cipc-Peer (see `cipc peers connect --export`); the full id, or a unique part of it [env: CIPC_PEER]'
+            cand --peer-key 'This session''s peer key, sent as X-Cipc-Peer-Key: it proves the peer (`cipc peers connect --export` sets it; the key alone also names the peer) [env: CIPC_PEER_KEY]'
+            cand --json 'Print one JSON document per result (the default when stdout is not a terminal)'
+            cand --table 'Print tables and short lines even when stdout is not a terminal'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'cipc;lease;renew'= {
+            cand --ttl 'From now, how long to hold it (1s to 24h) [default: its own ttl again]'
+            cand --url 'The broker''s URL (plain http) [env: CIPC_URL] [default: http://127.0.0.1:9100]'
+            cand --token 'The broker''s token, sent as `Authorization: Bearer` (prefer CIPC_TOKEN or --token-file: flags show in `ps`) [env: CIPC_TOKEN]'
+            cand --token-file 'Read the token from a file that is not world-readable (wins over --token)'
+            cand --peer 'This session''s peer id, sent as X-Cipc-Peer (see `cipc peers connect --export`); the full id, or a unique part of it [env: CIPC_PEER]'
+            cand --peer-key 'This session''s peer key, sent as X-Cipc-Peer-Key: it proves the peer (`cipc peers connect --export` sets it; the key alone also names the peer) [env: CIPC_PEER_KEY]'
+            cand --json 'Print one JSON document per result (the default when stdout is not a terminal)'
+            cand --table 'Print tables and short lines even when stdout is not a terminal'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'cipc;lease;list'= {
+            cand --repo 'The repository''s name (default: derived from this checkout)'
+            cand --url 'The broker''s URL (plain http) [env: CIPC_URL] [default: http://127.0.0.1:9100]'
+            cand --token 'The broker''s token, sent as `Authorization: Bearer` (prefer CIPC_TOKEN or --token-file: flags show in `ps`) [env: CIPC_TOKEN]'
+            cand --token-file 'Read the token from a file that is not world-readable (wins over --token)'
+            cand --peer 'This session''s peer id, sent as X-Cipc-Peer (see `cipc peers connect --export`); the full id, or a unique part of it [env: CIPC_PEER]'
+            cand --peer-key 'This session''s peer key, sent as X-Cipc-Peer-Key: it proves the peer (`cipc peers connect --export` sets it; the key alone also names the peer) [env: CIPC_PEER_KEY]'
+            cand --all 'Every repo''s leases, not only this checkout''s'
+            cand --mine 'Only this peer''s leases'
+            cand --json 'Print one JSON document per result (the default when stdout is not a terminal)'
+            cand --table 'Print tables and short lines even when stdout is not a terminal'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'cipc;lease;check'= {
+            cand --repo 'The repository''s name (default: derived from this checkout); the paths are then repo-relative as typed'
+            cand --url 'The broker''s URL (plain http) [env: CIPC_URL] [default: http://127.0.0.1:9100]'
+            cand --token 'The broker''s token, sent as `Authorization: Bearer` (prefer CIPC_TOKEN or --token-file: flags show in `ps`) [env: CIPC_TOKEN]'
+            cand --token-file 'Read the token from a file that is not world-readable (wins over --token)'
+            cand --peer 'This session''s peer id, sent as X-Cipc-Peer (see `cipc peers connect --export`); the full id, or a unique part of it [env: CIPC_PEER]'
+            cand --peer-key 'This session''s peer key, sent as X-Cipc-Peer-Key: it proves the peer (`cipc peers connect --export` sets it; the key alone also names the peer) [env: CIPC_PEER_KEY]'
+            cand --json 'Print one JSON document per result (the default when stdout is not a terminal)'
+            cand --table 'Print tables and short lines even when stdout is not a terminal'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'cipc;lease;help'= {
+            cand acquire 'Hold paths for this peer; refused (nothing taken, exit 1) when another session holds any of them, naming each holder'
+            cand release 'Release leases: by id, by path, or (no arguments) all of this peer''s in this repo'
+            cand renew 'Hold one of this peer''s leases longer'
+            cand list 'List the held leases of this repo (or of every repo)'
+            cand check 'Whether another session holds any of these paths: exit 1 naming each (path, holder, reason, expiry), exit 0 when all are free'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'cipc;lease;help;acquire'= {
+        }
+        &'cipc;lease;help;release'= {
+        }
+        &'cipc;lease;help;renew'= {
+        }
+        &'cipc;lease;help;list'= {
+        }
+        &'cipc;lease;help;check'= {
+        }
+        &'cipc;lease;help;help'= {
+        }
+        &'cipc;guard'= {
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+            cand install 'Add the lease check to the repository''s pre-commit hook (merged with one that exists)'
+            cand remove 'Take out exactly what `install` added, restoring the hook as it was'
+            cand check 'Check the staged paths against other sessions'' leases (what the hook runs)'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'cipc;guard;install'= {
+            cand --dir 'A directory of the repository [default: the current one]'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'cipc;guard;remove'= {
+            cand --dir 'A directory of the repository [default: the current one]'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'cipc;guard;check'= {
+            cand --url 'The broker''s URL (plain http) [env: CIPC_URL] [default: http://127.0.0.1:9100]'
+            cand --token 'The broker''s token, sent as `Authorization: Bearer` (prefer CIPC_TOKEN or --token-file: flags show in `ps`) [env: CIPC_TOKEN]'
+            cand --token-file 'Read the token from a file that is not world-readable (wins over --token)'
+            cand --peer 'This session''s peer id, sent as X-Cipc-Peer (see `cipc peers connect --export`); the full id, or a unique part of it [env: CIPC_PEER]'
+            cand --peer-key 'This session''s peer key, sent as X-Cipc-Peer-Key: it proves the peer (`cipc peers connect --export` sets it; the key alone also names the peer) [env: CIPC_PEER_KEY]'
+            cand --repo 'The repository''s name [default: derived from this checkout]'
+            cand --json 'Print one JSON document per result (the default when stdout is not a terminal)'
+            cand --table 'Print tables and short lines even when stdout is not a terminal'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'cipc;guard;help'= {
+            cand install 'Add the lease check to the repository''s pre-commit hook (merged with one that exists)'
+            cand remove 'Take out exactly what `install` added, restoring the hook as it was'
+            cand check 'Check the staged paths against other sessions'' leases (what the hook runs)'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'cipc;guard;help;install'= {
+        }
+        &'cipc;guard;help;remove'= {
+        }
+        &'cipc;guard;help;check'= {
+        }
+        &'cipc;guard;help;help'= {
+        }
         &'cipc;status'= {
             cand --url 'The broker''s URL (plain http) [env: CIPC_URL] [default: http://127.0.0.1:9100]'
             cand --token 'The broker''s token, sent as `Authorization: Bearer` (prefer CIPC_TOKEN or --token-file: flags show in `ps`) [env: CIPC_TOKEN]'
@@ -848,6 +1016,8 @@ set edit:completion:arg-completer[cipc] = {|@words|
             cand questions 'List questions (open ones first); show, wait for or cancel one'
             cand chan 'Channels: named append-only message streams'
             cand signal 'Signals: named latches that release waiters when emitted'
+            cand lease 'Leases: say which paths of a repository this session works on; see and check who holds what'
+            cand guard 'A git pre-commit hook that refuses a commit of paths another session leases'
             cand status 'Peers, commands, channels and signals at a glance'
             cand reset 'Clear every peer, command, channel and signal'
             cand work 'Serve a role with any program: take orders, run CMD for each, ack with its output'
@@ -951,6 +1121,34 @@ set edit:completion:arg-completer[cipc] = {|@words|
         &'cipc;help;signal;clear'= {
         }
         &'cipc;help;signal;list'= {
+        }
+        &'cipc;help;lease'= {
+            cand acquire 'Hold paths for this peer; refused (nothing taken, exit 1) when another session holds any of them, naming each holder'
+            cand release 'Release leases: by id, by path, or (no arguments) all of this peer''s in this repo'
+            cand renew 'Hold one of this peer''s leases longer'
+            cand list 'List the held leases of this repo (or of every repo)'
+            cand check 'Whether another session holds any of these paths: exit 1 naming each (path, holder, reason, expiry), exit 0 when all are free'
+        }
+        &'cipc;help;lease;acquire'= {
+        }
+        &'cipc;help;lease;release'= {
+        }
+        &'cipc;help;lease;renew'= {
+        }
+        &'cipc;help;lease;list'= {
+        }
+        &'cipc;help;lease;check'= {
+        }
+        &'cipc;help;guard'= {
+            cand install 'Add the lease check to the repository''s pre-commit hook (merged with one that exists)'
+            cand remove 'Take out exactly what `install` added, restoring the hook as it was'
+            cand check 'Check the staged paths against other sessions'' leases (what the hook runs)'
+        }
+        &'cipc;help;guard;install'= {
+        }
+        &'cipc;help;guard;remove'= {
+        }
+        &'cipc;help;guard;check'= {
         }
         &'cipc;help;status'= {
         }

@@ -4,8 +4,8 @@
 //! JSON arguments). Each subcommand's own flags live beside its code.
 
 use super::{
-    bench, chan, claude, commands, doctor, generate, peers, questions, serve, signal, system, work,
-    CliError,
+    bench, chan, claude, commands, doctor, generate, guard, lease, peers, questions, serve, signal,
+    system, work, CliError,
 };
 use crate::client::DEFAULT_URL;
 use clap::{Args, Parser, Subcommand};
@@ -63,6 +63,10 @@ pub enum Command {
     Chan(chan::ChanArgs),
     /// Signals: named latches that release waiters when emitted.
     Signal(signal::SignalArgs),
+    /// Leases: say which paths of a repository this session works on; see and check who holds what.
+    Lease(lease::LeaseArgs),
+    /// A git pre-commit hook that refuses a commit of paths another session leases.
+    Guard(guard::GuardArgs),
     /// Peers, commands, channels and signals at a glance.
     Status(system::StatusArgs),
     /// Clear every peer, command, channel and signal.

@@ -89,6 +89,12 @@ impl CliError {
         }
     }
 
+    /// The same error, its message ending with `suffix`.
+    pub fn suffixed(mut self, suffix: &str) -> CliError {
+        self.message = self.message.map(|m| format!("{m}{suffix}"));
+        self
+    }
+
     /// The same error, its message starting with `prefix`.
     pub fn prefixed(mut self, prefix: &str) -> CliError {
         self.message = self.message.map(|m| format!("{prefix}{m}"));

@@ -1,4 +1,4 @@
-//! Which peer, command or question the user means: whole ids, or a unique
+//! Which peer, command, question or lease the user means: whole ids, or a unique
 //! part of one (as tables show them) looked up in the broker's lists, and
 //! the peer a client speaks for (`--peer` / `CIPC_PEER`, or the one its key
 //! names).
@@ -58,7 +58,7 @@ pub async fn identity(
     Ok((peer.or(key_peer), key.map(str::to_string)))
 }
 
-/// The kinds of id a user types: a command's, a peer's, a question's.
+/// The kinds of id a user types: a command's, a peer's, a question's, a lease's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum IdKind {
     /// A command id (`cipc send`, `cipc commands`).
@@ -67,6 +67,8 @@ pub enum IdKind {
     Peer,
     /// A question id (`cipc ask`, `cipc questions`).
     Question,
+    /// A held lease's id (`cipc lease list`).
+    Lease,
 }
 
 /// The fewest characters of an id that name it (besides the whole id).
@@ -78,6 +80,7 @@ impl IdKind {
             IdKind::Command => "command",
             IdKind::Peer => "peer",
             IdKind::Question => "question",
+            IdKind::Lease => "lease",
         }
     }
 
@@ -86,6 +89,7 @@ impl IdKind {
             IdKind::Command => "`cipc commands`",
             IdKind::Peer => "`cipc peers`",
             IdKind::Question => "`cipc questions`",
+            IdKind::Lease => "`cipc lease list --all`",
         }
     }
 
@@ -164,7 +168,7 @@ pub fn pick_id(
 
 /// An id as the broker wants it: a whole id as given (no request), or the
 /// one id that a part names, looked up in the broker's list of that kind
-/// (`GET /commands?limit=10000`, `GET /peers`, `GET /questions`).
+/// (`GET /commands?limit=10000`, `GET /peers`, `GET /questions`, `GET /leases`).
 pub async fn resolve_id(ctx: &Ctx, given: &str, kind: IdKind) -> Result<String, CliError> {
     resolve_with(&ctx.client, given, kind).await
 }
@@ -204,6 +208,16 @@ async fn resolve_with(client: &Client, given: &str, kind: IdKind) -> Result<Stri
             .map(|q| {
                 let what = format!("from {}, {}", q.from, q.status.as_str());
                 (q.id, what)
+            })
+            .collect(),
+        IdKind::Lease => client
+            .leases(None, None)
+            .await?
+            .leases
+            .into_iter()
+            .map(|l| {
+                let what = format!("{} held by {}", l.paths.join(", "), l.holder_role);
+                (l.id, what)
             })
             .collect(),
     };

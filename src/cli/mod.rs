@@ -6,7 +6,9 @@
 //! (through [`crate::client::Client`]), one file per group: [`peers`],
 //! [`commands`] (send/wait/ack/result/cancel/commands), [`questions`]
 //! (ask/answer/questions), [`chan`],
-//! [`signal`], [`system`] (status/reset), [`doctor`] (what is wrong with
+//! [`signal`], [`lease`] (who works on which paths of a repository, named
+//! through [`repo`]), [`guard`] (the git pre-commit hook that enforces
+//! leases), [`system`] (status/reset), [`doctor`] (what is wrong with
 //! the setup) and [`generate`] (completions/man).
 //! [`output`] decides between tables and JSON; [`poll`] turns long-polls into
 //! waits of any length, and [`backoff`] paces every retry. Ids may be given whole or as a unique part
@@ -24,10 +26,13 @@ pub mod commands;
 pub mod doctor;
 pub mod fd_limit;
 pub mod generate;
+pub mod guard;
+pub mod lease;
 pub mod output;
 pub mod peers;
 pub mod poll;
 pub mod questions;
+pub mod repo;
 pub mod serve;
 pub mod signal;
 pub mod system;
@@ -156,6 +161,8 @@ fn command_path(cmd: &Command) -> String {
         ),
         Command::Chan(a) => ("chan", Some(a.cmd.name())),
         Command::Signal(a) => ("signal", Some(a.cmd.name())),
+        Command::Lease(a) => ("lease", Some(a.cmd.name())),
+        Command::Guard(a) => ("guard", Some(a.cmd.name())),
         Command::Status(_) => ("status", None),
         Command::Reset(_) => ("reset", None),
         Command::Work(_) => ("work", None),
@@ -186,6 +193,11 @@ fn client_args(cmd: &mut Command) -> Option<&mut ClientArgs> {
         Command::Questions(a) => Some(&mut a.client),
         Command::Chan(a) => Some(&mut a.client),
         Command::Signal(a) => Some(&mut a.client),
+        Command::Lease(a) => Some(&mut a.client),
+        Command::Guard(a) => match &mut a.cmd {
+            guard::GuardCmd::Check(c) => Some(&mut c.client),
+            guard::GuardCmd::Install { .. } | guard::GuardCmd::Remove { .. } => None,
+        },
         Command::Status(a) => Some(&mut a.client),
         Command::Reset(a) => Some(&mut a.client),
         Command::Work(a) => Some(&mut a.client),
@@ -242,6 +254,10 @@ pub fn run(mut cli: Cli) -> Exit {
         }
         Command::Chan(a) => run_client("chan", &a.client.clone(), |ctx| chan::run(a, ctx)),
         Command::Signal(a) => run_client("signal", &a.client.clone(), |ctx| signal::run(a, ctx)),
+        Command::Lease(a) => run_client("lease", &a.client.clone(), |ctx| lease::run(a, ctx)),
+        // The guard's check lets a commit through when it cannot ask, so it
+        // runs its own client rather than `run_client`'s errors.
+        Command::Guard(a) => guard::run(a),
         Command::Status(a) => run_client("status", &a.client.clone(), |ctx| system::status(a, ctx)),
         Command::Reset(a) => run_client("reset", &a.client.clone(), |ctx| system::reset(a, ctx)),
         Command::Work(a) => run_client("work", &a.client.clone(), |ctx| work::run(a, ctx)),

@@ -2,7 +2,7 @@
 //! should do about it, and how a non-2xx answer becomes one: the broker's
 //! own error body (with its catalogued reason), or another server's page.
 
-use crate::api::ErrorResponse;
+use crate::api::{ErrorResponse, Lease};
 use crate::error_code::ErrorCode;
 use reqwest::StatusCode;
 
@@ -33,6 +33,10 @@ pub enum ClientError {
         reason: Option<ErrorCode>,
         /// The broker's own explanation.
         message: String,
+        /// The leases in the way, when a lease request was refused for
+        /// conflicting with them (409 `lease_conflict`, whose body names
+        /// them beside `error`); empty for every other refusal.
+        conflicts: Vec<Lease>,
     },
     /// Something answered, but not like a cipc broker.
     #[error("unexpected answer from {url}: {reason}; is this a cipc broker?")]
@@ -76,6 +80,16 @@ impl ClientError {
         match self {
             ClientError::Api { reason, .. } => *reason,
             _ => None,
+        }
+    }
+
+    /// The leases that stood in the way of a refused lease request (409
+    /// `lease_conflict`), so the CLI can name each holder; empty for any
+    /// other error.
+    pub fn lease_conflicts(&self) -> &[Lease] {
+        match self {
+            ClientError::Api { conflicts, .. } => conflicts,
+            _ => &[],
         }
     }
 
@@ -132,14 +146,28 @@ pub(super) fn api_error(status: StatusCode, bytes: &[u8]) -> ClientError {
             .reason
             .as_deref()
             .and_then(|r| ErrorCode::ALL.iter().copied().find(|c| c.as_str() == r));
+        // A lease refusal names the leases in the way beside `error`; an
+        // answer whose list does not parse still reads as the error it is.
+        let conflicts = serde_json::from_slice::<Conflicts>(bytes)
+            .map(|c| c.conflicts)
+            .unwrap_or_default();
         return ClientError::Api {
             status: status.as_u16(),
             code: body.error.code,
             reason,
             message: body.error.message,
+            conflicts,
         };
     }
     foreign(status, bytes)
+}
+
+/// The `conflicts` beside `error` in a 409 `lease_conflict` answer
+/// ([`crate::api::LeaseRefusal`]), read apart from the error itself.
+#[derive(serde::Deserialize)]
+struct Conflicts {
+    #[serde(default)]
+    conflicts: Vec<Lease>,
 }
 
 /// The most of a foreign plain-text body an error line quotes.

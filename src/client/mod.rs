@@ -470,6 +470,37 @@ mod tests {
     }
 
     #[test]
+    fn a_lease_refusal_keeps_the_leases_in_the_way() {
+        let lease = serde_json::json!({
+            "id": "01930000-0000-7000-8000-000000000001",
+            "holder": "01930000-0000-7000-8000-000000000002",
+            "holderRole": "backend", "holderName": "alice",
+            "repo": "github.com/Org/App", "paths": ["src/api/"],
+            "exclusive": true, "reason": "refactoring",
+            "createdAt": "2026-11-24T21:40:00.123Z",
+            "expiresAt": "2026-11-24T22:10:00.123Z", "status": "held"
+        });
+        let body = serde_json::json!({
+            "error": {"code": "conflict", "reason": "lease_conflict", "message": "held"},
+            "conflicts": [lease]
+        });
+        let e = api_error(StatusCode::CONFLICT, body.to_string().as_bytes());
+        assert!(matches!(e, ClientError::Api { status: 409, .. }), "{e:?}");
+        let held = e.lease_conflicts();
+        assert_eq!(held.len(), 1);
+        assert_eq!(held[0].holder_name.as_deref(), Some("alice"));
+        assert_eq!(held[0].paths, ["src/api/"]);
+        // Another refusal has none; a list that does not parse still leaves the error.
+        let e = api_error(
+            StatusCode::CONFLICT,
+            br#"{"error":{"code":"conflict","message":"no"},"conflicts":[{"id":1}]}"#,
+        );
+        assert!(matches!(e, ClientError::Api { status: 409, .. }), "{e:?}");
+        assert!(e.lease_conflicts().is_empty());
+        assert!(ClientError::Config("x".into()).lease_conflicts().is_empty());
+    }
+
+    #[test]
     fn paths_join_under_a_prefix() {
         let c = Client::new("http://h:1/cipc/", None, None).unwrap();
         assert_eq!(

@@ -378,6 +378,67 @@ impl Client {
         self.get(&["signals"], &[]).await
     }
 
+    // ---- leases ----
+
+    /// `POST /leases`: takes a lease on path patterns for this client's peer.
+    /// A conflict takes nothing: a 409 whose [`ClientError::lease_conflicts`]
+    /// names the leases in the way.
+    pub async fn acquire_lease(&self, req: &LeaseRequest) -> Result<LeaseResponse, ClientError> {
+        Ok(self
+            .send_json(Method::POST, &["leases"], Some(req))
+            .await?
+            .1)
+    }
+
+    /// `GET /leases?repo=&holder=`: the held leases, of one repo and one
+    /// holder when given.
+    pub async fn leases(
+        &self,
+        repo: Option<&str>,
+        holder: Option<&str>,
+    ) -> Result<LeasesResponse, ClientError> {
+        let mut q = Vec::new();
+        if let Some(r) = repo {
+            q.push(("repo", r.to_string()));
+        }
+        if let Some(h) = holder {
+            q.push(("holder", h.to_string()));
+        }
+        self.get(&["leases"], &q).await
+    }
+
+    /// `GET /leases/check?repo=&path=P&path=Q`: the leases of other peers
+    /// (not this client's) that cover those paths.
+    pub async fn check_leases(
+        &self,
+        repo: &str,
+        paths: &[String],
+    ) -> Result<LeaseCheckResponse, ClientError> {
+        let mut q = vec![("repo", repo.to_string())];
+        q.extend(paths.iter().map(|p| ("path", p.clone())));
+        self.get(&["leases", "check"], &q).await
+    }
+
+    /// `POST /leases/{id}/renew`: extends one of this peer's leases.
+    pub async fn renew_lease(
+        &self,
+        id: &str,
+        req: &RenewLeaseRequest,
+    ) -> Result<LeaseResponse, ClientError> {
+        Ok(self
+            .send_json(Method::POST, &["leases", id, "renew"], Some(req))
+            .await?
+            .1)
+    }
+
+    /// `DELETE /leases/{id}`: releases a lease (its holder, or a person).
+    pub async fn release_lease(&self, id: &str) -> Result<LeaseResponse, ClientError> {
+        Ok(self
+            .send_json::<(), _>(Method::DELETE, &["leases", id], None)
+            .await?
+            .1)
+    }
+
     // ---- system ----
 
     /// `GET /status`: everything at a glance.
