@@ -19,7 +19,7 @@ use cipc::server::ServerConfig;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-use webdriver::{browser_or_skip, Browser, BrowserPaths};
+use webdriver::{browser_or_skip, Browser, BrowserPaths, ENTER, TAB};
 
 /// Whether chromium and chromedriver can be found where
 /// [`browser_or_skip`] looks (`CIPC_CHROMIUM` / `CIPC_CHROMEDRIVER`, else
@@ -350,6 +350,7 @@ async fn dashboard_in_headless_chromium() {
     let browser = Browser::start(&paths, 1440, 1000).await;
     live_view_and_command_center(&browser).await;
     needs_you(&browser).await;
+    permissions(&browser).await;
     token_login(&browser).await;
     if let Some(log) = browser.console().await {
         let bad: Vec<_> = log
@@ -1267,4 +1268,384 @@ async fn token_login(b: &Browser) {
     b.goto(&format!("{base}/dashboard")).await;
     b.wait_text("#login", "needs a token").await;
     assert!(!b.text("body").await.contains("late-joiner"));
+}
+
+/// A Claude Code session as its hooks connect it: protected, via `hook`,
+/// with its agent named; answers (id, key).
+async fn connect_session(
+    c: &reqwest::Client,
+    base: &str,
+    role: &str,
+    name: &str,
+    agent: &str,
+) -> (String, String) {
+    let v = post(
+        c,
+        format!("{base}/peers/connect"),
+        json!({"role": role, "name": name, "protect": true, "via": "hook", "agent": agent}),
+    )
+    .await;
+    assert_eq!(v["peer"]["agent"], agent, "{v}");
+    (
+        v["peer"]["id"].as_str().unwrap().to_string(),
+        v["key"].as_str().unwrap().to_string(),
+    )
+}
+
+/// A permission prompt as the PermissionRequest hook posts it: kind
+/// `permission`, allow/deny, the tool and its input, in the session's name.
+async fn ask_permission(
+    c: &reqwest::Client,
+    base: &str,
+    (peer, key): (&str, &str),
+    tool: &str,
+    input: Value,
+) -> String {
+    let r = c
+        .post(format!("{base}/questions"))
+        .header("x-cipc-peer", peer)
+        .header("x-cipc-peer-key", key)
+        .json(&json!({
+            "text": format!("Allow {tool}?"),
+            "choices": ["allow", "deny"],
+            "kind": "permission",
+            "context": {"tool": tool, "input": input, "cwd": "/home/dev/shop", "session": "3f6c0e2a"},
+        }))
+        .send()
+        .await
+        .unwrap();
+    let status = r.status();
+    let v: Value = r.json().await.unwrap();
+    assert!(status.is_success(), "{status} {v}");
+    assert_eq!(v["question"]["kind"], "permission", "{v}");
+    assert_eq!(v["question"]["peer"], peer, "{v}");
+    v["question"]["id"].as_str().unwrap().to_string()
+}
+
+/// Whether the broker kept an answer's note (`POST /questions/{id}/answer`
+/// with `note`, shared/API.md): checked when it did; until the broker's side
+/// of issue 22 keeps it, a skip notice (a failure under CI).
+fn note_kept(q: &Value, want: &str) -> bool {
+    match q.get("note") {
+        Some(note) => {
+            assert_eq!(note, want, "{q}");
+            true
+        }
+        None => {
+            common::skip(
+                "the dashboard's check of a stored denial note",
+                "this broker does not keep an answer's note yet (POST /questions/{id}/answer ignores `note`)",
+            );
+            false
+        }
+    }
+}
+
+/// Waits until the broker has the question answered; answers it.
+async fn answered(c: &reqwest::Client, base: &str, id: &str) -> Value {
+    let v = get_json(c, format!("{base}/questions/{id}/wait?timeout=10000")).await;
+    assert_eq!(v["question"]["status"], "answered", "{v}");
+    v["question"].clone()
+}
+
+/// Permission prompts in "Needs you": which session, the tool and what it
+/// will do, Allow and Deny (with a note), by mouse and by keyboard, as text
+/// only; every decision in the activity feed.
+async fn permissions(b: &Browser) {
+    let broker = common::start().await;
+    let base = broker.url();
+    let c = authed(None);
+    let (peer, key) = connect_session(&c, &base, "backend", "api-server", "claude-code").await;
+    let me = (peer.as_str(), key.as_str());
+    b.goto(&format!("{base}/dashboard")).await;
+    b.wait_text("#conn-state", "live").await;
+    // What the page sends when it answers, to check the note it sends
+    // apart from what the broker keeps.
+    b.js(
+        "window.__answers = []; const f = window.fetch; window.fetch = (url, init) => { if (String(url).endsWith('/answer')) window.__answers.push(JSON.parse(init.body)); return f(url, init); }; return true;",
+        json!([]),
+    )
+    .await;
+
+    // The peers table says which agent each session is.
+    b.wait_text(
+        &format!("#peers-list [data-id='{peer}'] .agent"),
+        "Claude Code",
+    )
+    .await;
+
+    // A Bash prompt: the whole command, multi-line, markup in it inert.
+    let command = "cargo build --release &&\n  echo '<img src=x onerror=window.__xss=4>' > out.html &&\n  rm -rf target/tmp";
+    let bash = ask_permission(
+        &c,
+        &base,
+        me,
+        "Bash",
+        json!({"command": command, "description": "Build and clean up"}),
+    )
+    .await;
+    let card = format!("#needs-list [data-kind='permission'][data-id='{bash}']");
+    let shown = b.wait_text(&card, "Bash wants to run a command").await;
+    for want in [
+        "backend (api-server)",
+        "Claude Code",
+        "Build and clean up",
+        "/home/dev/shop",
+    ] {
+        assert!(shown.contains(want), "no {want:?} in {shown}");
+    }
+    assert_eq!(
+        b.js(
+            "return document.querySelector(arguments[0] + ' .perm-command').textContent;",
+            json!([card])
+        )
+        .await,
+        json!(command),
+        "the command is shown whole, as text"
+    );
+    assert_eq!(
+        b.js(
+            "return window.__xss === undefined && document.querySelectorAll('#needs-you img, #needs-you script').length === 0;",
+            json!([])
+        )
+        .await,
+        json!(true),
+        "markup in a command was interpreted"
+    );
+    let labels = b
+        .js(
+            "return [...document.querySelectorAll(arguments[0] + ' .perm-choices button')].map(e => [e.textContent, e.getAttribute('aria-label')]);",
+            json!([card]),
+        )
+        .await;
+    assert_eq!(
+        labels,
+        json!([
+            ["Allow", "Allow backend (api-server) to use Bash"],
+            ["Deny", "Deny backend (api-server) the use of Bash"]
+        ])
+    );
+    wait_title(b, "(1) cipc dashboard").await;
+    b.wait_text("#needs-summary", "1 permission request").await;
+
+    // Allow, with the mouse: the broker has it answered, the card leaves.
+    b.click(&format!("{card} .perm-allow")).await;
+    let q = answered(&c, &base, &bash).await;
+    assert_eq!(q["answer"], "allow");
+    assert_eq!(q["answeredBy"], "dashboard");
+    b.wait_js(
+        "the allowed prompt leaves Needs you",
+        "return !document.querySelector(arguments[0]);",
+        json!([card]),
+    )
+    .await;
+    b.wait_text(
+        "#activity-list",
+        "dashboard allowed backend (api-server) Bash: cargo build --release",
+    )
+    .await;
+
+    // An Edit: the file, and the old and new text as a before/after block.
+    let edit = ask_permission(
+        &c,
+        &base,
+        me,
+        "Edit",
+        json!({"file_path": "/home/dev/shop/src/orders.rs", "old_string": "fn total(&self) -> u32 {\n    self.items.len()", "new_string": "fn total(&self) -> u64 {\n    self.items.iter().map(|i| i.price).sum()"}),
+    )
+    .await;
+    let card = format!("#needs-list [data-kind='permission'][data-id='{edit}']");
+    let shown = b.wait_text(&card, "Edit wants to edit a file").await;
+    assert!(shown.contains("/home/dev/shop/src/orders.rs"), "{shown}");
+    let before = b.text(&format!("{card} .diff-old pre")).await;
+    let after = b.text(&format!("{card} .diff-new pre")).await;
+    assert_eq!(before, "fn total(&self) -> u32 {\n    self.items.len()");
+    assert_eq!(
+        after,
+        "fn total(&self) -> u64 {\n    self.items.iter().map(|i| i.price).sum()"
+    );
+
+    // Deny with a note: the note travels with the answer.
+    b.fill(&format!("{card} .perm-note"), "Keep u32; see the API docs")
+        .await;
+    b.click(&format!("{card} .perm-deny")).await;
+    let q = answered(&c, &base, &edit).await;
+    assert_eq!(q["answer"], "deny");
+    let kept = note_kept(&q, "Keep u32; see the API docs");
+    b.wait_js(
+        "the denied prompt leaves Needs you",
+        "return !document.querySelector(arguments[0]);",
+        json!([card]),
+    )
+    .await;
+    let feed = b
+        .wait_text(
+            "#activity-list",
+            "dashboard denied backend (api-server) Edit: /home/dev/shop/src/orders.rs",
+        )
+        .await;
+    if kept {
+        b.wait_text("#activity-list", "note: “Keep u32; see the API docs”")
+            .await;
+    } else {
+        assert!(!feed.contains("note:"), "{feed}");
+    }
+
+    // The keyboard alone: Tab reaches Allow (with a visible focus ring), Enter presses it.
+    let ls = ask_permission(&c, &base, me, "Bash", json!({"command": "ls -la /etc"})).await;
+    let card = format!("#needs-list [data-kind='permission'][data-id='{ls}']");
+    b.wait_text(&card, "ls -la /etc").await;
+    b.js(
+        "document.querySelector(arguments[0] + ' .perm-command').focus(); return true;",
+        json!([card]),
+    )
+    .await;
+    b.press(TAB).await;
+    let focus = b
+        .js(
+            "const e = document.activeElement; return [e.dataset.choice || '', e.matches(':focus-visible'), getComputedStyle(e).outlineStyle];",
+            json!([]),
+        )
+        .await;
+    assert_eq!(
+        focus,
+        json!(["allow", true, "solid"]),
+        "Tab leads to Allow, visibly"
+    );
+    b.press(ENTER).await;
+    assert_eq!(answered(&c, &base, &ls).await["answer"], "allow");
+
+    // And Deny by keyboard: Tab past Allow and Deny to the note, type, Enter.
+    let rm = ask_permission(&c, &base, me, "Bash", json!({"command": "rm -rf /"})).await;
+    let card = format!("#needs-list [data-kind='permission'][data-id='{rm}']");
+    b.wait_text(&card, "rm -rf /").await;
+    b.js(
+        "document.querySelector(arguments[0] + ' .perm-command').focus(); return true;",
+        json!([card]),
+    )
+    .await;
+    b.press(&format!("{TAB}{TAB}{TAB}")).await;
+    assert_eq!(
+        b.js(
+            "return document.activeElement.classList.contains('perm-note');",
+            json!([])
+        )
+        .await,
+        json!(true),
+        "the tab order is Allow, Deny, the note"
+    );
+    b.press(&format!("Never on /{ENTER}")).await;
+    let q = answered(&c, &base, &rm).await;
+    assert_eq!(q["answer"], "deny");
+    note_kept(&q, "Never on /");
+    // What the page sent: each answer by the dashboard, a note only with a denial.
+    assert_eq!(
+        b.js("return window.__answers;", json!([])).await,
+        json!([
+            {"answer": "allow", "by": "dashboard"},
+            {"answer": "deny", "by": "dashboard", "note": "Keep u32; see the API docs"},
+            {"answer": "allow", "by": "dashboard"},
+            {"answer": "deny", "by": "dashboard", "note": "Never on /"},
+        ])
+    );
+
+    // Other tools: what each will do, and anything else as its input's JSON.
+    let fetch = ask_permission(
+        &c,
+        &base,
+        me,
+        "WebFetch",
+        json!({"url": "https://docs.rs/axum/latest/axum/", "prompt": "How do I add SSE?"}),
+    )
+    .await;
+    let write = ask_permission(
+        &c,
+        &base,
+        me,
+        "Write",
+        json!({"file_path": "notes/todo.md", "content": "# Todo\n- <script>window.__xss=5</script>\n"}),
+    )
+    .await;
+    let mcp = ask_permission(
+        &c,
+        &base,
+        me,
+        "mcp__github__create_issue",
+        json!({"repo": "acme/shop", "title": "Flaky test", "labels": ["ci"]}),
+    )
+    .await;
+    let shown = b
+        .wait_text(
+            &format!("#needs-list [data-id='{fetch}']"),
+            "https://docs.rs/axum/latest/axum/",
+        )
+        .await;
+    assert!(shown.contains("How do I add SSE?"), "{shown}");
+    let shown = b
+        .wait_text(&format!("#needs-list [data-id='{write}']"), "notes/todo.md")
+        .await;
+    assert!(
+        shown.contains("- <script>window.__xss=5</script>"),
+        "{shown}"
+    );
+    let shown = b
+        .wait_text(
+            &format!("#needs-list [data-id='{mcp}']"),
+            "call create_issue on the MCP server github",
+        )
+        .await;
+    assert!(shown.contains("\"title\": \"Flaky test\""), "{shown}");
+    wait_title(b, "(3) cipc dashboard").await;
+
+    // The session moved on (answered in its terminal): the prompt leaves at once.
+    let r = c
+        .delete(format!("{base}/questions/{fetch}"))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+    b.wait_js(
+        "a withdrawn prompt leaves Needs you",
+        "return !document.querySelector(arguments[0]);",
+        json!([format!("#needs-list [data-id='{fetch}']")]),
+    )
+    .await;
+    b.wait_text(
+        "#activity-list",
+        "backend (api-server) moved on; its request to use WebFetch",
+    )
+    .await;
+    wait_title(b, "(2) cipc dashboard").await;
+    assert_eq!(
+        b.js(
+            "return window.__xss === undefined && document.querySelectorAll('#needs-you script, #needs-you img').length === 0;",
+            json!([])
+        )
+        .await,
+        json!(true)
+    );
+
+    // A reload: the decisions are in the feed from the broker's history.
+    b.goto(&format!("{base}/dashboard")).await;
+    b.wait_text("#conn-state", "live").await;
+    b.click("#activity-filter [data-kind='permission']").await;
+    let feed = b
+        .wait_text(
+            "#activity-list",
+            "dashboard denied backend (api-server) Bash: rm -rf /",
+        )
+        .await;
+    assert_eq!(feed.contains("note: “Never on /”"), kept, "{feed}");
+    assert!(
+        feed.contains("dashboard allowed backend (api-server) Bash: ls -la /etc"),
+        "{feed}"
+    );
+    b.click("#activity-filter [data-kind='all']").await;
+    b.window_size(1440, 1100).await;
+    b.js("document.activeElement && document.activeElement.blur(); window.scrollTo(0, 0); return true;", json!([]))
+        .await;
+    b.screenshot(&screenshot_path("dashboard-permissions.png"))
+        .await;
+    b.window_size(1440, 1000).await;
+    broker.stop().await;
 }
