@@ -137,9 +137,15 @@ error_codes! {
     InvalidHeader = "invalid_header", BadRequest;
     /// The token was put in the URL.
     TokenInUrl = "token_in_url", BadRequest;
-    /// An MCP tool that acts as a peer was called by a session that named
-    /// none (no `peer_key`, never connected).
+    /// A route or MCP tool that acts as a peer was called by nobody in
+    /// particular: no `X-Cipc-Peer` (or key) on REST; no `peer_key` and
+    /// never connected on MCP.
     NotRegistered = "not_registered", BadRequest;
+    /// A lease request or check breaks a rule: a path pattern (absolute,
+    /// `..`, empty, a backslash, a control character, not a glob, too
+    /// long), too many paths, no repo or a bad one, a ttl or reason out of
+    /// range.
+    InvalidLease = "invalid_lease", BadRequest;
     /// An MCP `reset` without `confirm: true`.
     ConfirmRequired = "confirm_required", BadRequest;
     /// The body is not JSON.
@@ -161,6 +167,9 @@ error_codes! {
     WrongKey = "wrong_key", Forbidden;
     /// Only the holder (or a protected sender) may cancel this command.
     NotAllowedToCancel = "not_allowed_to_cancel", Forbidden;
+    /// Only the holder of a lease may renew it; only the holder or a
+    /// person (a request naming no peer) may release it.
+    NotLeaseHolder = "not_lease_holder", Forbidden;
     /// The Host header names a host this broker does not serve.
     ForeignHost = "foreign_host", Forbidden;
     /// A browser request came from another web origin.
@@ -171,15 +180,21 @@ error_codes! {
     UnknownCommand = "unknown_command", NotFound;
     /// No question has that id.
     UnknownQuestion = "unknown_question", NotFound;
+    /// No lease has that id (or none of the caller's matches the paths).
+    UnknownLease = "unknown_lease", NotFound;
     /// The path is not part of the API.
     UnknownRoute = "unknown_route", NotFound;
     /// The MCP session has ended or never existed.
     UnknownSession = "unknown_session", NotFound;
-    /// The command (or question) is already finished: acked, failed,
-    /// answered, cancelled or expired.
+    /// The command (or question, or lease) is already finished: acked,
+    /// failed, answered, cancelled, released or expired.
     AlreadyFinished = "already_finished", Conflict;
     /// The command is held by another peer (or by nobody).
     NotHolder = "not_holder", Conflict;
+    /// Some of the paths asked for are leased by another peer, and one of
+    /// the two leases is exclusive: nothing was leased (the answer names
+    /// the leases in the way, `conflicts`).
+    LeaseConflict = "lease_conflict", Conflict;
     /// That delivery of the command is over: it went to another taker.
     DeliveryOver = "delivery_over", Conflict;
     /// The command was never delivered, so nobody can ack it yet: it waits
@@ -193,6 +208,8 @@ error_codes! {
     TooManyChannels = "too_many_channels", TooManyRequests;
     /// `--max-signals` is reached and every signal is in use.
     TooManySignals = "too_many_signals", TooManyRequests;
+    /// The broker holds as many leases as it keeps (10,000 by default).
+    TooManyLeases = "too_many_leases", TooManyRequests;
     /// `--max-mcp-sessions` live MCP sessions are reached.
     TooManySessions = "too_many_sessions", TooManyRequests;
     /// `--max-connections` open connections are reached.

@@ -13,6 +13,14 @@ pub const DEFAULT_LEASE_TTL_MS: u64 = 30 * 60 * 1000;
 pub const MIN_LEASE_TTL_MS: u64 = 1000;
 /// The longest lease: 24 hours (renew it to keep it longer).
 pub const MAX_LEASE_TTL_MS: u64 = 24 * 3600 * 1000;
+/// The most path patterns one lease (or one check) names.
+pub const MAX_LEASE_PATHS: usize = 100;
+/// The longest path pattern, in characters.
+pub const MAX_LEASE_PATH_LEN: usize = 1024;
+/// The longest reason, in characters.
+pub const MAX_LEASE_REASON_LEN: usize = 500;
+/// The longest repo name, in characters.
+pub const MAX_REPO_LEN: usize = 512;
 
 /// Where a lease is in its life.
 #[derive(
@@ -48,7 +56,7 @@ impl LeaseStatus {
 }
 
 /// A peer's claim on path patterns of one repository.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Lease {
     /// Unique id (UUID v7).

@@ -1,5 +1,6 @@
 //! Why a broker operation was refused: a catalogue code and a sentence.
 
+use crate::api::Lease;
 use crate::error_code::ErrorCode;
 use crate::store::StoreError;
 
@@ -12,6 +13,10 @@ pub struct BrokerError {
     pub code: ErrorCode,
     /// One sentence that says what was wrong and how to fix it.
     pub message: String,
+    /// For `lease_conflict`, the leases in the way (every door shows them
+    /// beside the error: REST's 409 body `conflicts`, MCP's structured
+    /// content); empty otherwise.
+    pub conflicts: Vec<Lease>,
 }
 
 impl BrokerError {
@@ -20,6 +25,16 @@ impl BrokerError {
         BrokerError {
             code,
             message: message.into(),
+            conflicts: Vec::new(),
+        }
+    }
+
+    /// A lease request refused because of `conflicts` (`lease_conflict`).
+    pub fn lease_conflict(message: impl Into<String>, conflicts: Vec<Lease>) -> Self {
+        BrokerError {
+            code: ErrorCode::LeaseConflict,
+            message: message.into(),
+            conflicts,
         }
     }
 

@@ -1,4 +1,5 @@
-//! The broker's state machine: peers, commands, channels and signals.
+//! The broker's state machine: peers, commands, channels, signals,
+//! questions and leases.
 //!
 //! Every door into the broker (REST, SSE, MCP, the dashboard) calls the methods
 //! of [`Broker`]; none of them owns logic of its own. State lives in memory
@@ -16,6 +17,8 @@ mod error;
 mod events;
 mod identity;
 pub mod keys;
+pub mod lease_paths;
+mod leases;
 mod peers;
 mod questions;
 mod replica;
@@ -71,6 +74,9 @@ pub struct BrokerConfig {
     pub max_channels: usize,
     /// Signals kept at most (the longest-idle unwaited one goes past it).
     pub max_signals: usize,
+    /// Leases held at most across all repos (a request past it is a 429),
+    /// so no client can fill the broker's memory with them.
+    pub max_leases: usize,
 }
 
 impl Default for BrokerConfig {
@@ -87,6 +93,7 @@ impl Default for BrokerConfig {
             max_peers: 10_000,
             max_channels: 10_000,
             max_signals: 10_000,
+            max_leases: 10_000,
         }
     }
 }

@@ -199,6 +199,8 @@ impl Broker {
 
     /// Forgets a peer and its key for good.
     fn forget_peer(&self, st: &mut State, id: Uuid, commits: &mut Vec<Commit>) {
+        // Ended when it went offline; a lease never outlives its holder.
+        self.end_leases_of(st, id, self.now(), commits);
         if let Some(e) = st.peers.remove(&id) {
             if let Some(due) = e.due {
                 st.schedule.remove(&(due, id));
@@ -369,7 +371,7 @@ impl Broker {
             e.peer.last_seen = now;
             drop(st);
             if revive {
-                self.in_turn_later(move |b| b.announce_contact(id, settle));
+                self.in_turn_later(move |b| b.announce_contact(id, settle, now));
             }
             return;
         }
@@ -386,13 +388,15 @@ impl Broker {
 
     /// With several nodes, the part of contact that changes shared state
     /// (done in a turn): the work of a peer that had gone offline by silence
-    /// is requeued (`settle`), and the peer is announced online.
-    fn announce_contact(&self, id: Uuid, settle: bool) {
+    /// is requeued and its leases taken before the contact (`seen`) end
+    /// (`settle`), and the peer is announced online.
+    fn announce_contact(&self, id: Uuid, settle: bool, seen: Timestamp) {
         let now = self.now();
         let mut st = self.lock();
         let mut commits = Vec::new();
         if settle {
             self.requeue_held(&mut st, id, now, &mut commits);
+            self.end_leases_of_since(&mut st, id, Some(seen), now, &mut commits);
         }
         if let Some(e) = st.peers.get_mut(&id) {
             e.disconnected = false;
@@ -414,6 +418,31 @@ impl Broker {
         };
         if self.status_of(e, now) == PeerStatus::Offline && e.announced != PeerStatus::Offline {
             self.requeue_held(st, id, now, commits);
+            self.end_leases_of(st, id, now, commits);
+            let _ = self.announce_peer(st, id, now, commits);
+        }
+    }
+
+    /// Contact from a peer acting in a write turn of its own (taking or
+    /// renewing a lease): like a heartbeat, it settles a peer that went
+    /// offline by silence, then counts it online (reviving a disconnected
+    /// one), so a lease is never granted to a holder the broker takes for
+    /// gone.
+    pub(super) fn revive_for(
+        &self,
+        st: &mut State,
+        id: Uuid,
+        now: Timestamp,
+        commits: &mut Vec<Commit>,
+    ) {
+        self.settle_before_contact(st, id, now, commits);
+        let Some(e) = st.peers.get_mut(&id) else {
+            return;
+        };
+        e.peer.last_seen = now;
+        let revive = e.disconnected || e.announced != PeerStatus::Online;
+        e.disconnected = false;
+        if revive {
             let _ = self.announce_peer(st, id, now, commits);
         }
     }
@@ -494,7 +523,7 @@ impl Broker {
             self.reschedule(&mut st, id);
             drop(st);
             if revive {
-                self.in_turn_later(move |b| b.announce_contact(id, settle));
+                self.in_turn_later(move |b| b.announce_contact(id, settle, now));
             }
             return Ok(ContactGuard {
                 broker: self.clone(),
@@ -518,7 +547,7 @@ impl Broker {
     }
 
     /// `DELETE /peers/{id}`: offline now; its unacked commands go back to
-    /// pending. A protected peer needs its key.
+    /// pending and its leases end. A protected peer needs its key.
     pub async fn disconnect(&self, id: Uuid, caller: &Caller) -> Result<Peer, BrokerError> {
         self.sync().await;
         self.prove_in(&self.lock(), id, caller)?;
@@ -536,6 +565,7 @@ impl Broker {
             e.disconnected = true;
             let mut commits = Vec::new();
             self.requeue_held(&mut st, id, now, &mut commits);
+            self.end_leases_of(&mut st, id, now, &mut commits);
             let peer = self.announce_peer(&mut st, id, now, &mut commits)?;
             (peer, commits)
         };
@@ -572,8 +602,9 @@ impl Broker {
             let status = self.status_of(e, now);
             if status != e.announced {
                 if status == PeerStatus::Offline {
-                    tracing::info!(peer = %id, "peer went offline; requeueing its unacked commands");
+                    tracing::info!(peer = %id, "peer went offline; requeueing its unacked commands and ending its leases");
                     self.requeue_held(st, id, now, commits);
+                    self.end_leases_of(st, id, now, commits);
                 }
                 // Announcing reschedules it.
                 let _ = self.announce_peer(st, id, now, commits);

@@ -286,6 +286,13 @@ impl Broker {
                 st.closed_questions.remove(&id);
                 st.wake(&WakeKey::Question(id));
             }
+            Mutation::Lease(l) => {
+                let l = *l;
+                st.put_lease(l.lease, l.ttl, None);
+            }
+            Mutation::ForgetLease { id } => {
+                st.forget_lease(id);
+            }
             Mutation::Session { hash, expires } => st.put_session(hash, expires),
             Mutation::EndSession { hash } => {
                 st.drop_session(&hash);

@@ -3,8 +3,9 @@
 //! scanning everything. One mutex guards it ([`super::Broker`]); the rules
 //! that change it live in the sibling files, one per concern.
 
+use super::lease_paths::PathPattern;
 use super::{events, keys, WakeKey};
-use crate::api::{Command, Message, Peer, Signal};
+use crate::api::{Command, Lease, LeaseStatus, Message, Peer, Signal};
 use crate::time::Timestamp;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
@@ -44,6 +45,16 @@ impl PeerEntry {
             peer,
         }
     }
+}
+
+/// One lease, with what the conflict rule needs ready.
+pub(super) struct LeaseEntry {
+    pub(super) lease: Lease,
+    /// The ttl it was taken or last renewed with (a renewal without one
+    /// takes it again).
+    pub(super) ttl: u64,
+    /// Its paths, parsed once (compiled globs), in the order of `lease.paths`.
+    pub(super) patterns: Vec<PathPattern>,
 }
 
 pub(super) struct CommandEntry {
@@ -96,6 +107,18 @@ pub(super) struct State {
     pub(super) question_expiry: BTreeSet<(i64, Uuid)>,
     /// Closed questions, oldest first, for retention.
     pub(super) closed_questions: BTreeSet<Uuid>,
+    /// Every lease kept: held ones, and ended ones up to retention.
+    pub(super) leases: HashMap<Uuid, LeaseEntry>,
+    /// Held leases by repo, oldest first: a request or a check compares
+    /// only with the leases of its own repo.
+    pub(super) leases_in_repo: HashMap<String, BTreeSet<Uuid>>,
+    /// Held leases by holder, oldest first: what ends when a peer leaves.
+    pub(super) leases_of: HashMap<Uuid, BTreeSet<Uuid>>,
+    /// Held leases, soonest expiry first (ms since the epoch); its length is
+    /// the number held (the cap).
+    pub(super) lease_expiry: BTreeSet<(i64, Uuid)>,
+    /// Ended leases, oldest first, for retention.
+    pub(super) ended_leases: BTreeSet<Uuid>,
     /// Unfinished commands with a deadline not yet passed, soonest first
     /// (ms since the epoch).
     pub(super) deadlines: BTreeSet<(i64, Uuid)>,
@@ -185,6 +208,11 @@ impl State {
         self.question_expiry.clear();
         self.closed_questions.clear();
         self.deadlines.clear();
+        self.leases.clear();
+        self.leases_in_repo.clear();
+        self.leases_of.clear();
+        self.lease_expiry.clear();
+        self.ended_leases.clear();
         for n in self.notifies.values() {
             n.notify_waiters();
         }
@@ -258,5 +286,59 @@ impl State {
             }
             self.questions.insert(q.id, q);
         }
+        for l in snap.leases {
+            self.put_lease(l.lease, l.ttl, None);
+        }
+    }
+}
+
+impl State {
+    /// Stores a lease's new state and keeps every lease index in step
+    /// (`patterns`: its paths already parsed, else they are parsed here).
+    pub(super) fn put_lease(&mut self, lease: Lease, ttl: u64, patterns: Option<Vec<PathPattern>>) {
+        let old = self.forget_lease(lease.id);
+        let patterns = patterns
+            .or_else(|| old.map(|o| o.patterns))
+            .unwrap_or_else(|| lease.paths.iter().map(|p| PathPattern::stored(p)).collect());
+        let id = lease.id;
+        if lease.status == LeaseStatus::Held {
+            self.leases_in_repo
+                .entry(lease.repo.clone())
+                .or_default()
+                .insert(id);
+            self.leases_of.entry(lease.holder).or_default().insert(id);
+            self.lease_expiry.insert((lease.expires_at.millis(), id));
+        } else {
+            self.ended_leases.insert(id);
+        }
+        self.leases.insert(
+            id,
+            LeaseEntry {
+                lease,
+                ttl,
+                patterns,
+            },
+        );
+    }
+
+    /// Takes lease `id` out of the state and every index that lists it.
+    pub(super) fn forget_lease(&mut self, id: Uuid) -> Option<LeaseEntry> {
+        let old = self.leases.remove(&id)?;
+        let l = &old.lease;
+        if let Some(ids) = self.leases_in_repo.get_mut(&l.repo) {
+            ids.remove(&id);
+            if ids.is_empty() {
+                self.leases_in_repo.remove(&l.repo);
+            }
+        }
+        if let Some(ids) = self.leases_of.get_mut(&l.holder) {
+            ids.remove(&id);
+            if ids.is_empty() {
+                self.leases_of.remove(&l.holder);
+            }
+        }
+        self.lease_expiry.remove(&(l.expires_at.millis(), id));
+        self.ended_leases.remove(&id);
+        Some(old)
     }
 }

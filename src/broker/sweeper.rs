@@ -1,8 +1,9 @@
 //! The sweeper: the background task that applies the rules of time
 //! (liveness, requeue when a holder goes offline, ttl expiry, deadlines,
-//! question expiry, logins). Each rule keeps a due-time schedule, so a sweep
-//! visits only what may change; the rules themselves live with their
-//! subjects (peers.rs, commands.rs, questions.rs, sessions.rs).
+//! question and lease expiry, logins). Each rule keeps a due-time schedule,
+//! so a sweep visits only what may change; the rules themselves live with
+//! their subjects (peers.rs, commands.rs, questions.rs, leases.rs,
+//! sessions.rs).
 
 use super::Broker;
 use std::time::{Duration, Instant};
@@ -51,7 +52,7 @@ impl Broker {
     }
 
     /// Whether a sweep now could change anything: a peer, deadline,
-    /// question or login due, or a pending command past its ttl.
+    /// question, lease or login due, or a pending command past its ttl.
     pub(super) fn sweep_due(&self) -> bool {
         let now = self.now();
         let st = self.lock();
@@ -60,6 +61,7 @@ impl Broker {
             || due(st.deadlines.first().map(|(at, _)| *at))
             || due(st.question_expiry.first().map(|(at, _)| *at))
             || due(st.session_expiry.first().map(|(at, _)| *at))
+            || due(st.lease_expiry.first().map(|(at, _)| *at))
             || st.queues.values().flatten().any(|(_, id)| {
                 st.commands
                     .get(id)
@@ -81,6 +83,7 @@ impl Broker {
         self.sweep_expired(&mut st, now, &mut commits);
         self.sweep_overdue(&mut st, now, &mut commits);
         self.sweep_questions(&mut st, now, &mut commits);
+        self.sweep_leases(&mut st, now, &mut commits);
         self.sweep_sessions(&mut st, now, &mut commits);
         drop(st);
         // The sweeper does not answer anyone; errors are logged by the store.

@@ -1,6 +1,6 @@
 //! The contract's JSON error shape, and conversions from everything that can fail.
 
-use crate::api::{ErrorBody, ErrorResponse};
+use crate::api::{ErrorBody, ErrorResponse, Lease, LeaseRefusal};
 use crate::broker::BrokerError;
 use crate::error_code::{ErrorClass, ErrorCode};
 use axum::http::StatusCode;
@@ -17,6 +17,9 @@ pub struct ApiError {
     pub code: ErrorCode,
     /// One sentence a human can act on.
     pub message: String,
+    /// For `lease_conflict`: the leases in the way, answered beside
+    /// `error` as `conflicts` ([`LeaseRefusal`]).
+    pub conflicts: Option<Vec<Lease>>,
 }
 
 impl ApiError {
@@ -32,6 +35,7 @@ impl ApiError {
             class,
             code,
             message: message.into(),
+            conflicts: None,
         }
     }
 
@@ -43,21 +47,26 @@ impl ApiError {
 
 impl From<BrokerError> for ApiError {
     fn from(e: BrokerError) -> Self {
-        ApiError::new(e.code, e.message)
+        let conflicts = (e.code == ErrorCode::LeaseConflict).then_some(e.conflicts);
+        ApiError {
+            conflicts,
+            ..ApiError::new(e.code, e.message)
+        }
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
-        let body = ErrorResponse {
-            error: ErrorBody {
-                code: self.class.as_str().to_string(),
-                reason: Some(self.code.as_str().to_string()),
-                message: self.message,
-            },
+        let error = ErrorBody {
+            code: self.class.as_str().to_string(),
+            reason: Some(self.code.as_str().to_string()),
+            message: self.message,
         };
-        (status, Json(body)).into_response()
+        match self.conflicts {
+            Some(conflicts) => (status, Json(LeaseRefusal { error, conflicts })).into_response(),
+            None => (status, Json(ErrorResponse { error })).into_response(),
+        }
     }
 }
 

@@ -188,6 +188,11 @@ pub fn question_id(raw: &str) -> Result<Uuid, ApiError> {
     parse_id(ErrorCode::UnknownQuestion, "question", raw)
 }
 
+/// Parses a lease id from a path segment: anything else names no lease (404).
+pub fn lease_id(raw: &str) -> Result<Uuid, ApiError> {
+    parse_id(ErrorCode::UnknownLease, "lease", raw)
+}
+
 fn parse_id(code: ErrorCode, kind: &str, raw: &str) -> Result<Uuid, ApiError> {
     Uuid::parse_str(raw).map_err(|_| {
         ApiError::new(

@@ -5,15 +5,15 @@
 
 use super::error::ApiError;
 use super::extract::{
-    command_id, parse_json, parse_object, peer_id, question_id, read_body, CallerInfo, JsonBody,
-    Params,
+    command_id, lease_id, parse_json, parse_object, peer_id, question_id, read_body, CallerInfo,
+    JsonBody, Params,
 };
 use super::openapi::Contract;
 use super::AppState;
 use crate::api::*;
 use crate::broker::{SendOutcome, Sent};
 use crate::error_code::ErrorCode;
-use axum::extract::{Path, Request, State};
+use axum::extract::{Path, RawQuery, Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
@@ -47,6 +47,10 @@ pub fn routes() -> Router<AppState> {
         .route("/questions/{id}", get(get_question).delete(cancel_question))
         .route("/questions/{id}/wait", get(wait_question))
         .route("/questions/{id}/answer", post(answer_question))
+        .route("/leases", get(list_leases).post(acquire_lease))
+        .route("/leases/check", get(check_leases))
+        .route("/leases/{id}", get(get_lease).delete(release_lease))
+        .route("/leases/{id}/renew", post(renew_lease))
         .route("/status", get(status))
         .route("/reset", post(reset))
         .route("/healthz", get(healthz))
@@ -581,6 +585,130 @@ async fn cancel_question(
     }))
 }
 
+#[utoipa::path(post, path = "/leases", tag = "leases", request_body = LeaseRequest,
+    description = "Takes a lease on repo-relative path patterns (a file, a directory ending in `/`, or a glob) of one `repo`, for the peer named by \
+`X-Cipc-Peer` (with its key, `X-Cipc-Peer-Key`). All or nothing: when another peer holds an overlapping path and either lease is exclusive, \
+nothing is leased and the answer is 409 `lease_conflict` with the leases in the way beside the error (`conflicts`). The caller's own leases \
+never conflict with its new one. A pattern covers what it matches and everything below it.",
+    params(("X-Cipc-Peer" = Option<String>, Header, description = "the peer taking the lease (or send only its key)"),
+           ("X-Cipc-Peer-Key" = Option<String>, Header, description = "the key of that peer")),
+    responses((status = 201, description = "the lease, held", body = LeaseResponse),
+              (status = 400, description = "a bad path, repo, ttl or reason (`invalid_lease`), or no peer named (`not_registered`)", body = ErrorResponse),
+              (status = 404, description = "the peer is unknown", body = ErrorResponse),
+              (status = 409, description = "another peer's lease is in the way: nothing was leased", body = LeaseRefusal),
+              (status = 429, description = "the broker holds as many leases as it keeps", body = ErrorResponse)))]
+async fn acquire_lease(
+    State(s): State<AppState>,
+    CallerInfo(caller): CallerInfo,
+    JsonBody(req): JsonBody<LeaseRequest>,
+) -> ApiResult<(StatusCode, Json<LeaseResponse>)> {
+    let lease = s.broker.acquire_lease(req, &caller).await?;
+    Ok((StatusCode::CREATED, Json(LeaseResponse { lease })))
+}
+
+#[utoipa::path(get, path = "/leases", tag = "leases",
+    params(("repo" = Option<String>, Query, description = "only the leases of this repo"),
+           ("holder" = Option<String>, Query, format = Uuid, description = "only the leases of this peer")),
+    responses((status = 200, description = "the held leases, oldest first", body = LeasesResponse),
+              (status = 400, body = ErrorResponse)))]
+async fn list_leases(State(s): State<AppState>, q: Params) -> ApiResult<Json<LeasesResponse>> {
+    let holder = q
+        .str("holder")
+        .map(|h| {
+            uuid::Uuid::parse_str(h.trim()).map_err(|_| {
+                ApiError::new(
+                    ErrorCode::InvalidQuery,
+                    format!("holder={h:?} is not a peer id; use a peer's id (a UUID), or leave holder out"),
+                )
+            })
+        })
+        .transpose()?;
+    let repo = q.str("repo").map(str::trim).filter(|r| !r.is_empty());
+    Ok(Json(LeasesResponse {
+        leases: s.broker.leases(repo, holder).await,
+    }))
+}
+
+#[utoipa::path(get, path = "/leases/check", tag = "leases",
+    description = "Which of these paths other peers hold: for each path, every held lease of another peer in `repo` that covers it \
+(the caller's own, named by `X-Cipc-Peer`, do not count; shared leases do). Empty `conflicts` means the caller may edit them all.",
+    params(("repo" = String, Query, description = "the repo the paths are in"),
+           ("path" = Vec<String>, Query, description = "a repo-relative path or pattern; repeat for several (1-100)"),
+           ("X-Cipc-Peer" = Option<String>, Header, description = "the caller, whose own leases do not count")),
+    responses((status = 200, description = "the leases in the way, per path", body = LeaseCheckResponse),
+              (status = 400, description = "no repo, no path, or a bad one (`invalid_lease`)", body = ErrorResponse)))]
+async fn check_leases(
+    State(s): State<AppState>,
+    CallerInfo(caller): CallerInfo,
+    RawQuery(query): RawQuery,
+) -> ApiResult<Json<LeaseCheckResponse>> {
+    let mut repo = None;
+    let mut paths = Vec::new();
+    for (k, v) in form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
+        match k.as_ref() {
+            "repo" => repo = Some(v.into_owned()),
+            "path" => paths.push(v.into_owned()),
+            _ => {}
+        }
+    }
+    Ok(Json(LeaseCheckResponse {
+        conflicts: s
+            .broker
+            .check_leases(repo.as_deref(), &paths, &caller)
+            .await?,
+    }))
+}
+
+#[utoipa::path(get, path = "/leases/{id}", tag = "leases", params(("id" = String, Path, description = "lease id")),
+    responses((status = 200, description = "the lease, held or ended (ended ones are kept up to the command retention)", body = LeaseResponse),
+              (status = 404, body = ErrorResponse)))]
+async fn get_lease(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<LeaseResponse>> {
+    let id = lease_id(&id)?;
+    s.broker.sync().await;
+    Ok(Json(LeaseResponse {
+        lease: s.broker.lease(id)?,
+    }))
+}
+
+#[utoipa::path(post, path = "/leases/{id}/renew", tag = "leases", request_body = RenewLeaseRequest,
+    params(("id" = String, Path, description = "lease id")),
+    responses((status = 200, description = "the lease, expiring `ttl` from now", body = LeaseResponse),
+              (status = 400, body = ErrorResponse),
+              (status = 403, description = "not the holder (`not_lease_holder`)", body = ErrorResponse),
+              (status = 404, body = ErrorResponse),
+              (status = 409, description = "the lease was already released or expired", body = ErrorResponse)))]
+async fn renew_lease(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    CallerInfo(caller): CallerInfo,
+    JsonBody(req): JsonBody<RenewLeaseRequest>,
+) -> ApiResult<Json<LeaseResponse>> {
+    let id = lease_id(&id)?;
+    Ok(Json(LeaseResponse {
+        lease: s.broker.renew_lease(id, req.ttl, &caller).await?,
+    }))
+}
+
+#[utoipa::path(delete, path = "/leases/{id}", tag = "leases", params(("id" = String, Path, description = "lease id")),
+    description = "Releases a held lease: its holder may (`X-Cipc-Peer` with its key), and so may a person (a request that names no peer: the dashboard, `cipc` without a peer); another peer may not (403).",
+    responses((status = 200, description = "the lease, released", body = LeaseResponse),
+              (status = 403, description = "another peer's lease (`not_lease_holder`)", body = ErrorResponse),
+              (status = 404, body = ErrorResponse),
+              (status = 409, description = "the lease was already released or expired", body = ErrorResponse)))]
+async fn release_lease(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    CallerInfo(caller): CallerInfo,
+) -> ApiResult<Json<LeaseResponse>> {
+    let id = lease_id(&id)?;
+    Ok(Json(LeaseResponse {
+        lease: s.broker.release_lease(id, &caller).await?,
+    }))
+}
+
 #[utoipa::path(get, path = "/status", tag = "system", responses((status = 200, body = StatusResponse)))]
 async fn status(State(s): State<AppState>) -> Json<StatusResponse> {
     let mut status = s.broker.status();
@@ -607,7 +735,7 @@ async fn healthz(State(s): State<AppState>) -> ApiResult<Json<OkResponse>> {
 #[openapi(
     info(
         title = "cipc broker API",
-        description = "Peers, commands, channels and signals for AI coding sessions. Long-poll timeouts are milliseconds."
+        description = "Peers, commands, channels, signals, questions and leases for AI coding sessions. Long-poll timeouts are milliseconds."
     ),
     paths(
         discover,
@@ -639,12 +767,18 @@ async fn healthz(State(s): State<AppState>) -> ApiResult<Json<OkResponse>> {
         wait_question,
         answer_question,
         cancel_question,
+        acquire_lease,
+        list_leases,
+        check_leases,
+        get_lease,
+        renew_lease,
+        release_lease,
         status,
         reset,
         healthz,
         super::streams::events
     ),
-    components(schemas(Peer, Command, Message, Signal, Question, ChannelInfo, ErrorResponse)),
+    components(schemas(Peer, Command, Message, Signal, Question, Lease, ChannelInfo, ErrorResponse)),
     modifiers(&Contract)
 )]
 pub struct ApiDoc;

@@ -27,7 +27,7 @@ pub use progress::{Lost, Progress};
 pub use shared::{CatchUp, LogEntry, SharedEvent, Turn, TurnKind};
 pub use sqlite::SqliteStore;
 
-use crate::api::{Command, Message, Peer, Question, Signal};
+use crate::api::{Command, Lease, Message, Peer, Question, Signal};
 use serde::{Deserialize, Serialize};
 use std::future::Future;
 use std::pin::Pin;
@@ -43,6 +43,18 @@ pub struct StoredPeer {
     /// Hex SHA-256 of the peer's key; absent for peers saved before keys.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key_hash: Option<String>,
+}
+
+/// A lease as stored: the wire object plus the ttl it was taken (or last
+/// renewed) with, which a renewal that names no ttl takes again.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StoredLease {
+    /// The lease.
+    #[serde(flatten)]
+    pub lease: Lease,
+    /// Its ttl in milliseconds.
+    pub ttl: u64,
 }
 
 /// One change to persist, in the order the broker made it. A shared store
@@ -102,6 +114,13 @@ pub enum Mutation {
         /// The question.
         id: uuid::Uuid,
     },
+    /// A lease was granted or changed (renewed, released, expired).
+    Lease(Box<StoredLease>),
+    /// An ended lease was forgotten by retention.
+    ForgetLease {
+        /// The lease.
+        id: uuid::Uuid,
+    },
     /// A dashboard login was opened (only the digest of its id is kept).
     Session {
         /// Hex SHA-256 of the session id.
@@ -136,6 +155,8 @@ pub struct Snapshot {
     pub signals: Vec<Signal>,
     /// Every question kept, oldest first.
     pub questions: Vec<Question>,
+    /// Every lease kept (held ones, and ended ones up to retention).
+    pub leases: Vec<StoredLease>,
     /// Dashboard sessions: the digest of each id and its expiry.
     pub sessions: Vec<(String, crate::time::Timestamp)>,
 }

@@ -6,7 +6,7 @@
 
 use super::{
     decode_row, json, sh_double_quoted, sql_text, ChannelHead, Commit, Fault, Mutation, Progress,
-    RowAt, Snapshot, Store, StoreError, StoredPeer, UnreadableRow, RECENT_KEPT,
+    RowAt, Snapshot, Store, StoreError, StoredLease, StoredPeer, UnreadableRow, RECENT_KEPT,
 };
 use crate::api::{Command, Message, Question, Signal};
 use rusqlite::{params, Connection, OptionalExtension};
@@ -56,6 +56,7 @@ CREATE TABLE IF NOT EXISTS channels (name TEXT PRIMARY KEY, last_seq INTEGER NOT
 CREATE TABLE IF NOT EXISTS signals (name TEXT PRIMARY KEY, body TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS questions (id TEXT PRIMARY KEY, body TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS sessions (hash TEXT PRIMARY KEY, expires_at INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS leases (id TEXT PRIMARY KEY, body TEXT NOT NULL);
 ";
 
 impl SqliteStore {
@@ -196,6 +197,7 @@ fn read_all(conn: &Connection) -> Result<Snapshot, Fault> {
     let peers: Vec<StoredPeer> = rows(conn, &fixes, "peers", "id")?;
     let signals: Vec<Signal> = rows(conn, &fixes, "signals", "name")?;
     let questions: Vec<Question> = rows(conn, &fixes, "questions", "id")?;
+    let leases: Vec<StoredLease> = rows(conn, &fixes, "leases", "id")?;
 
     let mut commands = Vec::new();
     {
@@ -265,6 +267,7 @@ fn read_all(conn: &Connection) -> Result<Snapshot, Fault> {
         channels,
         signals,
         questions,
+        leases,
         sessions,
     })
 }
@@ -332,6 +335,14 @@ fn write_one(tx: &rusqlite::Transaction<'_>, m: &Mutation) -> rusqlite::Result<(
             tx.prepare_cached("DELETE FROM questions WHERE id = ?1")?
                 .execute(params![id.to_string()])?;
         }
+        Mutation::Lease(l) => {
+            tx.prepare_cached("INSERT OR REPLACE INTO leases (id, body) VALUES (?1, ?2)")?
+                .execute(params![l.lease.id.to_string(), json(l)])?;
+        }
+        Mutation::ForgetLease { id } => {
+            tx.prepare_cached("DELETE FROM leases WHERE id = ?1")?
+                .execute(params![id.to_string()])?;
+        }
         Mutation::Session { hash, expires } => {
             tx.prepare_cached(
                 "INSERT OR REPLACE INTO sessions (hash, expires_at) VALUES (?1, ?2)",
@@ -345,7 +356,8 @@ fn write_one(tx: &rusqlite::Transaction<'_>, m: &Mutation) -> rusqlite::Result<(
         Mutation::Reset => {
             tx.execute_batch(
                 "DELETE FROM peers; DELETE FROM commands; DELETE FROM messages;
-                 DELETE FROM channels; DELETE FROM signals; DELETE FROM questions;",
+                 DELETE FROM channels; DELETE FROM signals; DELETE FROM questions;
+                 DELETE FROM leases;",
             )?;
         }
     }

@@ -104,6 +104,15 @@ pub(super) fn plan(m: &Mutation) -> Vec<(&'static str, Vec<Param>)> {
             "DELETE FROM cipc_questions WHERE id = $1",
             vec![text(id.to_string())],
         )],
+        Mutation::Lease(l) => vec![(
+            "INSERT INTO cipc_leases (id, body) VALUES ($1, $2)
+             ON CONFLICT (id) DO UPDATE SET body = excluded.body",
+            vec![text(l.lease.id.to_string()), text(json(l))],
+        )],
+        Mutation::ForgetLease { id } => vec![(
+            "DELETE FROM cipc_leases WHERE id = $1",
+            vec![text(id.to_string())],
+        )],
         Mutation::Session { hash, expires } => vec![(
             "INSERT INTO cipc_sessions (hash, expires_at) VALUES ($1, $2)
              ON CONFLICT (hash) DO UPDATE SET expires_at = excluded.expires_at",
@@ -120,6 +129,7 @@ pub(super) fn plan(m: &Mutation) -> Vec<(&'static str, Vec<Param>)> {
             ("DELETE FROM cipc_channels", Vec::new()),
             ("DELETE FROM cipc_signals", Vec::new()),
             ("DELETE FROM cipc_questions", Vec::new()),
+            ("DELETE FROM cipc_leases", Vec::new()),
         ],
     }
 }

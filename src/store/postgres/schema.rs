@@ -14,9 +14,10 @@ const MIGRATION_LOCK: i64 = 0x6369_7063_0000_0002;
 
 /// The schema, one versioned step at a time. A step is never edited once
 /// released; changes are new steps.
-const MIGRATIONS: &[(i32, &str)] = &[(
-    1,
-    "CREATE TABLE cipc_peers (id TEXT PRIMARY KEY, body TEXT NOT NULL);
+const MIGRATIONS: &[(i32, &str)] = &[
+    (
+        1,
+        "CREATE TABLE cipc_peers (id TEXT PRIMARY KEY, body TEXT NOT NULL);
      CREATE TABLE cipc_commands (id TEXT PRIMARY KEY, ord BIGINT NOT NULL, body TEXT NOT NULL);
      CREATE TABLE cipc_messages (channel TEXT NOT NULL, seq BIGINT NOT NULL, body TEXT NOT NULL,
                                  PRIMARY KEY (channel, seq));
@@ -28,7 +29,12 @@ const MIGRATIONS: &[(i32, &str)] = &[(
      CREATE TABLE cipc_sessions (hash TEXT PRIMARY KEY, expires_at BIGINT NOT NULL);
      CREATE TABLE cipc_head (id INT PRIMARY KEY CHECK (id = 1), pruned_through BIGINT NOT NULL);
      INSERT INTO cipc_head (id, pruned_through) VALUES (1, 0);",
-)];
+    ),
+    (
+        2,
+        "CREATE TABLE cipc_leases (id TEXT PRIMARY KEY, body TEXT NOT NULL);",
+    ),
+];
 
 /// Applies every migration step not applied yet, one node at a time.
 pub(super) async fn migrate(conn: &mut Object) -> Result<(), Fault> {
@@ -151,6 +157,14 @@ pub(super) async fn read_snapshot(conn: &mut Object) -> Result<(Snapshot, u64), 
     ) {
         snap.questions
             .push(decode(&b, &RowAt::new("cipc_questions", "id", &id))?);
+    }
+    for (id, b) in keyed(
+        tx.query("SELECT id, body FROM cipc_leases ORDER BY id", &[])
+            .await
+            .map_err(e)?,
+    ) {
+        snap.leases
+            .push(decode(&b, &RowAt::new("cipc_leases", "id", &id))?);
     }
     for r in tx
         .query("SELECT id, ord, body FROM cipc_commands ORDER BY ord", &[])

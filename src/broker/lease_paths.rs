@@ -1,0 +1,443 @@
+//! The conflict rule of leases, in one place: which path patterns a lease
+//! may name, and whether two patterns could cover a common path. Pure
+//! functions, no I/O and no broker state, unit-tested by the table below.
+//!
+//! A pattern is repo-relative and `/`-separated: a file (`src/api/users.rs`),
+//! a directory ending in `/` (`src/db/`), or a glob (`src/**/*.sql`, in
+//! [globset]'s syntax with `*` and `?` never crossing a `/`). A pattern
+//! *covers* every path it matches **and everything below those paths**: a
+//! lease on `src/db` holds `src/db/x.sql` too, and one on `src/*` holds
+//! `src/db/x.sql` through the directory `src/db`. A path is never both a file
+//! and a directory, so this only ever adds what the holder most likely
+//! meant; it also makes a file and a directory the same kind of pattern
+//! (the trailing `/` says what the holder means, the rule needs no more).
+//!
+//! Two patterns overlap when some path could be covered by both. Between a
+//! literal path and a glob that is decided exactly (globset matches the
+//! path and each directory above it; a segment-by-segment walk finds what
+//! the glob matches below it). Between two globs it cannot always be decided
+//! cheaply, so the rule is conservative: segments are compared one by one
+//! (`**` spanning any number of them), and two glob segments are taken to
+//! overlap unless their literal beginnings or endings already differ
+//! (`*.rs` and `*.md` cannot both match one name; `a*` and `*b` may). A
+//! false alarm costs a message; a miss costs lost work.
+
+use globset::{GlobBuilder, GlobMatcher};
+
+/// The longest pattern, in characters.
+pub const MAX_PATTERN_LEN: usize = 1024;
+
+/// The characters that make a pattern a glob.
+const GLOB_CHARS: &[char] = &['*', '?', '[', ']', '{', '}'];
+
+/// What to write instead, said after every refusal of a pattern.
+const SHAPES: &str = "give a path relative to the repository's top level, with / between directories: a file (src/main.rs), a directory ending in / (src/db/), or a glob (src/**/*.sql)";
+
+/// A pattern that passed [`PathPattern::parse`], ready to compare.
+#[derive(Debug, Clone)]
+pub struct PathPattern {
+    /// The pattern without its trailing `/`.
+    body: String,
+    /// The whole glob, for matching literal paths (`None` for a literal).
+    whole: Option<GlobMatcher>,
+    /// The segments, ending in [`Seg::AnyDirs`] (a pattern covers what is
+    /// below what it matches).
+    segs: Vec<Seg>,
+}
+
+/// One `/`-separated piece of a pattern.
+#[derive(Debug, Clone)]
+enum Seg {
+    /// A name, matched exactly.
+    Lit(String),
+    /// `**`: any number of segments, none included.
+    AnyDirs,
+    /// A glob within one segment (`*.rs`, `v[0-9]`); `None` matches any
+    /// one segment (a piece too complex to compare).
+    Glob(Option<SegGlob>),
+}
+
+/// A one-segment glob with its literal beginning and ending.
+#[derive(Debug, Clone)]
+struct SegGlob {
+    matcher: GlobMatcher,
+    prefix: String,
+    suffix: String,
+}
+
+impl PathPattern {
+    /// Checks `raw` and prepares it for comparison; the error is one
+    /// sentence that says what is wrong and what to write instead.
+    pub fn parse(raw: &str) -> Result<PathPattern, String> {
+        if raw.trim().is_empty() {
+            return Err(format!("a path is empty; {SHAPES}"));
+        }
+        let len = raw.chars().count();
+        if len > MAX_PATTERN_LEN {
+            return Err(format!(
+                "the path {:?}... is {len} characters long; at most {MAX_PATTERN_LEN} (lease a directory, e.g. src/db/, instead of a long list of names)",
+                raw.chars().take(40).collect::<String>()
+            ));
+        }
+        if let Some(c) = raw.chars().find(|c| c.is_control()) {
+            return Err(format!(
+                "the path {raw:?} contains the control character U+{:04X}; {SHAPES}",
+                u32::from(c)
+            ));
+        }
+        if raw.contains('\\') {
+            return Err(format!(
+                "the path {raw:?} contains a backslash: separate directories with / (as git shows paths, also on Windows), and match a glob character literally inside brackets ([*]) instead of escaping it"
+            ));
+        }
+        let bytes = raw.as_bytes();
+        let drive = bytes.len() >= 2 && bytes[0].is_ascii_alphabetic() && bytes[1] == b':';
+        if raw.starts_with('/') || drive {
+            return Err(format!(
+                "the path {raw:?} is absolute; make it relative to the repository's top level (src/main.rs, not /home/me/repo/src/main.rs)"
+            ));
+        }
+        let body = raw.strip_suffix('/').unwrap_or(raw);
+        for seg in body.split('/') {
+            let why = match seg {
+                "" => "has an empty segment (//)",
+                "." => "has a . segment (drop the ./)",
+                ".." => "has a .. segment: a lease cannot reach outside the repository",
+                _ => continue,
+            };
+            return Err(format!("the path {raw:?} {why}; {SHAPES}"));
+        }
+        let whole = if body.contains(GLOB_CHARS) {
+            let matcher = glob(body)
+                .map_err(|e| format!("the path {raw:?} is not a valid glob ({e}); {SHAPES}"))?;
+            Some(matcher)
+        } else {
+            None
+        };
+        let segs = segments(body, whole.is_some());
+        Ok(PathPattern {
+            body: body.to_string(),
+            whole,
+            segs,
+        })
+    }
+
+    /// A pattern read back from the store: it was checked when the lease
+    /// was taken, but should a rule have tightened since, it covers
+    /// everything (a false alarm, never a miss).
+    pub fn stored(raw: &str) -> PathPattern {
+        PathPattern::parse(raw).unwrap_or_else(|_| PathPattern {
+            body: raw.to_string(),
+            whole: None,
+            segs: vec![Seg::AnyDirs],
+        })
+    }
+
+    /// True for a plain path (a file or a directory), false for a glob.
+    pub fn is_literal(&self) -> bool {
+        self.whole.is_none() && !matches!(self.segs.as_slice(), [Seg::AnyDirs])
+    }
+
+    /// Whether some path could be covered by both patterns (see the module
+    /// comment for what a pattern covers, and where this is conservative).
+    pub fn could_overlap(&self, other: &PathPattern) -> bool {
+        match (self.is_literal(), other.is_literal()) {
+            (true, true) => nested(&self.body, &other.body),
+            (true, false) => literal_meets_glob(self, other),
+            (false, true) => literal_meets_glob(other, self),
+            (false, false) => segments_overlap(&self.segs, &other.segs),
+        }
+    }
+}
+
+/// Whether two sets of patterns conflict: at least one side exclusive and
+/// some pattern of one could overlap some pattern of the other. (Same repo,
+/// different holders: the broker's part of the rule.)
+pub fn conflict(
+    a: &[PathPattern],
+    a_exclusive: bool,
+    b: &[PathPattern],
+    b_exclusive: bool,
+) -> bool {
+    (a_exclusive || b_exclusive) && a.iter().any(|p| b.iter().any(|q| p.could_overlap(q)))
+}
+
+/// A globset matcher in the lease syntax: `*` and `?` stay within a
+/// segment, no backslash escapes.
+fn glob(text: &str) -> Result<GlobMatcher, globset::Error> {
+    Ok(GlobBuilder::new(text)
+        .literal_separator(true)
+        .backslash_escape(false)
+        .build()?
+        .compile_matcher())
+}
+
+/// Literal paths `a` and `b` (no trailing `/`) cover a common path: one is
+/// the other or a directory above it.
+fn nested(a: &str, b: &str) -> bool {
+    let below = |long: &str, short: &str| {
+        long.strip_prefix(short)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+    };
+    below(a, b) || below(b, a)
+}
+
+/// A literal path against a glob, exactly: the glob matches the path or a
+/// directory above it (which covers the path), or something below the path.
+fn literal_meets_glob(lit: &PathPattern, glob: &PathPattern) -> bool {
+    if let Some(m) = &glob.whole {
+        let mut at = 0;
+        loop {
+            let end = lit.body[at..].find('/').map_or(lit.body.len(), |i| at + i);
+            if m.is_match(&lit.body[..end]) {
+                return true;
+            }
+            if end == lit.body.len() {
+                break;
+            }
+            at = end + 1;
+        }
+    }
+    segments_overlap(&lit.segs, &glob.segs)
+}
+
+/// The segments of a checked pattern, ending in `**`. A brace group that
+/// spans a `/` (`{src/a,docs}`) cannot be split into segments: the pattern
+/// is cut before it and covers everything from there.
+fn segments(body: &str, is_glob: bool) -> Vec<Seg> {
+    let mut out = Vec::new();
+    let mut depth = 0usize;
+    for piece in body.split('/') {
+        if depth > 0 {
+            // A brace opened in an earlier segment is still open: drop the
+            // segment that opened it, and stop here.
+            out.pop();
+            break;
+        }
+        for c in piece.chars() {
+            match c {
+                '{' => depth += 1,
+                '}' => depth = depth.saturating_sub(1),
+                _ => {}
+            }
+        }
+        out.push(segment(piece, is_glob));
+    }
+    if !matches!(out.last(), Some(Seg::AnyDirs)) {
+        out.push(Seg::AnyDirs);
+    }
+    out
+}
+
+fn segment(piece: &str, is_glob: bool) -> Seg {
+    if !is_glob || !piece.contains(GLOB_CHARS) {
+        return Seg::Lit(piece.to_string());
+    }
+    if piece == "**" {
+        return Seg::AnyDirs;
+    }
+    let matcher = glob(piece).ok();
+    Seg::Glob(matcher.map(|matcher| {
+        SegGlob {
+            matcher,
+            prefix: piece
+                .split(GLOB_CHARS)
+                .next()
+                .unwrap_or_default()
+                .to_string(),
+            suffix: piece
+                .rsplit(GLOB_CHARS)
+                .next()
+                .unwrap_or_default()
+                .to_string(),
+        }
+    }))
+}
+
+/// Could one segment name match both pieces?
+fn segment_overlap(a: &Seg, b: &Seg) -> bool {
+    match (a, b) {
+        (Seg::Lit(x), Seg::Lit(y)) => x == y,
+        (Seg::Lit(name), Seg::Glob(g)) | (Seg::Glob(g), Seg::Lit(name)) => {
+            g.as_ref().is_none_or(|g| g.matcher.is_match(name))
+        }
+        (Seg::Glob(Some(x)), Seg::Glob(Some(y))) => {
+            // A name matching both starts with both beginnings and ends with
+            // both endings, so one of each pair extends the other.
+            let starts = x.prefix.starts_with(&y.prefix) || y.prefix.starts_with(&x.prefix);
+            let ends = x.suffix.ends_with(&y.suffix) || y.suffix.ends_with(&x.suffix);
+            starts && ends
+        }
+        _ => true,
+    }
+}
+
+/// Could one path be matched by both segment lists (`**` spanning any
+/// number of segments)? Dynamic programming over (position in `a`,
+/// position in `b`), from the ends back.
+fn segments_overlap(a: &[Seg], b: &[Seg]) -> bool {
+    let (n, m) = (a.len(), b.len());
+    let width = m + 1;
+    // meets[i * width + j]: can a[i..] and b[j..] match one path?
+    let mut meets = vec![false; (n + 1) * width];
+    meets[n * width + m] = true;
+    for i in (0..=n).rev() {
+        for j in (0..=m).rev() {
+            if i == n && j == m {
+                continue;
+            }
+            let at = |i: usize, j: usize| meets[i * width + j];
+            let v = match (a.get(i), b.get(j)) {
+                (Some(Seg::AnyDirs), _) => at(i + 1, j) || (j < m && at(i, j + 1)),
+                (_, Some(Seg::AnyDirs)) => at(i, j + 1) || (i < n && at(i + 1, j)),
+                (Some(x), Some(y)) => segment_overlap(x, y) && at(i + 1, j + 1),
+                _ => false,
+            };
+            meets[i * width + j] = v;
+        }
+    }
+    meets[0]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(raw: &str) -> PathPattern {
+        PathPattern::parse(raw).unwrap_or_else(|e| panic!("{raw:?}: {e}"))
+    }
+
+    /// (a, b, overlap): the rule is symmetric, so each row is checked both ways.
+    const OVERLAP: &[(&str, &str, bool)] = &[
+        // file vs file
+        ("src/main.rs", "src/main.rs", true),
+        ("src/main.rs", "src/lib.rs", false),
+        ("src/main.rs", "src/main.rs.bak", false),
+        // a directory covers what is below it
+        ("src/db/", "src/db/x.sql", true),
+        ("src/db/", "src/db/migrations/1.sql", true),
+        ("src/db/", "src/dbx/x.sql", false),
+        ("src/db/", "src/db", true),
+        ("src/db", "src/db/x.sql", true),
+        ("src/db/", "src/", true),
+        ("src/db/", "docs/", false),
+        // ** vs file
+        ("**", "README.md", true),
+        ("**", "src/a/b/c.rs", true),
+        ("src/**", "src/a/b/c.rs", true),
+        ("src/**", "docs/a.md", false),
+        ("**/*.sql", "src/db/x.sql", true),
+        ("**/*.sql", "x.sql", true),
+        ("**/*.sql", "src/db/x.rs", false),
+        ("src/**/*.sql", "src/db/x.sql", true),
+        ("src/**/*.sql", "src/x.sql", true),
+        ("src/**/*.sql", "src/db/x.rs", false),
+        ("src/**/*.sql", "docs/x.sql", false),
+        // a glob matching a directory covers what is below it
+        ("src/*", "src/db/x.sql", true),
+        ("src/*.rs", "src/db/x.rs", false),
+        ("src/*/mod.rs", "src/db/", true),
+        ("src/*/mod.rs", "src/", true),
+        ("src/*/mod.rs", "src/db/x.rs", false),
+        ("src/?b/x.rs", "src/db/x.rs", true),
+        ("src/[a-c]b/", "src/db/x.rs", false),
+        ("src/{db,api}/x.rs", "src/api/x.rs", true),
+        ("src/{db,api}/x.rs", "src/web/x.rs", false),
+        // glob vs glob
+        ("src/*.rs", "docs/*.md", false),
+        ("src/*.rs", "src/*.md", false),
+        ("src/*.rs", "src/m*", true),
+        ("src/a*", "src/*b", true),
+        ("src/a*", "src/b*", false),
+        ("src/**", "**/*.md", true),
+        ("src/**/*.sql", "**/db/*", true),
+        ("src/**/*.sql", "docs/**", false),
+        ("src/*/x.rs", "src/db/*", true),
+        ("src/*/x.rs", "src/*/y.rs", false),
+        ("*.md", "docs/*.md", false),
+        ("**/*.md", "docs/*.md", true),
+        ("src/{a/b,c}/x.rs", "src/q.rs", true),
+        ("src/{a/b,c}/x.rs", "docs/q.rs", false),
+    ];
+
+    #[test]
+    fn which_patterns_overlap() {
+        for (a, b, want) in OVERLAP {
+            assert_eq!(p(a).could_overlap(&p(b)), *want, "{a} vs {b}");
+            assert_eq!(p(b).could_overlap(&p(a)), *want, "{b} vs {a}");
+        }
+    }
+
+    /// (holder A's patterns, exclusive, holder B's patterns, exclusive, conflict)
+    const LEASES: &[(&[&str], bool, &[&str], bool, bool)] = &[
+        (&["src/a.rs"], true, &["src/a.rs"], true, true),
+        (&["src/a.rs"], false, &["src/a.rs"], false, false),
+        (&["src/a.rs"], false, &["src/a.rs"], true, true),
+        (&["src/"], true, &["src/a.rs"], false, true),
+        (&["src/a.rs", "docs/"], true, &["docs/x.md"], true, true),
+        (
+            &["src/a.rs", "docs/"],
+            true,
+            &["tests/", "README.md"],
+            true,
+            false,
+        ),
+        (&["src/*.rs"], true, &["docs/*.md"], true, false),
+    ];
+
+    #[test]
+    fn which_leases_conflict() {
+        for (a, ax, b, bx, want) in LEASES {
+            let a: Vec<PathPattern> = a.iter().map(|r| p(r)).collect();
+            let b: Vec<PathPattern> = b.iter().map(|r| p(r)).collect();
+            assert_eq!(conflict(&a, *ax, &b, *bx), *want, "{a:?} vs {b:?}");
+            assert_eq!(conflict(&b, *bx, &a, *ax), *want, "{b:?} vs {a:?}");
+        }
+    }
+
+    /// (pattern, a word the refusal must contain)
+    const REFUSED: &[(&str, &str)] = &[
+        ("", "empty"),
+        ("   ", "empty"),
+        ("/etc/passwd", "absolute"),
+        ("C:/src/a.rs", "absolute"),
+        ("../other/a.rs", ".."),
+        ("src/../../a.rs", ".."),
+        ("./src/a.rs", "./"),
+        ("src//a.rs", "//"),
+        ("src\\a.rs", "backslash"),
+        ("src/a\u{7}.rs", "control"),
+        ("src/a\n.rs", "control"),
+        ("src/[a.rs", "glob"),
+        ("src/{a,b.rs", "glob"),
+        ("src/a**b", "glob"),
+    ];
+
+    #[test]
+    fn bad_patterns_are_refused_with_what_to_do() {
+        for (raw, word) in REFUSED {
+            let e = PathPattern::parse(raw).expect_err(raw);
+            assert!(e.contains(word), "{raw:?}: {e}");
+        }
+        let long = "a/".repeat(600);
+        let e = PathPattern::parse(&long).expect_err("too long");
+        assert!(e.contains("at most 1024"), "{e}");
+        for ok in [
+            "src/",
+            "a",
+            "**",
+            "src/**/*.{rs,toml}",
+            "dir with space/f.txt",
+            "ünï/cödé.rs",
+        ] {
+            p(ok);
+        }
+    }
+
+    #[test]
+    fn a_stored_pattern_that_no_longer_parses_covers_everything() {
+        let odd = PathPattern::stored("../x");
+        assert!(odd.could_overlap(&p("anything/at/all.rs")));
+        assert!(!odd.is_literal());
+    }
+}
