@@ -895,7 +895,8 @@
         input,
         h('button', { type: 'submit', class: 'btn btn-primary answer-send', text: 'Answer' }));
     }
-    card.append(
+    // DOM append, unlike h(), would write a null (no context) as "null".
+    card.append(...[
       needTop('question', 'Question',
         h('span', { class: 'need-who' }, 'from ', strong(targetLabel(q.from))),
         h('span', { class: 'spacer' }),
@@ -904,7 +905,7 @@
       contextEl(q.context),
       controls,
       err,
-    );
+    ].filter(Boolean));
     return card;
   }
 
@@ -1115,7 +1116,7 @@
         noteInput);
     }
     const p = who.peer;
-    card.append(
+    const parts = [
       needTop('permission', 'Permission',
         p ? h('span', { class: `dot dot-${p.status}`, title: p.status, 'aria-hidden': 'true' }) : null,
         h('span', { class: 'need-who' }, strong(who.label)),
@@ -1132,7 +1133,8 @@
       typeof ctx.cwd === 'string' && ctx.cwd ? h('p', { class: 'perm-meta muted' }, 'in ', h('span', { class: 'mono', text: ctx.cwd })) : null,
       controls,
       err,
-    );
+    ];
+    card.append(...parts.filter(Boolean));
     return card;
   }
 
@@ -1389,8 +1391,9 @@
             h('span', { class: 'peer-role', text: p.role }),
             p.name ? h('span', { class: 'peer-name', text: p.name }) : null,
             agentTag(p.agent),
-            h('span', { class: `badge badge-${p.via || 'http'}`, text: p.via || 'http', title: p.via === 'mcp' ? 'connected over MCP (Claude Code)' : p.via === 'hook' ? 'a Claude Code session, through its hooks (cipc claude setup)' : 'connected over HTTP (CLI, curl, scripts)' }),
-            p.protected ? h('span', { class: 'badge badge-protected', text: 'key', title: 'protected: nothing is done in its name without its peer key' }) : null,
+            h('span', { class: 'peer-badges' },
+              h('span', { class: `badge badge-${p.via || 'http'}`, text: p.via || 'http', title: p.via === 'mcp' ? 'connected over MCP (Claude Code)' : p.via === 'hook' ? 'a Claude Code session, through its hooks (cipc claude setup)' : 'connected over HTTP (CLI, curl, scripts)' }),
+              p.protected ? h('span', { class: 'badge badge-protected', text: 'key', title: 'protected: nothing is done in its name without its peer key' }) : null),
           ),
           h('div', { class: 'peer-meta' },
             h('span', { class: `status status-${p.status}`, text: p.status }),
@@ -1501,10 +1504,11 @@
       h('div', { class: 'lease-holder' },
         p ? h('span', { class: `dot dot-${p.status}`, title: p.status, 'aria-hidden': 'true' }) : null,
         strong(leaseHolderLabel(l)),
-        p ? agentTag(p.agent) : null,
-        h('span', { class: 'muted', text: ` · ${l.repo}` })),
+        p ? agentTag(p.agent) : null),
       l.reason ? h('p', { class: 'lease-reason', text: l.reason }) : null,
       h('div', { class: 'lease-meta muted' },
+        h('span', { class: 'mono lease-repo', title: 'the repository', text: l.repo }),
+        ' · ',
         agoEl(l.createdAt, 'taken '),
         ' · ',
         untilEl(l.expiresAt),

@@ -8,8 +8,9 @@
 //! it fails.
 //! It always writes its screenshots under the target dir; `CIPC_SCREENSHOT=1`
 //! also copies the README's ones to `docs/` (`docs/dashboard.png`,
-//! `docs/dashboard-needs-you.png`), and `CIPC_SCREENSHOT=<file name>` only
-//! that one (e.g. `CIPC_SCREENSHOT=dashboard-needs-you.png`).
+//! `docs/dashboard-needs-you.png`, `docs/dashboard-permissions.png`), and
+//! `CIPC_SCREENSHOT=<file name>` only that one (e.g.
+//! `CIPC_SCREENSHOT=dashboard-needs-you.png`).
 
 mod common;
 mod webdriver;
@@ -351,6 +352,7 @@ async fn dashboard_in_headless_chromium() {
     live_view_and_command_center(&browser).await;
     needs_you(&browser).await;
     permissions(&browser).await;
+    leases(&browser).await;
     token_login(&browser).await;
     if let Some(log) = browser.console().await {
         let bad: Vec<_> = log
@@ -924,6 +926,13 @@ async fn needs_you(b: &Browser) {
     .await;
     let waiter = wait_for_answer(&c, &base, &free);
     let free_card = format!("#needs-list [data-id='{free}']");
+    let shown = b
+        .wait_text(&free_card, "What should the release be called?")
+        .await;
+    assert!(
+        !shown.contains("null"),
+        "no context, and no word of it: {shown}"
+    );
     b.fill(&format!("{free_card} input"), "Aurora").await;
     b.click(&format!("{free_card} .answer-send")).await;
     let answered = tokio::time::timeout(Duration::from_secs(10), waiter)
@@ -1394,6 +1403,7 @@ async fn permissions(b: &Browser) {
     ] {
         assert!(shown.contains(want), "no {want:?} in {shown}");
     }
+    assert!(!shown.contains("null"), "{shown}");
     assert_eq!(
         b.js(
             "return document.querySelector(arguments[0] + ' .perm-command').textContent;",
@@ -1641,10 +1651,223 @@ async fn permissions(b: &Browser) {
         "{feed}"
     );
     b.click("#activity-filter [data-kind='all']").await;
-    b.window_size(1440, 1100).await;
-    b.js("document.activeElement && document.activeElement.blur(); window.scrollTo(0, 0); return true;", json!([]))
+    broker.stop().await;
+}
+
+/// Takes a lease in a session's name (`POST /leases` with its key); answers its id.
+async fn lease(c: &reqwest::Client, base: &str, (peer, key): (&str, &str), body: Value) -> String {
+    let r = c
+        .post(format!("{base}/leases"))
+        .header("x-cipc-peer", peer)
+        .header("x-cipc-peer-key", key)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status();
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(status, 201, "{v}");
+    v["lease"]["id"].as_str().unwrap().to_string()
+}
+
+/// The leases panel: held leases live (paths, holder, reason, age, expiry),
+/// gone when they expire or their holder leaves, and released by a person
+/// after a confirmation.
+async fn leases(b: &Browser) {
+    // A quick sweeper, so a 1 s lease ends within tens of ms of its expiry.
+    let broker = common::start_with(
+        BrokerConfig {
+            sweep_interval: Duration::from_millis(25),
+            ..Default::default()
+        },
+        ServerConfig::default(),
+        None,
+    )
+    .await;
+    let base = broker.url();
+    let c = authed(None);
+    let repo = "github.com/acme/shop";
+    let (backend, bkey) = connect_session(&c, &base, "backend", "api-server", "claude-code").await;
+    let (frontend, fkey) = connect_session(&c, &base, "frontend", "web-ui", "codex").await;
+    let api = lease(
+        &c,
+        &base,
+        (&backend, &bkey),
+        json!({"paths": ["src/api/", "Cargo.toml"], "repo": repo, "reason": "splitting the orders API <b>now</b>", "ttl": 1_800_000}),
+    )
+    .await;
+
+    // On load: the held lease, from GET /leases.
+    b.goto(&format!("{base}/dashboard")).await;
+    b.wait_text("#conn-state", "live").await;
+    let card = format!("#leases-list [data-id='{api}']");
+    let shown = b.wait_text(&card, "src/api/").await;
+    for want in [
+        "Cargo.toml",
+        "exclusive",
+        "backend (api-server)",
+        "Claude Code",
+        repo,
+        "splitting the orders API <b>now</b>",
+        "taken just now",
+    ] {
+        assert!(shown.contains(want), "no {want:?} in {shown}");
+    }
+    assert!(
+        shown.contains("expires in 29 min") || shown.contains("expires in 30 min"),
+        "{shown}"
+    );
+    b.wait_text("#leases-count", "1 held").await;
+
+    // Live: a shared lease of another session, which expires on its own.
+    let css = lease(
+        &c,
+        &base,
+        (&frontend, &fkey),
+        json!({"paths": ["web/**/*.css"], "repo": repo, "exclusive": false, "ttl": 1000}),
+    )
+    .await;
+    let css_card = format!("#leases-list [data-id='{css}']");
+    let shown = b.wait_text(&css_card, "web/**/*.css").await;
+    assert!(
+        shown.contains("shared") && shown.contains("frontend (web-ui)") && shown.contains("Codex"),
+        "{shown}"
+    );
+    b.wait_js(
+        "an expired lease leaves the panel",
+        "return !document.querySelector(arguments[0]);",
+        json!([css_card]),
+    )
+    .await;
+    b.wait_text(
+        "#activity-list",
+        "frontend (web-ui)’s lease on web/**/*.css in github.com/acme/shop expired",
+    )
+    .await;
+    b.wait_text(
+        "#activity-list",
+        "backend (api-server) leased src/api/, Cargo.toml in github.com/acme/shop",
+    )
+    .await;
+
+    // Release asks first: Keep changes nothing, Yes releases.
+    b.click(&format!("{card} .lease-release")).await;
+    b.wait_text(&format!("{card} .lease-confirm"), "Release it?")
         .await;
-    b.screenshot(&screenshot_path("dashboard-permissions.png"))
+    b.wait_js(
+        "the keyboard moves to the confirmation",
+        "return document.activeElement && document.activeElement.classList.contains('lease-yes');",
+        json!([]),
+    )
+    .await;
+    b.click(&format!("{card} .lease-keep")).await;
+    b.wait_element_gone(&format!("{card} .lease-confirm")).await;
+    let held = get_json(&c, format!("{base}/leases")).await;
+    assert_eq!(held["leases"][0]["id"], json!(api), "Keep kept it: {held}");
+    b.click(&format!("{card} .lease-release")).await;
+    b.click(&format!("{card} .lease-yes")).await;
+    b.wait_js(
+        "the released lease leaves the panel",
+        "return !document.querySelector(arguments[0]);",
+        json!([card]),
+    )
+    .await;
+    let v = get_json(&c, format!("{base}/leases/{api}")).await;
+    assert_eq!(v["lease"]["status"], "released", "{v}");
+    assert_eq!(
+        get_json(&c, format!("{base}/leases")).await["leases"],
+        json!([])
+    );
+    b.wait_text(
+        "#activity-list",
+        "backend (api-server)’s lease on src/api/, Cargo.toml in github.com/acme/shop was released",
+    )
+    .await;
+    b.wait_text("#leases-list", "Nobody holds any paths").await;
+
+    // A holder that leaves takes its leases with it.
+    let docs = lease(
+        &c,
+        &base,
+        (&frontend, &fkey),
+        json!({"paths": ["docs/"], "repo": repo}),
+    )
+    .await;
+    let docs_card = format!("#leases-list [data-id='{docs}']");
+    b.wait_text(&docs_card, "docs/").await;
+    let r = c
+        .delete(format!("{base}/peers/{frontend}"))
+        .header("x-cipc-peer-key", &fkey)
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+    b.wait_js(
+        "a lease leaves with its holder",
+        "return !document.querySelector(arguments[0]);",
+        json!([docs_card]),
+    )
+    .await;
+    assert_eq!(
+        b.js(
+            "return window.__xss === undefined && document.querySelectorAll('#leases-list b, #leases-list img').length === 0;",
+            json!([])
+        )
+        .await,
+        json!(true),
+        "markup in a reason was interpreted"
+    );
+
+    // The README's picture: sessions asking, and the paths they hold.
+    let (web, wkey) = connect_session(&c, &base, "frontend", "web-ui", "codex").await;
+    lease(
+        &c,
+        &base,
+        (&backend, &bkey),
+        json!({"paths": ["src/orders/", "migrations/0042_*.sql"], "repo": repo, "reason": "orders: totals in u64", "ttl": 2_700_000}),
+    )
+    .await;
+    lease(
+        &c,
+        &base,
+        (&web, &wkey),
+        json!({"paths": ["web/src/Checkout.tsx"], "repo": repo, "reason": "new checkout flow", "ttl": 900_000}),
+    )
+    .await;
+    let me = (backend.as_str(), bkey.as_str());
+    ask_permission(
+        &c,
+        &base,
+        me,
+        "Bash",
+        json!({"command": "cargo sqlx migrate run &&\n  cargo test -p orders -- --test-threads=1", "description": "Apply the new migration and run the orders tests"}),
+    )
+    .await;
+    ask_permission(
+        &c,
+        &base,
+        (&web, &wkey),
+        "Edit",
+        json!({"file_path": "web/src/Checkout.tsx", "old_string": "const total = items.length;", "new_string": "const total = items.reduce((s, i) => s + i.price, 0);"}),
+    )
+    .await;
+    b.wait_text("#needs-summary", "2 permission requests").await;
+    b.wait_text("#leases-count", "2 held").await;
+    b.js(
+        "document.activeElement && document.activeElement.blur(); window.scrollTo(0, 0); return true;",
+        json!([]),
+    )
+    .await;
+    b.window_size(1440, 1250).await;
+    let shot = screenshot_path("dashboard-permissions.png");
+    b.screenshot(&shot).await;
+    publish_screenshot(&shot);
+    b.color_scheme("dark").await;
+    b.screenshot(&screenshot_path("dashboard-permissions-dark.png"))
+        .await;
+    b.color_scheme("light").await;
+    b.window_size(420, 1400).await;
+    b.screenshot(&screenshot_path("dashboard-permissions-narrow.png"))
         .await;
     b.window_size(1440, 1000).await;
     broker.stop().await;

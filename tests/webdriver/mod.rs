@@ -290,6 +290,16 @@ impl Browser {
         .unwrap_or_else(|e| panic!("press {keys:?}: {e}"));
     }
 
+    /// Waits until nothing matches `css`.
+    pub async fn wait_element_gone(&self, css: &str) {
+        self.wait_js(
+            &format!("{css} goes away"),
+            "return !document.querySelector(arguments[0]);",
+            json!([css]),
+        )
+        .await;
+    }
+
     async fn wait_element(&self, css: &str) -> String {
         let last = std::cell::RefCell::new(String::new());
         let found = eventually(UI_WAIT, || async {
