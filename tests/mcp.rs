@@ -17,12 +17,14 @@ use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 use tokio::sync::mpsc;
 
-const TOOLS: [&str; 18] = [
+const TOOLS: [&str; 21] = [
     "ack_command",
     "answer_question",
     "ask_human",
     "channel_read",
     "channel_send",
+    "check_paths",
+    "claim_paths",
     "connect",
     "emit_signal",
     "get_answer",
@@ -30,6 +32,7 @@ const TOOLS: [&str; 18] = [
     "list_peers",
     "list_questions",
     "register",
+    "release_paths",
     "reset",
     "send_command",
     "status",
@@ -1709,4 +1712,120 @@ async fn a_star_send_with_wait_waits_for_every_copy() {
         "says how to keep waiting: {text}"
     );
     client.cancel().await.expect("close");
+}
+
+#[tokio::test]
+async fn claim_check_and_release_paths_say_who_holds_what_until_when() {
+    let server = common::start().await;
+    let base = server.url();
+    let ana = streamable(&base).await;
+    let bob = streamable(&base).await;
+    let (_, me, _) = call(&ana, "connect", json!({"role": "backend", "name": "ana"})).await;
+    let ana_key = me["peerKey"].as_str().expect("peerKey").to_string();
+    let ana_id = me["peer"]["id"].as_str().expect("id").to_string();
+    let (_, me, _) = call(&bob, "connect", json!({"role": "frontend"})).await;
+    let bob_key = me["peerKey"].as_str().expect("peerKey").to_string();
+    let repo = "github.com/acme/shop";
+
+    // Without repo, the refusal says what to pass.
+    let (text, e, err) = call(&ana, "claim_paths", json!({"paths": ["src/db/"]})).await;
+    assert!(err, "{text}");
+    assert_eq!(reason(&e), "invalid_lease");
+    assert!(text.contains("pass repo"), "{text}");
+
+    let (text, got, err) = call(
+        &ana,
+        "claim_paths",
+        json!({"paths": ["src/db/"], "repo": repo, "reason": "orders index", "ttl_seconds": 600, "peer_key": ana_key}),
+    )
+    .await;
+    assert!(!err, "{text}");
+    let lease = got["lease"].clone();
+    let lid = lease["id"].as_str().expect("id").to_string();
+    assert_eq!(lease["holder"], ana_id.as_str());
+    assert!(
+        text.contains(&lid)
+            && text.contains("src/db/")
+            && text.contains("10 min")
+            && text.contains("release_paths"),
+        "{text}"
+    );
+
+    // Another session is refused, with the lease in the way as structured content.
+    let (text, e, err) = call(
+        &bob,
+        "claim_paths",
+        json!({"paths": ["src/db/schema.sql"], "repo": repo, "peer_key": bob_key}),
+    )
+    .await;
+    assert!(err, "{text}");
+    assert_eq!(reason(&e), "lease_conflict");
+    assert_eq!(e["conflicts"], json!([lease]));
+    assert!(
+        text.contains("backend") && text.contains("orders index"),
+        "{text}"
+    );
+
+    let (text, c, err) = call(
+        &bob,
+        "check_paths",
+        json!({"paths": ["src/db/schema.sql", "README.md"], "repo": repo, "peer_key": bob_key}),
+    )
+    .await;
+    assert!(!err, "{text}");
+    assert_eq!(c["conflicts"][0]["lease"]["id"], lid.as_str());
+    assert_eq!(c["conflicts"].as_array().map(Vec::len), Some(1));
+    assert!(
+        text.contains("src/db/schema.sql is held by backend \"ana\"")
+            && text.contains("until")
+            && text.contains("send_command"),
+        "{text}"
+    );
+    let (text, c, _) = call(
+        &ana,
+        "check_paths",
+        json!({"paths": ["src/db/schema.sql"], "repo": repo, "peer_key": ana_key}),
+    )
+    .await;
+    assert_eq!(c["conflicts"], json!([]), "{text}");
+    assert!(text.contains("Nobody else holds"), "{text}");
+
+    // Only the holder releases through MCP; by paths or by id.
+    let (text, e, err) = call(
+        &bob,
+        "release_paths",
+        json!({"lease_id": lid, "peer_key": bob_key}),
+    )
+    .await;
+    assert!(err, "{text}");
+    assert_eq!(reason(&e), "not_lease_holder");
+    let (text, e, err) = call(&ana, "release_paths", json!({"peer_key": ana_key})).await;
+    assert!(err, "{text}");
+    assert_eq!(reason(&e), "invalid_lease");
+    let (text, e, err) = call(
+        &ana,
+        "release_paths",
+        json!({"paths": ["docs/"], "peer_key": ana_key}),
+    )
+    .await;
+    assert!(err, "{text}");
+    assert_eq!(reason(&e), "unknown_lease");
+    assert!(text.contains("src/db/"), "names what ana holds: {text}");
+    let (text, r, err) = call(
+        &ana,
+        "release_paths",
+        json!({"paths": ["src/db"], "repo": repo, "peer_key": ana_key}),
+    )
+    .await;
+    assert!(!err, "{text}");
+    assert_eq!(r["leases"][0]["status"], "released");
+    assert!(text.starts_with("Released 1 lease(s)"), "{text}");
+    let (text, _, err) = call(
+        &bob,
+        "claim_paths",
+        json!({"paths": ["src/db/schema.sql"], "repo": repo, "peer_key": bob_key, "shared": true}),
+    )
+    .await;
+    assert!(!err, "{text}");
+    assert!(text.contains("shared"), "{text}");
 }

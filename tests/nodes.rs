@@ -1202,3 +1202,58 @@ async fn a_node_frozen_holding_the_write_turn_stalls_the_other_only_briefly() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_hundred_racing_conflicting_lease_requests_on_two_nodes_grant_exactly_one() {
+    let Some((a, b)) = two_nodes(&[], &[]).await else {
+        return;
+    };
+    let nodes = [a.url.clone(), b.url.clone()];
+    let mut peers = Vec::new();
+    for i in 0..100 {
+        peers.push((
+            nodes[i % 2].clone(),
+            connect(&nodes[i % 2], &format!("p{i}")).await,
+        ));
+    }
+    // Every request overlaps every other (src/db/ holds src/db/schema.sql);
+    // each comes from another peer, on either node, all at once.
+    let racing = peers
+        .into_iter()
+        .enumerate()
+        .map(|(i, (node, peer))| async move {
+            let paths = if i % 3 == 0 {
+                json!(["src/db/", format!("own/{i}.rs")])
+            } else {
+                json!(["src/db/schema.sql", format!("own/{i}.rs")])
+            };
+            let r = http()
+                .post(format!("{node}/leases"))
+                .header("X-Cipc-Peer", &peer)
+                .json(&json!({"paths": paths, "repo": "github.com/acme/shop"}))
+                .send()
+                .await
+                .expect("lease request");
+            let status = r.status().as_u16();
+            let body: Value = r.json().await.unwrap_or(Value::Null);
+            (status, body)
+        });
+    let answers = futures::future::join_all(racing).await;
+    let granted: Vec<&Value> = answers
+        .iter()
+        .filter(|(s, _)| *s == 201)
+        .map(|(_, b)| &b["lease"])
+        .collect();
+    assert_eq!(granted.len(), 1, "exactly one holder: {answers:?}");
+    for (s, body) in &answers {
+        if *s != 201 {
+            assert_eq!(*s, 409, "{body}");
+            assert_eq!(body["error"]["reason"], "lease_conflict", "{body}");
+            assert_eq!(body["conflicts"][0]["id"], granted[0]["id"], "{body}");
+        }
+    }
+    for node in &nodes {
+        let (_, list) = get(&format!("{node}/leases")).await;
+        assert_eq!(list["leases"], json!([granted[0]]), "on {node}");
+    }
+}

@@ -1,4 +1,4 @@
-//! The REST, MCP, question, key, hardening and security suites again, with
+//! The REST, MCP, question, lease, key, hardening and security suites again, with
 //! their in-process brokers keeping state in PostgreSQL instead of memory
 //! (`common::engine_is_postgres` picks the engine by this binary's name, for
 //! `common::start*` and `common::test_store`, which the manual-clock brokers
@@ -13,7 +13,8 @@
 //! - `hardening::a_ttl_past_the_bound_is_a_400_and_breaks_nothing`,
 //!   `hardening::healthz_reports_a_store_that_cannot_commit` (it stalls
 //!   SQLite's write lock), `peer_keys::keys_survive_a_restart_of_the_durable_broker`
-//!   and `questions::a_question_survives_a_restart_in_the_middle_of_a_wait`
+//!   and `questions::a_question_survives_a_restart_in_the_middle_of_a_wait`,
+//!   `leases::held_leases_survive_a_restart_of_the_durable_broker`
 //!   (a `--data-dir`, SQLite, restarted);
 //! - `security::a_private_token_file_works_and_the_binary_enforces_it`
 //!   (`--memory`: the token file is the subject).
@@ -30,6 +31,8 @@
 mod api;
 #[path = "hardening.rs"]
 mod hardening;
+#[path = "leases.rs"]
+mod leases;
 #[path = "mcp.rs"]
 mod mcp;
 #[path = "mcp_identity.rs"]

@@ -3,24 +3,33 @@
 //! functions, no I/O and no broker state, unit-tested by the table below.
 //!
 //! A pattern is repo-relative and `/`-separated: a file (`src/api/users.rs`),
-//! a directory ending in `/` (`src/db/`), or a glob (`src/**/*.sql`, in
-//! [globset]'s syntax with `*` and `?` never crossing a `/`). A pattern
-//! *covers* every path it matches **and everything below those paths**: a
-//! lease on `src/db` holds `src/db/x.sql` too, and one on `src/*` holds
-//! `src/db/x.sql` through the directory `src/db`. A path is never both a file
-//! and a directory, so this only ever adds what the holder most likely
-//! meant; it also makes a file and a directory the same kind of pattern
-//! (the trailing `/` says what the holder means, the rule needs no more).
+//! a directory ending in `/` (`src/db/`, everything below it), or a glob
+//! (`src/**/*.sql`, in [globset]'s syntax, `*` and `?` never crossing a `/`;
+//! a glob ending in `/` or `**` names directories and covers what is below
+//! them, any other glob covers exactly the paths it matches).
 //!
-//! Two patterns overlap when some path could be covered by both. Between a
-//! literal path and a glob that is decided exactly (globset matches the
-//! path and each directory above it; a segment-by-segment walk finds what
-//! the glob matches below it). Between two globs it cannot always be decided
-//! cheaply, so the rule is conservative: segments are compared one by one
-//! (`**` spanning any number of them), and two glob segments are taken to
-//! overlap unless their literal beginnings or endings already differ
-//! (`*.rs` and `*.md` cannot both match one name; `a*` and `*b` may). A
-//! false alarm costs a message; a miss costs lost work.
+//! Two patterns overlap when some path could be covered by both:
+//!
+//! - **Two plain paths** overlap when they are the same or one is below the
+//!   other, with or without the `/`: a path that something lies below is a
+//!   directory, whatever its holder wrote.
+//! - **A plain path and a glob**, exactly: the glob matches the path or a
+//!   directory above it (for the same reason), or, when the path is a
+//!   directory (`src/db/`), something below it. A file is never taken for a
+//!   directory a glob could reach into, so `**/*.sql` does not hold
+//!   `src/main.rs`.
+//! - **Two globs** cannot always be compared exactly and cheaply, so the
+//!   rule is conservative: segments are compared one by one (`**` spanning
+//!   any number of them), and two glob segments are taken to overlap unless
+//!   their literal beginnings or endings already differ (`*.rs` and `*.md`
+//!   cannot both match one name; `a*` and `*b` may). A brace group that
+//!   spans a `/` makes the pattern cover everything from there.
+//!
+//! Where the rule cannot tell, it says "overlap": a false alarm costs a
+//! message, a miss costs lost work. (The one lenience: a file glob such as
+//! `src/*` is not taken to reach into the directories it matches when it
+//! meets another glob, though it is when it meets a plain path; the check
+//! at the moment of an edit names plain paths, so it still refuses.)
 
 use globset::{GlobBuilder, GlobMatcher};
 
@@ -38,10 +47,12 @@ const SHAPES: &str = "give a path relative to the repository's top level, with /
 pub struct PathPattern {
     /// The pattern without its trailing `/`.
     body: String,
+    /// It names directories: it ends in `/` (or `**`), so it covers what
+    /// is below what it matches.
+    dir: bool,
     /// The whole glob, for matching literal paths (`None` for a literal).
     whole: Option<GlobMatcher>,
-    /// The segments, ending in [`Seg::AnyDirs`] (a pattern covers what is
-    /// below what it matches).
+    /// The segments; a directory pattern's end in [`Seg::AnyDirs`].
     segs: Vec<Seg>,
 }
 
@@ -114,9 +125,11 @@ impl PathPattern {
         } else {
             None
         };
-        let segs = segments(body, whole.is_some());
+        let dir = raw.ends_with('/') || body == "**" || body.ends_with("/**");
+        let segs = segments(body, whole.is_some(), dir);
         Ok(PathPattern {
             body: body.to_string(),
+            dir,
             whole,
             segs,
         })
@@ -128,6 +141,7 @@ impl PathPattern {
     pub fn stored(raw: &str) -> PathPattern {
         PathPattern::parse(raw).unwrap_or_else(|_| PathPattern {
             body: raw.to_string(),
+            dir: true,
             whole: None,
             segs: vec![Seg::AnyDirs],
         })
@@ -183,36 +197,41 @@ fn nested(a: &str, b: &str) -> bool {
 }
 
 /// A literal path against a glob, exactly: the glob matches the path or a
-/// directory above it (which covers the path), or something below the path.
+/// directory above it (which covers the path), or, when the path is a
+/// directory, something below it.
 fn literal_meets_glob(lit: &PathPattern, glob: &PathPattern) -> bool {
-    if let Some(m) = &glob.whole {
-        let mut at = 0;
-        loop {
-            let end = lit.body[at..].find('/').map_or(lit.body.len(), |i| at + i);
-            if m.is_match(&lit.body[..end]) {
-                return true;
-            }
-            if end == lit.body.len() {
-                break;
-            }
-            at = end + 1;
+    let Some(m) = &glob.whole else {
+        // A stored pattern that no longer parses covers everything.
+        return true;
+    };
+    let mut at = 0;
+    loop {
+        let end = lit.body[at..].find('/').map_or(lit.body.len(), |i| at + i);
+        if m.is_match(&lit.body[..end]) {
+            return true;
         }
+        if end == lit.body.len() {
+            break;
+        }
+        at = end + 1;
     }
-    segments_overlap(&lit.segs, &glob.segs)
+    lit.dir && segments_overlap(&lit.segs, &glob.segs)
 }
 
-/// The segments of a checked pattern, ending in `**`. A brace group that
-/// spans a `/` (`{src/a,docs}`) cannot be split into segments: the pattern
-/// is cut before it and covers everything from there.
-fn segments(body: &str, is_glob: bool) -> Vec<Seg> {
+/// The segments of a checked pattern, ending in `**` when it names
+/// directories (`dir`). A brace group that spans a `/` (`{src/a,docs}`)
+/// cannot be split into segments: the pattern is cut before it and covers
+/// everything from there.
+fn segments(body: &str, is_glob: bool, dir: bool) -> Vec<Seg> {
     let mut out = Vec::new();
     let mut depth = 0usize;
     for piece in body.split('/') {
         if depth > 0 {
             // A brace opened in an earlier segment is still open: drop the
-            // segment that opened it, and stop here.
+            // segment that opened it, and cover everything from there.
             out.pop();
-            break;
+            out.push(Seg::AnyDirs);
+            return out;
         }
         for c in piece.chars() {
             match c {
@@ -223,7 +242,7 @@ fn segments(body: &str, is_glob: bool) -> Vec<Seg> {
         }
         out.push(segment(piece, is_glob));
     }
-    if !matches!(out.last(), Some(Seg::AnyDirs)) {
+    if dir && !matches!(out.last(), Some(Seg::AnyDirs)) {
         out.push(Seg::AnyDirs);
     }
     out
@@ -329,6 +348,10 @@ mod tests {
         ("**/*.sql", "src/db/x.sql", true),
         ("**/*.sql", "x.sql", true),
         ("**/*.sql", "src/db/x.rs", false),
+        ("**/*.sql", "src/main.rs", false),
+        ("**/*.sql", "src/", true),
+        ("src/*/", "src/db/x.sql", true),
+        ("src/**", "src/db/x.sql", true),
         ("src/**/*.sql", "src/db/x.sql", true),
         ("src/**/*.sql", "src/x.sql", true),
         ("src/**/*.sql", "src/db/x.rs", false),
@@ -347,6 +370,8 @@ mod tests {
         ("src/*.rs", "docs/*.md", false),
         ("src/*.rs", "src/*.md", false),
         ("src/*.rs", "src/m*", true),
+        ("**/*.sql", "src/*.rs", false),
+        ("src/*/", "src/db/*.rs", true),
         ("src/a*", "src/*b", true),
         ("src/a*", "src/b*", false),
         ("src/**", "**/*.md", true),
@@ -356,8 +381,11 @@ mod tests {
         ("src/*/x.rs", "src/*/y.rs", false),
         ("*.md", "docs/*.md", false),
         ("**/*.md", "docs/*.md", true),
-        ("src/{a/b,c}/x.rs", "src/q.rs", true),
-        ("src/{a/b,c}/x.rs", "docs/q.rs", false),
+        ("src/{a/b,c}/x.rs", "src/a/b/x.rs", true),
+        ("src/{a/b,c}/x.rs", "src/q.rs", false),
+        ("src/{a/b,c}/x.rs", "src/", true),
+        ("src/{a/b,c}/x.rs", "src/*.rs", true),
+        ("src/{a/b,c}/x.rs", "docs/*.md", false),
     ];
 
     #[test]
@@ -410,7 +438,6 @@ mod tests {
         ("src/a\n.rs", "control"),
         ("src/[a.rs", "glob"),
         ("src/{a,b.rs", "glob"),
-        ("src/a**b", "glob"),
     ];
 
     #[test]

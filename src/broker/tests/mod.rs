@@ -11,6 +11,10 @@
 //! - `wakeups.rs`: parked waits leave nothing behind.
 //! - `deadlines.rs`: overdue at the exact deadline, and the sender told.
 //! - `questions.rs`: asked, answered once, choices, ttl, cancel.
+//! - `leases.rs`: granted all or nothing, conflicts, ttl, ended when the
+//!   holder leaves, renew and release, and never two conflicting leases
+//!   across nodes. (The conflict rule's own table is in
+//!   `broker/lease_paths.rs`.)
 //! - `nodes.rs`: several nodes of one broker (an in-process shared log):
 //!   decisions, liveness, sessions and events across nodes.
 
@@ -22,6 +26,7 @@ use crate::error_code::ErrorCode;
 
 mod acks;
 mod deadlines;
+mod leases;
 mod liveness;
 mod nodes;
 mod questions;

@@ -354,3 +354,61 @@ pub struct ListQuestionsArgs {
     #[serde(default)]
     pub peer_key: Option<String>,
 }
+
+/// Arguments of `claim_paths`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(transform = portable_schema)]
+pub struct ClaimPathsArgs {
+    /// The paths to hold (1-100), relative to the repository's top level with / between directories: files ("src/api/users.rs"), directories ending in / ("src/db/"), or globs ("src/**/*.sql").
+    pub paths: Vec<String>,
+    /// The repository the paths are in: the name your session was told at start (cipc's hooks fill it in).
+    #[serde(default)]
+    pub repo: Option<String>,
+    /// Seconds until the lease ends unless claimed again (default 1800 = 30 min, 1 to 86400).
+    #[serde(default)]
+    pub ttl_seconds: Option<u64>,
+    /// What you are doing with them, shown to whoever is refused (at most 500 characters), e.g. "migrating the orders table".
+    #[serde(default)]
+    pub reason: Option<String>,
+    /// true to share the paths with other shared claims (e.g. reading while others read); default false: only you may edit them.
+    #[serde(default)]
+    pub shared: Option<bool>,
+    /// Your peer key ([`PEER_KEY_HELP`] is what clients are told).
+    #[serde(default)]
+    pub peer_key: Option<String>,
+}
+
+/// Arguments of `release_paths`.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(transform = portable_schema)]
+pub struct ReleasePathsArgs {
+    /// The id of the lease to release, as claim_paths answered it.
+    #[serde(default)]
+    pub lease_id: Option<String>,
+    /// Or the paths you claimed (as you wrote them): every lease of yours that names one of them is released.
+    #[serde(default)]
+    pub paths: Option<Vec<String>>,
+    /// With paths: only leases in this repository (default: any).
+    #[serde(default)]
+    pub repo: Option<String>,
+    /// Your peer key ([`PEER_KEY_HELP`] is what clients are told).
+    #[serde(default)]
+    pub peer_key: Option<String>,
+}
+
+/// Arguments of `check_paths`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(transform = portable_schema)]
+pub struct CheckPathsArgs {
+    /// The paths to check (1-100), relative to the repository's top level, e.g. ["src/db/schema.sql"].
+    pub paths: Vec<String>,
+    /// The repository the paths are in: the name your session was told at start (cipc's hooks fill it in).
+    #[serde(default)]
+    pub repo: Option<String>,
+    /// Your peer key ([`PEER_KEY_HELP`] is what clients are told).
+    #[serde(default)]
+    pub peer_key: Option<String>,
+}

@@ -13,8 +13,8 @@
 //! the tools call it, never the other way round.
 
 use crate::api::{
-    Command, CommandStatus, DiscoverResponse, ErrorBody, ErrorResponse, Peer, Question,
-    QuestionStatus,
+    Command, CommandStatus, DiscoverResponse, ErrorBody, ErrorResponse, Lease, LeaseConflict,
+    LeaseRefusal, Peer, Question, QuestionStatus,
 };
 use crate::broker::BrokerError;
 use crate::error_code::ErrorCode;
@@ -37,6 +37,9 @@ pub(super) struct Refusal {
     pub code: ErrorCode,
     /// One sentence that says what was wrong and what to do.
     pub message: String,
+    /// For `lease_conflict`: the leases in the way, beside `error` as on
+    /// REST's 409.
+    pub conflicts: Vec<Lease>,
 }
 
 impl Refusal {
@@ -45,20 +48,27 @@ impl Refusal {
         Refusal {
             code,
             message: message.into(),
+            conflicts: Vec::new(),
         }
     }
 
     /// The tool result: the sentence, then the REST error body as text and
     /// as structured content.
     pub(super) fn into_result(self) -> CallToolResult {
-        let body = ErrorResponse {
-            error: ErrorBody {
-                code: self.code.class().as_str().to_string(),
-                reason: Some(self.code.as_str().to_string()),
-                message: self.message.clone(),
-            },
+        let error = ErrorBody {
+            code: self.code.class().as_str().to_string(),
+            reason: Some(self.code.as_str().to_string()),
+            message: self.message.clone(),
         };
-        let value = serde_json::to_value(&body).unwrap_or_default();
+        let value = if self.conflicts.is_empty() {
+            serde_json::to_value(ErrorResponse { error })
+        } else {
+            serde_json::to_value(LeaseRefusal {
+                error,
+                conflicts: self.conflicts,
+            })
+        }
+        .unwrap_or_default();
         let json = serde_json::to_string_pretty(&value).unwrap_or_else(|_| "null".into());
         let mut r = CallToolResult::error(vec![
             ContentBlock::text(self.message),
@@ -71,7 +81,10 @@ impl Refusal {
 
 impl From<BrokerError> for Refusal {
     fn from(e: BrokerError) -> Self {
-        Refusal::new(e.code, e.message)
+        Refusal {
+            conflicts: e.conflicts,
+            ..Refusal::new(e.code, e.message)
+        }
     }
 }
 
@@ -670,5 +683,110 @@ pub(super) fn questions(
     done(
         format!("{} question(s){which}, {open} open.{next}", questions.len()),
         serde_json::json!({"questions": questions}),
+    )
+}
+
+// ---- leases ----
+
+/// A lease tool called without `repo`.
+pub(super) fn no_repo(tool: &str) -> Refusal {
+    Refusal::new(ErrorCode::InvalidLease, format!(
+        "{tool} needs repo: pass repo, the name your session was told at start (cipc's hooks fill it in; else the origin remote URL without scheme, user and .git, e.g. \"github.com/acme/shop\", or the repository's top-level directory name), so sessions in other checkouts of the same code base see the same leases"
+    ))
+}
+
+/// `release_paths` with neither a lease id nor paths.
+pub(super) fn release_what() -> Refusal {
+    Refusal::new(ErrorCode::InvalidLease, "release_paths needs lease_id (as claim_paths answered it) or paths (as you claimed them); the held leases are listed by GET /leases (or `cipc lease list`)")
+}
+
+/// `ms` as people say it: "90s", "30 min", "2 h".
+fn span(ms: i64) -> String {
+    let s = ms.max(0) / 1000;
+    match s {
+        0..=119 => format!("{s}s"),
+        120..=7199 => format!("{} min", s / 60),
+        _ => format!("{} h", s / 3600),
+    }
+}
+
+/// `claim_paths` granted.
+pub(super) fn lease_granted(l: &Lease) -> CallToolResult {
+    let kind = if l.exclusive {
+        "Other sessions are refused edits of them"
+    } else {
+        "It is shared: other shared claims may hold them too, exclusive ones are refused"
+    };
+    done(
+        format!(
+            "You hold lease {} on {} in {} until {} ({} from now). {kind} until then. When you are done, call release_paths with lease_id {:?}; to keep them longer, call claim_paths again before it ends (your own leases never conflict with each other).",
+            l.id,
+            l.paths.join(", "),
+            l.repo,
+            l.expires_at,
+            span(l.expires_at.millis() - l.created_at.millis()),
+            l.id.to_string()
+        ),
+        serde_json::json!({"lease": l}),
+    )
+}
+
+/// `release_paths` done.
+pub(super) fn leases_released(leases: &[Lease]) -> CallToolResult {
+    let list: Vec<String> = leases
+        .iter()
+        .map(|l| format!("{} ({})", l.id, l.paths.join(", ")))
+        .collect();
+    done(
+        format!(
+            "Released {} lease(s): {}. Other sessions may edit those paths now.",
+            leases.len(),
+            list.join("; ")
+        ),
+        serde_json::json!({"leases": leases}),
+    )
+}
+
+/// `check_paths`: who holds which of the paths, until when, and what to do.
+pub(super) fn paths_checked(
+    repo: &str,
+    paths: &[String],
+    conflicts: Vec<LeaseConflict>,
+) -> CallToolResult {
+    if conflicts.is_empty() {
+        return done(
+            format!(
+                "Nobody else holds {} in {repo}: you may edit them (claim_paths first if others might start on them too).",
+                paths.join(", ")
+            ),
+            serde_json::json!({"conflicts": conflicts}),
+        );
+    }
+    let lines: Vec<String> = conflicts
+        .iter()
+        .map(|c| {
+            let l = &c.lease;
+            let name = l
+                .holder_name
+                .as_deref()
+                .map(|n| format!(" {n:?}"))
+                .unwrap_or_default();
+            let why = l
+                .reason
+                .as_deref()
+                .map(|r| format!(" for {r:?}"))
+                .unwrap_or_default();
+            format!(
+                "{} is held by {}{name} (peer {}) until {}{why}",
+                c.path, l.holder_role, l.holder, l.expires_at
+            )
+        })
+        .collect();
+    done(
+        format!(
+            "{}. Do not edit those paths: ask the holder to hand them over (send_command with target its peer id), or pick other work.",
+            lines.join("; ")
+        ),
+        serde_json::json!({"conflicts": conflicts}),
     )
 }

@@ -6,13 +6,15 @@
 //! `CipcMcp::tool_router` adds the routers up: `peers.rs` (connect,
 //! register, whoami, list_peers, status, reset), `commands.rs` (send, wait,
 //! ack, results), `channels.rs` (channels and signals), `questions.rs`
-//! (ask_human and its answers). Each tool body answers
+//! (ask_human and its answers), `leases.rs` (claim_paths, release_paths,
+//! check_paths). Each tool body answers
 //! `render::Answer` and refuses with `?`; every sentence
 //! comes from `render.rs`. The arguments live in `args.rs`, the protocol
 //! side (start-up, listing, the call door) in `handler.rs`.
 
 mod channels;
 mod commands;
+mod leases;
 mod peers;
 mod questions;
 
@@ -38,6 +40,7 @@ Commands are orders sent to a role, a peer id, or \"*\" (every online peer): the
 the sender waits with `send_command` (wait: true) or `get_command_result`. \
 A command may carry deadline_seconds: if it is not finished by then it is marked overdue, the person is alerted, and a waiting sender is told at once. \
 When a decision belongs to a person (an approval, a choice between options, information only the user has), do not guess: call `ask_human` with the question (and choices); it waits for the answer, and if nobody answers in time the question stays open and `get_answer` keeps waiting. Others' questions are listed by `list_questions` and answered with `answer_question`. \
+When several sessions share a repository, `claim_paths` the files you are about to edit (paths relative to the repository's top level, with the repo name you were given) and `release_paths` them when done; `check_paths` says who holds what: do not edit a path another session holds, ask it with `send_command` or pick other work. \
 Channels are append-only message streams (`channel_send`, `channel_read` with since = the last seq you saw); signals are named latches (`emit_signal`, `wait_for_signal`). \
 Waiting tools return after timeout_seconds (default 60, at most 3600) saying nothing arrived yet: call them again to keep waiting.";
 
@@ -58,7 +61,11 @@ impl CipcMcp {
 
     /// Every tool: the routers of each subject, added up.
     pub(super) fn tool_router() -> ToolRouter<Self> {
-        Self::peer_tools() + Self::command_tools() + Self::channel_tools() + Self::question_tools()
+        Self::peer_tools()
+            + Self::command_tools()
+            + Self::channel_tools()
+            + Self::question_tools()
+            + Self::lease_tools()
     }
 
     /// Runs a broker wait, sending progress notifications while it lasts
@@ -155,7 +162,7 @@ mod tests {
     #[test]
     fn argument_schemas_are_portable() {
         let tools = CipcMcp::tool_router().list_all();
-        assert_eq!(tools.len(), 18);
+        assert_eq!(tools.len(), 21);
         for tool in tools {
             let schema = Value::Object((*tool.input_schema).clone());
             let props = schema["properties"]
