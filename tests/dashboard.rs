@@ -1605,7 +1605,68 @@ async fn permissions(b: &Browser) {
         )
         .await;
     assert!(shown.contains("\"title\": \"Flaky test\""), "{shown}");
-    wait_title(b, "(3) cipc dashboard").await;
+    let multi = ask_permission(
+        &c,
+        &base,
+        me,
+        "MultiEdit",
+        json!({"file_path": "src/lib.rs", "edits": [
+            {"old_string": "mod a;", "new_string": "mod alpha;"},
+            {"old_string": "use a::x;", "new_string": "use alpha::x;", "replace_all": true},
+        ]}),
+    )
+    .await;
+    let search = ask_permission(
+        &c,
+        &base,
+        me,
+        "WebSearch",
+        json!({"query": "axum sse keep-alive", "allowed_domains": ["docs.rs"]}),
+    )
+    .await;
+    let notebook = ask_permission(
+        &c,
+        &base,
+        me,
+        "NotebookEdit",
+        json!({"notebook_path": "analysis/orders.ipynb", "cell_id": "c7", "edit_mode": "replace", "new_source": "df.groupby('day').sum()"}),
+    )
+    .await;
+    let card = format!("#needs-list [data-id='{multi}']");
+    let shown = b.wait_text(&card, "make 2 edits to a file").await;
+    // (Labels are upper case on the page: innerText says so.)
+    assert!(
+        shown
+            .to_lowercase()
+            .contains("edit 2 of 2 · every occurrence"),
+        "{shown}"
+    );
+    assert_eq!(
+        b.js(
+            "return [...document.querySelectorAll(arguments[0] + ' .diff pre')].map(e => e.innerText);",
+            json!([card])
+        )
+        .await,
+        json!(["mod a;", "mod alpha;", "use a::x;", "use alpha::x;"])
+    );
+    let shown = b
+        .wait_text(
+            &format!("#needs-list [data-id='{search}']"),
+            "axum sse keep-alive",
+        )
+        .await;
+    assert!(shown.contains("docs.rs"), "{shown}");
+    let shown = b
+        .wait_text(
+            &format!("#needs-list [data-id='{notebook}']"),
+            "analysis/orders.ipynb",
+        )
+        .await;
+    assert!(
+        shown.contains("replace · cell c7") && shown.contains("df.groupby('day').sum()"),
+        "{shown}"
+    );
+    wait_title(b, "(6) cipc dashboard").await;
 
     // The session moved on (answered in its terminal): the prompt leaves at once.
     let r = c
@@ -1625,7 +1686,7 @@ async fn permissions(b: &Browser) {
         "backend (api-server) moved on; its request to use WebFetch",
     )
     .await;
-    wait_title(b, "(2) cipc dashboard").await;
+    wait_title(b, "(5) cipc dashboard").await;
     assert_eq!(
         b.js(
             "return window.__xss === undefined && document.querySelectorAll('#needs-you script, #needs-you img').length === 0;",
