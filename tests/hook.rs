@@ -7,150 +7,9 @@
 
 mod common;
 
+use common::hook::{Ran, Session};
 use common::*;
 use serde_json::{json, Value};
-use std::io::Write;
-use std::process::{Command, Stdio};
-
-/// One Claude Code session's hooks: its id, its project and the hooks'
-/// memory (`CIPC_STATE_DIR`).
-struct Session {
-    url: String,
-    id: String,
-    state: tempfile::TempDir,
-    project: tempfile::TempDir,
-}
-
-/// What one hook run did.
-#[derive(Debug)]
-struct Ran {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-impl Ran {
-    /// The hook's JSON output (`Value::Null` when it printed nothing).
-    fn json(&self) -> Value {
-        if self.stdout.trim().is_empty() {
-            return Value::Null;
-        }
-        serde_json::from_str(self.stdout.trim())
-            .unwrap_or_else(|e| panic!("the hook printed no JSON ({e}): {self:?}"))
-    }
-
-    /// `hookSpecificOutput.additionalContext`, or "".
-    fn context(&self) -> String {
-        self.json()["hookSpecificOutput"]["additionalContext"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string()
-    }
-}
-
-impl Session {
-    fn new(url: &str) -> Session {
-        Session {
-            url: url.to_string(),
-            id: uuid::Uuid::new_v4().to_string(),
-            state: tempfile::tempdir().expect("state dir"),
-            project: tempfile::tempdir().expect("project dir"),
-        }
-    }
-
-    /// The input Claude Code gives every hook of `event`, plus `extra`.
-    fn input(&self, event: &str, extra: Value) -> Value {
-        let mut v = json!({
-            "session_id": self.id,
-            "transcript_path": self.project.path().join("transcript.jsonl"),
-            "cwd": self.project.path(),
-            "hook_event_name": event,
-        });
-        if let (Some(v), Some(extra)) = (v.as_object_mut(), extra.as_object()) {
-            v.extend(extra.clone());
-        }
-        v
-    }
-
-    /// Runs `cipc hook <word> --role <role>` with `input` on stdin.
-    fn run(&self, word: &str, role: &str, input: &Value) -> Ran {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_cipc"));
-        for var in [
-            "CIPC_URL",
-            "CIPC_TOKEN",
-            "CIPC_PEER",
-            "CIPC_PEER_KEY",
-            "CLAUDE_ENV_FILE",
-            "XDG_STATE_HOME",
-        ] {
-            cmd.env_remove(var);
-        }
-        let mut child = cmd
-            .args(["hook", word, "--role", role, "--url", &self.url])
-            .env("CIPC_STATE_DIR", self.state.path())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("run cipc hook");
-        child
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(input.to_string().as_bytes())
-            .expect("write the hook input");
-        let out = child.wait_with_output().expect("wait for cipc hook");
-        Ran {
-            code: out.status.code(),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
-    }
-
-    /// `SessionStart` (source `startup`); answers the peer id it registered.
-    fn start(&self, role: &str) -> (Ran, String) {
-        let ran = self.run(
-            "session-start",
-            role,
-            &self.input("SessionStart", json!({"source": "startup"})),
-        );
-        assert_eq!(ran.code, Some(0), "{ran:?}");
-        let ctx = ran.context();
-        let id = ctx
-            .split("cipc peer ")
-            .nth(1)
-            .and_then(|s| s.split_whitespace().next())
-            .unwrap_or_else(|| panic!("no peer id in the SessionStart context: {ran:?}"))
-            .to_string();
-        (ran, id)
-    }
-
-    /// `UserPromptSubmit`.
-    fn prompt(&self, role: &str) -> Ran {
-        let ran = self.run(
-            "prompt",
-            role,
-            &self.input("UserPromptSubmit", json!({"prompt": "carry on"})),
-        );
-        assert_eq!(ran.code, Some(0), "{ran:?}");
-        ran
-    }
-
-    /// `PostToolUse` of a Bash call.
-    fn post_tool_use(&self, role: &str) -> Ran {
-        let ran = self.run(
-            "post-tool-use",
-            role,
-            &self.input(
-                "PostToolUse",
-                json!({"tool_name": "Bash", "tool_input": {"command": "ls"},
-                       "tool_response": {"stdout": "", "stderr": ""}}),
-            ),
-        );
-        assert_eq!(ran.code, Some(0), "{ran:?}");
-        ran
-    }
-}
 
 /// Sends an order for `role`; answers its id.
 async fn order(u: &str, role: &str, action: &str) -> String {
@@ -212,13 +71,8 @@ async fn prompt_and_post_tool_use_show_each_new_order_exactly_once() {
     let u = b.url.clone();
     let s = Session::new(&u);
     let (ran, id) = s.start("dev");
-    let key = ran
-        .context()
-        .split("peer_key \"")
-        .nth(1)
-        .and_then(|k| k.split('"').next())
-        .expect("the session's key in the SessionStart context")
-        .to_string();
+    assert!(!ran.context().contains("pk_"), "no key in the context");
+    let key = s.key();
     assert!(
         ran.context().contains("No order is waiting"),
         "{:?}",
@@ -351,6 +205,7 @@ async fn session_end_takes_the_peer_offline_and_queues_what_it_held_again() {
     let s = Session::new(&u);
     let (_, id) = s.start("builder");
     assert_eq!(command(&u, &held).await["status"], "delivered");
+    s.prompt("builder");
 
     let ran = s.run(
         "session-end",

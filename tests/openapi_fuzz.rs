@@ -85,6 +85,13 @@ async fn the_openapi_document_matches_what_the_broker_does() {
         r#"[[operations]]
 include-path = "/questions/{id}/answer"
 checks.positive_data_acceptance.expected-statuses = ["2XX", "400", "401", "403", "404", "409", "429", "5XX"]
+
+# A lease's paths must be valid globs and plain repo-relative paths, and a
+# request needs a repo; JSON Schema cannot say all of that, so a
+# schema-valid request may still be a 400 `invalid_lease`.
+[[operations]]
+include-path-regex = "^/leases"
+checks.positive_data_acceptance.expected-statuses = ["2XX", "400", "401", "403", "404", "409", "429", "5XX"]
 "#,
     )
     .expect("write the config");

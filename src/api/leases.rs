@@ -97,12 +97,18 @@ pub struct Lease {
 pub struct LeaseRequest {
     /// Repo-relative patterns (1-100): a file, a directory ending in `/`,
     /// or a glob. Absolute paths and `..` are refused.
+    #[schema(min_items = 1, max_items = 100)]
     pub paths: Vec<String>,
     /// The code base (default: derived by the client; the broker needs one).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(min_length = 1, max_length = 512)]
     pub repo: Option<String>,
     /// Milliseconds until it expires: default 30 min, at least 1 s, at most 24 h.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "super::whole_number"
+    )]
     #[schema(minimum = 1000, maximum = 86_400_000)]
     pub ttl: Option<u64>,
     /// Why, shown to whoever is refused (at most 500 characters).
@@ -119,7 +125,11 @@ pub struct LeaseRequest {
 pub struct RenewLeaseRequest {
     /// Milliseconds from now until it expires (default: the lease's own ttl
     /// again, as given when it was taken).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "super::whole_number"
+    )]
     #[schema(minimum = 1000, maximum = 86_400_000)]
     pub ttl: Option<u64>,
 }

@@ -554,6 +554,40 @@ impl Broker {
         self.release_peer(id).await
     }
 
+    /// `DELETE /peers/{id}?forget=true`: the peer is gone for good (its key
+    /// too), after what leaving does (its commands requeued, its open
+    /// permission questions closed). An offline peer may be forgotten by
+    /// anyone (a person tidying up); an online protected one needs its key.
+    pub async fn forget(&self, id: Uuid, caller: &Caller) -> Result<Peer, BrokerError> {
+        self.sync().await;
+        let _turn = self.turn(TurnKind::Write).await?;
+        let now = self.now();
+        let (peer, commits) = {
+            let mut st = self.lock();
+            let e = st.peers.get(&id).ok_or_else(|| unknown_peer(id))?;
+            if self.status_of(e, now) != PeerStatus::Offline {
+                self.prove_in(&st, id, caller)?;
+            }
+            let mut peer = self.render_peer(&st, e, now);
+            peer.status = PeerStatus::Offline;
+            let mut commits = Vec::new();
+            self.peer_left(&mut st, id, now, &mut commits);
+            self.forget_peer(&mut st, id, &mut commits);
+            (peer, commits)
+        };
+        Broker::committed(commits).await?;
+        Ok(peer)
+    }
+
+    /// What a peer leaving (disconnected, offline, forgotten) does to what
+    /// it left behind: the commands it held go back to their queues, its
+    /// open permission questions close and its leases end.
+    fn peer_left(&self, st: &mut State, id: Uuid, now: Timestamp, commits: &mut Vec<Commit>) {
+        self.requeue_held(st, id, now, commits);
+        self.close_permissions_of(st, id, now, commits);
+        self.end_leases_of(st, id, now, commits);
+    }
+
     /// Takes a peer offline for the transport that owns its liveness (an
     /// MCP session that ended), which proved the peer when it bound it.
     pub async fn release_peer(&self, id: Uuid) -> Result<Peer, BrokerError> {
@@ -564,8 +598,7 @@ impl Broker {
             let e = st.peers.get_mut(&id).ok_or_else(|| unknown_peer(id))?;
             e.disconnected = true;
             let mut commits = Vec::new();
-            self.requeue_held(&mut st, id, now, &mut commits);
-            self.end_leases_of(&mut st, id, now, &mut commits);
+            self.peer_left(&mut st, id, now, &mut commits);
             let peer = self.announce_peer(&mut st, id, now, &mut commits)?;
             (peer, commits)
         };
@@ -603,8 +636,7 @@ impl Broker {
             if status != e.announced {
                 if status == PeerStatus::Offline {
                     tracing::info!(peer = %id, "peer went offline; requeueing its unacked commands and ending its leases");
-                    self.requeue_held(st, id, now, commits);
-                    self.end_leases_of(st, id, now, commits);
+                    self.peer_left(st, id, now, commits);
                 }
                 // Announcing reschedules it.
                 let _ = self.announce_peer(st, id, now, commits);

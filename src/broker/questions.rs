@@ -4,7 +4,10 @@
 //! command retention.
 
 use super::{Broker, BrokerError, Caller, State, WaitEnd, WakeKey};
-use crate::api::{AskRequest, Question, QuestionStatus, MAX_TTL_MS};
+use crate::api::{
+    AnswerRequest, AskRequest, Question, QuestionKind, QuestionStatus, MAX_TTL_MS,
+    PERMISSION_CHOICES,
+};
 use crate::error_code::ErrorCode;
 use crate::store::{Commit, Mutation, TurnKind};
 use crate::time::Timestamp;
@@ -19,6 +22,8 @@ pub const MAX_CHOICES: usize = 20;
 pub const MAX_CHOICE_LEN: usize = 200;
 /// The longest answer.
 pub const MAX_ANSWER_LEN: usize = 10_000;
+/// The longest note that travels with an answer.
+pub const MAX_NOTE_LEN: usize = 2000;
 /// The longest `from` or `by`.
 const MAX_NAME_LEN: usize = 128;
 
@@ -31,6 +36,26 @@ fn unknown_question(id: Uuid) -> BrokerError {
         ErrorCode::UnknownQuestion,
         format!("no question with id {id}; list them with `cipc questions`, the MCP tool list_questions, or GET /questions"),
     )
+}
+
+/// A permission question's choices are always `allow` and `deny`: given
+/// (in any order) or left out, never anything else.
+fn permission_choices(req: &AskRequest) -> Result<Vec<String>, BrokerError> {
+    let standard: Vec<String> = PERMISSION_CHOICES.iter().map(|c| c.to_string()).collect();
+    match &req.choices {
+        None => Ok(standard),
+        Some(given) => {
+            let mut sorted: Vec<&str> = given.iter().map(|c| c.trim()).collect();
+            sorted.sort_unstable();
+            if sorted == ["allow", "deny"] {
+                Ok(standard)
+            } else {
+                Err(invalid(format!(
+                    "a permission question's choices are \"allow\" and \"deny\" (got {given:?}); leave choices out and they are set"
+                )))
+            }
+        }
+    }
 }
 
 /// Checks an ask before anything is stored.
@@ -83,8 +108,12 @@ fn check(req: &AskRequest) -> Result<(), BrokerError> {
 impl Broker {
     /// `POST /questions`: asks; the question is open until answered,
     /// cancelled or expired.
-    pub async fn ask(&self, req: AskRequest, caller: &Caller) -> Result<Question, BrokerError> {
+    pub async fn ask(&self, mut req: AskRequest, caller: &Caller) -> Result<Question, BrokerError> {
         check(&req)?;
+        let kind = req.kind.unwrap_or_default();
+        if kind == QuestionKind::Permission {
+            req.choices = Some(permission_choices(&req)?);
+        }
         let _turn = self.turn(TurnKind::Write).await?;
         let now = self.now();
         let (q, commits) = {
@@ -115,7 +144,7 @@ impl Broker {
                 answered_by: None,
                 answered_at: None,
                 origin: caller.origin(),
-                kind: req.kind.unwrap_or_default(),
+                kind,
                 peer: caller.peer,
                 note: None,
             };
@@ -160,15 +189,23 @@ impl Broker {
     }
 
     /// `POST /questions/{id}/answer`: answers an open question; with
-    /// choices, the answer must be one of them.
+    /// choices, the answer must be one of them. The note travels with it
+    /// (for a permission, the reason the session is shown).
     pub async fn answer(
         &self,
         id: Uuid,
-        answer: String,
-        by: Option<String>,
+        req: AnswerRequest,
         caller: &Caller,
     ) -> Result<Question, BrokerError> {
+        let AnswerRequest { answer, by, note } = req;
         let answer = answer.trim().to_string();
+        let note = note.map(|n| n.trim().to_string()).filter(|n| !n.is_empty());
+        if let Some(n) = note.as_deref().filter(|n| n.chars().count() > MAX_NOTE_LEN) {
+            return Err(invalid(format!(
+                "the note is {} characters long; at most {MAX_NOTE_LEN}",
+                n.chars().count()
+            )));
+        }
         let n = answer.chars().count();
         if n == 0 || n > MAX_ANSWER_LEN {
             return Err(BrokerError::new(
@@ -219,6 +256,7 @@ impl Broker {
             let mut q = q.clone();
             q.status = QuestionStatus::Answered;
             q.answer = Some(answer);
+            q.note = note;
             q.answered_by = Some(by);
             q.answered_at = Some(now);
             let mut commits = Vec::new();
@@ -280,27 +318,47 @@ impl Broker {
     /// Stores a question's new state: persisted, announced, its waiters
     /// woken, its expiry and retention kept in step.
     fn question_changed(&self, st: &mut State, q: Question, commits: &mut Vec<Commit>) {
-        if let Some(at) = q.expires_at {
-            if q.status == QuestionStatus::Open {
-                st.question_expiry.insert((at.millis(), q.id));
-            } else {
-                st.question_expiry.remove(&(at.millis(), q.id));
-            }
-        }
+        st.index_question(&q);
         commits.push(self.persist(Mutation::Question(Box::new(q.clone()))));
         st.events
             .push("question", serde_json::to_value(&q).unwrap_or_default());
         if q.status != QuestionStatus::Open {
             st.wake(&WakeKey::Question(q.id));
-            st.closed_questions.insert(q.id);
         }
         st.questions.insert(q.id, q);
         while st.closed_questions.len() > self.inner.config.command_retention.max(1) {
             let Some(old) = st.closed_questions.pop_first() else {
                 break;
             };
-            st.questions.remove(&old);
+            if let Some(gone) = st.questions.remove(&old) {
+                st.unindex_question(&gone);
+            }
             commits.push(self.persist(Mutation::ForgetQuestion { id: old }));
+        }
+    }
+
+    /// A peer left (disconnected, went offline, was forgotten): its open
+    /// permission questions are cancelled at once, since nobody waits for
+    /// them any more and no dashboard should show them.
+    pub(super) fn close_permissions_of(
+        &self,
+        st: &mut State,
+        peer: Uuid,
+        now: Timestamp,
+        commits: &mut Vec<Commit>,
+    ) {
+        for id in st.open_permissions_of(peer) {
+            let Some(q) = st
+                .questions
+                .get(&id)
+                .filter(|q| q.status == QuestionStatus::Open)
+            else {
+                continue;
+            };
+            let mut q = q.clone();
+            q.status = QuestionStatus::Cancelled;
+            q.answered_at = Some(now);
+            self.question_changed(st, q, commits);
         }
     }
 

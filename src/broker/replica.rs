@@ -12,7 +12,7 @@
 //! here runs.
 
 use super::{keys, Broker, BrokerError, Channel, CommandEntry, PeerEntry, State, WakeKey};
-use crate::api::{CommandStatus, PeerStatus, QuestionStatus};
+use crate::api::{CommandStatus, PeerStatus};
 use crate::store::{CatchUp, LogEntry, Mutation, Turn, TurnKind};
 use std::time::Duration;
 
@@ -264,24 +264,13 @@ impl Broker {
             }
             Mutation::Question(q) => {
                 let q = *q;
-                if let Some(at) = q.expires_at {
-                    if q.status == QuestionStatus::Open {
-                        st.question_expiry.insert((at.millis(), q.id));
-                    } else {
-                        st.question_expiry.remove(&(at.millis(), q.id));
-                    }
-                }
-                if q.status != QuestionStatus::Open {
-                    st.closed_questions.insert(q.id);
-                }
+                st.index_question(&q);
                 st.wake(&WakeKey::Question(q.id));
                 st.questions.insert(q.id, q);
             }
             Mutation::ForgetQuestion { id } => {
                 if let Some(q) = st.questions.remove(&id) {
-                    if let Some(at) = q.expires_at {
-                        st.question_expiry.remove(&(at.millis(), id));
-                    }
+                    st.unindex_question(&q);
                 }
                 st.closed_questions.remove(&id);
                 st.wake(&WakeKey::Question(id));

@@ -119,6 +119,9 @@ pub(super) struct State {
     pub(super) lease_expiry: BTreeSet<(i64, Uuid)>,
     /// Ended leases, oldest first, for retention.
     pub(super) ended_leases: BTreeSet<Uuid>,
+    /// Open permission questions by the peer that asked, so a peer that
+    /// leaves closes its own without a scan.
+    pub(super) open_permissions: HashMap<Uuid, BTreeSet<Uuid>>,
     /// Unfinished commands with a deadline not yet passed, soonest first
     /// (ms since the epoch).
     pub(super) deadlines: BTreeSet<(i64, Uuid)>,
@@ -207,6 +210,7 @@ impl State {
         self.questions.clear();
         self.question_expiry.clear();
         self.closed_questions.clear();
+        self.open_permissions.clear();
         self.deadlines.clear();
         self.leases.clear();
         self.leases_in_repo.clear();
@@ -277,13 +281,7 @@ impl State {
             self.put_session(hash, expires);
         }
         for q in snap.questions {
-            if q.status == crate::api::QuestionStatus::Open {
-                if let Some(at) = q.expires_at {
-                    self.question_expiry.insert((at.millis(), q.id));
-                }
-            } else {
-                self.closed_questions.insert(q.id);
-            }
+            self.index_question(&q);
             self.questions.insert(q.id, q);
         }
         for l in snap.leases {
@@ -340,5 +338,59 @@ impl State {
         self.lease_expiry.remove(&(l.expires_at.millis(), id));
         self.ended_leases.remove(&id);
         Some(old)
+    }
+
+    /// Keeps the question indexes (expiry schedule, retention order, open
+    /// permissions per peer) in step with a question's new state; every
+    /// path that changes a question (a local change, another node's, the
+    /// snapshot at start) goes through here.
+    pub(super) fn index_question(&mut self, q: &crate::api::Question) {
+        use crate::api::{QuestionKind, QuestionStatus};
+        let open = q.status == QuestionStatus::Open;
+        if let Some(at) = q.expires_at {
+            if open {
+                self.question_expiry.insert((at.millis(), q.id));
+            } else {
+                self.question_expiry.remove(&(at.millis(), q.id));
+            }
+        }
+        if !open {
+            self.closed_questions.insert(q.id);
+        }
+        if let (QuestionKind::Permission, Some(peer)) = (q.kind, q.peer) {
+            let set = self.open_permissions.entry(peer).or_default();
+            if open {
+                set.insert(q.id);
+            } else {
+                set.remove(&q.id);
+                if set.is_empty() {
+                    self.open_permissions.remove(&peer);
+                }
+            }
+        }
+    }
+
+    /// Drops a forgotten question from every index.
+    pub(super) fn unindex_question(&mut self, q: &crate::api::Question) {
+        if let Some(at) = q.expires_at {
+            self.question_expiry.remove(&(at.millis(), q.id));
+        }
+        self.closed_questions.remove(&q.id);
+        if let Some(peer) = q.peer {
+            if let Some(set) = self.open_permissions.get_mut(&peer) {
+                set.remove(&q.id);
+                if set.is_empty() {
+                    self.open_permissions.remove(&peer);
+                }
+            }
+        }
+    }
+
+    /// The open permission questions a peer asked.
+    pub(super) fn open_permissions_of(&self, peer: Uuid) -> Vec<Uuid> {
+        self.open_permissions
+            .get(&peer)
+            .map(|s| s.iter().copied().collect())
+            .unwrap_or_default()
     }
 }

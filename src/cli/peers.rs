@@ -62,6 +62,23 @@ pub enum PeersCmd {
         /// The peer id, whole or a unique part (default: --peer / CIPC_PEER).
         id: Option<String>,
     },
+    /// Forget a peer for good (its key too): an offline one needs no key,
+    /// an online one is forgotten only by itself. Its unacked commands are
+    /// pending again.
+    Forget {
+        /// The peer id, whole or a unique part.
+        id: String,
+    },
+    /// Forget every offline peer (the ghosts of sessions that ended), or
+    /// only those offline for at least --older-than.
+    Prune {
+        /// Only peers last seen at least this long ago (e.g. 1h, 2days).
+        #[arg(long, value_name = "DURATION", value_parser = super::args::parse_span)]
+        older_than: Option<std::time::Duration>,
+        /// List what would be forgotten, and forget nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Tell the broker this peer is alive (default: --peer / CIPC_PEER).
     Heartbeat {
         /// The peer id: whole, or a unique part of at least 6 characters.
@@ -84,6 +101,8 @@ impl PeersCmd {
             PeersCmd::Connect { .. } => "connect",
             PeersCmd::Show { .. } => "show",
             PeersCmd::Disconnect { .. } => "disconnect",
+            PeersCmd::Forget { .. } => "forget",
+            PeersCmd::Prune { .. } => "prune",
             PeersCmd::Heartbeat { .. } => "heartbeat",
             PeersCmd::Attention { .. } => "attention",
         }
@@ -199,6 +218,66 @@ pub async fn run(args: PeersArgs, ctx: Ctx) -> Result<Exit, CliError> {
                     "peer {} ({}) is offline; its unacked commands are pending again",
                     r.peer.id, r.peer.role
                 ))?;
+            }
+        }
+        PeersCmd::Forget { id } => {
+            let id = ctx.peer_arg(Some(&id)).await?;
+            let r = ctx.client.forget_peer(&id).await?;
+            if out.json {
+                out.json(&r)?;
+            } else {
+                out.line(&format!(
+                    "forgot peer {} ({}); its unacked commands are pending again",
+                    r.peer.id, r.peer.role
+                ))?;
+            }
+        }
+        PeersCmd::Prune {
+            older_than,
+            dry_run,
+        } => {
+            let now = crate::time::Timestamp::now();
+            let min_age = older_than.unwrap_or_default();
+            let ghosts: Vec<Peer> = ctx
+                .client
+                .peers()
+                .await?
+                .peers
+                .into_iter()
+                .filter(|p| p.status == PeerStatus::Offline && p.last_seen.age(now) >= min_age)
+                .collect();
+            let mut forgotten = Vec::new();
+            for p in ghosts {
+                if dry_run {
+                    forgotten.push(p);
+                    continue;
+                }
+                match ctx.client.forget_peer(&p.id.to_string()).await {
+                    Ok(r) => forgotten.push(r.peer),
+                    // Forgotten meanwhile (by the broker, or someone else).
+                    Err(e) if e.reason() == Some(crate::error_code::ErrorCode::UnknownPeer) => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            if out.json {
+                out.json(&serde_json::json!({"forgotten": forgotten, "dryRun": dry_run}))?;
+            } else if forgotten.is_empty() {
+                out.line("no offline peers to forget")?;
+            } else {
+                let verb = if dry_run { "would forget" } else { "forgot" };
+                for p in &forgotten {
+                    out.line(&format!(
+                        "{verb} {} ({}{}), last seen {}",
+                        p.id,
+                        p.role,
+                        p.name
+                            .as_deref()
+                            .map(|n| format!(", {n}"))
+                            .unwrap_or_default(),
+                        ago(p.last_seen)
+                    ))?;
+                }
+                out.line(&format!("{verb} {} offline peer(s)", forgotten.len()))?;
             }
         }
         PeersCmd::Attention { text } => {

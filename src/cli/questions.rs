@@ -75,6 +75,10 @@ pub struct AnswerArgs {
     /// Who answers [default: this peer's role, else "someone"].
     #[arg(long, value_name = "NAME")]
     pub by: Option<String>,
+    /// Words that travel with the answer: for a permission, the reason the
+    /// session is shown (e.g. cipc answer ID deny --note "use a branch").
+    #[arg(long, value_name = "TEXT")]
+    pub note: Option<String>,
 }
 
 /// Flags of `cipc questions`.
@@ -283,7 +287,7 @@ pub async fn answer(args: AnswerArgs, ctx: Ctx) -> Result<Exit, CliError> {
     let req = AnswerRequest {
         answer: args.text,
         by: args.by,
-        note: None,
+        note: args.note,
     };
     let r = ctx.client.answer(&id, &req).await?;
     if out.json {

@@ -89,6 +89,13 @@ impl ClientError {
         )
     }
 
+    /// Whether the broker refused the token (missing, wrong, or too many
+    /// wrong ones lately): no retry helps until the token is fixed.
+    pub fn refuses_token(&self) -> bool {
+        matches!(self, ClientError::Api { status: 401, .. })
+            || self.reason() == Some(ErrorCode::BadToken)
+    }
+
     /// Whether the broker is up but cannot use its store now (disk, data
     /// directory or PostgreSQL): it answers, but saves nothing.
     pub fn store_down(&self) -> bool {

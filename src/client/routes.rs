@@ -1,6 +1,6 @@
 //! One method per API route, each in the wire types of [`crate::api`].
 
-use super::{api_error, Client, ClientError, Sent, SseParser, SseStream};
+use super::{api_error, Client, ClientError, Sent, SseParser, SseStream, REQUEST_TIMEOUT};
 use crate::api::*;
 use reqwest::{Method, StatusCode};
 
@@ -54,6 +54,16 @@ impl Client {
     pub async fn disconnect(&self, id: &str) -> Result<PeerResponse, ClientError> {
         Ok(self
             .send_json::<(), _>(Method::DELETE, &["peers", id], None)
+            .await?
+            .1)
+    }
+
+    /// `DELETE /peers/{id}?forget=true`: forgets the peer for good (an
+    /// offline one needs no key); what it held is requeued.
+    pub async fn forget_peer(&self, id: &str) -> Result<PeerResponse, ClientError> {
+        let url = self.url(&["peers", id], &[("forget", "true".to_string())]);
+        Ok(self
+            .call(self.request(Method::DELETE, url), REQUEST_TIMEOUT)
             .await?
             .1)
     }

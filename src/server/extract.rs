@@ -167,6 +167,19 @@ impl Params {
         }
     }
 
+    /// An optional boolean parameter: `true`/`1` or `false`/`0` (absent:
+    /// false); anything else is a 400 naming the parameter.
+    pub fn flag(&self, name: &str) -> Result<bool, ApiError> {
+        match self.0.get(name).map(|v| v.trim()) {
+            None | Some("false" | "0") => Ok(false),
+            Some("true" | "1" | "") => Ok(true),
+            Some(v) => Err(ApiError::new(
+                ErrorCode::InvalidQuery,
+                format!("{name}={v:?} is not a boolean; use {name}=true or leave it out"),
+            )),
+        }
+    }
+
     /// An optional string parameter.
     pub fn str(&self, name: &str) -> Option<&str> {
         self.0.get(name).map(String::as_str)

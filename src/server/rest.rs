@@ -131,18 +131,25 @@ async fn heartbeat(
     }))
 }
 
-#[utoipa::path(delete, path = "/peers/{id}", tag = "peers", params(("id" = String, Path, description = "peer id")),
-    responses((status = 200, description = "the peer, now offline; its unacked commands are pending again", body = PeerResponse),
+#[utoipa::path(delete, path = "/peers/{id}", tag = "peers",
+    params(("id" = String, Path, description = "peer id"),
+           ("forget" = Option<bool>, Query, description = "forget the peer for good (and its key), not only disconnect it; an offline peer may be forgotten by anyone, an online protected one needs its key")),
+    responses((status = 200, description = "the peer, now offline (or, with forget, as it was last); its unacked commands are pending again and its open permission questions cancelled", body = PeerResponse),
+              (status = 403, body = ErrorResponse),
               (status = 404, body = ErrorResponse)))]
 async fn disconnect(
     State(s): State<AppState>,
     Path(id): Path<String>,
     CallerInfo(caller): CallerInfo,
+    q: Params,
 ) -> ApiResult<Json<PeerResponse>> {
     let id = peer_id(&id)?;
-    Ok(Json(PeerResponse {
-        peer: s.broker.disconnect(id, &caller).await?,
-    }))
+    let peer = if q.flag("forget")? {
+        s.broker.forget(id, &caller).await?
+    } else {
+        s.broker.disconnect(id, &caller).await?
+    };
+    Ok(Json(PeerResponse { peer }))
 }
 
 #[utoipa::path(post, path = "/commands/send", tag = "commands", request_body = SendRequest,
@@ -566,7 +573,7 @@ async fn answer_question(
 ) -> ApiResult<Json<QuestionResponse>> {
     let id = question_id(&id)?;
     Ok(Json(QuestionResponse {
-        question: s.broker.answer(id, req.answer, req.by, &caller).await?,
+        question: s.broker.answer(id, req, &caller).await?,
         timed_out: false,
     }))
 }

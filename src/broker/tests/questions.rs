@@ -39,13 +39,13 @@ async fn an_answer_releases_the_asker_and_is_given_once() {
         tokio::task::yield_now().await;
     }
     let e = b
-        .answer(q.id, "maybe".into(), None, &Caller::default())
+        .answer(q.id, reply("maybe", None), &Caller::default())
         .await
         .expect_err("not a choice");
     assert_eq!(e.code, ErrorCode::InvalidChoice);
     assert!(e.message.contains("\"yes\", \"no\""), "{}", e.message);
     let a = b
-        .answer(q.id, "yes".into(), Some("ana".into()), &Caller::default())
+        .answer(q.id, reply("yes", Some("ana".into())), &Caller::default())
         .await
         .expect("answer");
     assert_eq!(a.answered_by.as_deref(), Some("ana"));
@@ -57,7 +57,7 @@ async fn an_answer_releases_the_asker_and_is_given_once() {
     assert!(!timed_out);
     assert_eq!(seen.answer.as_deref(), Some("yes"));
     let again = b
-        .answer(q.id, "no".into(), None, &Caller::default())
+        .answer(q.id, reply("no", None), &Caller::default())
         .await
         .expect_err("answered once");
     assert_eq!(again.code, ErrorCode::AlreadyFinished);
@@ -78,7 +78,7 @@ async fn an_open_question_expires_exactly_at_its_ttl_and_cancel_ends_it() {
     advance_ms(&b, &clock, 1);
     assert_eq!(b.question(q.id).expect("q").status, QuestionStatus::Expired);
     let e = b
-        .answer(q.id, "main".into(), None, &Caller::default())
+        .answer(q.id, reply("main", None), &Caller::default())
         .await
         .expect_err("too late");
     assert_eq!(e.code, ErrorCode::AlreadyFinished);
@@ -108,7 +108,7 @@ async fn open_questions_list_first_oldest_first() {
                 .id,
         );
     }
-    b.answer(ids[0], "x".into(), None, &Caller::default())
+    b.answer(ids[0], reply("x", None), &Caller::default())
         .await
         .expect("answer");
     let listed: Vec<Uuid> = b.questions(None).iter().map(|q| q.id).collect();
@@ -128,4 +128,79 @@ async fn bad_questions_are_refused_with_their_reason() {
         let e = b.ask(req, &Caller::default()).await.expect_err("refused");
         assert_eq!(e.code, ErrorCode::InvalidQuestion, "{}", e.message);
     }
+}
+
+/// An answer as the REST and MCP doors pass it.
+fn reply(answer: &str, by: Option<String>) -> crate::api::AnswerRequest {
+    crate::api::AnswerRequest {
+        answer: answer.into(),
+        by,
+        note: None,
+    }
+}
+
+#[tokio::test]
+async fn a_permission_question_offers_allow_and_deny_and_carries_the_note() {
+    let (b, _clock) = broker_at(BrokerConfig::default());
+    let session = connect(&b, "backend").await;
+    let mut req = ask_req("Bash(rm -rf build)", None, None);
+    req.kind = Some(crate::api::QuestionKind::Permission);
+    let q = b.ask(req, &as_peer(session)).await.expect("ask");
+    assert_eq!(q.kind, crate::api::QuestionKind::Permission);
+    assert_eq!(q.peer, Some(session));
+    assert_eq!(
+        q.choices.as_deref(),
+        Some(&["allow".to_string(), "deny".to_string()][..])
+    );
+    let mut deny = reply("deny", Some("ana".into()));
+    deny.note = Some("  not on main, use a branch  ".into());
+    let q = b
+        .answer(q.id, deny, &Caller::default())
+        .await
+        .expect("answer");
+    assert_eq!(q.answer.as_deref(), Some("deny"));
+    assert_eq!(q.note.as_deref(), Some("not on main, use a branch"));
+    assert_eq!(q.answered_by.as_deref(), Some("ana"));
+
+    let mut other = ask_req("Bash(ls)", Some(&["yes", "no"]), None);
+    other.kind = Some(crate::api::QuestionKind::Permission);
+    let e = b.ask(other, &as_peer(session)).await.expect_err("refused");
+    assert!(e.to_string().contains("\"allow\" and \"deny\""), "{e}");
+}
+
+#[tokio::test]
+async fn a_session_that_leaves_closes_its_open_permission_questions() {
+    let (b, clock) = broker_at(BrokerConfig::default());
+    let session = connect(&b, "backend").await;
+    let other = connect(&b, "frontend").await;
+    let ask = |peer| {
+        let b = b.clone();
+        async move {
+            let mut req = ask_req("Bash(make deploy)", None, None);
+            req.kind = Some(crate::api::QuestionKind::Permission);
+            b.ask(req, &as_peer(peer)).await.expect("ask")
+        }
+    };
+    let mine = ask(session).await;
+    let plain = b
+        .ask(ask_req("Which branch?", None, None), &as_peer(session))
+        .await
+        .expect("ask");
+    let theirs = ask(other).await;
+
+    b.disconnect(session, &as_peer(session))
+        .await
+        .expect("disconnect");
+    let status = |id| b.question(id).expect("kept").status;
+    assert_eq!(status(mine.id), QuestionStatus::Cancelled);
+    assert_eq!(
+        status(plain.id),
+        QuestionStatus::Open,
+        "ordinary questions stay"
+    );
+    assert_eq!(status(theirs.id), QuestionStatus::Open);
+
+    // Going offline by silence closes them too.
+    advance_ms(&b, &clock, 24 * 3600 * 1000);
+    assert_eq!(status(theirs.id), QuestionStatus::Cancelled);
 }

@@ -95,9 +95,16 @@ pub struct SetupArgs {
     /// Read the token from this file; the hooks read it from there too.
     #[arg(long, value_name = "PATH")]
     pub token_file: Option<PathBuf>,
-    /// The cipc program the hooks run (default: this executable's absolute path).
+    /// The cipc program the hooks run (default: `cipc`, found on PATH, in a
+    /// project's shared settings; this executable's absolute path for the
+    /// local and user scopes).
     #[arg(long, value_name = "PATH")]
     pub cipc: Option<String>,
+    /// How long a permission prompt relayed to the dashboard waits for the
+    /// person (e.g. 10m, 1h); the terminal's own dialog shows beside it all
+    /// along and whichever answers first wins. 0 relays nothing.
+    #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = parse_wait)]
+    pub permission_wait: std::time::Duration,
     /// Print what would change and write nothing.
     #[arg(long)]
     pub dry_run: bool,
@@ -115,6 +122,20 @@ pub struct RemoveArgs {
     /// Print what would change and write nothing.
     #[arg(long)]
     pub dry_run: bool,
+}
+
+/// Parses `--permission-wait`: a duration from 0 (off) to 7 days.
+fn parse_wait(text: &str) -> Result<std::time::Duration, String> {
+    let text = text.trim();
+    if text == "0" {
+        return Ok(std::time::Duration::ZERO);
+    }
+    let d = humantime::parse_duration(text)
+        .map_err(|e| format!("{e}; write a duration like 10m or 1h, or 0 to relay nothing"))?;
+    if d > std::time::Duration::from_secs(7 * 24 * 3600) {
+        return Err("it must be at most 7 days".into());
+    }
+    Ok(d)
 }
 
 /// Runs `cipc claude ...`.
@@ -208,9 +229,11 @@ fn setup(a: &SetupArgs) -> Result<(), CliError> {
     });
     let entry = settings::mcp_entry(&a.url, a.transport == Transport::Sse, header.as_deref());
 
-    let program = match &a.cipc {
-        Some(p) => p.clone(),
-        None => std::env::current_exe()
+    let program = match (&a.cipc, a.scope) {
+        (Some(p), _) => p.clone(),
+        // A file the team commits names no path of this machine.
+        (None, Scope::Project) => "cipc".to_string(),
+        (None, Scope::Local | Scope::User) => std::env::current_exe()
             .map_err(|e| {
                 CliError::error(format!(
                     "cannot find this executable ({e}); pass --cipc PATH"
@@ -219,6 +242,7 @@ fn setup(a: &SetupArgs) -> Result<(), CliError> {
             .to_string_lossy()
             .into_owned(),
     };
+    let not_on_path = program == "cipc" && find_on_path("cipc").is_none();
     let mut hook_args = vec!["--role".to_string(), shell_quote(&a.role)];
     if let Some(n) = &a.name {
         hook_args.extend(["--name".into(), shell_quote(n)]);
@@ -230,9 +254,11 @@ fn setup(a: &SetupArgs) -> Result<(), CliError> {
         let abs = std::fs::canonicalize(p).unwrap_or_else(|_| p.clone());
         hook_args.extend(["--token-file".into(), shell_quote(&abs.to_string_lossy())]);
     }
+    let wait = a.permission_wait.as_secs();
     let cmd = HookCommand {
         program: shell_quote(&program),
         args: hook_args.join(" "),
+        permission_wait: (wait > 0).then_some(wait),
     };
 
     // What a dry run shows: only what cipc adds, not the whole file (a
@@ -273,16 +299,56 @@ fn setup(a: &SetupArgs) -> Result<(), CliError> {
         if token.is_some() && a.token_file.is_none() {
             println!("The broker has a token: start `claude` with CIPC_TOKEN set, so the hooks (and the MCP entry of a shared .mcp.json) can send it.");
         }
+        if let Some(wait) = cmd.permission_wait {
+            println!(
+                "Permission prompts also reach the dashboard's \"Needs you\" and `cipc questions` for {} (the terminal asks too; the first answer wins).",
+                humantime::format_duration(std::time::Duration::from_secs(wait))
+            );
+        }
+        if a.scope == Scope::Project {
+            println!("Claude Code shows a project's MCP server as pending until you trust the folder: start `claude` there once and accept.");
+        }
+    }
+    if not_on_path {
+        eprintln!(
+            "cipc claude: warning: `cipc` is not on PATH, so the hooks cannot run it; put it there (e.g. `cargo install --path .` or copy {} into a PATH directory), or pass --cipc PATH",
+            std::env::current_exe().map_or_else(|_| "the binary".to_string(), |p| p.display().to_string())
+        );
     }
     Ok(())
+}
+
+/// The first executable called `name` in a directory of `PATH`.
+fn find_on_path(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(name))
+        .find(|f| is_executable(f))
+}
+
+fn is_executable(f: &Path) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::metadata(f).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    }
+    #[cfg(not(unix))]
+    {
+        f.is_file()
+    }
 }
 
 fn remove(a: &RemoveArgs) -> Result<(), CliError> {
     let t = targets(a.scope, a.dir.as_deref())?;
     let mut changes = Vec::new();
+    // A project's .mcp.json and any settings file that only held what
+    // setup added are deleted rather than left as `{}` (which Claude Code
+    // reports as an invalid mcpServers); ~/.claude.json holds much else and
+    // is never deleted.
+    let mcp_may_go = t.mcp_at.is_empty() && a.scope == Scope::Project;
     if t.mcp_file.exists() {
         changes.push(
-            edit_json(&t.mcp_file, a.dry_run, |doc| {
+            edit_json_or_delete(&t.mcp_file, a.dry_run, mcp_may_go, |doc| {
                 if let Some(parent) = get_path(doc, &t.mcp_at) {
                     settings::remove_mcp(parent);
                 }
@@ -293,13 +359,19 @@ fn remove(a: &RemoveArgs) -> Result<(), CliError> {
     }
     if t.settings_file.exists() {
         changes.push(
-            edit_json(&t.settings_file, a.dry_run, |doc| {
+            edit_json_or_delete(&t.settings_file, a.dry_run, true, |doc| {
                 settings::remove_hooks(doc).map(|_| ())
             })?
             .labelled("cipc hooks", None),
         );
     }
     report(&changes, a.dry_run);
+    if a.scope == Scope::Project && !a.dry_run {
+        // A `.claude/` setup created and left empty goes too.
+        if let Some(dir) = t.settings_file.parent() {
+            let _ = std::fs::remove_dir(dir);
+        }
+    }
     Ok(())
 }
 
@@ -307,6 +379,8 @@ fn remove(a: &RemoveArgs) -> Result<(), CliError> {
 struct Change {
     path: PathBuf,
     changed: bool,
+    /// The file held only what cipc added, so it was deleted.
+    deleted: bool,
     /// What cipc keeps in it, for the report.
     what: &'static str,
     /// What a dry run shows cipc would add (`None`: it would remove).
@@ -325,6 +399,15 @@ fn report(changes: &[Change], dry_run: bool) {
     for c in changes {
         let what = c.what;
         match (c.changed, dry_run, &c.preview) {
+            (true, false, _) if c.deleted => {
+                println!("deleted    {} (it held only the {what})", c.path.display());
+            }
+            (true, true, _) if c.deleted => {
+                println!(
+                    "would delete {} (it holds only the {what})",
+                    c.path.display()
+                );
+            }
             (false, _, _) => println!("unchanged  {} ({what})", c.path.display()),
             (true, false, _) => println!("updated    {} ({what})", c.path.display()),
             (true, true, Some(p)) => {
@@ -344,16 +427,12 @@ fn report(changes: &[Change], dry_run: bool) {
     }
 }
 
-/// Reads a JSON file (missing: `{}`), applies `f`, and writes it back
-/// atomically when the text changed (unless `dry_run`).
-fn edit_json(
-    path: &Path,
-    dry_run: bool,
-    f: impl FnOnce(&mut Value) -> Result<(), ShapeError>,
-) -> Result<Change, CliError> {
-    let before = match std::fs::read_to_string(path) {
-        Ok(t) => Some(t),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+/// Reads a JSON file (missing or blank: `{}`); a file that is not JSON is
+/// refused, never overwritten.
+fn read_json(path: &Path) -> Result<Value, CliError> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
         Err(e) => {
             return Err(CliError::error(format!(
                 "cannot read {}: {e}",
@@ -361,28 +440,55 @@ fn edit_json(
             )))
         }
     };
-    let mut doc: Value = match before.as_deref() {
-        None => Value::Object(serde_json::Map::new()),
-        Some(t) if t.trim().is_empty() => Value::Object(serde_json::Map::new()),
-        Some(t) => serde_json::from_str(t).map_err(|e| {
-            CliError::error(format!(
-                "{} is not valid JSON ({e}); fix it by hand first, nothing was changed",
-                path.display()
-            ))
-        })?,
-    };
+    if text.trim().is_empty() {
+        return Ok(Value::Object(serde_json::Map::new()));
+    }
+    serde_json::from_str(&text).map_err(|e| {
+        CliError::error(format!(
+            "{} is not valid JSON ({e}); fix it by hand first, nothing was changed",
+            path.display()
+        ))
+    })
+}
+
+/// Reads a JSON file (missing: `{}`), applies `f`, and writes it back
+/// atomically when it changed (unless `dry_run`).
+fn edit_json(
+    path: &Path,
+    dry_run: bool,
+    f: impl FnOnce(&mut Value) -> Result<(), ShapeError>,
+) -> Result<Change, CliError> {
+    edit_json_or_delete(path, dry_run, false, f)
+}
+
+/// Like [`edit_json`], but a file that `f` leaves as an empty object is
+/// deleted (when `may_delete`) instead of written as `{}`.
+fn edit_json_or_delete(
+    path: &Path,
+    dry_run: bool,
+    may_delete: bool,
+    f: impl FnOnce(&mut Value) -> Result<(), ShapeError>,
+) -> Result<Change, CliError> {
+    let mut doc = read_json(path)?;
     let original = doc.clone();
     f(&mut doc).map_err(|e| CliError::error(format!("{}: {e}", path.display())))?;
-    let mut text = serde_json::to_string_pretty(&doc)
-        .map_err(|e| CliError::error(format!("cannot write JSON: {e}")))?;
-    text.push('\n');
     let changed = doc != original;
+    let deleted = changed && may_delete && doc.as_object().is_some_and(serde_json::Map::is_empty);
     if changed && !dry_run {
-        write_atomically(path, &text)?;
+        if deleted {
+            std::fs::remove_file(path)
+                .map_err(|e| CliError::error(format!("cannot delete {}: {e}", path.display())))?;
+        } else {
+            let mut text = serde_json::to_string_pretty(&doc)
+                .map_err(|e| CliError::error(format!("cannot write JSON: {e}")))?;
+            text.push('\n');
+            write_atomically(path, &text)?;
+        }
     }
     Ok(Change {
         path: path.to_path_buf(),
         changed,
+        deleted,
         what: "",
         preview: None,
     })

@@ -13,41 +13,62 @@ pub const SERVER_NAME: &str = "cipc";
 struct HookSpec {
     event: &'static str,
     word: &'static str,
-    /// Tool events take a matcher; `*` is every tool.
+    /// Tool events take a matcher (a regular expression); `*` is every tool.
     matcher: Option<&'static str>,
-    timeout_secs: u64,
+    /// Seconds Claude Code gives it; `None`: the permission wait and a
+    /// margin, so the hook always ends the wait itself.
+    timeout_secs: Option<u64>,
     /// Runs in the background and may wake an idle session (exit 2).
     rewake: bool,
 }
 
+/// The margin Claude Code's timeout leaves the permission hook beyond its
+/// own wait, to withdraw its question before it is ended.
+const PERMISSION_MARGIN_SECS: u64 = 30;
+
 /// Every hook, in the order Claude Code meets them in a session.
-const HOOKS: [HookSpec; 6] = [
+const HOOKS: [HookSpec; 8] = [
     HookSpec {
         event: "SessionStart",
         word: "session-start",
         matcher: None,
-        timeout_secs: 10,
+        timeout_secs: Some(10),
         rewake: false,
     },
     HookSpec {
         event: "UserPromptSubmit",
         word: "prompt",
         matcher: None,
-        timeout_secs: 5,
+        timeout_secs: Some(5),
+        rewake: false,
+    },
+    HookSpec {
+        event: "PreToolUse",
+        word: "pre-tool-use",
+        // cipc's own MCP tools: the session's identity is added to them.
+        matcher: Some("mcp__cipc__.*"),
+        timeout_secs: Some(10),
+        rewake: false,
+    },
+    HookSpec {
+        event: "PermissionRequest",
+        word: "permission",
+        matcher: Some("*"),
+        timeout_secs: None,
         rewake: false,
     },
     HookSpec {
         event: "PostToolUse",
         word: "post-tool-use",
         matcher: Some("*"),
-        timeout_secs: 5,
+        timeout_secs: Some(5),
         rewake: false,
     },
     HookSpec {
         event: "Notification",
         word: "notification",
         matcher: None,
-        timeout_secs: 5,
+        timeout_secs: Some(5),
         rewake: false,
     },
     HookSpec {
@@ -56,22 +77,24 @@ const HOOKS: [HookSpec; 6] = [
         matcher: None,
         // The waiter lives as long as the session is idle; it re-polls the
         // broker on its own and ends when the session does.
-        timeout_secs: 7 * 24 * 3600,
+        timeout_secs: Some(7 * 24 * 3600),
         rewake: true,
     },
     HookSpec {
         event: "SessionEnd",
         word: "session-end",
         matcher: None,
-        timeout_secs: 5,
+        timeout_secs: Some(5),
         rewake: false,
     },
 ];
 
 /// The `cipc hook` event words, for the CLI's value parser.
-pub const HOOK_WORDS: [&str; 6] = [
+pub const HOOK_WORDS: [&str; 8] = [
     "session-start",
     "prompt",
+    "pre-tool-use",
+    "permission",
     "post-tool-use",
     "notification",
     "stop",
@@ -86,6 +109,10 @@ pub struct HookCommand {
     pub program: String,
     /// `--role R --name N --url U ...`.
     pub args: String,
+    /// How long a relayed permission prompt waits for the person (seconds);
+    /// `None`: permission prompts are not relayed (no `PermissionRequest`
+    /// hook), only the terminal asks.
+    pub permission_wait: Option<u64>,
 }
 
 impl HookCommand {
@@ -156,10 +183,23 @@ pub fn add_hooks(settings: &mut Value, cmd: &HookCommand) -> Result<(), ShapeErr
         .or_insert_with(|| Value::Object(Map::new()));
     let hooks = object(hooks, "\"hooks\" in the settings file")?;
     for spec in &HOOKS {
+        let (line, timeout) = match spec.timeout_secs {
+            Some(t) => (cmd.line(spec.word), t),
+            None => {
+                let Some(wait) = cmd.permission_wait else {
+                    continue;
+                };
+                let mut line = cmd.line(spec.word);
+                if wait != crate::cli::claude::hook::DEFAULT_PERMISSION_WAIT_SECS {
+                    line.push_str(&format!(" --permission-wait {wait}"));
+                }
+                (line, wait.saturating_add(PERMISSION_MARGIN_SECS))
+            }
+        };
         let mut hook = json!({
             "type": "command",
-            "command": cmd.line(spec.word),
-            "timeout": spec.timeout_secs,
+            "command": line,
+            "timeout": timeout,
         });
         if spec.rewake {
             hook["async"] = json!(true);
@@ -278,6 +318,7 @@ mod tests {
         HookCommand {
             program: "/usr/local/bin/cipc".into(),
             args: "--role backend".into(),
+            permission_wait: Some(crate::cli::claude::hook::DEFAULT_PERMISSION_WAIT_SECS),
         }
     }
 
@@ -346,6 +387,36 @@ mod tests {
     }
 
     #[test]
+    fn the_permission_hook_waits_as_long_as_setup_says_or_is_left_out() {
+        let mut s = json!({});
+        add_hooks(&mut s, &cmd()).expect("adds");
+        let hook = &s["hooks"]["PermissionRequest"][0]["hooks"][0];
+        assert_eq!(
+            hook["command"],
+            "/usr/local/bin/cipc hook permission --role backend"
+        );
+        assert_eq!(hook["timeout"], 3600 + PERMISSION_MARGIN_SECS);
+        assert_eq!(s["hooks"]["PreToolUse"][0]["matcher"], "mcp__cipc__.*");
+
+        let mut short = cmd();
+        short.permission_wait = Some(120);
+        let mut s = json!({});
+        add_hooks(&mut s, &short).expect("adds");
+        let hook = &s["hooks"]["PermissionRequest"][0]["hooks"][0];
+        assert_eq!(
+            hook["command"],
+            "/usr/local/bin/cipc hook permission --role backend --permission-wait 120"
+        );
+        assert_eq!(hook["timeout"], 150);
+
+        let mut off = cmd();
+        off.permission_wait = None;
+        let mut s = json!({});
+        add_hooks(&mut s, &off).expect("adds");
+        assert!(s["hooks"].get("PermissionRequest").is_none());
+    }
+
+    #[test]
     fn setup_twice_changes_nothing() {
         let mut once = theirs();
         add_hooks(&mut once, &cmd()).expect("adds");
@@ -365,7 +436,7 @@ mod tests {
         });
         let mut s = before.clone();
         add_hooks(&mut s, &cmd()).expect("adds");
-        assert_eq!(remove_hooks(&mut s).expect("removes"), 6);
+        assert_eq!(remove_hooks(&mut s).expect("removes"), 8);
         assert_eq!(s, before);
 
         let mut empty = json!({});

@@ -44,6 +44,29 @@ pub struct SessionState {
     /// The background Stop waiter that owns the session's wake-ups (pid).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub waiter: Option<u32>,
+    /// The session was told that the broker refuses the hooks' token
+    /// (said once).
+    #[serde(default)]
+    pub said_token: bool,
+    /// The session took a turn (a prompt, a tool call). One that never did
+    /// (`claude mcp list` starts and ends a session) leaves no peer behind.
+    #[serde(default)]
+    pub took_turn: bool,
+    /// Permission questions this session asked that may still be open;
+    /// they are closed when the session moves on without their answer.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub permissions: Vec<OpenPermission>,
+}
+
+/// A permission question the session's `permission` hook asked and may
+/// still wait for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OpenPermission {
+    /// The question on the broker.
+    pub question: Uuid,
+    /// The tool call it asks about: the tool's name and a digest of its
+    /// input, so the tool running (answered in the terminal) closes it.
+    pub call: String,
 }
 
 /// Why a session's state cannot be kept: the hook says so and exits 1.

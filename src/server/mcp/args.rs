@@ -336,6 +336,9 @@ pub struct AnswerQuestionArgs {
     pub question_id: String,
     /// The answer: exactly one of the question's choices when it has them, else free text (1-10000 characters).
     pub answer: String,
+    /// Words that travel with the answer (at most 2000 characters), e.g. why.
+    #[serde(default)]
+    pub note: Option<String>,
     /// Your peer key ([`PEER_KEY_HELP`] is what clients are told).
     #[serde(default)]
     pub peer_key: Option<String>,

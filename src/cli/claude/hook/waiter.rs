@@ -19,6 +19,8 @@ impl Hook {
     /// waking anyone, when a newer waiter or the end of the session replaces
     /// it, or when Claude Code is gone.
     pub(super) async fn stop(&self) -> Result<Reply, CliError> {
+        // The turn is over: no permission prompt of it waits any more.
+        self.withdraw_permissions().await?;
         if !session_can_wake() {
             // `claude -p PROMPT` ends after its answer and never wakes; a
             // waiter would only hold its exit up (Claude Code waits up to
@@ -37,6 +39,9 @@ impl Hook {
             locked.save()?;
             match found {
                 Ok(pk) => pk,
+                // A refused token is not retried: only the person can fix
+                // it, and the session was told how.
+                Err(e) if e.refuses_token() => return Ok(Reply::default()),
                 // The broker is down: wait for it like any waiter does.
                 Err(_) => match (locked.state.peer, locked.state.key.clone()) {
                     (Some(p), Some(k)) => (p, k),
@@ -80,6 +85,7 @@ impl Hook {
                         ..Reply::default()
                     });
                 }
+                Err(e) if e.refuses_token() => return Ok(Reply::default()),
                 Err(e) if e.refuses_peer() => {
                     // The broker forgot the peer (reset, or a new store): a
                     // new peer of the same role takes over.
@@ -108,10 +114,14 @@ impl Hook {
             }
             let mut locked = self.lock()?;
             let mut st = locked.state.clone();
-            if let Ok(pk) = self.peer(&mut st, false).await {
-                locked.state = st;
-                locked.save()?;
-                return Ok(pk);
+            match self.peer(&mut st, false).await {
+                Ok(pk) => {
+                    locked.state = st;
+                    locked.save()?;
+                    return Ok(pk);
+                }
+                Err(e) if e.refuses_token() => return Err(CliError::quiet(exit::OK)),
+                Err(_) => {}
             }
             drop(locked);
             backoff.wait(None).await;

@@ -94,7 +94,15 @@ impl CipcMcp {
         let q = self
             .session
             .broker()
-            .answer(id, args.answer, None, &caller)
+            .answer(
+                id,
+                crate::api::AnswerRequest {
+                    answer: args.answer,
+                    by: None,
+                    note: args.note,
+                },
+                &caller,
+            )
             .await?;
         Ok(render::answer_recorded(&q))
     }

@@ -11,6 +11,11 @@
 //! - `stop` (a background hook that may wake the session): long-polls for
 //!   the next order while the session is idle; when one arrives it exits 2
 //!   with the order, which wakes the session.
+//! - `pre-tool-use` (cipc's own MCP tools): adds the session's peer key to
+//!   the call, so the model never carries it ([`identity`]).
+//! - `permission`: relays a permission prompt to the person as a question
+//!   of kind `permission` and waits for the answer, racing the terminal's
+//!   own dialog ([`permission`]).
 //! - `notification`: the peer shows `attention` (a permission prompt, a
 //!   question) until work resumes.
 //! - `session-end`: the peer goes offline and what it held is queued again.
@@ -19,24 +24,29 @@
 //! a second, an unreachable broker is reported once per session, and the
 //! session carries on.
 
+mod identity;
+mod orders;
+mod permission;
 mod waiter;
 
 use super::process::stop_process;
 use super::state::{state_dir, Locked, SessionState};
-use crate::api::{AttentionRequest, Command, CommandStatus, ConnectRequest, Via};
+use crate::api::{AttentionRequest, ConnectRequest, Via};
 use crate::cli::{exit, CliError, ClientArgs, Exit};
 use crate::client::{Client, ClientError};
 use clap::Args;
+use orders::{answers, describe_order, take_orders};
 use serde_json::{json, Value};
-use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::time::Duration;
 use uuid::Uuid;
 
+pub use permission::DEFAULT_WAIT_SECS as DEFAULT_PERMISSION_WAIT_SECS;
+
+/// What the peers of these hooks' sessions are (`Peer.agent`).
+const AGENT: &str = "claude-code";
 /// How long a hook waits for the broker before it gives up.
 const QUICK: Duration = Duration::from_millis(900);
-/// At most this many orders are taken at once.
-const MAX_ORDERS: usize = 20;
 
 /// Flags of `cipc hook`.
 #[derive(Debug, Args)]
@@ -50,6 +60,10 @@ pub struct HookArgs {
     /// A name for the session's peer (default: the project directory's name).
     #[arg(long)]
     pub name: Option<String>,
+    /// How long a relayed permission prompt waits for an answer from the
+    /// dashboard or `cipc answer` (the `permission` hook; seconds).
+    #[arg(long, value_name = "SECONDS", default_value_t = permission::DEFAULT_WAIT_SECS)]
+    pub permission_wait: u64,
     /// Broker and token flags (--peer and --peer-key are not used: the
     /// session's identity is kept per Claude Code session).
     #[command(flatten)]
@@ -65,6 +79,9 @@ struct Reply {
     system: Option<String>,
     /// Wake the idle session with this text (exit 2, on stderr).
     wake: Option<String>,
+    /// What the hook decides beside `additionalContext` in
+    /// `hookSpecificOutput`: a permission decision, an updated tool input.
+    decision: Option<serde_json::Map<String, Value>>,
 }
 
 /// Runs `cipc hook EVENT`; returns the exit code (0, or 2 to wake).
@@ -98,16 +115,13 @@ fn emit(event: &str, reply: Reply) -> Exit {
         return exit::WAKE;
     }
     let mut out = serde_json::Map::new();
-    if let Some(text) = reply.context {
-        let event_name = match event {
-            "session-start" => "SessionStart",
-            "prompt" => "UserPromptSubmit",
-            _ => "PostToolUse",
-        };
-        out.insert(
-            "hookSpecificOutput".into(),
-            json!({"hookEventName": event_name, "additionalContext": text}),
-        );
+    if reply.context.is_some() || reply.decision.is_some() {
+        let mut specific = reply.decision.unwrap_or_default();
+        specific.insert("hookEventName".into(), json!(event_name(event)));
+        if let Some(text) = reply.context {
+            specific.insert("additionalContext".into(), json!(text));
+        }
+        out.insert("hookSpecificOutput".into(), Value::Object(specific));
     }
     if let Some(text) = reply.system {
         out.insert("systemMessage".into(), json!(text));
@@ -116,6 +130,20 @@ fn emit(event: &str, reply: Reply) -> Exit {
         println!("{}", Value::Object(out));
     }
     exit::OK
+}
+
+/// Claude Code's name for the event a `cipc hook` word handles.
+fn event_name(word: &str) -> &'static str {
+    match word {
+        "session-start" => "SessionStart",
+        "prompt" => "UserPromptSubmit",
+        "pre-tool-use" => "PreToolUse",
+        "permission" => "PermissionRequest",
+        "notification" => "Notification",
+        "stop" => "Stop",
+        "session-end" => "SessionEnd",
+        _ => "PostToolUse",
+    }
 }
 
 /// One hook run's context: the input, the broker, and where state lives.
@@ -153,6 +181,8 @@ async fn run_event(args: HookArgs) -> Result<Reply, CliError> {
     match hook.args.event.as_str() {
         "session-start" => hook.session_start().await,
         "prompt" | "post-tool-use" => hook.between().await,
+        "pre-tool-use" => hook.pre_tool_use().await,
+        "permission" => hook.permission().await,
         "notification" => hook.notification().await,
         "stop" => hook.stop().await,
         "session-end" => hook.session_end().await,
@@ -225,6 +255,7 @@ impl Hook {
             name: self.name(),
             protect: Some(true),
             via: Some(Via::Hook),
+            agent: Some(AGENT.to_string()),
             ..ConnectRequest::default()
         };
         if let (Some(peer), Some(key)) = (st.peer, st.key.clone()) {
@@ -266,9 +297,34 @@ impl Hook {
             Ok((reply, new)) => {
                 st = new;
                 st.said_down = false;
+                st.said_token = false;
                 reply
             }
-            Err(e) if e.refuses_peer() && !renew => {
+            Err(e) => self.failed(&mut st, e, renew)?,
+        };
+        locked.state = st;
+        locked.save()?;
+        Ok(reply)
+    }
+
+    /// What a hook says when the broker refused or could not be reached:
+    /// each problem once per session, in a `systemMessage` that names the
+    /// fix; the session carries on either way.
+    fn failed(
+        &self,
+        st: &mut SessionState,
+        e: ClientError,
+        renew: bool,
+    ) -> Result<Reply, CliError> {
+        let say = |said: &mut bool, text: String| {
+            let first = !std::mem::replace(said, true);
+            Reply {
+                system: first.then_some(text),
+                ..Reply::default()
+            }
+        };
+        Ok(match e {
+            e if e.refuses_peer() && !renew => {
                 // The broker forgot this peer (a reset, a new store) or
                 // gave its key to another connect: the next hook registers
                 // the session afresh.
@@ -277,23 +333,36 @@ impl Hook {
                 st.answers_through = None;
                 Reply::default()
             }
-            Err(e @ ClientError::Unreachable { .. }) => {
-                let first = !st.said_down;
-                st.said_down = true;
-                Reply {
-                    system: first.then(|| {
-                        format!(
-                            "cipc: {e}; this session is not reachable as a cipc peer until the broker is back (start it with `cipc serve`)"
-                        )
-                    }),
-                    ..Reply::default()
-                }
+            e if e.refuses_token() => {
+                let text = self.token_problem(&e);
+                say(&mut st.said_token, text)
             }
-            Err(e) => return Err(CliError::from(e)),
+            e @ ClientError::Unreachable { .. } => say(
+                &mut st.said_down,
+                format!(
+                    "cipc: {e}; this session is not reachable as a cipc peer until the broker is back (start it with `cipc serve`)"
+                ),
+            ),
+            e => return Err(CliError::from(e)),
+        })
+    }
+
+    /// The sentence for a refused token: what the hooks sent and the fix.
+    fn token_problem(&self, e: &ClientError) -> String {
+        let sent = match (&self.args.client.token_file, &self.token) {
+            (Some(f), _) => format!("the token in {}", f.display()),
+            (None, Some(_)) => "the token in CIPC_TOKEN".to_string(),
+            (None, None) => "no token".to_string(),
         };
-        locked.state = st;
-        locked.save()?;
-        Ok(reply)
+        let fix = if self.token.is_some() {
+            "make it the broker's token (`cipc serve --token-file` names the broker's), then start a new Claude Code session"
+        } else {
+            "rerun `cipc claude setup --role ROLE --token-file PATH` with the broker's token file, or start `claude` with CIPC_TOKEN set to the broker's token"
+        };
+        format!(
+            "cipc: the broker at {} refused this session's hooks ({e}); they sent {sent}. This session is not a cipc peer: {fix}.",
+            self.url
+        )
     }
 
     async fn session_start(&self) -> Result<Reply, CliError> {
@@ -302,6 +371,7 @@ impl Hook {
         let url = self.url.clone();
         self.with_peer(true, |client, peer, key, mut st| async move {
             st.ended = false;
+            st.took_turn = false;
             st.renamed = false;
             if st.attention {
                 client.set_attention(&peer.to_string(), &AttentionRequest::default()).await?;
@@ -316,14 +386,15 @@ impl Hook {
             let mut text = format!(
                 "[cipc] This Claude Code session is cipc peer {peer} with role \"{role}\" on the broker at {url}. \
                  Orders for \"{role}\" reach you here: between tool calls, and they wake you when you are idle. \
-                 With the cipc MCP tools, pass peer_key \"{key}\" on every call to act as this peer; "
+                 The cipc MCP tools already act as this peer (the session's hooks add its identity to every call): \
+                 never pass peer_key and do not call connect. "
             );
             text.push_str(if exported {
-                "in Bash, `cipc` already acts as this peer (CIPC_PEER and CIPC_PEER_KEY are set). "
+                "In Bash, `cipc` acts as this peer too. "
             } else {
-                "in Bash, run `cipc` with CIPC_PEER_KEY set to that key. "
+                "In Bash, `cipc` acts as nobody in particular: use the MCP tools to act as this peer. "
             });
-            text.push_str("Keep the key to yourself. Finish each order by acking it with its result (or an error).");
+            text.push_str("Finish each order by acking it with its result (or an error).");
             if orders.is_empty() {
                 text.push_str(" No order is waiting for you now.");
             } else {
@@ -346,7 +417,13 @@ impl Hook {
     /// `prompt` and `post-tool-use`: what arrived since the last hook.
     async fn between(&self) -> Result<Reply, CliError> {
         let role = self.args.role.clone();
-        self.with_peer(false, |client, peer, key, mut st| async move {
+        let ran = (self.args.event == "post-tool-use").then(|| permission::call_of(&self.input));
+        self.with_peer(false, |client, peer, _key, mut st| async move {
+            st.took_turn = true;
+            // The session moved on: a permission prompt for the tool that
+            // just ran was answered in the terminal, and a new prompt means
+            // nothing waits for any.
+            permission::close_where(&client, &mut st, |p| ran.as_ref().is_none_or(|c| *c == p.call)).await;
             if st.attention {
                 client
                     .set_attention(&peer.to_string(), &AttentionRequest::default())
@@ -357,8 +434,7 @@ impl Hook {
             if std::mem::take(&mut st.renamed) {
                 parts.push(format!(
                     "[cipc] This session is now cipc peer {peer} with role \"{role}\" (newly registered: the broker did not know \
-                     it as a peer, e.g. after a reset). Pass peer_key \"{key}\" on cipc MCP tool calls from now on; \
-                     in Bash, run `cipc` with CIPC_PEER_KEY set to that key."
+                     it as a peer, e.g. after a reset). The cipc MCP tools act as the new peer by themselves."
                 ));
             }
             parts.extend(take_orders(&client, peer).await?.iter().map(describe_order));
@@ -410,92 +486,23 @@ impl Hook {
                 stop_process(pid);
             }
             st.attention = false;
-            client.disconnect(&peer.to_string()).await?;
+            // Leaving closes the peer's open permission questions on the
+            // broker, so they need no request of their own.
+            st.permissions.clear();
+            if st.took_turn {
+                client.disconnect(&peer.to_string()).await?;
+            } else {
+                // A run that never took a turn (`claude mcp list`, a session
+                // opened and closed) leaves no ghost peer behind.
+                client.forget_peer(&peer.to_string()).await?;
+                st.peer = None;
+                st.key = None;
+                st.answers_through = None;
+            }
             Ok((Reply::default(), st))
         })
         .await
     }
-}
-
-/// Takes every order waiting for `peer` (at most [`MAX_ORDERS`]).
-async fn take_orders(client: &Client, peer: Uuid) -> Result<Vec<Command>, ClientError> {
-    let mut taken = Vec::new();
-    while taken.len() < MAX_ORDERS {
-        match client.wait_command(&peer.to_string(), 0).await?.command {
-            Some(c) => taken.push(c),
-            None => break,
-        }
-    }
-    Ok(taken)
-}
-
-/// Answers to the commands `peer` sent that finished since the last report.
-/// The first look only notes where history ends.
-async fn answers(
-    client: &Client,
-    peer: Uuid,
-    st: &mut SessionState,
-) -> Result<Vec<String>, ClientError> {
-    // The broker records a peer's commands with the peer as their origin;
-    // only those are asked for, so the hook's cost does not grow with the broker.
-    let mine = crate::api::CommandFilter {
-        origin: Some(crate::api::Origin::Peer(peer).to_string()),
-        ..Default::default()
-    };
-    let listed = client.list_commands_where(&mine, Some(100)).await?.commands;
-    let finished: Vec<&Command> = listed.iter().filter(|c| c.status.is_terminal()).collect();
-    let newest = finished
-        .iter()
-        .filter_map(|c| c.acked_at.map(crate::time::Timestamp::millis))
-        .max();
-    let Some(through) = st.answers_through else {
-        st.answers_through = Some(newest.unwrap_or(0));
-        return Ok(Vec::new());
-    };
-    let mut fresh: Vec<&&Command> = finished
-        .iter()
-        .filter(|c| c.acked_at.is_some_and(|t| t.millis() > through))
-        .collect();
-    fresh.sort_by_key(|c| c.acked_at.map(crate::time::Timestamp::millis));
-    if let Some(n) = newest {
-        st.answers_through = Some(n.max(through));
-    }
-    Ok(fresh.into_iter().map(|c| describe_answer(c)).collect())
-}
-
-fn describe_order(c: &Command) -> String {
-    let mut s = format!("[cipc] New order {} from {}: {}", c.id, c.from, c.action);
-    let empty = c.params.is_null() || c.params.as_object().is_some_and(serde_json::Map::is_empty);
-    if !empty {
-        let _ = write!(s, "\nparams: {}", c.params);
-    }
-    let _ = write!(
-        s,
-        "\nDo it, then report back: the MCP tool ack_command with command_id \"{id}\" and a result (or an error), \
-         or in Bash `cipc ack {id} --result '<json>'` (or `--error '<why>'`).",
-        id = c.id
-    );
-    s
-}
-
-fn describe_answer(c: &Command) -> String {
-    let mut s = format!(
-        "[cipc] Your command {} ({} for {}) is {}",
-        c.id,
-        c.action,
-        c.target,
-        c.status.as_str()
-    );
-    match (c.status, &c.result, &c.error) {
-        (CommandStatus::Acked, Some(r), _) => {
-            let _ = write!(s, ": result {r}");
-        }
-        (_, _, Some(e)) => {
-            let _ = write!(s, ": {e}");
-        }
-        _ => {}
-    }
-    s
 }
 
 /// Lets `cipc` in the session's Bash tool act as its peer.

@@ -1,0 +1,95 @@
+//! `cipc hook pre-tool-use` for cipc's own MCP tools: every call of a
+//! `mcp__cipc__*` tool acts as the session's peer without the model ever
+//! holding its key. The hook adds `peer_key` to the call's input through
+//! `updatedInput`, which Claude Code (2.1.328 and 2.1.332, measured) applies
+//! before the call leaves, with or without a permission decision; the model
+//! keeps seeing the call it made, without the key. The hook decides
+//! nothing else about permissions: the user's rules still apply.
+//!
+//! Why this and not a `headersHelper` on the MCP entry: a helper runs when
+//! Claude Code connects the server, which is before (or beside) the
+//! `SessionStart` hook that registers the peer, and it is not told which
+//! session it serves; the tool-call hook runs after registration and knows
+//! the session.
+
+use super::{Hook, Reply};
+use crate::cli::claude::settings::SERVER_NAME;
+use crate::cli::CliError;
+use serde_json::{json, Map, Value};
+
+impl Hook {
+    /// Adds the session's key to a cipc tool call; refuses `connect`, which
+    /// would give the session a second identity and show the model a key.
+    pub(super) async fn pre_tool_use(&self) -> Result<Reply, CliError> {
+        let tool = self
+            .input
+            .get("tool_name")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
+        let prefix = format!("mcp__{SERVER_NAME}__");
+        let Some(name) = tool.strip_prefix(&prefix).map(str::to_string) else {
+            return Ok(Reply::default());
+        };
+        let input = self
+            .input
+            .get("tool_input")
+            .cloned()
+            .unwrap_or_else(|| json!({}));
+        let role = self.args.role.clone();
+        self.with_peer(false, |_client, peer, key, mut st| async move {
+            st.took_turn = true;
+            let mut out = Map::new();
+            if name == "connect" {
+                out.insert("permissionDecision".into(), json!("deny"));
+                out.insert(
+                    "permissionDecisionReason".into(),
+                    json!(format!(
+                        "This session already is cipc peer {peer} with role \"{role}\": its hooks add that identity to every \
+                         cipc tool call, so connect is not needed (and would make a second peer). Call the tool you need \
+                         directly, without peer_key. To take another role, the person reruns `cipc claude setup --role ROLE`."
+                    )),
+                );
+            } else {
+                out.insert("updatedInput".into(), with_key(input, &key));
+            }
+            Ok((
+                Reply {
+                    decision: Some(out),
+                    ..Reply::default()
+                },
+                st,
+            ))
+        })
+        .await
+    }
+}
+
+/// The tool input with the session's key in `peer_key` (whatever the model
+/// put there is replaced: the session's identity is the hooks').
+fn with_key(input: Value, key: &str) -> Value {
+    let mut o = match input {
+        Value::Object(o) => o,
+        _ => Map::new(),
+    };
+    o.insert("peer_key".into(), json!(key));
+    Value::Object(o)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_key_is_added_and_replaces_whatever_the_model_passed() {
+        let v = with_key(
+            json!({"command_id": "c1", "peer_key": "pk_made_up"}),
+            "pk_real",
+        );
+        assert_eq!(v, json!({"command_id": "c1", "peer_key": "pk_real"}));
+        assert_eq!(
+            with_key(Value::Null, "pk_real"),
+            json!({"peer_key": "pk_real"})
+        );
+    }
+}
