@@ -1331,25 +1331,6 @@ async fn ask_permission(
     v["question"]["id"].as_str().unwrap().to_string()
 }
 
-/// Whether the broker kept an answer's note (`POST /questions/{id}/answer`
-/// with `note`, shared/API.md): checked when it did; until the broker's side
-/// of issue 22 keeps it, a skip notice (a failure under CI).
-fn note_kept(q: &Value, want: &str) -> bool {
-    match q.get("note") {
-        Some(note) => {
-            assert_eq!(note, want, "{q}");
-            true
-        }
-        None => {
-            common::skip(
-                "the dashboard's check of a stored denial note",
-                "this broker does not keep an answer's note yet (POST /questions/{id}/answer ignores `note`)",
-            );
-            false
-        }
-    }
-}
-
 /// Waits until the broker has the question answered; answers it.
 async fn answered(c: &reqwest::Client, base: &str, id: &str) -> Value {
     let v = get_json(c, format!("{base}/questions/{id}/wait?timeout=10000")).await;
@@ -1481,25 +1462,18 @@ async fn permissions(b: &Browser) {
     b.click(&format!("{card} .perm-deny")).await;
     let q = answered(&c, &base, &edit).await;
     assert_eq!(q["answer"], "deny");
-    let kept = note_kept(&q, "Keep u32; see the API docs");
+    assert_eq!(q["note"], "Keep u32; see the API docs", "{q}");
     b.wait_js(
         "the denied prompt leaves Needs you",
         "return !document.querySelector(arguments[0]);",
         json!([card]),
     )
     .await;
-    let feed = b
-        .wait_text(
-            "#activity-list",
-            "dashboard denied backend (api-server) Edit: /home/dev/shop/src/orders.rs",
-        )
-        .await;
-    if kept {
-        b.wait_text("#activity-list", "note: “Keep u32; see the API docs”")
-            .await;
-    } else {
-        assert!(!feed.contains("note:"), "{feed}");
-    }
+    b.wait_text(
+        "#activity-list",
+        "dashboard denied backend (api-server) Edit: /home/dev/shop/src/orders.rs · note: Keep u32; see the API docs",
+    )
+    .await;
 
     // The keyboard alone: Tab reaches Allow (with a visible focus ring), Enter presses it.
     let ls = ask_permission(&c, &base, me, "Bash", json!({"command": "ls -la /etc"})).await;
@@ -1547,7 +1521,7 @@ async fn permissions(b: &Browser) {
     b.press(&format!("Never on /{ENTER}")).await;
     let q = answered(&c, &base, &rm).await;
     assert_eq!(q["answer"], "deny");
-    note_kept(&q, "Never on /");
+    assert_eq!(q["note"], "Never on /", "{q}");
     // What the page sent: each answer by the dashboard, a note only with a denial.
     assert_eq!(
         b.js("return window.__answers;", json!([])).await,
@@ -1706,7 +1680,7 @@ async fn permissions(b: &Browser) {
             "dashboard denied backend (api-server) Bash: rm -rf /",
         )
         .await;
-    assert_eq!(feed.contains("note: “Never on /”"), kept, "{feed}");
+    assert!(feed.contains("· note: Never on /"), "{feed}");
     assert!(
         feed.contains("dashboard allowed backend (api-server) Bash: ls -la /etc"),
         "{feed}"
