@@ -753,9 +753,9 @@
           key: `q:${q.id}`,
           kind: 'permission',
           counts: q.status === 'open',
-          // Rebuilt when the session's label changes, never while it waits
-          // (a half-typed note survives other updates).
-          sig: JSON.stringify([live ? 'open' : `closed ${S.answerNotes.get(q.id) || ''}`, who.label, who.agent || '']),
+          // Rebuilt when the session's label, agent or status changes (a
+          // half-typed reason is carried over), not on every update.
+          sig: JSON.stringify([live ? 'open' : `closed ${S.answerNotes.get(q.id) || ''}`, who.label, who.agent || '', who.peer ? who.peer.status : '']),
           build: () => permissionCard(q, live),
           note: { title: `${who.label} asks to use ${tool}`, body: detail || q.text },
         });
@@ -840,12 +840,16 @@
     // Keyed update: unchanged cards stay as they are (focus, typed text).
     const list = $('needs-list');
     const keep = new Set();
+    let refocus = null;
     const els = items.map((it) => {
       keep.add(it.key);
       let e = needEls.get(it.key);
       if (!e || e.sig !== it.sig) {
+        const old = e && e.el;
         e = { sig: it.sig, el: it.build() };
         needEls.set(it.key, e);
+        // A card rebuilt while open keeps what was typed in it, and the focus.
+        if (old) refocus = carryOver(old, e.el) || refocus;
       }
       return e.el;
     });
@@ -854,11 +858,32 @@
       if (list.children[i] !== el) list.insertBefore(el, list.children[i] || null);
     });
     while (list.children.length > els.length) list.lastElementChild.remove();
+    if (refocus && refocus.isConnected) {
+      refocus.focus({ preventScroll: true });
+      const [from, to] = (refocus.dataset.sel || '').split(',').map(Number);
+      if (Number.isFinite(from)) refocus.setSelectionRange(from, to);
+    }
     if (focusNext && (!document.activeElement || document.activeElement === document.body)) {
       (focusNext.isConnected ? focusNext : $('needs-h')).focus({ preventScroll: true });
       focusNext = null;
     }
     notifyNew(items);
+  }
+
+  /** Copies typed text from a card's old element to its new one; answers the new field if the old one had the focus. */
+  function carryOver(from, to) {
+    let focus = null;
+    for (const sel of ['.perm-note', '.answer-input']) {
+      const a = from.querySelector(sel);
+      const b = to.querySelector(sel);
+      if (!a || !b || b.disabled) continue;
+      b.value = a.value;
+      if (document.activeElement === a) {
+        focus = b;
+        b.dataset.sel = `${a.selectionStart ?? a.value.length},${a.selectionEnd ?? a.value.length}`;
+      }
+    }
+    return focus;
   }
 
   function needTop(kind, label, ...rest) {
@@ -916,12 +941,13 @@
   // it is agent input, so it is all text (h() sets textContent).
 
   const AGENTS = { 'claude-code': 'Claude Code', codex: 'Codex' };
-  const agentLabel = (a) => AGENTS[a] || a;
+  const knownAgent = (a) => Object.prototype.hasOwnProperty.call(AGENTS, a);
+  const agentLabel = (a) => (knownAgent(a) ? AGENTS[a] : String(a));
 
   /** An agent tag ("Claude Code"), or null when the peer did not say. */
   function agentTag(agent) {
     if (!agent) return null;
-    return h('span', { class: `agent agent-${AGENTS[agent] ? agent : 'other'}`, title: `this session is ${agentLabel(agent)}`, text: agentLabel(agent) });
+    return h('span', { class: `agent agent-${knownAgent(agent) ? agent : 'other'}`, title: `this session is ${agentLabel(agent)}`, text: agentLabel(agent) });
   }
 
   /** Who asks: the live peer named by `peer` (role, name, agent), else the question's `from`. */

@@ -1457,8 +1457,28 @@ async fn permissions(b: &Browser) {
     );
 
     // Deny with a note: the note travels with the answer.
-    b.fill(&format!("{card} .perm-note"), "Keep u32; see the API docs")
+    b.fill(&format!("{card} .perm-note"), "Keep u32; see the API")
         .await;
+    // The card is redrawn when its session changes (here: reconnects as
+    // another agent); what was typed stays, and so does the focus.
+    let r = c
+        .post(format!("{base}/peers/connect"))
+        .header("x-cipc-peer-key", &key)
+        .json(&json!({"id": peer, "role": "backend", "name": "api-server", "protect": true, "via": "hook", "agent": "codex"}))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+    b.wait_text(&format!("{card} .agent"), "Codex").await;
+    assert_eq!(
+        b.js(
+            "const e = document.querySelector(arguments[0] + ' .perm-note'); return [e.value, document.activeElement === e, e.selectionStart];",
+            json!([card])
+        )
+        .await,
+        json!(["Keep u32; see the API", true, 21])
+    );
+    b.press(" docs").await;
     b.click(&format!("{card} .perm-deny")).await;
     let q = answered(&c, &base, &edit).await;
     assert_eq!(q["answer"], "deny");
