@@ -13,7 +13,7 @@ pub struct Event {
     /// Increases by one per event and never repeats for a data dir (it
     /// starts from the clock: `first_event_id`); the SSE `id:`.
     pub id: u64,
-    /// `peer`, `command`, `message`, `signal` or `reset`.
+    /// `peer`, `command`, `message`, `signal`, `question`, `lease` or `reset`.
     pub kind: &'static str,
     /// The changed object, as JSON text: written once, sent to every reader.
     pub data: String,

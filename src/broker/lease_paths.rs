@@ -397,7 +397,14 @@ mod tests {
     }
 
     /// (holder A's patterns, exclusive, holder B's patterns, exclusive, conflict)
-    const LEASES: &[(&[&str], bool, &[&str], bool, bool)] = &[
+    type LeaseRow = (
+        &'static [&'static str],
+        bool,
+        &'static [&'static str],
+        bool,
+        bool,
+    );
+    const LEASES: &[LeaseRow] = &[
         (&["src/a.rs"], true, &["src/a.rs"], true, true),
         (&["src/a.rs"], false, &["src/a.rs"], false, false),
         (&["src/a.rs"], false, &["src/a.rs"], true, true),

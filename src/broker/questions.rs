@@ -41,7 +41,7 @@ fn unknown_question(id: Uuid) -> BrokerError {
 /// A permission question's choices are always `allow` and `deny`: given
 /// (in any order) or left out, never anything else.
 fn permission_choices(req: &AskRequest) -> Result<Vec<String>, BrokerError> {
-    let standard: Vec<String> = PERMISSION_CHOICES.iter().map(|c| c.to_string()).collect();
+    let standard: Vec<String> = PERMISSION_CHOICES.iter().map(ToString::to_string).collect();
     match &req.choices {
         None => Ok(standard),
         Some(given) => {

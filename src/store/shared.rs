@@ -18,7 +18,7 @@ use serde_json::Value;
 /// shows every node's changes exactly as the node that made them saw them.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SharedEvent {
-    /// `peer`, `command`, `message`, `signal`, `question` or `reset`.
+    /// `peer`, `command`, `message`, `signal`, `question`, `lease` or `reset`.
     pub kind: String,
     /// The changed object.
     pub data: Value,
