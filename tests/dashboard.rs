@@ -1850,7 +1850,7 @@ async fn leases(b: &Browser) {
     assert_eq!(v["lease"]["status"], "released", "{v}");
     assert_eq!(
         held_ids().await,
-        [css.clone()],
+        std::slice::from_ref(&css),
         "only that one was released"
     );
     b.wait_text(
