@@ -10,13 +10,19 @@
 // so nothing is lost or shown twice across a drop; a `resync` event (the
 // broker forgot what we missed) or a broker restart triggers a fresh snapshot.
 //
-// "Needs you" gathers what waits on the person: open questions, overdue
-// commands, peers that asked for attention and orders nobody online can take.
+// "Needs you" gathers what waits on the person: permission prompts of agent
+// sessions (kind "permission": the tool and what it will do, Allow / Deny),
+// open questions, overdue commands, peers that asked for attention and orders
+// nobody online can take.
 // It also drives the tab title ("(3) cipc dashboard") and, when the person
 // allowed it with "Notify me", browser notifications for new items.
 //
+// "Leases" lists the paths sessions hold (GET /leases, then `lease` events),
+// with a countdown to each expiry; a person may release one.
+//
 // Safety: everything that came from peers is put on the page with
-// textContent / DOM APIs, never as markup. The page's CSP forbids inline
+// textContent / DOM APIs, never as markup (a permission prompt's command or
+// file content is agent input like any other). The page's CSP forbids inline
 // script, so even a mistake here could not run injected code.
 'use strict';
 
@@ -143,6 +149,8 @@
     channels: new Map(), // name -> ChannelInfo
     signals: new Map(), // name -> Signal
     questions: new Map(), // id -> Question
+    leases: new Map(), // id -> Lease, the held ones
+    leasesSupported: true, // false when the broker answers GET /leases with 404
     activity: [], // {kind, ts, text, parts}
     lastEventId: 0, // the newest event applied from this broker
     idsRestart: false, // after a resync: the next event id may be lower
@@ -152,6 +160,7 @@
     seenPeers: new Map(), // id -> {status, connectedAt, attention}
     seenCommands: new Map(), // id -> {status, overdue}
     seenQuestions: new Map(), // id -> status
+    seenLeases: new Map(), // id -> status
     answerNotes: new Map(), // question id -> why answering it failed
     version: '',
     startedAt: null, // broker start time (ms since epoch), to notice restarts
@@ -212,6 +221,7 @@
     dirty.clear();
     if (d.has('peers') || d.has('commands') || d.has('questions')) renderNeeds();
     if (d.has('peers')) renderPeers();
+    if (d.has('leases') || d.has('peers')) renderLeases();
     if (d.has('peers') || d.has('targets')) renderTargets();
     if (d.has('commands') || d.has('peers')) renderCommands();
     if (d.has('channels')) renderChannels();
@@ -225,7 +235,7 @@
   let retryTimer = 0;
   let retryDelay = 1000;
   let everOpened = false;
-  const EVENT_KINDS = ['peer', 'command', 'message', 'signal', 'question', 'reset', 'resync'];
+  const EVENT_KINDS = ['peer', 'command', 'message', 'signal', 'question', 'lease', 'reset', 'resync'];
 
   function setConn(state, text) {
     const el = $('conn-state');
@@ -326,13 +336,18 @@
     try {
       // Open commands are loaded apart from the recent ones, so an old order
       // still waiting (overdue, or for a role nobody holds) is never missed.
-      const [st, cmds, waiting, late, chans, qs] = await Promise.all([
+      const [st, cmds, waiting, late, chans, qs, ls] = await Promise.all([
         api('GET', '/status'),
         api('GET', '/commands?limit=200'),
         api('GET', '/commands?status=pending&limit=1000'),
         api('GET', '/commands?status=delivered&overdue=true&limit=1000'),
         api('GET', '/channels'),
         api('GET', '/questions?status=open'),
+        // A broker without leases answers 404: the panel says so.
+        api('GET', '/leases').catch((e) => {
+          if (e instanceof HttpError && e.status === 404) return null;
+          throw e;
+        }),
       ]);
       if (src !== es) return;
       const started = Date.now() - st.uptimeMs;
@@ -349,6 +364,8 @@
       S.channels.clear();
       S.signals.clear();
       S.questions.clear();
+      S.leases.clear();
+      S.leasesSupported = ls !== null;
       for (const p of st.peers) S.peers.set(p.id, p);
       for (const list of [st.commands.recent, cmds.commands, waiting.commands, late.commands]) {
         for (const c of list) S.commands.set(c.id, c);
@@ -356,6 +373,7 @@
       for (const c of chans.channels) S.channels.set(c.name, c);
       for (const s of st.signals) S.signals.set(s.name, s);
       for (const q of qs.questions) S.questions.set(q.id, q);
+      if (ls) for (const l of ls.leases) if (l.status === 'held') S.leases.set(l.id, l);
       const replay = pending || [];
       pending = null;
       catchingUp = true;
@@ -366,7 +384,7 @@
       }
       S.loaded = true;
       if (S.selected) openChannel(S.selected);
-      mark('peers', 'commands', 'channels', 'signals', 'questions', 'activity');
+      mark('peers', 'commands', 'channels', 'signals', 'questions', 'leases', 'activity');
     } catch (e) {
       if (src !== es) return;
       pending = null;
@@ -401,6 +419,8 @@
         return applySignal(data);
       case 'question':
         return applyQuestion(data);
+      case 'lease':
+        return applyLease(data);
       case 'reset':
         return applyReset();
       case 'resync':
@@ -432,6 +452,7 @@
     S.seenPeers.clear();
     S.seenCommands.clear();
     S.seenQuestions.clear();
+    S.seenLeases.clear();
   }
 
   function peerLabel(p) {
@@ -553,7 +574,8 @@
     }
     const prev = S.seenQuestions.get(q.id) || (!catchingUp && cur ? cur.status : undefined);
     remember(S.seenQuestions, q.id, q.status);
-    if (prev !== q.status) {
+    if (prev !== q.status && q.kind === 'permission') permissionActivity(q);
+    else if (prev !== q.status) {
       const asker = strong(targetLabel(q.from));
       const text = h('span', { class: 'mono', text: oneLine(q.text, 90) });
       switch (q.status) {
@@ -573,18 +595,73 @@
     mark('questions');
   }
 
+  /** The feed's line for a permission prompt: asked, allowed or denied (who, the tool, the note), withdrawn, expired. */
+  function permissionActivity(q) {
+    const { tool, detail } = permSummary(q.context);
+    const who = strong(askerOf(q).label);
+    const what = [strong(tool), detail ? ': ' : '', detail ? h('span', { class: 'mono', text: oneLine(detail, 90) }) : ''];
+    switch (q.status) {
+      case 'open':
+        addActivity('permission', q.createdAt, [who, ' asks to use ', ...what]);
+        break;
+      case 'answered': {
+        const verdict = q.answer === 'allow' ? 'allowed' : q.answer === 'deny' ? 'denied' : `answered “${oneLine(q.answer || '', 40)}” to`;
+        addActivity('permission', q.answeredAt, [
+          strong(q.answeredBy || 'someone'), ' ',
+          h('span', { class: `verdict verdict-${q.answer === 'allow' ? 'allow' : 'deny'}`, text: verdict }), ' ',
+          who, ' ', ...what,
+          q.note ? h('span', { class: 'act-note' }, ' · note: ', h('q', { text: oneLine(q.note, 200) })) : '',
+        ]);
+        break;
+      }
+      case 'cancelled':
+        addActivity('permission', q.answeredAt, [who, ' moved on; its request to use ', ...what, ' was withdrawn']);
+        break;
+      default:
+        addActivity('permission', q.answeredAt, [who, `'s request to use `, ...what, ` is ${q.status}`]);
+    }
+  }
+
+  // ---------- leases ----------
+  function applyLease(l) {
+    const cur = S.leases.get(l.id);
+    if (l.status === 'held') S.leases.set(l.id, l);
+    else S.leases.delete(l.id);
+    const prev = S.seenLeases.get(l.id) || (!catchingUp && cur ? cur.status : undefined);
+    remember(S.seenLeases, l.id, l.status);
+    if (prev !== l.status) {
+      const holder = strong(leaseHolderLabel(l));
+      const paths = h('span', { class: 'mono', text: oneLine(l.paths.join(', '), 90) });
+      switch (l.status) {
+        case 'held':
+          addActivity('lease', l.createdAt, [holder, l.exclusive ? ' leased ' : ' shares ', paths, ` in ${l.repo}`, l.reason ? ` · ${oneLine(l.reason, 80)}` : '']);
+          break;
+        case 'released':
+          addActivity('lease', l.releasedAt, [holder, '’s lease on ', paths, ` in ${l.repo} was released`]);
+          break;
+        case 'expired':
+          addActivity('lease', l.releasedAt || l.expiresAt, [holder, '’s lease on ', paths, ` in ${l.repo} expired`]);
+          break;
+        default:
+          addActivity('lease', l.releasedAt, [holder, '’s lease on ', paths, ` is ${l.status}`]);
+      }
+    }
+    mark('leases');
+  }
+
   function applyReset() {
     S.peers.clear();
     S.commands.clear();
     S.channels.clear();
     S.signals.clear();
     S.questions.clear();
+    S.leases.clear();
     S.answerNotes.clear();
     forgetSeen();
     S.activity = [];
     closeChannel();
     addActivity('system', null, ['The broker was reset: everything was cleared']);
-    mark('peers', 'commands', 'channels', 'signals', 'questions', 'activity');
+    mark('peers', 'commands', 'channels', 'signals', 'questions', 'leases', 'activity');
   }
 
   // ---------- activity ----------
@@ -595,6 +672,8 @@
     ['message', 'Messages'],
     ['signal', 'Signals'],
     ['question', 'Questions'],
+    ['permission', 'Permissions'],
+    ['lease', 'Leases'],
     ['system', 'System'],
   ];
 
@@ -633,7 +712,7 @@
     list.replaceChildren(
       ...items.map((a) =>
         h('li', { class: `act act-${a.kind}`, dataset: { kind: a.kind } },
-          h('time', { class: 'act-time', dateTime: a.ts, text: clock(a.ts) }),
+          h('time', { class: 'act-time', dateTime: a.ts, title: new Date(a.ts).toLocaleString(), text: clock(a.ts) }),
           h('span', { class: `tag tag-${a.kind}`, text: a.kind }),
           // parts are strings (→ text nodes) or elements built with h(); never markup.
           h('span', { class: 'act-text' }, ...a.parts.map((p) => (p instanceof Node ? p.cloneNode(true) : p))),
@@ -663,8 +742,25 @@
     const questions = [...S.questions.values()]
       .filter((q) => q.status === 'open' || answering.has(q.id) || S.answerNotes.has(q.id))
       .sort((a, b) => (a.id < b.id ? -1 : 1)); // UUID v7: in the order asked
+    const asking = new Set(); // peers with an open permission prompt: its card says why they wait
     for (const q of questions) {
       const live = q.status === 'open' || answering.has(q.id);
+      if (q.kind === 'permission') {
+        const who = askerOf(q);
+        const { tool, detail } = permSummary(q.context);
+        if (q.peer && q.status === 'open') asking.add(q.peer);
+        items.push({
+          key: `q:${q.id}`,
+          kind: 'permission',
+          counts: q.status === 'open',
+          // Rebuilt when the session's label, agent or status changes (a
+          // half-typed reason is carried over), not on every update.
+          sig: JSON.stringify([live ? 'open' : `closed ${S.answerNotes.get(q.id) || ''}`, who.label, who.agent || '', who.peer ? who.peer.status : '']),
+          build: () => permissionCard(q, live),
+          note: { title: `${who.label} asks to use ${tool}`, body: detail || q.text },
+        });
+        continue;
+      }
       items.push({
         key: `q:${q.id}`,
         kind: 'question',
@@ -696,7 +792,7 @@
       });
     }
     const waiting = [...S.peers.values()]
-      .filter((p) => p.attention)
+      .filter((p) => p.attention && !asking.has(p.id))
       .sort((a, b) => (STATUS_ORDER[a.status] ?? 3) - (STATUS_ORDER[b.status] ?? 3) || a.role.localeCompare(b.role));
     for (const p of waiting) {
       items.push({
@@ -735,6 +831,7 @@
     $('needs-count').textContent = String(count);
     const by = (k) => items.filter((i) => i.counts && i.kind === k).length;
     const parts = [];
+    if (by('permission')) parts.push(plural(by('permission'), 'permission request', 'permission requests'));
     if (by('question')) parts.push(plural(by('question'), 'question', 'questions'));
     if (by('overdue')) parts.push(plural(by('overdue'), 'overdue command', 'overdue commands'));
     if (by('attention')) parts.push(plural(by('attention'), 'session waiting', 'sessions waiting'));
@@ -743,12 +840,16 @@
     // Keyed update: unchanged cards stay as they are (focus, typed text).
     const list = $('needs-list');
     const keep = new Set();
+    let refocus = null;
     const els = items.map((it) => {
       keep.add(it.key);
       let e = needEls.get(it.key);
       if (!e || e.sig !== it.sig) {
+        const old = e && e.el;
         e = { sig: it.sig, el: it.build() };
         needEls.set(it.key, e);
+        // A card rebuilt while open keeps what was typed in it, and the focus.
+        if (old) refocus = carryOver(old, e.el) || refocus;
       }
       return e.el;
     });
@@ -757,11 +858,32 @@
       if (list.children[i] !== el) list.insertBefore(el, list.children[i] || null);
     });
     while (list.children.length > els.length) list.lastElementChild.remove();
+    if (refocus && refocus.isConnected) {
+      refocus.focus({ preventScroll: true });
+      const [from, to] = (refocus.dataset.sel || '').split(',').map(Number);
+      if (Number.isFinite(from)) refocus.setSelectionRange(from, to);
+    }
     if (focusNext && (!document.activeElement || document.activeElement === document.body)) {
       (focusNext.isConnected ? focusNext : $('needs-h')).focus({ preventScroll: true });
       focusNext = null;
     }
     notifyNew(items);
+  }
+
+  /** Copies typed text from a card's old element to its new one; answers the new field if the old one had the focus. */
+  function carryOver(from, to) {
+    let focus = null;
+    for (const sel of ['.perm-note', '.answer-input']) {
+      const a = from.querySelector(sel);
+      const b = to.querySelector(sel);
+      if (!a || !b || b.disabled) continue;
+      b.value = a.value;
+      if (document.activeElement === a) {
+        focus = b;
+        b.dataset.sel = `${a.selectionStart ?? a.value.length},${a.selectionEnd ?? a.value.length}`;
+      }
+    }
+    return focus;
   }
 
   function needTop(kind, label, ...rest) {
@@ -798,7 +920,8 @@
         input,
         h('button', { type: 'submit', class: 'btn btn-primary answer-send', text: 'Answer' }));
     }
-    card.append(
+    // DOM append, unlike h(), would write a null (no context) as "null".
+    card.append(...[
       needTop('question', 'Question',
         h('span', { class: 'need-who' }, 'from ', strong(targetLabel(q.from))),
         h('span', { class: 'spacer' }),
@@ -807,7 +930,237 @@
       contextEl(q.context),
       controls,
       err,
-    );
+    ].filter(Boolean));
+    return card;
+  }
+
+  // ---------- permission prompts ----------
+  // A Claude Code session asks to use a tool (kind "permission"; context
+  // {tool, input, cwd, session}, input as Claude Code gives it). The card
+  // says which session, the tool and exactly what it will do; everything in
+  // it is agent input, so it is all text (h() sets textContent).
+
+  const AGENTS = { 'claude-code': 'Claude Code', codex: 'Codex' };
+  const knownAgent = (a) => Object.prototype.hasOwnProperty.call(AGENTS, a);
+  const agentLabel = (a) => (knownAgent(a) ? AGENTS[a] : String(a));
+
+  /** An agent tag ("Claude Code"), or null when the peer did not say. */
+  function agentTag(agent) {
+    if (!agent) return null;
+    return h('span', { class: `agent agent-${knownAgent(agent) ? agent : 'other'}`, title: `this session is ${agentLabel(agent)}`, text: agentLabel(agent) });
+  }
+
+  /** Who asks: the live peer named by `peer` (role, name, agent), else the question's `from`. */
+  function askerOf(q) {
+    const p = q.peer ? S.peers.get(q.peer) : null;
+    return p ? { label: peerLabel(p), agent: p.agent, peer: p } : { label: targetLabel(q.from), agent: undefined, peer: null };
+  }
+
+  const isObj = (v) => v !== null && typeof v === 'object' && !Array.isArray(v);
+  /** A value of untrusted shape as text: strings as they are, anything else as JSON. */
+  const str = (v) => (typeof v === 'string' ? v : pretty(v));
+  const lineCount = (t) => (t === '' ? 0 : t.split('\n').length);
+
+  /** The tool and the one thing that says what it will do (command, file, URL, query). */
+  function permSummary(ctx) {
+    const c = isObj(ctx) ? ctx : {};
+    const tool = typeof c.tool === 'string' && c.tool ? c.tool : 'a tool';
+    const i = isObj(c.input) ? c.input : {};
+    const pick = (k) => (typeof i[k] === 'string' ? i[k] : '');
+    let detail;
+    switch (tool) {
+      case 'Bash':
+        detail = pick('command');
+        break;
+      case 'Edit':
+      case 'MultiEdit':
+      case 'Write':
+        detail = pick('file_path');
+        break;
+      case 'NotebookEdit':
+        detail = pick('notebook_path');
+        break;
+      case 'WebFetch':
+        detail = pick('url');
+        break;
+      case 'WebSearch':
+        detail = pick('query');
+        break;
+      default:
+        detail = c.input === undefined ? '' : oneLine(c.input, 200);
+    }
+    return { tool, detail };
+  }
+
+  /** A labelled part of a permission card. */
+  function permField(label, ...value) {
+    return h('div', { class: 'perm-field' }, h('span', { class: 'label', text: label }), ...value);
+  }
+
+  /** A <pre> of agent text: whole (never cut), scrollable when long, reachable by keyboard to scroll. */
+  function permPre(text, label, cls = '') {
+    return h('pre', { class: `perm-code ${cls}`.trim(), tabIndex: 0, 'aria-label': label, text });
+  }
+
+  /** A before/after block: the old text's lines marked removed, the new ones added (the marks are CSS, so copied text stays exact). */
+  function diffBlock(oldText, newText) {
+    const side = (t, cls, label) =>
+      h('div', { class: `diff-side ${cls}` },
+        h('span', { class: 'label', text: label }),
+        h('pre', { class: 'diff-lines', tabIndex: 0, 'aria-label': `${label} text` },
+          ...(t === '' ? [h('span', { class: 'dl dl-empty', text: '(nothing)' })] : t.split('\n').map((l) => h('span', { class: 'dl', text: l })))));
+    return h('div', { class: 'diff' }, side(str(oldText ?? ''), 'diff-old', 'before'), side(str(newText ?? ''), 'diff-new', 'after'));
+  }
+
+  /** What the tool will do, by tool; anything unknown (MCP tools, new ones) as pretty JSON. */
+  function permissionBody(tool, input) {
+    const i = isObj(input) ? input : null;
+    const has = (k) => i && typeof i[k] === 'string';
+    const path = (k, label) => permField(label, h('span', { class: 'mono perm-path', text: i[k] }));
+    if (tool === 'Bash' && has('command')) {
+      const extra = [];
+      if (i.run_in_background === true) extra.push('in the background');
+      if (typeof i.timeout === 'number') extra.push(`timeout ${Math.round(i.timeout / 1000)} s`);
+      return [
+        has('description') && i.description ? h('p', { class: 'perm-desc', text: i.description }) : null,
+        permField('command', permPre(i.command, 'Command', 'perm-command')),
+        extra.length ? h('p', { class: 'perm-meta muted', text: extra.join(' · ') }) : null,
+      ];
+    }
+    if (tool === 'Edit' && has('file_path')) {
+      return [
+        path('file_path', 'file'),
+        i.replace_all === true ? h('p', { class: 'perm-meta muted', text: 'every occurrence (replace_all)' }) : null,
+        diffBlock(i.old_string, i.new_string),
+      ];
+    }
+    if (tool === 'MultiEdit' && has('file_path') && Array.isArray(i.edits)) {
+      const n = i.edits.length;
+      return [
+        path('file_path', 'file'),
+        ...i.edits.map((e, k) => {
+          const ed = isObj(e) ? e : {};
+          return h('div', { class: 'perm-edit' },
+            h('span', { class: 'label', text: `edit ${k + 1} of ${n}${ed.replace_all === true ? ' · every occurrence' : ''}` }),
+            diffBlock(ed.old_string, ed.new_string));
+        }),
+      ];
+    }
+    if (tool === 'Write' && has('file_path')) {
+      const content = str(i.content ?? '');
+      return [
+        path('file_path', 'file'),
+        permField(`content · ${plural(lineCount(content), 'line', 'lines')}`, permPre(content, 'File content', 'perm-content')),
+      ];
+    }
+    if (tool === 'NotebookEdit' && has('notebook_path')) {
+      const cell = [i.edit_mode, i.cell_type, i.cell_id !== undefined ? `cell ${str(i.cell_id)}` : ''].filter((x) => typeof x === 'string' && x);
+      return [
+        path('notebook_path', 'notebook'),
+        cell.length ? h('p', { class: 'perm-meta muted', text: cell.join(' · ') }) : null,
+        i.edit_mode === 'delete' ? null : permField('new source', permPre(str(i.new_source ?? ''), 'New cell source', 'perm-content')),
+      ];
+    }
+    if (tool === 'WebFetch' && has('url')) {
+      // The URL as text, not a link: one click should not open what an agent chose.
+      return [
+        permField('url', h('span', { class: 'mono perm-url', text: i.url })),
+        i.prompt !== undefined ? permField('prompt', h('p', { class: 'perm-desc', text: str(i.prompt) })) : null,
+      ];
+    }
+    if (tool === 'WebSearch' && has('query')) {
+      return [
+        permField('query', h('span', { class: 'perm-query', text: i.query })),
+        Array.isArray(i.allowed_domains) && i.allowed_domains.length ? permField('only', h('span', { class: 'mono', text: i.allowed_domains.map(str).join(', ') })) : null,
+        Array.isArray(i.blocked_domains) && i.blocked_domains.length ? permField('not', h('span', { class: 'mono', text: i.blocked_domains.map(str).join(', ') })) : null,
+      ];
+    }
+    return [input === undefined ? null : permField('input', permPre(pretty(input), 'Tool input', 'json'))];
+  }
+
+  /** What the headline says the tool will do. */
+  function permVerb(tool, input) {
+    const i = isObj(input) ? input : {};
+    const mcp = /^mcp__(.+?)__(.+)$/.exec(tool);
+    if (mcp) return `call ${mcp[2]} on the MCP server ${mcp[1]}`;
+    switch (tool) {
+      case 'Bash':
+        return 'run a command';
+      case 'Edit':
+        return 'edit a file';
+      case 'MultiEdit':
+        return Array.isArray(i.edits) ? `make ${plural(i.edits.length, 'edit', 'edits')} to a file` : 'edit a file';
+      case 'Write':
+        return 'write a file';
+      case 'NotebookEdit':
+        return 'edit a notebook';
+      case 'WebFetch':
+        return 'fetch a URL';
+      case 'WebSearch':
+        return 'search the web';
+      default:
+        return 'use this tool';
+    }
+  }
+
+  function permissionCard(q, live) {
+    const err = h('p', { class: 'form-error', role: 'alert', hidden: true });
+    const headId = `q-text-${q.id}`;
+    const ctx = isObj(q.context) ? q.context : {};
+    const { tool } = permSummary(ctx);
+    const known = typeof ctx.tool === 'string' && ctx.tool !== '';
+    const who = askerOf(q);
+    const card = h('article', {
+      class: `card need need-permission${live ? '' : ' need-closed'}`,
+      dataset: { id: q.id, kind: 'permission', tool },
+      'aria-labelledby': headId,
+    });
+    let controls;
+    if (!live) {
+      controls = h('div', { class: 'need-actions' },
+        h('p', { class: 'need-outcome', role: 'alert', text: S.answerNotes.get(q.id) || '' }),
+        h('button', { type: 'button', class: 'btn btn-small btn-ghost need-dismiss', text: 'Dismiss', onclick: () => dismissNote(q.id) }));
+    } else {
+      const noteId = `perm-note-${q.id}`;
+      const noteInput = h('input', {
+        id: noteId,
+        class: 'perm-note',
+        type: 'text',
+        placeholder: 'Reason, if you deny (optional)',
+        title: 'Shown to the session as the reason it was denied',
+        autocomplete: 'off',
+        maxLength: 2000,
+        'aria-label': `Reason for denying ${tool} to ${who.label} (optional; the session is shown it)`,
+      });
+      const deny = () => answerQuestion(q, 'deny', card, err, noteInput.value);
+      // Enter in the note denies (a reason only makes sense with Deny);
+      // Enter or Space on a focused button presses it, as buttons do.
+      controls = h('form', { class: 'perm-form', novalidate: true, onsubmit: (ev) => { ev.preventDefault(); deny(); } },
+        h('div', { class: 'choices perm-choices', role: 'group', 'aria-label': 'Allow or deny' },
+          h('button', { type: 'button', class: 'btn perm-allow', dataset: { choice: 'allow' }, text: 'Allow', 'aria-label': `Allow ${who.label} to use ${tool}`, onclick: () => answerQuestion(q, 'allow', card, err) }),
+          h('button', { type: 'submit', class: 'btn perm-deny', dataset: { choice: 'deny' }, text: 'Deny', 'aria-label': `Deny ${who.label} the use of ${tool}` })),
+        noteInput);
+    }
+    const p = who.peer;
+    const parts = [
+      needTop('permission', 'Permission',
+        p ? h('span', { class: `dot dot-${p.status}`, title: p.status, 'aria-hidden': 'true' }) : null,
+        h('span', { class: 'need-who' }, strong(who.label)),
+        agentTag(who.agent),
+        h('span', { class: 'spacer' }),
+        agoEl(q.createdAt, 'asked ', 'ago muted')),
+      known
+        ? h('p', { class: 'need-text perm-head', id: headId },
+          h('span', { class: 'perm-tool', text: tool }),
+          h('span', { class: 'perm-verb', text: ` wants to ${permVerb(tool, ctx.input)}` }))
+        : h('p', { class: 'need-text', id: headId, text: q.text }),
+      // Without a tool the context has not the shape the hooks send: show it as it is.
+      ...(known ? permissionBody(tool, ctx.input) : [contextEl(q.context)]),
+      typeof ctx.cwd === 'string' && ctx.cwd ? h('p', { class: 'perm-meta muted' }, 'in ', h('span', { class: 'mono', text: ctx.cwd })) : null,
+      controls,
+      err,
+    ];
+    card.append(...parts.filter(Boolean));
     return card;
   }
 
@@ -824,16 +1177,18 @@
     mark('questions');
   }
 
-  async function answerQuestion(q, text, card, err) {
+  async function answerQuestion(q, text, card, err, note) {
     const answer = String(text).trim();
     if (!answer) return showError(err, 'Write an answer first.');
-    const controls = [...card.querySelectorAll('button, input')];
+    const body = { answer, by: 'dashboard' };
+    if (note && note.trim()) body.note = note.trim();
+    const controls = [...card.querySelectorAll('button, input, textarea')];
     controls.forEach((c) => (c.disabled = true));
     card.setAttribute('aria-busy', 'true');
     showError(err, '');
     answering.add(q.id);
     try {
-      const r = await api('POST', `/questions/${encodeURIComponent(q.id)}/answer`, { answer, by: 'dashboard' });
+      const r = await api('POST', `/questions/${encodeURIComponent(q.id)}/answer`, body);
       answering.delete(q.id);
       // Keyboard users go on to the next item rather than to the top of the page.
       const next = card.nextElementSibling;
@@ -849,6 +1204,16 @@
           latest = (await api('GET', `/questions/${encodeURIComponent(q.id)}`)).question;
         } catch (_) {
           /* gone: the broker's message says so */
+        }
+        if (latest && latest.kind === 'permission' && latest.status === 'cancelled') {
+          // The session moved on (answered in its terminal, or gave up): nobody
+          // waits for this prompt any more, so its card leaves at once; the
+          // activity feed says so.
+          const next = card.nextElementSibling;
+          focusNext = (next && next.querySelector('button:not(:disabled), input:not(:disabled)')) || $('needs-h');
+          applyQuestion(latest);
+          mark('questions');
+          return;
         }
         S.answerNotes.set(q.id, closedNote(latest, e));
         if (latest) applyQuestion(latest);
@@ -891,6 +1256,7 @@
       needTop('attention', 'Waiting',
         h('span', { class: `dot dot-${p.status}`, title: p.status, 'aria-hidden': 'true' }),
         h('span', { class: 'need-who' }, strong(p.role), p.name ? h('span', { class: 'muted', text: ` ${p.name}` }) : null),
+        agentTag(p.agent),
         h('span', { class: 'spacer' }),
         agoEl(p.lastSeen, 'seen ', 'ago muted')),
       h('p', { class: 'need-text', text: p.attention }),
@@ -1050,8 +1416,10 @@
             h('span', { class: `dot dot-${p.status}`, title: p.status, 'aria-hidden': 'true' }),
             h('span', { class: 'peer-role', text: p.role }),
             p.name ? h('span', { class: 'peer-name', text: p.name }) : null,
-            h('span', { class: `badge badge-${p.via || 'http'}`, text: p.via || 'http', title: p.via === 'mcp' ? 'connected over MCP (Claude Code)' : p.via === 'hook' ? 'a Claude Code session, through its hooks (cipc claude setup)' : 'connected over HTTP (CLI, curl, scripts)' }),
-            p.protected ? h('span', { class: 'badge badge-protected', text: 'key', title: 'protected: nothing is done in its name without its peer key' }) : null,
+            agentTag(p.agent),
+            h('span', { class: 'peer-badges' },
+              h('span', { class: `badge badge-${p.via || 'http'}`, text: p.via || 'http', title: p.via === 'mcp' ? 'connected over MCP (Claude Code)' : p.via === 'hook' ? 'a Claude Code session, through its hooks (cipc claude setup)' : 'connected over HTTP (CLI, curl, scripts)' }),
+              p.protected ? h('span', { class: 'badge badge-protected', text: 'key', title: 'protected: nothing is done in its name without its peer key' }) : null),
           ),
           h('div', { class: 'peer-meta' },
             h('span', { class: `status status-${p.status}`, text: p.status }),
@@ -1074,6 +1442,133 @@
         );
       }),
     );
+  }
+
+  // ---------- leases panel ----------
+  let confirmRelease = null; // the lease whose Release waits for "Yes, release"
+  const releasing = new Set(); // leases with a DELETE on its way
+  const leaseErrors = new Map(); // lease id -> why releasing it failed
+
+  /** The holder as people know it: the live peer (role, name), else the role and name the lease kept. */
+  function leaseHolderLabel(l) {
+    const p = S.peers.get(l.holder);
+    if (p) return peerLabel(p);
+    return l.holderName ? `${l.holderRole} (${l.holderName})` : l.holderRole;
+  }
+
+  /** "in 12 min" / "in 40 s" until `ts`; "now" once it passed. */
+  function untilText(ts) {
+    const t = Date.parse(ts);
+    if (Number.isNaN(t)) return '';
+    const s = Math.round((t - Date.now()) / 1000);
+    if (s <= 0) return 'expiring now';
+    if (s < 60) return `expires in ${s} s`;
+    const m = Math.floor(s / 60);
+    if (m < 60) return `expires in ${m} min`;
+    const hr = Math.floor(m / 60);
+    return `expires in ${hr} h ${m % 60} min`;
+  }
+
+  /** An element showing untilText(), kept fresh by tick(). */
+  function untilEl(ts) {
+    return h('time', { class: 'until', dateTime: ts, title: new Date(ts).toLocaleString(), dataset: { until: ts }, text: untilText(ts) });
+  }
+
+  function renderLeases() {
+    const list = $('leases-list');
+    const leases = [...S.leases.values()].sort((a, b) => a.repo.localeCompare(b.repo) || (a.id < b.id ? -1 : 1));
+    $('leases-count').textContent = leases.length ? `${leases.length} held` : '';
+    // A re-render keeps the keyboard where it was (Release, Yes, Keep).
+    const focused = list.contains(document.activeElement) ? document.activeElement.dataset.focusKey : null;
+    if (leases.length === 0) {
+      list.replaceChildren(
+        S.leasesSupported
+          ? empty('Nobody holds any paths. Sessions claim what they work on with ', code('cipc lease acquire src/api/'), ' or the MCP tool ', code('claim_paths'), '; an edit of a path another session holds is refused.')
+          : empty('This broker does not keep leases.'),
+      );
+      return;
+    }
+    list.replaceChildren(...leases.map(leaseCard));
+    if (focused) {
+      const again = [...list.querySelectorAll('[data-focus-key]')].find((e) => e.dataset.focusKey === focused);
+      if (again) again.focus({ preventScroll: true });
+      else $('leases-h').focus({ preventScroll: true });
+    }
+  }
+
+  function leaseCard(l) {
+    const p = S.peers.get(l.holder);
+    const what = l.paths.join(', ');
+    const busy = releasing.has(l.id);
+    let actions;
+    if (confirmRelease === l.id && !busy) {
+      actions = h('div', { class: 'lease-confirm', role: 'group', 'aria-label': `Release ${what}?` },
+        h('span', { class: 'lease-ask', text: 'Release it? The holder may then lose work.' }),
+        h('button', { type: 'button', class: 'btn btn-small btn-danger lease-yes', text: 'Yes, release', dataset: { focusKey: `yes:${l.id}` }, 'aria-label': `Yes, release ${what} held by ${leaseHolderLabel(l)}`, onclick: () => releaseLease(l.id) }),
+        h('button', { type: 'button', class: 'btn btn-small btn-ghost lease-keep', text: 'Keep', dataset: { focusKey: `keep:${l.id}` }, onclick: () => { confirmRelease = null; mark('leases'); requestAnimationFrame(() => focusKey(`release:${l.id}`)); } }));
+    } else {
+      actions = h('button', {
+        type: 'button',
+        class: 'btn btn-ghost btn-small lease-release',
+        text: busy ? 'Releasing…' : 'Release',
+        disabled: busy,
+        dataset: { focusKey: `release:${l.id}` },
+        'aria-label': `Release ${what} held by ${leaseHolderLabel(l)}`,
+        onclick: () => {
+          confirmRelease = l.id;
+          leaseErrors.delete(l.id);
+          mark('leases');
+          requestAnimationFrame(() => focusKey(`yes:${l.id}`));
+        },
+      });
+    }
+    const err = leaseErrors.get(l.id);
+    return h('article', { class: `card lease${l.exclusive ? '' : ' lease-shared'}`, dataset: { id: l.id, holder: l.holder } },
+      h('div', { class: 'lease-paths' },
+        ...l.paths.map((x) => h('span', { class: 'lease-path', text: x })),
+        h('span', { class: `badge ${l.exclusive ? 'badge-exclusive' : 'badge-shared'}`, text: l.exclusive ? 'exclusive' : 'shared', title: l.exclusive ? 'nobody else may hold an overlapping path' : 'others may share it; an exclusive lease may not' })),
+      h('div', { class: 'lease-holder' },
+        p ? h('span', { class: `dot dot-${p.status}`, title: p.status, 'aria-hidden': 'true' }) : null,
+        strong(leaseHolderLabel(l)),
+        p ? agentTag(p.agent) : null),
+      l.reason ? h('p', { class: 'lease-reason', text: l.reason }) : null,
+      h('div', { class: 'lease-meta muted' },
+        h('span', { class: 'mono lease-repo', title: 'the repository', text: l.repo }),
+        ' · ',
+        agoEl(l.createdAt, 'taken '),
+        ' · ',
+        untilEl(l.expiresAt),
+        h('span', { class: 'spacer' }),
+        actions),
+      err ? h('p', { class: 'form-error', role: 'alert', text: err }) : null,
+    );
+  }
+
+  function focusKey(key) {
+    const e = [...document.querySelectorAll('[data-focus-key]')].find((x) => x.dataset.focusKey === key);
+    if (e) e.focus();
+  }
+
+  /** DELETE /leases/{id}: a person releases a lease (after "Yes, release"). */
+  async function releaseLease(id) {
+    confirmRelease = null;
+    releasing.add(id);
+    leaseErrors.delete(id);
+    mark('leases');
+    try {
+      const r = await api('DELETE', `/leases/${encodeURIComponent(id)}`);
+      if (r && r.lease) applyLease(r.lease);
+    } catch (e) {
+      if (e instanceof HttpError && (e.status === 404 || e.status === 409)) {
+        // Released or expired meanwhile: the event says so, or already did.
+        S.leases.delete(id);
+      } else {
+        leaseErrors.set(id, e.message);
+      }
+    } finally {
+      releasing.delete(id);
+      mark('leases');
+    }
   }
 
   // ---------- command center ----------
@@ -1466,7 +1961,7 @@
     $('login').hidden = true;
     $('app').hidden = false;
     $('logout').hidden = !S.tokenRequired;
-    mark('peers', 'commands', 'channels', 'signals', 'questions', 'activity');
+    mark('peers', 'commands', 'channels', 'signals', 'questions', 'leases', 'activity');
     connect();
   }
 
@@ -1474,6 +1969,7 @@
     for (const el of document.querySelectorAll('time[data-ts]')) {
       el.textContent = sinceText(el.dataset.ts, el.dataset.prefix || '', el.dataset.suffix ?? ' ago');
     }
+    for (const el of document.querySelectorAll('time[data-until]')) el.textContent = untilText(el.dataset.until);
   }
 
   async function boot() {

@@ -8,8 +8,9 @@
 //! it fails.
 //! It always writes its screenshots under the target dir; `CIPC_SCREENSHOT=1`
 //! also copies the README's ones to `docs/` (`docs/dashboard.png`,
-//! `docs/dashboard-needs-you.png`), and `CIPC_SCREENSHOT=<file name>` only
-//! that one (e.g. `CIPC_SCREENSHOT=dashboard-needs-you.png`).
+//! `docs/dashboard-needs-you.png`, `docs/dashboard-permissions.png`), and
+//! `CIPC_SCREENSHOT=<file name>` only that one (e.g.
+//! `CIPC_SCREENSHOT=dashboard-needs-you.png`).
 
 mod common;
 mod webdriver;
@@ -19,7 +20,7 @@ use cipc::server::ServerConfig;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-use webdriver::{browser_or_skip, Browser, BrowserPaths};
+use webdriver::{browser_or_skip, Browser, BrowserPaths, ENTER, TAB};
 
 /// Whether chromium and chromedriver can be found where
 /// [`browser_or_skip`] looks (`CIPC_CHROMIUM` / `CIPC_CHROMEDRIVER`, else
@@ -350,6 +351,8 @@ async fn dashboard_in_headless_chromium() {
     let browser = Browser::start(&paths, 1440, 1000).await;
     live_view_and_command_center(&browser).await;
     needs_you(&browser).await;
+    permissions(&browser).await;
+    leases(&browser).await;
     token_login(&browser).await;
     if let Some(log) = browser.console().await {
         let bad: Vec<_> = log
@@ -923,6 +926,13 @@ async fn needs_you(b: &Browser) {
     .await;
     let waiter = wait_for_answer(&c, &base, &free);
     let free_card = format!("#needs-list [data-id='{free}']");
+    let shown = b
+        .wait_text(&free_card, "What should the release be called?")
+        .await;
+    assert!(
+        !shown.contains("null"),
+        "no context, and no word of it: {shown}"
+    );
     b.fill(&format!("{free_card} input"), "Aurora").await;
     b.click(&format!("{free_card} .answer-send")).await;
     let answered = tokio::time::timeout(Duration::from_secs(10), waiter)
@@ -1267,4 +1277,660 @@ async fn token_login(b: &Browser) {
     b.goto(&format!("{base}/dashboard")).await;
     b.wait_text("#login", "needs a token").await;
     assert!(!b.text("body").await.contains("late-joiner"));
+}
+
+/// A Claude Code session as its hooks connect it: protected, via `hook`,
+/// with its agent named; answers (id, key).
+async fn connect_session(
+    c: &reqwest::Client,
+    base: &str,
+    role: &str,
+    name: &str,
+    agent: &str,
+) -> (String, String) {
+    let v = post(
+        c,
+        format!("{base}/peers/connect"),
+        json!({"role": role, "name": name, "protect": true, "via": "hook", "agent": agent}),
+    )
+    .await;
+    assert_eq!(v["peer"]["agent"], agent, "{v}");
+    (
+        v["peer"]["id"].as_str().unwrap().to_string(),
+        v["key"].as_str().unwrap().to_string(),
+    )
+}
+
+/// A permission prompt as the PermissionRequest hook posts it: kind
+/// `permission`, allow/deny, the tool and its input, in the session's name.
+async fn ask_permission(
+    c: &reqwest::Client,
+    base: &str,
+    (peer, key): (&str, &str),
+    tool: &str,
+    input: Value,
+) -> String {
+    let r = c
+        .post(format!("{base}/questions"))
+        .header("x-cipc-peer", peer)
+        .header("x-cipc-peer-key", key)
+        .json(&json!({
+            "text": format!("Allow {tool}?"),
+            "choices": ["allow", "deny"],
+            "kind": "permission",
+            "context": {"tool": tool, "input": input, "cwd": "/home/dev/shop", "session": "3f6c0e2a"},
+        }))
+        .send()
+        .await
+        .unwrap();
+    let status = r.status();
+    let v: Value = r.json().await.unwrap();
+    assert!(status.is_success(), "{status} {v}");
+    assert_eq!(v["question"]["kind"], "permission", "{v}");
+    assert_eq!(v["question"]["peer"], peer, "{v}");
+    v["question"]["id"].as_str().unwrap().to_string()
+}
+
+/// Waits until the broker has the question answered; answers it.
+async fn answered(c: &reqwest::Client, base: &str, id: &str) -> Value {
+    let v = get_json(c, format!("{base}/questions/{id}/wait?timeout=10000")).await;
+    assert_eq!(v["question"]["status"], "answered", "{v}");
+    v["question"].clone()
+}
+
+/// Permission prompts in "Needs you": which session, the tool and what it
+/// will do, Allow and Deny (with a note), by mouse and by keyboard, as text
+/// only; every decision in the activity feed.
+async fn permissions(b: &Browser) {
+    let broker = common::start().await;
+    let base = broker.url();
+    let c = authed(None);
+    let (peer, key) = connect_session(&c, &base, "backend", "api-server", "claude-code").await;
+    let me = (peer.as_str(), key.as_str());
+    b.goto(&format!("{base}/dashboard")).await;
+    b.wait_text("#conn-state", "live").await;
+    // What the page sends when it answers, to check the note it sends
+    // apart from what the broker keeps.
+    b.js(
+        "window.__answers = []; const f = window.fetch; window.fetch = (url, init) => { if (String(url).endsWith('/answer')) window.__answers.push(JSON.parse(init.body)); return f(url, init); }; return true;",
+        json!([]),
+    )
+    .await;
+
+    // The peers table says which agent each session is.
+    b.wait_text(
+        &format!("#peers-list [data-id='{peer}'] .agent"),
+        "Claude Code",
+    )
+    .await;
+
+    // A Bash prompt: the whole command, multi-line, markup in it inert.
+    let command = "cargo build --release &&\n  echo '<img src=x onerror=window.__xss=4>' > out.html &&\n  rm -rf target/tmp";
+    let bash = ask_permission(
+        &c,
+        &base,
+        me,
+        "Bash",
+        json!({"command": command, "description": "Build and clean up"}),
+    )
+    .await;
+    let card = format!("#needs-list [data-kind='permission'][data-id='{bash}']");
+    let shown = b.wait_text(&card, "Bash wants to run a command").await;
+    for want in [
+        "backend (api-server)",
+        "Claude Code",
+        "Build and clean up",
+        "/home/dev/shop",
+    ] {
+        assert!(shown.contains(want), "no {want:?} in {shown}");
+    }
+    assert!(!shown.contains("null"), "{shown}");
+    assert_eq!(
+        b.js(
+            "return document.querySelector(arguments[0] + ' .perm-command').textContent;",
+            json!([card])
+        )
+        .await,
+        json!(command),
+        "the command is shown whole, as text"
+    );
+    assert_eq!(
+        b.js(
+            "return window.__xss === undefined && document.querySelectorAll('#needs-you img, #needs-you script').length === 0;",
+            json!([])
+        )
+        .await,
+        json!(true),
+        "markup in a command was interpreted"
+    );
+    let labels = b
+        .js(
+            "return [...document.querySelectorAll(arguments[0] + ' .perm-choices button')].map(e => [e.textContent, e.getAttribute('aria-label')]);",
+            json!([card]),
+        )
+        .await;
+    assert_eq!(
+        labels,
+        json!([
+            ["Allow", "Allow backend (api-server) to use Bash"],
+            ["Deny", "Deny backend (api-server) the use of Bash"]
+        ])
+    );
+    wait_title(b, "(1) cipc dashboard").await;
+    b.wait_text("#needs-summary", "1 permission request").await;
+
+    // Allow, with the mouse: the broker has it answered, the card leaves.
+    b.click(&format!("{card} .perm-allow")).await;
+    let q = answered(&c, &base, &bash).await;
+    assert_eq!(q["answer"], "allow");
+    assert_eq!(q["answeredBy"], "dashboard");
+    b.wait_js(
+        "the allowed prompt leaves Needs you",
+        "return !document.querySelector(arguments[0]);",
+        json!([card]),
+    )
+    .await;
+    b.wait_text(
+        "#activity-list",
+        "dashboard allowed backend (api-server) Bash: cargo build --release",
+    )
+    .await;
+
+    // An Edit: the file, and the old and new text as a before/after block.
+    let edit = ask_permission(
+        &c,
+        &base,
+        me,
+        "Edit",
+        json!({"file_path": "/home/dev/shop/src/orders.rs", "old_string": "fn total(&self) -> u32 {\n    self.items.len()", "new_string": "fn total(&self) -> u64 {\n    self.items.iter().map(|i| i.price).sum()"}),
+    )
+    .await;
+    let card = format!("#needs-list [data-kind='permission'][data-id='{edit}']");
+    let shown = b.wait_text(&card, "Edit wants to edit a file").await;
+    assert!(shown.contains("/home/dev/shop/src/orders.rs"), "{shown}");
+    let before = b.text(&format!("{card} .diff-old pre")).await;
+    let after = b.text(&format!("{card} .diff-new pre")).await;
+    assert_eq!(before, "fn total(&self) -> u32 {\n    self.items.len()");
+    assert_eq!(
+        after,
+        "fn total(&self) -> u64 {\n    self.items.iter().map(|i| i.price).sum()"
+    );
+
+    // Deny with a note: the note travels with the answer.
+    b.fill(&format!("{card} .perm-note"), "Keep u32; see the API")
+        .await;
+    // The card is redrawn when its session changes (here: reconnects as
+    // another agent); what was typed stays, and so does the focus.
+    let r = c
+        .post(format!("{base}/peers/connect"))
+        .header("x-cipc-peer-key", &key)
+        .json(&json!({"id": peer, "role": "backend", "name": "api-server", "protect": true, "via": "hook", "agent": "codex"}))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+    b.wait_text(&format!("{card} .agent"), "Codex").await;
+    assert_eq!(
+        b.js(
+            "const e = document.querySelector(arguments[0] + ' .perm-note'); return [e.value, document.activeElement === e, e.selectionStart];",
+            json!([card])
+        )
+        .await,
+        json!(["Keep u32; see the API", true, 21])
+    );
+    b.press(" docs").await;
+    b.click(&format!("{card} .perm-deny")).await;
+    let q = answered(&c, &base, &edit).await;
+    assert_eq!(q["answer"], "deny");
+    assert_eq!(q["note"], "Keep u32; see the API docs", "{q}");
+    b.wait_js(
+        "the denied prompt leaves Needs you",
+        "return !document.querySelector(arguments[0]);",
+        json!([card]),
+    )
+    .await;
+    b.wait_text(
+        "#activity-list",
+        "dashboard denied backend (api-server) Edit: /home/dev/shop/src/orders.rs · note: Keep u32; see the API docs",
+    )
+    .await;
+
+    // The keyboard alone: Tab reaches Allow (with a visible focus ring), Enter presses it.
+    let ls = ask_permission(&c, &base, me, "Bash", json!({"command": "ls -la /etc"})).await;
+    let card = format!("#needs-list [data-kind='permission'][data-id='{ls}']");
+    b.wait_text(&card, "ls -la /etc").await;
+    b.js(
+        "document.querySelector(arguments[0] + ' .perm-command').focus(); return true;",
+        json!([card]),
+    )
+    .await;
+    b.press(TAB).await;
+    let focus = b
+        .js(
+            "const e = document.activeElement; return [e.dataset.choice || '', e.matches(':focus-visible'), getComputedStyle(e).outlineStyle];",
+            json!([]),
+        )
+        .await;
+    assert_eq!(
+        focus,
+        json!(["allow", true, "solid"]),
+        "Tab leads to Allow, visibly"
+    );
+    b.press(ENTER).await;
+    assert_eq!(answered(&c, &base, &ls).await["answer"], "allow");
+
+    // And Deny by keyboard: Tab past Allow and Deny to the note, type, Enter.
+    let rm = ask_permission(&c, &base, me, "Bash", json!({"command": "rm -rf /"})).await;
+    let card = format!("#needs-list [data-kind='permission'][data-id='{rm}']");
+    b.wait_text(&card, "rm -rf /").await;
+    b.js(
+        "document.querySelector(arguments[0] + ' .perm-command').focus(); return true;",
+        json!([card]),
+    )
+    .await;
+    b.press(&format!("{TAB}{TAB}{TAB}")).await;
+    assert_eq!(
+        b.js(
+            "return document.activeElement.classList.contains('perm-note');",
+            json!([])
+        )
+        .await,
+        json!(true),
+        "the tab order is Allow, Deny, the note"
+    );
+    b.press(&format!("Never on /{ENTER}")).await;
+    let q = answered(&c, &base, &rm).await;
+    assert_eq!(q["answer"], "deny");
+    assert_eq!(q["note"], "Never on /", "{q}");
+    // What the page sent: each answer by the dashboard, a note only with a denial.
+    assert_eq!(
+        b.js("return window.__answers;", json!([])).await,
+        json!([
+            {"answer": "allow", "by": "dashboard"},
+            {"answer": "deny", "by": "dashboard", "note": "Keep u32; see the API docs"},
+            {"answer": "allow", "by": "dashboard"},
+            {"answer": "deny", "by": "dashboard", "note": "Never on /"},
+        ])
+    );
+
+    // Other tools: what each will do, and anything else as its input's JSON.
+    let fetch = ask_permission(
+        &c,
+        &base,
+        me,
+        "WebFetch",
+        json!({"url": "https://docs.rs/axum/latest/axum/", "prompt": "How do I add SSE?"}),
+    )
+    .await;
+    let write = ask_permission(
+        &c,
+        &base,
+        me,
+        "Write",
+        json!({"file_path": "notes/todo.md", "content": "# Todo\n- <script>window.__xss=5</script>\n"}),
+    )
+    .await;
+    let mcp = ask_permission(
+        &c,
+        &base,
+        me,
+        "mcp__github__create_issue",
+        json!({"repo": "acme/shop", "title": "Flaky test", "labels": ["ci"]}),
+    )
+    .await;
+    let shown = b
+        .wait_text(
+            &format!("#needs-list [data-id='{fetch}']"),
+            "https://docs.rs/axum/latest/axum/",
+        )
+        .await;
+    assert!(shown.contains("How do I add SSE?"), "{shown}");
+    let shown = b
+        .wait_text(&format!("#needs-list [data-id='{write}']"), "notes/todo.md")
+        .await;
+    assert!(
+        shown.contains("- <script>window.__xss=5</script>"),
+        "{shown}"
+    );
+    let shown = b
+        .wait_text(
+            &format!("#needs-list [data-id='{mcp}']"),
+            "call create_issue on the MCP server github",
+        )
+        .await;
+    assert!(shown.contains("\"title\": \"Flaky test\""), "{shown}");
+    let multi = ask_permission(
+        &c,
+        &base,
+        me,
+        "MultiEdit",
+        json!({"file_path": "src/lib.rs", "edits": [
+            {"old_string": "mod a;", "new_string": "mod alpha;"},
+            {"old_string": "use a::x;", "new_string": "use alpha::x;", "replace_all": true},
+        ]}),
+    )
+    .await;
+    let search = ask_permission(
+        &c,
+        &base,
+        me,
+        "WebSearch",
+        json!({"query": "axum sse keep-alive", "allowed_domains": ["docs.rs"]}),
+    )
+    .await;
+    let notebook = ask_permission(
+        &c,
+        &base,
+        me,
+        "NotebookEdit",
+        json!({"notebook_path": "analysis/orders.ipynb", "cell_id": "c7", "edit_mode": "replace", "new_source": "df.groupby('day').sum()"}),
+    )
+    .await;
+    let card = format!("#needs-list [data-id='{multi}']");
+    let shown = b.wait_text(&card, "make 2 edits to a file").await;
+    // (Labels are upper case on the page: innerText says so.)
+    assert!(
+        shown
+            .to_lowercase()
+            .contains("edit 2 of 2 · every occurrence"),
+        "{shown}"
+    );
+    assert_eq!(
+        b.js(
+            "return [...document.querySelectorAll(arguments[0] + ' .diff pre')].map(e => e.innerText);",
+            json!([card])
+        )
+        .await,
+        json!(["mod a;", "mod alpha;", "use a::x;", "use alpha::x;"])
+    );
+    let shown = b
+        .wait_text(
+            &format!("#needs-list [data-id='{search}']"),
+            "axum sse keep-alive",
+        )
+        .await;
+    assert!(shown.contains("docs.rs"), "{shown}");
+    let shown = b
+        .wait_text(
+            &format!("#needs-list [data-id='{notebook}']"),
+            "analysis/orders.ipynb",
+        )
+        .await;
+    assert!(
+        shown.contains("replace · cell c7") && shown.contains("df.groupby('day').sum()"),
+        "{shown}"
+    );
+    wait_title(b, "(6) cipc dashboard").await;
+
+    // The session moved on (answered in its terminal): the prompt leaves at once.
+    let r = c
+        .delete(format!("{base}/questions/{fetch}"))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+    b.wait_js(
+        "a withdrawn prompt leaves Needs you",
+        "return !document.querySelector(arguments[0]);",
+        json!([format!("#needs-list [data-id='{fetch}']")]),
+    )
+    .await;
+    b.wait_text(
+        "#activity-list",
+        "backend (api-server) moved on; its request to use WebFetch",
+    )
+    .await;
+    wait_title(b, "(5) cipc dashboard").await;
+    assert_eq!(
+        b.js(
+            "return window.__xss === undefined && document.querySelectorAll('#needs-you script, #needs-you img').length === 0;",
+            json!([])
+        )
+        .await,
+        json!(true)
+    );
+
+    // A reload: the decisions are in the feed from the broker's history.
+    b.goto(&format!("{base}/dashboard")).await;
+    b.wait_text("#conn-state", "live").await;
+    b.click("#activity-filter [data-kind='permission']").await;
+    let feed = b
+        .wait_text(
+            "#activity-list",
+            "dashboard denied backend (api-server) Bash: rm -rf /",
+        )
+        .await;
+    assert!(feed.contains("· note: Never on /"), "{feed}");
+    assert!(
+        feed.contains("dashboard allowed backend (api-server) Bash: ls -la /etc"),
+        "{feed}"
+    );
+    b.click("#activity-filter [data-kind='all']").await;
+    broker.stop().await;
+}
+
+/// Takes a lease in a session's name (`POST /leases` with its key); answers its id.
+async fn lease(c: &reqwest::Client, base: &str, (peer, key): (&str, &str), body: Value) -> String {
+    let r = c
+        .post(format!("{base}/leases"))
+        .header("x-cipc-peer", peer)
+        .header("x-cipc-peer-key", key)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status();
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(status, 201, "{v}");
+    v["lease"]["id"].as_str().unwrap().to_string()
+}
+
+/// The leases panel: held leases live (paths, holder, reason, age, expiry),
+/// gone when they expire or their holder leaves, and released by a person
+/// after a confirmation.
+async fn leases(b: &Browser) {
+    // A quick sweeper, so a 1 s lease ends within tens of ms of its expiry.
+    let broker = common::start_with(
+        BrokerConfig {
+            sweep_interval: Duration::from_millis(25),
+            ..Default::default()
+        },
+        ServerConfig::default(),
+        None,
+    )
+    .await;
+    let base = broker.url();
+    let c = authed(None);
+    let repo = "github.com/acme/shop";
+    let (backend, bkey) = connect_session(&c, &base, "backend", "api-server", "claude-code").await;
+    let (frontend, fkey) = connect_session(&c, &base, "frontend", "web-ui", "codex").await;
+    let api = lease(
+        &c,
+        &base,
+        (&backend, &bkey),
+        json!({"paths": ["src/api/", "Cargo.toml"], "repo": repo, "reason": "splitting the orders API <b>now</b>", "ttl": 1_800_000}),
+    )
+    .await;
+
+    // On load: the held lease, from GET /leases.
+    b.goto(&format!("{base}/dashboard")).await;
+    b.wait_text("#conn-state", "live").await;
+    let card = format!("#leases-list [data-id='{api}']");
+    let shown = b.wait_text(&card, "src/api/").await;
+    for want in [
+        "Cargo.toml",
+        "exclusive",
+        "backend (api-server)",
+        "Claude Code",
+        repo,
+        "splitting the orders API <b>now</b>",
+        "taken just now",
+    ] {
+        assert!(shown.contains(want), "no {want:?} in {shown}");
+    }
+    assert!(
+        shown.contains("expires in 29 min") || shown.contains("expires in 30 min"),
+        "{shown}"
+    );
+    b.wait_text("#leases-count", "1 held").await;
+
+    // Live: a shared lease of another session.
+    let css = lease(
+        &c,
+        &base,
+        (&frontend, &fkey),
+        json!({"paths": ["web/**/*.css"], "repo": repo, "exclusive": false}),
+    )
+    .await;
+    let css_card = format!("#leases-list [data-id='{css}']");
+    let shown = b.wait_text(&css_card, "web/**/*.css").await;
+    assert!(
+        shown.contains("shared") && shown.contains("frontend (web-ui)") && shown.contains("Codex"),
+        "{shown}"
+    );
+    b.wait_text("#leases-count", "2 held").await;
+
+    // One that expires on its own (its card may come and go between two
+    // looks, so what is checked is the feed and the panel after).
+    let brief = lease(
+        &c,
+        &base,
+        (&frontend, &fkey),
+        json!({"paths": ["web/index.html"], "repo": repo, "ttl": 1000}),
+    )
+    .await;
+    b.wait_text(
+        "#activity-list",
+        "frontend (web-ui)’s lease on web/index.html in github.com/acme/shop expired",
+    )
+    .await;
+    b.wait_element_gone(&format!("#leases-list [data-id='{brief}']"))
+        .await;
+    b.wait_text(
+        "#activity-list",
+        "frontend (web-ui) shares web/**/*.css in github.com/acme/shop",
+    )
+    .await;
+    b.wait_text(
+        "#activity-list",
+        "backend (api-server) leased src/api/, Cargo.toml in github.com/acme/shop",
+    )
+    .await;
+
+    // Release asks first: Keep changes nothing, Yes releases.
+    b.click(&format!("{card} .lease-release")).await;
+    b.wait_text(&format!("{card} .lease-confirm"), "Release it?")
+        .await;
+    b.wait_js(
+        "the keyboard moves to the confirmation",
+        "return document.activeElement && document.activeElement.classList.contains('lease-yes');",
+        json!([]),
+    )
+    .await;
+    b.click(&format!("{card} .lease-keep")).await;
+    b.wait_element_gone(&format!("{card} .lease-confirm")).await;
+    let held_ids = || async {
+        get_json(&c, format!("{base}/leases")).await["leases"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l["id"].as_str().unwrap().to_string())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(held_ids().await, [api.clone(), css.clone()], "Keep kept it");
+    b.click(&format!("{card} .lease-release")).await;
+    b.click(&format!("{card} .lease-yes")).await;
+    b.wait_js(
+        "the released lease leaves the panel",
+        "return !document.querySelector(arguments[0]);",
+        json!([card]),
+    )
+    .await;
+    let v = get_json(&c, format!("{base}/leases/{api}")).await;
+    assert_eq!(v["lease"]["status"], "released", "{v}");
+    assert_eq!(
+        held_ids().await,
+        std::slice::from_ref(&css),
+        "only that one was released"
+    );
+    b.wait_text(
+        "#activity-list",
+        "backend (api-server)’s lease on src/api/, Cargo.toml in github.com/acme/shop was released",
+    )
+    .await;
+    b.wait_text("#leases-count", "1 held").await;
+
+    // A holder that leaves takes its leases with it.
+    let r = c
+        .delete(format!("{base}/peers/{frontend}"))
+        .header("x-cipc-peer-key", &fkey)
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+    b.wait_element_gone(&css_card).await;
+    b.wait_text("#leases-list", "Nobody holds any paths").await;
+    assert_eq!(
+        b.js(
+            "return window.__xss === undefined && document.querySelectorAll('#leases-list b, #leases-list img').length === 0;",
+            json!([])
+        )
+        .await,
+        json!(true),
+        "markup in a reason was interpreted"
+    );
+
+    // The README's picture: sessions asking, and the paths they hold.
+    let (web, wkey) = connect_session(&c, &base, "frontend", "web-ui", "codex").await;
+    lease(
+        &c,
+        &base,
+        (&backend, &bkey),
+        json!({"paths": ["src/orders/", "migrations/0042_*.sql"], "repo": repo, "reason": "orders: totals in u64", "ttl": 2_700_000}),
+    )
+    .await;
+    lease(
+        &c,
+        &base,
+        (&web, &wkey),
+        json!({"paths": ["web/src/Checkout.tsx"], "repo": repo, "reason": "new checkout flow", "ttl": 900_000}),
+    )
+    .await;
+    let me = (backend.as_str(), bkey.as_str());
+    ask_permission(
+        &c,
+        &base,
+        me,
+        "Bash",
+        json!({"command": "cargo sqlx migrate run &&\n  cargo test -p orders -- --test-threads=1", "description": "Apply the new migration and run the orders tests"}),
+    )
+    .await;
+    ask_permission(
+        &c,
+        &base,
+        (&web, &wkey),
+        "Edit",
+        json!({"file_path": "web/src/Checkout.tsx", "old_string": "const total = items.length;", "new_string": "const total = items.reduce((s, i) => s + i.price, 0);"}),
+    )
+    .await;
+    b.wait_text("#needs-summary", "2 permission requests").await;
+    b.wait_text("#leases-count", "2 held").await;
+    b.js(
+        "document.activeElement && document.activeElement.blur(); window.scrollTo(0, 0); return true;",
+        json!([]),
+    )
+    .await;
+    b.window_size(1440, 1250).await;
+    let shot = screenshot_path("dashboard-permissions.png");
+    b.screenshot(&shot).await;
+    publish_screenshot(&shot);
+    b.color_scheme("dark").await;
+    b.screenshot(&screenshot_path("dashboard-permissions-dark.png"))
+        .await;
+    b.color_scheme("light").await;
+    b.window_size(420, 1400).await;
+    b.screenshot(&screenshot_path("dashboard-permissions-narrow.png"))
+        .await;
+    b.window_size(1440, 1000).await;
+    broker.stop().await;
 }

@@ -13,6 +13,11 @@ use std::time::Duration;
 /// The W3C key of an element reference.
 const ELEMENT_KEY: &str = "element-6066-11e4-a52e-4f735466cecf";
 
+/// WebDriver's Tab key, for [`Browser::press`].
+pub const TAB: &str = "\u{E004}";
+/// WebDriver's Enter key, for [`Browser::press`].
+pub const ENTER: &str = "\u{E007}";
+
 /// How long UI waits may take before the test fails.
 pub const UI_WAIT: Duration = Duration::from_secs(10);
 
@@ -261,6 +266,38 @@ impl Browser {
         self.post(&format!("/element/{el}/value"), json!({"text": text}))
             .await
             .unwrap_or_else(|e| panic!("type into {css}: {e}"));
+    }
+
+    /// Presses `keys` on whatever has the focus, as a person at the keyboard
+    /// would (W3C actions: a key down and up per character; WebDriver's
+    /// special keys such as [`TAB`] and [`ENTER`] are characters too).
+    pub async fn press(&self, keys: &str) {
+        let actions: Vec<Value> = keys
+            .chars()
+            .flat_map(|k| {
+                let k = k.to_string();
+                [
+                    json!({"type": "keyDown", "value": k}),
+                    json!({"type": "keyUp", "value": k}),
+                ]
+            })
+            .collect();
+        self.post(
+            "/actions",
+            json!({"actions": [{"type": "key", "id": "keyboard", "actions": actions}]}),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("press {keys:?}: {e}"));
+    }
+
+    /// Waits until nothing matches `css`.
+    pub async fn wait_element_gone(&self, css: &str) {
+        self.wait_js(
+            &format!("{css} goes away"),
+            "return !document.querySelector(arguments[0]);",
+            json!([css]),
+        )
+        .await;
     }
 
     async fn wait_element(&self, css: &str) -> String {
