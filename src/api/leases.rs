@@ -173,3 +173,22 @@ pub struct LeaseRefusal {
     /// Every held lease that conflicts with the request.
     pub conflicts: Vec<Lease>,
 }
+
+/// Body of `POST /leases/refusals`: a session's hook refused an edit
+/// because of leases; the broker announces it (an `edit_refused` event) so
+/// the person sees it in the dashboard's activity feed.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RefusedEdit {
+    /// The repo of the paths.
+    pub repo: String,
+    /// The repo-relative paths the refused edit would have changed (1-100).
+    pub paths: Vec<String>,
+    /// The tool that was refused (`Edit`, `Write`, ...; at most 64 characters).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 64)]
+    pub tool: Option<String>,
+    /// The leases in the way (at most 100).
+    #[serde(default)]
+    pub leases: Vec<Uuid>,
+}

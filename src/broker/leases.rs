@@ -16,8 +16,8 @@ use super::lease_paths::{self, PathPattern};
 use super::peers::unknown_peer;
 use super::{Broker, BrokerError, Caller, State};
 use crate::api::{
-    Lease, LeaseConflict, LeaseRequest, LeaseStatus, DEFAULT_LEASE_TTL_MS, MAX_LEASE_PATHS,
-    MAX_LEASE_REASON_LEN, MAX_LEASE_TTL_MS, MAX_REPO_LEN, MIN_LEASE_TTL_MS,
+    Lease, LeaseConflict, LeaseRequest, LeaseStatus, RefusedEdit, DEFAULT_LEASE_TTL_MS,
+    MAX_LEASE_PATHS, MAX_LEASE_REASON_LEN, MAX_LEASE_TTL_MS, MAX_REPO_LEN, MIN_LEASE_TTL_MS,
 };
 use crate::error_code::ErrorCode;
 use crate::store::{Commit, Mutation, StoredLease, TurnKind};
@@ -377,6 +377,65 @@ impl Broker {
         tracing::info!(lease = %id, by = ?caller.peer, "lease released");
         Broker::committed(commits).await?;
         Ok(lease)
+    }
+
+    /// `POST /leases/refusals`: a peer's hook refused an edit because of
+    /// leases. Nothing changes and nothing is stored: an `edit_refused`
+    /// event (who, which paths, which tool, the leases in the way) tells
+    /// the person, and the event history keeps it.
+    pub async fn report_refused_edit(
+        &self,
+        req: RefusedEdit,
+        caller: &Caller,
+    ) -> Result<(), BrokerError> {
+        let peer = caller
+            .peer
+            .ok_or_else(|| no_peer("reporting a refused edit"))?;
+        let repo = check_repo(Some(&req.repo))?;
+        check_paths(&req.paths)?;
+        let tool = req
+            .tool
+            .map(|t| t.trim().to_string())
+            .filter(|t| !t.is_empty());
+        if tool.as_ref().is_some_and(|t| t.chars().count() > 64) {
+            return Err(invalid(
+                "tool is longer than 64 characters; name the tool (Edit, Write, ...)".into(),
+            ));
+        }
+        if req.leases.len() > MAX_LEASE_PATHS {
+            return Err(invalid(format!(
+                "name at most {MAX_LEASE_PATHS} leases in the way (got {})",
+                req.leases.len()
+            )));
+        }
+        self.sync().await;
+        let now = self.now();
+        let mut st = self.lock();
+        let who = st
+            .peers
+            .get(&peer)
+            .ok_or_else(|| unknown_peer(peer))?
+            .peer
+            .clone();
+        let leases: Vec<Lease> = req
+            .leases
+            .iter()
+            .filter_map(|id| st.leases.get(id).map(|e| e.lease.clone()))
+            .collect();
+        st.events.push(
+            "edit_refused",
+            serde_json::json!({
+                "peer": who.id,
+                "peerRole": who.role,
+                "peerName": who.name,
+                "repo": repo,
+                "paths": req.paths,
+                "tool": tool,
+                "leases": leases,
+                "at": now,
+            }),
+        );
+        Ok(())
     }
 
     /// Releases `holder`'s held leases in `repo` (every repo when `None`)

@@ -431,6 +431,15 @@ impl Client {
             .1)
     }
 
+    /// `POST /leases/refusals`: tells the person (an `edit_refused` event)
+    /// that this peer's edit was refused because of leases.
+    pub async fn report_refused_edit(&self, req: &RefusedEdit) -> Result<OkResponse, ClientError> {
+        Ok(self
+            .send_json(Method::POST, &["leases", "refusals"], Some(req))
+            .await?
+            .1)
+    }
+
     /// `DELETE /leases/{id}`: releases a lease (its holder, or a person).
     pub async fn release_lease(&self, id: &str) -> Result<LeaseResponse, ClientError> {
         Ok(self

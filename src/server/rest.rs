@@ -49,6 +49,7 @@ pub fn routes() -> Router<AppState> {
         .route("/questions/{id}/answer", post(answer_question))
         .route("/leases", get(list_leases).post(acquire_lease))
         .route("/leases/check", get(check_leases))
+        .route("/leases/refusals", post(report_refused_edit))
         .route("/leases/{id}", get(get_lease).delete(release_lease))
         .route("/leases/{id}/renew", post(renew_lease))
         .route("/status", get(status))
@@ -666,6 +667,22 @@ async fn check_leases(
     }))
 }
 
+#[utoipa::path(post, path = "/leases/refusals", tag = "leases", request_body = RefusedEdit,
+    description = "A session's hook refused an edit because of leases: the broker announces it as an `edit_refused` event on `/events` \
+(the peer, the paths, the tool and the leases in the way), so the person sees it in the dashboard. Nothing is stored or changed.",
+    params(("X-Cipc-Peer" = Option<String>, Header, description = "the refused peer (with its key)")),
+    responses((status = 202, description = "announced", body = OkResponse),
+              (status = 400, body = ErrorResponse),
+              (status = 404, description = "the peer is unknown", body = ErrorResponse)))]
+async fn report_refused_edit(
+    State(s): State<AppState>,
+    CallerInfo(caller): CallerInfo,
+    JsonBody(req): JsonBody<RefusedEdit>,
+) -> ApiResult<(StatusCode, Json<OkResponse>)> {
+    s.broker.report_refused_edit(req, &caller).await?;
+    Ok((StatusCode::ACCEPTED, Json(OkResponse { ok: true })))
+}
+
 #[utoipa::path(get, path = "/leases/{id}", tag = "leases", params(("id" = String, Path, description = "lease id")),
     responses((status = 200, description = "the lease, held or ended (ended ones are kept up to the command retention)", body = LeaseResponse),
               (status = 404, body = ErrorResponse)))]
@@ -777,6 +794,7 @@ async fn healthz(State(s): State<AppState>) -> ApiResult<Json<OkResponse>> {
         acquire_lease,
         list_leases,
         check_leases,
+        report_refused_edit,
         get_lease,
         renew_lease,
         release_lease,

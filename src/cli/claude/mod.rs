@@ -105,6 +105,12 @@ pub struct SetupArgs {
     /// along and whichever answers first wins. 0 relays nothing.
     #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = parse_wait)]
     pub permission_wait: std::time::Duration,
+    /// Also lease each file a session edits (30 minutes, renewed while it
+    /// keeps editing, released when it ends), so other sessions are refused
+    /// it. Off by default: edits of files another session leased are
+    /// refused either way.
+    #[arg(long)]
+    pub claim_on_edit: bool,
     /// Print what would change and write nothing.
     #[arg(long)]
     pub dry_run: bool,
@@ -253,6 +259,9 @@ fn setup(a: &SetupArgs) -> Result<(), CliError> {
     if let Some(p) = &a.token_file {
         let abs = std::fs::canonicalize(p).unwrap_or_else(|_| p.clone());
         hook_args.extend(["--token-file".into(), shell_quote(&abs.to_string_lossy())]);
+    }
+    if a.claim_on_edit {
+        hook_args.push("--claim-on-edit".into());
     }
     let wait = a.permission_wait.as_secs();
     let cmd = HookCommand {

@@ -27,7 +27,7 @@ struct HookSpec {
 const PERMISSION_MARGIN_SECS: u64 = 30;
 
 /// Every hook, in the order Claude Code meets them in a session.
-const HOOKS: [HookSpec; 8] = [
+const HOOKS: [HookSpec; 9] = [
     HookSpec {
         event: "SessionStart",
         word: "session-start",
@@ -47,6 +47,15 @@ const HOOKS: [HookSpec; 8] = [
         word: "pre-tool-use",
         // cipc's own MCP tools: the session's identity is added to them.
         matcher: Some("mcp__cipc__.*"),
+        timeout_secs: Some(10),
+        rewake: false,
+    },
+    HookSpec {
+        event: "PreToolUse",
+        word: "pre-tool-use",
+        // The file-editing tools: an edit of a path another session leases
+        // is refused before it happens.
+        matcher: Some("Edit|Write|MultiEdit|NotebookEdit"),
         timeout_secs: Some(10),
         rewake: false,
     },
@@ -436,7 +445,7 @@ mod tests {
         });
         let mut s = before.clone();
         add_hooks(&mut s, &cmd()).expect("adds");
-        assert_eq!(remove_hooks(&mut s).expect("removes"), 8);
+        assert_eq!(remove_hooks(&mut s).expect("removes"), 9);
         assert_eq!(s, before);
 
         let mut empty = json!({});

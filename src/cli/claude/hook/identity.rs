@@ -14,6 +14,7 @@
 
 use super::{Hook, Reply};
 use crate::cli::claude::settings::SERVER_NAME;
+use crate::cli::repo::Checkout;
 use crate::cli::CliError;
 use serde_json::{json, Map, Value};
 
@@ -29,13 +30,22 @@ impl Hook {
             .to_string();
         let prefix = format!("mcp__{SERVER_NAME}__");
         let Some(name) = tool.strip_prefix(&prefix).map(str::to_string) else {
-            return Ok(Reply::default());
+            let input = self.input.get("tool_input").cloned().unwrap_or_default();
+            return match super::edits::edited_file(&tool, &input) {
+                Some(file) => self.edit_check(&tool, &file).await,
+                None => Ok(Reply::default()),
+            };
         };
-        let input = self
+        let mut input = self
             .input
             .get("tool_input")
             .cloned()
             .unwrap_or_else(|| json!({}));
+        if LEASE_TOOLS.contains(&name.as_str()) {
+            if let Some(checkout) = self.cwd.as_deref().and_then(|d| Checkout::discover(d).ok()) {
+                in_checkout(&mut input, &checkout);
+            }
+        }
         let role = self.args.role.clone();
         self.with_peer(false, |_client, peer, key, mut st| async move {
             st.took_turn = true;
@@ -62,6 +72,32 @@ impl Hook {
             ))
         })
         .await
+    }
+}
+
+/// cipc's lease tools, whose `repo` and `paths` the hook fills in.
+const LEASE_TOOLS: [&str; 3] = ["claim_paths", "release_paths", "check_paths"];
+
+/// A lease tool's input as every session names things: the checkout's
+/// repo when the model gave none, and paths relative to the checkout's top
+/// level (taken from the session's directory, as `cipc lease` does; a path
+/// that cannot be placed is left for the broker to refuse).
+fn in_checkout(input: &mut Value, checkout: &Checkout) {
+    let Some(o) = input.as_object_mut() else {
+        return;
+    };
+    if o.get("repo")
+        .and_then(Value::as_str)
+        .is_none_or(|r| r.trim().is_empty())
+    {
+        o.insert("repo".into(), json!(checkout.repo));
+    }
+    if let Some(Value::Array(paths)) = o.get_mut("paths") {
+        for p in paths.iter_mut() {
+            if let Some(rel) = p.as_str().and_then(|s| checkout.relative(s).ok()) {
+                *p = json!(rel);
+            }
+        }
     }
 }
 

@@ -24,6 +24,7 @@
 //! a second, an unreachable broker is reported once per session, and the
 //! session carries on.
 
+mod edits;
 mod identity;
 mod orders;
 mod permission;
@@ -64,6 +65,11 @@ pub struct HookArgs {
     /// dashboard or `cipc answer` (the `permission` hook; seconds).
     #[arg(long, value_name = "SECONDS", default_value_t = permission::DEFAULT_WAIT_SECS)]
     pub permission_wait: u64,
+    /// Lease each file the session edits (the `pre-tool-use` hook of the
+    /// editing tools), renewed while it keeps editing, released when the
+    /// session ends.
+    #[arg(long)]
+    pub claim_on_edit: bool,
     /// Broker and token flags (--peer and --peer-key are not used: the
     /// session's identity is kept per Claude Code session).
     #[command(flatten)]
@@ -367,6 +373,11 @@ impl Hook {
 
     async fn session_start(&self) -> Result<Reply, CliError> {
         let env_file = std::env::var_os("CLAUDE_ENV_FILE").filter(|f| !f.is_empty());
+        let repo = self
+            .cwd
+            .as_deref()
+            .and_then(|d| crate::cli::repo::Checkout::discover(d).ok())
+            .map(|c| c.repo);
         let role = self.args.role.clone();
         let url = self.url.clone();
         self.with_peer(true, |client, peer, key, mut st| async move {
@@ -395,6 +406,13 @@ impl Hook {
                 "In Bash, `cipc` acts as nobody in particular: use the MCP tools to act as this peer. "
             });
             text.push_str("Finish each order by acking it with its result (or an error).");
+            if let Some(repo) = &repo {
+                text.push_str(&format!(
+                    " Sessions share this code base as repo \"{repo}\": an edit of a file another session leases is refused (you \
+                     are told who holds it and why); lease what you are about to change with the cipc MCP tool claim_paths \
+                     (paths relative to the repo's top level) and release it with release_paths when done."
+                ));
+            }
             if orders.is_empty() {
                 text.push_str(" No order is waiting for you now.");
             } else {
