@@ -24,6 +24,10 @@
 //!   `wait_for_command` and `ack_command` without any key (the
 //!   `PreToolUse` hook adds it) and the order ends acked with its result;
 //!   no `pk_` string is in any request the model received.
+//! - **leases at the edit**: with another session holding `locked.txt`, a
+//!   `Write` to it is refused (the file unchanged, the refusal names the
+//!   holder and the reason) while a `Write` to a free file goes through.
+//! - **no ghosts**: `claude mcp list` and `claude mcp get` leave no peer.
 //! - **remove**: after each run, `cipc claude remove` leaves `.mcp.json` and
 //!   `.claude/settings.json` without cipc's entries (exactly as they were
 //!   before setup, or gone when setup created them).
@@ -1543,4 +1547,98 @@ async fn claude_mcp_list_and_get_leave_no_ghost_peer() {
         "sessions that never took a turn left peers behind\n{}",
         sandbox.state_summary()
     );
+}
+
+// ---- scenario 7: a leased file is refused at the edit ----
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_write_to_a_file_another_session_leases_is_refused() {
+    let Some(bin) = claude_or_skip("leases at the edit") else {
+        return;
+    };
+    let broker = common::start().await;
+    let base = broker.url();
+    let sandbox = Sandbox::new();
+    let git = std::process::Command::new("git")
+        .args(["init", "-q"])
+        .current_dir(&sandbox.project)
+        .status()
+        .expect("run git");
+    assert!(git.success(), "git init");
+    sandbox.setup("frontend", &base).await;
+    let locked = sandbox.project.join("locked.txt");
+    let free = sandbox.project.join("free.txt");
+    std::fs::write(&locked, "original\n").expect("write locked.txt");
+
+    // Another session holds locked.txt (the repo is the checkout's top-level
+    // directory's name: it has no origin).
+    let (st, v) = common::post(
+        &format!("{base}/peers/connect"),
+        json!({"role": "backend", "name": "ana", "protect": true}),
+    )
+    .await;
+    assert_eq!(st, 201, "{v}");
+    let key = text(&v["key"]);
+    let r = common::http()
+        .post(format!("{base}/leases"))
+        .header("X-Cipc-Peer-Key", &key)
+        .json(&json!({"paths": ["locked.txt"], "repo": "project", "reason": "rewriting the copy"}))
+        .send()
+        .await
+        .expect("lease");
+    assert_eq!(r.status(), 201);
+
+    let (l, f) = (
+        locked.to_string_lossy().into_owned(),
+        free.to_string_lossy().into_owned(),
+    );
+    let script = vec![
+        fixed(Turn::tool(
+            "Write",
+            json!({"file_path": l, "content": "mine\n"}),
+        )),
+        fixed(Turn::tool(
+            "Write",
+            json!({"file_path": f, "content": "free\n"}),
+        )),
+        fixed(Turn::text("Done.")),
+    ];
+    let run = Run::start_allowing(
+        "leases at the edit",
+        &bin,
+        "frontend",
+        sandbox,
+        broker,
+        script,
+        &Input::Prompt("Write the two files."),
+        "Write,mcp__cipc__*",
+    )
+    .await;
+    let ended = run.turns_done(1).await;
+    let peer = run.hook_peer().await;
+    let writes: Vec<_> = run
+        .model
+        .tool_results()
+        .into_iter()
+        .filter(|r| r.name == "Write")
+        .collect();
+    let briefs: Vec<String> = writes.iter().map(fake_model::ToolResult::brief).collect();
+    run.check(
+        writes.len() == 2
+            && writes[0].is_error
+            && writes[0].text().contains("backend (ana)")
+            && writes[0].text().contains("rewriting the copy"),
+        format!("the Write to locked.txt was not refused naming its holder: {briefs:?}"),
+    );
+    run.check(
+        std::fs::read_to_string(&locked).ok().as_deref() == Some("original\n"),
+        "locked.txt changed",
+    );
+    run.check(
+        writes.len() == 2
+            && !writes[1].is_error
+            && std::fs::read_to_string(&free).ok().as_deref() == Some("free\n"),
+        format!("the Write to a free file did not go through: {briefs:?}"),
+    );
+    run.finish(ended, &peer, End::Natural).await;
 }
