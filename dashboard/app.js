@@ -235,7 +235,7 @@
   let retryTimer = 0;
   let retryDelay = 1000;
   let everOpened = false;
-  const EVENT_KINDS = ['peer', 'command', 'message', 'signal', 'question', 'lease', 'reset', 'resync'];
+  const EVENT_KINDS = ['peer', 'command', 'message', 'signal', 'question', 'lease', 'edit_refused', 'reset', 'resync'];
 
   function setConn(state, text) {
     const el = $('conn-state');
@@ -421,6 +421,8 @@
         return applyQuestion(data);
       case 'lease':
         return applyLease(data);
+      case 'edit_refused':
+        return applyEditRefused(data);
       case 'reset':
         return applyReset();
       case 'resync':
@@ -647,6 +649,20 @@
       }
     }
     mark('leases');
+  }
+
+  // A session's hook refused an edit of a leased path: who, what, and whose
+  // lease was in the way. Nothing in the state changes.
+  function applyEditRefused(r) {
+    const who = strong(r.peerName ? `${r.peerRole} (${r.peerName})` : r.peerRole || 'a session');
+    const paths = h('span', { class: 'mono', text: oneLine((r.paths || []).join(', '), 90) });
+    const parts = [who, ` was refused ${r.tool || 'an edit'} of `, paths];
+    const l = (r.leases || [])[0];
+    if (l) {
+      parts.push(': held by ', strong(leaseHolderLabel(l)));
+      if (l.reason) parts.push(` · ${oneLine(l.reason, 80)}`);
+    }
+    addActivity('lease', r.at, parts);
   }
 
   function applyReset() {

@@ -1817,6 +1817,24 @@ async fn leases(b: &Browser) {
     )
     .await;
 
+    // A session's hook refused an edit because of a lease: the feed says
+    // who, what, and whose lease was in the way.
+    let r = c
+        .post(format!("{base}/leases/refusals"))
+        .header("X-Cipc-Peer-Key", &fkey)
+        .json(
+            &json!({"repo": repo, "paths": ["src/api/orders.rs"], "tool": "Edit", "leases": [api]}),
+        )
+        .send()
+        .await
+        .expect("report a refused edit");
+    assert_eq!(r.status(), 202);
+    b.wait_text(
+        "#activity-list",
+        "frontend (web-ui) was refused Edit of src/api/orders.rs: held by backend (api-server)",
+    )
+    .await;
+
     // Release asks first: Keep changes nothing, Yes releases.
     b.click(&format!("{card} .lease-release")).await;
     b.wait_text(&format!("{card} .lease-confirm"), "Release it?")
