@@ -663,7 +663,7 @@ _cipc() {
             return 0
             ;;
         cipc__subcmd__bench)
-            opts="-h -V --url --store --memory --round-trips --messages --clients --waiters --spawns --startup --sweep --trickle --json --help --version"
+            opts="-h -V --url --store --memory --round-trips --messages --clients --waiters --spawns --startup --sweep --trickle --edit-hook --json --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -706,6 +706,10 @@ _cipc() {
                     return 0
                     ;;
                 --trickle)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --edit-hook)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -1109,7 +1113,7 @@ _cipc() {
             return 0
             ;;
         cipc__subcmd__claude__subcmd__setup)
-            opts="-h -V --role --name --scope --transport --dir --url --token --token-file --cipc --permission-wait --dry-run --help --version"
+            opts="-h -V --role --name --scope --transport --dir --url --token --token-file --cipc --permission-wait --claim-on-edit --dry-run --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -2227,7 +2231,7 @@ _cipc() {
             return 0
             ;;
         cipc__subcmd__hook)
-            opts="-h -V --role --name --permission-wait --url --token --token-file --peer --peer-key --json --table --help --version session-start prompt pre-tool-use permission post-tool-use notification stop session-end"
+            opts="-h -V --role --name --permission-wait --claim-on-edit --url --token --token-file --peer --peer-key --json --table --help --version session-start prompt pre-tool-use permission post-tool-use notification stop session-end"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

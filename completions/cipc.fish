@@ -89,6 +89,7 @@ complete -c cipc -n "__fish_cipc_using_subcommand bench" -l spawns -d 'Process s
 complete -c cipc -n "__fish_cipc_using_subcommand bench" -l startup -d 'Instead of the rest: start-up time and memory of a durable broker whose file holds each of these many messages (e.g. 10000,100000,1000000)' -r
 complete -c cipc -n "__fish_cipc_using_subcommand bench" -l sweep -d 'Instead of the rest: one liveness sweep with each of these many peers (e.g. 10000,50000), each with 10,000 commands held' -r
 complete -c cipc -n "__fish_cipc_using_subcommand bench" -l trickle -d 'Instead of the rest: memory while this many token-less clients trickle a login body, and after they leave (e.g. 1000)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand bench" -l edit-hook -d 'Instead of the rest: what Claude Code\'s edit check (the `pre-tool-use` hook of Edit and Write) adds to one edit, over this many runs each, beside a bare process start (e.g. 200)' -r
 complete -c cipc -n "__fish_cipc_using_subcommand bench" -l memory -d 'Start the broker with `--memory` (default: durable, in a temporary dir)'
 complete -c cipc -n "__fish_cipc_using_subcommand bench" -l json -d 'Print the results as JSON instead of a table'
 complete -c cipc -n "__fish_cipc_using_subcommand bench" -s h -l help -d 'Print help'
@@ -670,6 +671,7 @@ complete -c cipc -n "__fish_cipc_using_subcommand claude; and __fish_seen_subcom
 complete -c cipc -n "__fish_cipc_using_subcommand claude; and __fish_seen_subcommand_from setup" -l token-file -d 'Read the token from this file; the hooks read it from there too' -r -F
 complete -c cipc -n "__fish_cipc_using_subcommand claude; and __fish_seen_subcommand_from setup" -l cipc -d 'The cipc program the hooks run (default: `cipc`, found on PATH, in a project\'s shared settings; this executable\'s absolute path for the local and user scopes)' -r
 complete -c cipc -n "__fish_cipc_using_subcommand claude; and __fish_seen_subcommand_from setup" -l permission-wait -d 'How long a permission prompt relayed to the dashboard waits for the person (e.g. 10m, 1h); the terminal\'s own dialog shows beside it all along and whichever answers first wins. 0 relays nothing' -r
+complete -c cipc -n "__fish_cipc_using_subcommand claude; and __fish_seen_subcommand_from setup" -l claim-on-edit -d 'Also lease each file a session edits (30 minutes, renewed while it keeps editing, released when it ends), so other sessions are refused it. Off by default: edits of files another session leased are refused either way'
 complete -c cipc -n "__fish_cipc_using_subcommand claude; and __fish_seen_subcommand_from setup" -l dry-run -d 'Print what would change and write nothing'
 complete -c cipc -n "__fish_cipc_using_subcommand claude; and __fish_seen_subcommand_from setup" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c cipc -n "__fish_cipc_using_subcommand claude; and __fish_seen_subcommand_from setup" -s V -l version -d 'Print version'
@@ -691,6 +693,7 @@ complete -c cipc -n "__fish_cipc_using_subcommand hook" -l token -d 'The broker\
 complete -c cipc -n "__fish_cipc_using_subcommand hook" -l token-file -d 'Read the token from a file that is not world-readable (wins over --token)' -r -F
 complete -c cipc -n "__fish_cipc_using_subcommand hook" -l peer -d 'This session\'s peer id, sent as X-Cipc-Peer (see `cipc peers connect --export`); the full id, or a unique part of it [env: CIPC_PEER]' -r
 complete -c cipc -n "__fish_cipc_using_subcommand hook" -l peer-key -d 'This session\'s peer key, sent as X-Cipc-Peer-Key: it proves the peer (`cipc peers connect --export` sets it; the key alone also names the peer) [env: CIPC_PEER_KEY]' -r
+complete -c cipc -n "__fish_cipc_using_subcommand hook" -l claim-on-edit -d 'Lease each file the session edits (the `pre-tool-use` hook of the editing tools), renewed while it keeps editing, released when the session ends'
 complete -c cipc -n "__fish_cipc_using_subcommand hook" -l json -d 'Print one JSON document per result (the default when stdout is not a terminal)'
 complete -c cipc -n "__fish_cipc_using_subcommand hook" -l table -d 'Print tables and short lines even when stdout is not a terminal'
 complete -c cipc -n "__fish_cipc_using_subcommand hook" -s h -l help -d 'Print help'

@@ -277,3 +277,29 @@ async fn cipc_lease_tools_get_the_checkouts_repo_and_relative_paths() {
         "other"
     );
 }
+
+#[test]
+fn the_edit_check_benchmark_times_real_hook_runs() {
+    let out = Command::new(env!("CARGO_BIN_EXE_cipc"))
+        .args(["bench", "--edit-hook", "3", "--json"])
+        .env_remove("CIPC_URL")
+        .env_remove("CIPC_TOKEN")
+        .output()
+        .expect("run cipc bench --edit-hook");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_str(stdout.trim()).expect("JSON");
+    let text = v.to_string();
+    for row in [
+        "process start floor",
+        "edit check, free file",
+        "edit check, leased file",
+    ] {
+        assert!(text.contains(row), "no {row:?} in {v}");
+    }
+    assert_eq!(text.matches("\"runs\":3").count(), 3, "{v}");
+}

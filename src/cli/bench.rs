@@ -59,6 +59,11 @@ pub struct BenchArgs {
     /// trickle a login body, and after they leave (e.g. 1000).
     #[arg(long, value_name = "CLIENTS")]
     pub trickle: Option<usize>,
+    /// Instead of the rest: what Claude Code's edit check (the
+    /// `pre-tool-use` hook of Edit and Write) adds to one edit, over this
+    /// many runs each, beside a bare process start (e.g. 200).
+    #[arg(long, value_name = "RUNS")]
+    pub edit_hook: Option<usize>,
     /// Print the results as JSON instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -135,6 +140,18 @@ pub fn run(args: BenchArgs) -> Exit {
     };
     // Thousands of benchmark connections need more than the usual 1024 open files.
     let _ = super::fd_limit::raise_open_file_limit();
+    if let Some(n) = args.edit_hook {
+        return match super::bench_hook::edit_hook(n.max(1)) {
+            Ok(rows) => {
+                print_rows(&rows, "edit check (cipc hook pre-tool-use)", args.json);
+                exit::OK
+            }
+            Err(e) => {
+                eprintln!("cipc bench: {e}");
+                exit::ERROR
+            }
+        };
+    }
     if !args.startup.is_empty() || !args.sweep.is_empty() || args.trickle.is_some() {
         return run_scale(&args, &rt);
     }

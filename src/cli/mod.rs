@@ -18,6 +18,7 @@
 
 pub mod backoff;
 pub mod bench;
+mod bench_hook;
 mod bench_measure;
 mod bench_scale;
 pub mod chan;
