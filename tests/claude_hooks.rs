@@ -42,6 +42,8 @@
 //! tools nobody approved. `--include-hook-events` makes every hook's exit
 //! code and output part of the report a failure prints (set
 //! `CIPC_CLAUDE_TRACE` to print it on success too).
+//!
+//! (A file of one concern: `cipc claude setup` with the real Claude Code; long because each scenario drives a whole session.)
 
 mod common;
 

@@ -4,6 +4,8 @@
 //! git runs with no global or system configuration (a developer's
 //! `core.hooksPath` must not leak in), and the hook finds the `cipc` under
 //! test first on PATH, as it would find an installed one.
+//!
+//! (A file of one concern, `cipc lease` and `cipc guard` as processes.)
 
 mod common;
 

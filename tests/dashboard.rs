@@ -11,6 +11,8 @@
 //! `docs/dashboard-needs-you.png`, `docs/dashboard-permissions.png`), and
 //! `CIPC_SCREENSHOT=<file name>` only that one (e.g.
 //! `CIPC_SCREENSHOT=dashboard-needs-you.png`).
+//!
+//! (A file of one concern, the dashboard in a real browser; long because each panel has its scenario.)
 
 mod common;
 mod webdriver;

@@ -11,6 +11,8 @@
 //! retention. Every grant and end takes the write turn, so with several
 //! nodes the conflict check runs on the state every node agrees on, and two
 //! nodes never grant conflicting leases, even when the requests race.
+//!
+//! (A file of one concern, leases, long because every route of it is here.)
 
 use super::lease_paths::{self, PathPattern};
 use super::peers::unknown_peer;

@@ -1,4 +1,6 @@
 //! Peers: registration, liveness, and what happens when one leaves.
+//!
+//! (A file of one concern, the life of a peer, from connect to forgotten.)
 
 use super::keys::{self, KeyHash};
 use super::{Broker, BrokerError, Caller, PeerEntry, State, WakeKey};
