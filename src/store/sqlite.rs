@@ -353,33 +353,121 @@ fn write_one(tx: &rusqlite::Transaction<'_>, m: &Mutation) -> rusqlite::Result<(
 }
 
 fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Job>, progress: &Progress) {
-    const MAX_BATCH: usize = 4096;
+    let mut gather = Gather::default();
     while let Ok(first) = rx.recv() {
         let mut batch = Vec::new();
         let mut next = Some(first);
-        while let Some(job) = next.take() {
-            match job {
-                Job::Write {
-                    lsn,
-                    mutation,
-                    reply,
-                } => batch.push((lsn, mutation, reply)),
-                Job::Recover { through, reply } => {
-                    // Everything queued before the request is settled first.
-                    commit_batch(&mut conn, std::mem::take(&mut batch), progress);
-                    let _ = reply.send(recover(&conn, through, progress));
+        let mut waited = false;
+        let mut gathered = false;
+        loop {
+            while let Some(job) = next.take() {
+                match job {
+                    Job::Write {
+                        lsn,
+                        mutation,
+                        reply,
+                    } => batch.push((lsn, mutation, reply)),
+                    Job::Recover { through, reply } => {
+                        // Everything queued before the request is settled first.
+                        commit_batch(&mut conn, std::mem::take(&mut batch), progress);
+                        let _ = reply.send(recover(&conn, through, progress));
+                    }
+                }
+                if batch.len() < MAX_BATCH {
+                    next = rx.try_recv().ok();
                 }
             }
-            if batch.len() < MAX_BATCH {
-                next = rx.try_recv().ok();
+            if waited || batch.is_empty() {
+                break;
+            }
+            // Everything queued is in; wait briefly for the writers the
+            // last commit answered, if there were several (see `Gather`).
+            waited = true;
+            let want = gather.want(batch.len());
+            gathered = want > 0;
+            let until = std::time::Instant::now() + gather.window();
+            while batch.len() + usize::from(next.is_some()) < want {
+                let left = until.saturating_duration_since(std::time::Instant::now());
+                match rx.recv_timeout(left) {
+                    Ok(job) => {
+                        // Take it (and whatever else is queued) in the loop above.
+                        next = Some(job);
+                        break;
+                    }
+                    Err(_) => break,
+                }
+            }
+            if next.is_none() {
+                break;
             }
         }
+        let started = std::time::Instant::now();
+        let n = batch.len();
         commit_batch(&mut conn, batch, progress);
+        gather.committed(n, gathered, started.elapsed());
     }
     // Every sender is gone: checkpoint so the next start reads one file.
     let _ = conn
         .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
         .optional();
+}
+
+/// Writes one transaction holds at most.
+const MAX_BATCH: usize = 4096;
+
+/// How long a batch waits for more writes before its commit starts.
+///
+/// One commit covers every write queued while the last one ran, and
+/// concurrent writers then settle into two groups that alternate: those
+/// answered by one commit send their next write while the following commit
+/// syncs, so each sync covers about half of them. A batch therefore waits,
+/// after taking everything queued, for the writers the last commit answered
+/// (when it answered several), at most half a commit's time, so that one
+/// sync covers both groups; once they are one group, it waits for as many
+/// writes as the last batch held. A lone writer (batches of one) never
+/// waits, and nothing is ever answered before its commit.
+#[derive(Debug)]
+struct Gather {
+    /// Writes in the last batch committed.
+    last: usize,
+    /// Whether that batch waited for writers (so they are one group now).
+    merged: bool,
+    /// How long a commit takes, averaged over the recent ones.
+    commit: std::time::Duration,
+}
+
+impl Default for Gather {
+    fn default() -> Self {
+        Gather {
+            last: 0,
+            merged: false,
+            commit: std::time::Duration::from_micros(200),
+        }
+    }
+}
+
+impl Gather {
+    /// How many writes this batch, holding `queued` now, is worth waiting for.
+    fn want(&self, queued: usize) -> usize {
+        if self.last < 2 {
+            0
+        } else if self.merged {
+            self.last
+        } else {
+            (queued + self.last).min(MAX_BATCH)
+        }
+    }
+
+    /// The longest a batch waits: half a commit, never more than 1 ms.
+    fn window(&self) -> std::time::Duration {
+        (self.commit / 2).min(std::time::Duration::from_millis(1))
+    }
+
+    fn committed(&mut self, writes: usize, waited: bool, took: std::time::Duration) {
+        self.last = writes;
+        self.merged = waited;
+        self.commit = (self.commit * 7 + took) / 8;
+    }
 }
 
 /// Commits a batch in one transaction and answers each job. While a failure
@@ -566,5 +654,27 @@ impl Store for SqliteStore {
         let marker = self.progress.next();
         self.progress.settle(marker, None);
         Ok(snapshot)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Gather;
+    use std::time::Duration;
+
+    #[test]
+    fn a_lone_writer_never_waits_and_concurrent_ones_become_one_group() {
+        let mut g = Gather::default();
+        assert_eq!(g.want(1), 0, "nothing known: no wait");
+        g.committed(1, false, Duration::from_micros(300));
+        assert_eq!(g.want(1), 0, "a lone writer never waits");
+        // Two groups of 8 alternate: wait for the one just answered.
+        g.committed(8, false, Duration::from_micros(300));
+        assert_eq!(g.want(8), 16);
+        // Once one group, wait for as many as the last batch held.
+        g.committed(16, true, Duration::from_micros(300));
+        assert_eq!(g.want(3), 16);
+        assert!(g.window() <= Duration::from_millis(1));
+        assert!(g.window() >= Duration::from_micros(100));
     }
 }
