@@ -25,6 +25,8 @@ enum Job {
         lsn: u64,
         mutation: Box<Mutation>,
         reply: Reply,
+        /// Nobody is shown it before a later change ([`Store::apply_deferred`]).
+        deferred: bool,
     },
     /// After a failure: prove the file is writable, read it back, and count
     /// every position up to `through` that was not saved as lost.
@@ -121,6 +123,37 @@ impl SqliteStore {
             progress,
             reader: Mutex::new(reader),
             lock,
+        })
+    }
+}
+
+impl SqliteStore {
+    /// Hands `mutation` to the writer; `deferred`: see [`Store::apply_deferred`].
+    fn queue(&self, mutation: Mutation, deferred: bool) -> Commit {
+        let (tx, rx) = oneshot::channel();
+        let lsn = self.progress.next();
+        let job = Job::Write {
+            lsn,
+            mutation: Box::new(mutation),
+            reply: tx,
+            deferred,
+        };
+        let sent = match self.sender.lock() {
+            Ok(guard) => match guard.as_ref() {
+                Some(s) => s.send(job).is_ok(),
+                None => false,
+            },
+            Err(_) => false,
+        };
+        if !sent {
+            // Nobody will save it: it settles as failed now.
+            self.progress.settle(lsn, Some(lsn));
+        }
+        Box::pin(async move {
+            if !sent {
+                return Err(StoreError::Closed);
+            }
+            rx.await.unwrap_or(Err(StoreError::Closed))
         })
     }
 }
@@ -356,9 +389,13 @@ fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Job>, progress: &Progres
     let mut gather = Gather::default();
     while let Ok(first) = rx.recv() {
         let mut batch = Vec::new();
+        // Whether every write in the batch may wait for a later one, and
+        // how many may not (the writers that were answered by one commit).
+        let mut deferrable = true;
+        let mut writers = 0;
+        let defer_until = std::time::Instant::now() + DEFER_AT_MOST;
         let mut next = Some(first);
-        let mut waited = false;
-        let mut gathered = false;
+        let mut gathered = None;
         loop {
             while let Some(job) = next.take() {
                 match job {
@@ -366,51 +403,69 @@ fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Job>, progress: &Progres
                         lsn,
                         mutation,
                         reply,
-                    } => batch.push((lsn, mutation, reply)),
+                        deferred,
+                    } => {
+                        deferrable &= deferred;
+                        writers += usize::from(!deferred);
+                        batch.push((lsn, mutation, reply));
+                    }
                     Job::Recover { through, reply } => {
                         // Everything queued before the request is settled first.
                         commit_batch(&mut conn, std::mem::take(&mut batch), progress);
                         let _ = reply.send(recover(&conn, through, progress));
+                        deferrable = true;
                     }
                 }
                 if batch.len() < MAX_BATCH {
                     next = rx.try_recv().ok();
                 }
             }
-            if waited || batch.is_empty() {
+            if batch.is_empty() || batch.len() >= MAX_BATCH {
                 break;
+            }
+            // Only deferred writes: no sync of their own, the next write's
+            // covers them (or this one, once they waited long enough).
+            if deferrable {
+                let left = defer_until.saturating_duration_since(std::time::Instant::now());
+                if let Ok(job) = rx.recv_timeout(left) {
+                    next = Some(job);
+                    continue;
+                }
             }
             // Everything queued is in; wait briefly for the writers the
             // last commit answered, if there were several (see `Gather`).
-            waited = true;
-            let want = gather.want(batch.len());
-            gathered = want > 0;
-            let until = std::time::Instant::now() + gather.window();
-            while batch.len() + usize::from(next.is_some()) < want {
-                let left = until.saturating_duration_since(std::time::Instant::now());
-                match rx.recv_timeout(left) {
-                    Ok(job) => {
-                        // Take it (and whatever else is queued) in the loop above.
-                        next = Some(job);
-                        break;
-                    }
-                    Err(_) => break,
+            let (want, until) = *gathered.get_or_insert_with(|| {
+                (
+                    gather.want(batch.len()),
+                    std::time::Instant::now() + gather.window(),
+                )
+            });
+            let left = until.saturating_duration_since(std::time::Instant::now());
+            if batch.len() < want && !left.is_zero() {
+                if let Ok(job) = rx.recv_timeout(left) {
+                    next = Some(job);
+                    continue;
                 }
             }
-            if next.is_none() {
-                break;
-            }
+            break;
         }
         let started = std::time::Instant::now();
-        let n = batch.len();
         commit_batch(&mut conn, batch, progress);
-        gather.committed(n, gathered, started.elapsed());
+        let waited = gathered.is_some_and(|(want, _)| want > 0);
+        // A deferred write and the one that carried it (a command and its
+        // delivery) are one writer's chain, not two writers.
+        gather.committed(writers, waited, started.elapsed());
     }
     // Every sender is gone: checkpoint so the next start reads one file.
     let _ = conn
         .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
         .optional();
 }
+
+/// How long a deferred write ([`Store::apply_deferred`]) waits for a later
+/// one to share its sync: a command sent with `wait` for the delivery that
+/// a parked worker makes of it a few microseconds later.
+const DEFER_AT_MOST: std::time::Duration = std::time::Duration::from_millis(2);
 
 /// Writes one transaction holds at most.
 const MAX_BATCH: usize = 4096;
@@ -428,7 +483,7 @@ const MAX_BATCH: usize = 4096;
 /// waits, and nothing is ever answered before its commit.
 #[derive(Debug)]
 struct Gather {
-    /// Writes in the last batch committed.
+    /// Writes in the last batch committed (not counting deferred ones).
     last: usize,
     /// Whether that batch waited for writers (so they are one group now).
     merged: bool,
@@ -530,30 +585,11 @@ impl Store for SqliteStore {
     }
 
     fn apply(&self, mutation: Mutation) -> Commit {
-        let (tx, rx) = oneshot::channel();
-        let lsn = self.progress.next();
-        let job = Job::Write {
-            lsn,
-            mutation: Box::new(mutation),
-            reply: tx,
-        };
-        let sent = match self.sender.lock() {
-            Ok(guard) => match guard.as_ref() {
-                Some(s) => s.send(job).is_ok(),
-                None => false,
-            },
-            Err(_) => false,
-        };
-        if !sent {
-            // Nobody will save it: it settles as failed now.
-            self.progress.settle(lsn, Some(lsn));
-        }
-        Box::pin(async move {
-            if !sent {
-                return Err(StoreError::Closed);
-            }
-            rx.await.unwrap_or(Err(StoreError::Closed))
-        })
+        self.queue(mutation, false)
+    }
+
+    fn apply_deferred(&self, mutation: Mutation) -> Commit {
+        self.queue(mutation, true)
     }
 
     fn close(&self) {
