@@ -386,16 +386,12 @@ fn write_one(tx: &rusqlite::Transaction<'_>, m: &Mutation) -> rusqlite::Result<(
 }
 
 fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Job>, progress: &Progress) {
-    let mut gather = Gather::default();
     while let Ok(first) = rx.recv() {
         let mut batch = Vec::new();
-        // Whether every write in the batch may wait for a later one, and
-        // how many may not (the writers that were answered by one commit).
+        // Whether every write in the batch may wait for a later one.
         let mut deferrable = true;
-        let mut writers = 0;
         let defer_until = std::time::Instant::now() + DEFER_AT_MOST;
         let mut next = Some(first);
-        let mut gathered = None;
         loop {
             while let Some(job) = next.take() {
                 match job {
@@ -406,7 +402,6 @@ fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Job>, progress: &Progres
                         deferred,
                     } => {
                         deferrable &= deferred;
-                        writers += usize::from(!deferred);
                         batch.push((lsn, mutation, reply));
                     }
                     Job::Recover { through, reply } => {
@@ -420,28 +415,10 @@ fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Job>, progress: &Progres
                     next = rx.try_recv().ok();
                 }
             }
-            if batch.is_empty() || batch.len() >= MAX_BATCH {
-                break;
-            }
             // Only deferred writes: no sync of their own, the next write's
             // covers them (or this one, once they waited long enough).
-            if deferrable {
+            if deferrable && !batch.is_empty() && batch.len() < MAX_BATCH {
                 let left = defer_until.saturating_duration_since(std::time::Instant::now());
-                if let Ok(job) = rx.recv_timeout(left) {
-                    next = Some(job);
-                    continue;
-                }
-            }
-            // Everything queued is in; wait briefly for the writers the
-            // last commit answered, if there were several (see `Gather`).
-            let (want, until) = *gathered.get_or_insert_with(|| {
-                (
-                    gather.want(batch.len()),
-                    std::time::Instant::now() + gather.window(),
-                )
-            });
-            let left = until.saturating_duration_since(std::time::Instant::now());
-            if batch.len() < want && !left.is_zero() {
                 if let Ok(job) = rx.recv_timeout(left) {
                     next = Some(job);
                     continue;
@@ -449,12 +426,8 @@ fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Job>, progress: &Progres
             }
             break;
         }
-        let started = std::time::Instant::now();
+        // One commit (one sync) covers every write queued meanwhile.
         commit_batch(&mut conn, batch, progress);
-        let waited = gathered.is_some_and(|(want, _)| want > 0);
-        // A deferred write and the one that carried it (a command and its
-        // delivery) are one writer's chain, not two writers.
-        gather.committed(writers, waited, started.elapsed());
     }
     // Every sender is gone: checkpoint so the next start reads one file.
     let _ = conn
@@ -469,61 +442,6 @@ const DEFER_AT_MOST: std::time::Duration = std::time::Duration::from_millis(2);
 
 /// Writes one transaction holds at most.
 const MAX_BATCH: usize = 4096;
-
-/// How long a batch waits for more writes before its commit starts.
-///
-/// One commit covers every write queued while the last one ran, and
-/// concurrent writers then settle into two groups that alternate: those
-/// answered by one commit send their next write while the following commit
-/// syncs, so each sync covers about half of them. A batch therefore waits,
-/// after taking everything queued, for the writers the last commit answered
-/// (when it answered several), at most half a commit's time, so that one
-/// sync covers both groups; once they are one group, it waits for as many
-/// writes as the last batch held. A lone writer (batches of one) never
-/// waits, and nothing is ever answered before its commit.
-#[derive(Debug)]
-struct Gather {
-    /// Writes in the last batch committed (not counting deferred ones).
-    last: usize,
-    /// Whether that batch waited for writers (so they are one group now).
-    merged: bool,
-    /// How long a commit takes, averaged over the recent ones.
-    commit: std::time::Duration,
-}
-
-impl Default for Gather {
-    fn default() -> Self {
-        Gather {
-            last: 0,
-            merged: false,
-            commit: std::time::Duration::from_micros(200),
-        }
-    }
-}
-
-impl Gather {
-    /// How many writes this batch, holding `queued` now, is worth waiting for.
-    fn want(&self, queued: usize) -> usize {
-        if self.last < 2 {
-            0
-        } else if self.merged {
-            self.last
-        } else {
-            (queued + self.last).min(MAX_BATCH)
-        }
-    }
-
-    /// The longest a batch waits: half a commit, never more than 1 ms.
-    fn window(&self) -> std::time::Duration {
-        (self.commit / 2).min(std::time::Duration::from_millis(1))
-    }
-
-    fn committed(&mut self, writes: usize, waited: bool, took: std::time::Duration) {
-        self.last = writes;
-        self.merged = waited;
-        self.commit = (self.commit * 7 + took) / 8;
-    }
-}
 
 /// Commits a batch in one transaction and answers each job. While a failure
 /// is not recovered from, nothing is written: those mutations were made on
@@ -690,27 +608,5 @@ impl Store for SqliteStore {
         let marker = self.progress.next();
         self.progress.settle(marker, None);
         Ok(snapshot)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::Gather;
-    use std::time::Duration;
-
-    #[test]
-    fn a_lone_writer_never_waits_and_concurrent_ones_become_one_group() {
-        let mut g = Gather::default();
-        assert_eq!(g.want(1), 0, "nothing known: no wait");
-        g.committed(1, false, Duration::from_micros(300));
-        assert_eq!(g.want(1), 0, "a lone writer never waits");
-        // Two groups of 8 alternate: wait for the one just answered.
-        g.committed(8, false, Duration::from_micros(300));
-        assert_eq!(g.want(8), 16);
-        // Once one group, wait for as many as the last batch held.
-        g.committed(16, true, Duration::from_micros(300));
-        assert_eq!(g.want(3), 16);
-        assert!(g.window() <= Duration::from_millis(1));
-        assert!(g.window() >= Duration::from_micros(100));
     }
 }
