@@ -545,7 +545,7 @@ _cipc() {
             return 0
             ;;
         cipc__subcmd__bench)
-            opts="-h -V --url --store --memory --round-trips --messages --clients --waiters --spawns --startup --sweep --trickle --json --help --version"
+            opts="-h -V --url --store --memory --durable --only --repeat --no-redis --smoke --round-trips --messages --clients --waiters --spawns --startup --sweep --trickle --json --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -556,6 +556,14 @@ _cipc() {
                     return 0
                     ;;
                 --store)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --only)
+                    COMPREPLY=($(compgen -W "round-trip sends waiters cli" -- "${cur}"))
+                    return 0
+                    ;;
+                --repeat)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -16,8 +16,10 @@
 
 pub mod backoff;
 pub mod bench;
+mod bench_floor;
 mod bench_measure;
 mod bench_scale;
+mod bench_smoke;
 pub mod chan;
 pub mod claude;
 pub mod commands;
