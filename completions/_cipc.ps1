@@ -89,6 +89,8 @@ Register-ArgumentCompleter -Native -CommandName 'cipc' -ScriptBlock {
         'cipc;bench' {
             [CompletionResult]::new('--url', '--url', [CompletionResultType]::ParameterName, 'Measure this running broker instead of starting one (idle-waiter memory is then not measured). Give it twice for two nodes of one broker (`--store postgres://...`): senders use the first, workers the second')
             [CompletionResult]::new('--store', '--store', [CompletionResultType]::ParameterName, 'Compare engines: round trips and channel sends on a broker of its own on SQLite, then on PostgreSQL at this URL with one node and with two (use an empty database: the benchmark leaves its data there)')
+            [CompletionResult]::new('--only', '--only', [CompletionResultType]::ParameterName, 'Only these measurements (default: all of them)')
+            [CompletionResult]::new('--repeat', '--repeat', [CompletionResultType]::ParameterName, 'Runs of each measurement beside its floor; results are ranges')
             [CompletionResult]::new('--round-trips', '--round-trips', [CompletionResultType]::ParameterName, 'Command round trips to time')
             [CompletionResult]::new('--messages', '--messages', [CompletionResultType]::ParameterName, 'Channel messages to send in all')
             [CompletionResult]::new('--clients', '--clients', [CompletionResultType]::ParameterName, 'Concurrent channel senders')
@@ -99,9 +101,12 @@ Register-ArgumentCompleter -Native -CommandName 'cipc' -ScriptBlock {
             [CompletionResult]::new('--trickle', '--trickle', [CompletionResultType]::ParameterName, 'Instead of the rest: memory while this many token-less clients trickle a login body, and after they leave (e.g. 1000)')
             [CompletionResult]::new('--edit-hook', '--edit-hook', [CompletionResultType]::ParameterName, 'Instead of the rest: what Claude Code''s edit check (the `pre-tool-use` hook of Edit and Write) adds to one edit, over this many runs each, beside a bare process start (e.g. 200)')
             [CompletionResult]::new('--memory', '--memory', [CompletionResultType]::ParameterName, 'Start the broker with `--memory` (default: durable, in a temporary dir)')
+            [CompletionResult]::new('--durable', '--durable', [CompletionResultType]::ParameterName, 'Durable (the default); with `--memory`, both brokers, one after the other')
+            [CompletionResult]::new('--no-redis', '--no-redis', [CompletionResultType]::ParameterName, 'Do not start `redis-server` for the durable floors, even if installed')
+            [CompletionResult]::new('--smoke', '--smoke', [CompletionResultType]::ParameterName, 'The CI-light run: every row briefly on a memory and a durable broker, exit 1 if a ratio to its floor is more than twice its bound')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print the results as JSON instead of a table')
-            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
-            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
             [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
             break

@@ -84,6 +84,8 @@ set edit:completion:arg-completer[cipc] = {|@words|
         &'cipc;bench'= {
             cand --url 'Measure this running broker instead of starting one (idle-waiter memory is then not measured). Give it twice for two nodes of one broker (`--store postgres://...`): senders use the first, workers the second'
             cand --store 'Compare engines: round trips and channel sends on a broker of its own on SQLite, then on PostgreSQL at this URL with one node and with two (use an empty database: the benchmark leaves its data there)'
+            cand --only 'Only these measurements (default: all of them)'
+            cand --repeat 'Runs of each measurement beside its floor; results are ranges'
             cand --round-trips 'Command round trips to time'
             cand --messages 'Channel messages to send in all'
             cand --clients 'Concurrent channel senders'
@@ -94,9 +96,12 @@ set edit:completion:arg-completer[cipc] = {|@words|
             cand --trickle 'Instead of the rest: memory while this many token-less clients trickle a login body, and after they leave (e.g. 1000)'
             cand --edit-hook 'Instead of the rest: what Claude Code''s edit check (the `pre-tool-use` hook of Edit and Write) adds to one edit, over this many runs each, beside a bare process start (e.g. 200)'
             cand --memory 'Start the broker with `--memory` (default: durable, in a temporary dir)'
+            cand --durable 'Durable (the default); with `--memory`, both brokers, one after the other'
+            cand --no-redis 'Do not start `redis-server` for the durable floors, even if installed'
+            cand --smoke 'The CI-light run: every row briefly on a memory and a durable broker, exit 1 if a ratio to its floor is more than twice its bound'
             cand --json 'Print the results as JSON instead of a table'
-            cand -h 'Print help'
-            cand --help 'Print help'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
             cand -V 'Print version'
             cand --version 'Print version'
         }

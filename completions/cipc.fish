@@ -81,6 +81,11 @@ complete -c cipc -n "__fish_cipc_using_subcommand serve" -s h -l help -d 'Print 
 complete -c cipc -n "__fish_cipc_using_subcommand serve" -s V -l version -d 'Print version'
 complete -c cipc -n "__fish_cipc_using_subcommand bench" -l url -d 'Measure this running broker instead of starting one (idle-waiter memory is then not measured). Give it twice for two nodes of one broker (`--store postgres://...`): senders use the first, workers the second' -r
 complete -c cipc -n "__fish_cipc_using_subcommand bench" -l store -d 'Compare engines: round trips and channel sends on a broker of its own on SQLite, then on PostgreSQL at this URL with one node and with two (use an empty database: the benchmark leaves its data there)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand bench" -l only -d 'Only these measurements (default: all of them)' -r -f -a "round-trip\t'`send?wait` + `ack?next`, beside two `GET /healthz` (and Redis RPUSH/BLPOP on a durable broker)'
+sends\t'Channel sends from `--clients` clients, beside `GET /healthz` at the same concurrency (and Redis XADD on a durable broker)'
+waiters\t'Idle long-polls: the broker\'s memory for each'
+cli\t'`cipc` processes against curl'"
+complete -c cipc -n "__fish_cipc_using_subcommand bench" -l repeat -d 'Runs of each measurement beside its floor; results are ranges' -r
 complete -c cipc -n "__fish_cipc_using_subcommand bench" -l round-trips -d 'Command round trips to time' -r
 complete -c cipc -n "__fish_cipc_using_subcommand bench" -l messages -d 'Channel messages to send in all' -r
 complete -c cipc -n "__fish_cipc_using_subcommand bench" -l clients -d 'Concurrent channel senders' -r
@@ -91,8 +96,11 @@ complete -c cipc -n "__fish_cipc_using_subcommand bench" -l sweep -d 'Instead of
 complete -c cipc -n "__fish_cipc_using_subcommand bench" -l trickle -d 'Instead of the rest: memory while this many token-less clients trickle a login body, and after they leave (e.g. 1000)' -r
 complete -c cipc -n "__fish_cipc_using_subcommand bench" -l edit-hook -d 'Instead of the rest: what Claude Code\'s edit check (the `pre-tool-use` hook of Edit and Write) adds to one edit, over this many runs each, beside a bare process start (e.g. 200)' -r
 complete -c cipc -n "__fish_cipc_using_subcommand bench" -l memory -d 'Start the broker with `--memory` (default: durable, in a temporary dir)'
+complete -c cipc -n "__fish_cipc_using_subcommand bench" -l durable -d 'Durable (the default); with `--memory`, both brokers, one after the other'
+complete -c cipc -n "__fish_cipc_using_subcommand bench" -l no-redis -d 'Do not start `redis-server` for the durable floors, even if installed'
+complete -c cipc -n "__fish_cipc_using_subcommand bench" -l smoke -d 'The CI-light run: every row briefly on a memory and a durable broker, exit 1 if a ratio to its floor is more than twice its bound'
 complete -c cipc -n "__fish_cipc_using_subcommand bench" -l json -d 'Print the results as JSON instead of a table'
-complete -c cipc -n "__fish_cipc_using_subcommand bench" -s h -l help -d 'Print help'
+complete -c cipc -n "__fish_cipc_using_subcommand bench" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c cipc -n "__fish_cipc_using_subcommand bench" -s V -l version -d 'Print version'
 complete -c cipc -n "__fish_cipc_using_subcommand peers; and not __fish_seen_subcommand_from list discover connect show disconnect forget prune heartbeat attention help" -l url -d 'The broker\'s URL (plain http) [env: CIPC_URL] [default: http://127.0.0.1:9100]' -r
 complete -c cipc -n "__fish_cipc_using_subcommand peers; and not __fish_seen_subcommand_from list discover connect show disconnect forget prune heartbeat attention help" -l token -d 'The broker\'s token, sent as `Authorization: Bearer` (prefer CIPC_TOKEN or --token-file: flags show in `ps`) [env: CIPC_TOKEN]' -r

@@ -61,6 +61,19 @@ impl Broker {
         req: SendRequest,
         caller: &Caller,
     ) -> Result<SendOutcome, BrokerError> {
+        self.send_deferring(req, caller, false).await
+    }
+
+    /// [`Broker::send`]; with `deferred` (the sender waits for the result,
+    /// so it is shown nothing before the command is delivered and acked) the
+    /// store may save the command with its delivery in one commit
+    /// ([`crate::store::Store::apply_deferred`]).
+    pub(super) async fn send_deferring(
+        &self,
+        req: SendRequest,
+        caller: &Caller,
+        deferred: bool,
+    ) -> Result<SendOutcome, BrokerError> {
         let target = req.target.trim().to_string();
         if target != "*" && Uuid::parse_str(&target).is_err() {
             validate_name("target", &target).map_err(|e| {
@@ -168,12 +181,12 @@ impl Broker {
                 for pid in ids {
                     let mut c = template.clone();
                     c.target = pid.to_string();
-                    copies.push(self.enqueue(&mut st, c, &mut commits));
+                    copies.push(self.enqueue(&mut st, c, deferred, &mut commits));
                 }
                 SendOutcome::FanOut(copies)
             } else {
                 let queued = !self.has_online_holder(&st, &target, now);
-                let c = self.enqueue(&mut st, template, &mut commits);
+                let c = self.enqueue(&mut st, template, deferred, &mut commits);
                 if let Some(k) = &req.dedupe_key {
                     st.dedupe.insert(k.clone(), c.id);
                 }
@@ -204,7 +217,13 @@ impl Broker {
         })
     }
 
-    fn enqueue(&self, st: &mut State, mut c: Command, commits: &mut Vec<Commit>) -> Command {
+    fn enqueue(
+        &self,
+        st: &mut State,
+        mut c: Command,
+        deferred: bool,
+        commits: &mut Vec<Commit>,
+    ) -> Command {
         c.id = Uuid::now_v7();
         let ord = st.next_ord;
         st.next_ord += 1;
@@ -213,10 +232,15 @@ impl Broker {
             .or_default()
             .insert((ord, c.id));
         st.track_deadline(&c);
-        commits.push(self.persist(Mutation::Command {
+        let saved = Mutation::Command {
             ord,
             command: Box::new(c.clone()),
-        }));
+        };
+        commits.push(if deferred {
+            self.inner.store.apply_deferred(saved)
+        } else {
+            self.persist(saved)
+        });
         st.events
             .push("command", serde_json::to_value(&c).unwrap_or_default());
         st.wake(&WakeKey::Queue(c.target.clone()));

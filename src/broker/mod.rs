@@ -43,6 +43,7 @@ use wake::{WaitEnd, WakeKey};
 use crate::store::{Commit, Mutation, Store};
 use crate::time::Timestamp;
 use parking_lot::{Mutex, MutexGuard};
+use std::cell::Cell;
 use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -117,6 +118,45 @@ struct Inner {
     clock: Arc<dyn clock::Clock>,
     /// Whether other nodes share the store ([`replica`]).
     shared: bool,
+    /// The store's progress, read each time the lock is released.
+    progress: Arc<crate::store::Progress>,
+}
+
+tokio::task_local! {
+    /// The newest store position a request could have seen: every release
+    /// of the state lock inside [`Broker::observing`] raises it to the last
+    /// position handed out, which covers every change visible under that
+    /// lock (changes get their positions under it).
+    static SEEN: Cell<u64>;
+}
+
+/// The state lock, held. Releasing it records what the holder could have
+/// seen ([`SEEN`]), so an answer waits for those changes to be durable and
+/// not for the ones other requests queued after it let go.
+struct Locked<'a> {
+    guard: MutexGuard<'a, State>,
+    progress: &'a crate::store::Progress,
+}
+
+impl std::ops::Deref for Locked<'_> {
+    type Target = State;
+    fn deref(&self) -> &State {
+        &self.guard
+    }
+}
+
+impl std::ops::DerefMut for Locked<'_> {
+    fn deref_mut(&mut self) -> &mut State {
+        &mut self.guard
+    }
+}
+
+impl Drop for Locked<'_> {
+    fn drop(&mut self) {
+        // Still under the lock: exactly the positions this holder saw.
+        let queued = self.progress.queued();
+        let _ = SEEN.try_with(|seen| seen.set(seen.get().max(queued)));
+    }
 }
 
 impl Broker {
@@ -139,6 +179,7 @@ impl Broker {
         };
         let snapshot = store.load()?;
         let shared = store.is_shared();
+        let progress = store.progress();
         let mut events = events::EventLog::new(config.event_history, store.progress());
         if shared {
             let relay_to = store.clone();
@@ -171,6 +212,7 @@ impl Broker {
                 recent_kept,
                 clock,
                 shared,
+                progress,
             }),
         };
         broker.schedule_all(&mut broker.lock());
@@ -239,8 +281,11 @@ impl Broker {
         self.inner.store.close();
     }
 
-    fn lock(&self) -> MutexGuard<'_, State> {
-        self.inner.state.lock()
+    fn lock(&self) -> Locked<'_> {
+        Locked {
+            guard: self.inner.state.lock(),
+            progress: &self.inner.progress,
+        }
     }
 
     /// Queues a mutation; call under the state lock so the store sees changes
@@ -253,14 +298,29 @@ impl Broker {
     /// read from the broker may be shown; a 503 when some of it was lost to
     /// a failed commit (principle 8: nothing visible before it is durable).
     pub async fn settled(&self) -> Result<(), BrokerError> {
-        let lsn = self.inner.store.progress().queued();
+        let lsn = self.inner.progress.queued();
         self.settled_through(lsn).await
+    }
+
+    /// Runs `work` (a request's handler) noting the newest store position
+    /// it could have seen under the state lock; then [`Broker::settled_through`]
+    /// that position is what its answer must wait for. Waiting for
+    /// [`Broker::settled`] instead would also wait for every change other
+    /// requests queued meanwhile: under load, one more commit per answer.
+    /// Only for work that reads the broker in its own task (REST handlers
+    /// do; a reader in a spawned task must settle for itself).
+    pub async fn observing<T>(&self, work: impl std::future::Future<Output = T>) -> (T, u64) {
+        SEEN.scope(Cell::new(0), async move {
+            let out = work.await;
+            (out, SEEN.with(Cell::get))
+        })
+        .await
     }
 
     /// Like [`Broker::settled`], for something made at store position `lsn`
     /// (an [`Event`]).
     pub async fn settled_through(&self, lsn: u64) -> Result<(), BrokerError> {
-        self.inner.store.progress().settled(lsn).await.map_err(|_| {
+        self.inner.progress.settled(lsn).await.map_err(|_| {
             BrokerError::store(
                 "the broker could not save a change this answer depends on (see /healthz); retry shortly",
             )

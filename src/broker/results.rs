@@ -199,7 +199,7 @@ impl Broker {
         caller: &Caller,
         wait: Option<Duration>,
     ) -> Result<Sent, BrokerError> {
-        let outcome = self.send(req, caller).await?;
+        let outcome = self.send_deferring(req, caller, wait.is_some()).await?;
         match wait {
             None => Ok(Sent {
                 outcome,

@@ -7,14 +7,23 @@
 //! (two `--url`s: two nodes of one broker, the sender on the first and the
 //! worker on the second). `--store postgres://...` measures the broker on
 //! PostgreSQL with one node and with two, beside its own SQLite broker.
+//!
+//! Every figure is printed beside its floor, measured in the same run
+//! (`bench_floor.rs`), and as a ratio to it: the HTTP floor (`GET /healthz`),
+//! Redis with `appendfsync always` for the durable rows, one `fdatasync` for
+//! the disk. `--smoke` is the CI-light run: a few seconds, failing only when
+//! a ratio is more than twice what it should be (`bench_smoke.rs`).
 
-use super::bench_measure::{channel_throughput, cli_vs_curl, idle_waiters, round_trips};
+use super::bench_measure::{cli_vs_curl, idle_waiters, rate, round_trips, Load};
 use super::exit;
 use super::Exit;
-use clap::Args;
+use clap::{Args, ValueEnum};
 use comfy_table::{presets::UTF8_FULL_CONDENSED, Table};
 use serde_json::{json, Value};
 use std::process::Child;
+
+use super::bench_floor::{redis_round_trips, redis_xadd_rate, Redis};
+use super::bench_measure::{ms, percentile};
 
 /// Flags of `cipc bench`.
 #[derive(Debug, Clone, Args)]
@@ -32,6 +41,22 @@ pub struct BenchArgs {
     /// Start the broker with `--memory` (default: durable, in a temporary dir).
     #[arg(long)]
     pub memory: bool,
+    /// Durable (the default); with `--memory`, both brokers, one after the other.
+    #[arg(long)]
+    pub durable: bool,
+    /// Only these measurements (default: all of them).
+    #[arg(long, value_enum, value_delimiter = ',', value_name = "PART")]
+    pub only: Vec<Part>,
+    /// Runs of each measurement beside its floor; results are ranges.
+    #[arg(long, default_value_t = 3, value_name = "N")]
+    pub repeat: usize,
+    /// Do not start `redis-server` for the durable floors, even if installed.
+    #[arg(long)]
+    pub no_redis: bool,
+    /// The CI-light run: every row briefly on a memory and a durable broker,
+    /// exit 1 if a ratio to its floor is more than twice its bound.
+    #[arg(long, conflicts_with_all = ["url", "store"])]
+    pub smoke: bool,
     /// Command round trips to time.
     #[arg(long, default_value_t = 2000, value_name = "N")]
     pub round_trips: usize,
@@ -69,6 +94,21 @@ pub struct BenchArgs {
     pub json: bool,
 }
 
+/// A measurement of `cipc bench` (`--only`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Part {
+    /// `send?wait` + `ack?next`, beside two `GET /healthz` (and Redis
+    /// RPUSH/BLPOP on a durable broker).
+    RoundTrip,
+    /// Channel sends from `--clients` clients, beside `GET /healthz` at the
+    /// same concurrency (and Redis XADD on a durable broker).
+    Sends,
+    /// Idle long-polls: the broker's memory for each.
+    Waiters,
+    /// `cipc` processes against curl.
+    Cli,
+}
+
 /// `--startup` and `--sweep`: the scale benchmarks, on brokers of their own.
 fn run_scale(args: &BenchArgs, rt: &tokio::runtime::Runtime) -> Exit {
     let mut rows = Vec::new();
@@ -77,6 +117,8 @@ fn run_scale(args: &BenchArgs, rt: &tokio::runtime::Runtime) -> Exit {
             Ok(m) => rows.push(Row {
                 name: m.name,
                 value: m.value,
+                floor: "-".into(),
+                ratio: "-".into(),
                 target: "flat in file size".into(),
                 raw: m.raw,
             }),
@@ -91,6 +133,8 @@ fn run_scale(args: &BenchArgs, rt: &tokio::runtime::Runtime) -> Exit {
             Ok(m) => rows.push(Row {
                 name: m.name,
                 value: m.value,
+                floor: "-".into(),
+                ratio: "-".into(),
                 target: "no stall".into(),
                 raw: m.raw,
             }),
@@ -105,6 +149,8 @@ fn run_scale(args: &BenchArgs, rt: &tokio::runtime::Runtime) -> Exit {
             Ok(m) => rows.push(Row {
                 name: m.name,
                 value: m.value,
+                floor: "-".into(),
+                ratio: "-".into(),
                 target: "bounded, comes back".into(),
                 raw: m.raw,
             }),
@@ -122,6 +168,10 @@ fn run_scale(args: &BenchArgs, rt: &tokio::runtime::Runtime) -> Exit {
 pub(super) struct Row {
     pub(super) name: String,
     pub(super) value: String,
+    /// What the same work costs without cipc, measured in the same run.
+    pub(super) floor: String,
+    /// The value over the floor.
+    pub(super) ratio: String,
     pub(super) target: String,
     pub(super) raw: Value,
 }
@@ -162,66 +212,238 @@ pub fn run(args: BenchArgs) -> Exit {
         eprintln!("cipc bench: give --url once (one broker) or twice (two nodes of one broker)");
         return exit::USAGE;
     }
-    let mut child: Option<(Child, tempfile_dir::TempDir)> = None;
-    let urls: Vec<String> = if args.url.is_empty() {
-        match spawn_broker(args.memory) {
-            Ok((c, dir, url)) => {
-                child = Some((c, dir));
-                vec![url]
+    if args.smoke {
+        return super::bench_smoke::run(&args, &rt);
+    }
+    let wants = |p: Part| args.only.is_empty() || args.only.contains(&p);
+    let redis = if args.no_redis || !(wants(Part::RoundTrip) || wants(Part::Sends)) {
+        None
+    } else {
+        match rt.block_on(Redis::start()) {
+            Ok(r) => Some(r),
+            Err(e) => {
+                eprintln!("cipc bench: no Redis floor: {e}");
+                None
             }
+        }
+    };
+    let mut rows = Vec::new();
+    let mut modes: Vec<bool> = Vec::new(); // true: memory
+    if !args.url.is_empty() {
+        modes.push(false);
+    } else {
+        if args.memory {
+            modes.push(true);
+        }
+        if args.durable || !args.memory {
+            modes.push(false);
+        }
+    }
+    for memory in modes {
+        let mut child: Option<(Child, tempfile_dir::TempDir)> = None;
+        let urls: Vec<String> = if args.url.is_empty() {
+            match spawn_broker(memory) {
+                Ok((c, dir, url)) => {
+                    child = Some((c, dir));
+                    vec![url]
+                }
+                Err(e) => {
+                    eprintln!("cipc bench: {e}");
+                    return exit::ERROR;
+                }
+            }
+        } else {
+            args.url
+                .iter()
+                .map(|u| u.trim_end_matches('/').to_string())
+                .collect()
+        };
+        let label = if urls.len() == 2 {
+            "two nodes"
+        } else if !args.url.is_empty() {
+            "external"
+        } else if memory {
+            "memory"
+        } else {
+            "durable"
+        };
+        let pid = child.as_ref().map(|(c, _)| c.id());
+        let result = rt.block_on(async {
+            let mut rows = Vec::new();
+            // Waiters first, on a fresh broker, so their memory is not mixed up
+            // with the messages and commands the other benchmarks leave behind.
+            if args.waiters > 0 && wants(Part::Waiters) {
+                if let Some(pid) = pid {
+                    rows.push(waiters_row(&urls[0], args.waiters, pid, label).await?);
+                }
+            }
+            let floor = if memory { None } else { redis.as_ref() };
+            if wants(Part::RoundTrip) {
+                rows.push(
+                    round_trip_row(&urls, args.round_trips, args.repeat, floor, label).await?,
+                );
+            }
+            if wants(Part::Sends) {
+                rows.push(
+                    sends_row(
+                        &urls,
+                        args.messages,
+                        args.clients,
+                        args.repeat,
+                        floor,
+                        label,
+                    )
+                    .await?,
+                );
+            }
+            if args.spawns > 0 && wants(Part::Cli) {
+                rows.extend(cli_vs_curl(&urls[0], args.spawns).await?);
+            }
+            Ok::<_, String>(rows)
+        });
+        if let Some((mut c, _dir)) = child {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        match result {
+            Ok(r) => rows.extend(r),
             Err(e) => {
                 eprintln!("cipc bench: {e}");
                 return exit::ERROR;
             }
         }
+    }
+    print_rows(
+        &rows,
+        "side by side with their floors, in this run",
+        args.json,
+    );
+    exit::OK
+}
+
+/// `lo-hi` of some figures, formatted alike.
+pub(super) fn range(values: &[f64], fmt: impl Fn(f64) -> String) -> String {
+    let lo = values.iter().copied().fold(f64::INFINITY, f64::min);
+    let hi = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    if values.is_empty() {
+        "-".into()
+    } else if fmt(lo) == fmt(hi) {
+        fmt(lo)
     } else {
-        args.url
-            .iter()
-            .map(|u| u.trim_end_matches('/').to_string())
-            .collect()
-    };
-    let url = urls[0].clone();
-    let worker_url = urls.last().cloned().unwrap_or_else(|| url.clone());
-    let pid = child.as_ref().map(|(c, _)| c.id());
-    let mode = if urls.len() == 2 {
-        "two nodes of an external broker".to_string()
-    } else if !args.url.is_empty() {
-        "external broker".to_string()
-    } else if args.memory {
-        "--memory".to_string()
-    } else {
-        "durable (SQLite, synchronous=FULL)".to_string()
-    };
-    let result = rt.block_on(async {
-        let mut rows = Vec::new();
-        // Waiters first, on a fresh broker, so their memory is not mixed up
-        // with the messages and commands the other benchmarks leave behind.
-        if args.waiters > 0 {
-            if let Some(pid) = pid {
-                rows.push(idle_waiters(&url, args.waiters, pid).await?);
+        format!("{}-{}", fmt(lo), fmt(hi))
+    }
+}
+
+fn f2(x: f64) -> String {
+    format!("{x:.2}")
+}
+
+fn f3(x: f64) -> String {
+    format!("{x:.3}")
+}
+
+fn k(x: f64) -> String {
+    format!("{:.1}k", x / 1000.0)
+}
+
+async fn waiters_row(url: &str, n: usize, pid: u32, label: &str) -> Result<Row, String> {
+    let w = idle_waiters(url, n, pid).await?;
+    let each = w.per_waiter_kb();
+    Ok(Row {
+        name: format!("{label}: {n} parked long-polls"),
+        value: format!(
+            "{each:.1} KB each (RSS {:.1} MB, idle {:.1} MB); {} released by one emit",
+            w.during_kib as f64 / 1024.0,
+            w.before_kib as f64 / 1024.0,
+            w.released
+        ),
+        floor: "-".into(),
+        ratio: "-".into(),
+        target: "<= 6 KB each".into(),
+        raw: json!({"perWaiterKb": each, "rssMb": w.during_kib as f64 / 1024.0,
+                    "idleMb": w.before_kib as f64 / 1024.0, "released": w.released, "count": n}),
+    })
+}
+
+async fn round_trip_row(
+    urls: &[String],
+    n: usize,
+    repeat: usize,
+    redis: Option<&Redis>,
+    label: &str,
+) -> Result<Row, String> {
+    let (mut cipc, mut p99, mut floor, mut ratio) = (vec![], vec![], vec![], vec![]);
+    for _ in 0..repeat.max(1) {
+        let r = round_trips(&urls[0], urls.last().unwrap_or(&urls[0]), n).await?;
+        let f = match redis {
+            Some(redis) => {
+                let mut t = redis_round_trips(redis.port, n).await?;
+                t.sort();
+                percentile(&t, 0.5)
             }
-        }
-        rows.extend(round_trips(&url, &worker_url, args.round_trips).await?);
-        rows.push(channel_throughput(&urls, args.messages, args.clients).await?);
-        if args.spawns > 0 {
-            rows.extend(cli_vs_curl(&url, args.spawns).await?);
-        }
-        Ok::<_, String>(rows)
-    });
-    if let Some((mut c, _dir)) = child {
-        let _ = c.kill();
-        let _ = c.wait();
+            None => r.noop_pair_p50,
+        };
+        cipc.push(ms(r.p50));
+        p99.push(ms(r.p99));
+        floor.push(ms(f));
+        ratio.push(r.p50.as_secs_f64() / f.as_secs_f64().max(1e-9));
     }
-    match result {
-        Ok(rows) => {
-            print_rows(&rows, &mode, args.json);
-            exit::OK
-        }
-        Err(e) => {
-            eprintln!("cipc bench: {e}");
-            exit::ERROR
-        }
+    let (floor_name, target) = match redis {
+        Some(_) => (
+            "Redis RPUSH + BLPOP, 2 parties, appendfsync always",
+            "<= 1.0x Redis",
+        ),
+        None if label == "memory" => ("two GET /healthz", "<= 1.3x"),
+        None => ("two GET /healthz", "-"),
+    };
+    Ok(Row {
+        name: format!(
+            "{label}: round trip send?wait + ack?next, p50 ({n} x {})",
+            repeat.max(1)
+        ),
+        value: format!("{} ms (p99 {} ms)", range(&cipc, f3), range(&p99, f3)),
+        floor: format!("{floor_name}: {} ms", range(&floor, f3)),
+        ratio: format!("{}x", range(&ratio, f2)),
+        target: target.into(),
+        raw: json!({"medianMs": cipc, "p99Ms": p99, "floorMs": floor, "floor": floor_name, "ratio": ratio}),
+    })
+}
+
+async fn sends_row(
+    urls: &[String],
+    n: usize,
+    clients: usize,
+    repeat: usize,
+    redis: Option<&Redis>,
+    label: &str,
+) -> Result<Row, String> {
+    let (mut cipc, mut floor, mut ratio) = (vec![], vec![], vec![]);
+    for _ in 0..repeat.max(1) {
+        let f = match redis {
+            Some(redis) => redis_xadd_rate(redis.port, n, clients).await?,
+            None => rate(urls, n, clients, Load::Healthz).await?,
+        };
+        let c = rate(urls, n, clients, Load::ChannelSend).await?;
+        cipc.push(c);
+        floor.push(f);
+        ratio.push(c / f.max(1e-9));
     }
+    let (floor_name, target) = match redis {
+        Some(_) => ("Redis XADD, appendfsync always", ">= 1.0x Redis"),
+        None if label == "memory" => ("GET /healthz", ">= 0.9x"),
+        None => ("GET /healthz", "-"),
+    };
+    Ok(Row {
+        name: format!(
+            "{label}: channel sends/s, {clients} clients ({n} x {})",
+            repeat.max(1)
+        ),
+        value: range(&cipc, k),
+        floor: format!("{floor_name}: {}/s", range(&floor, k)),
+        ratio: format!("{}x", range(&ratio, f2)),
+        target: target.into(),
+        raw: json!({"perSecond": cipc, "floorPerSecond": floor, "floor": floor_name, "ratio": ratio, "clients": clients}),
+    })
 }
 
 /// A temporary directory removed on drop (kept tiny to avoid a dependency).
@@ -239,17 +461,12 @@ mod tempfile_dir {
 /// PostgreSQL with one node and with two, in one table.
 fn run_engines(args: &BenchArgs, store: &str, rt: &tokio::runtime::Runtime) -> Exit {
     let measure = |urls: Vec<String>, label: &str| -> Result<Vec<Row>, String> {
-        let worker = urls.last().cloned().unwrap_or_default();
-        let mut rows = rt.block_on(async {
-            let mut rows = round_trips(&urls[0], &worker, args.round_trips).await?;
-            rows.push(channel_throughput(&urls, args.messages, args.clients).await?);
-            Ok::<_, String>(rows)
-        })?;
-        for r in &mut rows {
-            r.name = format!("{label}: {}", r.name);
-            r.target = String::new();
-        }
-        Ok(rows)
+        rt.block_on(async {
+            Ok::<_, String>(vec![
+                round_trip_row(&urls, args.round_trips, args.repeat, None, label).await?,
+                sends_row(&urls, args.messages, args.clients, args.repeat, None, label).await?,
+            ])
+        })
     };
     let stop = |children: Vec<Child>| {
         for mut c in children {
@@ -295,10 +512,15 @@ fn run_engines(args: &BenchArgs, store: &str, rt: &tokio::runtime::Runtime) -> E
     }
 }
 
-fn spawn_broker(memory: bool) -> Result<(Child, tempfile_dir::TempDir, String), String> {
+pub(super) fn spawn_broker(memory: bool) -> Result<(Child, tempfile_dir::TempDir, String), String> {
     let dir = std::env::temp_dir().join(format!("cipc-bench-{}", std::process::id()));
     let dir = tempfile_dir::TempDir(dir);
-    let mut args: Vec<std::ffi::OsString> = vec!["--max-waiters".into(), "20000".into()];
+    let mut args: Vec<std::ffi::OsString> = vec![
+        "--max-waiters".into(),
+        "20000".into(),
+        "--max-connections".into(),
+        "20000".into(),
+    ];
     if memory {
         args.push("--memory".into());
     } else {
@@ -309,20 +531,32 @@ fn spawn_broker(memory: bool) -> Result<(Child, tempfile_dir::TempDir, String), 
     Ok((child, dir, url))
 }
 
-fn print_rows(rows: &[Row], mode: &str, as_json: bool) {
+pub(super) fn print_rows(rows: &[Row], mode: &str, as_json: bool) {
     if as_json {
         let out: Vec<Value> = rows
             .iter()
-            .map(|r| json!({"name": r.name, "result": r.raw, "target": r.target}))
+            .map(|r| json!({"name": r.name, "result": r.raw, "floor": r.floor, "ratio": r.ratio, "target": r.target}))
             .collect();
         println!("{}", json!({"mode": mode, "results": out}));
         return;
     }
     let mut t = Table::new();
     t.load_style(UTF8_FULL_CONDENSED);
-    t.set_header(vec!["benchmark", "result", "target"]);
+    t.set_header(vec![
+        "benchmark",
+        "cipc",
+        "floor, same run",
+        "ratio",
+        "target",
+    ]);
     for r in rows {
-        t.add_row(vec![r.name.clone(), r.value.clone(), r.target.clone()]);
+        t.add_row(vec![
+            r.name.clone(),
+            r.value.clone(),
+            r.floor.clone(),
+            r.ratio.clone(),
+            r.target.clone(),
+        ]);
     }
     println!(
         "cipc bench, broker: {mode}, {} cores",

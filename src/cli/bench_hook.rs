@@ -31,17 +31,22 @@ impl Runs {
         self.0[i]
     }
 
-    fn row(&self, name: &str, target: &str) -> Row {
+    /// One row: its median and p99, beside the floor's median (the same
+    /// run's bare process start) and the ratio of the medians.
+    fn row(&self, name: &str, target: &str, floor: &Runs) -> Row {
         let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+        let (mine, base) = (ms(self.at(0.5)), ms(floor.at(0.5)));
         Row {
             name: name.to_string(),
-            value: format!(
-                "median {:.1} ms, p99 {:.1} ms",
-                ms(self.at(0.5)),
-                ms(self.at(0.99))
-            ),
+            value: format!("median {mine:.1} ms, p99 {:.1} ms", ms(self.at(0.99))),
+            floor: format!("{base:.1} ms (cipc --version)"),
+            ratio: if base > 0.0 {
+                format!("{:.2}x (+{:.1} ms)", mine / base, mine - base)
+            } else {
+                String::new()
+            },
             target: target.to_string(),
-            raw: json!({"runs": self.0.len(), "medianMs": ms(self.at(0.5)), "p99Ms": ms(self.at(0.99))}),
+            raw: json!({"runs": self.0.len(), "medianMs": mine, "p99Ms": ms(self.at(0.99)), "floorMedianMs": base}),
         }
     }
 }
@@ -160,11 +165,16 @@ pub fn edit_hook(n: usize) -> Result<Vec<Row>, String> {
         let free = time_runs(&exe, &hook("pre-tool-use"), &edit("free.txt"), n, &state)?;
         let refused = time_runs(&exe, &hook("pre-tool-use"), &edit("locked.txt"), n, &state)?;
         Ok(vec![
-            floor.row("process start floor (cipc --version)", "the floor"),
-            free.row("edit check, free file (allowed)", "a few ms over the floor"),
+            floor.row("process start floor (cipc --version)", "the floor", &floor),
+            free.row(
+                "edit check, free file (allowed)",
+                "a few ms over the floor",
+                &floor,
+            ),
             refused.row(
                 "edit check, leased file (refused, reported)",
                 "a few ms over the floor",
+                &floor,
             ),
         ])
     })();

@@ -8,6 +8,7 @@ use crate::client::{Client, ClientError};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use super::bench::Row;
@@ -34,7 +35,7 @@ fn bar(len: u64, what: &str) -> ProgressBar {
     pb
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
+pub(super) fn percentile(sorted: &[Duration], p: f64) -> Duration {
     if sorted.is_empty() {
         return Duration::ZERO;
     }
@@ -42,8 +43,18 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[i.min(sorted.len() - 1)]
 }
 
-fn ms(d: Duration) -> f64 {
+pub(super) fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
+}
+
+/// The figures of one [`round_trips`] run.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct RoundTrips {
+    /// Median and 99th percentile of a round trip.
+    pub(super) p50: Duration,
+    pub(super) p99: Duration,
+    /// Median of two `GET /healthz` timed right after each round trip.
+    pub(super) noop_pair_p50: Duration,
 }
 
 /// Request-reply the way scripts do it, two requests per round trip:
@@ -52,10 +63,18 @@ fn ms(d: Duration) -> f64 {
 /// parks it for the next one). Beside each round trip, two `GET /healthz`
 /// no-op requests, so the figure reads against what two requests cost on
 /// the same machine in the same run.
-pub(super) async fn round_trips(url: &str, worker_url: &str, n: usize) -> Result<Vec<Row>, String> {
+pub(super) async fn round_trips(
+    url: &str,
+    worker_url: &str,
+    n: usize,
+) -> Result<RoundTrips, String> {
     let c = client(url)?;
     let on_worker_node = client(worker_url)?;
-    let role = format!("bench-{}", std::process::id());
+    let role = format!(
+        "bench-{}-{}",
+        std::process::id(),
+        ROLE.fetch_add(1, Ordering::Relaxed)
+    );
     let connected = on_worker_node
         .connect(&ConnectRequest {
             role: role.clone(),
@@ -118,46 +137,44 @@ pub(super) async fn round_trips(url: &str, worker_url: &str, n: usize) -> Result
     let _ = worker.await;
     times.sort();
     noops.sort();
-    let (p50, p99) = (percentile(&times, 0.5), percentile(&times, 0.99));
-    let (n50, n99) = (percentile(&noops, 0.5), percentile(&noops, 0.99));
-    let ratio = if n50.is_zero() {
-        0.0
-    } else {
-        p50.as_secs_f64() / n50.as_secs_f64()
-    };
-    Ok(vec![
-        Row {
-            name: format!("command round trip, send?wait + ack?next ({n})"),
-            value: format!(
-                "median {:.3} ms, p99 {:.3} ms ({ratio:.1}x two no-op requests)",
-                ms(p50),
-                ms(p99)
-            ),
-            target: "median < 1 ms memory, < 5 ms durable".into(),
-            raw: json!({"medianMs": ms(p50), "p99Ms": ms(p99), "count": n,
-                        "noopPairMedianMs": ms(n50), "ratioToNoopPair": ratio}),
-        },
-        Row {
-            name: format!("two no-op requests, GET /healthz x2 ({n})"),
-            value: format!("median {:.3} ms, p99 {:.3} ms", ms(n50), ms(n99)),
-            target: "baseline".into(),
-            raw: json!({"medianMs": ms(n50), "p99Ms": ms(n99), "count": n}),
-        },
-    ])
+    Ok(RoundTrips {
+        p50: percentile(&times, 0.5),
+        p99: percentile(&times, 0.99),
+        noop_pair_p50: percentile(&noops, 0.5),
+    })
 }
 
-pub(super) async fn channel_throughput(
+/// A distinct worker role for every round-trip run against one broker.
+static ROLE: AtomicUsize = AtomicUsize::new(0);
+
+/// What [`rate`] sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Load {
+    /// `POST /channels/{name}/send`, four channels.
+    ChannelSend,
+    /// `GET /healthz`: the HTTP floor.
+    Healthz,
+}
+
+/// Requests per second from `clients` concurrent clients, `n` in all
+/// (clients spread over `urls`).
+pub(super) async fn rate(
     urls: &[String],
     n: usize,
     clients: usize,
-) -> Result<Row, String> {
+    load: Load,
+) -> Result<f64, String> {
     let nodes = urls
         .iter()
         .map(|u| client(u))
         .collect::<Result<Vec<_>, _>>()?;
     let clients = clients.max(1);
     let per = n / clients;
-    let pb = bar((per * clients) as u64, "channel sends");
+    let what = match load {
+        Load::ChannelSend => "channel sends",
+        Load::Healthz => "GET /healthz",
+    };
+    let pb = bar((per * clients) as u64, what);
     let t = Instant::now();
     let mut tasks = Vec::new();
     for i in 0..clients {
@@ -165,8 +182,15 @@ pub(super) async fn channel_throughput(
         tasks.push(tokio::spawn(async move {
             let channel = format!("bench-{}", i % 4);
             for j in 0..per {
-                c.channel_send(&channel, &json!({"client": i, "n": j}))
-                    .await?;
+                match load {
+                    Load::ChannelSend => {
+                        c.channel_send(&channel, &json!({"client": i, "n": j}))
+                            .await?;
+                    }
+                    Load::Healthz => {
+                        c.healthz().await?;
+                    }
+                }
                 pb.inc(1);
             }
             Ok::<(), ClientError>(())
@@ -179,18 +203,32 @@ pub(super) async fn channel_throughput(
     }
     let secs = t.elapsed().as_secs_f64();
     pb.finish_and_clear();
-    let rate = (per * clients) as f64 / secs;
-    Ok(Row {
-        name: format!("channel sends ({} from {clients} clients)", per * clients),
-        value: format!("{rate:.0} msg/s"),
-        target: ">= 20,000/s memory, >= 5,000/s durable".into(),
-        raw: json!({"perSecond": rate, "count": per * clients, "clients": clients}),
-    })
+    Ok((per * clients) as f64 / secs)
 }
 
 use super::bench_scale::rss_kib;
 
-pub(super) async fn idle_waiters(url: &str, n: usize, pid: u32) -> Result<Row, String> {
+/// What [`idle_waiters`] saw.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Waiters {
+    pub(super) n: usize,
+    /// The broker's RSS before they came, and while all were parked (KiB).
+    pub(super) before_kib: u64,
+    pub(super) during_kib: u64,
+    /// How many one emit released.
+    pub(super) released: usize,
+}
+
+impl Waiters {
+    /// Memory per parked waiter beyond the idle broker, in KB.
+    pub(super) fn per_waiter_kb(&self) -> f64 {
+        self.during_kib.saturating_sub(self.before_kib) as f64 * 1.024 / self.n.max(1) as f64
+    }
+}
+
+/// `n` long-polls parked on one signal of the broker `pid`, then released
+/// by one emit.
+pub(super) async fn idle_waiters(url: &str, n: usize, pid: u32) -> Result<Waiters, String> {
     let before = rss_kib(pid).unwrap_or(0);
     let pb = bar(n as u64, "idle waiters");
     let c = client(url)?;
@@ -224,15 +262,11 @@ pub(super) async fn idle_waiters(url: &str, n: usize, pid: u32) -> Result<Row, S
             released += 1;
         }
     }
-    Ok(Row {
-        name: format!("{n} idle long-poll waiters"),
-        value: format!(
-            "broker RSS {:.1} MB (was {:.1} MB); {released} released by one emit",
-            during as f64 / 1024.0,
-            before as f64 / 1024.0
-        ),
-        target: "< 100 MB".into(),
-        raw: json!({"rssMb": during as f64 / 1024.0, "baselineMb": before as f64 / 1024.0, "released": released}),
+    Ok(Waiters {
+        n,
+        before_kib: before,
+        during_kib: during,
+        released,
     })
 }
 
@@ -314,10 +348,12 @@ pub(super) async fn cli_vs_curl(url: &str, n: usize) -> Result<Vec<Row>, String>
         let ratio = curl_t.map(|c| cipc_t.as_secs_f64() / c.as_secs_f64());
         rows.push(Row {
             name: format!("`cipc {name}` process vs curl ({n} runs)"),
-            value: match (curl_t, ratio) {
-                (Some(c), Some(r)) => format!("{:.2} ms vs {:.2} ms ({r:.2}x)", ms(cipc_t), ms(c)),
-                _ => format!("{:.2} ms (curl not installed)", ms(cipc_t)),
+            value: format!("{:.2} ms", ms(cipc_t)),
+            floor: match curl_t {
+                Some(c) => format!("the same request by curl: {:.2} ms", ms(c)),
+                None => "curl not installed".into(),
             },
+            ratio: ratio.map_or_else(|| "-".into(), |r| format!("{r:.2}x")),
             target: "<= 1.5x curl".into(),
             raw: json!({"cipcMs": ms(cipc_t), "curlMs": curl_t.map(ms), "ratio": ratio}),
         });

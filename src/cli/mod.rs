@@ -18,9 +18,11 @@
 
 pub mod backoff;
 pub mod bench;
+mod bench_floor;
 mod bench_hook;
 mod bench_measure;
 mod bench_scale;
+mod bench_smoke;
 pub mod chan;
 pub mod claude;
 pub mod commands;

@@ -101,7 +101,8 @@ pub fn router(state: AppState) -> Router {
 /// The one middleware every request passes (one, because each layer costs
 /// every parked long-poll memory): the token, Origin, Host and peer-key
 /// checks of [`auth::admit`], then principle 8 for the answer: it leaves only
-/// once everything the handler could have read is saved; if some of it was
+/// once everything the handler could have read is saved (every position
+/// handed out while it held the state lock, [`Broker::observing`]); if some of it was
 /// lost to a failed commit, the answer is a 503 instead (the client retries,
 /// with `dedupeKey` for sends). Streams settle each event themselves;
 /// `/healthz` reads no state. With several nodes, a read first applies
@@ -122,11 +123,14 @@ async fn front_door(
         // With several nodes: see every change committed before this read.
         s.broker.sync().await;
     }
-    let response = next.run(req).await;
-    if reads_state {
-        if let Err(e) = s.broker.settled().await {
-            return error::ApiError::from(e).into_response();
-        }
+    if !reads_state {
+        return next.run(req).await;
+    }
+    // What the handler saw under the state lock, not what others queued
+    // since: an answer waits for its own commit, not for the next one too.
+    let (response, seen) = s.broker.observing(next.run(req)).await;
+    if let Err(e) = s.broker.settled_through(seen).await {
+        return error::ApiError::from(e).into_response();
     }
     response
 }

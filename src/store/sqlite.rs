@@ -25,6 +25,8 @@ enum Job {
         lsn: u64,
         mutation: Box<Mutation>,
         reply: Reply,
+        /// Nobody is shown it before a later change ([`Store::apply_deferred`]).
+        deferred: bool,
     },
     /// After a failure: prove the file is writable, read it back, and count
     /// every position up to `through` that was not saved as lost.
@@ -122,6 +124,37 @@ impl SqliteStore {
             progress,
             reader: Mutex::new(reader),
             lock,
+        })
+    }
+}
+
+impl SqliteStore {
+    /// Hands `mutation` to the writer; `deferred`: see [`Store::apply_deferred`].
+    fn queue(&self, mutation: Mutation, deferred: bool) -> Commit {
+        let (tx, rx) = oneshot::channel();
+        let lsn = self.progress.next();
+        let job = Job::Write {
+            lsn,
+            mutation: Box::new(mutation),
+            reply: tx,
+            deferred,
+        };
+        let sent = match self.sender.lock() {
+            Ok(guard) => match guard.as_ref() {
+                Some(s) => s.send(job).is_ok(),
+                None => false,
+            },
+            Err(_) => false,
+        };
+        if !sent {
+            // Nobody will save it: it settles as failed now.
+            self.progress.settle(lsn, Some(lsn));
+        }
+        Box::pin(async move {
+            if !sent {
+                return Err(StoreError::Closed);
+            }
+            rx.await.unwrap_or(Err(StoreError::Closed))
         })
     }
 }
@@ -365,27 +398,47 @@ fn write_one(tx: &rusqlite::Transaction<'_>, m: &Mutation) -> rusqlite::Result<(
 }
 
 fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Job>, progress: &Progress) {
-    const MAX_BATCH: usize = 4096;
     while let Ok(first) = rx.recv() {
         let mut batch = Vec::new();
+        // Whether every write in the batch may wait for a later one.
+        let mut deferrable = true;
+        let defer_until = std::time::Instant::now() + DEFER_AT_MOST;
         let mut next = Some(first);
-        while let Some(job) = next.take() {
-            match job {
-                Job::Write {
-                    lsn,
-                    mutation,
-                    reply,
-                } => batch.push((lsn, mutation, reply)),
-                Job::Recover { through, reply } => {
-                    // Everything queued before the request is settled first.
-                    commit_batch(&mut conn, std::mem::take(&mut batch), progress);
-                    let _ = reply.send(recover(&conn, through, progress));
+        loop {
+            while let Some(job) = next.take() {
+                match job {
+                    Job::Write {
+                        lsn,
+                        mutation,
+                        reply,
+                        deferred,
+                    } => {
+                        deferrable &= deferred;
+                        batch.push((lsn, mutation, reply));
+                    }
+                    Job::Recover { through, reply } => {
+                        // Everything queued before the request is settled first.
+                        commit_batch(&mut conn, std::mem::take(&mut batch), progress);
+                        let _ = reply.send(recover(&conn, through, progress));
+                        deferrable = true;
+                    }
+                }
+                if batch.len() < MAX_BATCH {
+                    next = rx.try_recv().ok();
                 }
             }
-            if batch.len() < MAX_BATCH {
-                next = rx.try_recv().ok();
+            // Only deferred writes: no sync of their own, the next write's
+            // covers them (or this one, once they waited long enough).
+            if deferrable && !batch.is_empty() && batch.len() < MAX_BATCH {
+                let left = defer_until.saturating_duration_since(std::time::Instant::now());
+                if let Ok(job) = rx.recv_timeout(left) {
+                    next = Some(job);
+                    continue;
+                }
             }
+            break;
         }
+        // One commit (one sync) covers every write queued meanwhile.
         commit_batch(&mut conn, batch, progress);
     }
     // Every sender is gone: checkpoint so the next start reads one file.
@@ -393,6 +446,14 @@ fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Job>, progress: &Progres
         .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
         .optional();
 }
+
+/// How long a deferred write ([`Store::apply_deferred`]) waits for a later
+/// one to share its sync: a command sent with `wait` for the delivery that
+/// a parked worker makes of it a few microseconds later.
+const DEFER_AT_MOST: std::time::Duration = std::time::Duration::from_millis(2);
+
+/// Writes one transaction holds at most.
+const MAX_BATCH: usize = 4096;
 
 /// Commits a batch in one transaction and answers each job. While a failure
 /// is not recovered from, nothing is written: those mutations were made on
@@ -454,30 +515,11 @@ impl Store for SqliteStore {
     }
 
     fn apply(&self, mutation: Mutation) -> Commit {
-        let (tx, rx) = oneshot::channel();
-        let lsn = self.progress.next();
-        let job = Job::Write {
-            lsn,
-            mutation: Box::new(mutation),
-            reply: tx,
-        };
-        let sent = match self.sender.lock() {
-            Ok(guard) => match guard.as_ref() {
-                Some(s) => s.send(job).is_ok(),
-                None => false,
-            },
-            Err(_) => false,
-        };
-        if !sent {
-            // Nobody will save it: it settles as failed now.
-            self.progress.settle(lsn, Some(lsn));
-        }
-        Box::pin(async move {
-            if !sent {
-                return Err(StoreError::Closed);
-            }
-            rx.await.unwrap_or(Err(StoreError::Closed))
-        })
+        self.queue(mutation, false)
+    }
+
+    fn apply_deferred(&self, mutation: Mutation) -> Commit {
+        self.queue(mutation, true)
     }
 
     fn close(&self) {
