@@ -46,11 +46,17 @@ _cipc() {
             cipc,doctor)
                 cmd="cipc__subcmd__doctor"
                 ;;
+            cipc,guard)
+                cmd="cipc__subcmd__guard"
+                ;;
             cipc,help)
                 cmd="cipc__subcmd__help"
                 ;;
             cipc,hook)
                 cmd="cipc__subcmd__hook"
+                ;;
+            cipc,lease)
+                cmd="cipc__subcmd__lease"
                 ;;
             cipc,man)
                 cmd="cipc__subcmd__man"
@@ -133,6 +139,30 @@ _cipc() {
             cipc__subcmd__claude__subcmd__help,setup)
                 cmd="cipc__subcmd__claude__subcmd__help__subcmd__setup"
                 ;;
+            cipc__subcmd__guard,check)
+                cmd="cipc__subcmd__guard__subcmd__check"
+                ;;
+            cipc__subcmd__guard,help)
+                cmd="cipc__subcmd__guard__subcmd__help"
+                ;;
+            cipc__subcmd__guard,install)
+                cmd="cipc__subcmd__guard__subcmd__install"
+                ;;
+            cipc__subcmd__guard,remove)
+                cmd="cipc__subcmd__guard__subcmd__remove"
+                ;;
+            cipc__subcmd__guard__subcmd__help,check)
+                cmd="cipc__subcmd__guard__subcmd__help__subcmd__check"
+                ;;
+            cipc__subcmd__guard__subcmd__help,help)
+                cmd="cipc__subcmd__guard__subcmd__help__subcmd__help"
+                ;;
+            cipc__subcmd__guard__subcmd__help,install)
+                cmd="cipc__subcmd__guard__subcmd__help__subcmd__install"
+                ;;
+            cipc__subcmd__guard__subcmd__help,remove)
+                cmd="cipc__subcmd__guard__subcmd__help__subcmd__remove"
+                ;;
             cipc__subcmd__help,ack)
                 cmd="cipc__subcmd__help__subcmd__ack"
                 ;;
@@ -163,11 +193,17 @@ _cipc() {
             cipc__subcmd__help,doctor)
                 cmd="cipc__subcmd__help__subcmd__doctor"
                 ;;
+            cipc__subcmd__help,guard)
+                cmd="cipc__subcmd__help__subcmd__guard"
+                ;;
             cipc__subcmd__help,help)
                 cmd="cipc__subcmd__help__subcmd__help"
                 ;;
             cipc__subcmd__help,hook)
                 cmd="cipc__subcmd__help__subcmd__hook"
+                ;;
+            cipc__subcmd__help,lease)
+                cmd="cipc__subcmd__help__subcmd__lease"
                 ;;
             cipc__subcmd__help,man)
                 cmd="cipc__subcmd__help__subcmd__man"
@@ -220,6 +256,30 @@ _cipc() {
             cipc__subcmd__help__subcmd__claude,setup)
                 cmd="cipc__subcmd__help__subcmd__claude__subcmd__setup"
                 ;;
+            cipc__subcmd__help__subcmd__guard,check)
+                cmd="cipc__subcmd__help__subcmd__guard__subcmd__check"
+                ;;
+            cipc__subcmd__help__subcmd__guard,install)
+                cmd="cipc__subcmd__help__subcmd__guard__subcmd__install"
+                ;;
+            cipc__subcmd__help__subcmd__guard,remove)
+                cmd="cipc__subcmd__help__subcmd__guard__subcmd__remove"
+                ;;
+            cipc__subcmd__help__subcmd__lease,acquire)
+                cmd="cipc__subcmd__help__subcmd__lease__subcmd__acquire"
+                ;;
+            cipc__subcmd__help__subcmd__lease,check)
+                cmd="cipc__subcmd__help__subcmd__lease__subcmd__check"
+                ;;
+            cipc__subcmd__help__subcmd__lease,list)
+                cmd="cipc__subcmd__help__subcmd__lease__subcmd__list"
+                ;;
+            cipc__subcmd__help__subcmd__lease,release)
+                cmd="cipc__subcmd__help__subcmd__lease__subcmd__release"
+                ;;
+            cipc__subcmd__help__subcmd__lease,renew)
+                cmd="cipc__subcmd__help__subcmd__lease__subcmd__renew"
+                ;;
             cipc__subcmd__help__subcmd__peers,attention)
                 cmd="cipc__subcmd__help__subcmd__peers__subcmd__attention"
                 ;;
@@ -232,11 +292,17 @@ _cipc() {
             cipc__subcmd__help__subcmd__peers,discover)
                 cmd="cipc__subcmd__help__subcmd__peers__subcmd__discover"
                 ;;
+            cipc__subcmd__help__subcmd__peers,forget)
+                cmd="cipc__subcmd__help__subcmd__peers__subcmd__forget"
+                ;;
             cipc__subcmd__help__subcmd__peers,heartbeat)
                 cmd="cipc__subcmd__help__subcmd__peers__subcmd__heartbeat"
                 ;;
             cipc__subcmd__help__subcmd__peers,list)
                 cmd="cipc__subcmd__help__subcmd__peers__subcmd__list"
+                ;;
+            cipc__subcmd__help__subcmd__peers,prune)
+                cmd="cipc__subcmd__help__subcmd__peers__subcmd__prune"
                 ;;
             cipc__subcmd__help__subcmd__peers,show)
                 cmd="cipc__subcmd__help__subcmd__peers__subcmd__show"
@@ -268,6 +334,42 @@ _cipc() {
             cipc__subcmd__help__subcmd__signal,wait)
                 cmd="cipc__subcmd__help__subcmd__signal__subcmd__wait"
                 ;;
+            cipc__subcmd__lease,acquire)
+                cmd="cipc__subcmd__lease__subcmd__acquire"
+                ;;
+            cipc__subcmd__lease,check)
+                cmd="cipc__subcmd__lease__subcmd__check"
+                ;;
+            cipc__subcmd__lease,help)
+                cmd="cipc__subcmd__lease__subcmd__help"
+                ;;
+            cipc__subcmd__lease,list)
+                cmd="cipc__subcmd__lease__subcmd__list"
+                ;;
+            cipc__subcmd__lease,release)
+                cmd="cipc__subcmd__lease__subcmd__release"
+                ;;
+            cipc__subcmd__lease,renew)
+                cmd="cipc__subcmd__lease__subcmd__renew"
+                ;;
+            cipc__subcmd__lease__subcmd__help,acquire)
+                cmd="cipc__subcmd__lease__subcmd__help__subcmd__acquire"
+                ;;
+            cipc__subcmd__lease__subcmd__help,check)
+                cmd="cipc__subcmd__lease__subcmd__help__subcmd__check"
+                ;;
+            cipc__subcmd__lease__subcmd__help,help)
+                cmd="cipc__subcmd__lease__subcmd__help__subcmd__help"
+                ;;
+            cipc__subcmd__lease__subcmd__help,list)
+                cmd="cipc__subcmd__lease__subcmd__help__subcmd__list"
+                ;;
+            cipc__subcmd__lease__subcmd__help,release)
+                cmd="cipc__subcmd__lease__subcmd__help__subcmd__release"
+                ;;
+            cipc__subcmd__lease__subcmd__help,renew)
+                cmd="cipc__subcmd__lease__subcmd__help__subcmd__renew"
+                ;;
             cipc__subcmd__peers,attention)
                 cmd="cipc__subcmd__peers__subcmd__attention"
                 ;;
@@ -280,6 +382,9 @@ _cipc() {
             cipc__subcmd__peers,discover)
                 cmd="cipc__subcmd__peers__subcmd__discover"
                 ;;
+            cipc__subcmd__peers,forget)
+                cmd="cipc__subcmd__peers__subcmd__forget"
+                ;;
             cipc__subcmd__peers,heartbeat)
                 cmd="cipc__subcmd__peers__subcmd__heartbeat"
                 ;;
@@ -288,6 +393,9 @@ _cipc() {
                 ;;
             cipc__subcmd__peers,list)
                 cmd="cipc__subcmd__peers__subcmd__list"
+                ;;
+            cipc__subcmd__peers,prune)
+                cmd="cipc__subcmd__peers__subcmd__prune"
                 ;;
             cipc__subcmd__peers,show)
                 cmd="cipc__subcmd__peers__subcmd__show"
@@ -304,6 +412,9 @@ _cipc() {
             cipc__subcmd__peers__subcmd__help,discover)
                 cmd="cipc__subcmd__peers__subcmd__help__subcmd__discover"
                 ;;
+            cipc__subcmd__peers__subcmd__help,forget)
+                cmd="cipc__subcmd__peers__subcmd__help__subcmd__forget"
+                ;;
             cipc__subcmd__peers__subcmd__help,heartbeat)
                 cmd="cipc__subcmd__peers__subcmd__help__subcmd__heartbeat"
                 ;;
@@ -312,6 +423,9 @@ _cipc() {
                 ;;
             cipc__subcmd__peers__subcmd__help,list)
                 cmd="cipc__subcmd__peers__subcmd__help__subcmd__list"
+                ;;
+            cipc__subcmd__peers__subcmd__help,prune)
+                cmd="cipc__subcmd__peers__subcmd__help__subcmd__prune"
                 ;;
             cipc__subcmd__peers__subcmd__help,show)
                 cmd="cipc__subcmd__peers__subcmd__help__subcmd__show"
@@ -389,7 +503,7 @@ _cipc() {
 
     case "${cmd}" in
         cipc)
-            opts="-h -V --help --version serve bench peers send wait ack result cancel commands ask answer questions chan signal status reset work doctor claude hook completions man help"
+            opts="-h -V --help --version serve bench peers send wait ack result cancel commands ask answer questions chan signal lease guard status reset work doctor claude hook completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -449,7 +563,7 @@ _cipc() {
             return 0
             ;;
         cipc__subcmd__answer)
-            opts="-h -V --url --token --token-file --peer --peer-key --json --table --by --help --version"
+            opts="-h -V --url --token --token-file --peer --peer-key --json --table --by --note --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -476,6 +590,10 @@ _cipc() {
                     return 0
                     ;;
                 --by)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --note)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -545,7 +663,7 @@ _cipc() {
             return 0
             ;;
         cipc__subcmd__bench)
-            opts="-h -V --url --store --memory --durable --only --repeat --no-redis --smoke --round-trips --messages --clients --waiters --spawns --startup --sweep --trickle --json --help --version"
+            opts="-h -V --url --store --memory --durable --only --repeat --no-redis --smoke --round-trips --messages --clients --waiters --spawns --startup --sweep --trickle --edit-hook --json --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -596,6 +714,10 @@ _cipc() {
                     return 0
                     ;;
                 --trickle)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --edit-hook)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -999,7 +1121,7 @@ _cipc() {
             return 0
             ;;
         cipc__subcmd__claude__subcmd__setup)
-            opts="-h -V --role --name --scope --transport --dir --url --token --token-file --cipc --dry-run --help --version"
+            opts="-h -V --role --name --scope --transport --dir --url --token --token-file --cipc --permission-wait --claim-on-edit --dry-run --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1038,6 +1160,10 @@ _cipc() {
                     return 0
                     ;;
                 --cipc)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --permission-wait)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -1142,8 +1268,166 @@ _cipc() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        cipc__subcmd__guard)
+            opts="-h -V --help --version install remove check help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cipc__subcmd__guard__subcmd__check)
+            opts="-h -V --url --token --token-file --peer --peer-key --json --table --repo --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --token)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --token-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --peer)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --peer-key)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --repo)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cipc__subcmd__guard__subcmd__help)
+            opts="install remove check help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cipc__subcmd__guard__subcmd__help__subcmd__check)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cipc__subcmd__guard__subcmd__help__subcmd__help)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cipc__subcmd__guard__subcmd__help__subcmd__install)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cipc__subcmd__guard__subcmd__help__subcmd__remove)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cipc__subcmd__guard__subcmd__install)
+            opts="-h -V --dir --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cipc__subcmd__guard__subcmd__remove)
+            opts="-h -V --dir --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         cipc__subcmd__help)
-            opts="serve bench peers send wait ack result cancel commands ask answer questions chan signal status reset work doctor claude hook completions man help"
+            opts="serve bench peers send wait ack result cancel commands ask answer questions chan signal lease guard status reset work doctor claude hook completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1380,6 +1664,62 @@ _cipc() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        cipc__subcmd__help__subcmd__guard)
+            opts="install remove check"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cipc__subcmd__help__subcmd__guard__subcmd__check)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cipc__subcmd__help__subcmd__guard__subcmd__install)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cipc__subcmd__help__subcmd__guard__subcmd__remove)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         cipc__subcmd__help__subcmd__help)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -1408,6 +1748,90 @@ _cipc() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        cipc__subcmd__help__subcmd__lease)
+            opts="acquire release renew list check"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cipc__subcmd__help__subcmd__lease__subcmd__acquire)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cipc__subcmd__help__subcmd__lease__subcmd__check)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cipc__subcmd__help__subcmd__lease__subcmd__list)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cipc__subcmd__help__subcmd__lease__subcmd__release)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cipc__subcmd__help__subcmd__lease__subcmd__renew)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         cipc__subcmd__help__subcmd__man)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -1423,7 +1847,7 @@ _cipc() {
             return 0
             ;;
         cipc__subcmd__help__subcmd__peers)
-            opts="list discover connect show disconnect heartbeat attention"
+            opts="list discover connect show disconnect forget prune heartbeat attention"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1492,6 +1916,20 @@ _cipc() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        cipc__subcmd__help__subcmd__peers__subcmd__forget)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         cipc__subcmd__help__subcmd__peers__subcmd__heartbeat)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
@@ -1507,6 +1945,20 @@ _cipc() {
             return 0
             ;;
         cipc__subcmd__help__subcmd__peers__subcmd__list)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cipc__subcmd__help__subcmd__peers__subcmd__prune)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -1787,7 +2239,7 @@ _cipc() {
             return 0
             ;;
         cipc__subcmd__hook)
-            opts="-h -V --role --name --url --token --token-file --peer --peer-key --json --table --help --version session-start prompt post-tool-use notification stop session-end"
+            opts="-h -V --role --name --permission-wait --claim-on-edit --url --token --token-file --peer --peer-key --json --table --help --version session-start prompt pre-tool-use permission post-tool-use notification stop session-end"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1798,6 +2250,340 @@ _cipc() {
                     return 0
                     ;;
                 --name)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --permission-wait)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --token)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --token-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --peer)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --peer-key)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cipc__subcmd__lease)
+            opts="-h -V --url --token --token-file --peer --peer-key --json --table --help --version acquire release renew list check help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --token)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --token-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --peer)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --peer-key)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cipc__subcmd__lease__subcmd__acquire)
+            opts="-h -V --ttl --reason --shared --repo --url --token --token-file --peer --peer-key --json --table --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --ttl)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --reason)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --repo)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --token)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --token-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --peer)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --peer-key)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cipc__subcmd__lease__subcmd__check)
+            opts="-h -V --repo --url --token --token-file --peer --peer-key --json --table --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --repo)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --token)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --token-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --peer)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --peer-key)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cipc__subcmd__lease__subcmd__help)
+            opts="acquire release renew list check help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cipc__subcmd__lease__subcmd__help__subcmd__acquire)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cipc__subcmd__lease__subcmd__help__subcmd__check)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cipc__subcmd__lease__subcmd__help__subcmd__help)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cipc__subcmd__lease__subcmd__help__subcmd__list)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cipc__subcmd__lease__subcmd__help__subcmd__release)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cipc__subcmd__lease__subcmd__help__subcmd__renew)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cipc__subcmd__lease__subcmd__list)
+            opts="-h -V --all --mine --repo --url --token --token-file --peer --peer-key --json --table --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --repo)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --token)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --token-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --peer)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --peer-key)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cipc__subcmd__lease__subcmd__release)
+            opts="-h -V --repo --url --token --token-file --peer --peer-key --json --table --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --repo)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --token)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --token-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --peer)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --peer-key)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cipc__subcmd__lease__subcmd__renew)
+            opts="-h -V --ttl --url --token --token-file --peer --peer-key --json --table --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --ttl)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -1847,7 +2633,7 @@ _cipc() {
             return 0
             ;;
         cipc__subcmd__peers)
-            opts="-h -V --url --token --token-file --peer --peer-key --json --table --help --version list discover connect show disconnect heartbeat attention help"
+            opts="-h -V --url --token --token-file --peer --peer-key --json --table --help --version list discover connect show disconnect forget prune heartbeat attention help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -2028,6 +2814,40 @@ _cipc() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        cipc__subcmd__peers__subcmd__forget)
+            opts="-h -V --url --token --token-file --peer --peer-key --json --table --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --token)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --token-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --peer)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --peer-key)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         cipc__subcmd__peers__subcmd__heartbeat)
             opts="-h -V --url --token --token-file --peer --peer-key --json --table --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -2063,7 +2883,7 @@ _cipc() {
             return 0
             ;;
         cipc__subcmd__peers__subcmd__help)
-            opts="list discover connect show disconnect heartbeat attention help"
+            opts="list discover connect show disconnect forget prune heartbeat attention help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -2132,6 +2952,20 @@ _cipc() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        cipc__subcmd__peers__subcmd__help__subcmd__forget)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         cipc__subcmd__peers__subcmd__help__subcmd__heartbeat)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
@@ -2174,6 +3008,20 @@ _cipc() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        cipc__subcmd__peers__subcmd__help__subcmd__prune)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         cipc__subcmd__peers__subcmd__help__subcmd__show)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
@@ -2195,6 +3043,44 @@ _cipc() {
                 return 0
             fi
             case "${prev}" in
+                --url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --token)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --token-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --peer)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --peer-key)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cipc__subcmd__peers__subcmd__prune)
+            opts="-h -V --older-than --dry-run --url --token --token-file --peer --peer-key --json --table --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --older-than)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --url)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
