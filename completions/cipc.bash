@@ -3547,7 +3547,7 @@ _cipc() {
             return 0
             ;;
         cipc__subcmd__serve)
-            opts="-p -h -V --host --port --data-dir --memory --store --turn-timeout --token --token-file --generate-token --out --force --insecure-no-auth --allowed-host --max-body --channel-retention --command-retention --max-waiters --stale-after --offline-after --forget-after --max-peers --max-mcp-sessions --max-channels --max-signals --max-connections --check-store --help --version"
+            opts="-p -h -V --host --port --data-dir --memory --store --turn-timeout --token --token-file --generate-token --out --force --insecure-no-auth --allowed-host --max-body --channel-retention --command-retention --max-waiters --stale-after --offline-after --forget-after --max-peers --max-leases --max-mcp-sessions --max-channels --max-signals --max-connections --check-store --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -3622,6 +3622,10 @@ _cipc() {
                     return 0
                     ;;
                 --max-peers)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --max-leases)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

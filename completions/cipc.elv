@@ -67,6 +67,7 @@ set edit:completion:arg-completer[cipc] = {|@words|
             cand --offline-after 'A silent peer goes offline (its unacked commands are requeued) after this long'
             cand --forget-after 'An offline peer is forgotten (with its key) after this long'
             cand --max-peers 'Peers kept at most; past it the longest-offline one is forgotten, and when none is offline a new connect gets 429'
+            cand --max-leases 'Held leases at most (every repo together); past it a new lease gets 429 until some are released or expire'
             cand --max-mcp-sessions 'Live MCP sessions at once; past it the longest-idle one with nothing in flight ends, and when every one is busy a new one gets 429'
             cand --max-channels 'Channels kept at most; past it the longest-idle one nobody follows is forgotten with its messages, and when all are followed a send gets 429'
             cand --max-signals 'Signals kept at most; past it the longest-idle one nobody waits for is forgotten, and when all are waited for an emit gets 429'

@@ -68,6 +68,7 @@ complete -c cipc -n "__fish_cipc_using_subcommand serve" -l stale-after -d 'A si
 complete -c cipc -n "__fish_cipc_using_subcommand serve" -l offline-after -d 'A silent peer goes offline (its unacked commands are requeued) after this long' -r
 complete -c cipc -n "__fish_cipc_using_subcommand serve" -l forget-after -d 'An offline peer is forgotten (with its key) after this long' -r
 complete -c cipc -n "__fish_cipc_using_subcommand serve" -l max-peers -d 'Peers kept at most; past it the longest-offline one is forgotten, and when none is offline a new connect gets 429' -r
+complete -c cipc -n "__fish_cipc_using_subcommand serve" -l max-leases -d 'Held leases at most (every repo together); past it a new lease gets 429 until some are released or expire' -r
 complete -c cipc -n "__fish_cipc_using_subcommand serve" -l max-mcp-sessions -d 'Live MCP sessions at once; past it the longest-idle one with nothing in flight ends, and when every one is busy a new one gets 429' -r
 complete -c cipc -n "__fish_cipc_using_subcommand serve" -l max-channels -d 'Channels kept at most; past it the longest-idle one nobody follows is forgotten with its messages, and when all are followed a send gets 429' -r
 complete -c cipc -n "__fish_cipc_using_subcommand serve" -l max-signals -d 'Signals kept at most; past it the longest-idle one nobody waits for is forgotten, and when all are waited for an emit gets 429' -r

@@ -103,6 +103,43 @@ async fn max_peers_answers_429_when_none_is_offline() {
 }
 
 #[tokio::test]
+async fn max_leases_answers_429_until_one_is_released() {
+    let b = BinaryBroker::start(&["--memory", "--max-leases", "1"], &[]);
+    let u = b.url.clone();
+    let (st, v) = post(
+        &format!("{u}/peers/connect"),
+        json!({"role": "a", "protect": true}),
+    )
+    .await;
+    assert_eq!(st, 201, "{v}");
+    let key = v["key"].as_str().expect("key").to_string();
+    let lease = |path: &'static str| {
+        let (u, key) = (u.clone(), key.clone());
+        async move {
+            let r = http()
+                .post(format!("{u}/leases"))
+                .header("X-Cipc-Peer-Key", key)
+                .json(&json!({"paths": [path], "repo": "r"}))
+                .send()
+                .await
+                .expect("lease");
+            let status = r.status().as_u16();
+            (status, r.json::<serde_json::Value>().await.expect("json"))
+        }
+    };
+    let (st, first) = lease("a.rs").await;
+    assert_eq!(st, 201, "{first}");
+    let (st, v) = lease("b.rs").await;
+    assert_eq!(st, 429, "{v}");
+    assert_eq!(v["error"]["reason"], "too_many_leases", "{v}");
+    let id = first["lease"]["id"].as_str().expect("id");
+    let (st, v) = delete(&format!("{u}/leases/{id}")).await;
+    assert_eq!(st, 200, "{v}");
+    let (st, v) = lease("b.rs").await;
+    assert_eq!(st, 201, "room again: {v}");
+}
+
+#[tokio::test]
 async fn max_channels_answers_429_when_every_channel_is_followed() {
     let b = BinaryBroker::start(&["--memory", "--max-channels", "1"], &[]);
     let u = b.url.clone();

@@ -96,6 +96,10 @@ pub struct ServeArgs {
     /// when none is offline a new connect gets 429.
     #[arg(long, default_value_t = 10_000, value_name = "N")]
     pub max_peers: usize,
+    /// Held leases at most (every repo together); past it a new lease gets
+    /// 429 until some are released or expire.
+    #[arg(long, default_value_t = 10_000, value_name = "N")]
+    pub max_leases: usize,
     /// Live MCP sessions at once; past it the longest-idle one with nothing
     /// in flight ends, and when every one is busy a new one gets 429.
     #[arg(long, default_value_t = 1024, value_name = "N")]
@@ -271,6 +275,7 @@ async fn serve(args: ServeArgs, ip: IpAddr, token: Option<String>) -> Exit {
         max_waiters: args.max_waiters,
         forget_after: args.forget_after,
         max_peers: args.max_peers.max(1),
+        max_leases: args.max_leases.max(1),
         max_channels: args.max_channels.max(1),
         max_signals: args.max_signals.max(1),
         ..BrokerConfig::default()
