@@ -164,6 +164,21 @@ async fn a_permission_prompt_is_a_question_and_the_persons_answer_decides() {
         "{ran:?}"
     );
 
+    // A question the model asks the person is theirs to answer in the
+    // terminal: never relayed.
+    let ask = s.run(
+        "permission",
+        "backend",
+        &tool_call(
+            &s,
+            "PermissionRequest",
+            "AskUserQuestion",
+            json!({"questions": []}),
+        ),
+    );
+    assert_eq!((ask.code, ask.json()), (Some(0), Value::Null), "{ask:?}");
+    assert!(open_permissions(&u).await.is_empty());
+
     let input = tool_call(
         &s,
         "PermissionRequest",

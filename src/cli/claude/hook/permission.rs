@@ -44,6 +44,11 @@ const MAX_INPUT_BYTES: usize = 200_000;
 const KEEP_CHARS: usize = 20_000;
 /// The longest question text the broker takes.
 const MAX_TEXT_CHARS: usize = 2000;
+/// Tools whose "permission" is really a conversation with the person at
+/// the terminal (answering the model's questions, approving a plan): an
+/// `allow` from elsewhere would skip the conversation, so they are never
+/// relayed.
+const TERMINAL_ONLY: [&str; 3] = ["AskUserQuestion", "ExitPlanMode", "EnterPlanMode"];
 
 /// How the wait for an answer ended.
 enum Outcome {
@@ -67,6 +72,9 @@ impl Hook {
             .and_then(Value::as_str)
             .unwrap_or("a tool")
             .to_string();
+        if TERMINAL_ONLY.contains(&tool.as_str()) {
+            return Ok(Reply::default());
+        }
         let input = shown_input(self.input.get("tool_input"));
         let call = call_of(&self.input);
         let wait = Duration::from_secs(self.args.permission_wait);
