@@ -12,10 +12,10 @@
 //!   the next order while the session is idle; when one arrives it exits 2
 //!   with the order, which wakes the session.
 //! - `pre-tool-use` (cipc's own MCP tools): adds the session's peer key to
-//!   the call, so the model never carries it ([`identity`]).
+//!   the call, so the model never carries it (`identity.rs`).
 //! - `permission`: relays a permission prompt to the person as a question
 //!   of kind `permission` and waits for the answer, racing the terminal's
-//!   own dialog ([`permission`]).
+//!   own dialog (`permission.rs`).
 //! - `notification`: the peer shows `attention` (a permission prompt, a
 //!   question) until work resumes.
 //! - `session-end`: the peer goes offline and what it held is queued again.
