@@ -403,3 +403,30 @@ fn forget_and_prune_clear_away_offline_peers_only() {
         .collect();
     assert_eq!(left, [alive.as_str()], "{v}");
 }
+
+#[test]
+fn the_peers_table_says_which_agent_a_session_is() {
+    let b = Broker::start();
+    let id = b.rt.block_on(async {
+        let (st, v) = common::post(
+            &format!("{}/peers/connect", b.url),
+            json!({"role": "backend", "via": "hook", "agent": "claude-code"}),
+        )
+        .await;
+        assert_eq!(st, 201, "{v}");
+        v["peer"]["id"].as_str().expect("id").to_string()
+    });
+    let a = b.cipc().args(["peers", "--table"]).assert().success();
+    let table = String::from_utf8_lossy(&a.get_output().stdout).into_owned();
+    assert!(table.contains("hook · claude-code"), "{table}");
+    let a = b
+        .cipc()
+        .args(["peers", "show", &id, "--table"])
+        .assert()
+        .success();
+    let shown = String::from_utf8_lossy(&a.get_output().stdout).into_owned();
+    assert!(
+        shown.contains("agent") && shown.contains("claude-code"),
+        "{shown}"
+    );
+}

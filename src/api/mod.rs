@@ -481,13 +481,6 @@ pub enum QuestionKind {
     Permission,
 }
 
-impl QuestionKind {
-    /// The wire word.
-    pub fn as_str(self) -> &'static str {
-        self.into()
-    }
-}
-
 /// The two answers of a permission question, in the order they are offered.
 pub const PERMISSION_CHOICES: [&str; 2] = ["allow", "deny"];
 

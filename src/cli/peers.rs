@@ -344,6 +344,15 @@ fn via_word(v: Via) -> &'static str {
     }
 }
 
+/// How a peer is connected and, for a coding session, which agent it is
+/// (`hook · claude-code`).
+fn via_and_agent(p: &Peer) -> String {
+    match p.agent.as_deref() {
+        Some(agent) => format!("{} · {agent}", via_word(p.via)),
+        None => via_word(p.via).to_string(),
+    }
+}
+
 /// The peers table (also used by `cipc status`).
 pub fn peer_table(out: &Output, peers: &[Peer]) -> comfy_table::Table {
     let mut t = out.new_table(&[
@@ -362,7 +371,7 @@ pub fn peer_table(out: &Output, peers: &[Peer]) -> comfy_table::Table {
             comfy_table::Cell::new(&p.role),
             comfy_table::Cell::new(p.name.as_deref().unwrap_or("")),
             out.status_cell(status_word(p.status)),
-            comfy_table::Cell::new(via_word(p.via)),
+            comfy_table::Cell::new(via_and_agent(p)),
             comfy_table::Cell::new(ago(p.last_seen)),
             comfy_table::Cell::new(p.capabilities.join(",")),
             comfy_table::Cell::new(p.attention.as_deref().unwrap_or("")),
@@ -381,6 +390,9 @@ fn show_peer(out: &Output, p: &Peer) -> Result<(), CliError> {
         out.status_cell(status_word(p.status)),
     ]);
     t.add_row(vec!["via".to_string(), via_word(p.via).to_string()]);
+    if let Some(agent) = &p.agent {
+        t.add_row(vec!["agent".to_string(), agent.clone()]);
+    }
     t.add_row(vec!["capabilities".to_string(), p.capabilities.join(", ")]);
     t.add_row(vec![
         "connected".to_string(),

@@ -3,6 +3,9 @@
 //! Rows hold the API objects as JSON so the schema never fights the wire types.
 //! A single writer thread drains every queued mutation into one transaction and
 //! answers all of their commit futures at once (group commit).
+//!
+//! (A file of one concern, the SQLite store: its schema, its writer thread
+//! and the rows of every mutation.)
 
 use super::{
     decode_row, json, sh_double_quoted, sql_text, ChannelHead, Commit, Fault, Mutation, Progress,

@@ -259,10 +259,7 @@ pub(super) async fn close_where(
 /// `peer_key`), the same in the `permission` and `post-tool-use` hooks.
 pub(super) fn call_of(input: &Value) -> String {
     let tool = input.get("tool_name").and_then(Value::as_str).unwrap_or("");
-    let mut tool_input = input.get("tool_input").cloned().unwrap_or(Value::Null);
-    if let Some(o) = tool_input.as_object_mut() {
-        o.remove("peer_key");
-    }
+    let tool_input = without_key(input.get("tool_input"));
     let digest = Sha256::digest(tool_input.to_string().as_bytes());
     let hex: String = digest.iter().take(12).map(|b| format!("{b:02x}")).collect();
     format!("{tool}:{hex}")
@@ -271,12 +268,19 @@ pub(super) fn call_of(input: &Value) -> String {
 /// The tool input as the person is shown it: without a peer key, and with
 /// very long strings shortened so the question stays a reasonable size.
 fn shown_input(input: Option<&Value>) -> Value {
+    let mut v = without_key(input);
+    if v.to_string().len() > MAX_INPUT_BYTES {
+        shorten(&mut v);
+    }
+    v
+}
+
+/// A tool input without the `peer_key` the identity hook adds to cipc's
+/// own tools (absent input: `{}`).
+fn without_key(input: Option<&Value>) -> Value {
     let mut v = input.cloned().unwrap_or_else(|| json!({}));
     if let Some(o) = v.as_object_mut() {
         o.remove("peer_key");
-    }
-    if v.to_string().len() > MAX_INPUT_BYTES {
-        shorten(&mut v);
     }
     v
 }
