@@ -308,8 +308,12 @@ impl Hook {
             }
             Err(e) => self.failed(&mut st, e, renew)?,
         };
-        locked.state = st;
-        locked.save()?;
+        // Most runs change nothing (an edit check, a cipc tool call): the
+        // file is written, and synced, only when something did.
+        if st != locked.state {
+            locked.state = st;
+            locked.save()?;
+        }
         Ok(reply)
     }
 
