@@ -20,13 +20,15 @@
 //!   one log: [`store::Turn`]), and [`store::Progress`], which says what is
 //!   saved so nothing is shown before.
 //! - [`client`] and [`cli`]: the `cipc` subcommands, clients of the HTTP API;
-//!   [`cli::claude`] makes Claude Code sessions peers through their hooks.
+//!   [`agents`] makes Claude Code and Codex sessions peers through their
+//!   hooks (`cipc claude setup`, `cipc codex setup`, `cipc hook`).
 //!
 //! Which files show each habit of the code base (after shared/DESIGN.md's
 //! "Style"): `docs/style.md`.
 
 #![cfg_attr(not(test), warn(unused_crate_dependencies))]
 
+pub mod agents;
 pub mod api;
 pub mod broker;
 pub mod cli;

@@ -4,8 +4,8 @@
 //! JSON arguments). Each subcommand's own flags live beside its code.
 
 use super::{
-    bench, chan, claude, commands, doctor, generate, guard, lease, peers, questions, serve, signal,
-    system, work, CliError,
+    bench, chan, claude, commands, doctor, generate, guard, hook, lease, peers, questions, serve,
+    signal, system, work, CliError,
 };
 use crate::client::DEFAULT_URL;
 use clap::{Args, Parser, Subcommand};
@@ -78,7 +78,7 @@ pub enum Command {
     /// Make Claude Code sessions peers: MCP tools plus hooks that reach them even when idle.
     Claude(claude::ClaudeArgs),
     /// Run by Claude Code at each hook `cipc claude setup` installed (reads the hook's JSON on stdin).
-    Hook(claude::hook::HookArgs),
+    Hook(hook::HookArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions(generate::CompletionsArgs),
     /// Print the man page (or write every page into a directory).

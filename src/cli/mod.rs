@@ -30,6 +30,7 @@ pub mod doctor;
 pub mod fd_limit;
 pub mod generate;
 pub mod guard;
+pub mod hook;
 pub mod lease;
 pub mod output;
 pub mod peers;
@@ -273,7 +274,7 @@ pub fn run(mut cli: Cli) -> Exit {
             run_client("doctor", &anonymous, |ctx| doctor::run(a, ctx))
         }
         Command::Claude(a) => claude::run(a),
-        Command::Hook(a) => claude::hook::run(a),
+        Command::Hook(a) => hook::run(a),
         Command::Completions(a) => generate::completions(a),
         Command::Man(a) => generate::man(a),
     }

@@ -8,7 +8,7 @@
 /// (`--input-format stream-json`), but not a one-shot `claude -p PROMPT`.
 /// Read from the command line of the Claude Code process (`CLAUDE_PID`);
 /// when it cannot be read, assume it can.
-pub(super) fn session_can_wake() -> bool {
+pub(crate) fn session_can_wake() -> bool {
     let Some(pid) = std::env::var("CLAUDE_PID")
         .ok()
         .filter(|p| p.chars().all(|c| c.is_ascii_digit()) && !p.is_empty())
@@ -28,7 +28,7 @@ pub(super) fn session_can_wake() -> bool {
 /// only (/proc); `false` when it cannot be told (a terminal, a socket).
 /// The processes of other users cannot be looked into and are assumed not
 /// to feed the session (its host runs as the same user).
-pub(super) fn claude_input_closed() -> bool {
+pub(crate) fn claude_input_closed() -> bool {
     let Some(pid) = std::env::var("CLAUDE_PID")
         .ok()
         .filter(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()))
@@ -115,7 +115,7 @@ fn can_wake(args: &[String]) -> bool {
 
 /// Asks a process to end (SIGTERM) with the system's `kill`, so no unsafe
 /// code is needed.
-pub(super) fn stop_process(pid: u32) {
+pub(crate) fn stop_process(pid: u32) {
     if pid == std::process::id() {
         return;
     }
@@ -126,7 +126,7 @@ pub(super) fn stop_process(pid: u32) {
         .status();
 }
 
-pub(super) fn parent_pid() -> u32 {
+pub(crate) fn parent_pid() -> u32 {
     #[cfg(unix)]
     {
         std::os::unix::process::parent_id()

@@ -21,9 +21,9 @@
 //! questions when the peer disconnects or goes offline.
 
 use super::{Hook, Reply};
+use crate::agents::state::{OpenPermission, SessionState};
 use crate::api::{AskRequest, Question, QuestionKind, QuestionStatus};
 use crate::cli::backoff::Backoff;
-use crate::cli::claude::state::{OpenPermission, SessionState};
 use crate::cli::CliError;
 use crate::client::Client;
 use serde_json::{json, Map, Value};

@@ -30,12 +30,12 @@ mod orders;
 mod permission;
 mod waiter;
 
-use super::process::stop_process;
+use super::claude::process::stop_process;
 use super::state::{state_dir, Locked, SessionState};
+use crate::agents::Agent;
 use crate::api::{AttentionRequest, ConnectRequest, Via};
-use crate::cli::{exit, CliError, ClientArgs, Exit};
+use crate::cli::{exit, CliError, Exit};
 use crate::client::{Client, ClientError};
-use clap::Args;
 use orders::{answers, describe_order, take_orders};
 use serde_json::{json, Value};
 use std::path::PathBuf;
@@ -44,36 +44,43 @@ use uuid::Uuid;
 
 pub use permission::DEFAULT_WAIT_SECS as DEFAULT_PERMISSION_WAIT_SECS;
 
-/// What the peers of these hooks' sessions are (`Peer.agent`).
-const AGENT: &str = "claude-code";
 /// How long a hook waits for the broker before it gives up.
 const QUICK: Duration = Duration::from_millis(900);
 
-/// Flags of `cipc hook`.
-#[derive(Debug, Args)]
-pub struct HookArgs {
-    /// The hook event (Claude Code runs this; `cipc claude setup` installs it).
-    #[arg(value_parser = super::settings::HOOK_WORDS)]
+/// The `cipc hook` event words, one per moment of a session the hooks
+/// handle (the CLI's value parser).
+pub const EVENTS: [&str; 8] = [
+    "session-start",
+    "prompt",
+    "pre-tool-use",
+    "permission",
+    "post-tool-use",
+    "notification",
+    "stop",
+    "session-end",
+];
+
+/// What a `cipc hook` run is told by its command line.
+#[derive(Debug, Clone)]
+pub struct HookOptions {
+    /// Which agent runs the hook.
+    pub agent: Agent,
+    /// The event word (one of [`EVENTS`]).
     pub event: String,
-    /// The role this Claude Code session takes.
-    #[arg(long)]
+    /// The role the session takes.
     pub role: String,
     /// A name for the session's peer (default: the project directory's name).
-    #[arg(long)]
     pub name: Option<String>,
-    /// How long a relayed permission prompt waits for an answer from the
-    /// dashboard or `cipc answer` (the `permission` hook; seconds).
-    #[arg(long, value_name = "SECONDS", default_value_t = permission::DEFAULT_WAIT_SECS)]
+    /// How long a relayed permission prompt waits for an answer (seconds).
     pub permission_wait: u64,
-    /// Lease each file the session edits (the `pre-tool-use` hook of the
-    /// editing tools), renewed while it keeps editing, released when the
-    /// session ends.
-    #[arg(long)]
+    /// Lease each file the session edits.
     pub claim_on_edit: bool,
-    /// Broker and token flags (--peer and --peer-key are not used: the
-    /// session's identity is kept per Claude Code session).
-    #[command(flatten)]
-    pub client: ClientArgs,
+    /// The broker's URL.
+    pub url: String,
+    /// The token given directly (CIPC_TOKEN, --token).
+    pub token: Option<String>,
+    /// The file the token is read from, which wins over `token`.
+    pub token_file: Option<PathBuf>,
 }
 
 /// What one hook run says back to Claude Code.
@@ -91,7 +98,7 @@ struct Reply {
 }
 
 /// Runs `cipc hook EVENT`; returns the exit code (0, or 2 to wake).
-pub fn run(args: HookArgs) -> Exit {
+pub fn run(args: HookOptions) -> Exit {
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -154,7 +161,7 @@ fn event_name(word: &str) -> &'static str {
 
 /// One hook run's context: the input, the broker, and where state lives.
 struct Hook {
-    args: HookArgs,
+    args: HookOptions,
     session: String,
     cwd: Option<PathBuf>,
     input: Value,
@@ -163,21 +170,21 @@ struct Hook {
     dir: PathBuf,
 }
 
-async fn run_event(args: HookArgs) -> Result<Reply, CliError> {
+async fn run_event(args: HookOptions) -> Result<Reply, CliError> {
     let input = read_input()?;
     let session = input
         .get("session_id")
         .and_then(Value::as_str)
         .filter(|s| !s.is_empty())
-        .ok_or_else(|| CliError::usage("the hook input has no session_id; `cipc hook` is run by Claude Code (see `cipc claude setup`)"))?
+        .ok_or_else(|| CliError::usage("the hook input has no session_id; `cipc hook` is run by Claude Code or Codex (see `cipc claude setup`, `cipc codex setup`)"))?
         .to_string();
-    let token = match &args.client.token_file {
+    let token = match &args.token_file {
         Some(path) => Some(crate::cli::token::read_token_file(path)?),
-        None => args.client.token.clone(),
+        None => args.token.clone(),
     };
     let hook = Hook {
         cwd: input.get("cwd").and_then(Value::as_str).map(PathBuf::from),
-        url: args.client.url.clone(),
+        url: args.url.clone(),
         token,
         dir: state_dir()?,
         session,
@@ -261,7 +268,7 @@ impl Hook {
             name: self.name(),
             protect: Some(true),
             via: Some(Via::Hook),
-            agent: Some(AGENT.to_string()),
+            agent: Some(self.args.agent.id().to_string()),
             ..ConnectRequest::default()
         };
         if let (Some(peer), Some(key)) = (st.peer, st.key.clone()) {
@@ -359,15 +366,23 @@ impl Hook {
 
     /// The sentence for a refused token: what the hooks sent and the fix.
     fn token_problem(&self, e: &ClientError) -> String {
-        let sent = match (&self.args.client.token_file, &self.token) {
+        let sent = match (&self.args.token_file, &self.token) {
             (Some(f), _) => format!("the token in {}", f.display()),
             (None, Some(_)) => "the token in CIPC_TOKEN".to_string(),
             (None, None) => "no token".to_string(),
         };
+        let agent = self.args.agent;
         let fix = if self.token.is_some() {
-            "make it the broker's token (`cipc serve --token-file` names the broker's), then start a new Claude Code session"
+            format!(
+                "make it the broker's token (`cipc serve --token-file` names the broker's), then start a new {} session",
+                agent.title()
+            )
         } else {
-            "rerun `cipc claude setup --role ROLE --token-file PATH` with the broker's token file, or start `claude` with CIPC_TOKEN set to the broker's token"
+            format!(
+                "rerun `cipc {} setup --role ROLE --token-file PATH` with the broker's token file, or start `{}` with CIPC_TOKEN set to the broker's token",
+                agent.program(),
+                agent.program()
+            )
         };
         format!(
             "cipc: the broker at {} refused this session's hooks ({e}); they sent {sent}. This session is not a cipc peer: {fix}.",
@@ -383,6 +398,7 @@ impl Hook {
             .and_then(|d| crate::cli::repo::Checkout::discover(d).ok())
             .map(|c| c.repo);
         let role = self.args.role.clone();
+        let agent = self.args.agent.title();
         let url = self.url.clone();
         self.with_peer(true, |client, peer, key, mut st| async move {
             st.ended = false;
@@ -399,7 +415,7 @@ impl Hook {
             let orders = take_orders(&client, peer).await?;
             answers(&client, peer, &mut st).await?;
             let mut text = format!(
-                "[cipc] This Claude Code session is cipc peer {peer} with role \"{role}\" on the broker at {url}. \
+                "[cipc] This {agent} session is cipc peer {peer} with role \"{role}\" on the broker at {url}. \
                  Orders for \"{role}\" reach you here: between tool calls, and they wake you when you are idle. \
                  The cipc MCP tools already act as this peer (the session's hooks add its identity to every call): \
                  never pass peer_key and do not call connect. "
@@ -478,8 +494,10 @@ impl Hook {
             .input
             .get("message")
             .and_then(Value::as_str)
-            .unwrap_or("Claude Code is waiting for you")
-            .to_string();
+            .map_or_else(
+                || format!("{} is waiting for you", self.args.agent.title()),
+                str::to_string,
+            );
         let attention: String = message
             .chars()
             .take(crate::api::MAX_ATTENTION_LEN)
@@ -542,6 +560,6 @@ fn export_identity(
     writeln!(
         f,
         "export CIPC_URL={} CIPC_PEER={peer} CIPC_PEER_KEY={key}",
-        super::settings::shell_quote(url)
+        crate::agents::shell_quote(url)
     )
 }

@@ -1,8 +1,8 @@
 //! What the hooks tell the model about work: orders for its peer (taken
 //! when shown, each once) and answers to the commands it sent.
 
+use crate::agents::state::SessionState;
 use crate::api::{Command, CommandStatus};
-use crate::cli::claude::state::SessionState;
 use crate::client::{Client, ClientError};
 use std::fmt::Write as _;
 use uuid::Uuid;

@@ -13,7 +13,7 @@
 //! the session.
 
 use super::{Hook, Reply};
-use crate::cli::claude::settings::SERVER_NAME;
+use crate::agents::claude::settings::SERVER_NAME;
 use crate::cli::repo::Checkout;
 use crate::cli::CliError;
 use serde_json::{json, Map, Value};
@@ -31,10 +31,11 @@ impl Hook {
         let prefix = format!("mcp__{SERVER_NAME}__");
         let Some(name) = tool.strip_prefix(&prefix).map(str::to_string) else {
             let input = self.input.get("tool_input").cloned().unwrap_or_default();
-            return match super::edits::edited_file(&tool, &input) {
-                Some(file) => self.edit_check(&tool, &file).await,
-                None => Ok(Reply::default()),
-            };
+            let files = super::edits::edited_files(self.args.agent, &tool, &input);
+            if files.is_empty() {
+                return Ok(Reply::default());
+            }
+            return self.edit_check(&tool, &files).await;
         };
         let mut input = self
             .input

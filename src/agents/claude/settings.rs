@@ -3,6 +3,7 @@
 //! the merge rules (keep everything that is not ours, idempotent, remove
 //! exactly what was added) are unit-tested without touching any file.
 
+use crate::agents::{is_ours, HookCommand};
 use serde_json::{json, Map, Value};
 
 /// The MCP server name cipc registers under.
@@ -98,71 +99,6 @@ const HOOKS: [HookSpec; 9] = [
     },
 ];
 
-/// The `cipc hook` event words, for the CLI's value parser.
-pub const HOOK_WORDS: [&str; 8] = [
-    "session-start",
-    "prompt",
-    "pre-tool-use",
-    "permission",
-    "post-tool-use",
-    "notification",
-    "stop",
-    "session-end",
-];
-
-/// How the hooks call cipc: the program (already shell-quoted) and the
-/// arguments every hook gets (already shell-quoted, may be empty).
-#[derive(Debug, Clone)]
-pub struct HookCommand {
-    /// The `cipc` executable, as the shell should see it.
-    pub program: String,
-    /// `--role R --name N --url U ...`.
-    pub args: String,
-    /// How long a relayed permission prompt waits for the person (seconds);
-    /// `None`: permission prompts are not relayed (no `PermissionRequest`
-    /// hook), only the terminal asks.
-    pub permission_wait: Option<u64>,
-}
-
-impl HookCommand {
-    fn line(&self, word: &str) -> String {
-        if self.args.is_empty() {
-            format!("{} hook {word}", self.program)
-        } else {
-            format!("{} hook {word} {}", self.program, self.args)
-        }
-    }
-}
-
-/// Quotes `s` for a POSIX shell when it needs it.
-pub fn shell_quote(s: &str) -> String {
-    let plain = !s.is_empty()
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || "/._-+=:,@%".contains(c));
-    if plain {
-        s.to_string()
-    } else {
-        format!("'{}'", s.replace('\'', r"'\''"))
-    }
-}
-
-/// Whether a hook command line is one cipc installed: its program is a
-/// `cipc` executable and its first argument is `hook`.
-pub fn is_ours(command: &str) -> bool {
-    let command = command.trim_start();
-    let (program, rest) = match command.strip_prefix('\'') {
-        Some(quoted) => match quoted.split_once('\'') {
-            Some((program, rest)) => (program, rest),
-            None => return false,
-        },
-        None => command
-            .split_once(char::is_whitespace)
-            .unwrap_or((command, "")),
-    };
-    let base = program.rsplit('/').next().unwrap_or(program);
-    (base == "cipc" || base == "cipc.exe") && rest.split_whitespace().next() == Some("hook")
-}
-
 /// Why a settings or MCP document cannot take cipc's entries: part of it
 /// is not the JSON shape Claude Code documents. Nothing is written; the
 /// user fixes the file by hand.
@@ -198,11 +134,10 @@ pub fn add_hooks(settings: &mut Value, cmd: &HookCommand) -> Result<(), ShapeErr
                 let Some(wait) = cmd.permission_wait else {
                     continue;
                 };
-                let mut line = cmd.line(spec.word);
-                if wait != crate::cli::claude::hook::DEFAULT_PERMISSION_WAIT_SECS {
-                    line.push_str(&format!(" --permission-wait {wait}"));
-                }
-                (line, wait.saturating_add(PERMISSION_MARGIN_SECS))
+                (
+                    cmd.permission_line(wait),
+                    wait.saturating_add(PERMISSION_MARGIN_SECS),
+                )
             }
         };
         let mut hook = json!({
@@ -322,12 +257,13 @@ fn object<'a>(v: &'a mut Value, what: &str) -> Result<&'a mut Map<String, Value>
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::agents::shell_quote;
 
     fn cmd() -> HookCommand {
         HookCommand {
             program: "/usr/local/bin/cipc".into(),
             args: "--role backend".into(),
-            permission_wait: Some(crate::cli::claude::hook::DEFAULT_PERMISSION_WAIT_SECS),
+            permission_wait: Some(crate::agents::hook::DEFAULT_PERMISSION_WAIT_SECS),
         }
     }
 
