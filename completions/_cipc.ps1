@@ -46,7 +46,8 @@ Register-ArgumentCompleter -Native -CommandName 'cipc' -ScriptBlock {
             [CompletionResult]::new('work', 'work', [CompletionResultType]::ParameterValue, 'Serve a role with any program: take orders, run CMD for each, ack with its output')
             [CompletionResult]::new('doctor', 'doctor', [CompletionResultType]::ParameterValue, 'Check the broker URL, token, peer and key, and say what to fix')
             [CompletionResult]::new('claude', 'claude', [CompletionResultType]::ParameterValue, 'Make Claude Code sessions peers: MCP tools plus hooks that reach them even when idle')
-            [CompletionResult]::new('hook', 'hook', [CompletionResultType]::ParameterValue, 'Run by Claude Code at each hook `cipc claude setup` installed (reads the hook''s JSON on stdin)')
+            [CompletionResult]::new('codex', 'codex', [CompletionResultType]::ParameterValue, 'Make Codex sessions peers: MCP tools plus hooks, the same as for Claude Code')
+            [CompletionResult]::new('hook', 'hook', [CompletionResultType]::ParameterValue, 'Run by Claude Code or Codex at each hook `cipc claude setup` or `cipc codex setup` installed (reads the hook''s JSON on stdin)')
             [CompletionResult]::new('completions', 'completions', [CompletionResultType]::ParameterValue, 'Print a shell completion script (bash, zsh, fish, elvish, powershell)')
             [CompletionResult]::new('man', 'man', [CompletionResultType]::ParameterValue, 'Print the man page (or write every page into a directory)')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
@@ -1083,8 +1084,62 @@ Register-ArgumentCompleter -Native -CommandName 'cipc' -ScriptBlock {
         'cipc;claude;help;help' {
             break
         }
+        'cipc;codex' {
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('setup', 'setup', [CompletionResultType]::ParameterValue, 'Configure Codex so its sessions are peers of ROLE from their first moment')
+            [CompletionResult]::new('remove', 'remove', [CompletionResultType]::ParameterValue, 'Take out exactly what `setup` added (the MCP server, the hooks and their trust)')
+            [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
+            break
+        }
+        'cipc;codex;setup' {
+            [CompletionResult]::new('--role', '--role', [CompletionResultType]::ParameterName, 'The role every session takes, e.g. backend (1-64 of A-Z a-z 0-9 . _ -)')
+            [CompletionResult]::new('--name', '--name', [CompletionResultType]::ParameterName, 'A name for the sessions'' peers (default: the project directory and session)')
+            [CompletionResult]::new('--scope', '--scope', [CompletionResultType]::ParameterName, 'Which configuration to write')
+            [CompletionResult]::new('--dir', '--dir', [CompletionResultType]::ParameterName, 'The project directory (default: the current one)')
+            [CompletionResult]::new('--url', '--url', [CompletionResultType]::ParameterName, 'The broker''s URL')
+            [CompletionResult]::new('--token', '--token', [CompletionResultType]::ParameterName, 'The broker has a token (given here or in CIPC_TOKEN): the MCP server sends it')
+            [CompletionResult]::new('--token-file', '--token-file', [CompletionResultType]::ParameterName, 'Read the token from this file; the hooks read it from there too')
+            [CompletionResult]::new('--cipc', '--cipc', [CompletionResultType]::ParameterName, 'The cipc program the hooks run (default: `cipc`, found on PATH, for the project scope; this executable''s absolute path for the user scope)')
+            [CompletionResult]::new('--permission-wait', '--permission-wait', [CompletionResultType]::ParameterName, 'How long a permission prompt relayed to the dashboard waits for the person (e.g. 30s, 10m) before Codex asks in its own way; Codex runs the hook first, so this holds its own prompt back. 0 relays nothing')
+            [CompletionResult]::new('--claim-on-edit', '--claim-on-edit', [CompletionResultType]::ParameterName, 'Also lease each file a session edits (30 minutes, renewed while it keeps editing, released when it ends). Off by default: edits of files another session leased are refused either way')
+            [CompletionResult]::new('--dry-run', '--dry-run', [CompletionResultType]::ParameterName, 'Print what would change and write nothing')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'cipc;codex;remove' {
+            [CompletionResult]::new('--scope', '--scope', [CompletionResultType]::ParameterName, 'Which configuration to clean')
+            [CompletionResult]::new('--dir', '--dir', [CompletionResultType]::ParameterName, 'The project directory (default: the current one)')
+            [CompletionResult]::new('--dry-run', '--dry-run', [CompletionResultType]::ParameterName, 'Print what would change and write nothing')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'cipc;codex;help' {
+            [CompletionResult]::new('setup', 'setup', [CompletionResultType]::ParameterValue, 'Configure Codex so its sessions are peers of ROLE from their first moment')
+            [CompletionResult]::new('remove', 'remove', [CompletionResultType]::ParameterValue, 'Take out exactly what `setup` added (the MCP server, the hooks and their trust)')
+            [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
+            break
+        }
+        'cipc;codex;help;setup' {
+            break
+        }
+        'cipc;codex;help;remove' {
+            break
+        }
+        'cipc;codex;help;help' {
+            break
+        }
         'cipc;hook' {
-            [CompletionResult]::new('--role', '--role', [CompletionResultType]::ParameterName, 'The role this Claude Code session takes')
+            [CompletionResult]::new('--agent', '--agent', [CompletionResultType]::ParameterName, 'Which agent runs the hook')
+            [CompletionResult]::new('--role', '--role', [CompletionResultType]::ParameterName, 'The role this session takes')
             [CompletionResult]::new('--name', '--name', [CompletionResultType]::ParameterName, 'A name for the session''s peer (default: the project directory''s name)')
             [CompletionResult]::new('--permission-wait', '--permission-wait', [CompletionResultType]::ParameterName, 'How long a relayed permission prompt waits for an answer from the dashboard or `cipc answer` (the `permission` hook; seconds)')
             [CompletionResult]::new('--url', '--url', [CompletionResultType]::ParameterName, 'The broker''s URL (plain http) [env: CIPC_URL] [default: http://127.0.0.1:9100]')
@@ -1138,7 +1193,8 @@ Register-ArgumentCompleter -Native -CommandName 'cipc' -ScriptBlock {
             [CompletionResult]::new('work', 'work', [CompletionResultType]::ParameterValue, 'Serve a role with any program: take orders, run CMD for each, ack with its output')
             [CompletionResult]::new('doctor', 'doctor', [CompletionResultType]::ParameterValue, 'Check the broker URL, token, peer and key, and say what to fix')
             [CompletionResult]::new('claude', 'claude', [CompletionResultType]::ParameterValue, 'Make Claude Code sessions peers: MCP tools plus hooks that reach them even when idle')
-            [CompletionResult]::new('hook', 'hook', [CompletionResultType]::ParameterValue, 'Run by Claude Code at each hook `cipc claude setup` installed (reads the hook''s JSON on stdin)')
+            [CompletionResult]::new('codex', 'codex', [CompletionResultType]::ParameterValue, 'Make Codex sessions peers: MCP tools plus hooks, the same as for Claude Code')
+            [CompletionResult]::new('hook', 'hook', [CompletionResultType]::ParameterValue, 'Run by Claude Code or Codex at each hook `cipc claude setup` or `cipc codex setup` installed (reads the hook''s JSON on stdin)')
             [CompletionResult]::new('completions', 'completions', [CompletionResultType]::ParameterValue, 'Print a shell completion script (bash, zsh, fish, elvish, powershell)')
             [CompletionResult]::new('man', 'man', [CompletionResultType]::ParameterValue, 'Print the man page (or write every page into a directory)')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
@@ -1333,6 +1389,17 @@ Register-ArgumentCompleter -Native -CommandName 'cipc' -ScriptBlock {
             break
         }
         'cipc;help;claude;remove' {
+            break
+        }
+        'cipc;help;codex' {
+            [CompletionResult]::new('setup', 'setup', [CompletionResultType]::ParameterValue, 'Configure Codex so its sessions are peers of ROLE from their first moment')
+            [CompletionResult]::new('remove', 'remove', [CompletionResultType]::ParameterValue, 'Take out exactly what `setup` added (the MCP server, the hooks and their trust)')
+            break
+        }
+        'cipc;help;codex;setup' {
+            break
+        }
+        'cipc;help;codex;remove' {
             break
         }
         'cipc;help;hook' {

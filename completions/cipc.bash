@@ -37,6 +37,9 @@ _cipc() {
             cipc,claude)
                 cmd="cipc__subcmd__claude"
                 ;;
+            cipc,codex)
+                cmd="cipc__subcmd__codex"
+                ;;
             cipc,commands)
                 cmd="cipc__subcmd__commands"
                 ;;
@@ -139,6 +142,24 @@ _cipc() {
             cipc__subcmd__claude__subcmd__help,setup)
                 cmd="cipc__subcmd__claude__subcmd__help__subcmd__setup"
                 ;;
+            cipc__subcmd__codex,help)
+                cmd="cipc__subcmd__codex__subcmd__help"
+                ;;
+            cipc__subcmd__codex,remove)
+                cmd="cipc__subcmd__codex__subcmd__remove"
+                ;;
+            cipc__subcmd__codex,setup)
+                cmd="cipc__subcmd__codex__subcmd__setup"
+                ;;
+            cipc__subcmd__codex__subcmd__help,help)
+                cmd="cipc__subcmd__codex__subcmd__help__subcmd__help"
+                ;;
+            cipc__subcmd__codex__subcmd__help,remove)
+                cmd="cipc__subcmd__codex__subcmd__help__subcmd__remove"
+                ;;
+            cipc__subcmd__codex__subcmd__help,setup)
+                cmd="cipc__subcmd__codex__subcmd__help__subcmd__setup"
+                ;;
             cipc__subcmd__guard,check)
                 cmd="cipc__subcmd__guard__subcmd__check"
                 ;;
@@ -183,6 +204,9 @@ _cipc() {
                 ;;
             cipc__subcmd__help,claude)
                 cmd="cipc__subcmd__help__subcmd__claude"
+                ;;
+            cipc__subcmd__help,codex)
+                cmd="cipc__subcmd__help__subcmd__codex"
                 ;;
             cipc__subcmd__help,commands)
                 cmd="cipc__subcmd__help__subcmd__commands"
@@ -255,6 +279,12 @@ _cipc() {
                 ;;
             cipc__subcmd__help__subcmd__claude,setup)
                 cmd="cipc__subcmd__help__subcmd__claude__subcmd__setup"
+                ;;
+            cipc__subcmd__help__subcmd__codex,remove)
+                cmd="cipc__subcmd__help__subcmd__codex__subcmd__remove"
+                ;;
+            cipc__subcmd__help__subcmd__codex,setup)
+                cmd="cipc__subcmd__help__subcmd__codex__subcmd__setup"
                 ;;
             cipc__subcmd__help__subcmd__guard,check)
                 cmd="cipc__subcmd__help__subcmd__guard__subcmd__check"
@@ -503,7 +533,7 @@ _cipc() {
 
     case "${cmd}" in
         cipc)
-            opts="-h -V --help --version serve bench peers send wait ack result cancel commands ask answer questions chan signal lease guard status reset work doctor claude hook completions man help"
+            opts="-h -V --help --version serve bench peers send wait ack result cancel commands ask answer questions chan signal lease guard status reset work doctor claude codex hook completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1174,6 +1204,148 @@ _cipc() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        cipc__subcmd__codex)
+            opts="-h -V --help --version setup remove help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cipc__subcmd__codex__subcmd__help)
+            opts="setup remove help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cipc__subcmd__codex__subcmd__help__subcmd__help)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cipc__subcmd__codex__subcmd__help__subcmd__remove)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cipc__subcmd__codex__subcmd__help__subcmd__setup)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cipc__subcmd__codex__subcmd__remove)
+            opts="-h -V --scope --dir --dry-run --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --scope)
+                    COMPREPLY=($(compgen -W "project user" -- "${cur}"))
+                    return 0
+                    ;;
+                --dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cipc__subcmd__codex__subcmd__setup)
+            opts="-h -V --role --name --scope --dir --url --token --token-file --cipc --permission-wait --claim-on-edit --dry-run --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --role)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --name)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --scope)
+                    COMPREPLY=($(compgen -W "project user" -- "${cur}"))
+                    return 0
+                    ;;
+                --dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --token)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --token-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --cipc)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --permission-wait)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         cipc__subcmd__commands)
             opts="-h -V --url --token --token-file --peer --peer-key --json --table --status --target --overdue --limit --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
@@ -1427,7 +1599,7 @@ _cipc() {
             return 0
             ;;
         cipc__subcmd__help)
-            opts="serve bench peers send wait ack result cancel commands ask answer questions chan signal lease guard status reset work doctor claude hook completions man help"
+            opts="serve bench peers send wait ack result cancel commands ask answer questions chan signal lease guard status reset work doctor claude codex hook completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1609,6 +1781,48 @@ _cipc() {
             return 0
             ;;
         cipc__subcmd__help__subcmd__claude__subcmd__setup)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cipc__subcmd__help__subcmd__codex)
+            opts="setup remove"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cipc__subcmd__help__subcmd__codex__subcmd__remove)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cipc__subcmd__help__subcmd__codex__subcmd__setup)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -2239,12 +2453,16 @@ _cipc() {
             return 0
             ;;
         cipc__subcmd__hook)
-            opts="-h -V --role --name --permission-wait --claim-on-edit --url --token --token-file --peer --peer-key --json --table --help --version session-start prompt pre-tool-use permission post-tool-use notification stop session-end"
+            opts="-h -V --agent --role --name --permission-wait --claim-on-edit --url --token --token-file --peer --peer-key --json --table --help --version session-start prompt pre-tool-use permission post-tool-use notification stop session-end"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --agent)
+                    COMPREPLY=($(compgen -W "claude-code codex" -- "${cur}"))
+                    return 0
+                    ;;
                 --role)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0

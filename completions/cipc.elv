@@ -43,7 +43,8 @@ set edit:completion:arg-completer[cipc] = {|@words|
             cand work 'Serve a role with any program: take orders, run CMD for each, ack with its output'
             cand doctor 'Check the broker URL, token, peer and key, and say what to fix'
             cand claude 'Make Claude Code sessions peers: MCP tools plus hooks that reach them even when idle'
-            cand hook 'Run by Claude Code at each hook `cipc claude setup` installed (reads the hook''s JSON on stdin)'
+            cand codex 'Make Codex sessions peers: MCP tools plus hooks, the same as for Claude Code'
+            cand hook 'Run by Claude Code or Codex at each hook `cipc claude setup` or `cipc codex setup` installed (reads the hook''s JSON on stdin)'
             cand completions 'Print a shell completion script (bash, zsh, fish, elvish, powershell)'
             cand man 'Print the man page (or write every page into a directory)'
             cand help 'Print this message or the help of the given subcommand(s)'
@@ -980,8 +981,55 @@ set edit:completion:arg-completer[cipc] = {|@words|
         }
         &'cipc;claude;help;help'= {
         }
+        &'cipc;codex'= {
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+            cand setup 'Configure Codex so its sessions are peers of ROLE from their first moment'
+            cand remove 'Take out exactly what `setup` added (the MCP server, the hooks and their trust)'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'cipc;codex;setup'= {
+            cand --role 'The role every session takes, e.g. backend (1-64 of A-Z a-z 0-9 . _ -)'
+            cand --name 'A name for the sessions'' peers (default: the project directory and session)'
+            cand --scope 'Which configuration to write'
+            cand --dir 'The project directory (default: the current one)'
+            cand --url 'The broker''s URL'
+            cand --token 'The broker has a token (given here or in CIPC_TOKEN): the MCP server sends it'
+            cand --token-file 'Read the token from this file; the hooks read it from there too'
+            cand --cipc 'The cipc program the hooks run (default: `cipc`, found on PATH, for the project scope; this executable''s absolute path for the user scope)'
+            cand --permission-wait 'How long a permission prompt relayed to the dashboard waits for the person (e.g. 30s, 10m) before Codex asks in its own way; Codex runs the hook first, so this holds its own prompt back. 0 relays nothing'
+            cand --claim-on-edit 'Also lease each file a session edits (30 minutes, renewed while it keeps editing, released when it ends). Off by default: edits of files another session leased are refused either way'
+            cand --dry-run 'Print what would change and write nothing'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'cipc;codex;remove'= {
+            cand --scope 'Which configuration to clean'
+            cand --dir 'The project directory (default: the current one)'
+            cand --dry-run 'Print what would change and write nothing'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'cipc;codex;help'= {
+            cand setup 'Configure Codex so its sessions are peers of ROLE from their first moment'
+            cand remove 'Take out exactly what `setup` added (the MCP server, the hooks and their trust)'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'cipc;codex;help;setup'= {
+        }
+        &'cipc;codex;help;remove'= {
+        }
+        &'cipc;codex;help;help'= {
+        }
         &'cipc;hook'= {
-            cand --role 'The role this Claude Code session takes'
+            cand --agent 'Which agent runs the hook'
+            cand --role 'The role this session takes'
             cand --name 'A name for the session''s peer (default: the project directory''s name)'
             cand --permission-wait 'How long a relayed permission prompt waits for an answer from the dashboard or `cipc answer` (the `permission` hook; seconds)'
             cand --url 'The broker''s URL (plain http) [env: CIPC_URL] [default: http://127.0.0.1:9100]'
@@ -1032,7 +1080,8 @@ set edit:completion:arg-completer[cipc] = {|@words|
             cand work 'Serve a role with any program: take orders, run CMD for each, ack with its output'
             cand doctor 'Check the broker URL, token, peer and key, and say what to fix'
             cand claude 'Make Claude Code sessions peers: MCP tools plus hooks that reach them even when idle'
-            cand hook 'Run by Claude Code at each hook `cipc claude setup` installed (reads the hook''s JSON on stdin)'
+            cand codex 'Make Codex sessions peers: MCP tools plus hooks, the same as for Claude Code'
+            cand hook 'Run by Claude Code or Codex at each hook `cipc claude setup` or `cipc codex setup` installed (reads the hook''s JSON on stdin)'
             cand completions 'Print a shell completion script (bash, zsh, fish, elvish, powershell)'
             cand man 'Print the man page (or write every page into a directory)'
             cand help 'Print this message or the help of the given subcommand(s)'
@@ -1174,6 +1223,14 @@ set edit:completion:arg-completer[cipc] = {|@words|
         &'cipc;help;claude;setup'= {
         }
         &'cipc;help;claude;remove'= {
+        }
+        &'cipc;help;codex'= {
+            cand setup 'Configure Codex so its sessions are peers of ROLE from their first moment'
+            cand remove 'Take out exactly what `setup` added (the MCP server, the hooks and their trust)'
+        }
+        &'cipc;help;codex;setup'= {
+        }
+        &'cipc;help;codex;remove'= {
         }
         &'cipc;help;hook'= {
         }

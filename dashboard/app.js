@@ -1434,7 +1434,7 @@
             p.name ? h('span', { class: 'peer-name', text: p.name }) : null,
             agentTag(p.agent),
             h('span', { class: 'peer-badges' },
-              h('span', { class: `badge badge-${p.via || 'http'}`, text: p.via || 'http', title: p.via === 'mcp' ? 'connected over MCP (Claude Code)' : p.via === 'hook' ? 'a Claude Code session, through its hooks (cipc claude setup)' : 'connected over HTTP (CLI, curl, scripts)' }),
+              h('span', { class: `badge badge-${p.via || 'http'}`, text: p.via || 'http', title: p.via === 'mcp' ? 'connected over MCP (Claude Code)' : p.via === 'hook' ? 'a Claude Code or Codex session, through its hooks (cipc claude setup, cipc codex setup)' : 'connected over HTTP (CLI, curl, scripts)' }),
               p.protected ? h('span', { class: 'badge badge-protected', text: 'key', title: 'protected: nothing is done in its name without its peer key' }) : null),
           ),
           h('div', { class: 'peer-meta' },

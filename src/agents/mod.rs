@@ -15,6 +15,7 @@
 //! `cipc codex` and `cipc hook`.
 
 pub mod claude;
+pub mod codex;
 pub mod files;
 pub mod hook;
 pub mod state;

@@ -4,8 +4,8 @@
 //! JSON arguments). Each subcommand's own flags live beside its code.
 
 use super::{
-    bench, chan, claude, commands, doctor, generate, guard, hook, lease, peers, questions, serve,
-    signal, system, work, CliError,
+    bench, chan, claude, codex, commands, doctor, generate, guard, hook, lease, peers, questions,
+    serve, signal, system, work, CliError,
 };
 use crate::client::DEFAULT_URL;
 use clap::{Args, Parser, Subcommand};
@@ -77,7 +77,9 @@ pub enum Command {
     Doctor(doctor::DoctorArgs),
     /// Make Claude Code sessions peers: MCP tools plus hooks that reach them even when idle.
     Claude(claude::ClaudeArgs),
-    /// Run by Claude Code at each hook `cipc claude setup` installed (reads the hook's JSON on stdin).
+    /// Make Codex sessions peers: MCP tools plus hooks, the same as for Claude Code.
+    Codex(codex::CodexArgs),
+    /// Run by Claude Code or Codex at each hook `cipc claude setup` or `cipc codex setup` installed (reads the hook's JSON on stdin).
     Hook(hook::HookArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions(generate::CompletionsArgs),

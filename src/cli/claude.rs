@@ -46,7 +46,7 @@ pub enum Transport {
 }
 
 /// Flags of `cipc claude setup`.
-#[derive(Debug, Clone, Args)]
+#[derive(Debug, Args)]
 pub struct SetupArgs {
     /// The role every session takes, e.g. backend (1-64 of A-Z a-z 0-9 . _ -).
     #[arg(long)]
@@ -120,7 +120,10 @@ impl From<Scope> for ClaudeScope {
 /// Runs `cipc claude ...`.
 pub fn run(args: ClaudeArgs) -> Exit {
     let (result, dry_run) = match args.cmd {
-        ClaudeCmd::Setup(a) => (setup(a.clone()), a.dry_run),
+        ClaudeCmd::Setup(a) => {
+            let dry_run = a.dry_run;
+            (setup(a), dry_run)
+        }
         ClaudeCmd::Remove(a) => (
             claude::remove(a.scope.into(), a.dir.as_deref(), a.dry_run),
             a.dry_run,

@@ -25,6 +25,7 @@ mod bench_scale;
 mod bench_smoke;
 pub mod chan;
 pub mod claude;
+pub mod codex;
 pub mod commands;
 pub mod doctor;
 pub mod fd_limit;
@@ -172,6 +173,7 @@ fn command_path(cmd: &Command) -> String {
         Command::Work(_) => ("work", None),
         Command::Doctor(_) => ("doctor", None),
         Command::Claude(_) => ("claude", None),
+        Command::Codex(_) => ("codex", None),
         Command::Hook(_) => ("hook", None),
         Command::Completions(_) => ("completions", None),
         Command::Man(_) => ("man", None),
@@ -210,6 +212,7 @@ fn client_args(cmd: &mut Command) -> Option<&mut ClientArgs> {
         Command::Serve(_)
         | Command::Bench(_)
         | Command::Claude(_)
+        | Command::Codex(_)
         | Command::Completions(_)
         | Command::Man(_) => None,
     }
@@ -274,6 +277,7 @@ pub fn run(mut cli: Cli) -> Exit {
             run_client("doctor", &anonymous, |ctx| doctor::run(a, ctx))
         }
         Command::Claude(a) => claude::run(a),
+        Command::Codex(a) => codex::run(a),
         Command::Hook(a) => hook::run(a),
         Command::Completions(a) => generate::completions(a),
         Command::Man(a) => generate::man(a),

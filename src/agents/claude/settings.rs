@@ -9,23 +9,26 @@ use serde_json::{json, Map, Value};
 /// The MCP server name cipc registers under.
 pub const SERVER_NAME: &str = "cipc";
 
-/// One hook cipc installs: the Claude Code event, the `cipc hook` event
-/// word, and how it runs.
-struct HookSpec {
-    event: &'static str,
-    word: &'static str,
+/// One hook cipc installs: the agent's event, the `cipc hook` event word,
+/// and how it runs. Claude Code's and Codex's hook files share this shape.
+pub(crate) struct HookSpec {
+    /// The agent's event name (`SessionStart`).
+    pub event: &'static str,
+    /// The `cipc hook` word that handles it.
+    pub word: &'static str,
     /// Tool events take a matcher (a regular expression); `*` is every tool.
-    matcher: Option<&'static str>,
-    /// Seconds Claude Code gives it; `None`: the permission wait and a
+    pub matcher: Option<&'static str>,
+    /// Seconds the agent gives it; `None`: the permission wait and a
     /// margin, so the hook always ends the wait itself.
-    timeout_secs: Option<u64>,
-    /// Runs in the background and may wake an idle session (exit 2).
-    rewake: bool,
+    pub timeout_secs: Option<u64>,
+    /// Runs in the background and may wake an idle session (exit 2;
+    /// Claude Code only).
+    pub rewake: bool,
 }
 
-/// The margin Claude Code's timeout leaves the permission hook beyond its
+/// The margin an agent's timeout leaves the permission hook beyond its
 /// own wait, to withdraw its question before it is ended.
-const PERMISSION_MARGIN_SECS: u64 = 30;
+pub(crate) const PERMISSION_MARGIN_SECS: u64 = 30;
 
 /// Every hook, in the order Claude Code meets them in a session.
 const HOOKS: [HookSpec; 9] = [
@@ -121,13 +124,23 @@ pub enum ShapeError {
 /// Adds cipc's hooks to a settings document (replacing any cipc hooks
 /// already there), keeping every other key and hook as it was.
 pub fn add_hooks(settings: &mut Value, cmd: &HookCommand) -> Result<(), ShapeError> {
+    add_hook_specs(settings, cmd, &HOOKS)
+}
+
+/// Adds the hooks of `specs` to a hooks document (Claude Code's settings,
+/// Codex's hooks.json), replacing any cipc hooks already there.
+pub(crate) fn add_hook_specs(
+    settings: &mut Value,
+    cmd: &HookCommand,
+    specs: &[HookSpec],
+) -> Result<(), ShapeError> {
     remove_hooks(settings)?;
     let root = object(settings, "the settings file")?;
     let hooks = root
         .entry("hooks")
         .or_insert_with(|| Value::Object(Map::new()));
     let hooks = object(hooks, "\"hooks\" in the settings file")?;
-    for spec in &HOOKS {
+    for spec in specs {
         let (line, timeout) = match spec.timeout_secs {
             Some(t) => (cmd.line(spec.word), t),
             None => {
@@ -246,7 +259,10 @@ pub fn mcp_entry(base: &str, sse: bool, token_header: Option<&str>) -> Value {
     entry
 }
 
-fn object<'a>(v: &'a mut Value, what: &str) -> Result<&'a mut Map<String, Value>, ShapeError> {
+pub(crate) fn object<'a>(
+    v: &'a mut Value,
+    what: &str,
+) -> Result<&'a mut Map<String, Value>, ShapeError> {
     if v.is_null() {
         *v = Value::Object(Map::new());
     }

@@ -1,10 +1,12 @@
 //! `cipc hook pre-tool-use` for cipc's own MCP tools: every call of a
 //! `mcp__cipc__*` tool acts as the session's peer without the model ever
 //! holding its key. The hook adds `peer_key` to the call's input through
-//! `updatedInput`, which Claude Code (2.1.328 and 2.1.332, measured) applies
-//! before the call leaves, with or without a permission decision; the model
-//! keeps seeing the call it made, without the key. The hook decides
-//! nothing else about permissions: the user's rules still apply.
+//! `updatedInput`, which both agents apply before the call leaves; the
+//! model keeps seeing the call it made, without the key. Claude Code
+//! (2.1.328 and 2.1.332, measured) applies it with or without a permission
+//! decision, so none is given and the user's rules still apply. Codex
+//! (0.171, measured) applies it only beside `permissionDecision: "allow"`,
+//! which there does not skip its own approval of MCP calls.
 //!
 //! Why this and not a `headersHelper` on the MCP entry: a helper runs when
 //! Claude Code connects the server, which is before (or beside) the
@@ -14,6 +16,7 @@
 
 use super::{Hook, Reply};
 use crate::agents::claude::settings::SERVER_NAME;
+use crate::agents::Agent;
 use crate::cli::repo::Checkout;
 use crate::cli::CliError;
 use serde_json::{json, Map, Value};
@@ -48,6 +51,8 @@ impl Hook {
             }
         }
         let role = self.args.role.clone();
+        let agent = self.args.agent;
+        let program = agent.program();
         self.with_peer(false, |_client, peer, key, mut st| async move {
             st.took_turn = true;
             let mut out = Map::new();
@@ -58,10 +63,13 @@ impl Hook {
                     json!(format!(
                         "This session already is cipc peer {peer} with role \"{role}\": its hooks add that identity to every \
                          cipc tool call, so connect is not needed (and would make a second peer). Call the tool you need \
-                         directly, without peer_key. To take another role, the person reruns `cipc claude setup --role ROLE`."
+                         directly, without peer_key. To take another role, the person reruns `cipc {program} setup --role ROLE`."
                     )),
                 );
             } else {
+                if agent == Agent::Codex {
+                    out.insert("permissionDecision".into(), json!("allow"));
+                }
                 out.insert("updatedInput".into(), with_key(input, &key));
             }
             Ok((

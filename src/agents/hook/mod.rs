@@ -28,6 +28,7 @@ mod edits;
 mod identity;
 mod orders;
 mod permission;
+mod turn_end;
 mod waiter;
 
 use super::claude::process::stop_process;
@@ -197,7 +198,10 @@ async fn run_event(args: HookOptions) -> Result<Reply, CliError> {
         "pre-tool-use" => hook.pre_tool_use().await,
         "permission" => hook.permission().await,
         "notification" => hook.notification().await,
-        "stop" => hook.stop().await,
+        "stop" => match hook.args.agent {
+            Agent::ClaudeCode => hook.stop().await,
+            Agent::Codex => hook.turn_end().await,
+        },
         "session-end" => hook.session_end().await,
         other => Err(CliError::usage(format!("unknown hook event {other:?}"))),
     }
@@ -399,6 +403,12 @@ impl Hook {
             .map(|c| c.repo);
         let role = self.args.role.clone();
         let agent = self.args.agent.title();
+        let reach = match self.args.agent {
+            Agent::ClaudeCode => "between tool calls, and they wake you when you are idle",
+            Agent::Codex => {
+                "between tool calls, and at the end of a turn (your work goes on with them)"
+            }
+        };
         let url = self.url.clone();
         self.with_peer(true, |client, peer, key, mut st| async move {
             st.ended = false;
@@ -416,7 +426,7 @@ impl Hook {
             answers(&client, peer, &mut st).await?;
             let mut text = format!(
                 "[cipc] This {agent} session is cipc peer {peer} with role \"{role}\" on the broker at {url}. \
-                 Orders for \"{role}\" reach you here: between tool calls, and they wake you when you are idle. \
+                 Orders for \"{role}\" reach you here: {reach}. \
                  The cipc MCP tools already act as this peer (the session's hooks add its identity to every call): \
                  never pass peer_key and do not call connect. "
             );
