@@ -1,29 +1,40 @@
-//! `cipc hook EVENT`: what Claude Code runs at each hook `cipc claude setup`
-//! installed. Each run reads the hook's JSON on stdin, acts as the session's
-//! peer (registered at `SessionStart`, remembered per `session_id` in
-//! [`super::state`]) and answers in Claude Code's hook output format.
+//! `cipc hook EVENT`: what Claude Code and Codex run at each hook `cipc
+//! claude setup` or `cipc codex setup` installed. Both send the same kind of
+//! JSON on stdin (`session_id`, `cwd`, `tool_name`, `tool_input`, ...) and
+//! read the same kind of answer (`hookSpecificOutput` with
+//! `additionalContext` or a decision; exit 2 with a message on stderr), so
+//! one engine serves both; `--agent` says which runs it, for the few
+//! things that differ ([`Agent`]). Each run acts as the session's peer
+//! (registered at `SessionStart`, remembered per `session_id` in
+//! [`super::state`]).
 //!
 //! - `session-start`: registers (or re-registers) the peer and tells the model
 //!   who it is and which orders wait for it.
 //! - `prompt` and `post-tool-use`: new orders for the peer, and answers to
 //!   the commands it sent, reach the model between turns and between tool
 //!   calls, each once (an order is taken when it is shown).
-//! - `stop` (a background hook that may wake the session): long-polls for
-//!   the next order while the session is idle; when one arrives it exits 2
-//!   with the order, which wakes the session.
-//! - `pre-tool-use` (cipc's own MCP tools): adds the session's peer key to
-//!   the call, so the model never carries it (`identity.rs`).
+//! - `stop`: Claude Code runs it in the background, and it long-polls for
+//!   the next order while the session is idle, then exits 2 with it, which
+//!   wakes the session (`waiter.rs`); Codex runs it in the turn, and it
+//!   hands over what already waits, which makes the turn go on
+//!   (`turn_end.rs`).
+//! - `pre-tool-use`: adds the session's peer key to cipc's own MCP tools,
+//!   so the model never carries it (`identity.rs`), and refuses an edit of
+//!   a file another session leases (`edits.rs`).
 //! - `permission`: relays a permission prompt to the person as a question
-//!   of kind `permission` and waits for the answer, racing the terminal's
-//!   own dialog (`permission.rs`).
-//! - `notification`: the peer shows `attention` (a permission prompt, a
-//!   question) until work resumes.
+//!   of kind `permission` and waits for the answer (`permission.rs`).
+//! - `notification` (Claude Code): the peer shows `attention` (a permission
+//!   prompt, a question) until work resumes.
 //! - `session-end`: the peer goes offline and what it held is queued again.
+//! - `idle` (Codex; started by `stop`, not by Codex): waits for the next
+//!   order while the session is idle and queues it into the session's
+//!   thread, which wakes it (`codex_waiter.rs`).
 //!
 //! A hook never holds a session up: every request gives up within
 //! a second, an unreachable broker is reported once per session, and the
 //! session carries on.
 
+mod codex_waiter;
 mod edits;
 mod identity;
 mod orders;
@@ -50,7 +61,7 @@ const QUICK: Duration = Duration::from_millis(900);
 
 /// The `cipc hook` event words, one per moment of a session the hooks
 /// handle (the CLI's value parser).
-pub const EVENTS: [&str; 8] = [
+pub const EVENTS: [&str; 9] = [
     "session-start",
     "prompt",
     "pre-tool-use",
@@ -59,6 +70,7 @@ pub const EVENTS: [&str; 8] = [
     "notification",
     "stop",
     "session-end",
+    "idle",
 ];
 
 /// What a `cipc hook` run is told by its command line.
@@ -203,6 +215,7 @@ async fn run_event(args: HookOptions) -> Result<Reply, CliError> {
             Agent::Codex => hook.turn_end().await,
         },
         "session-end" => hook.session_end().await,
+        "idle" => hook.idle().await,
         other => Err(CliError::usage(format!("unknown hook event {other:?}"))),
     }
 }

@@ -1,0 +1,240 @@
+//! Codex's idle waiter: what wakes a Codex session that has nothing to do.
+//!
+//! Codex has no hook that outlives a turn, but it has a door into a running
+//! session: `codex queue --thread ID --message TEXT` hands a message to a
+//! thread, and a session that is idle runs a turn with it at once
+//! (measured with 0.171: an interactive `codex` auto-starts Codex's local
+//! background server, runs its threads there, hooks included, and a queued
+//! message started the next turn of an idle session in well under a
+//! second; a `codex exec` run ends with its turn, like `claude -p`, and is
+//! never woken). So when a turn ends with nothing waiting, the Stop hook
+//! starts this waiter as a detached process: it long-polls the broker as
+//! the session's peer and, when an order arrives, queues it into the
+//! session's thread with the `codex` that runs the session, then ends (the
+//! next turn's Stop hook starts the next waiter).
+//!
+//! It ends without waking anyone when the process that ran the hooks is
+//! gone, when the session ended (`SessionEnd` stops it), or when a newer
+//! waiter took over. An order it took but could not queue is given back:
+//! the peer disconnects, which queues what it held again for its role, and
+//! the session's next hook registers it afresh.
+
+use super::orders::{describe_order, take_orders};
+use super::{Hook, HookOptions, Reply};
+use crate::cli::backoff::Backoff;
+use crate::cli::CliError;
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+/// The environment variable that tells the waiter which process ran the
+/// session's hooks (Codex's background server, or `codex` itself).
+const HOST_VAR: &str = "CIPC_CODEX_HOST";
+/// The `codex` program that queues the message; by default the executable
+/// of the process that ran the hooks.
+pub const CODEX_VAR: &str = "CIPC_CODEX";
+/// One long-poll of the waiter, so the end of the session is noticed.
+const POLL_MS: u64 = 25_000;
+
+impl Hook {
+    /// Starts the idle waiter for this session, detached, unless the
+    /// session can never be woken (`codex exec`).
+    pub(super) fn start_idle_waiter(&self) {
+        let host = hook_host();
+        if !host_can_wake(host) {
+            return;
+        }
+        let Ok(exe) = std::env::current_exe() else {
+            return;
+        };
+        let mut cmd = Command::new(exe);
+        cmd.args(["hook", "idle"]).args(self.args.flags());
+        cmd.env(HOST_VAR, host.to_string())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        if let Some(t) = &self.args.token {
+            cmd.env("CIPC_TOKEN", t);
+        }
+        #[cfg(unix)]
+        {
+            // Its own process group: Codex ending the hook's group (a
+            // timeout, a cancelled turn) leaves the waiter be.
+            use std::os::unix::process::CommandExt;
+            cmd.process_group(0);
+        }
+        let Ok(mut child) = cmd.spawn() else {
+            return;
+        };
+        if let Some(mut stdin) = child.stdin.take() {
+            let _ = stdin.write_all(self.input.to_string().as_bytes());
+        }
+        // Not waited for: it lives on after this hook returns.
+        drop(child);
+    }
+
+    /// The waiter itself (`cipc hook idle`): waits for the next order and
+    /// queues it into the session's thread.
+    pub(super) async fn idle(&self) -> Result<Reply, CliError> {
+        let host: u32 = std::env::var(HOST_VAR)
+            .ok()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(hook_host);
+        let me = std::process::id();
+        let (peer, key) = {
+            let mut locked = self.lock()?;
+            if locked.state.ended {
+                return Ok(Reply::default());
+            }
+            let mut st = locked.state.clone();
+            let found = self.peer(&mut st, false).await;
+            st.waiter = Some(me);
+            locked.state = st;
+            locked.save()?;
+            match found {
+                Ok(pk) => pk,
+                // Down or refused: the session's next hook says so; a waiter
+                // that cannot reach the broker has nothing to wait for.
+                Err(_) => return Ok(Reply::default()),
+            }
+        };
+        let client = self.as_peer(peer, &key, false)?;
+        let mut backoff = Backoff::new();
+        loop {
+            if self.idle_over(me, host) {
+                return Ok(Reply::default());
+            }
+            let over = async {
+                loop {
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    if self.idle_over(me, host) {
+                        break;
+                    }
+                }
+            };
+            let peer_id = peer.to_string();
+            let polled = tokio::select! {
+                r = client.wait_command(&peer_id, POLL_MS) => r,
+                () = over => return Ok(Reply::default()),
+            };
+            match polled {
+                Ok(r) => {
+                    backoff.reset();
+                    let Some(first) = r.command else { continue };
+                    let mut orders = vec![first];
+                    if let Ok(more) = take_orders(&client, peer).await {
+                        orders.extend(more);
+                    }
+                    let text: Vec<String> = orders.iter().map(describe_order).collect();
+                    if queue(host, &self.session, &text.join("\n\n")).is_err() {
+                        // Give them back: what a peer held is queued again
+                        // when it leaves.
+                        let _ = client.disconnect(&peer.to_string()).await;
+                        let mut locked = self.lock()?;
+                        locked.state.peer = None;
+                        locked.state.key = None;
+                        locked.state.answers_through = None;
+                        locked.save()?;
+                    }
+                    return Ok(Reply::default());
+                }
+                Err(e) if e.refuses_token() || e.refuses_peer() => return Ok(Reply::default()),
+                Err(_) => backoff.wait(None).await,
+            }
+        }
+    }
+
+    /// Whether the waiter should stop: the hooks' process is gone, the
+    /// session ended, or a newer waiter replaced this one.
+    fn idle_over(&self, me: u32, host: u32) -> bool {
+        let replaced = self
+            .lock()
+            .map(|l| l.state.ended || l.state.waiter != Some(me))
+            .unwrap_or(true);
+        replaced || !process_alive(host)
+    }
+}
+
+impl HookOptions {
+    /// The flags that make another `cipc hook` run the same session's peer.
+    fn flags(&self) -> Vec<String> {
+        let mut out = vec![
+            "--agent".to_string(),
+            self.agent.id().to_string(),
+            "--role".into(),
+            self.role.clone(),
+            "--url".into(),
+            self.url.clone(),
+        ];
+        if let Some(n) = &self.name {
+            out.extend(["--name".into(), n.clone()]);
+        }
+        if let Some(f) = &self.token_file {
+            out.extend(["--token-file".into(), f.to_string_lossy().into_owned()]);
+        }
+        out
+    }
+}
+
+/// The process that runs the session's hooks: this hook's parent, or the
+/// parent of the shell in between.
+fn hook_host() -> u32 {
+    let parent = crate::agents::claude::process::parent_pid();
+    let comm = std::fs::read_to_string(format!("/proc/{parent}/comm")).unwrap_or_default();
+    if !matches!(comm.trim(), "sh" | "bash" | "dash" | "zsh") {
+        return parent;
+    }
+    std::fs::read_to_string(format!("/proc/{parent}/stat"))
+        .ok()
+        .and_then(|stat| {
+            // pid (comm) state ppid ...: the comm may hold spaces.
+            let after = stat.rsplit_once(')')?.1;
+            after.split_whitespace().nth(1)?.parse().ok()
+        })
+        .unwrap_or(parent)
+}
+
+/// Runs `codex queue --thread SESSION --message TEXT`.
+fn queue(host: u32, session: &str, text: &str) -> std::io::Result<()> {
+    let program = std::env::var_os(CODEX_VAR)
+        .filter(|p| !p.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::fs::read_link(format!("/proc/{host}/exe")).ok())
+        .unwrap_or_else(|| PathBuf::from("codex"));
+    let status = Command::new(program)
+        .args(["queue", "--thread", session, "--message", text])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(std::io::Error::other(format!("codex queue: {status}")))
+    }
+}
+
+/// Whether a session whose hooks `host` runs can be woken later: not a
+/// one-shot `codex exec` (Linux: read from /proc; elsewhere assumed).
+fn host_can_wake(host: u32) -> bool {
+    match std::fs::read(format!("/proc/{host}/cmdline")) {
+        Ok(raw) => {
+            let args: Vec<String> = raw
+                .split(|b| *b == 0)
+                .map(|a| String::from_utf8_lossy(a).into_owned())
+                .collect();
+            !args.iter().skip(1).any(|a| a == "exec" || a == "e")
+        }
+        Err(_) => true,
+    }
+}
+
+/// Whether process `pid` still runs (Linux: /proc; elsewhere assumed).
+fn process_alive(pid: u32) -> bool {
+    if cfg!(target_os = "linux") {
+        std::path::Path::new(&format!("/proc/{pid}")).exists()
+    } else {
+        true
+    }
+}
