@@ -4,6 +4,7 @@
 
 pub mod claude;
 pub mod cli;
+pub mod codex;
 pub mod hook;
 pub mod mcp;
 pub mod postgres;
