@@ -2453,7 +2453,7 @@ _cipc() {
             return 0
             ;;
         cipc__subcmd__hook)
-            opts="-h -V --agent --role --name --permission-wait --claim-on-edit --url --token --token-file --peer --peer-key --json --table --help --version session-start prompt pre-tool-use permission post-tool-use notification stop session-end"
+            opts="-h -V --agent --role --name --permission-wait --claim-on-edit --url --token --token-file --peer --peer-key --json --table --help --version session-start prompt pre-tool-use permission post-tool-use notification stop session-end idle"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

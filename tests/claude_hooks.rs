@@ -28,6 +28,11 @@
 //!   `Write` to it is refused (the file unchanged, the refusal names the
 //!   holder and the reason) while a `Write` to a free file goes through.
 //! - **no ghosts**: `claude mcp list` and `claude mcp get` leave no peer.
+//! - **Claude Code to Codex**: the session sends an order to a role only a
+//!   Codex session (the real Codex CLI, set up with `cipc codex setup`,
+//!   against its own fake model) holds, waits for it with `send_command`,
+//!   and gets the result the Codex session acked; neither knows which agent
+//!   the other is.
 //! - **remove**: after each run, `cipc claude remove` leaves `.mcp.json` and
 //!   `.claude/settings.json` without cipc's entries (exactly as they were
 //!   before setup, or gone when setup created them).
@@ -49,6 +54,7 @@ mod common;
 
 use common::claude::{capture, claude_or_skip, Scenario};
 mod fake_model;
+mod fake_responses;
 
 use cipc::server::RunningServer;
 use fake_model::{fixed, step, FakeModel, Kind, Recorded, Step, Transcript, Turn};
@@ -1641,6 +1647,110 @@ async fn a_write_to_a_file_another_session_leases_is_refused() {
             && !writes[1].is_error
             && std::fs::read_to_string(&free).ok().as_deref() == Some("free\n"),
         format!("the Write to a free file did not go through: {briefs:?}"),
+    );
+    run.finish(ended, &peer, End::Natural).await;
+}
+
+// ---- scenario 8: a Claude Code session gives a Codex session an order ----
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_claude_code_session_gets_the_result_of_an_order_a_codex_session_did() {
+    let Some(bin) = claude_or_skip("Claude Code to Codex") else {
+        return;
+    };
+    let Some(codex_bin) = common::codex::codex_or_skip("Claude Code to Codex") else {
+        return;
+    };
+    let broker = common::start().await;
+    let base = broker.url();
+    let sandbox = Sandbox::new();
+    sandbox.setup("lead", &base).await;
+    let script = vec![
+        fixed(Turn::tool(
+            "ToolSearch",
+            json!({"query": "select:mcp__cipc__send_command", "max_results": 5}),
+        )),
+        fixed(Turn::tool(
+            "mcp__cipc__send_command",
+            json!({"target": "codexer", "action": "build-page", "params": {"page": "home"},
+                   "wait": true, "timeout_seconds": 60}),
+        )),
+        step(|t: &Transcript| {
+            let sent = t
+                .last_of("mcp__cipc__send_command")
+                .ok_or("no send_command result")?;
+            Ok(Turn::text(&format!(
+                "The codexer answered: {}",
+                sent.text()
+            )))
+        }),
+    ];
+    let run = Run::start_allowing(
+        "Claude Code to Codex",
+        &bin,
+        "lead",
+        sandbox,
+        broker,
+        script,
+        &Input::Prompt("Have the codexer build the home page and tell me how it went."),
+        "mcp__cipc__*",
+    )
+    .await;
+    // Claude Code's send_command is waiting: the order is queued for a role
+    // nobody holds yet.
+    run.until("send_command sent", LIMIT, || async {
+        run.model.served_at(1)?;
+        let (_, status) = common::get(&format!("{base}/status")).await;
+        (status["waiters"].as_u64().unwrap_or(0) >= 1).then_some(())
+    })
+    .await;
+    let peer = run.hook_peer().await;
+
+    // A Codex session of role codexer starts, is handed the order by its
+    // SessionStart hook, and acks it through its cipc MCP tool (no key).
+    let codex_model = fake_responses::FakeResponses::start(vec![
+        fake_responses::step(|t| {
+            let id = t
+                .developer_texts()
+                .iter()
+                .find_map(|text| {
+                    let rest = text.split("[cipc] New order ").nth(1)?;
+                    Some(rest.split_whitespace().next()?.to_string())
+                })
+                .ok_or("no order in the Codex session's first request")?;
+            Ok(fake_responses::Turn::call(fake_responses::Call::cipc(
+                "ack_command",
+                json!({"command_id": id, "result": {"built": "home", "by": "codex"}}),
+            )))
+        }),
+        fake_responses::step(|_| Ok(fake_responses::Turn::text("Built the home page."))),
+    ])
+    .await;
+    let mut codex = common::codex::Codex::new(&codex_bin, &codex_model.base_url());
+    codex.cipc_setup("codexer", &base).await;
+    let outcome = codex
+        .exec("Do what cipc asks of you.", Duration::from_secs(90))
+        .await;
+    run.check(
+        outcome.success() && codex_model.failures().is_empty(),
+        format!(
+            "the Codex session failed: {}\n---- {}",
+            outcome.report(),
+            codex_model.summary()
+        ),
+    );
+
+    let ended = run.turns_done(1).await;
+    let answered = run
+        .model
+        .result_of("mcp__cipc__send_command")
+        .unwrap_or_else(|| run.fail("no send_command result"));
+    run.check(
+        !answered.is_error && answered.text().contains("\"by\": \"codex\""),
+        format!(
+            "Claude Code did not get the Codex session's result: {}",
+            answered.brief()
+        ),
     );
     run.finish(ended, &peer, End::Natural).await;
 }

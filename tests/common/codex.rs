@@ -304,6 +304,28 @@ impl Codex {
         version
     }
 
+    /// Runs `cipc codex setup --scope user --role ROLE` for this Codex
+    /// home against the broker at `url` (the hooks run this build's
+    /// `cipc`), and keeps the hooks' memory in the temporary home.
+    pub async fn cipc_setup(&mut self, role: &str, url: &str) {
+        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_cipc"));
+        self.apply_env(&mut cmd);
+        let out = cmd
+            .args(["codex", "setup", "--role", role, "--scope", "user"])
+            .args(["--url", url, "--cipc", env!("CARGO_BIN_EXE_cipc")])
+            .output()
+            .await
+            .expect("run cipc codex setup");
+        assert!(
+            out.status.success(),
+            "cipc codex setup failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let state = self.home().join("cipc-state");
+        self.env("CIPC_STATE_DIR", state);
+    }
+
     /// Starts `codex exec` on `prompt` in the project.
     pub async fn spawn(&self, prompt: &str) -> Running {
         let version = self.version().await;

@@ -148,10 +148,9 @@ impl Hook {
     /// Whether the waiter should stop: the hooks' process is gone, the
     /// session ended, or a newer waiter replaced this one.
     fn idle_over(&self, me: u32, host: u32) -> bool {
-        let replaced = self
+        let replaced = !self
             .lock()
-            .map(|l| l.state.ended || l.state.waiter != Some(me))
-            .unwrap_or(true);
+            .is_ok_and(|l| !l.state.ended && l.state.waiter == Some(me));
         replaced || !process_alive(host)
     }
 }
