@@ -17,6 +17,10 @@
 //!   `apply_patch` of it is refused before it runs (the file unchanged, the
 //!   refusal naming the holder and the reason) while a patch of a free file
 //!   goes through.
+//! - **permission prompts relayed**: two commands that need more than the
+//!   sandbox (`--approve-for-me` gives exec an approval path) become two
+//!   permission questions; the person allows one (it runs) and denies the
+//!   other with a note (it does not run, and the model is shown the note).
 //!
 //! A Claude Code session sending an order to a Codex session is in
 //! `tests/claude_hooks.rs`; waking an idle interactive Codex session needs
@@ -350,6 +354,98 @@ async fn an_apply_patch_of_a_leased_file_is_refused_before_it_runs() {
     s.check(
         free.contains("fine"),
         "the free file was not written",
+        &outcome,
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn permission_prompts_reach_the_person_and_their_answers_decide() {
+    let Some(bin) = codex_or_skip("codex: permission prompts relayed") else {
+        return;
+    };
+    // Two commands that need more than the read-only sandbox: Codex asks
+    // permission for each (`--approve-for-me` gives exec an approval path).
+    let escalated = |file: &str, why: &str| {
+        Call::function(
+            "exec_command",
+            json!({"cmd": format!("touch {file}"), "sandbox_permissions": "require_escalated", "justification": why}),
+        )
+    };
+    let script = vec![
+        step(move |_| Ok(Turn::call(escalated("allowed.txt", "make the first file")))),
+        step(move |_| Ok(Turn::call(escalated("denied.txt", "make the second file")))),
+        step(|_| Ok(Turn::text("Done."))),
+    ];
+    let mut s = Setup::new(&bin, "guard", script).await;
+    s.codex.arg("--approve-for-me");
+    let base = s.base();
+    // The person: allows the first question and denies the second with a
+    // note, as the dashboard or `cipc answer` would.
+    let person = tokio::spawn(async move {
+        let mut answered: Vec<Value> = Vec::new();
+        loop {
+            let (_, open) = common::get(&format!("{base}/questions?status=open")).await;
+            for q in open["questions"].as_array().into_iter().flatten() {
+                let body = if answered.is_empty() {
+                    json!({"answer": "allow", "by": "ana"})
+                } else {
+                    json!({"answer": "deny", "by": "ana", "note": "not in this project"})
+                };
+                let id = q["id"].as_str().unwrap_or_default();
+                let (st, _) = common::post(&format!("{base}/questions/{id}/answer"), body).await;
+                if st == 200 {
+                    answered.push(q.clone());
+                }
+            }
+            if answered.len() == 2 {
+                return answered;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    });
+    let outcome = s.exec("Make the two files.").await;
+    s.check(outcome.success(), "codex exec did not succeed", &outcome)
+        .await;
+    let asked = tokio::time::timeout(Duration::from_secs(5), person)
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .unwrap_or_default();
+    s.check(
+        asked.len() == 2
+            && asked.iter().all(|q| q["kind"] == "permission")
+            && asked[0]["context"]["tool"] == "Bash"
+            && asked[0]["text"]
+                .as_str()
+                .is_some_and(|t| t.contains("allowed.txt")),
+        &format!("expected two permission questions about the commands: {asked:?}"),
+        &outcome,
+    )
+    .await;
+    let project = s.codex.project().to_path_buf();
+    s.check(
+        project.join("allowed.txt").exists() && !project.join("denied.txt").exists(),
+        "the answers did not decide which command ran",
+        &outcome,
+    )
+    .await;
+    let denied = s
+        .fake
+        .tool_results()
+        .get(1)
+        .map(fake_responses::ToolResult::text)
+        .unwrap_or_default();
+    s.check(
+        denied.contains("not in this project"),
+        &format!("the model was not told the person's note: {denied}"),
+        &outcome,
+    )
+    .await;
+    let (_, open) = common::get(&format!("{}/questions?status=open", s.base())).await;
+    s.check(
+        open["questions"].as_array().is_some_and(Vec::is_empty),
+        &format!("a question stayed open: {open}"),
         &outcome,
     )
     .await;
