@@ -22,11 +22,18 @@
 //!   permission questions; the person allows one (it runs) and denies the
 //!   other with a note (it does not run, and the model is shown the note).
 //!
+//! - **idle wake**: an interactive `codex` (in a terminal util-linux
+//!   `script` gives it, `--no-daemon`) answers one prompt and goes idle; an
+//!   order sent then starts its next turn, with the order as the message
+//!   (the Stop hook's waiter queued it with `codex queue`).
+//!
 //! A Claude Code session sending an order to a Codex session is in
-//! `tests/claude_hooks.rs`; waking an idle interactive Codex session needs
-//! a terminal and is measured by hand (docs/codex.md). Codex is found as in
+//! `tests/claude_hooks.rs`. Codex is found as in
 //! `tests/codex_fake_smoke.rs`; without it these tests print a note and
 //! pass, except under `CI=true`.
+//!
+//! (A file of one concern: Codex set up by `cipc codex setup`, end to end;
+//! long because each scenario drives a whole session.)
 
 mod common;
 mod fake_responses;
@@ -449,4 +456,184 @@ async fn permission_prompts_reach_the_person_and_their_answers_decide() {
         &outcome,
     )
     .await;
+}
+
+/// What an interactive `codex` in a terminal (through util-linux `script`,
+/// which gives it one) has shown so far, with the terminal's escape
+/// sequences and all whitespace taken out, lowercased: enough to tell
+/// which screen it is on.
+fn screen_text(raw: &[u8]) -> String {
+    let text = String::from_utf8_lossy(raw);
+    let mut out = String::new();
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            // CSI (ESC [ ... final) and OSC (ESC ] ... BEL or ST).
+            match chars.next() {
+                Some('[') => {
+                    for c in chars.by_ref() {
+                        if ('@'..='~').contains(&c) {
+                            break;
+                        }
+                    }
+                }
+                Some(']') => {
+                    while let Some(c) = chars.next() {
+                        if c == '\u{7}' || (c == '\u{1b}' && chars.next_if_eq(&'\\').is_some()) {
+                            break;
+                        }
+                    }
+                }
+                _ => {}
+            }
+        } else if !c.is_whitespace() {
+            out.extend(c.to_lowercase());
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_order_wakes_an_idle_interactive_session() {
+    let Some(bin) = codex_or_skip("codex: an idle interactive session woken") else {
+        return;
+    };
+    if std::process::Command::new("script")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        common::skip(
+            "codex: an idle interactive session woken",
+            "util-linux `script` (Debian's bsdutils) is not installed",
+        );
+        return;
+    }
+    let script = vec![
+        step(|_| Ok(Turn::text("Hello; nothing to do."))),
+        step(|t| {
+            let woke = t.user_texts().join("\n");
+            if !woke.contains("[cipc] New order") {
+                return Err(format!("the session woke without the order: {woke:?}"));
+            }
+            Ok(Turn::text("On it."))
+        }),
+    ];
+    let mut s = Setup::new(&bin, "idler", script).await;
+    let project = std::fs::canonicalize(s.codex.project()).expect("the project");
+    // A trusted project, and the notice about newer models already seen.
+    s.codex.append_config(&format!(
+        "[projects.\"{}\"]\ntrust_level = \"trusted\"\n\n[notice.model_migrations]\n\"{}\" = \"gpt-6-sol\"",
+        project.display(),
+        common::codex::MODEL
+    ));
+    // `--no-daemon`: the session runs in this process (with Codex's
+    // background server it wakes sooner, but that server outlives the test).
+    let line = format!(
+        "stty rows 40 cols 120; exec '{}' --no-daemon",
+        s.codex.bin().display()
+    );
+    let mut cmd = tokio::process::Command::new("script");
+    s.codex.apply_env(&mut cmd);
+    cmd.args(["-qfec", &line, "/dev/null"])
+        .env("TERM", "xterm-256color")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true);
+    let mut tui = cmd.spawn().expect("start codex in a terminal");
+    let mut keys = tui.stdin.take().expect("stdin");
+    let mut screen = tui.stdout.take().expect("stdout");
+    let shown = std::sync::Arc::new(parking_lot::Mutex::new(Vec::<u8>::new()));
+    let (answers_tx, mut answers_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let reader = {
+        let shown = shown.clone();
+        tokio::spawn(async move {
+            use tokio::io::AsyncReadExt;
+            let mut buf = [0u8; 8192];
+            while let Ok(n) = screen.read(&mut buf).await {
+                if n == 0 {
+                    break;
+                }
+                // The terminal answers Codex's cursor-position questions.
+                if buf[..n].windows(4).any(|w| w == b"\x1b[6n") {
+                    let _ = answers_tx.send(());
+                }
+                shown.lock().extend_from_slice(&buf[..n]);
+            }
+        })
+    };
+    use tokio::io::AsyncWriteExt;
+    let deadline = tokio::time::Instant::now() + LIMIT;
+    let mut stage = 0;
+    let base = s.base();
+    let mut order = String::new();
+    let (mut last_len, mut quiet_since) = (0, tokio::time::Instant::now());
+    let failed = loop {
+        while answers_rx.try_recv().is_ok() {
+            let _ = keys.write_all(b"\x1b[1;1R").await;
+        }
+        let len = shown.lock().len();
+        if len != last_len {
+            (last_len, quiet_since) = (len, tokio::time::Instant::now());
+        }
+        // The screen has settled: Codex waits for a key.
+        let settled = quiet_since.elapsed() > Duration::from_millis(1500);
+        let text = screen_text(&shown.lock());
+        let (_, status) = common::get(&format!("{base}/status")).await;
+        let waiters = status["waiters"].as_u64().unwrap_or(0);
+        match stage {
+            // A notice about newer models: keep the configured one.
+            0 if settled && text.contains("trynewmodel") => {
+                let _ = keys.write_all(b"2").await;
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                let _ = keys.write_all(b"\r").await;
+                stage = 1;
+            }
+            // The prompt box: one prompt, one turn.
+            0 | 1 if settled && text.contains("askcodextodoanything") => {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                let _ = keys.write_all(b"say hello").await;
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                let _ = keys.write_all(b"\r").await;
+                stage = 2;
+            }
+            // The turn ended and the idle waiter is parked on the broker.
+            2 if !s.fake.main_requests().is_empty() && waiters >= 1 => {
+                let (st, body) = common::post(
+                    &format!("{base}/commands/send"),
+                    json!({"target": "idler", "action": "wake-and-build"}),
+                )
+                .await;
+                assert_eq!(st, 201, "{body}");
+                order = body["command"]["id"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string();
+                stage = 3;
+            }
+            3 if s.fake.main_requests().iter().any(|r| r.mentions(&order)) => break None,
+            _ => {}
+        }
+        if tokio::time::Instant::now() > deadline {
+            break Some(format!("stuck at stage {stage}; the screen: {text}"));
+        }
+        if let Ok(Some(status)) = tui.try_wait() {
+            break Some(format!(
+                "codex exited ({status}) at stage {stage}; the screen: {text}"
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    // Ctrl-C twice quits Codex; the waiter ends with it.
+    let _ = keys.write_all(b"\x03").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let _ = keys.write_all(b"\x03").await;
+    let _ = tokio::time::timeout(Duration::from_secs(5), tui.wait()).await;
+    let _ = tui.kill().await;
+    reader.abort();
+    if let Some(why) = failed {
+        panic!("{why}\n---- {}", s.fake.summary());
+    }
+    assert!(s.fake.failures().is_empty(), "{}", s.fake.summary());
 }

@@ -2,9 +2,9 @@
 //! of a turn hands over what waits (exit 2, which makes Codex's turn go on)
 //! or leaves an idle waiter that queues the next order into the session's
 //! thread with `codex queue`. Here `codex` is a stand-in script
-//! (`CIPC_CODEX`) that records how it was called; the real Codex waking an
-//! idle session from `codex queue` is measured by hand (docs/codex.md),
-//! and the real Codex running these hooks is `tests/codex.rs`.
+//! (`CIPC_CODEX`) that records how it was called, so the waiter's rules
+//! (queued once, given back when it cannot be) are checked without a
+//! terminal; the real Codex woken that way is `tests/codex.rs`.
 
 mod common;
 
