@@ -519,7 +519,7 @@ async fn an_order_wakes_an_idle_interactive_session() {
             Ok(Turn::text("On it."))
         }),
     ];
-    let mut s = Setup::new(&bin, "idler", script).await;
+    let s = Setup::new(&bin, "idler", script).await;
     let project = std::fs::canonicalize(s.codex.project()).expect("the project");
     // A trusted project, and the notice about newer models already seen.
     s.codex.append_config(&format!(
