@@ -1151,7 +1151,7 @@ _cipc() {
             return 0
             ;;
         cipc__subcmd__claude__subcmd__setup)
-            opts="-h -V --role --name --scope --transport --dir --url --token --token-file --cipc --permission-wait --claim-on-edit --dry-run --help --version"
+            opts="-h -V --role --name --dir --url --token --token-file --cipc --claim-on-edit --dry-run --scope --transport --permission-wait --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1163,14 +1163,6 @@ _cipc() {
                     ;;
                 --name)
                     COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --scope)
-                    COMPREPLY=($(compgen -W "project local user" -- "${cur}"))
-                    return 0
-                    ;;
-                --transport)
-                    COMPREPLY=($(compgen -W "http sse" -- "${cur}"))
                     return 0
                     ;;
                 --dir)
@@ -1191,6 +1183,14 @@ _cipc() {
                     ;;
                 --cipc)
                     COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --scope)
+                    COMPREPLY=($(compgen -W "project local user" -- "${cur}"))
+                    return 0
+                    ;;
+                --transport)
+                    COMPREPLY=($(compgen -W "http sse" -- "${cur}"))
                     return 0
                     ;;
                 --permission-wait)
@@ -1297,7 +1297,7 @@ _cipc() {
             return 0
             ;;
         cipc__subcmd__codex__subcmd__setup)
-            opts="-h -V --role --name --scope --dir --url --token --token-file --cipc --permission-wait --claim-on-edit --dry-run --help --version"
+            opts="-h -V --role --name --dir --url --token --token-file --cipc --claim-on-edit --dry-run --scope --permission-wait --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1309,10 +1309,6 @@ _cipc() {
                     ;;
                 --name)
                     COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --scope)
-                    COMPREPLY=($(compgen -W "project user" -- "${cur}"))
                     return 0
                     ;;
                 --dir)
@@ -1333,6 +1329,10 @@ _cipc() {
                     ;;
                 --cipc)
                     COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --scope)
+                    COMPREPLY=($(compgen -W "project user" -- "${cur}"))
                     return 0
                     ;;
                 --permission-wait)

@@ -670,16 +670,16 @@ complete -c cipc -n "__fish_cipc_using_subcommand claude; and not __fish_seen_su
 complete -c cipc -n "__fish_cipc_using_subcommand claude; and not __fish_seen_subcommand_from setup remove help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c cipc -n "__fish_cipc_using_subcommand claude; and __fish_seen_subcommand_from setup" -l role -d 'The role every session takes, e.g. backend (1-64 of A-Z a-z 0-9 . _ -)' -r
 complete -c cipc -n "__fish_cipc_using_subcommand claude; and __fish_seen_subcommand_from setup" -l name -d 'A name for the sessions\' peers (default: the project directory and session)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand claude; and __fish_seen_subcommand_from setup" -l dir -d 'The project directory (default: the current one)' -r -F
+complete -c cipc -n "__fish_cipc_using_subcommand claude; and __fish_seen_subcommand_from setup" -l url -d 'The broker\'s URL' -r
+complete -c cipc -n "__fish_cipc_using_subcommand claude; and __fish_seen_subcommand_from setup" -l token -d 'The broker has a token (given here or in CIPC_TOKEN): the MCP server entry sends it' -r
+complete -c cipc -n "__fish_cipc_using_subcommand claude; and __fish_seen_subcommand_from setup" -l token-file -d 'Read the token from this file; the hooks read it from there too' -r -F
+complete -c cipc -n "__fish_cipc_using_subcommand claude; and __fish_seen_subcommand_from setup" -l cipc -d 'The cipc program the hooks run (default: `cipc`, found on PATH, in a project\'s shared files; this executable\'s absolute path in your own configuration)' -r
 complete -c cipc -n "__fish_cipc_using_subcommand claude; and __fish_seen_subcommand_from setup" -l scope -d 'Which configuration to write' -r -f -a "project\t'This project, shared with the team: .mcp.json and .claude/settings.json'
 local\t'This project, only for you: ~/.claude.json and .claude/settings.local.json'
 user\t'Every project of yours: ~/.claude.json and ~/.claude/settings.json'"
 complete -c cipc -n "__fish_cipc_using_subcommand claude; and __fish_seen_subcommand_from setup" -l transport -d 'The MCP transport' -r -f -a "http\t'Streamable HTTP at /mcp (recommended)'
 sse\t'The older HTTP+SSE transport at /mcp/sse'"
-complete -c cipc -n "__fish_cipc_using_subcommand claude; and __fish_seen_subcommand_from setup" -l dir -d 'The project directory (default: the current one)' -r -F
-complete -c cipc -n "__fish_cipc_using_subcommand claude; and __fish_seen_subcommand_from setup" -l url -d 'The broker\'s URL' -r
-complete -c cipc -n "__fish_cipc_using_subcommand claude; and __fish_seen_subcommand_from setup" -l token -d 'The broker has a token (given here or in CIPC_TOKEN): the MCP entry sends it' -r
-complete -c cipc -n "__fish_cipc_using_subcommand claude; and __fish_seen_subcommand_from setup" -l token-file -d 'Read the token from this file; the hooks read it from there too' -r -F
-complete -c cipc -n "__fish_cipc_using_subcommand claude; and __fish_seen_subcommand_from setup" -l cipc -d 'The cipc program the hooks run (default: `cipc`, found on PATH, in a project\'s shared settings; this executable\'s absolute path for the local and user scopes)' -r
 complete -c cipc -n "__fish_cipc_using_subcommand claude; and __fish_seen_subcommand_from setup" -l permission-wait -d 'How long a permission prompt relayed to the dashboard waits for the person (e.g. 10m, 1h); the terminal\'s own dialog shows beside it all along and whichever answers first wins. 0 relays nothing' -r
 complete -c cipc -n "__fish_cipc_using_subcommand claude; and __fish_seen_subcommand_from setup" -l claim-on-edit -d 'Also lease each file a session edits (30 minutes, renewed while it keeps editing, released when it ends), so other sessions are refused it. Off by default: edits of files another session leased are refused either way'
 complete -c cipc -n "__fish_cipc_using_subcommand claude; and __fish_seen_subcommand_from setup" -l dry-run -d 'Print what would change and write nothing'
@@ -702,15 +702,15 @@ complete -c cipc -n "__fish_cipc_using_subcommand codex; and not __fish_seen_sub
 complete -c cipc -n "__fish_cipc_using_subcommand codex; and not __fish_seen_subcommand_from setup remove help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c cipc -n "__fish_cipc_using_subcommand codex; and __fish_seen_subcommand_from setup" -l role -d 'The role every session takes, e.g. backend (1-64 of A-Z a-z 0-9 . _ -)' -r
 complete -c cipc -n "__fish_cipc_using_subcommand codex; and __fish_seen_subcommand_from setup" -l name -d 'A name for the sessions\' peers (default: the project directory and session)' -r
-complete -c cipc -n "__fish_cipc_using_subcommand codex; and __fish_seen_subcommand_from setup" -l scope -d 'Which configuration to write' -r -f -a "project\t'This project: .codex/config.toml and .codex/hooks.json (Codex reads them once you trust the project)'
-user\t'Every project of yours: $CODEX_HOME/config.toml and $CODEX_HOME/hooks.json (~/.codex by default)'"
 complete -c cipc -n "__fish_cipc_using_subcommand codex; and __fish_seen_subcommand_from setup" -l dir -d 'The project directory (default: the current one)' -r -F
 complete -c cipc -n "__fish_cipc_using_subcommand codex; and __fish_seen_subcommand_from setup" -l url -d 'The broker\'s URL' -r
-complete -c cipc -n "__fish_cipc_using_subcommand codex; and __fish_seen_subcommand_from setup" -l token -d 'The broker has a token (given here or in CIPC_TOKEN): the MCP server sends it' -r
+complete -c cipc -n "__fish_cipc_using_subcommand codex; and __fish_seen_subcommand_from setup" -l token -d 'The broker has a token (given here or in CIPC_TOKEN): the MCP server entry sends it' -r
 complete -c cipc -n "__fish_cipc_using_subcommand codex; and __fish_seen_subcommand_from setup" -l token-file -d 'Read the token from this file; the hooks read it from there too' -r -F
-complete -c cipc -n "__fish_cipc_using_subcommand codex; and __fish_seen_subcommand_from setup" -l cipc -d 'The cipc program the hooks run (default: `cipc`, found on PATH, for the project scope; this executable\'s absolute path for the user scope)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand codex; and __fish_seen_subcommand_from setup" -l cipc -d 'The cipc program the hooks run (default: `cipc`, found on PATH, in a project\'s shared files; this executable\'s absolute path in your own configuration)' -r
+complete -c cipc -n "__fish_cipc_using_subcommand codex; and __fish_seen_subcommand_from setup" -l scope -d 'Which configuration to write' -r -f -a "project\t'This project: .codex/config.toml and .codex/hooks.json (Codex reads them once you trust the project)'
+user\t'Every project of yours: $CODEX_HOME/config.toml and $CODEX_HOME/hooks.json (~/.codex by default)'"
 complete -c cipc -n "__fish_cipc_using_subcommand codex; and __fish_seen_subcommand_from setup" -l permission-wait -d 'How long a permission prompt relayed to the dashboard waits for the person (e.g. 30s, 10m) before Codex asks in its own way; Codex runs the hook first, so this holds its own prompt back. 0 relays nothing' -r
-complete -c cipc -n "__fish_cipc_using_subcommand codex; and __fish_seen_subcommand_from setup" -l claim-on-edit -d 'Also lease each file a session edits (30 minutes, renewed while it keeps editing, released when it ends). Off by default: edits of files another session leased are refused either way'
+complete -c cipc -n "__fish_cipc_using_subcommand codex; and __fish_seen_subcommand_from setup" -l claim-on-edit -d 'Also lease each file a session edits (30 minutes, renewed while it keeps editing, released when it ends), so other sessions are refused it. Off by default: edits of files another session leased are refused either way'
 complete -c cipc -n "__fish_cipc_using_subcommand codex; and __fish_seen_subcommand_from setup" -l dry-run -d 'Print what would change and write nothing'
 complete -c cipc -n "__fish_cipc_using_subcommand codex; and __fish_seen_subcommand_from setup" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c cipc -n "__fish_cipc_using_subcommand codex; and __fish_seen_subcommand_from setup" -s V -l version -d 'Print version'

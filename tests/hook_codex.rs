@@ -103,18 +103,8 @@ async fn an_idle_session_gets_the_next_order_through_codex_queue() {
     let started = Instant::now();
     let mut cmd = s.command("stop", "builder", &["--agent", "codex"]);
     cmd.env("CIPC_CODEX", &codex);
-    let mut child = cmd.spawn().expect("run the stop hook");
-    {
-        use std::io::Write;
-        let input = s.input("Stop", json!({"stop_hook_active": false}));
-        child
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(input.to_string().as_bytes())
-            .expect("write");
-    }
-    let ran = common::hook::finish(child);
+    let input = s.input("Stop", json!({"stop_hook_active": false}));
+    let ran = common::hook::finish(Session::feed(cmd, &input));
     assert_eq!(ran.code, Some(0), "{ran:?}");
     assert!(
         started.elapsed() < Duration::from_secs(5),
@@ -171,18 +161,11 @@ async fn an_order_the_waiter_cannot_queue_is_given_back_to_the_role() {
     codex_start(&s, "builder");
     let mut cmd = s.command("stop", "builder", &["--agent", "codex"]);
     cmd.env("CIPC_CODEX", "/nonexistent/codex");
-    let mut child = cmd.spawn().expect("run the stop hook");
-    {
-        use std::io::Write;
-        let input = s.input("Stop", json!({"stop_hook_active": false}));
-        child
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(input.to_string().as_bytes())
-            .expect("write");
-    }
-    assert_eq!(common::hook::finish(child).code, Some(0));
+    let input = s.input("Stop", json!({"stop_hook_active": false}));
+    assert_eq!(
+        common::hook::finish(Session::feed(cmd, &input)).code,
+        Some(0)
+    );
     let status_url = format!("{}/status", server.url());
     let deadline = Instant::now() + Duration::from_secs(10);
     while common::get(&status_url).await.1["waiters"]

@@ -16,6 +16,7 @@
 //! ([`prefix`]). This file keeps what runs a subcommand: its [`Ctx`], the
 //! runtime, the error line, and the one `match` that picks the subcommand.
 
+pub mod agent_setup;
 pub mod backoff;
 pub mod bench;
 mod bench_floor;

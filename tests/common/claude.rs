@@ -13,25 +13,7 @@ pub const INSTALLED: &str = ".cache/cipc-ci/claude-code/node_modules/.bin/claude
 /// The `claude` executable to run, if there is one: `CIPC_CLAUDE_BIN`, then
 /// where `.ci/install-claude-code` puts it, then on `PATH`.
 pub fn claude_binary() -> Option<PathBuf> {
-    if let Some(bin) = std::env::var_os("CIPC_CLAUDE_BIN") {
-        let bin = PathBuf::from(bin);
-        assert!(
-            bin.is_file(),
-            "CIPC_CLAUDE_BIN is {}, which is not a file",
-            bin.display()
-        );
-        return Some(bin);
-    }
-    if let Some(home) = std::env::var_os("HOME") {
-        let bin = Path::new(&home).join(INSTALLED);
-        if bin.is_file() {
-            return Some(bin);
-        }
-    }
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|dir| dir.join("claude"))
-        .find(|bin| bin.is_file())
+    super::agent_binary("CIPC_CLAUDE_BIN", INSTALLED, "claude")
 }
 
 /// The binary, or `None` after printing why `scenario` is skipped. Under CI

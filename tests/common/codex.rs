@@ -57,25 +57,7 @@ pub const PROVIDER: &str = "cipc_fake";
 /// The `codex` executable to run, if there is one: `CIPC_CODEX_BIN`, then
 /// where `.ci/install-codex` puts it, then on `PATH`.
 pub fn codex_binary() -> Option<PathBuf> {
-    if let Some(bin) = std::env::var_os("CIPC_CODEX_BIN") {
-        let bin = PathBuf::from(bin);
-        assert!(
-            bin.is_file(),
-            "CIPC_CODEX_BIN is {}, which is not a file",
-            bin.display()
-        );
-        return Some(bin);
-    }
-    if let Some(home) = std::env::var_os("HOME") {
-        let bin = Path::new(&home).join(INSTALLED);
-        if bin.is_file() {
-            return Some(bin);
-        }
-    }
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|dir| dir.join("codex"))
-        .find(|bin| bin.is_file())
+    super::agent_binary("CIPC_CODEX_BIN", INSTALLED, "codex")
 }
 
 /// The binary, or `None` after printing why `scenario` is skipped. Under CI

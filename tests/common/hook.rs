@@ -92,10 +92,13 @@ impl Session {
     /// Starts a hook with `input` on stdin (closed after it), without
     /// waiting for it.
     pub fn spawn(&self, word: &str, role: &str, input: &Value, extra: &[&str]) -> Child {
-        let mut child = self
-            .command(word, role, extra)
-            .spawn()
-            .expect("run cipc hook");
+        Session::feed(self.command(word, role, extra), input)
+    }
+
+    /// Starts `cmd` (from [`Session::command`], perhaps with more set on
+    /// it) with `input` on stdin (closed after it), without waiting for it.
+    pub fn feed(mut cmd: Command, input: &Value) -> Child {
+        let mut child = cmd.spawn().expect("run cipc hook");
         child
             .stdin
             .take()

@@ -295,3 +295,29 @@ pub fn under_ci() -> bool {
     std::env::var("CI")
         .is_ok_and(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "true" | "1"))
 }
+
+/// An agent CLI's executable for the tests that drive it, if there is one:
+/// `env_var`, then `installed` under `$HOME` (where a `.ci/install-*`
+/// script puts it), then `name` on `PATH`.
+pub fn agent_binary(env_var: &str, installed: &str, name: &str) -> Option<std::path::PathBuf> {
+    use std::path::{Path, PathBuf};
+    if let Some(bin) = std::env::var_os(env_var) {
+        let bin = PathBuf::from(bin);
+        assert!(
+            bin.is_file(),
+            "{env_var} is {}, which is not a file",
+            bin.display()
+        );
+        return Some(bin);
+    }
+    if let Some(home) = std::env::var_os("HOME") {
+        let bin = Path::new(&home).join(installed);
+        if bin.is_file() {
+            return Some(bin);
+        }
+    }
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(name))
+        .find(|bin| bin.is_file())
+}

@@ -19,14 +19,13 @@
 //! the peer disconnects, which queues what it held again for its role, and
 //! the session's next hook registers it afresh.
 
-use super::orders::{describe_order, take_orders};
+use super::waiter::{next_orders, Polled};
 use super::{Hook, HookOptions, Reply};
 use crate::cli::backoff::Backoff;
 use crate::cli::CliError;
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::time::Duration;
 
 /// The environment variable that tells the waiter which process ran the
 /// session's hooks (Codex's background server, or `codex` itself).
@@ -102,32 +101,11 @@ impl Hook {
         let client = self.as_peer(peer, &key, false)?;
         let mut backoff = Backoff::new();
         loop {
-            if self.idle_over(me, host) {
-                return Ok(Reply::default());
-            }
-            let over = async {
-                loop {
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                    if self.idle_over(me, host) {
-                        break;
-                    }
-                }
-            };
-            let peer_id = peer.to_string();
-            let polled = tokio::select! {
-                r = client.wait_command(&peer_id, POLL_MS) => r,
-                () = over => return Ok(Reply::default()),
-            };
-            match polled {
-                Ok(r) => {
-                    backoff.reset();
-                    let Some(first) = r.command else { continue };
-                    let mut orders = vec![first];
-                    if let Ok(more) = take_orders(&client, peer).await {
-                        orders.extend(more);
-                    }
-                    let text: Vec<String> = orders.iter().map(describe_order).collect();
-                    if queue(host, &self.session, &text.join("\n\n")).is_err() {
+            match next_orders(&client, peer, POLL_MS, || self.idle_over(me, host)).await {
+                Polled::Over => return Ok(Reply::default()),
+                Polled::Nothing => backoff.reset(),
+                Polled::Orders(text) => {
+                    if queue(host, &self.session, &text).is_err() {
                         // Give them back: what a peer held is queued again
                         // when it leaves.
                         let _ = client.disconnect(&peer.to_string()).await;
@@ -139,8 +117,10 @@ impl Hook {
                     }
                     return Ok(Reply::default());
                 }
-                Err(e) if e.refuses_token() || e.refuses_peer() => return Ok(Reply::default()),
-                Err(_) => backoff.wait(None).await,
+                Polled::Failed(e) if e.refuses_token() || e.refuses_peer() => {
+                    return Ok(Reply::default())
+                }
+                Polled::Failed(_) => backoff.wait(None).await,
             }
         }
     }

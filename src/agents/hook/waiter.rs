@@ -6,12 +6,68 @@ use super::{describe_order, take_orders, Hook, Reply};
 use crate::agents::claude::process::{claude_input_closed, parent_pid, session_can_wake};
 use crate::cli::backoff::Backoff;
 use crate::cli::{exit, CliError};
+use crate::client::{Client, ClientError};
 use std::time::Duration;
 use uuid::Uuid;
 
 /// How long one long-poll of the Stop waiter lasts before it checks that
 /// the session is still there.
 const WAITER_POLL_MS: u64 = 20_000;
+
+/// What one long-poll of a waiter brought.
+pub(super) enum Polled {
+    /// The waiter should stop (checked before and during the poll).
+    Over,
+    /// Nothing arrived in time.
+    Nothing,
+    /// Orders, taken, as the text that hands them to the model.
+    Orders(String),
+    /// The broker refused or could not be reached.
+    Failed(ClientError),
+}
+
+/// One long-poll for the peer's next order (and any others already
+/// waiting, taken with it), given up as soon as `over` says the waiter
+/// should stop: checked first, then every second while the poll runs
+/// (dropping the poll takes nothing: the broker gives a vanished waiter
+/// nothing). Both agents' waiters wait this way.
+pub(super) async fn next_orders(
+    client: &Client,
+    peer: Uuid,
+    poll_ms: u64,
+    over: impl Fn() -> bool,
+) -> Polled {
+    if over() {
+        return Polled::Over;
+    }
+    let watch = async {
+        loop {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            if over() {
+                break;
+            }
+        }
+    };
+    let peer_id = peer.to_string();
+    let polled = tokio::select! {
+        r = client.wait_command(&peer_id, poll_ms) => r,
+        () = watch => return Polled::Over,
+    };
+    match polled {
+        Ok(r) => {
+            let Some(first) = r.command else {
+                return Polled::Nothing;
+            };
+            let mut orders = vec![first];
+            if let Ok(more) = take_orders(client, peer).await {
+                orders.extend(more);
+            }
+            let text: Vec<String> = orders.iter().map(describe_order).collect();
+            Polled::Orders(text.join("\n\n"))
+        }
+        Err(e) => Polled::Failed(e),
+    }
+}
 
 impl Hook {
     /// The background waiter: takes the next order while the session is
@@ -52,41 +108,21 @@ impl Hook {
         let client = self.as_peer(peer, &key, false)?;
         let mut backoff = Backoff::new();
         loop {
-            if self.session_over(me, parent) {
-                return Ok(Reply::default());
-            }
-            // Checked every second while the long-poll runs, so the waiter
-            // never holds up the end of a session (dropping the poll takes
-            // nothing: the broker gives a vanished waiter nothing).
-            let over = async {
-                loop {
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                    if self.session_over(me, parent) {
-                        break;
-                    }
-                }
-            };
-            let peer_id = peer.to_string();
-            let polled = tokio::select! {
-                r = client.wait_command(&peer_id, WAITER_POLL_MS) => r,
-                () = over => return Ok(Reply::default()),
-            };
-            match polled {
-                Ok(r) => {
-                    backoff.reset();
-                    let Some(first) = r.command else { continue };
-                    let mut orders = vec![first];
-                    if let Ok(more) = take_orders(&client, peer).await {
-                        orders.extend(more);
-                    }
-                    let text: Vec<String> = orders.iter().map(describe_order).collect();
+            match next_orders(&client, peer, WAITER_POLL_MS, || {
+                self.session_over(me, parent)
+            })
+            .await
+            {
+                Polled::Over => return Ok(Reply::default()),
+                Polled::Nothing => backoff.reset(),
+                Polled::Orders(text) => {
                     return Ok(Reply {
-                        wake: Some(text.join("\n\n")),
+                        wake: Some(text),
                         ..Reply::default()
                     });
                 }
-                Err(e) if e.refuses_token() => return Ok(Reply::default()),
-                Err(e) if e.refuses_peer() => {
+                Polled::Failed(e) if e.refuses_token() => return Ok(Reply::default()),
+                Polled::Failed(e) if e.refuses_peer() => {
                     // The broker forgot the peer (reset, or a new store): a
                     // new peer of the same role takes over.
                     let mut locked = self.lock()?;
@@ -98,7 +134,7 @@ impl Hook {
                     drop(locked);
                     return Box::pin(self.stop()).await;
                 }
-                Err(_) => backoff.wait(None).await,
+                Polled::Failed(_) => backoff.wait(None).await,
             }
         }
     }
