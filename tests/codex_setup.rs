@@ -183,3 +183,31 @@ fn a_config_that_is_not_toml_is_refused_and_left_alone() {
     assert!(err.contains("is not valid TOML"), "{err}");
     assert_eq!(read(&codex_home.join("config.toml")), "model = \n");
 }
+
+#[test]
+fn a_dry_run_shows_what_would_be_added_and_writes_nothing() {
+    let home = tempfile::tempdir().expect("home");
+    let codex_home = home.path().join("codex");
+    let project = tempfile::tempdir().expect("project");
+    let dir = project.path().to_str().expect("utf-8");
+    let a = cipc()
+        .env("HOME", home.path())
+        .env("CODEX_HOME", &codex_home)
+        .args(["codex", "setup", "--role", "qa", "--dir", dir, "--dry-run"])
+        .args(["--cipc", "cipc"])
+        .assert()
+        .success();
+    let out = String::from_utf8_lossy(&a.get_output().stdout).into_owned();
+    assert!(
+        out.contains("would add to") && out.contains("[mcp_servers.cipc]"),
+        "{out}"
+    );
+    assert!(
+        out.contains("cipc hook session-start --agent codex --role qa"),
+        "{out}"
+    );
+    assert!(out.contains("trusted_hash = \"sha256:"), "{out}");
+    assert!(!out.contains("would remove"), "{out}");
+    assert!(!project.path().join(".codex").exists(), "{out}");
+    assert!(!codex_home.exists(), "{out}");
+}

@@ -112,38 +112,40 @@ pub fn setup(a: &Setup) -> Result<Report, CliError> {
 
     // Every file is worked out before any is written: a config.toml that
     // cannot be read leaves the hooks file untouched too.
-    let mut plans = vec![plan_toml(&t.config, false, "cipc MCP server", |doc| {
+    let config_plan = plan_toml(&t.config, false, "cipc MCP server", |doc| {
         config::add_mcp(doc, &h.url, &token)?;
         if t.config == t.user_config {
             replace_trust(doc, &old_trust, &trust)?;
         }
         Ok(())
-    })?];
-    if t.config != t.user_config {
-        plans.push(plan_toml(
+    })?;
+    let trust_plan = if t.config == t.user_config {
+        None
+    } else {
+        Some(plan_toml(
             &t.user_config,
             false,
             "trust of cipc's hooks",
             |doc| replace_trust(doc, &old_trust, &trust),
-        )?);
-    }
-    let mut changes = Vec::new();
-    for (i, plan) in plans.into_iter().enumerate() {
-        changes.push(plan.commit(a.dry_run)?);
-        if i == 0 {
-            changes.push(
-                commit(
-                    &t.hooks,
-                    a.dry_run,
-                    hooks_doc != before_hooks,
-                    Some(hooks_text.clone()),
-                )?
-                .labelled(
-                    "cipc hooks",
-                    a.dry_run.then(|| preview_hooks(&cmd)).flatten(),
-                ),
-            );
-        }
+        )?)
+    };
+    let hooks_preview = a.dry_run.then(|| preview_hooks(&cmd)).flatten();
+    let mut changes = vec![
+        config_plan.commit(a.dry_run)?,
+        commit(
+            &t.hooks,
+            a.dry_run,
+            hooks_doc != before_hooks,
+            Some(hooks_text),
+        )?
+        .labelled("cipc hooks", hooks_preview),
+    ];
+    if let Some(plan) = trust_plan {
+        let preview = a.dry_run.then(|| preview_trust(&trust));
+        changes.push(
+            plan.commit(a.dry_run)?
+                .labelled("trust of cipc's hooks", preview),
+        );
     }
     if a.dry_run {
         if let Some(first) = changes.first_mut() {
@@ -290,6 +292,14 @@ fn preview_hooks(cmd: &crate::agents::HookCommand) -> Option<String> {
     let mut doc = serde_json::json!({});
     hooks::add_hooks(&mut doc, cmd).ok()?;
     serde_json::to_string_pretty(&doc).ok()
+}
+
+/// What a dry run shows of the trust entries.
+fn preview_trust(trust: &[hooks::Trust]) -> String {
+    let mut doc = toml_edit::DocumentMut::new();
+    // Only the fresh document is written to, so this cannot fail.
+    let _ = config::add_trust(&mut doc, trust);
+    doc.to_string().trim_end().to_string()
 }
 
 /// What a dry run shows of the MCP entry: only cipc's.
