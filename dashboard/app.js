@@ -977,6 +977,16 @@
   const str = (v) => (typeof v === 'string' ? v : pretty(v));
   const lineCount = (t) => (t === '' ? 0 : t.split('\n').length);
 
+  /** The files a Codex patch adds, changes, deletes or moves to, once each. */
+  function patchFiles(patch) {
+    const out = [];
+    for (const line of str(patch).split('\n')) {
+      const m = /^\*\*\* (?:Add File|Update File|Delete File|Move to): (.+)$/.exec(line);
+      if (m && m[1].trim() && !out.includes(m[1].trim())) out.push(m[1].trim());
+    }
+    return out;
+  }
+
   /** The tool and the one thing that says what it will do (command, file, URL, query). */
   function permSummary(ctx) {
     const c = isObj(ctx) ? ctx : {};
@@ -995,6 +1005,9 @@
         break;
       case 'NotebookEdit':
         detail = pick('notebook_path');
+        break;
+      case 'apply_patch':
+        detail = patchFiles(pick('command')).join(', ');
         break;
       case 'WebFetch':
         detail = pick('url');
@@ -1077,6 +1090,14 @@
         i.edit_mode === 'delete' ? null : permField('new source', permPre(str(i.new_source ?? ''), 'New cell source', 'perm-content')),
       ];
     }
+    if (tool === 'apply_patch' && has('command')) {
+      // Codex's edits: one patch, any number of files.
+      const files = patchFiles(i.command);
+      return [
+        files.length ? permField(files.length === 1 ? 'file' : 'files', h('span', { class: 'mono perm-path', text: files.join(', ') })) : null,
+        permField(`patch · ${plural(lineCount(i.command), 'line', 'lines')}`, permPre(i.command, 'Patch', 'perm-content')),
+      ];
+    }
     if (tool === 'WebFetch' && has('url')) {
       // The URL as text, not a link: one click should not open what an agent chose.
       return [
@@ -1110,6 +1131,8 @@
         return 'write a file';
       case 'NotebookEdit':
         return 'edit a notebook';
+      case 'apply_patch':
+        return 'change files with a patch';
       case 'WebFetch':
         return 'fetch a URL';
       case 'WebSearch':

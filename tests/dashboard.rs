@@ -1662,7 +1662,26 @@ async fn permissions(b: &Browser) {
         shown.contains("replace · cell c7") && shown.contains("df.groupby('day').sum()"),
         "{shown}"
     );
-    wait_title(b, "(6) cipc dashboard").await;
+    // Codex's edits: one patch, the files it names, the patch itself.
+    let patch = ask_permission(
+        &c,
+        &base,
+        me,
+        "apply_patch",
+        json!({"command": "*** Begin Patch\n*** Update File: src/a.rs\n@@\n-old()\n+new()\n*** Add File: src/b.rs\n+fn b() {}\n*** End Patch\n"}),
+    )
+    .await;
+    let shown = b
+        .wait_text(
+            &format!("#needs-list [data-id='{patch}']"),
+            "change files with a patch",
+        )
+        .await;
+    assert!(
+        shown.contains("src/a.rs, src/b.rs") && shown.contains("+new()"),
+        "{shown}"
+    );
+    wait_title(b, "(7) cipc dashboard").await;
 
     // The session moved on (answered in its terminal): the prompt leaves at once.
     let r = c
@@ -1682,7 +1701,7 @@ async fn permissions(b: &Browser) {
         "backend (api-server) moved on; its request to use WebFetch",
     )
     .await;
-    wait_title(b, "(5) cipc dashboard").await;
+    wait_title(b, "(6) cipc dashboard").await;
     assert_eq!(
         b.js(
             "return window.__xss === undefined && document.querySelectorAll('#needs-you script, #needs-you img').length === 0;",
