@@ -28,6 +28,9 @@
 //! - stdout carries only the final message; everything else (the banner with
 //!   `session id: <uuid>`, tool traces, `hook: <Event>` lines, warnings) goes
 //!   to stderr.
+//!
+//! (A file of one concern: running the real Codex CLI for tests; long because
+//! what Codex needs to run offline and headless is written down with it.)
 
 use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};

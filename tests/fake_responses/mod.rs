@@ -48,6 +48,9 @@
 //! answer again instead of skipping a step, and a turn that Codex continues
 //! after a final message (a Stop hook's block, a queued message, `exec
 //! resume`) plays the step after it.
+//!
+//! (A file of one concern: the fake Responses API; long because the wire
+//! shapes Codex sends and expects are written down with it.)
 #![allow(dead_code)]
 
 use axum::body::Bytes;
