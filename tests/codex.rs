@@ -10,9 +10,10 @@
 //!   key (the `PreToolUse` hook adds it), and the order ends acked by a
 //!   protected peer of the role, `via: hook`, `agent: codex`; no `pk_`
 //!   string reaches the model; when exec ends the peer is offline.
-//! - **during the turn**: an order sent while the model answers reaches it
-//!   at the end of the turn: the `Stop` hook hands it over and the turn goes
-//!   on with it.
+//! - **during the turn**: an order sent while the model works reaches it
+//!   after its next tool call (the `PostToolUse` hook), and one sent as it
+//!   finishes reaches it at the end of the turn (the `Stop` hook hands it
+//!   over and the turn goes on with it).
 //! - **leases at the edit**: with another session holding `locked.txt`, an
 //!   `apply_patch` of it is refused before it runs (the file unchanged, the
 //!   refusal naming the holder and the reason) while a patch of a free file
@@ -235,24 +236,37 @@ async fn an_order_queued_before_start_is_in_the_first_request_and_acked_without_
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_order_sent_during_the_turn_keeps_the_turn_going() {
-    let Some(bin) = codex_or_skip("codex: an order during the turn") else {
+async fn orders_sent_during_the_turn_arrive_between_tool_calls_and_at_its_end() {
+    let Some(bin) = codex_or_skip("codex: orders during the turn") else {
         return;
     };
     let base = std::sync::Arc::new(parking_lot::Mutex::new(String::new()));
-    let sender = base.clone();
+    let (first, second) = (base.clone(), base.clone());
     let script = vec![
         step(move |_| {
-            // While the model "answers", someone sends the session an order.
-            send_blocking(&sender.lock(), "reviewer", "review-pr-7")?;
-            Ok(Turn::text("Nothing to do yet."))
+            // While the model works, someone sends the session an order...
+            send_blocking(&first.lock(), "reviewer", "review-pr-7")?;
+            Ok(Turn::call(Call::cipc("whoami", json!({}))))
+        }),
+        step(move |t| {
+            // ...which the PostToolUse hook of the next tool call hands over.
+            let between = t.developer_texts().join("\n");
+            if !between.contains("review-pr-7") {
+                return Err(format!(
+                    "the order did not arrive after the tool call: {between:?}"
+                ));
+            }
+            // Another arrives as the model finishes its answer...
+            send_blocking(&second.lock(), "reviewer", "review-pr-8")?;
+            Ok(Turn::text("Reviewed PR 7."))
         }),
         step(|t| {
+            // ...and the Stop hook hands it over: the turn goes on.
             let handed = t.user_texts().join("\n");
-            if !handed.contains("review-pr-7") {
+            if !handed.contains("review-pr-8") {
                 return Err(format!("the turn went on without the order: {handed:?}"));
             }
-            Ok(Turn::text("Reviewing PR 7 now."))
+            Ok(Turn::text("Reviewing PR 8 now."))
         }),
     ];
     let mut s = Setup::new(&bin, "reviewer", script).await;
@@ -261,14 +275,14 @@ async fn an_order_sent_during_the_turn_keeps_the_turn_going() {
     s.check(outcome.success(), "codex exec did not succeed", &outcome)
         .await;
     s.check(
-        s.fake.failures().is_empty() && s.fake.main_requests().len() >= 2,
+        s.fake.failures().is_empty() && s.fake.main_requests().len() >= 3,
         &format!("the script failed: {:?}", s.fake.failures()),
         &outcome,
     )
     .await;
     s.check(
-        outcome.final_message().contains("Reviewing PR 7"),
-        "the turn did not go on with the order",
+        outcome.final_message().contains("Reviewing PR 8"),
+        "the turn did not go on with the second order",
         &outcome,
     )
     .await;
