@@ -1,9 +1,9 @@
-//! What the hooks of one Claude Code session remember between runs: which
-//! peer the session is (id and key, so a resumed session stays the same
-//! peer), what it has already been told, and whether it was told that the
-//! broker is down. One small JSON file per Claude Code `session_id`, private
-//! to the user (0600), updated under an exclusive lock because Claude Code
-//! may run several hooks of one session at once.
+//! What the hooks of one agent session (Claude Code or Codex) remember
+//! between runs: which peer the session is (id and key, so a resumed
+//! session stays the same peer), what it has already been told, and
+//! whether it was told that the broker is down. One small JSON file per
+//! `session_id`, private to the user (0600), updated under an exclusive
+//! lock because an agent may run several hooks of one session at once.
 
 use crate::cli::CliError;
 use serde::{Deserialize, Serialize};
@@ -75,8 +75,8 @@ pub enum StateError {
     /// No environment variable says where state lives.
     #[error("neither CIPC_STATE_DIR, XDG_STATE_HOME nor HOME is set")]
     NoStateDir,
-    /// Claude Code sent a session id that cannot be a file name.
-    #[error("session_id {0:?} from Claude Code is not an id (letters, digits, - and _)")]
+    /// The agent sent a session id that cannot be a file name.
+    #[error("session_id {0:?} from the agent is not an id (letters, digits, - and _)")]
     BadSessionId(String),
     /// The file system refused (`action` is "create", "open", ...).
     #[error("cannot {action} {}: {source}", path.display())]

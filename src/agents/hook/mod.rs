@@ -96,14 +96,15 @@ pub struct HookOptions {
     pub token_file: Option<PathBuf>,
 }
 
-/// What one hook run says back to Claude Code.
+/// What one hook run says back to the agent.
 #[derive(Debug, Default)]
 struct Reply {
     /// Text for the model (`additionalContext`).
     context: Option<String>,
     /// A line for the person (`systemMessage`).
     system: Option<String>,
-    /// Wake the idle session with this text (exit 2, on stderr).
+    /// Exit 2 with this text on stderr: it wakes an idle Claude Code
+    /// session, and makes a Codex turn go on.
     wake: Option<String>,
     /// What the hook decides beside `additionalContext` in
     /// `hookSpecificOutput`: a permission decision, an updated tool input.
