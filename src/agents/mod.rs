@@ -100,15 +100,18 @@ impl HookCommand {
 }
 
 /// What a person asks of setup, the same for every agent: which role the
-/// sessions take and how the hooks reach the broker.
+/// sessions take, how the hooks reach the broker, where, and whether to
+/// write at all. Each agent's setup adds only its own choices (its scopes).
 #[derive(Debug, Clone)]
-pub struct HookSetup {
+pub struct SetupRequest {
     /// The role every session takes.
     pub role: String,
     /// A name for the sessions' peers.
     pub name: Option<String>,
     /// The broker's URL.
     pub url: String,
+    /// The broker's token, which the MCP server entry sends.
+    pub token: Option<String>,
     /// The token file the hooks read.
     pub token_file: Option<std::path::PathBuf>,
     /// The `cipc` program the hooks run (`None`: see [`files::hook_program`]).
@@ -117,9 +120,13 @@ pub struct HookSetup {
     pub permission_wait: Duration,
     /// Lease each file a session edits.
     pub claim_on_edit: bool,
+    /// The project directory (default: the current one).
+    pub dir: Option<std::path::PathBuf>,
+    /// Say what would change, write nothing.
+    pub dry_run: bool,
 }
 
-impl HookSetup {
+impl SetupRequest {
     /// The hook command for `agent`, run as `program`.
     pub fn command(&self, agent: Agent, program: &str) -> HookCommand {
         let mut args = Vec::new();

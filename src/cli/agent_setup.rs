@@ -2,7 +2,7 @@
 //! print what they did.
 
 use super::{exit, CliError, Exit};
-use crate::agents::{HookSetup, Report};
+use crate::agents::{Report, SetupRequest};
 use crate::client::DEFAULT_URL;
 use clap::Args;
 use std::path::PathBuf;
@@ -45,26 +45,26 @@ pub struct PeerFlags {
 }
 
 impl PeerFlags {
-    /// The hooks' setup, with `permission_wait`, and the broker's token
-    /// (read from `--token-file` when given).
-    pub fn resolve(
-        self,
-        permission_wait: std::time::Duration,
-    ) -> Result<(HookSetup, Option<String>), CliError> {
+    /// What the person asks of setup, with `permission_wait` (each agent
+    /// has its own default), and the broker's token read from
+    /// `--token-file` when given.
+    pub fn resolve(self, permission_wait: std::time::Duration) -> Result<SetupRequest, CliError> {
         let token = match &self.token_file {
             Some(p) => Some(super::token::read_token_file(p)?),
             None => self.token.filter(|t| !t.trim().is_empty()),
         };
-        let setup = HookSetup {
+        Ok(SetupRequest {
             role: self.role,
             name: self.name,
             url: self.url,
+            token,
             token_file: self.token_file,
             cipc: self.cipc,
             permission_wait,
             claim_on_edit: self.claim_on_edit,
-        };
-        Ok((setup, token))
+            dir: self.dir,
+            dry_run: self.dry_run,
+        })
     }
 }
 

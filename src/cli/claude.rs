@@ -104,15 +104,9 @@ pub fn run(args: ClaudeArgs) -> Exit {
 }
 
 fn setup(a: SetupArgs) -> Result<Report, CliError> {
-    let dir = a.peer.dir.clone();
-    let dry_run = a.peer.dry_run;
-    let (hooks, token) = a.peer.resolve(a.permission_wait)?;
     claude::setup(&claude::Setup {
-        hooks,
+        request: a.peer.resolve(a.permission_wait)?,
         scope: a.scope.into(),
         sse: a.transport == Transport::Sse,
-        dir,
-        token,
-        dry_run,
     })
 }

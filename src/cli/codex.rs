@@ -89,14 +89,8 @@ pub fn run(args: CodexArgs) -> Exit {
 }
 
 fn setup(a: SetupArgs) -> Result<Report, CliError> {
-    let dir = a.peer.dir.clone();
-    let dry_run = a.peer.dry_run;
-    let (hooks, token) = a.peer.resolve(a.permission_wait)?;
     codex::setup(&codex::Setup {
-        hooks,
+        request: a.peer.resolve(a.permission_wait)?,
         scope: a.scope.into(),
-        dir,
-        token,
-        dry_run,
     })
 }

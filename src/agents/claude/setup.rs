@@ -13,7 +13,7 @@
 
 use super::settings::{self, ShapeError};
 use crate::agents::files::{self, edit_json, project_dir};
-use crate::agents::{Agent, HookSetup, Report};
+use crate::agents::{Agent, Report, SetupRequest};
 use crate::cli::CliError;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -33,17 +33,11 @@ pub enum Scope {
 #[derive(Debug, Clone)]
 pub struct Setup {
     /// What every agent's setup takes.
-    pub hooks: HookSetup,
+    pub request: SetupRequest,
     /// Which configuration to write.
     pub scope: Scope,
     /// Use the older HTTP+SSE transport (`/mcp/sse`) instead of `/mcp`.
     pub sse: bool,
-    /// The project directory (default: the current one).
-    pub dir: Option<PathBuf>,
-    /// The broker's token, which the MCP entry sends.
-    pub token: Option<String>,
-    /// Say what would change, write nothing.
-    pub dry_run: bool,
 }
 
 /// The two files a scope writes.
@@ -94,12 +88,12 @@ fn targets(scope: Scope, dir: Option<&Path>) -> Result<Targets, CliError> {
 
 /// Writes the MCP server and the hooks (or, in a dry run, says what it would).
 pub fn setup(a: &Setup) -> Result<Report, CliError> {
-    let h = &a.hooks;
+    let h = &a.request;
     crate::api::validate_name("role", &h.role).map_err(|e| CliError::usage(e.to_string()))?;
     crate::client::Client::new(&h.url, None, None)?;
-    let t = targets(a.scope, a.dir.as_deref())?;
+    let t = targets(a.scope, h.dir.as_deref())?;
     // A shared file never holds the secret: Claude Code expands ${CIPC_TOKEN}.
-    let header = a.token.as_ref().map(|t| match a.scope {
+    let header = h.token.as_ref().map(|t| match a.scope {
         Scope::Project => "${CIPC_TOKEN}".to_string(),
         Scope::Local | Scope::User => t.clone(),
     });
@@ -118,18 +112,18 @@ pub fn setup(a: &Setup) -> Result<Report, CliError> {
     let pretty = |v: &Value| serde_json::to_string_pretty(v).ok();
     let mut report = Report {
         changes: vec![
-            edit_json(&t.mcp_file, a.dry_run, false, |doc| {
+            edit_json(&t.mcp_file, h.dry_run, false, |doc| {
                 settings::add_mcp(at_path(doc, &t.mcp_at)?, entry.clone())
             })?
             .labelled("cipc MCP server", pretty(&mcp_preview)),
-            edit_json(&t.settings_file, a.dry_run, false, |doc| {
+            edit_json(&t.settings_file, h.dry_run, false, |doc| {
                 settings::add_hooks(doc, &cmd)
             })?
             .labelled("cipc hooks", pretty(&hooks_preview)),
         ],
         ..Report::default()
     };
-    if !a.dry_run {
+    if !h.dry_run {
         let where_ = match a.scope {
             Scope::User => "anywhere".to_string(),
             _ => format!(
@@ -144,7 +138,7 @@ pub fn setup(a: &Setup) -> Result<Report, CliError> {
             "Claude Code sessions started {where_} are now peers of role \"{}\" on {}.",
             h.role, h.url
         ));
-        if a.token.is_some() && h.token_file.is_none() {
+        if h.token.is_some() && h.token_file.is_none() {
             report.notes.push("The broker has a token: start `claude` with CIPC_TOKEN set, so the hooks (and the MCP entry of a shared .mcp.json) can send it.".into());
         }
         if let Some(wait) = cmd.permission_wait {

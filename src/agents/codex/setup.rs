@@ -16,7 +16,7 @@
 use super::config::{self, TokenHeader};
 use super::hooks;
 use crate::agents::files::{self, commit, edit_json, project_dir, read_text, Change};
-use crate::agents::{Agent, HookSetup, Report};
+use crate::agents::{Agent, Report, SetupRequest};
 use crate::cli::CliError;
 use std::path::{Path, PathBuf};
 
@@ -33,15 +33,9 @@ pub enum Scope {
 #[derive(Debug, Clone)]
 pub struct Setup {
     /// What every agent's setup takes.
-    pub hooks: HookSetup,
+    pub request: SetupRequest,
     /// Which configuration to write.
     pub scope: Scope,
-    /// The project directory (default: the current one).
-    pub dir: Option<PathBuf>,
-    /// The broker's token, which the MCP entry sends.
-    pub token: Option<String>,
-    /// Say what would change, write nothing.
-    pub dry_run: bool,
 }
 
 /// The files a scope touches.
@@ -87,11 +81,11 @@ fn targets(scope: Scope, dir: Option<&Path>) -> Result<Targets, CliError> {
 /// Writes the MCP server, the hooks and their trust (or, in a dry run,
 /// says what it would).
 pub fn setup(a: &Setup) -> Result<Report, CliError> {
-    let h = &a.hooks;
+    let h = &a.request;
     crate::api::validate_name("role", &h.role).map_err(|e| CliError::usage(e.to_string()))?;
     crate::client::Client::new(&h.url, None, None)?;
-    let t = targets(a.scope, a.dir.as_deref())?;
-    let token = match (&a.token, a.scope) {
+    let t = targets(a.scope, h.dir.as_deref())?;
+    let token = match (&h.token, a.scope) {
         (None, _) => TokenHeader::None,
         // A project's file may be shared: Codex reads the token from the
         // environment it starts in.
@@ -129,25 +123,25 @@ pub fn setup(a: &Setup) -> Result<Report, CliError> {
             |doc| replace_trust(doc, &old_trust, &trust),
         )?)
     };
-    let hooks_preview = a.dry_run.then(|| preview_hooks(&cmd)).flatten();
+    let hooks_preview = h.dry_run.then(|| preview_hooks(&cmd)).flatten();
     let mut changes = vec![
-        config_plan.commit(a.dry_run)?,
+        config_plan.commit(h.dry_run)?,
         commit(
             &t.hooks,
-            a.dry_run,
+            h.dry_run,
             hooks_doc != before_hooks,
             Some(hooks_text),
         )?
         .labelled("cipc hooks", hooks_preview),
     ];
     if let Some(plan) = trust_plan {
-        let preview = a.dry_run.then(|| preview_trust(&trust));
+        let preview = h.dry_run.then(|| preview_trust(&trust));
         changes.push(
-            plan.commit(a.dry_run)?
+            plan.commit(h.dry_run)?
                 .labelled("trust of cipc's hooks", preview),
         );
     }
-    if a.dry_run {
+    if h.dry_run {
         if let Some(first) = changes.first_mut() {
             first.preview = first.changed.then(|| preview_mcp(&h.url, &token)).flatten();
         }
@@ -156,10 +150,10 @@ pub fn setup(a: &Setup) -> Result<Report, CliError> {
         changes,
         ..Report::default()
     };
-    if !a.dry_run {
+    if !h.dry_run {
         let where_ = match a.scope {
             Scope::User => "anywhere".to_string(),
-            Scope::Project => format!("in {}", project_dir(a.dir.as_deref())?.display()),
+            Scope::Project => format!("in {}", project_dir(h.dir.as_deref())?.display()),
         };
         report.notes.push(format!(
             "Codex sessions started {where_} are now peers of role \"{}\" on {}.",

@@ -102,11 +102,15 @@ impl Hook {
     /// Refuses an edit of paths another peer holds; with claiming on, takes
     /// (or renews) this session's lease on each.
     pub(super) async fn edit_check(&self, tool: &str, files: &[String]) -> Result<Reply, CliError> {
-        let located: Vec<(String, String)> = files
-            .iter()
-            .filter_map(|f| locate(f, self.cwd.as_deref()))
-            .collect();
-        if located.is_empty() {
+        // One check per repo, naming every file of the edit in it.
+        let mut by_repo: Vec<(String, Vec<String>)> = Vec::new();
+        for (repo, path) in files.iter().filter_map(|f| locate(f, self.cwd.as_deref())) {
+            match by_repo.iter_mut().find(|(r, _)| *r == repo) {
+                Some((_, paths)) => paths.push(path),
+                None => by_repo.push((repo, vec![path])),
+            }
+        }
+        if by_repo.is_empty() {
             return Ok(Reply::default());
         }
         let claim = self.args.claim_on_edit;
@@ -114,28 +118,41 @@ impl Hook {
         self.with_peer(false, |client, peer, _key, mut st| async move {
             st.took_turn = true;
             let mut refused: Vec<(String, Vec<Lease>)> = Vec::new();
-            for (repo, path) in &located {
-                let conflicts = client
-                    .check_leases(repo, std::slice::from_ref(path))
-                    .await?
-                    .conflicts;
-                let mut held: Vec<Lease> = conflicts.into_iter().map(|c| c.lease).collect();
-                if held.is_empty() && claim {
-                    held = claim_or_renew(&client, peer, repo, path).await?;
+            for (repo, paths) in &by_repo {
+                let conflicts = client.check_leases(repo, paths).await?.conflicts;
+                let mut in_repo: Vec<(String, Vec<Lease>)> = Vec::new();
+                for path in paths {
+                    let mut held: Vec<Lease> = conflicts
+                        .iter()
+                        .filter(|c| c.path == *path)
+                        .map(|c| c.lease.clone())
+                        .collect();
+                    if held.is_empty() && claim {
+                        held = claim_or_renew(&client, peer, repo, path).await?;
+                    }
+                    if !held.is_empty() {
+                        in_repo.push((path.clone(), held));
+                    }
                 }
-                if held.is_empty() {
+                if in_repo.is_empty() {
                     continue;
+                }
+                let mut leases: Vec<uuid::Uuid> = Vec::new();
+                for l in in_repo.iter().flat_map(|(_, held)| held) {
+                    if !leases.contains(&l.id) {
+                        leases.push(l.id);
+                    }
                 }
                 // The person sees it in the dashboard's activity feed.
                 let _ = client
                     .report_refused_edit(&RefusedEdit {
                         repo: repo.clone(),
-                        paths: vec![path.clone()],
+                        paths: in_repo.iter().map(|(p, _)| p.clone()).collect(),
                         tool: Some(tool.clone()),
-                        leases: held.iter().map(|l| l.id).collect(),
+                        leases,
                     })
                     .await;
-                refused.push((path.clone(), held));
+                refused.extend(in_repo);
             }
             if refused.is_empty() {
                 return Ok((Reply::default(), st));
