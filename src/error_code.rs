@@ -170,6 +170,10 @@ error_codes! {
     /// Only the holder of a lease may renew it; only the holder or a
     /// person (a request naming no peer) may release it.
     NotLeaseHolder = "not_lease_holder", Forbidden;
+    /// A permission question (a session asking to use a tool) is answered
+    /// by a person, not by a peer or an MCP session; only a person or the
+    /// session that asked may withdraw it.
+    PersonOnly = "person_only", Forbidden;
     /// The Host header names a host this broker does not serve.
     ForeignHost = "foreign_host", Forbidden;
     /// A browser request came from another web origin.

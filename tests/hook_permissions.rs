@@ -120,6 +120,26 @@ async fn cipc_tool_calls_carry_the_sessions_key_and_the_model_never_sees_one() {
         .as_str()
         .expect("a reason");
     assert!(why.contains(&id) && !why.contains("pk_"), "{why}");
+
+    // register would answer the key (and change the role): refused too.
+    let register = s.run(
+        "pre-tool-use",
+        "backend",
+        &tool_call(
+            &s,
+            "PreToolUse",
+            "mcp__cipc__register",
+            json!({"role": "frontend"}),
+        ),
+    );
+    let out = register.json();
+    assert_eq!(
+        out["hookSpecificOutput"]["permissionDecision"], "deny",
+        "{register:?}"
+    );
+    assert!(out["hookSpecificOutput"].get("updatedInput").is_none());
+    let (_, peer) = get(&format!("{u}/peers/{id}")).await;
+    assert_eq!(peer["peer"]["role"], "backend", "{peer}");
 }
 
 #[tokio::test]
@@ -212,6 +232,92 @@ async fn a_permission_prompt_is_a_question_and_the_persons_answer_decides() {
         "the decision is kept: {answered}"
     );
     assert!(open_permissions(&u).await.is_empty());
+
+    // A session cannot answer a permission prompt, its own or another's:
+    // only a person (a request that names no peer) does.
+    let input = tool_call(&s, "PermissionRequest", "Bash", json!({"command": "make deploy"}));
+    let hook = s.spawn("permission", "backend", &input, &[]);
+    let q = until_open(&u, 1).await.remove(0);
+    let qid = q["id"].as_str().expect("id");
+    let r = reqwest::Client::new()
+        .post(format!("{u}/questions/{qid}/answer"))
+        .header("X-Cipc-Peer-Key", s.key())
+        .json(&json!({"answer": "allow"}))
+        .send()
+        .await
+        .expect("answer as the session");
+    assert_eq!(r.status(), 403);
+    let v: Value = r.json().await.expect("json");
+    assert_eq!(v["error"]["reason"], "person_only", "{v}");
+    assert_eq!(question(&u, qid).await["status"], "open");
+    let (st, v) = post(
+        &format!("{u}/questions/{qid}/answer"),
+        json!({"answer": "allow", "by": "ana"}),
+    )
+    .await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(
+        finish(hook).json()["hookSpecificOutput"]["decision"]["behavior"],
+        "allow"
+    );
+}
+
+/// `cmd` run under coreutils' `timeout`, a process of its own that stands
+/// for the agent running the hook (it can be killed outright).
+fn under_a_host(cmd: &std::process::Command) -> std::process::Command {
+    let mut host = std::process::Command::new("timeout");
+    host.arg("600").arg(cmd.get_program()).args(cmd.get_args());
+    for (k, v) in cmd.get_envs() {
+        match v {
+            Some(v) => host.env(k, v),
+            None => host.env_remove(k),
+        };
+    }
+    host.stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    host
+}
+
+#[tokio::test]
+async fn a_waiting_prompt_holds_one_long_poll_and_is_withdrawn_when_its_session_is_killed() {
+    let b = BinaryBroker::start(&["--memory"], &[]);
+    let u = b.url.clone();
+    let s = Session::new(&u);
+    s.start("backend");
+    s.prompt("backend");
+    let input = tool_call(&s, "PermissionRequest", "Bash", json!({"command": "make"}));
+    let mut host = Session::feed(under_a_host(&s.command("permission", "backend", &[])), &input);
+    let q = until_open(&u, 1).await.remove(0);
+    let qid = q["id"].as_str().expect("id").to_string();
+
+    // The wait is one long-poll, parked on the broker all along (not a
+    // quick call that gives up and backs off: an answer is heard at once).
+    for _ in 0..25 {
+        let (_, status) = get(&format!("{u}/status")).await;
+        assert_eq!(status["waiters"], 1, "{status}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // The session is killed outright: no signal reaches its hook, which
+    // notices its host is gone and withdraws the question.
+    host.kill().expect("kill the host");
+    let _ = host.wait();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while question(&u, &qid).await["status"] == "open" {
+        assert!(Instant::now() < deadline, "still open after its session died");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(question(&u, &qid).await["status"], "cancelled");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, status) = get(&format!("{u}/status")).await;
+        if status["waiters"] == 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the hook still waits: {status}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 #[tokio::test]
@@ -369,6 +475,32 @@ async fn a_refused_token_is_told_once_with_the_fix_and_never_retried() {
         .unwrap_or_default()
         .to_string();
     assert!(said.contains("the token in CIPC_TOKEN"), "{ran:?}");
+
+    // A token file the hooks cannot read is told too, once, with the fix.
+    let missing = s.project.path().join("no-such-token");
+    let unreadable = Session::new(&b.url);
+    let input = unreadable.input("UserPromptSubmit", json!({"prompt": "hi"}));
+    let extra = ["--token-file", missing.to_str().expect("utf-8")];
+    let ran = unreadable.run_with("prompt", "dev", &input, &extra);
+    assert_eq!(ran.code, Some(0), "{ran:?}");
+    let said = ran.json()["systemMessage"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(said.contains("cannot use their token"), "{ran:?}");
+    assert!(said.contains("no-such-token"), "names the file: {said}");
+    assert!(said.contains("--token-file PATH"), "names the fix: {said}");
+    let again = unreadable.run_with("prompt", "dev", &input, &extra);
+    assert_eq!(again.json(), Value::Null, "said once: {again:?}");
+    let started = Instant::now();
+    let stop = unreadable.run_with(
+        "stop",
+        "dev",
+        &unreadable.input("Stop", json!({"stop_hook_active": false})),
+        &extra,
+    );
+    assert_eq!((stop.code, stop.json()), (Some(0), Value::Null), "{stop:?}");
+    assert!(started.elapsed() < Duration::from_secs(10));
 
     // The Stop hook's waiter does not retry a refused token for a week.
     let started = Instant::now();

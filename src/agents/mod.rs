@@ -18,6 +18,7 @@ pub mod claude;
 pub mod codex;
 pub mod files;
 pub mod hook;
+pub(crate) mod host;
 pub mod state;
 
 use std::time::Duration;
@@ -143,8 +144,7 @@ impl SetupRequest {
             args.extend(["--url".into(), shell_quote(&self.url)]);
         }
         if let Some(p) = &self.token_file {
-            let abs = std::fs::canonicalize(p).unwrap_or_else(|_| p.clone());
-            args.extend(["--token-file".into(), shell_quote(&abs.to_string_lossy())]);
+            args.extend(["--token-file".into(), token_file_arg(p)]);
         }
         if self.claim_on_edit {
             args.push("--claim-on-edit".into());
@@ -156,6 +156,42 @@ impl SetupRequest {
             permission_wait: (wait > 0).then_some(wait),
         }
     }
+}
+
+/// The token file as a hook command names it: below the home directory as
+/// `"$HOME"/...`, which the shell running the hook expands, so hooks in a
+/// project's committed file work on every machine that keeps its token
+/// there; anywhere else by its absolute path (see [`machine_path_warning`]).
+fn token_file_arg(p: &std::path::Path) -> String {
+    let home = std::env::var_os("HOME")
+        .filter(|h| !h.is_empty())
+        .map(std::path::PathBuf::from);
+    path_from_home(p, home.as_deref())
+}
+
+/// `p` as a hook command names it, given the home directory `home`.
+fn path_from_home(p: &std::path::Path, home: Option<&std::path::Path>) -> String {
+    let real = |p: &std::path::Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+    let abs = real(p);
+    if let Some(rest) = home.and_then(|h| abs.strip_prefix(real(h)).ok()) {
+        if !rest.as_os_str().is_empty() {
+            return format!("\"$HOME\"/{}", shell_quote(&rest.to_string_lossy()));
+        }
+    }
+    shell_quote(&abs.to_string_lossy())
+}
+
+/// A warning for project-scope setup, whose files a team commits, when the
+/// hooks name a token file by a path of this machine only.
+pub fn machine_path_warning(req: &SetupRequest) -> Option<String> {
+    let p = req.token_file.as_ref()?;
+    let arg = token_file_arg(p);
+    (!arg.starts_with("\"$HOME\"")).then(|| {
+        format!(
+            "the hooks read the token file {arg}, a path of this machine: a teammate who uses this project's settings needs the token there too \
+             (keep it under your home directory, e.g. ~/.config/cipc/token, and setup writes it as \"$HOME\"/..., which works on every machine)"
+        )
+    })
 }
 
 /// What setup or remove did, for the CLI to print.
@@ -210,4 +246,31 @@ pub fn parse_wait(text: &str) -> Result<Duration, String> {
         return Err("it must be at most 7 days".into());
     }
     Ok(d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::path_from_home;
+    use std::path::Path;
+
+    #[test]
+    fn a_token_file_below_home_is_named_from_home_so_committed_hooks_work_everywhere() {
+        let home = tempfile::tempdir().expect("home");
+        let inside = home.path().join(".config/cipc/token");
+        assert_eq!(
+            path_from_home(&inside, Some(home.path())),
+            "\"$HOME\"/.config/cipc/token"
+        );
+        let spaced = home.path().join("my tokens/t");
+        assert_eq!(
+            path_from_home(&spaced, Some(home.path())),
+            "\"$HOME\"/'my tokens/t'"
+        );
+        let elsewhere = Path::new("/srv/cipc/token");
+        assert_eq!(
+            path_from_home(elsewhere, Some(home.path())),
+            "/srv/cipc/token"
+        );
+        assert_eq!(path_from_home(elsewhere, None), "/srv/cipc/token");
+    }
 }

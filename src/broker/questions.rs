@@ -224,6 +224,15 @@ impl Broker {
         let (q, commits) = {
             let mut st = self.lock();
             let q = open_question(&st, id, "nothing was changed")?;
+            if q.kind == QuestionKind::Permission && !is_person(caller) {
+                return Err(BrokerError::new(
+                    ErrorCode::PersonOnly,
+                    format!(
+                        "question {id} asks a person's permission for a session's tool call, so only a person answers it: \
+                         in the dashboard, or with `cipc answer` from a shell that names no peer (unset CIPC_PEER and CIPC_PEER_KEY)"
+                    ),
+                ));
+            }
             let mut answer = answer;
             if let Some(choices) = &q.choices {
                 // Spaces around a choice or an answer do not matter; the
@@ -268,12 +277,30 @@ impl Broker {
     }
 
     /// `DELETE /questions/{id}`: withdraws an open question.
-    pub async fn cancel_question(&self, id: Uuid) -> Result<Question, BrokerError> {
+    pub async fn cancel_question(
+        &self,
+        id: Uuid,
+        caller: &Caller,
+    ) -> Result<Question, BrokerError> {
         let _turn = self.turn(TurnKind::Write).await?;
         let now = self.now();
         let (q, commits) = {
             let mut st = self.lock();
             let mut q = open_question(&st, id, "it can no longer be cancelled")?.clone();
+            if q.kind == QuestionKind::Permission && !is_person(caller) {
+                match q.peer.filter(|asker| caller.peer == Some(*asker)) {
+                    Some(asker) => self.prove_in(&st, asker, caller)?,
+                    None => {
+                        return Err(BrokerError::new(
+                            ErrorCode::PersonOnly,
+                            format!(
+                                "question {id} asks a person's permission for another session's tool call: \
+                                 only a person or the session that asked may withdraw it"
+                            ),
+                        ))
+                    }
+                }
+            }
             q.status = QuestionStatus::Cancelled;
             q.answered_at = Some(now);
             let mut commits = Vec::new();
@@ -390,6 +417,12 @@ impl Broker {
 }
 
 /// An open question; 404 when unknown, 409 when it is already closed.
+/// A request from a person: it names no peer and did not come through the
+/// MCP door (which coding sessions use).
+fn is_person(caller: &Caller) -> bool {
+    caller.peer.is_none() && caller.address.as_deref() != Some("mcp")
+}
+
 fn open_question<'a>(st: &'a State, id: Uuid, why: &str) -> Result<&'a Question, BrokerError> {
     let q = st.questions.get(&id).ok_or_else(|| unknown_question(id))?;
     if q.status != QuestionStatus::Open {

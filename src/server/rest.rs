@@ -564,6 +564,7 @@ async fn wait_question(
     params(("id" = String, Path, description = "question id")),
     responses((status = 200, description = "the answered question", body = QuestionResponse),
               (status = 400, description = "not one of the choices", body = ErrorResponse),
+              (status = 403, description = "a permission question, and the caller names a peer or came through MCP (`person_only`)", body = ErrorResponse),
               (status = 404, body = ErrorResponse),
               (status = 409, description = "already answered, cancelled or expired", body = ErrorResponse)))]
 async fn answer_question(
@@ -581,14 +582,16 @@ async fn answer_question(
 
 #[utoipa::path(delete, path = "/questions/{id}", tag = "questions", params(("id" = String, Path, description = "question id")),
     responses((status = 200, description = "the cancelled question", body = QuestionResponse),
+              (status = 403, description = "a permission question of another session: only a person or the asking session withdraws it (`person_only`)", body = ErrorResponse),
               (status = 404, body = ErrorResponse), (status = 409, body = ErrorResponse)))]
 async fn cancel_question(
     State(s): State<AppState>,
+    CallerInfo(caller): CallerInfo,
     Path(id): Path<String>,
 ) -> ApiResult<Json<QuestionResponse>> {
     let id = question_id(&id)?;
     Ok(Json(QuestionResponse {
-        question: s.broker.cancel_question(id).await?,
+        question: s.broker.cancel_question(id, &caller).await?,
         timed_out: false,
     }))
 }

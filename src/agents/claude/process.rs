@@ -126,17 +126,6 @@ pub(crate) fn stop_process(pid: u32) {
         .status();
 }
 
-pub(crate) fn parent_pid() -> u32 {
-    #[cfg(unix)]
-    {
-        std::os::unix::process::parent_id()
-    }
-    #[cfg(not(unix))]
-    {
-        0
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::can_wake;

@@ -174,6 +174,9 @@ pub fn setup(a: &Setup) -> Result<Report, CliError> {
     if not_on_path {
         report.warnings.push(files::not_on_path_warning());
     }
+    if a.scope == Scope::Project {
+        report.warnings.extend(crate::agents::machine_path_warning(h));
+    }
     Ok(report)
 }
 

@@ -21,6 +21,7 @@
 
 use super::waiter::{next_orders, Polled};
 use super::{Hook, HookOptions, Reply};
+use crate::agents::host::{hook_host, process_alive};
 use crate::cli::backoff::Backoff;
 use crate::cli::CliError;
 use std::io::Write;
@@ -156,24 +157,6 @@ impl HookOptions {
     }
 }
 
-/// The process that runs the session's hooks: this hook's parent, or the
-/// parent of the shell in between.
-fn hook_host() -> u32 {
-    let parent = crate::agents::claude::process::parent_pid();
-    let comm = std::fs::read_to_string(format!("/proc/{parent}/comm")).unwrap_or_default();
-    if !matches!(comm.trim(), "sh" | "bash" | "dash" | "zsh") {
-        return parent;
-    }
-    std::fs::read_to_string(format!("/proc/{parent}/stat"))
-        .ok()
-        .and_then(|stat| {
-            // pid (comm) state ppid ...: the comm may hold spaces.
-            let after = stat.rsplit_once(')')?.1;
-            after.split_whitespace().nth(1)?.parse().ok()
-        })
-        .unwrap_or(parent)
-}
-
 /// Runs `codex queue --thread SESSION --message TEXT`.
 fn queue(host: u32, session: &str, text: &str) -> std::io::Result<()> {
     let program = std::env::var_os(CODEX_VAR)
@@ -206,14 +189,5 @@ fn host_can_wake(host: u32) -> bool {
             !args.iter().skip(1).any(|a| a == "exec" || a == "e")
         }
         Err(_) => true,
-    }
-}
-
-/// Whether process `pid` still runs (Linux: /proc; elsewhere assumed).
-fn process_alive(pid: u32) -> bool {
-    if cfg!(target_os = "linux") {
-        std::path::Path::new(&format!("/proc/{pid}")).exists()
-    } else {
-        true
     }
 }

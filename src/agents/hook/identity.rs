@@ -22,8 +22,9 @@ use crate::cli::CliError;
 use serde_json::{json, Map, Value};
 
 impl Hook {
-    /// Adds the session's key to a cipc tool call; refuses `connect`, which
-    /// would give the session a second identity and show the model a key.
+    /// Adds the session's key to a cipc tool call; refuses `connect` and
+    /// `register`, which would give the session a second identity (or
+    /// another role) and show the model its key.
     pub(super) async fn pre_tool_use(&self) -> Result<Reply, CliError> {
         let tool = self
             .input
@@ -56,13 +57,13 @@ impl Hook {
         self.with_peer(false, |_client, peer, key, mut st| async move {
             st.took_turn = true;
             let mut out = Map::new();
-            if name == "connect" {
+            if IDENTITY_TOOLS.contains(&name.as_str()) {
                 out.insert("permissionDecision".into(), json!("deny"));
                 out.insert(
                     "permissionDecisionReason".into(),
                     json!(format!(
                         "This session already is cipc peer {peer} with role \"{role}\": its hooks add that identity to every \
-                         cipc tool call, so connect is not needed (and would make a second peer). Call the tool you need \
+                         cipc tool call, so {name} is not needed (and would make a second peer or change this one). Call the tool you need \
                          directly, without peer_key. To take another role, the person reruns `cipc {program} setup --role ROLE`."
                     )),
                 );
@@ -84,16 +85,27 @@ impl Hook {
     }
 }
 
+/// cipc's tools that make a session a peer: a hooked session already is
+/// one, and their answer shows the key.
+const IDENTITY_TOOLS: [&str; 2] = ["connect", "register"];
+
 /// cipc's lease tools, whose `repo` and `paths` the hook fills in.
 const LEASE_TOOLS: [&str; 3] = ["claim_paths", "release_paths", "check_paths"];
 
 /// A lease tool's input as every session names things: the checkout's
 /// repo when the model gave none, and paths relative to the checkout's top
-/// level (taken from the session's directory, as `cipc lease` does; a path
-/// that cannot be placed is left for the broker to refuse).
+/// level. The tools tell the model to give paths from the top level, so a
+/// relative path is taken from there whatever directory the session runs
+/// in (unlike `cipc lease`, whose paths are the shell's); an absolute one
+/// is made relative to it, and one that cannot be placed is left for the
+/// broker to refuse.
 fn in_checkout(input: &mut Value, checkout: &Checkout) {
     let Some(o) = input.as_object_mut() else {
         return;
+    };
+    let checkout = Checkout {
+        base: checkout.top.clone(),
+        ..checkout.clone()
     };
     if o.get("repo")
         .and_then(Value::as_str)
@@ -136,5 +148,34 @@ mod tests {
             with_key(Value::Null, "pk_real"),
             json!({"peer_key": "pk_real"})
         );
+    }
+
+    #[test]
+    fn lease_tool_paths_are_taken_from_the_top_level_wherever_the_session_runs() {
+        let top = std::env::temp_dir().join("cipc-identity-top");
+        let checkout = Checkout {
+            repo: "github.com/acme/shop".into(),
+            top: top.clone(),
+            base: top.join("pkg").join("web"),
+        };
+        let mut input = json!({
+            "paths": [
+                "pkg/web/a.ts",
+                top.join("docs").to_string_lossy() + "/",
+                "src/**/*.rs",
+                "../outside",
+            ],
+        });
+        in_checkout(&mut input, &checkout);
+        assert_eq!(
+            input,
+            json!({
+                "repo": "github.com/acme/shop",
+                "paths": ["pkg/web/a.ts", "docs/", "src/**/*.rs", "../outside"],
+            })
+        );
+        let mut named = json!({"repo": "other", "paths": []});
+        in_checkout(&mut named, &checkout);
+        assert_eq!(named["repo"], "other", "a repo the model names is kept");
     }
 }

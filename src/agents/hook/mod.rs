@@ -192,9 +192,12 @@ async fn run_event(args: HookOptions) -> Result<Reply, CliError> {
         .filter(|s| !s.is_empty())
         .ok_or_else(|| CliError::usage("the hook input has no session_id; `cipc hook` is run by Claude Code or Codex (see `cipc claude setup`, `cipc codex setup`)"))?
         .to_string();
-    let token = match &args.token_file {
-        Some(path) => Some(crate::cli::token::read_token_file(path)?),
-        None => args.token.clone(),
+    let (token, unreadable) = match &args.token_file {
+        Some(path) => match crate::cli::token::read_token_file(path) {
+            Ok(t) => (Some(t), None),
+            Err(e) => (None, Some(e.to_string())),
+        },
+        None => (args.token.clone(), None),
     };
     let hook = Hook {
         cwd: input.get("cwd").and_then(Value::as_str).map(PathBuf::from),
@@ -205,6 +208,9 @@ async fn run_event(args: HookOptions) -> Result<Reply, CliError> {
         input,
         args,
     };
+    if let Some(problem) = unreadable {
+        return hook.token_file_unreadable(&problem);
+    }
     match hook.args.event.as_str() {
         "session-start" => hook.session_start().await,
         "prompt" | "post-tool-use" => hook.between().await,
@@ -379,6 +385,29 @@ impl Hook {
                 ),
             ),
             e => return Err(CliError::from(e)),
+        })
+    }
+
+    /// A token file the hooks cannot use (missing, empty, readable by
+    /// others): no call would be let in, so none is made; the session is
+    /// told once, with the fix, and every hook (the stop hook too) returns
+    /// at once.
+    fn token_file_unreadable(&self, problem: &str) -> Result<Reply, CliError> {
+        let mut locked = self.lock()?;
+        if std::mem::replace(&mut locked.state.said_token, true) {
+            return Ok(Reply::default());
+        }
+        locked.save()?;
+        let agent = self.args.agent;
+        Ok(Reply {
+            system: Some(format!(
+                "cipc: this session's hooks cannot use their token ({problem}). This session is not a cipc peer: \
+                 fix the file, or rerun `cipc {} setup --role ROLE --token-file PATH` with the broker's token file, \
+                 then start a new {} session.",
+                agent.program(),
+                agent.title()
+            )),
+            ..Reply::default()
         })
     }
 

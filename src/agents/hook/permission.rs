@@ -21,6 +21,7 @@
 //! questions when the peer disconnects or goes offline.
 
 use super::{Hook, Reply};
+use crate::agents::host::{hook_host, process_alive};
 use crate::agents::state::{OpenPermission, SessionState};
 use crate::api::{AskRequest, Question, QuestionKind, QuestionStatus};
 use crate::cli::backoff::Backoff;
@@ -96,9 +97,9 @@ impl Hook {
             ),
             ..AskRequest::default()
         };
-        let mut asked: Option<(Client, Uuid)> = None;
+        let mut asked: Option<(Uuid, String, Uuid)> = None;
         let reply = self
-            .with_peer(false, |client, _peer, _key, mut st| {
+            .with_peer(false, |client, peer, key, mut st| {
                 let asked = &mut asked;
                 async move {
                     st.took_turn = true;
@@ -107,17 +108,20 @@ impl Hook {
                         question: q.id,
                         call,
                     });
-                    *asked = Some((client, q.id));
+                    *asked = Some((peer, key, q.id));
                     Ok((Reply::default(), st))
                 }
             })
             .await?;
-        let Some((client, id)) = asked else {
+        let Some((peer, key, id)) = asked else {
             // Not relayed (the broker is down or refused): the terminal's
             // dialog decides, as without cipc.
             return Ok(reply);
         };
-        let outcome = wait_for_answer(&client, id, wait).await;
+        // The quick client of a hook's other calls gives up within a
+        // second; the wait long-polls for up to POLL_MS.
+        let client = self.as_peer(peer, &key, false)?;
+        let outcome = wait_for_answer(&client, id, wait, hook_host()).await;
         self.forget_question(id)?;
         Ok(match outcome {
             Outcome::Closed(q) => decision(&q),
@@ -139,7 +143,7 @@ impl Hook {
         let (Some(peer), Some(key)) = (locked.state.peer, locked.state.key.clone()) else {
             return Ok(());
         };
-        let client = self.as_peer(peer, &key, true)?;
+        let client = self.as_peer(peer, &key, false)?;
         close_where(&client, &mut locked.state, |_| true).await;
         locked.save()?;
         Ok(())
@@ -158,10 +162,11 @@ impl Hook {
 }
 
 /// Waits for the question to close, up to `wait`, through broker restarts,
-/// until Claude Code ends the hook.
-async fn wait_for_answer(client: &Client, id: Uuid, wait: Duration) -> Outcome {
+/// until Claude Code ends the hook or the agent process `host` is gone (a
+/// session killed outright sends no signal to its hooks).
+async fn wait_for_answer(client: &Client, id: Uuid, wait: Duration, host: u32) -> Outcome {
     let deadline = Instant::now() + wait;
-    let ended = ended_by_claude_code();
+    let ended = ended_by_claude_code(host);
     tokio::pin!(ended);
     let mut backoff = Backoff::new();
     let id_text = id.to_string();
@@ -191,8 +196,31 @@ async fn wait_for_answer(client: &Client, id: Uuid, wait: Duration) -> Outcome {
 }
 
 /// Completes when Claude Code ends the hook: SIGTERM (the terminal's
-/// dialog was answered "no" or dismissed), SIGINT or SIGHUP.
-async fn ended_by_claude_code() {
+/// dialog was answered "no" or dismissed), SIGINT or SIGHUP; or when the
+/// agent process `host` no longer runs.
+async fn ended_by_claude_code(host: u32) {
+    tokio::select! {
+        () = signalled() => {}
+        () = host_gone(host) => {}
+    }
+}
+
+/// Completes once process `host` has ended (looked at every
+/// [`HOST_CHECK`]).
+async fn host_gone(host: u32) {
+    loop {
+        tokio::time::sleep(HOST_CHECK).await;
+        if !process_alive(host) {
+            return;
+        }
+    }
+}
+
+/// How often a waiting permission hook looks whether its session still runs.
+const HOST_CHECK: Duration = Duration::from_secs(1);
+
+/// Completes on SIGTERM, SIGINT or SIGHUP.
+async fn signalled() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};

@@ -3,7 +3,8 @@
 //! and it steps aside when Claude Code is gone or a newer waiter took over.
 
 use super::{describe_order, take_orders, Hook, Reply};
-use crate::agents::claude::process::{claude_input_closed, parent_pid, session_can_wake};
+use crate::agents::claude::process::{claude_input_closed, session_can_wake};
+use crate::agents::host::parent_pid;
 use crate::cli::backoff::Backoff;
 use crate::cli::{exit, CliError};
 use crate::client::{Client, ClientError};

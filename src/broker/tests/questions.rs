@@ -87,7 +87,10 @@ async fn an_open_question_expires_exactly_at_its_ttl_and_cancel_ends_it() {
         .ask(ask_req("Free text?", None, None), &Caller::default())
         .await
         .expect("ask");
-    let c = b.cancel_question(q.id).await.expect("cancel");
+    let c = b
+        .cancel_question(q.id, &Caller::default())
+        .await
+        .expect("cancel");
     assert_eq!(c.status, QuestionStatus::Cancelled);
     let (w, timed_out) = b
         .wait_question(q.id, Duration::from_secs(5), &Caller::default())
@@ -203,4 +206,75 @@ async fn a_session_that_leaves_closes_its_open_permission_questions() {
     // Going offline by silence closes them too.
     advance_ms(&b, &clock, 24 * 3600 * 1000);
     assert_eq!(status(theirs.id), QuestionStatus::Cancelled);
+}
+
+#[tokio::test]
+async fn only_a_person_answers_a_permission_question_and_only_they_or_its_asker_withdraw_it() {
+    let (b, _clock) = broker_at(BrokerConfig::default());
+    let session = connect(&b, "backend").await;
+    let sibling = connect(&b, "frontend").await;
+    let ask = || {
+        let b = b.clone();
+        async move {
+            let mut req = ask_req("Bash(make deploy)", None, None);
+            req.kind = Some(crate::api::QuestionKind::Permission);
+            b.ask(req, &as_peer(session)).await.expect("ask")
+        }
+    };
+    let q = ask().await;
+    let mcp = Caller {
+        address: Some("mcp".into()),
+        ..Caller::default()
+    };
+    for (who, caller) in [
+        ("a sibling session", as_peer(sibling)),
+        ("the asking session itself", as_peer(session)),
+        ("an MCP session without a key", mcp.clone()),
+    ] {
+        let e = b
+            .answer(q.id, reply("allow", None), &caller)
+            .await
+            .expect_err(who);
+        assert_eq!(e.code, ErrorCode::PersonOnly, "{who}: {e}");
+        assert!(e.to_string().contains("only a person answers it"), "{e}");
+    }
+    for (who, caller) in [("a sibling session", as_peer(sibling)), ("MCP", mcp)] {
+        let e = b.cancel_question(q.id, &caller).await.expect_err(who);
+        assert_eq!(e.code, ErrorCode::PersonOnly, "{who}: {e}");
+    }
+    assert_eq!(b.question(q.id).expect("kept").status, QuestionStatus::Open);
+
+    // A person answers (the dashboard, `cipc` naming no peer).
+    let dashboard = Caller {
+        address: Some("dashboard".into()),
+        ..Caller::default()
+    };
+    let answered = b
+        .answer(q.id, reply("allow", Some("ana".into())), &dashboard)
+        .await
+        .expect("a person answers");
+    assert_eq!(answered.answer.as_deref(), Some("allow"));
+
+    // The session that asked withdraws its own; a person may too.
+    let q = ask().await;
+    let c = b
+        .cancel_question(q.id, &as_peer(session))
+        .await
+        .expect("the asker withdraws");
+    assert_eq!(c.status, QuestionStatus::Cancelled);
+    let q = ask().await;
+    let c = b
+        .cancel_question(q.id, &Caller::default())
+        .await
+        .expect("a person withdraws");
+    assert_eq!(c.status, QuestionStatus::Cancelled);
+
+    // Ordinary questions stay open to anyone's answer.
+    let plain = b
+        .ask(ask_req("Which branch?", None, None), &as_peer(session))
+        .await
+        .expect("ask");
+    b.answer(plain.id, reply("main", None), &as_peer(sibling))
+        .await
+        .expect("a peer answers an ordinary question");
 }

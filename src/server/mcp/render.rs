@@ -14,7 +14,7 @@
 
 use crate::api::{
     Command, CommandStatus, DiscoverResponse, ErrorBody, ErrorResponse, Lease, LeaseConflict,
-    LeaseRefusal, Peer, Question, QuestionStatus,
+    LeaseRefusal, Peer, Question, QuestionStatus, Via,
 };
 use crate::broker::BrokerError;
 use crate::error_code::ErrorCode;
@@ -222,10 +222,15 @@ pub(super) fn anonymous() -> CallToolResult {
 pub(super) fn whoami(peer: &Peer) -> CallToolResult {
     done(
         format!(
-            "You are peer {} with role {:?} ({}), connected via MCP; working on {} command(s).",
+            "You are peer {} with role {:?} ({}), connected {}; working on {} command(s).",
             peer.id,
             peer.role,
             peer.status.as_str(),
+            match peer.via {
+                Via::Hook => "through this session's hooks (they add your key to every cipc tool call)",
+                Via::Mcp => "via MCP",
+                Via::Http => "via HTTP",
+            },
             peer.working_on.len()
         ),
         serde_json::json!({"registered": true, "peer": peer}),
