@@ -187,6 +187,42 @@ impl PathPattern {
             (false, false) => segments_overlap(&self.segs, &other.segs),
         }
     }
+
+    /// Whether every path `other` covers is covered by this pattern too, so
+    /// that a holder of this one shares what another holds of `other`.
+    /// Exact when `other` is a plain path; for a glob, only when this
+    /// pattern covers the plain directory the glob begins with (or is the
+    /// same glob), and otherwise false: it excuses a shared lease at a
+    /// check, so a wrong "no" costs a refusal, never a miss.
+    pub fn covers(&self, other: &PathPattern) -> bool {
+        if self.body == other.body {
+            return true;
+        }
+        let lead = if other.is_literal() {
+            other.body.clone()
+        } else {
+            let names: Vec<&str> = other
+                .segs
+                .iter()
+                .map_while(|s| match s {
+                    Seg::Lit(name) => Some(name.as_str()),
+                    _ => None,
+                })
+                .collect();
+            names.join("/")
+        };
+        if lead.is_empty() {
+            return false;
+        }
+        match &self.whole {
+            None => self.is_literal() && nested_below(&lead, &self.body),
+            Some(m) => lead
+                .match_indices('/')
+                .map(|(i, _)| &lead[..i])
+                .chain([lead.as_str()])
+                .any(|dir| m.is_match(dir)),
+        }
+    }
 }
 
 /// Whether two sets of patterns conflict: at least one side exclusive and
@@ -214,11 +250,13 @@ fn glob(text: &str) -> Result<GlobMatcher, globset::Error> {
 /// Literal paths `a` and `b` (no trailing `/`) cover a common path: one is
 /// the other or a directory above it.
 fn nested(a: &str, b: &str) -> bool {
-    let below = |long: &str, short: &str| {
-        long.strip_prefix(short)
-            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
-    };
-    below(a, b) || below(b, a)
+    nested_below(a, b) || nested_below(b, a)
+}
+
+/// Literal path `long` is `short` or below it.
+fn nested_below(long: &str, short: &str) -> bool {
+    long.strip_prefix(short)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
 }
 
 /// A literal path against a glob, exactly: the glob matches the path or a
@@ -490,6 +528,38 @@ mod tests {
             assert_eq!(p(a).could_overlap(&p(b)), *want, "{a} vs {b}");
             assert_eq!(p(b).could_overlap(&p(a)), *want, "{b} vs {a}");
         }
+    }
+
+    /// (a, b, a covers every path b covers)
+    const COVERS: &[(&str, &str, bool)] = &[
+        ("docs/", "docs/a.md", true),
+        ("docs/", "docs/guide/", true),
+        ("docs/", "docs/", true),
+        ("docs", "docs/a.md", true),
+        ("docs/a.md", "docs/a.md", true),
+        ("docs/a.md", "docs/", false),
+        ("docs/a.md", "docs/b.md", false),
+        ("docs/", "docsx/a.md", false),
+        ("docs/**", "docs/a.md", true),
+        ("docs/*.md", "docs/a.md", true),
+        ("docs/*.md", "docs/a.rs", false),
+        ("src/*", "src/db/x.rs", true),
+        ("**", "src/db/x.rs", true),
+        ("docs/", "docs/**/*.md", true),
+        ("docs/*", "docs/a/*.md", true),
+        ("docs/*.md", "docs/*.md", true),
+        // a glob below a glob is not told apart: "no"
+        ("docs/**/*.md", "docs/a/*.md", false),
+        ("docs/a.md", "docs/*.md", false),
+        ("docs/", "**/*.md", false),
+    ];
+
+    #[test]
+    fn which_patterns_cover_another() {
+        for (a, b, want) in COVERS {
+            assert_eq!(p(a).covers(&p(b)), *want, "{a} covers {b}");
+        }
+        assert!(!PathPattern::stored("../x").covers(&p("a.rs")));
     }
 
     /// (holder A's patterns, exclusive, holder B's patterns, exclusive, conflict)
