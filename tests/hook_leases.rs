@@ -99,6 +99,13 @@ async fn an_edit_of_a_file_another_session_leases_is_refused_naming_the_holder()
             json!({"file_path": locked, "old_string": "a", "new_string": "b"}),
         ),
         (
+            "MultiEdit",
+            json!({"file_path": locked, "edits": [
+                {"old_string": "a", "new_string": "b"},
+                {"old_string": "c", "new_string": "d", "replace_all": true}
+            ]}),
+        ),
+        (
             "NotebookEdit",
             json!({"notebook_path": top.join("db/n.ipynb"), "new_source": "x"}),
         ),
