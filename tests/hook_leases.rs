@@ -99,6 +99,13 @@ async fn an_edit_of_a_file_another_session_leases_is_refused_naming_the_holder()
             json!({"file_path": locked, "old_string": "a", "new_string": "b"}),
         ),
         (
+            "MultiEdit",
+            json!({"file_path": locked, "edits": [
+                {"old_string": "a", "new_string": "b"},
+                {"old_string": "c", "new_string": "d", "replace_all": true}
+            ]}),
+        ),
+        (
             "NotebookEdit",
             json!({"notebook_path": top.join("db/n.ipynb"), "new_source": "x"}),
         ),
@@ -159,6 +166,52 @@ async fn an_edit_of_a_file_another_session_leases_is_refused_naming_the_holder()
     assert_eq!(refused["paths"], json!(["locked.txt"]), "{refused}");
     assert_eq!(refused["tool"], "Write", "{refused}");
     assert_eq!(refused["leases"][0]["holderName"], "ana", "{refused}");
+}
+
+#[tokio::test]
+async fn a_file_named_with_glob_characters_is_checked_as_that_file() {
+    let b = BinaryBroker::start(&["--memory"], &[]);
+    let u = b.url.clone();
+    let s = Session::new(&u);
+    git_checkout(s.project.path(), "https://github.com/acme/web");
+    s.start("frontend");
+    s.prompt("frontend");
+    let (_, key) = holder(&u, "backend", "ana").await;
+    let held = lease(
+        &u,
+        &key,
+        json!({"paths": ["app/"], "repo": "github.com/acme/web", "reason": "new routing"}),
+    )
+    .await;
+    let top = s.project.path().canonicalize().expect("canonical");
+
+    // Read as a glob, `{` is unclosed: the check would be a 400 and the
+    // edit would go through.
+    let page = top.join("app/[id]/page{x.tsx");
+    let ran = s.run(
+        "pre-tool-use",
+        "frontend",
+        &edit(
+            &s,
+            "Edit",
+            json!({"file_path": page, "old_string": "a", "new_string": "b"}),
+        ),
+    );
+    let out = &ran.json()["hookSpecificOutput"];
+    assert_eq!(out["permissionDecision"], "deny", "{ran:?}");
+    let why = out["permissionDecisionReason"].as_str().expect("a reason");
+    assert!(
+        why.contains("app/[id]/page{x.tsx") && why.contains(held["id"].as_str().expect("id")),
+        "the file is named as it is: {why}"
+    );
+    // A file with glob characters outside the lease is free.
+    let free = top.join("lib/[slug]*.ts");
+    let ran = s.run(
+        "pre-tool-use",
+        "frontend",
+        &edit(&s, "Write", json!({"file_path": free, "content": "x"})),
+    );
+    assert_eq!(ran.json(), Value::Null, "{ran:?}");
 }
 
 #[tokio::test]

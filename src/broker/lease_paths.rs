@@ -8,16 +8,21 @@
 //! a glob ending in `/` or `**` names directories and covers what is below
 //! them, any other glob covers exactly the paths it matches).
 //!
+//! A glob character is matched literally inside brackets (`[*]`, `[[]`,
+//! `[]]`, `[{]`): a pattern whose only glob syntax is such one-character
+//! classes of glob characters names one plain path (`app/[[]id[]]/` is the
+//! directory `app/[id]/`), and is compared as that path.
+//!
 //! Two patterns overlap when some path could be covered by both:
 //!
 //! - **Two plain paths** overlap when they are the same or one is below the
 //!   other, with or without the `/`: a path that something lies below is a
 //!   directory, whatever its holder wrote.
-//! - **A plain path and a glob**, exactly: the glob matches the path or a
-//!   directory above it (for the same reason), or, when the path is a
-//!   directory (`src/db/`), something below it. A file is never taken for a
-//!   directory a glob could reach into, so `**/*.sql` does not hold
-//!   `src/main.rs`.
+//! - **A plain path and a glob**: the glob matches the path or a directory
+//!   above it (decided exactly, for the same reason), or it could match
+//!   something below the path: below a directory (`src/db/`), compared as
+//!   two globs are; below a file, only where the glob names the file as a
+//!   directory (see below).
 //! - **Two globs** cannot always be compared exactly and cheaply, so the
 //!   rule is conservative: segments are compared one by one (`**` spanning
 //!   any number of them), and two glob segments are taken to overlap unless
@@ -25,11 +30,19 @@
 //!   cannot both match one name; `a*` and `*b` may). A brace group that
 //!   spans a `/` makes the pattern cover everything from there.
 //!
+//! What a pattern matches may be a directory, but only where the other
+//! pattern names one: when the segments of one pattern match, in order, the
+//! beginning of the other's, its last segment meeting a named segment of the
+//! other (a name or a one-segment glob, not `**`), and the other has more
+//! segments after that one, they overlap. So `src/*` meets `src/db/*.rs`
+//! (`src/*` may match the directory `src/db`), `{a,b}/db` meets `a/db/*.rs`,
+//! and the plain path `a/db` meets `a/db/*.rs`, as it meets `a/db/x.rs`. A
+//! last segment that only the other's `**` reaches is never taken for a
+//! directory: `**/*.sql` meets neither `src/main.rs` nor `src/*.rs`, and
+//! `src/*.rs` does not meet `src/**/x.sql`.
+//!
 //! Where the rule cannot tell, it says "overlap": a false alarm costs a
-//! message, a miss costs lost work. (The one lenience: a file glob such as
-//! `src/*` is not taken to reach into the directories it matches when it
-//! meets another glob, though it is when it meets a plain path; the check
-//! at the moment of an edit names plain paths, so it still refuses.)
+//! message, a miss costs lost work.
 
 use globset::{GlobBuilder, GlobMatcher};
 
@@ -118,21 +131,33 @@ impl PathPattern {
             };
             return Err(format!("the path {raw:?} {why}; {SHAPES}"));
         }
-        let whole = if body.contains(GLOB_CHARS) {
-            let matcher = glob(body)
-                .map_err(|e| format!("the path {raw:?} is not a valid glob ({e}); {SHAPES}"))?;
-            Some(matcher)
-        } else {
-            None
-        };
         let dir = raw.ends_with('/') || body == "**" || body.ends_with("/**");
-        let segs = segments(body, whole.is_some(), dir);
+        if !body.contains(GLOB_CHARS) {
+            return Ok(PathPattern::plain(body.to_string(), dir));
+        }
+        let matcher = glob(body)
+            .map_err(|e| format!("the path {raw:?} is not a valid glob ({e}); {SHAPES}"))?;
+        if let Some(path) = escaped_plain_path(body) {
+            return Ok(PathPattern::plain(path, dir));
+        }
         Ok(PathPattern {
             body: body.to_string(),
             dir,
-            whole,
-            segs,
+            whole: Some(matcher),
+            segs: segments(body, true, dir),
         })
+    }
+
+    /// A plain path (a file, or a directory when `dir`), `body` without its
+    /// trailing `/`.
+    fn plain(body: String, dir: bool) -> PathPattern {
+        let segs = segments(&body, false, dir);
+        PathPattern {
+            body,
+            dir,
+            whole: None,
+            segs,
+        }
     }
 
     /// A pattern read back from the store: it was checked when the lease
@@ -162,6 +187,42 @@ impl PathPattern {
             (false, false) => segments_overlap(&self.segs, &other.segs),
         }
     }
+
+    /// Whether every path `other` covers is covered by this pattern too, so
+    /// that a holder of this one shares what another holds of `other`.
+    /// Exact when `other` is a plain path; for a glob, only when this
+    /// pattern covers the plain directory the glob begins with (or is the
+    /// same glob), and otherwise false: it excuses a shared lease at a
+    /// check, so a wrong "no" costs a refusal, never a miss.
+    pub fn covers(&self, other: &PathPattern) -> bool {
+        if self.body == other.body {
+            return true;
+        }
+        let lead = if other.is_literal() {
+            other.body.clone()
+        } else {
+            let names: Vec<&str> = other
+                .segs
+                .iter()
+                .map_while(|s| match s {
+                    Seg::Lit(name) => Some(name.as_str()),
+                    _ => None,
+                })
+                .collect();
+            names.join("/")
+        };
+        if lead.is_empty() {
+            return false;
+        }
+        match &self.whole {
+            None => self.is_literal() && nested_below(&lead, &self.body),
+            Some(m) => lead
+                .match_indices('/')
+                .map(|(i, _)| &lead[..i])
+                .chain([lead.as_str()])
+                .any(|dir| m.is_match(dir)),
+        }
+    }
 }
 
 /// Whether two sets of patterns conflict: at least one side exclusive and
@@ -189,11 +250,13 @@ fn glob(text: &str) -> Result<GlobMatcher, globset::Error> {
 /// Literal paths `a` and `b` (no trailing `/`) cover a common path: one is
 /// the other or a directory above it.
 fn nested(a: &str, b: &str) -> bool {
-    let below = |long: &str, short: &str| {
-        long.strip_prefix(short)
-            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
-    };
-    below(a, b) || below(b, a)
+    nested_below(a, b) || nested_below(b, a)
+}
+
+/// Literal path `long` is `short` or below it.
+fn nested_below(long: &str, short: &str) -> bool {
+    long.strip_prefix(short)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
 }
 
 /// A literal path against a glob, exactly: the glob matches the path or a
@@ -215,7 +278,33 @@ fn literal_meets_glob(lit: &PathPattern, glob: &PathPattern) -> bool {
         }
         at = end + 1;
     }
-    lit.dir && segments_overlap(&lit.segs, &glob.segs)
+    if lit.dir {
+        segments_overlap(&lit.segs, &glob.segs)
+    } else {
+        names_below(&lit.segs, &glob.segs)
+    }
+}
+
+/// The plain path a glob names when its only glob syntax is one-character
+/// classes of glob characters (`app/[[]id[]]` is `app/[id]`), as the edit
+/// hook writes a file's name; `None` for any other glob.
+fn escaped_plain_path(body: &str) -> Option<String> {
+    let mut out = String::with_capacity(body.len());
+    let mut chars = body.chars();
+    while let Some(c) = chars.next() {
+        if c == '[' {
+            let inner = chars.next()?;
+            if !GLOB_CHARS.contains(&inner) || chars.next()? != ']' {
+                return None;
+            }
+            out.push(inner);
+        } else if GLOB_CHARS.contains(&c) {
+            return None;
+        } else {
+            out.push(c);
+        }
+    }
+    Some(out)
 }
 
 /// The segments of a checked pattern, ending in `**` when it names
@@ -233,7 +322,7 @@ fn segments(body: &str, is_glob: bool, dir: bool) -> Vec<Seg> {
             out.push(Seg::AnyDirs);
             return out;
         }
-        for c in piece.chars() {
+        for c in piece.chars().filter(|_| is_glob) {
             match c {
                 '{' => depth += 1,
                 '}' => depth = depth.saturating_sub(1),
@@ -291,15 +380,31 @@ fn segment_overlap(a: &Seg, b: &Seg) -> bool {
     }
 }
 
-/// Could one path be matched by both segment lists (`**` spanning any
-/// number of segments)? Dynamic programming over (position in `a`,
-/// position in `b`), from the ends back.
+/// Could one path be covered by both segment lists (`**` spanning any
+/// number of segments)? Either both match it whole, or one ends on a
+/// segment that meets a named segment of the other, which goes on below
+/// it (what the first matched may be that directory; see the module
+/// comment).
 fn segments_overlap(a: &[Seg], b: &[Seg]) -> bool {
+    walk(a, b, true)
+}
+
+/// Could `b` cover a path below one `a` matches, with `b` naming the
+/// directory `a` ends on? For a plain file `a`, whose other overlaps
+/// (`b` matching it, or a directory above it) are decided exactly.
+fn names_below(a: &[Seg], b: &[Seg]) -> bool {
+    walk(a, b, false)
+}
+
+/// The segment walk of [`segments_overlap`] (`both`) and [`names_below`]
+/// (not `both`: only `a` ending with `b` going on below counts). Dynamic
+/// programming over (position in `a`, position in `b`), from the ends back.
+fn walk(a: &[Seg], b: &[Seg], both: bool) -> bool {
     let (n, m) = (a.len(), b.len());
     let width = m + 1;
     // meets[i * width + j]: can a[i..] and b[j..] match one path?
     let mut meets = vec![false; (n + 1) * width];
-    meets[n * width + m] = true;
+    meets[n * width + m] = both;
     for i in (0..=n).rev() {
         for j in (0..=m).rev() {
             if i == n && j == m {
@@ -309,7 +414,14 @@ fn segments_overlap(a: &[Seg], b: &[Seg]) -> bool {
             let v = match (a.get(i), b.get(j)) {
                 (Some(Seg::AnyDirs), _) => at(i + 1, j) || (j < m && at(i, j + 1)),
                 (_, Some(Seg::AnyDirs)) => at(i, j + 1) || (i < n && at(i + 1, j)),
-                (Some(x), Some(y)) => segment_overlap(x, y) && at(i + 1, j + 1),
+                // Neither is `**` here: the end of one meets a named
+                // segment of the other.
+                (Some(x), Some(y)) => {
+                    segment_overlap(x, y)
+                        && (at(i + 1, j + 1)
+                            || (i + 1 == n && j + 1 < m)
+                            || (both && j + 1 == m && i + 1 < n))
+                }
                 _ => false,
             };
             meets[i * width + j] = v;
@@ -386,6 +498,28 @@ mod tests {
         ("src/{a/b,c}/x.rs", "src/", true),
         ("src/{a/b,c}/x.rs", "src/*.rs", true),
         ("src/{a/b,c}/x.rs", "docs/*.md", false),
+        // what one glob ends on may be a directory the other names
+        ("src/*", "src/db/*.rs", true),
+        ("src/*", "src/db/**", true),
+        ("src/*", "src/*/x.rs", true),
+        ("{a,b}/db", "a/db/*.rs", true),
+        ("{a,b}/db", "c/db/*.rs", false),
+        ("src/*.rs", "src/db/*.rs", false),
+        ("src/*.rs", "src/**/x.sql", false),
+        ("*.md", "src/*.md", false),
+        // ... and so may a plain path
+        ("a/db", "a/db/*.rs", true),
+        ("src/main.rs", "src/*/x.rs", true),
+        ("src/db", "src/**/x.sql", false),
+        ("src/main.rs", "src/**/*.sql", false),
+        // glob characters in one-character classes name a plain path
+        ("app/[[]id[]]/page[{]x.tsx", "app/", true),
+        ("app/[[]id[]]/page[{]x.tsx", "app/[id]/*.tsx", false),
+        ("app/[[]id[]]/", "app/[[]id[]]/page.tsx", true),
+        ("app/[[]id[]]/page.tsx", "app/*.md", false),
+        ("app/[[]id[]]/page.tsx", "app/*/*.tsx", true),
+        ("app/[[]id[]]/", "app/[id]/", false),
+        ("[*][*]", "src/a.rs", false),
     ];
 
     #[test]
@@ -394,6 +528,38 @@ mod tests {
             assert_eq!(p(a).could_overlap(&p(b)), *want, "{a} vs {b}");
             assert_eq!(p(b).could_overlap(&p(a)), *want, "{b} vs {a}");
         }
+    }
+
+    /// (a, b, a covers every path b covers)
+    const COVERS: &[(&str, &str, bool)] = &[
+        ("docs/", "docs/a.md", true),
+        ("docs/", "docs/guide/", true),
+        ("docs/", "docs/", true),
+        ("docs", "docs/a.md", true),
+        ("docs/a.md", "docs/a.md", true),
+        ("docs/a.md", "docs/", false),
+        ("docs/a.md", "docs/b.md", false),
+        ("docs/", "docsx/a.md", false),
+        ("docs/**", "docs/a.md", true),
+        ("docs/*.md", "docs/a.md", true),
+        ("docs/*.md", "docs/a.rs", false),
+        ("src/*", "src/db/x.rs", true),
+        ("**", "src/db/x.rs", true),
+        ("docs/", "docs/**/*.md", true),
+        ("docs/*", "docs/a/*.md", true),
+        ("docs/*.md", "docs/*.md", true),
+        // a glob below a glob is not told apart: "no"
+        ("docs/**/*.md", "docs/a/*.md", false),
+        ("docs/a.md", "docs/*.md", false),
+        ("docs/", "**/*.md", false),
+    ];
+
+    #[test]
+    fn which_patterns_cover_another() {
+        for (a, b, want) in COVERS {
+            assert_eq!(p(a).covers(&p(b)), *want, "{a} covers {b}");
+        }
+        assert!(!PathPattern::stored("../x").covers(&p("a.rs")));
     }
 
     /// (holder A's patterns, exclusive, holder B's patterns, exclusive, conflict)
@@ -418,6 +584,8 @@ mod tests {
             false,
         ),
         (&["src/*.rs"], true, &["docs/*.md"], true, false),
+        (&["src/*"], true, &["src/db/*.rs"], true, true),
+        (&["src/*"], false, &["src/db/*.rs"], false, false),
     ];
 
     #[test]
@@ -465,6 +633,40 @@ mod tests {
             "ünï/cödé.rs",
         ] {
             p(ok);
+        }
+    }
+
+    /// The edit hook writes each glob character of a file's name as a
+    /// one-character class; globset, as [`glob`] configures it, reads
+    /// each as that character alone.
+    #[test]
+    fn a_glob_character_in_brackets_matches_itself() {
+        for (class, c) in [
+            ("[*]", "*"),
+            ("[?]", "?"),
+            ("[[]", "["),
+            ("[]]", "]"),
+            ("[{]", "{"),
+            ("[}]", "}"),
+        ] {
+            let m = glob(&format!("a{class}b")).unwrap_or_else(|e| panic!("{class}: {e}"));
+            assert!(m.is_match(format!("a{c}b")), "{class} matches {c}");
+            assert!(!m.is_match("axb"), "{class} matches only {c}");
+        }
+        let m = glob("app/[[]id[]]/page[{]x[}].tsx").expect("a glob");
+        assert!(m.is_match("app/[id]/page{x}.tsx"));
+        assert!(!m.is_match("app/i/pagex.tsx"));
+    }
+
+    #[test]
+    fn a_glob_of_escaped_characters_only_is_the_plain_path_it_names() {
+        let page = p("app/[[]id[]]/page[{]x.tsx");
+        assert!(page.is_literal());
+        assert_eq!(page.body, "app/[id]/page{x.tsx");
+        let dir = p("app/[[]id[]]/");
+        assert!(dir.is_literal() && dir.dir);
+        for glob in ["app/[id]/x", "src/[ab].rs", "a/[*]*.rs", "[*"] {
+            assert_eq!(escaped_plain_path(glob), None, "{glob}");
         }
     }
 

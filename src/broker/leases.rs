@@ -278,8 +278,10 @@ impl Broker {
     }
 
     /// `GET /leases/check`: for each of `paths`, the held leases of other
-    /// peers in `repo` that cover it (`caller`'s own do not count; shared
-    /// ones do, since the caller is about to edit).
+    /// peers in `repo` that cover it. An exclusive one always counts; a
+    /// shared one counts unless `caller` itself holds a lease there that
+    /// covers the path (then it shares the path, and may edit it); the
+    /// caller's own never count.
     pub async fn check_leases(
         &self,
         repo: Option<&str>,
@@ -291,10 +293,16 @@ impl Broker {
         self.sync().await;
         let now = self.now();
         let st = self.lock();
+        let mine: Vec<&PathPattern> = st
+            .held_in(&repo, now)
+            .filter(|e| Some(e.lease.holder) == caller.peer)
+            .flat_map(|e| &e.patterns)
+            .collect();
         let mut out = Vec::new();
         for (path, pattern) in paths.iter().zip(&patterns) {
+            let shares = mine.iter().any(|q| q.covers(pattern));
             for e in st.held_in(&repo, now) {
-                if Some(e.lease.holder) == caller.peer {
+                if Some(e.lease.holder) == caller.peer || (shares && !e.lease.exclusive) {
                     continue;
                 }
                 if e.patterns.iter().any(|q| q.could_overlap(pattern)) {

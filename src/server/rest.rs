@@ -641,11 +641,12 @@ async fn list_leases(State(s): State<AppState>, q: Params) -> ApiResult<Json<Lea
 }
 
 #[utoipa::path(get, path = "/leases/check", tag = "leases",
-    description = "Which of these paths other peers hold: for each path, every held lease of another peer in `repo` that covers it \
-(the caller's own, named by `X-Cipc-Peer`, do not count; shared leases do). Empty `conflicts` means the caller may edit them all.",
+    description = "Which of these paths other peers hold: for each path, every held lease of another peer in `repo` that covers it. \
+An exclusive one always counts; a shared one counts unless the caller (named by `X-Cipc-Peer`) itself holds a lease in `repo` that covers \
+the path, since the caller then shares it. The caller's own leases never count. Empty `conflicts` means the caller may edit them all.",
     params(("repo" = String, Query, description = "the repo the paths are in"),
            ("path" = Vec<String>, Query, description = "a repo-relative path or pattern; repeat for several (1-100)"),
-           ("X-Cipc-Peer" = Option<String>, Header, description = "the caller, whose own leases do not count")),
+           ("X-Cipc-Peer" = Option<String>, Header, description = "the caller: its own leases do not count, and they let it share paths that others hold shared")),
     responses((status = 200, description = "the leases in the way, per path", body = LeaseCheckResponse),
               (status = 400, description = "no repo, no path, or a bad one (`invalid_lease`)", body = ErrorResponse)))]
 async fn check_leases(

@@ -378,6 +378,30 @@ mod tests {
     }
 
     #[test]
+    fn setup_sends_every_file_editing_tool_to_the_edit_check() {
+        let mut s = json!({});
+        add_hooks(&mut s, &cmd()).expect("adds");
+        let pre = s["hooks"]["PreToolUse"].as_array().expect("list");
+        // The matcher is a regular expression; cipc's is a plain `A|B|C`.
+        for tool in ["Edit", "Write", "MultiEdit", "NotebookEdit"] {
+            let groups: Vec<&Value> = pre
+                .iter()
+                .filter(|g| {
+                    g["matcher"]
+                        .as_str()
+                        .is_some_and(|m| m.split('|').any(|alt| alt == tool))
+                })
+                .collect();
+            assert_eq!(groups.len(), 1, "{tool}: {pre:?}");
+            assert_eq!(
+                groups[0]["hooks"][0]["command"],
+                "/usr/local/bin/cipc hook pre-tool-use --role backend",
+                "{tool}"
+            );
+        }
+    }
+
+    #[test]
     fn setup_twice_changes_nothing() {
         let mut once = theirs();
         add_hooks(&mut once, &cmd()).expect("adds");

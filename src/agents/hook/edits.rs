@@ -44,6 +44,26 @@ const PATCH_FILE_LINES: [&str; 4] = [
 /// How long a lease claimed on edit lasts after the last edit: 30 minutes.
 const CLAIM_TTL_MS: u64 = 30 * 60 * 1000;
 
+/// The characters a lease pattern reads as glob syntax.
+const GLOB_CHARS: [char; 6] = ['*', '?', '[', ']', '{', '}'];
+
+/// `path` as the lease pattern that names exactly that file: each glob
+/// character written as a one-character class (`[*]`, `[[]`, `[]]`, ...),
+/// which the broker reads as the plain path. Sent as it is, a file named
+/// `page{x.tsx` would be read as a glob, or refused as a bad one and the
+/// edit waved through unchecked.
+fn literal_pattern(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    for c in path.chars() {
+        if GLOB_CHARS.contains(&c) {
+            out.extend(['[', c, ']']);
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// The files an edit tool call of `agent` changes (none when `tool` is no
 /// editing tool).
 pub(super) fn edited_files(agent: Agent, tool: &str, input: &Value) -> Vec<String> {
@@ -119,26 +139,28 @@ impl Hook {
             st.took_turn = true;
             let mut refused: Vec<(String, Vec<Lease>)> = Vec::new();
             for (repo, paths) in &by_repo {
-                let conflicts = client.check_leases(repo, paths).await?.conflicts;
-                let mut in_repo: Vec<(String, Vec<Lease>)> = Vec::new();
-                for path in paths {
+                let patterns: Vec<String> = paths.iter().map(|p| literal_pattern(p)).collect();
+                let conflicts = client.check_leases(repo, &patterns).await?.conflicts;
+                // (path, its pattern, the leases in the way)
+                let mut in_repo: Vec<(&String, &String, Vec<Lease>)> = Vec::new();
+                for (path, pattern) in paths.iter().zip(&patterns) {
                     let mut held: Vec<Lease> = conflicts
                         .iter()
-                        .filter(|c| c.path == *path)
+                        .filter(|c| c.path == *pattern)
                         .map(|c| c.lease.clone())
                         .collect();
                     if held.is_empty() && claim {
-                        held = claim_or_renew(&client, peer, repo, path).await?;
+                        held = claim_or_renew(&client, peer, repo, pattern).await?;
                     }
                     if !held.is_empty() {
-                        in_repo.push((path.clone(), held));
+                        in_repo.push((path, pattern, held));
                     }
                 }
                 if in_repo.is_empty() {
                     continue;
                 }
                 let mut leases: Vec<uuid::Uuid> = Vec::new();
-                for l in in_repo.iter().flat_map(|(_, held)| held) {
+                for l in in_repo.iter().flat_map(|(_, _, held)| held) {
                     if !leases.contains(&l.id) {
                         leases.push(l.id);
                     }
@@ -147,12 +169,12 @@ impl Hook {
                 let _ = client
                     .report_refused_edit(&RefusedEdit {
                         repo: repo.clone(),
-                        paths: in_repo.iter().map(|(p, _)| p.clone()).collect(),
+                        paths: in_repo.iter().map(|(_, p, _)| (*p).clone()).collect(),
                         tool: Some(tool.clone()),
                         leases,
                     })
                     .await;
-                refused.extend(in_repo);
+                refused.extend(in_repo.into_iter().map(|(p, _, held)| (p.clone(), held)));
             }
             if refused.is_empty() {
                 return Ok((Reply::default(), st));
@@ -163,8 +185,9 @@ impl Hook {
     }
 }
 
-/// Takes a lease on `path` for this session, or renews the one it has;
-/// answers the leases in the way when another session took it meanwhile.
+/// Takes a lease on `path` (a [`literal_pattern`]) for this session, or
+/// renews the one it has; answers the leases in the way when another
+/// session took it meanwhile.
 async fn claim_or_renew(
     client: &Client,
     peer: uuid::Uuid,
@@ -235,6 +258,7 @@ fn refusal(refused: &[(String, Vec<Lease>)]) -> Reply {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::broker::lease_paths::PathPattern;
 
     #[test]
     fn the_edited_file_is_read_from_each_tools_own_field() {
@@ -259,6 +283,26 @@ mod tests {
         assert!(edited_files(Agent::Codex, "Bash", &json!({"command": patch})).is_empty());
         assert!(edited_files(Agent::Codex, "Edit", &json!({"file_path": "/r/a"})).is_empty());
         assert!(edited_files(Agent::Codex, "apply_patch", &json!({})).is_empty());
+    }
+
+    #[test]
+    fn a_literal_pattern_brackets_each_glob_character_and_names_the_file() {
+        assert_eq!(literal_pattern("src/main.rs"), "src/main.rs");
+        assert_eq!(
+            literal_pattern("app/[id]/page{x}.tsx"),
+            "app/[[]id[]]/page[{]x[}].tsx"
+        );
+        assert_eq!(literal_pattern("a*b?.md"), "a[*]b[?].md");
+        // The broker reads each back as the plain path, not as a glob.
+        let lease = |p: &str| PathPattern::parse(p).unwrap_or_else(|e| panic!("{p}: {e}"));
+        for path in ["d/app/[id]/page{x.tsx", "d/a*b?.md", "d/]{[}"] {
+            let sent = lease(&literal_pattern(path));
+            assert!(sent.is_literal(), "{path}");
+            assert!(sent.could_overlap(&lease("d/")), "{path}");
+        }
+        let glob_reading = lease("d/axby.md");
+        assert!(!lease(&literal_pattern("d/a*b?.md")).could_overlap(&glob_reading));
+        assert!(lease("d/a*b?.md").could_overlap(&glob_reading));
     }
 
     #[test]

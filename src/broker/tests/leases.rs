@@ -4,7 +4,7 @@
 //! and two nodes never grant conflicting ones.
 
 use super::*;
-use crate::api::{Lease, LeaseRequest, LeaseStatus};
+use crate::api::{Lease, LeaseRequest, LeaseStatus, DEFAULT_LEASE_TTL_MS};
 use crate::store::shared_memory::SharedMemory;
 
 const REPO: &str = "github.com/acme/shop";
@@ -319,6 +319,70 @@ async fn check_names_other_peers_leases_covering_each_path() {
         .expect_err("no repo");
     assert_eq!(e.code, ErrorCode::InvalidLease);
     assert!(e.message.contains("repo"), "{}", e.message);
+}
+
+#[tokio::test]
+async fn a_shared_lease_counts_at_a_check_unless_the_caller_shares_the_path() {
+    let (b, _clock) = broker_at(BrokerConfig::default());
+    let ana = connect(&b, "backend").await;
+    let bob = connect(&b, "frontend").await;
+    let carol = connect(&b, "docs").await;
+    let anas = lease(&b, ana, shared(&["docs/"])).await.expect("ana docs/");
+    let bobs = lease(&b, bob, shared(&["docs/"])).await.expect("bob docs/");
+    lease(&b, carol, shared(&["docs/guide/"]))
+        .await
+        .expect("carol docs/guide/");
+    let check = |who: Caller, paths: &[&str]| {
+        let b = &b;
+        let paths: Vec<String> = paths.iter().map(|p| (*p).to_string()).collect();
+        async move {
+            let seen = b
+                .check_leases(Some(REPO), &paths, &who)
+                .await
+                .expect("check");
+            seen.iter()
+                .map(|c| (c.path.clone(), c.lease.id))
+                .collect::<Vec<_>>()
+        }
+    };
+    let pair = |p: &str, l: &Lease| (p.to_string(), l.id);
+
+    // Two sessions holding docs/ shared may both edit in it.
+    assert_eq!(check(as_peer(bob), &["docs/a.md"]).await, []);
+    assert_eq!(
+        check(as_peer(ana), &["docs/a.md", "docs/**/*.md"]).await,
+        []
+    );
+    // Carol shares docs/guide/ only: elsewhere in docs/ theirs count.
+    assert_eq!(check(as_peer(carol), &["docs/guide/x.md"]).await, []);
+    assert_eq!(
+        check(as_peer(carol), &["docs/a.md"]).await,
+        [pair("docs/a.md", &anas), pair("docs/a.md", &bobs)]
+    );
+    // A person, and a peer holding nothing, share nothing.
+    let stranger = connect(&b, "ops").await;
+    for who in [Caller::default(), as_peer(stranger)] {
+        assert_eq!(check(who, &["docs/a.md"]).await.len(), 2);
+    }
+
+    // Another's exclusive lease counts even on a path the caller holds:
+    // src/* and src/db/*.rs as granted before they conflicted.
+    let dbs = lease(&b, bob, req(&["src/db/*.rs"])).await.expect("bob db");
+    let mut wide = held(&b, ana, &["src/api/"]).await;
+    wide.paths = vec!["src/*".into()];
+    {
+        let mut st = b.lock();
+        st.forget_lease(wide.id);
+        st.put_lease(wide.clone(), DEFAULT_LEASE_TTL_MS, None);
+    }
+    assert_eq!(
+        check(as_peer(bob), &["src/db/x.rs"]).await,
+        [pair("src/db/x.rs", &wide)]
+    );
+    assert_eq!(
+        check(as_peer(ana), &["src/db/x.rs"]).await,
+        [pair("src/db/x.rs", &dbs)]
+    );
 }
 
 #[tokio::test]
