@@ -455,6 +455,25 @@ fn the_guard_refuses_a_commit_of_paths_another_session_holds() {
         .code(1);
     let v = parse(&a.get_output().stdout);
     assert_eq!(v["conflicts"][0]["path"], "locked.txt");
+
+    // A staged file whose name holds glob characters is checked as that
+    // file (sent as a glob, `{` would be refused and the commit let through).
+    repo.git(&["reset", "-q"]);
+    repo.git(&["checkout", "-q", "--", "locked.txt"]);
+    stdout_json(
+        cipc_in(&b, &repo.top)
+            .envs(alice.clone())
+            .args(["lease", "acquire", "app/"]),
+    );
+    repo.write("app/[id]/page{x.tsx", "x\n");
+    repo.git(&["add", "app"]);
+    let o = repo.commit(&b.url, &bob, "an odd name");
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("app/[id]/page{x.tsx is held by backend (alice)"),
+        "{err}"
+    );
 }
 
 #[test]

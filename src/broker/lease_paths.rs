@@ -237,6 +237,23 @@ pub fn conflict(
     (a_exclusive || b_exclusive) && a.iter().any(|p| b.iter().any(|q| p.could_overlap(q)))
 }
 
+/// `path`, a file's repo-relative name, as the pattern that names exactly
+/// that file: each glob character written as a one-character class (`[*]`,
+/// `[[]`, `[]]`, ...), which [`PathPattern::parse`] reads as the plain path.
+/// Sent as it is, a file named `page{x.tsx` would be read as a glob, or
+/// refused as a bad one and the edit or commit let through unchecked.
+pub fn literal_pattern(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    for c in path.chars() {
+        if GLOB_CHARS.contains(&c) {
+            out.extend(['[', c, ']']);
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// A globset matcher in the lease syntax: `*` and `?` stay within a
 /// segment, no backslash escapes.
 fn glob(text: &str) -> Result<GlobMatcher, globset::Error> {

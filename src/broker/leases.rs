@@ -293,6 +293,11 @@ impl Broker {
         self.sync().await;
         let now = self.now();
         let st = self.lock();
+        // The caller's own leases are left out (and its shares let others'
+        // shared ones pass): it must be who it says.
+        if let Some(peer) = caller.peer {
+            self.prove_in(&st, peer, caller)?;
+        }
         let mine: Vec<&PathPattern> = st
             .held_in(&repo, now)
             .filter(|e| Some(e.lease.holder) == caller.peer)
@@ -427,6 +432,7 @@ impl Broker {
             .ok_or_else(|| unknown_peer(peer))?
             .peer
             .clone();
+        self.prove_in(&st, peer, caller)?;
         let leases: Vec<Lease> = req
             .leases
             .iter()

@@ -12,6 +12,7 @@
 
 use super::{Hook, Reply};
 use crate::agents::Agent;
+use crate::broker::lease_paths::literal_pattern;
 use crate::api::{Lease, LeaseRequest, RefusedEdit, RenewLeaseRequest};
 use crate::cli::lease::render;
 use crate::cli::repo::Checkout;
@@ -43,26 +44,6 @@ const PATCH_FILE_LINES: [&str; 4] = [
 
 /// How long a lease claimed on edit lasts after the last edit: 30 minutes.
 const CLAIM_TTL_MS: u64 = 30 * 60 * 1000;
-
-/// The characters a lease pattern reads as glob syntax.
-const GLOB_CHARS: [char; 6] = ['*', '?', '[', ']', '{', '}'];
-
-/// `path` as the lease pattern that names exactly that file: each glob
-/// character written as a one-character class (`[*]`, `[[]`, `[]]`, ...),
-/// which the broker reads as the plain path. Sent as it is, a file named
-/// `page{x.tsx` would be read as a glob, or refused as a bad one and the
-/// edit waved through unchecked.
-fn literal_pattern(path: &str) -> String {
-    let mut out = String::with_capacity(path.len());
-    for c in path.chars() {
-        if GLOB_CHARS.contains(&c) {
-            out.extend(['[', c, ']']);
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
 
 /// The files an edit tool call of `agent` changes (none when `tool` is no
 /// editing tool).

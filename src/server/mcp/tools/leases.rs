@@ -70,7 +70,7 @@ impl CipcMcp {
     }
 
     #[tool(
-        description = "Check whether other sessions hold paths of a repository before you edit them: answers, for each path, who holds it (role, name, peer id), until when and why; your own claims do not count. Nobody listed means you may edit them.",
+        description = "Check whether other sessions hold paths of a repository before you edit them: answers, for each path, who holds it (role, name, peer id), until when and why; your own claims do not count, nor shared claims of paths you share. Nobody listed means you may edit them.",
         annotations(read_only_hint = true)
     )]
     async fn check_paths(&self, Parameters(args): Parameters<CheckPathsArgs>) -> Answer {
