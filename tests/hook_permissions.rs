@@ -235,7 +235,12 @@ async fn a_permission_prompt_is_a_question_and_the_persons_answer_decides() {
 
     // A session cannot answer a permission prompt, its own or another's:
     // only a person (a request that names no peer) does.
-    let input = tool_call(&s, "PermissionRequest", "Bash", json!({"command": "make deploy"}));
+    let input = tool_call(
+        &s,
+        "PermissionRequest",
+        "Bash",
+        json!({"command": "make deploy"}),
+    );
     let hook = s.spawn("permission", "backend", &input, &[]);
     let q = until_open(&u, 1).await.remove(0);
     let qid = q["id"].as_str().expect("id");
@@ -287,7 +292,10 @@ async fn a_waiting_prompt_holds_one_long_poll_and_is_withdrawn_when_its_session_
     s.start("backend");
     s.prompt("backend");
     let input = tool_call(&s, "PermissionRequest", "Bash", json!({"command": "make"}));
-    let mut host = Session::feed(under_a_host(&s.command("permission", "backend", &[])), &input);
+    let mut host = Session::feed(
+        under_a_host(&s.command("permission", "backend", &[])),
+        &input,
+    );
     let q = until_open(&u, 1).await.remove(0);
     let qid = q["id"].as_str().expect("id").to_string();
 
@@ -305,7 +313,10 @@ async fn a_waiting_prompt_holds_one_long_poll_and_is_withdrawn_when_its_session_
     let _ = host.wait();
     let deadline = Instant::now() + Duration::from_secs(15);
     while question(&u, &qid).await["status"] == "open" {
-        assert!(Instant::now() < deadline, "still open after its session died");
+        assert!(
+            Instant::now() < deadline,
+            "still open after its session died"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(question(&u, &qid).await["status"], "cancelled");

@@ -155,7 +155,9 @@ pub fn setup(a: &Setup) -> Result<Report, CliError> {
         report.warnings.push(files::not_on_path_warning());
     }
     if a.scope == Scope::Project {
-        report.warnings.extend(crate::agents::machine_path_warning(h));
+        report
+            .warnings
+            .extend(crate::agents::machine_path_warning(h));
     }
     Ok(report)
 }

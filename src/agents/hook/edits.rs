@@ -12,8 +12,8 @@
 
 use super::{Hook, Reply};
 use crate::agents::Agent;
-use crate::broker::lease_paths::literal_pattern;
 use crate::api::{Lease, LeaseRequest, RefusedEdit, RenewLeaseRequest};
+use crate::broker::lease_paths::literal_pattern;
 use crate::cli::lease::render;
 use crate::cli::repo::Checkout;
 use crate::cli::CliError;

@@ -227,7 +227,8 @@ pub(super) fn whoami(peer: &Peer) -> CallToolResult {
             peer.role,
             peer.status.as_str(),
             match peer.via {
-                Via::Hook => "through this session's hooks (they add your key to every cipc tool call)",
+                Via::Hook =>
+                    "through this session's hooks (they add your key to every cipc tool call)",
                 Via::Mcp => "via MCP",
                 Via::Http => "via HTTP",
             },
