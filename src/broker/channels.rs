@@ -89,8 +89,7 @@ impl Broker {
                     below: first,
                 }));
             }
-            st.events
-                .push("message", serde_json::to_value(&msg).unwrap_or_default());
+            st.events.push("message", &msg);
             st.wake(&WakeKey::Channel(name.to_string()));
             (msg, commits)
         };

@@ -241,8 +241,7 @@ impl Broker {
         } else {
             self.persist(saved)
         });
-        st.events
-            .push("command", serde_json::to_value(&c).unwrap_or_default());
+        st.events.push("command", &c);
         st.wake(&WakeKey::Queue(c.target.clone()));
         st.commands.insert(
             c.id,
@@ -269,8 +268,7 @@ impl Broker {
             ord,
             command: Box::new(c.clone()),
         }));
-        st.events
-            .push("command", serde_json::to_value(&c).unwrap_or_default());
+        st.events.push("command", &c);
         if c.status.is_terminal() {
             st.wake(&WakeKey::Result(id));
             st.notifies.remove(&WakeKey::Result(id));

@@ -96,11 +96,18 @@ impl EventLog {
     }
 
     /// Records a change made here (shipped to the other nodes, if any).
-    pub(super) fn push(&mut self, kind: &'static str, data: Value) {
-        if let Some(relay) = &self.relay {
-            relay(kind, &data);
-        }
-        self.push_local(kind, data);
+    /// `data` is written as JSON text once, straight from the object: no
+    /// `Value` is built unless another node needs one.
+    pub(super) fn push<T: serde::Serialize + ?Sized>(&mut self, kind: &'static str, data: &T) {
+        let text = match &self.relay {
+            Some(relay) => {
+                let value = serde_json::to_value(data).unwrap_or_default();
+                relay(kind, &value);
+                value.to_string()
+            }
+            None => serde_json::to_string(data).unwrap_or_else(|_| "null".to_string()),
+        };
+        self.push_text(kind, text);
     }
 
     /// Records an event another node made.
@@ -119,10 +126,15 @@ impl EventLog {
 
     /// Records an event for this node's readers only.
     pub(super) fn push_local(&mut self, kind: &'static str, data: Value) {
+        self.push_text(kind, data.to_string());
+    }
+
+    /// Records an event whose data is already JSON text.
+    fn push_text(&mut self, kind: &'static str, data: String) {
         let ev = Arc::new(Event {
             id: self.next_id,
             kind,
-            data: data.to_string(),
+            data,
             lsn: self.progress.queued(),
         });
         self.next_id += 1;

@@ -440,7 +440,7 @@ impl Broker {
             .collect();
         st.events.push(
             "edit_refused",
-            serde_json::json!({
+            &serde_json::json!({
                 "peer": who.id,
                 "peerRole": who.role,
                 "peerName": who.name,
@@ -617,8 +617,7 @@ impl Broker {
             lease: lease.clone(),
             ttl,
         }))));
-        st.events
-            .push("lease", serde_json::to_value(&lease).unwrap_or_default());
+        st.events.push("lease", &lease);
         st.put_lease(lease, ttl, patterns);
         while st.ended_leases.len() > self.inner.config.command_retention.max(1) {
             let Some(old) = st.ended_leases.pop_first() else {

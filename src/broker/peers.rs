@@ -210,7 +210,7 @@ impl Broker {
             tracing::info!(peer = %id, "peer forgotten");
             commits.push(self.persist(Mutation::ForgetPeer { id }));
             st.events
-                .push("peer", serde_json::json!({"id": id, "forgotten": true}));
+                .push("peer", &serde_json::json!({"id": id, "forgotten": true}));
         }
     }
 
@@ -226,8 +226,7 @@ impl Broker {
         let e = st.peers.get(&id).ok_or_else(|| unknown_peer(id))?;
         let peer = self.render_peer(st, e, now);
         self.save_peer(&peer, e.key.as_ref(), commits);
-        st.events
-            .push("peer", serde_json::to_value(&peer).unwrap_or_default());
+        st.events.push("peer", &peer);
         if let Some(e) = st.peers.get_mut(&id) {
             e.announced = peer.status;
             e.saved_seen = peer.last_seen;

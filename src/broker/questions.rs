@@ -347,8 +347,7 @@ impl Broker {
     fn question_changed(&self, st: &mut State, q: Question, commits: &mut Vec<Commit>) {
         st.index_question(&q);
         commits.push(self.persist(Mutation::Question(Box::new(q.clone()))));
-        st.events
-            .push("question", serde_json::to_value(&q).unwrap_or_default());
+        st.events.push("question", &q);
         if q.status != QuestionStatus::Open {
             st.wake(&WakeKey::Question(q.id));
         }

@@ -74,8 +74,7 @@ impl Broker {
             change(s);
             let s = s.clone();
             commits.push(self.persist(Mutation::Signal(Box::new(s.clone()))));
-            st.events
-                .push("signal", serde_json::to_value(&s).unwrap_or_default());
+            st.events.push("signal", &s);
             st.wake(&WakeKey::Signal(name.to_string()));
             (s, commits)
         };

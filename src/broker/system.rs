@@ -30,7 +30,7 @@ impl Broker {
             let mut st = self.lock();
             st.clear_all();
             let commit = self.persist(Mutation::Reset);
-            st.events.push("reset", serde_json::json!({"ok": true}));
+            st.events.push("reset", &serde_json::json!({"ok": true}));
             commit
         };
         tracing::warn!("broker reset: all peers, commands, channels and signals cleared");

@@ -7,7 +7,7 @@ use super::token::{
 };
 use super::Exit;
 use crate::broker::{Broker, BrokerConfig};
-use crate::server::{auth::Security, AppState, Server, ServerConfig};
+use crate::server::{auth::Security, AppParts, AppState, Server, ServerConfig};
 use crate::store::{MemoryStore, PgStore, SqliteStore, Store};
 use clap::Args;
 use std::net::{IpAddr, SocketAddr};
@@ -294,7 +294,7 @@ async fn serve(args: ServeArgs, ip: IpAddr, token: Option<String>) -> Exit {
     if let Some(warning) = warning {
         tracing::warn!("{warning}");
     }
-    let state = AppState {
+    let state = AppState::new(AppParts {
         broker: broker.clone(),
         config: Arc::new(ServerConfig {
             max_body: args.max_body,
@@ -304,7 +304,7 @@ async fn serve(args: ServeArgs, ip: IpAddr, token: Option<String>) -> Exit {
         }),
         security: Arc::new(Security::new(token.clone(), ip, &args.allowed_hosts)),
         mcp_sessions: Default::default(),
-    };
+    });
     let addr = SocketAddr::new(ip, args.port);
     let server = match Server::bind(addr, state).await {
         Ok(s) => s,

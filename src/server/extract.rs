@@ -223,6 +223,10 @@ impl<S: Send + Sync> FromRequestParts<S> for CallerInfo {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        // The front door read it already (and left it for the handler).
+        if let Some(caller) = parts.extensions.remove::<Caller>() {
+            return Ok(CallerInfo(caller));
+        }
         caller_of(parts).map(CallerInfo)
     }
 }

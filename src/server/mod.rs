@@ -70,9 +70,29 @@ impl Default for ServerConfig {
     }
 }
 
-/// What every handler can reach.
+/// What every handler can reach: one shared [`AppParts`], so the clone
+/// each request makes of it (middleware, extractors) is one counter, not one
+/// per part.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<AppParts>);
+
+impl AppState {
+    /// The state of a server made of `parts`.
+    pub fn new(parts: AppParts) -> AppState {
+        AppState(Arc::new(parts))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = AppParts;
+
+    fn deref(&self) -> &AppParts {
+        &self.0
+    }
+}
+
+/// The parts of [`AppState`].
+pub struct AppParts {
     /// The state machine.
     pub broker: Broker,
     /// HTTP settings.
@@ -219,12 +239,12 @@ impl RunningServer {
         config: ServerConfig,
         token: Option<String>,
     ) -> std::io::Result<RunningServer> {
-        let state = AppState {
+        let state = AppState::new(AppParts {
             broker: broker.clone(),
             config: Arc::new(config),
             security: Arc::new(auth::Security::new(token, bind.ip(), &[])),
             mcp_sessions: Default::default(),
-        };
+        });
         let server = Server::bind(bind, state).await?;
         let addr = server.local_addr()?;
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();

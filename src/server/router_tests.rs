@@ -2,7 +2,7 @@
 //! shape) driven with `oneshot`, no sockets, on a broker whose clock moves
 //! only when the test says so.
 
-use super::{auth, router, AppState, ServerConfig};
+use super::{auth, router, AppParts, AppState, ServerConfig};
 use crate::broker::clock::ManualClock;
 use crate::broker::{Broker, BrokerConfig};
 use crate::time::Timestamp;
@@ -23,7 +23,7 @@ fn app(token: Option<&str>) -> (Router, Broker, Arc<ManualClock>) {
     let broker =
         Broker::open_with_clock(store, BrokerConfig::default(), clock.clone()).expect("open");
     let bind: SocketAddr = ([127, 0, 0, 1], 0).into();
-    let state = AppState {
+    let state = AppState::new(AppParts {
         broker: broker.clone(),
         config: Arc::new(ServerConfig::default()),
         security: Arc::new(auth::Security::new(
@@ -32,7 +32,7 @@ fn app(token: Option<&str>) -> (Router, Broker, Arc<ManualClock>) {
             &[],
         )),
         mcp_sessions: Default::default(),
-    };
+    });
     (router(state), broker, clock)
 }
 

@@ -10,8 +10,8 @@
 //! principle 8).
 
 use parking_lot::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
-use tokio::sync::watch;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use tokio::sync::Notify;
 
 /// Why [`Progress::settled`] refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -24,7 +24,14 @@ pub struct Progress {
     /// The last position handed out.
     queued: AtomicU64,
     /// Every position up to this one has settled (saved or failed).
-    settled: watch::Sender<u64>,
+    settled: AtomicU64,
+    /// Readers waiting in [`Progress::settled`]: only while there are any
+    /// does settling wake anyone (on the memory store, and for answers that
+    /// find their change already saved, nobody waits).
+    waiting: AtomicUsize,
+    moved: Notify,
+    /// Some position ever failed: until then no reader takes the lock.
+    ever_failed: AtomicBool,
     failures: Mutex<Failures>,
 }
 
@@ -41,7 +48,10 @@ impl Default for Progress {
     fn default() -> Self {
         Progress {
             queued: AtomicU64::new(0),
-            settled: watch::Sender::new(0),
+            settled: AtomicU64::new(0),
+            waiting: AtomicUsize::new(0),
+            moved: Notify::new(),
+            ever_failed: AtomicBool::new(false),
             failures: Mutex::new(Failures::default()),
         }
     }
@@ -66,17 +76,20 @@ impl Progress {
             if f.open.is_none() {
                 f.open = Some(first);
             }
+            self.ever_failed.store(true, Ordering::SeqCst);
         }
-        self.settled.send_if_modified(|s| {
-            let moved = lsn > *s;
-            *s = (*s).max(lsn);
-            moved
-        });
+        // SeqCst here and in `settled`: either a reader sees the new
+        // position, or this sees the reader counted (and registered) and
+        // wakes it.
+        let before = self.settled.fetch_max(lsn, Ordering::SeqCst);
+        if lsn > before && self.waiting.load(Ordering::SeqCst) > 0 {
+            self.moved.notify_waiters();
+        }
     }
 
     /// True while a failure has not been recovered from.
     pub fn failing(&self) -> bool {
-        self.failures.lock().open.is_some()
+        self.ever_failed.load(Ordering::SeqCst) && self.failures.lock().open.is_some()
     }
 
     /// Closes the open failure: positions up to `through` stay lost, later
@@ -89,6 +102,9 @@ impl Progress {
     }
 
     fn check(&self, lsn: u64) -> Result<(), Lost> {
+        if !self.ever_failed.load(Ordering::SeqCst) {
+            return Ok(());
+        }
         let f = self.failures.lock();
         let lost = f.open.is_some_and(|first| lsn >= first)
             || f.lost.iter().any(|(a, b)| (*a..=*b).contains(&lsn));
@@ -102,13 +118,30 @@ impl Progress {
     /// Resolves once every position up to `lsn` has settled: `Ok` when all
     /// of them were saved, `Err` when one failed.
     pub async fn settled(&self, lsn: u64) -> Result<(), Lost> {
-        let mut rx = self.settled.subscribe();
-        if *rx.borrow_and_update() < lsn {
-            // The sender lives as long as `self`, so this only ends when it
-            // reaches `lsn`.
-            let _ = rx.wait_for(|s| *s >= lsn).await;
+        if self.settled.load(Ordering::Acquire) < lsn {
+            self.waiting.fetch_add(1, Ordering::SeqCst);
+            let _counted = Counted(&self.waiting);
+            loop {
+                let moved = self.moved.notified();
+                tokio::pin!(moved);
+                moved.as_mut().enable();
+                if self.settled.load(Ordering::SeqCst) >= lsn {
+                    break;
+                }
+                moved.await;
+            }
         }
         self.check(lsn)
+    }
+}
+
+/// Uncounts a reader of [`Progress::settled`] however its wait ends
+/// (answered, or dropped with its request).
+struct Counted<'a>(&'a AtomicUsize);
+
+impl Drop for Counted<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 

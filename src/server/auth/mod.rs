@@ -305,10 +305,16 @@ pub async fn admit(s: &AppState, addr: SocketAddr, req: Request) -> Result<Reque
     if is_public(req.uri().path()) {
         return Ok(req);
     }
-    let (parts, body) = req.into_parts();
-    super::extract::caller_of(&parts)
-        .and_then(|caller| s.broker.admit(&caller).map_err(ApiError::from))
+    let (mut parts, body) = req.into_parts();
+    let caller = super::extract::caller_of(&parts)
+        .and_then(|caller| {
+            s.broker.admit(&caller).map_err(ApiError::from)?;
+            Ok(caller)
+        })
         .map_err(IntoResponse::into_response)?;
+    // The handler's CallerInfo takes it from here instead of reading the
+    // headers (and formatting the address) again.
+    parts.extensions.insert(caller);
     Ok(Request::from_parts(parts, body))
 }
 
