@@ -187,4 +187,41 @@ mod tests {
         assert_eq!(p.settled(during).await, Err(Lost(during)));
         assert_eq!(p.settled(after).await, Ok(()));
     }
+
+    /// Readers that start waiting while another thread settles, one
+    /// position at a time, are all released: none misses the wake-up of
+    /// the position it waits for (the reader counts itself and registers
+    /// before it looks; the settler moves, then looks for readers).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn no_reader_misses_the_settling_of_its_position() {
+        const POSITIONS: u64 = 2000;
+        let p = Arc::new(Progress::default());
+        for _ in 0..POSITIONS {
+            p.next();
+        }
+        let readers: Vec<_> = (1..=POSITIONS)
+            .map(|lsn| {
+                let p = p.clone();
+                tokio::spawn(async move { p.settled(lsn).await })
+            })
+            .collect();
+        let settler = {
+            let p = p.clone();
+            std::thread::spawn(move || {
+                for lsn in 1..=POSITIONS {
+                    p.settle(lsn, None);
+                    if lsn % 64 == 0 {
+                        std::thread::yield_now();
+                    }
+                }
+            })
+        };
+        let all = futures::future::join_all(readers);
+        let done = tokio::time::timeout(Duration::from_secs(20), all)
+            .await
+            .expect("every reader is released");
+        assert!(done.iter().all(|r| matches!(r, Ok(Ok(())))));
+        settler.join().expect("settler");
+        assert_eq!(p.waiting.load(Ordering::SeqCst), 0, "every reader uncounted");
+    }
 }
