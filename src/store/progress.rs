@@ -222,6 +222,10 @@ mod tests {
             .expect("every reader is released");
         assert!(done.iter().all(|r| matches!(r, Ok(Ok(())))));
         settler.join().expect("settler");
-        assert_eq!(p.waiting.load(Ordering::SeqCst), 0, "every reader uncounted");
+        assert_eq!(
+            p.waiting.load(Ordering::SeqCst),
+            0,
+            "every reader uncounted"
+        );
     }
 }
