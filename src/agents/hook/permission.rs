@@ -143,7 +143,7 @@ impl Hook {
         let (Some(peer), Some(key)) = (locked.state.peer, locked.state.key.clone()) else {
             return Ok(());
         };
-        let client = self.as_peer(peer, &key, false)?;
+        let client = self.as_peer(peer, &key, true)?;
         close_where(&client, &mut locked.state, |_| true).await;
         locked.save()?;
         Ok(())
