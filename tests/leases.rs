@@ -314,6 +314,44 @@ async fn too_many_leases_is_a_429() {
     assert_eq!((s, reason(&e)), (429, "too_many_leases"), "{e}");
 }
 
+#[tokio::test]
+async fn naming_another_peer_at_a_check_or_a_refusal_needs_its_key() {
+    let b = start_with(
+        cipc::broker::BrokerConfig::default(),
+        cipc::server::ServerConfig::default(),
+        None,
+    )
+    .await;
+    let u = b.url();
+    let (ana, ana_key) = peer(&u, "backend").await;
+    let (bob, _) = peer(&u, "frontend").await;
+    let (s, _) = acquire(&u, Some(&ana_key), json!({"paths": ["src/"], "repo": REPO})).await;
+    assert_eq!(s, 201);
+    let check = format!("{u}/leases/check?repo={REPO}&path=src/a.rs");
+
+    // Posing as ana (her own leases would not count) without her key.
+    let (s, e) = send_as(None, http().get(&check).header("X-Cipc-Peer", &ana)).await;
+    assert_eq!((s, reason(&e)), (403, "key_required"), "{e}");
+    // With it, her own lease does not count; for anyone else it does.
+    let (s, c) = send_as(Some(&ana_key), http().get(&check)).await;
+    assert_eq!((s, c["conflicts"].clone()), (200, json!([])), "{c}");
+    let (s, c) = send_as(None, http().get(&check)).await;
+    assert_eq!(s, 200);
+    assert_eq!(c["conflicts"].as_array().map(Vec::len), Some(1), "{c}");
+
+    // A refused edit reported in bob's name needs bob's key.
+    let refusal = json!({"repo": REPO, "paths": ["src/a.rs"], "tool": "Edit", "leases": []});
+    let (s, e) = send_as(
+        None,
+        http()
+            .post(format!("{u}/leases/refusals"))
+            .header("X-Cipc-Peer", &bob)
+            .json(&refusal),
+    )
+    .await;
+    assert_eq!((s, reason(&e)), (403, "key_required"), "{e}");
+}
+
 /// The next `lease` event's data on an `/events` stream.
 async fn next_lease_event<S>(stream: &mut S, buf: &mut String) -> Value
 where
