@@ -1518,6 +1518,16 @@ async fn claude_mcp_list_and_get_leave_no_ghost_peer() {
     });
     std::fs::write(sandbox.home.join(".claude.json"), config.to_string())
         .expect("write ~/.claude.json");
+    // An order waiting for the role is not taken by these runs.
+    let (_, sent) = common::post(
+        &format!("{base}/commands/send"),
+        json!({"target": "ghost", "action": "waits for a real session"}),
+    )
+    .await;
+    let order = sent["command"]["id"]
+        .as_str()
+        .expect("command id")
+        .to_string();
     let path = path_env();
     for args in [&["mcp", "list"][..], &["mcp", "get", "cipc"][..]] {
         let mut cmd = tokio::process::Command::new(&bin);
@@ -1547,6 +1557,21 @@ async fn claude_mcp_list_and_get_leave_no_ghost_peer() {
         sessions >= 2,
         "the hooks did not run for these sessions ({sessions} state files)\n{}",
         sandbox.state_summary()
+    );
+    let (_, after) = common::get(&format!("{base}/commands")).await;
+    let c = after["commands"]
+        .as_array()
+        .and_then(|cs| cs.iter().find(|c| c["id"] == json!(order)))
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(
+        (
+            c["status"].clone(),
+            c["attempt"].clone(),
+            c["redelivered"].clone()
+        ),
+        (json!("pending"), json!(0), json!(false)),
+        "a run that never took a turn took the role's order: {after}"
     );
     let (_, peers) = common::get(&format!("{base}/peers")).await;
     assert_eq!(
