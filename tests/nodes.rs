@@ -1257,3 +1257,38 @@ async fn a_hundred_racing_conflicting_lease_requests_on_two_nodes_grant_exactly_
         assert_eq!(list["leases"], json!([granted[0]]), "on {node}");
     }
 }
+
+#[tokio::test]
+async fn held_leases_survive_the_death_of_every_node() {
+    let Some(url) = fresh_database().await else {
+        return;
+    };
+    let a = BinaryBroker::start(&["--store", &url], &[]);
+    let ana = connect(&a.url, "backend").await;
+    let lease_on = |base: &str, peer: &str, paths: Value| {
+        http()
+            .post(format!("{base}/leases"))
+            .header("X-Cipc-Peer", peer)
+            .json(&json!({"paths": paths, "repo": "github.com/acme/shop", "reason": "migrations"}))
+            .send()
+    };
+    let r = lease_on(&a.url, &ana, json!(["src/db/"]))
+        .await
+        .expect("lease");
+    assert_eq!(r.status(), 201);
+    let held: Value = r.json().await.expect("json");
+    a.kill9();
+
+    // A new node on the same database: the lease is there, unchanged, and
+    // still keeps others out.
+    let b = BinaryBroker::start(&["--store", &url], &[]);
+    let (_, all) = get(&format!("{}/leases", b.url)).await;
+    assert_eq!(all["leases"], json!([held["lease"]]), "{all}");
+    let bob = connect(&b.url, "frontend").await;
+    let r = lease_on(&b.url, &bob, json!(["src/db/x.sql"]))
+        .await
+        .expect("lease");
+    assert_eq!(r.status(), 409);
+    let e: Value = r.json().await.expect("json");
+    assert_eq!(e["error"]["reason"], "lease_conflict", "{e}");
+}
