@@ -11,6 +11,10 @@ use super::{Broker, BrokerError, State};
 use crate::error_code::ErrorCode;
 use uuid::Uuid;
 
+/// The `address` of a call through the MCP door: coding sessions, never
+/// a person at the dashboard or a shell.
+pub const MCP_DOOR: &str = "mcp";
+
 /// Who is asking, for `from` defaults, audit, ownership and peer keys.
 #[derive(Debug, Clone, Default)]
 pub struct Caller {
@@ -30,6 +34,12 @@ impl Caller {
         let key = key.map(|k| k.trim().to_string()).filter(|k| !k.is_empty());
         let peer = peer.or_else(|| key.as_deref().and_then(key_peer));
         Caller { peer, key, address }
+    }
+
+    /// A person (the dashboard, `cipc` in a shell that names no peer): the
+    /// request names no peer and did not come through the MCP door.
+    pub fn is_person(&self) -> bool {
+        self.peer.is_none() && self.address.as_deref() != Some(MCP_DOOR)
     }
 
     /// What a command or question this caller makes records as its

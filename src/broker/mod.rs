@@ -33,7 +33,7 @@ mod wake;
 pub use commands::{SendOutcome, Sent};
 pub use error::BrokerError;
 pub use events::{Event, EventSubscription};
-pub use identity::Caller;
+pub use identity::{Caller, MCP_DOOR};
 pub use peers::ContactGuard;
 pub use wake::WaiterPermit;
 

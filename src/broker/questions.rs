@@ -224,7 +224,7 @@ impl Broker {
         let (q, commits) = {
             let mut st = self.lock();
             let q = open_question(&st, id, "nothing was changed")?;
-            if q.kind == QuestionKind::Permission && !is_person(caller) {
+            if q.kind == QuestionKind::Permission && !caller.is_person() {
                 return Err(BrokerError::new(
                     ErrorCode::PersonOnly,
                     format!(
@@ -287,7 +287,7 @@ impl Broker {
         let (q, commits) = {
             let mut st = self.lock();
             let mut q = open_question(&st, id, "it can no longer be cancelled")?.clone();
-            if q.kind == QuestionKind::Permission && !is_person(caller) {
+            if q.kind == QuestionKind::Permission && !caller.is_person() {
                 match q.peer.filter(|asker| caller.peer == Some(*asker)) {
                     Some(asker) => self.prove_in(&st, asker, caller)?,
                     None => {
@@ -416,12 +416,6 @@ impl Broker {
 }
 
 /// An open question; 404 when unknown, 409 when it is already closed.
-/// A request from a person: it names no peer and did not come through the
-/// MCP door (which coding sessions use).
-fn is_person(caller: &Caller) -> bool {
-    caller.peer.is_none() && caller.address.as_deref() != Some("mcp")
-}
-
 fn open_question<'a>(st: &'a State, id: Uuid, why: &str) -> Result<&'a Question, BrokerError> {
     let q = st.questions.get(&id).ok_or_else(|| unknown_question(id))?;
     if q.status != QuestionStatus::Open {

@@ -419,6 +419,29 @@ impl Client {
         self.get(&["leases", "check"], &q).await
     }
 
+    /// [`Client::check_leases`] for files, plain paths whatever characters
+    /// their names hold (the edit check, the git guard): each is sent as the
+    /// pattern that names exactly it
+    /// ([`literal_pattern`](crate::broker::lease_paths::literal_pattern)),
+    /// and each conflict names the file as given.
+    pub async fn check_files(
+        &self,
+        repo: &str,
+        files: &[String],
+    ) -> Result<LeaseCheckResponse, ClientError> {
+        let sent: Vec<String> = files
+            .iter()
+            .map(|f| crate::broker::lease_paths::literal_pattern(f))
+            .collect();
+        let mut r = self.check_leases(repo, &sent).await?;
+        for c in &mut r.conflicts {
+            if let Some(i) = sent.iter().position(|s| *s == c.path) {
+                c.path.clone_from(&files[i]);
+            }
+        }
+        Ok(r)
+    }
+
     /// `POST /leases/{id}/renew`: extends one of this peer's leases.
     pub async fn renew_lease(
         &self,

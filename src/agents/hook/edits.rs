@@ -120,14 +120,15 @@ impl Hook {
             st.took_turn = true;
             let mut refused: Vec<(String, Vec<Lease>)> = Vec::new();
             for (repo, paths) in &by_repo {
+                let conflicts = client.check_files(repo, paths).await?.conflicts;
+                // Claims and reports name each file by its pattern.
                 let patterns: Vec<String> = paths.iter().map(|p| literal_pattern(p)).collect();
-                let conflicts = client.check_leases(repo, &patterns).await?.conflicts;
                 // (path, its pattern, the leases in the way)
                 let mut in_repo: Vec<(&String, &String, Vec<Lease>)> = Vec::new();
                 for (path, pattern) in paths.iter().zip(&patterns) {
                     let mut held: Vec<Lease> = conflicts
                         .iter()
-                        .filter(|c| c.path == *pattern)
+                        .filter(|c| c.path == *path)
                         .map(|c| c.lease.clone())
                         .collect();
                     if held.is_empty() && claim {

@@ -20,7 +20,6 @@ pub mod script;
 use super::lease::{render, Place};
 use super::{exit, CliError, ClientArgs, Ctx, Exit};
 use crate::api::LeaseConflict;
-use crate::broker::lease_paths::literal_pattern;
 use crate::time::Timestamp;
 use clap::{Args, Subcommand};
 use script::{Removed, CHAINED};
@@ -376,15 +375,8 @@ async fn check_staged(args: &CheckArgs) -> Result<Exit, CliError> {
     ctx.client = ctx.client.impatient(BROKER_PATIENCE)?;
     let mut conflicts: Vec<LeaseConflict> = Vec::new();
     for part in paths.chunks(PATHS_PER_CHECK) {
-        // Staged files are plain paths, whatever characters their names hold.
-        let sent: Vec<String> = part.iter().map(|p| literal_pattern(p)).collect();
-        let r = ctx.client.check_leases(&place.repo, &sent).await?;
-        conflicts.extend(r.conflicts.into_iter().map(|mut c| {
-            if let Some(i) = sent.iter().position(|s| *s == c.path) {
-                c.path.clone_from(&part[i]);
-            }
-            c
-        }));
+        let r = ctx.client.check_files(&place.repo, part).await?;
+        conflicts.extend(r.conflicts);
     }
     if args.client.json {
         ctx.out.json(&crate::api::LeaseCheckResponse {

@@ -342,7 +342,7 @@ impl Session {
         Caller {
             peer: bound.as_ref().map(|b| b.id),
             key: bound.as_ref().map(|b| b.key.clone()),
-            address: Some("mcp".to_string()),
+            address: Some(crate::broker::MCP_DOOR.to_string()),
         }
     }
 

@@ -122,7 +122,11 @@ impl CipcMcp {
     fn caller(&self, peer_key: Option<&str>) -> Result<Caller, Refusal> {
         let key = peer_key.map(str::trim).filter(|k| !k.is_empty());
         let caller = match key {
-            Some(k) => Caller::presented(None, Some(k.to_string()), Some("mcp".into())),
+            Some(k) => Caller::presented(
+                None,
+                Some(k.to_string()),
+                Some(crate::broker::MCP_DOOR.into()),
+            ),
             None => self.session.caller(),
         };
         self.session
