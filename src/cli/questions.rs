@@ -70,7 +70,9 @@ pub struct AnswerArgs {
     pub client: ClientArgs,
     /// The question's id: whole, or a unique part (the short id `cipc questions` shows).
     pub id: String,
-    /// The answer: one of the question's choices when it has them.
+    /// The answer: one of the question's choices when it has them (a
+    /// session's permission prompt: allow or deny, from a shell that names
+    /// no peer, since only a person answers one).
     pub text: String,
     /// Who answers [default: this peer's role, else "someone"].
     #[arg(long, value_name = "NAME")]
