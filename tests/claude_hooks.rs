@@ -1337,9 +1337,10 @@ async fn permission_prompts_reach_the_person_and_their_answers_decide() {
         "mcp__cipc__*",
     )
     .await;
+    // Read while the session runs: a -p session may end right after.
+    let peer = run.hook_peer().await;
     let ended = run.turns_done(1).await;
     person.abort();
-    let peer = run.hook_peer().await;
 
     let asked = answered.lock().clone();
     run.check(
@@ -1452,6 +1453,10 @@ async fn the_model_takes_and_acks_an_order_without_ever_holding_a_key() {
         (status["waiters"].as_u64().unwrap_or(0) >= 1).then_some(())
     })
     .await;
+    // The session's peer, read while the session surely runs (once the
+    // order is done the session may end before anyone looks).
+    let peer = run.hook_peer().await;
+    let peer_id = text(&peer["id"]);
     let (st, body) = common::post(
         &format!("{base}/commands/send"),
         json!({"target": "worker", "action": "resize", "params": {"px": 64}}),
@@ -1463,8 +1468,6 @@ async fn the_model_takes_and_acks_an_order_without_ever_holding_a_key() {
     );
     let id = text(&body["command"]["id"]);
     let ended = run.turns_done(1).await;
-    let peer = run.hook_peer().await;
-    let peer_id = text(&peer["id"]);
 
     let whoami = run
         .model
@@ -1647,8 +1650,9 @@ async fn a_write_to_a_file_another_session_leases_is_refused() {
         "Write,mcp__cipc__*",
     )
     .await;
-    let ended = run.turns_done(1).await;
+    // Read while the session runs: a -p session may end right after.
     let peer = run.hook_peer().await;
+    let ended = run.turns_done(1).await;
     let writes: Vec<_> = run
         .model
         .tool_results()
