@@ -135,6 +135,47 @@ async fn memory_mode_keeps_nothing() {
     assert_eq!(p["peers"], Value::Array(vec![]));
 }
 
+/// `GET /status` counts the store's commits: every answered write waited
+/// for one, so sends made one after another each add a commit, and a
+/// commit holds at least one write. `--memory` never commits and says so
+/// by leaving the count out.
+#[tokio::test]
+async fn status_counts_the_commits_answers_waited_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = BinaryBroker::durable(dir.path());
+    let counts = |v: &Value| {
+        let s = &v["store"];
+        (s["commits"].as_u64(), s["writes"].as_u64())
+    };
+    let (_, before) = get(&format!("{}/status", b.url)).await;
+    let (Some(c0), Some(w0)) = counts(&before) else {
+        panic!("a durable broker reports its commits: {before}");
+    };
+    for i in 0..5 {
+        let (st, _) = post(&format!("{}/channels/log/send", b.url), json!({"i": i})).await;
+        assert_eq!(st, 201);
+    }
+    let (_, after) = get(&format!("{}/status", b.url)).await;
+    let (Some(c1), Some(w1)) = counts(&after) else {
+        panic!("still reported: {after}");
+    };
+    assert!(
+        c1 >= c0 + 5,
+        "one commit per answered send at least: {c0} -> {c1}"
+    );
+    assert!(
+        w1 - w0 >= c1 - c0,
+        "a commit holds a write: {w0} -> {w1}, {c0} -> {c1}"
+    );
+
+    let m = BinaryBroker::start(&["--memory"], &[]);
+    let (_, status) = get(&format!("{}/status", m.url)).await;
+    assert!(
+        status.get("store").is_none(),
+        "memory keeps nothing: {status}"
+    );
+}
+
 fn serve_fails(args: &[&str]) -> String {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_cipc"))
         .arg("serve")

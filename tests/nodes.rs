@@ -404,6 +404,22 @@ async fn concurrent_channel_senders_on_both_nodes_get_gapless_unique_seqs() {
             );
         }
     }
+    // Each node counts the commits it made: together they hold every send
+    // (and the writes of their start-up), in at most one commit per send.
+    let mut commits = 0;
+    let mut writes = 0;
+    for base in [&a.url, &b.url] {
+        let (_, status) = get(&format!("{base}/status")).await;
+        commits += status["store"]["commits"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("{base} reports its commits: {status}"));
+        writes += status["store"]["writes"].as_u64().unwrap_or(0);
+    }
+    assert!(writes >= total, "{writes} writes hold the {total} sends");
+    assert!(
+        commits >= 1 && commits <= writes,
+        "{commits} commits for {writes} writes"
+    );
 }
 
 #[tokio::test]

@@ -914,6 +914,24 @@ pub struct StatusResponse {
     /// them; absent from brokers older than it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mcp_sessions: Option<u64>,
+    /// The store's commits since start, so an operator can see how many
+    /// changes one sync covers; absent on `--memory`, which never commits,
+    /// and from brokers older than it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub store: Option<StoreCommits>,
+}
+
+/// The store's commits since the broker started (`GET /status`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StoreCommits {
+    /// Commits made: each ends in one sync (of SQLite's log, or a
+    /// PostgreSQL transaction), which covers every change queued while the
+    /// previous one ran.
+    pub commits: u64,
+    /// The changes those commits held: `writes / commits` is how many one
+    /// sync covered.
+    pub writes: u64,
 }
 
 /// `{"ok": true}`.

@@ -14,7 +14,9 @@
 //! the disk. `--smoke` is the CI-light run: a few seconds, failing only when
 //! a ratio is more than twice what it should be (`bench_smoke.rs`).
 
-use super::bench_measure::{cli_vs_curl, idle_waiters, rate, round_trips, Load};
+use super::bench_measure::{
+    cli_vs_curl, commits, commits_between, idle_waiters, rate, round_trips, Load,
+};
 use super::exit;
 use super::Exit;
 use clap::{Args, ValueEnum};
@@ -373,8 +375,13 @@ async fn round_trip_row(
     label: &str,
 ) -> Result<Row, String> {
     let (mut cipc, mut p99, mut floor, mut ratio) = (vec![], vec![], vec![], vec![]);
+    let mut syncs = vec![];
     for _ in 0..repeat.max(1) {
+        let before = commits(urls).await?;
         let r = round_trips(&urls[0], urls.last().unwrap_or(&urls[0]), n).await?;
+        if let Some((each, _)) = commits_between(before, commits(urls).await?, n) {
+            syncs.push(each);
+        }
         let f = match redis {
             Some(redis) => {
                 let mut t = redis_round_trips(redis.port, n).await?;
@@ -401,11 +408,17 @@ async fn round_trip_row(
             "{label}: round trip send?wait + ack?next, p50 ({n} x {})",
             repeat.max(1)
         ),
-        value: format!("{} ms (p99 {} ms)", range(&cipc, f3), range(&p99, f3)),
+        value: format!(
+            "{} ms (p99 {} ms){}",
+            range(&cipc, f3),
+            range(&p99, f3),
+            commits_note(&syncs, "commits each")
+        ),
         floor: format!("{floor_name}: {} ms", range(&floor, f3)),
         ratio: format!("{}x", range(&ratio, f2)),
         target: target.into(),
-        raw: json!({"medianMs": cipc, "p99Ms": p99, "floorMs": floor, "floor": floor_name, "ratio": ratio}),
+        raw: json!({"medianMs": cipc, "p99Ms": p99, "floorMs": floor, "floor": floor_name, "ratio": ratio,
+                    "commitsEach": syncs}),
     })
 }
 
@@ -417,13 +430,17 @@ async fn sends_row(
     redis: Option<&Redis>,
     label: &str,
 ) -> Result<Row, String> {
-    let (mut cipc, mut floor, mut ratio) = (vec![], vec![], vec![]);
+    let (mut cipc, mut floor, mut ratio, mut batches) = (vec![], vec![], vec![], vec![]);
     for _ in 0..repeat.max(1) {
         let f = match redis {
             Some(redis) => redis_xadd_rate(redis.port, n, clients).await?,
             None => rate(urls, n, clients, Load::Healthz).await?,
         };
+        let before = commits(urls).await?;
         let c = rate(urls, n, clients, Load::ChannelSend).await?;
+        if let Some((_, per_commit)) = commits_between(before, commits(urls).await?, n) {
+            batches.push(per_commit);
+        }
         cipc.push(c);
         floor.push(f);
         ratio.push(c / f.max(1e-9));
@@ -438,12 +455,27 @@ async fn sends_row(
             "{label}: channel sends/s, {clients} clients ({n} x {})",
             repeat.max(1)
         ),
-        value: range(&cipc, k),
+        value: format!(
+            "{}{}",
+            range(&cipc, k),
+            commits_note(&batches, "sends per commit")
+        ),
         floor: format!("{floor_name}: {}/s", range(&floor, k)),
         ratio: format!("{}x", range(&ratio, f2)),
         target: target.into(),
-        raw: json!({"perSecond": cipc, "floorPerSecond": floor, "floor": floor_name, "ratio": ratio, "clients": clients}),
+        raw: json!({"perSecond": cipc, "floorPerSecond": floor, "floor": floor_name, "ratio": ratio, "clients": clients,
+                    "sendsPerCommit": batches}),
     })
+}
+
+/// `; 2.01 commits each` after a durable figure (nothing on `--memory`,
+/// whose broker never commits): what it cost in syncs.
+fn commits_note(values: &[f64], what: &str) -> String {
+    if values.is_empty() {
+        String::new()
+    } else {
+        format!("; {} {what}", range(values, |x| format!("{x:.2}")))
+    }
 }
 
 /// A temporary directory removed on drop (kept tiny to avoid a dependency).

@@ -3,7 +3,9 @@
 //! waiters' memory, and the CLI's start-up against curl's. Each answers
 //! rows for the summary, or one line saying why it could not measure.
 
-use crate::api::{AckRequest, CommandStatus, ConnectRequest, EmitRequest, SendRequest};
+use crate::api::{
+    AckRequest, CommandStatus, ConnectRequest, EmitRequest, SendRequest, StoreCommits,
+};
 use crate::client::{Client, ClientError};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
@@ -142,6 +144,43 @@ pub(super) async fn round_trips(
         p99: percentile(&times, 0.99),
         noop_pair_p50: percentile(&noops, 0.5),
     })
+}
+
+/// The commits the brokers at `urls` made so far, summed over distinct
+/// nodes; `None` when one of them keeps nothing (`--memory`) or is older
+/// than the count.
+pub(super) async fn commits(urls: &[String]) -> Result<Option<StoreCommits>, String> {
+    let mut seen: Vec<&String> = Vec::new();
+    let mut sum = StoreCommits::default();
+    for url in urls {
+        if seen.contains(&url) {
+            continue;
+        }
+        seen.push(url);
+        let status = client(url)?.status().await.map_err(|e| e.to_string())?;
+        let Some(s) = status.store else {
+            return Ok(None);
+        };
+        sum.commits += s.commits;
+        sum.writes += s.writes;
+    }
+    Ok(Some(sum))
+}
+
+/// What `units` of work (round trips, sends) cost in commits, between two
+/// [`commits`] readings: commits per unit, and units per commit (a
+/// channel send past retention also trims, two writes in one unit).
+pub(super) fn commits_between(
+    before: Option<StoreCommits>,
+    after: Option<StoreCommits>,
+    units: usize,
+) -> Option<(f64, f64)> {
+    let (b, a) = (before?, after?);
+    let commits = a.commits.checked_sub(b.commits)?;
+    Some((
+        commits as f64 / units.max(1) as f64,
+        units as f64 / commits.max(1) as f64,
+    ))
 }
 
 /// A distinct worker role for every round-trip run against one broker.

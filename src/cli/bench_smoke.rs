@@ -12,7 +12,7 @@
 
 use super::bench::{range, BenchArgs, Row};
 use super::bench_floor::fdatasync_median;
-use super::bench_measure::{idle_waiters, ms, rate, round_trips, Load};
+use super::bench_measure::{commits, commits_between, idle_waiters, ms, rate, round_trips, Load};
 use super::exit;
 use super::Exit;
 use serde_json::json;
@@ -28,6 +28,9 @@ struct Bound {
     debug: f64,
     at_most: bool,
     unit: &'static str,
+    /// How far past the bound fails: twice it for timings and memory; less
+    /// for a count of commits, which a loaded machine barely moves.
+    slack: f64,
 }
 
 impl Bound {
@@ -39,21 +42,21 @@ impl Bound {
         }
     }
 
-    /// True when `ratio` is within twice the bound.
+    /// True when `ratio` is within the bound and its slack.
     fn passes(&self, ratio: f64) -> bool {
         if self.at_most {
-            ratio <= 2.0 * self.value()
+            ratio <= self.slack * self.value()
         } else {
-            ratio >= self.value() / 2.0
+            ratio >= self.value() / self.slack
         }
     }
 
     fn describe(&self) -> String {
         let u = self.unit;
         let (cmp, fail) = if self.at_most {
-            ("<=", format!("fails > {:.2}{u}", 2.0 * self.value()))
+            ("<=", format!("fails > {:.2}{u}", self.slack * self.value()))
         } else {
-            (">=", format!("fails < {:.2}{u}", self.value() / 2.0))
+            (">=", format!("fails < {:.2}{u}", self.value() / self.slack))
         };
         format!("{cmp} {:.2}{u} ({fail})", self.value())
     }
@@ -65,6 +68,7 @@ const MEMORY_ROUND_TRIP: Bound = Bound {
     debug: 2.2,
     at_most: true,
     unit: "x",
+    slack: 2.0,
 };
 /// Durable round trip over two no-op requests plus the two fdatasyncs on
 /// its path (the command with its delivery, the ack).
@@ -73,6 +77,7 @@ const DURABLE_ROUND_TRIP: Bound = Bound {
     debug: 3.0,
     at_most: true,
     unit: "x",
+    slack: 2.0,
 };
 /// Memory channel sends over `GET /healthz` at the same concurrency
 /// (issue 24's target: 0.9x).
@@ -81,14 +86,37 @@ const MEMORY_SENDS: Bound = Bound {
     debug: 0.85,
     at_most: false,
     unit: "x",
+    slack: 2.0,
 };
 /// Durable channel sends over the lesser of the HTTP floor and the disk's
-/// (every client's write covered by one fdatasync each).
+/// (every client's write covered by one fdatasync each): 0.33-0.5 on the
+/// development VMs, lower where the disk syncs fast, since a commit covers
+/// only the writes of the clients that came back in time.
 const DURABLE_SENDS: Bound = Bound {
-    release: 0.5,
+    release: 0.35,
     debug: 0.45,
     at_most: false,
     unit: "x",
+    slack: 2.0,
+};
+/// Commits (syncs) per durable round trip: the command with its delivery,
+/// then the ack. A third would mean the command was synced alone again
+/// (docs/benchmarks.md says what each one protects).
+const COMMITS_PER_ROUND_TRIP: Bound = Bound {
+    release: 2.0,
+    debug: 2.0,
+    at_most: true,
+    unit: "",
+    slack: 1.25,
+};
+/// Channel sends one commit covers with `CLIENTS` senders: group commit.
+/// One would mean every send waits for a sync of its own.
+const SENDS_PER_COMMIT: Bound = Bound {
+    release: 2.5,
+    debug: 2.2,
+    at_most: false,
+    unit: "",
+    slack: 2.0,
 };
 /// KB per parked long-poll (memory, not time; issue 24's target: 6 KB).
 const WAITER_KB: Bound = Bound {
@@ -96,6 +124,7 @@ const WAITER_KB: Bound = Bound {
     debug: 16.0,
     at_most: true,
     unit: " KB",
+    slack: 2.0,
 };
 
 /// How much of each: a debug build serves a few thousand requests a
@@ -138,9 +167,14 @@ pub(super) fn run(args: &BenchArgs, rt: &tokio::runtime::Runtime) -> Exit {
                 "-".into(),
                 &WAITER_KB,
             ));
-            let (mut rt_ratio, mut rt_floor) = (Vec::new(), Vec::new());
+            let (mut rt_ratio, mut rt_floor, mut rt_commits) = (Vec::new(), Vec::new(), Vec::new());
             for _ in 0..repeat {
+                let before = commits(&urls).await?;
                 let r = round_trips(&url, &url, ROUND_TRIPS).await?;
+                if let Some((each, _)) = commits_between(before, commits(&urls).await?, ROUND_TRIPS)
+                {
+                    rt_commits.push(each);
+                }
                 let floor = if memory {
                     r.noop_pair_p50
                 } else {
@@ -164,7 +198,15 @@ pub(super) fn run(args: &BenchArgs, rt: &tokio::runtime::Runtime) -> Exit {
                     &DURABLE_ROUND_TRIP
                 },
             ));
-            let (mut s_ratio, mut s_floor) = (Vec::new(), Vec::new());
+            if !rt_commits.is_empty() {
+                out.push(judge(
+                    format!("{label}: commits per round trip"),
+                    &rt_commits,
+                    "-".into(),
+                    &COMMITS_PER_ROUND_TRIP,
+                ));
+            }
+            let (mut s_ratio, mut s_floor, mut s_batches) = (Vec::new(), Vec::new(), Vec::new());
             for _ in 0..repeat {
                 let http = rate(&urls, MESSAGES, CLIENTS, Load::Healthz).await?;
                 let floor = if memory {
@@ -172,7 +214,13 @@ pub(super) fn run(args: &BenchArgs, rt: &tokio::runtime::Runtime) -> Exit {
                 } else {
                     http.min(CLIENTS as f64 / fsync()?.as_secs_f64().max(1e-9))
                 };
+                let before = commits(&urls).await?;
                 let sends = rate(&urls, MESSAGES, CLIENTS, Load::ChannelSend).await?;
+                if let Some((_, per_commit)) =
+                    commits_between(before, commits(&urls).await?, MESSAGES)
+                {
+                    s_batches.push(per_commit);
+                }
                 s_floor.push(floor);
                 s_ratio.push(sends / floor.max(1e-9));
             }
@@ -191,6 +239,14 @@ pub(super) fn run(args: &BenchArgs, rt: &tokio::runtime::Runtime) -> Exit {
                     &DURABLE_SENDS
                 },
             ));
+            if !s_batches.is_empty() {
+                out.push(judge(
+                    format!("{label}: channel sends per commit, {CLIENTS} clients"),
+                    &s_batches,
+                    "-".into(),
+                    &SENDS_PER_COMMIT,
+                ));
+            }
             Ok::<_, String>(out)
         });
         let _ = child.kill();
@@ -210,11 +266,7 @@ pub(super) fn run(args: &BenchArgs, rt: &tokio::runtime::Runtime) -> Exit {
             }
         }
     }
-    super::bench::print_rows(
-        &rows,
-        "smoke (fails only at more than twice a bound)",
-        args.json,
-    );
+    super::bench::print_rows(&rows, "smoke (fails only well past a bound)", args.json);
     if failed.is_empty() {
         exit::OK
     } else {

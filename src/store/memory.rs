@@ -30,4 +30,8 @@ impl Store for MemoryStore {
     fn describe(&self) -> String {
         "memory (nothing is kept after exit)".to_string()
     }
+
+    fn is_durable(&self) -> bool {
+        false
+    }
 }

@@ -23,7 +23,7 @@ mod sqlite;
 pub use dir_lock::{DirLock, LOCK_FILE};
 pub use memory::MemoryStore;
 pub use postgres::{PgStore, DEFAULT_TURN_TIMEOUT};
-pub use progress::{Lost, Progress};
+pub use progress::{CommitCounts, Lost, Progress};
 pub use shared::{CatchUp, LogEntry, SharedEvent, Turn, TurnKind};
 pub use sqlite::SqliteStore;
 
@@ -350,6 +350,11 @@ pub trait Store: Send + Sync + 'static {
     fn close(&self);
     /// A human description of where data lives ("memory" or a file path).
     fn describe(&self) -> String;
+    /// False for a store that keeps nothing (`--memory`): it never commits,
+    /// so `GET /status` shows no commit counts for it.
+    fn is_durable(&self) -> bool {
+        true
+    }
     /// Whether writes can be saved now; why not when they cannot
     /// (`/healthz` answers 503 with it, and with a reason the error's kind
     /// decides: unreachable, or a write turn stalled by another node).

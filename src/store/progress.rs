@@ -33,6 +33,20 @@ pub struct Progress {
     /// Some position ever failed: until then no reader takes the lock.
     ever_failed: AtomicBool,
     failures: Mutex<Failures>,
+    /// Commits made since start, and the mutations they held.
+    commits: AtomicU64,
+    committed_writes: AtomicU64,
+}
+
+/// How the store's commits went since start (`GET /status`): each commit
+/// ends in one sync, so `writes / commits` is how many changes one sync
+/// covered, and the commits a piece of work costs is the syncs it waited for.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CommitCounts {
+    /// Commits that succeeded.
+    pub commits: u64,
+    /// The mutations those commits held.
+    pub writes: u64,
 }
 
 #[derive(Debug, Default)]
@@ -53,6 +67,8 @@ impl Default for Progress {
             moved: Notify::new(),
             ever_failed: AtomicBool::new(false),
             failures: Mutex::new(Failures::default()),
+            commits: AtomicU64::new(0),
+            committed_writes: AtomicU64::new(0),
         }
     }
 }
@@ -84,6 +100,23 @@ impl Progress {
         let before = self.settled.fetch_max(lsn, Ordering::SeqCst);
         if lsn > before && self.waiting.load(Ordering::SeqCst) > 0 {
             self.moved.notify_waiters();
+        }
+    }
+
+    /// Counts one successful commit of `writes` mutations (the store calls
+    /// it once per transaction it made durable).
+    pub fn count_commit(&self, writes: usize) {
+        self.commits.fetch_add(1, Ordering::Relaxed);
+        self.committed_writes
+            .fetch_add(writes as u64, Ordering::Relaxed);
+    }
+
+    /// The commits counted so far (zero on a store that never commits, such
+    /// as `--memory`).
+    pub fn commit_counts(&self) -> CommitCounts {
+        CommitCounts {
+            commits: self.commits.load(Ordering::Relaxed),
+            writes: self.committed_writes.load(Ordering::Relaxed),
         }
     }
 

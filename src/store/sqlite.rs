@@ -488,8 +488,9 @@ fn commit_batch(
         })
         .map_err(|e| e.to_string())
     };
-    if let Err(e) = &outcome {
-        tracing::error!(error = %e, batch = batch.len(), "store commit failed");
+    match &outcome {
+        Ok(()) => progress.count_commit(batch.len()),
+        Err(e) => tracing::error!(error = %e, batch = batch.len(), "store commit failed"),
     }
     progress.settle(last, outcome.is_err().then_some(first));
     for (_, _, reply) in batch {

@@ -427,6 +427,7 @@ impl PgInner {
                 "the connection was lost earlier in this turn".into(),
             ));
         };
+        let writes = mutations.len();
         let written = if mutations.is_empty() && events.is_empty() {
             if last {
                 unlock(c, self.bounds.unlock_sql).await
@@ -449,6 +450,7 @@ impl PgInner {
                     }
                 }
                 if first.is_some() {
+                    self.progress.count_commit(writes);
                     self.progress.settle(last_lsn, None);
                 }
                 if last {
