@@ -265,6 +265,10 @@ impl Waiters {
     }
 }
 
+/// Quarter-second samples of the broker's memory, each within 0.5% of the
+/// one before, that count as settled (2 s).
+const SETTLED_SAMPLES: usize = 8;
+
 /// `n` long-polls parked on one signal of the broker `pid`, then released
 /// by one emit.
 pub(super) async fn idle_waiters(url: &str, n: usize, pid: u32) -> Result<Waiters, String> {
@@ -277,16 +281,24 @@ pub(super) async fn idle_waiters(url: &str, n: usize, pid: u32) -> Result<Waiter
             tokio::spawn(async move { c.wait_signal("bench-idle", None, 120_000).await })
         })
         .collect();
-    // Parked once the broker's memory stops growing with every waiter open.
+    // Parked once the broker counts every waiter and its memory has stopped
+    // moving for a while: what the burst of arrivals allocated and freed is
+    // given back within about a second (jemalloc's background thread), and
+    // what stays is what the parked waiters hold.
     let deadline = Instant::now() + Duration::from_secs(60);
-    let mut last = 0;
+    let (mut last, mut still) = (0, 0);
     while Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(250)).await;
-        let open = tasks.iter().filter(|t| !t.is_finished()).count();
-        pb.set_position(open as u64);
+        let parked = c.status().await.map_or(0, |s| s.waiters as usize);
+        pb.set_position(parked.min(n) as u64);
         let rss = rss_kib(pid).unwrap_or(0);
-        if open == n && rss > 0 && rss.abs_diff(last) * 100 <= last {
-            break;
+        if parked >= n && rss > 0 && rss.abs_diff(last) * 200 <= last {
+            still += 1;
+            if still >= SETTLED_SAMPLES {
+                break;
+            }
+        } else {
+            still = 0;
         }
         last = rss;
     }
