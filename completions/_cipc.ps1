@@ -105,7 +105,7 @@ Register-ArgumentCompleter -Native -CommandName 'cipc' -ScriptBlock {
             [CompletionResult]::new('--memory', '--memory', [CompletionResultType]::ParameterName, 'Start the broker with `--memory` (default: durable, in a temporary dir)')
             [CompletionResult]::new('--durable', '--durable', [CompletionResultType]::ParameterName, 'Durable (the default); with `--memory`, both brokers, one after the other')
             [CompletionResult]::new('--no-redis', '--no-redis', [CompletionResultType]::ParameterName, 'Do not start `redis-server` for the durable floors, even if installed')
-            [CompletionResult]::new('--smoke', '--smoke', [CompletionResultType]::ParameterName, 'The CI-light run: every row briefly on a memory and a durable broker, exit 1 if a ratio to its floor is more than twice its bound')
+            [CompletionResult]::new('--smoke', '--smoke', [CompletionResultType]::ParameterName, 'The CI-light run: every row briefly on a memory and a durable broker, exit 1 if a ratio to its floor is more than twice its bound, or a durable round trip costs more than 2.5 commits')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print the results as JSON instead of a table')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')

@@ -100,7 +100,7 @@ set edit:completion:arg-completer[cipc] = {|@words|
             cand --memory 'Start the broker with `--memory` (default: durable, in a temporary dir)'
             cand --durable 'Durable (the default); with `--memory`, both brokers, one after the other'
             cand --no-redis 'Do not start `redis-server` for the durable floors, even if installed'
-            cand --smoke 'The CI-light run: every row briefly on a memory and a durable broker, exit 1 if a ratio to its floor is more than twice its bound'
+            cand --smoke 'The CI-light run: every row briefly on a memory and a durable broker, exit 1 if a ratio to its floor is more than twice its bound, or a durable round trip costs more than 2.5 commits'
             cand --json 'Print the results as JSON instead of a table'
             cand -h 'Print help (see more with ''--help'')'
             cand --help 'Print help (see more with ''--help'')'

@@ -100,7 +100,7 @@ complete -c cipc -n "__fish_cipc_using_subcommand bench" -l edit-hook -d 'Instea
 complete -c cipc -n "__fish_cipc_using_subcommand bench" -l memory -d 'Start the broker with `--memory` (default: durable, in a temporary dir)'
 complete -c cipc -n "__fish_cipc_using_subcommand bench" -l durable -d 'Durable (the default); with `--memory`, both brokers, one after the other'
 complete -c cipc -n "__fish_cipc_using_subcommand bench" -l no-redis -d 'Do not start `redis-server` for the durable floors, even if installed'
-complete -c cipc -n "__fish_cipc_using_subcommand bench" -l smoke -d 'The CI-light run: every row briefly on a memory and a durable broker, exit 1 if a ratio to its floor is more than twice its bound'
+complete -c cipc -n "__fish_cipc_using_subcommand bench" -l smoke -d 'The CI-light run: every row briefly on a memory and a durable broker, exit 1 if a ratio to its floor is more than twice its bound, or a durable round trip costs more than 2.5 commits'
 complete -c cipc -n "__fish_cipc_using_subcommand bench" -l json -d 'Print the results as JSON instead of a table'
 complete -c cipc -n "__fish_cipc_using_subcommand bench" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c cipc -n "__fish_cipc_using_subcommand bench" -s V -l version -d 'Print version'

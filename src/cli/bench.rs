@@ -56,7 +56,8 @@ pub struct BenchArgs {
     #[arg(long)]
     pub no_redis: bool,
     /// The CI-light run: every row briefly on a memory and a durable broker,
-    /// exit 1 if a ratio to its floor is more than twice its bound.
+    /// exit 1 if a ratio to its floor is more than twice its bound, or a
+    /// durable round trip costs more than 2.5 commits.
     #[arg(long, conflicts_with_all = ["url", "store"])]
     pub smoke: bool,
     /// Command round trips to time.
