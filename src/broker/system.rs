@@ -1,7 +1,7 @@
 //! Whole-broker operations: status and reset.
 
 use super::{Broker, BrokerError};
-use crate::api::{CommandSummary, StatusResponse, StoreCommits};
+use crate::api::{CommandSummary, StatusResponse};
 use crate::store::Mutation;
 
 impl Broker {
@@ -19,13 +19,11 @@ impl Broker {
             signals: self.signals(),
             waiters: self.open_waiters() as u64,
             mcp_sessions: None,
-            store: self.inner.store.is_durable().then(|| {
-                let counts = self.inner.progress.commit_counts();
-                StoreCommits {
-                    commits: counts.commits,
-                    writes: counts.writes,
-                }
-            }),
+            store: self
+                .inner
+                .store
+                .is_durable()
+                .then(|| self.inner.progress.commit_counts()),
         }
     }
 

@@ -23,7 +23,7 @@ mod sqlite;
 pub use dir_lock::{DirLock, LOCK_FILE};
 pub use memory::MemoryStore;
 pub use postgres::{PgStore, DEFAULT_TURN_TIMEOUT};
-pub use progress::{CommitCounts, Lost, Progress};
+pub use progress::{Lost, Progress};
 pub use shared::{CatchUp, LogEntry, SharedEvent, Turn, TurnKind};
 pub use sqlite::SqliteStore;
 

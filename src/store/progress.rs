@@ -9,6 +9,7 @@
 //! nobody ever sees a change that a crash could undo (shared/DESIGN.md,
 //! principle 8).
 
+use crate::api::StoreCommits;
 use parking_lot::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use tokio::sync::Notify;
@@ -36,17 +37,6 @@ pub struct Progress {
     /// Commits made since start, and the mutations they held.
     commits: AtomicU64,
     committed_writes: AtomicU64,
-}
-
-/// How the store's commits went since start (`GET /status`): each commit
-/// ends in one sync, so `writes / commits` is how many changes one sync
-/// covered, and the commits a piece of work costs is the syncs it waited for.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct CommitCounts {
-    /// Commits that succeeded.
-    pub commits: u64,
-    /// The mutations those commits held.
-    pub writes: u64,
 }
 
 #[derive(Debug, Default)]
@@ -111,10 +101,10 @@ impl Progress {
             .fetch_add(writes as u64, Ordering::Relaxed);
     }
 
-    /// The commits counted so far (zero on a store that never commits, such
-    /// as `--memory`).
-    pub fn commit_counts(&self) -> CommitCounts {
-        CommitCounts {
+    /// The commits counted so far, as `GET /status` shows them (zero on a
+    /// store that never commits, such as `--memory`).
+    pub fn commit_counts(&self) -> StoreCommits {
+        StoreCommits {
             commits: self.commits.load(Ordering::Relaxed),
             writes: self.committed_writes.load(Ordering::Relaxed),
         }
